@@ -1,0 +1,214 @@
+"""What every operator provides, in one place (see DESIGN.md, example 1).
+
+An op is a subclass of `OpDef` registered with `@register`. It declares its inputs, outputs and attribute
+schema, and implements:
+    infer(ctx) -> [(shape, dtype), ...]      shape/dtype of each output
+    cost(ctx)  -> Cost                       MACs, FLOPs, parameter count
+    run(ctx, xs) -> [np.ndarray, ...]        float32 reference implementation (numpy)
+`ctx` is an `OpContext`: the node, its input tensors (with constant data when known) and, after
+inference, its output tensors. Families share base classes (elementwise, spatial filter, pooling) so
+each member stays small.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.errors import GraphError
+from engine.ir import Node, Tensor
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Attr:
+    """Schema of one attribute: kind is one of int, float, str, ints, floats; None default = required."""
+
+    kind: str
+    default: Any = None
+    choices: tuple | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Cost:
+    macs: int = 0
+    flops: int = 0
+    params: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.macs + other.macs, self.flops + other.flops, self.params + other.params)
+
+
+class OpContext:
+    """The view of one node that an op implementation sees."""
+
+    def __init__(self, op: "OpDef", node: Node, ins: list[Tensor | None], outs: list[Tensor] | None = None):
+        self.op = op
+        self.node = node
+        self.ins = ins
+        self.outs = outs or []
+
+    def attr(self, name: str) -> Any:
+        if name in self.node.attrs:
+            return self.node.attrs[name]
+        spec = self.op.attrs.get(name)
+        if spec is None:
+            raise KeyError(f"{self.op.name} has no attribute '{name}'")
+        return spec.default
+
+    def shape(self, i: int) -> Shape:
+        t = self.ins[i]
+        if t is None:
+            raise self.error(f"input {i} is missing")
+        return t.shape
+
+    def has(self, i: int) -> bool:
+        return i < len(self.ins) and self.ins[i] is not None
+
+    def const(self, i: int) -> np.ndarray:
+        """Constant value of input i (needed for shape-defining inputs such as Reshape's shape)."""
+        t = self.ins[i] if i < len(self.ins) else None
+        if t is None or t.data is None:
+            raise self.error(f"input {i} must be a constant")
+        return t.data
+
+    def error(self, message: str) -> GraphError:
+        return GraphError(message, node=self.node.name, op=self.node.op)
+
+
+_KINDS = {
+    "int": lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "ints": lambda v: isinstance(v, (list, tuple)) and all(_KINDS["int"](x) for x in v),
+    "floats": lambda v: isinstance(v, (list, tuple)) and all(_KINDS["float"](x) for x in v),
+}
+
+
+class OpDef:
+    name: ClassVar[str] = ""
+    # Input names; a trailing "?" marks an optional input, a trailing "*" a variadic tail.
+    inputs: ClassVar[tuple[str, ...]] = ("X",)
+    outputs: ClassVar[tuple[str, ...]] = ("Y",)
+    attrs: ClassVar[dict[str, Attr]] = {}
+    # Indices of inputs whose constant data counts as trainable parameters (weights, biases, BN stats).
+    param_inputs: ClassVar[tuple[int, ...]] = ()
+    # True when the output is the input reinterpreted (Reshape, Flatten, ...): the planner may alias it.
+    is_view: ClassVar[bool] = False
+    # True for ops that compute nothing at inference (Identity, Dropout).
+    is_noop: ClassVar[bool] = False
+    doc: ClassVar[str] = ""
+
+    # ---- schema checks -------------------------------------------------------------------------
+    def input_range(self) -> tuple[int, int]:
+        lo = sum(1 for n in self.inputs if not n.endswith(("?", "*")))
+        hi = 10**6 if any(n.endswith("*") for n in self.inputs) else len(self.inputs)
+        return lo, hi
+
+    def check(self, node: Node) -> None:
+        """Validate arity and attributes against the schema; raise GraphError naming what is wrong."""
+        lo, hi = self.input_range()
+        present = len(node.inputs)
+        if present < lo or present > hi:
+            want = f"{lo}" if lo == hi else (f"{lo}..{hi}" if hi < 10**6 else f"at least {lo}")
+            raise GraphError(f"expects {want} inputs, got {present}", node.name, node.op)
+        for i, n in enumerate(self.inputs):
+            if i < present and not n.endswith(("?", "*")) and node.inputs[i] == "":
+                raise GraphError(f"required input '{n}' is missing", node.name, node.op)
+        for key, value in node.attrs.items():
+            spec = self.attrs.get(key)
+            if spec is None:
+                known = ", ".join(sorted(self.attrs)) or "none"
+                raise GraphError(f"unknown attribute '{key}' (known: {known})", node.name, node.op)
+            if value is None and not spec.required:
+                continue
+            if not _KINDS[spec.kind](value):
+                raise GraphError(f"attribute '{key}' must be {spec.kind}, got {value!r}", node.name, node.op)
+            if spec.choices is not None and value not in spec.choices:
+                raise GraphError(f"attribute '{key}' must be one of {list(spec.choices)}, got {value!r}",
+                                 node.name, node.op)
+        for key, spec in self.attrs.items():
+            if spec.required and key not in node.attrs:
+                raise GraphError(f"attribute '{key}' is required", node.name, node.op)
+
+    # ---- facets ----------------------------------------------------------------------------------
+    def infer(self, ctx: OpContext) -> list[tuple[Shape, str]]:
+        raise NotImplementedError
+
+    def cost(self, ctx: OpContext) -> Cost:
+        """Default: no MACs, one FLOP per output element, parameters from `param_inputs`."""
+        flops = sum(t.size for t in ctx.outs)
+        return Cost(0, 0 if (self.is_view or self.is_noop) else flops, self.count_params(ctx))
+
+    def count_params(self, ctx: OpContext) -> int:
+        return sum(ctx.ins[i].size for i in self.param_inputs
+                   if i < len(ctx.ins) and ctx.ins[i] is not None and ctx.ins[i].data is not None)
+
+    def run(self, ctx: OpContext, xs: list[np.ndarray | None]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register(cls: type[OpDef]) -> type[OpDef]:
+    assert cls.name and cls.name not in OPS, cls.name
+    OPS[cls.name] = cls()
+    return cls
+
+
+def get_op(name: str) -> OpDef | None:
+    return OPS.get(name)
+
+
+def supported_ops() -> list[str]:
+    return sorted(OPS)
+
+
+# ---- helpers shared by op families ---------------------------------------------------------------
+
+def norm_axis(axis: int, rank: int, ctx: OpContext | None = None) -> int:
+    if not -rank <= axis < max(rank, 1):
+        msg = f"axis {axis} out of range for rank {rank}"
+        raise ctx.error(msg) if ctx else GraphError(msg)
+    return axis % rank if rank else 0
+
+
+def broadcast_shapes(ctx: OpContext, *shapes: Shape) -> Shape:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ctx.error("input shapes " + " and ".join(str(list(s)) for s in shapes) + " do not broadcast")
+
+
+def float_out(ctx: OpContext, i: int = 0) -> str:
+    """Output dtype of a float op: same as input (quantized graphs keep their integer dtype)."""
+    return ctx.ins[i].dtype if ctx.ins[i] is not None else "float32"
+
+
+_ACT = ("none", "relu", "relu6", "relu_n1_to_1", "tanh", "sigmoid")
+# Fused activation, as TFLite stores it on conv/FC/add/pool; ONNX graphs use separate nodes.
+FUSED_ACTIVATION = {"activation": Attr("str", "none", _ACT)}
+
+
+def apply_activation(y: np.ndarray, act: str) -> np.ndarray:
+    if act == "none":
+        return y
+    if act == "relu":
+        return np.maximum(y, 0)
+    if act == "relu6":
+        return np.clip(y, 0, 6)
+    if act == "relu_n1_to_1":
+        return np.clip(y, -1, 1)
+    if act == "tanh":
+        return np.tanh(y)
+    if act == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-y))
+    raise ValueError(act)
+
+
+def activation_flops(act: str, n: int) -> int:
+    return 0 if act == "none" else n

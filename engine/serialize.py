@@ -1,0 +1,126 @@
+"""Lossless serialization: structure as JSON, constants as one binary blob (an .npz without pickles).
+
+    doc, blob = dumps(graph)          # (dict ready for json.dumps, bytes)
+    graph = loads(doc, blob)
+    save(graph, path) / load(path)    # a single .tsgraph file: a zip holding graph.json and constants.npz
+
+The store keeps `doc` and `blob` in DuckDB; `content_hash` identifies a graph's content.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from engine.errors import ModelFormatError
+from engine.ir import Graph, Node, Quant, Tensor
+
+FORMAT = "tinystudio.graph"
+VERSION = 1
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    return v
+
+
+def structure(graph: Graph, with_meta: bool = True) -> dict:
+    tensors = []
+    for t in graph.tensors.values():
+        d = {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "const": t.data is not None}
+        if t.quant is not None:
+            d["quant"] = t.quant.to_json()
+        if with_meta and t.meta:
+            d["meta"] = _jsonable(t.meta)
+        tensors.append(d)
+    nodes = []
+    for n in graph.nodes:
+        d = {"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs),
+             "attrs": _jsonable(dict(sorted(n.attrs.items())))}
+        if with_meta and n.meta:
+            d["meta"] = _jsonable(n.meta)
+        nodes.append(d)
+    doc = {"format": FORMAT, "version": VERSION, "name": graph.name, "inputs": list(graph.inputs),
+           "outputs": list(graph.outputs), "tensors": tensors, "nodes": nodes}
+    if with_meta:
+        doc["meta"] = _jsonable(graph.meta)
+    return doc
+
+
+def dumps(graph: Graph) -> tuple[dict, bytes]:
+    buf = io.BytesIO()
+    arrays = {f"t{i}": t.data for i, t in enumerate(graph.tensors.values()) if t.data is not None}
+    names = {f"t{i}": t.name for i, t in enumerate(graph.tensors.values()) if t.data is not None}
+    np.savez(buf, **arrays)
+    doc = structure(graph)
+    doc["blob_keys"] = names
+    return doc, buf.getvalue()
+
+
+def loads(doc: dict, blob: bytes) -> Graph:
+    if doc.get("format") != FORMAT:
+        raise ModelFormatError("graph", f"not a TinyStudio graph document (format {doc.get('format')!r})")
+    if doc.get("version", 0) > VERSION:
+        raise ModelFormatError("graph", f"graph format version {doc['version']} is newer than this TinyStudio")
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        data = {doc["blob_keys"][k]: z[k] for k in z.files}
+    g = Graph(doc["name"], meta=doc.get("meta", {}))
+    for d in doc["tensors"]:
+        q = Quant.from_json(d["quant"]) if "quant" in d else None
+        g.tensors[d["name"]] = Tensor(d["name"], tuple(d["shape"]), d["dtype"], q,
+                                      data.get(d["name"]) if d["const"] else None, d.get("meta", {}))
+    for d in doc["nodes"]:
+        g.nodes.append(Node(d["op"], d["name"], d["inputs"], d["outputs"], d["attrs"], d.get("meta", {})))
+    g.inputs, g.outputs = list(doc["inputs"]), list(doc["outputs"])
+    return g
+
+
+def content_hash(graph: Graph) -> str:
+    """sha256 of structure (without meta) and every constant's dtype, shape and bytes.
+
+    Same content -> same hash, independent of dict order in attrs and of meta annotations.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(structure(graph, with_meta=False), sort_keys=True, separators=(",", ":")).encode())
+    for t in sorted(graph.tensors.values(), key=lambda t: t.name):
+        if t.data is not None:
+            h.update(t.name.encode() + b"\0" + t.dtype.encode() + repr(t.shape).encode())
+            h.update(np.ascontiguousarray(t.data).tobytes())
+    return h.hexdigest()
+
+
+def save(graph: Graph, path: str) -> None:
+    doc, blob = dumps(graph)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("graph.json", json.dumps(doc))
+        z.writestr("constants.npz", blob)
+
+
+def load(path: str, max_bytes: int = 1 << 30) -> Graph:
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = {i.filename: i for i in z.infolist()}
+            if "graph.json" not in infos or "constants.npz" not in infos:
+                raise ModelFormatError(path, "not a TinyStudio graph file (graph.json or constants.npz missing)")
+            if sum(i.file_size for i in infos.values()) > max_bytes:
+                raise ModelFormatError(path, "graph file is larger than the limit")
+            doc = json.loads(z.read("graph.json"))
+            blob = z.read("constants.npz")
+    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, EOFError, ValueError) as e:
+        raise ModelFormatError(path, f"corrupted TinyStudio graph file ({e})") from None
+    try:
+        return loads(doc, blob)
+    except (KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelFormatError(path, f"corrupted TinyStudio graph file ({e})") from None

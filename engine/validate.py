@@ -1,0 +1,143 @@
+"""Structure checks, topological order and shape/dtype inference over a Graph.
+
+    order = topological_order(graph)        # nodes in a valid execution order (stable)
+    graph = infer_shapes(graph)             # new graph with every activation's shape and dtype set
+    validate(graph)                         # raises GraphError naming the node, op and problem
+"""
+from __future__ import annotations
+
+import heapq
+
+from engine.errors import GraphError
+from engine.ir import Graph, Node, Tensor
+from engine.ops import OpContext, get_op, supported_ops
+
+
+def producers(graph: Graph) -> dict[str, Node]:
+    out: dict[str, Node] = {}
+    for n in graph.nodes:
+        for t in n.outputs:
+            if t in out:
+                raise GraphError(f"tensor '{t}' is produced twice (also by '{out[t].name}')", n.name, n.op)
+            out[t] = n
+    return out
+
+
+def consumers(graph: Graph) -> dict[str, list[Node]]:
+    out: dict[str, list[Node]] = {}
+    for n in graph.nodes:
+        for t in n.inputs:
+            if t:
+                out.setdefault(t, []).append(n)
+    return out
+
+
+def check_structure(graph: Graph) -> None:
+    """Names unique, every input defined, every output produced."""
+    seen: set[str] = set()
+    for n in graph.nodes:
+        if not n.name:
+            raise GraphError(f"a {n.op} node has no name")
+        if n.name in seen:
+            raise GraphError("node name is used twice", n.name, n.op)
+        seen.add(n.name)
+    prod = producers(graph)
+    for name in graph.inputs:
+        if name not in graph.tensors:
+            raise GraphError(f"graph input '{name}' has no tensor")
+        if name in prod:
+            raise GraphError(f"graph input '{name}' is also produced by node '{prod[name].name}'")
+    for n in graph.nodes:
+        for t in n.inputs:
+            if not t:
+                continue
+            if t in prod or t in graph.inputs:
+                continue
+            tt = graph.tensors.get(t)
+            if tt is None or tt.data is None:
+                raise GraphError(f"input '{t}' is dangling: no node produces it and it is neither a graph "
+                                 "input nor a constant", n.name, n.op)
+    for name in graph.outputs:
+        if name not in prod and name not in graph.inputs and graph.const(name) is None:
+            raise GraphError(f"graph output '{name}' is not produced by any node")
+
+
+def topological_order(graph: Graph) -> list[Node]:
+    """Kahn's algorithm; ties broken by original position so the order is stable."""
+    prod = producers(graph)
+    index = {id(n): i for i, n in enumerate(graph.nodes)}
+    deps: dict[int, int] = {}
+    users: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        srcs = {id(prod[t]) for t in n.inputs if t and t in prod}
+        deps[id(n)] = len(srcs)
+        for s in srcs:
+            users.setdefault(s, []).append(n)
+    ready = [(index[id(n)], n.name) for n in graph.nodes if deps[id(n)] == 0]
+    by_pos = {index[id(n)]: n for n in graph.nodes}
+    heapq.heapify(ready)
+    order: list[Node] = []
+    while ready:
+        pos, _ = heapq.heappop(ready)
+        n = by_pos[pos]
+        order.append(n)
+        for u in users.get(id(n), []):
+            deps[id(u)] -= 1
+            if deps[id(u)] == 0:
+                heapq.heappush(ready, (index[id(u)], u.name))
+    if len(order) != len(graph.nodes):
+        stuck = [n.name for n in graph.nodes if deps[id(n)] > 0]
+        raise GraphError(f"the graph has a cycle through nodes {', '.join(stuck[:6])}"
+                         + (" ..." if len(stuck) > 6 else ""))
+    return order
+
+
+def node_context(graph: Graph, node: Node) -> OpContext:
+    op = get_op(node.op)
+    if op is None:
+        raise GraphError(f"unknown op '{node.op}'; supported: {', '.join(supported_ops())}", node.name, node.op)
+    ins = [graph.tensors.get(t) if t else None for t in node.inputs]
+    outs = [graph.tensors[t] for t in node.outputs if t in graph.tensors]
+    return OpContext(op, node, ins, outs)
+
+
+def infer_shapes(graph: Graph, check_declared: bool = False) -> Graph:
+    """Return a copy of `graph` with the shape and dtype of every node output computed by its op.
+
+    Output tensors keep their quantization and meta. With `check_declared`, a tensor whose stored shape
+    disagrees with the computed one is an error (importers use it to catch files that contradict
+    themselves); otherwise stored activation shapes are simply recomputed (editing a layer reshapes
+    everything downstream).
+    """
+    g = graph.copy()
+    check_structure(g)
+    for node in topological_order(g):
+        ctx = node_context(g, node)
+        ctx.op.check(node)
+        for i, t in enumerate(ctx.ins):
+            if node.inputs[i] and t is None:
+                raise GraphError(f"input '{node.inputs[i]}' has no tensor", node.name, node.op)
+        results = ctx.op.infer(ctx)
+        if len(results) != len(node.outputs):
+            raise GraphError(f"produces {len(results)} outputs but the node lists {len(node.outputs)}",
+                             node.name, node.op)
+        for name, (shape, dtype) in zip(node.outputs, results):
+            shape = tuple(int(d) for d in shape)
+            if any(d < 0 for d in shape):
+                raise GraphError(f"computed a negative dimension {list(shape)} for '{name}'", node.name, node.op)
+            old = g.tensors.get(name)
+            if old is None:
+                g.tensors[name] = Tensor(name, shape, dtype)
+                continue
+            if check_declared and old.shape != shape and old.data is None:
+                raise GraphError(f"output '{name}' is declared {list(old.shape)} but the op computes "
+                                 f"{list(shape)}", node.name, node.op)
+            # Quantized outputs keep their declared integer dtype (e.g. int8 with scale/zero point).
+            keep_dtype = old.quant is not None and old.dtype != "float32"
+            g.tensors[name] = Tensor(name, shape, old.dtype if keep_dtype else dtype, old.quant, None, old.meta)
+    return g
+
+
+def validate(graph: Graph) -> Graph:
+    """Check everything: structure, cycles, attributes, shapes. Returns the shape-inferred graph."""
+    return infer_shapes(graph)
