@@ -1,0 +1,92 @@
+"""Open any model a user names: `zoo:NAME?k=v`, or a file recognized by its magic bytes and extension.
+
+    graph = load_model("model.onnx", input_shape=(1, 3, 224, 224))
+    graph = load_model("zoo:mobilenetv2?width=0.35&resolution=144")
+
+Each importer only converts (sniff, map into the IR, raise a format-specific error). This module picks
+the importer, enforces the upload size limit and turns OS errors into one-line messages.
+"""
+from __future__ import annotations
+
+import os
+
+from engine.errors import ModelFormatError, TinyStudioError
+from engine.ir import Graph
+
+MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
+EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
+
+
+def sniff_format(data: bytes, path: str = "") -> str | None:
+    """Format from the bytes (authoritative) with the extension as a tie-breaker; None if unknown."""
+    from engine.importers.onnx_import import sniff_onnx
+    from engine.importers.tflite_import import sniff_tflite
+    from engine.importers.torch_import import sniff_pt2
+
+    if sniff_tflite(data):
+        return "tflite"
+    if sniff_pt2(data):
+        return "pt2"
+    ext = os.path.splitext(path)[1].lower()
+    if (ext == ".onnx" or not ext) and sniff_onnx(data):
+        return "onnx"
+    return None
+
+
+def read_model_bytes(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise ModelFormatError(path, "no such file") from None
+    except OSError as e:
+        raise ModelFormatError(path, f"cannot read file ({e.strerror})") from None
+    if os.path.isdir(path):
+        raise ModelFormatError(path, "is a folder, not a model file")
+    if size > max_bytes:
+        raise ModelFormatError(path, f"file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+    if size == 0:
+        raise ModelFormatError(path, "file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None,
+               max_bytes: int = MAX_MODEL_BYTES) -> Graph:
+    """Load a zoo model or a model file into the IR. `input_shape` fixes dynamic input dims."""
+    if model.startswith("zoo:"):
+        from engine.zoo import build_zoo_model
+
+        return build_zoo_model(model)
+    data = read_model_bytes(model, max_bytes)
+    fmt = sniff_format(data, model)
+    ext = os.path.splitext(model)[1].lower()
+    if fmt is None:
+        expected = EXTENSIONS.get(ext)
+        if expected:
+            raise ModelFormatError(model, f"does not look like a {expected.upper()} file (its first bytes do not "
+                                          "match the format); the file may be corrupted or misnamed")
+        raise ModelFormatError(model, "unknown model format; TinyStudio reads .onnx, .tflite and .pt2 files "
+                                      "(or zoo:NAME, see `tinystudio zoo`)")
+    if ext in EXTENSIONS and EXTENSIONS[ext] != fmt:
+        raise ModelFormatError(model, f"has the extension {ext} but its contents are a {fmt.upper()} model; "
+                                      "rename it to match its contents")
+    shapes = _input_shapes(input_shape)
+    if fmt == "onnx":
+        from engine.importers.onnx_import import load_onnx
+
+        return load_onnx(model, data=data, input_shapes=shapes)
+    if fmt == "tflite":
+        from engine.importers.tflite_import import load_tflite
+
+        if shapes:
+            raise TinyStudioError(f"{model}: TFLite models have fixed input shapes; --input-shape is not used")
+        return load_tflite(model, data=data)
+    from engine.importers.torch_import import load_pt2
+
+    return load_pt2(model)
+
+
+def _input_shapes(input_shape) -> dict[str, tuple[int, ...]] | None:
+    if input_shape is None or isinstance(input_shape, dict):
+        return input_shape
+    return {"*": tuple(input_shape)}  # the importer applies it to the only graph input

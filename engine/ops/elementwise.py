@@ -64,5 +64,9 @@ class PRelu(_Binary):
     def count_params(self, ctx):
         return OpDef.count_params(self, ctx)
 
-    def fn(self, x, slope):
-        return np.where(x >= 0, x, x * slope).astype(np.float32)
+    def cost(self, ctx):
+        return Cost(0, 2 * ctx.outs[0].size, self.count_params(ctx))
+
+    def run(self, ctx, xs):
+        x, slope = xs
+        return [np.where(x >= 0, x, x * slope).astype(np.float32)]

@@ -1,0 +1,245 @@
+"""`tinystudio` command line: a thin layer over the engine. Speaks JSON with --json.
+
+User errors (engine.errors.TinyStudioError) print one line on stderr and exit 2; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from engine import __version__
+from engine.errors import TinyStudioError
+
+EXIT_USER_ERROR = 2
+
+
+def parse_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """'1,3,224,224' or 'input:1,3,224,224' -> (name or None, shape)."""
+    name, _, dims = text.rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise TinyStudioError(f"--input-shape '{text}': expected comma-separated integers like 1,3,224,224") from None
+    if not shape or min(shape) < 1:
+        raise TinyStudioError(f"--input-shape '{text}': every dimension must be a positive integer")
+    return (name or None), shape
+
+
+def input_shapes(args) -> dict[str, tuple[int, ...]] | None:
+    if not args.input_shape:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in args.input_shape:
+        name, shape = parse_shape(text)
+        key = name or "*"
+        if key in shapes:
+            raise TinyStudioError(f"--input-shape given twice for {'the input' if key == '*' else key!r}")
+        shapes[key] = shape
+    if "*" in shapes and len(shapes) > 1:
+        raise TinyStudioError("--input-shape: name every input (NAME:1,3,224,224) when the model has several")
+    return shapes
+
+
+def open_model(args):
+    from engine.importers import load_model
+
+    return load_model(args.model, input_shape=input_shapes(args))
+
+
+def model_json(graph) -> dict:
+    from engine.serialize import content_hash
+
+    src = graph.meta.get("source", {})
+    return {"name": graph.name, "source": src.get("spec") or src.get("path") or "", "format": src.get("format", ""),
+            "hash": content_hash(graph)}
+
+
+def inspect_report(graph) -> dict:
+    from engine.summary import layer_records, sum_records
+
+    records = layer_records(graph)
+    total = sum_records(records)
+    return {
+        "model": model_json(graph),
+        "inputs": [{"name": n, "shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype}
+                   for n in graph.inputs],
+        "outputs": [{"name": n, "shape": list(graph.tensors[n].shape), "dtype": graph.tensors[n].dtype}
+                    for n in graph.outputs],
+        "totals": {"macs": total.macs, "flops": total.flops, "params": total.params, "layers": len(records)},
+        "layers": [r.to_json() for r in records],
+    }
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def print_inspect(rep: dict) -> None:
+    m = rep["model"]
+    print(f"model  {m['name']}  ({m['format']}{', ' + m['source'] if m['source'] and m['source'] != m['name'] else ''})")
+    for io in rep["inputs"]:
+        print(f"input  {io['name']}  {io['shape']}  {io['dtype']}")
+    for io in rep["outputs"]:
+        print(f"output {io['name']}  {io['shape']}  {io['dtype']}")
+    rows = [("#", "layer", "op", "output shape", "MACs", "params")]
+    for i, r in enumerate(rep["layers"]):
+        rows.append((str(i), r["name"], r["op"], "x".join(map(str, r["output_shape"])) or "scalar",
+                     _fmt(r["macs"]), _fmt(r["params"])))
+    widths = [min(max(len(r[c]) for r in rows), 40) for c in range(len(rows[0]))]
+    for r in rows:
+        cells = [r[c][:40].ljust(widths[c]) if c < 4 else r[c].rjust(widths[c]) for c in range(len(r))]
+        print("  ".join(cells))
+    t = rep["totals"]
+    print(f"total  {t['layers']} layers  {_fmt(t['macs'])} MACs  {_fmt(t['flops'])} FLOPs  {_fmt(t['params'])} params")
+
+
+def cmd_inspect(args) -> int:
+    rep = inspect_report(open_model(args))
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        print_inspect(rep)
+    return 0
+
+
+def _load_array(path: str) -> dict[str, np.ndarray] | np.ndarray:
+    if not os.path.isfile(path):
+        raise TinyStudioError(f"{path}: no such input file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise TinyStudioError(f"{path}: not a readable .npy/.npz array file ({e})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            return {k: data[k] for k in data.files}
+    return data
+
+
+def cmd_run(args) -> int:
+    from engine.execute import run_graph
+
+    graph = open_model(args)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in args.input:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = "", spec
+        arr = _load_array(path)
+        if isinstance(arr, dict):
+            feeds.update(arr)
+        else:
+            if not name:
+                if len(graph.inputs) != 1:
+                    raise TinyStudioError(f"the model has inputs {graph.inputs}; give --input NAME=FILE.npy for each")
+                name = graph.inputs[0]
+            feeds[name] = arr
+    unknown = set(feeds) - set(graph.inputs)
+    if unknown:
+        raise TinyStudioError(f"unknown input(s) {sorted(unknown)}; the model's inputs are {graph.inputs}")
+    for name in graph.inputs:
+        t = graph.tensors[name]
+        if name in feeds and t.quant is None and t.dtype == "float32":
+            feeds[name] = feeds[name].astype(np.float32)
+    outs = run_graph(graph, feeds)
+    quantized = any(t.quant is not None for t in graph.tensors.values())
+    if args.output:
+        if args.output.endswith(".npz"):
+            np.savez(args.output, **outs)
+        else:
+            if len(outs) != 1:
+                raise TinyStudioError(f"the model has {len(outs)} outputs; use an .npz file for --output")
+            np.save(args.output, next(iter(outs.values())))
+    if args.json:
+        print(json.dumps({"model": model_json(graph), "mode": "float-dequantized" if quantized else "float",
+                          "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()}
+                                      for k, v in outs.items()}}))
+        return 0
+    if quantized:
+        print("note: quantized model run with the float reference on dequantized values "
+              "(integer execution comes with the int8 export)", file=sys.stderr)
+    for k, v in outs.items():
+        flat = v.reshape(-1)
+        head = ", ".join(f"{x:.6g}" for x in flat[:10]) + (", ..." if flat.size > 10 else "")
+        extra = f"  argmax {int(np.argmax(v))}" if v.ndim <= 2 and v.size > 1 else ""
+        print(f"{k} {list(v.shape)} {v.dtype}: [{head}]{extra}")
+    if args.output:
+        print(f"saved {args.output}")
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    from engine.zoo import list_zoo
+
+    entries = list_zoo()
+    if args.json:
+        print(json.dumps(entries, indent=1))
+        return 0
+    for e in entries:
+        print(f"zoo:{e['name']:<14} {e['description']}")
+        params = "  ".join(f"{p['name']}={p['default']}" for p in e["params"])
+        if params:
+            print(f"    {params}")
+    return 0
+
+
+def cmd_studio(args) -> int:
+    print(f"TinyStudio {__version__}: the web studio is not yet available in this version "
+          "(the engine and the CLI are: run `tinystudio --help`).")
+    print(f"Its database will be {args.db or default_db_path()}.")
+    return 0
+
+
+def default_db_path() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "tinystudio", "studio.duckdb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinystudio", description="Design neural networks for microcontrollers.")
+    p.add_argument("--version", action="version", version=f"tinystudio {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_cmd(name: str, help_: str):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("model", metavar="MODEL", help="a .onnx, .tflite or .pt2 file, or zoo:NAME[?k=v&...]")
+        sp.add_argument("--input-shape", action="append", metavar="[NAME:]N,C,H,W",
+                        help="fix dynamic input dims (repeat for several inputs)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        return sp
+
+    model_cmd("inspect", "Print the graph: layers, shapes, MACs, parameters.").set_defaults(fn=cmd_inspect)
+    r = model_cmd("run", "Run the model with the reference executor on inputs from .npy/.npz files.")
+    r.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                   help="input array (.npy, or .npz with one array per input name)")
+    r.add_argument("--output", metavar="Y.npy", help="save the output (.npy, or .npz for several outputs)")
+    r.set_defaults(fn=cmd_run)
+    z = sub.add_parser("zoo", help="List the model zoo and its parameters.")
+    z.add_argument("--json", action="store_true")
+    z.set_defaults(fn=cmd_zoo)
+    s = sub.add_parser("studio", help="Start the web studio.")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--db", metavar="PATH", help="DuckDB file (default: in the user's data folder)")
+    s.set_defaults(fn=cmd_studio)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TinyStudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
