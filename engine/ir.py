@@ -136,7 +136,8 @@ class Tensor:
         if self.dtype not in DTYPES:
             raise ValueError(f"tensor '{self.name}': unknown dtype '{self.dtype}'")
         if self.data is not None:
-            self.data = np.ascontiguousarray(np.asarray(self.data, dtype=DTYPES[self.dtype]))
+            # order='C' rather than ascontiguousarray, which would turn a 0-d scalar into shape (1,).
+            self.data = np.asarray(self.data, dtype=DTYPES[self.dtype], order="C")
             if tuple(self.data.shape) != self.shape:
                 raise ValueError(f"tensor '{self.name}': data shape {self.data.shape} != shape {self.shape}")
 

@@ -169,3 +169,11 @@ def matmul_dense(net: Net, x: str, n_out: int, name: str, gain: float = 1.0, bia
     k = net.shape(x)[-1]
     y = net.op("MatMul", [x, net.weight(f"{name}_W", (k, n_out), k, gain)], name=name)
     return net.op("Add", [y, net.bias(f"{name}_B", n_out)], name=f"{name}_bias") if bias else y
+
+
+def layernorm(net: Net, x: str, name: str) -> str:
+    """LayerNormalization over the last axis with random scale ~ 1 and shift ~ 0."""
+    d = net.shape(x)[-1]
+    scale = net.const(f"{name}_scale", net.rng.uniform(0.8, 1.2, size=d))
+    shift = net.const(f"{name}_B", net.rng.normal(0.0, 0.02, size=d))
+    return net.op("LayerNormalization", [x, scale, shift], name=name, axis=-1, epsilon=1e-5)

@@ -1,0 +1,79 @@
+"""The `tinystudio` CLI: inspect, run, zoo on real models, JSON field names, user errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main
+
+MLPERF = Path(__file__).resolve().parents[3] / "shared" / "data" / "mlperf-tiny"
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_inspect_json_fields_on_tflite(capsys):
+    code, out, err = run_cli(capsys, "inspect", str(MLPERF / "kws_ref_model.tflite"), "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert set(rep["model"]) >= {"name", "source", "hash"} and len(rep["model"]["hash"]) == 64
+    assert set(rep["totals"]) >= {"macs", "flops", "params"}
+    assert rep["totals"]["macs"] == 2_656_768
+    layer = rep["layers"][0]
+    assert set(layer) >= {"name", "op", "output_shape", "macs", "params"}
+    assert sum(l["macs"] for l in rep["layers"]) == rep["totals"]["macs"]
+
+
+def test_inspect_zoo_text_and_json_agree(capsys):
+    code, text, _ = run_cli(capsys, "inspect", "zoo:lenet5")
+    assert code == 0 and "total" in text
+    code, out, _ = run_cli(capsys, "inspect", "zoo:lenet5", "--json")
+    rep = json.loads(out)
+    assert f"{rep['totals']['macs']:,} MACs" in text
+
+
+def test_run_saves_outputs_matching_the_executor(tmp_path, capsys):
+    from engine.execute import run_graph
+    from engine.importers import load_model
+
+    x = np.random.default_rng(1).integers(-128, 127, size=(1, 49, 10, 1), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run_cli(capsys, "run", str(MLPERF / "kws_ref_model.tflite"), "--input", str(tmp_path / "x.npy"),
+                             "--output", str(tmp_path / "y.npy"))
+    assert code == 0, err
+    g = load_model(str(MLPERF / "kws_ref_model.tflite"))
+    want = run_graph(g, {g.inputs[0]: x})[g.outputs[0]]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+    assert "argmax" in out
+
+
+def test_zoo_lists_names_and_params(capsys):
+    code, out, _ = run_cli(capsys, "zoo", "--json")
+    entries = json.loads(out)
+    names = {e["name"] for e in entries}
+    assert {"mobilenetv2", "lenet5"} <= names
+    code, text, _ = run_cli(capsys, "zoo")
+    assert "zoo:mobilenetv2" in text
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["inspect", "zoo:nosuchmodel"], "nosuchmodel"),
+    (["inspect", "missing.onnx"], "missing.onnx: no such file"),
+    (["inspect", "zoo:lenet5", "--input-shape", "1,a,3"], "--input-shape '1,a,3'"),
+    (["run", "zoo:lenet5", "--input", "nothere.npy"], "nothere.npy: no such input file"),
+])
+def test_user_errors_are_one_line(argv, msg, capsys):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and msg in err and err.count("\n") == 1, err
+
+
+def test_run_rejects_pickled_npy(tmp_path, capsys):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = run_cli(capsys, "run", "zoo:lenet5", "--input", str(tmp_path / "obj.npy"))
+    assert code == 2 and "obj.npy: not a readable .npy/.npz array file" in err
