@@ -80,9 +80,10 @@ class _Exporter:
     def _init(self, name: str, arr: np.ndarray, dtype: str | None = None) -> None:
         if dtype == "int4":
             self._need(21, "int4 tensors")
-            self.inits[name] = helper.make_tensor(name, TensorProto.INT4, arr.shape, arr.astype(np.int8).ravel().tolist())
+            values = arr.astype(np.int8).ravel().tolist()
+            self.inits[name] = helper.make_tensor(name, TensorProto.INT4, arr.shape, values)
         else:
-            self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(arr), name)
+            self.inits[name] = numpy_helper.from_array(np.asarray(arr, order="C"), name)  # keeps 0-d scalars
 
     def _need(self, opset: int, what: str, node: Node | None = None) -> None:
         if self.opset < opset:
@@ -108,14 +109,22 @@ class _Exporter:
             self._init(name, t.data, t.dtype)
         return name
 
-    def qparams(self, t: Tensor, node_name: str) -> tuple[str, str]:
+    def qparams(self, t: Tensor, perm: list[int] | None = None) -> tuple[str, str, int | None]:
+        """Scale and zero-point initializers and the axis for Q/DQ of `t` (its axes reordered by `perm`).
+
+        A single scale is written as a scalar even when the IR names an axis: onnxruntime fuses QDQ into
+        QLinear* kernels only for scalar per-tensor parameters.
+        """
         q = t.quant
-        scale = q.scale if q.per_channel else q.scale.reshape(())
-        zp = (q.zero_point if q.per_channel else q.zero_point.reshape(())).astype(
+        per_channel = q.scale.size > 1
+        scale = q.scale if per_channel else q.scale.reshape(())
+        zp = (q.zero_point if per_channel else q.zero_point.reshape(())).astype(
             np.int8 if t.dtype == "int4" else np.dtype(t.dtype))
         if t.dtype in ("int16", "int4"):
             self._need(21, f"{t.dtype} quantization")
-        return self.const(f"{t.name}_scale", scale.astype(np.float32)), self.const(f"{t.name}_zero_point", zp, t.dtype)
+        axis = None if not per_channel else (q.axis if perm is None else perm.index(q.axis))
+        return (self.const(f"{t.name}_scale", scale.astype(np.float32)),
+                self.const(f"{t.name}_zero_point", zp, t.dtype), axis)
 
     def value(self, name: str) -> str:
         """The ONNX value a float op reads for an IR tensor: dequantized when the tensor is quantized."""
@@ -125,9 +134,9 @@ class _Exporter:
         if not _quantized(t):
             return self.raw(name)
         if name not in self.dq:
-            s, z = self.qparams(t, name)
+            s, z, axis = self.qparams(t)
             self.dq[name] = self.emit("DequantizeLinear", [self.raw(name), s, z], [self.fresh(f"{name}_dq")],
-                                      name=f"{name}/DequantizeLinear", axis=t.quant.axis)
+                                      name=f"{name}/DequantizeLinear", axis=axis)
         return self.dq[name]
 
     def value_nchw(self, name: str, layout: str) -> str:
@@ -153,8 +162,7 @@ class _Exporter:
         if not _quantized(t):
             return self.const(f"{name}_nchw", data, t.dtype)
         raw = self.const(f"{name}_nchw", data, t.dtype)
-        s, z = self.qparams(t, name)
-        axis = None if t.quant.axis is None else perm.index(t.quant.axis)
+        s, z, axis = self.qparams(t, perm)
         return self.emit("DequantizeLinear", [raw, s, z], [self.fresh(f"{name}_nchw_dq")],
                          name=f"{name}/DequantizeLinear", axis=axis)
 
@@ -173,16 +181,15 @@ class _Exporter:
         for i, step in enumerate(steps):
             dst = out if i == len(steps) - 1 else self.fresh(f"{out}_{step}")
             if step == "act":
-                cur = self._activation(node, cur, activation, dst)
+                cur = self._activation(node, cur, activation, dst, "float32" if _quantized(t) else t.dtype)
                 if layout == "NHWC" and not _quantized(t):
                     self.nchw[out] = cur
             elif step == "transpose":
                 cur = self.emit("Transpose", [cur], [dst], name=f"{node.name}/to_NHWC", perm=_TO_NHWC[len(t.shape)])
                 self.inserted_transposes.add(cur)
             else:
-                s, z = self.qparams(t, out)
-                cur = self.emit("QuantizeLinear", [cur, s, z], [dst], name=f"{node.name}/QuantizeLinear",
-                                axis=t.quant.axis)
+                s, z, axis = self.qparams(t)
+                cur = self.emit("QuantizeLinear", [cur, s, z], [dst], name=f"{node.name}/QuantizeLinear", axis=axis)
 
     def out_name(self, node: Node, i: int, layout: str = "NCHW", activation: str = "none") -> str:
         """Name the ONNX op should write output i to (the IR name when nothing follows it)."""
@@ -195,14 +202,14 @@ class _Exporter:
             self.nchw[out] = name
         return name
 
-    def _activation(self, node: Node, x: str, act: str, dst: str) -> str:
+    def _activation(self, node: Node, x: str, act: str, dst: str, dtype: str) -> str:
         nm = f"{node.name}/{act}"
         if act == "relu":
             return self.emit("Relu", [x], [dst], name=nm)
         if act in ("relu6", "relu_n1_to_1"):
             lo, hi = (0.0, 6.0) if act == "relu6" else (-1.0, 1.0)
-            return self.emit("Clip", [x, self.const(f"{nm}_min", np.array(lo, np.float32)),
-                                      self.const(f"{nm}_max", np.array(hi, np.float32))], [dst], name=nm)
+            return self.emit("Clip", [x, self.const(f"{nm}_min", np.array(lo, dtype)),
+                                      self.const(f"{nm}_max", np.array(hi, dtype))], [dst], name=nm)
         if act in ("tanh", "sigmoid"):
             return self.emit(act.capitalize(), [x], [dst], name=nm)
         raise GraphError(f"unknown fused activation '{act}'", node.name, node.op)
@@ -226,13 +233,13 @@ def _convert(ex: _Exporter, node: Node) -> None:
         t = ex.g.tensors[node.outputs[0]]
         if t.dtype == "int4":
             ex._need(21, "int4 quantization", node)
-        s, z = ex.qparams(t, t.name)
-        ex.emit("QuantizeLinear", [ex.value(node.inputs[0]), s, z], [t.name], name=node.name, axis=t.quant.axis)
+        s, z, axis = ex.qparams(t)
+        ex.emit("QuantizeLinear", [ex.value(node.inputs[0]), s, z], [t.name], name=node.name, axis=axis)
         return
     if op == "DequantizeLinear":
         t = ex.g.tensors[node.inputs[0]]
-        s, z = ex.qparams(t, t.name)
-        ex.emit("DequantizeLinear", [ex.raw(t.name), s, z], node.outputs[:1], name=node.name, axis=t.quant.axis)
+        s, z, axis = ex.qparams(t)
+        ex.emit("DequantizeLinear", [ex.raw(t.name), s, z], node.outputs[:1], name=node.name, axis=axis)
         return
     if op in _LAYOUT_OPS:
         ins = [ex.value_nchw(node.inputs[0], layout)] + [ex.value(x) for x in node.inputs[1:]]

@@ -143,7 +143,6 @@ class GraphModule(nn.Module):
                 t = g.tensors[o]
                 if t.quant is not None and t.dtype in INT_DTYPES:
                     self._out_quant[o] = (t.quant, t.dtype)
-        self._const_outputs = [n for n in g.outputs if n in roles]
 
     def tensor(self, name: str) -> torch.Tensor:
         """The parameter or buffer that holds graph constant `name`."""

@@ -15,6 +15,7 @@ from engine.ir import Graph
 
 MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
 EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
+FORMAT_NAMES = {"onnx": "an ONNX", "tflite": "a TFLite", "pt2": "a PyTorch .pt2"}
 
 
 def sniff_format(data: bytes, path: str = "") -> str | None:
@@ -63,12 +64,12 @@ def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, .
     if fmt is None:
         expected = EXTENSIONS.get(ext)
         if expected:
-            raise ModelFormatError(model, f"does not look like a {expected.upper()} file (its first bytes do not "
+            raise ModelFormatError(model, f"does not look like {FORMAT_NAMES[expected]} file (its first bytes do not "
                                           "match the format); the file may be corrupted or misnamed")
         raise ModelFormatError(model, "unknown model format; TinyStudio reads .onnx, .tflite and .pt2 files "
                                       "(or zoo:NAME, see `tinystudio zoo`)")
     if ext in EXTENSIONS and EXTENSIONS[ext] != fmt:
-        raise ModelFormatError(model, f"has the extension {ext} but its contents are a {fmt.upper()} model; "
+        raise ModelFormatError(model, f"has the extension {ext} but its contents are {FORMAT_NAMES[fmt]} model; "
                                       "rename it to match its contents")
     shapes = _input_shapes(input_shape)
     if fmt == "onnx":

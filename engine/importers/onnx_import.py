@@ -153,6 +153,11 @@ def _fix_inputs(path, graph, init_names, user):
     real = [vi for vi in graph.input if vi.name not in init_names]
     names = [vi.name for vi in real]
     user = dict(user or {})
+    if "*" in user:  # an unnamed shape (CLI: --input-shape 1,3,224,224) is for the only input
+        if len(names) != 1:
+            raise ModelFormatError(path, f"the model has inputs {', '.join(names)}; name each one in the input "
+                                         "shape (NAME:1,3,224,224)")
+        user[names[0]] = user.pop("*")
     unknown = sorted(set(user) - set(names))
     if unknown:
         raise ModelFormatError(path, f"input shape given for unknown input(s) {', '.join(unknown)}; "
@@ -172,8 +177,8 @@ def _fix_inputs(path, graph, init_names, user):
         if vi.name in user:
             shape = tuple(int(d) for d in user[vi.name])
             if declared is not None and len(declared) != len(shape):
-                raise ModelFormatError(path, f"input '{vi.name}' has rank {len(declared)} "
-                                             f"{_dims(declared)} but the given shape {list(shape)} has rank {len(shape)}")
+                raise ModelFormatError(path, f"input '{vi.name}' has rank {len(declared)} {_dims(declared)} but "
+                                             f"the given shape {list(shape)} has rank {len(shape)}")
             if any(d < 1 for d in shape):
                 raise ModelFormatError(path, f"input '{vi.name}': given shape {list(shape)} must be positive")
         else:
@@ -349,13 +354,14 @@ class _Importer:
         return self.emit(n, "Reshape", [name], attrs={"shape": list(shape)}, suffix="Reshape")
 
     def attrs(self, n: _N, a: dict, keep=(), defaults: dict | None = None) -> dict:
-        """IR attrs from ONNX ones: `keep` pass through, `defaults` may be dropped when they hold that value."""
+        """IR attrs from ONNX ones: `keep` pass through, `defaults` may be dropped when they hold that value
+        (None: whatever the value)."""
         out = {}
         defaults = defaults or {}
         for k, v in a.items():
             if k in keep:
                 out[k] = v
-            elif k in _LEGACY_IGNORED or k in defaults and _same(v, defaults[k]):
+            elif k in _LEGACY_IGNORED or k in defaults and (defaults[k] is None or _same(v, defaults[k])):
                 continue
             elif k in defaults:
                 raise self.fail(n, f"attribute {k}={v!r} is not supported (only {defaults[k]!r})")
@@ -431,7 +437,8 @@ HANDLERS["Transpose"] = _direct(("perm",))
 HANDLERS["Concat"] = _direct(("axis",))
 HANDLERS["Flatten"] = _direct(("axis",))
 HANDLERS["Gather"] = _direct(("axis",))
-HANDLERS["Gemm"] = _direct(("alpha", "beta", "transA", "transB"), {"broadcast": 1})
+# Gemm-6 `broadcast`: a model valid without broadcasting computes the same with it, so it is dropped.
+HANDLERS["Gemm"] = _direct(("alpha", "beta", "transA", "transB"), {"broadcast": None})
 HANDLERS["LayerNormalization"] = _direct(("axis", "epsilon"), {"stash_type": 1})
 
 

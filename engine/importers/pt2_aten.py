@@ -26,6 +26,7 @@ from engine.ops import OpContext, get_op
 from engine.validate import infer_shapes
 
 INT64_MAX = 2**63 - 1
+MAX_FOLD_ELEMENTS = 1 << 24  # largest constant computed at import time (64 MiB of float32)
 
 # torch._export.serde.schema.ScalarType -> IR dtype (bfloat16 weights are widened to float32 on read).
 SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
@@ -165,9 +166,17 @@ class Converter:
         except GraphError as e:
             raise self.fail(str(e))
 
+    def check_size(self, shape) -> None:
+        """Refuse to materialize huge constants at import time (a crafted file could ask for terabytes)."""
+        n = int(np.prod([int(d) for d in shape], dtype=np.float64))
+        if n > MAX_FOLD_ELEMENTS:
+            raise self.fail(f"would create a constant of {n} elements at import time (limit {MAX_FOLD_ELEMENTS})")
+
     def _fold(self, node: Node, ins) -> None:
         op = get_op(node.op)
         results = self._infer(node, ins)
+        for shape, _ in results:
+            self.check_size(shape)
         outs = [Tensor(n, s, d) for n, (s, d) in zip(node.outputs, results)]
         values = op.run(OpContext(op, node, ins, outs), [t.data for t in ins])
         for t, v in zip(outs, values):
@@ -248,6 +257,20 @@ _TARGET = re.compile(r"^torch\.ops\.aten\.(\w+)\.(\w+)$")
 
 def aten_to_ir(program: dict, weights: dict[str, np.ndarray], path: str, name: str = "model") -> Graph:
     cx = Converter(path, program, weights, name)
+    try:
+        _convert(cx)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, RecursionError) as e:
+        # The program JSON comes from a user file: a missing field or wrong type is a format error.
+        raise ModelFormatError(path, f"malformed program at node '{cx.node_name}' ({type(e).__name__}: "
+                                     f"{str(e)[:120]})") from e
+    try:
+        return infer_shapes(cx.g, check_declared=True)
+    except GraphError as e:  # the mapping computed a shape torch did not record: never import silently
+        raise ModelFormatError(path, f"imported graph is inconsistent: {e}") from e
+
+
+def _convert(cx: Converter) -> None:
+    path = cx.path
     _inputs(cx)
     for node in _get(cx.graph, "nodes", list, path):
         target = node.get("target", "") if isinstance(node, dict) else ""
@@ -266,10 +289,6 @@ def aten_to_ir(program: dict, weights: dict[str, np.ndarray], path: str, name: s
         HANDLERS[key](cx, node_args(cx, key, node), outs)
     _outputs(cx)
     _prune(cx.g)
-    try:
-        return infer_shapes(cx.g, check_declared=True)
-    except GraphError as e:  # the mapping computed a shape torch did not record: never import silently
-        raise ModelFormatError(path, f"imported graph is inconsistent: {e}") from e
 
 
 def _prune(g: Graph) -> None:
@@ -425,8 +444,9 @@ def _matmul(cx, a, outs):
 def _bn(cx, a, out, eps):
     x = cx.t(a["input"])
     c = cx.shape(a["input"])[1]
-    scale = cx.t(a["weight"]) if a.get("weight") is not None else cx.const(f"{cx.node_name}/scale", np.ones(c, np.float32))
-    bias = cx.t(a["bias"]) if a.get("bias") is not None else cx.const(f"{cx.node_name}/bias", np.zeros(c, np.float32))
+    ones, zeros = np.ones(c, np.float32), np.zeros(c, np.float32)  # affine=False
+    scale = cx.t(a["weight"]) if a.get("weight") is not None else cx.const(f"{cx.node_name}/scale", ones)
+    bias = cx.t(a["bias"]) if a.get("bias") is not None else cx.const(f"{cx.node_name}/bias", zeros)
     if a.get("running_mean") is None or a.get("running_var") is None:
         raise cx.fail("batch norm without running statistics (track_running_stats=False) is not supported")
     ins = [x, scale, bias, cx.t(a["running_mean"]), cx.t(a["running_var"])]
@@ -815,6 +835,7 @@ def _expand(cx, a, outs):
     if cx.g.tensors[x].shape == shape:
         cx.identity(a["self"], outs[0])
     elif cx.is_const(x):
+        cx.check_size(shape)
         data = cx.g.tensors[x].data
         value = (np.broadcast_to(data, shape) if cx.current_target.startswith("expand")
                  else np.tile(data, list(a["repeats"])))
@@ -828,10 +849,13 @@ def _expand(cx, a, outs):
          "arange.start", "arange.start_step", "zeros_like.default", "ones_like.default", "full_like.default")
 def _creation(cx, a, outs):
     shape, dtype = cx.declared[outs[0]]
+    cx.check_size(shape)
     t = cx.current_target
     if t.startswith("arange"):
-        end = a.get("end")
-        value = np.arange(a.get("start") or 0, end, a.get("step") or 1)
+        start, end, step = a.get("start") or 0, a.get("end"), a.get("step") or 1
+        if step == 0 or max(0, int(np.ceil((end - start) / step))) != int(np.prod(shape)):
+            raise cx.fail(f"arange({start}, {end}, {step}) does not match its recorded shape {list(shape)}")
+        value = np.arange(start, end, step)
     elif t.startswith(("zeros", "ones")):
         value = np.full(shape, 0 if t.startswith("zeros") else 1)
     else:

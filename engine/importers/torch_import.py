@@ -25,7 +25,7 @@ import os
 import re
 import warnings
 import zipfile
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
 import numpy as np
 
@@ -60,7 +60,8 @@ def _quiet():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        # A failing dynamo export also prints whole graph dumps; the exception text says what failed.
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -68,8 +69,12 @@ def _quiet():
             lg.setLevel(lv)
 
 
-def module_to_onnx_bytes(module, example_inputs: tuple) -> tuple[bytes, str]:
-    """(ONNX model bytes, exporter used). The dynamo exporter first; the TorchScript one if it fails."""
+def module_to_onnx_bytes(module, example_inputs: tuple) -> tuple[bytes, str, str]:
+    """(ONNX model bytes, exporter used, why dynamo was not used or "").
+
+    The dynamo exporter first; the TorchScript one (still in torch 2.13, deprecated) if dynamo fails, e.g.
+    on data-dependent Python control flow, which TorchScript tracing bakes in for the example inputs.
+    """
     import torch
 
     args = tuple(example_inputs)
@@ -77,7 +82,7 @@ def module_to_onnx_bytes(module, example_inputs: tuple) -> tuple[bytes, str]:
         try:
             program = torch.onnx.export(module, args, dynamo=True, optimize=True, external_data=False,
                                          verbose=False)
-            return program.model_proto.SerializeToString(), "dynamo"
+            return program.model_proto.SerializeToString(), "dynamo", ""
         except Exception as dynamo_error:  # noqa: BLE001 - any exporter failure -> try the other one
             buf = io.BytesIO()
             try:
@@ -85,7 +90,7 @@ def module_to_onnx_bytes(module, example_inputs: tuple) -> tuple[bytes, str]:
             except Exception as ts_error:  # noqa: BLE001
                 raise ModelFormatError(_module_name(module), f"torch.onnx.export failed (dynamo: "
                                        f"{_first_line(dynamo_error)}; torchscript: {_first_line(ts_error)})")
-            return buf.getvalue(), "torchscript"
+            return buf.getvalue(), "torchscript", _first_line(dynamo_error)
 
 
 def from_module(module, example_inputs: tuple, name: str = "model", via: str = "onnx") -> Graph:
@@ -107,9 +112,11 @@ def from_module(module, example_inputs: tuple, name: str = "model", via: str = "
     elif via == "onnx":
         from engine.importers.onnx_import import load_onnx
 
-        data, exporter = module_to_onnx_bytes(module, example_inputs)
+        data, exporter, why = module_to_onnx_bytes(module, example_inputs)
         g = load_onnx(f"{name}.onnx", data=data)
         g.meta["exporter"] = exporter
+        if why:
+            g.meta["exporter_note"] = f"dynamo export failed ({why}); traced with TorchScript for these inputs"
     else:
         raise ValueError(f"via must be 'onnx' or 'aten', got {via!r}")
     g.name = name
@@ -220,7 +227,7 @@ class _Archive:
     def json(self, rel: str):
         try:
             return json.loads(self.read(rel, MAX_JSON_BYTES))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ModelFormatError(self.path, f"'{rel}' is not valid JSON: {e}")
 
 
@@ -242,7 +249,7 @@ def read_pt2(path: str, data: bytes | None = None, max_bytes: int = MAX_BYTES):
         raise ModelFormatError(path, f"not a .pt2 archive: no zip signature{hint}")
     ar = _Archive(path, data, max_bytes)
     if not ar.has("archive_format") or ar.read("archive_format", 64).strip() != b"pt2":
-        hint = " (this looks like a torch.save file; it holds pickles and is never loaded)" if ar.has("data.pkl") else ""
+        hint = " (a torch.save file? it holds pickles and is never loaded)" if ar.has("data.pkl") else ""
         raise ModelFormatError(path, f"not a torch.export .pt2 archive: no 'archive_format' = pt2{hint}")
     if ar.has("byteorder") and ar.read("byteorder", 64).strip() != b"little":
         raise ModelFormatError(path, "big-endian .pt2 archives are not supported")
@@ -319,6 +326,8 @@ def _tensor(raw: bytes, meta) -> np.ndarray:
     offset = (_ints([meta.get("storage_offset", {"as_int": 0})]))[0]
     if len(strides) != len(shape) or min(shape + strides + [offset], default=0) < 0:
         raise ValueError(f"invalid sizes {shape} / strides {strides} / offset {offset}")
+    if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > MAX_BYTES:
+        raise ValueError(f"tensor of shape {shape} is larger than {MAX_BYTES} bytes")
     if len(raw) % dtype.itemsize:
         raise ValueError(f"payload of {len(raw)} bytes is not a whole number of {dtype.name} elements")
     flat = np.frombuffer(raw, dtype=dtype)

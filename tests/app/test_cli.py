@@ -77,3 +77,17 @@ def test_run_rejects_pickled_npy(tmp_path, capsys):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     code, _, err = run_cli(capsys, "run", "zoo:lenet5", "--input", str(tmp_path / "obj.npy"))
     assert code == 2 and "obj.npy: not a readable .npy/.npz array file" in err
+
+
+def test_input_shape_fixes_dynamic_dims(tmp_path, capsys):
+    from tests.fixtures.malformed import make_cases
+
+    path = next(c["path"] for c in make_cases(tmp_path) if c["case"].startswith("dynamic shape"))
+    for shape in ("1,3,16,16", "X:1,3,16,16"):
+        code, out, err = run_cli(capsys, "inspect", path, "--input-shape", shape, "--json")
+        assert code == 0, err
+        rep = json.loads(out)
+        assert rep["inputs"][0]["shape"] == [1, 3, 16, 16] and rep["outputs"][0]["shape"] == [1, 4, 16, 16]
+        assert rep["totals"]["macs"] == 16 * 16 * 4 * 3 * 9
+    code, _, err = run_cli(capsys, "inspect", path, "--input-shape", "Q:1,3,16,16")
+    assert code == 2 and "unknown input(s) Q; the model's inputs are X" in err

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.execute import run_graph
 from engine.importers.onnx_import import load_onnx, sniff_onnx
+from engine.validate import infer_shapes
 
 F = TensorProto.FLOAT
 # Newest opset both onnx and onnxruntime 1.31 know (ORT tops out at 26).
@@ -25,7 +26,9 @@ RNG = np.random.default_rng(0)
 
 def make_model(nodes, inputs, outputs, inits=(), opset=13, name="g") -> onnx.ModelProto:
     """inputs/outputs: [(name, shape or None)] float tensors, or ready ValueInfoProtos."""
-    vi = lambda x: x if isinstance(x, onnx.ValueInfoProto) else helper.make_tensor_value_info(x[0], F, x[1])  # noqa: E731
+    def vi(x):
+        return x if isinstance(x, onnx.ValueInfoProto) else helper.make_tensor_value_info(x[0], F, x[1])
+
     inits = [t if isinstance(t, TensorProto) else numpy_helper.from_array(np.asarray(t[1]), t[0]) for t in inits]
     g = helper.make_graph(nodes, name, [vi(x) for x in inputs], [vi(x) for x in outputs], inits)
     ops = [helper.make_opsetid("", opset)]
@@ -55,6 +58,7 @@ def check_vs_ort(model: onnx.ModelProto, feeds=None, input_shapes=None, rtol=1e-
     """Import `model`, run our float reference and onnxruntime on the same random inputs; return the graph."""
     data = model.SerializeToString()
     g = load_onnx(path, data, input_shapes=input_shapes)
+    infer_shapes(g, check_declared=True)  # the importer's shapes are the IR's own inference
     if feeds is None:
         feeds = {n: RNG.standard_normal(g.tensors[n].shape).astype(np.float32) for n in g.inputs}
     want = ort_run(data, feeds)
@@ -105,7 +109,8 @@ def mobilenet_v2_onnx(opset=13, res=224, classes=1000) -> onnx.ModelProto:
                 h = f"{h}_add"
             x, cin = h, c
     x = conv(x, cin, 1280, 1, 1)
-    inits += [numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+    inits += [numpy_helper.from_array(np.array(0, np.int64), "i0"),
+              numpy_helper.from_array(np.array([0], np.int64), "ax0"),
               numpy_helper.from_array(np.array([-1], np.int64), "m1"),
               numpy_helper.from_array((rng.standard_normal((classes, 1280)) * 0.03).astype(np.float32), "fc_w"),
               numpy_helper.from_array(np.zeros(classes, np.float32), "fc_b")]
@@ -122,7 +127,9 @@ def mobilenet_v2_onnx(opset=13, res=224, classes=1000) -> onnx.ModelProto:
 # ---- constant folding -------------------------------------------------------------------------------
 
 def test_shape_gather_unsqueeze_concat_reshape_chain_folds():
-    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))  # noqa: E731
+    def c(name, v):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+
     nodes = [
         c("idx", 0), c("axes0", [0]), c("minus1", [-1]),
         helper.make_node("Shape", ["x"], ["s"]),
@@ -132,7 +139,8 @@ def test_shape_gather_unsqueeze_concat_reshape_chain_folds():
         helper.make_node("Reshape", ["x", "shape"], ["flat"]),
         # ConstantOfShape of a folded shape, then a float Constant: a bias built at "run time"
         helper.make_node("Shape", ["flat"], ["fs"], start=1),
-        helper.make_node("ConstantOfShape", ["fs"], ["ones"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+        helper.make_node("ConstantOfShape", ["fs"], ["ones"],
+                         value=numpy_helper.from_array(np.array([1.5], np.float32))),
         helper.make_node("Constant", [], ["two"], value_float=2.0),
         helper.make_node("Mul", ["ones", "two"], ["bias"]),
         helper.make_node("Add", ["flat", "bias"], ["y"]),
@@ -233,7 +241,8 @@ def test_split(opset):
     if opset < 13:
         node, inits = helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, split=[1, 2, 3]), []
     else:
-        node, inits = helper.make_node("Split", ["x", "s"], ["a", "b", "c"], axis=1), [("s", np.array([1, 2, 3], np.int64))]
+        node = helper.make_node("Split", ["x", "s"], ["a", "b", "c"], axis=1)
+        inits = [("s", np.array([1, 2, 3], np.int64))]
     outs = [("a", None), ("b", None), ("c", None)]
     check_vs_ort(make_model([node], [("x", [2, 6])], outs, inits, opset))
     if opset >= 18:  # num_outputs: uneven split, ceil-sized chunks
@@ -373,7 +382,8 @@ def test_qdq_model_maps_to_quantized_tensors():
 
 def test_extra_outputs_and_unsorted_nodes():
     mp = helper.make_node("MaxPool", ["x"], ["y", "idx"], kernel_shape=[2, 2], name="pool")
-    m = make_model([mp], [("x", [1, 1, 4, 4])], [("y", None), helper.make_tensor_value_info("idx", TensorProto.INT64, None)])
+    idx = helper.make_tensor_value_info("idx", TensorProto.INT64, None)
+    m = make_model([mp], [("x", [1, 1, 4, 4])], [("y", None), idx])
     with pytest.raises(ModelFormatError, match=r"m\.onnx.*node 'pool' \(MaxPool\).*output 'idx'"):
         load_onnx("m.onnx", m.SerializeToString())
     # nodes listed out of order (some writers do this) are sorted; empty names get unique ones
@@ -386,6 +396,38 @@ def test_extra_outputs_and_unsorted_nodes():
     nodes = [helper.make_node("Neg", ["x"], ["a"], name="n"), helper.make_node("Relu", ["a"], ["y"], name="n")]
     g = load_onnx("m.onnx", make_model(nodes, [("x", [3])], [("y", None)]).SerializeToString())
     assert [n.name for n in g.nodes] == ["n", "n_1"]
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_torch_exported_model(dynamo):
+    """A real exporter's output: BN folded, relu6 as Clip, bilinear interpolate, adaptive pool, flatten."""
+    import io
+    import warnings
+
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+            self.fc = torch.nn.Linear(128, 10)
+
+        def forward(self, x):
+            y = torch.nn.functional.relu6(self.bn(self.conv(x)))
+            y = torch.nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+            y = torch.nn.functional.adaptive_avg_pool2d(y, (4, 4)).flatten(1)
+            return torch.softmax(self.fc(y).mean(dim=-1, keepdim=True) * y[:, :10], -1)
+
+    torch.manual_seed(0)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.randn(1, 3, 8, 8),), f, dynamo=dynamo, input_names=["x"],
+                          opset_version=18 if dynamo else 13, **({} if dynamo else {"dynamic_axes": {"x": {0: "N"}}}))
+    g = check_vs_ort(onnx.load_from_string(f.getvalue()))
+    assert {"Conv", "Clip", "Resize", "AveragePool", "Gemm", "Softmax"} <= set(ops_of(g))
+    if not dynamo:
+        assert g.meta["assumed"] == {"x": "batch dim 'N' of input 'x' set to 1"}
 
 
 # ---- inputs with dynamic dims ----------------------------------------------------------------------
@@ -504,6 +546,25 @@ def test_unsupported_op_is_named(op, domain):
     msg = str(e.value)
     assert msg.startswith("net.onnx: unsupported op") and "'the_node'" in msg and op in msg and "Conv" in msg
     assert e.value.node == "the_node"
+
+
+@pytest.mark.parametrize("node,inits,match", [
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], name="n"), [],
+     r"attribute dilations=\[2, 2\] is not supported"),
+    (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="cubic", name="n"),
+     [("s", np.array([1, 1, 2, 2], np.float32))], "mode 'cubic' is not supported"),
+    (helper.make_node("Resize", ["x", "", "s"], ["y"], name="n"),
+     [("s", np.array([1, 2, 2, 2], np.float32))], "batch or channel dims"),
+    (helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="n"),
+     [("r", np.array(0.5, np.float32)), ("t", np.array(True))], "training_mode=true"),
+    (helper.make_node("LpNormalization", ["x"], ["y"], name="n"), [], "unsupported op 'LpNormalization'"),
+    (helper.make_node("Relu", ["x"], ["y"], name="n", alpha=1.0), [], "attribute 'alpha' is not supported"),
+], ids=["pool-dilations", "cubic", "resize-channels", "dropout-training", "unknown-op", "unknown-attr"])
+def test_attributes_the_ir_cannot_express_are_errors(node, inits, match):
+    m = make_model([node], [("x", [1, 2, 4, 4])], [("y", None)], inits, 17)
+    with pytest.raises(ModelFormatError, match=r"m\.onnx: .*'n'.*" + match if "unsupported op" not in match
+                       else r"m\.onnx: " + match + ".* at node 'n'"):
+        load_onnx("m.onnx", m.SerializeToString())
 
 
 def test_dynamic_shape_operand_is_an_error():

@@ -9,6 +9,7 @@ from engine.builder import GraphBuilder
 from engine.execute import run_graph
 from engine.exporters.torch_export import exported_ops, from_torch_weights, to_torch
 from engine.ir import Quant, Tensor
+from engine.serialize import content_hash
 from engine.ops import supported_ops
 from engine.validate import infer_shapes
 
@@ -26,7 +27,8 @@ def assert_close(got, want, what=""):
     bad = ~np.isclose(got, want, rtol=RTOL, atol=ATOL)
     if bad.any():
         idx = np.argwhere(bad)[:5]
-        rows = ", ".join(f"{tuple(int(v) for v in i)}: torch {got[tuple(i)]:.7g} vs ref {want[tuple(i)]:.7g}" for i in idx)
+        rows = ", ".join(f"{tuple(int(v) for v in i)}: torch {got[tuple(i)]:.7g} vs ref {want[tuple(i)]:.7g}"
+                         for i in idx)
         pytest.fail(f"{what}: {bad.sum()} of {bad.size} values differ; first: {rows}")
 
 
@@ -237,6 +239,12 @@ def test_quantized_simulation_and_weights():
         np.testing.assert_array_equal(back.tensors[name].data, g.tensors[name].data)
 
 
+def test_write_back_untrained_is_lossless():
+    for case in CASES:
+        g, _ = case()
+        assert content_hash(from_torch_weights(g, to_torch(g))) == content_hash(g), case.__name__
+
+
 def test_parameters_and_buffers():
     g, _ = cnn_nchw()
     m = to_torch(g)
@@ -280,9 +288,9 @@ def test_train_gradients_sgd_and_write_back():
 def test_batchnorm_training_statistics():
     b = GraphBuilder("bn")
     x = b.input("X", (4, 3, 5, 5))
-    b.output(b.node("BatchNormalization", [x, b.const("s", np.ones(3, np.float32)), b.const("b", np.zeros(3, np.float32)),
-                                           b.const("m", np.zeros(3, np.float32)), b.const("v", np.ones(3, np.float32))],
-                    momentum=0.9))
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    stats = [b.const("s", ones), b.const("b", zeros), b.const("m", zeros), b.const("v", ones)]
+    b.output(b.node("BatchNormalization", [x, *stats], momentum=0.9))
     m = to_torch(b.build()).train()
     xv = torch.from_numpy(rand(4, 3, 5, 5) + 2.0)
     y = m(xv)

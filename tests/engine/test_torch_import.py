@@ -164,6 +164,19 @@ def test_from_module_via_onnx(make):
     check(g, m, x)
 
 
+def test_onnx_falls_back_to_torchscript():
+    pytest.importorskip("engine.importers.onnx_import", reason="the ONNX importer is not in this tree yet")
+
+    class DataDependent(nn.Module):  # dynamo cannot export a branch on a tensor value
+        def forward(self, x):
+            return x * 2.0 if x.sum() > 0 else x - 1.0
+
+    x = torch.ones(2, 3)
+    g = from_module(DataDependent(), (x,))
+    assert g.meta["exporter"] == "torchscript" and "dynamo export failed" in g.meta["exporter_note"]
+    check(g, DataDependent(), (x,))
+
+
 def test_from_module_keeps_weights_names_and_mode():
     m, x = small_cnn()
     m.train()
@@ -322,7 +335,8 @@ def test_truncated_and_oversized_archives(saved, tmp_path):
     with pytest.raises(ModelFormatError, match="cut.pt2"):
         load_pt2(str(cut))
     cfg = json.loads(zipfile.ZipFile(path).read("small_cnn/data/weights/model_weights_config.json"))
-    short = _rewrite(path, tmp_path / "short.pt2", {f"data/weights/{cfg['config']['fc.weight']['path_name']}": b"\0" * 64})
+    payload = f"data/weights/{cfg['config']['fc.weight']['path_name']}"
+    short = _rewrite(path, tmp_path / "short.pt2", {payload: b"\0" * 64})
     with pytest.raises(ModelFormatError, match="fc.weight.*truncated"):
         load_pt2(short)
     with pytest.raises(ModelFormatError, match="limit"):
@@ -330,6 +344,38 @@ def test_truncated_and_oversized_archives(saved, tmp_path):
     bad_json = _rewrite(path, tmp_path / "json.pt2", {"models/model.json": b"{not json"})
     with pytest.raises(ModelFormatError, match="not valid JSON"):
         load_pt2(bad_json)
+
+
+def _edit_program(path: str, dst, edit) -> str:
+    doc = json.loads(zipfile.ZipFile(path).read("small_cnn/models/model.json"))
+    edit(doc["graph_module"]["graph"])
+    return _rewrite(path, dst, {"models/model.json": json.dumps(doc).encode()})
+
+
+def test_crafted_programs_fail_cleanly(saved, tmp_path):
+    path, _, _ = saved
+
+    def call_os_system(graph):  # torch's deserializer would resolve this with getattr(torch, "os")...
+        graph["nodes"][0]["target"] = "torch.os.system"
+
+    with pytest.raises(UnsupportedOpError, match="torch.os.system"):
+        load_pt2(_edit_program(path, tmp_path / "os.pt2", call_os_system))
+
+    def drop_inputs(graph):
+        del graph["nodes"][1]["inputs"][0]["arg"]
+
+    with pytest.raises(ModelFormatError, match="batch_norm.*malformed"):
+        load_pt2(_edit_program(path, tmp_path / "malformed.pt2", drop_inputs))
+
+    def huge_constant(graph):
+        sizes = [{"as_int": 1 << 20}, {"as_int": 1 << 20}]
+        graph["tensor_values"]["huge"] = {**graph["tensor_values"]["x"], "sizes": sizes, "strides": sizes}
+        graph["nodes"].insert(0, {"target": "torch.ops.aten.zeros.default", "name": "huge", "metadata": {},
+                                  "inputs": [{"name": "size", "arg": {"as_ints": [1 << 20, 1 << 20]}}],
+                                  "outputs": [{"as_tensor": {"name": "huge"}}]})
+
+    with pytest.raises(ModelFormatError, match="limit"):
+        load_pt2(_edit_program(path, tmp_path / "huge.pt2", huge_constant))
 
 
 def test_dynamic_shapes_are_refused(tmp_path):
