@@ -84,7 +84,7 @@ def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, .
         return load_tflite(model, data=data)
     from engine.importers.torch_import import load_pt2
 
-    return load_pt2(model)
+    return load_pt2(model, data=data)
 
 
 def _input_shapes(input_shape) -> dict[str, tuple[int, ...]] | None:

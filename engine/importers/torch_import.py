@@ -25,6 +25,7 @@ import os
 import re
 import warnings
 import zipfile
+import zlib
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 
 import numpy as np
@@ -183,7 +184,7 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
             infos = self.zip.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, UnicodeDecodeError) as e:
             raise ModelFormatError(path, f"not a readable .pt2 (zip) archive: {e}")
         if len(infos) > MAX_ENTRIES:
             raise ModelFormatError(path, f"archive has {len(infos)} entries (limit {MAX_ENTRIES})")
@@ -218,7 +219,7 @@ class _Archive:
             raise ModelFormatError(self.path, f"'{rel}' is {info.file_size} bytes (limit {limit})")
         try:
             data = self.zip.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as e:
             raise ModelFormatError(self.path, f"cannot read '{rel}': {e}")
         if len(data) != info.file_size:
             raise ModelFormatError(self.path, f"'{rel}' is truncated")

@@ -349,3 +349,25 @@ def test_zoo_model_matches(name):
     (out if isinstance(out, torch.Tensor) else out[0]).square().mean().backward()
     grads = [p.grad for p in m.parameters() if p.grad is not None]
     assert grads and any(float(gr.abs().sum()) > 0 for gr in grads)
+
+
+def test_training_matches_pytorch_after_import():
+    """module -> IR -> to_torch trains like the original: same train-mode outputs, grads, BN running stats."""
+    from torch import nn
+
+    from engine.importers.torch_import import from_module
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 2))
+    x = torch.randn(5, 3, 6, 6)
+    g = from_module(ref, (x,), via="aten")
+    m = to_torch(g).train()
+    ref.train()
+    y_ref, y = ref(x), m(x)
+    assert_close(y.detach().numpy(), y_ref.detach().numpy(), "train-mode output")
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    assert_close(m.tensor("0.weight").grad.numpy(), ref[0].weight.grad.numpy(), "conv weight grad")
+    assert_close(m.tensor("1.running_mean").numpy(), ref[1].running_mean.numpy(), "running mean")
+    assert_close(m.tensor("1.running_var").numpy(), ref[1].running_var.numpy(), "running var")
