@@ -13,6 +13,10 @@ from engine.ops import Cost
 from engine.validate import infer_shapes, node_context, topological_order
 
 
+# A float32 scale and an int32 zero point (or multiplier/shift) per channel, as int8 runtimes store them.
+QUANT_PARAM_BYTES = 8
+
+
 @dataclass(frozen=True)
 class LayerRecord:
     name: str
@@ -23,11 +27,17 @@ class LayerRecord:
     macs: int
     flops: int
     params: int
+    weight_bytes: int = 0  # constants this layer reads from flash (a constant shared by layers counts once)
+    weight_bytes_by_dtype: tuple[tuple[str, int], ...] = ()
+    quant_bytes: int = 0  # per-channel/per-tensor scale + zero point of its quantized constants
+    input_bytes: int = 0  # activations it reads
+    output_bytes: int = 0  # activations it writes
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["input_shapes"] = [list(s) for s in self.input_shapes]
         d["output_shape"] = list(self.output_shape)
+        d["weight_bytes_by_dtype"] = dict(self.weight_bytes_by_dtype)
         return d
 
 
@@ -39,13 +49,25 @@ def _shaped(graph: Graph) -> Graph:
 def layer_records(graph: Graph) -> list[LayerRecord]:
     g = _shaped(graph)
     out = []
+    seen_consts: set[str] = set()
     for node in topological_order(g):
         ctx = node_context(g, node)
         c = ctx.op.cost(ctx)
         first = ctx.outs[0]
-        out.append(LayerRecord(node.name, node.op,
-                               tuple(t.shape for t in ctx.ins if t is not None and t.data is None),
-                               first.shape, first.dtype, int(c.macs), int(c.flops), int(c.params)))
+        by_dtype: dict[str, int] = {}
+        quant = 0
+        for t in ctx.ins:
+            if t is None or t.data is None or t.name in seen_consts:
+                continue
+            seen_consts.add(t.name)
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.nbytes
+            if t.quant is not None:
+                quant += QUANT_PARAM_BYTES * t.quant.scale.size
+        acts_in = [t for t in ctx.ins if t is not None and t.data is None]
+        out.append(LayerRecord(node.name, node.op, tuple(t.shape for t in acts_in), first.shape, first.dtype,
+                               int(c.macs), int(c.flops), int(c.params), sum(by_dtype.values()),
+                               tuple(sorted(by_dtype.items())), quant, sum(t.nbytes for t in acts_in),
+                               sum(t.nbytes for t in ctx.outs)))
     return out
 
 

@@ -171,7 +171,9 @@ def _topological(path, nodes, known: set[str]) -> list:
             if deps[u] == 0:
                 heapq.heappush(ready, u)
     if len(order) != len(nodes):
-        raise ModelFormatError(path, "the graph has a cycle")
+        stuck = [nd.name or nd.op_type for i, nd in enumerate(nodes) if deps[i] > 0]
+        raise ModelFormatError(path, f"the graph has a cycle through nodes {', '.join(stuck[:6])}"
+                                     + (" ..." if len(stuck) > 6 else ""))
     return order
 
 
