@@ -1,0 +1,192 @@
+"""Inference runtimes as data: how fast each runtime runs each kind of layer on each core family.
+
+    rt = get_runtime("tflm-cmsis-nn")       # unknown id -> one-line error listing the valid ids
+    prof = rt.core_profile("cortex-m33")    # CoreProfile: MACs/cycle per op kind, per-element cycles, overheads
+
+One TOML file per runtime in hwmodels/runtimes/. A `[cores.<family>]` table either gives the figures
+(calibrated on published measurements; its `source` says which) or derives them from another family with
+`like = "<family>"` and `speed = <factor>` (MACs/cycle x speed, cycle costs / speed), plus any explicit
+overrides. The latency model that uses these figures is in hwmodels/estimate.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import TinyStudioError
+from hwmodels.data import HardwareDataError, field, read_toml, toml_files
+from hwmodels.mcu import CORES
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "runtimes"
+
+_MAC_KINDS = ("conv", "pointwise", "depthwise", "fc")
+_CYCLE_FIELDS = ("elementwise_cycles", "pool_cycles", "softmax_cycles", "layer_overhead_cycles")
+_OVERHEADS = ("column_overhead", "depthwise_channel_overhead")
+
+
+@dataclass(frozen=True)
+class CoreProfile:
+    """Throughput of one runtime on one core family (int8 kernels).
+
+    *_macs_per_cycle: asymptotic MACs per cycle of that layer kind (long reduction columns).
+    column_overhead: k in the small-column penalty: a conv / pointwise / FC whose reduction length per
+        output L = Cin/group x kH x kW is short runs at L / (L + k) of the asymptotic rate (im2col,
+        requantization and loop set-up per output are paid over fewer MACs). With k = 30, a 3x3 conv with
+        one input channel runs 4.3x slower, a 10x4 one 1.75x: the published per-layer anchors.
+    elementwise_cycles: per output element of Add/Mul/activation/copy-like ops.
+    pool_cycles: per input element read by a pooling or reduction. softmax_cycles: per element.
+    layer_overhead_cycles: fixed cost of invoking one layer (interpreter dispatch, parameter set-up).
+    """
+
+    core: str
+    conv_macs_per_cycle: float
+    pointwise_macs_per_cycle: float
+    depthwise_macs_per_cycle: float
+    fc_macs_per_cycle: float
+    column_overhead: float
+    depthwise_channel_overhead: float
+    elementwise_cycles: float
+    pool_cycles: float
+    softmax_cycles: float
+    layer_overhead_cycles: float
+    source: str
+    calibrated: bool  # figures fitted on published measurements (False: derived, see `source`)
+    derived_from: str = ""
+
+    def macs_per_cycle(self, kind: str) -> float:
+        return getattr(self, f"{kind}_macs_per_cycle")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    id: str
+    name: str
+    description: str
+    calibration: str
+    cores: tuple[tuple[str, CoreProfile], ...]
+    # Persistent RAM besides the activation arena (TFLM's arena "tail"):
+    ram_fixed_bytes: int
+    ram_per_node_bytes: int
+    ram_per_tensor_bytes: int
+    ram_per_channel_bytes: int  # per output channel of a conv (per-channel requantization data)
+    # Kernel scratch (the largest one counts: scratch lives only while its layer runs):
+    scratch_conv_bytes_per_column: int  # x reduction length L of a non-1x1 conv (im2col buffers)
+    scratch_depthwise_bytes_per_tap_channel: int  # x kH x kW x C of a depthwise conv
+    # Code in flash: the runtime itself plus one kernel per distinct op type used.
+    code_fixed_bytes: int
+    code_per_op_type_bytes: int
+    # Float and wider integer layers:
+    float_fpu_mac_cycles: float  # cycles per float32 MAC with a hardware FPU
+    float_soft_mac_cycles: float  # cycles per float32 MAC in software floating point (no FPU)
+    float_fpu_element_factor: float  # slowdown of per-element float ops vs int8, FPU / soft float
+    float_soft_element_factor: float
+    int16_slowdown: float
+    path: str = ""
+
+    @property
+    def core_families(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.cores)
+
+    def core_profile(self, core: str) -> CoreProfile:
+        for c, prof in self.cores:
+            if c == core:
+                return prof
+        raise TinyStudioError(f"runtime '{self.id}' has no profile for core '{core}'; it covers: "
+                              f"{', '.join(self.core_families)}")
+
+    def supports(self, core: str) -> bool:
+        return core in self.core_families
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "description": self.description, "calibration": self.calibration,
+                "cores": list(self.core_families)}
+
+
+def _core_table(doc: dict, core: str, path, resolved: dict[str, CoreProfile], tables: dict, stack=()) -> CoreProfile:
+    if core in resolved:
+        return resolved[core]
+    if core in stack:
+        raise HardwareDataError(path, f"field 'cores.{core}.like' forms a cycle: {' -> '.join(stack + (core,))}")
+    t = tables[core]
+    where = f"cores.{core}"
+    if not isinstance(t, dict):
+        raise HardwareDataError(path, f"field '{where}' must be a table")
+    like = field(t, "like", "str", path, default="", where=where)
+    source = field(t, "source", "str", path, where=where)
+    if like:
+        if like not in tables:
+            raise HardwareDataError(path, f"field '{where}.like' names '{like}', which has no [cores.{like}] table")
+        base = _core_table(doc, like, path, resolved, tables, stack + (core,))
+        speed = field(t, "speed", "number", path, default=1.0, positive=True, where=where)
+        vals = {f"{k}_macs_per_cycle": base.macs_per_cycle(k) * speed for k in _MAC_KINDS}
+        vals |= {k: getattr(base, k) / speed for k in _CYCLE_FIELDS}
+        vals |= {k: getattr(base, k) for k in _OVERHEADS}
+        for key in vals:  # explicit figures override the derived ones
+            vals[key] = field(t, key, "number", path, default=vals[key], positive=key not in _OVERHEADS,
+                              where=where)
+        calibrated = field(t, "calibrated", "bool", path, default=False, where=where)
+    else:
+        vals = {f"{k}_macs_per_cycle": field(t, f"{k}_macs_per_cycle", "number", path, positive=True, where=where)
+                for k in _MAC_KINDS}
+        vals |= {k: field(t, k, "number", path, positive=True, where=where) for k in _CYCLE_FIELDS}
+        vals |= {k: field(t, k, "number", path, where=where) for k in _OVERHEADS}
+        calibrated = field(t, "calibrated", "bool", path, where=where)
+    for k in _OVERHEADS:
+        if vals[k] < 0:
+            raise HardwareDataError(path, f"field '{where}.{k}' must not be negative")
+    prof = CoreProfile(core=core, source=source, calibrated=calibrated, derived_from=like, **vals)
+    resolved[core] = prof
+    return prof
+
+
+def parse_runtime(doc: dict, path: str | Path) -> Runtime:
+    f = lambda d, key, kind, where, **kw: field(d, key, kind, path, where=where, **kw)  # noqa: E731
+    tables = f(doc, "cores", "table", "")
+    for core in tables:
+        if core not in CORES:
+            raise HardwareDataError(path, f"field 'cores.{core}': unknown core family; known: {', '.join(CORES)}")
+    resolved: dict[str, CoreProfile] = {}
+    cores = tuple((c, _core_table(doc, c, path, resolved, tables)) for c in tables)
+    ram, scratch, code, flt = (f(doc, k, "table", "") for k in ("ram", "scratch", "code", "float"))
+    return Runtime(
+        id=f(doc, "id", "str", ""), name=f(doc, "name", "str", ""), description=f(doc, "description", "str", ""),
+        calibration=f(doc, "calibration", "str", ""), cores=cores,
+        ram_fixed_bytes=f(ram, "fixed_bytes", "int", "ram"), ram_per_node_bytes=f(ram, "per_node_bytes", "int", "ram"),
+        ram_per_tensor_bytes=f(ram, "per_tensor_bytes", "int", "ram"),
+        ram_per_channel_bytes=f(ram, "per_channel_bytes", "int", "ram"),
+        scratch_conv_bytes_per_column=f(scratch, "conv_bytes_per_column", "int", "scratch"),
+        scratch_depthwise_bytes_per_tap_channel=f(scratch, "depthwise_bytes_per_tap_channel", "int", "scratch"),
+        code_fixed_bytes=f(code, "fixed_bytes", "int", "code"),
+        code_per_op_type_bytes=f(code, "per_op_type_bytes", "int", "code"),
+        float_fpu_mac_cycles=f(flt, "fpu_mac_cycles", "number", "float", positive=True),
+        float_soft_mac_cycles=f(flt, "soft_mac_cycles", "number", "float", positive=True),
+        float_fpu_element_factor=f(flt, "fpu_element_factor", "number", "float", positive=True),
+        float_soft_element_factor=f(flt, "soft_element_factor", "number", "float", positive=True),
+        int16_slowdown=f(doc, "int16_slowdown", "number", "", positive=True),
+        path=str(path))
+
+
+_CACHE: dict[tuple[str, int, int], Runtime] = {}
+
+
+def load_runtimes(extra_dirs: list[str | Path] | None = None) -> dict[str, Runtime]:
+    out: dict[str, Runtime] = {}
+    for folder in [BUILTIN_DIR, *(Path(d) for d in extra_dirs or [])]:
+        for p in toml_files(folder, "runtime"):
+            st = p.stat()
+            key = (str(p), st.st_mtime_ns, st.st_size)
+            if key not in _CACHE:
+                _CACHE[key] = parse_runtime(read_toml(p), p)
+            out[_CACHE[key].id] = _CACHE[key]
+    return dict(sorted(out.items()))
+
+
+def get_runtime(runtime_id: str, extra_dirs: list[str | Path] | None = None) -> Runtime:
+    rts = load_runtimes(extra_dirs)
+    if runtime_id not in rts:
+        raise TinyStudioError(f"unknown runtime '{runtime_id}'; valid ids: {', '.join(rts)}")
+    return rts[runtime_id]
+
+
+def runtimes_for_core(core: str) -> list[str]:
+    return [rid for rid, rt in load_runtimes().items() if rt.supports(core)]
