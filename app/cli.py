@@ -120,7 +120,9 @@ def _load_array(path: str) -> dict[str, np.ndarray] | np.ndarray:
 
 
 def cmd_run(args) -> int:
+    from engine.errors import GraphError
     from engine.execute import run_graph
+    from engine.int8 import run_int8
 
     graph = open_model(args)
     feeds: dict[str, np.ndarray] = {}
@@ -144,8 +146,14 @@ def cmd_run(args) -> int:
         t = graph.tensors[name]
         if name in feeds and t.quant is None and t.dtype == "float32":
             feeds[name] = feeds[name].astype(np.float32)
-    outs = run_graph(graph, feeds)
     quantized = any(t.quant is not None for t in graph.tensors.values())
+    # Quantized graphs run the integer kernels (tflite-micro's bytes) unless --float asks for the float reference.
+    integer = quantized and not args.float
+    try:
+        outs = run_int8(graph, feeds) if integer else run_graph(graph, feeds)
+    except GraphError as e:
+        raise GraphError(f"{e} (--float runs the float reference instead)" if integer else str(e)) from None
+    mode = "int8" if integer else ("float-dequantized" if quantized else "float")
     if args.output:
         if args.output.endswith(".npz"):
             np.savez(args.output, **outs)
@@ -154,13 +162,15 @@ def cmd_run(args) -> int:
                 raise TinyStudioError(f"the model has {len(outs)} outputs; use an .npz file for --output")
             np.save(args.output, next(iter(outs.values())))
     if args.json:
-        print(json.dumps({"model": model_json(graph), "mode": "float-dequantized" if quantized else "float",
+        print(json.dumps({"model": model_json(graph), "mode": mode,
                           "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "values": v.tolist()}
                                       for k, v in outs.items()}}))
         return 0
-    if quantized:
-        print("note: quantized model run with the float reference on dequantized values "
-              "(integer execution comes with the int8 export)", file=sys.stderr)
+    if integer:
+        print("note: quantized model run with the int8 reference kernels (bit-exact to tflite-micro); "
+              "--float runs the float reference on dequantized values", file=sys.stderr)
+    elif quantized:
+        print("note: quantized model run with the float reference on dequantized values (--float)", file=sys.stderr)
     for k, v in outs.items():
         flat = v.reshape(-1)
         head = ", ".join(f"{x:.6g}" for x in flat[:10]) + (", ..." if flat.size > 10 else "")
@@ -168,6 +178,84 @@ def cmd_run(args) -> int:
         print(f"{k} {list(v.shape)} {v.dtype}: [{head}]{extra}")
     if args.output:
         print(f"saved {args.output}")
+    return 0
+
+
+def profile_targets(mcu_ids: list[str], runtime: str | None) -> list[tuple[str, str]]:
+    """(mcu, runtime) pairs; without --runtime each MCU gets the default runtime for its core."""
+    from hwmodels.mcu import get_mcu
+    from hwmodels.runtime import default_runtime
+
+    return [(m, runtime or default_runtime(get_mcu(m).core)) for m in mcu_ids]
+
+
+def cmd_profile(args) -> int:
+    from engine.profile import profile_graph
+
+    targets = profile_targets(args.mcu or [], args.runtime)
+    graph = open_model(args)
+    prof = profile_graph(graph, targets)
+    if args.json:
+        rep = inspect_report(graph)
+        doc = prof.to_json()
+        rep["totals"].update(doc["totals"])
+        rep["layers"] = doc["layers"]
+        rep["memory"] = doc["memory"]
+        rep["targets"] = doc["targets"]
+        print(json.dumps(rep, indent=1))
+        return 0
+    print_profile(graph, prof)
+    return 0
+
+
+def print_profile(graph, prof) -> None:
+    m = model_json(graph)
+    print(f"model  {m['name']}  ({m['format']})")
+    head = ["#", "layer", "op", "output shape", "MACs", "weights B", "output B", "live B"]
+    head += [f"{t.mcu} ms" for t in prof.targets]
+    rows = [head]
+    per = [{le.name: le for le in t.layers} for t in prof.targets]
+    for lp in prof.layers:
+        r = lp.record
+        rows.append([str(lp.step), r.name, r.op, "x".join(map(str, r.output_shape)), _fmt(r.macs),
+                     _fmt(r.weight_bytes), _fmt(r.output_bytes), _fmt(lp.live_bytes)]
+                    + [f"{p[r.name].latency_ms:.3f}" for p in per])
+    widths = [min(max(len(row[c]) for row in rows), 32) for c in range(len(head))]
+    for row in rows:
+        print("  ".join(row[c][:32].ljust(widths[c]) if c < 4 else row[c].rjust(widths[c]) for c in range(len(row))))
+    t = prof.totals()
+    print(f"total  {t['layers']} layers  {_fmt(t['macs'])} MACs  {_fmt(t['params'])} params  "
+          f"weights {_fmt(t['weight_bytes'])} B + quantization data {_fmt(t['quant_bytes'])} B")
+    planners = ", ".join(f"{k} {_fmt(v)}" for k, v in t["arena_by_planner"].items())
+    print(f"memory activation arena {_fmt(t['activation_peak_bytes'])} B ({t['planner']}; layer-by-layer lower bound "
+          f"{_fmt(t['activation_lower_bound_bytes'])} B; planners: {planners})")
+    for est in prof.targets:
+        print(f"target {est.mcu} + {est.runtime} (estimate): {est.latency_ms:.2f} ms, {est.energy_uj:.0f} uJ, "
+              f"RAM {_fmt(est.ram_bytes)} B, flash {_fmt(est.flash_bytes)} B: {est.fit_message()}")
+    if not prof.targets:
+        print("add --mcu ID (repeatable) for latency, energy and fit estimates; `tinystudio mcus` lists the MCUs")
+
+
+def cmd_mcus(args) -> int:
+    from hwmodels.mcu import load_mcus
+    from hwmodels.runtime import load_runtimes
+
+    mcus = load_mcus()
+    runtimes = load_runtimes()
+    if args.json:
+        print(json.dumps({"mcus": [m.to_json() for m in mcus.values()],
+                          "runtimes": [{"id": r.id, "name": r.name, "description": r.description,
+                                        "cores": list(r.core_families)} for r in runtimes.values()]}, indent=1))
+        return 0
+    rows = [("id", "name", "core", "MHz", "SRAM KB", "flash KB", "FPU", "SIMD/DSP", "mW")]
+    for m in mcus.values():
+        rows.append((m.id, m.name, m.core, f"{m.clock_mhz:g}", f"{m.sram_kb:g}",
+                     f"{m.flash_kb:g}{' ext' if m.flash_external else ''}", m.fpu,
+                     m.simd if m.simd != "none" else ("dsp" if m.dsp else "-"), f"{m.active_power_mw:.0f}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(len(r))))
+    print("runtimes: " + ", ".join(runtimes))
     return 0
 
 
@@ -216,7 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
                    help="input array (.npy, or .npz with one array per input name)")
     r.add_argument("--output", metavar="Y.npy", help="save the output (.npy, or .npz for several outputs)")
+    r.add_argument("--float", action="store_true",
+                   help="run a quantized model with the float reference on dequantized values instead of the "
+                        "int8 kernels")
     r.set_defaults(fn=cmd_run)
+    pr = model_cmd("profile", "Per-layer profile: memory plan, and latency, energy and fit on MCUs (estimates).")
+    pr.add_argument("--mcu", action="append", metavar="ID", help="target MCU (repeatable; see `tinystudio mcus`)")
+    pr.add_argument("--runtime", metavar="ID",
+                    help="runtime profile (default: tflm-cmsis-nn on Arm cores, esp-nn on ESP32 parts)")
+    pr.set_defaults(fn=cmd_profile)
+    mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
+    mc.add_argument("--json", action="store_true")
+    mc.set_defaults(fn=cmd_mcus)
     z = sub.add_parser("zoo", help="List the model zoo and its parameters.")
     z.add_argument("--json", action="store_true")
     z.set_defaults(fn=cmd_zoo)

@@ -9,7 +9,7 @@ latency/energy/fit from hwmodels. Totals are sums of the per-layer records.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from engine.ir import Graph
 from engine.memory import MemoryPlan, plan_memory
@@ -42,6 +42,26 @@ class Profile:
     def quant_bytes(self) -> int:
         return sum(lp.record.quant_bytes for lp in self.layers)
 
+    def to_json(self) -> dict:
+        """Fields of `inspect` plus memory and targets; per-layer estimates sit under each layer."""
+        per_layer = [{le.name: le for le in t.layers} for t in self.targets]
+        layers = []
+        for lp in self.layers:
+            d = lp.to_json()
+            d["estimates"] = [{"mcu": t.mcu, "runtime": t.runtime, **_layer_est(est[lp.record.name])}
+                              for t, est in zip(self.targets, per_layer)]
+            layers.append(d)
+        return {"totals": self.totals(), "layers": layers, "memory": self.memory_json(),
+                "targets": [t.to_json(layers=False) for t in self.targets]}
+
+    def memory_json(self) -> dict:
+        p = self.plan
+        return {"arena_bytes": p.arena_bytes, "lower_bound_bytes": p.lower_bound_bytes, "planner": p.planner,
+                "arena_by_planner": dict(p.arena_by_planner), "optimal": p.optimal, "order": list(p.order),
+                "peak_step": p.peak_step, "inplace_nodes": list(p.inplace_nodes), "alignment": p.alignment,
+                "buffers": [{"tensors": list(b.tensors), "offset": o, "size": b.size}
+                            for b, o in zip(p.buffers, p.offsets)]}
+
     def totals(self) -> dict:
         recs = [lp.record for lp in self.layers]
         return {
@@ -68,19 +88,21 @@ def profile_graph(graph: Graph, targets: list[tuple[str, str]] | tuple = (), byt
     layers = tuple(LayerProfile(by_name[name], step_of[name], plan.live_bytes[step_of[name]]) for name in plan.order)
     ests = []
     if targets:
-        from hwmodels.estimate import estimate_target
+        from hwmodels.estimate import estimate_target, layer_work
         from hwmodels.mcu import get_mcu
         from hwmodels.runtime import get_runtime
 
-        weight_bytes = sum(r.weight_bytes for r in by_name.values())
-        quant_bytes = sum(r.quant_bytes for r in by_name.values())
-        for mcu_id, rt_id in targets:
-            ests.append(estimate_target(g, get_mcu(mcu_id, mcu_dirs), get_runtime(rt_id), arena_bytes=plan.arena_bytes,
-                                        weight_bytes=weight_bytes + quant_bytes))
+        # Resolve every id first so a typo fails before any work is done.
+        resolved = [(get_mcu(m, mcu_dirs), get_runtime(r)) for m, r in targets]
+        work = layer_work(g)
+        flash_data = sum(r.weight_bytes + r.quant_bytes for r in by_name.values())
+        for mcu, rt in resolved:
+            # Graph inputs and outputs live inside the planned arena, so no separate I/O buffers are added.
+            ests.append(estimate_target(g, mcu, rt, arena_bytes=plan.arena_bytes, weight_bytes=flash_data,
+                                        work=work))
     return Profile(g.name, layers, plan, tuple(ests))
 
 
-def target_json(est) -> dict:
-    d = asdict(est)
-    d.pop("layers", None)
-    return d
+def _layer_est(le) -> dict:
+    d = le.to_json()
+    return {k: d[k] for k in ("cycles", "latency_ms", "energy_uj", "share", "scratch_bytes")}

@@ -61,7 +61,7 @@ def layer_records(graph: Graph) -> list[LayerRecord]:
                 continue
             seen_consts.add(t.name)
             by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.nbytes
-            if t.quant is not None:
+            if t.quant is not None and t.dtype != "int32":  # int32 bias scales derive from input x weight
                 quant += QUANT_PARAM_BYTES * t.quant.scale.size
         acts_in = [t for t in ctx.ins if t is not None and t.data is None]
         out.append(LayerRecord(node.name, node.op, tuple(t.shape for t in acts_in), first.shape, first.dtype,

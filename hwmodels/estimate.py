@@ -67,11 +67,12 @@ class LayerEstimate:
     latency_ms: float
     energy_uj: float
     share: float  # of the total latency
+    scratch_bytes: int = 0  # kernel scratch this layer needs from the runtime
 
     def to_json(self) -> dict:
         return {"name": self.name, "op": self.op, "kind": self.kind, "macs": self.macs, "cycles": self.cycles,
                 "latency_ms": round(self.latency_ms, 6), "energy_uj": round(self.energy_uj, 6),
-                "share": round(self.share, 6)}
+                "share": round(self.share, 6), "scratch_bytes": self.scratch_bytes}
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ def estimate_layers(graph: Graph, mcu: MCU | str, runtime: Runtime | str,
     out = []
     for w, c in zip(work, cycles):
         ms = c / hz_per_ms
-        out.append(LayerEstimate(w.name, w.op, w.kind, w.macs, int(round(c)), ms, ms * mcu.active_power_mw, c / total))
+        out.append(LayerEstimate(w.name, w.op, w.kind, w.macs, int(round(c)), ms, ms * mcu.active_power_mw, c / total,
+                                 layer_scratch_bytes(w, runtime)))
     return tuple(out)
 
 
@@ -257,15 +259,18 @@ def persistent_bytes(graph: Graph, runtime: Runtime, work: list[LayerWork] | Non
             + runtime.ram_per_tensor_bytes * len(graph.tensors) + runtime.ram_per_channel_bytes * channels)
 
 
+def layer_scratch_bytes(w: LayerWork, runtime: Runtime) -> int:
+    """Kernel scratch of one layer (im2col columns, depthwise buffers)."""
+    if w.kind == "conv" and w.kernel_taps > 1:
+        return runtime.scratch_conv_bytes_per_column * w.column
+    if w.kind == "depthwise":
+        return runtime.scratch_depthwise_bytes_per_tap_channel * w.kernel_taps * w.in_channels
+    return 0
+
+
 def scratch_bytes(work: list[LayerWork], runtime: Runtime) -> int:
-    """Largest kernel scratch buffer (im2col columns, depthwise buffers); it lives only during its layer."""
-    best = 0
-    for w in work:
-        if w.kind == "conv" and w.kernel_taps > 1:
-            best = max(best, runtime.scratch_conv_bytes_per_column * w.column)
-        elif w.kind == "depthwise":
-            best = max(best, runtime.scratch_depthwise_bytes_per_tap_channel * w.kernel_taps * w.in_channels)
-    return best
+    """Largest kernel scratch buffer; it lives only during its layer, so one buffer serves all."""
+    return max((layer_scratch_bytes(w, runtime) for w in work), default=0)
 
 
 def code_bytes(work: list[LayerWork], runtime: Runtime) -> int:

@@ -188,5 +188,19 @@ def get_runtime(runtime_id: str, extra_dirs: list[str | Path] | None = None) -> 
     return rts[runtime_id]
 
 
+# What a user gets without choosing: the most common runtime that has a profile for the MCU's core.
+DEFAULT_PREFERENCE = ("tflm-cmsis-nn", "esp-nn", "tflm-reference")
+
+
+def default_runtime(core: str) -> str:
+    supported = runtimes_for_core(core)
+    for rid in DEFAULT_PREFERENCE:
+        if rid in supported:
+            return rid
+    if not supported:
+        raise TinyStudioError(f"no runtime profile covers core '{core}'")
+    return supported[0]
+
+
 def runtimes_for_core(core: str) -> list[str]:
     return [rid for rid, rt in load_runtimes().items() if rt.supports(core)]

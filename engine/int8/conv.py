@@ -4,8 +4,8 @@ DepthwiseConvPerChannel, FullyConnected[PerChannel]).
     acc[o] = sum_k (x[k] - x_zp) * (w[o, k] - w_zp) + bias[o]          int32, wrapping like C
     y[o]   = clamp(MultiplyByQuantizedMultiplier(acc, M[o], shift[o]) + y_zp, act_min, act_max)
 
-The sums are computed as float64 matrix products: every term is an integer below 2**16 in magnitude and
-every partial sum stays far below 2**53, so BLAS returns the exact integer whatever order it adds in.
+Everything is integer: the products are int64 matrix products (im2col), which no int32 accumulation can
+outgrow; `wrap32` then applies C's int32 wrap-around, so even an overflowing layer gives TFLite's bytes.
 Taps outside the image are skipped by TFLite; padding with the input zero point makes them add 0.
 Activations are NHWC; weights are (M, kH, kW, C/group) as the TFLite importer stores them.
 """
@@ -48,13 +48,13 @@ def requantize_acc(acc: np.ndarray, bias, multiplier, shift, out_zp: int, act_mi
 def conv_weights(w: np.ndarray, w_zp, group: int) -> np.ndarray:
     """Weights minus their zero point, laid out for `conv2d_acc` (computed once per layer).
 
-    Depthwise (C/group == 1): (kH, kW, M) int64 taps. Otherwise (group, kH*kW*C/g, M/group) float64.
+    Depthwise (C/group == 1): (kH, kW, M) taps. Otherwise (group, kH*kW*C/g, M/group) matrices. int64.
     """
     m, kh, kw, cg = w.shape
     ws = w.astype(np.int64) - np.asarray(w_zp, dtype=np.int64).reshape(-1, 1, 1, 1)
     if cg == 1:
         return np.ascontiguousarray(ws[..., 0].transpose(1, 2, 0))
-    return np.ascontiguousarray(ws.reshape(group, m // group, kh * kw * cg).transpose(0, 2, 1).astype(np.float64))
+    return np.ascontiguousarray(ws.reshape(group, m // group, kh * kw * cg).transpose(0, 2, 1))
 
 
 def conv2d_acc(x: np.ndarray, wc: np.ndarray, *, x_zp: int, kernel, strides, dilations, pads, out_hw,
@@ -79,17 +79,16 @@ def conv2d_acc(x: np.ndarray, wc: np.ndarray, *, x_zp: int, kernel, strides, dil
     mg = wc.shape[-1]
     # (N, OH, OW, g, cg, kH, kW) -> (g, P, kH*kW*cg): columns ordered like the weights' (kH, kW, C/g).
     cols = v.reshape(n, oh, ow, group, cg, kh, kw).transpose(3, 0, 1, 2, 5, 6, 4).reshape(group, p, kh * kw * cg)
-    acc = np.matmul(cols.astype(np.float64), wc)  # (g, P, M/g), exact integers
-    return np.rint(acc).astype(np.int64).transpose(1, 0, 2).reshape(n, oh, ow, group * mg)
+    acc = np.matmul(cols, wc)  # (g, P, M/g)
+    return acc.transpose(1, 0, 2).reshape(n, oh, ow, group * mg)
 
 
 def fc_weights(w: np.ndarray, w_zp) -> np.ndarray:
-    """(K, N) float64 weights minus zero point for `fully_connected_acc`, from TFLite's (N, K)."""
+    """(K, N) int64 weights minus zero point for `fully_connected_acc`, from TFLite's (N, K)."""
     ws = w.astype(np.int64) - np.asarray(w_zp, dtype=np.int64).reshape(-1, 1)
-    return np.ascontiguousarray(ws.T.astype(np.float64))
+    return np.ascontiguousarray(ws.T)
 
 
 def fully_connected_acc(x: np.ndarray, wc: np.ndarray, *, x_zp: int) -> np.ndarray:
     """Accumulators (B, N) of x (B, K) with `fc_weights` (TFLite FULLY_CONNECTED / Gemm transB=1)."""
-    xs = (x.astype(np.int64) - x_zp).astype(np.float64)
-    return np.rint(xs @ wc).astype(np.int64)
+    return (x.astype(np.int64) - x_zp) @ wc

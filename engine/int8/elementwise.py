@@ -1,6 +1,11 @@
 """Int8 element-wise kernels: ADD / SUB / MUL with numpy broadcasting, requantization, quantize and
 dequantize, and the unary activations (RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH, HARD_SWISH).
 
+Multipliers are derived in double precision from the float32 scales, as the tflite-micro build used as
+the oracle (0.dev20261023) does for every op here; tests/engine/test_int8.py holds scale sets on which
+the older float32 derivations (still in sub/relu/leaky-relu/hard-swish sources of mid-2026) give other
+bytes. Clamp bounds and AffineQuantize divide in float32, as TFLite does.
+
 Unary kernels are written as vectorized functions of the integer input; since an int8 input has only
 256 values, the executor evaluates them once per layer into a lookup table (`lookup_table`), which
 gives exactly the kernel's results at the cost of one gather.
@@ -19,16 +24,11 @@ from engine.int8.quant_math import (INT32_MAX, calculate_input_radius, dtype_ran
 ADD_LEFT_SHIFT = 20  # int8 ADD/SUB lift both inputs by 2**20 before rescaling them to a common scale
 
 
-def add_params(s1: float, s2: float, so: float, subtract: bool = False) -> dict:
-    """Multipliers of TFLite's quantized ADD (double arithmetic) or SUB (float arithmetic, as in sub_common.cc)."""
-    if subtract:
-        f = np.float32
-        twice = f(2) * max(f(s1), f(s2))
-        reals = (float(f(s1) / twice), float(f(s2) / twice),
-                 float(twice / (f(1 << ADD_LEFT_SHIFT) * f(so))))
-    else:
-        twice = 2 * float(max(np.float32(s1), np.float32(s2)))
-        reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << ADD_LEFT_SHIFT) * float(so)))
+def add_params(s1: float, s2: float, so: float) -> dict:
+    """Multipliers of TFLite's quantized ADD and SUB: both inputs rescaled to twice the larger input scale
+    (double arithmetic: add_common.cc, and sub_common.cc in the tflite-micro build used as the oracle)."""
+    twice = 2 * float(max(np.float32(s1), np.float32(s2)))
+    reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << ADD_LEFT_SHIFT) * float(so)))
     (m1, e1), (m2, e2), (mo, eo) = (quantize_multiplier(r) for r in reals)
     return {"m1": m1, "e1": e1, "m2": m2, "e2": e2, "mo": mo, "eo": eo}
 
@@ -88,9 +88,9 @@ def relu_fn(si: float, so: float, zp_in: int, zp_out: int, lo_real: float | None
             dtype: str = "int8"):
     """TFLM RELU (and the RELU family as clamps): rescale to the output grid, clamp at quantized bounds.
 
-    The multiplier is float32(si / so) as in CalculateReluOpData; bounds are zp + roundf(bound / so).
+    The multiplier is double(si) / double(so) (CalculateReluOpData); bounds are zp + roundf(bound / so).
     """
-    m, e = quantize_multiplier(float(np.float32(si) / np.float32(so)))
+    m, e = quantize_multiplier(float(si) / float(so))
     qmin, qmax = dtype_range(dtype)
     lo = qmin if lo_real is None else max(qmin, zp_out + int(round_half_away(np.float32(lo_real) / np.float32(so))))
     hi = qmax if hi_real is None else min(qmax, zp_out + int(round_half_away(np.float32(hi_real) / np.float32(so))))
@@ -100,18 +100,10 @@ def relu_fn(si: float, so: float, zp_in: int, zp_out: int, lo_real: float | None
     return fn
 
 
-def relu6_fn(si: float, zp_in: int, dtype: str = "int8"):
-    """TFLM RELU6: a clamp to [zero, six] on the input grid (the output shares it)."""
-    qmin, qmax = dtype_range(dtype)
-    six = int(np.clip(int(round_half_away(np.float32(6.0) / np.float32(si))) + zp_in, qmin, qmax))
-    return lambda q: np.clip(q, zp_in, six)
-
-
 def leaky_relu_fn(si: float, so: float, alpha: float, zp_in: int, zp_out: int, dtype: str = "int8"):
-    """LEAKY_RELU: identity and alpha multipliers computed in float32 (leaky_relu_common.cc)."""
-    f = np.float32
-    m_id, e_id = quantize_multiplier(float(f(si) / f(so)))
-    m_a, e_a = quantize_multiplier(float(f(si) * f(alpha) / f(so)))
+    """LEAKY_RELU: identity multiplier si / so, alpha multiplier si * alpha / so, in double."""
+    m_id, e_id = quantize_multiplier(float(si) / float(so))
+    m_a, e_a = quantize_multiplier(float(si) * float(np.float32(alpha)) / float(so))
     qmin, qmax = dtype_range(dtype)
 
     def fn(q):
@@ -185,10 +177,10 @@ def _int16_multiplier(m32: int) -> int:
 
 
 def hard_swish_params(si: float, so: float) -> dict:
-    f = np.float32
-    hires = f(1.0 / 128.0) * f(si)
-    m_out, e_out = quantize_multiplier(float(hires / f(so)))
-    m_rel, e_rel = quantize_multiplier(float(hires / (f(3.0) / f(32768.0))))
+    """The input on a 128x finer grid, rescaled to the output and to the 'reluish' grid 3/32768 (double)."""
+    hires = float(np.float32(1.0 / 128.0) * np.float32(si))
+    m_out, e_out = quantize_multiplier(hires / float(so))
+    m_rel, e_rel = quantize_multiplier(hires / (3.0 / 32768.0))
     return {"m_out": _int16_multiplier(m_out), "e_out": e_out, "m_rel": _int16_multiplier(m_rel), "e_rel": e_rel}
 
 

@@ -4,8 +4,8 @@
     ys = kernel(xs)                      # per inference: integer arrays in, integer arrays out
 
 Parameters follow the Prepare() functions of tflite-micro's kernels (conv_common.cc, add_common.cc,
-softmax_common.cc, ...), including where they compute in float32 rather than double, so that a
-TFLite int8 model gives the interpreter's bytes. Ops TFLite does not have in int8 but TinyStudio's
+softmax_common.cc, ...), down to which quantities are float32 and which double, so that a TFLite int8
+model gives the interpreter's bytes. Ops TFLite does not have in int8 but TinyStudio's
 quantized graphs need (NCHW layout, 1-D convs, count_include_pad, concat of different grids) extend
 the same arithmetic. Anything else raises a GraphError naming the node and op.
 """
@@ -79,7 +79,8 @@ def _bias(g: Graph, node: Node, i: int, m: int) -> np.ndarray | None:
     t = g.tensors[node.inputs[i]]
     data = _const(node, t, "bias")
     if t.dtype != "int32" or data.size != m:
-        raise _err(node, f"bias '{t.name}' must be {m} int32 values (TFLite int8 scheme), got {t.dtype} {list(t.shape)}")
+        raise _err(node, f"bias '{t.name}' must be {m} int32 values (TFLite int8 scheme), "
+                         f"got {t.dtype} {list(t.shape)}")
     return data.reshape(-1).astype(np.int64)
 
 
@@ -177,12 +178,10 @@ def _gemm(g: Graph, node: Node) -> Kernel:
     trans_b = int(node.attrs.get("transB", 0))
     units = wdata.shape[0] if trans_b else wdata.shape[1]
     wscale, wzp, per_channel = _weight_grid(node, w, units, 0 if trans_b else 1)
-    if per_channel:
-        mult, shift = quantize_multipliers([sx * float(ws) / so for ws in wscale])
-    else:
-        # GetQuantizedConvolutionMultipler: the scale product is taken in float32, then divided in double.
-        m0, s0 = quantize_multiplier(float(np.float32(sx) * wscale[0]) / so)
-        mult, shift = np.int64(m0), np.int64(s0)
+    # One multiplier per output channel, or one for the layer (kept scalar: FullyConnected vs ...PerChannel).
+    mult, shift = quantize_multipliers([sx * float(ws) / so for ws in (wscale if per_channel else wscale[:1])])
+    if not per_channel:
+        mult, shift = mult[0], shift[0]
     bias = _bias(g, node, 2, units)
     lo, hi = _clamp(node, y)
     wc = conv_k.fc_weights(wdata if trans_b else wdata.T, wzp)
@@ -198,7 +197,7 @@ def _add(g: Graph, node: Node) -> Kernel:
     a, b, y = _tensor(g, node, 0), _tensor(g, node, 1), _tensor(g, node, 0, True)
     (s1, z1), (s2, z2), (so, zo) = _grid(node, a), _grid(node, b), _grid(node, y)
     sub = node.op == "Sub"
-    params = ew.add_params(s1, s2, so, subtract=sub)
+    params = ew.add_params(s1, s2, so)
     lo, hi = _clamp(node, y)
     return lambda xs: [ew.add(xs[0], xs[1], zp1=z1, zp2=z2, zpo=zo, params=params, act_min=lo, act_max=hi,
                               subtract=sub, dtype=y.dtype)]

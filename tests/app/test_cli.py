@@ -41,16 +41,26 @@ def test_inspect_zoo_text_and_json_agree(capsys):
 def test_run_saves_outputs_matching_the_executor(tmp_path, capsys):
     from engine.execute import run_graph
     from engine.importers import load_model
+    from engine.int8 import run_int8
 
     x = np.random.default_rng(1).integers(-128, 127, size=(1, 49, 10, 1), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
-    code, out, err = run_cli(capsys, "run", str(MLPERF / "kws_ref_model.tflite"), "--input", str(tmp_path / "x.npy"),
-                             "--output", str(tmp_path / "y.npy"))
+    model = str(MLPERF / "kws_ref_model.tflite")
+    g = load_model(model)
+    # A quantized model runs the int8 kernels: integer outputs, the same bytes as run_int8.
+    code, out, err = run_cli(capsys, "run", model, "--input", str(tmp_path / "x.npy"), "--output",
+                             str(tmp_path / "y.npy"))
     assert code == 0, err
-    g = load_model(str(MLPERF / "kws_ref_model.tflite"))
-    want = run_graph(g, {g.inputs[0]: x})[g.outputs[0]]
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
-    assert "argmax" in out
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.int8
+    np.testing.assert_array_equal(y, run_int8(g, {g.inputs[0]: x})[g.outputs[0]])
+    assert "argmax" in out and "int8 reference kernels" in err
+    # --float keeps the float reference on dequantized values.
+    code, out, err = run_cli(capsys, "run", model, "--input", str(tmp_path / "x.npy"), "--output",
+                             str(tmp_path / "yf.npy"), "--float", "--json")
+    assert code == 0, err
+    assert json.loads(out)["mode"] == "float-dequantized"
+    np.testing.assert_array_equal(np.load(tmp_path / "yf.npy"), run_graph(g, {g.inputs[0]: x})[g.outputs[0]])
 
 
 def test_zoo_lists_names_and_params(capsys):
@@ -91,3 +101,37 @@ def test_input_shape_fixes_dynamic_dims(tmp_path, capsys):
         assert rep["totals"]["macs"] == 16 * 16 * 4 * 3 * 9
     code, _, err = run_cli(capsys, "inspect", path, "--input-shape", "Q:1,3,16,16")
     assert code == 2 and "unknown input(s) Q; the model's inputs are X" in err
+
+
+def test_profile_json_fields(capsys):
+    code, out, err = run_cli(capsys, "profile", str(MLPERF / "vww_96_int8.tflite"), "--mcu", "stm32l4r5zi",
+                             "--mcu", "esp32s3", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    t = rep["totals"]
+    assert {"macs", "flops", "params", "weight_bytes", "activation_peak_bytes",
+            "activation_lower_bound_bytes"} <= set(t)
+    assert t["activation_peak_bytes"] == t["activation_lower_bound_bytes"] == 55_296  # TFLM needs 73,728
+    assert {"name", "op", "output_shape", "macs", "params", "weight_bytes", "output_bytes", "live_bytes"} <= set(
+        rep["layers"][0])
+    assert [x["mcu"] for x in rep["targets"]] == ["stm32l4r5zi", "esp32s3"]
+    assert rep["targets"][1]["runtime"] == "esp-nn"  # the default runtime follows the core
+    for tg in rep["targets"]:
+        assert {"mcu", "runtime", "latency_ms", "energy_uj", "ram_bytes", "flash_bytes", "fits"} <= set(tg)
+        assert tg["label"] == "estimate"
+
+
+def test_profile_text_and_bad_ids(capsys):
+    code, out, _ = run_cli(capsys, "profile", "zoo:kws_dscnn", "--mcu", "nrf5340")
+    assert code == 0 and "target nrf5340 + tflm-cmsis-nn (estimate)" in out and "activation arena" in out
+    code, _, err = run_cli(capsys, "profile", "zoo:kws_dscnn", "--mcu", "nrf9999")
+    assert code == 2 and "unknown MCU 'nrf9999'; valid ids:" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "profile", "zoo:kws_dscnn", "--mcu", "esp32", "--runtime", "tflm-cmsis-nn")
+    assert code == 2 and "has no profile for core 'xtensa-lx6'" in err
+
+
+def test_mcus_lists_at_least_20(capsys):
+    code, out, _ = run_cli(capsys, "mcus", "--json")
+    doc = json.loads(out)
+    assert len(doc["mcus"]) >= 20 and {"tflm-cmsis-nn", "vendor-optimized", "tflm-reference"} <= {
+        r["id"] for r in doc["runtimes"]}
