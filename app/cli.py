@@ -120,7 +120,6 @@ def _load_array(path: str) -> dict[str, np.ndarray] | np.ndarray:
 
 
 def cmd_run(args) -> int:
-    from engine.errors import GraphError
     from engine.execute import run_graph
     from engine.int8 import run_int8
 
@@ -151,8 +150,8 @@ def cmd_run(args) -> int:
     integer = quantized and not args.float
     try:
         outs = run_int8(graph, feeds) if integer else run_graph(graph, feeds)
-    except GraphError as e:
-        raise GraphError(f"{e} (--float runs the float reference instead)" if integer else str(e)) from None
+    except TinyStudioError as e:
+        raise TinyStudioError(f"{e}; --float runs the float reference instead" if integer else str(e)) from None
     mode = "int8" if integer else ("float-dequantized" if quantized else "float")
     if args.output:
         if args.output.endswith(".npz"):

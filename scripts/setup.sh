@@ -5,19 +5,23 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Debian packages the product or its tests need (installed only when missing).
-APT_PACKAGES=(python3-venv)
+# Debian packages the product and its tests need, installed only when missing:
+# gcc builds and verifies exported C on the host; the Arm toolchain, newlib and QEMU cross-compile it for
+# Cortex-M and run it emulated.
+APT_PACKAGES=(gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi
-if [ ${#missing[@]} -gt 0 ] && ! python3 -m venv --help >/dev/null 2>&1; then
+if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+python3 -m venv --help >/dev/null 2>&1 || { echo "setup: python3 with venv is required" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 stamp=.venv/.tinystudio-installed

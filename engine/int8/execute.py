@@ -47,7 +47,7 @@ class Int8Plan:
             grid = (f" (scale {float(t.quant.scale[0]):g}, zero point {int(t.quant.zero_point[0])})"
                     if t.quant is not None and t.quant.scale.size == 1 else "")
             raise TinyStudioError(f"input '{name}' is {t.dtype}{grid}: give integer values, got {v.dtype} "
-                                  "(or run the float reference)")
+                                  "(real values go to the float reference)")
         info = np.iinfo(np.dtype(t.dtype) if t.dtype != "int4" else np.int8)
         if v.size and (v.min() < info.min or v.max() > info.max):
             raise TinyStudioError(f"input '{name}' holds values outside {t.dtype} [{info.min}, {info.max}]")
