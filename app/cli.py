@@ -235,6 +235,75 @@ def print_profile(graph, prof) -> None:
         print("add --mcu ID (repeatable) for latency, energy and fit estimates; `tinystudio mcus` lists the MCUs")
 
 
+def _calibration_data(path: str, graph):
+    """--calibration FILE.npz/.npy -> what quantize_model takes: an (N, ...) array for a one-input model, or one
+    dict per sample keyed by input name."""
+    data = _load_array(path)
+    if not isinstance(data, dict):
+        data = {graph.inputs[0]: data} if len(graph.inputs) == 1 else data
+    if not isinstance(data, dict):
+        raise TinyStudioError(f"{path}: the model has inputs {graph.inputs}; save an .npz with one array per input")
+    if len(graph.inputs) == 1 and len(data) == 1:
+        return np.asarray(next(iter(data.values())), np.float32)
+    missing = [n for n in graph.inputs if n not in data]
+    if missing:
+        raise TinyStudioError(f"{path}: no array for input(s) {missing}; the arrays are {sorted(data)}")
+    counts = {len(data[n]) for n in graph.inputs}
+    if len(counts) != 1:
+        raise TinyStudioError(f"{path}: the inputs have different sample counts {sorted(counts)}")
+    return [{n: np.asarray(data[n][i], np.float32) for n in graph.inputs} for i in range(counts.pop())]
+
+
+def cmd_export(args) -> int:
+    from engine.export.pipeline import export_model
+
+    graph = open_model(args)
+    calibration = _calibration_data(args.calibration, graph) if args.calibration else None
+    log = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr))
+    res = export_model(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
+                       calibration=calibration, log=log)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rep = res.report
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        print_export(rep)
+    v = res.verify
+    if v is not None and not v.bit_exact:
+        print(f"error: verification failed: {v.summary()}; the bundle was written for inspection", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_export(rep: dict) -> None:
+    lib, est, meas, ver = rep["library"], rep["estimate"], rep["measured"], rep["verify"]
+    t = rep["target"]
+    print(f"bundle   {rep['bundle']}")
+    print(f"library  {lib['name']}: {_fmt(rep['macs'])} MACs, tensor arena {_fmt(rep['arena_bytes'])} B, "
+          f"for {t['name']} ({t['core']})")
+    if meas.get("flash_bytes") is not None:
+        print(f"flash    {_fmt(meas['flash_bytes'])} B measured (text {_fmt(meas['text'])} + rodata "
+              f"{_fmt(meas['rodata'])} + data {_fmt(meas['data'])}); estimate {_fmt(est['flash_bytes'])} B")
+        print(f"RAM      {_fmt(meas['ram_bytes'])} B measured (data {_fmt(meas['data'])} + bss {_fmt(meas['bss'])} + "
+              f"stack {_fmt(meas['stack'])}; {meas['stack_method']}); estimate {_fmt(est['ram_bytes'])} B")
+    else:
+        print(f"flash    {_fmt(est['flash_bytes'])} B (estimate); RAM {_fmt(est['ram_bytes'])} B (estimate); "
+              f"not measured: {meas.get('note', '')}")
+    print(f"latency  {est['latency_ms']:.2f} ms at {t['clock_mhz']:g} MHz (estimate, {est['runtime']} runtime model); "
+          f"{est['fit']}")
+    if ver["mode"] == "none":
+        print("verify   none (--verify host or qemu compares the C with the int8 reference)")
+    else:
+        where = "host gcc" if ver["mode"] == "host" else f"QEMU {ver.get('machine')}"
+        status = "bit-exact" if ver["bit_exact"] else f"MISMATCH on {ver['inputs'] - ver['matched']}"
+        line = f"verify   {where}: {status} on {ver['inputs']} inputs"
+        if ver.get("instructions_per_inference") is not None:
+            line += (f"; {_fmt(round(ver['instructions_per_inference']))} instructions per inference "
+                     f"({ver['instructions_per_mac']:.2f} per MAC, measured)")
+        print(line)
+
+
 def cmd_mcus(args) -> int:
     from hwmodels.mcu import load_mcus
     from hwmodels.runtime import load_runtimes
@@ -273,16 +342,35 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[list[str], dict]:
+    """The streamlit command line and environment that start the studio."""
+    from engine.importers import MAX_UPLOAD_BYTES
+
+    main = os.path.join(os.path.dirname(os.path.abspath(__file__)), "main.py")
+    # A fixed address also stops Streamlit from looking up the machine's external IP on the internet.
+    cmd = [sys.executable, "-m", "streamlit", "run", main, "--server.port", str(port), "--server.address", host,
+           "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20),
+           "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    env = dict(os.environ, TINYSTUDIO_DB=db_path)
+    return cmd, env
+
+
 def cmd_studio(args) -> int:
-    print(f"TinyStudio {__version__}: the web studio is not yet available in this version "
-          "(the engine and the CLI are: run `tinystudio --help`).")
-    print(f"Its database will be {args.db or default_db_path()}.")
+    from store import open_store
+
+    db_path = os.path.abspath(args.db or default_db_path())
+    open_store(db_path).close()  # create and migrate now: a bad --db path fails here, in one line
+    cmd, env = studio_command(args.port, db_path, args.host)
+    print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
+    os.execvpe(cmd[0], cmd, env)
     return 0
 
 
 def default_db_path() -> str:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "tinystudio", "studio.duckdb")
+    from store import default_db_path as store_default
+
+    return store_default()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--runtime", metavar="ID",
                     help="runtime profile (default: tflm-cmsis-nn on Arm cores, esp-nn on ESP32 parts)")
     pr.set_defaults(fn=cmd_profile)
+    ex = model_cmd("export", "Quantize (if float), generate C, verify it and write a firmware bundle (zip).")
+    ex.add_argument("--mcu", required=True, metavar="ID", help="target MCU (see `tinystudio mcus`)")
+    ex.add_argument("--out", required=True, metavar="BUNDLE.zip", help="the zip file to write")
+    ex.add_argument("--verify", choices=("none", "host", "qemu"), default="host",
+                    help="compare the C with the int8 reference: host gcc (default) or QEMU for the MCU's core")
+    ex.add_argument("--inputs", type=int, default=20, metavar="N",
+                    help="random inputs to verify besides the golden one (default 20)")
+    ex.add_argument("--calibration", metavar="FILE.npz",
+                    help="calibration samples for quantizing a float model (.npy, or .npz with one array per input)")
+    ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
     mc.add_argument("--json", action="store_true")
     mc.set_defaults(fn=cmd_mcus)
@@ -320,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.set_defaults(fn=cmd_zoo)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")
     s.add_argument("--db", metavar="PATH", help="DuckDB file (default: in the user's data folder)")
     s.set_defaults(fn=cmd_studio)
     return p

@@ -14,6 +14,7 @@ from engine.errors import ModelFormatError, TinyStudioError
 from engine.ir import Graph
 
 MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # browser uploads (the studio sets the same limit in Streamlit)
 EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
 FORMAT_NAMES = {"onnx": "an ONNX", "tflite": "a TFLite", "pt2": "a PyTorch .pt2"}
 
@@ -58,33 +59,44 @@ def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, .
         from engine.zoo import build_zoo_model
 
         return build_zoo_model(model)
-    data = read_model_bytes(model, max_bytes)
-    fmt = sniff_format(data, model)
-    ext = os.path.splitext(model)[1].lower()
+    return load_model_bytes(read_model_bytes(model, max_bytes), model, input_shape)
+
+
+def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = MAX_MODEL_BYTES) -> Graph:
+    """Load a model from bytes (an upload); `name` gives the extension and names the file in messages.
+
+    Nothing is written to disk, so an uploaded name can never point anywhere.
+    """
+    if len(data) > max_bytes:
+        raise ModelFormatError(name, f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+    if not data:
+        raise ModelFormatError(name, "file is empty (0 bytes)")
+    fmt = sniff_format(data, name)
+    ext = os.path.splitext(name)[1].lower()
     if fmt is None:
         expected = EXTENSIONS.get(ext)
         if expected:
-            raise ModelFormatError(model, f"does not look like {FORMAT_NAMES[expected]} file (its first bytes do not "
-                                          "match the format); the file may be corrupted or misnamed")
-        raise ModelFormatError(model, "unknown model format; TinyStudio reads .onnx, .tflite and .pt2 files "
-                                      "(or zoo:NAME, see `tinystudio zoo`)")
+            raise ModelFormatError(name, f"does not look like {FORMAT_NAMES[expected]} file (its first bytes do not "
+                                         "match the format); the file may be corrupted or misnamed")
+        raise ModelFormatError(name, "unknown model format; TinyStudio reads .onnx, .tflite and .pt2 files "
+                                     "(or zoo:NAME, see `tinystudio zoo`)")
     if ext in EXTENSIONS and EXTENSIONS[ext] != fmt:
-        raise ModelFormatError(model, f"has the extension {ext} but its contents are {FORMAT_NAMES[fmt]} model; "
-                                      "rename it to match its contents")
+        raise ModelFormatError(name, f"has the extension {ext} but its contents are {FORMAT_NAMES[fmt]} model; "
+                                     "rename it to match its contents")
     shapes = _input_shapes(input_shape)
     if fmt == "onnx":
         from engine.importers.onnx_import import load_onnx
 
-        return load_onnx(model, data=data, input_shapes=shapes)
+        return load_onnx(name, data=data, input_shapes=shapes)
     if fmt == "tflite":
         from engine.importers.tflite_import import load_tflite
 
         if shapes:
-            raise TinyStudioError(f"{model}: TFLite models have fixed input shapes; --input-shape is not used")
-        return load_tflite(model, data=data)
+            raise TinyStudioError(f"{name}: TFLite models have fixed input shapes; --input-shape is not used")
+        return load_tflite(name, data=data)
     from engine.importers.torch_import import load_pt2
 
-    return load_pt2(model, data=data)
+    return load_pt2(name, data=data)
 
 
 def _input_shapes(input_shape) -> dict[str, tuple[int, ...]] | None:

@@ -74,6 +74,8 @@ def spatial_params(ctx: OpContext, r: int, kernel: tuple[int, ...] | None = None
     k = tuple(ctx.attr("kernel_shape") or kernel or ())
     if len(k) != r:
         raise ctx.error(f"kernel_shape {list(k)} does not match {r} spatial dims")
+    if min(k, default=1) < 1:
+        raise ctx.error(f"kernel_shape {list(k)} must be positive")
     s = tuple(ctx.attr("strides") or [1] * r)
     d = tuple(ctx.attr("dilations") or [1] * r) if "dilations" in ctx.op.attrs else (1,) * r
     if len(s) != r or len(d) != r or min(s) < 1 or min(d) < 1:

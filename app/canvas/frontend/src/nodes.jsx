@@ -1,0 +1,96 @@
+// Node cards: a layer (op) node, and the graph's input and output nodes.
+import { createContext, memo, useContext } from "react";
+import { Handle, Position } from "@xyflow/react";
+import { CATEGORY_COLORS, fmtCount, fmtShape, summary } from "./model.js";
+
+// Errors, live shapes and the op -> category map, shared by every card without copying them into node data.
+export const CanvasContext = createContext({ errors: {}, live: {}, categoryOf: () => "More ops" });
+
+function spread(k, n) {
+  return { left: `${((k + 1) * 100) / (n + 1)}%` };
+}
+
+function ErrorStrip({ message }) {
+  return message ? <div className="ts-node-error" title={message}>{message}</div> : null;
+}
+
+export const LayerNode = memo(function LayerNode({ id, data, selected }) {
+  const { errors, live, categoryOf } = useContext(CanvasContext);
+  const info = live[id];
+  const color = CATEGORY_COLORS[categoryOf(data.op)] || CATEGORY_COLORS["More ops"];
+  const slots = (data.slots || []).map((s, i) => ({ ...s, i }));
+  const dataSlots = slots.filter((s) => s.kind === "data");
+  const nOut = data.n_outputs || (data.outputs || []).length || 1;
+  const outputs = info?.outputs || data.outputs || [];
+  const macs = info ? info.macs : data.macs;
+  const params = info ? info.params : data.params;
+  const paramSlots = slots
+    .filter((s) => s.kind === "param")
+    .map((s) => ({ role: s.role, shape: info?.slots?.[s.i]?.shape ?? s.shape, dtype: info?.slots?.[s.i]?.dtype ?? s.dtype }));
+  const error = errors[id];
+  const line = summary(data);
+  return (
+    <div className={`ts-node${selected ? " selected" : ""}${error ? " has-error" : ""}`} style={{ "--cat": color }}>
+      {dataSlots.map((s, k) => (
+        <Handle key={s.i} type="target" position={Position.Top} id={`in${s.i}`} style={spread(k, dataSlots.length)}
+          title={`${s.role}${s.shape ? " " + fmtShape(s.shape) : ""}`} />
+      ))}
+      <div className="ts-node-head">
+        <span className="ts-op">{data.op}</span>
+        <span className="ts-name" title={id}>{id}</span>
+      </div>
+      <div className="ts-node-body">
+        {line && <div className="ts-summary">{line}</div>}
+        {paramSlots.length > 0 && (
+          <div className="ts-params">
+            {paramSlots.map((p, k) => (
+              <span key={k} className="ts-chip" title={`${p.role}: ${fmtShape(p.shape)} ${p.dtype || ""}`}>
+                {p.role} {p.shape ? fmtShape(p.shape) : "new"}
+              </span>
+            ))}
+          </div>
+        )}
+        <div className="ts-shape">
+          → {outputs.length ? outputs.map((o) => fmtShape(o.shape)).join(", ") : "?"}
+          {outputs[0]?.dtype && outputs[0].dtype !== "float32" ? <span className="ts-dtype"> {outputs[0].dtype}</span> : null}
+        </div>
+        {(macs > 0 || params > 0) && (
+          <div className="ts-cost">{fmtCount(macs)} MACs · {fmtCount(params)} params</div>
+        )}
+      </div>
+      <ErrorStrip message={error} />
+      {Array.from({ length: nOut }, (_, j) => (
+        <Handle key={j} type="source" position={Position.Bottom} id={`out${j}`} style={spread(j, nOut)} />
+      ))}
+    </div>
+  );
+});
+
+export const InputNode = memo(function InputNode({ id, data, selected }) {
+  const { errors } = useContext(CanvasContext);
+  return (
+    <div className={`ts-io ts-io-in${selected ? " selected" : ""}${errors[id] ? " has-error" : ""}`}>
+      <div className="ts-io-kind">Input</div>
+      <div className="ts-io-name" title={data.tensor}>{data.tensor || id}</div>
+      <div className="ts-shape">{fmtShape(data.shape)} {data.dtype && data.dtype !== "float32" ? data.dtype : ""}</div>
+      <ErrorStrip message={errors[id]} />
+      <Handle type="source" position={Position.Bottom} id="out0" />
+    </div>
+  );
+});
+
+export const OutputNode = memo(function OutputNode({ id, data, selected }) {
+  const { errors, live } = useContext(CanvasContext);
+  const shape = live[id]?.outputs?.[0]?.shape ?? data.shape;
+  return (
+    <div className={`ts-io ts-io-out${selected ? " selected" : ""}${errors[id] ? " has-error" : ""}`}>
+      <Handle type="target" position={Position.Top} id="in0" />
+      <div className="ts-io-kind">Output</div>
+      <div className="ts-io-name" title={data.tensor || ""}>{data.tensor || id}</div>
+      {shape && <div className="ts-shape">{fmtShape(shape)}</div>}
+      <ErrorStrip message={errors[id]} />
+    </div>
+  );
+});
+
+export const nodeTypes = { layer: LayerNode, graphInput: InputNode, graphOutput: OutputNode };

@@ -1,0 +1,57 @@
+"""Long work off the script thread: a job row in the store, a worker thread, and a polling fragment.
+
+    job = submit(session_id, "export", params, work)      # work(progress) -> result dict
+    job_panel(session_id)                                   # progress bars, refreshed every second
+
+Jobs outlive page changes and reruns (the executor is a process-wide resource); their results land in the
+store, so the page that started them is not needed to collect them.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import streamlit as st
+
+import store as db
+from app.state import get_store
+from engine.errors import TinyStudioError
+
+
+@st.cache_resource
+def _executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="tinystudio-job")
+
+
+def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict]) -> db.JobInfo:
+    store = get_store()
+    job = db.create_job(store, session_id, kind, params)
+
+    def progress(fraction: float, message: str = "") -> None:
+        db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
+
+    def run() -> None:
+        try:
+            progress(0.0, "started")
+            result = work(progress)
+            db.finish_job(store, job.id, result=result, message="done")
+        except TinyStudioError as e:  # a user error: one line, shown in the panel
+            db.fail_job(store, job.id, str(e))
+        except Exception as e:  # a bug: keep the app alive, say what happened
+            db.fail_job(store, job.id, f"internal error: {type(e).__name__}: {e}")
+
+    _executor().submit(run)
+    return job
+
+
+@st.fragment(run_every=1.0)
+def job_panel(session_id: int, kind: str | None = None) -> None:
+    jobs = [j for j in db.list_jobs(get_store(), session_id) if kind is None or j.kind == kind][:5]
+    for j in jobs:
+        label = f"{j.kind} #{j.id}: {j.message or j.status}"
+        if j.status in ("queued", "running"):
+            st.progress(j.progress, text=label)
+        elif j.status == "done":
+            st.success(label, icon=":material/check_circle:")
+        else:
+            st.error(label, icon=":material/error:")

@@ -1,0 +1,100 @@
+"""Small shared widgets and helpers for the pages."""
+from __future__ import annotations
+
+import contextlib
+import re
+
+import streamlit as st
+
+from engine.errors import TinyStudioError
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Show a user error as one line and stop this run; the app and the saved sessions stay as they were."""
+    try:
+        yield
+    except TinyStudioError as e:
+        st.error(str(e), icon=":material/error:")
+        st.stop()
+
+
+def parse_shape_text(text: str, required: bool = False) -> tuple[int, ...] | None:
+    text = (text or "").strip()
+    if not text:
+        if required:
+            raise TinyStudioError("give an input shape, e.g. 1,3,32,32")
+        return None
+    try:
+        shape = tuple(int(p) for p in re.split(r"[,x\s]+", text) if p)
+    except ValueError:
+        raise TinyStudioError(f"input shape '{text}': expected comma-separated integers like 1,3,224,224") from None
+    if not shape or min(shape) < 1:
+        raise TinyStudioError(f"input shape '{text}': every dimension must be a positive integer")
+    return shape
+
+
+def safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "session"
+
+
+def zoo_param_inputs(params: list[dict]) -> dict:
+    """Inputs for a zoo model's parameters; returns only the values that differ from the defaults."""
+    values = {}
+    cols = st.columns(3)
+    for i, p in enumerate(params):
+        col = cols[i % 3]
+        key = f"zoo_{p['name']}"
+        if p.get("choices"):
+            v = col.selectbox(p["name"], p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
+                              key=key)
+        elif p["type"] == "bool":
+            v = col.checkbox(p["name"], value=bool(p["default"]), help=p["help"], key=key)
+        elif p["type"] == "int":
+            v = col.number_input(p["name"], value=int(p["default"]), min_value=p.get("min"), max_value=p.get("max"),
+                                 step=1, help=p["help"], key=key)
+        elif p["type"] == "float":
+            v = col.number_input(p["name"], value=float(p["default"]), min_value=p.get("min"),
+                                 max_value=p.get("max"), help=p["help"], key=key, format="%g")
+        else:
+            v = col.text_input(p["name"], value=str(p["default"]), help=p["help"], key=key)
+        if v != p["default"]:
+            values[p["name"]] = str(v).lower() if isinstance(v, bool) else v
+    return values
+
+
+def mcu_picker(default: tuple[str, ...] = ("stm32f746ng", "nrf5340", "esp32s3")) -> tuple[list[str], str | None]:
+    """Pick several MCUs and a runtime (None = each MCU's default runtime)."""
+    from hwmodels.mcu import load_mcus
+    from hwmodels.runtime import load_runtimes
+
+    mcus = load_mcus()
+    st.session_state.setdefault("mcus", [m for m in default if m in mcus])
+    c1, c2 = st.columns([3, 1])
+    chosen = c1.multiselect("MCUs", list(mcus), key="mcus",
+                            format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].clock_mhz:g} MHz, "
+                                                  f"{mcus[m].sram_kb:g} KB SRAM)")
+    runtime = c2.selectbox("Runtime", ["default for each core", *load_runtimes()], key="runtime")
+    return chosen, None if runtime.startswith("default") else runtime
+
+
+def load_calibration(data: bytes, name: str):
+    """Calibration samples from an uploaded .npz (never unpickled): one array (N, ...) for a single-input
+    model, or one array per input name -> a list of per-sample feeds."""
+    import io
+
+    import numpy as np
+
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise TinyStudioError(f"{name}: not a readable .npz file ({e})") from None
+    if not arrays:
+        raise TinyStudioError(f"{name}: the .npz file holds no arrays")
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise TinyStudioError(f"{name}: the arrays hold different numbers of samples {sorted(counts)}")
+    return [{k: a[i] for k, a in arrays.items()} for i in range(counts.pop())]

@@ -1,0 +1,53 @@
+"""C code generation: an int8 graph -> a C99 library (static arena, const weights, one function per layer).
+
+    lib = generate_library(graph, name="kws")          # plan = plan_memory(graph) unless given
+    for path, text in lib.files.items(): (out / path).write_text(text)
+    lib.arena_bytes, lib.inputs[0].size, lib.macs
+
+The generated C computes the same bytes as engine.int8.run_int8 (portable kernels and the DSP path alike);
+engine.codegen.hostbuild builds and runs it on the host to check that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str                  # tensor name in the graph
+    c_name: str                # C identifier
+    shape: tuple[int, ...]
+    dtype: str                 # "int8"
+    scale: float
+    zero_point: int
+    size: int                  # bytes
+
+
+@dataclass(frozen=True)
+class CodegenOptions:
+    dsp: str = "auto"          # "auto": SMLAD path when __ARM_FEATURE_DSP is defined; "off": portable kernels only
+
+
+@dataclass(frozen=True)
+class CLibrary:
+    name: str                  # C identifier prefix, e.g. "kws"
+    files: dict[str, str]      # relative path -> text
+    header: str                # f"{name}.h"
+    sources: tuple[str, ...]   # the .c files to compile
+    arena_bytes: int           # == the memory plan's arena
+    inputs: tuple[IOSpec, ...]
+    outputs: tuple[IOSpec, ...]
+    macs: int
+    stamp: dict = field(default_factory=dict)   # tool version, settings, graph content hash
+    weights_bytes: int = 0     # const data emitted (weights, biases, multipliers, shifts, tables)
+    layers: tuple[dict, ...] = ()   # per generated layer: name, op, kernel, macs, comment
+
+
+def generate_library(graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions()) -> CLibrary:
+    """Generate the C library of an int8 TFLite-form graph; raises engine.errors.GraphError naming node and op
+    for anything it cannot generate."""
+    from engine.codegen.generate import generate
+    return generate(graph, name, plan, options)
+
+
+__all__ = ["CLibrary", "CodegenOptions", "IOSpec", "generate_library"]

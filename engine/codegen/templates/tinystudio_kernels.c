@@ -1,0 +1,1052 @@
+/* tinystudio_kernels.c - int8 kernels of TinyStudio's generated C.
+ *
+ * The arithmetic is TFLite's int8 reference arithmetic, line for line with TinyStudio's numpy kernels
+ * (engine/int8): int32 accumulators, MultiplyByQuantizedMultiplier in gemmlowp's double-rounding form,
+ * gemmlowp fixed-point exp for softmax. Signed overflow never happens: the generator checks that every
+ * accumulator stays below 2**30 in magnitude; sums that TFLite lets wrap are computed in uint32.
+ * No malloc, no stdio, no floating point.
+ */
+#include "tinystudio_kernels.h"
+
+#include <string.h>
+
+#if TINYSTUDIO_DSP && !defined(TINYSTUDIO_EMULATE_DSP)
+#include <arm_acle.h>
+#endif
+
+static int32_t ts_min32(int32_t a, int32_t b) { return a < b ? a : b; }
+static int32_t ts_max32(int32_t a, int32_t b) { return a > b ? a : b; }
+static int32_t ts_clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+/* int32 addition that wraps like the int32 arithmetic TFLite relies on (no undefined overflow). */
+static int32_t ts_wrap_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static int32_t ts_wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
+
+/* ---- fixed point (gemmlowp) ------------------------------------------------------------------------ */
+
+/* round(a * b / 2**31), the one overflow (MIN * MIN) saturating to MAX. (ab + 2**30) >> 31 equals
+ * gemmlowp's nudge-and-truncate form for both signs. */
+int32_t ts_saturating_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
+/* x / 2**exponent rounded to nearest, halves away from zero; exponent in [0, 31]. */
+int32_t ts_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((uint32_t)1 << exponent) - 1u);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* The same for exponents up to 62, on int64 as the reference does (softmax's output exponent). */
+static int32_t ts_rounding_divide_by_pot64(int32_t x, int32_t exponent)
+{
+    const int64_t mask = ((int64_t)1 << exponent) - 1;
+    const int64_t remainder = (int64_t)x & mask;
+    const int64_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (int32_t)(((int64_t)x >> exponent) + (remainder > threshold ? 1 : 0));
+}
+
+/* TFLite MultiplyByQuantizedMultiplier: a positive shift multiplies first (wrapping like C's int32
+ * x * (1 << shift) on the targets TFLite runs on), a negative one divides with rounding. shift <= 31. */
+static int32_t ts_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t lifted = (int32_t)((uint32_t)x << left);
+    return ts_rounding_divide_by_pot(ts_saturating_rounding_doubling_high_mul(lifted, multiplier), right);
+}
+
+int32_t ts_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
+{
+    return ts_mbqm(x, multiplier, shift);
+}
+
+#define TS_MBQM ts_mbqm
+
+static int8_t ts_requant(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset, int32_t lo,
+                         int32_t hi)
+{
+    return (int8_t)ts_clamp(TS_MBQM(acc, multiplier, shift) + out_offset, lo, hi);
+}
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT with a positive exponent. */
+static int32_t ts_saturating_left_shift(int32_t x, int32_t exponent)
+{
+    const int32_t threshold = (int32_t)(((uint32_t)1 << (31 - exponent)) - 1u);
+    if (x > threshold) {
+        return INT32_MAX;
+    }
+    if (x < -threshold) {
+        return INT32_MIN;
+    }
+    return x * ((int32_t)1 << exponent);
+}
+
+#define TS_SRDHM ts_saturating_rounding_doubling_high_mul
+
+/* exp(a) for a in [-1/4, 0), Q0.31 in and out: Taylor expansion around -1/8. */
+static int32_t ts_exp_quarter_interval(int32_t a)
+{
+    const int32_t constant_term = 1895147668; /* exp(-1/8) */
+    const int32_t one_third = 715827883;
+    const int32_t x = ts_wrap_add(a, 1 << 28);
+    const int32_t x2 = TS_SRDHM(x, x);
+    const int32_t x3 = TS_SRDHM(x2, x);
+    const int32_t x4 = TS_SRDHM(x2, x2);
+    const int32_t x4_over_4 = ts_rounding_divide_by_pot(x4, 2);
+    const int32_t poly = ts_rounding_divide_by_pot(
+        ts_wrap_add(TS_SRDHM(ts_wrap_add(x4_over_4, x3), one_third), x2), 1);
+    return ts_wrap_add(constant_term, TS_SRDHM(constant_term, ts_wrap_add(x, poly)));
+}
+
+/* exp(a) for a <= 0 in Q5.26 (softmax's scaled differences); result Q0.31. */
+static int32_t ts_exp_on_negative_values_q5(int32_t a)
+{
+    static const int32_t barrel[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    const int32_t frac_bits = 26;
+    const int32_t quarter = (int32_t)1 << (frac_bits - 2);
+    const int32_t a_mod_quarter_minus_quarter = ts_wrap_sub(a & (quarter - 1), quarter);
+    int32_t result = ts_exp_quarter_interval(ts_saturating_left_shift(a_mod_quarter_minus_quarter, 5));
+    const int32_t remainder = ts_wrap_sub(a_mod_quarter_minus_quarter, a);
+    int32_t k;
+    for (k = -2; k <= 4; ++k) { /* exp(-2**k) for each set bit of the remainder */
+        if (remainder & ((int32_t)1 << (frac_bits + k))) {
+            result = TS_SRDHM(result, barrel[k + 2]);
+        }
+    }
+    return a == 0 ? INT32_MAX : result;
+}
+
+/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, 3 iterations, in Q2.29). */
+static int32_t ts_one_over_one_plus_x_for_x_in_0_1(int32_t a)
+{
+    const int64_t sum = (int64_t)a + INT32_MAX;
+    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+    const int32_t c48_17 = 1515870810, cneg32_17 = -1010580540;
+    int32_t x = ts_wrap_add(c48_17, TS_SRDHM(half_denominator, cneg32_17));
+    int32_t i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t one_minus = ts_wrap_sub((int32_t)1 << 29, TS_SRDHM(half_denominator, x));
+        x = ts_wrap_add(x, ts_saturating_left_shift(TS_SRDHM(x, one_minus), 2));
+    }
+    return ts_saturating_left_shift(x, 1);
+}
+
+/* Leading zero bits of a positive value; 32 for zero and negative values (as the reference). */
+static int32_t ts_clz32(int32_t x)
+{
+    uint32_t v = (uint32_t)x;
+    int32_t n = 0;
+    if (x <= 0) {
+        return 32;
+    }
+    while (!(v & 0x80000000u)) {
+        v <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+/* ---- convolution --------------------------------------------------------------------------------------- */
+
+void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+    const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;
+    int32_t b, oh, ow, m, i, j, c;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+                for (m = 0; m < p->out_c; ++m) {
+                    const int32_t ch = p->per_channel ? m : 0;
+                    const int8_t *wm = w + (size_t)m * p->k_h * p->k_w * cg;
+                    const int32_t c0 = (m / mg) * cg;
+                    int32_t acc = bias[m];
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        if (ih < 0 || ih >= p->in_h) {
+                            continue;
+                        }
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            const int8_t *xp, *wp;
+                            if (iw < 0 || iw >= p->in_w) {
+                                continue;
+                            }
+                            xp = img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;
+                            wp = wm + ((size_t)i * p->k_w + j) * cg;
+                            for (c = 0; c < cg; ++c) {
+                                acc += (xp[c] + p->input_offset) * wp[c];
+                            }
+                        }
+                    }
+                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+    const int32_t mult = p->out_c / p->in_c;
+    int32_t b, oh, ow, m, i, j;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+                for (m = 0; m < p->out_c; ++m) {
+                    const int32_t ch = p->per_channel ? m : 0;
+                    int32_t acc = bias[m];
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        if (ih < 0 || ih >= p->in_h) {
+                            continue;
+                        }
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            if (iw < 0 || iw >= p->in_w) {
+                                continue;
+                            }
+                            acc += (img[((size_t)ih * p->in_w + iw) * p->in_c + m / mult] + p->input_offset) *
+                                   w[((size_t)i * p->k_w + j) * p->out_c + m];
+                        }
+                    }
+                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+    int32_t b, n, k;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *row = x + (size_t)b * p->in_features;
+        for (n = 0; n < p->out_features; ++n) {
+            const int32_t ch = p->per_channel ? n : 0;
+            const int8_t *wn = w + (size_t)n * p->in_features;
+            int32_t acc = bias[n];
+            for (k = 0; k < p->in_features; ++k) {
+                acc += (row[k] + p->input_offset) * wn[k];
+            }
+            *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
+        }
+    }
+}
+
+/* ---- DSP instructions (Armv7E-M), or their portable emulation ------------------------------------------- */
+#if TINYSTUDIO_DSP
+
+#if defined(__GNUC__)
+#define TS_NOINLINE __attribute__((noinline))
+#define TS_INLINE static inline __attribute__((always_inline))
+#else
+#define TS_NOINLINE
+#define TS_INLINE static
+#endif
+
+static uint32_t ts_read32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void ts_write32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static uint32_t ts_dup16(int32_t v) { return ((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16); }
+
+#if defined(TINYSTUDIO_EMULATE_DSP)
+static uint32_t ts_half(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
+static int32_t ts_lo16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu); }
+static int32_t ts_hi16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v >> 16); }
+static int32_t ts_byte(uint32_t v, int n) { return (int32_t)(int8_t)(uint8_t)((v >> (8 * n)) & 0xFFu); }
+static uint32_t ts_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+static uint32_t ts_sxtb16(uint32_t v) { return ts_half(ts_byte(v, 0), ts_byte(v, 2)); }
+static uint32_t ts_sxtb16_ror8(uint32_t v) { return ts_sxtb16(ts_ror8(v)); }
+static uint32_t ts_sxtab16(uint32_t a, uint32_t v) { return ts_half(ts_lo16(a) + ts_byte(v, 0), ts_hi16(a) + ts_byte(v, 2)); }
+static uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t v) { return ts_sxtab16(a, ts_ror8(v)); }
+/* The multiply-accumulates wrap modulo 2**32 like the instructions (the Q flag is not modelled). */
+static int32_t ts_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lo16(a) * ts_lo16(b)) + (uint32_t)(ts_hi16(a) * ts_hi16(b)));
+}
+static int32_t ts_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lo16(a) * ts_lo16(b)));
+}
+static int32_t ts_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_hi16(a) * ts_hi16(b)));
+}
+/* SMMLAR: acc + the high word of a * b rounded (bits 63..32 of acc * 2**32 + a * b + 2**31). */
+static int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)a * b + 0x80000000LL) >> 32));
+}
+static int32_t ts_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+#else
+static uint32_t ts_sxtb16(uint32_t v) { return (uint32_t)__sxtb16((int32_t)v); }
+static uint32_t ts_sxtab16(uint32_t a, uint32_t v) { return (uint32_t)__sxtab16((int32_t)a, (int32_t)v); }
+static int32_t ts_smlad(uint32_t a, uint32_t b, int32_t acc) { return __smlad((int32_t)a, (int32_t)b, acc); }
+static int32_t ts_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+static int32_t ts_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+static int32_t ts_ssat8(int32_t v) { return __ssat(v, 8); }
+#if defined(__GNUC__)
+/* Single instructions the ACLE does not offer (SXTB16/SXTAB16 with ROR #8, SMMLAR). */
+static uint32_t ts_sxtb16_ror8(uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+static uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t v)
+{
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+    return r;
+}
+static int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+#else
+static uint32_t ts_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+static uint32_t ts_sxtb16_ror8(uint32_t v) { return (uint32_t)__sxtb16((int32_t)ts_ror8(v)); }
+static uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t v) { return (uint32_t)__sxtab16((int32_t)a, (int32_t)ts_ror8(v)); }
+static int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)a * b + 0x80000000LL) >> 32));
+}
+#endif
+#endif
+
+/* Two consecutive words of the int16 block (LDRD with post-increment on the target; word aligned). */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+static void ts_load2(const int16_t **p, uint32_t *a, uint32_t *b)
+{
+    *a = ts_read32(*p);
+    *b = ts_read32(*p + 2);
+    *p += 4;
+}
+#else
+static void ts_load2(const int16_t **p, uint32_t *a, uint32_t *b)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=&r"(*a), "=&r"(*b), "+r"(*p) : "m"(*(const int16_t(*)[4]) * p));
+}
+#endif
+
+/* Requantization in the DSP kernels. When the generator cleared `general_requant` (multipliers 0 or in
+ * [2**30, 2**31), shifts in [-21, 0], every accumulator in [-2**30, 2**30)), TFLite's double rounding
+ *     high = SaturatingRoundingDoublingHighMul(x, m) = (2x * m + 2**31) >> 32     (2x fits, no saturation)
+ *     RoundingDivideByPOT(high, r) + offset = (high + 2**(r-1) - (high < 0) + offset * 2**r) >> r   (r >= 1)
+ * is one SMMLAR and one shift: with m >= 2**30, high < 0 exactly when x < 0 (the one exception, x = -1
+ * with m = 2**30, has high = 0 and rounds to 0 either way), and for r = 0 the rounding terms are 0 (the sign
+ * bit of x & shift is the (x < 0 and r >= 1) term). The sums stay below 2**31 (r <= 21). Otherwise the
+ * portable arithmetic runs. The host tests check both paths against the numpy reference bit for bit. */
+typedef struct {
+    int32_t multiplier, shift, right, bias;
+} ts_rq;
+
+TS_INLINE ts_rq ts_rq_channel(const int32_t *multiplier, const int32_t *shift, int32_t ch, int32_t out_offset)
+{
+    ts_rq q;
+    q.multiplier = multiplier[ch];
+    q.shift = shift[ch];
+    q.right = -q.shift;
+    q.bias = (int32_t)(((uint32_t)1 << q.right) >> 1) + out_offset * ((int32_t)1 << q.right);
+    return q;
+}
+
+/* The requantized value plus the output offset, before clamping. */
+TS_INLINE int32_t ts_rq_fast(int32_t x, const ts_rq *q)
+{
+    const int32_t c = q->bias - (int32_t)((uint32_t)(x & q->shift) >> 31);
+    return ts_smmlar(x * 2, q->multiplier, c) >> q->right;
+}
+
+TS_INLINE int8_t ts_clamp8(int32_t v, int32_t lo, int32_t hi)
+{
+    v = ts_ssat8(v);
+    v = v < lo ? lo : v;
+    return (int8_t)(v > hi ? hi : v);
+}
+
+/* The receptive field of output pixel q as int16 (input + offset; taps outside the image are 0, the zero
+ * point) into slot `pix` (0 or 1) of a two-pixel block. Groups of 4 reduction steps alternate between the
+ * pixels (8 int16 per group), each group in the order [0, 2, 1, 3] in which SXTB16 of a weight word and of
+ * its ROR-8 pair up with the two input words; the K % 4 tail follows, pixel 0 first. With in_c % 4 != 0
+ * the field is first gathered as int8 into `tmp` (padding = zero point). */
+static void ts_im2col_s16(const ts_conv_params *p, const int8_t *img, int32_t q, int16_t *block, int32_t pix,
+                          int8_t *tmp)
+{
+    const int32_t oh = q / p->out_w, ow = q % p->out_w, c_n = p->in_c;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    const int32_t k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    int16_t *dst = block + 4 * pix;
+    int32_t i, j, c, k;
+    if ((c_n & 3) == 0) {
+        for (i = 0; i < p->k_h; ++i) {
+            const int32_t ih = h0 + i * p->dil_h;
+            for (j = 0; j < p->k_w; ++j) {
+                const int32_t iw = w0 + j * p->dil_w;
+                if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                    for (c = 0; c < c_n; c += 4, dst += 8) {
+                        ts_write32(dst, 0);
+                        ts_write32(dst + 2, 0);
+                    }
+                } else {
+                    const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
+                    for (c = 0; c < c_n; c += 4, dst += 8) {
+                        const uint32_t v = ts_read32(src + c);
+                        ts_write32(dst, ts_sxtab16(offset, v));
+                        ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+                    }
+                }
+            }
+        }
+        return;
+    }
+    k = 0;
+    for (i = 0; i < p->k_h; ++i) {
+        const int32_t ih = h0 + i * p->dil_h;
+        for (j = 0; j < p->k_w; ++j, k += c_n) {
+            const int32_t iw = w0 + j * p->dil_w;
+            if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                for (c = 0; c < c_n; ++c) {
+                    tmp[k + c] = (int8_t)(-p->input_offset);
+                }
+            } else {
+                const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
+                for (c = 0; c < c_n; ++c) {
+                    tmp[k + c] = src[c];
+                }
+            }
+        }
+    }
+    for (k = 0; k < k4; k += 4, dst += 8) {
+        const uint32_t v = ts_read32(tmp + k);
+        ts_write32(dst, ts_sxtab16(offset, v));
+        ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+    }
+    for (k = 0; k < tail; ++k) {
+        block[2 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
+    }
+}
+
+/* One two-pixel block times every output channel, two channels at a time (an odd last channel is paired
+ * with itself). Per group of 4 reduction steps: 2 weight loads, 4 sign extensions, 2 double loads of the
+ * block and 8 SMLADs give 16 MACs, with 14 values live (no spills on a Cortex-M4). */
+static TS_NOINLINE void ts_conv_block_dsp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                          const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                          int8_t *y0, int8_t *y1)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, n_out = p->out_c;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
+    const int16_t *end = block + 8 * (k_all >> 2);
+    int32_t m;
+    for (m = 0; m < n_out; m += 2) {
+        const int32_t mb = m + 1 < n_out ? m + 1 : m;
+        const int8_t *wa = w + (size_t)m * k_all, *wb = w + (size_t)mb * k_all;
+        const int16_t *x = block;
+        int32_t a0 = bias[m], a1 = bias[mb], b0 = a0, b1 = a1, t;
+        while (x != end) {
+            const uint32_t va = ts_read32(wa), vb = ts_read32(wb);
+            uint32_t x02, x13, y02, y13, w02, w13;
+            ts_load2(&x, &x02, &x13);
+            ts_load2(&x, &y02, &y13);
+            w02 = ts_sxtb16(va);
+            w13 = ts_sxtb16_ror8(va);
+            a0 = ts_smlad(x02, w02, a0);
+            a0 = ts_smlad(x13, w13, a0);
+            b0 = ts_smlad(y02, w02, b0);
+            b0 = ts_smlad(y13, w13, b0);
+            w02 = ts_sxtb16(vb);
+            w13 = ts_sxtb16_ror8(vb);
+            a1 = ts_smlad(x02, w02, a1);
+            a1 = ts_smlad(x13, w13, a1);
+            b1 = ts_smlad(y02, w02, b1);
+            b1 = ts_smlad(y13, w13, b1);
+            wa += 4;
+            wb += 4;
+        }
+        for (t = 0; t < tail; ++t) {
+            a0 += x[t] * wa[t];
+            a1 += x[t] * wb[t];
+            b0 += x[tail + t] * wa[t];
+            b1 += x[tail + t] * wb[t];
+        }
+        if (p->general_requant) {
+            y0[m] = ts_requant(a0, multiplier[m * step], shift[m * step], off, lo, hi);
+            y1[m] = ts_requant(b0, multiplier[m * step], shift[m * step], off, lo, hi);
+            y0[mb] = ts_requant(a1, multiplier[mb * step], shift[mb * step], off, lo, hi);
+            y1[mb] = ts_requant(b1, multiplier[mb * step], shift[mb * step], off, lo, hi);
+        } else {
+            ts_rq q = ts_rq_channel(multiplier, shift, m * step, off);
+            y0[m] = ts_clamp8(ts_rq_fast(a0, &q), lo, hi);
+            y1[m] = ts_clamp8(ts_rq_fast(b0, &q), lo, hi);
+            q = ts_rq_channel(multiplier, shift, mb * step, off);
+            y0[mb] = ts_clamp8(ts_rq_fast(a1, &q), lo, hi);
+            y1[mb] = ts_clamp8(ts_rq_fast(b1, &q), lo, hi);
+        }
+    }
+}
+
+/* Regular conv: output pixels two at a time are expanded into `scratch`, then ts_conv_block_dsp.
+ * scratch: 2 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
+static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                           const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
+    int8_t *tmp = (int8_t *)(scratch + 2 * k_all);
+    int32_t b, q;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        for (q = 0; q < pixels; q += 2) {
+            const int32_t q1 = q + 1 < pixels ? q + 1 : q; /* an odd last pixel is computed twice */
+            int8_t *y0 = y + ((size_t)b * pixels + q) * n_out;
+            ts_im2col_s16(p, img, q, scratch, 0, tmp);
+            ts_im2col_s16(p, img, q1, scratch, 1, tmp);
+            ts_conv_block_dsp(p, scratch, w, bias, multiplier, shift, y0, y0 + (q1 - q) * n_out);
+        }
+    }
+}
+
+/* One depthwise tap for 4 channels: one 32-bit load of inputs and one of weights; SMLABB/SMLATT keep the
+ * channels apart (a0: channel c, a1: c + 1, a2: c + 2, a3: c + 3). */
+#define TS_DW_TAP(xq, wq)                                                                           \
+    do {                                                                                            \
+        const uint32_t xv_ = ts_read32(xq), wv_ = ts_read32(wq);                                    \
+        const uint32_t x02_ = ts_sxtab16(offset, xv_), x13_ = ts_sxtab16_ror8(offset, xv_);        \
+        const uint32_t w02_ = ts_sxtb16(wv_), w13_ = ts_sxtb16_ror8(wv_);                           \
+        a0 = ts_smlabb(x02_, w02_, a0);                                                             \
+        a1 = ts_smlabb(x13_, w13_, a1);                                                             \
+        a2 = ts_smlatt(x02_, w02_, a2);                                                             \
+        a3 = ts_smlatt(x13_, w13_, a3);                                                             \
+    } while (0)
+
+/* Requantize and store the 4 channels c .. c + 3 of a depthwise pixel. */
+#define TS_DW_STORE()                                                                               \
+    do {                                                                                            \
+        if (p->general_requant) {                                                                   \
+            y[c] = ts_requant(a0, multiplier[c * step], shift[c * step], off, lo, hi);              \
+            y[c + 1] = ts_requant(a1, multiplier[(c + 1) * step], shift[(c + 1) * step], off, lo, hi); \
+            y[c + 2] = ts_requant(a2, multiplier[(c + 2) * step], shift[(c + 2) * step], off, lo, hi); \
+            y[c + 3] = ts_requant(a3, multiplier[(c + 3) * step], shift[(c + 3) * step], off, lo, hi); \
+        } else {                                                                                    \
+            ts_rq q = ts_rq_channel(multiplier, shift, c * step, off);                              \
+            y[c] = ts_clamp8(ts_rq_fast(a0, &q), lo, hi);                                           \
+            q = ts_rq_channel(multiplier, shift, (c + 1) * step, off);                              \
+            y[c + 1] = ts_clamp8(ts_rq_fast(a1, &q), lo, hi);                                       \
+            q = ts_rq_channel(multiplier, shift, (c + 2) * step, off);                              \
+            y[c + 2] = ts_clamp8(ts_rq_fast(a2, &q), lo, hi);                                       \
+            q = ts_rq_channel(multiplier, shift, (c + 3) * step, off);                              \
+            y[c + 3] = ts_clamp8(ts_rq_fast(a3, &q), lo, hi);                                       \
+        }                                                                                           \
+    } while (0)
+
+/* A depthwise output pixel whose 3x3 window (dilation 1) lies inside the image: straight-line taps. */
+static TS_NOINLINE void ts_dw_pixel_3x3(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
+                                        const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                        int8_t *y)
+{
+    const int32_t c_n = p->in_c, c4 = c_n & ~3, x_row = p->dil_h * p->in_w * c_n;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    int32_t c;
+    for (c = 0; c < c4; c += 4) {
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const int8_t *xr = xp + c, *wr = wp + c;
+        TS_DW_TAP(xr, wr);
+        TS_DW_TAP(xr + c_n, wr + c_n);
+        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
+        xr += x_row;
+        wr += 3 * c_n;
+        TS_DW_TAP(xr, wr);
+        TS_DW_TAP(xr + c_n, wr + c_n);
+        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
+        xr += x_row;
+        wr += 3 * c_n;
+        TS_DW_TAP(xr, wr);
+        TS_DW_TAP(xr + c_n, wr + c_n);
+        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
+        TS_DW_STORE();
+    }
+    for (; c < c_n; ++c) { /* channels beyond the last multiple of 4 */
+        int32_t acc = bias[c], i, j;
+        for (i = 0; i < 3; ++i) {
+            for (j = 0; j < 3; ++j) {
+                acc += (xp[(size_t)i * x_row + (size_t)j * c_n + c] + p->input_offset) * wp[(i * 3 + j) * c_n + c];
+            }
+        }
+        y[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
+    }
+}
+
+/* Any other depthwise output pixel: the taps of a rows x cols window of the kernel. */
+static TS_NOINLINE void ts_dw_pixel_any(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
+                                        int32_t rows, int32_t cols, const int32_t *bias,
+                                        const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+    const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    int32_t c, i, j;
+    for (c = 0; c < c4; c += 4) {
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
+        const int8_t *xr = xp + c, *wr = wp + c;
+        for (i = 0; i < rows; ++i, xr += x_row, wr += w_row) {
+            const int8_t *xq = xr, *wq = wr;
+            for (j = 0; j < cols; ++j, xq += x_col, wq += c_n) {
+                TS_DW_TAP(xq, wq);
+            }
+        }
+        TS_DW_STORE();
+    }
+    for (; c < c_n; ++c) {
+        int32_t acc = bias[c];
+        for (i = 0; i < rows; ++i) {
+            for (j = 0; j < cols; ++j) {
+                acc += (xp[(size_t)i * x_row + (size_t)j * x_col + c] + p->input_offset) *
+                       wp[(size_t)i * w_row + (size_t)j * c_n + c];
+            }
+        }
+        y[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
+    }
+}
+
+static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w,
+                                     const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                     int8_t *y)
+{
+    const int32_t c_n = p->in_c;
+    const int full3 = p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
+    int32_t b, oh, ow;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            int32_t i_lo = 0, i_hi = p->k_h; /* kernel rows inside the image: [i_lo, i_hi) */
+            while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
+                ++i_lo;
+            }
+            while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
+                --i_hi;
+            }
+            for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                int32_t j_lo = 0, j_hi = p->k_w;
+                const int8_t *xp, *wp;
+                while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
+                    ++j_lo;
+                }
+                while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
+                    --j_hi;
+                }
+                xp = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
+                wp = w + ((size_t)i_lo * p->k_w + j_lo) * c_n;
+                if (full3 && i_hi - i_lo == 3 && j_hi - j_lo == 3) {
+                    ts_dw_pixel_3x3(p, xp, wp, bias, multiplier, shift, y);
+                } else {
+                    ts_dw_pixel_any(p, xp, wp, i_hi - i_lo, j_hi - j_lo, bias, multiplier, shift, y);
+                }
+            }
+        }
+    }
+}
+
+/* Four weight rows against one input row: the input offset is added while sign-extending (SXTAB16). */
+static TS_NOINLINE void ts_fc_rows4(const int8_t *x, const int8_t *w, int32_t k_n, uint32_t offset,
+                                    int32_t *acc)
+{
+    const int8_t *end = x + (k_n & ~3), *w1 = w + k_n, *w2 = w1 + k_n, *w3 = w2 + k_n;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    while (x != end) {
+        const uint32_t xv = ts_read32(x);
+        const uint32_t x02 = ts_sxtab16(offset, xv), x13 = ts_sxtab16_ror8(offset, xv);
+        uint32_t wv = ts_read32(w);
+        a0 = ts_smlad(x02, ts_sxtb16(wv), a0);
+        a0 = ts_smlad(x13, ts_sxtb16_ror8(wv), a0);
+        wv = ts_read32(w1);
+        a1 = ts_smlad(x02, ts_sxtb16(wv), a1);
+        a1 = ts_smlad(x13, ts_sxtb16_ror8(wv), a1);
+        wv = ts_read32(w2);
+        a2 = ts_smlad(x02, ts_sxtb16(wv), a2);
+        a2 = ts_smlad(x13, ts_sxtb16_ror8(wv), a2);
+        wv = ts_read32(w3);
+        a3 = ts_smlad(x02, ts_sxtb16(wv), a3);
+        a3 = ts_smlad(x13, ts_sxtb16_ror8(wv), a3);
+        x += 4;
+        w += 4;
+        w1 += 4;
+        w2 += 4;
+        w3 += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+static void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int8_t *w,
+                                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                      int8_t *y)
+{
+    const int32_t k_n = p->in_features, k4 = k_n & ~3;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    int32_t b, n, k, t;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *row = x + (size_t)b * k_n;
+        for (n = 0; n < p->out_features; n += 4) {
+            const int32_t rows = p->out_features - n < 4 ? p->out_features - n : 4;
+            int32_t acc[4] = {0, 0, 0, 0};
+            if (rows == 4) {
+                ts_fc_rows4(row, w + (size_t)n * k_n, k_n, offset, acc);
+            }
+            for (t = 0; t < rows; ++t) {
+                const int8_t *wn = w + (size_t)(n + t) * k_n;
+                const int32_t ch = p->per_channel ? n + t : 0;
+                acc[t] += bias[n + t];
+                for (k = rows == 4 ? k4 : 0; k < k_n; ++k) { /* the k % 4 tail, or a last group of < 4 rows */
+                    acc[t] += (row[k] + p->input_offset) * wn[k];
+                }
+                if (p->general_requant) {
+                    y[n + t] = ts_requant(acc[t], multiplier[ch], shift[ch], off, lo, hi);
+                } else {
+                    const ts_rq q = ts_rq_channel(multiplier, shift, ch, off);
+                    y[n + t] = ts_clamp8(ts_rq_fast(acc[t], &q), lo, hi);
+                }
+            }
+        }
+        y += p->out_features;
+    }
+}
+
+#endif /* TINYSTUDIO_DSP */
+
+void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch)
+{
+#if TINYSTUDIO_DSP
+    if (p->groups == 1 && scratch != NULL) {
+        ts_conv_s8_dsp(p, x, w, bias, multiplier, shift, y, scratch);
+        return;
+    }
+#else
+    (void)scratch;
+#endif
+    ts_conv_s8_ref(p, x, w, bias, multiplier, shift, y);
+}
+
+void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                          const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+#if TINYSTUDIO_DSP
+    if (p->out_c == p->in_c) {
+        ts_depthwise_conv_s8_dsp(p, x, w, bias, multiplier, shift, y);
+        return;
+    }
+#endif
+    ts_depthwise_conv_s8_ref(p, x, w, bias, multiplier, shift, y);
+}
+
+void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                           const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+#if TINYSTUDIO_DSP
+    ts_fully_connected_s8_dsp(p, x, w, bias, multiplier, shift, y);
+#else
+    ts_fully_connected_s8_ref(p, x, w, bias, multiplier, shift, y);
+#endif
+}
+
+/* ---- element-wise binary ops with broadcasting ------------------------------------------------------------- */
+
+/* Calls row(ctx, a, a_step, b, b_step, y, n) for every innermost row of the broadcast iteration. Each
+ * element is read before it is written, so y may be a when a is not broadcast (in-place). */
+typedef void (*ts_row_fn)(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
+                          int32_t n);
+
+static void ts_broadcast(const ts_bcast *it, const void *ctx, ts_row_fn row, const int8_t *a, const int8_t *b,
+                         int8_t *y)
+{
+    int32_t idx[TS_MAX_DIMS] = {0};
+    const int32_t last = it->ndim - 1, n = it->shape[last];
+    ptrdiff_t ao = 0, bo = 0;
+    int32_t d;
+    for (;;) {
+        row(ctx, a + ao, it->a_stride[last], b + bo, it->b_stride[last], y, n);
+        y += n;
+        for (d = last - 1; d >= 0; --d) { /* odometer over the outer dims */
+            ao += it->a_stride[d];
+            bo += it->b_stride[d];
+            if (++idx[d] < it->shape[d]) {
+                break;
+            }
+            ao -= (ptrdiff_t)it->a_stride[d] * it->shape[d];
+            bo -= (ptrdiff_t)it->b_stride[d] * it->shape[d];
+            idx[d] = 0;
+        }
+        if (d < 0) {
+            return;
+        }
+    }
+}
+
+static void ts_add_row(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
+                       int32_t n)
+{
+    const ts_add_params *p = (const ts_add_params *)ctx;
+    const int32_t lift = (int32_t)1 << p->left_shift;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t x1 = TS_MBQM((a[i * as] + p->a_offset) * lift, p->a_multiplier, p->a_shift);
+        const int32_t x2 = TS_MBQM((b[i * bs] + p->b_offset) * lift, p->b_multiplier, p->b_shift);
+        const int32_t raw = p->subtract ? ts_wrap_sub(x1, x2) : ts_wrap_add(x1, x2);
+        y[i] = ts_requant(raw, p->out_multiplier, p->out_shift, p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+static void ts_mul_row(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
+                       int32_t n)
+{
+    const ts_mul_params *p = (const ts_mul_params *)ctx;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t prod = (a[i * as] + p->a_offset) * (b[i * bs] + p->b_offset);
+        y[i] = ts_requant(prod, p->multiplier, p->shift, p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+static void ts_minmax_row(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
+                          int32_t n)
+{
+    const ts_minmax_params *p = (const ts_minmax_params *)ctx;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int8_t u = a[i * as], v = b[i * bs];
+        y[i] = p->is_min ? (u < v ? u : v) : (u > v ? u : v);
+    }
+}
+
+void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y)
+{
+    ts_broadcast(&p->it, p, ts_add_row, a, b, y);
+}
+
+void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y)
+{
+    ts_broadcast(&p->it, p, ts_mul_row, a, b, y);
+}
+
+void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y)
+{
+    ts_broadcast(&p->it, p, ts_minmax_row, a, b, y);
+}
+
+/* ---- pooling and reductions -------------------------------------------------------------------------------- */
+
+void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t b, oh, ow, c, i, j;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
+            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
+                const int32_t count =
+                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                for (c = 0; c < p->channels; ++c) {
+                    int32_t acc = 0, mean;
+                    for (i = i_lo; i < i_hi; ++i) {
+                        const int8_t *xp = img + ((size_t)(h0 + i) * p->in_w + (w0 + j_lo)) * p->channels + c;
+                        for (j = j_lo; j < j_hi; ++j) {
+                            acc += xp[(size_t)(j - j_lo) * p->channels];
+                        }
+                    }
+                    /* TFLite: round half away from zero (the generator checks count > 0) */
+                    mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    *y++ = (int8_t)ts_clamp(mean, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t b, oh, ow, c, i, j;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                for (c = 0; c < p->channels; ++c) {
+                    int32_t best = -128; /* padding never wins */
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        if (ih < 0 || ih >= p->in_h) {
+                            continue;
+                        }
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            if (iw >= 0 && iw < p->in_w) {
+                                best = ts_max32(best, img[((size_t)ih * p->in_w + iw) * p->channels + c]);
+                            }
+                        }
+                    }
+                    *y++ = (int8_t)ts_clamp(best, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y)
+{
+    const int32_t bias = p->input_offset * p->reduce;
+    int32_t o, r, i;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *xo = x + (size_t)o * p->reduce * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int32_t total = 0;
+            for (r = 0; r < p->reduce; ++r) {
+                total += xo[(size_t)r * p->inner + i];
+            }
+            *y++ = ts_requant(ts_wrap_add(total, bias), p->multiplier, p->shift, p->output_offset, -128, 127);
+        }
+    }
+}
+
+void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t o, r, i;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *xo = x + (size_t)o * p->reduce * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int8_t best = xo[i];
+            for (r = 1; r < p->reduce; ++r) {
+                const int8_t v = xo[(size_t)r * p->inner + i];
+                best = p->is_min ? (v < best ? v : best) : (v > best ? v : best);
+            }
+            *y++ = best;
+        }
+    }
+}
+
+/* ---- softmax ------------------------------------------------------------------------------------------------- */
+
+static int32_t ts_softmax_exp(const ts_softmax_params *p, int32_t diff)
+{
+    const int32_t scaled = TS_SRDHM((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+    return ts_exp_on_negative_values_q5(scaled);
+}
+
+void ts_softmax_s8(const ts_softmax_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t r, i;
+    for (r = 0; r < p->rows; ++r) {
+        const int8_t *xr = x + (size_t)r * p->depth;
+        int8_t *yr = y + (size_t)r * p->depth;
+        int32_t max = -128, sum = 0, headroom, shifted_minus_one, scale, exponent;
+        for (i = 0; i < p->depth; ++i) {
+            max = ts_max32(max, xr[i]);
+        }
+        for (i = 0; i < p->depth; ++i) { /* sum of exp in Q12.19 */
+            const int32_t diff = xr[i] - max;
+            if (diff >= p->diff_min) {
+                sum = ts_wrap_add(sum, ts_rounding_divide_by_pot(ts_softmax_exp(p, diff), 12));
+            }
+        }
+        /* the reciprocal of the sum: normalized to [1, 2), 1 / (1 + fraction), and a power of two */
+        headroom = ts_clz32(sum);
+        shifted_minus_one = (int32_t)((headroom < 32 ? (uint32_t)sum << headroom : 0u) - 0x80000000u);
+        scale = ts_one_over_one_plus_x_for_x_in_0_1(shifted_minus_one);
+        exponent = (12 - headroom) + 31 - 8;
+        for (i = 0; i < p->depth; ++i) {
+            const int32_t diff = xr[i] - max;
+            int32_t out = -128;
+            if (diff >= p->diff_min) {
+                out = ts_rounding_divide_by_pot64(TS_SRDHM(scale, ts_softmax_exp(p, diff)), exponent) - 128;
+                out = ts_clamp(out, -128, 127);
+            }
+            yr[i] = (int8_t)out;
+        }
+    }
+}
+
+/* ---- data movement ---------------------------------------------------------------------------------------------- */
+
+void ts_lut_s8(const int8_t *x, int8_t *y, int32_t n, const int8_t *table)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = table[x[i] + 128];
+    }
+}
+
+void ts_copy_s8(const ts_copy_params *p, const int8_t *x, int8_t *y, const int8_t *table)
+{
+    int32_t idx[TS_MAX_DIMS] = {0};
+    const int32_t last = p->ndim - 1, n = p->shape[last], xs = p->x_stride[last], ys = p->y_stride[last];
+    ptrdiff_t xo = 0, yo = 0;
+    int32_t d, i;
+    for (;;) {
+        const int8_t *xr = x + xo;
+        int8_t *yr = y + yo;
+        if (table) {
+            for (i = 0; i < n; ++i) {
+                yr[i * ys] = table[xr[i * xs] + 128];
+            }
+        } else if (xs == 1 && ys == 1) {
+            memcpy(yr, xr, (size_t)n);
+        } else {
+            for (i = 0; i < n; ++i) {
+                yr[i * ys] = xr[i * xs];
+            }
+        }
+        for (d = last - 1; d >= 0; --d) {
+            xo += p->x_stride[d];
+            yo += p->y_stride[d];
+            if (++idx[d] < p->shape[d]) {
+                break;
+            }
+            xo -= (ptrdiff_t)p->x_stride[d] * p->shape[d];
+            yo -= (ptrdiff_t)p->y_stride[d] * p->shape[d];
+            idx[d] = 0;
+        }
+        if (d < 0) {
+            return;
+        }
+    }
+}
+
+void ts_gather_s8(const int8_t *x, const int32_t *index, int32_t n, int32_t fill, int8_t *y)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        y[i] = index[i] < 0 ? (int8_t)fill : x[index[i]];
+    }
+}

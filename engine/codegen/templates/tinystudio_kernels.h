@@ -1,0 +1,155 @@
+/* tinystudio_kernels.h - int8 kernels of TinyStudio's generated C (TFLite's int8 arithmetic, bit-exact).
+ *
+ * Every kernel takes a const parameter struct (made by the code generator, in flash), tensor pointers
+ * and, for conv/fc, per-channel multipliers and shifts precomputed in Python: the int8 path has no
+ * floating point. Activations are NHWC int8. Two implementations of the heavy kernels:
+ *   - portable reference loops (the oracle, and the fallback on any C99 compiler);
+ *   - a DSP path for Armv7E-M / Armv8-M mainline (__SXTB16/__SXTAB16 + __SMLAD via <arm_acle.h>),
+ *     compiled when __ARM_FEATURE_DSP is defined and TINYSTUDIO_USE_DSP is 1 (the default).
+ * Define TINYSTUDIO_EMULATE_DSP to compile the DSP path on any host with portable C versions of the
+ * instructions, which is how the host tests check that both paths give identical bytes.
+ * The DSP path assumes a little-endian target (all Cortex-M cores in practice).
+ */
+#ifndef TINYSTUDIO_KERNELS_H
+#define TINYSTUDIO_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef TINYSTUDIO_USE_DSP
+#define TINYSTUDIO_USE_DSP @USE_DSP_DEFAULT@
+#endif
+
+#if defined(TINYSTUDIO_EMULATE_DSP) || (defined(__ARM_FEATURE_DSP) && TINYSTUDIO_USE_DSP)
+#define TINYSTUDIO_DSP 1
+#else
+#define TINYSTUDIO_DSP 0
+#endif
+
+#define TS_MAX_DIMS 6
+
+/* Convolution, NHWC. Regular/grouped conv weights are (out_c, k_h, k_w, in_c / groups); depthwise
+ * weights are (k_h, k_w, out_c) with out_c = in_c * multiplier. Taps outside the image are skipped
+ * (TFLite), which is padding with the input zero point. */
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int32_t groups;          /* 1 for a regular conv; depthwise kernels ignore it */
+    int32_t input_offset;    /* -input zero point */
+    int32_t output_offset;   /* output zero point */
+    int32_t act_min, act_max;
+    int32_t per_channel;     /* 0: multiplier[0]/shift[0] for every channel */
+    int32_t general_requant; /* 1: the DSP path requantizes with the portable arithmetic (see the .c) */
+} ts_conv_params;
+
+/* Fully connected: y[b, n] = sum_k (x[b, k] + input_offset) * w[n, k] + bias[n], weights (out, in). */
+typedef struct {
+    int32_t batches, in_features, out_features;
+    int32_t input_offset, output_offset, act_min, act_max, per_channel, general_requant;
+} ts_fc_params;
+
+/* Broadcast iteration of a binary op over `ndim` (merged) dims, innermost last; strides in elements,
+ * 0 where an input is broadcast. The output is contiguous. */
+typedef struct {
+    int32_t ndim;
+    int32_t shape[TS_MAX_DIMS];
+    int32_t a_stride[TS_MAX_DIMS];
+    int32_t b_stride[TS_MAX_DIMS];
+} ts_bcast;
+
+/* ADD/SUB (TFLite): both inputs lifted by 2**left_shift, rescaled to a common scale, summed, rescaled. */
+typedef struct {
+    ts_bcast it;
+    int32_t a_offset, b_offset, left_shift;
+    int32_t a_multiplier, a_shift, b_multiplier, b_shift;
+    int32_t out_multiplier, out_shift, output_offset, act_min, act_max;
+    int32_t subtract;
+} ts_add_params;
+
+typedef struct {
+    ts_bcast it;
+    int32_t a_offset, b_offset, multiplier, shift, output_offset, act_min, act_max;
+} ts_mul_params;
+
+typedef struct {
+    ts_bcast it;
+    int32_t is_min;          /* 0: maximum, 1: minimum (both inputs on one grid: integers compare) */
+} ts_minmax_params;
+
+/* Pooling, NHWC. Average: sum of in-image cells divided by the cells inside [count_*_lo, count_*_hi)
+ * (the image, or the image plus explicit pads for count_include_pad), rounded half away from zero. */
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    int32_t count_h_lo, count_h_hi, count_w_lo, count_w_hi;
+    int32_t act_min, act_max;
+} ts_pool_params;
+
+/* MEAN / SUM over the middle axis of (outer, reduce, inner): one requantization of the int32 sum. */
+typedef struct {
+    int32_t outer, reduce, inner;
+    int32_t input_offset;    /* -input zero point, times `reduce` inside the kernel */
+    int32_t multiplier, shift, output_offset;
+} ts_mean_params;
+
+typedef struct {
+    int32_t outer, reduce, inner, is_min;
+} ts_reduce_params;
+
+/* Softmax over rows of `depth` (gemmlowp fixed point, output scale 1/256, zero point -128). */
+typedef struct {
+    int32_t rows, depth;
+    int32_t input_multiplier, input_left_shift, diff_min;
+} ts_softmax_params;
+
+/* Strided copy: y[sum i_d * y_stride_d] = x[sum i_d * x_stride_d] over `shape` (strides in elements,
+ * negative allowed), optionally through a 256-entry table (requantization between grids). */
+typedef struct {
+    int32_t ndim;
+    int32_t shape[TS_MAX_DIMS];
+    int32_t x_stride[TS_MAX_DIMS];
+    int32_t y_stride[TS_MAX_DIMS];
+} ts_copy_params;
+
+/* Fixed-point helpers (gemmlowp / TFLite MultiplyByQuantizedMultiplier, double rounding). */
+int32_t ts_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
+int32_t ts_rounding_divide_by_pot(int32_t x, int32_t exponent);
+int32_t ts_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+
+void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch);
+void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                          const int32_t *multiplier, const int32_t *shift, int8_t *y);
+void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                           const int32_t *multiplier, const int32_t *shift, int8_t *y);
+/* The portable kernels, callable on every build (the DSP entry points above fall back to them). */
+void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int32_t *shift, int8_t *y);
+void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int32_t *shift, int8_t *y);
+void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int32_t *shift, int8_t *y);
+
+void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y);
+void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);
+void ts_softmax_s8(const ts_softmax_params *p, const int8_t *x, int8_t *y);
+/* y[i] = table[x[i] + 128]: unary activations and int8 -> int8 requantization (tables made in Python). */
+void ts_lut_s8(const int8_t *x, int8_t *y, int32_t n, const int8_t *table);
+void ts_copy_s8(const ts_copy_params *p, const int8_t *x, int8_t *y, const int8_t *table);
+/* y[i] = index[i] < 0 ? fill : x[index[i]]: data movement with an irregular pattern (Gather, Resize, Pad). */
+void ts_gather_s8(const int8_t *x, const int32_t *index, int32_t n, int32_t fill, int8_t *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYSTUDIO_KERNELS_H */

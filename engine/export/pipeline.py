@@ -1,0 +1,187 @@
+"""Export a model for an MCU: quantize if float, generate C, estimate, measure, verify, write the bundle.
+
+    res = export_model(graph, "stm32l4r5zi", "kws.zip", verify="host", n_inputs=20)
+    res.report          # the `tinystudio export --json` document
+    res.bundle, res.verify.bit_exact, res.warnings
+
+Every figure in the report says how it was obtained: "estimate" (hardware models), "measured" (built with
+arm-none-eabi-gcc and sized with arm-none-eabi-size; stack painted in QEMU when it ran there).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import TinyStudioError
+from engine.export.bundle import build_bundle, onnx_models
+from engine.export.crossbuild import BuildError, Footprint, measure_footprint
+from engine.export.golden import make_cases
+from engine.export.targets import core_target
+from engine.export.report import base_report, model_info
+from engine.export.verify import VerifyResult
+from engine.ir import FLOAT_DTYPES
+
+VERIFY_MODES = ("none", "host", "qemu")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    report: dict
+    lib: object  # engine.codegen.CLibrary
+    graph: object  # the int8 graph the C was generated from
+    verify: VerifyResult | None
+    footprint: Footprint | None
+    warnings: list[str]
+
+
+def is_quantized(graph) -> bool:
+    return any(t.quant is not None and t.dtype not in FLOAT_DTYPES for t in graph.tensors.values())
+
+
+def c_name(name: str) -> str:
+    """A library prefix from a model name: lowercase C identifier, at most 32 characters. Zoo specs
+    ("zoo:lenet5?resolution=32") give the zoo name."""
+    if name and name.startswith("zoo:"):
+        name = name[4:].split("?", 1)[0]
+    s = re.sub(r"[^a-z0-9_]+", "_", (name or "").lower()).strip("_")
+    s = re.sub(r"_+", "_", s)[:32].rstrip("_")
+    if not s:
+        return "model"
+    return s if s[0].isalpha() else f"m_{s}"[:32]
+
+
+def estimate_runtime(core: str) -> str:
+    """The runtime profile closest to generated C (ahead-of-time, no interpreter): vendor-optimized where the
+    hardware models have it for the core, else the core's default."""
+    from hwmodels.runtime import default_runtime, runtimes_for_core
+
+    return "vendor-optimized" if "vendor-optimized" in runtimes_for_core(core) else default_runtime(core)
+
+
+def estimate_json(graph, mcu) -> tuple[dict, object]:
+    from engine.profile import profile_graph
+
+    prof = profile_graph(graph, [(mcu.id, estimate_runtime(mcu.core))])
+    est = prof.targets[0]
+    d = {"label": "estimate", "runtime": est.runtime, "latency_ms": round(est.latency_ms, 4),
+         "energy_uj": round(est.energy_uj, 3), "cycles": est.cycles, "ram_bytes": est.ram_bytes,
+         "flash_bytes": est.flash_bytes, "ram_parts": dict(est.ram_parts), "flash_parts": dict(est.flash_parts),
+         "fits": est.fits, "fit": est.fit_message()}
+    return d, prof
+
+
+def fit_warnings(mcu, fp: Footprint | None, est: dict) -> list[str]:
+    """'does not fit' lines with the amount missed, from measured figures when there are some."""
+    out = []
+    if fp is not None:
+        ram, flash, how = fp.ram_bytes + fp.io_bytes, fp.flash_bytes, "measured"
+    else:
+        ram, flash, how = est["ram_bytes"], est["flash_bytes"], "estimate"
+    for what, need, have in (("RAM", ram, mcu.sram_bytes), ("flash", flash, mcu.flash_bytes)):
+        if need > have:
+            out.append(f"does not fit {mcu.id}: {what} needs {need:,} B ({how}"
+                       f"{', I/O buffers included' if what == 'RAM' and fp else ''}) of {have:,} B, "
+                       f"over by {need - have:,} B ({(need - have) / 1024:.1f} KB)")
+    return out
+
+
+def quantize(graph, calibration, warnings: list[str]) -> tuple[object, dict]:
+    try:
+        from engine.passes.ptq import quantize_model
+    except ImportError as e:
+        raise TinyStudioError(f"the model is float and the quantization pass is not available ({e})") from None
+    qgraph, qrep = quantize_model(graph, calibration=calibration)
+    warnings.extend(getattr(qrep, "warnings", ()) or ())
+    doc = qrep.to_json()
+    info = {"method": doc.get("method"), "calibration": (doc.get("calibration") or {}).get("description"),
+            "outputs": doc.get("outputs", [])}
+    return qgraph, info
+
+
+def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", n_inputs: int = 20,
+                 calibration=None, name: str | None = None, seed: int = 0, log=None) -> ExportResult:
+    """The whole export. `graph` float or int8; `verify` none|host|qemu; `n_inputs` random inputs verified
+    besides the golden one. User mistakes raise TinyStudioError before any work is done."""
+    from engine.codegen import generate_library
+    from engine.export.verify_host import verify_host
+    from engine.export.verify_qemu import qemu_unavailable, verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    say = log or (lambda msg: None)
+    if verify not in VERIFY_MODES:
+        raise TinyStudioError(f"--verify {verify!r}: choose one of {', '.join(VERIFY_MODES)}")
+    if n_inputs < 0:
+        raise TinyStudioError(f"--inputs {n_inputs}: must be 0 or more")
+    mcu = get_mcu(mcu_id)
+    if verify == "qemu":
+        why = qemu_unavailable(mcu)
+        if why:
+            raise TinyStudioError(f"--verify qemu: {why}")
+    out = Path(out_zip)
+    if out.is_dir():
+        raise TinyStudioError(f"{out}: is a folder; give a file name for the bundle (e.g. {out / 'bundle.zip'})")
+    if not out.parent.is_dir():
+        raise TinyStudioError(f"{out}: the folder {out.parent} does not exist")
+
+    warnings: list[str] = []
+    float_graph, quant_info = None, None
+    if is_quantized(graph):
+        qgraph = graph
+        if calibration is not None:
+            warnings.append("the model is already quantized; the calibration data is not used")
+    else:
+        say("quantizing the float model (post-training, per-channel int8)")
+        float_graph = graph
+        qgraph, quant_info = quantize(graph, calibration, warnings)
+    say("generating C")
+    lib = generate_library(qgraph, c_name(name or qgraph.name))
+    cases = make_cases(qgraph, lib, n_inputs, seed, calibration)
+    est, prof = estimate_json(qgraph, mcu)
+
+    with tempfile.TemporaryDirectory(prefix="tinystudio-export-") as td:
+        fp, measured_note = None, ""
+        try:
+            say(f"measuring flash and RAM for {mcu.core}")
+            fp = measure_footprint(lib, mcu, Path(td) / "footprint")
+        except BuildError as e:
+            measured_note = str(e)
+        result = None
+        if verify == "host":
+            say(f"verifying on the host ({len(cases)} inputs)")
+            result = verify_host(qgraph, lib, cases=cases, workdir=Path(td) / "host")
+        elif verify == "qemu":
+            say(f"verifying in QEMU ({len(cases)} inputs)")
+            result = verify_qemu(qgraph, lib, mcu, cases=cases, workdir=Path(td) / "qemu")
+            if fp is not None and result.stack_bytes is not None:
+                fp = dataclasses.replace(fp, stack=result.stack_bytes,
+                                         stack_method=f"painted stack in QEMU {result.machine}")
+
+    report = base_report(qgraph, lib, mcu)
+    report["model"] = model_info(float_graph if float_graph is not None else graph)
+    report["bundle"] = str(out)
+    report["planner"] = prof.plan.planner
+    report["estimate"] = est
+    if fp is not None:
+        report["measured"] = fp.to_json()
+    else:
+        report["measured"] = {"label": "measured", "flash_bytes": None, "ram_bytes": None, "text": None,
+                              "rodata": None, "data": None, "bss": None, "stack": None, "note": measured_note}
+    if result is None:
+        report["verify"] = {"mode": "none", "inputs": 0, "matched": 0, "bit_exact": None,
+                            "instructions_per_inference": None, "instructions_per_mac": None}
+    else:
+        report["verify"] = result.to_json()
+    report["quantization"] = quant_info
+    warnings += fit_warnings(mcu, fp, est)
+    if measured_note and core_target(mcu).arm:
+        warnings.append(f"flash/RAM not measured: {measured_note}")
+    onnx, notes = onnx_models(qgraph, float_graph)
+    warnings += notes
+    report["warnings"] = warnings
+    say("writing the bundle")
+    path = build_bundle(qgraph, lib, mcu, out, report, float_graph=float_graph, golden=cases[0], onnx=onnx)
+    return ExportResult(path, report, lib, qgraph, result, fp, warnings)

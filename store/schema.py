@@ -1,0 +1,130 @@
+"""The database schema as an ordered list of migrations; each one runs in its own transaction.
+
+    migrate(con, "studio.duckdb")        # brings any older database to SCHEMA_VERSION
+    schema_version(con)                  # 0 for a new, empty database
+
+Rules: a released migration is never edited; a change is a new migration appended at the end. The
+`schema_version` table records every applied step, so an interrupted upgrade resumes at the first missing one.
+
+No FOREIGN KEY clauses: DuckDB refuses to delete a parent row even after its children were deleted in the
+same transaction, which would make a cascading delete impossible. The repository functions keep references
+valid inside their transactions, and store.integrity.check_integrity verifies them.
+No secondary indexes either: the tables hold at most thousands of rows, and fewer indexes mean less to replay
+after a crash.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from store.clock import utcnow
+from store.errors import SchemaTooNewError, StoreError
+
+# (description, statements). Version n is the state after the first n entries.
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    ("sessions, versions with deduplicated constants, per-target profiles", [
+        """CREATE TABLE schema_version (
+            version INTEGER PRIMARY KEY,
+            description VARCHAR NOT NULL,
+            applied TIMESTAMP NOT NULL)""",
+        """CREATE TABLE sessions (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,                -- model label shown in the session list
+            current_version_id BIGINT,             -- NULL only while the session has no version
+            created TIMESTAMP NOT NULL,            -- UTC
+            updated TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE session_ids START 1",
+        # Constants of a graph (engine.serialize's .npz blob), shared by every version with the same constants.
+        """CREATE TABLE blobs (
+            hash VARCHAR PRIMARY KEY,              -- sha256 of constant names, dtypes, shapes and bytes
+            keys JSON NOT NULL,                    -- npz member -> tensor name (serialize's blob_keys)
+            data BLOB NOT NULL,
+            nbytes BIGINT NOT NULL)""",
+        """CREATE TABLE versions (
+            id BIGINT PRIMARY KEY,
+            session_id BIGINT NOT NULL,
+            parent_id BIGINT,                      -- the version this one was made from; NULL for a first version
+            graph_doc JSON NOT NULL,               -- serialize.dumps structure, without blob_keys
+            blob_hash VARCHAR NOT NULL,            -- -> blobs.hash
+            graph_hash VARCHAR NOT NULL,           -- serialize.content_hash of the graph
+            action VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            metrics JSON NOT NULL,                 -- totals: macs, params, weight_bytes, arena_bytes, ...
+            layers JSON NOT NULL,                  -- per layer: name, op, macs, params, weight_bytes, output_shape
+            created TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE version_ids START 1",
+        """CREATE TABLE profiles (
+            version_id BIGINT NOT NULL,
+            mcu VARCHAR NOT NULL,
+            runtime VARCHAR NOT NULL,
+            totals JSON NOT NULL,
+            layers JSON NOT NULL,
+            doc JSON NOT NULL,                     -- the whole Profile.to_json() for this one target
+            tool_version VARCHAR NOT NULL,         -- engine version that computed it (estimates change with it)
+            created TIMESTAMP NOT NULL,
+            PRIMARY KEY (version_id, mcu, runtime))""",
+    ]),
+    ("jobs, exports, branch source of a session", [
+        "ALTER TABLE sessions ADD COLUMN source_version_id BIGINT",  # the version a branch was made from
+        """CREATE TABLE jobs (
+            id BIGINT PRIMARY KEY,
+            session_id BIGINT NOT NULL,
+            kind VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            status VARCHAR NOT NULL,               -- queued | running | done | failed | cancelled
+            progress DOUBLE NOT NULL,              -- 0..1
+            message VARCHAR NOT NULL,
+            result JSON,
+            created TIMESTAMP NOT NULL,
+            updated TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE job_ids START 1",
+        """CREATE TABLE exports (
+            id BIGINT PRIMARY KEY,
+            version_id BIGINT NOT NULL,
+            mcu VARCHAR NOT NULL,
+            options JSON NOT NULL,
+            bundle_path VARCHAR,                   -- a bundle written to disk, or
+            bundle BLOB,                           -- the bundle itself
+            bundle_bytes BIGINT NOT NULL,
+            report JSON NOT NULL,
+            created TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE export_ids START 1",
+    ]),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+    return {r[0] for r in rows}
+
+
+def schema_version(con: duckdb.DuckDBPyConnection, path: str = "database") -> int:
+    """The applied schema version; 0 for an empty database. A DuckDB file holding other tables is refused."""
+    tables = _tables(con)
+    if "schema_version" not in tables:
+        if tables:
+            raise StoreError(f"{path}: not a TinyStudio database (it holds tables {', '.join(sorted(tables)[:5])} "
+                             "but no schema_version)")
+        return 0
+    return int(con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str = "database", target: int = SCHEMA_VERSION) -> int:
+    """Apply the missing migrations up to `target`, one transaction each; returns the version reached."""
+    current = schema_version(con, path)
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNewError(f"{path}: database schema version {current} is newer than this TinyStudio "
+                                f"supports ({SCHEMA_VERSION}); upgrade TinyStudio or choose another file with --db")
+    for version in range(current + 1, target + 1):
+        description, statements = MIGRATIONS[version - 1]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for sql in statements:
+                con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, description, utcnow()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return max(current, target)

@@ -1,0 +1,123 @@
+"""Sessions: create, list, rename, duplicate, branch, delete. Each function is one transaction.
+
+    s = create_session(store, "KWS lab", graph, model="zoo:kws_dscnn", action="zoo")
+    list_sessions(store)        # newest change first: name, model, version_count, updated
+    b = branch_session(store, version_id)      # a new session starting from any version
+    delete_session(store, s.id)                # hard delete: versions, profiles, jobs, exports (ask first)
+
+Names need not be unique; sessions are identified by id (the list shows both when names repeat).
+"""
+from __future__ import annotations
+
+from engine.ir import Graph
+from store.clock import utcnow
+from store.db import Store
+from store.graphs import encode_graph
+from store.records import SESSION_COLUMNS, SessionInfo, dump_json, session_from_row
+from store.rows import (check_action, check_id, check_name, copy_version, insert_session, insert_version,
+                        session_row, version_row)
+
+
+def _model_label(graph: Graph | None) -> str:
+    if graph is None:
+        return ""
+    source = graph.meta.get("source") if isinstance(graph.meta, dict) else None
+    if isinstance(source, dict) and isinstance(source.get("spec"), str):
+        return source["spec"]
+    return graph.name
+
+
+def create_session(store: Store, name: str, graph: Graph | None = None, *, model: str | None = None,
+                   action: str = "create", params: dict | None = None) -> SessionInfo:
+    """A new session; with `graph`, its first version is written in the same transaction.
+    `model` is the label the list shows (default: the zoo spec or the graph's name)."""
+    name = check_name(name)
+    model = check_name(model, "model label") if model else _model_label(graph)
+    action = check_action(action)
+    params_json = dump_json(params or {}, "params")
+    enc = encode_graph(graph) if graph is not None else None  # heavy work before the lock
+    with store.transaction() as con:
+        sid = insert_session(con, name, model)
+        if enc is not None:
+            insert_version(con, sid, None, enc, action, params_json)
+        return session_row(con, sid)
+
+
+def get_session(store: Store, session_id: int) -> SessionInfo:
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        return session_row(con, session_id)
+
+
+def list_sessions(store: Store) -> list[SessionInfo]:
+    with store.transaction() as con:
+        rows = con.execute(f"SELECT {SESSION_COLUMNS} FROM sessions s ORDER BY s.updated DESC, s.id DESC").fetchall()
+    return [session_from_row(r) for r in rows]
+
+
+def rename_session(store: Store, session_id: int, name: str) -> SessionInfo:
+    session_id = check_id(session_id, "session id")
+    name = check_name(name)
+    with store.transaction() as con:
+        session_row(con, session_id)
+        con.execute("UPDATE sessions SET name = ?, updated = ? WHERE id = ?", [name, utcnow(), session_id])
+        return session_row(con, session_id)
+
+
+def set_model_label(store: Store, session_id: int, model: str) -> SessionInfo:
+    session_id = check_id(session_id, "session id")
+    model = check_name(model, "model label")
+    with store.transaction() as con:
+        session_row(con, session_id)
+        con.execute("UPDATE sessions SET model = ?, updated = ? WHERE id = ?", [model, utcnow(), session_id])
+        return session_row(con, session_id)
+
+
+def duplicate_session(store: Store, session_id: int, name: str | None = None) -> SessionInfo:
+    """A copy with the whole version tree (same actions, parents and timestamps, new ids) and its profiles."""
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        src = session_row(con, session_id)
+        new_name = check_name(name) if name is not None else check_name(f"{src.name} (copy)"[:200])
+        sid = insert_session(con, new_name, src.model, src.source_version_id)
+        rows = con.execute("SELECT id, parent_id, action, params, created FROM versions WHERE session_id = ? "
+                           "ORDER BY id", [session_id]).fetchall()
+        new_id: dict[int, int] = {}
+        for vid, parent, action, params, created in rows:  # ids grow, so a parent comes before its children
+            new_id[vid] = copy_version(con, vid, sid, new_id.get(parent), action, params, created)
+        if src.current_version_id is not None:
+            con.execute("UPDATE sessions SET current_version_id = ? WHERE id = ?",
+                        [new_id[src.current_version_id], sid])
+        return session_row(con, sid)
+
+
+def branch_session(store: Store, version_id: int, name: str | None = None) -> SessionInfo:
+    """A new session whose first version copies `version_id` (action "branch"); the source is recorded in
+    the session (source_version_id) and in the version's params."""
+    version_id = check_id(version_id, "version id")
+    with store.transaction() as con:
+        v = version_row(con, version_id)
+        src = session_row(con, v.session_id)
+        new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{version_id})"[:200])
+        sid = insert_session(con, new_name, src.model, version_id)
+        copy_version(con, version_id, sid, None, "branch",
+                     dump_json({"session_id": v.session_id, "version_id": version_id}))
+        return session_row(con, sid)
+
+
+def delete_session(store: Store, session_id: int) -> None:
+    """Delete a session and everything in it (versions, profiles, jobs, export records, unshared constants).
+    Bundle files written to disk by exports stay where the user put them."""
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        session_row(con, session_id)
+        in_session = "(SELECT id FROM versions WHERE session_id = ?)"
+        con.execute(f"DELETE FROM profiles WHERE version_id IN {in_session}", [session_id])
+        con.execute(f"DELETE FROM exports WHERE version_id IN {in_session}", [session_id])
+        # Branches made from this session keep their graphs; only the link to the deleted source goes.
+        con.execute(f"UPDATE sessions SET source_version_id = NULL WHERE source_version_id IN {in_session}",
+                    [session_id])
+        con.execute("DELETE FROM jobs WHERE session_id = ?", [session_id])
+        con.execute("DELETE FROM versions WHERE session_id = ?", [session_id])
+        con.execute("DELETE FROM sessions WHERE id = ?", [session_id])
+        con.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions)")

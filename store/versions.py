@@ -1,0 +1,99 @@
+"""Versions: every saved graph of a session, with the action that produced it. History is never rewritten.
+
+    v = add_version(store, session_id, graph, "set_channels", {"node": "conv1", "channels": 16})
+    graph = get_graph(store, v.id)
+    list_versions(store, session_id)     # oldest first; parent_id links make the tree
+    restore_version(store, session_id, old_id)   # a NEW version copying old_id, action "restore"
+"""
+from __future__ import annotations
+
+from engine.ir import Graph
+from store.db import Store
+from store.errors import NotFoundError
+from store.graphs import decode_graph, encode_graph
+from store.records import VERSION_COLUMNS, VersionInfo, dump_json, load_json, version_from_row
+from store.rows import check_action, check_id, copy_version, insert_version, opt_id, session_row, version_row
+
+
+def add_version(store: Store, session_id: int, graph: Graph, action: str, params: dict | None = None,
+                parent_id: int | None = None) -> VersionInfo:
+    """Save `graph` as the session's new current version. The parent defaults to the current version, read
+    inside the transaction, so concurrent saves to one session chain instead of overwriting each other.
+    Raises GraphError (nothing written) for a graph that does not validate."""
+    session_id = check_id(session_id, "session id")
+    parent_id = opt_id(parent_id, "parent version id")
+    action = check_action(action)
+    params_json = dump_json(params or {}, "params")
+    enc = encode_graph(graph)  # serialize, hash and measure before taking the lock
+    with store.transaction() as con:
+        s = session_row(con, session_id)
+        if parent_id is None:
+            parent_id = s.current_version_id
+        else:
+            version_row(con, parent_id, session_id)
+        vid = insert_version(con, session_id, parent_id, enc, action, params_json)
+        return version_row(con, vid)
+
+
+def get_version(store: Store, version_id: int, session_id: int | None = None) -> VersionInfo:
+    """The version's record; with `session_id`, VersionNotInSessionError when it belongs elsewhere."""
+    version_id = check_id(version_id, "version id")
+    session_id = opt_id(session_id, "session id")
+    with store.transaction() as con:
+        return version_row(con, version_id, session_id)
+
+
+def get_graph(store: Store, version_id: int, session_id: int | None = None) -> Graph:
+    version_id = check_id(version_id, "version id")
+    session_id = opt_id(session_id, "session id")
+    with store.transaction() as con:
+        version_row(con, version_id, session_id)
+        doc, keys, blob = con.execute("SELECT v.graph_doc, b.keys, b.data FROM versions v JOIN blobs b "
+                                      "ON b.hash = v.blob_hash WHERE v.id = ?", [version_id]).fetchone()
+    return decode_graph(load_json(doc), load_json(keys), blob)
+
+
+def current_version(store: Store, session_id: int) -> VersionInfo | None:
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        s = session_row(con, session_id)
+        return None if s.current_version_id is None else version_row(con, s.current_version_id)
+
+
+def current_graph(store: Store, session_id: int) -> Graph:
+    session_id = check_id(session_id, "session id")
+    v = current_version(store, session_id)
+    if v is None:
+        raise NotFoundError(f"session {session_id} has no saved graph yet")
+    return get_graph(store, v.id)
+
+
+def list_versions(store: Store, session_id: int) -> list[VersionInfo]:
+    """All versions of a session in the order they were made; parent_id gives the tree."""
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        session_row(con, session_id)
+        rows = con.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE session_id = ? ORDER BY id",
+                           [session_id]).fetchall()
+    return [version_from_row(r) for r in rows]
+
+
+def version_layers(store: Store, version_id: int) -> list[dict]:
+    """Per-layer rows saved with the version: name, op, macs, params, weight_bytes, output_shape, ..."""
+    version_id = check_id(version_id, "version id")
+    with store.transaction() as con:
+        version_row(con, version_id)
+        return load_json(con.execute("SELECT layers FROM versions WHERE id = ?", [version_id]).fetchone()[0])
+
+
+def restore_version(store: Store, session_id: int, version_id: int) -> VersionInfo:
+    """Make an old version current again by appending a copy of it (action "restore", parent: the current
+    version), so the versions made since stay in the history."""
+    session_id = check_id(session_id, "session id")
+    version_id = check_id(version_id, "version id")
+    with store.transaction() as con:
+        s = session_row(con, session_id)
+        version_row(con, version_id, session_id)
+        vid = copy_version(con, version_id, session_id, s.current_version_id, "restore",
+                           dump_json({"version_id": version_id}))
+        return version_row(con, vid)
