@@ -287,9 +287,9 @@ def _conv(ctx: EmitContext, node: Node) -> None:
         code.body.append(f"ts_depthwise_conv_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});")
     else:
         code.kernel = "ts_conv_s8"
-        if group == 1:  # two im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
+        if group == 1:  # four im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
             kk = k[0] * k[1] * c
-            code.scratch_bytes = 4 * kk + (kk + kk % 2 if c % 4 else 0)
+            code.scratch_bytes = 8 * kk + (kk + kk % 2 if c % 4 else 0)
         code.body.append(f"ts_conv_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp}, SCRATCH);")
 
 

@@ -69,8 +69,11 @@ def run_tool(cmd: list[str], cwd: Path, what: str, timeout: float = TIMEOUT_S) -
     except subprocess.TimeoutExpired:
         raise BuildError(f"{what}: {cmd[0]} did not finish within {timeout:.0f} s") from None
     if proc.returncode != 0:
-        err = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()] or proc.stderr.splitlines() or [""]
-        raise BuildError(f"{what} failed: {err[0].strip()[:400]}")
+        lines = proc.stderr.splitlines()
+        # The linker's reason (e.g. "region `ROM' overflowed by N bytes") beats collect2's summary line.
+        err = ([ln for ln in lines if "overflowed" in ln]
+               + [ln for ln in lines if "error" in ln.lower() and not ln.startswith("collect2")] + lines + [""])
+        raise BuildError(f"{what} failed: {re.sub(r'^.*?/ld: ', 'ld: ', err[0].strip())[:400]}")
     return proc.stdout
 
 
@@ -231,6 +234,10 @@ def measure_footprint(lib, mcu, work: Path, defines: tuple[str, ...] = ()) -> Fo
     b = section_sizes(link_program(without, "baseline", objs, board_objs, ld, cflags, work))
     diff = {k: max(0, a[k] - b[k]) for k in a}
     stack, notes = callgraph_stack(sorted((work / "obj").glob("*.ci")), f"{lib.name}_run")
-    method = "static call graph (gcc -fstack-usage)" + (f"; {'; '.join(notes[:3])}" if notes else "")
+    external = [n.split(":")[0] for n in notes if n.endswith("(external)")]
+    others = [n for n in notes if not n.endswith("(external)")]
+    method = "static call graph (gcc -fstack-usage)" + "".join(f"; {n}" for n in others[:2]) + (
+        f"; not counted: {', '.join(external[:3])}{' ...' if len(external) > 3 else ''} (small library helpers)"
+        if external else "")
     io = sum(s.size for s in lib.inputs) + sum(s.size for s in lib.outputs)
     return Footprint(diff["text"], diff["rodata"], diff["data"], diff["bss"], stack, method, io, cflags)

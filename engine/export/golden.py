@@ -51,16 +51,6 @@ def quantize_sample(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero_point, -128, 127).astype(np.int8)
 
 
-def _sample(calibration, name: str, single: bool):
-    """The first calibration sample of input `name` (np.ndarray (N, ...) for one input, or list of dicts)."""
-    if isinstance(calibration, np.ndarray):
-        return calibration[:1] if single and len(calibration) else None
-    if isinstance(calibration, (list, tuple)) and calibration and isinstance(calibration[0], dict):
-        x = calibration[0].get(name)
-        return None if x is None else np.asarray(x)
-    return None
-
-
 def _to_shape(x: np.ndarray, shape: tuple[int, ...], perm=None) -> np.ndarray | None:
     """`x` as an array of `shape`: as is (a missing batch dim added), or in the original layout of a graph whose
     inputs were transposed by quantization (`perm`, from graph.meta["input_layout"])."""
@@ -71,13 +61,14 @@ def _to_shape(x: np.ndarray, shape: tuple[int, ...], perm=None) -> np.ndarray | 
     return x if x.shape == tuple(shape) else None
 
 
-def golden_inputs(graph, lib, calibration=None) -> dict[str, np.ndarray]:
-    """The golden case's inputs: calibration sample 0 when given (float, quantized here), else seeded random."""
-    if calibration is not None:
+def golden_inputs(graph, lib, sample: dict | None = None) -> dict[str, np.ndarray]:
+    """The golden case's inputs: `sample` (one float feed dict in the original model's layout, e.g. the first
+    calibration sample) quantized with each input's scale and zero point, else seeded random int8."""
+    if sample is not None:
         feeds = {}
         for spec in lib.inputs:
-            x = _sample(calibration, spec.name, len(lib.inputs) == 1)
             perm = (graph.meta.get("input_layout") or {}).get(spec.name, {}).get("perm")
+            x = sample.get(spec.name)
             x = None if x is None else _to_shape(np.asarray(x), spec.shape, perm)
             if x is None:
                 break
@@ -92,10 +83,11 @@ def random_inputs(lib, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     return [{s.name: rng.integers(-128, 128, size=s.shape, dtype=np.int8) for s in lib.inputs} for _ in range(n)]
 
 
-def make_cases(graph, lib, n_random: int = 20, seed: int = 0, calibration=None) -> list[Case]:
-    """The golden case followed by `n_random` random ones, each with the int8 reference's outputs."""
+def make_cases(graph, lib, n_random: int = 20, seed: int = 0, sample: dict | None = None) -> list[Case]:
+    """The golden case (from `sample`, see golden_inputs) followed by `n_random` random ones, each with the
+    int8 reference's outputs."""
     plan = prepare_int8(graph)
-    feeds = [golden_inputs(graph, lib, calibration)] + random_inputs(lib, n_random, seed)
+    feeds = [golden_inputs(graph, lib, sample)] + random_inputs(lib, n_random, seed)
     cases = []
     for f in feeds:
         outs = plan.run(f)

@@ -139,13 +139,19 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
         qgraph, quant_info = quantize(graph, calibration, warnings)
     say("generating C")
     lib = generate_library(qgraph, c_name(name or qgraph.name))
-    cases = make_cases(qgraph, lib, n_inputs, seed, calibration)
+    sample = None
+    if calibration is not None and float_graph is not None:
+        from engine.passes.calibrate import as_feeds
+
+        sample = as_feeds(float_graph, calibration)[0]  # the golden input: the first calibration sample
+    cases = make_cases(qgraph, lib, n_inputs, seed, sample)
     est, prof = estimate_json(qgraph, mcu)
 
     with tempfile.TemporaryDirectory(prefix="tinystudio-export-") as td:
         fp, measured_note = None, ""
         try:
-            say(f"measuring flash and RAM for {mcu.core}")
+            if core_target(mcu).arm:
+                say(f"measuring flash and RAM for {mcu.core}")
             fp = measure_footprint(lib, mcu, Path(td) / "footprint")
         except BuildError as e:
             measured_note = str(e)

@@ -155,17 +155,17 @@ def makefile(lib, mcu, target, board_machine: str | None, has_board: bool) -> st
         f"DSP {'yes' if mcu.dsp else 'no'})",
         "#   make            static library build/lib$(NAME).a" + (" and the golden example build/$(NAME)_example.elf"
                                                                  if has_board else ""),
-        "#   make host       the host runner build/$(NAME)_host: raw int8 inputs on stdin (build/$(NAME)_host < in.bin),"
-        " raw outputs on stdout",
+        "#   make host       the host runner build/$(NAME)_host: raw int8 inputs on stdin",
+        "#                   (build/$(NAME)_host < in.bin > out.bin), raw int8 outputs on stdout",
     ]
     if board_machine:
         lines.append(f"#   make qemu       run the golden example on QEMU {board_machine} (semihosting output)")
     if not target.arm:
         lines.append(f"# {target.note}")
     if has_board:
-        lines.append("# board/ holds startup code and a linker script for the emulated board; on real hardware use the")
-        lines.append("# vendor's startup file and linker script (STARTUP=..., LDSCRIPT=...), or link build/lib$(NAME).a")
-        lines.append("# into your firmware project.")
+        lines.append("# board/ holds startup code and a linker script for the emulated board; on real hardware")
+        lines.append("# use the vendor's startup file and linker script (STARTUP=..., LDSCRIPT=...), or link")
+        lines.append("# build/lib$(NAME).a into your firmware project.")
     lines += [
         "",
         f"NAME     := {n}",

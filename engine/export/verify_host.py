@@ -35,13 +35,13 @@ def run_runner(exe: Path, lib, cases: list[Case], timeout: float = RUN_TIMEOUT_S
 
 
 def verify_host(graph, lib, n_random: int = 20, seed: int = 0, workdir: str | Path | None = None,
-                sanitize: bool = False, cases: list[Case] | None = None, calibration=None) -> VerifyResult:
+                sanitize: bool = False, cases: list[Case] | None = None, sample: dict | None = None) -> VerifyResult:
     """Build `lib` with gcc (hostbuild.compile_host) and compare it with run_int8 on the golden input and
     `n_random` random inputs (or on `cases` when given)."""
     from engine.codegen.hostbuild import compile_host
 
     t0 = time.monotonic()
-    cases = cases if cases is not None else make_cases(graph, lib, n_random, seed, calibration)
+    cases = cases if cases is not None else make_cases(graph, lib, n_random, seed, sample)
     with tempfile.TemporaryDirectory(prefix="tinystudio-host-") as td:
         work = Path(workdir) if workdir is not None else Path(td)
         work.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from engine.errors import TinyStudioError
-from engine.export.crossbuild import compile_board, compile_library, link_program, run_call
+from engine.export.crossbuild import BuildError, compile_board, compile_library, link_program, run_call
 from engine.export.golden import Case, compare, make_cases, pack_inputs, unpack_outputs
-from engine.export.qemu import QemuError, run_elf
+from engine.export.qemu import STACK_SIZE, QemuError, run_elf
 from engine.export.targets import ARM_GCC, core_target, have_tool, local_cflags
 from engine.export.verify import VerifyResult
 
@@ -99,8 +99,17 @@ def build_test_elf(lib, mcu, work: Path, dsp: bool | None = None) -> tuple[Path,
     cflags = local_cflags(target.cflags)
     defines = () if dsp is None else (f"-DTINYSTUDIO_USE_DSP={int(dsp)}",)
     objs = compile_library(lib, cflags, work, defines)
-    board_objs, ld = compile_board(target.board, cflags, work)
-    return link_program(verify_program_source(lib), "verify", objs, board_objs, ld, cflags, work), target.board.machine
+    board = target.board
+    board_objs, ld = compile_board(board, cflags, work)
+    try:
+        elf = link_program(verify_program_source(lib), "verify", objs, board_objs, ld, cflags, work)
+    except BuildError as e:
+        if "overflow" not in str(e):
+            raise
+        raise QemuError(f"the program is too large for the emulated board {board.machine} "
+                        f"({board.rom_length >> 10} KB for code and constants, {board.ram_length >> 10} KB RAM): "
+                        f"{e}; use --verify host") from None
+    return elf, board.machine
 
 
 def qemu_timeout(lib, n: int) -> float:
@@ -109,14 +118,14 @@ def qemu_timeout(lib, n: int) -> float:
 
 
 def verify_qemu(graph, lib, mcu, n_random: int = 3, seed: int = 0, workdir: str | Path | None = None,
-                dsp: bool | None = None, cases: list[Case] | None = None, calibration=None,
+                dsp: bool | None = None, cases: list[Case] | None = None, sample: dict | None = None,
                 timeout: float | None = None) -> VerifyResult:
     """Run `lib` on QEMU for `mcu`'s core on the golden input and `n_random` random ones (or `cases`)."""
     why = qemu_unavailable(mcu)
     if why:
         raise TinyStudioError(why)
     t0 = time.monotonic()
-    cases = cases if cases is not None else make_cases(graph, lib, n_random, seed, calibration)
+    cases = cases if cases is not None else make_cases(graph, lib, n_random, seed, sample)
     with tempfile.TemporaryDirectory(prefix="tinystudio-qemu-") as td:
         work = Path(workdir) if workdir is not None else Path(td)
         work.mkdir(parents=True, exist_ok=True)
@@ -146,6 +155,9 @@ def verify_qemu(graph, lib, mcu, n_random: int = 3, seed: int = 0, workdir: str 
     stack = next((int(line.split("=", 1)[1]) for line in run.stdout.splitlines()
                   if line.startswith("stack_bytes=")), None)
     notes = () if windows == len(cases) else (f"counted {windows} inference windows for {len(cases)} inputs",)
+    if stack is not None and stack >= STACK_SIZE - 64:
+        notes += (f"the stack reached the {STACK_SIZE >> 10} KB reserve of the test program: "
+                  f"{stack} B is a lower bound",)
     return VerifyResult("qemu", len(cases), matched, first, time.monotonic() - t0, machine=machine,
                         instructions_per_inference=per_inf,
                         instructions_per_mac=per_inf / lib.macs if per_inf is not None and lib.macs else None,

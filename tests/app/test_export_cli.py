@@ -79,6 +79,15 @@ def test_export_float_model_with_calibration_file(tmp_path, capsys):
     assert code == 0, err
     rep = json.loads(text)
     assert "synthetic" not in err.lower() and rep["verify"]["mode"] == "none"
+    # The golden input the examples embed is the first calibration sample, quantized, in the int8 graph's layout.
+    with zipfile.ZipFile(tmp_path / "l.zip") as z:
+        golden = z.read("tinystudio_lenet5/examples/golden.h").decode()
+    body = golden.split("golden_input0[1024] = {", 1)[1].split("};", 1)[0]
+    got = np.array([int(v) for v in body.replace("\n", " ").split(",")], np.int8)
+    spec = rep["library"]["inputs"][0]
+    exp = np.clip(np.round(x[0].transpose(1, 2, 0) / spec["scale"]) + spec["zero_point"], -128, 127)
+    assert spec["shape"] == [1, 32, 32, 1]
+    assert np.array_equal(got, exp.reshape(-1).astype(np.int8))
 
 
 @needs_data

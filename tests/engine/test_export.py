@@ -231,6 +231,42 @@ def test_bundle_makefile_builds_the_example_elf_for_the_mcu_and_it_passes_in_qem
     assert "kws golden check: PASS" in out
 
 
+ARDUINO_STUB = """#pragma once
+#include <stdint.h>
+#include <stdio.h>
+struct SerialStub {
+  void begin(long) {}
+  operator bool() const { return true; }
+  void print(const char *s) { fputs(s, stdout); }
+  void print(unsigned long v) { printf("%lu", v); }
+  void println(const char *s) { puts(s); }
+  void println(unsigned long v) { printf("%lu\\n", v); }
+};
+extern SerialStub Serial;
+static inline unsigned long millis() { return 0; }
+static inline unsigned long micros() { return 0; }
+"""
+
+
+@needs_data
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_bundle_arduino_sketch_compiles_as_cpp_and_passes(kws_bundle, tmp_path):
+    """The sketch against a minimal Arduino.h stand-in: valid C++, links with the C library, prints PASS."""
+    _, _, root = kws_bundle
+    lib = root / "arduino" / "TinyStudio_kws"
+    (tmp_path / "Arduino.h").write_text(ARDUINO_STUB)
+    (tmp_path / "main.cpp").write_text("SerialStub Serial;\nvoid setup();\nint main() { setup(); return 0; }\n")
+    objs = []
+    for c in sorted((lib / "src").glob("*.c")):
+        objs.append(str(tmp_path / (c.stem + ".o")))
+        run(["gcc", "-std=c99", "-O1", "-c", str(c), "-o", objs[-1]], tmp_path)
+    sketch = lib / "examples" / "kws_golden" / "kws_golden.ino"
+    run(["g++", "-std=c++11", "-Wall", "-Werror", "-x", "c++", "-include", "Arduino.h", f"-I{tmp_path}",
+         f"-I{lib / 'src'}", str(sketch), "-x", "none", str(tmp_path / "main.cpp"), *objs, "-o",
+         str(tmp_path / "sketch"), "-lm"], tmp_path)
+    assert "kws golden check: PASS" in run([str(tmp_path / "sketch")], tmp_path)
+
+
 # ---- errors ---------------------------------------------------------------------------------------------
 
 @needs_data

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from store import (add_version, check_integrity, create_session, get_session, get_version, list_sessions,
-                   list_versions, open_store)
+from store import (NotFoundError, add_version, check_integrity, create_session, get_session, get_version,
+                   list_sessions, list_versions, open_store)
 from tests.store.graphs import mlp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,7 +92,7 @@ def test_writer_killed_mid_transaction_leaves_no_half_session(tmp_path):
     _kill(p)
     with open_store(path) as store:
         assert [s.id for s in list_sessions(store)] == [keep]
-        with pytest.raises(Exception, match=f"no session with id {half}"):
+        with pytest.raises(NotFoundError, match=f"no session with id {half}"):
             get_session(store, half)
         assert check_integrity(store) == []
         assert len(list_versions(store, keep)) == 1

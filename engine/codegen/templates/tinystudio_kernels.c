@@ -335,6 +335,13 @@ static int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
 #endif
 #endif
 
+/* Hides a value from the optimizer so that it does not turn y[s * stride] into four spilled pointers. */
+#if defined(__GNUC__)
+#define TS_OPAQUE(v) __asm__("" : "+r"(v))
+#else
+#define TS_OPAQUE(v) ((void)0)
+#endif
+
 /* Two consecutive words of the int16 block (LDRD with post-increment on the target; word aligned). */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 static void ts_load2(const int16_t **p, uint32_t *a, uint32_t *b)
@@ -386,143 +393,188 @@ TS_INLINE int8_t ts_clamp8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)(v > hi ? hi : v);
 }
 
-/* The receptive field of output pixel q as int16 (input + offset; taps outside the image are 0, the zero
- * point) into slot `pix` (0 or 1) of a two-pixel block. Groups of 4 reduction steps alternate between the
- * pixels (8 int16 per group), each group in the order [0, 2, 1, 3] in which SXTB16 of a weight word and of
- * its ROR-8 pair up with the two input words; the K % 4 tail follows, pixel 0 first. With in_c % 4 != 0
- * the field is first gathered as int8 into `tmp` (padding = zero point). */
-static void ts_im2col_s16(const ts_conv_params *p, const int8_t *img, int32_t q, int16_t *block, int32_t pix,
-                          int8_t *tmp)
+/* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
+#define TS_EXPAND4(dst, src)                                                                        \
+    do {                                                                                            \
+        const uint32_t v_ = ts_read32(src);                                                         \
+        ts_write32((dst), ts_sxtab16(offset, v_));                                                  \
+        ts_write32((dst) + 2, ts_sxtab16_ror8(offset, v_));                                         \
+    } while (0)
+
+/* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
+ * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
+ * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
+ * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
+ * follows, pixel by pixel. With in_c % 4 != 0 each field is first gathered as int8 into `tmp`. */
+static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
+                            int8_t *tmp)
 {
-    const int32_t oh = q / p->out_w, ow = q % p->out_w, c_n = p->in_c;
-    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-    const int32_t k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const uint32_t offset = ts_dup16(p->input_offset);
-    int16_t *dst = block + 4 * pix;
-    int32_t i, j, c, k;
-    if ((c_n & 3) == 0) {
-        for (i = 0; i < p->k_h; ++i) {
-            const int32_t ih = h0 + i * p->dil_h;
-            for (j = 0; j < p->k_w; ++j) {
-                const int32_t iw = w0 + j * p->dil_w;
-                if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
-                    for (c = 0; c < c_n; c += 4, dst += 8) {
-                        ts_write32(dst, 0);
-                        ts_write32(dst + 2, 0);
-                    }
-                } else {
-                    const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
-                    for (c = 0; c < c_n; c += 4, dst += 8) {
-                        const uint32_t v = ts_read32(src + c);
-                        ts_write32(dst, ts_sxtab16(offset, v));
-                        ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
-                    }
-                }
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    int32_t pix, i, j, c, k;
+    if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
+        /* pointwise: output pixel q reads input pixel q */
+        for (pix = 0; pix < 4; ++pix) {
+            const int8_t *src = img + (size_t)(q0 + (same ? 0 : pix)) * c_n;
+            int16_t *dst = block + 4 * pix;
+            for (c = 0; c < c_n; c += 4, dst += 16) {
+                TS_EXPAND4(dst, src + c);
             }
         }
         return;
     }
-    k = 0;
-    for (i = 0; i < p->k_h; ++i) {
-        const int32_t ih = h0 + i * p->dil_h;
-        for (j = 0; j < p->k_w; ++j, k += c_n) {
-            const int32_t iw = w0 + j * p->dil_w;
-            if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
-                for (c = 0; c < c_n; ++c) {
-                    tmp[k + c] = (int8_t)(-p->input_offset);
+    for (pix = 0; pix < 4; ++pix) {
+        const int32_t q = q0 + (same ? 0 : pix), oh = q / p->out_w, ow = q - oh * p->out_w;
+        const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+        int16_t *dst = block + 4 * pix;
+        if ((c_n & 3) == 0) {
+            for (i = 0; i < p->k_h; ++i) {
+                const int32_t ih = h0 + i * p->dil_h;
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            ts_write32(dst, 0);
+                            ts_write32(dst + 2, 0);
+                        }
+                    } else {
+                        const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            TS_EXPAND4(dst, src + c);
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
+        for (i = 0, k = 0; i < p->k_h; ++i, k += p->k_w * c_n) {
+            const int32_t ih = h0 + i * p->dil_h;
+            if (ih < 0 || ih >= p->in_h) {
+                memset(tmp + k, zero_point, (size_t)(p->k_w * c_n));
+            } else if (p->dil_w == 1 && w0 >= 0 && w0 + p->k_w <= p->in_w) {
+                const int8_t *src = img + ((size_t)ih * p->in_w + w0) * c_n;
+                const int32_t n = p->k_w * c_n;
+                for (c = 0; c + 4 <= n; c += 4) {
+                    ts_write32(tmp + k + c, ts_read32(src + c));
+                }
+                for (; c < n; ++c) {
+                    tmp[k + c] = src[c];
                 }
             } else {
-                const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
-                for (c = 0; c < c_n; ++c) {
-                    tmp[k + c] = src[c];
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    const int inside = iw >= 0 && iw < p->in_w;
+                    const int8_t *src = img + ((size_t)ih * p->in_w + (inside ? iw : 0)) * c_n;
+                    for (c = 0; c < c_n; ++c) {
+                        tmp[k + j * c_n + c] = inside ? src[c] : zero_point;
+                    }
                 }
             }
         }
-    }
-    for (k = 0; k < k4; k += 4, dst += 8) {
-        const uint32_t v = ts_read32(tmp + k);
-        ts_write32(dst, ts_sxtab16(offset, v));
-        ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
-    }
-    for (k = 0; k < tail; ++k) {
-        block[2 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
+        for (k = 0; k < k4; k += 4, dst += 16) {
+            TS_EXPAND4(dst, tmp + k);
+        }
+        for (k = 0; k < tail; ++k) {
+            block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
+        }
     }
 }
 
-/* One two-pixel block times every output channel, two channels at a time (an odd last channel is paired
- * with itself). Per group of 4 reduction steps: 2 weight loads, 4 sign extensions, 2 double loads of the
- * block and 8 SMLADs give 16 MACs, with 14 values live (no spills on a Cortex-M4). */
+/* A four-pixel block times every output channel, one channel at a time. Per group of 4 reduction steps:
+ * 1 weight load, 2 sign extensions, 4 double loads of the block and 8 SMLADs give 16 MACs with 11 values
+ * live; the channel's requantization constants then serve four outputs, stored at y[m + s * y_stride]. */
 static TS_NOINLINE void ts_conv_block_dsp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
                                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                                          int8_t *y0, int8_t *y1)
+                                          int8_t *y, int32_t y_stride)
 {
-    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, n_out = p->out_c;
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
-    const int16_t *end = block + 8 * (k_all >> 2);
-    int32_t m;
-    for (m = 0; m < n_out; m += 2) {
-        const int32_t mb = m + 1 < n_out ? m + 1 : m;
-        const int8_t *wa = w + (size_t)m * k_all, *wb = w + (size_t)mb * k_all;
+    const int full = lo == -128 && hi == 127, general = p->general_requant;
+    const int16_t *end = block + 16 * (k_all >> 2);
+    const int32_t *mp = multiplier, *sp = shift;
+    int8_t *const y_end = y + p->out_c;
+    int32_t t, ys;
+    for (; y != y_end; ++y, mp += step, sp += step) {
         const int16_t *x = block;
-        int32_t a0 = bias[m], a1 = bias[mb], b0 = a0, b1 = a1, t;
+        int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
         while (x != end) {
-            const uint32_t va = ts_read32(wa), vb = ts_read32(wb);
-            uint32_t x02, x13, y02, y13, w02, w13;
-            ts_load2(&x, &x02, &x13);
-            ts_load2(&x, &y02, &y13);
-            w02 = ts_sxtb16(va);
-            w13 = ts_sxtb16_ror8(va);
-            a0 = ts_smlad(x02, w02, a0);
-            a0 = ts_smlad(x13, w13, a0);
-            b0 = ts_smlad(y02, w02, b0);
-            b0 = ts_smlad(y13, w13, b0);
-            w02 = ts_sxtb16(vb);
-            w13 = ts_sxtb16_ror8(vb);
-            a1 = ts_smlad(x02, w02, a1);
-            a1 = ts_smlad(x13, w13, a1);
-            b1 = ts_smlad(y02, w02, b1);
-            b1 = ts_smlad(y13, w13, b1);
-            wa += 4;
-            wb += 4;
+            const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
+            uint32_t u, v;
+            ts_load2(&x, &u, &v);
+            a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));
+            ts_load2(&x, &u, &v);
+            a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));
+            ts_load2(&x, &u, &v);
+            a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));
+            ts_load2(&x, &u, &v);
+            a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));
+            w += 4;
         }
         for (t = 0; t < tail; ++t) {
-            a0 += x[t] * wa[t];
-            a1 += x[t] * wb[t];
-            b0 += x[tail + t] * wa[t];
-            b1 += x[tail + t] * wb[t];
+            const int32_t wt = w[t];
+            a0 += x[t] * wt;
+            a1 += x[tail + t] * wt;
+            a2 += x[2 * tail + t] * wt;
+            a3 += x[3 * tail + t] * wt;
         }
-        if (p->general_requant) {
-            y0[m] = ts_requant(a0, multiplier[m * step], shift[m * step], off, lo, hi);
-            y1[m] = ts_requant(b0, multiplier[m * step], shift[m * step], off, lo, hi);
-            y0[mb] = ts_requant(a1, multiplier[mb * step], shift[mb * step], off, lo, hi);
-            y1[mb] = ts_requant(b1, multiplier[mb * step], shift[mb * step], off, lo, hi);
+        w += tail;
+        ys = y_stride;
+        TS_OPAQUE(ys);
+        if (general) {
+            y[0] = ts_requant(a0, *mp, *sp, off, lo, hi);
+            y[ys] = ts_requant(a1, *mp, *sp, off, lo, hi);
+            y[2 * ys] = ts_requant(a2, *mp, *sp, off, lo, hi);
+            y[3 * ys] = ts_requant(a3, *mp, *sp, off, lo, hi);
+            continue;
+        }
+        {
+            const ts_rq q = ts_rq_channel(mp, sp, 0, off);
+            a0 = ts_rq_fast(a0, &q);
+            a1 = ts_rq_fast(a1, &q);
+            a2 = ts_rq_fast(a2, &q);
+            a3 = ts_rq_fast(a3, &q);
+        }
+        if (full) {
+            y[0] = (int8_t)ts_ssat8(a0);
+            y[ys] = (int8_t)ts_ssat8(a1);
+            y[2 * ys] = (int8_t)ts_ssat8(a2);
+            y[3 * ys] = (int8_t)ts_ssat8(a3);
         } else {
-            ts_rq q = ts_rq_channel(multiplier, shift, m * step, off);
-            y0[m] = ts_clamp8(ts_rq_fast(a0, &q), lo, hi);
-            y1[m] = ts_clamp8(ts_rq_fast(b0, &q), lo, hi);
-            q = ts_rq_channel(multiplier, shift, mb * step, off);
-            y0[mb] = ts_clamp8(ts_rq_fast(a1, &q), lo, hi);
-            y1[mb] = ts_clamp8(ts_rq_fast(b1, &q), lo, hi);
+            y[0] = ts_clamp8(a0, lo, hi);
+            y[ys] = ts_clamp8(a1, lo, hi);
+            y[2 * ys] = ts_clamp8(a2, lo, hi);
+            y[3 * ys] = ts_clamp8(a3, lo, hi);
         }
     }
 }
 
-/* Regular conv: output pixels two at a time are expanded into `scratch`, then ts_conv_block_dsp.
- * scratch: 2 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
+/* Regular conv: output pixels four at a time are expanded into `scratch`, then ts_conv_block_dsp. A last
+ * partial block is moved back to overlap the one before (those pixels are computed twice, same bytes);
+ * fewer than 4 pixels in all go one at a time (stride 0). scratch: 4 * k_h * k_w * in_c int16 (word
+ * aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
 static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
-    int8_t *tmp = (int8_t *)(scratch + 2 * k_all);
+    int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (q = 0; q < pixels; q += 2) {
-            const int32_t q1 = q + 1 < pixels ? q + 1 : q; /* an odd last pixel is computed twice */
-            int8_t *y0 = y + ((size_t)b * pixels + q) * n_out;
-            ts_im2col_s16(p, img, q, scratch, 0, tmp);
-            ts_im2col_s16(p, img, q1, scratch, 1, tmp);
-            ts_conv_block_dsp(p, scratch, w, bias, multiplier, shift, y0, y0 + (q1 - q) * n_out);
+        int8_t *yb = y + (size_t)b * pixels * n_out;
+        if (pixels < 4) {
+            for (q = 0; q < pixels; ++q) {
+                ts_im2col_block(p, img, q, 1, scratch, tmp);
+                ts_conv_block_dsp(p, scratch, w, bias, multiplier, shift, yb + (size_t)q * n_out, 0);
+            }
+            continue;
+        }
+        for (q = 0; q < pixels; q += 4) {
+            const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
+            ts_im2col_block(p, img, q0, 0, scratch, tmp);
+            ts_conv_block_dsp(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
         }
     }
 }
@@ -540,84 +592,116 @@ static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_
         a3 = ts_smlatt(x13_, w13_, a3);                                                             \
     } while (0)
 
-/* Requantize and store the 4 channels c .. c + 3 of a depthwise pixel. */
-#define TS_DW_STORE()                                                                               \
+/* The 9 taps of a 3x3 window (dilation 1) for 4 channels at xr (weights at wr, rows 3 * c_n apart). */
+#define TS_DW_3X3(xr, wr)                                                                           \
     do {                                                                                            \
-        if (p->general_requant) {                                                                   \
-            y[c] = ts_requant(a0, multiplier[c * step], shift[c * step], off, lo, hi);              \
-            y[c + 1] = ts_requant(a1, multiplier[(c + 1) * step], shift[(c + 1) * step], off, lo, hi); \
-            y[c + 2] = ts_requant(a2, multiplier[(c + 2) * step], shift[(c + 2) * step], off, lo, hi); \
-            y[c + 3] = ts_requant(a3, multiplier[(c + 3) * step], shift[(c + 3) * step], off, lo, hi); \
+        const int8_t *xq_ = (xr), *wq_ = (wr);                                                      \
+        TS_DW_TAP(xq_, wq_);                                                                        \
+        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
+        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
+        xq_ += x_row;                                                                               \
+        wq_ += 3 * c_n;                                                                             \
+        TS_DW_TAP(xq_, wq_);                                                                        \
+        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
+        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
+        xq_ += x_row;                                                                               \
+        wq_ += 3 * c_n;                                                                             \
+        TS_DW_TAP(xq_, wq_);                                                                        \
+        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
+        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
+    } while (0)
+
+/* Requantizes accumulator `acc` of channel `ch` into *out (q: the channel's constants). */
+#define TS_DW_OUT(out, acc, ch)                                                                     \
+    do {                                                                                            \
+        if (general) {                                                                              \
+            (out) = ts_requant((acc), multiplier[(ch) * step], shift[(ch) * step], off, lo, hi);    \
+        } else if (full) {                                                                          \
+            (out) = (int8_t)ts_ssat8(ts_rq_fast((acc), &q));                                        \
         } else {                                                                                    \
-            ts_rq q = ts_rq_channel(multiplier, shift, c * step, off);                              \
-            y[c] = ts_clamp8(ts_rq_fast(a0, &q), lo, hi);                                           \
-            q = ts_rq_channel(multiplier, shift, (c + 1) * step, off);                              \
-            y[c + 1] = ts_clamp8(ts_rq_fast(a1, &q), lo, hi);                                       \
-            q = ts_rq_channel(multiplier, shift, (c + 2) * step, off);                              \
-            y[c + 2] = ts_clamp8(ts_rq_fast(a2, &q), lo, hi);                                       \
-            q = ts_rq_channel(multiplier, shift, (c + 3) * step, off);                              \
-            y[c + 3] = ts_clamp8(ts_rq_fast(a3, &q), lo, hi);                                       \
+            (out) = ts_clamp8(ts_rq_fast((acc), &q), lo, hi);                                       \
         }                                                                                           \
     } while (0)
 
-/* A depthwise output pixel whose 3x3 window (dilation 1) lies inside the image: straight-line taps. */
-static TS_NOINLINE void ts_dw_pixel_3x3(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
-                                        const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                                        int8_t *y)
+#define TS_DW_SETUP()                                                                               \
+    const int32_t c_n = p->in_c, c4 = c_n & ~3;                                                     \
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;                         \
+    const int32_t step = p->per_channel ? 1 : 0, general = p->general_requant;                     \
+    const int full = lo == -128 && hi == 127;                                                       \
+    const uint32_t offset = ts_dup16(p->input_offset)
+
+/* Two depthwise output pixels (x windows at xa and xb, outputs ya and yb; npix = 1 uses only a) whose 3x3
+ * windows (dilation 1) lie inside the image: straight-line taps, channel constants shared by the pair. */
+static TS_NOINLINE void ts_dw_3x3_dsp(const ts_conv_params *p, const int8_t *xa, const int8_t *xb, const int8_t *w,
+                                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                      int8_t *ya, int8_t *yb, int npix)
 {
-    const int32_t c_n = p->in_c, c4 = c_n & ~3, x_row = p->dil_h * p->in_w * c_n;
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
-    const uint32_t offset = ts_dup16(p->input_offset);
-    int32_t c;
+    TS_DW_SETUP();
+    const int32_t x_row = p->dil_h * p->in_w * c_n;
+    int32_t c, t;
     for (c = 0; c < c4; c += 4) {
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-        const int8_t *xr = xp + c, *wr = wp + c;
-        TS_DW_TAP(xr, wr);
-        TS_DW_TAP(xr + c_n, wr + c_n);
-        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
-        xr += x_row;
-        wr += 3 * c_n;
-        TS_DW_TAP(xr, wr);
-        TS_DW_TAP(xr + c_n, wr + c_n);
-        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
-        xr += x_row;
-        wr += 3 * c_n;
-        TS_DW_TAP(xr, wr);
-        TS_DW_TAP(xr + c_n, wr + c_n);
-        TS_DW_TAP(xr + 2 * c_n, wr + 2 * c_n);
-        TS_DW_STORE();
-    }
-    for (; c < c_n; ++c) { /* channels beyond the last multiple of 4 */
-        int32_t acc = bias[c], i, j;
-        for (i = 0; i < 3; ++i) {
-            for (j = 0; j < 3; ++j) {
-                acc += (xp[(size_t)i * x_row + (size_t)j * c_n + c] + p->input_offset) * wp[(i * 3 + j) * c_n + c];
+        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3], first[4];
+        TS_DW_3X3(xa + c, w + c);
+        first[0] = a0;
+        first[1] = a1;
+        first[2] = a2;
+        first[3] = a3;
+        if (npix == 2) {
+            a0 = bias[c];
+            a1 = bias[c + 1];
+            a2 = bias[c + 2];
+            a3 = bias[c + 3];
+            TS_DW_3X3(xb + c, w + c);
+        }
+        for (t = 0; t < 4; ++t) {
+            const int32_t ch = c + t;
+            const ts_rq q = ts_rq_channel(multiplier, shift, ch * step, off);
+            TS_DW_OUT(ya[ch], first[t], ch);
+            if (npix == 2) {
+                const int32_t second = t == 0 ? a0 : (t == 1 ? a1 : (t == 2 ? a2 : a3));
+                TS_DW_OUT(yb[ch], second, ch);
             }
         }
-        y[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
+    }
+    for (; c < c_n; ++c) { /* channels beyond the last multiple of 4 */
+        int32_t k, i;
+        for (k = 0; k < npix; ++k) {
+            const int8_t *xp = k ? xb : xa;
+            int32_t acc = bias[c];
+            for (i = 0; i < 9; ++i) {
+                acc += (xp[(size_t)(i / 3) * x_row + (size_t)(i % 3) * c_n + c] + p->input_offset) * w[i * c_n + c];
+            }
+            (k ? yb : ya)[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
+        }
     }
 }
 
-/* Any other depthwise output pixel: the taps of a rows x cols window of the kernel. */
-static TS_NOINLINE void ts_dw_pixel_any(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
+/* Any other depthwise output pixel (multiplier 1): the taps of a rows x cols window of the kernel. */
+static TS_NOINLINE void ts_dw_pixel_dsp(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
                                         int32_t rows, int32_t cols, const int32_t *bias,
                                         const int32_t *multiplier, const int32_t *shift, int8_t *y)
 {
-    const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    TS_DW_SETUP();
     const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
-    const uint32_t offset = ts_dup16(p->input_offset);
     int32_t c, i, j;
     for (c = 0; c < c4; c += 4) {
         int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
         const int8_t *xr = xp + c, *wr = wp + c;
+        ts_rq q;
         for (i = 0; i < rows; ++i, xr += x_row, wr += w_row) {
             const int8_t *xq = xr, *wq = wr;
             for (j = 0; j < cols; ++j, xq += x_col, wq += c_n) {
                 TS_DW_TAP(xq, wq);
             }
         }
-        TS_DW_STORE();
+        q = ts_rq_channel(multiplier, shift, c * step, off);
+        TS_DW_OUT(y[c], a0, c);
+        q = ts_rq_channel(multiplier, shift, (c + 1) * step, off);
+        TS_DW_OUT(y[c + 1], a1, c + 1);
+        q = ts_rq_channel(multiplier, shift, (c + 2) * step, off);
+        TS_DW_OUT(y[c + 2], a2, c + 2);
+        q = ts_rq_channel(multiplier, shift, (c + 3) * step, off);
+        TS_DW_OUT(y[c + 3], a3, c + 3);
     }
     for (; c < c_n; ++c) {
         int32_t acc = bias[c];
@@ -635,7 +719,7 @@ static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, c
                                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                                      int8_t *y)
 {
-    const int32_t c_n = p->in_c;
+    const int32_t c_n = p->in_c, x_step = p->stride_w * c_n;
     const int full3 = p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
     int32_t b, oh, ow;
     for (b = 0; b < p->batches; ++b) {
@@ -649,10 +733,10 @@ static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, c
             while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
                 --i_hi;
             }
-            for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
+            for (ow = 0; ow < p->out_w;) {
                 const int32_t w0 = ow * p->stride_w - p->pad_left;
                 int32_t j_lo = 0, j_hi = p->k_w;
-                const int8_t *xp, *wp;
+                const int8_t *xp;
                 while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
                     ++j_lo;
                 }
@@ -660,12 +744,18 @@ static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, c
                     --j_hi;
                 }
                 xp = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
-                wp = w + ((size_t)i_lo * p->k_w + j_lo) * c_n;
                 if (full3 && i_hi - i_lo == 3 && j_hi - j_lo == 3) {
-                    ts_dw_pixel_3x3(p, xp, wp, bias, multiplier, shift, y);
-                } else {
-                    ts_dw_pixel_any(p, xp, wp, i_hi - i_lo, j_hi - j_lo, bias, multiplier, shift, y);
+                    /* the next pixel's window is inside too when it exists and ends inside the row */
+                    const int two = ow + 1 < p->out_w && w0 + p->stride_w + 3 <= p->in_w;
+                    ts_dw_3x3_dsp(p, xp, xp + x_step, w, bias, multiplier, shift, y, y + c_n, two ? 2 : 1);
+                    ow += two ? 2 : 1;
+                    y += (two ? 2 : 1) * c_n;
+                    continue;
                 }
+                ts_dw_pixel_dsp(p, xp, w + ((size_t)i_lo * p->k_w + j_lo) * c_n, i_hi - i_lo, j_hi - j_lo, bias,
+                                multiplier, shift, y);
+                ++ow;
+                y += c_n;
             }
         }
     }
