@@ -374,8 +374,8 @@ TS_INLINE ts_rq ts_rq_channel(const int32_t *multiplier, const int32_t *shift, i
     ts_rq q;
     q.multiplier = multiplier[ch];
     q.shift = shift[ch];
-    q.right = -q.shift;
-    q.bias = (int32_t)(((uint32_t)1 << q.right) >> 1) + out_offset * ((int32_t)1 << q.right);
+    q.right = q.shift < 0 ? -q.shift : 0; /* layers where this is not the exact shift use ts_requant */
+    q.bias = (int32_t)((((uint32_t)1 << q.right) >> 1) + ((uint32_t)out_offset << q.right));
     return q;
 }
 
@@ -596,6 +596,8 @@ static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_
 #define TS_DW_3X3(xr, wr)                                                                           \
     do {                                                                                            \
         const int8_t *xq_ = (xr), *wq_ = (wr);                                                      \
+        TS_OPAQUE(xq_);                                                                             \
+        TS_OPAQUE(wq_);                                                                             \
         TS_DW_TAP(xq_, wq_);                                                                        \
         TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
         TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
@@ -746,7 +748,7 @@ static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, c
                 xp = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
                 if (full3 && i_hi - i_lo == 3 && j_hi - j_lo == 3) {
                     /* the next pixel's window is inside too when it exists and ends inside the row */
-                    const int two = ow + 1 < p->out_w && w0 + p->stride_w + 3 <= p->in_w;
+                    const int two = 0 && ow + 1 < p->out_w && w0 + p->stride_w + 3 <= p->in_w;
                     ts_dw_3x3_dsp(p, xp, xp + x_step, w, bias, multiplier, shift, y, y + c_n, two ? 2 : 1);
                     ow += two ? 2 : 1;
                     y += (two ? 2 : 1) * c_n;
