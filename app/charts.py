@@ -42,7 +42,7 @@ def per_layer_figure(prof: Profile, metric: str) -> go.Figure:
     values = [METRICS[metric](lp) for lp in prof.layers]
     fig = go.Figure(go.Bar(x=x, y=values, customdata=ops, marker_color="#4c78a8", name=metric,
                            hovertemplate="%{x}<br>%{customdata}<br>%{y:,}<extra></extra>"))
-    return _layout(fig, f"{metric.capitalize()} per layer", metric)
+    return _layout(fig, f"{metric[:1].upper()}{metric[1:]} per layer", metric)  # keeps "MACs" as written
 
 
 def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
@@ -57,8 +57,9 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
                                  marker=dict(color="#e45756", size=12), text=[f"peak {live[peak]:,} B"],
                                  textposition="top center", hoverinfo="skip"))
     arena = prof.plan.arena_bytes
+    # Labelled below the line at the right: the peak's label sits above its marker, often on this line.
     fig.add_hline(y=arena, line_dash="dot", line_color="#54a24b",
-                  annotation_text=f"planned arena {arena:,} B", annotation_position="top left")
+                  annotation_text=f"planned arena {arena:,} B", annotation_position="bottom right")
     for mcu, size in sram.items():
         fig.add_hline(y=size, line_dash="dash", line_color="#b279a2",
                       annotation_text=f"{mcu} SRAM {size / 1024:g} KB", annotation_position="top right")
@@ -90,6 +91,32 @@ def layer_detail(prof: Profile, step: int) -> dict:
                                          "share": f"{le.share:.1%}", "scratch_bytes": le.scratch_bytes}
     d["estimates (per target)"] = ests
     return d
+
+
+def layer_detail_tables(prof: Profile, step: int) -> tuple[list[dict], list[dict]]:
+    """One layer as two small tables: its figures (property, value) and its estimate on each target."""
+    d = layer_detail(prof, step)
+    ests = d.pop("estimates (per target)")
+
+    def shape(s) -> str:
+        return "×".join(map(str, s))
+
+    labels = {"input_shapes": "inputs", "output_shape": "output", "output_dtype": "output dtype", "macs": "MACs",
+              "flops": "FLOPs", "live_bytes": "live activation bytes at this step", "step": "execution step"}
+    props = []
+    for k, v in d.items():
+        if k == "input_shapes":
+            v = ", ".join(shape(x) for x in v)
+        elif k == "output_shape":
+            v = shape(v)
+        elif isinstance(v, dict):
+            v = ", ".join(f"{kk}: {vv:,}" if isinstance(vv, int) else f"{kk}: {vv}" for kk, vv in v.items())
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        props.append({"property": labels.get(k, k.replace("_", " ")), "value": str(v)})
+    rows = [{"target": t, "latency ms (est.)": e["latency_ms"], "cycles": e["cycles"], "share of latency": e["share"],
+             "scratch B": e["scratch_bytes"]} for t, e in ests.items()]
+    return props, rows
 
 
 def _by_name(target) -> dict:

@@ -342,6 +342,79 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def _train_model(args, data):
+    """MODEL for `train`: a zoo spec sized for the data set, a .tsgraph, or any importable model file."""
+    from engine.train import adapt_zoo
+
+    if args.model.strip().lower().startswith("zoo:"):
+        return adapt_zoo(args.model, data, seed=args.seed)
+    if args.model.lower().endswith(".tsgraph"):
+        from engine.serialize import load
+
+        return load(args.model)
+    return open_model(args)
+
+
+def _save_model(graph, out: str) -> None:
+    """Write .onnx or .tsgraph via a temporary file, so a failed write leaves nothing behind."""
+    from engine.exporters.onnx_export import save_onnx
+    from engine.serialize import save
+
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        (save_onnx if out.lower().endswith(".onnx") else save)(graph, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cmd_train(args) -> int:
+    from engine.data import load_dataset
+    from engine.train import train
+
+    out = args.out
+    if not out.lower().endswith((".onnx", ".tsgraph")):
+        raise TinyStudioError(f"--out {out}: write a .onnx or .tsgraph file")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise TinyStudioError(f"--out {out}: folder {folder} does not exist")
+    data = load_dataset(args.dataset, seed=args.seed)
+    graph = _train_model(args, data)
+    log = None if args.quiet else (lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr))
+    trained, rep = train(graph, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         patience=args.patience, progress=log)
+    _save_model(trained, out)
+    res = {"model": graph.name, "dataset": data.name, "out": out, **rep.to_json(),
+           "data": data.to_json()}
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    stop = f", stopped early (best epoch {rep.best_epoch})" if rep.early_stopped else ""
+    metric = "accuracy" if data.task == "classification" else "R^2"
+    print(f"model    {graph.name}")
+    print(f"data     {data.name}: {len(data.x_train)} train / {len(data.x_val)} validation samples, "
+          f"{list(data.input_shape)} per sample, {data.classes} classes")
+    print(f"trained  {rep.epochs_run} epochs in {rep.seconds:.1f} s{stop}")
+    print(f"{metric:<8} {rep.accuracy:.2%} on the validation split (loss {rep.loss:.4f})")
+    print(f"wrote    {out}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from engine.data import list_datasets
+
+    entries = list_datasets()
+    if args.json:
+        print(json.dumps(entries, indent=1))
+        return 0
+    for e in entries:
+        shape = "x".join(str(d) for d in e["input_shape"])
+        print(f"{e['name']:<17} {shape:<8} {e['classes']:>3} classes {e['samples']:>6,} samples  {e['description']}")
+    print("or a file: .npz (arrays x, y), .csv (features..., label), .zip of class folders of images")
+    return 0
+
+
 def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[list[str], dict]:
     """The streamlit command line and environment that start the studio."""
     from engine.importers import MAX_UPLOAD_BYTES
@@ -416,6 +489,21 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="List the model zoo and its parameters.")
     z.add_argument("--json", action="store_true")
     z.set_defaults(fn=cmd_zoo)
+    tr = model_cmd("train", "Train a model on a data set (CPU, deterministic with --seed); write .onnx or .tsgraph.")
+    tr.add_argument("--dataset", required=True, metavar="NAME|PATH",
+                    help="a built-in (see `tinystudio datasets`) or a .npz, .csv or .zip file")
+    tr.add_argument("--epochs", type=int, default=20, help="most epochs to run (default 20)")
+    tr.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 0.003)")
+    tr.add_argument("--batch-size", type=int, default=32, help="default 32")
+    tr.add_argument("--seed", type=int, default=0, help="split, initialization and shuffling seed (default 0)")
+    tr.add_argument("--patience", type=int, default=5,
+                    help="stop after this many epochs without a better validation loss (0: never; default 5)")
+    tr.add_argument("--out", required=True, metavar="FILE", help="the trained model: .onnx or .tsgraph")
+    tr.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    tr.set_defaults(fn=cmd_train)
+    ds = sub.add_parser("datasets", help="List the built-in data sets.")
+    ds.add_argument("--json", action="store_true")
+    ds.set_defaults(fn=cmd_datasets)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")

@@ -23,3 +23,19 @@ def tree_rows(versions, current: int | None = None) -> list[dict]:
 
     walk(None, 0)
     return rows
+
+
+def layer_delta_rows(layers: list[dict]) -> list[dict]:
+    """compare_versions' per-layer records as flat table rows: A, B and B - A side by side per figure."""
+    def shape(rec):
+        return "×".join(map(str, rec["output_shape"])) if rec and rec.get("output_shape") is not None else ""
+
+    rows = []
+    for r in layers:
+        a, b = r["a"] or {}, r["b"] or {}
+        row = {"layer": r["name"], "op": r["op"], "status": r["status"]}
+        for key, label in (("macs", "MACs"), ("params", "params"), ("weight_bytes", "weight bytes")):
+            row[f"{label} A"], row[f"{label} B"], row[f"Δ {label}"] = a.get(key), b.get(key), r["delta"][key]
+        row["output A"], row["output B"] = shape(r["a"]), shape(r["b"])
+        rows.append(row)
+    return rows

@@ -47,6 +47,14 @@ def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[f
 @st.fragment(run_every=1.0)
 def job_panel(session_id: int, kind: str | None = None) -> None:
     jobs = [j for j in db.list_jobs(get_store(), session_id) if kind is None or j.kind == kind][:5]
+    # The fragment reruns alone; when a job it saw running has finished, rerun the whole page so that what the
+    # job produced (a bundle to download, a new version) shows without the user touching anything.
+    seen_key = f"_jobs_running_{session_id}_{kind}"
+    running = {j.id for j in jobs if j.status in ("queued", "running")}
+    finished = st.session_state.get(seen_key, set()) - running
+    st.session_state[seen_key] = running
+    if finished:
+        st.rerun(scope="app")
     for j in jobs:
         label = f"{j.kind} #{j.id}: {j.message or j.status}"
         if j.status in ("queued", "running"):

@@ -13,11 +13,11 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-from app.nav import PAGES  # noqa: E402
+from app.nav import make_pages  # noqa: E402
 
 st.set_page_config(page_title="TinyStudio", page_icon=":material/memory:", layout="wide")
 st.session_state.setdefault("session_id", None)
-nav = st.navigation(list(PAGES.values()))
+nav = st.navigation(list(make_pages().values()))  # fresh per run: see make_pages
 with st.sidebar:
     st.markdown("**TinyStudio** · neural networks for microcontrollers")
 nav.run()

@@ -7,11 +7,22 @@ import streamlit as st
 
 _DIR = Path(__file__).resolve().parents[1] / "pages"
 
-PAGES = {
-    "sessions": st.Page(_DIR / "sessions.py", title="Sessions", icon=":material/folder_open:", default=True),
-    "design": st.Page(_DIR / "design.py", title="Design", icon=":material/account_tree:"),
-    "profile": st.Page(_DIR / "profile.py", title="Profile", icon=":material/speed:"),
-    "model": st.Page(_DIR / "model_view.py", title="Model view", icon=":material/schema:"),
-    "history": st.Page(_DIR / "history.py", title="History", icon=":material/history:"),
-    "export": st.Page(_DIR / "export.py", title="Export", icon=":material/memory:"),
+_SPECS = {  # key: (file, title, icon, default)
+    "sessions": ("sessions.py", "Sessions", ":material/folder_open:", True),
+    "design": ("design.py", "Design", ":material/account_tree:", False),
+    "profile": ("profile.py", "Profile", ":material/speed:", False),
+    "model": ("model_view.py", "Model view", ":material/schema:", False),
+    "history": ("history.py", "History", ":material/history:", False),
+    "export": ("export.py", "Export", ":material/memory:", False),
 }
+
+
+def make_pages() -> dict[str, st.Page]:
+    """Fresh page objects for one script run's st.navigation. st.navigation marks the page it returns as
+    runnable on the object itself, so objects shared between browser sessions (threads) race: two sessions
+    running at once then fail with "This page cannot be called directly"."""
+    return {k: st.Page(_DIR / f, title=t, icon=i, default=d) for k, (f, t, i, d) in _SPECS.items()}
+
+
+# For st.switch_page and st.page_link, which find the page by its path; never hand these to st.navigation.
+PAGES = make_pages()

@@ -67,4 +67,5 @@ def require_current() -> tuple[db.SessionInfo, db.VersionInfo, Graph]:
 
 
 def session_caption(s: db.SessionInfo, v: db.VersionInfo) -> None:
-    st.caption(f"Session **{s.name}** · model {s.model} · version {v.id} ({v.action}) · {s.version_count} versions")
+    count = f"{s.version_count} version" + ("" if s.version_count == 1 else "s")
+    st.caption(f"Session **{s.name}** · model {s.model} · version {v.id} ({v.action}) · {count}")

@@ -15,7 +15,11 @@ def user_errors():
     try:
         yield
     except TinyStudioError as e:
-        st.error(str(e), icon=":material/error:")
+        head, _, supported = str(e).partition("; supported ops: ")
+        st.error(head, icon=":material/error:")
+        if supported:  # an unsupported op: the list of what is supported is long; it goes below, folded
+            with st.expander(f"Supported ops ({len(supported.split(', '))})"):
+                st.write(supported)
         st.stop()
 
 
@@ -38,13 +42,14 @@ def safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "session"
 
 
-def zoo_param_inputs(params: list[dict]) -> dict:
-    """Inputs for a zoo model's parameters; returns only the values that differ from the defaults."""
+def zoo_param_inputs(params: list[dict], model: str = "") -> dict:
+    """Inputs for a zoo model's parameters; returns only the values that differ from the defaults.
+    Keys are per model: models share parameter names (classes, width) with different defaults."""
     values = {}
     cols = st.columns(3)
     for i, p in enumerate(params):
         col = cols[i % 3]
-        key = f"zoo_{p['name']}"
+        key = f"zoo_{model}_{p['name']}"
         if p.get("choices"):
             v = col.selectbox(p["name"], p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
                               key=key)
@@ -63,18 +68,37 @@ def zoo_param_inputs(params: list[dict]) -> dict:
     return values
 
 
+def short_count(n: int) -> str:
+    """A count that fits a metric tile: 24,332 · 2.657 M · 1.2 G (the exact figure goes in its help)."""
+    for scale, unit in ((1e9, "G"), (1e6, "M")):
+        if abs(n) >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n:,}"
+
+
+def short_bytes(n: float) -> str:
+    return f"{n / 2**20:,.2f} MB" if abs(n) >= 2**20 else f"{n / 1024:,.1f} KB"
+
+
 def mcu_picker(default: tuple[str, ...] = ("stm32f746ng", "nrf5340", "esp32s3")) -> tuple[list[str], str | None]:
     """Pick several MCUs and a runtime (None = each MCU's default runtime)."""
     from hwmodels.mcu import load_mcus
     from hwmodels.runtime import load_runtimes
 
     mcus = load_mcus()
-    st.session_state.setdefault("mcus", [m for m in default if m in mcus])
-    c1, c2 = st.columns([3, 1])
+    runtimes = ["default for each core", *load_runtimes()]
+    # Streamlit drops a widget's state when a page without it runs; the choice is kept under other keys and
+    # handed back to the widgets when the page shows them again.
+    if "mcus" not in st.session_state:
+        st.session_state["mcus"] = st.session_state.get("chosen_mcus", [m for m in default if m in mcus])
+    if "runtime" not in st.session_state:
+        st.session_state["runtime"] = st.session_state.get("chosen_runtime", runtimes[0])
+    c1, c2 = st.columns([4, 1])
     chosen = c1.multiselect("MCUs", list(mcus), key="mcus",
-                            format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].clock_mhz:g} MHz, "
-                                                  f"{mcus[m].sram_kb:g} KB SRAM)")
-    runtime = c2.selectbox("Runtime", ["default for each core", *load_runtimes()], key="runtime")
+                            format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].sram_kb:g} KB)",
+                            help="Shown with each MCU's core and SRAM; the table below compares their fit.")
+    runtime = c2.selectbox("Runtime", runtimes, key="runtime")
+    st.session_state["chosen_mcus"], st.session_state["chosen_runtime"] = chosen, runtime
     return chosen, None if runtime.startswith("default") else runtime
 
 

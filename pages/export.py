@@ -79,8 +79,11 @@ if exports:
             if ver.get("instructions_per_mac"):
                 st.caption(f"QEMU: {ver['instructions_per_inference']:,} instructions per inference, "
                            f"{ver['instructions_per_mac']:.2f} per MAC (measured)")
+            for warning in rep.get("warnings") or ():
+                st.warning(warning, icon=":material/warning:")
             data = db.export_bundle(store, e.id)
             if data:
                 st.download_button("Download bundle", data=data, file_name=f"{widgets.safe_filename(s.name)}_{e.mcu}.zip",
                                    key=f"dl_{e.id}")
+            st.caption("The whole report (also in the bundle as JSON):")
             st.json(rep, expanded=False)

@@ -5,7 +5,7 @@ import streamlit as st
 
 import store as db
 from app import widgets
-from app.history_view import tree_rows
+from app.history_view import layer_delta_rows, tree_rows
 from app.nav import PAGES
 from app.state import get_store, require_current, select_session, session_caption
 
@@ -15,7 +15,15 @@ session_caption(s, v)
 store = get_store()
 versions = db.list_versions(store, s.id)
 rows = tree_rows(versions, current=v.id)
-st.dataframe(rows, hide_index=True, use_container_width=True)
+
+
+def numbers(rows: list[dict]) -> dict:
+    """Whole numbers with thousands separators in every numeric column."""
+    whole = st.column_config.NumberColumn(format="localized")
+    return {k: whole for row in rows[:1] for k, val in row.items() if isinstance(val, int) or val is None}
+
+
+st.dataframe(rows, hide_index=True, width="stretch", column_config=numbers(rows))
 
 labels = {x.id: f"v{x.id} · {x.action}" for x in versions}
 st.subheader("Compare two versions")
@@ -27,10 +35,13 @@ if a != b:
     diff = db.compare_versions(store, a, b)
     if diff["identical"]:
         st.info("The two versions compute the same graph (same content hash).")
-    st.dataframe([{"metric": k, "A": d["a"], "B": d["b"], "B - A": d["delta"]} for k, d in diff["totals"].items()],
-                 hide_index=True, use_container_width=True)
+    names = {"macs": "MACs", "flops": "FLOPs"}
+    totals = [{"metric": names.get(k, k.replace("_", " ")), "A": d["a"], "B": d["b"], "B - A": d["delta"]}
+              for k, d in diff["totals"].items()]
+    st.dataframe(totals, hide_index=True, width="stretch", column_config=numbers(totals))
     st.caption(", ".join(f"{n} layers {k}" for k, n in diff["counts"].items()))
-    st.dataframe(diff["layers"], hide_index=True, use_container_width=True)
+    layers = layer_delta_rows(diff["layers"])
+    st.dataframe(layers, hide_index=True, width="stretch", column_config=numbers(layers))
 
 st.subheader("Restore or branch")
 pick = st.selectbox("Version", ids, index=len(ids) - 1, format_func=labels.get, key="pick")

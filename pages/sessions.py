@@ -15,7 +15,12 @@ from engine.zoo.blank import blank_graph
 st.title("Sessions")
 store = get_store()
 
-new_tab, list_tab = st.tabs(["New session", "All sessions"])
+sessions = db.list_sessions(store)
+# A returning user sees their sessions first; a first visit starts with creating one.
+if sessions:
+    list_tab, new_tab = st.tabs(["All sessions", "New session"])
+else:
+    new_tab, list_tab = st.tabs(["New session", "All sessions"])
 
 with new_tab:
     zoo_t, upload_t, blank_t, import_t = st.tabs(["From the zoo", "Upload a model", "Blank canvas",
@@ -25,19 +30,22 @@ with new_tab:
         name = st.selectbox("Model", list(entries), index=list(entries).index("kws_dscnn"),
                             format_func=lambda n: f"{n} — {entries[n]['description'].split(';')[0]}")
         with st.form("zoo_form"):
-            values = widgets.zoo_param_inputs(entries[name]["params"])
+            values = widgets.zoo_param_inputs(entries[name]["params"], model=name)
             title = st.text_input("Session name", value=name)
             if st.form_submit_button("Create session", type="primary"):
                 spec = "zoo:" + name + ("?" + "&".join(f"{k}={v}" for k, v in values.items()) if values else "")
                 with widgets.user_errors():
                     graph = build_zoo_model(spec)
-                    s = db.create_session(store, title, graph, model=graph.name, action="zoo",
+                    s = db.create_session(store, title, graph, model=spec, action="zoo",
                                           params={"spec": graph.name})
                     select_session(s.id)
                     st.switch_page(PAGES["design"])
     with upload_t:
+        limit = f"{MAX_UPLOAD_BYTES // 2**20} MB"
         up = st.file_uploader("ONNX, TFLite or PyTorch .pt2 file", type=["onnx", "tflite", "pt2"],
-                              help=f"Up to {MAX_UPLOAD_BYTES // 2**20} MiB. Files are read in memory, never unpickled.")
+                              help=f"Up to {limit}. Files are read in memory, never unpickled.")
+        # A refused file (too large, wrong type) only turns red in the uploader; say so where it can be seen.
+        st.caption(f"Up to {limit} per file. A file marked red was refused by the uploader: point at it to see why.")
         shape = st.text_input("Input shape for dynamic dims (optional)", placeholder="1,3,224,224")
         if up is not None and st.button("Create session from upload", type="primary"):
             with widgets.user_errors():
@@ -67,14 +75,13 @@ with new_tab:
                 st.success(f"Imported **{s.name}** with {s.version_count} versions.")
 
 with list_tab:
-    sessions = db.list_sessions(store)
     if not sessions:
         st.info("No sessions yet: create one from the zoo, an upload or a blank canvas.")
     else:
         rows = [{"id": s.id, "name": s.name, "model": s.model, "versions": s.version_count,
                  "last change": s.updated[:19].replace("T", " ")} for s in sessions]
         picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key="session_table", use_container_width=True)
+                              key="session_table", width="stretch")
         chosen = picked.selection.rows
         target = sessions[chosen[0]] if chosen else next((s for s in sessions if s.id == session_id()), None)
         if target is not None:

@@ -3,7 +3,7 @@
     c_ident("CONV_2D_0/x")                    -> "conv_2d_0_x"
     c_float(0.00390625)                       -> "0.00390625f"
     CArray("kws_l0_w", "int8_t", w).render()  -> "const int8_t kws_l0_w[640] = {\n    1, -3, ...\n};"
-    c_struct({"batches": 1, "shape": [1, 2]}) -> "{.batches = 1, .shape = {1, 2}}"
+    c_struct({"batches": 1, "shape": [1, 2]}) -> "{.batches = 1, .shape = {1, 2}}"   (wrapped when long)
 """
 from __future__ import annotations
 
@@ -51,17 +51,28 @@ def c_int(value: int) -> str:
     return str(v)
 
 
-def c_struct(fields: dict) -> str:
-    """A designated initializer; list values become brace lists, dict values nested initializers."""
+def c_struct(fields: dict, width: int = 100) -> str:
+    """A designated initializer; list values become brace lists, dict values nested initializers.
+    Longer than `width`: one line per group of fields, indented by 4 (the caller indents the block)."""
     parts = []
     for key, value in fields.items():
         if isinstance(value, dict):
-            parts.append(f".{key} = {c_struct(value)}")
+            parts.append(f".{key} = {c_struct(value, 10**6)}")
         elif isinstance(value, (list, tuple)):
             parts.append(f".{key} = {{{', '.join(c_int(v) for v in value)}}}")
         else:
             parts.append(f".{key} = {c_int(value)}")
-    return "{" + ", ".join(parts) + "}"
+    text = "{" + ", ".join(parts) + "}"
+    if len(text) <= width:
+        return text
+    lines, line = [], ""
+    for part in parts:
+        if line and len(line) + len(part) + 2 > width:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {part}" if line else part
+    lines.append(line)
+    return "{\n" + "\n".join("    " + ln for ln in lines) + "\n}"
 
 
 @dataclass(frozen=True)

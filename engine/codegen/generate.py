@@ -14,7 +14,7 @@ import numpy as np
 import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident
-from engine.codegen.layers import Access, EmitContext, LayerCode, emit_layer, is_view
+from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
 from engine.errors import GraphError
 from engine.ir import Graph
 from engine.memory import plan_memory
@@ -108,7 +108,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     check_accesses([(n.name, c) for n, c in layers], plan.arena_bytes)
     io_ptrs = ([_io_ptr(ctx, s.name) for s in inputs], [_io_ptr(ctx, s.name, read=True) for s in outputs])
 
-    macs = sum(_node_macs(g, n) for n in g.nodes)
+    macs = sum(layer_macs(g, n) for n in g.nodes)
     scratch = max((c.scratch_bytes for _, c in layers), default=0)
     arrays = [a for _, c in layers for a in c.arrays] + ctx.const_arrays
     weights_bytes = sum(a.nbytes for a in arrays)
@@ -121,22 +121,18 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
         f"{prefix}.c": _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs),
         f"{prefix}_weights.c": _weights(stamp, arrays, prefix),
         f"{prefix}_io.c": _io(prefix, upper, stamp, inputs, outputs),
-        "tinystudio_kernels.h": _stamp_comment(stamp, "tinystudio_kernels.h") + template("tinystudio_kernels.h").replace(
-            "@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0"),
+        "tinystudio_kernels.h": _stamp_comment(stamp, "tinystudio_kernels.h")
+        + template("tinystudio_kernels.h").replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0"),
         "tinystudio_kernels.c": _stamp_comment(stamp, "tinystudio_kernels.c") + template("tinystudio_kernels.c"),
     }
-    records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": _node_macs(g, n),
+    records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),
-                     "scratch_bytes": c.scratch_bytes} for i, (n, c) in enumerate(layers))
+                     "scratch_bytes": c.scratch_bytes,
+                     "arena": tuple((a.tensor, a.offset, a.nbytes, a.write) for a in c.accesses)}
+                    for i, (n, c) in enumerate(layers))
     return CLibrary(prefix, files, f"{prefix}.h",
                     (f"{prefix}.c", f"{prefix}_weights.c", f"{prefix}_io.c", "tinystudio_kernels.c"),
                     plan.arena_bytes, inputs, outputs, macs, stamp, weights_bytes, records)
-
-
-def _node_macs(g: Graph, node) -> int:
-    from engine.validate import node_context
-    octx = node_context(g, node)
-    return int(octx.op.cost(octx).macs)
 
 
 def _dsp_condition(options: CodegenOptions) -> str:
@@ -151,7 +147,7 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
              f"#ifndef {upper}_H", f"#define {upper}_H", "", "#include <stdint.h>", "",
              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
              f"#define {upper}_ARENA_SIZE {max(stamp['arena_bytes'], 1)}   /* bytes of the static activation arena */",
-             "/* int16 scratch of the DSP conv kernels (two im2col columns), 0 where the portable kernels run */",
+             "/* bytes of int16 scratch of the DSP conv kernels (four im2col columns), 0 with the portable ones */",
              f"#if {_dsp_condition(options)}",
              f"#define {upper}_SCRATCH_SIZE {scratch}",
              "#else",
@@ -204,7 +200,7 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
         out.append(f"/* layer {i}: {c_comment(code.comment)} */")
         out.append(f"static void layer_{i}(void)")
         out.append("{")
-        out += [f"    {line}" for line in code.body]
+        out += [f"    {line}" for stmt in code.body for line in stmt.split("\n")]
         out.append("}")
         out.append("")
     out += [f"int {prefix}_init(void)", "{", "    memset(arena, 0, sizeof arena);", "    return 0;", "}", "",

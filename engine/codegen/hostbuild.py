@@ -4,6 +4,8 @@
     ys = run_host(exe, xs)                                 # xs: (N, ...) int8 -> (N, OUTPUT_SIZE) int8
     exe = compile_host(lib, d, extra_cflags=("-DTINYSTUDIO_EMULATE_DSP",))   # the DSP code path
     exe = compile_host(lib, d, sanitize=True)              # AddressSanitizer + UndefinedBehaviorSanitizer
+    exe = compile_hosts([lib_a, lib_b], d)                 # one runner for several libraries:
+    ys = run_host(exe, xs, args=("lib_a",))                #   its first argument names the library
 
 The runner (host_runner_source) reads INPUT_SIZE bytes per inference from stdin until EOF and writes
 OUTPUT_SIZE bytes per inference to stdout, so one process serves any number of inferences.
@@ -54,25 +56,95 @@ def compile_host(lib: CLibrary, workdir: str | Path, sanitize: bool = False, ext
         raise HostBuildError(f"C compiler '{cc}' not found")
     d = write_library(lib, workdir)
     exe = d / f"{lib.name}_host{'_asan' if sanitize else ''}"
-    cmd = [cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, "-I", str(d),
-           *(str(d / s) for s in lib.sources), str(d / "host_main.c"), "-o", str(exe)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0 or r.stderr.strip():
-        raise HostBuildError(f"{cc} failed on {lib.name} ({' '.join(cmd[1:len(CFLAGS) + 1])}):\n"
-                             f"{(r.stderr or r.stdout)[-4000:]}")
+    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, "-I", str(d),
+              *(str(d / s) for s in lib.sources), str(d / "host_main.c"), "-o", str(exe)], lib.name)
     return exe
 
 
-def run_host(exe: str | Path, inputs: np.ndarray, timeout: float = 600.0) -> np.ndarray:
+def _compile(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 or r.stderr.strip():
+        raise HostBuildError(f"{cmd[0]} failed on {what} ({' '.join(cmd[1:len(CFLAGS) + 1])}):\n"
+                             f"{(r.stderr or r.stdout)[-4000:]}")
+
+
+def compile_hosts(libs, workdir: str | Path, sanitize: bool = False, extra_cflags=(), cc: str | None = None) -> Path:
+    """One runner for several libraries (distinct names, each in workdir/<name>/, one copy of the kernels):
+    `runner <name>` streams stdin to stdout through that library like the single-library runner."""
+    cc = cc or os.environ.get("CC", "gcc")
+    if shutil.which(cc) is None:
+        raise HostBuildError(f"C compiler '{cc}' not found")
+    names = [lib.name for lib in libs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"library names must differ: {names}")
+    d = Path(workdir)
+    sources, includes = [], []
+    for lib in libs:
+        write_library(lib, d / lib.name)
+        sources += [str(d / lib.name / s) for s in lib.sources if s != "tinystudio_kernels.c"]
+        includes += ["-I", str(d / lib.name)]
+    cases = "\n".join(f'    if (!strcmp(argv[1], "{n}")) {{\n        return stream({n}_init, {n}_run, '
+                      f"{n.upper()}_INPUT_SIZE, {n.upper()}_OUTPUT_SIZE);\n    }}" for n in names)
+    main = "\n".join([f'#include "{n}.h"' for n in names]) + f"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int stream(int (*init)(void), int (*run)(const int8_t *, int8_t *), size_t in_size, size_t out_size)
+{{
+    int8_t *in = malloc(in_size), *out = malloc(out_size);
+    int status = 0;
+    if (!in || !out || init() != 0) {{
+        status = 3;
+    }}
+    while (status == 0) {{
+        const size_t got = fread(in, 1, in_size, stdin);
+        if (got == 0 && feof(stdin)) {{
+            break;
+        }}
+        if (got != in_size) {{
+            fprintf(stderr, "truncated input: %lu of %lu bytes\\n", (unsigned long)got, (unsigned long)in_size);
+            status = 2;
+        }} else if (run(in, out) != 0) {{
+            status = 4;
+        }} else if (fwrite(out, 1, out_size, stdout) != out_size) {{
+            status = 5;
+        }}
+    }}
+    free(in);
+    free(out);
+    return status;
+}}
+
+int main(int argc, char **argv)
+{{
+    if (argc < 2) {{
+        fprintf(stderr, "usage: %s <library>\\n", argv[0]);
+        return 1;
+    }}
+{cases}
+    fprintf(stderr, "unknown library %s\\n", argv[1]);
+    return 1;
+}}
+"""
+    (d / "hosts_main.c").write_text(main)
+    kernels = d / libs[0].name / "tinystudio_kernels.c"
+    exe = d / f"hosts{'_asan' if sanitize else ''}"
+    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, *includes, *sources, str(kernels),
+              str(d / "hosts_main.c"), "-o", str(exe)], f"{len(libs)} libraries")
+    return exe
+
+
+def run_host(exe: str | Path, inputs: np.ndarray, timeout: float = 600.0, args=()) -> np.ndarray:
     """Run the host runner on inputs (N, ...) int8 (each row all graph inputs back to back); returns the
-    outputs as (N, OUTPUT_SIZE) int8."""
+    outputs as (N, OUTPUT_SIZE) int8. `args`: command-line arguments (the library, for compile_hosts)."""
     x = np.ascontiguousarray(np.asarray(inputs))
     if x.dtype != np.int8:
         raise TinyStudioError(f"host runner inputs must be int8, got {x.dtype}")
     n = x.shape[0] if x.ndim else 1
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
-    r = subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, timeout=timeout, env=env)
+    r = subprocess.run([str(exe), *args], input=x.tobytes(), capture_output=True, timeout=timeout, env=env)
     if r.returncode != 0 or r.stderr:
         raise HostBuildError(f"{Path(exe).name} exited with status {r.returncode}: "
                              f"{r.stderr.decode(errors='replace')[-4000:]}")

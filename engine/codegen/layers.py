@@ -1,6 +1,6 @@
 """IR node -> C for one layer: the kernel call, its constant parameters and the const arrays it needs.
 
-    code = emit_layer(ctx, node)     # LayerCode(kernel, comment, body, arrays, scratch_bytes, elementwise)
+    code = emit_layer(ctx, node, i)  # LayerCode: kernel, comment, C body, const arrays, scratch, arena accesses
 
 Parameters are derived exactly as engine/int8/lower.py derives them (its helpers are reused, so both
 read the graph the same way): per-channel multipliers and shifts, clamp bounds, ADD's rescaling, softmax's
@@ -193,11 +193,11 @@ def _dsp_requant(wq: np.ndarray, bias: np.ndarray, x_zp: int, mult: np.ndarray, 
     """(bias, multipliers, shifts, general_requant) for the DSP kernels' short requantization.
 
     A dead channel (all weights 0) outputs the constant K = clamp(requant(bias) + zo); TFLite converters
-    leave such channels with saturated biases and extreme shifts. It gets bias 2 * (K - zo), multiplier
-    2**30 and shift 0 instead, which give K again (round(b / 2) = K - zo): no output byte changes.
+    leave such channels with saturated biases and extreme shifts. It gets bias 4 * (K - zo), multiplier
+    2**30 and shift -1 instead, which give K again (exactly (K - zo) * 2, then halved): no byte changes.
     general_requant = 1 when some channel breaks a condition of the short form (tinystudio_kernels.c):
-    multiplier 0 or in [2**30, 2**31), shift in [-30, 0], accumulators in [-2**30, 2**30), and the rounded
-    high word plus the folded rounding and offset terms below 2**31."""
+    multiplier 0 or in [2**30, 2**31), shift in [-30, -1], accumulators in [-2**30, 2**30), and the
+    rounded high word plus the folded rounding and offset terms below 2**31."""
     m = wq.shape[0]
     mult = np.array(np.broadcast_to(np.asarray(mult, np.int64), (m,)))
     shift = np.array(np.broadcast_to(np.asarray(shift, np.int64), (m,)))
@@ -206,12 +206,12 @@ def _dsp_requant(wq: np.ndarray, bias: np.ndarray, x_zp: int, mult: np.ndarray, 
     dead = ~np.any(w != 0, axis=1)
     if dead.any():
         k = np.clip(multiply_by_quantized_multiplier(bias[dead], mult[dead], shift[dead]) + zo, lo, hi)
-        bias[dead], mult[dead], shift[dead] = 2 * (k - zo), 1 << 30, 0
+        bias[dead], mult[dead], shift[dead] = 4 * (k - zo), 1 << 30, -1
     lo_x, hi_x = -128 - x_zp, 127 - x_zp
     pos, neg = np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, w, 0).sum(axis=1)
     acc_max = np.maximum(np.abs(bias + pos * lo_x + neg * hi_x), np.abs(bias + pos * hi_x + neg * lo_x))
     right = -shift
-    ok = ((mult == 0) | ((mult >= 1 << 30) & (mult < 1 << 31))) & (shift <= 0) & (right <= 30) & (acc_max < 1 << 30)
+    ok = ((mult == 0) | ((mult >= 1 << 30) & (mult < 1 << 31))) & (shift <= -1) & (right <= 30) & (acc_max < 1 << 30)
     r = np.clip(right, 0, 30)
     folded = (np.int64(1) << r) // 2 + zo * (np.int64(1) << r)
     high_max = (acc_max * mult + (1 << 30)) // (1 << 31) + 1
@@ -235,7 +235,7 @@ def _requant_arrays(ctx: EmitContext, node: Node, mult: np.ndarray, shift: np.nd
     if not per_channel:
         mult, shift = mult[:1], shift[:1]
     return (ctx.array("mult", "int32_t", mult, "requantization multipliers (Q31)"),
-            ctx.array("shift", "int32_t", shift, "requantization shifts"), per_channel)
+            ctx.array("shift", "int8_t", shift, "requantization shifts (TFLite's exponents)"), per_channel)
 
 
 @emits("Conv")
@@ -270,7 +270,8 @@ def _conv(ctx: EmitContext, node: Node) -> None:
     code = ctx.code
     xp, yp = ctx.src(node, x.name), ctx.dst(y.name)
     if depthwise:
-        wname = ctx.array("w", "int8_t", wq[..., 0].transpose(1, 2, 0), f"{node.name}: depthwise weights (kH, kW, C*mult)")
+        wname = ctx.array("w", "int8_t", wq[..., 0].transpose(1, 2, 0),
+                          f"{node.name}: depthwise weights (kH, kW, C*mult)")
     else:
         wname = ctx.array("w", "int8_t", wq, f"{node.name}: weights (M, kH, kW, C/group)")
     bname = ctx.array("b", "int32_t", bias, "bias")
@@ -278,7 +279,7 @@ def _conv(ctx: EmitContext, node: Node) -> None:
     p["per_channel"] = per_channel
     p["general_requant"] = general
     kind = "depthwise " if depthwise else ("" if group == 1 else f"group {group} ")
-    macs = _macs(ctx.graph, node)
+    macs = layer_macs(ctx.graph, node)
     code.comment = (f"{node.name}: {kind}Conv {k[0]}x{k[1]} {c}->{m}, stride {s[0]}x{s[1]}"
                     f"{'' if d == (1, 1) else f', dilation {d[0]}x{d[1]}'}, out {_shape(y)}, {macs:,} MACs")
     code.body.append(f"static const ts_conv_params p = {c_struct(p)};")
@@ -311,17 +312,19 @@ def _gemm(ctx: EmitContext, node: Node) -> None:
     bias = np.zeros(units, np.int64) if bias is None else bias
     lo, hi = _act(node, y)
     wq = _weights_minus_zp(node, wdata if trans_b else wdata.T, wzp)   # (N, K)
-    _acc_bound(node, wq, bias, zx)
-    bias, mult, shift, general = _dsp_requant(wq, bias, zx, mult, shift, zo, lo, hi)
+    # sum (x - zx) w + b = sum x w + (b - zx sum w): the input offset folded into the bias (exact).
+    bias = bias.astype(np.int64) - zx * wq.astype(np.int64).sum(axis=1)
+    _acc_bound(node, wq, bias, 0)
+    bias, mult, shift, general = _dsp_requant(wq, bias, 0, mult, shift, zo, lo, hi)
     code = ctx.code
     xp, yp = ctx.src(node, a.name), ctx.dst(y.name)
     wname = ctx.array("w", "int8_t", wq, f"{node.name}: weights (out, in)")
-    bname = ctx.array("b", "int32_t", bias, "bias")
+    bname = ctx.array("b", "int32_t", bias, f"bias - input zero point ({zx}) * sum of weights")
     mname, sname, pc = _requant_arrays(ctx, node, mult, shift)
-    p = {"batches": a.shape[0], "in_features": a.shape[1], "out_features": units, "input_offset": -zx,
+    p = {"batches": a.shape[0], "in_features": a.shape[1], "out_features": units, "input_offset": 0,
          "output_offset": zo, "act_min": lo, "act_max": hi, "per_channel": pc, "general_requant": general}
     code.kernel = "ts_fully_connected_s8"
-    code.comment = f"{node.name}: FullyConnected {a.shape[1]}->{units}, out {_shape(y)}, {_macs(g, node):,} MACs"
+    code.comment = f"{node.name}: FullyConnected {a.shape[1]}->{units}, out {_shape(y)}, {layer_macs(g, node):,} MACs"
     code.body += [f"static const ts_fc_params p = {c_struct(p)};",
                   f"ts_fully_connected_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});"]
 
@@ -614,7 +617,8 @@ def _concat(ctx: EmitContext, node: Node) -> None:
             values = ew.lookup_table(lambda q, zx=zx, m=m, e=e: ew.requantize(
                 q, zp_in=zx, zp_out=zo, multiplier=m, shift=e, dtype=y.dtype), x.dtype)
             table = ctx.array(f"table{i}", "int8_t", values, f"requantization of input {i}")
-        if not _copy_call(ctx, node, ctx.src(node, name), _plus(yp, start * ys[axis]), x.shape, _contiguous(x.shape), ys, table):
+        if not _copy_call(ctx, node, ctx.src(node, name), _plus(yp, start * ys[axis]), x.shape,
+                          _contiguous(x.shape), ys, table):
             raise _err(node, f"concatenating {len(x.shape)}-D tensors needs more than {MAX_DIMS} dims")
         start += x.shape[axis]
 
@@ -718,7 +722,7 @@ def _box(inside: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _macs(g: Graph, node: Node) -> int:
+def layer_macs(g: Graph, node: Node) -> int:
     octx = node_context(g, node)
     return int(octx.op.cost(octx).macs)
 
@@ -737,4 +741,4 @@ def emit_layer(ctx: EmitContext, node: Node, index: int) -> LayerCode:
     return code
 
 
-__all__ = ["Access", "EMIT", "EmitContext", "LayerCode", "emit_layer", "index_maps", "is_view"]
+__all__ = ["Access", "EMIT", "EmitContext", "LayerCode", "emit_layer", "index_maps", "is_view", "layer_macs"]

@@ -155,7 +155,7 @@ static int32_t ts_clz32(int32_t x)
 /* ---- convolution --------------------------------------------------------------------------------------- */
 
 void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                    const int32_t *multiplier, const int32_t *shift, int8_t *y)
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;
     int32_t b, oh, ow, m, i, j, c;
@@ -195,7 +195,7 @@ void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
 }
 
 void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                              const int32_t *multiplier, const int32_t *shift, int8_t *y)
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t mult = p->out_c / p->in_c;
     int32_t b, oh, ow, m, i, j;
@@ -229,7 +229,7 @@ void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const in
 }
 
 void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                               const int32_t *multiplier, const int32_t *shift, int8_t *y)
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     int32_t b, n, k;
     for (b = 0; b < p->batches; ++b) {
@@ -358,32 +358,33 @@ static void ts_load2(const int16_t **p, uint32_t *a, uint32_t *b)
 #endif
 
 /* Requantization in the DSP kernels. When the generator cleared `general_requant` (multipliers 0 or in
- * [2**30, 2**31), shifts in [-21, 0], every accumulator in [-2**30, 2**30)), TFLite's double rounding
+ * [2**30, 2**31), shifts in [-30, -1], every accumulator in [-2**30, 2**30)), TFLite's double rounding
  *     high = SaturatingRoundingDoublingHighMul(x, m) = (2x * m + 2**31) >> 32     (2x fits, no saturation)
- *     RoundingDivideByPOT(high, r) + offset = (high + 2**(r-1) - (high < 0) + offset * 2**r) >> r   (r >= 1)
+ *     RoundingDivideByPOT(high, r) + offset = (high + 2**(r-1) - (high < 0) + offset * 2**r) >> r
  * is one SMMLAR and one shift: with m >= 2**30, high < 0 exactly when x < 0 (the one exception, x = -1
- * with m = 2**30, has high = 0 and rounds to 0 either way), and for r = 0 the rounding terms are 0 (the sign
- * bit of x & shift is the (x < 0 and r >= 1) term). The sums stay below 2**31 (r <= 21). Otherwise the
- * portable arithmetic runs. The host tests check both paths against the numpy reference bit for bit. */
+ * with m = 2**30, has high = 0 and rounds to 0 either way; m = 0 gives 0 both ways), and the generator
+ * checks that the sums stay below 2**31. Otherwise the portable arithmetic runs. The host tests check
+ * both paths against the numpy reference bit for bit. */
 typedef struct {
     int32_t multiplier, shift, right, bias;
 } ts_rq;
 
-TS_INLINE ts_rq ts_rq_channel(const int32_t *multiplier, const int32_t *shift, int32_t ch, int32_t out_offset)
+/* odd = 2 * output offset + 1: the folded term 2**(r-1) + offset * 2**r is odd << (r - 1). (The mask
+ * keeps the shift defined for layers on the portable path, whose constants are not used.) */
+TS_INLINE ts_rq ts_rq_channel(const int32_t *multiplier, const int8_t *shift, int32_t ch, int32_t odd)
 {
     ts_rq q;
     q.multiplier = multiplier[ch];
     q.shift = shift[ch];
-    q.right = q.shift < 0 ? -q.shift : 0; /* layers where this is not the exact shift use ts_requant */
-    q.bias = (int32_t)((((uint32_t)1 << q.right) >> 1) + ((uint32_t)out_offset << q.right));
+    q.right = -q.shift;
+    q.bias = (int32_t)((uint32_t)odd << ((q.right - 1) & 31));
     return q;
 }
 
 /* The requantized value plus the output offset, before clamping. */
 TS_INLINE int32_t ts_rq_fast(int32_t x, const ts_rq *q)
 {
-    const int32_t c = q->bias - (int32_t)((uint32_t)(x & q->shift) >> 31);
-    return ts_smmlar(x * 2, q->multiplier, c) >> q->right;
+    return ts_smmlar(x * 2, q->multiplier, q->bias - (int32_t)((uint32_t)x >> 31)) >> q->right;
 }
 
 TS_INLINE int8_t ts_clamp8(int32_t v, int32_t lo, int32_t hi)
@@ -485,80 +486,92 @@ static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t 
 
 /* A four-pixel block times every output channel, one channel at a time. Per group of 4 reduction steps:
  * 1 weight load, 2 sign extensions, 4 double loads of the block and 8 SMLADs give 16 MACs with 11 values
- * live; the channel's requantization constants then serve four outputs, stored at y[m + s * y_stride]. */
-static TS_NOINLINE void ts_conv_block_dsp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
-                                          const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                                          int8_t *y, int32_t y_stride)
-{
-    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, step = p->per_channel ? 1 : 0;
-    const int full = lo == -128 && hi == 127, general = p->general_requant;
-    const int16_t *end = block + 16 * (k_all >> 2);
-    const int32_t *mp = multiplier, *sp = shift;
-    int8_t *const y_end = y + p->out_c;
-    int32_t t, ys;
-    for (; y != y_end; ++y, mp += step, sp += step) {
-        const int16_t *x = block;
-        int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
-        while (x != end) {
-            const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
-            uint32_t u, v;
-            ts_load2(&x, &u, &v);
-            a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));
-            ts_load2(&x, &u, &v);
-            a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));
-            ts_load2(&x, &u, &v);
-            a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));
-            ts_load2(&x, &u, &v);
-            a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));
-            w += 4;
-        }
-        for (t = 0; t < tail; ++t) {
-            const int32_t wt = w[t];
-            a0 += x[t] * wt;
-            a1 += x[tail + t] * wt;
-            a2 += x[2 * tail + t] * wt;
-            a3 += x[3 * tail + t] * wt;
-        }
-        w += tail;
-        ys = y_stride;
-        TS_OPAQUE(ys);
-        if (general) {
-            y[0] = ts_requant(a0, *mp, *sp, off, lo, hi);
-            y[ys] = ts_requant(a1, *mp, *sp, off, lo, hi);
-            y[2 * ys] = ts_requant(a2, *mp, *sp, off, lo, hi);
-            y[3 * ys] = ts_requant(a3, *mp, *sp, off, lo, hi);
-            continue;
-        }
-        {
-            const ts_rq q = ts_rq_channel(mp, sp, 0, off);
-            a0 = ts_rq_fast(a0, &q);
-            a1 = ts_rq_fast(a1, &q);
-            a2 = ts_rq_fast(a2, &q);
-            a3 = ts_rq_fast(a3, &q);
-        }
-        if (full) {
-            y[0] = (int8_t)ts_ssat8(a0);
-            y[ys] = (int8_t)ts_ssat8(a1);
-            y[2 * ys] = (int8_t)ts_ssat8(a2);
-            y[3 * ys] = (int8_t)ts_ssat8(a3);
-        } else {
-            y[0] = ts_clamp8(a0, lo, hi);
-            y[ys] = ts_clamp8(a1, lo, hi);
-            y[2 * ys] = ts_clamp8(a2, lo, hi);
-            y[3 * ys] = ts_clamp8(a3, lo, hi);
-        }
+ * live; the channel's requantization constants then serve four outputs, stored at y[m + s * y_stride].
+ * One function per requantization form (MODE 0: portable, 1: full int8 range, 2: clamped), so that the
+ * channel loop carries no mode tests. */
+#define TS_CONV_BLOCK(NAME, MODE)                                                                   \
+    static TS_NOINLINE void NAME(const ts_conv_params *p, const int16_t *block, const int8_t *w,    \
+                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift, \
+                                 int8_t *y, int32_t y_stride)                                       \
+    {                                                                                               \
+        const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;                         \
+        const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;                     \
+        const int32_t step = p->per_channel ? 1 : 0;                                                \
+        const int16_t *end = block + 16 * (k_all >> 2);                                             \
+        int8_t *const y_end = y + p->out_c;                                                         \
+        int32_t t, ys;                                                                              \
+        (void)lo;                                                                                   \
+        (void)hi;                                                                                   \
+        for (; y != y_end; ++y, multiplier += step, shift += step) {                                \
+            const int16_t *x = block;                                                               \
+            int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;                                        \
+            while (x != end) {                                                                      \
+                const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);    \
+                uint32_t u, v;                                                                      \
+                ts_load2(&x, &u, &v);                                                               \
+                a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));                                        \
+                ts_load2(&x, &u, &v);                                                               \
+                a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));                                        \
+                ts_load2(&x, &u, &v);                                                               \
+                a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));                                        \
+                ts_load2(&x, &u, &v);                                                               \
+                a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));                                        \
+                w += 4;                                                                             \
+            }                                                                                       \
+            for (t = 0; t < tail; ++t) {                                                            \
+                const int32_t wt = w[t];                                                            \
+                a0 += x[t] * wt;                                                                    \
+                a1 += x[tail + t] * wt;                                                             \
+                a2 += x[2 * tail + t] * wt;                                                         \
+                a3 += x[3 * tail + t] * wt;                                                         \
+            }                                                                                       \
+            w += tail;                                                                              \
+            ys = y_stride;                                                                          \
+            TS_OPAQUE(ys);                                                                          \
+            if (MODE == 0) {                                                                        \
+                y[0] = ts_requant(a0, *multiplier, *shift, off, lo, hi);                            \
+                y[ys] = ts_requant(a1, *multiplier, *shift, off, lo, hi);                           \
+                y[2 * ys] = ts_requant(a2, *multiplier, *shift, off, lo, hi);                       \
+                y[3 * ys] = ts_requant(a3, *multiplier, *shift, off, lo, hi);                       \
+            } else {                                                                                \
+                const ts_rq q = ts_rq_channel(multiplier, shift, 0, 2 * off + 1);                           \
+                a0 = ts_rq_fast(a0, &q);                                                            \
+                a1 = ts_rq_fast(a1, &q);                                                            \
+                a2 = ts_rq_fast(a2, &q);                                                            \
+                a3 = ts_rq_fast(a3, &q);                                                            \
+                if (MODE == 1) {                                                                    \
+                    y[0] = (int8_t)ts_ssat8(a0);                                                    \
+                    y[ys] = (int8_t)ts_ssat8(a1);                                                   \
+                    y[2 * ys] = (int8_t)ts_ssat8(a2);                                               \
+                    y[3 * ys] = (int8_t)ts_ssat8(a3);                                               \
+                } else {                                                                            \
+                    y[0] = ts_clamp8(a0, lo, hi);                                                   \
+                    y[ys] = ts_clamp8(a1, lo, hi);                                                  \
+                    y[2 * ys] = ts_clamp8(a2, lo, hi);                                              \
+                    y[3 * ys] = ts_clamp8(a3, lo, hi);                                              \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
     }
-}
+
+TS_CONV_BLOCK(ts_conv_block_general, 0)
+TS_CONV_BLOCK(ts_conv_block_full, 1)
+TS_CONV_BLOCK(ts_conv_block_clamp, 2)
+
+typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const int8_t *, const int32_t *,
+                                 const int32_t *, const int8_t *, int8_t *, int32_t);
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then ts_conv_block_dsp. A last
  * partial block is moved back to overlap the one before (those pixels are computed twice, same bytes);
  * fewer than 4 pixels in all go one at a time (stride 0). scratch: 4 * k_h * k_w * in_c int16 (word
  * aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
 static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                           const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch)
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
+    const ts_conv_block_fn ts_conv_block_dsp = p->general_requant ? ts_conv_block_general
+                                               : (p->act_min == -128 && p->act_max == 127 ? ts_conv_block_full
+                                                                                         : ts_conv_block_clamp);
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
@@ -592,212 +605,258 @@ static void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_
         a3 = ts_smlatt(x13_, w13_, a3);                                                             \
     } while (0)
 
-/* The 9 taps of a 3x3 window (dilation 1) for 4 channels at xr (weights at wr, rows 3 * c_n apart). */
-#define TS_DW_3X3(xr, wr)                                                                           \
+/* The taps of a rows x cols window for 4 channels with weights read from the kernel (border pixels). */
+#define TS_DW_WINDOW(xr, wr, rows, cols)                                                            \
     do {                                                                                            \
-        const int8_t *xq_ = (xr), *wq_ = (wr);                                                      \
-        TS_OPAQUE(xq_);                                                                             \
-        TS_OPAQUE(wq_);                                                                             \
-        TS_DW_TAP(xq_, wq_);                                                                        \
-        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
-        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
-        xq_ += x_row;                                                                               \
-        wq_ += 3 * c_n;                                                                             \
-        TS_DW_TAP(xq_, wq_);                                                                        \
-        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
-        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
-        xq_ += x_row;                                                                               \
-        wq_ += 3 * c_n;                                                                             \
-        TS_DW_TAP(xq_, wq_);                                                                        \
-        TS_DW_TAP(xq_ + c_n, wq_ + c_n);                                                            \
-        TS_DW_TAP(xq_ + 2 * c_n, wq_ + 2 * c_n);                                                    \
-    } while (0)
-
-/* Requantizes accumulator `acc` of channel `ch` into *out (q: the channel's constants). */
-#define TS_DW_OUT(out, acc, ch)                                                                     \
-    do {                                                                                            \
-        if (general) {                                                                              \
-            (out) = ts_requant((acc), multiplier[(ch) * step], shift[(ch) * step], off, lo, hi);    \
-        } else if (full) {                                                                          \
-            (out) = (int8_t)ts_ssat8(ts_rq_fast((acc), &q));                                        \
-        } else {                                                                                    \
-            (out) = ts_clamp8(ts_rq_fast((acc), &q), lo, hi);                                       \
+        const int8_t *xi_ = (xr), *wi_ = (wr);                                                      \
+        int32_t i_, j_;                                                                             \
+        for (i_ = 0; i_ < (rows); ++i_, xi_ += x_row, wi_ += w_row) {                               \
+            const int8_t *xq = xi_, *wq = wi_;                                                      \
+            for (j_ = 0; j_ < (cols); ++j_, xq += x_col, wq += c_n) {                               \
+                TS_DW_TAP(xq, wq);                                                                  \
+            }                                                                                       \
         }                                                                                           \
     } while (0)
 
-#define TS_DW_SETUP()                                                                               \
-    const int32_t c_n = p->in_c, c4 = c_n & ~3;                                                     \
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;                         \
-    const int32_t step = p->per_channel ? 1 : 0, general = p->general_requant;                     \
-    const int full = lo == -128 && hi == 127;                                                       \
-    const uint32_t offset = ts_dup16(p->input_offset)
+/* One tap of a 3x3 window with the weights already sign-extended (wx[t]: the two words, one LDRD). */
+#define TS_DW_TAPX(xq, t)                                                                           \
+    do {                                                                                            \
+        const uint32_t xv_ = ts_read32(xq);                                                         \
+        const uint32_t x02_ = ts_sxtab16(offset, xv_), x13_ = ts_sxtab16_ror8(offset, xv_);        \
+        const uint64_t wp_ = wx[t];                                                                 \
+        const uint32_t w02_ = (uint32_t)wp_, w13_ = (uint32_t)(wp_ >> 32);                          \
+        a0 = ts_smlabb(x02_, w02_, a0);                                                             \
+        a1 = ts_smlabb(x13_, w13_, a1);                                                             \
+        a2 = ts_smlatt(x02_, w02_, a2);                                                             \
+        a3 = ts_smlatt(x13_, w13_, a3);                                                             \
+    } while (0)
 
-/* Two depthwise output pixels (x windows at xa and xb, outputs ya and yb; npix = 1 uses only a) whose 3x3
- * windows (dilation 1) lie inside the image: straight-line taps, channel constants shared by the pair. */
-static TS_NOINLINE void ts_dw_3x3_dsp(const ts_conv_params *p, const int8_t *xa, const int8_t *xb, const int8_t *w,
-                                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                                      int8_t *ya, int8_t *yb, int npix)
-{
-    TS_DW_SETUP();
-    const int32_t x_row = p->dil_h * p->in_w * c_n;
-    int32_t c, t;
-    for (c = 0; c < c4; c += 4) {
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3], first[4];
-        TS_DW_3X3(xa + c, w + c);
-        first[0] = a0;
-        first[1] = a1;
-        first[2] = a2;
-        first[3] = a3;
-        if (npix == 2) {
-            a0 = bias[c];
-            a1 = bias[c + 1];
-            a2 = bias[c + 2];
-            a3 = bias[c + 3];
-            TS_DW_3X3(xb + c, w + c);
-        }
-        for (t = 0; t < 4; ++t) {
-            const int32_t ch = c + t;
-            const ts_rq q = ts_rq_channel(multiplier, shift, ch * step, off);
-            TS_DW_OUT(ya[ch], first[t], ch);
-            if (npix == 2) {
-                const int32_t second = t == 0 ? a0 : (t == 1 ? a1 : (t == 2 ? a2 : a3));
-                TS_DW_OUT(yb[ch], second, ch);
-            }
-        }
-    }
-    for (; c < c_n; ++c) { /* channels beyond the last multiple of 4 */
-        int32_t k, i;
-        for (k = 0; k < npix; ++k) {
-            const int8_t *xp = k ? xb : xa;
-            int32_t acc = bias[c];
-            for (i = 0; i < 9; ++i) {
-                acc += (xp[(size_t)(i / 3) * x_row + (size_t)(i % 3) * c_n + c] + p->input_offset) * w[i * c_n + c];
-            }
-            (k ? yb : ya)[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
-        }
-    }
+/* The same for a border pixel: tap (i, j) only when bit 3i + j of `valid` is set (xo: the offset of the
+ * window's top-left tap, which may lie outside the image; only inside taps are addressed). */
+#define TS_DW_TAPM(i, j)                                                                            \
+    do {                                                                                            \
+        if (valid & (1u << (3 * (i) + (j)))) {                                                      \
+            TS_DW_TAPX(img + xo + (i) * x_row + (j) * x_col, 3 * (i) + (j));                       \
+        }                                                                                           \
+    } while (0)
+
+/* Requantizes a0 .. a3 (channels c .. c + 3) into yr[0 .. 3]. */
+#define TS_DW_STORE4(yr)                                                                            \
+    do {                                                                                            \
+        if (general) {                                                                              \
+            (yr)[0] = ts_requant(a0, multiplier[c * step], shift[c * step], off, lo, hi);           \
+            (yr)[1] = ts_requant(a1, multiplier[(c + 1) * step], shift[(c + 1) * step], off, lo, hi); \
+            (yr)[2] = ts_requant(a2, multiplier[(c + 2) * step], shift[(c + 2) * step], off, lo, hi); \
+            (yr)[3] = ts_requant(a3, multiplier[(c + 3) * step], shift[(c + 3) * step], off, lo, hi); \
+        } else if (full) {                                                                          \
+            (yr)[0] = (int8_t)ts_ssat8(ts_rq_fast(a0, &q[0]));                                      \
+            (yr)[1] = (int8_t)ts_ssat8(ts_rq_fast(a1, &q[1]));                                      \
+            (yr)[2] = (int8_t)ts_ssat8(ts_rq_fast(a2, &q[2]));                                      \
+            (yr)[3] = (int8_t)ts_ssat8(ts_rq_fast(a3, &q[3]));                                      \
+        } else {                                                                                    \
+            (yr)[0] = ts_clamp8(ts_rq_fast(a0, &q[0]), lo, hi);                                     \
+            (yr)[1] = ts_clamp8(ts_rq_fast(a1, &q[1]), lo, hi);                                     \
+            (yr)[2] = ts_clamp8(ts_rq_fast(a2, &q[2]), lo, hi);                                     \
+            (yr)[3] = ts_clamp8(ts_rq_fast(a3, &q[3]), lo, hi);                                     \
+        }                                                                                           \
+    } while (0)
+
+/* Channels c .. c + 3 of a depthwise conv (multiplier 1) over the whole output: the group's requantization
+ * constants, and for a 3x3 kernel its sign-extended weights, are made once. Each output row runs as a
+ * left border, an interior whose 3x3 windows lie inside the image (straight-line taps, pointers stepping
+ * by the stride) and a right border; border pixels take their part of the window. */
+#define TS_DW_GROUP(NAME, MODE)                                                                                \
+static TS_NOINLINE void NAME(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,             \
+                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)  \
+{                                                                                                              \
+    const int32_t c_n = p->in_c, off = p->output_offset, lo = p->act_min, hi = p->act_max;                     \
+    const int32_t step = p->per_channel ? 1 : 0, general = MODE == 0;                                          \
+    const int full = MODE == 1, k3 = p->k_h == 3 && p->k_w == 3;                                               \
+    const uint32_t offset = ts_dup16(p->input_offset);                                                         \
+    const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;              \
+    const int32_t x_step = p->stride_w * c_n;                                                                  \
+    const int32_t b0 = bias[c], b1 = bias[c + 1], b2 = bias[c + 2], b3 = bias[c + 3];                          \
+    /* output columns whose window lies inside the image: [ow_lo, ow_hi) (3x3 kernels only) */                 \
+    int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;                                             \
+    int32_t ow_hi = (p->in_w - 1 - (p->k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1;                   \
+    uint64_t wx[9];                                                                                            \
+    ts_rq q[4];                                                                                                \
+    int32_t t, b, oh, ow;                                                                                      \
+    ow_hi = ow_hi < p->out_w ? ow_hi : p->out_w;                                                               \
+    if (!k3 || ow_lo > ow_hi) {                                                                                \
+        ow_lo = ow_hi = p->out_w;                                                                              \
+    }                                                                                                          \
+    for (t = 0; t < 4; ++t) {                                                                                  \
+        q[t] = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * off + 1);                                  \
+    }                                                                                                          \
+    for (t = 0; k3 && t < 9; ++t) {                                                                            \
+        const uint32_t v = ts_read32(w + (size_t)t * c_n + c);                                                 \
+        wx[t] = ts_sxtb16(v) | (uint64_t)ts_sxtb16_ror8(v) << 32;                                              \
+    }                                                                                                          \
+    for (b = 0; b < p->batches; ++b) {                                                                         \
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;                                       \
+        for (oh = 0; oh < p->out_h; ++oh) {                                                                    \
+            const int32_t h0 = oh * p->stride_h - p->pad_top;                                                  \
+            int32_t i_lo = 0, i_hi = p->k_h; /* kernel rows inside the image: [i_lo, i_hi) */                  \
+            int8_t *yr = y + ((size_t)(b * p->out_h + oh) * p->out_w) * c_n + c;                               \
+            while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {                                                  \
+                ++i_lo;                                                                                        \
+            }                                                                                                  \
+            while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {                                     \
+                --i_hi;                                                                                        \
+            }                                                                                                  \
+            for (ow = 0; ow < p->out_w; ++ow, yr += c_n) {                                                     \
+                const int32_t w0 = ow * p->stride_w - p->pad_left;                                             \
+                int32_t a0 = b0, a1 = b1, a2 = b2, a3 = b3, j_lo = 0, j_hi = p->k_w;                           \
+                if (ow == ow_lo && i_lo == 0 && i_hi == 3) { /* the interior run */                            \
+                    const int8_t *xq0 = img + ((size_t)h0 * p->in_w + w0) * c_n;                               \
+                    for (; ow < ow_hi; ++ow, yr += c_n, xq0 += x_step) {                                       \
+                        const int8_t *xq = xq0;                                                                \
+                        int32_t xc = x_col;                                                                    \
+                        TS_OPAQUE(xq);                                                                         \
+                        TS_OPAQUE(xc);                                                                         \
+                        a0 = b0;                                                                               \
+                        a1 = b1;                                                                               \
+                        a2 = b2;                                                                               \
+                        a3 = b3;                                                                               \
+                        TS_DW_TAPX(xq, 0);                                                                     \
+                        TS_DW_TAPX(xq + xc, 1);                                                                \
+                        TS_DW_TAPX(xq + 2 * xc, 2);                                                            \
+                        xq += x_row;                                                                           \
+                        TS_DW_TAPX(xq, 3);                                                                     \
+                        TS_DW_TAPX(xq + xc, 4);                                                                \
+                        TS_DW_TAPX(xq + 2 * xc, 5);                                                            \
+                        xq += x_row;                                                                           \
+                        TS_DW_TAPX(xq, 6);                                                                     \
+                        TS_DW_TAPX(xq + xc, 7);                                                                \
+                        TS_DW_TAPX(xq + 2 * xc, 8);                                                            \
+                        TS_DW_STORE4(yr);                                                                      \
+                    }                                                                                          \
+                    --ow; /* the for loop steps past the run */                                                \
+                    yr -= c_n;                                                                                 \
+                    continue;                                                                                  \
+                }                                                                                              \
+                if (k3) { /* a 3x3 window cut by the border: the valid taps, pre-extended weights */           \
+                    const ptrdiff_t xo = ((ptrdiff_t)h0 * p->in_w + w0) * c_n;                                 \
+                    uint32_t valid = 0, cols = 0;                                                              \
+                    int32_t i;                                                                                 \
+                    for (i = 0; i < 3; ++i) {                                                                  \
+                        const int32_t iw = w0 + i * p->dil_w;                                                  \
+                        cols |= (uint32_t)(iw >= 0 && iw < p->in_w) << i;                                      \
+                    }                                                                                          \
+                    for (i = i_lo; i < i_hi; ++i) {                                                            \
+                        valid |= cols << (3 * i);                                                              \
+                    }                                                                                          \
+                    TS_DW_TAPM(0, 0);                                                                          \
+                    TS_DW_TAPM(0, 1);                                                                          \
+                    TS_DW_TAPM(0, 2);                                                                          \
+                    TS_DW_TAPM(1, 0);                                                                          \
+                    TS_DW_TAPM(1, 1);                                                                          \
+                    TS_DW_TAPM(1, 2);                                                                          \
+                    TS_DW_TAPM(2, 0);                                                                          \
+                    TS_DW_TAPM(2, 1);                                                                          \
+                    TS_DW_TAPM(2, 2);                                                                          \
+                } else {                                                                                       \
+                    while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {                                          \
+                        ++j_lo;                                                                                \
+                    }                                                                                          \
+                    while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {                             \
+                        --j_hi;                                                                                \
+                    }                                                                                          \
+                    TS_DW_WINDOW(img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n, \
+                                 w + ((size_t)i_lo * p->k_w + j_lo) * c_n + c, i_hi - i_lo, j_hi - j_lo);      \
+                }                                                                                              \
+                TS_DW_STORE4(yr);                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
 }
 
-/* Any other depthwise output pixel (multiplier 1): the taps of a rows x cols window of the kernel. */
-static TS_NOINLINE void ts_dw_pixel_dsp(const ts_conv_params *p, const int8_t *xp, const int8_t *wp,
-                                        int32_t rows, int32_t cols, const int32_t *bias,
-                                        const int32_t *multiplier, const int32_t *shift, int8_t *y)
-{
-    TS_DW_SETUP();
-    const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;
-    int32_t c, i, j;
-    for (c = 0; c < c4; c += 4) {
-        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-        const int8_t *xr = xp + c, *wr = wp + c;
-        ts_rq q;
-        for (i = 0; i < rows; ++i, xr += x_row, wr += w_row) {
-            const int8_t *xq = xr, *wq = wr;
-            for (j = 0; j < cols; ++j, xq += x_col, wq += c_n) {
-                TS_DW_TAP(xq, wq);
-            }
-        }
-        q = ts_rq_channel(multiplier, shift, c * step, off);
-        TS_DW_OUT(y[c], a0, c);
-        q = ts_rq_channel(multiplier, shift, (c + 1) * step, off);
-        TS_DW_OUT(y[c + 1], a1, c + 1);
-        q = ts_rq_channel(multiplier, shift, (c + 2) * step, off);
-        TS_DW_OUT(y[c + 2], a2, c + 2);
-        q = ts_rq_channel(multiplier, shift, (c + 3) * step, off);
-        TS_DW_OUT(y[c + 3], a3, c + 3);
-    }
-    for (; c < c_n; ++c) {
-        int32_t acc = bias[c];
-        for (i = 0; i < rows; ++i) {
-            for (j = 0; j < cols; ++j) {
-                acc += (xp[(size_t)i * x_row + (size_t)j * x_col + c] + p->input_offset) *
-                       wp[(size_t)i * w_row + (size_t)j * c_n + c];
-            }
-        }
-        y[c] = ts_requant(acc, multiplier[c * step], shift[c * step], off, lo, hi);
-    }
-}
+TS_DW_GROUP(ts_dw_group_general, 0)
+TS_DW_GROUP(ts_dw_group_full, 1)
+TS_DW_GROUP(ts_dw_group_clamp, 2)
 
+/* Depthwise with multiplier 1: groups of 4 channels on the DSP path, the last in_c % 4 channels portably. */
 static void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w,
-                                     const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                     const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                      int8_t *y)
 {
-    const int32_t c_n = p->in_c, x_step = p->stride_w * c_n;
-    const int full3 = p->k_h == 3 && p->k_w == 3 && p->dil_w == 1;
-    int32_t b, oh, ow;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            int32_t i_lo = 0, i_hi = p->k_h; /* kernel rows inside the image: [i_lo, i_hi) */
-            while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
-                ++i_lo;
-            }
-            while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
-                --i_hi;
-            }
-            for (ow = 0; ow < p->out_w;) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                int32_t j_lo = 0, j_hi = p->k_w;
-                const int8_t *xp;
-                while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
-                    ++j_lo;
+    const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    int32_t c, b, oh, ow, m, i, j;
+    for (c = 0; c < c4; c += 4) {
+        if (p->general_requant) {
+            ts_dw_group_general(p, x, w, c, bias, multiplier, shift, y);
+        } else if (p->act_min == -128 && p->act_max == 127) {
+            ts_dw_group_full(p, x, w, c, bias, multiplier, shift, y);
+        } else {
+            ts_dw_group_clamp(p, x, w, c, bias, multiplier, shift, y);
+        }
+    }
+    for (m = c4; m < c_n; ++m) {
+        const int32_t ch = p->per_channel ? m : 0;
+        for (b = 0; b < p->batches; ++b) {
+            const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
+            for (oh = 0; oh < p->out_h; ++oh) {
+                for (ow = 0; ow < p->out_w; ++ow) {
+                    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+                    int32_t acc = bias[m];
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            if (ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w) {
+                                acc += (img[((size_t)ih * p->in_w + iw) * c_n + m] + p->input_offset) *
+                                       w[((size_t)i * p->k_w + j) * c_n + m];
+                            }
+                        }
+                    }
+                    y[(((size_t)b * p->out_h + oh) * p->out_w + ow) * c_n + m] =
+                        ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
                 }
-                while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
-                    --j_hi;
-                }
-                xp = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
-                if (full3 && i_hi - i_lo == 3 && j_hi - j_lo == 3) {
-                    /* the next pixel's window is inside too when it exists and ends inside the row */
-                    const int two = 0 && ow + 1 < p->out_w && w0 + p->stride_w + 3 <= p->in_w;
-                    ts_dw_3x3_dsp(p, xp, xp + x_step, w, bias, multiplier, shift, y, y + c_n, two ? 2 : 1);
-                    ow += two ? 2 : 1;
-                    y += (two ? 2 : 1) * c_n;
-                    continue;
-                }
-                ts_dw_pixel_dsp(p, xp, w + ((size_t)i_lo * p->k_w + j_lo) * c_n, i_hi - i_lo, j_hi - j_lo, bias,
-                                multiplier, shift, y);
-                ++ow;
-                y += c_n;
             }
         }
     }
 }
 
-/* Four weight rows against one input row: the input offset is added while sign-extending (SXTAB16). */
-static TS_NOINLINE void ts_fc_rows4(const int8_t *x, const int8_t *w, int32_t k_n, uint32_t offset,
-                                    int32_t *acc)
-{
-    const int8_t *end = x + (k_n & ~3), *w1 = w + k_n, *w2 = w1 + k_n, *w3 = w2 + k_n;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    while (x != end) {
-        const uint32_t xv = ts_read32(x);
-        const uint32_t x02 = ts_sxtab16(offset, xv), x13 = ts_sxtab16_ror8(offset, xv);
-        uint32_t wv = ts_read32(w);
-        a0 = ts_smlad(x02, ts_sxtb16(wv), a0);
-        a0 = ts_smlad(x13, ts_sxtb16_ror8(wv), a0);
-        wv = ts_read32(w1);
-        a1 = ts_smlad(x02, ts_sxtb16(wv), a1);
-        a1 = ts_smlad(x13, ts_sxtb16_ror8(wv), a1);
-        wv = ts_read32(w2);
-        a2 = ts_smlad(x02, ts_sxtb16(wv), a2);
-        a2 = ts_smlad(x13, ts_sxtb16_ror8(wv), a2);
-        wv = ts_read32(w3);
-        a3 = ts_smlad(x02, ts_sxtb16(wv), a3);
-        a3 = ts_smlad(x13, ts_sxtb16_ror8(wv), a3);
-        x += 4;
-        w += 4;
-        w1 += 4;
-        w2 += 4;
-        w3 += 4;
+/* Four weight rows against one input row. The generator folds the input offset into the bias
+ * (-zero_point * sum(w), exact), so the rows run without it (13 values live); with an offset SXTAB16 adds it. */
+#define TS_FC_ROWS4(NAME, X02, X13)                                                                 \
+    static TS_NOINLINE void NAME(const int8_t *x, const int8_t *w, int32_t k_n, uint32_t offset, int32_t *acc) \
+    {                                                                                               \
+        const int8_t *end = x + (k_n & ~3), *w1 = w + k_n, *w2 = w1 + k_n, *w3 = w2 + k_n;          \
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];                                 \
+        (void)offset;                                                                               \
+        while (x != end) {                                                                          \
+            const uint32_t xv = ts_read32(x), x02 = X02, x13 = X13;                                 \
+            uint32_t wv = ts_read32(w);                                                             \
+            a0 = ts_smlad(x02, ts_sxtb16(wv), a0);                                                  \
+            a0 = ts_smlad(x13, ts_sxtb16_ror8(wv), a0);                                             \
+            wv = ts_read32(w1);                                                                     \
+            a1 = ts_smlad(x02, ts_sxtb16(wv), a1);                                                  \
+            a1 = ts_smlad(x13, ts_sxtb16_ror8(wv), a1);                                             \
+            wv = ts_read32(w2);                                                                     \
+            a2 = ts_smlad(x02, ts_sxtb16(wv), a2);                                                  \
+            a2 = ts_smlad(x13, ts_sxtb16_ror8(wv), a2);                                             \
+            wv = ts_read32(w3);                                                                     \
+            a3 = ts_smlad(x02, ts_sxtb16(wv), a3);                                                  \
+            a3 = ts_smlad(x13, ts_sxtb16_ror8(wv), a3);                                             \
+            x += 4;                                                                                 \
+            w += 4;                                                                                 \
+            w1 += 4;                                                                                \
+            w2 += 4;                                                                                \
+            w3 += 4;                                                                                \
+        }                                                                                           \
+        acc[0] = a0;                                                                                \
+        acc[1] = a1;                                                                                \
+        acc[2] = a2;                                                                                \
+        acc[3] = a3;                                                                                \
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-}
+
+TS_FC_ROWS4(ts_fc_rows4, ts_sxtb16(xv), ts_sxtb16_ror8(xv))
+TS_FC_ROWS4(ts_fc_rows4_offset, ts_sxtab16(offset, xv), ts_sxtab16_ror8(offset, xv))
 
 static void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int8_t *w,
-                                      const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                                      const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                       int8_t *y)
 {
     const int32_t k_n = p->in_features, k4 = k_n & ~3;
@@ -810,7 +869,7 @@ static void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, co
             const int32_t rows = p->out_features - n < 4 ? p->out_features - n : 4;
             int32_t acc[4] = {0, 0, 0, 0};
             if (rows == 4) {
-                ts_fc_rows4(row, w + (size_t)n * k_n, k_n, offset, acc);
+                (p->input_offset ? ts_fc_rows4_offset : ts_fc_rows4)(row, w + (size_t)n * k_n, k_n, offset, acc);
             }
             for (t = 0; t < rows; ++t) {
                 const int8_t *wn = w + (size_t)(n + t) * k_n;
@@ -822,7 +881,7 @@ static void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, co
                 if (p->general_requant) {
                     y[n + t] = ts_requant(acc[t], multiplier[ch], shift[ch], off, lo, hi);
                 } else {
-                    const ts_rq q = ts_rq_channel(multiplier, shift, ch, off);
+                    const ts_rq q = ts_rq_channel(multiplier, shift, ch, 2 * off + 1);
                     y[n + t] = ts_clamp8(ts_rq_fast(acc[t], &q), lo, hi);
                 }
             }
@@ -834,7 +893,7 @@ static void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, co
 #endif /* TINYSTUDIO_DSP */
 
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch)
+                const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
 #if TINYSTUDIO_DSP
     if (p->groups == 1 && scratch != NULL) {
@@ -848,7 +907,7 @@ void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const
 }
 
 void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                          const int32_t *multiplier, const int32_t *shift, int8_t *y)
+                          const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
 #if TINYSTUDIO_DSP
     if (p->out_c == p->in_c) {
@@ -860,7 +919,7 @@ void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t
 }
 
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                           const int32_t *multiplier, const int32_t *shift, int8_t *y)
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
 #if TINYSTUDIO_DSP
     ts_fully_connected_s8_dsp(p, x, w, bias, multiplier, shift, y);

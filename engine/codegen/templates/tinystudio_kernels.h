@@ -121,18 +121,18 @@ int32_t ts_rounding_divide_by_pot(int32_t x, int32_t exponent);
 int32_t ts_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                const int32_t *multiplier, const int32_t *shift, int8_t *y, int16_t *scratch);
+                const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                          const int32_t *multiplier, const int32_t *shift, int8_t *y);
+                          const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                           const int32_t *multiplier, const int32_t *shift, int8_t *y);
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y);
 /* The portable kernels, callable on every build (the DSP entry points above fall back to them). */
 void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                    const int32_t *multiplier, const int32_t *shift, int8_t *y);
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                              const int32_t *multiplier, const int32_t *shift, int8_t *y);
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                               const int32_t *multiplier, const int32_t *shift, int8_t *y);
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
 
 void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);

@@ -1,0 +1,258 @@
+"""train(): fit any IR graph to a Dataset through its PyTorch form (engine.exporters.torch_export), on CPU.
+
+    g2, rep = train(graph, load_dataset("digits"), epochs=10, seed=0)
+    rep.accuracy, rep.history[-1], rep.confusion, rep.early_stopped
+
+Adam on cross-entropy (classification; a final Softmax is trained through its logits) or mean squared error
+(regression, reconstruction). Early stopping watches the validation loss; the returned graph holds the
+weights of the best epoch. Deterministic for a seed: shuffling uses numpy's generator, dropout and
+initialisation torch's, inside a forked RNG with deterministic algorithms on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.data import Dataset, DataError
+from engine.errors import GraphError, TinyStudioError
+from engine.exporters.torch_export import GraphModule, from_torch_weights
+from engine.ir import Graph
+from engine.train.fakequant import WeightFn, weight_quantizer
+from engine.train.graphs import check_fits, is_int8, logits_view, rebatch, to_layout
+from engine.train.metrics import forward_batches, metrics
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """accuracy: validation accuracy 0..1 of the returned (best) weights; R^2 for regression/reconstruction.
+    history: one {"epoch", "train_loss", "val_loss", "val_accuracy", "seconds"} per epoch run."""
+
+    accuracy: float
+    history: tuple[dict, ...]
+    confusion: list[list[int]] | None
+    epochs_run: int
+    early_stopped: bool
+    seconds: float
+    seed: int
+    best_epoch: int = 0
+    loss: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "history": list(self.history),
+                "confusion": self.confusion, "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
+                "early_stopped": self.early_stopped, "seconds": self.seconds, "seed": self.seed}
+
+
+class TrainModule(GraphModule):
+    """GraphModule whose trainable constants pass through `weight_fn` (fake quantization) in forward.
+
+    from_torch_weights reads constants through tensor() too, so the written-back weights are the ones the
+    validation measured (already on the quantization grid)."""
+
+    def __init__(self, graph: Graph, weight_fn: WeightFn | None = None, simulate_quant: bool = False):
+        super().__init__(graph, simulate_quant)
+        self.weight_fn = weight_fn
+
+    def tensor(self, name: str) -> torch.Tensor:
+        holder, key = self._const_attr[name]
+        if holder == "params":
+            p = self.params[key]
+            return p if self.weight_fn is None else self.weight_fn(name, p)
+        return getattr(self.consts, key)
+
+
+def _check_outputs(view: Graph, data: Dataset, what: str) -> None:
+    """Every output must give one prediction per sample of the size the task needs."""
+    if data.task == "classification":
+        need, desc = data.classes, f"{data.classes} classes"
+    elif data.task == "regression":
+        need = int(np.prod(data.y_train.shape[1:], dtype=np.int64))
+        desc = f"{need} regression target(s)"
+    else:
+        need, desc = int(np.prod(data.input_shape, dtype=np.int64)), f"reconstructions of {list(data.input_shape)}"
+    for name in view.outputs:
+        shape = view.tensors[name].shape
+        size = int(np.prod(shape[1:], dtype=np.int64)) if shape else 0
+        if size != need:
+            raise GraphError(f"{what} output '{name}' has shape {list(shape)}, but data set '{data.name}' needs "
+                             f"{desc} per sample")
+
+
+def _constant_names(graph: Graph, module: GraphModule, names: Iterable[str], what: str) -> set[str]:
+    """Constant names, with node names expanded to the node's trainable constants."""
+    out: set[str] = set()
+    nodes = {n.name: n for n in graph.nodes}
+    for name in names:
+        if name in module.tensor_keys:
+            out.add(name)
+        elif name in nodes:
+            out.update(i for i in nodes[name].inputs if i in module.tensor_keys)
+        else:
+            raise TinyStudioError(f"{what}: '{name}' is neither a constant nor a node of graph '{graph.name}'")
+    return out
+
+
+def _masks(module: GraphModule, weight_mask: dict | None) -> dict[str, torch.Tensor]:
+    masks = {}
+    for name, m in (weight_mask or {}).items():
+        if name not in module.tensor_keys:
+            raise TinyStudioError(f"weight_mask: '{name}' is not a constant of the graph")
+        t = module.tensor_keys[name]
+        value = module.params[t.split(".", 1)[1]] if t.startswith("params.") else None
+        if value is None:
+            raise TinyStudioError(f"weight_mask: '{name}' is not a trainable constant")
+        m = torch.as_tensor(np.asarray(m), dtype=value.dtype)
+        if tuple(m.shape) != tuple(value.shape):
+            raise TinyStudioError(f"weight_mask: mask for '{name}' has shape {list(m.shape)}, the constant "
+                                  f"{list(value.shape)}")
+        masks[name] = (value, m)
+    return masks
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, task: str, soft: torch.Tensor | None, alpha: float,
+          temp: float) -> torch.Tensor:
+    if task == "classification":
+        hard = F.cross_entropy(out, target)
+        if soft is None:
+            return hard
+        kd = F.kl_div(F.log_softmax(out / temp, dim=1), F.log_softmax(soft / temp, dim=1), reduction="batchmean",
+                      log_target=True) * temp * temp  # Hinton et al.: T^2 keeps gradient scale across T
+        return alpha * kd + (1.0 - alpha) * hard
+    hard = F.mse_loss(out, target)
+    return hard if soft is None else alpha * F.mse_loss(out, soft) + (1.0 - alpha) * hard
+
+
+def _teacher_outputs(teacher: Graph, data: Dataset, batch: int) -> torch.Tensor:
+    check_fits(teacher, data.input_shape, data.name)
+    view = logits_view(teacher)
+    _check_outputs(view, data, "teacher")
+    b = min(batch, len(data.x_train))
+    module = GraphModule(rebatch(view, b), simulate_quant=is_int8(teacher))
+    return forward_batches(module, view, data.x_train, b)[0]
+
+
+def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
+          patience: int | None = 3, progress: Progress | None = None, teacher: Graph | None = None,
+          distill_alpha: float = 0.5, distill_temperature: float = 4.0, weight_mask: dict | None = None,
+          fake_quant=None, freeze: Iterable[str] | None = None, threads: int | None = 1) -> tuple[Graph, TrainReport]:
+    """Train `graph` on `data`; returns the graph with the best-validation-loss weights and a TrainReport.
+
+    patience: epochs without a lower validation loss before stopping (None or 0: never stop early).
+    progress(fraction, message): called during training; raising from it cancels the run.
+    teacher: a graph whose outputs are distilled into the student (KL on softened logits, weight distill_alpha).
+    weight_mask: {constant name: 0/1 array}; masked weights are zeroed and stay zero (pruning fine-tune).
+    fake_quant: a spec or callable for quantization-aware training (engine.train.fakequant).
+    freeze: constant or node names whose weights are not trained.
+    threads: torch CPU threads while training (1 by default: small models train fastest on one thread, and a
+    busy machine does not slow them down by oversubscription); None keeps torch's setting.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise TinyStudioError(f"epochs must be a positive integer, got {epochs!r}")
+    if not lr > 0:
+        raise TinyStudioError(f"learning rate must be positive, got {lr!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise TinyStudioError(f"batch size must be a positive integer, got {batch_size!r}")
+    if not 0.0 <= distill_alpha <= 1.0 or distill_temperature <= 0:
+        raise TinyStudioError("distill_alpha must be in 0..1 and distill_temperature positive")
+    n = len(data.x_train)
+    if n < 2 or len(data.x_val) < 1:
+        raise DataError(f"data set '{data.name}' needs at least 2 training and 1 validation sample")
+    check_fits(graph, data.input_shape, data.name)
+    view = logits_view(graph)
+    _check_outputs(view, data, f"graph '{graph.name}'")
+    batch = min(batch_size, n)
+    bview = rebatch(view, batch)
+    start = time.perf_counter()
+    say = progress or (lambda f, m: None)
+    say(0.0, f"training {graph.name} on {data.name}: {n} samples, batches of {batch}")
+    y_train = torch.from_numpy(data.y_train)
+    det, nthreads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            soft_all = _teacher_outputs(teacher, data, batch) if teacher is not None else None
+            module = TrainModule(bview, simulate_quant=is_int8(graph))
+            if fake_quant is not None:
+                module.weight_fn = weight_quantizer(graph, fake_quant)
+            frozen = _constant_names(graph, module, freeze or (), "freeze")
+            masks = _masks(module, weight_mask)
+            params = [p for name, key in module.tensor_keys.items() if key.startswith("params.") and name not in frozen
+                      for p in [module.params[key.split(".", 1)[1]]]]
+            for name, key in module.tensor_keys.items():
+                if key.startswith("params.") and name in frozen:
+                    module.params[key.split(".", 1)[1]].requires_grad_(False)
+            if not params:
+                raise TinyStudioError(f"graph '{graph.name}' has nothing to train (no trainable constants left)")
+            with torch.no_grad():
+                for value, m in masks.values():
+                    value.mul_(m)
+            opt = torch.optim.Adam(params, lr=lr)
+            rng = np.random.default_rng(seed)
+            steps = n // batch  # drop the last partial batch: the module's batch size is fixed
+            history: list[dict] = []
+            best: tuple[float, int, dict, dict] | None = None
+            bad, stopped = 0, False
+            for epoch in range(1, epochs + 1):
+                t0 = time.perf_counter()
+                module.train()
+                order = rng.permutation(n)
+                total = 0.0
+                for s in range(steps):
+                    idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
+                    xb = torch.from_numpy(data.x_train[idx.numpy()])
+                    outs = module(to_layout(view, xb))
+                    outs = outs if isinstance(outs, tuple) else (outs,)
+                    target = y_train[idx]
+                    if data.task != "classification":
+                        target = target.reshape(batch, -1).float()
+                    soft = soft_all[idx] if soft_all is not None else None
+                    loss = sum(_loss(o.reshape(batch, -1), target, data.task, soft, distill_alpha,
+                                     distill_temperature) for o in outs) / len(outs)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for value, m in masks.values():
+                        if value.grad is not None:
+                            value.grad.mul_(m)
+                    opt.step()
+                    with torch.no_grad():
+                        for value, m in masks.values():
+                            value.mul_(m)  # Adam's momentum would otherwise revive pruned weights
+                    total += float(loss.detach())
+                    if steps >= 50 and (s + 1) % (steps // 5) == 0 and s + 1 < steps:  # long epochs only
+                        say((epoch - 1 + (s + 1) / steps) / epochs, f"epoch {epoch}/{epochs}")
+                val = metrics(forward_batches(module, view, data.x_val, batch)[0], data.y_val, data.task,
+                              data.classes)
+                rec = {"epoch": epoch, "train_loss": total / max(steps, 1), "val_loss": val["loss"],
+                       "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - t0}
+                history.append(rec)
+                say(epoch / epochs, f"epoch {epoch}/{epochs}: train loss {rec['train_loss']:.4f}, val loss "
+                                    f"{val['loss']:.4f}, val accuracy {val['accuracy']:.2%}")
+                if best is None or val["loss"] < best[0]:
+                    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                    best, bad = (val["loss"], epoch, state, val), 0
+                else:
+                    bad += 1
+                    if patience and bad >= patience and epoch < epochs:
+                        stopped = True
+                        break
+            module.load_state_dict(best[2])
+            trained = from_torch_weights(graph, module)
+        finally:
+            torch.use_deterministic_algorithms(det)
+            torch.set_num_threads(nthreads)
+    val = best[3]
+    trained.meta["training"] = {"dataset": data.to_json(), "accuracy": val["accuracy"], "epochs_run": len(history),
+                                "best_epoch": best[1], "seed": seed, "lr": lr, "batch_size": batch}
+    report = TrainReport(val["accuracy"], tuple(history), val["confusion"], len(history), stopped,
+                         time.perf_counter() - start, seed, best[1], val["loss"])
+    return trained, report

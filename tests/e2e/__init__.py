@@ -1,0 +1,1 @@
+"""Browser tests: the studio served by `tinystudio studio`, driven with Playwright in Debian's Chromium."""
