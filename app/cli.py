@@ -415,6 +415,96 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def _compress_params(items: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise TinyStudioError(f"--param {item!r}: expected KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _save_compressed(graph, out: str) -> None:
+    """_save_model, with ONNX opset 21 when the graph holds int4 weights (older opsets have no INT4)."""
+    if out.lower().endswith(".onnx") and any(t.dtype == "int4" for t in graph.tensors.values()):
+        from engine.exporters.onnx_export import save_onnx
+
+        tmp = f"{out}.tmp-{os.getpid()}"
+        try:
+            save_onnx(graph, tmp, opset=21)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return
+    _save_model(graph, out)
+
+
+def cmd_compress(args) -> int:
+    """One compression action, headless: before/after MACs, weight bytes, peak SRAM and accuracy.
+
+    A zoo: MODEL is built for the data set and, being randomly initialized (its accuracy means nothing),
+    trained first for --train-epochs (reported under "pretrained"); --no-train skips that."""
+    from engine.compress import compress, get_action, parse_params
+
+    action = get_action(args.action)  # unknown action / parameter: one line listing the valid ones
+    params = parse_params(action, _compress_params(args.param))
+    out = args.out
+    if not out.lower().endswith((".onnx", ".tsgraph")):
+        raise TinyStudioError(f"--out {out}: write a .onnx or .tsgraph file")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise TinyStudioError(f"--out {out}: folder {folder} does not exist")
+    data = None
+    if args.dataset:
+        from engine.data import load_dataset
+
+        data = load_dataset(args.dataset, seed=args.seed)
+    elif action.needs_data:
+        raise TinyStudioError(f"action '{action.name}' needs --dataset NAME|PATH (see `tinystudio datasets`; "
+                              "the real built-in is 'digits')")
+    log = None if args.json else (lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr))
+    is_zoo = args.model.strip().lower().startswith("zoo:")
+    if data is not None:
+        graph = _train_model(args, data)
+    elif args.model.lower().endswith(".tsgraph"):
+        from engine.serialize import load
+
+        graph = load(args.model)
+    else:
+        graph = open_model(args)
+    pretrained = None
+    if is_zoo and data is not None and not args.no_train:
+        from engine.train import train
+
+        graph, rep = train(graph, data, epochs=args.train_epochs, lr=3e-3, batch_size=32, seed=args.seed,
+                           patience=5, progress=log)
+        pretrained = {"epochs_run": rep.epochs_run, "accuracy": rep.accuracy,
+                      "note": f"{args.model} is randomly initialized: trained on {data.name} for {rep.epochs_run} "
+                              "epochs before compressing (--no-train skips this)"}
+    res = compress(graph, action.name, params, data, progress=log, seed=args.seed)
+    _save_compressed(res.graph, out)
+    doc = {"model": graph.name, "dataset": data.name if data is not None else None, "pretrained": pretrained,
+           **res.to_json(), "out": out}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    if pretrained:
+        print(f"note     {pretrained['note']} (accuracy {pretrained['accuracy']:.2%})")
+    print(f"action   {res.action} {' '.join(f'{k}={v}' for k, v in doc['params'].items())}")
+    rows = [("", "MACs", "weight bytes", "peak SRAM", "accuracy")]
+    for name, m in (("before", res.before), ("after", res.after)):
+        acc = "-" if m["accuracy"] is None else f"{m['accuracy']:.2%}"
+        rows.append((name, _fmt(m["macs"]), _fmt(m["weight_bytes"]), _fmt(m["activation_peak_bytes"]), acc))
+    for r in rows:
+        print(f"{r[0]:<8} " + "  ".join(c.rjust(13) for c in r[1:]))
+    for n in res.notes + [w for w in (res.report.get("warnings") or []) if isinstance(w, str)]:
+        print(f"note     {n}")
+    print(f"wrote    {out}")
+    return 0
+
+
 def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[list[str], dict]:
     """The streamlit command line and environment that start the studio."""
     from engine.importers import MAX_UPLOAD_BYTES
@@ -501,6 +591,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, metavar="FILE", help="the trained model: .onnx or .tsgraph")
     tr.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     tr.set_defaults(fn=cmd_train)
+    cp = model_cmd("compress", "Run one compression action and print what it buys and costs (before/after).")
+    cp.add_argument("--action", required=True, metavar="NAME",
+                    help="fold-bn, quantize-int8, qat-int8, mixed-precision, ternary, prune-magnitude, "
+                         "prune-channels, low-rank, distill, early-exit")
+    cp.add_argument("--param", action="append", metavar="KEY=VALUE", help="action parameter (repeatable)")
+    cp.add_argument("--dataset", metavar="NAME|PATH",
+                    help="a built-in (see `tinystudio datasets`) or a .npz, .csv or .zip file; every action but "
+                         "fold-bn needs one")
+    cp.add_argument("--out", required=True, metavar="FILE", help="the new model: .onnx or .tsgraph")
+    cp.add_argument("--seed", type=int, default=0, help="split, training and sampling seed (default 0)")
+    cp.add_argument("--train-epochs", type=int, default=20,
+                    help="a zoo: MODEL is trained on the data set first for at most this many epochs (default 20)")
+    cp.add_argument("--no-train", action="store_true", help="do not train a zoo: MODEL before compressing")
+    cp.set_defaults(fn=cmd_compress)
     ds = sub.add_parser("datasets", help="List the built-in data sets.")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(fn=cmd_datasets)

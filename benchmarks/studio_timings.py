@@ -45,29 +45,39 @@ def _drawn(page, title: str) -> None:
         page.get_by_role("button", name="Build and verify").wait_for(timeout=60_000)
     elif title == "Sessions":
         page.get_by_role("tab", name="All sessions").wait_for(timeout=60_000)
-    ui.wait_idle(page)
+    # The page's script run has finished (no fixed pause here, unlike ui.wait_idle: this is a timer).
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(state="attached",
+                                                                                        timeout=60_000)
 
 
-def page_loads(browser, url: str, session: str) -> dict[str, float]:
-    """One new browser session: the app's first load, then each page's first visit with `session` open."""
+def _busy(cdp) -> float:
+    """Seconds the page's renderer main thread has spent on tasks (scripts, layout, paint) so far."""
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}["TaskDuration"]
+
+
+def page_loads(browser, url: str, session: str) -> dict[str, tuple[float, float]]:
+    """One new browser session: the app's first load, then each page's first visit with `session` open;
+    per page (wall seconds, seconds the browser's main thread was busy)."""
     ctx = browser.new_context(viewport=ui.VIEWPORT)
     try:
         page = ctx.new_page()
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Performance.enable")
         times = {}
-        t0 = time.perf_counter()
+        b0, t0 = _busy(cdp), time.perf_counter()
         page.goto(url)
         page.get_by_role("heading", name="Sessions", exact=True).wait_for(timeout=60_000)
         _drawn(page, "Sessions")
-        times["Sessions (app first load)"] = time.perf_counter() - t0
+        times["Sessions (app first load)"] = (time.perf_counter() - t0, _busy(cdp) - b0)
         ui.open_session(page, session)
         for title in ("Design", "Profile", "Model view", "History", "Export", "Sessions"):
             if title == "Design":  # open_session has just shown it: time a revisit from another page instead
                 ui.go(page, "Export")
                 _drawn(page, "Export")
-            t0 = time.perf_counter()
+            b0, t0 = _busy(cdp), time.perf_counter()
             ui.go(page, title)
             _drawn(page, title)
-            times[title] = time.perf_counter() - t0
+            times[title] = (time.perf_counter() - t0, _busy(cdp) - b0)
         return times
     finally:
         ctx.close()
@@ -124,9 +134,11 @@ def report(browser, url: str, args) -> int:
     for session in ("KWS", "MobileNetV2"):
         runs = [page_loads(browser, url, session) for _ in range(args.runs)]
         for title in runs[0]:
-            values = [r[title] for r in runs]
+            wall = [r[title][0] for r in runs]
+            busy = [r[title][1] for r in runs]
             results["pages"].setdefault(session, {})[title] = {
-                "cold_s": round(values[0], 3), "warm_median_s": round(statistics.median(values[1:] or values), 3)}
+                "cold_s": round(wall[0], 3), "warm_median_s": round(statistics.median(wall[1:] or wall), 3),
+                "browser_busy_warm_s": round(statistics.median(busy[1:] or busy), 3)}
     picks = [profile_three_mcus(browser, url, "MobileNetV2") for _ in range(args.runs)]
     third = [p[-1] for p in picks]
     results["profile_three_mcus"] = {
@@ -143,11 +155,15 @@ def report(browser, url: str, args) -> int:
         print(json.dumps(results, indent=1))
         return 0 if not misses else 1
     print(f"server up, first page drawn in {cold_start:.2f} s (includes the app's imports)\n")
-    print(f"{'session':<12} {'page':<26} {'cold s':>7} {'warm s':>7}  target < {PAGE_TARGET_S:g} s")
+    print(f"{'session':<12} {'page':<26} {'cold s':>7} {'warm s':>7} {'browser busy s':>15}  target < "
+          f"{PAGE_TARGET_S:g} s")
     for session, pages in results["pages"].items():
         for title, v in pages.items():
             ok = "ok" if max(v["cold_s"], v["warm_median_s"]) < PAGE_TARGET_S else "MISSED"
-            print(f"{session:<12} {title:<26} {v['cold_s']:>7.2f} {v['warm_median_s']:>7.2f}  {ok}")
+            print(f"{session:<12} {title:<26} {v['cold_s']:>7.2f} {v['warm_median_s']:>7.2f} "
+                  f"{v['browser_busy_warm_s']:>15.2f}  {ok}")
+    print("(browser busy: time the page's main thread spent on tasks during a warm load, from Chrome's metrics;\n"
+          " the rest of the wall time is the server's script run, the network and waiting for a CPU)")
     print(f"\nProfile of MobileNetV2 1.0 @224, choosing {', '.join(MCUS)}:")
     for i, p in enumerate(picks):
         print(f"  run {i + 1}: each choice -> fit table lists it: " + ", ".join(f"{x:.2f} s" for x in p))

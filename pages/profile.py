@@ -1,6 +1,3 @@
-import time as _t, sys as _s
-_T0 = _t.perf_counter()
-def _mark(n): print(f'PROFILE {n} {_t.perf_counter()-_T0:.3f}', file=_s.stderr, flush=True)
 """Profile: per-layer charts, the memory timeline, and fit on several MCUs side by side."""
 from __future__ import annotations
 
@@ -13,41 +10,29 @@ from app.state import get_store, profile_of, require_current, session_caption
 from hwmodels.mcu import load_mcus
 
 st.title("Profile")
-_mark(12)
 s, v, graph = require_current()
-_mark(13)
 session_caption(s, v)
-_mark(14)
 mcu_ids, runtime = widgets.mcu_picker()
-_mark(15)
 with widgets.user_errors():
     targets = tuple(profile_targets(mcu_ids, runtime))
     prof = profile_of(v.id, targets)
 # Keep each target's per-layer profile with the version (History compares and exports read them).
 missing = [t for t in targets if db.get_profile(get_store(), v.id, *t) is None]
-_mark(20)
 if missing:
     for t, doc in db.split_targets(prof.to_json()).items():
         if t in missing:
             db.save_profile(get_store(), v.id, t[0], t[1], doc)
 
 tot = prof.totals()
-_mark(26)
 c = st.columns(5)
-_mark(27)
 weights = tot["weight_bytes"] + tot["quant_bytes"]
-_mark(28)
 c[0].metric("MACs", widgets.short_count(tot["macs"]), help=f"{tot['macs']:,} multiply-accumulates per inference")
-_mark(29)
 c[1].metric("Parameters", widgets.short_count(tot["params"]), help=f"{tot['params']:,}")
-_mark(30)
 c[2].metric("Weights (flash)", widgets.short_bytes(weights), help=f"{weights:,} B")
-_mark(31)
 c[3].metric("Activation arena", widgets.short_bytes(tot["activation_peak_bytes"]),
             help=f"{tot['activation_peak_bytes']:,} B placed by the {tot['planner']} planner; layer-by-layer "
                  f"lower bound {tot['activation_lower_bound_bytes']:,} B")
 c[4].metric("Layers", tot["layers"])
-_mark(35)
 
 if prof.targets:
     st.subheader("Fit on the chosen MCUs (estimates)")
@@ -62,24 +47,17 @@ metric = st.radio("Per-layer chart", [*charts.METRICS, "latency (ms, estimate)"]
 event = st.plotly_chart(charts.per_layer_figure(prof, metric), width="stretch", on_select="rerun",
                         key="layer_chart")
 mcus = load_mcus()
-_mark(49)
 st.plotly_chart(charts.memory_timeline(prof, {t.mcu: mcus[t.mcu].sram_bytes for t in prof.targets}),
                 width="stretch", key="memory_chart")
 
 points = (event.selection.points if event and event.selection else []) or []
-_mark(53)
 labels = charts.layer_labels(prof)
-_mark(54)
 default = labels.index(points[0]["x"]) if points and points[0].get("x") in labels else 0
-_mark(55)
 step = st.selectbox("Layer details (or click a bar)", range(len(labels)), index=default,
                     format_func=lambda i: labels[i], key=f"layer_pick_{default}")
 props, estimates = charts.layer_detail_tables(prof, step)
-_mark(58)
 left, right = st.columns([2, 3])
-_mark(59)
 left.dataframe(props, hide_index=True, width="stretch", height="content")
-_mark(60)
 if estimates:
     right.dataframe(estimates, hide_index=True, width="stretch",
                     column_config={"cycles": st.column_config.NumberColumn(format="localized")})

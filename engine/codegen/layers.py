@@ -356,6 +356,15 @@ def _binary_srcs(ctx: EmitContext, node: Node, y: Tensor) -> tuple[str, str]:
     return ptrs[0], ptrs[1]
 
 
+def _add_general(q: dict) -> int:
+    """0 when the DSP build's short ADD requantization applies (tinystudio_kernels.c, ts_add_row_dsp): inputs
+    lifted by 2**21 stay below 2**29 in magnitude (int8 minus zero point < 2**8), the rescaled sum below 2**29,
+    multipliers normalized, input shifts in [-30, 0], the output shift in [-23, -1] (the folded offset and
+    rounding term then stay below 2**31 - 2**29)."""
+    normalized = all((1 << 30) <= q[m] < (1 << 31) for m in ("m1", "m2", "mo"))
+    return int(not (normalized and -30 <= q["e1"] <= 0 and -30 <= q["e2"] <= 0 and -23 <= q["eo"] <= -1))
+
+
 @emits("Add", "Sub")
 def _add(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
@@ -367,7 +376,7 @@ def _add(ctx: EmitContext, node: Node) -> None:
     p = {"it": _bcast(node, y.shape, a.shape, b.shape), "a_offset": -z1, "b_offset": -z2,
          "left_shift": ew.ADD_LEFT_SHIFT, "a_multiplier": q["m1"], "a_shift": q["e1"], "b_multiplier": q["m2"],
          "b_shift": q["e2"], "out_multiplier": q["mo"], "out_shift": q["eo"], "output_offset": zo,
-         "act_min": lo, "act_max": hi, "subtract": int(node.op == "Sub")}
+         "act_min": lo, "act_max": hi, "subtract": int(node.op == "Sub"), "general_requant": _add_general(q)}
     ap, bp = _binary_srcs(ctx, node, y)
     code = ctx.code
     code.kernel = "ts_add_s8"

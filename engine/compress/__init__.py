@@ -25,7 +25,7 @@ from engine.ir import Graph
 from engine.validate import infer_shapes
 
 __all__ = ["ACTIONS", "Action", "CompressError", "CompressResult", "Param", "compress", "get_action",
-           "list_actions", "load_model_param"]
+           "list_actions", "load_model_param", "parse_params"]
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     fold.ACTION, quantize.PTQ_ACTION, quantize.QAT_ACTION, mixed.ACTION, ternary.ACTION, sparse.ACTION,

@@ -4,7 +4,8 @@ The exit head is GlobalAveragePool -> Flatten -> fully connected layer (-> Softm
 a Softmax), reading the activation after the chosen node (`after`: a node or tensor name; "auto" takes
 the single-tensor cut of the graph closest to half of its MACs). The backbone is frozen: the features at
 the exit are computed once for every sample and the head is trained on them alone (engine.train on a
-graph of the head), so the main classifier's function is unchanged.
+graph of the head, on features standardized per channel, a scaling then folded into the FC weights),
+so the main classifier's function is unchanged.
 
 At inference the device runs up to the exit, and stops there when the head's top softmax probability is
 at least `threshold`. On the validation set the report gives the fraction of samples that exit early, the
@@ -147,13 +148,24 @@ def run_early_exit(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Grap
     layout = producer.attrs.get("layout", "NCHW")
     ctx.say(0.02, f"features at {exit_t}")
     feats = {s: predict(graph, getattr(data, f"x_{s}"), [exit_t])[exit_t] for s in ("train", "val")}
-    head_data = dataclasses.replace(data, x_train=feats["train"].astype(np.float32),
-                                    x_val=feats["val"].astype(np.float32), input_shape=tuple(shape[1:]),
+    # Standardize each channel (statistics of the pooled training features) so the head trains in a few
+    # epochs whatever the scale of the backbone's activations; folded into the FC weights afterwards.
+    cax = 1 if layout == "NCHW" or len(shape) == 2 else len(shape) - 1
+    pooled = np.moveaxis(feats["train"], cax, 1).reshape(len(feats["train"]), shape[cax], -1).mean(-1)
+    mean, std = pooled.mean(0), pooled.std(0) + 1e-6
+    bshape = [1] * len(shape)
+    bshape[cax] = -1
+    norm = {k: ((v - mean.reshape(bshape)) / std.reshape(bshape)).astype(np.float32) for k, v in feats.items()}
+    head_data = dataclasses.replace(data, x_train=norm["train"], x_val=norm["val"], input_shape=tuple(shape[1:]),
                                     normalization={}, name=f"{data.name}@{exit_t}")
     head = head_graph(shape, data.classes, layout, softmax, ctx.seed)
     ctx.say(0.15, "training the exit head")
     head, tr = train(head, head_data, epochs=params["epochs"], lr=params["lr"], seed=ctx.seed,
                      progress=ctx.sub(0.15, 0.9))
+    fc = head.node("exit_fc")
+    w, b = head.tensors[fc.inputs[1]].data.astype(np.float64), head.tensors[fc.inputs[2]].data.astype(np.float64)
+    head.tensors[fc.inputs[1]].data = (w / std).astype(np.float32)  # W (classes, C) x ((f - mean) / std)
+    head.tensors[fc.inputs[2]].data = (b - (w / std) @ mean).astype(np.float32)
     g = graph.copy()
     exit_out = attach(g, head, exit_t)
     g.outputs.append(exit_out)
@@ -199,6 +211,6 @@ ACTION = Action("early-exit", "insert an intermediate classifier (GAP + FC) afte
                                    "nearest half the MACs)"),
                     "threshold": Param("float", 0.9, "exit when the top softmax probability is at least this",
                                        min=0.0, max=1.0),
-                    "epochs": Param("int", 20, "training epochs of the exit head", min=1, max=1000),
-                    "lr": Param("float", 3e-3, "learning rate (Adam)", min=0.0, max=1.0, min_open=True)},
+                    "epochs": Param("int", 60, "training epochs of the exit head", min=1, max=1000),
+                    "lr": Param("float", 1e-2, "learning rate (Adam)", min=0.0, max=1.0, min_open=True)},
                 run_early_exit, trains=True)

@@ -273,6 +273,6 @@ ACTION = Action("low-rank", "low-rank factorization: SVD for FC and 1x1 conv, Tu
                                   max=1.0, min_open=True),
                     "kxk": Param("str", "tucker2", "KxK convs: tucker2, or none (SVD of FC / 1x1 only)",
                                  choices=("tucker2", "none")),
-                    "epochs": Param("int", 5, "fine-tuning epochs", min=0, max=1000),
-                    "lr": Param("float", 1e-3, "learning rate (Adam)", min=0.0, max=1.0, min_open=True)},
+                    "epochs": Param("int", 15, "fine-tuning epochs", min=0, max=1000),
+                    "lr": Param("float", 2e-3, "learning rate (Adam)", min=0.0, max=1.0, min_open=True)},
                 run_lowrank, trains=True)

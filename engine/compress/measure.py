@@ -50,26 +50,52 @@ def measure(graph: Graph, data=None) -> dict:
 # ---- inference on samples ---------------------------------------------------------------------------
 
 def predict(graph: Graph, x: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Every sample of `x` (n, *input shape without batch) through `graph` -> {output: (n, ...) float array}.
-    An int8 graph runs on the integer executor with its inputs quantized and outputs dequantized."""
-    name = graph.inputs[0]
+    """Every sample of `x` (n, *sample shape, channels first like the data sets) through `graph` ->
+    {output: (n, ...) float array}; `outputs` may name any activation. Float graphs run batched through
+    their PyTorch form (engine.train's views), int8 graphs sample by sample on the integer executor with
+    inputs quantized and outputs dequantized."""
     outs = outputs or list(graph.outputs)
+    if not len(x):
+        return {o: np.zeros((0, *graph.tensors[o].shape[1:]), np.float32) for o in outs}
+    if not is_quantized_graph(graph):
+        fast = _predict_torch(graph, x, outs)
+        if fast is not None:
+            return fast
+    from engine.passes.ptq import dequantize_outputs, quantize_inputs, to_graph_layout
+    name = graph.inputs[0]
     rows: dict[str, list[np.ndarray]] = {o: [] for o in outs}
     if is_quantized_graph(graph):
         from engine.int8 import prepare_int8
-        from engine.passes.ptq import dequantize_outputs, quantize_inputs
         plan = prepare_int8(graph)
-        for s in x:
-            q = quantize_inputs(graph, {name: np.asarray(s, np.float32)[None]})
-            y = dequantize_outputs(graph, plan.run(q, outputs=outs))
-            for o in outs:
-                rows[o].append(np.asarray(y[o], np.float32)[0])
+        run = lambda s: dequantize_outputs(graph, plan.run(quantize_inputs(graph, {name: s}), outputs=outs))  # noqa
     else:
-        for s in x:
-            y = run_graph(graph, {name: np.asarray(s, np.float32)[None]}, outputs=outs)
-            for o in outs:
-                rows[o].append(np.asarray(y[o], np.float32)[0])
-    return {o: np.stack(v) if v else np.zeros((0,)) for o, v in rows.items()}
+        run = lambda s: run_graph(graph, to_graph_layout(graph, {name: s}), outputs=outs)  # noqa: E731
+    for s in x:
+        y = run(np.asarray(s, np.float32)[None])
+        for o in outs:
+            rows[o].append(np.asarray(y[o], np.float32)[0])
+    return {o: np.stack(v) for o, v in rows.items()}
+
+
+def _predict_torch(graph: Graph, x: np.ndarray, outs: list[str]) -> dict[str, np.ndarray] | None:
+    """Batched float inference; None when the graph cannot be re-batched (then samples run one by one)."""
+    from engine.errors import TinyStudioError
+    from engine.exporters.torch_export import GraphModule
+    from engine.passes.base import drop_unused
+    from engine.train.graphs import rebatch
+    from engine.train.metrics import forward_batches, torch_threads
+    view = graph.copy()
+    view.outputs = list(outs)
+    view = drop_unused(view)
+    b = min(256, len(x))
+    try:
+        with torch_threads(1):
+            module = GraphModule(rebatch(view, b))
+            ys = forward_batches(module, view, x, b)
+    except TinyStudioError:
+        return None
+    shapes = {o: view.tensors[o].shape[1:] for o in outs}
+    return {o: y.numpy().reshape(len(x), *shapes[o]) for o, y in zip(outs, ys)}
 
 
 def top1(graph: Graph, x: np.ndarray, y: np.ndarray, output: str | None = None) -> float:

@@ -21,7 +21,7 @@ from engine.compress.base import Action, ActionContext, CompressError, Param, is
 from engine.compress.channels import ChannelGraph, analyze, apply_pruning
 from engine.compress.quantize import train_json
 from engine.ir import Graph
-from engine.summary import graph_cost
+from engine.summary import graph_cost, layer_records
 
 
 def _following_bn(g: Graph, layer: str) -> np.ndarray | None:
@@ -109,6 +109,24 @@ def class_scores(cg: ChannelGraph, per_layer: dict[str, np.ndarray]) -> dict[int
             for root, members in cg.classes().items()}
 
 
+def class_macs(g: Graph, cg: ChannelGraph) -> dict[int, float]:
+    """MACs that go with each class: its share of every layer it is an output or input channel of."""
+    macs = {r.name: r.macs for r in layer_records(g)}
+    share: dict[int, float] = {}
+    for name, info in cg.node_info.items():
+        m = macs.get(name, 0)
+        if not m:
+            continue
+        for key in ("out", "in"):
+            ids = info.get(key) if info["kind"] in ("conv", "gemm", "depthwise") else None
+            if ids is None or (key == "in" and info["kind"] == "depthwise"):
+                continue  # a depthwise conv's input and output channels are the same class: count once
+            roots, counts = np.unique(cg.roots(ids), return_counts=True)
+            for r, c in zip(roots.tolist(), counts.tolist()):
+                share[r] = share.get(r, 0.0) + m * c / len(ids)
+    return share
+
+
 def admissible_order(cg: ChannelGraph, scores: dict[int, float], sizes: dict[str, int], min_keep: float) -> list[int]:
     """Classes in increasing importance, skipping any whose removal would leave a tensor under its floor."""
     touched = cg.touched()
@@ -178,6 +196,9 @@ def run_prune_channels(graph: Graph, params: dict, ctx: ActionContext) -> tuple[
     else:
         per_layer = norm_scores(graph, cg, 1 if params["criterion"] == "l1" else 2)
     scores = class_scores(cg, per_layer)
+    if params["target"] == "macs":  # importance per MAC saved: cheap-but-useless channels are not the point
+        cost = class_macs(graph, cg)
+        scores = {r: v / max(cost.get(r, 0.0), 1e-9) for r, v in scores.items()}
     sizes = {t: len(s.ids) for t, s in cg.maps.items()}
     seq = admissible_order(cg, scores, sizes, params["min_keep"])
     ctx.say(0.1, "choosing channels")
@@ -209,10 +230,10 @@ ACTION = Action("prune-channels", "structured pruning: remove whole output chann
                     "keep": Param("float", 0.5, "fraction of MACs (or channel groups) to keep", min=0.0, max=1.0,
                                   min_open=True),
                     "criterion": Param("str", "l1", "channel importance", choices=("l1", "l2", "taylor")),
-                    "min_keep": Param("float", 0.1, "never keep fewer than this fraction of a layer's channels",
+                    "min_keep": Param("float", 0.25, "never keep fewer than this fraction of a layer's channels",
                                       min=0.0, max=1.0),
                     "taylor_samples": Param("int", 256, "training samples for the Taylor importance", min=1,
                                             max=100000),
-                    "epochs": Param("int", 5, "fine-tuning epochs", min=0, max=1000),
+                    "epochs": Param("int", 15, "fine-tuning epochs", min=0, max=1000),
                     "lr": Param("float", 1e-3, "learning rate (Adam)", min=0.0, max=1.0, min_open=True)},
                 run_prune_channels, trains=True)

@@ -12,8 +12,7 @@ import torch
 from engine.data import Dataset, DataError
 from engine.exporters.torch_export import GraphModule
 from engine.ir import Graph
-from engine.train.graphs import check_fits, ends_in_softmax, is_int8, logits_view, rebatch
-from engine.train.loop import _check_outputs
+from engine.train.graphs import check_fits, check_outputs, ends_in_softmax, is_int8, logits_view, rebatch
 from engine.train.metrics import forward_batches, metrics, torch_threads
 
 EVAL_BATCH = 256
@@ -45,12 +44,12 @@ def evaluate(graph: Graph, data: Dataset, split: str = "val") -> dict:
     check_fits(graph, data.input_shape, data.name)
     int8 = is_int8(graph)
     if int8:
-        _check_outputs(graph, data, f"graph '{graph.name}'")
+        check_outputs(graph, data, f"graph '{graph.name}'")
         out = _int8_outputs(graph, x)
         probs = ends_in_softmax(graph, graph.outputs[0])
     else:
         view = logits_view(graph)
-        _check_outputs(view, data, f"graph '{graph.name}'")
+        check_outputs(view, data, f"graph '{graph.name}'")
         b = min(EVAL_BATCH, len(x))
         with torch_threads(1):  # see train(): one thread is fastest for these models on a shared CPU
             out = forward_batches(GraphModule(rebatch(view, b)), view, x, b)[0]

@@ -41,8 +41,8 @@ def weight_axes(graph: Graph) -> dict[str, int]:
 
 
 def _ste(w: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Forward q, backward identity to w."""
-    return w + (q - w).detach()
+    """Forward exactly q (w - w.detach() is exactly 0, unlike w + (q - w) in float), backward identity to w."""
+    return q.detach() + (w - w.detach())
 
 
 def quantize_symmetric(w: torch.Tensor, bits: int, axis: int | None) -> torch.Tensor:

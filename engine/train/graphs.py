@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.data import Dataset
 from engine.errors import GraphError, TinyStudioError
 from engine.ir import INT_DTYPES, Graph, Tensor
 from engine.validate import infer_shapes
@@ -57,10 +58,11 @@ def logits_view(graph: Graph) -> Graph:
 def rebatch(graph: Graph, n: int) -> Graph:
     """`graph` with batch size n: inputs' first dim and Reshape targets that carry the batch are changed,
     then every shape is inferred again. A graph whose batch cannot change is a GraphError naming why."""
-    g = infer_shapes(graph)
-    b0 = g.tensors[g.inputs[0]].shape[0]
+    base = infer_shapes(graph)
+    b0 = base.tensors[base.inputs[0]].shape[0]
     if b0 == n:
-        return g
+        return base
+    g = base.copy()
     for name in g.inputs:
         t = g.tensors[name]
         if not t.shape or t.shape[0] != b0:
@@ -70,7 +72,7 @@ def rebatch(graph: Graph, n: int) -> Graph:
     for node in g.nodes:
         if node.op == "Reshape":
             target = list(node.attrs["shape"])
-            src = g.tensors[node.inputs[0]].shape
+            src = base.tensors[node.inputs[0]].shape
             if target and target[0] == b0 and src and src[0] == b0:
                 node.attrs = {**node.attrs, "shape": [n, *target[1:]]}
     try:
@@ -110,3 +112,20 @@ def check_fits(graph: Graph, input_shape: tuple[int, ...], data_name: str) -> No
     if want != tuple(input_shape):
         raise GraphError(f"graph '{graph.name}' takes samples of shape {list(want)} (input '{graph.inputs[0]}'), "
                          f"data set '{data_name}' has {list(input_shape)}")
+
+
+def check_outputs(view: Graph, data: Dataset, what: str) -> None:
+    """Every output must give one prediction per sample of the size the task needs."""
+    if data.task == "classification":
+        need, desc = data.classes, f"{data.classes} classes"
+    elif data.task == "regression":
+        need = int(np.prod(data.y_train.shape[1:], dtype=np.int64))
+        desc = f"{need} regression target(s)"
+    else:
+        need, desc = int(np.prod(data.input_shape, dtype=np.int64)), f"reconstructions of {list(data.input_shape)}"
+    for name in view.outputs:
+        shape = view.tensors[name].shape
+        size = int(np.prod(shape[1:], dtype=np.int64)) if shape else 0
+        if size != need:
+            raise GraphError(f"{what} output '{name}' has shape {list(shape)}, but data set '{data.name}' needs "
+                             f"{desc} per sample")

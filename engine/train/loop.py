@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.data import Dataset, DataError
-from engine.errors import GraphError, TinyStudioError
+from engine.errors import TinyStudioError
 from engine.exporters.torch_export import GraphModule, from_torch_weights
 from engine.ir import Graph
 from engine.train.fakequant import WeightFn, weight_quantizer
-from engine.train.graphs import check_fits, is_int8, logits_view, rebatch, to_layout
+from engine.train.graphs import check_fits, check_outputs, is_int8, logits_view, rebatch, to_layout
 from engine.train.metrics import forward_batches, metrics
 
 Progress = Callable[[float, str], None]
@@ -66,23 +66,6 @@ class TrainModule(GraphModule):
             p = self.params[key]
             return p if self.weight_fn is None else self.weight_fn(name, p)
         return getattr(self.consts, key)
-
-
-def _check_outputs(view: Graph, data: Dataset, what: str) -> None:
-    """Every output must give one prediction per sample of the size the task needs."""
-    if data.task == "classification":
-        need, desc = data.classes, f"{data.classes} classes"
-    elif data.task == "regression":
-        need = int(np.prod(data.y_train.shape[1:], dtype=np.int64))
-        desc = f"{need} regression target(s)"
-    else:
-        need, desc = int(np.prod(data.input_shape, dtype=np.int64)), f"reconstructions of {list(data.input_shape)}"
-    for name in view.outputs:
-        shape = view.tensors[name].shape
-        size = int(np.prod(shape[1:], dtype=np.int64)) if shape else 0
-        if size != need:
-            raise GraphError(f"{what} output '{name}' has shape {list(shape)}, but data set '{data.name}' needs "
-                             f"{desc} per sample")
 
 
 def _constant_names(graph: Graph, module: GraphModule, names: Iterable[str], what: str) -> set[str]:
@@ -129,10 +112,70 @@ def _loss(out: torch.Tensor, target: torch.Tensor, task: str, soft: torch.Tensor
     return hard if soft is None else alpha * F.mse_loss(out, soft) + (1.0 - alpha) * hard
 
 
+def _trainable(graph: Graph, module: GraphModule, freeze, weight_mask) -> tuple[list, dict]:
+    """The parameters Adam updates (all but the frozen ones) and the pruning masks, already applied."""
+    frozen = _constant_names(graph, module, freeze or (), "freeze")
+    masks = _masks(module, weight_mask)
+    params = []
+    for name, key in module.tensor_keys.items():
+        if key.startswith("params."):
+            p = module.params[key.split(".", 1)[1]]
+            p.requires_grad_(name not in frozen)
+            if name not in frozen:
+                params.append(p)
+    if not params:
+        raise TinyStudioError(f"graph '{graph.name}' has nothing to train (no trainable constants left)")
+    with torch.no_grad():
+        for value, m in masks.values():
+            value.mul_(m)
+    return params, masks
+
+
+@dataclass
+class _Step:
+    """One epoch of mini-batch updates."""
+
+    module: TrainModule
+    opt: torch.optim.Optimizer
+    masks: dict
+    view: Graph
+    data: Dataset
+    soft: torch.Tensor | None
+    alpha: float
+    temp: float
+
+    def epoch(self, order: np.ndarray, batch: int, tick: Callable[[float], None]) -> float:
+        self.module.train()
+        steps = len(order) // batch  # the last partial batch is dropped: the module's batch size is fixed
+        y = torch.from_numpy(self.data.y_train)
+        total = 0.0
+        for s in range(steps):
+            idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
+            outs = self.module(to_layout(self.view, torch.from_numpy(self.data.x_train[idx.numpy()])))
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            target = y[idx] if self.data.task == "classification" else y[idx].reshape(batch, -1).float()
+            soft = self.soft[idx] if self.soft is not None else None
+            loss = sum(_loss(o.reshape(batch, -1), target, self.data.task, soft, self.alpha, self.temp)
+                       for o in outs) / len(outs)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for value, m in self.masks.values():
+                if value.grad is not None:
+                    value.grad.mul_(m)
+            self.opt.step()
+            with torch.no_grad():
+                for value, m in self.masks.values():
+                    value.mul_(m)  # Adam's momentum would otherwise revive pruned weights
+            total += float(loss.detach())
+            if steps >= 50 and (s + 1) % (steps // 5) == 0 and s + 1 < steps:  # long epochs only
+                tick((s + 1) / steps)
+        return total / max(steps, 1)
+
+
 def _teacher_outputs(teacher: Graph, data: Dataset, batch: int) -> torch.Tensor:
     check_fits(teacher, data.input_shape, data.name)
     view = logits_view(teacher)
-    _check_outputs(view, data, "teacher")
+    check_outputs(view, data, "teacher")
     b = min(batch, len(data.x_train))
     module = GraphModule(rebatch(view, b), simulate_quant=is_int8(teacher))
     return forward_batches(module, view, data.x_train, b)[0]
@@ -166,13 +209,12 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
         raise DataError(f"data set '{data.name}' needs at least 2 training and 1 validation sample")
     check_fits(graph, data.input_shape, data.name)
     view = logits_view(graph)
-    _check_outputs(view, data, f"graph '{graph.name}'")
+    check_outputs(view, data, f"graph '{graph.name}'")
     batch = min(batch_size, n)
     bview = rebatch(view, batch)
     start = time.perf_counter()
     say = progress or (lambda f, m: None)
     say(0.0, f"training {graph.name} on {data.name}: {n} samples, batches of {batch}")
-    y_train = torch.from_numpy(data.y_train)
     det, nthreads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -180,62 +222,29 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
         if threads:
             torch.set_num_threads(threads)
         try:
-            soft_all = _teacher_outputs(teacher, data, batch) if teacher is not None else None
-            module = TrainModule(bview, simulate_quant=is_int8(graph))
-            if fake_quant is not None:
-                module.weight_fn = weight_quantizer(graph, fake_quant)
-            frozen = _constant_names(graph, module, freeze or (), "freeze")
-            masks = _masks(module, weight_mask)
-            params = [p for name, key in module.tensor_keys.items() if key.startswith("params.") and name not in frozen
-                      for p in [module.params[key.split(".", 1)[1]]]]
-            for name, key in module.tensor_keys.items():
-                if key.startswith("params.") and name in frozen:
-                    module.params[key.split(".", 1)[1]].requires_grad_(False)
-            if not params:
-                raise TinyStudioError(f"graph '{graph.name}' has nothing to train (no trainable constants left)")
-            with torch.no_grad():
-                for value, m in masks.values():
-                    value.mul_(m)
+            soft = _teacher_outputs(teacher, data, batch) if teacher is not None else None
+            module = TrainModule(bview, weight_quantizer(graph, fake_quant) if fake_quant is not None else None,
+                                 simulate_quant=is_int8(graph))
+            params, masks = _trainable(graph, module, freeze, weight_mask)
             opt = torch.optim.Adam(params, lr=lr)
             rng = np.random.default_rng(seed)
-            steps = n // batch  # drop the last partial batch: the module's batch size is fixed
             history: list[dict] = []
             best: tuple[float, int, dict, dict] | None = None
             bad, stopped = 0, False
+            step = _Step(module, opt, masks, view, data, soft, distill_alpha, distill_temperature)
             for epoch in range(1, epochs + 1):
                 t0 = time.perf_counter()
-                module.train()
-                order = rng.permutation(n)
-                total = 0.0
-                for s in range(steps):
-                    idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
-                    xb = torch.from_numpy(data.x_train[idx.numpy()])
-                    outs = module(to_layout(view, xb))
-                    outs = outs if isinstance(outs, tuple) else (outs,)
-                    target = y_train[idx]
-                    if data.task != "classification":
-                        target = target.reshape(batch, -1).float()
-                    soft = soft_all[idx] if soft_all is not None else None
-                    loss = sum(_loss(o.reshape(batch, -1), target, data.task, soft, distill_alpha,
-                                     distill_temperature) for o in outs) / len(outs)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    for value, m in masks.values():
-                        if value.grad is not None:
-                            value.grad.mul_(m)
-                    opt.step()
-                    with torch.no_grad():
-                        for value, m in masks.values():
-                            value.mul_(m)  # Adam's momentum would otherwise revive pruned weights
-                    total += float(loss.detach())
-                    if steps >= 50 and (s + 1) % (steps // 5) == 0 and s + 1 < steps:  # long epochs only
-                        say((epoch - 1 + (s + 1) / steps) / epochs, f"epoch {epoch}/{epochs}")
+                train_loss = step.epoch(rng.permutation(n), batch,
+                                        lambda f: say((epoch - 1 + f) / epochs, f"epoch {epoch}/{epochs}"))
+                if not np.isfinite(train_loss):
+                    raise TinyStudioError(f"training diverged in epoch {epoch} (loss {train_loss}); "
+                                          f"try a lower learning rate than {lr:g}")
                 val = metrics(forward_batches(module, view, data.x_val, batch)[0], data.y_val, data.task,
                               data.classes)
-                rec = {"epoch": epoch, "train_loss": total / max(steps, 1), "val_loss": val["loss"],
+                rec = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                        "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - t0}
                 history.append(rec)
-                say(epoch / epochs, f"epoch {epoch}/{epochs}: train loss {rec['train_loss']:.4f}, val loss "
+                say(epoch / epochs, f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss "
                                     f"{val['loss']:.4f}, val accuracy {val['accuracy']:.2%}")
                 if best is None or val["loss"] < best[0]:
                     state = {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -9,24 +9,27 @@ from tests.e2e.studio import CHROMIUM, REPO, VIEWPORT, StudioServer, launch_chro
 
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at "
-                                "/usr/bin/chromium (apt-get install -y chromium)")
+NO_CHROMIUM = "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"
 
 
 @pytest.fixture
-def studio(tmp_path):
+def studio(tmp_path, request):
     """A running studio over tmp_path/studio.duckdb; .restart() keeps the database, .stop() releases it."""
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
     server = StudioServer(tmp_path / "studio.duckdb", tmp_path / "studio.log").start()
     try:
         yield server
     finally:
         server.stop()
+        if getattr(request.node, "rep_call_failed", False):
+            print(f"---- the studio's log ({server.log_path}):\n{server.log_tail()}")
 
 
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+        pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -227,7 +227,7 @@ def pick_mcus(page, ids: list[str], timeout: float = 30_000) -> list[float]:
                         .some(td => td.textContent === m)""", arg=mcu, timeout=timeout)
         seconds.append(time.perf_counter() - t0)
     page.keyboard.press("Escape")
-    page.get_by_role("heading", name="Profile", exact=True).click()  # close the option list
+    page.get_by_test_id("stCaptionContainer").first.click()  # close the option list
     wait_idle(page)
     return seconds
 

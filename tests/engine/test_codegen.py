@@ -319,6 +319,9 @@ EXTRA = {
     "conv_1x1_30_pixels": lambda: conv_model((1, 5, 6, 8), (12, 1, 1, 8), (1, 5, 6, 12), padding=1, stride=1),
     "conv_1x1_stride2_m3": lambda: conv_model((1, 6, 6, 8), (3, 1, 1, 8), (1, 3, 3, 3), padding=1, stride=2),
     "conv_dilated_c8": lambda: conv_model((1, 9, 9, 8), (4, 3, 3, 8), (1, 5, 5, 4), padding=1, stride=1, dilation=2),
+    "conv_batch2": lambda: conv_model((2, 5, 6, 4), (6, 3, 3, 4), (2, 5, 6, 6), padding=0, stride=1, act=1),
+    "depthwise_batch2": lambda: conv_model((2, 5, 6, 8), (1, 3, 3, 8), (2, 5, 6, 8), padding=0, stride=1,
+                                           depthwise=True),
     "conv_multiplier_above_1": lambda: conv_general(2e-4),
     "conv_dead_channel": conv_dead_channel,
     # depthwise: channel tails, a 5x5 kernel, stride 2 with a clamped range, padding VALID

@@ -68,6 +68,7 @@ typedef struct {
     int32_t a_multiplier, a_shift, b_multiplier, b_shift;
     int32_t out_multiplier, out_shift, output_offset, act_min, act_max;
     int32_t subtract;
+    int32_t general_requant;  /* 1: the DSP build requantizes with the portable arithmetic (see the .c) */
 } ts_add_params;
 
 typedef struct {
