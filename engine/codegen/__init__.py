@@ -5,7 +5,9 @@
     lib.arena_bytes, lib.inputs[0].size, lib.macs
 
 The generated C computes the same bytes as engine.int8.run_int8 (portable kernels and the DSP path alike);
-engine.codegen.hostbuild builds and runs it on the host to check that.
+engine.codegen.hostbuild builds and runs it on the host to check that. Modules: cwrite (C text), layers (one
+emitter per op family: parameters from engine/int8's own helpers), generate (files, arena checks),
+templates/ (tinystudio_kernels.[ch], host_main.c), hostbuild (gcc build and run).
 """
 from __future__ import annotations
 
@@ -38,15 +40,17 @@ class CLibrary:
     inputs: tuple[IOSpec, ...]
     outputs: tuple[IOSpec, ...]
     macs: int
-    stamp: dict = field(default_factory=dict)   # tool version, settings, graph content hash
-    weights_bytes: int = 0     # const data emitted (weights, biases, multipliers, shifts, tables)
-    layers: tuple[dict, ...] = ()   # per generated layer: name, op, kernel, macs, comment
+    stamp: dict = field(default_factory=dict)   # tool version, settings, graph content hash, arena, scratch
+    weights_bytes: int = 0     # const data emitted (weights, biases, multipliers, shifts, tables): flash estimate
+    # one record per generated layer (views generate none), in execution order: index, node, op, kernel, macs,
+    # comment, weights_bytes, scratch_bytes, arena ((tensor, offset, bytes, written), ...)
+    layers: tuple[dict, ...] = ()
 
 
 def generate_library(graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions()) -> CLibrary:
     """Generate the C library of an int8 TFLite-form graph; raises engine.errors.GraphError naming node and op
     for anything it cannot generate."""
-    from engine.codegen.generate import generate
+    from engine.codegen.generate import generate  # here: generate.py imports the dataclasses above
     return generate(graph, name, plan, options)
 
 

@@ -194,6 +194,7 @@ def open_session(page, name: str) -> None:
     go(page, "Sessions")
     page.get_by_role("tab", name="All sessions").click()
     grid = dataframe(page, "id")
+    grid.locator("td", has_text=re.compile("^" + re.escape(name) + "$")).first.wait_for(state="attached")
     rows = table(grid)
     index = next(i for i, r in enumerate(rows) if r["name"] == name)
     # A row is selected by clicking its row marker (the checkbox column at the left edge of the grid).

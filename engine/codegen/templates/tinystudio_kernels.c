@@ -2,9 +2,13 @@
  *
  * The arithmetic is TFLite's int8 reference arithmetic, line for line with TinyStudio's numpy kernels
  * (engine/int8): int32 accumulators, MultiplyByQuantizedMultiplier in gemmlowp's double-rounding form,
- * gemmlowp fixed-point exp for softmax. Signed overflow never happens: the generator checks that every
- * accumulator stays below 2**30 in magnitude; sums that TFLite lets wrap are computed in uint32.
- * No malloc, no stdio, no floating point.
+ * gemmlowp fixed-point exp for softmax. Signed overflow never happens: the generator proves every conv and
+ * fully connected accumulator range fits int32 (and refuses the layer otherwise); sums that TFLite lets
+ * wrap are computed in uint32. No malloc, no stdio, no floating point.
+ *
+ * Sections: fixed point; portable conv / depthwise / fully connected (the oracle); the DSP path
+ * (instruction layer with its host emulation, requantization, im2col + 4-pixel blocks, depthwise by groups
+ * of 4 channels, fully connected by 4 rows); dispatch; element-wise, pooling, softmax, data movement.
  */
 #include "tinystudio_kernels.h"
 
