@@ -11,7 +11,7 @@ At inference the device runs up to the exit, and stops there when the head's top
 at least `threshold`. On the validation set the report gives the fraction of samples that exit early, the
 accuracy of that policy, and the expected MACs per inference:
     exit fraction x MACs to the exit + (1 - exit fraction) x MACs of the whole graph (head included).
-The graph gets the exit as a second output, and graph.meta["early_exit"] = {threshold, output, after,
+The graph gets the exit as a second output, and graph.meta["early_exit"] = {threshold, output, exit_point,
 macs_to_exit, macs_full, ...} tells a runtime where to branch (the generated C computes both outputs).
 """
 from __future__ import annotations
@@ -190,7 +190,7 @@ def run_early_exit(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Grap
                 "exit_accuracy": float((exit_pred[taken] == y[taken]).mean()) if taken.any() else None,
                 "expected_macs": f * macs_exit + (1.0 - f) * macs_full}
     chosen = policy(params["threshold"])
-    meta = {"threshold": params["threshold"], "output": exit_out, "after": exit_t, "macs_to_exit": int(macs_exit),
+    meta = {"threshold": params["threshold"], "output": exit_out, "exit_point": exit_t, "macs_to_exit": int(macs_exit),
             "macs_full": int(macs_full), "macs_without_exit": int(macs_main), "softmax": softmax,
             "rule": "stop at the exit when max softmax probability >= threshold"}
     g.meta["early_exit"] = meta
