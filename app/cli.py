@@ -513,7 +513,7 @@ def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[li
     # A fixed address also stops Streamlit from looking up the machine's external IP on the internet.
     cmd = [sys.executable, "-m", "streamlit", "run", main, "--server.port", str(port), "--server.address", host,
            "--server.headless", "true",
-           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 2**20),
+           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 10**6),
            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
     env = dict(os.environ, TINYSTUDIO_DB=db_path)
     return cmd, env

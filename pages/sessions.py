@@ -41,7 +41,7 @@ with new_tab:
                     select_session(s.id)
                     st.switch_page(PAGES["design"])
     with upload_t:
-        limit = f"{MAX_UPLOAD_BYTES // 2**20} MB"
+        limit = f"{MAX_UPLOAD_BYTES // 10**6} MB"
         up = st.file_uploader("ONNX, TFLite or PyTorch .pt2 file", type=["onnx", "tflite", "pt2"],
                               help=f"Up to {limit}. Files are read in memory, never unpickled.")
         # A refused file (too large, wrong type) only turns red in the uploader; say so where it can be seen.

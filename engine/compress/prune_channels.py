@@ -55,17 +55,21 @@ def norm_scores(g: Graph, cg: ChannelGraph, order: int) -> dict[str, np.ndarray]
     return out
 
 
-def taylor_scores(g: Graph, cg: ChannelGraph, data, samples: int, seed: int, chunk: int = 16) -> dict[str, np.ndarray]:
-    """Per layer: mean over mini-batches of (sum of w x dL/dw over the channel's parameters)^2."""
+def taylor_scores(g: Graph, cg: ChannelGraph, data, samples: int, seed: int, chunk: int = 32) -> dict[str, np.ndarray]:
+    """Per layer: mean over mini-batches of (sum of w x dL/dw over the channel's parameters)^2, with L the
+    cross-entropy of the logits (a final Softmax is looked through, as training does)."""
     import torch
+    import torch.nn.functional as F
 
-    from engine.exporters.torch_export import to_torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        m = to_torch(g)
-        m.eval()
-        softmax_out = any(n.op in ("Softmax", "LogSoftmax") and g.outputs[0] in n.outputs for n in g.nodes)
+    from engine.exporters.torch_export import GraphModule
+    from engine.train.graphs import logits_view, rebatch, to_layout
+    from engine.train.metrics import torch_threads
+    x, y = subset(data.x_train, data.y_train, samples, seed)
+    chunk = min(chunk, len(x))
+    view = logits_view(g)
+    with torch_threads(1):
+        m = GraphModule(rebatch(view, chunk))
+        m.eval()  # BN with its running statistics: the importance of the deployed function
         groups = {}
         for layer in cg.sources:
             node = g.node(layer)
@@ -74,20 +78,16 @@ def taylor_scores(g: Graph, cg: ChannelGraph, data, samples: int, seed: int, chu
             if len(readers) == 1 and readers[0].op == "BatchNormalization":
                 names += readers[0].inputs[1:3]
             groups[layer] = [(n, m.tensor(n)) for n in names if n in m.tensor_keys]
-        x, y = subset(data.x_train, data.y_train, samples, seed)
         acc = {layer: np.zeros(len(ids)) for layer, ids in cg.sources.items()}
         batches = 0
-        for start in range(0, len(x), chunk):
-            m.zero_grad()
+        for start in range(0, len(x) - chunk + 1, chunk):  # whole batches: the module's batch is fixed
             for p in m.parameters():
                 p.grad = None
-            loss = 0.0
-            for s, label in zip(x[start:start + chunk], y[start:start + chunk]):
-                out = m(torch.from_numpy(np.asarray(s, np.float32)[None]))
-                out = out[0] if isinstance(out, tuple) else out
-                logp = torch.log(out.clamp_min(1e-12)) if softmax_out else torch.log_softmax(out, -1)
-                loss = loss - logp.reshape(-1)[int(label)]
-            loss.backward()
+            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk], np.float32))
+            out = m(to_layout(view, xb))
+            out = out[0] if isinstance(out, tuple) else out
+            F.cross_entropy(out.reshape(chunk, -1), torch.from_numpy(np.asarray(y[start:start + chunk], np.int64)),
+                            reduction="sum").backward()
             batches += 1
             for layer, params in groups.items():
                 node = g.node(layer)
@@ -100,9 +100,7 @@ def taylor_scores(g: Graph, cg: ChannelGraph, data, samples: int, seed: int, chu
                         gw = gw.T
                     contrib += gw.reshape(gw.shape[0], -1).sum(1)
                 acc[layer] += contrib ** 2
-        return {k: v / max(batches, 1) for k, v in acc.items()}
-    finally:
-        torch.set_num_threads(threads)
+    return {k: v / max(batches, 1) for k, v in acc.items()}
 
 
 def class_scores(cg: ChannelGraph, per_layer: dict[str, np.ndarray]) -> dict[int, float]:

@@ -14,7 +14,8 @@ from engine.errors import ModelFormatError, TinyStudioError
 from engine.ir import Graph
 
 MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # browser uploads (the studio sets the same limit in Streamlit)
+# Browser uploads. Streamlit counts its maxUploadSize in decimal megabytes, so the limit is 64 MB = 64e6 bytes.
+MAX_UPLOAD_BYTES = 64 * 1000 * 1000
 EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
 FORMAT_NAMES = {"onnx": "an ONNX", "tflite": "a TFLite", "pt2": "a PyTorch .pt2"}
 

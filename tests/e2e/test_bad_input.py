@@ -49,7 +49,7 @@ def test_bad_input(studio, new_page, shot, tmp_path):
     files = {c["case"]: c for c in make_cases(tmp_path / "bad")}
     huge = tmp_path / "huge.onnx"
     with huge.open("wb") as f:
-        f.truncate(MAX_UPLOAD_BYTES + 2**20)  # sparse: 65 MiB of zeros
+        f.truncate(MAX_UPLOAD_BYTES + 2**20)  # sparse: just over the limit, zeros
 
     page = new_page(studio.url)
     ui.create_zoo_session(page, "kws_dscnn", name="KWS")
