@@ -12,6 +12,7 @@ _SPECS = {  # key: (file, title, icon, default)
     "design": ("design.py", "Design", ":material/account_tree:", False),
     "profile": ("profile.py", "Profile", ":material/speed:", False),
     "model": ("model_view.py", "Model view", ":material/schema:", False),
+    "compress": ("compress.py", "Compress", ":material/compress:", False),
     "history": ("history.py", "History", ":material/history:", False),
     "export": ("export.py", "Export", ":material/memory:", False),
 }

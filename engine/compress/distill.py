@@ -5,7 +5,8 @@ alpha x CE(student, labels) + (1 - alpha) x T^2 x KL(softmax(teacher / T) || sof
 (Hinton et al. 2015), through engine.train's `teacher`. The teacher must be a float graph with the same
 output shape; in the studio it is the version the student was made from, on the command line
 `--param teacher=FILE` (a model file, a .tsgraph or a zoo: spec; without it the student teaches itself,
-"born-again" self-distillation).
+"born-again" self-distillation). A student with weight-only quantized layers (ternary) is trained in float:
+run the quantizing action again afterwards.
 """
 from __future__ import annotations
 

@@ -1,0 +1,93 @@
+"""Compress: choose an action and its parameters, run it in the background, compare, accept or discard."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import streamlit as st
+
+import store as db
+from app import charts, widgets
+from app.cli import profile_targets
+from app.data_panel import data_panel
+from app.jobs import job_panel, submit
+from app.state import get_store, graph_of, require_current, session_caption
+from engine.compress import compress, list_actions
+from engine.errors import TinyStudioError
+from engine.profile import profile_graph
+from engine.serialize import load as load_graph
+from engine.serialize import save as save_graph
+
+st.title("Compress")
+s, v, graph = require_current()
+session_caption(s, v)
+store = get_store()
+
+with st.expander("Data", expanded=True):
+    with widgets.user_errors():
+        data = data_panel(f"data_{s.id}")
+
+actions = {a["name"]: a for a in list_actions()}
+name = st.selectbox("Action", list(actions), key="action",
+                    format_func=lambda n: f"{n} — {actions[n]['description'][:90]}")
+spec = actions[name]
+st.caption(spec["description"])
+with st.form(f"action_{name}"):
+    params = widgets.zoo_param_inputs([p for p in spec["params"] if p["type"] != "model"], model=f"act_{name}")
+    go = st.form_submit_button("Run in the background", type="primary")
+
+if go:
+    if spec["needs_data"] and data is None:
+        st.error(f"'{name}' needs data: pick a built-in dataset or upload one above.")
+        st.stop()
+    version_id, session_id = v.id, s.id
+    teacher_id = v.parent_id if name == "distill" else None
+
+    def work(progress):
+        teacher = graph_of(teacher_id) if teacher_id else None
+        res = compress(graph_of(version_id), name, params, data, teacher=teacher, progress=progress)
+        fd, path = tempfile.mkstemp(prefix="tinystudio-candidate-", suffix=".tsgraph")
+        os.close(fd)
+        save_graph(res.graph, path)  # kept until the user accepts or discards it
+        return {"candidate": path, "version": version_id, **res.to_json()}
+
+    submit(session_id, "compress", {"action": name, "params": params, "version": version_id}, work)
+
+job_panel(s.id, kind="compress")
+
+done = [j for j in db.list_jobs(store, s.id) if j.kind == "compress" and j.status == "done"
+        and isinstance(j.result, dict) and os.path.exists(j.result.get("candidate", ""))]
+if done:
+    job = done[0]
+    r = job.result
+    st.subheader(f"Result of {r['action']} on version {r['version']} (not saved yet)")
+    rows = [{"figure": k, "before": r["before"].get(k), "after": r["after"].get(k), "change": r["delta"].get(k)}
+            for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")]
+    st.dataframe(rows, hide_index=True, width="stretch")
+    for note in r.get("notes", []):
+        st.info(note)
+    mcu_ids, runtime = widgets.mcu_picker()
+    with widgets.user_errors():
+        targets = profile_targets(mcu_ids, runtime)
+        cand = load_graph(r["candidate"])
+        before, after = profile_graph(graph_of(r["version"]), targets), profile_graph(cand, targets)
+    c1, c2 = st.columns(2)
+    c1.markdown("**Before**")
+    c1.dataframe(charts.fit_rows(before), hide_index=True, width="stretch")
+    c2.markdown("**After**")
+    c2.dataframe(charts.fit_rows(after), hide_index=True, width="stretch")
+    with st.expander("Action report"):
+        st.json(r.get("report", {}), expanded=False)
+    a, b = st.columns(2)
+    if a.button("Accept as a new version", type="primary"):
+        try:
+            db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy")},
+                           parent_id=r["version"])
+        except TinyStudioError as e:
+            st.error(str(e))
+            st.stop()
+        os.remove(r["candidate"])
+        st.rerun()
+    if b.button("Discard"):
+        os.remove(r["candidate"])
+        st.rerun()
