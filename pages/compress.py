@@ -36,9 +36,15 @@ with st.form(f"action_{name}"):
     params = widgets.zoo_param_inputs([p for p in spec["params"] if p["type"] != "model"], model=f"act_{name}")
     go = st.form_submit_button("Run in the background", type="primary")
 
+model_shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
+if data is not None and tuple(data.input_shape) != model_shape:
+    st.warning(f"The dataset's samples are {'x'.join(map(str, data.input_shape))} but the model takes "
+               f"{'x'.join(map(str, model_shape))}: accuracy cannot be measured on it.")
+    data = None
+
 if go:
     if spec["needs_data"] and data is None:
-        st.error(f"'{name}' needs data: pick a built-in dataset or upload one above.")
+        st.error(f"'{name}' needs data that matches the model's input: pick or upload a matching dataset above.")
         st.stop()
     version_id, session_id = v.id, s.id
     teacher_id = v.parent_id if name == "distill" else None

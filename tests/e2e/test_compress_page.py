@@ -1,0 +1,24 @@
+"""Compress page: pick the matching built-in dataset, run an action in the background, compare before and
+after, accept it as a new version (History then shows two versions)."""
+from __future__ import annotations
+
+from tests.e2e import studio as ui
+
+
+def test_compress_accept_new_version(studio, new_page, shot):
+    page = new_page(studio.url)
+    ui.create_zoo_session(page, "sensor_cnn1d", name="sensor")
+    ui.go(page, "Compress")
+    ui.select_option(page, "Dataset", "synthetic-sensor")
+    page.get_by_text("3x128, 6 classes").first.wait_for(timeout=60_000)
+    ui.select_option(page, "Action", "prune-magnitude")
+    page.get_by_role("button", name="Run in the background").click()
+    page.get_by_text("compress #").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Accept as a new version").wait_for(timeout=180_000)
+    assert not ui.tracebacks(page)
+    shot(page, "compress")
+    page.get_by_role("button", name="Accept as a new version").click()
+    ui.wait_versions(page, 2)
+    ui.go(page, "History")
+    page.get_by_text("prune-magnitude").first.wait_for(timeout=30_000)
+    shot(page, "history")
