@@ -10,26 +10,16 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.import_speed import chain_model  # noqa: E402
+from benchmarks.import_speed import best_of, chain_model  # noqa: E402
 from engine.importers.onnx_import import load_onnx  # noqa: E402
 from engine.profile import profile_graph  # noqa: E402
 from engine.zoo import build_zoo_model  # noqa: E402
 
 TARGETS = [("stm32h743zi", "tflm-cmsis-nn"), ("nrf5340", "tflm-cmsis-nn"), ("esp32s3", "esp-nn")]
-
-
-def best_of(fn, n=5):
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:

@@ -101,6 +101,36 @@ def node_context(graph: Graph, node: Node) -> OpContext:
     return OpContext(op, node, ins, outs)
 
 
+def infer_node(g: Graph, node: Node, check_declared: bool = False, allow_empty: bool = True) -> None:
+    """Check one node and write the shape and dtype of its outputs into `g` (in place; its inputs must be
+    known). Output tensors keep their quantization and meta. With `check_declared`, a stored shape that
+    disagrees with the computed one is an error; `allow_empty=False` also refuses zero-sized dimensions."""
+    ctx = node_context(g, node)
+    ctx.op.check(node)
+    for i, t in enumerate(ctx.ins):
+        if node.inputs[i] and t is None:
+            raise GraphError(f"input '{node.inputs[i]}' has no tensor", node.name, node.op)
+    results = ctx.op.infer(ctx)
+    if len(results) != len(node.outputs):
+        raise GraphError(f"produces {len(results)} outputs but the node lists {len(node.outputs)}",
+                         node.name, node.op)
+    for name, (shape, dtype) in zip(node.outputs, results):
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape) or (not allow_empty and any(d < 1 for d in shape)):
+            raise GraphError(f"computed an empty or negative dimension {list(shape)} for '{name}'",
+                             node.name, node.op)
+        old = g.tensors.get(name)
+        if old is None:
+            g.tensors[name] = Tensor(name, shape, dtype)
+            continue
+        if check_declared and old.shape != shape and old.data is None:
+            raise GraphError(f"output '{name}' is declared {list(old.shape)} but the op computes "
+                             f"{list(shape)}", node.name, node.op)
+        # Quantized outputs keep their declared integer dtype (e.g. int8 with scale/zero point).
+        keep_dtype = old.quant is not None and old.dtype != "float32"
+        g.tensors[name] = Tensor(name, shape, old.dtype if keep_dtype else dtype, old.quant, None, old.meta)
+
+
 def infer_shapes(graph: Graph, check_declared: bool = False) -> Graph:
     """Return a copy of `graph` with the shape and dtype of every node output computed by its op.
 
@@ -112,29 +142,7 @@ def infer_shapes(graph: Graph, check_declared: bool = False) -> Graph:
     g = graph.copy()
     check_structure(g)
     for node in topological_order(g):
-        ctx = node_context(g, node)
-        ctx.op.check(node)
-        for i, t in enumerate(ctx.ins):
-            if node.inputs[i] and t is None:
-                raise GraphError(f"input '{node.inputs[i]}' has no tensor", node.name, node.op)
-        results = ctx.op.infer(ctx)
-        if len(results) != len(node.outputs):
-            raise GraphError(f"produces {len(results)} outputs but the node lists {len(node.outputs)}",
-                             node.name, node.op)
-        for name, (shape, dtype) in zip(node.outputs, results):
-            shape = tuple(int(d) for d in shape)
-            if any(d < 0 for d in shape):
-                raise GraphError(f"computed a negative dimension {list(shape)} for '{name}'", node.name, node.op)
-            old = g.tensors.get(name)
-            if old is None:
-                g.tensors[name] = Tensor(name, shape, dtype)
-                continue
-            if check_declared and old.shape != shape and old.data is None:
-                raise GraphError(f"output '{name}' is declared {list(old.shape)} but the op computes "
-                                 f"{list(shape)}", node.name, node.op)
-            # Quantized outputs keep their declared integer dtype (e.g. int8 with scale/zero point).
-            keep_dtype = old.quant is not None and old.dtype != "float32"
-            g.tensors[name] = Tensor(name, shape, old.dtype if keep_dtype else dtype, old.quant, None, old.meta)
+        infer_node(g, node, check_declared)
     return g
 
 

@@ -14,7 +14,7 @@ from engine.errors import GraphError
 from engine.ir import Graph, Node, Tensor
 from engine.ops import get_op
 from engine.serialize import _jsonable
-from engine.validate import node_context, topological_order
+from engine.validate import infer_node, node_context, topological_order
 from engine.zoo.layers import same_pads
 
 FORMAT = "tinystudio.canvas"
@@ -292,24 +292,7 @@ class Build:
             try:
                 self._repad(node)
                 fit_constants(g, node, self.layers.get(node.name), shared)
-                ctx = node_context(g, node)
-                ctx.op.check(node)
-                for i, t in enumerate(ctx.ins):
-                    if node.inputs[i] and t is None:
-                        raise GraphError(f"input '{node.inputs[i]}' has no tensor", node.name, node.op)
-                results = ctx.op.infer(ctx)
-                if len(results) != len(node.outputs):
-                    raise GraphError(f"produces {len(results)} outputs but the node has {len(node.outputs)}",
-                                     node.name, node.op)
-                for name, (shape, dtype) in zip(node.outputs, results):
-                    shape = tuple(int(d) for d in shape)
-                    if any(d < 1 for d in shape):
-                        raise GraphError(f"computed an empty or negative dimension {list(shape)}", node.name, node.op)
-                    old = g.tensors.get(name)
-                    keep = old is not None and old.quant is not None and old.dtype != "float32"
-                    g.tensors[name] = Tensor(name, shape, old.dtype if keep else dtype,
-                                             old.quant if old is not None else None, None,
-                                             old.meta if old is not None else {})
+                infer_node(g, node, allow_empty=False)
             except GraphError as e:
                 self.error(node.name, message(e))
                 self.failed.update(node.outputs)

@@ -46,7 +46,7 @@ def read_model_bytes(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
     if os.path.isdir(path):
         raise ModelFormatError(path, "is a folder, not a model file")
     if size > max_bytes:
-        raise ModelFormatError(path, f"file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+        raise ModelFormatError(path, f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     if size == 0:
         raise ModelFormatError(path, "file is empty (0 bytes)")
     with open(path, "rb") as f:
@@ -69,7 +69,7 @@ def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = 
     Nothing is written to disk, so an uploaded name can never point anywhere.
     """
     if len(data) > max_bytes:
-        raise ModelFormatError(name, f"file is {len(data) / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+        raise ModelFormatError(name, f"file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     if not data:
         raise ModelFormatError(name, "file is empty (0 bytes)")
     fmt = sniff_format(data, name)

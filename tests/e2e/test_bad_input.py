@@ -77,7 +77,7 @@ def test_bad_input(studio, new_page, shot, tmp_path):
     # Behind it, the importer's own limit for bytes that reach the server another way.
     with pytest.raises(ModelFormatError) as err:
         load_model_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1), "big.onnx", max_bytes=MAX_UPLOAD_BYTES)
-    assert str(err.value) == "big.onnx: file is 64.0 MiB, over the 64 MiB limit"
+    assert str(err.value) == "big.onnx: file is 64.0 MB, over the 64 MB limit"
 
     corrupted = _upload_error(page, uploader, Path(files["truncated ONNX"]["path"]), "truncated.onnx:")
     assert "corrupted or truncated ONNX file" in corrupted, corrupted
