@@ -55,7 +55,10 @@ if go:
         fd, path = tempfile.mkstemp(prefix="tinystudio-candidate-", suffix=".tsgraph")
         os.close(fd)
         save_graph(res.graph, path)  # kept until the user accepts or discards it
-        return {"candidate": path, "version": version_id, **res.to_json()}
+        # The data the action used travels with the version it becomes: source, split and normalization.
+        used = None if data is None else {"source": data.source, "train": len(data.x_train), "val": len(data.x_val),
+                                          "normalization": data.normalization}
+        return {"candidate": path, "version": version_id, "dataset": used, **res.to_json()}
 
     submit(session_id, "compress", {"action": name, "params": params, "version": version_id}, work)
 
@@ -87,8 +90,8 @@ if done:
     a, b = st.columns(2)
     if a.button("Accept as a new version", type="primary"):
         try:
-            db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy")},
-                           parent_id=r["version"])
+            db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy"),
+                                                             "dataset": r.get("dataset")}, parent_id=r["version"])
         except TinyStudioError as e:
             st.error(str(e))
             st.stop()

@@ -7,7 +7,6 @@ import store as db
 from app import widgets
 from app.nav import PAGES
 from app.state import get_store, select_session, session_id
-from engine.errors import TinyStudioError
 from engine.importers import MAX_UPLOAD_BYTES, load_model_bytes
 from engine.zoo import build_zoo_model, list_zoo
 from engine.zoo.blank import blank_graph

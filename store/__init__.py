@@ -15,7 +15,7 @@ from store.errors import (InvalidValueError, JobStateError, NotFoundError, Schem
 from store.exports import add_export, delete_export, export_bundle, get_export, list_exports
 from store.integrity import check_integrity
 from store.jobs import cancel_job, create_job, fail_job, finish_job, get_job, list_jobs, update_job
-from store.profiles import get_profile, list_profiles, profile_version, save_profile, split_targets, split_targets
+from store.profiles import get_profile, list_profiles, profile_version, save_profile, split_targets
 from store.records import ExportInfo, JobInfo, SessionInfo, VersionInfo
 from store.schema import SCHEMA_VERSION
 from store.sessions import (branch_session, create_session, delete_session, duplicate_session, get_session,
