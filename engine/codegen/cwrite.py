@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_C_TYPES = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}
+_C_TYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32}
 _KEYWORDS = frozenset("auto break case char const continue default do double else enum extern float for goto if "
                       "inline int long register restrict return short signed sizeof static struct switch typedef "
                       "union unsigned void volatile while".split())
@@ -73,6 +73,18 @@ def c_struct(fields: dict, width: int = 100) -> str:
         line = f"{line}, {part}" if line else part
     lines.append(line)
     return "{\n" + "\n".join("    " + ln for ln in lines) + "\n}"
+
+
+def pack_int4(values) -> np.ndarray:
+    """Values in [-8, 7], two per byte, low nibble first (TFLite's int4 packing); an odd count ends in a
+    zero high nibble.  pack_int4([1, -2, 7]) -> [0xE1, 0x07]."""
+    v = np.asarray(values, np.int64).reshape(-1)
+    if v.size and (v.min() < -8 or v.max() > 7):
+        raise ValueError("int4 values outside [-8, 7]")
+    nib = (v & 0xF).astype(np.uint8)
+    if nib.size % 2:
+        nib = np.append(nib, np.uint8(0))
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
 
 
 @dataclass(frozen=True)

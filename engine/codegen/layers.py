@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.codegen.cwrite import CArray, c_struct
+from engine.codegen.cwrite import CArray, c_struct, pack_int4
 from engine.errors import GraphError
 from engine.int8 import elementwise as ew
 from engine.int8 import lower as L
@@ -238,6 +238,18 @@ def _requant_arrays(ctx: EmitContext, node: Node, mult: np.ndarray, shift: np.nd
             ctx.array("shift", "int8_t", shift, "requantization shifts (TFLite's exponents)"), per_channel)
 
 
+def _packs_int4(w: Tensor, wq: np.ndarray) -> bool:
+    """int4 weights are packed two per byte when, minus their zero points, they still fit [-8, 7]
+    (always for mixed-precision's symmetric ones); otherwise they are stored as int8 (same results)."""
+    return w.dtype == "int4" and (wq.size == 0 or (wq.min() >= -8 and wq.max() <= 7))
+
+
+def _weight_array(ctx: EmitContext, values: np.ndarray, s4: bool, comment: str) -> str:
+    if s4:
+        return ctx.array("w", "uint8_t", pack_int4(values), f"{comment}, int4 packed two per byte, low nibble first")
+    return ctx.array("w", "int8_t", values, comment)
+
+
 @emits("Conv")
 def _conv(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
@@ -269,11 +281,12 @@ def _conv(ctx: EmitContext, node: Node) -> None:
          "act_min": lo, "act_max": hi}
     code = ctx.code
     xp, yp = ctx.src(node, x.name), ctx.dst(y.name)
+    s4 = _packs_int4(w, wq)
     if depthwise:
-        wname = ctx.array("w", "int8_t", wq[..., 0].transpose(1, 2, 0),
-                          f"{node.name}: depthwise weights (kH, kW, C*mult)")
+        wname = _weight_array(ctx, wq[..., 0].transpose(1, 2, 0), s4,
+                              f"{node.name}: depthwise weights (kH, kW, C*mult)")
     else:
-        wname = ctx.array("w", "int8_t", wq, f"{node.name}: weights (M, kH, kW, C/group)")
+        wname = _weight_array(ctx, wq, s4, f"{node.name}: weights (M, kH, kW, C/group)")
     bname = ctx.array("b", "int32_t", bias, "bias")
     mname, sname, per_channel = _requant_arrays(ctx, node, mult, shift)
     p["per_channel"] = per_channel
@@ -283,7 +296,10 @@ def _conv(ctx: EmitContext, node: Node) -> None:
     code.comment = (f"{node.name}: {kind}Conv {k[0]}x{k[1]} {c}->{m}, stride {s[0]}x{s[1]}"
                     f"{'' if d == (1, 1) else f', dilation {d[0]}x{d[1]}'}, out {_shape(y)}, {macs:,} MACs")
     code.body.append(f"static const ts_conv_params p = {c_struct(p)};")
-    if depthwise:
+    if s4:  # portable loops on every build: no im2col scratch
+        code.kernel = "ts_depthwise_conv_s4" if depthwise else "ts_conv_s4"
+        code.body.append(f"{code.kernel}(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});")
+    elif depthwise:
         code.kernel = "ts_depthwise_conv_s8"
         code.body.append(f"ts_depthwise_conv_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});")
     else:
@@ -318,15 +334,16 @@ def _gemm(ctx: EmitContext, node: Node) -> None:
     bias, mult, shift, general = _dsp_requant(wq, bias, 0, mult, shift, zo, lo, hi)
     code = ctx.code
     xp, yp = ctx.src(node, a.name), ctx.dst(y.name)
-    wname = ctx.array("w", "int8_t", wq, f"{node.name}: weights (out, in)")
+    s4 = _packs_int4(w, wq)
+    wname = _weight_array(ctx, wq, s4, f"{node.name}: weights (out, in)")
     bname = ctx.array("b", "int32_t", bias, f"bias - input zero point ({zx}) * sum of weights")
     mname, sname, pc = _requant_arrays(ctx, node, mult, shift)
     p = {"batches": a.shape[0], "in_features": a.shape[1], "out_features": units, "input_offset": 0,
          "output_offset": zo, "act_min": lo, "act_max": hi, "per_channel": pc, "general_requant": general}
-    code.kernel = "ts_fully_connected_s8"
+    code.kernel = "ts_fully_connected_s4" if s4 else "ts_fully_connected_s8"
     code.comment = f"{node.name}: FullyConnected {a.shape[1]}->{units}, out {_shape(y)}, {layer_macs(g, node):,} MACs"
     code.body += [f"static const ts_fc_params p = {c_struct(p)};",
-                  f"ts_fully_connected_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});"]
+                  f"{code.kernel}(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp});"]
 
 
 # ---- element-wise binary ops ------------------------------------------------------------------------------

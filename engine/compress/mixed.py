@@ -117,8 +117,8 @@ def c_weight_bytes(int8_graph: Graph, mixed_graph: Graph) -> dict:
     packed = saved >= (weight_bytes(int8_graph) - weight_bytes(mixed_graph)) * 0.9
     return {"int8_c_const_bytes": a, "mixed_c_const_bytes": b, "int4_packed_in_c": bool(packed and saved > 0),
             "note": ("the generated C packs int4 weights two per byte" if packed and saved > 0 else
-                     "the generated C stores int4 weights one value per int8_t byte (not packed): flash in the "
-                     "C bundle is the all-int8 figure; weight_bytes above counts the packed size")}
+                     "the generated C saves less than expected from int4: weights whose zero-point-shifted values "
+                     "leave [-8, 7] stay one per byte; weight_bytes above counts the packed size")}
 
 
 def run_mixed(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Graph, dict]:

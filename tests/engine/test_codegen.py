@@ -467,6 +467,86 @@ def test_ir_only_layouts_bit_exact(tmp_path):
             assert_same(run_host(exe, xs, args=(k,)), reference(g, xs), f"{k} ({variant})")
 
 
+# ---- int4 weights, packed two per byte ----------------------------------------------------------------------
+
+def test_pack_int4_low_nibble_first():
+    from engine.codegen.cwrite import pack_int4
+    assert pack_int4([1, -2, 7]).tolist() == [0xE1, 0x07]
+    assert pack_int4([-8, 7, 0, -1]).tolist() == [0x78, 0xF0]
+    v = np.arange(-8, 8).repeat(3)[:47]
+    packed = pack_int4(v)
+    nib = np.stack([packed & 0xF, packed >> 4], axis=1).reshape(-1)[:v.size].astype(np.int64)
+    assert np.array_equal(np.where(nib > 7, nib - 16, nib), v)
+    with pytest.raises(ValueError):
+        pack_int4([8])
+
+
+def _as_int4(g):
+    """Conv/Gemm weights clipped to [-8, 7] and retyped int4 (quantization kept): a valid graph whose
+    weights cover the whole int4 range, -8 included."""
+    g = g.copy()
+    for node in g.nodes:
+        if node.op in ("Conv", "Gemm"):
+            w = g.tensors[node.inputs[1]]
+            g.tensors[w.name] = Tensor(w.name, w.shape, "int4", w.quant, np.clip(w.data, -8, 7).astype(np.int8))
+    return g
+
+
+def _int4_cases():
+    """name -> (int8 graph, int4 graph): odd weight counts, depthwise with a multiplier, FC tails, and
+    (with the data) KWS's DS-CNN requantized by mixed-precision's int4_weights on every layer."""
+    from engine.compress.mixed import int4_weights
+    out = {}
+    m, y = conv_model((1, 5, 5, 3), (5, 3, 3, 3), (1, 5, 5, 5), padding=0, stride=1, act=1)
+    out["s4_conv"] = load_tflite("c.tflite", data=m.finish(y))
+    m, y = conv_model((1, 6, 6, 3), (1, 3, 3, 6), (1, 3, 3, 6), padding=0, stride=2, depthwise=True, mult=2)
+    out["s4_depthwise"] = load_tflite("d.tflite", data=m.finish(y))
+    m, y = fc_tails()
+    out["s4_fc"] = load_tflite("f.tflite", data=m.finish(y))
+    cases = {k: (g, _as_int4(g)) for k, g in out.items()}
+    if DATA.is_dir():
+        g = load_tflite(DATA / MLPERF["kws"])
+        cases["s4_kws"] = (g, int4_weights(g, [n.name for n in g.nodes if n.op in ("Conv", "Gemm")]))
+    return cases
+
+
+@needs_gcc
+def test_int4_weights_are_packed_and_bit_exact(tmp_path):
+    rng = np.random.default_rng(44)
+    cases = _int4_cases()
+    libs, rows = {}, {}
+    for k, (g8, g4) in cases.items():
+        lib8, lib4 = generate_library(g8, k + "_8"), generate_library(g4, k)
+        kernels = {layer["kernel"] for layer in lib4.layers}
+        assert kernels & {"ts_conv_s4", "ts_depthwise_conv_s4", "ts_fully_connected_s4"}, (k, kernels)
+        assert not kernels & {"ts_conv_s8", "ts_depthwise_conv_s8", "ts_fully_connected_s8"}, (k, kernels)
+        # every weight array is packed: ceil(count / 2) bytes of uint8_t for count int8_t
+        w8 = dict(re.findall(r"^const int8_t \w+_l(\d+)_w\[(\d+)\] = ", lib8.files[f"{k}_8_weights.c"], re.M))
+        w4 = dict(re.findall(r"^const uint8_t \w+_l(\d+)_w\[(\d+)\] = ", lib4.files[f"{k}_weights.c"], re.M))
+        assert w8 and w8.keys() == w4.keys(), (k, w8, w4)
+        assert all(int(w4[i]) == (int(w8[i]) + 1) // 2 for i in w8), (k, w8, w4)
+        print(f"{k}: C const bytes int8 {lib8.weights_bytes}, int4 packed {lib4.weights_bytes}")
+        libs[k] = lib4
+        rows[k] = rng.integers(-128, 128, (20, lib4.inputs[0].size)).astype(np.int8)
+    assert re.search(r"const uint8_t s4_conv_l0_w\[68\] = ", libs["s4_conv"].files["s4_conv_weights.c"])
+    for variant, flags in (("portable", ()), ("dsp", DSP)):
+        exe = compile_hosts(list(libs.values()), tmp_path / variant, extra_cflags=flags)
+        for k, (_, g4) in cases.items():
+            assert_same(run_host(exe, rows[k], args=(k,)), reference(g4, rows[k]), f"{k} int4 ({variant})")
+
+
+@needs_arm
+def test_int4_library_cross_compiles_for_cortex_m4(tmp_path):
+    g8, g4 = _int4_cases()["s4_depthwise"]
+    lib = generate_library(g4, "s4_m4")
+    d = write_library(lib, tmp_path)
+    for src in lib.sources:
+        r = subprocess.run([ARM_GCC, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                            "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I", str(d), "-c",
+                            str(d / src), "-o", str(tmp_path / f"{src}.o")], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr.strip(), f"{src}:\n{r.stderr[-3000:]}"
+
+
 # ---- 5. errors, determinism, static checks -------------------------------------------------------------------
 
 def small_graph():

@@ -135,6 +135,15 @@ void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const in
 void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                                const int32_t *multiplier, const int8_t *shift, int8_t *y);
 
+/* The same with int4 weights packed two per byte (low nibble first), in the int8 kernels' layouts; portable
+ * loops on every build. */
+void ts_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
+                const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_depthwise_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
+                          const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_fully_connected_s4(const ts_fc_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y);
+
 void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y);
