@@ -34,13 +34,31 @@ spec = actions[name]
 st.caption(spec["description"])
 with st.form(f"action_{name}"):
     params = widgets.zoo_param_inputs([p for p in spec["params"] if p["type"] != "model"], model=f"act_{name}")
-    go = st.form_submit_button("Run in the background", type="primary")
+    b1, b2 = st.columns([1, 3])
+    go = b1.form_submit_button("Run in the background", type="primary")
+    predict = b2.form_submit_button("Predict the effect (no fine-tuning)")
 
 model_shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
 if data is not None and tuple(data.input_shape) != model_shape:
     st.warning(f"The dataset's samples are {'x'.join(map(str, data.input_shape))} but the model takes "
                f"{'x'.join(map(str, model_shape))}: accuracy cannot be measured on it.")
     data = None
+
+if (go or predict) and spec["needs_data"] and data is None:
+    st.error(f"'{name}' needs data that matches the model's input: pick or upload a matching dataset above.")
+    st.stop()
+
+if predict:
+    # The same action with its fine-tuning switched off: the structural effect (MACs, bytes, arena) is exact,
+    # the accuracy is what the user would get before fine-tuning.
+    quick = {**params, **({"epochs": 0} if any(p["name"] == "epochs" for p in spec["params"]) else {})}
+    with st.spinner(f"Running {name} without fine-tuning..."), widgets.user_errors():
+        teacher = graph_of(v.parent_id) if name == "distill" and v.parent_id else None
+        pred = compress(graph, name, quick, data, teacher=teacher).to_json()
+    st.subheader("Predicted effect (before fine-tuning)")
+    st.dataframe([{"figure": k, "now": pred["before"].get(k), "predicted": pred["after"].get(k),
+                   "change": pred["delta"].get(k)} for k in ("macs", "weight_bytes", "activation_peak_bytes",
+                                                             "accuracy")], hide_index=True, width="stretch")
 
 if go:
     if spec["needs_data"] and data is None:
