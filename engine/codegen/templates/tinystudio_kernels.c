@@ -156,202 +156,139 @@ static int32_t ts_clz32(int32_t x)
     return n;
 }
 
-/* ---- convolution --------------------------------------------------------------------------------------- */
-
-void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                    const int32_t *multiplier, const int8_t *shift, int8_t *y)
-{
-    const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;
-    int32_t b, oh, ow, m, i, j, c;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-                for (m = 0; m < p->out_c; ++m) {
-                    const int32_t ch = p->per_channel ? m : 0;
-                    const int8_t *wm = w + (size_t)m * p->k_h * p->k_w * cg;
-                    const int32_t c0 = (m / mg) * cg;
-                    int32_t acc = bias[m];
-                    for (i = 0; i < p->k_h; ++i) {
-                        const int32_t ih = h0 + i * p->dil_h;
-                        if (ih < 0 || ih >= p->in_h) {
-                            continue;
-                        }
-                        for (j = 0; j < p->k_w; ++j) {
-                            const int32_t iw = w0 + j * p->dil_w;
-                            const int8_t *xp, *wp;
-                            if (iw < 0 || iw >= p->in_w) {
-                                continue;
-                            }
-                            xp = img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;
-                            wp = wm + ((size_t)i * p->k_w + j) * cg;
-                            for (c = 0; c < cg; ++c) {
-                                acc += (xp[c] + p->input_offset) * wp[c];
-                            }
-                        }
-                    }
-                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
-}
-
-void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
-{
-    const int32_t mult = p->out_c / p->in_c;
-    int32_t b, oh, ow, m, i, j;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-                for (m = 0; m < p->out_c; ++m) {
-                    const int32_t ch = p->per_channel ? m : 0;
-                    int32_t acc = bias[m];
-                    for (i = 0; i < p->k_h; ++i) {
-                        const int32_t ih = h0 + i * p->dil_h;
-                        if (ih < 0 || ih >= p->in_h) {
-                            continue;
-                        }
-                        for (j = 0; j < p->k_w; ++j) {
-                            const int32_t iw = w0 + j * p->dil_w;
-                            if (iw < 0 || iw >= p->in_w) {
-                                continue;
-                            }
-                            acc += (img[((size_t)ih * p->in_w + iw) * p->in_c + m / mult] + p->input_offset) *
-                                   w[((size_t)i * p->k_w + j) * p->out_c + m];
-                        }
-                    }
-                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
-}
-
-void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
-{
-    int32_t b, n, k;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *row = x + (size_t)b * p->in_features;
-        for (n = 0; n < p->out_features; ++n) {
-            const int32_t ch = p->per_channel ? n : 0;
-            const int8_t *wn = w + (size_t)n * p->in_features;
-            int32_t acc = bias[n];
-            for (k = 0; k < p->in_features; ++k) {
-                acc += (row[k] + p->input_offset) * wn[k];
-            }
-            *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-        }
-    }
-}
-
-/* ---- int4 weights, packed two per byte ------------------------------------------------------------------
- * Weight i of the flattened (int8-layout) array is the low nibble of byte i / 2 when i is even, the high
- * nibble when odd (TFLite's int4 packing), two's complement in [-8, 7]. These kernels are the portable loops
- * above with the weight read through ts_w4; both builds use them (the DSP path has no int4 variant), so an
- * int4 layer gives the same bytes as the int8 layer holding the same weight values. */
+/* ---- convolution and fully connected: the portable loops --------------------------------------------------
+ * Each loop is written once and instantiated for both weight storages: TS_W(w, i) reads weight i of the
+ * flattened (int8-layout) array. int8 weights are read directly; int4 weights are packed two per byte, weight i
+ * in the low nibble of byte i / 2 when i is even, the high nibble when odd (TFLite's int4 packing), two's
+ * complement in [-8, 7]. Both builds use the int4 kernels (the DSP path has no int4 variant), so an int4 layer
+ * gives the same bytes as the int8 layer holding the same weight values. */
 static int32_t ts_w4(const uint8_t *w, size_t i)
 {
     const int32_t v = (int32_t)((w[i >> 1] >> ((i & 1u) * 4u)) & 0x0Fu);
     return v - ((v & 8) << 1);
 }
 
+#define TS_W8(w, i) ((int32_t)(w)[i])
+#define TS_W4(w, i) ts_w4((w), (i))
+
+#define TS_CONV_LOOPS(TS_W)                                                                                  \
+    const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;                                     \
+    int32_t b, oh, ow, m, i, j, c;                                                                          \
+    for (b = 0; b < p->batches; ++b) {                                                                      \
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;                                    \
+        for (oh = 0; oh < p->out_h; ++oh) {                                                                 \
+            for (ow = 0; ow < p->out_w; ++ow) {                                                             \
+                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;      \
+                for (m = 0; m < p->out_c; ++m) {                                                            \
+                    const int32_t ch = p->per_channel ? m : 0;                                              \
+                    const size_t wm = (size_t)m * p->k_h * p->k_w * cg;                                     \
+                    const int32_t c0 = (m / mg) * cg;                                                       \
+                    int32_t acc = bias[m];                                                                  \
+                    for (i = 0; i < p->k_h; ++i) {                                                          \
+                        const int32_t ih = h0 + i * p->dil_h;                                               \
+                        if (ih < 0 || ih >= p->in_h) {                                                      \
+                            continue;                                                                       \
+                        }                                                                                   \
+                        for (j = 0; j < p->k_w; ++j) {                                                      \
+                            const int32_t iw = w0 + j * p->dil_w;                                           \
+                            const int8_t *xp;                                                               \
+                            size_t wp;                                                                      \
+                            if (iw < 0 || iw >= p->in_w) {                                                  \
+                                continue;                                                                   \
+                            }                                                                               \
+                            xp = img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;                          \
+                            wp = wm + ((size_t)i * p->k_w + j) * cg;                                        \
+                            for (c = 0; c < cg; ++c) {                                                      \
+                                acc += (xp[c] + p->input_offset) * TS_W(w, wp + (size_t)c);                 \
+                            }                                                                               \
+                        }                                                                                   \
+                    }                                                                                       \
+                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max); \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+    }
+
+#define TS_DEPTHWISE_LOOPS(TS_W)                                                                             \
+    const int32_t mult = p->out_c / p->in_c;                                                                \
+    int32_t b, oh, ow, m, i, j;                                                                             \
+    for (b = 0; b < p->batches; ++b) {                                                                      \
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;                                    \
+        for (oh = 0; oh < p->out_h; ++oh) {                                                                 \
+            for (ow = 0; ow < p->out_w; ++ow) {                                                             \
+                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;      \
+                for (m = 0; m < p->out_c; ++m) {                                                            \
+                    const int32_t ch = p->per_channel ? m : 0;                                              \
+                    int32_t acc = bias[m];                                                                  \
+                    for (i = 0; i < p->k_h; ++i) {                                                          \
+                        const int32_t ih = h0 + i * p->dil_h;                                               \
+                        if (ih < 0 || ih >= p->in_h) {                                                      \
+                            continue;                                                                       \
+                        }                                                                                   \
+                        for (j = 0; j < p->k_w; ++j) {                                                      \
+                            const int32_t iw = w0 + j * p->dil_w;                                           \
+                            if (iw < 0 || iw >= p->in_w) {                                                  \
+                                continue;                                                                   \
+                            }                                                                               \
+                            acc += (img[((size_t)ih * p->in_w + iw) * p->in_c + m / mult] + p->input_offset) * \
+                                   TS_W(w, ((size_t)i * p->k_w + j) * p->out_c + (size_t)m);                \
+                        }                                                                                   \
+                    }                                                                                       \
+                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max); \
+                }                                                                                           \
+            }                                                                                               \
+        }                                                                                                   \
+    }
+
+#define TS_FC_LOOPS(TS_W)                                                                                    \
+    int32_t b, n, k;                                                                                        \
+    for (b = 0; b < p->batches; ++b) {                                                                      \
+        const int8_t *row = x + (size_t)b * p->in_features;                                                 \
+        for (n = 0; n < p->out_features; ++n) {                                                             \
+            const int32_t ch = p->per_channel ? n : 0;                                                      \
+            const size_t wn = (size_t)n * p->in_features;                                                   \
+            int32_t acc = bias[n];                                                                          \
+            for (k = 0; k < p->in_features; ++k) {                                                          \
+                acc += (row[k] + p->input_offset) * TS_W(w, wn + (size_t)k);                                \
+            }                                                                                               \
+            *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);    \
+        }                                                                                                   \
+    }
+
+void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    TS_CONV_LOOPS(TS_W8)
+}
+
+void ts_depthwise_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    TS_DEPTHWISE_LOOPS(TS_W8)
+}
+
+void ts_fully_connected_s8_ref(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    TS_FC_LOOPS(TS_W8)
+}
+
 void ts_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
                 const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;
-    int32_t b, oh, ow, m, i, j, c;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-                for (m = 0; m < p->out_c; ++m) {
-                    const int32_t ch = p->per_channel ? m : 0;
-                    const size_t wm = (size_t)m * p->k_h * p->k_w * cg;
-                    const int32_t c0 = (m / mg) * cg;
-                    int32_t acc = bias[m];
-                    for (i = 0; i < p->k_h; ++i) {
-                        const int32_t ih = h0 + i * p->dil_h;
-                        if (ih < 0 || ih >= p->in_h) {
-                            continue;
-                        }
-                        for (j = 0; j < p->k_w; ++j) {
-                            const int32_t iw = w0 + j * p->dil_w;
-                            const int8_t *xp;
-                            size_t wp;
-                            if (iw < 0 || iw >= p->in_w) {
-                                continue;
-                            }
-                            xp = img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;
-                            wp = wm + ((size_t)i * p->k_w + j) * cg;
-                            for (c = 0; c < cg; ++c) {
-                                acc += (xp[c] + p->input_offset) * ts_w4(w, wp + (size_t)c);
-                            }
-                        }
-                    }
-                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
+    TS_CONV_LOOPS(TS_W4)
 }
 
 void ts_depthwise_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t mult = p->out_c / p->in_c;
-    int32_t b, oh, ow, m, i, j;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-                for (m = 0; m < p->out_c; ++m) {
-                    const int32_t ch = p->per_channel ? m : 0;
-                    int32_t acc = bias[m];
-                    for (i = 0; i < p->k_h; ++i) {
-                        const int32_t ih = h0 + i * p->dil_h;
-                        if (ih < 0 || ih >= p->in_h) {
-                            continue;
-                        }
-                        for (j = 0; j < p->k_w; ++j) {
-                            const int32_t iw = w0 + j * p->dil_w;
-                            if (iw < 0 || iw >= p->in_w) {
-                                continue;
-                            }
-                            acc += (img[((size_t)ih * p->in_w + iw) * p->in_c + m / mult] + p->input_offset) *
-                                   ts_w4(w, ((size_t)i * p->k_w + j) * p->out_c + (size_t)m);
-                        }
-                    }
-                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
+    TS_DEPTHWISE_LOOPS(TS_W4)
 }
 
 void ts_fully_connected_s4(const ts_fc_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    int32_t b, n, k;
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *row = x + (size_t)b * p->in_features;
-        for (n = 0; n < p->out_features; ++n) {
-            const int32_t ch = p->per_channel ? n : 0;
-            const size_t wn = (size_t)n * p->in_features;
-            int32_t acc = bias[n];
-            for (k = 0; k < p->in_features; ++k) {
-                acc += (row[k] + p->input_offset) * ts_w4(w, wn + (size_t)k);
-            }
-            *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
-        }
-    }
+    TS_FC_LOOPS(TS_W4)
 }
 
 /* ---- DSP instructions (Armv7E-M), or their portable emulation ------------------------------------------- */
