@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 
+from app.profile_targets import profile_targets
 from engine import __version__
+from engine.deployed import PRECISIONS
 from engine.errors import TinyStudioError
 
 EXIT_USER_ERROR = 2
@@ -180,23 +182,17 @@ def cmd_run(args) -> int:
     return 0
 
 
-def profile_targets(mcu_ids: list[str], runtime: str | None) -> list[tuple[str, str]]:
-    """(mcu, runtime) pairs; without --runtime each MCU gets the default runtime for its core."""
-    from hwmodels.mcu import get_mcu
-    from hwmodels.runtime import default_runtime
-
-    return [(m, runtime or default_runtime(get_mcu(m).core)) for m in mcu_ids]
-
-
 def cmd_profile(args) -> int:
     from engine.profile import profile_graph
 
     targets = profile_targets(args.mcu or [], args.runtime)
     graph = open_model(args)
-    prof = profile_graph(graph, targets)
+    prof = profile_graph(graph, targets, precision=args.precision)
     if args.json:
         rep = inspect_report(graph)
         doc = prof.to_json()
+        rep["precision"], rep["precision_requested"] = doc["precision"], doc["precision_requested"]
+        rep["precision_note"] = doc["precision_note"]
         rep["totals"].update(doc["totals"])
         rep["layers"] = doc["layers"]
         rep["memory"] = doc["memory"]
@@ -210,6 +206,7 @@ def cmd_profile(args) -> int:
 def print_profile(graph, prof) -> None:
     m = model_json(graph)
     print(f"model  {m['name']}  ({m['format']})")
+    print(f"precision  {prof.precision}: {prof.precision_note}")
     head = ["#", "layer", "op", "output shape", "MACs", "weights B", "output B", "live B"]
     head += [f"{t.mcu} ms" for t in prof.targets]
     rows = [head]
@@ -562,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--mcu", action="append", metavar="ID", help="target MCU (repeatable; see `tinystudio mcus`)")
     pr.add_argument("--runtime", metavar="ID",
                     help="runtime profile (default: tflm-cmsis-nn on Arm cores, esp-nn on ESP32 parts)")
+    pr.add_argument("--precision", choices=PRECISIONS, default="as-is",
+                    help="as-is (default): the model as given; int8: as deployed, the graph the export generates "
+                         "C from (BN folded, activations fused, int8); float32: a float model as is, an int8 one "
+                         "dequantized")
     pr.set_defaults(fn=cmd_profile)
     ex = model_cmd("export", "Quantize (if float), generate C, verify it and write a firmware bundle (zip).")
     ex.add_argument("--mcu", required=True, metavar="ID", help="target MCU (see `tinystudio mcus`)")

@@ -3,9 +3,11 @@
     prof = profile_graph(graph, targets=[("stm32f746ng", "tflm-cmsis-nn")])
     prof.layers[i].live_bytes, prof.plan.arena_bytes, prof.targets[0].latency_ms
     prof.to_json()   # the `tinystudio profile --json` document
+    prof = profile_graph(float_graph, targets, precision="int8")   # as deployed: BN folded, fused, int8
 
 Per-layer records come from engine.summary, the arena from engine.memory (the planner the C export uses),
-latency/energy/fit from hwmodels. Totals are sums of the per-layer records.
+latency/energy/fit from hwmodels. Totals are sums of the per-layer records. `precision` ("as-is", "int8",
+"float32") profiles the graph engine.deployed makes of it; `prof.precision` says what was profiled.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ class Profile:
     layers: tuple[LayerProfile, ...]
     plan: MemoryPlan
     targets: tuple  # hwmodels.estimate.TargetEstimate, one per (mcu, runtime)
+    precision: str = "float32"  # what was profiled: "int8" | "float32"
+    precision_requested: str = "as-is"
+    precision_note: str = ""  # what the profiled graph is (as deployed, dequantized, as the version is)
 
     @property
     def weight_bytes(self) -> int:
@@ -51,7 +56,9 @@ class Profile:
             d["estimates"] = [{"mcu": t.mcu, "runtime": t.runtime, **_layer_est(est[lp.record.name])}
                               for t, est in zip(self.targets, per_layer)]
             layers.append(d)
-        return {"totals": self.totals(), "layers": layers, "memory": self.memory_json(),
+        return {"precision": self.precision, "precision_requested": self.precision_requested,
+                "precision_note": self.precision_note, "totals": self.totals(), "layers": layers,
+                "memory": self.memory_json(),
                 "targets": [t.to_json(layers=False) for t in self.targets]}
 
     def memory_json(self) -> dict:
@@ -79,28 +86,37 @@ class Profile:
 
 
 def profile_graph(graph: Graph, targets: list[tuple[str, str]] | tuple = (), bytes_per_element: int | None = None,
-                  mcu_dirs: list[str] | None = None) -> Profile:
-    """Profile `graph`; `targets` are (mcu id, runtime id) pairs, resolved through hwmodels."""
+                  mcu_dirs: list[str] | None = None, precision: str = "as-is") -> Profile:
+    """Profile `graph`; `targets` are (mcu id, runtime id) pairs, resolved through hwmodels. `precision`:
+    "as-is" (the graph as given), "int8" (as deployed: the graph the export generates C from) or "float32"
+    (a float graph as is, an int8 one dequantized); see engine.deployed."""
+    from engine.deployed import check_precision, graph_at_precision, precision_of
+
+    check_precision(precision)
+    resolved = []
+    if targets:
+        from hwmodels.mcu import get_mcu
+        from hwmodels.runtime import get_runtime
+
+        # Resolve every id first so a typo fails before any work is done (quantizing included).
+        resolved = [(get_mcu(m, mcu_dirs), get_runtime(r)) for m, r in targets]
+    graph, note = graph_at_precision(graph, precision)
     g = infer_shapes(graph) if not all(t in graph.tensors for n in graph.nodes for t in n.outputs) else graph
     plan = plan_memory(g, bytes_per_element=bytes_per_element)
     by_name = {r.name: r for r in layer_records(g)}
     step_of = {name: i for i, name in enumerate(plan.order)}
     layers = tuple(LayerProfile(by_name[name], step_of[name], plan.live_bytes[step_of[name]]) for name in plan.order)
     ests = []
-    if targets:
+    if resolved:
         from hwmodels.estimate import estimate_target, layer_work
-        from hwmodels.mcu import get_mcu
-        from hwmodels.runtime import get_runtime
 
-        # Resolve every id first so a typo fails before any work is done.
-        resolved = [(get_mcu(m, mcu_dirs), get_runtime(r)) for m, r in targets]
         work = layer_work(g)
         flash_data = sum(r.weight_bytes + r.quant_bytes for r in by_name.values())
         for mcu, rt in resolved:
             # Graph inputs and outputs live inside the planned arena, so no separate I/O buffers are added.
             ests.append(estimate_target(g, mcu, rt, arena_bytes=plan.arena_bytes, weight_bytes=flash_data,
                                         work=work))
-    return Profile(g.name, layers, plan, tuple(ests))
+    return Profile(g.name, layers, plan, tuple(ests), precision_of(g), precision, note)
 
 
 def _layer_est(le) -> dict:

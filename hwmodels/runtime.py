@@ -192,7 +192,14 @@ def get_runtime(runtime_id: str, extra_dirs: list[str | Path] | None = None) -> 
 DEFAULT_PREFERENCE = ("tflm-cmsis-nn", "esp-nn", "tflm-reference")
 
 
-def default_runtime(core: str) -> str:
+def default_runtime(mcu) -> str:
+    """The runtime a user gets without choosing, for an MCU (an MCU, an MCU id) or a core family: what Profile
+    shows by default and what the export's estimates assume."""
+    if isinstance(mcu, str) and mcu not in CORES:
+        from hwmodels.mcu import get_mcu
+
+        mcu = get_mcu(mcu)
+    core = mcu if isinstance(mcu, str) else mcu.core
     supported = runtimes_for_core(core)
     for rid in DEFAULT_PREFERENCE:
         if rid in supported:
