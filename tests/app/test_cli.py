@@ -135,3 +135,49 @@ def test_mcus_lists_at_least_20(capsys):
     doc = json.loads(out)
     assert len(doc["mcus"]) >= 20 and {"tflm-cmsis-nn", "vendor-optimized", "tflm-reference"} <= {
         r["id"] for r in doc["runtimes"]}
+
+
+MBV2 = "zoo:mobilenetv2?width=0.35&resolution=144"
+
+
+def test_profile_precision_int8_is_as_deployed(capsys):
+    """The issue's check: MobileNetV2 0.35 @144 profiled as deployed (BN folded, fused, int8) on an ESP32-S3."""
+    from engine.codegen import generate_library
+    from engine.export.pipeline import quantize
+    from engine.zoo import build_zoo_model
+
+    code, out, err = run_cli(capsys, "profile", MBV2, "--precision", "int8", "--mcu", "esp32s3",
+                             "--mcu", "stm32h743zi", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["precision"] == "int8" and rep["precision_requested"] == "int8"
+    float_params = build_zoo_model(MBV2)
+    params = sum(t.size for t in float_params.tensors.values() if t.data is not None)  # with BN: 1,691,208
+    assert abs(rep["totals"]["weight_bytes"] - params) <= 0.05 * params
+    assert not any(x["op"] == "BatchNormalization" for x in rep["layers"])
+    # the arena of the C the export generates (its own PTQ on its default calibration set, then codegen)
+    qgraph, _ = quantize(float_params, None, [])
+    arena = generate_library(qgraph, "m").arena_bytes
+    assert rep["memory"]["arena_bytes"] == arena == 311_040
+    esp, h7 = rep["targets"]
+    assert esp["runtime"] == "esp-nn" and esp["ram_parts"]["arena"] == arena
+    assert esp["fits_flash"] and h7["fits"]
+    # TFLM + ESP-NN keeps 78 KB of interpreter state (per-channel requantization data of 8,040 channels,
+    # node and tensor structs) beside the arena: 388 KB of the 384 KB an ESP32-S3 leaves free.
+    assert esp["ram_parts"]["persistent"] > 64_000
+    assert esp["ram_bytes"] == sum(esp["ram_parts"].values())
+    assert esp["fits"] == (esp["ram_bytes"] <= esp["sram_bytes"])
+
+
+def test_profile_precision_default_and_float32(capsys):
+    code, out, _ = run_cli(capsys, "profile", "zoo:kws_dscnn", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["precision"] == "float32" and rep["precision_requested"] == "as-is"
+    assert any(x["op"] == "BatchNormalization" for x in rep["layers"])
+    code, out, _ = run_cli(capsys, "profile", str(MLPERF / "kws_ref_model.tflite"), "--precision", "float32")
+    assert code == 0 and "precision  float32: float32, dequantized" in out
+    with pytest.raises(SystemExit) as e:
+        main(["profile", "zoo:kws_dscnn", "--precision", "int4"])
+    assert e.value.code == 2 and "invalid choice: 'int4'" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "profile", "zoo:cct", "--precision", "int8")
+    assert code == 2 and err.startswith("error: int8 (as deployed) is not available for this model: node '")
