@@ -3,12 +3,26 @@
     per_layer_figure(prof, metric)   bars per layer in execution order (one trace per MCU for latency)
     memory_timeline(prof, mcus)      live activation bytes per step, the peak marked, each MCU's SRAM as a line
     fit_rows(prof)                   the comparison table, one row per target
+    fit_summary(target)              what one fit card says: fits or not, by how much, what dominates
+Every figure is written in human units (app.units); exact byte counts go into hovers and tooltips.
 """
 from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from app.units import fmt_bytes, fmt_ms, fmt_pct, fmt_uj
 from engine.profile import Profile
+
+# One colour per MCU, the same in the memory timeline and the latency chart (Plotly's default sequence
+# without the blue of the live-activation area, the red of the peak and the green of the arena line).
+MCU_COLOURS = ("#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#1f3b73")
+RAM_PARTS = {"arena": "activation arena", "persistent": "runtime state", "scratch": "kernel scratch",
+             "io": "I/O buffers"}
+FLASH_PARTS = {"weights": "weights", "code": "runtime code"}
+
+
+def mcu_colour(i: int) -> str:
+    return MCU_COLOURS[i % len(MCU_COLOURS)]
 
 METRICS = {
     "MACs": lambda lp: lp.record.macs,
@@ -34,48 +48,84 @@ def per_layer_figure(prof: Profile, metric: str) -> go.Figure:
     ops = [lp.record.op for lp in prof.layers]
     if metric == "latency (ms, estimate)":
         fig = go.Figure([go.Bar(x=x, y=[_by_name(t)[lp.record.name].latency_ms for lp in prof.layers],
-                                name=f"{t.mcu} ({t.runtime})",
-                                customdata=ops, hovertemplate="%{x}<br>%{customdata}<br>%{y:.3f} ms<extra></extra>")
-                         for t in prof.targets])
+                                name=f"{t.mcu} ({t.runtime})", marker_color=mcu_colour(i),
+                                customdata=[[op, fmt_ms(_by_name(t)[lp.record.name].latency_ms)]
+                                            for op, lp in zip(ops, prof.layers)],
+                                hovertemplate="%{x}<br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>")
+                         for i, t in enumerate(prof.targets)])
         fig.update_layout(barmode="group")
         return _layout(fig, "Estimated latency per layer", "ms (estimate)")
     values = [METRICS[metric](lp) for lp in prof.layers]
-    fig = go.Figure(go.Bar(x=x, y=values, customdata=ops, marker_color="#4c78a8", name=metric,
-                           hovertemplate="%{x}<br>%{customdata}<br>%{y:,}<extra></extra>"))
+    shown = [f"{v:,}" if metric == "MACs" else f"{fmt_bytes(v)} ({v:,} B)" for v in values]
+    fig = go.Figure(go.Bar(x=x, y=values, customdata=list(zip(ops, shown)), marker_color="#4c78a8", name=metric,
+                           hovertemplate="%{x}<br>%{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
     return _layout(fig, f"{metric[:1].upper()}{metric[1:]} per layer", metric)  # keeps "MACs" as written
 
 
 def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
-    """Live activation bytes at each step of the execution order; the planner's arena and each MCU's SRAM."""
+    """Live activation KB at each step of the execution order; the planner's arena and each MCU's SRAM as
+    lines of their own colour, named in the legend (labels written on the lines overlap when two MCUs have
+    about the same SRAM)."""
     x = layer_labels(prof)
     live = [lp.live_bytes for lp in prof.layers]
-    fig = go.Figure(go.Scatter(x=x, y=live, mode="lines+markers", fill="tozeroy", name="live activations",
-                               line=dict(color="#4c78a8"), hovertemplate="%{x}<br>%{y:,} B live<extra></extra>"))
+    kb = [v / 1024 for v in live]
+    fig = go.Figure(go.Scatter(x=x, y=kb, mode="lines+markers", fill="tozeroy", name="live activations",
+                               line=dict(color="#4c78a8"), customdata=[f"{fmt_bytes(v)} ({v:,} B)" for v in live],
+                               hovertemplate="%{x}<br>%{customdata} live<extra></extra>"))
     if live:
         peak = max(range(len(live)), key=live.__getitem__)
-        fig.add_trace(go.Scatter(x=[x[peak]], y=[live[peak]], mode="markers+text", name="peak",
-                                 marker=dict(color="#e45756", size=12), text=[f"peak {live[peak]:,} B"],
-                                 textposition="top center", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[x[peak]], y=[kb[peak]], mode="markers+text", name="peak",
+                                 marker=dict(color="#e45756", size=12), text=[f"peak {fmt_bytes(live[peak])}"],
+                                 textposition="middle right", hoverinfo="skip"))
     arena = prof.plan.arena_bytes
-    # Labelled below the line at the right: the peak's label sits above its marker, often on this line.
-    fig.add_hline(y=arena, line_dash="dot", line_color="#54a24b",
-                  annotation_text=f"planned arena {arena:,} B", annotation_position="bottom right")
-    for mcu, size in sram.items():
-        fig.add_hline(y=size, line_dash="dash", line_color="#b279a2",
-                      annotation_text=f"{mcu} SRAM {size / 1024:g} KB", annotation_position="top right")
-    return _layout(fig, "Memory timeline", "bytes")
+    ends = [x[0], x[-1]] if x else [0, 1]
+    fig.add_trace(go.Scatter(x=ends, y=[arena / 1024] * 2, mode="lines", name=f"planned arena {fmt_bytes(arena)}",
+                             line=dict(color="#54a24b", dash="dot", width=2), hoverinfo="name"))
+    for i, (mcu, size) in enumerate(sram.items()):
+        fig.add_trace(go.Scatter(x=ends, y=[size / 1024] * 2, mode="lines", name=f"{mcu} SRAM {fmt_bytes(size)}",
+                                 line=dict(color=mcu_colour(i), dash="dash", width=2), hoverinfo="name"))
+    fig = _layout(fig, "Memory timeline", "KB")
+    # The legend goes under the plot: one entry per line, however many MCUs, never over the curve.
+    fig.update_layout(height=380, legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"),
+                      margin=dict(l=50, r=20, t=50, b=90))
+    fig.update_xaxes(showticklabels=len(x) <= 40)
+    return fig
+
+
+def fit_summary(t) -> dict:
+    """What one MCU's fit card says, in words and human units: the verdict, RAM and flash with their
+    headroom (or overflow) in KB and % of the MCU's capacity and the part that dominates each, latency and
+    energy."""
+    def resource(need: int, have: int, parts: dict, names: dict) -> dict:
+        margin = have - need
+        top, top_bytes = max(parts.items(), key=lambda kv: kv[1]) if parts else ("", 0)
+        return {"need": need, "have": have, "use": need / have if have else float("inf"), "fits": margin >= 0,
+                "text": f"{fmt_bytes(need)} of {fmt_bytes(have)} ({fmt_pct(need / have if have else None)})",
+                "margin": (f"{fmt_bytes(margin)} free ({fmt_pct(margin / have)})" if margin >= 0 else
+                           f"over by {fmt_bytes(-margin)} ({fmt_pct(-margin / have)})") if have else "—",
+                "dominant": f"{names.get(top, top)} {fmt_bytes(top_bytes)} ({fmt_pct(top_bytes / need if need else 0, 0)})",
+                "parts": ", ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in parts.items() if v)}
+
+    ram = resource(t.ram_bytes, t.sram_bytes, dict(t.ram_parts), RAM_PARTS)
+    flash = resource(t.flash_bytes, t.flash_capacity_bytes, dict(t.flash_parts), FLASH_PARTS)
+    misses = [f"{what} {r['margin']}" for what, r in (("RAM", ram), ("flash", flash)) if not r["fits"]]
+    verdict = "fits" if t.fits else "does not fit: " + ", ".join(misses)
+    return {"mcu": t.mcu, "runtime": t.runtime, "fits": t.fits, "verdict": verdict, "ram": ram, "flash": flash,
+            "latency": fmt_ms(t.latency_ms), "energy": fmt_uj(t.energy_uj), "calibrated": t.calibrated}
 
 
 def fit_rows(prof: Profile) -> list[dict]:
+    """The comparison table behind the cards, one row per target; the verdict comes second so it is never
+    cut off at the right edge."""
     rows = []
     for t in prof.targets:
-        parts = dict(t.ram_parts)
+        f = fit_summary(t)
         rows.append({
-            "MCU": t.mcu, "runtime": t.runtime, "latency ms (est.)": round(t.latency_ms, 2),
-            "energy µJ (est.)": round(t.energy_uj, 1), "RAM B (est.)": t.ram_bytes,
-            "arena B": parts.get("arena", 0), "SRAM B": t.sram_bytes, "RAM use": f"{t.ram_use:.0%}",
-            "flash B (est.)": t.flash_bytes, "flash B": t.flash_capacity_bytes, "flash use": f"{t.flash_use:.0%}",
-            "fits": "yes" if t.fits else "no", "verdict": t.fit_message(),
+            "MCU": t.mcu, "verdict": f["verdict"], "runtime": t.runtime, "latency (est.)": f["latency"],
+            "energy (est.)": f["energy"], "RAM (est.)": fmt_bytes(t.ram_bytes), "SRAM": fmt_bytes(t.sram_bytes),
+            "RAM use": fmt_pct(t.ram_use), "arena": fmt_bytes(dict(t.ram_parts).get("arena", 0)),
+            "flash (est.)": fmt_bytes(t.flash_bytes), "flash": fmt_bytes(t.flash_capacity_bytes),
+            "flash use": fmt_pct(t.flash_use),
         })
     return rows
 
@@ -87,8 +137,8 @@ def layer_detail(prof: Profile, step: int) -> dict:
     ests = {}
     for t in prof.targets:
         le = _by_name(t)[lp.record.name]
-        ests[f"{t.mcu} ({t.runtime})"] = {"latency_ms": round(le.latency_ms, 4), "cycles": le.cycles,
-                                         "share": f"{le.share:.1%}", "scratch_bytes": le.scratch_bytes}
+        ests[f"{t.mcu} ({t.runtime})"] = {"latency_ms": le.latency_ms, "cycles": le.cycles,
+                                         "share": fmt_pct(le.share, 1), "scratch_bytes": le.scratch_bytes}
     d["estimates (per target)"] = ests
     return d
 
@@ -111,11 +161,13 @@ def layer_detail_tables(prof: Profile, step: int) -> tuple[list[dict], list[dict
             v = shape(v)
         elif isinstance(v, dict):
             v = ", ".join(f"{kk}: {vv:,}" if isinstance(vv, int) else f"{kk}: {vv}" for kk, vv in v.items())
+        elif isinstance(v, int) and (k.endswith("_bytes") or k.endswith("bytes")) and v >= 1024:
+            v = f"{fmt_bytes(v)} ({v:,} B)"
         elif isinstance(v, int):
-            v = f"{v:,}"
+            v = f"{v:,}" + (" B" if k.endswith("bytes") else "")
         props.append({"property": labels.get(k, k.replace("_", " ")), "value": str(v)})
-    rows = [{"target": t, "latency ms (est.)": e["latency_ms"], "cycles": e["cycles"], "share of latency": e["share"],
-             "scratch B": e["scratch_bytes"]} for t, e in ests.items()]
+    rows = [{"target": t, "latency (est.)": fmt_ms(e["latency_ms"]), "cycles": e["cycles"],
+             "share of latency": e["share"], "scratch": fmt_bytes(e["scratch_bytes"])} for t, e in ests.items()]
     return props, rows
 
 

@@ -35,8 +35,9 @@ def graph_of(version_id: int) -> Graph:
 
 
 @st.cache_resource(max_entries=32)
-def profile_of(version_id: int, targets: tuple[tuple[str, str], ...]) -> Profile:
-    return profile_graph(graph_of(version_id), list(targets))
+def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
+    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed)."""
+    return profile_graph(graph_of(version_id), list(targets), precision=precision)
 
 
 def current() -> tuple[db.SessionInfo, db.VersionInfo, Graph] | None:

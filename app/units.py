@@ -1,12 +1,12 @@
 """Human units for every figure the studio shows: one place, so pages, cards and charts agree.
 
-    fmt_bytes(311040)      '303.8 KB'     fmt_bytes(1758528)  '1.68 MB'     fmt_bytes(512)  '512 B'
+    fmt_bytes(311040)      '303.8 KB'     fmt_bytes(1758528)  '1.677 MB'     fmt_bytes(512)  '512 B'
     fmt_ms(0.0421)         '42.1 µs'      fmt_ms(261.54)      '261.5 ms'    fmt_ms(1986.3)  '1.986 s'
     fmt_uj(1334657.5)      '1.33 J'       fmt_uj(51785)       '51.8 mJ'     fmt_uj(12.5)    '12.5 µJ'
     fmt_pct(0.9638)        '96.38 %'      fmt_count(26660752) '26.66 M'
 
-KB and MB are binary (1 KB = 1,024 B), as the MCU files give SRAM and flash in KB. Three significant digits
-keep a card readable; the exact figure goes into a tooltip.
+KB and MB are binary (1 KB = 1,024 B), as the MCU files give SRAM and flash in KB. Three or four significant
+digits keep a card readable; the exact figure goes into a tooltip.
 """
 from __future__ import annotations
 
@@ -40,11 +40,15 @@ def _scaled(value: float, steps: tuple[tuple[float, str], ...], digits: int) -> 
 
 
 def fmt_bytes(n: float | None, digits: int = 4) -> str:
+    """Bytes in the unit that keeps the number under 1,000 (1,000 KB is written 0.9766 MB)."""
     if n is None:
         return "—"
-    if abs(n) < 1024:
+    if abs(n) < 1000:
         return f"{int(n):,} B"
-    return _scaled(n, ((2**30, "GB"), (2**20, "MB"), (2**10, "KB")), digits if abs(n) < 1000 * 2**10 else 3)
+    for scale, unit in ((2**10, "KB"), (2**20, "MB"), (2**30, "GB")):
+        if abs(_round_sig(n / scale, digits)) < 1000 or unit == "GB":
+            return f"{_sig(n / scale, digits)} {unit}"
+    raise AssertionError("unreachable")
 
 
 def fmt_ms(ms: float | None, digits: int = 4) -> str:

@@ -122,3 +122,34 @@ def load_calibration(data: bytes, name: str):
     if len(counts) != 1:
         raise TinyStudioError(f"{name}: the arrays hold different numbers of samples {sorted(counts)}")
     return [{k: a[i] for k, a in arrays.items()} for i in range(counts.pop())]
+
+
+def fit_cards(prof, per_row: int = 3, key: str = "fit") -> None:
+    """One card per MCU, above any table: fits or not and by how much, RAM and flash with what dominates
+    them, latency and energy (all estimates). Shared by Profile and Compress's before/after."""
+    from app.charts import fit_summary
+
+    targets = list(prof.targets)
+    for start in range(0, len(targets), per_row):
+        cols = st.columns(per_row)
+        for col, t in zip(cols, targets[start:start + per_row]):
+            f = fit_summary(t)
+            with col.container(border=True, key=f"{key}_card_{t.mcu}"):
+                mark = ":green[**✓ fits**]" if f["fits"] else ":red[**✗ does not fit**]"
+                st.markdown(f"**{t.mcu}** · {t.runtime}  \n{mark}")
+                for what, r in (("RAM", f["ram"]), ("Flash", f["flash"])):
+                    colour = "green" if r["fits"] else "red"
+                    st.markdown(f"**{what}** {r['text']}  \n:{colour}[{r['margin']}]  \n"
+                                f"largest part: {r['dominant'].replace(' %', chr(0xA0) + '%')}", help=r["parts"])
+                    st.markdown(_use_bar(r["use"], r["fits"]), unsafe_allow_html=True)
+                note = "" if f["calibrated"] else " (derived runtime figures)"
+                st.markdown(f"**Latency** {f['latency']} · **energy** {f['energy']}  \n"
+                            f":gray[estimates{note}]")
+
+
+def _use_bar(use: float, fits: bool) -> str:
+    """A thin bar of the share of the MCU's capacity used: green when it fits, red (full) when it does not."""
+    width = max(0.0, min(use, 1.0)) * 100 if use == use else 100.0
+    colour = "#2e9e5b" if fits else "#d33f3f"
+    return (f'<div style="background:#e8e8ec;border-radius:3px;height:8px;margin:-6px 0 10px 0">'
+            f'<div style="width:{width:.1f}%;background:{colour};height:8px;border-radius:3px"></div></div>')

@@ -1,46 +1,67 @@
-"""Profile: per-layer charts, the memory timeline, and fit on several MCUs side by side."""
+"""Profile: the fit answer per MCU at a glance, per-layer charts, the memory timeline, as deployed or float32."""
 from __future__ import annotations
 
 import streamlit as st
 
 import store as db
 from app import charts, widgets
-from app.cli import profile_targets
+from app.profile_targets import PRECISION_LABELS, page_precisions, profile_targets
 from app.state import get_store, profile_of, require_current, session_caption
+from app.units import fmt_bytes, fmt_count
+from engine.errors import TinyStudioError
 from hwmodels.mcu import load_mcus
 
 st.title("Profile")
 s, v, graph = require_current()
 session_caption(s, v)
 mcu_ids, runtime = widgets.mcu_picker()
+choices = page_precisions(graph)
+if len(choices) > 1:
+    precision = st.segmented_control(
+        "Precision", choices, default=choices[0], format_func=PRECISION_LABELS.get, key="precision",
+        help="As deployed: the graph the export generates C from — BatchNormalization folded into the convolutions, "
+             "activations fused, int8 weights and activations. Float32: this version as it is.") or choices[0]
+else:
+    precision = choices[0]
 with widgets.user_errors():
     targets = tuple(profile_targets(mcu_ids, runtime))
-    prof = profile_of(v.id, targets)
-# Keep each target's per-layer profile with the version (History compares and exports read them).
+    try:
+        prof = profile_of(v.id, targets, precision)
+    except TinyStudioError as e:  # an op without an int8 kernel: say why, show the float figures
+        if precision != "int8":
+            raise
+        st.warning(f"{e}. Showing the float32 figures.", icon=":material/warning:")
+        prof = profile_of(v.id, targets, "as-is")
+st.caption(f"Figures of **{prof.precision}**: {prof.precision_note}.")
+# Keep each target's per-layer profile of the version as it is (History compares and exports read them).
 missing = [t for t in targets if db.get_profile(get_store(), v.id, *t) is None]
 if missing:
-    for t, doc in db.split_targets(prof.to_json()).items():
+    stored = prof if prof.precision_requested == "as-is" else profile_of(v.id, targets, "as-is")
+    for t, doc in db.split_targets(stored.to_json()).items():
         if t in missing:
             db.save_profile(get_store(), v.id, t[0], t[1], doc)
+
+if prof.targets:
+    st.subheader(f"Does it fit? ({prof.precision}, estimates)")
+    widgets.fit_cards(prof)
+else:
+    st.info("Pick MCUs above for latency, energy and fit estimates.")
 
 tot = prof.totals()
 c = st.columns(5)
 weights = tot["weight_bytes"] + tot["quant_bytes"]
-c[0].metric("MACs", widgets.short_count(tot["macs"]), help=f"{tot['macs']:,} multiply-accumulates per inference")
-c[1].metric("Parameters", widgets.short_count(tot["params"]), help=f"{tot['params']:,}")
-c[2].metric("Weights (flash)", widgets.short_bytes(weights), help=f"{weights:,} B")
-c[3].metric("Activation arena", widgets.short_bytes(tot["activation_peak_bytes"]),
+c[0].metric("MACs", fmt_count(tot["macs"]), help=f"{tot['macs']:,} multiply-accumulates per inference")
+c[1].metric("Parameters", fmt_count(tot["params"]), help=f"{tot['params']:,}")
+c[2].metric("Weights (flash)", fmt_bytes(weights), help=f"{weights:,} B: weights and biases "
+            f"{tot['weight_bytes']:,} B + quantization data {tot['quant_bytes']:,} B")
+c[3].metric("Activation arena", fmt_bytes(tot["activation_peak_bytes"]),
             help=f"{tot['activation_peak_bytes']:,} B placed by the {tot['planner']} planner; layer-by-layer "
                  f"lower bound {tot['activation_lower_bound_bytes']:,} B")
 c[4].metric("Layers", tot["layers"])
 
 if prof.targets:
-    st.subheader("Fit on the chosen MCUs (estimates)")
-    whole = st.column_config.NumberColumn(format="localized")
     st.dataframe(charts.fit_rows(prof), hide_index=True, width="stretch",
-                 column_config={k: whole for k in ("RAM B (est.)", "arena B", "SRAM B", "flash B (est.)", "flash B")})
-else:
-    st.info("Pick MCUs above for latency, energy and fit estimates.")
+                 column_config={"verdict": st.column_config.TextColumn(width="large")})
 
 metric = st.radio("Per-layer chart", [*charts.METRICS, "latency (ms, estimate)"] if prof.targets else list(charts.METRICS),
                   horizontal=True, key="metric")

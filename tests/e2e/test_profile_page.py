@@ -1,0 +1,68 @@
+"""The Profile page answers "does it fit?" as deployed: MobileNetV2 0.35 @144 on three MCUs, one card per MCU,
+int8 (BN folded, activations fused) by default and float32 one switch away. Screenshots land in
+test-artifacts/e2e/ (profile_page-*.png)."""
+from __future__ import annotations
+
+from tests.e2e import studio as ui
+
+MCUS = ["esp32s3", "nrf52840", "stm32f746ng"]
+
+
+def _create_mobilenet(page) -> None:
+    ui.go(page, "Sessions")
+    page.get_by_role("tab", name="New session").click()
+    page.get_by_role("tab", name="From the zoo").click()
+    ui.select_option(page, "Model", "mobilenetv2")
+    ui.wait_idle(page)
+    form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Create session"))
+    form.get_by_label("width", exact=True).fill("0.35")
+    form.get_by_label("resolution", exact=True).fill("144")
+    form.get_by_role("textbox", name="Session name").fill("MobileNetV2 0.35@144")
+    form.get_by_role("button", name="Create session").click()
+    page.get_by_role("heading", name="Design", exact=True).wait_for(timeout=90_000)
+    ui.wait_versions(page, 1)
+
+
+def _cards(page) -> dict[str, str]:
+    return {m: page.locator(f".st-key-fit_card_{m}").inner_text() for m in MCUS}
+
+
+def _legend(page) -> list[str]:
+    chart = page.get_by_test_id("stPlotlyChart").filter(has_text="Memory timeline").first
+    return [t.text_content() for t in chart.locator("g.legend text.legendtext").all()]
+
+
+def test_profile_page(studio, new_page, shot):
+    page = new_page(studio.url)
+    _create_mobilenet(page)
+    ui.go(page, "Profile")
+    ui.pick_mcus(page, MCUS)
+
+    # As deployed by default: BN folded into the convolutions, activations fused, int8.
+    assert "Figures of int8" in page.get_by_test_id("stCaptionContainer").filter(has_text="Figures of").inner_text()
+    deployed = ui.metrics(page)
+    assert deployed["Layers"] == "65" and deployed["Activation arena"] == "303.8 KB", deployed
+    cards = _cards(page)
+    for mcu in MCUS:
+        assert ("✓ fits" in cards[mcu]) != ("✗ does not fit" in cards[mcu]), cards[mcu]
+        assert "RAM" in cards[mcu] and "Flash" in cards[mcu] and "largest part" in cards[mcu]
+        assert "Latency" in cards[mcu] and "energy" in cards[mcu]
+    assert "of 384 KB" in cards["esp32s3"] and "activation arena 303.8 KB" in cards["esp32s3"]
+    assert "over by" in cards["nrf52840"]  # 256 KB of SRAM and 1 MB of flash: too small either way
+    legend = _legend(page)
+    assert {f"{m} SRAM" for m in MCUS} <= {t.rsplit(" ", 2)[0] for t in legend}, legend
+    fit = {r["MCU"]: r for r in ui.table(ui.dataframe(page, "MCU"))}
+    assert sorted(fit) == sorted(MCUS) and all(r["verdict"] for r in fit.values())
+    assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
+    shot(page, "as-deployed")
+
+    # Float32 one switch away: the same cards, charts and timeline follow.
+    page.get_by_test_id("stButtonGroup").locator("button", has_text="Float32").click()
+    ui.wait_idle(page)
+    page.get_by_test_id("stCaptionContainer").filter(has_text="Figures of float32").wait_for()
+    flt = ui.metrics(page)
+    assert int(flt["Layers"]) > 65 and flt["Activation arena"] != deployed["Activation arena"], flt
+    cards = _cards(page)
+    assert all("✗ does not fit" in cards[m] for m in MCUS), cards
+    assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
+    shot(page, "float32")
