@@ -23,3 +23,17 @@ def page_precisions(graph) -> tuple[str, ...]:
     """The precisions the Profile page offers, the default first: a float version is shown as deployed
     (int8) with float32 one switch away; an int8 version is shown as it is."""
     return ("int8", "float32") if precision_of(graph) == "float32" else ("as-is",)
+
+
+def profile_as_deployed(graph, targets) -> tuple[object, str | None]:
+    """(profile, why not int8 or None): the graph as the export would deploy it (int8), or, when an op has no
+    int8 kernel, the graph as it is with the reason."""
+    from engine.errors import TinyStudioError
+    from engine.profile import profile_graph
+
+    try:
+        return profile_graph(graph, targets, precision="int8"), None
+    except TinyStudioError as e:
+        if "int8 (as deployed) is not available" not in str(e):
+            raise
+        return profile_graph(graph, targets), str(e)

@@ -125,26 +125,30 @@ def load_calibration(data: bytes, name: str):
 
 
 def fit_cards(prof, per_row: int = 3, key: str = "fit") -> None:
-    """One card per MCU, above any table: fits or not and by how much, RAM and flash with what dominates
-    them, latency and energy (all estimates). Shared by Profile and Compress's before/after."""
-    from app.charts import fit_summary
-
+    """One card per MCU, above any table (see fit_card); shared by Profile and Compress."""
     targets = list(prof.targets)
     for start in range(0, len(targets), per_row):
-        cols = st.columns(per_row)
-        for col, t in zip(cols, targets[start:start + per_row]):
-            f = fit_summary(t)
-            with col.container(border=True, key=f"{key}_card_{t.mcu}"):
-                mark = ":green[**✓ fits**]" if f["fits"] else ":red[**✗ does not fit**]"
-                st.markdown(f"**{t.mcu}** · {t.runtime}  \n{mark}")
-                for what, r in (("RAM", f["ram"]), ("Flash", f["flash"])):
-                    colour = "green" if r["fits"] else "red"
-                    st.markdown(f"**{what}** {r['text']}  \n:{colour}[{r['margin']}]  \n"
-                                f"largest part: {r['dominant'].replace(' %', chr(0xA0) + '%')}", help=r["parts"])
-                    st.markdown(_use_bar(r["use"], r["fits"]), unsafe_allow_html=True)
-                note = "" if f["calibrated"] else " (derived runtime figures)"
-                st.markdown(f"**Latency** {f['latency']} · **energy** {f['energy']}  \n"
-                            f":gray[estimates{note}]")
+        for col, t in zip(st.columns(per_row), targets[start:start + per_row]):
+            with col:
+                fit_card(t, key)
+
+
+def fit_card(t, key: str = "fit") -> None:
+    """Fits or not and by how much, RAM and flash with what dominates them, latency and energy (all estimates)
+    of one hwmodels TargetEstimate, in a bordered container keyed f"{key}_card_{mcu}"."""
+    from app.charts import fit_summary
+
+    f = fit_summary(t)
+    with st.container(border=True, key=f"{key}_card_{t.mcu}"):
+        mark = ":green[**✓ fits**]" if f["fits"] else ":red[**✗ does not fit**]"
+        st.markdown(f"**{t.mcu}** · {t.runtime}  \n{mark}")
+        for what, r in (("RAM", f["ram"]), ("Flash", f["flash"])):
+            colour = "green" if r["fits"] else "red"
+            st.markdown(f"**{what}** {r['text']}  \n:{colour}[{r['margin']}]  \n"
+                        f"largest part: {r['dominant'].replace(' %', chr(0xA0) + '%')}", help=r["parts"])
+            st.markdown(_use_bar(r["use"], r["fits"]), unsafe_allow_html=True)
+        note = "" if f["calibrated"] else " (derived runtime figures)"
+        st.markdown(f"**Latency** {f['latency']} · **energy** {f['energy']}  \n:gray[estimates{note}]")
 
 
 def _use_bar(use: float, fits: bool) -> str:

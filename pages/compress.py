@@ -7,14 +7,13 @@ import tempfile
 import streamlit as st
 
 import store as db
-from app import charts, widgets
-from app.cli import profile_targets
+from app import widgets
+from app.profile_targets import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import compress, list_actions
 from engine.errors import TinyStudioError
-from engine.profile import profile_graph
 from engine.serialize import load as load_graph
 from engine.serialize import save as save_graph
 
@@ -97,12 +96,21 @@ if done:
     with widgets.user_errors():
         targets = profile_targets(mcu_ids, runtime)
         cand = load_graph(r["candidate"])
-        before, after = profile_graph(graph_of(r["version"]), targets), profile_graph(cand, targets)
+        (before, why_b), (after, why_a) = (profile_as_deployed(graph_of(r["version"]), targets),
+                                           profile_as_deployed(cand, targets))
+    st.caption("Fit as deployed: the export quantizes a float version to int8 (BN folded, activations fused), so "
+               "both sides are shown as the int8 graph the C is generated from.")
+    for why in {why_b, why_a} - {None}:
+        st.warning(f"{why}; that side shows the version as it is.", icon=":material/warning:")
     c1, c2 = st.columns(2)
-    c1.markdown("**Before**")
-    c1.dataframe(charts.fit_rows(before), hide_index=True, width="stretch")
-    c2.markdown("**After**")
-    c2.dataframe(charts.fit_rows(after), hide_index=True, width="stretch")
+    c1.markdown(f"**Before** ({before.precision})")
+    c2.markdown(f"**After** ({after.precision})")
+    for tb, ta in zip(before.targets, after.targets):  # one row per MCU: before | after
+        c1, c2 = st.columns(2)
+        with c1:
+            widgets.fit_card(tb, "fit_before")
+        with c2:
+            widgets.fit_card(ta, "fit_after")
     with st.expander("Action report"):
         st.json(r.get("report", {}), expanded=False)
     a, b = st.columns(2)

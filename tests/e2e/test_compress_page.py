@@ -21,6 +21,9 @@ def test_compress_accept_new_version(studio, new_page, shot):
     page.get_by_text("compress #").first.wait_for(timeout=120_000)
     page.get_by_role("button", name="Accept as a new version").wait_for(timeout=180_000)
     assert not ui.tracebacks(page)
+    for side in ("before", "after"):  # the Profile page's fit cards, as deployed, for the chosen MCUs
+        card = page.locator(f".st-key-fit_{side}_card_stm32f746ng")
+        assert "RAM" in card.inner_text() and "Flash" in card.inner_text()
     shot(page, "compress")
     page.get_by_role("button", name="Accept as a new version").click()
     ui.wait_versions(page, 2)
