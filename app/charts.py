@@ -16,6 +16,7 @@ from engine.profile import Profile
 # One colour per MCU, the same in the memory timeline and the latency chart (Plotly's default sequence
 # without the blue of the live-activation area, the red of the peak and the green of the arena line).
 MCU_COLOURS = ("#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#1f3b73")
+SRAM_ZOOM = 3  # SRAM lines up to this many times the arena stay on the memory timeline's scale
 RAM_PARTS = {"arena": "activation arena", "persistent": "runtime state", "scratch": "kernel scratch",
              "io": "I/O buffers"}
 FLASH_PARTS = {"weights": "weights", "code": "runtime code"}
@@ -81,10 +82,16 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
     ends = [x[0], x[-1]] if x else [0, 1]
     fig.add_trace(go.Scatter(x=ends, y=[arena / 1024] * 2, mode="lines", name=f"planned arena {fmt_bytes(arena)}",
                              line=dict(color="#54a24b", dash="dot", width=2), hoverinfo="name"))
+    # SRAM far above the activations would flatten the curve: the axis stops above the arena and an SRAM line
+    # more than SRAM_ZOOM times higher is named in the legend as off the scale.
+    top = max([arena, *live]) if live else arena
+    on_scale = [size for size in sram.values() if size <= SRAM_ZOOM * top]
     for i, (mcu, size) in enumerate(sram.items()):
-        fig.add_trace(go.Scatter(x=ends, y=[size / 1024] * 2, mode="lines", name=f"{mcu} SRAM {fmt_bytes(size)}",
+        off = "" if size in on_scale else f" (off the scale: {size / max(top, 1):.0f}× the arena)"
+        fig.add_trace(go.Scatter(x=ends, y=[size / 1024] * 2, mode="lines", name=f"{mcu} SRAM {fmt_bytes(size)}{off}",
                                  line=dict(color=mcu_colour(i), dash="dash", width=2), hoverinfo="name"))
     fig = _layout(fig, "Memory timeline", "KB")
+    fig.update_yaxes(range=[0, max([top * 1.2, *(s * 1.05 for s in on_scale)]) / 1024])
     # The legend goes under the plot: one entry per line, however many MCUs, never over the curve.
     fig.update_layout(height=380, legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"),
                       margin=dict(l=50, r=20, t=50, b=90))

@@ -1,0 +1,66 @@
+"""The fit answer at a glance (app.charts): card figures, the fit table, the memory timeline's lines."""
+from __future__ import annotations
+
+import pytest
+
+from app.charts import fit_rows, fit_summary, memory_timeline
+from app.profile_targets import page_precisions, profile_targets
+from engine.importers import load_model
+from engine.profile import profile_graph
+from engine.zoo import build_zoo_model
+from tests.engine.test_deployed import MLPERF
+
+MCUS = ["esp32s3", "nrf52840", "stm32f746ng"]
+
+
+@pytest.fixture(scope="module")
+def kws():
+    return profile_graph(build_zoo_model("zoo:kws_dscnn"), profile_targets(MCUS, None), precision="int8")
+
+
+def test_profile_targets_use_the_default_runtime_of_each_core():
+    assert profile_targets(MCUS, None) == [("esp32s3", "esp-nn"), ("nrf52840", "tflm-cmsis-nn"),
+                                           ("stm32f746ng", "tflm-cmsis-nn")]
+    assert profile_targets(["nrf52840"], "tflm-reference") == [("nrf52840", "tflm-reference")]
+
+
+def test_page_offers_as_deployed_first_for_float_versions_only():
+    assert page_precisions(build_zoo_model("zoo:lenet5")) == ("int8", "float32")
+    assert page_precisions(load_model(str(MLPERF / "kws_ref_model.tflite"))) == ("as-is",)
+
+
+def test_card_figures(kws):
+    for t in kws.targets:
+        f = fit_summary(t)
+        parts = dict(t.ram_parts)
+        assert f["fits"] and f["verdict"] == "fits"
+        free = t.sram_bytes - t.ram_bytes
+        assert f["ram"]["margin"].endswith(f"free ({100 * free / t.sram_bytes:.2f} %)")
+        assert f["ram"]["dominant"].startswith("activation arena" if parts["arena"] == max(parts.values())
+                                               else "runtime state")
+        assert f["flash"]["text"].startswith(f"{t.flash_bytes / 1024:.4g} KB of ")
+        assert f["latency"].endswith(" ms") and f["energy"][-2:] in ("µJ", "mJ")
+
+
+def test_overflow_is_told_in_kb_and_percent():
+    prof = profile_graph(build_zoo_model("zoo:mobilenetv2?width=0.35&resolution=144"),
+                         profile_targets(["nrf52840"], None), precision="int8")
+    t = prof.targets[0]
+    f = fit_summary(t)
+    over_ram, over_flash = t.ram_bytes - t.sram_bytes, t.flash_bytes - t.flash_capacity_bytes
+    assert over_ram > 0 and over_flash > 0 and not f["fits"]
+    assert f["verdict"] == (f"does not fit: RAM over by {over_ram / 1024:.4g} KB ({100 * over_ram / t.sram_bytes:.2f} %), "
+                            f"flash over by {over_flash / 1024:.4g} KB ({100 * over_flash / t.flash_capacity_bytes:.2f} %)")
+    row = fit_rows(prof)[0]
+    assert list(row)[:2] == ["MCU", "verdict"] and row["verdict"] == f["verdict"]
+
+
+def test_memory_timeline_lines_have_their_own_colour_and_legend(kws):
+    sram = {"esp32s3": 384 * 1024, "nrf52840": 256 * 1024, "stm32f746ng": 320 * 1024}
+    fig = memory_timeline(kws, sram)
+    lines = [tr for tr in fig.data if "SRAM" in (tr.name or "")]
+    assert [tr.name.split(" SRAM")[0] for tr in lines] == list(sram)
+    assert len({tr.line.color for tr in lines}) == 3 and all(tr.showlegend is not False for tr in lines)
+    assert not fig.layout.annotations  # no labels written over each other on the lines
+    # 15.6 KB of activations against 256-384 KB of SRAM: the axis follows the activations, the legend says so
+    assert fig.layout.yaxis.range[1] < 30 and all("off the scale" in tr.name for tr in lines)
