@@ -75,9 +75,12 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
                                hovertemplate="%{x}<br>%{customdata} live<extra></extra>"))
     if live:
         peak = max(range(len(live)), key=live.__getitem__)
-        fig.add_trace(go.Scatter(x=[x[peak]], y=[kb[peak]], mode="markers+text", name="peak",
-                                 marker=dict(color="#e45756", size=12), text=[f"peak {fmt_bytes(live[peak])}"],
-                                 textposition="middle right", hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[x[peak]], y=[kb[peak]], mode="markers", name=f"peak {fmt_bytes(live[peak])}",
+                                 marker=dict(color="#e45756", size=12), hoverinfo="name"))
+        # On a white box to the right of the marker, so the arena and SRAM lines never run through the text.
+        fig.add_annotation(x=x[peak], y=kb[peak], text=f"peak {fmt_bytes(live[peak])}", showarrow=True,
+                           arrowhead=0, ax=60, ay=-22, bgcolor="rgba(255,255,255,0.9)", bordercolor="#e45756",
+                           font=dict(size=11, color="#e45756"))
     arena = prof.plan.arena_bytes
     ends = [x[0], x[-1]] if x else [0, 1]
     fig.add_trace(go.Scatter(x=ends, y=[arena / 1024] * 2, mode="lines", name=f"planned arena {fmt_bytes(arena)}",
@@ -122,19 +125,27 @@ def fit_summary(t) -> dict:
 
 
 def fit_rows(prof: Profile) -> list[dict]:
-    """The comparison table behind the cards, one row per target; the verdict comes second so it is never
-    cut off at the right edge."""
+    """The comparison table under the cards, one row per target; the verdict is short and comes second, the
+    headroom (negative: overflow) of RAM and flash in their own columns, so nothing is cut off."""
     rows = []
     for t in prof.targets:
         f = fit_summary(t)
+        misses = [w for w, r in (("RAM", f["ram"]), ("flash", f["flash"])) if not r["fits"]]
         rows.append({
-            "MCU": t.mcu, "verdict": f["verdict"], "runtime": t.runtime, "latency (est.)": f["latency"],
-            "energy (est.)": f["energy"], "RAM (est.)": fmt_bytes(t.ram_bytes), "SRAM": fmt_bytes(t.sram_bytes),
-            "RAM use": fmt_pct(t.ram_use), "arena": fmt_bytes(dict(t.ram_parts).get("arena", 0)),
-            "flash (est.)": fmt_bytes(t.flash_bytes), "flash": fmt_bytes(t.flash_capacity_bytes),
-            "flash use": fmt_pct(t.flash_use),
+            "MCU": t.mcu, "verdict": "fits" if t.fits else f"does not fit ({', '.join(misses)})",
+            "RAM headroom": _headroom(t.sram_bytes - t.ram_bytes, t.sram_bytes),
+            "flash headroom": _headroom(t.flash_capacity_bytes - t.flash_bytes, t.flash_capacity_bytes),
+            "latency (est.)": f["latency"], "energy (est.)": f["energy"], "runtime": t.runtime,
+            "RAM (est.)": fmt_bytes(t.ram_bytes), "SRAM": fmt_bytes(t.sram_bytes),
+            "arena": fmt_bytes(dict(t.ram_parts).get("arena", 0)), "flash (est.)": fmt_bytes(t.flash_bytes),
+            "flash": fmt_bytes(t.flash_capacity_bytes),
         })
     return rows
+
+
+def _headroom(margin: int, capacity: int) -> str:
+    sign = "+" if margin >= 0 else "−"
+    return f"{sign}{fmt_bytes(abs(margin))} ({sign}{fmt_pct(abs(margin) / capacity) if capacity else '—'})"
 
 
 def layer_detail(prof: Profile, step: int) -> dict:

@@ -61,7 +61,8 @@ c[4].metric("Layers", tot["layers"])
 
 if prof.targets:
     st.dataframe(charts.fit_rows(prof), hide_index=True, width="stretch",
-                 column_config={"verdict": st.column_config.TextColumn(width="large")})
+                 column_config={"MCU": st.column_config.TextColumn(width="medium"),
+                                "verdict": st.column_config.TextColumn(width="medium")})
 
 metric = st.radio("Per-layer chart", [*charts.METRICS, "latency (ms, estimate)"] if prof.targets else list(charts.METRICS),
                   horizontal=True, key="metric")

@@ -52,7 +52,8 @@ def test_overflow_is_told_in_kb_and_percent():
     assert f["verdict"] == (f"does not fit: RAM over by {over_ram / 1024:.4g} KB ({100 * over_ram / t.sram_bytes:.2f} %), "
                             f"flash over by {over_flash / 1024:.4g} KB ({100 * over_flash / t.flash_capacity_bytes:.2f} %)")
     row = fit_rows(prof)[0]
-    assert list(row)[:2] == ["MCU", "verdict"] and row["verdict"] == f["verdict"]
+    assert list(row)[:2] == ["MCU", "verdict"] and row["verdict"] == "does not fit (RAM, flash)"
+    assert row["RAM headroom"] == f"−{over_ram / 1024:.4g} KB (−{100 * over_ram / t.sram_bytes:.2f} %)"
 
 
 def test_memory_timeline_lines_have_their_own_colour_and_legend(kws):
@@ -61,6 +62,6 @@ def test_memory_timeline_lines_have_their_own_colour_and_legend(kws):
     lines = [tr for tr in fig.data if "SRAM" in (tr.name or "")]
     assert [tr.name.split(" SRAM")[0] for tr in lines] == list(sram)
     assert len({tr.line.color for tr in lines}) == 3 and all(tr.showlegend is not False for tr in lines)
-    assert not fig.layout.annotations  # no labels written over each other on the lines
+    assert [a.text for a in fig.layout.annotations] == ["peak 15.62 KB"]  # no labels on the lines
     # 15.6 KB of activations against 256-384 KB of SRAM: the axis follows the activations, the legend says so
     assert fig.layout.yaxis.range[1] < 30 and all("off the scale" in tr.name for tr in lines)
