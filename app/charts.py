@@ -124,6 +124,17 @@ def fit_summary(t) -> dict:
             "latency": fmt_ms(t.latency_ms), "energy": fmt_uj(t.energy_uj), "calibrated": t.calibrated}
 
 
+def fit_headline(prof: Profile) -> str:
+    """One sentence over the cards: on which of the chosen MCUs the model fits."""
+    ok = [t.mcu for t in prof.targets if t.fits]
+    n = len(prof.targets)
+    if not ok:
+        return f"Fits on none of the {n} chosen MCUs." if n > 1 else f"Does not fit on {prof.targets[0].mcu}."
+    if len(ok) == n:
+        return f"Fits on all {n} chosen MCUs." if n > 1 else f"Fits on {ok[0]}."
+    return f"Fits on {len(ok)} of {n} chosen MCUs: {', '.join(ok)}."
+
+
 def fit_rows(prof: Profile) -> list[dict]:
     """The comparison table under the cards, one row per target; the verdict is short and comes second, the
     headroom (negative: overflow) of RAM and flash in their own columns, so nothing is cut off."""
@@ -170,7 +181,7 @@ def layer_detail_tables(prof: Profile, step: int) -> tuple[list[dict], list[dict
         return "×".join(map(str, s))
 
     labels = {"input_shapes": "inputs", "output_shape": "output", "output_dtype": "output dtype", "macs": "MACs",
-              "flops": "FLOPs", "live_bytes": "live activation bytes at this step", "step": "execution step"}
+              "flops": "FLOPs", "live_bytes": "live at this step", "step": "execution step"}
     props = []
     for k, v in d.items():
         if k == "input_shapes":

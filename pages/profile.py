@@ -43,6 +43,7 @@ if missing:
 
 if prof.targets:
     st.subheader(f"Does it fit? ({prof.precision}, estimates)")
+    st.markdown(f"**{charts.fit_headline(prof)}**")
     widgets.fit_cards(prof)
 else:
     st.info("Pick MCUs above for latency, energy and fit estimates.")

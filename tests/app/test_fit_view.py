@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.charts import fit_rows, fit_summary, memory_timeline
+from app.charts import fit_headline, fit_rows, fit_summary, memory_timeline
 from app.profile_targets import page_precisions, profile_targets
 from engine.importers import load_model
 from engine.profile import profile_graph
@@ -30,6 +30,7 @@ def test_page_offers_as_deployed_first_for_float_versions_only():
 
 
 def test_card_figures(kws):
+    assert fit_headline(kws) == "Fits on all 3 chosen MCUs."
     for t in kws.targets:
         f = fit_summary(t)
         parts = dict(t.ram_parts)
@@ -51,6 +52,7 @@ def test_overflow_is_told_in_kb_and_percent():
     assert over_ram > 0 and over_flash > 0 and not f["fits"]
     assert f["verdict"] == (f"does not fit: RAM over by {over_ram / 1024:.4g} KB ({100 * over_ram / t.sram_bytes:.2f} %), "
                             f"flash over by {over_flash / 1024:.4g} KB ({100 * over_flash / t.flash_capacity_bytes:.2f} %)")
+    assert fit_headline(prof) == "Does not fit on nrf52840."
     row = fit_rows(prof)[0]
     assert list(row)[:2] == ["MCU", "verdict"] and row["verdict"] == "does not fit (RAM, flash)"
     assert row["RAM headroom"] == f"−{over_ram / 1024:.4g} KB (−{100 * over_ram / t.sram_bytes:.2f} %)"
