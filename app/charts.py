@@ -17,7 +17,7 @@ from engine.profile import Profile
 # without the blue of the live-activation area, the red of the peak and the green of the arena line).
 MCU_COLOURS = ("#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#1f3b73")
 SRAM_ZOOM = 3  # SRAM lines up to this many times the arena stay on the memory timeline's scale
-RAM_PARTS = {"arena": "activation arena", "persistent": "runtime state", "scratch": "kernel scratch",
+RAM_PARTS = {"arena": "arena", "persistent": "runtime state", "scratch": "scratch",
              "io": "I/O buffers"}
 FLASH_PARTS = {"weights": "weights", "code": "runtime code"}
 
@@ -114,7 +114,10 @@ def fit_summary(t) -> dict:
                 "margin": (f"{fmt_bytes(margin)} free ({fmt_pct(margin / have)})" if margin >= 0 else
                            f"over by {fmt_bytes(-margin)} ({fmt_pct(-margin / have)})") if have else "—",
                 "dominant": f"{names.get(top, top)} {fmt_bytes(top_bytes)} ({fmt_pct(top_bytes / need if need else 0, 0)})",
-                "parts": ", ".join(f"{names.get(k, k)} {fmt_bytes(v)}" for k, v in parts.items() if v)}
+                "parts": ", ".join(f"{names.get(k, k)} {fmt_bytes(v)} ({v:,} B)" for k, v in parts.items() if v),
+                # what it is made of, largest first, as shares: what dominates at a glance
+                "shares": [(names.get(k, k), v / need) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+                           if v and need]}
 
     ram = resource(t.ram_bytes, t.sram_bytes, dict(t.ram_parts), RAM_PARTS)
     flash = resource(t.flash_bytes, t.flash_capacity_bytes, dict(t.flash_parts), FLASH_PARTS)

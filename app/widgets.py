@@ -144,8 +144,10 @@ def fit_card(t, key: str = "fit") -> None:
         st.markdown(f"**{t.mcu}** · {t.runtime}  \n{mark}")
         for what, r in (("RAM", f["ram"]), ("Flash", f["flash"])):
             colour = "green" if r["fits"] else "red"
-            st.markdown(f"**{what}** {r['text']}  \n:{colour}[{r['margin']}]  \n"
-                        f"largest part: {r['dominant'].replace(' %', chr(0xA0) + '%')}", help=r["parts"])
+            nb = chr(0xA0)  # a share's figure and its % stay on one line
+            shares = " · ".join(f"{name} {share * 100:.0f}{nb}%".replace(" ", nb) for name, share in r["shares"])
+            st.markdown(f"**{what}** {r['text']}  \n:{colour}[{r['margin']}]  \n:gray[{shares}]",
+                        help=f"{r['parts']}; the largest: {r['dominant']}")
             st.markdown(_use_bar(r["use"], r["fits"]), unsafe_allow_html=True)
         note = "" if f["calibrated"] else " (derived runtime figures)"
         st.markdown(f"**Latency** {f['latency']} · **energy** {f['energy']}  \n:gray[estimates{note}]")

@@ -37,7 +37,7 @@ def test_card_figures(kws):
         assert f["fits"] and f["verdict"] == "fits"
         free = t.sram_bytes - t.ram_bytes
         assert f["ram"]["margin"].endswith(f"free ({100 * free / t.sram_bytes:.2f} %)")
-        assert f["ram"]["dominant"].startswith("activation arena" if parts["arena"] == max(parts.values())
+        assert f["ram"]["dominant"].startswith("arena" if parts["arena"] == max(parts.values())
                                                else "runtime state")
         assert f["flash"]["text"].startswith(f"{t.flash_bytes / 1024:.4g} KB of ")
         assert f["latency"].endswith(" ms") and f["energy"][-2:] in ("µJ", "mJ")
