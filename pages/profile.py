@@ -1,6 +1,8 @@
 """Profile: the fit answer per MCU at a glance, per-layer charts, the memory timeline, as deployed or float32."""
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 import store as db
@@ -26,7 +28,9 @@ else:
 with widgets.user_errors():
     targets = tuple(profile_targets(mcu_ids, runtime))
     try:
-        prof = profile_of(v.id, targets, precision)
+        with (st.spinner("Quantizing the version as the export would (once per version)...", show_time=True)
+              if precision == "int8" else contextlib.nullcontext()):
+            prof = profile_of(v.id, targets, precision)
     except TinyStudioError as e:  # an op without an int8 kernel: say why, show the float figures
         if precision != "int8":
             raise
