@@ -34,7 +34,8 @@ with widgets.user_errors():
     except TinyStudioError as e:  # an op without an int8 kernel: say why, show the float figures
         if precision != "int8":
             raise
-        st.warning(f"{e}. Showing the float32 figures.", icon=":material/warning:")
+        why = str(e).split(" (int8 ops:")[0]  # the list of int8 ops is long; the CLI prints it
+        st.warning(f"{why}. Showing the float32 figures.", icon=":material/warning:")
         prof = profile_of(v.id, targets, "as-is")
 st.caption(f"Figures of **{prof.precision}**: {prof.precision_note}.")
 # Keep each target's per-layer profile of the version as it is (History compares and exports read them).

@@ -68,3 +68,44 @@ def test_profile_page(studio, new_page, shot):
     assert all("✗ does not fit" in cards[m] for m in MCUS), cards
     assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
     shot(page, "float32")
+
+
+def test_profile_page_int8_version_and_a_model_without_int8_kernels(studio, new_page, shot):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from tests.engine.test_deployed import MLPERF
+
+    page = new_page(studio.url)
+    # An int8 TFLite file: shown as it is, no switch.
+    ui.go(page, "Sessions")
+    page.get_by_role("tab", name="New session").click()
+    page.get_by_role("tab", name="Upload a model").click()
+    uploader = page.get_by_test_id("stFileUploader").first
+    uploader.locator('input[type="file"]').set_input_files(str(MLPERF / "kws_ref_model.tflite"))
+    uploader.get_by_test_id("stFileChip").filter(has_text="kws_ref_model.tflite").wait_for()
+    ui.wait_idle(page)
+    for _ in range(3):  # a click during the upload's own rerun can be lost
+        page.get_by_role("button", name="Create session from upload").click()
+        try:
+            page.get_by_role("heading", name="Design", exact=True).wait_for(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    ui.go(page, "Profile")
+    ui.pick_mcus(page, ["nrf52840"])
+    page.get_by_test_id("stCaptionContainer").filter(has_text="Figures of int8: int8, as the version is").wait_for()
+    assert page.get_by_test_id("stButtonGroup").count() == 0
+    assert ui.metrics(page)["Activation arena"] == "15.62 KB"  # 16,000 B, TFLM's own figure for this file
+    assert "✓ fits" in page.locator(".st-key-fit_card_nrf52840").inner_text()
+    assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
+    shot(page, "int8-upload")
+
+    # A transformer (LayerNormalization has no int8 kernel): the reason, then the float32 figures.
+    ui.create_zoo_session(page, "cct", name="cct")
+    ui.go(page, "Profile")
+    warning = page.get_by_test_id("stAlertContentWarning").filter(has_text="int8 (as deployed) is not available")
+    warning.wait_for(timeout=60_000)
+    assert "LayerNormalization" in warning.inner_text()
+    page.get_by_test_id("stCaptionContainer").filter(has_text="Figures of float32").wait_for()
+    assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
+    shot(page, "no-int8-kernel")
