@@ -48,6 +48,8 @@ def test_as_deployed_has_no_batchnorm_steps_and_int8_weights(kws_float):
     kws_file = profile_graph(load_model(str(MLPERF / "kws_ref_model.tflite")))
     assert dep.totals()["weight_bytes"] == kws_file.totals()["weight_bytes"] == 24_368
     assert dep.totals()["params"] == kws_file.totals()["params"]
+    # and the arena TFLM's RecordingMicroAllocator reports for that file (shared/data/mlperf-tiny/README.md)
+    assert dep.plan.arena_bytes == kws_file.plan.arena_bytes == 16_000
     assert flt.totals()["weight_bytes"] == 4 * flt.totals()["params"]
     assert dep.totals()["macs"] == flt.totals()["macs"] - _bn_relu_macs(flt)
 
