@@ -113,7 +113,8 @@ def fit_summary(t) -> dict:
                 "text": f"{fmt_bytes(need)} of {fmt_bytes(have)} ({fmt_pct(need / have if have else None)})",
                 "margin": (f"{fmt_bytes(margin)} free ({fmt_pct(margin / have)})" if margin >= 0 else
                            f"over by {fmt_bytes(-margin)} ({fmt_pct(-margin / have)})") if have else "—",
-                "dominant": f"{names.get(top, top)} {fmt_bytes(top_bytes)} ({fmt_pct(top_bytes / need if need else 0, 0)})",
+                "dominant": f"{names.get(top, top)} {fmt_bytes(top_bytes)} "
+                            f"({fmt_pct(top_bytes / need if need else 0, 0)})",
                 "parts": ", ".join(f"{names.get(k, k)} {fmt_bytes(v)} ({v:,} B)" for k, v in parts.items() if v),
                 # what it is made of, largest first, as shares: what dominates at a glance
                 "shares": [(names.get(k, k), v / need) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])

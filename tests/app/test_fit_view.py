@@ -50,8 +50,9 @@ def test_overflow_is_told_in_kb_and_percent():
     f = fit_summary(t)
     over_ram, over_flash = t.ram_bytes - t.sram_bytes, t.flash_bytes - t.flash_capacity_bytes
     assert over_ram > 0 and over_flash > 0 and not f["fits"]
-    assert f["verdict"] == (f"does not fit: RAM over by {over_ram / 1024:.4g} KB ({100 * over_ram / t.sram_bytes:.2f} %), "
-                            f"flash over by {over_flash / 1024:.4g} KB ({100 * over_flash / t.flash_capacity_bytes:.2f} %)")
+    ram_pct, flash_pct = 100 * over_ram / t.sram_bytes, 100 * over_flash / t.flash_capacity_bytes
+    assert f["verdict"] == (f"does not fit: RAM over by {over_ram / 1024:.4g} KB ({ram_pct:.2f} %), "
+                            f"flash over by {over_flash / 1024:.4g} KB ({flash_pct:.2f} %)")
     assert fit_headline(prof) == "Does not fit on nrf52840."
     row = fit_rows(prof)[0]
     assert list(row)[:2] == ["MCU", "verdict"] and row["verdict"] == "does not fit (RAM, flash)"
