@@ -169,3 +169,34 @@ export function summary(d) {
   if (d.op === "Clip" && A.min != null) parts.push(`[${A.min}, ${A.max}]`);
   return parts.join(" · ");
 }
+
+// A layer dropped on the edge src -> dst: src -> node -> dst, into the node's data input `slot`, out of its out0.
+export function spliceEdge(edges, edge, nodeId, slot) {
+  const a = { source: edge.source, sourceHandle: edge.sourceHandle || "out0", target: nodeId, targetHandle: `in${slot}` };
+  const b = { source: nodeId, sourceHandle: "out0", target: edge.target, targetHandle: edge.targetHandle || "in0" };
+  return edges.filter((e) => e.id !== edge.id).concat({ ...a, id: edgeId(a) }, { ...b, id: edgeId(b) });
+}
+
+// A layer appended after `srcId`: it takes over everything out0 of srcId fed, so the chain grows, no side branch.
+export function appendAfter(edges, srcId, nodeId, slot) {
+  const moved = edges.filter((e) => e.source === srcId && (e.sourceHandle || "out0") === "out0");
+  const a = { source: srcId, sourceHandle: "out0", target: nodeId, targetHandle: `in${slot}` };
+  return edges.filter((e) => !moved.includes(e)).concat({ ...a, id: edgeId(a) }, moved.map((e) => {
+    const b = { source: nodeId, sourceHandle: "out0", target: e.target, targetHandle: e.targetHandle || "in0" };
+    return { ...b, id: edgeId(b) };
+  }));
+}
+
+// Room for a new card at height y: every node whose top is at or below y moves down by dy.
+export function pushDown(nodes, y, dy) {
+  return nodes.map((n) => (n.position.y >= y ? { ...n, position: { ...n.position, y: n.position.y + dy } } : n));
+}
+
+// Graph search: op nodes whose name (or op) contains the query, names that start with it first.
+export function searchNodes(nodes, query, limit = 8) {
+  const q = query.trim().toLowerCase();
+  if (!q) return [];
+  const hits = nodes.filter((n) => n.id.toLowerCase().includes(q) || (n.data.op || n.data.kind || "").toLowerCase().includes(q));
+  const rank = (n) => (n.id.toLowerCase() === q ? 0 : n.id.toLowerCase().startsWith(q) ? 1 : n.id.toLowerCase().includes(q) ? 2 : 3);
+  return hits.sort((a, b) => rank(a) - rank(b)).slice(0, limit);
+}
