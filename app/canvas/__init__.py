@@ -132,7 +132,11 @@ def layer_table_editor(graph, key: str = "layer_table"):
     from engine.errors import GraphError
     from engine.serialize import content_hash
 
-    rows = pd.DataFrame(sequential_table(graph))
+    table = sequential_table(graph)
+    if not table:  # a blank canvas: input -> output, no layers to edit yet
+        st.info("No layers yet: add them on the Canvas tab.")
+        return None
+    rows = pd.DataFrame(table)
     rows["out_channels"] = rows["out_channels"].astype("Int64")  # whole numbers, blank where a layer has none
     cc = st.column_config
     config = {

@@ -31,6 +31,17 @@ def _status(frame, text: str) -> None:
     frame.locator(".ts-status span", has_text=re.compile("^" + re.escape(text) + "$")).first.wait_for(timeout=30_000)
 
 
+def _edit(frame, node: str, field: str, value: str) -> None:
+    """Find `node` with the graph search (it is selected and centred), then type `value` into its `field`."""
+    frame.get_by_placeholder("Find a node…").fill(node)
+    frame.get_by_placeholder("Find a node…").press("Enter")
+    frame.locator(".ts-inspector .ts-ins-title", has_text=node).wait_for()
+    label = frame.locator(".ts-label", has_text=re.compile("^" + re.escape(field) + r"( \*)?[a-z]*$"))
+    box = frame.locator(".ts-inspector .ts-field", has=label).locator("input").first
+    box.fill(value)
+    box.press("Enter")
+
+
 def _leave_via(page, title: str, choice: str) -> None:
     """Click the sidebar link to `title` with unsaved edits: the studio asks first; answer `choice`."""
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
@@ -73,7 +84,7 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     edges = _edges(frame)
     assert {("relu_1", "maxpool2d_1"), ("maxpool2d_1", "flatten_1")} <= edges and ("relu_1", "flatten_1") not in edges
     _status(frame, "valid")
-    frame.locator(NODE.format("dense_1"), has_text=re.compile(r"W 10×\d+")).wait_for()
+    frame.locator(NODE.format("dense_1"), has_text="B 10×3136").wait_for()  # 16×14×14 inputs now, 16×28×28 before
     ui.save_version(page, frame, 3)
     frame = ui.canvas(page)
     frame.locator(NODE.format("maxpool2d_1")).wait_for()
@@ -91,7 +102,7 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     assert ui.errors_shown(page) == []
     _status(frame, "Saved")
     assert frame.locator(".ts-node-error").count() == 0 and frame.locator(".ts-status-bad").count() == 0
-    ui.edit_field(frame, "dense_1", "out features", "5")
+    _edit(frame, "dense_1", "out features", "5")
     _status(frame, "valid")
     assert frame.locator("button", has_text="Save version").is_enabled()
 
@@ -116,7 +127,7 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     _status(frame, "Saved")
 
     # Save from the question: a new version, then the page the user asked for.
-    ui.edit_field(frame, "dense_1", "out features", "7")
+    _edit(frame, "dense_1", "out features", "7")
     _status(frame, "valid")
     _leave_via(page, "History", "Save version")
     page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
@@ -126,13 +137,12 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     ui.go(page, "Design")
     frame = ui.canvas(page)
     frame.locator(NODE.format("dense_1"), has_text="1×7").wait_for()
-    ui.edit_field(frame, "dense_1", "out features", "3")
+    _edit(frame, "dense_1", "out features", "3")
     _status(frame, "valid")
-    asked = []
-    page.on("dialog", lambda d: (asked.append(d.type), d.accept()))
-    page.close(run_before_unload=True)
-    page.wait_for_timeout(1500)
-    assert asked == ["beforeunload"], asked
+    with page.expect_event("dialog", timeout=10_000) as asked:
+        page.close(run_before_unload=True)
+    assert asked.value.type == "beforeunload"
+    asked.value.accept()
 
 
 def test_mobilenetv2_reads_at_the_default_zoom_and_search_finds_a_node(studio, new_page, shot):

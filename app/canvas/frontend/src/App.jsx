@@ -251,7 +251,7 @@ function Canvas({ args, theme }) {
     const height = 96;
     let pos = position;
     let anchor = null; // the node the new one goes below, pushing what is below it down
-    if (edge && !position) anchor = byId.get(edge.source);
+    if (edge) anchor = byId.get(edge.source); // dropped on an edge: below its source, what follows moves down
     else if (!position && sel) anchor = sel;
     if (anchor) pos = { x: anchor.position.x, y: anchor.position.y + (anchor.measured?.height ?? 90) + 48 };
     if (!pos) {
