@@ -492,7 +492,7 @@ function Canvas({ args, theme }) {
             >
               <Background gap={18} size={1} />
               <Controls showInteractive={false} />
-              <MiniMap pannable zoomable nodeColor={minimapColor} nodeStrokeWidth={2} style={{ width: 150, height: 110 }} />
+              <MiniMap pannable zoomable nodeColor={minimapColor} nodeStrokeWidth={2} style={{ width: 110, height: 80 }} />
             </ReactFlow>
           </div>
           <Inspector node={selectedNode} edge={selectedEdge} block={selectedBlock} schemaOf={schemaOf} errors={errors} live={live.nodes}

@@ -81,13 +81,16 @@ export const InputNode = memo(function InputNode({ id, data, selected }) {
 });
 
 export const OutputNode = memo(function OutputNode({ id, data, selected }) {
-  const { errors, live } = useContext(CanvasContext);
+  const { errors, live, byId } = useContext(CanvasContext);
   const shape = live[id]?.outputs?.[0]?.shape ?? data.shape;
+  // A blank canvas returns its input as is: say so rather than naming the output "input".
+  const tensor = live[id]?.outputs?.[0]?.tensor ?? data.tensor;
+  const passthrough = tensor && [...byId.values()].some((n) => n.data.kind === "input" && n.data.tensor === tensor);
   return (
     <div className={`ts-io ts-io-out${selected ? " selected" : ""}${errors[id] ? " has-error" : ""}`}>
       <Handle type="target" position={Position.Top} id="in0" />
       <div className="ts-io-kind">Output</div>
-      <div className="ts-io-name" title={data.tensor || ""}>{data.tensor || id}</div>
+      <div className="ts-io-name" title={data.tensor || ""}>{passthrough ? `= ${tensor} (no layers yet)` : tensor || id}</div>
       {shape && <div className="ts-shape">{fmtShape(shape)}</div>}
       <ErrorStrip message={errors[id]} />
     </div>
