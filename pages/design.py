@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
-from app.canvas import forget_draft, graph_canvas, layer_table_editor, studio_page
+from app.canvas import canvas_key, forget_draft, graph_canvas, layer_table_editor, studio_page
 from app.canvas.graph_json import from_canvas, palette, to_canvas
 from app.state import get_store, require_current, session_caption
 from engine.errors import GraphError, TinyStudioError
@@ -12,7 +12,7 @@ from engine.errors import GraphError, TinyStudioError
 st.title("Design")
 s, v, graph = require_current()
 session_caption(s, v)
-canvas_key = f"canvas_{s.id}_{v.id}"  # unsaved edits are kept per session and version (see graph_canvas)
+key = canvas_key(s.id, v.id)  # unsaved edits are kept per session and version (see graph_canvas)
 errors_key = f"save_errors_{s.id}_{v.id}"
 errors = st.session_state.setdefault(errors_key, {})
 
@@ -28,7 +28,7 @@ def leave_for(then: str | None) -> None:
 def save(new_graph, action: str, params: dict, then: str | None = None) -> None:
     db.add_version(get_store(), s.id, new_graph, action, params, parent_id=v.id)
     st.session_state.pop(errors_key, None)
-    forget_draft(canvas_key)
+    forget_draft(key)
     st.toast("Saved a new version", icon=":material/check:")
     leave_for(then)
 
@@ -37,7 +37,7 @@ canvas_tab, table_tab = st.tabs(["Canvas", "Layer table"])
 with canvas_tab:
     shown = to_canvas(graph)
     shown["name"] = f"{s.name} · v{v.id}"  # the canvas title: the graph's own name can be a long zoo spec
-    act = graph_canvas(shown, palette(), errors, key=canvas_key, height=680, base=graph, guard=True)
+    act = graph_canvas(shown, palette(), errors, key=key, height=680, base=graph, guard=True)
     if act is not None and act.kind == "discard":  # every error goes with the edits
         st.session_state[errors_key] = {}
         leave_for(act.then)

@@ -44,12 +44,18 @@ class CanvasAction:
     then: str | None = None
 
 
+def canvas_key(session_id: int, version_id: int) -> str:
+    """The Design page's canvas key for a session's version: its unsaved edits are kept under it."""
+    return f"canvas_{session_id}_{version_id}"
+
+
 def draft_key(key: str) -> str:
     return f"{key}__draft"
 
 
 def has_draft(key: str) -> bool:
-    """Whether the canvas `key` has unsaved edits the page keeps (see graph_canvas)."""
+    """Whether the canvas `key` has unsaved edits the page keeps (see graph_canvas); e.g. navigation can ask
+    `has_draft(canvas_key(session_id, version_id))` before it switches pages on its own."""
     import streamlit as st
 
     return isinstance(st.session_state.get(draft_key(key)), dict)

@@ -14,8 +14,8 @@ import {
   CATEGORY_COLORS, appendAfter, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, pushDown,
   spliceEdge, uniqueId,
 } from "./model.js";
-import { FOLD_BY_DEFAULT, blockCard, findBlocks, foldedView, isBlockId, layoutView } from "./groups.js";
-import { guardLeaving } from "./leave.js";
+import { FOLD_BY_DEFAULT, blockCard, findBlocks, isBlockId, useFolding } from "./groups.js";
+import { useLeaveGuard } from "./leave.js";
 
 const EMPTY = { errors: {}, nodes: {} };
 const KIND_TYPE = { op: "layer", input: "graphInput", output: "graphOutput" };
@@ -46,8 +46,6 @@ function Canvas({ args, theme }) {
   const [checking, setChecking] = useState(false);
   const [saving, setSaving] = useState(false);
   const [dismissed, setDismissed] = useState(null); // page errors the user discarded (until Python drops them)
-  const [folded, setFolded] = useState(() => new Set());
-  const [blockNodes, setBlockNodes] = useState([]);
   const [found, setFound] = useState(null); // the node the graph search jumped to (highlighted)
   const [dropEdge, setDropEdge] = useState(null); // the edge a dragged palette layer would be dropped on
   const history = useRef({ undo: [], redo: [] });
@@ -62,12 +60,9 @@ function Canvas({ args, theme }) {
   const initialized = useNodesInitialized();
 
   const categoryOf = useMemo(() => categoryIndex(palette), [palette]);
-  const nodeIds = nodes.map((n) => n.id).join("\n");
-  const blocks = useMemo(() => findBlocks(current.current.nodes), [nodeIds]); // eslint-disable-line react-hooks/exhaustive-deps
-  const view = useMemo(() => foldedView(nodes, edges, blocks, folded, blockNodes, dropEdge),
-    [nodes, edges, blocks, folded, blockNodes, dropEdge]);
-  const currentView = useRef(view);
-  currentView.current = view;
+  const {
+    folded, setFolded, blockNodes, setBlockNodes, blocks, view, currentView, relayoutView, toggleBlock,
+  } = useFolding({ nodes, edges, setNodes, current, dropEdge });
   const schemaOf = useCallback((op) => doc.schemas?.[op] || palette.find((e) => e.op === op && e.kind === "op")?.schema || { attrs: [], layer: [] }, [doc, palette]);
 
   // First view of a graph: fit it when it fits at a readable zoom, else start readable at its inputs (top).
@@ -86,20 +81,6 @@ function Canvas({ args, theme }) {
     const y = b.height + 2 * pad <= box.height ? (box.height - b.height) / 2 - b.y : pad - b.y;
     rf.setViewport({ x, y, zoom });
   }, [rf]);
-
-  // Lay out what is drawn (real nodes and folded block cards) with dagre; positions are no edit.
-  const relayoutView = useCallback((fold) => {
-    const { nodes: ns, edges: es } = current.current;
-    const bl = findBlocks(ns);
-    const keep = new Map(currentView.current.nodes.filter((n) => isBlockId(n.id)).map((n) => [n.id, n]));
-    const cards = [...fold].filter((k) => bl.has(k)).map((k) => {
-      const old = keep.get(`block:${k}`);
-      return old ? { ...old, hidden: false } : blockCard(k, bl.get(k), { x: 0, y: 0 });
-    });
-    const pos = layoutView(foldedView(ns, es, bl, fold, cards, null));
-    setNodes((cur) => cur.map((n) => (pos.has(n.id) ? { ...n, position: pos.get(n.id) } : n)));
-    setBlockNodes(cards.map((c) => ({ ...c, position: pos.get(c.id) || c.position })));
-  }, [setNodes]);
 
   // A new revision (first load, a saved version, another graph) replaces the local state; unsaved edits of
   // this revision kept by the page (after a page switch) come back as they were.
@@ -143,13 +124,6 @@ function Canvas({ args, theme }) {
     }
   }, [initialized, relayoutView, showGraph]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const toggleBlock = useCallback((key, open) => {
-    const next = new Set(folded);
-    if (open ?? next.has(key)) next.delete(key);
-    else next.add(key);
-    setFolded(next);
-    relayoutView(next);
-  }, [folded, relayoutView]);
   const foldAll = useCallback((fold) => {
     const next = fold ? new Set(blocks.keys()) : new Set();
     setFolded(next);
@@ -382,28 +356,17 @@ function Canvas({ args, theme }) {
   }, [editCount, liveOn, saving]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // Leaving with unsaved edits asks first (the studio's own navigation; reload and close via beforeunload).
-  const leaving = useRef({ dirty: false });
-  leaving.current = {
-    dirty,
-    title: "Unsaved canvas edits",
-    text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, or keep editing?`,
-  };
-  const actions = useRef({});
-  // "Leave, keep edits for later": the draft goes with the request, so nothing is lost to the debounce.
+  // "Leave, keep edits for later" sends the draft with the request, so nothing is lost to the debounce.
   const later = useCallback((then) => {
     clearTimeout(validateTimer.current);
     const { nodes: ns, edges: es } = current.current;
     Streamlit.setComponentValue({ type: "leave", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es), then });
   }, [doc]);
-  actions.current = { save, discard, later };
-  useEffect(() => {
-    if (!guard) return undefined;
-    return guardLeaving(() => leaving.current, {
-      onSave: (then) => actions.current.save(then),
-      onDiscard: (then) => actions.current.discard(then),
-      onLater: (then) => actions.current.later(then),
-    });
-  }, [guard]);
+  useLeaveGuard(guard, {
+    dirty,
+    title: "Unsaved canvas edits",
+    text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, or keep editing?`,
+  }, { onSave: save, onDiscard: discard, onLater: later });
 
   useEffect(() => {
     const onKey = (e) => {

@@ -2,6 +2,7 @@
 // A block is a run of consecutive layers (in execution order) whose names share a prefix: "block3_expand",
 // "block3_dw_bn", ... form "block3". Consecutive runs only, so folding never creates a cycle in the view
 // (every path between two members stays inside the block).
+import { useCallback, useMemo, useRef, useState } from "react";
 import { autoLayout } from "./model.js";
 
 export const FOLD_MIN_LAYERS = 25; // smaller graphs read fine unfolded
@@ -48,7 +49,12 @@ export function findBlocks(nodes) {
 export function foldedView(nodes, edges, blocks, folded, blockNodes, dropEdge) {
   const owner = new Map();
   for (const key of folded) for (const id of blocks.get(key)?.members || []) owner.set(id, BLOCK_PREFIX + key);
-  const viewNodes = owner.size ? nodes.map((n) => (owner.has(n.id) ? { ...n, hidden: true } : n)).concat(blockNodes) : nodes;
+  // Cards of blocks that still exist (an edit can rename or split a block), with its current members.
+  const cards = blockNodes.filter((b) => folded.has(b.data.key) && blocks.has(b.data.key)).map((b) => {
+    const members = blocks.get(b.data.key).members;
+    return b.data.members === members ? b : { ...b, data: { ...b.data, members } };
+  });
+  const viewNodes = owner.size ? nodes.map((n) => (owner.has(n.id) ? { ...n, hidden: true } : n)).concat(cards) : nodes;
   const viewEdges = [];
   const extra = new Map();
   for (const e of edges) {
@@ -83,3 +89,39 @@ export function layoutView(view) {
 }
 
 export const isBlockId = (id) => typeof id === "string" && id.startsWith(BLOCK_PREFIX);
+
+// The folding state of the canvas: which blocks are folded, their cards, the view React Flow draws, and
+// relayoutView(fold) / toggleBlock(key, open?) that change it (a new layout of the view, no edit).
+export function useFolding({ nodes, edges, setNodes, current, dropEdge }) {
+  const [folded, setFolded] = useState(() => new Set());
+  const [blockNodes, setBlockNodes] = useState([]);
+  const nodeIds = nodes.map((n) => n.id).join("\n");
+  const blocks = useMemo(() => findBlocks(current.current.nodes), [nodeIds]); // eslint-disable-line react-hooks/exhaustive-deps
+  const view = useMemo(() => foldedView(nodes, edges, blocks, folded, blockNodes, dropEdge),
+    [nodes, edges, blocks, folded, blockNodes, dropEdge]);
+  const currentView = useRef(view);
+  currentView.current = view;
+
+  const relayoutView = useCallback((fold) => {
+    const { nodes: ns, edges: es } = current.current;
+    const bl = findBlocks(ns);
+    const keep = new Map(currentView.current.nodes.filter((n) => isBlockId(n.id)).map((n) => [n.id, n]));
+    const cards = [...fold].filter((k) => bl.has(k)).map((k) => {
+      const old = keep.get(BLOCK_PREFIX + k);
+      return old ? { ...old, hidden: false } : blockCard(k, bl.get(k), { x: 0, y: 0 });
+    });
+    const pos = layoutView(foldedView(ns, es, bl, fold, cards, null));
+    setNodes((cur) => cur.map((n) => (pos.has(n.id) ? { ...n, position: pos.get(n.id) } : n)));
+    setBlockNodes(cards.map((c) => ({ ...c, position: pos.get(c.id) || c.position })));
+  }, [setNodes, current]);
+
+  const toggleBlock = useCallback((key, open) => {
+    const next = new Set(folded);
+    if (open ?? next.has(key)) next.delete(key);
+    else next.add(key);
+    setFolded(next);
+    relayoutView(next);
+  }, [folded, relayoutView]);
+
+  return { folded, setFolded, blockNodes, setBlockNodes, blocks, view, currentView, relayoutView, toggleBlock };
+}

@@ -1,3 +1,5 @@
+import { useEffect, useRef } from "react";
+
 // Leaving the Design page with unsaved canvas edits asks first. The component's frame is served by the studio
 // itself (same origin), so it can watch the studio's own navigation (sidebar and page links) in the parent page:
 // a click there while the canvas is dirty opens "Save / Discard / Keep editing / Leave, keep edits for later"
@@ -101,4 +103,18 @@ export function guardLeaving(state, { onSave, onDiscard, onLater }) {
     windows.forEach((w) => w.removeEventListener("beforeunload", onUnload));
     if (close) close();
   };
+}
+
+// The hook: `state` ({ dirty, title, text }) and the actions are read when the user clicks, never stale.
+export function useLeaveGuard(enabled, state, actions) {
+  const latest = useRef({ state, actions });
+  latest.current = { state, actions };
+  useEffect(() => {
+    if (!enabled) return undefined;
+    return guardLeaving(() => latest.current.state, {
+      onSave: (then) => latest.current.actions.onSave(then),
+      onDiscard: (then) => latest.current.actions.onDiscard(then),
+      onLater: (then) => latest.current.actions.onLater(then),
+    });
+  }, [enabled]);
 }
