@@ -499,6 +499,18 @@ def test_layer_table_on_lenet_and_errors():
 
 # ---- 6. the shipped component ---------------------------------------------------------------------------------
 
+def test_component_units_insert_append_fold_and_search():
+    """app/canvas/frontend/e2e/units.mjs: the browser side's pure functions (needs Node and `npm ci`)."""
+    import shutil
+
+    frontend = DIST.parent
+    if shutil.which("node") is None or not (frontend / "node_modules" / "@dagrejs" / "dagre").is_dir():
+        pytest.skip("Node.js or the component's node_modules (npm ci in app/canvas/frontend) is missing")
+    run = subprocess.run(["node", "e2e/units.mjs"], cwd=frontend, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "canvas units: ok" in run.stdout
+
+
 def test_built_component_is_committed_and_offline():
     index = (DIST / "index.html").read_text()
     assets = re.findall(r'(?:src|href)="([^"]+)"', index)
