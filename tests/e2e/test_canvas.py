@@ -42,12 +42,14 @@ def _edit(frame, node: str, field: str, value: str) -> None:
     box.press("Enter")
 
 
-def _leave_via(page, title: str, choice: str) -> None:
+def _leave_via(page, title: str, choice: str, shot=None) -> None:
     """Click the sidebar link to `title` with unsaved edits: the studio asks first; answer `choice`."""
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
     dialog = page.get_by_test_id("ts-leave-dialog")
     dialog.wait_for(timeout=10_000)
     assert "Unsaved canvas edits" in dialog.inner_text()
+    if shot:
+        page.screenshot(path=str(shot))
     dialog.get_by_role("button", name=choice).click()
 
 
@@ -108,7 +110,7 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
 
     # Leaving with that unsaved edit asks first; "Keep editing" stays, "Leave, keep edits for later" goes and
     # the edit is back on return; "Discard changes" drops it.
-    _leave_via(page, "Profile", "Keep editing")
+    _leave_via(page, "Profile", "Keep editing", ui.REPO / "test-artifacts" / "e2e" / "canvas-leave-question.png")
     page.get_by_role("heading", name="Design", exact=True).wait_for()
     _leave_via(page, "Profile", "Leave, keep edits for later")
     page.get_by_role("heading", name="Profile", exact=True).wait_for(timeout=60_000)

@@ -365,7 +365,7 @@ function Canvas({ args, theme }) {
   useLeaveGuard(guard, {
     dirty,
     title: "Unsaved canvas edits",
-    text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, or keep editing?`,
+    text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, keep editing, or leave them here for later (this browser tab only)?`,
   }, { onSave: save, onDiscard: discard, onLater: later });
 
   useEffect(() => {

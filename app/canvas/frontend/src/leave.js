@@ -40,7 +40,7 @@ function dialog(doc, { title, text, onSave, onDiscard, onKeep, onLater }) {
   });
   const box = doc.createElement("div");
   Object.assign(box.style, {
-    background: "#fff", color: "#0f172a", borderRadius: "10px", padding: "20px 22px", maxWidth: "460px",
+    background: "#fff", color: "#0f172a", borderRadius: "10px", padding: "20px 22px", maxWidth: "600px",
     boxShadow: "0 10px 30px rgba(0,0,0,0.25)", borderTop: "4px solid #d97706",
   });
   const h = doc.createElement("div");
@@ -55,7 +55,7 @@ function dialog(doc, { title, text, onSave, onDiscard, onKeep, onLater }) {
     const b = doc.createElement("button");
     b.textContent = label;
     Object.assign(b.style, {
-      font: "inherit", fontSize: "14px", padding: "7px 14px", borderRadius: "7px", cursor: "pointer",
+      font: "inherit", fontSize: "14px", padding: "7px 14px", borderRadius: "7px", cursor: "pointer", whiteSpace: "nowrap",
       border: primary ? "1px solid #ff4b4b" : "1px solid #cbd5e1", background: primary ? "#ff4b4b" : "#fff",
       color: primary ? "#fff" : "#0f172a", fontWeight: primary ? "600" : "400",
     });
