@@ -188,3 +188,18 @@ def test_mobilenetv2_reads_at_the_default_zoom_and_search_finds_a_node(studio, n
     # The palette's own search still filters the palette only.
     frame.get_by_placeholder("Search layers…").fill("depthwise")
     assert frame.locator(".ts-pal-item").count() == 1
+
+
+def test_a_blank_session_opens_on_every_page(studio, new_page):
+    """The blank canvas has no layers at all (input -> output): no page may break on it."""
+    page = new_page(studio.url)
+    _blank_session(page, "empty")
+    for title in ["Profile", "Model view", "Compress", "History", "Export", "Design"]:
+        ui.go(page, title)
+        ui.wait_idle(page)
+        page.wait_for_timeout(500)
+        assert ui.tracebacks(page) == [], (title, ui.tracebacks(page))
+        assert ui.errors_shown(page) == [], (title, ui.errors_shown(page))
+    ui.canvas(page).locator(".ts-io-out", has_text="no layers yet").wait_for()
+    page.get_by_role("tab", name="Layer table").click()
+    page.get_by_text("No layers yet: add them on the Canvas tab.").wait_for()
