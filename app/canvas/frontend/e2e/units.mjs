@@ -1,7 +1,7 @@
 // Unit checks of the canvas's pure functions (no browser): node e2e/units.mjs   (npm run units)
 // Inserting on an edge, appending after a node, folding blocks by name prefix, and the graph search.
 import assert from "node:assert/strict";
-import { appendAfter, edgeId, pushDown, searchNodes, spliceEdge } from "../src/model.js";
+import { appendAfter, edgeId, placeNew, pushDown, searchNodes, spliceEdge } from "../src/model.js";
 import { findBlocks, foldedView } from "../src/groups.js";
 
 const E = (s, t, sh = "out0", th = "in0") => ({ source: s, sourceHandle: sh, target: t, targetHandle: th, id: edgeId({ source: s, sourceHandle: sh, target: t, targetHandle: th }) });
@@ -50,4 +50,22 @@ assert.ok(!shown.some((e) => e.includes("block3_")));
 const hits = searchNodes([op("block1_dw_bn"), op("dw"), op("block1_dw")], "block1_dw");
 assert.deepEqual(hits.map((n) => n.id), ["block1_dw", "block1_dw_bn"]);
 assert.equal(searchNodes(nodes, "conv").length, 8); // every Conv, capped at 8
+// Clicking palette layers on a blank canvas (input -> output), nothing selected: each goes before the output.
+const io = [{ id: "in", data: { kind: "input" }, position: { x: 0, y: 0 } }, { id: "out", data: { kind: "output" }, position: { x: 0, y: 120 } }];
+const layer = (id) => ({ id, type: "layer", data: { kind: "op", op: "Relu", slots: [{ kind: "data" }] } });
+let g = { nodes: io, edges: [E("in", "out")] };
+for (const id of ["conv", "relu"]) {
+  g = placeNew(g.nodes.map((n) => ({ ...n, selected: false })), g.edges, layer(id), {});
+}
+assert.deepEqual(pairs(g.edges), ["conv->relu", "in->conv", "relu->out"]);
+assert.ok(g.nodes.find((n) => n.id === "out").position.y > g.nodes.find((n) => n.id === "relu").position.y);
+// With "conv" selected, a click appends right after it; dropped on the edge conv -> relu, it goes in between.
+const selConv = g.nodes.map((n) => ({ ...n, selected: n.id === "conv" }));
+assert.deepEqual(pairs(placeNew(selConv, g.edges, layer("bn"), {}).edges), ["bn->relu", "conv->bn", "in->conv", "relu->out"]);
+const dropped = placeNew(g.nodes, g.edges, layer("pool"), { position: { x: 5, y: 5 }, onEdge: g.edges.find((e) => e.target === "relu") });
+assert.deepEqual(pairs(dropped.edges), ["conv->pool", "in->conv", "pool->relu", "relu->out"]);
+// Dropped on empty canvas: where it was dropped, unwired.
+const loose = placeNew(g.nodes, g.edges, layer("x"), { position: { x: 5, y: 5 } });
+assert.deepEqual(loose.edges, g.edges);
+assert.deepEqual(loose.nodes.find((n) => n.id === "x").position, { x: 5, y: 5 });
 console.log("canvas units: ok");

@@ -11,8 +11,7 @@ import Inspector from "./Inspector.jsx";
 import Palette, { DRAG_TYPE } from "./Palette.jsx";
 import GraphSearch from "./GraphSearch.jsx";
 import {
-  CATEGORY_COLORS, appendAfter, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, pushDown,
-  spliceEdge, uniqueId,
+  CATEGORY_COLORS, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, placeNew, uniqueId,
 } from "./model.js";
 import { FOLD_BY_DEFAULT, blockCard, findBlocks, isBlockId, useFolding } from "./groups.js";
 import { useLeaveGuard } from "./leave.js";
@@ -212,39 +211,21 @@ function Canvas({ args, theme }) {
         slots: entry.slots.map((s) => ({ ...s })), n_outputs: entry.outputs || 1, outputs: [], new: true,
       };
     }
-    const slot = data.kind === "output" ? 0 : data.kind === "op" ? data.slots.findIndex((s) => s.kind === "data") : -1;
-    const byId = new Map(ns.map((n) => [n.id, n]));
-    let edge = data.kind === "op" && slot >= 0 ? onEdge : null;
-    let sel = ns.find((n) => n.selected && !n.hidden);
-    if (!position && !edge && !sel && data.kind === "op" && slot >= 0) {
-      const outs = ns.filter((n) => n.data.kind === "output");
-      const into = outs.length === 1 ? es.filter((e) => e.target === outs[0].id) : [];
-      if (into.length === 1) edge = into[0];
-    }
-    if (sel && (sel.data.kind === "output" || slot < 0)) sel = null;
-    const height = 96;
-    let pos = position;
-    let anchor = null; // the node the new one goes below, pushing what is below it down
-    if (edge) anchor = byId.get(edge.source); // dropped on an edge: below its source, what follows moves down
-    else if (!position && sel) anchor = sel;
-    if (anchor) pos = { x: anchor.position.x, y: anchor.position.y + (anchor.measured?.height ?? 90) + 48 };
-    if (!pos) {
+    const center = () => {
       const box = document.querySelector(".ts-flow")?.getBoundingClientRect();
-      pos = rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 600) / 2, y: (box?.top ?? 0) + (box?.height ?? 400) / 2 });
-    }
-    const node = { id, type: KIND_TYPE[data.kind], position: pos, data, selected: true };
-    commit(({ nodes: cur, edges: cur_es }) => {
-      let next = cur_es;
-      if (edge) next = spliceEdge(cur_es, edge, id, slot);
-      else if (sel && !position) next = data.kind === "op" ? appendAfter(cur_es, sel.id, id, slot)
-        : cur_es.concat({ ...{ source: sel.id, sourceHandle: "out0", target: id, targetHandle: "in0" }, id: edgeId({ source: sel.id, sourceHandle: "out0", target: id, targetHandle: "in0" }) });
-      let placed = cur.map((n) => (n.selected ? { ...n, selected: false } : n));
-      if (anchor && (edge || data.kind === "op")) placed = pushDown(placed, pos.y, height + 48);
-      return { nodes: placed.concat(node), edges: next };
-    });
+      return rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 600) / 2, y: (box?.top ?? 0) + (box?.height ?? 400) / 2 });
+    };
+    pushHistory();
+    const next = placeNew(ns, es, { id, type: KIND_TYPE[data.kind], data }, { position, onEdge, center });
+    setNodes(next.nodes);
+    setEdges(next.edges);
+    edited();
     setFound(null);
-    if (anchor) requestAnimationFrame(() => rf.setCenter(pos.x + 106, pos.y + height / 2, { zoom: Math.max(rf.getZoom(), 1), duration: 200 }));
-  }, [commit, doc.layout, rf]);
+    if (next.anchored) {
+      const p = next.position;
+      requestAnimationFrame(() => rf.setCenter(p.x + 106, p.y + 48, { zoom: Math.max(rf.getZoom(), 1), duration: 200 }));
+    }
+  }, [pushHistory, setNodes, setEdges, edited, doc.layout, rf]);
 
   // The real (not folded) edge under the pointer while a palette layer is dragged over the graph.
   const edgeAt = useCallback((x, y) => {
