@@ -149,3 +149,27 @@ def infer_shapes(graph: Graph, check_declared: bool = False) -> Graph:
 def validate(graph: Graph) -> Graph:
     """Check everything: structure, cycles, attributes, shapes. Returns the shape-inferred graph."""
     return infer_shapes(graph)
+
+
+def dead_ends(graph: Graph) -> list[tuple[str, str, str]]:
+    """Parts of the graph that compute nothing the model returns, as (kind, name, message) with kind "node",
+    "input" or "output": a node none of whose outputs is used by a node or returned (a dangling branch), a
+    graph input that nothing reads, a graph output that no graph input reaches (it depends on constants
+    only). An editor calls a graph valid only when this is empty; an imported model keeps what it has."""
+    used = {t for n in graph.nodes for t in n.inputs if t} | set(graph.outputs)
+    problems: list[tuple[str, str, str]] = []
+    for t in graph.inputs:
+        if t not in used:
+            problems.append(("input", t, f"graph input '{t}' feeds nothing: connect it to a layer"))
+    for n in graph.nodes:
+        if n.outputs and not any(t in used for t in n.outputs if t):
+            problems.append(("node", n.name, "its output feeds nothing (a dangling branch): connect it to a "
+                                              "layer or to a graph output, or delete it"))
+    reached = set(graph.inputs)
+    for n in topological_order(graph):
+        if any(t in reached for t in n.inputs if t):
+            reached.update(t for t in n.outputs if t)
+    for t in graph.outputs:
+        if t not in reached:
+            problems.append(("output", t, f"graph output '{t}' is not reached from any graph input"))
+    return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
-from app.canvas import graph_canvas, layer_table_editor
+from app.canvas import canvas_key, forget_draft, graph_canvas, layer_table_editor, studio_page
 from app.canvas.graph_json import from_canvas, palette, to_canvas
 from app.state import get_store, require_current, session_caption
 from engine.errors import GraphError, TinyStudioError
@@ -12,29 +12,44 @@ from engine.errors import GraphError, TinyStudioError
 st.title("Design")
 s, v, graph = require_current()
 session_caption(s, v)
-errors_key = f"save_errors_{s.id}"
+key = canvas_key(s.id, v.id)  # unsaved edits are kept per session and version (see graph_canvas)
+errors_key = f"save_errors_{s.id}_{v.id}"
 errors = st.session_state.setdefault(errors_key, {})
 
 
-def save(new_graph, action: str, params: dict) -> None:
-    db.add_version(get_store(), s.id, new_graph, action, params, parent_id=v.id)
-    st.session_state[errors_key] = {}
-    st.toast("Saved a new version", icon=":material/check:")
+def leave_for(then: str | None) -> None:
+    """Go on to the page the user asked for when the canvas stopped them (after Save or Discard), else stay."""
+    page = studio_page(then) if then is not None else None
+    if page is not None:
+        st.switch_page(page)
     st.rerun()
+
+
+def save(new_graph, action: str, params: dict, then: str | None = None) -> None:
+    db.add_version(get_store(), s.id, new_graph, action, params, parent_id=v.id)
+    st.session_state.pop(errors_key, None)
+    forget_draft(key)
+    st.toast("Saved a new version", icon=":material/check:")
+    leave_for(then)
 
 
 canvas_tab, table_tab = st.tabs(["Canvas", "Layer table"])
 with canvas_tab:
     shown = to_canvas(graph)
     shown["name"] = f"{s.name} · v{v.id}"  # the canvas title: the graph's own name can be a long zoo spec
-    doc = graph_canvas(shown, palette(), errors, key=f"canvas_{s.id}_{v.id}", height=680, base=graph)
-    if doc is not None:
+    act = graph_canvas(shown, palette(), errors, key=key, height=680, base=graph, guard=True)
+    if act is not None and act.kind == "discard":  # every error goes with the edits
+        st.session_state[errors_key] = {}
+        leave_for(act.then)
+    if act is not None and act.kind == "leave":  # the unsaved edits wait in this tab's state (graph_canvas)
+        leave_for(act.then)
+    if act is not None and act.kind == "save":
         try:
-            new_graph = from_canvas(doc, graph)
-        except GraphError as e:  # shown on the node and above; nothing is saved
+            new_graph = from_canvas(act.doc, graph)
+        except GraphError as e:  # shown on the node and above; nothing is saved, the user stays
             st.session_state[errors_key] = {e.node or "__graph__": str(e)}
             st.rerun()
-        save(new_graph, "edit", {"via": "canvas", "layers": len(new_graph.nodes)})
+        save(new_graph, "edit", {"via": "canvas", "layers": len(new_graph.nodes)}, act.then)
     if errors:
         st.error(next(iter(errors.values())), icon=":material/error:")
 with table_tab:

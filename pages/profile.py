@@ -80,6 +80,8 @@ st.plotly_chart(charts.memory_timeline(prof, {t.mcu: mcus[t.mcu].sram_bytes for 
 
 points = (event.selection.points if event and event.selection else []) or []
 labels = charts.layer_labels(prof)
+if not labels:  # a blank canvas (input -> output): no layer to detail yet
+    st.stop()
 default = labels.index(points[0]["x"]) if points and points[0].get("x") in labels else 0
 step = st.selectbox("Layer details (or click a bar)", range(len(labels)), index=default,
                     format_func=lambda i: labels[i], key=f"layer_pick_{default}")

@@ -4,11 +4,12 @@ app/canvas/frontend/dist, so it works offline with no npm and no CDN.
     from app.canvas import graph_canvas
     from app.canvas.graph_json import to_canvas, from_canvas, palette
 
-    doc = graph_canvas(to_canvas(graph), palette(), errors, key="design", base=graph)
-    if doc is not None:                     # the user clicked "Save version"
-        new_graph = from_canvas(doc, graph) # GraphError names the node; pass {node: message} back as errors
+    act = graph_canvas(to_canvas(graph), palette(), errors, key="design_s1_v1", base=graph, guard=True)
+    if act is not None and act.kind == "save":   # the user clicked "Save version"
+        new_graph = from_canvas(act.doc, graph)  # GraphError names the node; pass {node: message} back as errors
+        forget_draft("design_s1_v1")             # once it is stored as a version
 
-Edits stay in the browser until saved. With `base` given, every edit is also validated live: the browser
+Edits stay in the browser until saved; the page keeps the latest draft so that they survive a page switch. With `base` given, every edit is also validated live: the browser
 sends its draft, the next script run checks it against `base` (app.canvas.graph_json.check_canvas) and the
 component shows the errors on the offending nodes and the new shapes and MACs. Streamlit is imported lazily so
 that graph_json (pure Python) can be imported and tested without it.
@@ -16,6 +17,7 @@ that graph_json (pure Python) can be imported and tested without it.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 DIST = Path(__file__).resolve().parent / "frontend" / "dist"
@@ -32,27 +34,96 @@ def _component():
     return components.declare_component(COMPONENT, path=str(DIST))
 
 
+@dataclass(frozen=True)
+class CanvasAction:
+    """What the user asked for on the canvas: "save" (doc: the edited document for from_canvas), "discard"
+    (the page drops its errors of a failed save) or "leave" (switch to `then`, the unsaved edits kept). `then`: the url path of the studio page the user wanted to
+    open when the canvas asked "Save / Discard / Keep editing" ("" is the default page), None otherwise."""
+    kind: str
+    doc: dict | None = None
+    then: str | None = None
+
+
+def canvas_key(session_id: int, version_id: int) -> str:
+    """The Design page's canvas key for a session's version: its unsaved edits are kept under it."""
+    return f"canvas_{session_id}_{version_id}"
+
+
+def draft_key(key: str) -> str:
+    return f"{key}__draft"
+
+
+def has_draft(key: str) -> bool:
+    """Whether the canvas `key` has unsaved edits the page keeps (see graph_canvas); e.g. navigation can ask
+    `has_draft(canvas_key(session_id, version_id))` before it switches pages on its own."""
+    import streamlit as st
+
+    return isinstance(st.session_state.get(draft_key(key)), dict)
+
+
+def forget_draft(key: str) -> None:
+    """Drop the unsaved edits kept for the canvas `key` (after they were saved as a version, or discarded)."""
+    import streamlit as st
+
+    st.session_state.pop(draft_key(key), None)
+
+
+def studio_page(url_path: str):
+    """The studio page (app.nav.PAGES) at `url_path` ("" is the default page), for st.switch_page; None if none."""
+    from app.nav import PAGES
+
+    for page in PAGES.values():
+        try:
+            if page.url_path == url_path:
+                return page
+        except AttributeError:  # Streamlit infers some paths lazily; the file name is the path then
+            if Path(str(getattr(page, "_page", ""))).stem == url_path:
+                return page
+    return None
+
+
 def graph_canvas(graph_json: dict, palette: list[dict], errors: dict[str, str] | None = None, key: str = "canvas",
-                 height: int = 600, base=None) -> dict | None:
-    """Render the canvas for `graph_json` (from to_canvas). Returns the edited document once per click on
-    "Save version", None otherwise. `errors` ({node id: message}) are shown on the nodes, e.g. the
-    GraphError of a save that failed. `base` (the engine Graph of graph_json) turns on live validation."""
+                 height: int = 600, base=None, guard: bool = False) -> CanvasAction | None:
+    """Render the canvas for `graph_json` (from to_canvas). Returns a CanvasAction once per click on "Save
+    version" or "Discard", None otherwise. `errors` ({node id: message}) are shown on the nodes, e.g. the
+    GraphError of a save that failed. `base` (the engine Graph of graph_json) turns on live validation.
+
+    Unsaved edits survive leaving the page: every draft the browser sends is kept in st.session_state under
+    draft_key(key) (not a widget key, so Streamlit keeps it while another page runs) and handed back to a new
+    component of the same revision, which restores it. Use a key per session and version. With `guard`, the
+    component asks "Save / Discard / Keep editing / Leave, keep edits for later" when the user opens another studio page with unsaved edits,
+    and the browser asks before a reload or closing the tab."""
     import streamlit as st
 
     event = st.session_state.get(key)  # the last value the browser sent, before this run renders it again
     live = None
-    if (base is not None and isinstance(event, dict) and event.get("type") == "validate"
-            and event.get("revision") == graph_json.get("revision") and isinstance(event.get("doc"), dict)):
-        from app.canvas.graph_json import check_canvas
+    current = isinstance(event, dict) and event.get("revision") == graph_json.get("revision")
+    if current and event.get("type") in ("validate", "leave") and isinstance(event.get("view"), dict):
+        st.session_state[draft_key(key)] = {"revision": event["revision"], "view": event["view"]}
+    if current and event.get("type") == "validate" and isinstance(event.get("doc"), dict):
+        if base is not None:
+            from app.canvas.graph_json import check_canvas
 
-        live = {"seq": event.get("seq"), **check_canvas(event["doc"], base)}
-    value = _component()(doc=graph_json, palette=palette, errors=dict(errors or {}), live=live,
-                         live_validation=base is not None, height=int(height), key=key, default=None)
-    handled = f"{key}__saved_seq"
-    if isinstance(value, dict) and value.get("type") == "save" and st.session_state.get(handled) != value.get("seq"):
-        # The component keeps returning its last value on every rerun; a save is handed out once.
+            live = {"seq": event.get("seq"), **check_canvas(event["doc"], base)}
+    draft = st.session_state.get(draft_key(key))
+    if not (isinstance(draft, dict) and draft.get("revision") == graph_json.get("revision")):
+        draft = None
+    value = _component()(doc=graph_json, palette=palette, errors=dict(errors or {}), live=live, draft=draft,
+                         live_validation=base is not None, guard=bool(guard), height=int(height), key=key,
+                         default=None)
+    handled = f"{key}__handled_seq"
+    if (isinstance(value, dict) and value.get("type") in ("save", "discard", "leave")
+            and st.session_state.get(handled) != value.get("seq")):
+        # The component keeps returning its last value on every rerun; an action is handed out once.
         st.session_state[handled] = value.get("seq")
-        return value.get("doc")
+        then = value.get("then") if isinstance(value.get("then"), str) else None
+        if value["type"] == "discard":
+            forget_draft(key)
+            return CanvasAction("discard", None, then)
+        if value["type"] == "leave":  # the draft is kept above; the page goes where the user asked
+            return CanvasAction("leave", None, then)
+        if isinstance(value.get("doc"), dict):
+            return CanvasAction("save", value["doc"], then)
     return None
 
 
@@ -67,7 +138,11 @@ def layer_table_editor(graph, key: str = "layer_table"):
     from engine.errors import GraphError
     from engine.serialize import content_hash
 
-    rows = pd.DataFrame(sequential_table(graph))
+    table = sequential_table(graph)
+    if not table:  # a blank canvas: input -> output, no layers to edit yet
+        st.info("No layers yet: add them on the Canvas tab.")
+        return None
+    rows = pd.DataFrame(table)
     rows["out_channels"] = rows["out_channels"].astype("Int64")  # whole numbers, blank where a layer has none
     cc = st.column_config
     config = {

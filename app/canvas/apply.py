@@ -14,7 +14,7 @@ from engine.errors import GraphError
 from engine.ir import Graph, Node, Tensor
 from engine.ops import get_op
 from engine.serialize import _jsonable
-from engine.validate import infer_node, node_context, topological_order
+from engine.validate import dead_ends, infer_node, node_context, topological_order
 from engine.zoo.layers import same_pads
 
 FORMAT = "tinystudio.canvas"
@@ -118,6 +118,8 @@ class Build:
         self._assemble()
         if GRAPH_KEY not in self.errors:
             self._infer()
+            if not self.errors:  # a dead end is often the echo of a broken node: the first cause comes first
+                self._dead_ends()
         self._collect_garbage()
 
     def error(self, key: str, message: str) -> None:
@@ -144,6 +146,7 @@ class Build:
 
         # Graph inputs: their tensors (shape editable).
         produced: dict[str, list[str]] = {}
+        self.input_ids: dict[str, str] = {}  # graph input tensor -> its document node
         g.inputs = []
         io_pos = {}
         base_inputs = set(base.inputs)
@@ -166,6 +169,7 @@ class Build:
                 g.tensors[t] = Tensor(t, tuple(shape), dtype, old.quant if old else None, None,
                                       dict(old.meta) if old else {})
             g.inputs.append(t)
+            self.input_ids[t] = n["id"]
             p = position_of(n.get("position"))
             if p:
                 io_pos[n["id"]] = [p["x"], p["y"]]
@@ -300,6 +304,20 @@ class Build:
                 # An attribute value the op's own checks did not anticipate: report it, keep the canvas alive.
                 self.error(node.name, f"invalid attributes or inputs ({type(e).__name__}: {e})")
                 self.failed.update(node.outputs)
+
+    def _dead_ends(self) -> None:
+        """A branch that leads nowhere is an error on its last node, so "valid" means every layer counts."""
+        outputs: dict[str, list[str]] = {}
+        for oid, t in self.output_ids:
+            outputs.setdefault(t, []).append(oid)
+        for kind, name, text in dead_ends(self.g):
+            if kind == "node":
+                self.error(name, text)
+            elif kind == "input":
+                self.error(self.input_ids.get(name, GRAPH_KEY), text)
+            else:
+                for oid in outputs.get(name, [GRAPH_KEY]):
+                    self.error(oid, text)
 
     def _repad(self, node: Node) -> None:
         """Explicit pads written for one geometry ('same' or 'valid' as TF and PyTorch mean them) are

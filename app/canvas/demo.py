@@ -28,10 +28,13 @@ graph = versions[-1]
 st.caption(f"version {len(versions)} · {content_hash(graph)[:12]}")
 canvas_tab, table_tab = st.tabs(["Canvas", "Layer table"])
 with canvas_tab:
-    doc = graph_canvas(to_canvas(graph), palette(), errors, key="canvas", height=640, base=graph)
-    if doc is not None:
+    act = graph_canvas(to_canvas(graph), palette(), errors, key=f"canvas_{len(versions)}", height=640, base=graph)
+    if act is not None and act.kind == "discard":
+        st.session_state["save_errors"] = {}
+        st.rerun()
+    if act is not None and act.kind == "save":
         try:
-            versions.append(from_canvas(doc, graph))
+            versions.append(from_canvas(act.doc, graph))
             st.session_state["save_errors"] = {}
         except GraphError as e:
             st.session_state["save_errors"] = {e.node or "__graph__": str(e)}

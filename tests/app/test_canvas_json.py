@@ -276,6 +276,99 @@ def test_cycles_and_unconnected_outputs_are_reported():
     assert validate_canvas(doc, g) == {"output:output_out": "graph output is not connected"}
 
 
+# ---- 3b. dead ends, the blank canvas, a layer dropped on an edge -----------------------------------------------
+
+def insert_on_edge(doc: dict, edge_id: str, n: dict) -> None:
+    """What the browser does when a palette layer is dropped on an edge (src/model.js insertOnEdge): the edge
+    src -> dst becomes src -> new -> dst, into the new layer's first data input and out of its first output."""
+    e = next(x for x in doc["edges"] if x["id"] == edge_id)
+    slot = next(i for i, s in enumerate(n["slots"]) if s["kind"] == "data")
+    doc["edges"].remove(e)
+    connect(doc, e["source"], n["id"], slot, int(e["sourceHandle"][3:]))
+    doc["edges"].append({"id": f"{n['id']}:0->{e['target']}:{e['targetHandle'][2:]}", "source": n["id"],
+                         "sourceHandle": "out0", "target": e["target"], "targetHandle": e["targetHandle"]})
+
+
+def test_dead_ends_finds_dangling_branches_unused_inputs_and_unreachable_outputs():
+    from engine.builder import GraphBuilder
+    from engine.validate import dead_ends
+
+    b = GraphBuilder("g")
+    x = b.input("x", (1, 4))
+    b.input("unused", (1, 4))
+    y = b.node("Relu", [x], name="main")
+    b.node("Sigmoid", [x], name="side")  # computed, never used
+    c = b.const("c", np.ones((1, 4), np.float32))
+    z = b.node("Neg", [c], name="from_const")
+    b.output(y)
+    b.output(z)
+    g = b.build()
+    assert dead_ends(g) == [
+        ("input", "unused", "graph input 'unused' feeds nothing: connect it to a layer"),
+        ("node", "side", "its output feeds nothing (a dangling branch): connect it to a layer or to a graph "
+                         "output, or delete it"),
+        ("output", z, f"graph output '{z}' is not reached from any graph input")]
+    for e in list_zoo():
+        assert dead_ends(build_zoo_model(f"zoo:{e['name']}")) == [], e["name"]
+
+
+def test_blank_graph_is_input_to_output_and_appending_extends_the_chain():
+    from engine.validate import dead_ends
+    from engine.zoo.blank import blank_graph
+
+    g = blank_graph((1, 1, 28, 28))
+    assert g.nodes == [] and g.inputs == g.outputs == ["input"] and dead_ends(g) == []
+    doc = browser_echo(to_canvas(g))
+    assert [n["kind"] for n in doc["nodes"]] == ["input", "output"] and len(doc["edges"]) == 1
+    assert validate_canvas(doc, g) == {}
+    # conv -> relu -> flatten -> dense, each dropped on the edge into the output, as the canvas does
+    for type_, nid in [("Conv2D", "conv2d_1"), ("ReLU", "relu_1"), ("Flatten", "flatten_1"), ("Dense", "dense_1")]:
+        into_output = next(e["id"] for e in doc["edges"] if e["target"].startswith("output:"))
+        n = add_from_palette(doc, type_, nid)
+        if type_ == "Conv2D":
+            n["layer"].update(out_channels=8, kernel=[3, 3])
+        if type_ == "Dense":
+            n["layer"]["out_features"] = 10
+        insert_on_edge(doc, into_output, n)
+        assert validate_canvas(doc, g) == {}, type_
+    g2 = from_canvas(doc, g)
+    assert [n.op for n in g2.nodes] == ["Conv", "Relu", "Flatten", "Gemm"]
+    assert g2.outputs == [g2.node("dense_1").outputs[0]] and g2.tensors[g2.outputs[0]].shape == (1, 10)
+    assert g2.tensors[g2.node("dense_1").inputs[1]].shape == (10, 8 * 28 * 28)  # the palette conv pads "same"
+    out = run_graph(g2, {"input": np.ones((1, 1, 28, 28), np.float32)})
+    assert next(iter(out.values())).shape == (1, 10)
+
+
+def test_a_branch_that_leads_nowhere_is_not_valid():
+    from engine.zoo.blank import blank_graph
+
+    g = blank_graph((1, 1, 28, 28))
+    doc = browser_echo(to_canvas(g))
+    add_from_palette(doc, "Conv2D", "conv2d_1")["layer"].update(out_channels=4, kernel=[3, 3])
+    connect(doc, "input:input", "conv2d_1")  # the old trap: input -> conv, the output still fed by the input
+    errors = validate_canvas(doc, g)
+    assert list(errors) == ["conv2d_1"] and "feeds nothing" in errors["conv2d_1"]
+    with pytest.raises(GraphError, match="conv2d_1.*dangling branch"):
+        from_canvas(doc, g)
+    # an input nothing reads, and an output computed from constants only
+    doc = browser_echo(to_canvas(build_zoo_model("zoo:lenet5")))
+    doc["nodes"].append({"id": "input:extra", "kind": "input", "tensor": "extra", "shape": [1, 4],
+                         "dtype": "float32", "position": {"x": 0, "y": 0}})
+    assert "feeds nothing" in validate_canvas(doc, build_zoo_model("zoo:lenet5"))["input:extra"]
+
+
+def test_a_layer_dropped_on_an_edge_of_a_branching_graph():
+    g = build_zoo_model("zoo:mobilenetv2?width=0.35&resolution=96")
+    doc = browser_echo(to_canvas(g))
+    edge = next(e["id"] for e in doc["edges"] if e["source"] == "block3_project_bn" and e["target"] == "block3_add")
+    insert_on_edge(doc, edge, add_from_palette(doc, "ReLU", "relu_1"))
+    assert validate_canvas(doc, g) == {}
+    g2 = from_canvas(doc, g)
+    relu, add = g2.node("relu_1"), g2.node("block3_add")
+    assert relu.inputs == g2.node("block3_project_bn").outputs and relu.outputs[0] in add.inputs
+    assert len(g2.nodes) == len(g.nodes) + 1 and g2.tensors[relu.outputs[0]].shape == g.tensors[add.outputs[0]].shape
+
+
 # ---- 4. the palette --------------------------------------------------------------------------------------
 
 def test_palette_entries_have_schemas_and_slots():
@@ -405,6 +498,18 @@ def test_layer_table_on_lenet_and_errors():
 
 
 # ---- 6. the shipped component ---------------------------------------------------------------------------------
+
+def test_component_units_insert_append_fold_and_search():
+    """app/canvas/frontend/e2e/units.mjs: the browser side's pure functions (needs Node and `npm ci`)."""
+    import shutil
+
+    frontend = DIST.parent
+    if shutil.which("node") is None or not (frontend / "node_modules" / "@dagrejs" / "dagre").is_dir():
+        pytest.skip("Node.js or the component's node_modules (npm ci in app/canvas/frontend) is missing")
+    run = subprocess.run(["node", "e2e/units.mjs"], cwd=frontend, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "canvas units: ok" in run.stdout
+
 
 def test_built_component_is_committed_and_offline():
     index = (DIST / "index.html").read_text()

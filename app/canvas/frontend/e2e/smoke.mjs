@@ -4,7 +4,7 @@
 //   cd app/canvas/frontend && npm ci && npm run e2e -- http://localhost:8599 /tmp/canvas-shots
 // It edits a layer (live shapes), types an invalid kernel (error badge), undoes, deletes a layer with the
 // Delete key (dangling-input error), drops a palette layer, wires it by dragging handles, saves a version,
-// and writes a screenshot per step. Exits non-zero on the first step that fails.
+// drops a layer onto an edge (inserted in between), and writes a screenshot per step. Exits non-zero on the first step that fails.
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -75,6 +75,15 @@ try {
     await page.waitForSelector("text=version 2", { timeout: 20000 });
     frame = await (await page.waitForSelector("iframe")).contentFrame();
     await frame.waitForSelector('.react-flow__node[data-id="maxpool2d_1"]', { timeout: 20000 });
+  });
+  await step("8-drop-on-edge", async () => {
+    const box = await frame.locator('.react-flow__edge[data-id="maxpool2d_1:out0->c3:in0"]').boundingBox();
+    const pane = await frame.locator(".ts-flow .react-flow__pane").boundingBox();
+    await frame.locator(".ts-pal-item", { hasText: "ReLU6" })
+      .dragTo(frame.locator(".ts-flow .react-flow__pane"), { targetPosition: { x: box.x + box.width / 2 - pane.x, y: box.y + box.height / 2 - pane.y } });
+    await frame.waitForSelector('.react-flow__edge[data-id="maxpool2d_1:out0->relu6_1:in0"]', { state: "attached", timeout: 10000 });
+    await frame.waitForSelector('.react-flow__edge[data-id="relu6_1:out0->c3:in0"]', { state: "attached", timeout: 10000 });
+    await frame.waitForSelector('.ts-status-ok:has-text("valid")', { timeout: 20000 });
   });
   if (problems.length) throw new Error(`page errors: ${problems.join("; ")}`);
 } catch (e) {

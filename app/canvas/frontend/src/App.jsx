@@ -3,18 +3,26 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import {
   Background, Controls, MarkerType, MiniMap, ReactFlow, ReactFlowProvider,
-  useEdgesState, useNodesInitialized, useNodesState, useReactFlow,
+  applyNodeChanges, useEdgesState, useNodesInitialized, useNodesState, useReactFlow,
 } from "@xyflow/react";
 import { Streamlit } from "./streamlit.js";
 import { CanvasContext, nodeTypes } from "./nodes.jsx";
 import Inspector from "./Inspector.jsx";
 import Palette, { DRAG_TYPE } from "./Palette.jsx";
+import GraphSearch from "./GraphSearch.jsx";
 import {
-  CATEGORY_COLORS, autoLayout, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, uniqueId,
+  CATEGORY_COLORS, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, placeNew, uniqueId,
 } from "./model.js";
+import { FOLD_BY_DEFAULT, blockCard, findBlocks, isBlockId, useFolding } from "./groups.js";
+import { useLeaveGuard } from "./leave.js";
 
 const EMPTY = { errors: {}, nodes: {} };
 const KIND_TYPE = { op: "layer", input: "graphInput", output: "graphOutput" };
+// What the page keeps of unsaved edits to restore them later: the nodes and edges as drawn.
+const drawn = (ns, es) => ({
+  nodes: ns.map(({ id, type, position, data }) => ({ id, type, position, data })),
+  edges: es.map(({ id, source, sourceHandle, target, targetHandle }) => ({ id, source, sourceHandle, target, targetHandle })),
+});
 const nonce = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 export default function App(props) {
@@ -26,7 +34,7 @@ export default function App(props) {
 }
 
 function Canvas({ args, theme }) {
-  const { doc, palette = [], errors: pageErrors = {}, live: liveArg, live_validation: liveOn, height = 600 } = args;
+  const { doc, palette = [], errors: pageErrors = {}, live: liveArg, live_validation: liveOn, height = 600, draft, guard } = args;
   const rf = useReactFlow();
   const [nodes, setNodes, onNodesChangeRF] = useNodesState([]);
   const [edges, setEdges, onEdgesChangeRF] = useEdgesState([]);
@@ -36,62 +44,91 @@ function Canvas({ args, theme }) {
   const [live, setLive] = useState(EMPTY);
   const [checking, setChecking] = useState(false);
   const [saving, setSaving] = useState(false);
+  const [dismissed, setDismissed] = useState(null); // page errors the user discarded (until Python drops them)
+  const [found, setFound] = useState(null); // the node the graph search jumped to (highlighted)
+  const [dropEdge, setDropEdge] = useState(null); // the edge a dragged palette layer would be dropped on
   const history = useRef({ undo: [], redo: [] });
   const latestSeq = useRef(null);
   const needsLayout = useRef(false);
   const pendingView = useRef(false);
+  const validateTimer = useRef(null);
+  const saveTimer = useRef(null);
   const shownName = useRef(null);
   const current = useRef({ nodes, edges });
   current.current = { nodes, edges };
   const initialized = useNodesInitialized();
 
   const categoryOf = useMemo(() => categoryIndex(palette), [palette]);
+  const {
+    folded, setFolded, blockNodes, setBlockNodes, blocks, view, currentView, relayoutView, toggleBlock,
+  } = useFolding({ nodes, edges, setNodes, current, dropEdge });
   const schemaOf = useCallback((op) => doc.schemas?.[op] || palette.find((e) => e.op === op && e.kind === "op")?.schema || { attrs: [], layer: [] }, [doc, palette]);
 
   // First view of a graph: fit it when it fits at a readable zoom, else start readable at its inputs (top).
   const showGraph = useCallback(() => {
-    const ns = current.current.nodes;
+    const ns = currentView.current.nodes.filter((n) => !n.hidden);
     const box = document.querySelector(".ts-flow")?.getBoundingClientRect();
     if (!ns.length || !box) return;
     const b = rf.getNodesBounds(ns);
     const pad = 24;
-    const zoom = Math.max(0.7, Math.min(1, (box.width - 2 * pad) / b.width, (box.height - 2 * pad) / b.height));
-    const x = (box.width - b.width * zoom) / 2 - b.x * zoom;
-    const y = b.height * zoom + 2 * pad <= box.height ? (box.height - b.height * zoom) / 2 - b.y * zoom : pad - b.y * zoom;
+    // Zoom 1 at most and at least: the smallest text on a card is 11 px. A graph that does not fit starts at
+    // its first input, centred on it; the minimap and "Find a node" lead to the rest.
+    const zoom = 1;
+    const first = ns.find((n) => n.data.kind === "input") || ns[0];
+    const fitsW = b.width + 2 * pad <= box.width;
+    const x = fitsW ? (box.width - b.width) / 2 - b.x : box.width / 2 - (first.position.x + (first.measured?.width ?? 212) / 2);
+    const y = b.height + 2 * pad <= box.height ? (box.height - b.height) / 2 - b.y : pad - b.y;
     rf.setViewport({ x, y, zoom });
   }, [rf]);
 
-  // A new revision (first load, a saved version, another graph) replaces the local state.
+  // A new revision (first load, a saved version, another graph) replaces the local state; unsaved edits of
+  // this revision kept by the page (after a page switch) come back as they were.
   useEffect(() => {
-    const flow = docToFlow(doc);
+    const restored = draft && draft.revision === doc.revision && draft.view && Array.isArray(draft.view.nodes);
+    const flow = restored ? draft.view : docToFlow(doc);
     setNodes(flow.nodes);
     setEdges(flow.edges);
-    setDirty(false);
-    setEditedSinceSave(false);
+    setDirty(Boolean(restored));
+    setEditedSinceSave(Boolean(restored));
     setSaving(false);
     setLive(EMPTY);
     setChecking(false);
-    setEditCount(0);
+    setEditCount(restored ? 1 : 0); // a restored draft is validated again
+    setDismissed(null);
+    setFound(null);
     history.current = { undo: [], redo: [] };
     latestSeq.current = null;
-    needsLayout.current = Boolean(doc.needs_layout);
+    const bl = findBlocks(flow.nodes);
+    const opCount = flow.nodes.filter((n) => n.data.kind === "op").length;
+    const fold = opCount >= FOLD_BY_DEFAULT ? new Set(bl.keys()) : new Set();
+    setFolded(fold);
+    setBlockNodes(fold.size ? [...fold].map((k) => blockCard(k, bl.get(k), { x: 0, y: 0 })) : []);
+    needsLayout.current = Boolean(doc.needs_layout) || fold.size > 0;
     // A saved version of the same graph keeps the user's viewport; another graph gets a fresh view.
-    if (shownName.current !== doc.name || doc.needs_layout) pendingView.current = true;
+    if (shownName.current !== doc.name || needsLayout.current) pendingView.current = true;
     shownName.current = doc.name;
   }, [doc.revision]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  // Imported graphs have no stored positions: lay them out once the cards have been measured, then show them.
+  // Imported graphs have no stored positions, folded ones a new view: lay them out once the cards have been
+  // measured, then show them.
   useEffect(() => {
     if (!initialized) return;
     if (needsLayout.current) {
       needsLayout.current = false;
-      setNodes((ns) => autoLayout(ns, current.current.edges));
+      relayoutView(folded);
     }
     if (pendingView.current) {
       pendingView.current = false;
       requestAnimationFrame(() => requestAnimationFrame(showGraph));
     }
-  }, [initialized, setNodes, showGraph]);
+  }, [initialized, relayoutView, showGraph]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const foldAll = useCallback((fold) => {
+    const next = fold ? new Set(blocks.keys()) : new Set();
+    setFolded(next);
+    relayoutView(next);
+    requestAnimationFrame(() => requestAnimationFrame(showGraph));
+  }, [blocks, relayoutView, showGraph]);
 
   useEffect(() => {
     if (liveArg && liveArg.seq && liveArg.seq === latestSeq.current) {
@@ -109,10 +146,11 @@ function Canvas({ args, theme }) {
     if (h.undo.length > 100) h.undo.shift();
     h.redo = [];
   }, []);
-  const edited = useCallback((structural = true) => {
+  // Every edit, a move included, sends the draft: the page keeps it for when the user comes back.
+  const edited = useCallback(() => {
     setDirty(true);
     setEditedSinceSave(true);
-    if (structural) setEditCount((c) => c + 1);
+    setEditCount((c) => c + 1);
   }, []);
   const commit = useCallback((mutate) => {
     pushHistory();
@@ -133,16 +171,22 @@ function Canvas({ args, theme }) {
   }, [setNodes, setEdges, edited]);
 
   const onNodesChange = useCallback((changes) => {
-    onNodesChangeRF(changes);
-    if (changes.some((c) => c.type === "remove")) edited(true);
+    // Block cards are part of the view only: their moves, sizes and selection stay in their own state.
+    const mine = changes.filter((c) => !isBlockId(c.id ?? c.item?.id));
+    const cards = changes.filter((c) => isBlockId(c.id ?? c.item?.id) && c.type !== "remove");
+    if (cards.length) setBlockNodes((bs) => applyNodeChanges(cards, bs));
+    if (mine.length) onNodesChangeRF(mine);
+    if (mine.some((c) => c.type === "remove")) edited(true);
   }, [onNodesChangeRF, edited]);
   const onEdgesChange = useCallback((changes) => {
-    onEdgesChangeRF(changes);
-    if (changes.some((c) => c.type === "remove")) edited(true);
+    const mine = changes.filter((c) => !String(c.id ?? c.item?.id).startsWith("fold:"));
+    if (mine.length) onEdgesChangeRF(mine);
+    if (mine.some((c) => c.type === "remove")) edited(true);
   }, [onEdgesChangeRF, edited]);
   const onBeforeDelete = useCallback(async () => { pushHistory(); return true; }, [pushHistory]);
 
-  const isValidConnection = useCallback((c) => c.source !== c.target && !createsCycle(current.current.edges, c.source, c.target), []);
+  const isValidConnection = useCallback((c) => c.source !== c.target && !isBlockId(c.source) && !isBlockId(c.target)
+    && !createsCycle(current.current.edges, c.source, c.target), []);
   const onConnect = useCallback((c) => {
     commit(({ nodes: ns, edges: es }) => ({
       nodes: ns,
@@ -151,16 +195,11 @@ function Canvas({ args, theme }) {
     }));
   }, [commit]);
 
-  const addNode = useCallback((entry, position) => {
-    const { nodes: ns } = current.current;
+  // A palette layer goes (1) onto the edge it was dropped on, (2) where it was dropped, or, clicked, (3) right
+  // after the selected node, or (4) with nothing selected, right before the graph output: the chain grows.
+  const addNode = useCallback((entry, position, onEdge = null) => {
+    const { nodes: ns, edges: es } = current.current;
     const id = uniqueId(entry.kind === "op" ? entry.type : entry.kind, new Set(ns.map((n) => n.id)));
-    const sel = ns.find((n) => n.selected);
-    let pos = position;
-    if (!pos && sel) pos = { x: sel.position.x, y: sel.position.y + (sel.measured?.height ?? 90) + 48 };
-    if (!pos) {
-      const box = document.querySelector(".ts-flow")?.getBoundingClientRect();
-      pos = rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 600) / 2, y: (box?.top ?? 0) + (box?.height ?? 400) / 2 });
-    }
     let data;
     if (entry.kind === "input") data = { kind: "input", tensor: id, shape: [...entry.shape], dtype: entry.dtype, new: true };
     else if (entry.kind === "output") data = { kind: "output", tensor: null, new: true };
@@ -172,24 +211,46 @@ function Canvas({ args, theme }) {
         slots: entry.slots.map((s) => ({ ...s })), n_outputs: entry.outputs || 1, outputs: [], new: true,
       };
     }
-    const node = { id, type: KIND_TYPE[data.kind], position: pos, data, selected: true };
-    commit(({ nodes: cur, edges: es }) => {
-      let next = es;
-      const target = data.kind === "output" ? 0 : data.kind === "op" ? data.slots.findIndex((s) => s.kind === "data") : -1;
-      if (!position && sel && sel.data.kind !== "output" && target >= 0) {
-        const e = { source: sel.id, sourceHandle: "out0", target: id, targetHandle: `in${target}` };
-        next = es.concat({ ...e, id: edgeId(e) });
-      }
-      return { nodes: cur.map((n) => (n.selected ? { ...n, selected: false } : n)).concat(node), edges: next };
-    });
-  }, [commit, doc.layout, rf]);
+    const center = () => {
+      const box = document.querySelector(".ts-flow")?.getBoundingClientRect();
+      return rf.screenToFlowPosition({ x: (box?.left ?? 0) + (box?.width ?? 600) / 2, y: (box?.top ?? 0) + (box?.height ?? 400) / 2 });
+    };
+    pushHistory();
+    const next = placeNew(ns, es, { id, type: KIND_TYPE[data.kind], data }, { position, onEdge, center });
+    setNodes(next.nodes);
+    setEdges(next.edges);
+    edited();
+    setFound(null);
+    if (next.anchored) {
+      const p = next.position;
+      requestAnimationFrame(() => rf.setCenter(p.x + 106, p.y + 48, { zoom: Math.max(rf.getZoom(), 1), duration: 200 }));
+    }
+  }, [pushHistory, setNodes, setEdges, edited, doc.layout, rf]);
 
+  // The real (not folded) edge under the pointer while a palette layer is dragged over the graph.
+  const edgeAt = useCallback((x, y) => {
+    for (const el of document.elementsFromPoint(x, y)) {
+      const id = el.closest?.(".react-flow__edge")?.getAttribute("data-id");
+      if (id && !id.startsWith("fold:")) return current.current.edges.find((e) => e.id === id) || null;
+    }
+    return null;
+  }, []);
+  const onDragOver = useCallback((ev) => {
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = "move";
+    const e = edgeAt(ev.clientX, ev.clientY);
+    setDropEdge((cur) => (cur === (e?.id ?? null) ? cur : e?.id ?? null));
+  }, [edgeAt]);
   const onDrop = useCallback((ev) => {
     ev.preventDefault();
+    setDropEdge(null);
     const type = ev.dataTransfer.getData(DRAG_TYPE);
     const entry = palette.find((e) => e.type === type);
-    if (entry) addNode(entry, rf.screenToFlowPosition({ x: ev.clientX, y: ev.clientY }));
-  }, [palette, addNode, rf]);
+    if (!entry) return;
+    const at = rf.screenToFlowPosition({ x: ev.clientX, y: ev.clientY });
+    const edge = edgeAt(ev.clientX, ev.clientY);
+    addNode(entry, { x: at.x - 106, y: at.y - 30 }, edge);
+  }, [palette, addNode, rf, edgeAt]);
 
   const onPatch = useCallback((id, patch) => {
     commit(({ nodes: ns, edges: es }) => ({ nodes: ns.map((n) => (n.id === id ? { ...n, data: { ...n.data, ...patch } } : n)), edges: es }));
@@ -198,65 +259,95 @@ function Canvas({ args, theme }) {
   const selectedNodes = nodes.filter((n) => n.selected);
   const selectedNode = selectedNodes.length === 1 ? selectedNodes[0] : null;
   const selectedEdge = selectedNodes.length === 0 ? edges.find((e) => e.selected) || null : null;
+  const selectedBlock = selectedNodes.length === 0 && !selectedEdge ? blockNodes.find((b) => b.selected) || null : null;
 
   const deleteSelection = useCallback(() => {
     const { nodes: ns, edges: es } = current.current;
     rf.deleteElements({ nodes: ns.filter((n) => n.selected).map((n) => ({ id: n.id })), edges: es.filter((e) => e.selected).map((e) => ({ id: e.id })) });
   }, [rf]);
 
-  const selectNode = useCallback((id) => {
+  // Select a node and bring it to the middle of the view at a readable zoom, unfolding its block if needed.
+  const selectNode = useCallback((id, highlight = false) => {
     if (id === "__graph__") return;
+    const owner = [...folded].find((k) => blocks.get(k)?.members.includes(id));
+    if (owner) toggleBlock(owner, true);
     setNodes((ns) => ns.map((n) => ({ ...n, selected: n.id === id })));
     setEdges((es) => es.map((e) => (e.selected ? { ...e, selected: false } : e)));
-    rf.fitView({ nodes: [{ id }], duration: 300, maxZoom: 1.2 });
-  }, [setNodes, setEdges, rf]);
+    setBlockNodes((bs) => bs.map((b) => (b.selected ? { ...b, selected: false } : b)));
+    setFound(highlight ? id : null);
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      const n = current.current.nodes.find((x) => x.id === id);
+      if (!n) return;
+      const w = n.measured?.width ?? 212;
+      const h = n.measured?.height ?? 90;
+      rf.setCenter(n.position.x + w / 2, n.position.y + h / 2, { zoom: Math.max(rf.getZoom(), 1), duration: 300 });
+    }));
+  }, [folded, blocks, toggleBlock, setNodes, setEdges, rf]);
 
   const relayout = useCallback(() => {
     pushHistory();
-    setNodes((ns) => autoLayout(ns, current.current.edges));
+    relayoutView(folded);
     edited(false);
-    requestAnimationFrame(() => rf.fitView({ padding: 0.12, duration: 300, maxZoom: 1.1 }));
-  }, [pushHistory, setNodes, edited, rf]);
+    requestAnimationFrame(() => requestAnimationFrame(showGraph));
+  }, [pushHistory, relayoutView, folded, edited, showGraph]);
 
-  const discard = useCallback(() => {
+  // Discard drops every local edit and every error, the page's errors of a failed save included.
+  const discard = useCallback((then = null) => {
     const flow = docToFlow(doc);
     setNodes(flow.nodes);
     setEdges(flow.edges);
     setDirty(false);
+    setEditedSinceSave(false);
     setLive(EMPTY);
     setChecking(false);
     setEditCount(0);
+    setDismissed(JSON.stringify(pageErrors));
+    clearTimeout(validateTimer.current);
+    latestSeq.current = null;
     history.current = { undo: [], redo: [] };
-    needsLayout.current = Boolean(doc.needs_layout);
-  }, [doc, setNodes, setEdges]);
+    needsLayout.current = Boolean(doc.needs_layout) || folded.size > 0;
+    Streamlit.setComponentValue({ type: "discard", seq: nonce(), revision: doc.revision, then });
+  }, [doc, pageErrors, folded, setNodes, setEdges]);
 
   // A value sent while Streamlit still runs the script for the previous one replaces it, so no validation
   // request may follow a save until the app has answered it (a new revision or new errors), or 5 s passed.
-  const validateTimer = useRef(null);
-  const saveTimer = useRef(null);
-  const save = useCallback(() => {
+  const save = useCallback((then = null) => {
     clearTimeout(validateTimer.current);
     const { nodes: ns, edges: es } = current.current;
-    Streamlit.setComponentValue({ type: "save", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es) });
+    Streamlit.setComponentValue({ type: "save", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), then });
     setSaving(true);
     setEditedSinceSave(false);
     clearTimeout(saveTimer.current);
     saveTimer.current = setTimeout(() => setSaving(false), 5000);
   }, [doc]);
 
-  // Live validation: the draft goes to Python a moment after the last edit.
+  // Live validation: the draft goes to Python a moment after the last edit, with the drawn state ("view") the
+  // page keeps so that the edits survive a switch to another page and back.
   useEffect(() => {
-    if (!liveOn || editCount === 0) return undefined;
-    setChecking(true);
+    if (editCount === 0) return undefined;
+    if (liveOn) setChecking(true);
     if (saving) return undefined; // sent once the save is answered (this effect runs again then)
     validateTimer.current = setTimeout(() => {
       const seq = nonce();
       latestSeq.current = seq;
       const { nodes: ns, edges: es } = current.current;
-      Streamlit.setComponentValue({ type: "validate", seq, revision: doc.revision, doc: flowToDoc(doc, ns, es) });
+      Streamlit.setComponentValue({ type: "validate", seq, revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es) });
     }, 400);
     return () => clearTimeout(validateTimer.current);
   }, [editCount, liveOn, saving]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // Leaving with unsaved edits asks first (the studio's own navigation; reload and close via beforeunload).
+  // "Leave, keep edits for later" sends the draft with the request, so nothing is lost to the debounce.
+  const later = useCallback((then) => {
+    clearTimeout(validateTimer.current);
+    const { nodes: ns, edges: es } = current.current;
+    Streamlit.setComponentValue({ type: "leave", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es), then });
+  }, [doc]);
+  useLeaveGuard(guard, {
+    dirty,
+    title: "Unsaved canvas edits",
+    text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, keep editing, or leave them here for later (this browser tab only)?`,
+  }, { onSave: save, onDiscard: discard, onLater: later });
 
   useEffect(() => {
     const onKey = (e) => {
@@ -276,9 +367,12 @@ function Canvas({ args, theme }) {
   }, [travel]);
 
   // ---- derived view ---------------------------------------------------------------------------------
-  const errors = useMemo(() => ({ ...(editedSinceSave ? {} : pageErrors), ...live.errors }), [pageErrors, live, editedSinceSave]);
+  const pageErrorsShown = editedSinceSave || dismissed === JSON.stringify(pageErrors) ? {} : pageErrors;
+  const errors = useMemo(() => ({ ...pageErrorsShown, ...live.errors }), [JSON.stringify(pageErrorsShown), live]); // eslint-disable-line react-hooks/exhaustive-deps
   const errorList = Object.entries(errors);
-  const ctx = useMemo(() => ({ errors, live: live.nodes, categoryOf }), [errors, live, categoryOf]);
+  const byId = useMemo(() => new Map(nodes.map((n) => [n.id, n])), [nodes]);
+  const ctx = useMemo(() => ({ errors, live: live.nodes, categoryOf, found, byId, toggleBlock }),
+    [errors, live, categoryOf, found, byId, toggleBlock]);
   const totals = useMemo(() => {
     let macs = 0, params = 0, count = 0;
     for (const n of nodes) {
@@ -290,11 +384,12 @@ function Canvas({ args, theme }) {
     }
     return { nodes: count, macs, params };
   }, [nodes, live]);
-  const minimapColor = useCallback((n) => (errors[n.id] ? "#dc2626" : n.data.kind === "op" ? CATEGORY_COLORS[categoryOf(n.data.op)] || "#6b7280" : "#334155"), [errors, categoryOf]);
+  const minimapColor = useCallback((n) => (errors[n.id] ? "#dc2626" : n.data.kind === "block" ? "#94a3b8"
+    : n.data.kind === "op" ? CATEGORY_COLORS[categoryOf(n.data.op)] || "#6b7280" : "#334155"), [errors, categoryOf]);
 
   let status;
   if (saving) status = <span className="ts-status-saving">Saving version…</span>;
-  else if (!editedSinceSave && Object.keys(pageErrors).length) status = <span className="ts-status-bad">Not saved: fix the marked nodes</span>;
+  else if (Object.keys(pageErrorsShown).length) status = <span className="ts-status-bad">Not saved: fix the marked nodes</span>;
   else if (dirty) status = <span className="ts-status-dirty">● Unsaved changes</span>;
   else status = <span className="ts-status-ok">Saved</span>;
   const dark = theme?.base === "dark";
@@ -309,6 +404,10 @@ function Canvas({ args, theme }) {
           <button className="ts-btn" onClick={() => travel("undo", "redo")} disabled={!history.current.undo.length} title="Undo (Ctrl+Z)">Undo</button>
           <button className="ts-btn" onClick={() => travel("redo", "undo")} disabled={!history.current.redo.length} title="Redo (Ctrl+Shift+Z)">Redo</button>
           <button className="ts-btn" onClick={deleteSelection} disabled={!selectedNodes.length && !selectedEdge} title="Delete the selection (Delete key)">Delete</button>
+          {blocks.size > 0 && (folded.size < blocks.size
+            ? <button className="ts-btn" onClick={() => foldAll(true)} title="Fold every block (layers named blockN_…) into one card">Fold blocks</button>
+            : <button className="ts-btn" onClick={() => foldAll(false)} title="Show every layer">Unfold all</button>)}
+          <GraphSearch nodes={nodes} onPick={(id) => selectNode(id, true)} />
           <div className="ts-spacer" />
           <div className="ts-status">
             <span>{totals.nodes} layers · {fmtCount(totals.macs)} MACs · {fmtCount(totals.params)} params</span>
@@ -317,28 +416,33 @@ function Canvas({ args, theme }) {
                 : liveOn && dirty ? <span className="ts-status-ok">valid</span> : null}
             {status}
           </div>
-          <button className="ts-btn" onClick={discard} disabled={!dirty}>Discard</button>
-          <button className="ts-btn ts-btn-primary" onClick={save} disabled={!dirty || saving}>Save version</button>
+          <button className="ts-btn" onClick={() => discard()} disabled={!dirty && !Object.keys(pageErrorsShown).length}>Discard</button>
+          <button className="ts-btn ts-btn-primary" onClick={() => save()} disabled={!dirty || saving}>Save version</button>
         </div>
         <div className="ts-main">
           <Palette palette={palette} onAdd={addNode} />
-          <div className="ts-flow" onDragOver={(e) => { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }} onDrop={onDrop}>
+          <div className="ts-flow" onDragOver={onDragOver} onDragLeave={() => setDropEdge(null)} onDrop={onDrop}>
             <ReactFlow
-              nodes={nodes} edges={edges} nodeTypes={nodeTypes}
+              nodes={view.nodes} edges={view.edges} nodeTypes={nodeTypes}
+              onPaneClick={() => setFound(null)}
+              onNodeDoubleClick={(_, n) => { if (isBlockId(n.id)) toggleBlock(n.data.key, true); }}
               onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
               onBeforeDelete={onBeforeDelete} isValidConnection={isValidConnection}
-              onNodeDragStart={pushHistory} onNodeDragStop={() => edited(false)}
+              onNodeDragStart={(_, n) => { if (!isBlockId(n.id)) pushHistory(); }}
+              onNodeDragStop={(_, n) => { if (!isBlockId(n.id)) edited(); }}
               deleteKeyCode={["Delete", "Backspace"]} multiSelectionKeyCode={["Shift", "Meta", "Control"]}
               defaultEdgeOptions={{ markerEnd: { type: MarkerType.ArrowClosed, width: 16, height: 16 } }}
               colorMode={dark ? "dark" : "light"} minZoom={0.1} maxZoom={2}
             >
               <Background gap={18} size={1} />
               <Controls showInteractive={false} />
-              <MiniMap pannable zoomable nodeColor={minimapColor} nodeStrokeWidth={2} style={{ width: 150, height: 110 }} />
+              <MiniMap pannable zoomable nodeColor={minimapColor} nodeStrokeWidth={2} style={{ width: 110, height: 80 }} />
             </ReactFlow>
           </div>
-          <Inspector node={selectedNode} edge={selectedEdge} schemaOf={schemaOf} errors={errors} live={live.nodes}
-            totals={totals} errorList={errorList} onPatch={onPatch} onDelete={deleteSelection} onSelect={selectNode} docName={doc.name} />
+          <Inspector node={selectedNode} edge={selectedEdge} block={selectedBlock} schemaOf={schemaOf} errors={errors} live={live.nodes}
+            totals={totals} errorList={errorList} onPatch={onPatch} onDelete={deleteSelection} onSelect={selectNode}
+            onToggleBlock={toggleBlock} blockOf={(id) => [...blocks.values()].find((b) => b.members.includes(id))?.key}
+            docName={doc.name} />
         </div>
       </div>
     </CanvasContext.Provider>

@@ -75,7 +75,25 @@ function Section({ title, children }) {
   );
 }
 
-export default function Inspector({ node, edge, schemaOf, errors, live, totals, errorList, onPatch, onDelete, onSelect, docName }) {
+export default function Inspector({ node, edge, block, schemaOf, errors, live, totals, errorList, onPatch, onDelete, onSelect,
+  onToggleBlock, blockOf, docName }) {
+  if (block) {
+    return (
+      <div className="ts-inspector">
+        <div className="ts-ins-title">Block {block.data.key} <span className="ts-muted">{block.data.members.length} layers</span></div>
+        <button className="ts-btn" onClick={() => onToggleBlock(block.data.key, true)}>▸ Unfold block</button>
+        <Section title="Layers">
+          <div className="ts-block-members">
+            {block.data.members.map((id) => (
+              <button key={id} className="ts-block-member" onClick={() => onSelect(id)}>
+                <span>{id}</span>{errors[id] && <span className="ts-status-bad">!</span>}
+              </button>
+            ))}
+          </div>
+        </Section>
+      </div>
+    );
+  }
   if (edge) {
     return (
       <div className="ts-inspector">
@@ -107,7 +125,8 @@ export default function Inspector({ node, edge, schemaOf, errors, live, totals, 
         )}
         <Section title="How to">
           <ul className="ts-help">
-            <li>Drag a layer from the palette onto the canvas, or select a node and click a layer to append it.</li>
+            <li>Drag a layer from the palette onto an arrow to insert it there, or onto the canvas; click a layer to append it after the selected node (or before the output).</li>
+            <li><b>Find a node</b> (toolbar) searches the graph by name and jumps there; large graphs fold their blocks: double-click a block to unfold it.</li>
             <li>Connect by dragging from a node's bottom handle to another node's top handle.</li>
             <li>Select a node to edit it here; <kbd>Delete</kbd> removes the selection; <kbd>Ctrl</kbd>+<kbd>Z</kbd> undoes.</li>
             <li>Edits stay in the browser until you click <b>Save version</b>.</li>
@@ -144,6 +163,10 @@ export default function Inspector({ node, edge, schemaOf, errors, live, totals, 
   return (
     <div className="ts-inspector">
       <div className="ts-ins-title">{d.op} <span className="ts-muted">{node.id}</span></div>
+      {blockOf(node.id) && (
+        <button className="ts-btn" onClick={() => onToggleBlock(blockOf(node.id), false)}
+          title="Fold the layers of this block into one card">▾ Fold block {blockOf(node.id)}</button>
+      )}
       {schema.doc && <div className="ts-doc">{schema.doc}</div>}
       {error && <div className="ts-error-box">{error}</div>}
       {layerFields.length > 0 && (

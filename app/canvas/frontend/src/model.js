@@ -169,3 +169,66 @@ export function summary(d) {
   if (d.op === "Clip" && A.min != null) parts.push(`[${A.min}, ${A.max}]`);
   return parts.join(" · ");
 }
+
+// A layer dropped on the edge src -> dst: src -> node -> dst, into the node's data input `slot`, out of its out0.
+export function spliceEdge(edges, edge, nodeId, slot) {
+  const a = { source: edge.source, sourceHandle: edge.sourceHandle || "out0", target: nodeId, targetHandle: `in${slot}` };
+  const b = { source: nodeId, sourceHandle: "out0", target: edge.target, targetHandle: edge.targetHandle || "in0" };
+  return edges.filter((e) => e.id !== edge.id).concat({ ...a, id: edgeId(a) }, { ...b, id: edgeId(b) });
+}
+
+// A layer appended after `srcId`: it takes over everything out0 of srcId fed, so the chain grows, no side branch.
+export function appendAfter(edges, srcId, nodeId, slot) {
+  const moved = edges.filter((e) => e.source === srcId && (e.sourceHandle || "out0") === "out0");
+  const a = { source: srcId, sourceHandle: "out0", target: nodeId, targetHandle: `in${slot}` };
+  return edges.filter((e) => !moved.includes(e)).concat({ ...a, id: edgeId(a) }, moved.map((e) => {
+    const b = { source: nodeId, sourceHandle: "out0", target: e.target, targetHandle: e.targetHandle || "in0" };
+    return { ...b, id: edgeId(b) };
+  }));
+}
+
+// Room for a new card at height y: every node whose top is at or below y moves down by dy.
+export function pushDown(nodes, y, dy) {
+  return nodes.map((n) => (n.position.y >= y ? { ...n, position: { ...n.position, y: n.position.y + dy } } : n));
+}
+
+// Graph search: op nodes whose name (or op) contains the query, names that start with it first.
+export function searchNodes(nodes, query, limit = 8) {
+  const q = query.trim().toLowerCase();
+  if (!q) return [];
+  const hits = nodes.filter((n) => n.id.toLowerCase().includes(q) || (n.data.op || n.data.kind || "").toLowerCase().includes(q));
+  const rank = (n) => (n.id.toLowerCase() === q ? 0 : n.id.toLowerCase().startsWith(q) ? 1 : n.id.toLowerCase().includes(q) ? 2 : 3);
+  return hits.sort((a, b) => rank(a) - rank(b)).slice(0, limit);
+}
+
+// Where a new palette node goes and how it is wired: (1) dropped on an edge, into that edge; (2) dropped
+// elsewhere, where it was dropped, unwired; clicked, (3) after the selected node (appendAfter), or (4) with
+// nothing selected, into the single edge that feeds the graph output. In (1), (3) and (4) it goes below the node
+// it follows and everything below moves down. `center()` gives a free spot when nothing else does.
+export const NEW_HEIGHT = 96;
+export function placeNew(nodes, edges, node, { position = null, onEdge = null, center = () => ({ x: 0, y: 0 }) }) {
+  const { data } = node;
+  const slot = data.kind === "output" ? 0 : data.kind === "op" ? data.slots.findIndex((s) => s.kind === "data") : -1;
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  let edge = data.kind === "op" && slot >= 0 ? onEdge : null;
+  let sel = nodes.find((n) => n.selected && !n.hidden) || null;
+  if (sel && (sel.data.kind === "output" || slot < 0)) sel = null;
+  if (!position && !edge && !sel && data.kind === "op" && slot >= 0) {
+    const outs = nodes.filter((n) => n.data.kind === "output");
+    const into = outs.length === 1 ? edges.filter((e) => e.target === outs[0].id) : [];
+    if (into.length === 1) edge = into[0];
+  }
+  const anchor = edge ? byId.get(edge.source) : !position ? sel : null;
+  let pos = position;
+  if (anchor) pos = { x: anchor.position.x, y: anchor.position.y + (anchor.measured?.height ?? 90) + 48 };
+  if (!pos) pos = center();
+  let next = edges;
+  if (edge) next = spliceEdge(edges, edge, node.id, slot);
+  else if (sel && !position) {
+    const e = { source: sel.id, sourceHandle: "out0", target: node.id, targetHandle: "in0" };
+    next = data.kind === "op" ? appendAfter(edges, sel.id, node.id, slot) : edges.concat({ ...e, id: edgeId(e) });
+  }
+  let placed = nodes.map((n) => (n.selected ? { ...n, selected: false } : n));
+  if (anchor && data.kind === "op") placed = pushDown(placed, anchor.position.y + 1, NEW_HEIGHT + 48); // all below the anchor
+  return { nodes: placed.concat({ ...node, position: pos, selected: true }), edges: next, position: pos, anchored: Boolean(anchor) };
+}
