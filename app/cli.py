@@ -258,6 +258,8 @@ def cmd_export(args) -> int:
     from engine.export.pipeline import export_model
     from engine.export.summary import text_lines
 
+    if args.inputs < 0:
+        raise TinyStudioError(f"--inputs {args.inputs}: must be 0 or more")
     graph = open_model(args)
     calibration = _calibration_data(args.calibration, graph) if args.calibration else None
     log = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr))
