@@ -67,7 +67,9 @@ if exports:
                 tiles = {r["figure"]: r for r in rows}
                 c = st.columns(4)
                 for col, key in zip(c, ("Verification", "Tensor arena", "Flash (measured)", "RAM (measured)")):
-                    col.metric(key, tiles[key]["value"], help=tiles[key]["how"])
+                    value = tiles[key]["value"]
+                    short = value.split(" on ")[0] if key == "Verification" else value  # details in the table
+                    col.metric(key, short, help=f"{value}: {tiles[key]['how']}")
                 if tiles["Flash (measured)"]["value"] == "not measured":
                     st.info(f"Flash and RAM {tiles['Flash (measured)']['how']}", icon=":material/info:")
                 st.table([{"figure": r["figure"], "value": r["value"], "how it was obtained": r["how"]}
