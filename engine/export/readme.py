@@ -43,12 +43,13 @@ def preprocessing_lines(rep: dict) -> list[str]:
             f"void {n}_preprocess(const float *raw, int8_t *input);          /* normalize (if recorded) + quantize */",
             f"void {n}_quantize_input_buffer(const float *x, int8_t *input); /* quantize already-normalized values */",
             f"int  {n}_argmax(const int8_t *output);                          /* index of the predicted class */",
-            "```", "", "```c", f"static float raw[{N}_INPUT0_SIZE];   /* your sensor data, {p['layout']} {p['shape']} */",
+            "```", "", "```c",
+            f"static float raw[{N}_INPUT0_SIZE];   /* your sensor data, {p['layout']} {p['shape']} */",
             f"static int8_t in[{N}_INPUT0_SIZE], out[{N}_OUTPUT0_SIZE];",
             f"{n}_preprocess(raw, in);", f"{n}_run(in, out);", f"int cls = {n}_argmax(out);", "```", ""]
     labels = p.get("class_labels")
     out += [f"**Outputs**: `{p['output']}` {p['output_shape']}, int8 with scale {p['output_scale']:.9g} and zero "
-            f"point {p['output_zero_point']} (`{n}_dequantize_output` gives the float score)."]
+            f"point {p['output_zero_point']} (`{n}_dequantize_output` gives the float score).", ""]
     if labels:
         out += ["", "| output index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(labels)]
     else:
@@ -78,9 +79,9 @@ def build_lines(rep: dict, fw: dict, qemu: str | None) -> list[str]:
                 f"{n}.a` (or `src/*.c`); the arena and weights go to .bss and .rodata."]
     elif kind == "esp-idf":
         out += [f"`esp-idf/` is an ESP-IDF project: `cd esp-idf && idf.py set-target {fw['idf_target']} && "
-                "idf.py build flash monitor` runs the golden check and prints the measured inference time.",
+                "idf.py build flash monitor` runs the golden check and prints the measured inference time.", "",
                 f"`esp-idf/components/{n}/` (CMakeLists.txt and idf_component.yml) is the library as a component: "
-                f"copy it into your project's `components/` and add `{n}` to `REQUIRES`.",
+                f"copy it into your project's `components/` and add `{n}` to `REQUIRES`.", "",
                 "This studio has no Xtensa/ESP toolchain, so flash and RAM are estimates, not measured."
                 if t["core"].startswith("xtensa") else
                 "This studio has no RISC-V toolchain, so flash and RAM are estimates, not measured."]

@@ -97,7 +97,7 @@ def timing_lines(rep: dict) -> list[str]:
     if _num(est.get("latency_ms")) and _num(t.get("clock_mhz")):
         out.append(f"- Latency on {t.get('name')} at {t['clock_mhz']:g} MHz: "
                    f"{est['latency_ms']:.2f} ms, energy {est.get('energy_uj') or 0:.0f} uJ per inference "
-                   f"(estimate: {est.get('runtime_note') or str(est.get('runtime')) + ' runtime model'}).")
+                   f"(estimate, {est.get('runtime')} runtime model).")
     else:
         out.append("- Latency: not estimated in this report.")
     if _num(ver.get("instructions_per_inference")) and _num(ver.get("instructions_per_mac")):

@@ -36,8 +36,8 @@ def latest_tiles(page) -> dict[str, str]:
     """The metric tiles of the newest export (the first, expanded, entry of the list)."""
     ui.metrics(page)  # waits for the run to finish
     box = page.get_by_test_id("stExpander").first
-    return {m.get_by_test_id("stMetricLabel").inner_text().strip(): m.get_by_test_id("stMetricValue").inner_text().strip()
-            for m in box.get_by_test_id("stMetric").all()}
+    return {m.get_by_test_id("stMetricLabel").inner_text().strip():
+            m.get_by_test_id("stMetricValue").inner_text().strip() for m in box.get_by_test_id("stMetric").all()}
 
 
 def fetch(page, download, tmp_path) -> tuple[str, dict[str, bytes]]:

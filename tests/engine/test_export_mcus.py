@@ -218,7 +218,8 @@ def test_c_input_helper_matches_the_python_quantizer(tmp_path):
     qg, _ = quantize_model(g)
     lib = generate_library(qg, "demo")
     spec = input_spec(qg, lib, provenance(g))
-    assert spec["layout"] == "NHWC" and spec["channels"] == 3 and spec["class_labels"] == ["up", "down", "left", "right"]
+    assert spec["layout"] == "NHWC" and spec["channels"] == 3
+    assert spec["class_labels"] == ["up", "down", "left", "right"]
     lib = with_input_helper(lib, spec)
     for rel, text in lib.files.items():
         (tmp_path / rel).write_text(text)
