@@ -37,7 +37,9 @@ def preprocessing_lines(rep: dict) -> list[str]:
         out += ["1. **Normalization: none recorded** for this model's dataset"
                 + (f" ({p['normalization_note']})" if p.get("normalization_note") else "")
                 + ": feed values on the scale the model was trained on.", ""]
-    out += [f"2. **Quantize**: `q = round(x / {p['scale']:.9g}) + {p['zero_point']}`, clamped to [-128, 127] "
+    zp = p["zero_point"]
+    out += [f"2. **Quantize**: `q = round(x / {p['scale']:.9g}) {'-' if zp < 0 else '+'} {abs(zp)}`, clamped to "
+            "[-128, 127] "
             "(round half away from zero, as TFLite).", "",
             f"The library does both: `src/{n}_input.h` declares", "", "```c",
             f"void {n}_preprocess(const float *raw, int8_t *input);          /* normalize (if recorded) + quantize */",
@@ -51,7 +53,7 @@ def preprocessing_lines(rep: dict) -> list[str]:
     out += [f"**Outputs**: `{p['output']}` {p['output_shape']}, int8 with scale {p['output_scale']:.9g} and zero "
             f"point {p['output_zero_point']} (`{n}_dequantize_output` gives the float score).", ""]
     if labels:
-        out += ["", "| output index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(labels)]
+        out += ["| output index | class |", "|---:|---|"] + [f"| {i} | {c} |" for i, c in enumerate(labels)]
     else:
         out.append(f"Class labels: none recorded; output index i is class i (0 to {p['classes'] - 1}).")
     return out

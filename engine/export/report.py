@@ -1,8 +1,6 @@
-"""The export report as Markdown (report.md) and the bundle's README.md, both rendered from the report dict
-that `tinystudio export --json` prints (engine.export.pipeline builds it)."""
+"""The export report as Markdown (report.md), rendered from the report dict that `tinystudio export --json`
+prints (engine.export.pipeline builds it), and the memory/speed/verification lines the README shares."""
 from __future__ import annotations
-
-import json
 
 from engine import __version__
 from engine.export.targets import core_target
