@@ -112,6 +112,7 @@ def bundle_files(graph, lib, mcu, report: dict, float_graph=None, golden: Case |
     if board is not None:
         for rel, text in board_sources(board).items():
             files[f"qemu/{rel}"] = text
+        files["qemu/README.md"] = templates.qemu_readme(lib, mcu, board)
     ard = f"arduino/TinyStudio_{n}"
     files[f"{ard}/library.properties"] = templates.library_properties(lib, mcu)
     for rel, text in lib.files.items():

@@ -145,6 +145,18 @@ def library_properties(lib, mcu) -> str:
             f"category=Data Processing\nurl=\narchitectures=*\nincludes={lib.header}\n")
 
 
+def _cpuflags(cflags: tuple[str, ...]) -> list[str]:
+    """The CPUFLAGS line; GCC before 13 has no -mcpu=cortex-m85, so the Makefile falls back to cortex-m55
+    (the same Armv8.1-M ISA with Helium) when the compiler rejects it."""
+    if "-mcpu=cortex-m85" not in cflags:
+        return [f"CPUFLAGS := {' '.join(cflags)}"]
+    rest = " ".join(f for f in cflags if f != "-mcpu=cortex-m85")
+    return ["# GCC < 13 lacks -mcpu=cortex-m85: use cortex-m55 then (same Armv8.1-M ISA with Helium)",
+            "MCPU     := $(shell $(CC) -mcpu=cortex-m85 -mthumb -E -x c /dev/null >/dev/null 2>&1 "
+            "&& echo cortex-m85 || echo cortex-m55)",
+            f"CPUFLAGS := -mcpu=$(MCPU) {rest}"]
+
+
 def makefile(lib, mcu, target, sources: tuple[str, ...], fw: dict, qemu_machine: str | None) -> str:
     """A Makefile for the MCU's cross compiler: the static library, the golden example ELF linked with the
     MCU's own startup and linker script (Cortex-M), `make qemu` (the emulator harness), `make host`."""
@@ -178,7 +190,7 @@ def makefile(lib, mcu, target, sources: tuple[str, ...], fw: dict, qemu_machine:
         f"CC       := {target.cc}",
         f"AR       := {target.cc[:-3]}ar",
         f"SIZE     := {target.cc[:-3]}size",
-        f"CPUFLAGS := {' '.join(target.cflags)}",
+        *_cpuflags(target.cflags),
         f"OPT      := {' '.join(OPT)}",
         "# TINYSTUDIO_USE_DSP=0 selects the portable kernels on a core with the DSP extension",
         "DEFINES  :=",
@@ -243,6 +255,15 @@ def makefile(lib, mcu, target, sources: tuple[str, ...], fw: dict, qemu_machine:
         "",
     ]
     return "\n".join(lines)
+
+
+def qemu_readme(lib, mcu, board) -> str:
+    return (f"# Emulator harness (QEMU {board.machine}), not for the {mcu.name}\n\n"
+            f"These files link the golden example for QEMU's {board.machine} board, which emulates the "
+            f"{mcu.core} core: its own vector table and memory map, and semihosting so that `printf` and the "
+            "exit status reach the host. `make qemu` builds `build/qemu/<name>_qemu.elf` and runs it. Memory is "
+            f"capped at the {mcu.name}'s sizes, so a model that does not fit the MCU does not link here either.\n\n"
+            f"For the {mcu.name} itself use `mcu/` (startup, linker script with its flash and SRAM addresses).\n")
 
 
 def cmakelists(lib, sources: tuple[str, ...] | None = None) -> str:

@@ -157,8 +157,12 @@ def _sections(elf: Path) -> dict[str, tuple[int, int]]:
     return secs
 
 
+CORTEX_M = ["nrf52840", "stm32f746ng"] + sorted({m for c, m in FAMILIES.items() if c.startswith("cortex")}
+                                                - {"nrf52840", "stm32f746ng"})
+
+
 @needs_arm
-@pytest.mark.parametrize("mcu_id", ["nrf52840", "stm32f746ng"])
+@pytest.mark.parametrize("mcu_id", CORTEX_M)
 def test_cortex_m_makefile_links_with_the_mcu_startup_and_memory_map(mcu_id, tmp_path):
     mcu = load_mcus()[mcu_id]
     res = export_model(load_model(TINY), mcu_id, tmp_path / "b.zip", verify="none", name="kws demo")
@@ -169,6 +173,8 @@ def test_cortex_m_makefile_links_with_the_mcu_startup_and_memory_map(mcu_id, tmp
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "warning" not in p.stderr.lower(), p.stderr
     assert f"-T mcu/{mcu_id}.ld" in p.stdout and f"startup_{mcu_id}.o" in p.stdout
+    emulated = res.report["target"]["core"] in ("cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+    assert (root / "qemu" / "README.md").is_file() == emulated
     elf = root / "build" / "kws_demo_example.elf"
     fo, fl, so, sl = mcu.memory_map
     secs = _sections(elf)
