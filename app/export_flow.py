@@ -24,6 +24,16 @@ def verify_choices(mcu) -> tuple[list[str], dict[str, str]]:
     return [m for m, why in opts.items() if not why], {m: why for m, why in opts.items() if why}
 
 
+def measure_note(mcu) -> str:
+    """Why flash and RAM will not be measured for `mcu` here ('' when they will be)."""
+    from engine.export.targets import ARM_GCC, core_target, have_tool
+
+    target = core_target(mcu)
+    if not target.arm:
+        return target.note
+    return "" if have_tool(ARM_GCC) else f"{ARM_GCC} is not installed on the studio's machine"
+
+
 def version_dataset(store, version_id: int) -> dict | None:
     """The dataset record (source, normalization, class names) stored with the version or its nearest
     ancestor: compressed and trained versions keep it in their parameters."""

@@ -27,6 +27,8 @@ mcu = st.selectbox("Target MCU", ids, key="export_mcu",
 modes, unavailable = flow.verify_choices(mcus[mcu])
 for mode, why in unavailable.items():
     st.caption(f"{flow.VERIFY_LABELS[mode].split(' (')[0]} verification is not offered for {mcu}: {why}")
+if flow.measure_note(mcus[mcu]):
+    st.caption(f"Flash and RAM will be estimated, not measured: {flow.measure_note(mcus[mcu])}")
 with st.form("export_form"):
     c1, c2, c3 = st.columns(3)
     verify = c1.selectbox("Verify", modes, format_func=lambda m: flow.VERIFY_LABELS[m],

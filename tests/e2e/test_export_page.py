@@ -71,6 +71,7 @@ def test_export_page_arm_and_esp32(studio, new_page, shot, tmp_path):
     # ESP32-S3 (Xtensa): QEMU is not offered, and the page says why; the figures say "not measured: why".
     download = export(page, "esp32s3", 2, expect_verify=("host", "none"))
     assert page.get_by_text("QEMU verification is not offered for esp32s3").count() == 1
+    assert page.get_by_text("Flash and RAM will be estimated, not measured: no Xtensa toolchain").count() == 1
     tiles = latest_tiles(page)
     assert tiles["Flash (measured)"] == "not measured" and tiles["RAM (measured)"] == "not measured", tiles
     note = page.get_by_test_id("stAlert").filter(has_text="Flash and RAM not measured: no Xtensa toolchain")
