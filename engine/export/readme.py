@@ -89,8 +89,9 @@ def build_lines(rep: dict, fw: dict, qemu: str | None) -> list[str]:
                 "This studio has no RISC-V toolchain, so flash and RAM are estimates, not measured."]
     elif kind == "riscv":
         out += [f"`make` builds `build/lib{n}.a` with `{fw['cc']} {fw['cflags']}`; link it into a project of "
-                f"{fw['sdk']}, whose startup code and linker script fit the board. This studio has no RISC-V "
-                "toolchain, so flash and RAM are estimates, not measured."]
+                f"{fw['sdk']}, whose startup code and linker script fit the board. The kernels are portable C "
+                "(no vendor SIMD extensions). This studio has no RISC-V toolchain, so flash and RAM are "
+                "estimates, not measured."]
     else:
         out += [f"`make` builds `build/lib{n}.a`. {fw.get('why', '')}"]
     if qemu:
