@@ -253,52 +253,29 @@ def _calibration_data(path: str, graph):
 
 def cmd_export(args) -> int:
     from engine.export.pipeline import export_model
+    from engine.export.summary import text_lines
 
+    if args.inputs < 0:
+        raise TinyStudioError(f"--inputs {args.inputs}: must be 0 or more")
     graph = open_model(args)
     calibration = _calibration_data(args.calibration, graph) if args.calibration else None
     log = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr))
+    # The bundle and library are named by --name, else after the model file (or zoo model).
+    name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_model(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
-                       calibration=calibration, log=log)
+                       calibration=calibration, log=log, name=name)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
-        print_export(rep)
+        print("\n".join(text_lines(rep)))
     v = res.verify
     if v is not None and not v.bit_exact:
         print(f"error: verification failed: {v.summary()}; the bundle was written for inspection", file=sys.stderr)
         return 1
     return 0
-
-
-def print_export(rep: dict) -> None:
-    lib, est, meas, ver = rep["library"], rep["estimate"], rep["measured"], rep["verify"]
-    t = rep["target"]
-    print(f"bundle   {rep['bundle']}")
-    print(f"library  {lib['name']}: {_fmt(rep['macs'])} MACs, tensor arena {_fmt(rep['arena_bytes'])} B, "
-          f"for {t['name']} ({t['core']})")
-    if meas.get("flash_bytes") is not None:
-        print(f"flash    {_fmt(meas['flash_bytes'])} B measured (text {_fmt(meas['text'])} + rodata "
-              f"{_fmt(meas['rodata'])} + data {_fmt(meas['data'])}); estimate {_fmt(est['flash_bytes'])} B")
-        print(f"RAM      {_fmt(meas['ram_bytes'])} B measured (data {_fmt(meas['data'])} + bss {_fmt(meas['bss'])} + "
-              f"stack {_fmt(meas['stack'])}; {meas['stack_method']}); estimate {_fmt(est['ram_bytes'])} B")
-    else:
-        print(f"flash    {_fmt(est['flash_bytes'])} B (estimate); RAM {_fmt(est['ram_bytes'])} B (estimate); "
-              f"not measured: {meas.get('note', '')}")
-    print(f"latency  {est['latency_ms']:.2f} ms at {t['clock_mhz']:g} MHz (estimate, {est['runtime']} runtime model); "
-          f"{est['fit']}")
-    if ver["mode"] == "none":
-        print("verify   none (--verify host or qemu compares the C with the int8 reference)")
-    else:
-        where = "host gcc" if ver["mode"] == "host" else f"QEMU {ver.get('machine')}"
-        status = "bit-exact" if ver["bit_exact"] else f"MISMATCH on {ver['inputs'] - ver['matched']}"
-        line = f"verify   {where}: {status} on {ver['inputs']} inputs"
-        if ver.get("instructions_per_inference") is not None:
-            line += (f"; {_fmt(round(ver['instructions_per_inference']))} instructions per inference "
-                     f"({ver['instructions_per_mac']:.2f} per MAC, measured)")
-        print(line)
 
 
 def cmd_mcus(args) -> int:
@@ -571,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="compare the C with the int8 reference: host gcc (default) or QEMU for the MCU's core")
     ex.add_argument("--inputs", type=int, default=20, metavar="N",
                     help="random inputs to verify besides the golden one (default 20)")
+    ex.add_argument("--name", metavar="NAME",
+                    help="name of the bundle and its C library (made a C identifier; default: the model file's "
+                         "or zoo model's name)")
     ex.add_argument("--calibration", metavar="FILE.npz",
                     help="calibration samples for quantizing a float model (.npy, or .npz with one array per input)")
     ex.set_defaults(fn=cmd_export)

@@ -12,6 +12,9 @@ A user file whose id equals a built-in one replaces it. Fields (see any built-in
     cores (default 1), flash_external (default false), npu (optional), notes (optional)
     active_current_ma + supply_v, or active_power_mw                                 run-mode power
     [sources] core, clock_mhz, sram_kb, flash_kb, fpu, dsp, simd, power (+ npu)       where each came from
+    flash_origin, sram_origin (+ [sources] entries)   memory map for the bundle's linker script (Cortex-M)
+    link_flash_kb, link_sram_kb (default flash_kb, sram_kb)  sizes of the linked regions when they differ
+    boot_note                                          what a bare-metal image needs besides the linker script
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ SIMDS = ("none", "dsp", "helium", "xtensa-pie", "xpulp")
 SOURCED = ("core", "clock_mhz", "sram_kb", "flash_kb", "fpu", "dsp", "simd", "power")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _KNOWN = {"id", "name", "vendor", "board", "core", "cores", "clock_mhz", "sram_kb", "flash_kb", "flash_external",
-          "fpu", "dsp", "simd", "npu", "active_current_ma", "supply_v", "active_power_mw", "notes", "sources"}
+          "fpu", "dsp", "simd", "npu", "active_current_ma", "supply_v", "active_power_mw", "notes", "sources",
+          "flash_origin", "sram_origin", "link_flash_kb", "link_sram_kb", "boot_note"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,13 @@ class MCU:
     notes: str = ""
     sources: tuple[tuple[str, str], ...] = ()
     path: str = ""
+    # Memory map for a bare-metal linker script (None: not in the file). The linked regions are the flash
+    # from flash_origin and the contiguous SRAM from sram_origin, link_*_kb long when set (else flash_kb/sram_kb).
+    flash_origin: int | None = None
+    sram_origin: int | None = None
+    link_flash_kb: float | None = None
+    link_sram_kb: float | None = None
+    boot_note: str = ""
 
     @property
     def sram_bytes(self) -> int:
@@ -68,6 +79,14 @@ class MCU:
     @property
     def flash_bytes(self) -> int:
         return int(self.flash_kb * 1024)
+
+    @property
+    def memory_map(self) -> tuple[int, int, int, int] | None:
+        """(flash origin, flash bytes, SRAM origin, SRAM bytes) for a linker script, or None."""
+        if self.flash_origin is None or self.sram_origin is None:
+            return None
+        return (self.flash_origin, int((self.link_flash_kb or self.flash_kb) * 1024), self.sram_origin,
+                int((self.link_sram_kb or self.sram_kb) * 1024))
 
     def source(self, figure: str) -> str:
         return dict(self.sources).get(figure, "")
@@ -78,6 +97,8 @@ class MCU:
                 "flash_external": self.flash_external, "fpu": self.fpu, "dsp": self.dsp, "simd": self.simd,
                 "npu": self.npu, "active_power_mw": round(self.active_power_mw, 3),
                 "active_current_ma": self.active_current_ma, "supply_v": self.supply_v, "notes": self.notes,
+                "flash_origin": self.flash_origin, "sram_origin": self.sram_origin,
+                "link_flash_kb": self.link_flash_kb, "link_sram_kb": self.link_sram_kb, "boot_note": self.boot_note,
                 "sources": dict(self.sources)}
 
 
@@ -100,7 +121,15 @@ def parse_mcu(doc: dict, path: str | Path) -> MCU:
         power = current * volts
     npu = f("npu", "str", default="")
     sources = f("sources", "table")
-    for key in SOURCED + (("npu",) if npu else ()):
+    flash_origin = f("flash_origin", "int", default=None)
+    sram_origin = f("sram_origin", "int", default=None)
+    for name, val in (("flash_origin", flash_origin), ("sram_origin", sram_origin)):
+        if val is not None and not 0 <= val < 1 << 32:
+            raise HardwareDataError(path, f"field '{name}' must be a 32-bit address, got {val:#x}")
+    if (flash_origin is None) != (sram_origin is None):
+        raise HardwareDataError(path, "fields 'flash_origin' and 'sram_origin' go together: give both or neither")
+    origins = ("flash_origin", "sram_origin") if flash_origin is not None else ()
+    for key in SOURCED + (("npu",) if npu else ()) + origins:
         field(sources, key, "str", path, where="sources")
     return MCU(
         id=mcu_id, name=f("name", "str"), vendor=f("vendor", "str"), board=f("board", "str"),
@@ -110,7 +139,11 @@ def parse_mcu(doc: dict, path: str | Path) -> MCU:
         active_power_mw=power, cores=f("cores", "int", default=1, positive=True),
         flash_external=f("flash_external", "bool", default=False), npu=npu, active_current_ma=current,
         supply_v=volts, notes=f("notes", "str", default=""),
-        sources=tuple(sorted((k, str(v)) for k, v in sources.items())), path=str(path))
+        sources=tuple(sorted((k, str(v)) for k, v in sources.items())), path=str(path),
+        flash_origin=flash_origin, sram_origin=sram_origin,
+        link_flash_kb=f("link_flash_kb", "number", default=None, positive=True),
+        link_sram_kb=f("link_sram_kb", "number", default=None, positive=True),
+        boot_note=f("boot_note", "str", default=""))
 
 
 _CACHE: dict[tuple[str, int, int], MCU] = {}

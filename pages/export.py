@@ -1,32 +1,42 @@
 """Export: C library + firmware bundle for a target MCU, built and verified in the background."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 
 import store as db
+from app import export_flow as flow
 from app import widgets
 from app.jobs import job_panel, submit
 from app.state import get_store, graph_of, require_current, session_caption
+from engine.export.pipeline import c_name
+from engine.export.summary import figure_rows
 from hwmodels.mcu import load_mcus
-
-STEPS = ("quantizing", "generating C", "measuring", "verifying", "writing the bundle")
 
 st.title("Export")
 s, v, graph = require_current()
 session_caption(s, v)
 store = get_store()
 mcus = load_mcus()
+ids = list(mcus)
+# The MCU is chosen outside the form: the verifications offered depend on it.
+if st.session_state.get("export_mcu") not in mcus:
+    chosen = [m for m in st.session_state.get("chosen_mcus") or [] if m in mcus]
+    st.session_state["export_mcu"] = chosen[0] if chosen else "stm32l4r5zi"
+mcu = st.selectbox("Target MCU", ids, key="export_mcu",
+                   format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].clock_mhz:g} MHz)")
+modes, unavailable = flow.verify_choices(mcus[mcu])
+for mode, why in unavailable.items():
+    st.caption(f"{flow.VERIFY_LABELS[mode].split(' (')[0]} verification is not offered for {mcu}: {why}")
+if flow.measure_note(mcus[mcu]):
+    st.caption(f"Flash and RAM will be estimated, not measured: {flow.measure_note(mcus[mcu])}")
 with st.form("export_form"):
     c1, c2, c3 = st.columns(3)
-    mcu = c1.selectbox("Target MCU", list(mcus), index=list(mcus).index("stm32l4r5zi"),
-                       format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].clock_mhz:g} MHz)")
-    verify = c2.selectbox("Verify", ["host", "qemu", "none"],
+    verify = c1.selectbox("Verify", modes, format_func=lambda m: flow.VERIFY_LABELS[m],
                           help="host: gcc build, outputs compared byte for byte with the int8 reference; "
-                               "qemu: cross-compiled and run on an emulated Cortex-M4/M7/M55")
-    n_inputs = c3.number_input("Random test inputs", min_value=0, max_value=200, value=10)
+                               "QEMU: cross-compiled and run on an emulated Cortex-M core")
+    n_inputs = c2.number_input("Random test inputs", min_value=0, max_value=200, value=10)
+    name = c3.text_input("Library name", value=s.name, max_chars=64,
+                         help="names the bundle, the C library and its functions (made a C identifier)")
     calib = st.file_uploader("Calibration data for float models (.npz with one array per input, optional)",
                              type=["npz"])
     go = st.form_submit_button("Build and verify", type="primary")
@@ -34,56 +44,47 @@ with st.form("export_form"):
 if go:
     with widgets.user_errors():
         calibration = widgets.load_calibration(calib.getvalue(), calib.name) if calib is not None else None
-    version_id, session_id = v.id, s.id
-
-    def work(progress):
-        from engine.export.pipeline import export_model
-
-        seen = []
-
-        def log(message: str) -> None:
-            seen.append(message)
-            done = sum(any(message.startswith(step) for step in STEPS[: i + 1]) for i in range(len(STEPS)))
-            progress(min(0.95, 0.1 + 0.85 * done / len(STEPS)), message)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "bundle.zip"
-            res = export_model(graph_of(version_id), mcu, out, verify=verify, n_inputs=int(n_inputs),
-                               calibration=calibration, log=log)
-            rec = db.add_export(store, version_id, mcu, res.report, bundle=out.read_bytes(),
-                                options={"verify": verify, "inputs": int(n_inputs)})
-        return {"export_id": rec.id, "warnings": res.warnings}
-
-    submit(session_id, "export", {"mcu": mcu, "verify": verify, "version": version_id}, work)
+    st.caption(f"library name: `{c_name(name or s.name)}`")
+    work = flow.export_job(graph_of, get_store, v.id, mcu, verify, int(n_inputs), calibration, name or s.name,
+                           flow.version_dataset(store, v.id))
+    submit(s.id, "export", {"mcu": mcu, "verify": verify, "version": v.id}, work)
 
 job_panel(s.id, kind="export")
 
 exports = db.list_exports(store, session_id=s.id)
 if exports:
+    latest = exports[0]
+    data = db.export_bundle(store, latest.id)
+    if data:  # the newest bundle, reachable at the top whatever its report holds
+        st.download_button(f"Download bundle ({latest.mcu})", data=data,
+                           file_name=flow.bundle_filename(latest.report, latest.mcu), key="dl_latest",
+                           type="primary")
     st.subheader("Bundles of this session")
     for e in exports[:10]:
-        rep = e.report or {}
-        ver = rep.get("verify") or {}
-        meas = rep.get("measured") or {}
-        est = rep.get("estimate") or {}
-        with st.expander(f"#{e.id} · version {e.version_id} · {e.mcu} · {e.created[:19].replace('T', ' ')}",
-                         expanded=e is exports[0]):
-            c = st.columns(4)
-            c[0].metric("Verification", "bit-exact" if ver.get("bit_exact") else (ver.get("mode") or "none"),
-                        help=f"{ver.get('inputs', 0)} inputs compared byte for byte")
-            c[1].metric("Arena", f"{rep.get('arena_bytes', 0):,} B")
-            c[2].metric("Flash (measured)", f"{meas.get('flash_bytes', 0):,} B" if meas else "—",
-                        help=f"estimate {est.get('flash_bytes', 0):,} B")
-            c[3].metric("RAM (measured)", f"{meas.get('ram_bytes', 0):,} B" if meas else "—",
-                        help=f"estimate {est.get('ram_bytes', 0):,} B")
-            if ver.get("instructions_per_mac"):
-                st.caption(f"QEMU: {ver['instructions_per_inference']:,} instructions per inference, "
-                           f"{ver['instructions_per_mac']:.2f} per MAC (measured)")
-            for warning in rep.get("warnings") or ():
-                st.warning(warning, icon=":material/warning:")
-            data = db.export_bundle(store, e.id)
-            if data:
-                st.download_button("Download bundle", data=data, file_name=f"{widgets.safe_filename(s.name)}_{e.mcu}.zip",
-                                   key=f"dl_{e.id}")
-            st.caption("The whole report (also in the bundle as JSON):")
-            st.json(rep, expanded=False)
+        with st.expander(f"#{e.id} · version {e.version_id} · {e.mcu} · {str(e.created)[:19].replace('T', ' ')}",
+                         expanded=e is latest):
+            try:
+                rep = e.report if isinstance(e.report, dict) else {}
+                rows = figure_rows(rep)
+                tiles = {r["figure"]: r for r in rows}
+                c = st.columns(4)
+                for col, key in zip(c, ("Verification", "Tensor arena", "Flash (measured)", "RAM (measured)")):
+                    value = tiles[key]["value"]
+                    short = value.split(" on ")[0] if key == "Verification" else value  # details in the table
+                    col.metric(key, short, help=f"{value}: {tiles[key]['how']}")
+                if tiles["Flash (measured)"]["value"] == "not measured":
+                    st.info(f"Flash and RAM {tiles['Flash (measured)']['how']}", icon=":material/info:")
+                st.table([{"figure": r["figure"], "value": r["value"], "how it was obtained": r["how"]}
+                          for r in rows])
+                for warning in rep.get("warnings") or ():
+                    st.warning(str(warning), icon=":material/warning:")
+                if e is not latest:
+                    blob = db.export_bundle(store, e.id)
+                    if blob:
+                        st.download_button("Download bundle", data=blob,
+                                           file_name=flow.bundle_filename(rep, e.mcu), key=f"dl_{e.id}")
+                st.caption("The whole report (also in the bundle as JSON):")
+                st.json(rep, expanded=False)
+            except Exception as err:  # an old or damaged stored report must not break the page
+                st.warning(f"The report of export #{e.id} cannot be shown ({type(err).__name__}: {err}); "
+                           "its bundle can still be downloaded.")

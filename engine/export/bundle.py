@@ -4,10 +4,13 @@ a host runner, the README, the report and the ONNX models.
     path = build_bundle(graph, lib, get_mcu("stm32l4r5zi"), "kws.zip", report)
 
 Layout (every member sits in one top folder `tinystudio_<name>/`; names are fixed or derived from the
-library's C identifier, never from a user-supplied path):
-    src/                 library sources and headers             examples/main.c, examples/golden.h
-    host/host_main.c     host runner                              CMakeLists.txt, Makefile
-    board/               startup, semihosting, linker script (Arm cores)
+library's C identifier (the session's name), never from a user-supplied path):
+    src/                 library sources and headers (with <name>_input.[ch], the preprocessing helper)
+    examples/main.c, examples/golden.h                            CMakeLists.txt, Makefile
+    host/host_main.c     host runner
+    mcu/                 the chosen MCU's startup_<id>.c, <id>.ld and syscalls.c (Cortex-M parts)
+    esp-idf/             ESP-IDF project + components/<name>/ (Espressif parts)
+    qemu/                the emulator harness: QEMU board startup, semihosting, linker script (emulated cores)
     arduino/TinyStudio_<name>/  library.properties, src/, examples/<name>_golden/<name>_golden.ino + golden.h
     onnx/model_float.onnx (float sources), onnx/model_int8_qdq.onnx
     README.md, report.json, report.md
@@ -23,9 +26,11 @@ from pathlib import Path
 
 from engine.errors import TinyStudioError
 from engine.export import templates
+from engine.export.firmware import esp_idf_main, firmware_files
 from engine.export.golden import Case, make_cases
 from engine.export.qemu import board_sources
-from engine.export.report import base_report, readme, report_markdown
+from engine.export.readme import readme
+from engine.export.report import base_report, report_markdown
 from engine.export.targets import QemuBoard, core_target
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -53,17 +58,14 @@ def host_runner(lib) -> str:
     return (Path(engine.codegen.__file__).parent / "templates" / "host_main.c").read_text()
 
 
-def board_for_bundle(mcu, target) -> tuple[QemuBoard | None, str | None]:
-    """The board files the Makefile links the example with: the QEMU board of the core (memory capped at the
-    MCU's own sizes, so a model that does not fit fails to link) or a generic Cortex-M map (flash at 0x0,
-    SRAM at 0x20000000) for Arm cores QEMU cannot run."""
-    if not target.arm:
-        return None, None
+def qemu_board(mcu, target) -> QemuBoard | None:
+    """The emulator harness's board: the QEMU board of the core with its memory capped at the MCU's own
+    sizes (a model that does not fit the MCU fails to link there too); None when QEMU cannot run the core."""
     b = target.board
-    if b is not None:
-        return QemuBoard(b.machine, b.rom_origin, min(b.rom_length, mcu.flash_bytes), b.ram_origin,
-                         min(b.ram_length, mcu.sram_bytes)), b.machine
-    return QemuBoard(f"generic {mcu.core}", 0x0, mcu.flash_bytes, 0x20000000, mcu.sram_bytes), None
+    if not target.arm or b is None:
+        return None
+    return QemuBoard(b.machine, b.rom_origin, min(b.rom_length, mcu.flash_bytes), b.ram_origin,
+                     min(b.ram_length, mcu.sram_bytes))
 
 
 def onnx_models(graph, float_graph) -> tuple[dict[str, bytes], list[str]]:
@@ -93,7 +95,7 @@ def bundle_files(graph, lib, mcu, report: dict, float_graph=None, golden: Case |
     if onnx is None:
         onnx, notes = onnx_models(graph, float_graph)
         report["warnings"] = list(report.get("warnings", [])) + notes
-    board, machine = board_for_bundle(mcu, target)
+    board = qemu_board(mcu, target)
     files: dict[str, str | bytes] = {}
     for rel, text in lib.files.items():
         files[f"src/{_check_rel(rel)}"] = text
@@ -102,10 +104,15 @@ def bundle_files(graph, lib, mcu, report: dict, float_graph=None, golden: Case |
     files["examples/main.c"] = templates.example_main(lib)
     files["host/host_main.c"] = host_runner(lib)
     files["CMakeLists.txt"] = templates.cmakelists(lib)
-    files["Makefile"] = templates.makefile(lib, mcu, target, machine, board is not None)
+    decl, call = templates.run_expr(lib)
+    fw_files, fw = firmware_files(lib, mcu, target, {_check_rel(r): x for r, x in lib.files.items()}, gold,
+                                  esp_idf_main(lib, call, decl))
+    files.update(fw_files)
+    files["Makefile"] = templates.makefile(lib, mcu, target, lib.sources, fw, board.machine if board else None)
     if board is not None:
         for rel, text in board_sources(board).items():
-            files[f"board/{rel}"] = text
+            files[f"qemu/{rel}"] = text
+        files["qemu/README.md"] = templates.qemu_readme(lib, mcu, board)
     ard = f"arduino/TinyStudio_{n}"
     files[f"{ard}/library.properties"] = templates.library_properties(lib, mcu)
     for rel, text in lib.files.items():
@@ -116,7 +123,7 @@ def bundle_files(graph, lib, mcu, report: dict, float_graph=None, golden: Case |
         files[f"onnx/{fname}"] = data
     files["report.json"] = json.dumps(report, indent=1) + "\n"
     files["report.md"] = report_markdown(report)
-    files["README.md"] = readme(report, {"board": board.machine if board else None, "qemu": machine,
+    files["README.md"] = readme(report, {"qemu": board.machine if board else None, "firmware": fw,
                                          "onnx": sorted(onnx)})
     return files
 

@@ -47,6 +47,8 @@ def c_name(name: str) -> str:
     ("zoo:lenet5?resolution=32") give the zoo name."""
     if name and name.startswith("zoo:"):
         name = name[4:].split("?", 1)[0]
+    elif name:  # a model file name: without its extension
+        name = re.sub(r"\.(onnx|tflite|pt2|tsgraph)$", "", name, flags=re.I)
     s = re.sub(r"[^a-z0-9_]+", "_", (name or "").lower()).strip("_")
     s = re.sub(r"_+", "_", s)[:32].rstrip("_")
     if not s:
@@ -55,11 +57,11 @@ def c_name(name: str) -> str:
 
 
 def estimate_runtime(core: str) -> str:
-    """The runtime profile closest to generated C (ahead-of-time, no interpreter): vendor-optimized where the
-    hardware models have it for the core, else the core's default."""
-    from hwmodels.runtime import default_runtime, runtimes_for_core
+    """The runtime the estimate assumes: the core's default, the one the Profile page and `tinystudio
+    profile` use without a choice, so the bundle's figures match what the user saw there."""
+    from hwmodels.runtime import default_runtime
 
-    return "vendor-optimized" if "vendor-optimized" in runtimes_for_core(core) else default_runtime(core)
+    return default_runtime(core)
 
 
 def estimate_json(graph, mcu) -> tuple[dict, object]:
@@ -67,7 +69,10 @@ def estimate_json(graph, mcu) -> tuple[dict, object]:
 
     prof = profile_graph(graph, [(mcu.id, estimate_runtime(mcu.core))])
     est = prof.targets[0]
-    d = {"label": "estimate", "runtime": est.runtime, "latency_ms": round(est.latency_ms, 4),
+    d = {"label": "estimate", "runtime": est.runtime,
+         "runtime_note": f"the {est.runtime} runtime model, the default for {mcu.core} (as on the Profile page); "
+                         "the generated C has no interpreter, so the real figures may be lower",
+         "latency_ms": round(est.latency_ms, 4),
          "energy_uj": round(est.energy_uj, 3), "cycles": est.cycles, "ram_bytes": est.ram_bytes,
          "flash_bytes": est.flash_bytes, "ram_parts": dict(est.ram_parts), "flash_parts": dict(est.flash_parts),
          "fits": est.fits, "fit": est.fit_message()}
@@ -102,10 +107,27 @@ def quantize(graph, calibration, warnings: list[str]) -> tuple[object, dict]:
     return qgraph, info
 
 
+def not_measured(why: str) -> dict:
+    return {"label": "not measured", "flash_bytes": None, "ram_bytes": None, "text": None, "rodata": None,
+            "data": None, "bss": None, "stack": None, "note": why}
+
+
+def with_input_helper(lib, spec: dict):
+    """The library plus src/<name>_input.[ch] (preprocessing helper), so every build of it has the helper."""
+    from engine.export.preprocess import helper_sources
+
+    extra = helper_sources(lib, spec)
+    src = next(k for k in extra if k.endswith(".c"))
+    return dataclasses.replace(lib, files={**lib.files, **extra}, sources=tuple(lib.sources) + (src,))
+
+
 def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", n_inputs: int = 20,
-                 calibration=None, name: str | None = None, seed: int = 0, log=None) -> ExportResult:
+                 calibration=None, name: str | None = None, seed: int = 0, log=None,
+                 dataset: dict | None = None) -> ExportResult:
     """The whole export. `graph` float or int8; `verify` none|host|qemu; `n_inputs` random inputs verified
-    besides the golden one. User mistakes raise TinyStudioError before any work is done."""
+    besides the golden one; `name` the library/bundle name (a session or model name, made a C identifier);
+    `dataset` the version's dataset record (normalization, class names) when the graph does not carry it.
+    User mistakes raise TinyStudioError before any work is done."""
     from engine.codegen import generate_library
     from engine.export.verify_host import verify_host
     from engine.export.verify_qemu import qemu_unavailable, verify_qemu
@@ -113,14 +135,14 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
 
     say = log or (lambda msg: None)
     if verify not in VERIFY_MODES:
-        raise TinyStudioError(f"--verify {verify!r}: choose one of {', '.join(VERIFY_MODES)}")
+        raise TinyStudioError(f"verification {verify!r}: choose one of {', '.join(VERIFY_MODES)}")
     if n_inputs < 0:
-        raise TinyStudioError(f"--inputs {n_inputs}: must be 0 or more")
+        raise TinyStudioError(f"random test inputs {n_inputs}: must be 0 or more")
     mcu = get_mcu(mcu_id)
     if verify == "qemu":
         why = qemu_unavailable(mcu)
         if why:
-            raise TinyStudioError(f"--verify qemu: {why}")
+            raise TinyStudioError(f"QEMU verification is not available for {mcu.id}: {why}")
     out = Path(out_zip)
     if out.is_dir():
         raise TinyStudioError(f"{out}: is a folder; give a file name for the bundle (e.g. {out / 'bundle.zip'})")
@@ -138,7 +160,11 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
         float_graph = graph
         qgraph, quant_info = quantize(graph, calibration, warnings)
     say("generating C")
+    from engine.export.preprocess import input_spec, provenance
+
     lib = generate_library(qgraph, c_name(name or qgraph.name))
+    prep = input_spec(qgraph, lib, provenance(float_graph if float_graph is not None else graph, dataset))
+    lib = with_input_helper(lib, prep)
     sample = None
     if calibration is not None and float_graph is not None:
         from engine.passes.calibrate import as_feeds
@@ -174,8 +200,8 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     if fp is not None:
         report["measured"] = fp.to_json()
     else:
-        report["measured"] = {"label": "measured", "flash_bytes": None, "ram_bytes": None, "text": None,
-                              "rodata": None, "data": None, "bss": None, "stack": None, "note": measured_note}
+        report["measured"] = not_measured(measured_note)
+    report["preprocessing"] = prep
     if result is None:
         report["verify"] = {"mode": "none", "inputs": 0, "matched": 0, "bit_exact": None,
                             "instructions_per_inference": None, "instructions_per_mac": None}
@@ -184,7 +210,7 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     report["quantization"] = quant_info
     warnings += fit_warnings(mcu, fp, est)
     if measured_note and core_target(mcu).arm:
-        warnings.append(f"flash/RAM not measured: {measured_note}")
+        warnings.append(f"flash and RAM not measured: {measured_note}")
     onnx, notes = onnx_models(qgraph, float_graph)
     warnings += notes
     report["warnings"] = warnings

@@ -67,7 +67,7 @@ def core_target(mcu: MCU) -> CoreTarget:
     board = _BOARDS.get(core)
     no_qemu = "" if board else (
         f"QEMU cannot emulate {core} ({mcu.id}): it models Cortex-M3/M4/M7/M33/M55 boards only "
-        "(mps2-an385, -an386, -an500, -an505, mps3-an547); use --verify host")
+        "(mps2-an385, -an386, -an500, -an505, mps3-an547); verify on the host instead")
     if core in ("cortex-m0plus", "cortex-m3"):
         flags = (f"-mcpu={core}", "-mthumb", "-mfloat-abi=soft")
     elif core == "cortex-m4":
@@ -90,14 +90,40 @@ def _non_arm(mcu: MCU, no_qemu: str) -> CoreTarget:
     if mcu.core.startswith("xtensa"):
         cc = "xtensa-esp32s3-elf-gcc" if mcu.core == "xtensa-lx7" else "xtensa-esp32-elf-gcc"
         flags = ("-mlongcalls",)
-        note = f"{mcu.core} is not an Arm core: build with Espressif's {cc} (ESP-IDF) or the Arduino core"
+        note = (f"no Xtensa toolchain in this studio; build the bundle with ESP-IDF ({cc}) or the Arduino core "
+                "for ESP32")
     else:
         march = "rv32imac" if mcu.core == "riscv32-imac" else "rv32imc"
         cc = "riscv64-unknown-elf-gcc"
         flags = (f"-march={march}", "-mabi=ilp32")
-        note = f"{mcu.core} is not an Arm core: build with a RISC-V toolchain ({cc} {' '.join(flags)})"
+        sdk = esp_idf_target(mcu) and "ESP-IDF" or sdk_name(mcu)
+        note = f"no RISC-V toolchain in this studio; build the bundle with {sdk} ({cc} {' '.join(flags)})"
     return CoreTarget(mcu.core, False, flags, cc, None,
-                      f"QEMU verification runs Arm Cortex-M cores only; {mcu.id} has a {mcu.core} core", note)
+                      f"QEMU here emulates Arm Cortex-M3/M4/M7/M33/M55 boards only; {mcu.id} has a {mcu.core} core",
+                      note)
+
+
+def esp_idf_target(mcu: MCU) -> str:
+    """The ESP-IDF target name (idf.py set-target) of an Espressif part, '' for others."""
+    return mcu.id if mcu.vendor.lower().startswith("espressif") else ""
+
+
+def sdk_name(mcu: MCU) -> str:
+    """The vendor SDK a firmware developer builds a non-Arm part with."""
+    if esp_idf_target(mcu):
+        return "ESP-IDF"
+    if mcu.core == "riscv32-xpulp":
+        return "the GAP SDK (GreenWaves)"
+    if mcu.core.startswith("riscv"):
+        return "the Nuclei SDK or the GD32VF103 firmware library (PlatformIO gd32v)"
+    return "the vendor SDK"
+
+
+def verify_options(mcu: MCU) -> dict[str, str]:
+    """Verification mode -> '' when it can run for `mcu` here, else why not (plain words, no CLI flags)."""
+    from engine.export.verify_qemu import qemu_unavailable
+
+    return {"host": "", "qemu": qemu_unavailable(mcu), "none": ""}
 
 
 def have_tool(name: str) -> bool:

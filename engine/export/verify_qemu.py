@@ -108,7 +108,7 @@ def build_test_elf(lib, mcu, work: Path, dsp: bool | None = None) -> tuple[Path,
             raise
         raise QemuError(f"the program is too large for the emulated board {board.machine} "
                         f"({board.rom_length >> 10} KB for code and constants, {board.ram_length >> 10} KB RAM): "
-                        f"{e}; use --verify host") from None
+                        f"{e}; verify on the host instead") from None
     return elf, board.machine
 
 

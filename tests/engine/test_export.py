@@ -163,8 +163,9 @@ def test_callgraph_stack_takes_the_deepest_path(tmp_path):
 
 BUNDLE_FILES = ["README.md", "report.json", "report.md", "CMakeLists.txt", "Makefile", "examples/main.c",
                 "examples/golden.h", "host/host_main.c", "src/kws.h", "src/kws.c", "src/kws_weights.c",
-                "src/tinystudio_kernels.h", "src/tinystudio_kernels.c", "board/startup.c", "board/semihost.c",
-                "board/link.ld", "arduino/TinyStudio_kws/library.properties", "arduino/TinyStudio_kws/src/kws.h",
+                "src/tinystudio_kernels.h", "src/tinystudio_kernels.c", "src/kws_input.h", "src/kws_input.c",
+                "mcu/startup_stm32l4r5zi.c", "mcu/stm32l4r5zi.ld", "mcu/syscalls.c", "qemu/startup.c",
+                "qemu/semihost.c", "qemu/link.ld", "arduino/TinyStudio_kws/library.properties", "arduino/TinyStudio_kws/src/kws.h",
                 "arduino/TinyStudio_kws/examples/kws_golden/kws_golden.ino",
                 "arduino/TinyStudio_kws/examples/kws_golden/golden.h", "onnx/model_int8_qdq.onnx"]
 
@@ -227,6 +228,7 @@ def test_bundle_makefile_builds_the_example_elf_for_the_mcu_and_it_passes_in_qem
     _, _, root = kws_bundle
     out = run(["make"], root)
     assert (root / "build" / "kws_example.elf").is_file() and "-mcpu=cortex-m4" in out and "fpv4-sp-d16" in out
+    assert "-T mcu/stm32l4r5zi.ld" in out and "startup_stm32l4r5zi.o" in out
     out = run(["make", "qemu"], root, timeout=120)
     assert "kws golden check: PASS" in out
 

@@ -144,3 +144,33 @@ def test_runtime_like_tables_derive_and_bad_tables_fail():
     base["cores"]["cortex-m33"] = {"source": "x", "calibrated": True}
     with pytest.raises(TinyStudioError, match=r"rt\.toml: field 'cores\.cortex-m33\.conv_macs_per_cycle' is missing"):
         parse_runtime(base, "rt.toml")
+
+
+def test_every_cortex_m_mcu_has_a_sourced_memory_map():
+    known = {"stm32f746ng": (0x08000000, 0x20000000), "nrf52840": (0x0, 0x20000000), "rp2040": (0x10000000, 0x20000000),
+             "stm32h743zi": (0x08000000, 0x24000000)}
+    for m in load_mcus().values():
+        if not m.core.startswith("cortex-m"):
+            continue
+        assert m.memory_map is not None, f"{m.id}: no flash_origin/sram_origin"
+        assert m.source("flash_origin").strip() and m.source("sram_origin").strip(), m.id
+        fo, fl, so, sl = m.memory_map
+        assert fl <= m.flash_bytes and sl <= m.sram_bytes, m.id
+        assert fo + fl <= so or so + sl <= fo, f"{m.id}: flash and SRAM overlap"
+        if m.id in known:
+            assert (fo, so) == known[m.id], m.id
+    assert "boot2" in get_mcu("rp2040").boot_note
+
+
+def test_memory_map_fields_are_checked(tmp_path):
+    p = tmp_path / "my-board.toml"
+    p.write_text(GOOD.replace('simd = "dsp"', 'simd = "dsp"\nflash_origin = 0x08000000'))
+    with pytest.raises(TinyStudioError, match="'flash_origin' and 'sram_origin' go together"):
+        parse_mcu(__import__("tomllib").loads(p.read_text()), p)
+    doc = __import__("tomllib").loads(GOOD.replace('simd = "dsp"', 'simd = "dsp"\nflash_origin = 0\nsram_origin = 1'))
+    with pytest.raises(TinyStudioError, match="sources.flash_origin"):
+        parse_mcu(doc, p)
+    doc["sources"].update(flash_origin="RM 1", sram_origin="RM 2")
+    doc["sram_origin"] = 1 << 33
+    with pytest.raises(TinyStudioError, match="'sram_origin' must be a 32-bit address"):
+        parse_mcu(doc, p)

@@ -1,0 +1,81 @@
+"""The Export page's work beside its layout: which verifications an MCU offers, the dataset record of a
+version, the background export job that stores its bundle, and safe rendering data for stored reports.
+
+    options = verify_choices(mcu)          # [("host", ""), ("qemu", "why not" or ""), ("none", "")]
+    work = export_job(version_id, mcu, verify, n_inputs, calibration, name, dataset)   # for app.jobs.submit
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import store as db
+from engine.errors import TinyStudioError
+
+VERIFY_LABELS = {"host": "host (gcc, byte for byte)", "qemu": "QEMU (emulated Cortex-M core)", "none": "none"}
+STEPS = ("quantizing", "generating C", "measuring", "verifying", "writing the bundle")
+
+
+def verify_choices(mcu) -> tuple[list[str], dict[str, str]]:
+    """(modes the MCU can be verified with here, mode -> why not for the others)."""
+    from engine.export.targets import verify_options
+
+    opts = verify_options(mcu)
+    return [m for m, why in opts.items() if not why], {m: why for m, why in opts.items() if why}
+
+
+def measure_note(mcu) -> str:
+    """Why flash and RAM will not be measured for `mcu` here ('' when they will be)."""
+    from engine.export.targets import ARM_GCC, core_target, have_tool
+
+    target = core_target(mcu)
+    if not target.arm:
+        return target.note
+    return "" if have_tool(ARM_GCC) else f"{ARM_GCC} is not installed on the studio's machine"
+
+
+def version_dataset(store, version_id: int) -> dict | None:
+    """The dataset record (source, normalization, class names) stored with the version or its nearest
+    ancestor: compressed and trained versions keep it in their parameters."""
+    seen = set()
+    vid = version_id
+    while vid is not None and vid not in seen:
+        seen.add(vid)
+        try:
+            v = db.get_version(store, vid)
+        except TinyStudioError:
+            return None
+        params = v.params if isinstance(v.params, dict) else {}
+        for key in ("dataset", "data"):
+            if isinstance(params.get(key), dict):
+                return params[key]
+        vid = v.parent_id
+    return None
+
+
+def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
+               name: str, dataset: dict | None):
+    """The work function for app.jobs.submit: export into a temporary zip and store report and bundle."""
+
+    def work(progress):
+        from engine.export.pipeline import export_model
+
+        def log(message: str) -> None:
+            done = sum(any(message.startswith(step) for step in STEPS[: i + 1]) for i in range(len(STEPS)))
+            progress(min(0.95, 0.1 + 0.85 * done / len(STEPS)), message)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "bundle.zip"
+            res = export_model(get_graph(version_id), mcu, out, verify=verify, n_inputs=int(n_inputs),
+                               calibration=calibration, log=log, name=name, dataset=dataset)
+            rec = db.add_export(store_getter(), version_id, mcu, res.report, bundle=out.read_bytes(),
+                                options={"verify": verify, "inputs": int(n_inputs), "name": res.lib.name})
+        return {"export_id": rec.id, "warnings": res.warnings}
+
+    return work
+
+
+def bundle_filename(report, mcu: str) -> str:
+    lib = report.get("library") if isinstance(report, dict) else None
+    name = lib.get("name") if isinstance(lib, dict) and isinstance(lib.get("name"), str) else "bundle"
+    return f"tinystudio_{name}_{mcu}.zip"
