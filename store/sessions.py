@@ -98,7 +98,7 @@ def branch_session(store: Store, version_id: int, name: str | None = None) -> Se
     with store.transaction() as con:
         v = version_row(con, version_id)
         src = session_row(con, v.session_id)
-        new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{version_id})"[:200])
+        new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{v.number})"[:200])
         sid = insert_session(con, new_name, src.model, version_id)
         copy_version(con, version_id, sid, None, "branch",
                      dump_json({"session_id": v.session_id, "version_id": version_id}))
