@@ -80,7 +80,10 @@ def short_bytes(n: float) -> str:
     return f"{n / 2**20:,.2f} MB" if abs(n) >= 2**20 else f"{n / 1024:,.1f} KB"
 
 
-def mcu_picker(default: tuple[str, ...] = ("stm32f746ng", "nrf5340", "esp32s3")) -> tuple[list[str], str | None]:
+DEFAULT_MCUS = ("stm32f746ng", "nrf5340", "esp32s3")
+
+
+def mcu_picker(default: tuple[str, ...] = DEFAULT_MCUS) -> tuple[list[str], str | None]:
     """Pick several MCUs and a runtime (None = each MCU's default runtime)."""
     from hwmodels.mcu import load_mcus
     from hwmodels.runtime import load_runtimes

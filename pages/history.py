@@ -54,4 +54,4 @@ if c2.button("Branch into a new session"):
     with widgets.user_errors():
         new = db.branch_session(store, pick)
         select_session(new.id)
-        st.switch_page(PAGES["design"])
+        switch_to("design")

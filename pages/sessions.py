@@ -5,8 +5,7 @@ import streamlit as st
 
 import store as db
 from app import widgets
-from app.nav import PAGES
-from app.state import get_store, select_session, session_id
+from app.state import get_store, select_session, session_id, switch_to
 from engine.importers import MAX_UPLOAD_BYTES, load_model_bytes
 from engine.zoo import build_zoo_model, list_zoo
 from engine.zoo.blank import blank_graph
@@ -38,7 +37,7 @@ with new_tab:
                     s = db.create_session(store, title, graph, model=spec, action="zoo",
                                           params={"spec": graph.name})
                     select_session(s.id)
-                    st.switch_page(PAGES["design"])
+                    switch_to("design")
     with upload_t:
         limit = f"{MAX_UPLOAD_BYTES // 10**6} MB"
         up = st.file_uploader("ONNX, TFLite or PyTorch .pt2 file", type=["onnx", "tflite", "pt2"],
@@ -53,7 +52,7 @@ with new_tab:
                 s = db.create_session(store, up.name, graph, model=up.name, action="import",
                                       params={"file": up.name, "bytes": up.size})
                 select_session(s.id)
-                st.switch_page(PAGES["design"])
+                switch_to("design")
     with blank_t:
         with st.form("blank_form"):
             title = st.text_input("Session name", value="my model")
@@ -64,7 +63,7 @@ with new_tab:
                     s = db.create_session(store, title, graph, model="blank", action="blank",
                                           params={"input_shape": list(graph.tensors[graph.inputs[0]].shape)})
                     select_session(s.id)
-                    st.switch_page(PAGES["design"])
+                    switch_to("design")
     with import_t:
         up = st.file_uploader("A .tinystudio session file", type=["tinystudio"], key="import_session")
         if up is not None and st.button("Import session", type="primary"):
@@ -88,7 +87,7 @@ with list_tab:
             c1, c2, c3, c4 = st.columns(4)
             if c1.button("Open", type="primary", key=f"open_{target.id}"):
                 select_session(target.id)
-                st.switch_page(PAGES["design"])
+                switch_to("design")
             if c2.button("Duplicate", key=f"dup_{target.id}"):
                 with widgets.user_errors():
                     s = db.duplicate_session(store, target.id)

@@ -115,7 +115,7 @@ def wait_idle(page, timeout: float = 60_000) -> None:
 
 def go(page, title: str, timeout: float = 60_000) -> None:
     """Open a page from the sidebar and wait for its title."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text=title).first.click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout)
 
 
@@ -128,7 +128,7 @@ def caption(page) -> str:
 
 def wait_versions(page, n: int, timeout: float = 60_000) -> None:
     word = "version" if n == 1 else "versions"
-    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(rf"· {n} {word}$")).first.wait_for(
+    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(rf"· {n} {word}\s*$")).first.wait_for(
         timeout=timeout)
 
 
