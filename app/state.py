@@ -58,6 +58,14 @@ def profile_of(version_id: int, targets: tuple[tuple[str, str], ...]) -> Profile
     return profile_graph(graph_of(version_id), list(targets))
 
 
+@st.cache_resource(max_entries=256)
+def changes_of(parent_id: int, version_id: int) -> str:
+    """What changed from one version to another, in words (engine.diff); versions never change, so ids key it."""
+    from engine.diff import describe_changes
+
+    return describe_changes(graph_of(parent_id), graph_of(version_id))
+
+
 def shown() -> tuple[db.SessionInfo, db.VersionInfo, db.VersionInfo] | None:
     """(open session, version shown, current version), without loading a graph; None without a session."""
     sid = session_id()
@@ -99,6 +107,16 @@ def require_current() -> tuple[db.SessionInfo, db.VersionInfo, Graph]:
         st.page_link(PAGES["sessions"], label="Go to Sessions", query_params=url_params())
         st.stop()
     return cur
+
+
+def current_label(s: db.SessionInfo) -> str:
+    """'v3' for the session's current version ('' for a session without one)."""
+    if s.current_version_id is None:
+        return ""
+    try:
+        return db.get_version(get_store(), s.current_version_id).label
+    except db.NotFoundError:  # deleted meanwhile
+        return ""
 
 
 def version_help(v: db.VersionInfo) -> str:

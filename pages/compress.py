@@ -87,7 +87,8 @@ done = [j for j in db.list_jobs(store, s.id) if j.kind == "compress" and j.statu
 if done:
     job = done[0]
     r = job.result
-    st.subheader(f"Result of {r['action']} on version {r['version']} (not saved yet)")
+    st.subheader(f"Result of {r['action']} on {db.get_version(store, r['version']).label} (not saved yet)",
+                 help=f"database id {r['version']}")
     rows = [{"figure": k, "before": r["before"].get(k), "after": r["after"].get(k), "change": r["delta"].get(k)}
             for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")]
     st.dataframe(rows, hide_index=True, width="stretch")

@@ -26,7 +26,7 @@ def save(new_graph, action: str, params: dict) -> None:
 canvas_tab, table_tab = st.tabs(["Canvas", "Layer table"])
 with canvas_tab:
     shown = to_canvas(graph)
-    shown["name"] = f"{s.name} · v{v.id}"  # the canvas title: the graph's own name can be a long zoo spec
+    shown["name"] = f"{s.name} · {v.label}"  # the canvas title: the graph's own name can be a long zoo spec
     doc = graph_canvas(shown, palette(), errors, key=f"canvas_{s.id}_{v.id}", height=680, base=graph)
     if doc is not None:
         try:

@@ -5,7 +5,7 @@ import streamlit as st
 
 import store as db
 from app import widgets
-from app.state import get_store, select_session, session_id, switch_to
+from app.state import current_label, get_store, select_session, session_id, switch_to
 from engine.importers import MAX_UPLOAD_BYTES, load_model_bytes
 from engine.zoo import build_zoo_model, list_zoo
 from engine.zoo.blank import blank_graph
@@ -50,7 +50,7 @@ with new_tab:
                 input_shape = widgets.parse_shape_text(shape)
                 graph = load_model_bytes(up.getvalue(), up.name, input_shape, max_bytes=MAX_UPLOAD_BYTES)
                 s = db.create_session(store, up.name, graph, model=up.name, action="import",
-                                      params={"file": up.name, "bytes": up.size})
+                                      params={"file": up.name, "bytes": up.size}, upload=up.getvalue())
                 select_session(s.id)
                 switch_to("design")
     with blank_t:
@@ -77,9 +77,11 @@ with list_tab:
         st.info("No sessions yet: create one from the zoo, an upload or a blank canvas.")
     else:
         rows = [{"id": s.id, "name": s.name, "model": s.model, "versions": s.version_count,
-                 "last change": s.updated[:19].replace("T", " ")} for s in sessions]
+                 "current": current_label(s), "last change": s.updated[:19].replace("T", " ")} for s in sessions]
         picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key="session_table", width="stretch")
+                              key="session_table", width="stretch",
+                              column_config={"current": st.column_config.TextColumn(
+                                  help="The current version, numbered per session (v1, v2, ...)")})
         chosen = picked.selection.rows
         target = sessions[chosen[0]] if chosen else next((s for s in sessions if s.id == session_id()), None)
         if target is not None:

@@ -257,3 +257,28 @@ def test_versions_are_numbered_per_session(store):
     assert [v.number for v in list_versions(store, d.id)] == [1, 2, 3]
     br = branch_session(store, a2.id)
     assert br.name == "a (branch of v2)" and [v.number for v in list_versions(store, br.id)] == [1]
+
+
+def test_the_uploaded_file_is_kept_with_the_session(store):
+    """The bytes of the uploaded file come back as uploaded, for the session, its duplicates and branches;
+    stored once per content; kept while a session names them, collected after; no integrity finding."""
+    from store import session_upload
+
+    data = b"TFL3" + bytes(range(256)) * 40
+    a = create_session(store, "kws.tflite", mlp((16, 32, 4)), action="import", params={"file": "kws.tflite"},
+                       upload=data)
+    assert session_upload(store, a.id) == ("kws.tflite", data)
+    assert get_version(store, a.current_version_id).params["upload"].startswith("upload:")
+    add_version(store, a.id, mlp((16, 48, 4)), "edit")
+    b = create_session(store, "again", mlp((16, 8, 4)), action="import", params={"file": "same.tflite"}, upload=data)
+    assert _count(store, "blobs") == 4  # three graphs' constants + one upload
+    assert session_upload(store, duplicate_session(store, a.id).id) == ("kws.tflite", data)
+    br = branch_session(store, get_version(store, a.current_version_id).id)
+    assert session_upload(store, br.id) == ("kws.tflite", data)
+    assert session_upload(store, create_session(store, "zoo", mlp((16, 4))).id) is None
+    assert check_integrity(store) == []
+    delete_session(store, a.id)
+    assert session_upload(store, b.id) == ("same.tflite", data)  # still named by b (and the duplicate)
+    for s in list_sessions(store):
+        delete_session(store, s.id)
+    assert _count(store, "blobs") == 0 and check_integrity(store) == []
