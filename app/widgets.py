@@ -6,6 +6,7 @@ import re
 
 import streamlit as st
 
+from app.labels import web_message
 from engine.errors import TinyStudioError
 
 
@@ -16,7 +17,7 @@ def user_errors():
         yield
     except TinyStudioError as e:
         head, _, supported = str(e).partition("; supported ops: ")
-        st.error(head, icon=":material/error:")
+        st.error(web_message(head), icon=":material/error:")
         if supported:  # an unsupported op: the list of what is supported is long; it goes below, folded
             with st.expander(f"Supported ops ({len(supported.split(', '))})"):
                 st.write(supported)

@@ -11,6 +11,7 @@ from app import charts, widgets
 from app.cli import profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
+from app.labels import web_message
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import compress, list_actions
 from engine.errors import TinyStudioError
@@ -112,7 +113,7 @@ if done:
             db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy"),
                                                              "dataset": r.get("dataset")}, parent_id=r["version"])
         except TinyStudioError as e:
-            st.error(str(e))
+            st.error(web_message(str(e)))
             st.stop()
         os.remove(r["candidate"])
         st.rerun()

@@ -9,6 +9,7 @@ import streamlit as st
 import store as db
 from app import widgets
 from app.jobs import job_panel, submit
+from app.labels import web_message
 from app.state import get_store, graph_of, require_current, session_caption
 from hwmodels.mcu import load_mcus
 
@@ -81,7 +82,7 @@ if exports:
                 st.caption(f"QEMU: {ver['instructions_per_inference']:,} instructions per inference, "
                            f"{ver['instructions_per_mac']:.2f} per MAC (measured)")
             for warning in rep.get("warnings") or ():
-                st.warning(warning, icon=":material/warning:")
+                st.warning(web_message(warning), icon=":material/warning:")
             data = db.export_bundle(store, e.id)
             if data:
                 st.download_button("Download bundle", data=data, file_name=f"{widgets.safe_filename(s.name)}_{e.mcu}.zip",
