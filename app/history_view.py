@@ -186,6 +186,19 @@ def tree_rows(versions, current: int | None = None, shown: int | None = None, de
     return rows
 
 
+FIGURES = "figures of"  # first column of the figures table (the tree table's is "version")
+
+
+def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """tree_rows as two tables that each fit a page's width: what each version is (action in words, accuracy),
+    and its figures (latency and fit per MCU, MACs, bytes), in the same order."""
+    what_keys = ("version", "action", "what changed", "accuracy", "created")
+    what = [{k: r[k] for k in what_keys} for r in rows]
+    figures = [{FIGURES: r["version"].strip().lstrip("└ "), **{k: v for k, v in r.items() if k not in what_keys}}
+               for r in rows]
+    return what, figures
+
+
 def layer_delta_rows(layers: list[dict]) -> list[dict]:
     """compare_versions' per-layer records as flat table rows: A, B and B - A side by side per figure."""
     def shape(rec):

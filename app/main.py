@@ -27,7 +27,7 @@ pages = make_pages()  # fresh per run: see make_pages
 # every page change would make two history entries (the bare path, then the place written back) and the
 # browser's back button would seem to do nothing.
 nav = st.navigation(list(pages.values()), position="hidden")
-note = sync_url()  # after st.navigation (the page is known), before the page reads the open session
+note = sync_url(nav.url_path)  # after st.navigation (the page is known), before the page reads the open session
 with st.sidebar:
     st.markdown("**TinyStudio** · neural networks for microcontrollers")
     for page in pages.values():

@@ -205,11 +205,16 @@ def switch_to(page: str) -> None:
     st.switch_page(PAGES[page], query_params={k: val for k, val in _place().items() if val})
 
 
-def sync_url() -> str | None:
-    """Called by the entry before every page run: adopt the URL if the user moved, then write the place back.
-    Returns a note for the user when the URL named something that is not there."""
+def sync_url(page: str = "") -> str | None:
+    """Called by the entry before every run of `page` (its url_path): adopt the URL if the user moved, then write
+    the place back. Returns a note for the user when the URL named something that is not there."""
     url = _url_now()
     note = _adopt(url) if url != st.session_state.get("_url_written") else None
+    if st.session_state.get("_page") != page:
+        # On a page change the MCU picker's widget state can come back stale from the browser (its first value);
+        # the choice lives in "chosen_mcus" (what widgets.mcu_picker hands back to the widget).
+        st.session_state.pop("mcus", None)
+        st.session_state["_page"] = page
     want = _place()
     if want != _url_now():
         st.query_params.from_dict({k: val for k, val in want.items() if val})

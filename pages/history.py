@@ -7,7 +7,8 @@ import streamlit as st
 import store as db
 from app import widgets
 from app.cli import profile_targets
-from app.history_view import accuracy_text, describe_action, fit_cell, label, layer_delta_rows, tree_rows
+from app.history_view import (FIGURES, accuracy_text, describe_action, fit_cell, label, layer_delta_rows, split_rows,
+                              tree_rows)
 from app.state import (changes_of, get_store, profile_of, require_current, select_session, session_caption, shown,
                        switch_to, view_version)
 
@@ -41,18 +42,22 @@ for x in versions:
             fits[x.id] = {mcu: f"cannot estimate: {e}" for mcu, _ in targets}
 
 rows = tree_rows(versions, current=current.id, shown=v.id, described=described, accuracy=accuracy, fits=fits)
+what, figures = split_rows(rows)
 whole = st.column_config.NumberColumn(format="localized")
+marks = "● the current version, ◀ the one the pages show."
+st.dataframe(what, hide_index=True, width="stretch", column_config={
+    "version": st.column_config.TextColumn(help=f"Numbered per session; {marks} {ids_help}"),
+    "what changed": st.column_config.TextColumn(width="large", help="The action and what it changed in the graph"),
+    "accuracy": st.column_config.TextColumn(help="As measured when the version was made (training, or a "
+                                                 "compression, on the dataset's validation split)")})
 config = {k: whole for k in (label("macs"), label("params"), label("weight_bytes"), label("arena_bytes"))}
-config["version"] = st.column_config.TextColumn(help=f"Numbered per session; ● the current version, ◀ the one "
-                                                     f"the pages show. {ids_help}")
-config["accuracy"] = st.column_config.TextColumn(help="As measured when the version was made (training or a "
-                                                      "compression on a dataset's validation split)")
+config[FIGURES] = st.column_config.TextColumn(help=f"{marks} {ids_help}")
 for mcu, _ in targets:
     config[mcu] = st.column_config.TextColumn(help=f"Estimated latency and fit on {mcu}")
-st.dataframe(rows, hide_index=True, width="stretch", column_config=config)
 if targets:
-    st.caption("Latency and fit are estimates on the MCUs chosen on the Profile page (" + ", ".join(mcus) + ").")
-else:
+    st.markdown("**Latency and fit** (estimates on the MCUs chosen on the Profile page) **and size**")
+st.dataframe(figures, hide_index=True, width="stretch", column_config=config)
+if not targets:
     st.caption("Choose MCUs on the Profile page to see latency and fit per version here.")
 
 fmt = {x.id: f"{x.label} · {x.action}" for x in versions}
