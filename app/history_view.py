@@ -152,7 +152,7 @@ def fit_cell(t) -> str:
     ms = f"{t.latency_ms:,.2f} ms" if t.latency_ms < 1000 else f"{t.latency_ms / 1000:,.2f} s"
     if t.fits:
         return f"{ms} · fits"
-    over = [f"{name} {use:.0%}" for name, use, ok in (("RAM", t.ram_use, t.fits_ram), ("flash", t.flash_use, t.fits_flash))
+    over = [f"{name} {100 * use:.0f} %" for name, use, ok in (("RAM", t.ram_use, t.fits_ram), ("flash", t.flash_use, t.fits_flash))
             if not ok]
     return f"{ms} · no: " + ", ".join(over)
 
@@ -192,7 +192,7 @@ FIGURES = "figures of"  # first column of the figures table (the tree table's is
 def split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """tree_rows as two tables that each fit a page's width: what each version is (action in words, accuracy),
     and its figures (latency and fit per MCU, MACs, bytes), in the same order."""
-    what_keys = ("version", "action", "what changed", "accuracy", "created")
+    what_keys = ("version", "action", "what changed", "accuracy")
     what = [{k: r[k] for k in what_keys} for r in rows]
     figures = [{FIGURES: r["version"].strip().lstrip("└ "), **{k: v for k, v in r.items() if k not in what_keys}}
                for r in rows]

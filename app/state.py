@@ -59,11 +59,12 @@ def profile_of(version_id: int, targets: tuple[tuple[str, str], ...]) -> Profile
 
 
 @st.cache_resource(max_entries=256)
-def changes_of(parent_id: int, version_id: int) -> str:
-    """What changed from one version to another, in words (engine.diff); versions never change, so ids key it."""
-    from engine.diff import describe_changes
+def changes_of(parent_id: int, version_id: int) -> tuple[str, ...]:
+    """What changed from one version to another, one phrase each (engine.diff); versions never change, so their
+    ids key it."""
+    from engine.diff import graph_changes
 
-    return describe_changes(graph_of(parent_id), graph_of(version_id))
+    return tuple(graph_changes(graph_of(parent_id), graph_of(version_id)))
 
 
 def shown() -> tuple[db.SessionInfo, db.VersionInfo, db.VersionInfo] | None:

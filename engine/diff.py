@@ -34,6 +34,11 @@ def _fmt_value(key: str, v) -> str:
     return str(v)
 
 
+def _io(kind: str, name: str) -> str:
+    """'input X', but 'input' for a tensor named input (not 'input input')."""
+    return name if name.lower().startswith(kind) else f"{kind} {name}"
+
+
 def _shape(t) -> str:
     return "x".join(str(d) for d in t.shape)
 
@@ -85,9 +90,9 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
         if name in a.inputs and name in a.tensors and name in b.tensors:
             ta, tb = a.tensors[name], b.tensors[name]
             if ta.shape != tb.shape:
-                out.append(f"input {name} {_shape(ta)} → {_shape(tb)}")
+                out.append(f"{_io('input', name)} {_shape(ta)} → {_shape(tb)}")
             if ta.dtype != tb.dtype:
-                out.append(f"input {name} {ta.dtype} → {tb.dtype}")
+                out.append(f"{_io('input', name)} {ta.dtype} → {tb.dtype}")
     by_a = {n.name: n for n in a.nodes}
     by_b = {n.name: n for n in b.nodes}
     out += _group("added", [n for n in b.nodes if n.name not in by_a])
@@ -141,7 +146,7 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
                                              else f"{len(retrained)} layers"))
     for name in b.outputs:
         if name in a.outputs and name in a.tensors and name in b.tensors and a.tensors[name].shape != b.tensors[name].shape:
-            out.append(f"output {name} {_shape(a.tensors[name])} → {_shape(b.tensors[name])}")
+            out.append(f"{_io('output', name)} {_shape(a.tensors[name])} → {_shape(b.tensors[name])}")
     new_outputs = [o for o in b.outputs if o not in a.outputs]
     if new_outputs:
         out.append("new output " + ", ".join(new_outputs))
@@ -156,7 +161,11 @@ def _same(x, y) -> bool:
 
 def describe_changes(a: Graph, b: Graph, limit: int = 6) -> str:
     """graph_changes as one line: the first `limit` phrases joined by "; ", then how many more."""
-    changes = graph_changes(a, b)
+    return summarize(graph_changes(a, b), limit)
+
+
+def summarize(changes: list[str], limit: int = 6) -> str:
+    """A list of graph_changes as one line (what describe_changes returns)."""
     if not changes:
         return "no change to the graph"
     text = "; ".join(changes[:limit])

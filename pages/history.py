@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
+from engine.diff import summarize
 from app import widgets
 from app.cli import profile_targets
-from app.history_view import (FIGURES, accuracy_text, describe_action, fit_cell, label, layer_delta_rows, split_rows,
+from app.history_view import (FIGURES, accuracy_text, action_words, describe_action, fit_cell, label, layer_delta_rows, split_rows,
                               tree_rows)
 from app.state import (changes_of, get_store, profile_of, require_current, select_session, session_caption, shown,
                        switch_to, view_version)
@@ -29,7 +30,7 @@ with widgets.user_errors():
     targets = tuple(profile_targets(mcus, None if runtime.startswith("default") or not runtime else runtime))
 for x in versions:
     try:
-        changes = changes_of(x.parent_id, x.id) if x.parent_id in by_id else None
+        changes = summarize(list(changes_of(x.parent_id, x.id))) if x.parent_id in by_id else None
     except Exception as e:  # an undecodable old graph must not take the page down: say so in its row
         changes = f"(cannot compare with its parent: {e})"
     described[x.id] = describe_action(x, labels, changes)
@@ -81,6 +82,18 @@ if a != b:
 
 st.subheader("View, restore or branch")
 pick = st.selectbox("Version", ids, index=ids.index(v.id), format_func=fmt.get, key="pick", help=ids_help)
+picked = by_id[pick]
+with st.container(border=True):
+    st.markdown(f"**{picked.label}** · {picked.action} · made {picked.created[:19].replace('T', ' ')} UTC · "
+                f"accuracy: {accuracy[pick]}", help=f"database id {picked.id}")
+    st.write(action_words(picked.action, picked.params, labels))
+    if picked.parent_id in by_id:
+        try:
+            full = changes_of(picked.parent_id, pick)
+        except Exception as e:  # noqa: BLE001 - shown, not raised
+            full = (f"cannot compare with its parent: {e}",)
+        st.markdown(f"Changes from {labels[picked.parent_id]}:\n" +
+                    ("\n".join(f"- {c}" for c in full) if full else "- none to the graph"))
 c1, c2, c3 = st.columns(3)
 if c1.button("View this version", disabled=pick == v.id,
              help="The pages show it (read it, profile it, export it); the link names it. Saving from it starts a "
