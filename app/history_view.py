@@ -31,8 +31,12 @@ def percent(x) -> str:
     return f"{100 * x:.2f} %"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
 def _fraction(params: dict) -> str:
-    return f"{params['keep']:.0%}" if isinstance(params.get("keep"), (int, float)) else ""
+    return _pct(params["keep"]) if isinstance(params.get("keep"), (int, float)) else ""
 
 
 def _size(n) -> str:
@@ -90,9 +94,9 @@ def action_words(action: str, p: dict, labels: dict[int, str]) -> str:
                      p.get("criterion") and f"{p['criterion']} importance", _epochs(p))
     if action == "prune-magnitude":
         s = p.get("sparsity")
-        return _join("magnitude pruning", isinstance(s, (int, float)) and f"{s:.0%} of weights zeroed", _epochs(p))
+        return _join("magnitude pruning", isinstance(s, (int, float)) and f"{_pct(s)} of weights zeroed", _epochs(p))
     if action == "low-rank":
-        how = f"{p['energy']:.0%} of the spectrum kept" if p.get("target", "energy") == "energy" and \
+        how = f"{_pct(p['energy'])} of the spectrum kept" if p.get("target", "energy") == "energy" and \
             isinstance(p.get("energy"), (int, float)) else (_fraction(p) and f"{_fraction(p)} of the weights kept")
         return _join("low-rank factorization", how, _epochs(p))
     if action == "mixed-precision":

@@ -25,7 +25,7 @@ def test_actions_in_words():
     assert action_words("quantize-int8", {"calibration_samples": 200, "method": "minmax", "layout": "NHWC",
                                           "accuracy": 0.9}, labels) == "int8 PTQ, 200 calibration samples, minmax ranges, NHWC"
     assert action_words("prune-channels", {"keep": 0.5, "target": "macs", "criterion": "taylor", "epochs": 20},
-                        labels) == "channels pruned to 50% of the MACs, taylor importance, 20 fine-tuning epochs"
+                        labels) == "channels pruned to 50 % of the MACs, taylor importance, 20 fine-tuning epochs"
     assert action_words("restore", {"version_id": 17}, labels) == "restored v1"
     assert action_words("import", {"file": "kws.tflite", "bytes": 2048}, labels) == "uploaded kws.tflite, 2.0 KB"
     assert action_words("edit", {"via": "canvas", "layers": 152}, labels) == "edited on the canvas"
