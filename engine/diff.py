@@ -101,6 +101,7 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
     pa, pb = _producers(a), _producers(b)
     dtype_moves: Counter = Counter()
     attr_moves: dict[tuple[str, str], list[str]] = {}  # (attribute, "a → b" phrase) -> layers
+    channel_moves: dict[tuple[int, int], list[str]] = {}  # (channels before, after) -> layers
     retrained: list[str] = []
     rewired: list[str] = []
     for nb in b.nodes:
@@ -111,7 +112,7 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
             out.append(f"{nb.name}: {na.op} → {nb.op}")
         ca, cb = _channels(a, na), _channels(b, nb)
         if ca is not None and cb is not None and ca != cb:
-            out.append(f"{nb.name}: {ca} → {cb} output channels")
+            channel_moves.setdefault((ca, cb), []).append(nb.name)
         for key in sorted(set(na.attrs) | set(nb.attrs)):
             va, vb = na.attrs.get(key), nb.attrs.get(key)
             if key == "layout" or _same(va, vb):
@@ -132,6 +133,11 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
             elif len(wa) != len(wb) or any(x.shape == y.shape and not np.array_equal(x.data, y.data)
                                            for x, y in zip(wa, wb)):
                 retrained.append(nb.name)
+    for (ca, cb), names in channel_moves.items():  # a width change of a whole model: one phrase
+        if len(names) > MAX_LISTED:
+            out.append(f"{ca} → {cb} output channels in {len(names)} layers ({', '.join(names[:3])}, ...)")
+        else:
+            out += [f"{name}: {ca} → {cb} output channels" for name in names]
     for (key, move), names in attr_moves.items():  # a pass sets one attribute alike on many layers: one phrase
         if len(names) > 2:
             out.append(f"{key} {move} in {len(names)} layers")
