@@ -156,8 +156,8 @@ def fit_cell(t) -> str:
     ms = f"{t.latency_ms:,.2f} ms" if t.latency_ms < 1000 else f"{t.latency_ms / 1000:,.2f} s"
     if t.fits:
         return f"{ms} · fits"
-    over = [f"{name} {100 * use:.0f} %" for name, use, ok in (("RAM", t.ram_use, t.fits_ram), ("flash", t.flash_use, t.fits_flash))
-            if not ok]
+    checks = (("RAM", t.ram_use, t.fits_ram), ("flash", t.flash_use, t.fits_flash))
+    over = [f"{name} {100 * use:.0f} %" for name, use, ok in checks if not ok]
     return f"{ms} · no: " + ", ".join(over)
 
 

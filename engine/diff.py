@@ -151,7 +151,8 @@ def graph_changes(a: Graph, b: Graph) -> list[str]:
         out.append("new weight values in " + (", ".join(retrained) if len(retrained) <= MAX_LISTED
                                              else f"{len(retrained)} layers"))
     for name in b.outputs:
-        if name in a.outputs and name in a.tensors and name in b.tensors and a.tensors[name].shape != b.tensors[name].shape:
+        if name in a.outputs and name in a.tensors and name in b.tensors \
+                and a.tensors[name].shape != b.tensors[name].shape:
             out.append(f"{_io('output', name)} {_shape(a.tensors[name])} → {_shape(b.tensors[name])}")
     new_outputs = [o for o in b.outputs if o not in a.outputs]
     if new_outputs:

@@ -62,13 +62,13 @@ job_panel(s.id, kind="export")
 exports = db.list_exports(store, session_id=s.id)
 if exports:
     st.subheader("Bundles of this session")
-    numbers = {x.id: x.label for x in db.list_versions(store, s.id)}
+    vn = {x.id: x.label for x in db.list_versions(store, s.id)}  # v1, v2, ...: exports of this session's versions
     for e in exports[:10]:
         rep = e.report or {}
         ver = rep.get("verify") or {}
         meas = rep.get("measured") or {}
         est = rep.get("estimate") or {}
-        with st.expander(f"#{e.id} · {numbers.get(e.version_id, 'version')} · {e.mcu} · {e.created[:19].replace('T', ' ')}",
+        with st.expander(f"#{e.id} · {vn[e.version_id]} · {e.mcu} · {e.created[:19].replace('T', ' ')}",
                          expanded=e is exports[0]):
             c = st.columns(4)
             c[0].metric("Verification", "bit-exact" if ver.get("bit_exact") else (ver.get("mode") or "none"),

@@ -8,8 +8,8 @@ import store as db
 from engine.diff import summarize
 from app import widgets
 from app.cli import profile_targets
-from app.history_view import (FIGURES, accuracy_text, action_words, describe_action, fit_cell, label, layer_delta_rows, split_rows,
-                              tree_rows)
+from app.history_view import (FIGURES, accuracy_text, action_words, describe_action, fit_cell, label,
+                              layer_delta_rows, split_rows, tree_rows)
 from app.state import (changes_of, get_store, profile_of, require_current, select_session, session_caption, shown,
                        switch_to, view_version)
 

@@ -125,4 +125,5 @@ def delete_session(store: Store, session_id: int) -> None:
         con.execute("DELETE FROM jobs WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM versions WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM sessions WHERE id = ?", [session_id])
-        con.execute(f"DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions) AND hash NOT IN ({REFERENCED})")
+        con.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions) "
+                    f"AND hash NOT IN ({REFERENCED})")  # uploads still named by a version stay

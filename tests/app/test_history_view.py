@@ -22,8 +22,8 @@ def test_labels_and_percent():
 
 def test_actions_in_words():
     labels = {17: "v1", 18: "v2"}
-    assert action_words("quantize-int8", {"calibration_samples": 200, "method": "minmax", "layout": "NHWC",
-                                          "accuracy": 0.9}, labels) == "int8 PTQ, 200 calibration samples, minmax ranges, NHWC"
+    ptq = {"calibration_samples": 200, "method": "minmax", "layout": "NHWC", "accuracy": 0.9}
+    assert action_words("quantize-int8", ptq, labels) == "int8 PTQ, 200 calibration samples, minmax ranges, NHWC"
     assert action_words("prune-channels", {"keep": 0.5, "target": "macs", "criterion": "taylor", "epochs": 20},
                         labels) == "channels pruned to 50 % of the MACs, taylor importance, 20 fine-tuning epochs"
     assert action_words("restore", {"version_id": 17}, labels) == "restored v1"
@@ -56,7 +56,8 @@ def test_fit_cells_and_tables():
     big, small = prof.targets
     assert fit_cell(big) == f"{big.latency_ms:,.2f} ms · fits" and big.fits
     assert not small.fits_ram and small.fits_flash and small.latency_ms > 1000  # KWS on a 32 KB Cortex-M0+
-    assert fit_cell(small) == f"{small.latency_ms / 1000:.2f} s · no: RAM {100 * small.ram_bytes / small.sram_bytes:.0f} %"
+    ram = 100 * small.ram_bytes / small.sram_bytes
+    assert fit_cell(small) == f"{small.latency_ms / 1000:.2f} s · no: RAM {ram:.0f} %"
     versions = [ver(17, "zoo", number=1), ver(18, "edit", {"via": "canvas"}, parent=17, number=2)]
     rows = tree_rows(versions, current=18, shown=17, described={18: "edited"}, accuracy={17: "untrained"},
                      fits={17: {"stm32f746ng": "1 ms · fits"}})

@@ -60,7 +60,8 @@ def test_many_changes_are_counted_and_cut():
     a = build_zoo_model("zoo:kws_dscnn")
     b = compress(a, "fold-bn").graph  # 9 conv+BN+Relu blocks become 9 convs with a fused relu
     assert sum(n.op == "BatchNormalization" for n in a.nodes) == 9
-    assert graph_changes(a, b) == ["removed 18 layers (9 BatchNormalization, 9 Relu)", "activation set to relu in 9 layers",
-                                   "rewired 9 layers", "new weight values in 9 layers"]
+    assert graph_changes(a, b) == ["removed 18 layers (9 BatchNormalization, 9 Relu)",
+                                   "activation set to relu in 9 layers", "rewired 9 layers",
+                                   "new weight values in 9 layers"]
     text = describe_changes(cnn(), cnn(c1=4, k1=5, act="Sigmoid", extra=True, seed=3), limit=2)
     assert text.count("; ") == 2 and text.endswith("more")
