@@ -510,6 +510,20 @@ def default_db_path() -> str:
     return store_default()
 
 
+def cmd_diff(args) -> int:
+    """What changed from MODEL to OTHER, in the words the studio's History uses (engine.diff)."""
+    from engine.diff import graph_changes
+
+    a = open_model(args)
+    b = open_model(argparse.Namespace(**{**vars(args), "model": args.other}))
+    changes = graph_changes(a, b)
+    if args.json:
+        print(json.dumps({"a": args.model, "b": args.other, "changes": changes}, indent=1))
+    else:
+        print("\n".join(changes) if changes else "no change to the graph")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tinystudio", description="Design neural networks for microcontrollers.")
     p.add_argument("--version", action="version", version=f"tinystudio {__version__}")
@@ -560,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="List the model zoo and its parameters.")
     z.add_argument("--json", action="store_true")
     z.set_defaults(fn=cmd_zoo)
+    df = model_cmd("diff", "What changed from MODEL to OTHER (layers added, removed, rewired; attributes, channels, "
+                           "weight types), as the studio's History says it.")
+    df.add_argument("other", metavar="OTHER", help="the second model (same forms as MODEL)")
+    df.set_defaults(fn=cmd_diff)
     tr = model_cmd("train", "Train a model on a data set (CPU, deterministic with --seed); write .onnx or .tsgraph.")
     tr.add_argument("--dataset", required=True, metavar="NAME|PATH",
                     help="a built-in (see `tinystudio datasets`) or a .npz, .csv or .zip file")

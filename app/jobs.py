@@ -14,6 +14,7 @@ from typing import Callable
 import streamlit as st
 
 import store as db
+from app.labels import web_message
 from app.state import get_store
 from engine.errors import TinyStudioError
 
@@ -56,7 +57,7 @@ def job_panel(session_id: int, kind: str | None = None) -> None:
     if finished:
         st.rerun(scope="app")
     for j in jobs:
-        label = f"{j.kind} #{j.id}: {j.message or j.status}"
+        label = f"{j.kind} #{j.id}: {web_message(j.message or j.status)}"
         if j.status in ("queued", "running"):
             st.progress(j.progress, text=label)
         elif j.status == "done":

@@ -14,10 +14,24 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 import streamlit as st  # noqa: E402
 
 from app.nav import make_pages  # noqa: E402
+from app.state import sync_url, url_params  # noqa: E402
 
-st.set_page_config(page_title="TinyStudio", page_icon=":material/memory:", layout="wide")
+# A local file: a ":material/...:" icon makes the browser fetch the favicon from fonts.gstatic.com, and nothing
+# may leave the machine (labs run offline). Streamlit serves the file from its own media route.
+ICON = ROOT / "app" / "assets" / "favicon.png"
+
+st.set_page_config(page_title="TinyStudio", page_icon=str(ICON), layout="wide")
 st.session_state.setdefault("session_id", None)
-nav = st.navigation(list(make_pages().values()))  # fresh per run: see make_pages
+pages = make_pages()  # fresh per run: see make_pages
+# The sidebar's links are drawn here rather than by st.navigation: its own links drop the query string, so
+# every page change would make two history entries (the bare path, then the place written back) and the
+# browser's back button would seem to do nothing.
+nav = st.navigation(list(pages.values()), position="hidden")
+note = sync_url(nav.url_path)  # after st.navigation (the page is known), before the page reads the open session
 with st.sidebar:
     st.markdown("**TinyStudio** · neural networks for microcontrollers")
+    for page in pages.values():
+        st.page_link(page, query_params=url_params())
+if note:
+    st.warning(note, icon=":material/link_off:")
 nav.run()

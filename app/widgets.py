@@ -6,6 +6,7 @@ import re
 
 import streamlit as st
 
+from app.labels import web_message
 from engine.errors import TinyStudioError
 
 
@@ -16,7 +17,7 @@ def user_errors():
         yield
     except TinyStudioError as e:
         head, _, supported = str(e).partition("; supported ops: ")
-        st.error(head, icon=":material/error:")
+        st.error(web_message(head), icon=":material/error:")
         if supported:  # an unsupported op: the list of what is supported is long; it goes below, folded
             with st.expander(f"Supported ops ({len(supported.split(', '))})"):
                 st.write(supported)
@@ -80,7 +81,10 @@ def short_bytes(n: float) -> str:
     return f"{n / 2**20:,.2f} MB" if abs(n) >= 2**20 else f"{n / 1024:,.1f} KB"
 
 
-def mcu_picker(default: tuple[str, ...] = ("stm32f746ng", "nrf5340", "esp32s3")) -> tuple[list[str], str | None]:
+DEFAULT_MCUS = ("stm32f746ng", "nrf5340", "esp32s3")
+
+
+def mcu_picker(default: tuple[str, ...] = DEFAULT_MCUS) -> tuple[list[str], str | None]:
     """Pick several MCUs and a runtime (None = each MCU's default runtime)."""
     from hwmodels.mcu import load_mcus
     from hwmodels.runtime import load_runtimes

@@ -11,6 +11,7 @@ from app import widgets
 from app.profile_targets import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
+from app.labels import web_message
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import compress, list_actions
 from engine.errors import TinyStudioError
@@ -86,7 +87,8 @@ done = [j for j in db.list_jobs(store, s.id) if j.kind == "compress" and j.statu
 if done:
     job = done[0]
     r = job.result
-    st.subheader(f"Result of {r['action']} on version {r['version']} (not saved yet)")
+    st.subheader(f"Result of {r['action']} on {db.get_version(store, r['version']).label} (not saved yet)",
+                 help=f"database id {r['version']}")
     rows = [{"figure": k, "before": r["before"].get(k), "after": r["after"].get(k), "change": r["delta"].get(k)}
             for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")]
     st.dataframe(rows, hide_index=True, width="stretch")
@@ -119,7 +121,7 @@ if done:
             db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy"),
                                                              "dataset": r.get("dataset")}, parent_id=r["version"])
         except TinyStudioError as e:
-            st.error(str(e))
+            st.error(web_message(str(e)))
             st.stop()
         os.remove(r["candidate"])
         st.rerun()

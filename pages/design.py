@@ -36,7 +36,7 @@ def save(new_graph, action: str, params: dict, then: str | None = None) -> None:
 canvas_tab, table_tab = st.tabs(["Canvas", "Layer table"])
 with canvas_tab:
     shown = to_canvas(graph)
-    shown["name"] = f"{s.name} · v{v.id}"  # the canvas title: the graph's own name can be a long zoo spec
+    shown["name"] = f"{s.name} · {v.label}"  # the canvas title: the graph's own name can be a long zoo spec
     act = graph_canvas(shown, palette(), errors, key=key, height=680, base=graph, guard=True)
     if act is not None and act.kind == "discard":  # every error goes with the edits
         st.session_state[errors_key] = {}

@@ -7,6 +7,7 @@ import store as db
 from app import export_flow as flow
 from app import widgets
 from app.jobs import job_panel, submit
+from app.labels import web_message
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.export.pipeline import c_name
 from engine.export.summary import figure_rows
@@ -60,8 +61,9 @@ if exports:
                            file_name=flow.bundle_filename(latest.report, latest.mcu), key="dl_latest",
                            type="primary")
     st.subheader("Bundles of this session")
+    vn = {x.id: x.label for x in db.list_versions(store, s.id)}  # v1, v2, ...: exports of this session's versions
     for e in exports[:10]:
-        with st.expander(f"#{e.id} · version {e.version_id} · {e.mcu} · {str(e.created)[:19].replace('T', ' ')}",
+        with st.expander(f"#{e.id} · {vn.get(e.version_id, e.version_id)} · {e.mcu} · {str(e.created)[:19].replace('T', ' ')}",
                          expanded=e is latest):
             try:
                 rep = e.report if isinstance(e.report, dict) else {}
@@ -77,7 +79,7 @@ if exports:
                 st.table([{"figure": r["figure"], "value": r["value"], "how it was obtained": r["how"]}
                           for r in rows])
                 for warning in rep.get("warnings") or ():
-                    st.warning(str(warning), icon=":material/warning:")
+                    st.warning(web_message(str(warning)), icon=":material/warning:")
                 if e is not latest:
                     blob = db.export_bundle(store, e.id)
                     if blob:

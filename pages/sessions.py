@@ -5,8 +5,7 @@ import streamlit as st
 
 import store as db
 from app import widgets
-from app.nav import PAGES
-from app.state import get_store, select_session, session_id
+from app.state import current_label, get_store, select_session, session_id, switch_to
 from engine.importers import MAX_UPLOAD_BYTES, load_model_bytes
 from engine.zoo import build_zoo_model, list_zoo
 from engine.zoo.blank import blank_graph
@@ -38,7 +37,7 @@ with new_tab:
                     s = db.create_session(store, title, graph, model=spec, action="zoo",
                                           params={"spec": graph.name})
                     select_session(s.id)
-                    st.switch_page(PAGES["design"])
+                    switch_to("design")
     with upload_t:
         limit = f"{MAX_UPLOAD_BYTES // 10**6} MB"
         up = st.file_uploader("ONNX, TFLite or PyTorch .pt2 file", type=["onnx", "tflite", "pt2"],
@@ -51,9 +50,9 @@ with new_tab:
                 input_shape = widgets.parse_shape_text(shape)
                 graph = load_model_bytes(up.getvalue(), up.name, input_shape, max_bytes=MAX_UPLOAD_BYTES)
                 s = db.create_session(store, up.name, graph, model=up.name, action="import",
-                                      params={"file": up.name, "bytes": up.size})
+                                      params={"file": up.name, "bytes": up.size}, upload=up.getvalue())
                 select_session(s.id)
-                st.switch_page(PAGES["design"])
+                switch_to("design")
     with blank_t:
         with st.form("blank_form"):
             title = st.text_input("Session name", value="my model")
@@ -64,7 +63,7 @@ with new_tab:
                     s = db.create_session(store, title, graph, model="blank", action="blank",
                                           params={"input_shape": list(graph.tensors[graph.inputs[0]].shape)})
                     select_session(s.id)
-                    st.switch_page(PAGES["design"])
+                    switch_to("design")
     with import_t:
         up = st.file_uploader("A .tinystudio session file", type=["tinystudio"], key="import_session")
         if up is not None and st.button("Import session", type="primary"):
@@ -78,9 +77,11 @@ with list_tab:
         st.info("No sessions yet: create one from the zoo, an upload or a blank canvas.")
     else:
         rows = [{"id": s.id, "name": s.name, "model": s.model, "versions": s.version_count,
-                 "last change": s.updated[:19].replace("T", " ")} for s in sessions]
+                 "current": current_label(s), "last change": s.updated[:19].replace("T", " ")} for s in sessions]
         picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
-                              key="session_table", width="stretch")
+                              key="session_table", width="stretch",
+                              column_config={"current": st.column_config.TextColumn(
+                                  help="The current version, numbered per session (v1, v2, ...)")})
         chosen = picked.selection.rows
         target = sessions[chosen[0]] if chosen else next((s for s in sessions if s.id == session_id()), None)
         if target is not None:
@@ -88,7 +89,7 @@ with list_tab:
             c1, c2, c3, c4 = st.columns(4)
             if c1.button("Open", type="primary", key=f"open_{target.id}"):
                 select_session(target.id)
-                st.switch_page(PAGES["design"])
+                switch_to("design")
             if c2.button("Duplicate", key=f"dup_{target.id}"):
                 with widgets.user_errors():
                     s = db.duplicate_session(store, target.id)

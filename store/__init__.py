@@ -20,6 +20,7 @@ from store.records import ExportInfo, JobInfo, SessionInfo, VersionInfo
 from store.schema import SCHEMA_VERSION
 from store.sessions import (branch_session, create_session, delete_session, duplicate_session, get_session,
                             list_sessions, rename_session, set_model_label)
+from store.uploads import session_upload
 from store.versions import (add_version, current_graph, current_version, get_graph, get_version, list_versions,
                             restore_version, version_layers)
 
@@ -33,5 +34,5 @@ __all__ = [
     "get_job", "get_profile", "get_session", "get_version", "import_session_bytes", "import_session_file",
     "list_exports", "list_jobs", "list_profiles", "list_sessions", "list_versions", "open_store",
     "profile_version", "rename_session", "restore_version", "save_profile", "set_model_label", "split_targets",
-    "update_job", "version_layers",
+    "session_upload", "update_job", "version_layers",
 ]

@@ -10,6 +10,7 @@ from engine.serialize import content_hash
 from store.db import Store
 from store.graphs import decode_graph
 from store.records import load_json
+from store.uploads import REFERENCED
 
 
 def _lines(con, sql: str, fmt: str) -> list[str]:
@@ -40,7 +41,8 @@ def check_integrity(store: Store, deep: bool = True) -> list[str]:
                          "(SELECT 1 FROM blobs b WHERE b.hash = v.blob_hash)",
                     "version {0}: constants {1} are missing")
         p += _lines(con, "SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM versions v "
-                         "WHERE v.blob_hash = b.hash)", "constants {0}: not used by any version")
+                         f"WHERE v.blob_hash = b.hash) AND b.hash NOT IN ({REFERENCED})",
+                    "constants {0}: not used by any version")
         p += _lines(con, "SELECT b.hash FROM blobs b WHERE octet_length(b.data) != b.nbytes",
                     "constants {0}: size differs from the recorded size")
         p += _lines(con, "SELECT p.version_id, p.mcu, p.runtime FROM profiles p WHERE NOT EXISTS "

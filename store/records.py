@@ -72,6 +72,11 @@ class VersionInfo:
     metrics: dict
     graph_hash: str
     created: str
+    number: int = 0  # 1, 2, ... in the order the session's versions were made: what the studio shows as "v3"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.number}"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -116,7 +121,10 @@ class ExportInfo:
 SESSION_COLUMNS = ("s.id, s.name, s.model, s.current_version_id, "
                    "(SELECT count(*) FROM versions v WHERE v.session_id = s.id), s.source_version_id, "
                    "s.created, s.updated")
-VERSION_COLUMNS = "id, session_id, parent_id, action, params, metrics, graph_hash, created"
+# The per-session number is counted, not stored (no migration): versions are never deleted one by one and ids
+# grow, so a version's rank among its session's ids (= creation order) never changes.
+VERSION_COLUMNS = ("id, session_id, parent_id, action, params, metrics, graph_hash, created, "
+                   "(SELECT count(*) FROM versions w WHERE w.session_id = versions.session_id AND w.id <= versions.id)")
 JOB_COLUMNS = "id, session_id, kind, params, status, progress, message, result, created, updated"
 EXPORT_COLUMNS = "id, version_id, mcu, options, bundle_path, bundle_bytes, report, created"
 
@@ -126,7 +134,7 @@ def session_from_row(r) -> SessionInfo:
 
 
 def version_from_row(r) -> VersionInfo:
-    return VersionInfo(r[0], r[1], r[2], r[3], load_json(r[4]), load_json(r[5]), r[6], iso(r[7]))
+    return VersionInfo(r[0], r[1], r[2], r[3], load_json(r[4]), load_json(r[5]), r[6], iso(r[7]), int(r[8]))
 
 
 def job_from_row(r) -> JobInfo:

@@ -13,6 +13,7 @@ from engine.ir import Graph
 from store.clock import utcnow
 from store.db import Store
 from store.graphs import encode_graph
+from store.uploads import REFERENCED, put_upload
 from store.records import SESSION_COLUMNS, SessionInfo, dump_json, session_from_row
 from store.rows import (check_action, check_id, check_name, copy_version, insert_session, insert_version,
                         session_row, version_row)
@@ -28,18 +29,22 @@ def _model_label(graph: Graph | None) -> str:
 
 
 def create_session(store: Store, name: str, graph: Graph | None = None, *, model: str | None = None,
-                   action: str = "create", params: dict | None = None) -> SessionInfo:
+                   action: str = "create", params: dict | None = None, upload: bytes | None = None) -> SessionInfo:
     """A new session; with `graph`, its first version is written in the same transaction.
-    `model` is the label the list shows (default: the zoo spec or the graph's name)."""
+    `model` is the label the list shows (default: the zoo spec or the graph's name). `upload`: the bytes of the
+    file the graph was read from, kept with the session (store.uploads)."""
     name = check_name(name)
     model = check_name(model, "model label") if model else _model_label(graph)
     action = check_action(action)
-    params_json = dump_json(params or {}, "params")
+    params = dict(params or {})
+    dump_json(params, "params")
     enc = encode_graph(graph) if graph is not None else None  # heavy work before the lock
     with store.transaction() as con:
         sid = insert_session(con, name, model)
         if enc is not None:
-            insert_version(con, sid, None, enc, action, params_json)
+            if upload:
+                params["upload"] = put_upload(con, bytes(upload), str(params.get("file") or name))
+            insert_version(con, sid, None, enc, action, dump_json(params, "params"))
         return session_row(con, sid)
 
 
@@ -98,7 +103,7 @@ def branch_session(store: Store, version_id: int, name: str | None = None) -> Se
     with store.transaction() as con:
         v = version_row(con, version_id)
         src = session_row(con, v.session_id)
-        new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{version_id})"[:200])
+        new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{v.number})"[:200])
         sid = insert_session(con, new_name, src.model, version_id)
         copy_version(con, version_id, sid, None, "branch",
                      dump_json({"session_id": v.session_id, "version_id": version_id}))
@@ -120,4 +125,5 @@ def delete_session(store: Store, session_id: int) -> None:
         con.execute("DELETE FROM jobs WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM versions WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM sessions WHERE id = ?", [session_id])
-        con.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions)")
+        con.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions) "
+                    f"AND hash NOT IN ({REFERENCED})")  # uploads still named by a version stay

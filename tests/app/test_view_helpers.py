@@ -25,8 +25,8 @@ def test_layer_delta_rows_are_flat():
           "output_dtype": "float32"}]
     rows = layer_delta_rows(layer_deltas(a, b))
     assert rows[0] == {"layer": "c", "op": "Conv", "status": "changed", "MACs A": 10, "MACs B": 20, "Δ MACs": 10,
-                       "params A": 2, "params B": 4, "Δ params": 2, "weight bytes A": 8, "weight bytes B": 16,
-                       "Δ weight bytes": 8, "output A": "1×2", "output B": "1×4"}
+                       "Parameters A": 2, "Parameters B": 4, "Δ Parameters": 2, "Weights (B) A": 8, "Weights (B) B": 16,
+                       "Δ Weights (B)": 8, "output A": "1×2", "output B": "1×4"}
     assert rows[1]["status"] == "added" and rows[1]["MACs A"] is None and rows[1]["output A"] == ""
     assert all(not isinstance(v, (dict, list)) for r in rows for v in r.values())
 

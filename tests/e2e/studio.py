@@ -6,8 +6,9 @@ and the page actions the browser tests and benchmarks/studio_timings.py share.
     page = browser.new_page(viewport=VIEWPORT); page.goto(server.url)
     create_zoo_session(page, "kws_dscnn"); go(page, "Profile"); pick_mcus(page, ["stm32f746ng", "nrf5340"])
 
-Streamlit keeps a browser session's state (the open session, chosen MCUs) across page changes made in the
-sidebar, so the helpers navigate by clicking there, never by loading a page's URL.
+The helpers navigate as a user does, by clicking the sidebar's links. A page's URL also names the place
+(`/profile?session=1&version=2&mcu=esp32s3`): loading it in a fresh context lands there too (the navigation
+tests do that on purpose), but a new context is a new browser session and starts without its widget state.
 """
 from __future__ import annotations
 
@@ -115,12 +116,12 @@ def wait_idle(page, timeout: float = 60_000) -> None:
 
 def go(page, title: str, timeout: float = 60_000) -> None:
     """Open a page from the sidebar and wait for its title."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text=title).first.click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=timeout)
 
 
 def caption(page) -> str:
-    """The session line under the title: 'Session NAME · model ... · version N (action) · K versions'."""
+    """The session line under the title: 'Session NAME · model ... · version vN (action) · K versions'."""
     loc = page.get_by_test_id("stCaptionContainer").filter(has_text="Session ").first
     loc.wait_for()
     return loc.inner_text()
@@ -128,7 +129,7 @@ def caption(page) -> str:
 
 def wait_versions(page, n: int, timeout: float = 60_000) -> None:
     word = "version" if n == 1 else "versions"
-    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(rf"· {n} {word}$")).first.wait_for(
+    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(rf"· {n} {word}\s*$")).first.wait_for(
         timeout=timeout)
 
 

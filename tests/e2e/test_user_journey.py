@@ -29,7 +29,7 @@ def test_user_journey(studio, new_page, shot):
     page = new_page(studio.url)
     shot(page, "sessions-empty")
     ui.create_zoo_session(page, "kws_dscnn", name="KWS lab")
-    assert re.search(r"Session KWS lab · model zoo:kws_dscnn · version 1 \(zoo\) · 1 version$", ui.caption(page))
+    assert re.search(r"Session KWS lab · model zoo:kws_dscnn · version v1 \(zoo\) · 1 version\s*$", ui.caption(page))
 
     # Profile on two MCUs; note the figures.
     ui.go(page, "Profile")
@@ -51,7 +51,7 @@ def test_user_journey(studio, new_page, shot):
     frame.locator('.react-flow__node[data-id="conv1"]', has_text="32 ch").wait_for()
     frame.locator('.react-flow__node[data-id="block1_dw"]', has_text="W 32×1×3×3").wait_for()
     ui.save_version(page, frame, 2)
-    assert "version 2 (edit)" in ui.caption(page)
+    assert "version v2 (edit)" in ui.caption(page)
     frame = ui.canvas(page)  # the saved version, drawn again
     frame.locator('.react-flow__node[data-id="conv1"]', has_text="32 ch").wait_for()
     frame.locator(".ts-status-ok", has_text="Saved").wait_for()
@@ -101,12 +101,13 @@ def test_user_journey(studio, new_page, shot):
     page = new_page(studio.url)
     ui.open_session(page, "KWS lab")
     ui.wait_versions(page, 2)
-    assert "version 2 (edit)" in ui.caption(page)
+    assert "version v2 (edit)" in ui.caption(page)
     ui.canvas(page).locator('.react-flow__node[data-id="conv1"]', has_text="32 ch").wait_for()
     ui.go(page, "History")
     rows = ui.table(ui.dataframe(page, "version"))
     assert [r["version"].strip() for r in rows] == ["v1", "└ v2 ●"], rows
-    assert [r["MACs"] for r in rows] == ["2656768", "2204768"], rows
+    figures = ui.table(ui.dataframe(page, "figures of"))
+    assert [r["MACs"] for r in figures] == ["2656768", "2204768"], figures
     ui.go(page, "Profile")
     assert ui.metrics(page)["MACs"] == "2.205 M"
     shot(page, "profile-after-restart")

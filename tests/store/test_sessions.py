@@ -153,11 +153,12 @@ def test_compare_versions(store):
 
 
 def test_branch_from_any_version(store):
+    create_session(store, "other", mlp((16, 8, 4)))  # so that database ids and per-session numbers differ
     s = create_session(store, "src", mlp((16, 32, 4)), model="m")
     v2 = add_version(store, s.id, mlp((16, 48, 4)), "edit")
     add_version(store, s.id, mlp((16, 40, 4)), "edit")
     b = branch_session(store, v2.id)  # the middle version
-    assert (b.name, b.model, b.version_count, b.source_version_id) == (f"src (branch of v{v2.id})", "m", 1, v2.id)
+    assert (b.name, b.model, b.version_count, b.source_version_id) == ("src (branch of v2)", "m", 1, v2.id)
     first = get_version(store, b.current_version_id)
     assert first.action == "branch" and first.params == {"session_id": s.id, "version_id": v2.id}
     assert first.parent_id is None and first.graph_hash == v2.graph_hash
@@ -238,3 +239,46 @@ def test_integrity_check_reports_damage(store):
     assert any(p.startswith(f"version {c.current_version_id}: constants ") for p in problems)
     assert "version 500: session 77 is missing" in problems
     assert "version 500: parent 499 is missing, in another session or newer" in problems
+
+
+def test_versions_are_numbered_per_session(store):
+    """v1, v2, ... per session whatever the database ids (sessions interleave), kept by every way to read a
+    version, by restore, duplicate and branch."""
+    a = create_session(store, "a", mlp((16, 32, 4)))
+    b = create_session(store, "b", mlp((16, 8, 4)))
+    a2 = add_version(store, a.id, mlp((16, 48, 4)), "edit")
+    b2 = add_version(store, b.id, mlp((16, 12, 4)), "edit")
+    a3 = restore_version(store, a.id, a.current_version_id)  # back to v1
+    assert [(v.id, v.number) for v in list_versions(store, a.id)] == [(1, 1), (a2.id, 2), (a3.id, 3)]
+    assert [v.number for v in list_versions(store, b.id)] == [1, 2] and b2.id == 4 and b2.label == "v2"
+    assert (a2.number, a3.number, get_version(store, a3.id).number, current_version(store, a.id).number) == (2, 3, 3, 3)
+    assert get_version(store, a3.id).to_json()["number"] == 3
+    d = duplicate_session(store, a.id)
+    assert [v.number for v in list_versions(store, d.id)] == [1, 2, 3]
+    br = branch_session(store, a2.id)
+    assert br.name == "a (branch of v2)" and [v.number for v in list_versions(store, br.id)] == [1]
+
+
+def test_the_uploaded_file_is_kept_with_the_session(store):
+    """The bytes of the uploaded file come back as uploaded, for the session, its duplicates and branches;
+    stored once per content; kept while a session names them, collected after; no integrity finding."""
+    from store import session_upload
+
+    data = b"TFL3" + bytes(range(256)) * 40
+    a = create_session(store, "kws.tflite", mlp((16, 32, 4)), action="import", params={"file": "kws.tflite"},
+                       upload=data)
+    assert session_upload(store, a.id) == ("kws.tflite", data)
+    assert get_version(store, a.current_version_id).params["upload"].startswith("upload:")
+    add_version(store, a.id, mlp((16, 48, 4)), "edit")
+    b = create_session(store, "again", mlp((16, 8, 4)), action="import", params={"file": "same.tflite"}, upload=data)
+    assert _count(store, "blobs") == 4  # three graphs' constants + one upload
+    assert session_upload(store, duplicate_session(store, a.id).id) == ("kws.tflite", data)
+    br = branch_session(store, get_version(store, a.current_version_id).id)
+    assert session_upload(store, br.id) == ("kws.tflite", data)
+    assert session_upload(store, create_session(store, "zoo", mlp((16, 4))).id) is None
+    assert check_integrity(store) == []
+    delete_session(store, a.id)
+    assert session_upload(store, b.id) == ("same.tflite", data)  # still named by b (and the duplicate)
+    for s in list_sessions(store):
+        delete_session(store, s.id)
+    assert _count(store, "blobs") == 0 and check_integrity(store) == []
