@@ -109,7 +109,7 @@ def test_bad_input(studio, new_page, shot, tmp_path):
     shot(page, "invalid-attribute")
 
     # Leaving with those unsaved edits asks first; discarding them leaves the session as it was.
-    page.locator('[data-testid="stSidebarNav"] a', has_text="Profile").first.click()
+    page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text="Profile").first.click()
     page.get_by_test_id("ts-leave-dialog").get_by_role("button", name="Discard changes").click()
     page.get_by_role("heading", name="Profile", exact=True).wait_for(timeout=60_000)
     assert ui.metrics(page)["MACs"] == "2.657 M"

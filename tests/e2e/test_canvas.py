@@ -44,7 +44,7 @@ def _edit(frame, node: str, field: str, value: str) -> None:
 
 def _leave_via(page, title: str, choice: str, shot=None) -> None:
     """Click the sidebar link to `title` with unsaved edits: the studio asks first; answer `choice`."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text=title).first.click()
     dialog = page.get_by_test_id("ts-leave-dialog")
     dialog.wait_for(timeout=10_000)
     assert "Unsaved canvas edits" in dialog.inner_text()
