@@ -60,13 +60,17 @@ def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, .
         from engine.zoo import build_zoo_model
 
         return build_zoo_model(model)
-    return load_model_bytes(read_model_bytes(model, max_bytes), model, input_shape)
+    return load_model_bytes(read_model_bytes(model, max_bytes), model, input_shape,
+                            folder=os.path.dirname(os.path.abspath(model)))
 
 
-def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = MAX_MODEL_BYTES) -> Graph:
+def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = MAX_MODEL_BYTES,
+                     folder: str | None = None) -> Graph:
     """Load a model from bytes (an upload); `name` gives the extension and names the file in messages.
 
-    Nothing is written to disk, so an uploaded name can never point anywhere.
+    `name` is only a label: it never locates anything. Bytes have no folder unless the caller read them from
+    one (`folder`, load_model does), so an upload that keeps weights in external files is refused instead of
+    reading files next to the server.
     """
     if len(data) > max_bytes:
         raise ModelFormatError(name, f"file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
@@ -88,7 +92,7 @@ def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = 
     if fmt == "onnx":
         from engine.importers.onnx_import import load_onnx
 
-        return load_onnx(name, data=data, input_shapes=shapes)
+        return load_onnx(name, data=data, input_shapes=shapes, folder=folder)
     if fmt == "tflite":
         from engine.importers.tflite_import import load_tflite
 
