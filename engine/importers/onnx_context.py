@@ -79,6 +79,7 @@ class Importer:
         self.consts: dict[str, np.ndarray] = {}
         self.int4: set[str] = set()  # constants stored as ONNX INT4 (numpy sees them as int8)
         self.node_names = node_names
+        self.onnx_shapes: dict[str, tuple[int, ...]] = {}  # ONNX's own inferred shapes, where static
         self.tensor_names = taken
 
     # -- names
@@ -111,6 +112,15 @@ class Importer:
             raise self.fail(n, f"input '{what}' ('{n.ins[i]}') must be a constant; it is computed at run time, "
                                "which the IR does not support")
         return self.consts[n.ins[i]]
+
+    def cints(self, n: OnnxNode, i: int, what: str, required: bool = False) -> list[int] | None:
+        """A 1-D integer constant operand (shape, split, repeats ...) as a list; None when absent."""
+        v = self.cin(n, i, what, required)
+        if v is None:
+            return None
+        if v.ndim != 1:
+            raise self.fail(n, f"input '{what}' must be a 1-D tensor; it has shape {list(v.shape)}")
+        return [int(x) for x in v]
 
     def new_const(self, base: str, arr: np.ndarray) -> str:
         name = self.fresh_tensor(base)

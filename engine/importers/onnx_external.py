@@ -117,8 +117,16 @@ def _read(path, t, loc, full, info, budget) -> bytes:
     except OSError as e:
         raise ModelFormatError(path, f"external data file {_quoted(loc)} of tensor {_quoted(t.name)} cannot be "
                                      f"opened ({e.strerror}); refused") from None
+    try:
+        st = os.fstat(fd)  # of the file actually opened, so a swap after the checks above changes nothing
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ModelFormatError(path, f"external data {_quoted(loc)} of tensor {_quoted(t.name)} is not a regular "
+                                     "file; refused")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())  # of the file actually opened, so a swap after the checks above changes nothing
         if not stat.S_ISREG(st.st_mode):
             raise ModelFormatError(path, f"external data {_quoted(loc)} of tensor {_quoted(t.name)} is not a regular "
                                          "file; refused")

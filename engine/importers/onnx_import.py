@@ -168,6 +168,7 @@ def load_onnx(path: str, data: bytes | None = None,
     taken = set(used) | {o for nd in graph.node for o in nd.output} | set(fixed) | init_names
     onnx_names = [nd.name for nd in graph.node]
     imp = Importer(path, opset, g, used, taken, {x for x in onnx_names if x})
+    imp.onnx_shapes = onnx_shapes
     for t in graph.initializer:
         imp.consts[t.name] = to_array(path, t)
         if t.data_type == TensorProto.INT4:

@@ -11,6 +11,7 @@ Handlers can then rely on what the schema promises instead of each guarding agai
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import onnx
@@ -25,22 +26,31 @@ _DTYPE_ATTRS = {"to": False, "dtype": True, "output_dtype": True}
 _VARIADIC = defs.OpSchema.FormalParameterOption.Variadic
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What the checks need from one OpSchema, read once (pybind property access is slow per node)."""
+    since: int
+    inputs: tuple[int, int]
+    outputs: tuple[int, int]
+    attrs: dict  # name -> (AttributeProto type, required)
+    formals: tuple  # (name, type param, variadic, homogeneous) per formal input
+    allowed: dict  # type param -> frozenset of type strings
+
+
 @lru_cache(maxsize=None)
-def _schema(op: str, opset: int):
+def _schema(op: str, opset: int) -> _Spec | None:
     try:
-        return defs.get_schema(op, opset, "")
+        s = defs.get_schema(op, opset, "")
     except defs.SchemaError:
         return None  # not an ONNX op at this opset: the handler table decides (unsupported op)
-
-
-@lru_cache(maxsize=None)
-def _constraints(op: str, opset: int) -> dict[str, frozenset[str]]:
-    s = _schema(op, opset)
-    return {c.type_param_str: frozenset(c.allowed_type_strs) for c in s.type_constraints}
+    return _Spec(s.since_version, (s.min_input, s.max_input), (s.min_output, s.max_output),
+                 {k: (int(a.type), a.required) for k, a in s.attributes.items()},
+                 tuple((f.name, f.type_str, f.option == _VARIADIC, f.is_homogeneous) for f in s.inputs),
+                 {c.type_param_str: frozenset(c.allowed_type_strs) for c in s.type_constraints})
 
 
 def _fail(path, name, op, s, msg) -> ModelFormatError:
-    return ModelFormatError(path, f"node '{name}' ({op}): {msg} (ONNX schema {op}-{s.since_version})")
+    return ModelFormatError(path, f"node '{name}' ({op}): {msg} (ONNX schema {op}-{s.since})")
 
 
 def _range(lo: int, hi: int) -> str:
@@ -54,10 +64,10 @@ def check_node(path: str, name: str, proto: onnx.NodeProto, opset: int) -> None:
     if s is None:
         return
     n_in, n_out = len(proto.input), len(proto.output)
-    if not s.min_input <= n_in <= s.max_input:
-        raise _fail(path, name, op, s, f"has {n_in} inputs; it takes {_range(s.min_input, s.max_input)}")
-    if not s.min_output <= n_out <= s.max_output:
-        raise _fail(path, name, op, s, f"has {n_out} outputs; it gives {_range(s.min_output, s.max_output)}")
+    if not s.inputs[0] <= n_in <= s.inputs[1]:
+        raise _fail(path, name, op, s, f"has {n_in} inputs; it takes {_range(*s.inputs)}")
+    if not s.outputs[0] <= n_out <= s.outputs[1]:
+        raise _fail(path, name, op, s, f"has {n_out} outputs; it gives {_range(*s.outputs)}")
     seen = set()
     for a in proto.attribute:
         if a.name in seen:
@@ -65,10 +75,10 @@ def check_node(path: str, name: str, proto: onnx.NodeProto, opset: int) -> None:
         seen.add(a.name)
         if a.type not in _ATTR_TYPES or a.type == AttributeProto.UNDEFINED:
             raise _fail(path, name, op, s, f"attribute '{a.name}' has no valid type ({a.type})")
-        spec = s.attributes.get(a.name)
-        if spec is not None and int(spec.type) != a.type:
+        spec = s.attrs.get(a.name)
+        if spec is not None and spec[0] != a.type:
             raise _fail(path, name, op, s, f"attribute '{a.name}' is {_ATTR_TYPES[a.type]}; the schema wants "
-                                           f"{_ATTR_TYPES.get(int(spec.type), spec.type)}")
+                                           f"{_ATTR_TYPES.get(spec[0], spec[0])}")
         if a.type == AttributeProto.STRING:
             _utf8(path, name, op, s, a.name, [a.s])
         elif a.type == AttributeProto.STRINGS:
@@ -76,7 +86,7 @@ def check_node(path: str, name: str, proto: onnx.NodeProto, opset: int) -> None:
         if a.name in _DTYPE_ATTRS and a.type == AttributeProto.INT:
             if a.i not in _ELEM_TYPES and not (a.i == 0 and _DTYPE_ATTRS[a.name]):
                 raise _fail(path, name, op, s, f"attribute '{a.name}' = {a.i} is not an ONNX element type")
-    missing = [k for k, spec in s.attributes.items() if spec.required and k not in seen]
+    missing = [k for k, (_, required) in s.attrs.items() if required and k not in seen]
     if missing:
         raise _fail(path, name, op, s, f"required attribute '{missing[0]}' is missing")
 
@@ -103,24 +113,22 @@ def check_input_types(path: str, name: str, proto: onnx.NodeProto, opset: int, t
     allowed by its input's type constraint, and inputs sharing a type parameter must agree."""
     op = proto.op_type
     s = _schema(op, opset)
-    if s is None or not s.inputs:
+    if s is None or not s.formals:
         return
-    allowed = _constraints(op, opset)
     bound: dict[str, tuple[str, str]] = {}
-    formals = s.inputs
+    formals = s.formals
     for i, x in enumerate(proto.input):
         if not x or x not in types:
             continue
-        f = formals[min(i, len(formals) - 1)]
-        if i >= len(formals) and f.option != _VARIADIC:
+        fname, param, variadic, homogeneous = formals[min(i, len(formals) - 1)]
+        if i >= len(formals) and not variadic:
             continue
         t = types[x]
-        param = f.type_str
-        ok = allowed.get(param, frozenset([param]))
+        ok = s.allowed.get(param, frozenset([param]))
         if t not in ok:
-            raise _fail(path, name, op, s, f"input {i} ('{x}') is {t}; {f.name} must be one of "
+            raise _fail(path, name, op, s, f"input {i} ('{x}') is {t}; {fname} must be one of "
                                            f"{', '.join(sorted(ok))}")
-        if param in allowed and (f.option != _VARIADIC or f.is_homogeneous):
+        if param in s.allowed and (not variadic or homogeneous):
             first = bound.setdefault(param, (x, t))
             if first[1] != t:
                 raise _fail(path, name, op, s, f"input {i} ('{x}') is {t} but '{first[0]}' is {first[1]}; "
