@@ -40,7 +40,7 @@ from tests.fuzz.seeds import load_seeds
 OUTCOMES = ("ok", "clean", "multiline", "crash", "hang", "memory")
 MEMORY_LIMIT = 1 << 30  # bytes of address space a worker may add to what it holds after start-up
 SMALL_MACS = 3_000_000  # int8 run and C generation only for models up to this size
-SMALL_NODES = 300
+SMALL_NODES = 64
 
 
 # ---- the stages, run inside a worker ------------------------------------------------------------------
@@ -60,8 +60,9 @@ def _write_case(case: Case, folder: Path) -> Path:
     return path
 
 
-def run_stages(case: Case, folder: Path, store) -> str:
-    """Every stage on one case; returns the last stage reached. Exceptions propagate to the caller."""
+def run_stages(case: Case, folder: Path, store, full: bool = True) -> str:
+    """Every stage on one case; returns the last stage reached. Exceptions propagate to the caller.
+    `full=False` stops after the save (the int8 run and C generation cost the most per case)."""
     from app.cli import inspect_report
     from engine.export.pipeline import is_quantized
     from engine.importers import load_model, load_model_bytes
@@ -78,7 +79,8 @@ def run_stages(case: Case, folder: Path, store) -> str:
     s = create_session(store, "fuzz", g, model="fuzz", action="import")
     current_graph(store, s.id)
     macs = rep["totals"]["macs"]
-    if macs > SMALL_MACS or len(g.nodes) > SMALL_NODES or any(np.prod(g.tensors[x].shape, dtype=float) > 1e6 for x in g.inputs):
+    big_input = any(np.prod(g.tensors[x].shape, dtype=float) > 1e6 for x in g.inputs)
+    if not full or macs > SMALL_MACS or len(g.nodes) > SMALL_NODES or big_input:
         return "save"
     rng = np.random.default_rng(0)
     if is_quantized(g):
@@ -134,7 +136,7 @@ def _vm_bytes() -> int:
     return 0
 
 
-def _worker(conn, seeds, run_seed: int, workdir: str, crash_dir: str, memory_limit: int) -> None:
+def _worker(conn, seeds, run_seed: int, workdir: str, crash_dir: str, memory_limit: int, full_every: int) -> None:
     from store.db import open_store
 
     store = open_store(os.path.join(workdir, "fuzz.duckdb"))
@@ -150,7 +152,7 @@ def _worker(conn, seeds, run_seed: int, workdir: str, crash_dir: str, memory_lim
         case = make_case(seeds, run_seed, index)
         stage, repro = "import", ""
         try:
-            stage = run_stages(case, folder, store)
+            stage = run_stages(case, folder, store, full=index % full_every == 0)
             outcome, msg = "ok", ""
         except BaseException as e:  # noqa: BLE001 - classifying every exception is the point
             outcome, msg = _classify(e)
@@ -171,10 +173,13 @@ class Summary:
     examples: dict = field(default_factory=dict)  # outcome -> first few results
     seconds: float = 0.0
     slowest: tuple = (0.0, "")
+    stages: Counter = field(default_factory=Counter)  # last stage reached by the ok cases
 
     def add(self, r: dict) -> None:
         self.cases += 1
         self.counts[r["outcome"]] += 1
+        if r["outcome"] == "ok":
+            self.stages[r.get("stage", "?")] += 1
         if r["outcome"] not in ("ok", "clean") and len(self.examples.setdefault(r["outcome"], [])) < 5:
             self.examples[r["outcome"]].append(r)
         if r.get("seconds", 0) > self.slowest[0]:
@@ -221,8 +226,10 @@ class _Slot:
 
 
 def fuzz(cases: int, seed: int = 1, workers: int = 2, timeout_s: float = 20.0, memory_limit: int = MEMORY_LIMIT,
-         include_large: bool = True, crash_dir: str | None = None, progress=None, start: int = 0) -> Summary:
-    """Run `cases` cases (indices start .. start+cases-1 of the run `seed`) and count the outcomes."""
+         include_large: bool = True, crash_dir: str | None = None, progress=None, start: int = 0,
+         full_every: int = 1) -> Summary:
+    """Run `cases` cases (indices start .. start+cases-1 of the run `seed`) and count the outcomes; the int8
+    run and C generation run on every `full_every`-th case (all stages up to the save run on every case)."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     seeds = load_seeds(include_large)
@@ -240,7 +247,7 @@ def fuzz(cases: int, seed: int = 1, workers: int = 2, timeout_s: float = 20.0, m
     def spawn(i: int) -> _Slot:
         d = os.path.join(workdir, f"w{i}-{random.randrange(1 << 30)}")
         os.makedirs(d)
-        return _Slot(ctx, (seeds, seed, d, crash_dir, memory_limit))
+        return _Slot(ctx, (seeds, seed, d, crash_dir, memory_limit, full_every))
 
     slots = [spawn(i) for i in range(workers)]
     try:
