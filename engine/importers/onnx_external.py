@@ -160,9 +160,9 @@ def load_external_data(model: onnx.ModelProto, path: str, folder: str | None) ->
     if not external:
         return
     if folder is None:
-        raise ModelFormatError(path, f"tensor {_quoted(external[0].name)} keeps its data in an external file; "
-                                     "a model loaded from bytes (an upload) has no folder to read it from; refused. "
-                                     "Save the model with its weights inside the .onnx file")
+        raise ModelFormatError(path, f"tensor {_quoted(external[0].name)} keeps its data in an external file; an "
+                                     "uploaded model has no folder to read it from; refused (save the model with its "
+                                     "weights inside the .onnx file)")
     base = os.path.realpath(os.path.abspath(folder))
     budget = MAX_EXTERNAL_BYTES
     for t in external:
