@@ -254,3 +254,30 @@ def test_non_finite_requantization_multiplier_is_a_graph_error():
 
     with pytest.raises(GraphError, match="not finite"):
         quantize_multipliers([0.5, float("nan")])
+
+
+def test_quantize_with_a_scale_of_the_wrong_shape():
+    """A fuzz find: a 2-D scale went into a per-axis Quant and made hashing the graph take minutes."""
+    m = _model([helper.make_node("QuantizeLinear", ["x", "s"], ["y"], name="q")], [_vi("x", [1, 4])],
+               [_vi("y", None, TensorProto.UINT8)], [numpy_helper.from_array(np.ones((3, 2), np.float32), "s")])
+    _one_line_error(lambda: _load(m), "must be scalars or 1-D tensors")
+    m = _model([helper.make_node("QuantizeLinear", ["x", "s"], ["y"], name="q", axis=1)], [_vi("x", [1, 4])],
+               [_vi("y", None, TensorProto.UINT8)], [numpy_helper.from_array(np.ones(3, np.float32), "s")])
+    _one_line_error(lambda: _load(m), "3 scales along axis 1")
+
+
+def test_tensor_sizes_beyond_int64_byte_counts_are_refused():
+    """A fuzz find: an input of 2^62 elements overflowed the memory planner's int64 arrays."""
+    m = _model([helper.make_node("Relu", ["x"], ["y"], name="r")], [_vi("x", [1 << 40, 1 << 22])], [_vi("y", None)])
+    _one_line_error(lambda: _load(m), "over the limit of")
+    m = _model([helper.make_node("Relu", ["x"], ["y"], name="r")], [_vi("x", [1 << 18, 1 << 18, 16])],
+               [_vi("y", None)])
+    assert _load(m).tensors["y"].shape == (1 << 18, 1 << 18, 16)  # large but countable: profiled, not refused
+
+
+def test_c_generation_of_a_graph_without_inputs_is_a_graph_error():
+    from engine.codegen import generate_library
+    from engine.ir import Graph
+
+    with pytest.raises(GraphError, match="0 inputs and 0 outputs"):
+        generate_library(Graph("empty"), "empty")

@@ -174,6 +174,7 @@ class Summary:
     seconds: float = 0.0
     slowest: tuple = (0.0, "")
     stages: Counter = field(default_factory=Counter)  # last stage reached by the ok cases
+    started: float = field(default_factory=time.perf_counter)
 
     def add(self, r: dict) -> None:
         self.cases += 1
@@ -191,9 +192,10 @@ class Summary:
 
     def report(self) -> str:
         c = self.counts
+        seconds = self.seconds or time.perf_counter() - self.started
         lines = [f"cases {self.cases:,}  ok {c['ok']:,}  clean errors {c['clean']:,}  crashes {c['crash']}  "
                  f"hangs {c['hang']}  over-memory {c['memory']}  multi-line errors {c['multiline']}  "
-                 f"({self.seconds:.0f} s, {self.cases / max(self.seconds, 1e-9):.1f} cases/s; slowest "
+                 f"({seconds:.0f} s, {self.cases / max(seconds, 1e-9):.1f} cases/s; slowest "
                  f"{self.slowest[0]:.1f} s: {self.slowest[1][:80]})"]
         for outcome in ("crash", "hang", "memory", "multiline"):
             for r in self.examples.get(outcome, []):
