@@ -119,43 +119,45 @@ def _read(path, t, loc, full, info, budget) -> bytes:
                                      f"opened ({e.strerror}); refused") from None
     try:
         st = os.fstat(fd)  # of the file actually opened, so a swap after the checks above changes nothing
-    except OSError:
+        offset, length = _span(path, t, loc, st, info, budget)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            f.seek(offset)
+            return f.read(length)
+    finally:
         os.close(fd)
-        raise
+
+
+def _span(path, t, loc, st, info, budget) -> tuple[int, int]:
+    """(offset, length) to read from the opened file `st`, every check made before any seek or read."""
     if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
         raise ModelFormatError(path, f"external data {_quoted(loc)} of tensor {_quoted(t.name)} is not a regular "
                                      "file; refused")
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelFormatError(path, f"external data {_quoted(loc)} of tensor {_quoted(t.name)} is not a regular "
-                                         "file; refused")
-        if st.st_nlink > 1:
-            raise ModelFormatError(path, f"external data file {_quoted(loc)} of tensor {_quoted(t.name)} has "
-                                         f"{st.st_nlink} hard links, so it may be a file from outside the model's "
-                                         "folder; refused")
-        size = st.st_size
-        offset = _count(path, t, "offset", info.get("offset", "0") or "0", size)
-        need = _tensor_bytes(path, t)
-        if "length" in info:
-            length = _count(path, t, "length", info["length"], size - offset)
-            if need is not None and length != need:
-                raise ModelFormatError(path, f"external data length {length} of tensor {_quoted(t.name)} does not "
-                                             f"match its dims and type ({need} bytes)")
-        else:
-            length = size - offset if need is None else need
-        if length > size - offset:
-            raise ModelFormatError(path, f"external data file {_quoted(loc)} is too short for tensor "
-                                         f"{_quoted(t.name)} ({size - offset} of {length} bytes)")
-        if length > budget:
-            raise ModelFormatError(path, f"external data of tensor {_quoted(t.name)} takes the model over "
-                                         f"{MAX_EXTERNAL_BYTES >> 20} MiB of external data; refused")
-        f.seek(offset)
-        return f.read(length)
+    if st.st_nlink > 1:
+        raise ModelFormatError(path, f"external data file {_quoted(loc)} of tensor {_quoted(t.name)} has "
+                                     f"{st.st_nlink} hard links, so it may be a file from outside the model's "
+                                     "folder; refused")
+    size = st.st_size
+    offset = _count(path, t, "offset", info.get("offset", "0") or "0", size)
+    need = _tensor_bytes(path, t)
+    if "length" in info:
+        length = _count(path, t, "length", info["length"], size - offset)
+        if need is not None and length != need:
+            raise ModelFormatError(path, f"external data length {length} of tensor {_quoted(t.name)} does not "
+                                         f"match its dims and type ({need} bytes)")
+    else:
+        length = size - offset if need is None else need
+    if length > size - offset:
+        raise ModelFormatError(path, f"external data file {_quoted(loc)} is too short for tensor "
+                                     f"{_quoted(t.name)} ({size - offset} of {length} bytes)")
+    if length > budget:
+        raise ModelFormatError(path, f"external data of tensor {_quoted(t.name)} takes the model over "
+                                     f"{MAX_EXTERNAL_BYTES >> 20} MiB of external data; refused")
+    return offset, length
 
 
 def load_external_data(model: onnx.ModelProto, path: str, folder: str | None) -> None:
-    """Move every tensor's external data into the model (raw_data), or raise one line saying why not."""
+    """Move every tensor's external data into the model (raw_data), or raise one line saying why not.
+    Every model passes here, with or without external data: the scan also turns non-UTF-8 names into text."""
     external = [t for t in scan_model(model) if t.data_location == TensorProto.EXTERNAL]
     if not external:
         return

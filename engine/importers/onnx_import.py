@@ -31,8 +31,8 @@ from engine.importers.onnx_context import (HANDLERS, Importer, OnnxNode, attr_di
                                            to_array)
 from engine.importers.onnx_external import load_external_data
 from engine.importers.onnx_fold import try_fold
-from engine.importers.onnx_schema import check_input_types, check_node, check_tensor, type_string
 from engine.importers.onnx_inputs import fix_inputs, onnx_inferred_shapes
+from engine.importers.onnx_schema import check_input_types, check_node, check_tensor, type_string
 from engine.ir import Graph, Tensor
 from engine.validate import check_structure
 
