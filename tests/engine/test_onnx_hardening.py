@@ -281,3 +281,18 @@ def test_c_generation_of_a_graph_without_inputs_is_a_graph_error():
 
     with pytest.raises(GraphError, match="0 inputs and 0 outputs"):
         generate_library(Graph("empty"), "empty")
+
+
+def test_bytes_attribute_and_odd_names_hash_and_serialize():
+    """Whatever text reaches a graph (bytes from a reader, lone surrogates), hashing and saving never raise."""
+    from engine.ir import Graph, Node, Tensor
+
+    g = Graph("g")
+    g.tensors["x\udcff"] = Tensor("x\udcff", (1, 2), "float32", data=np.ones((1, 2), np.float32))
+    g.tensors["y"] = Tensor("y", (1, 2), "float32")
+    g.nodes.append(Node("Relu", "n", ["x\udcff"], ["y"], {"note": b"\xff\xfe"}))
+    g.outputs.append("y")
+    assert len(content_hash(g)) == 64
+    doc, _ = dumps(g)
+    assert doc["nodes"][0]["attrs"]["note"] == "\\xff\\xfe"
+    json.dumps(doc)
