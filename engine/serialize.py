@@ -33,6 +33,8 @@ def _jsonable(v):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, np.ndarray):
         return _jsonable(v.tolist())
+    if isinstance(v, (bytes, bytearray)):  # text from a file that was not UTF-8: kept in escaped form
+        return bytes(v).decode("utf-8", "backslashreplace")
     return v
 
 
@@ -96,7 +98,7 @@ def content_hash(graph: Graph) -> str:
     h.update(json.dumps(structure(graph, with_meta=False), sort_keys=True, separators=(",", ":")).encode())
     for t in sorted(graph.tensors.values(), key=lambda t: t.name):
         if t.data is not None:
-            h.update(t.name.encode() + b"\0" + t.dtype.encode() + repr(t.shape).encode())
+            h.update(t.name.encode("utf-8", "surrogatepass") + b"\0" + t.dtype.encode() + repr(t.shape).encode())
             h.update(np.ascontiguousarray(t.data).tobytes())
     return h.hexdigest()
 

@@ -48,6 +48,7 @@ with new_tab:
         if up is not None and st.button("Create session from upload", type="primary"):
             with widgets.user_errors():
                 input_shape = widgets.parse_shape_text(shape)
+                # The browser's file name only labels the bytes: an upload has no folder (no external data).
                 graph = load_model_bytes(up.getvalue(), up.name, input_shape, max_bytes=MAX_UPLOAD_BYTES)
                 s = db.create_session(store, up.name, graph, model=up.name, action="import",
                                       params={"file": up.name, "bytes": up.size}, upload=up.getvalue())

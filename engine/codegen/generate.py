@@ -89,6 +89,9 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     upper = prefix.upper()
     inputs = _io_specs(g, g.inputs, prefix, "input")
     outputs = _io_specs(g, g.outputs, prefix, "output")
+    if not inputs or not outputs:  # the C API is run(input, output): a graph without one has nothing to call
+        raise GraphError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the generated C needs "
+                         "at least one of each")
     for t in g.tensors.values():
         if t.data is None and t.dtype != "int8":
             raise GraphError(f"tensor '{t.name}' is {t.dtype}; the generated C computes int8 tensors only")

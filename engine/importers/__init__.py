@@ -8,6 +8,7 @@ the importer, enforces the upload size limit and turns OS errors into one-line m
 """
 from __future__ import annotations
 
+import math
 import os
 
 from engine.errors import ModelFormatError, TinyStudioError
@@ -16,6 +17,7 @@ from engine.ir import Graph
 MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
 # Browser uploads. Streamlit counts its maxUploadSize in decimal megabytes, so the limit is 64 MB = 64e6 bytes.
 MAX_UPLOAD_BYTES = 64 * 1000 * 1000
+MAX_TENSOR_ELEMENTS = 1 << 48  # 8-byte elements of all tensors together still fit an int64 byte count
 EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
 FORMAT_NAMES = {"onnx": "an ONNX", "tflite": "a TFLite", "pt2": "a PyTorch .pt2"}
 
@@ -60,13 +62,17 @@ def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, .
         from engine.zoo import build_zoo_model
 
         return build_zoo_model(model)
-    return load_model_bytes(read_model_bytes(model, max_bytes), model, input_shape)
+    return load_model_bytes(read_model_bytes(model, max_bytes), model, input_shape,
+                            folder=os.path.dirname(os.path.abspath(model)))
 
 
-def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = MAX_MODEL_BYTES) -> Graph:
+def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = MAX_MODEL_BYTES,
+                     folder: str | None = None) -> Graph:
     """Load a model from bytes (an upload); `name` gives the extension and names the file in messages.
 
-    Nothing is written to disk, so an uploaded name can never point anywhere.
+    `name` is only a label: it never locates anything. Bytes have no folder unless the caller read them from
+    one (`folder`, load_model does), so an upload that keeps weights in external files is refused instead of
+    reading files next to the server.
     """
     if len(data) > max_bytes:
         raise ModelFormatError(name, f"file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
@@ -88,16 +94,27 @@ def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = 
     if fmt == "onnx":
         from engine.importers.onnx_import import load_onnx
 
-        return load_onnx(name, data=data, input_shapes=shapes)
+        return _check_sizes(load_onnx(name, data=data, input_shapes=shapes, folder=folder), name)
     if fmt == "tflite":
         from engine.importers.tflite_import import load_tflite
 
         if shapes:
             raise TinyStudioError(f"{name}: TFLite models have fixed input shapes; --input-shape is not used")
-        return load_tflite(name, data=data)
+        return _check_sizes(load_tflite(name, data=data), name)
     from engine.importers.torch_import import load_pt2
 
-    return load_pt2(name, data=data)
+    return _check_sizes(load_pt2(name, data=data), name)
+
+
+def _check_sizes(graph: Graph, name: str) -> Graph:
+    """Refuse tensors whose byte counts would not fit the int64 arithmetic of the planner, profiler and store
+    (a crafted dim of 2^40 next to others); sizes this large are far beyond any device anyway."""
+    for t in graph.tensors.values():
+        n = math.prod(t.shape)
+        if n > MAX_TENSOR_ELEMENTS:
+            raise ModelFormatError(name, f"tensor '{t.name}' has shape {list(t.shape)} ({n:.3g} elements), over the "
+                                         f"limit of {MAX_TENSOR_ELEMENTS:.3g} elements")
+    return graph
 
 
 def _input_shapes(input_shape) -> dict[str, tuple[int, ...]] | None:

@@ -22,11 +22,27 @@ IR_DTYPE = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", Tensor
             TensorProto.INT8: "int8", TensorProto.UINT8: "uint8", TensorProto.INT16: "int16",
             TensorProto.INT32: "int32", TensorProto.INT64: "int64", TensorProto.BOOL: "bool",
             TensorProto.INT4: "int4"}
+_KNOWN_TYPES = set(TensorProto.DataType.values())
 # Attributes older opsets carry that change nothing at inference.
 _LEGACY_IGNORED = {"consumed_inputs", "is_test"}
 
 
+def dtype_name(elem_type: int) -> str:
+    """ONNX element type name, or the number itself when the file holds a value the enum lacks."""
+    try:
+        return TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"{elem_type} (unknown)"
+
+
 def to_array(path: str, t: TensorProto) -> np.ndarray:
+    # External data was moved in (or refused) by onnx_external; numpy_helper would read a leftover entry
+    # relative to the server's working folder.
+    if t.data_location != TensorProto.DEFAULT:
+        raise ModelFormatError(path, f"tensor '{t.name}' keeps its data outside the model; refused")
+    if t.data_type not in _KNOWN_TYPES or t.data_type == TensorProto.UNDEFINED:
+        raise ModelFormatError(path, f"tensor '{t.name}' has element type {dtype_name(t.data_type)}, which is not "
+                                     "supported")
     try:
         arr = numpy_helper.to_array(t)
     except Exception as e:
@@ -63,6 +79,7 @@ class Importer:
         self.consts: dict[str, np.ndarray] = {}
         self.int4: set[str] = set()  # constants stored as ONNX INT4 (numpy sees them as int8)
         self.node_names = node_names
+        self.onnx_shapes: dict[str, tuple[int, ...]] = {}  # ONNX's own inferred shapes, where static
         self.tensor_names = taken
 
     # -- names
@@ -95,6 +112,15 @@ class Importer:
             raise self.fail(n, f"input '{what}' ('{n.ins[i]}') must be a constant; it is computed at run time, "
                                "which the IR does not support")
         return self.consts[n.ins[i]]
+
+    def cints(self, n: OnnxNode, i: int, what: str, required: bool = False) -> list[int] | None:
+        """A 1-D integer constant operand (shape, split, repeats ...) as a list; None when absent."""
+        v = self.cin(n, i, what, required)
+        if v is None:
+            return None
+        if v.ndim != 1:
+            raise self.fail(n, f"input '{what}' must be a 1-D tensor; it has shape {list(v.shape)}")
+        return [int(x) for x in v]
 
     def new_const(self, base: str, arr: np.ndarray) -> str:
         name = self.fresh_tensor(base)

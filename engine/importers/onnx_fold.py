@@ -6,10 +6,15 @@ the pass, so a single pass in topological order reaches the fixed point.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.importers.onnx_context import Importer, OnnxNode, to_array
 
+# A folded constant larger than this is refused before it is computed (a crafted shape must not allocate
+# gigabytes); the largest weight of the zoo's models holds 2.4 M elements.
+MAX_FOLD_ELEMENTS = 1 << 26
 # Ops never folded even when their inputs are constant: random ones change per run, and Q/DQ of
 # constant weights must stay so the weights keep their integer type and quantization.
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial",
@@ -26,8 +31,25 @@ def _constant_value(imp: Importer, n: OnnxNode, a: dict) -> np.ndarray:
     raise imp.fail(n, f"constant kind {', '.join(a) or '(none)'} is not supported")
 
 
+def _elements(imp: Importer, n: OnnxNode) -> int:
+    """Most elements one output of the folded node will hold, as far as it is known before evaluating it."""
+    sizes = [math.prod(imp.onnx_shapes[o]) for o in n.outs if o in imp.onnx_shapes]
+    feeds = [imp.consts[x] for x in n.ins if x]
+    if n.op == "ConstantOfShape" and feeds:
+        sizes.append(math.prod(int(v) for v in np.ravel(feeds[0])))
+    elif n.op == "Range" and len(feeds) == 3:
+        start, limit, delta = (float(np.ravel(v)[0]) if v.size else 0.0 for v in feeds)
+        if delta and math.isfinite((limit - start) / delta):
+            sizes.append(max(0, math.ceil((limit - start) / delta)))
+        else:
+            sizes.append(MAX_FOLD_ELEMENTS + 1)
+    return max(sizes, default=0)
+
+
 def _fold(imp: Importer, n: OnnxNode) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator  # imported lazily: only models with foldable nodes pay for it
+    if _elements(imp, n) > MAX_FOLD_ELEMENTS:
+        raise imp.fail(n, f"constant folding would create more than {MAX_FOLD_ELEMENTS:,} elements; refused")
     feeds = {x: imp.consts[x] for x in n.ins if x}
     try:
         ev = ReferenceEvaluator(n.proto, opsets={"": imp.opset})

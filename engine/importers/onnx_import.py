@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import heapq
 import os
-import re
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
 # onnx_ops and onnx_shape_ops are imported for their side effect: they fill HANDLERS.
 from engine.importers import onnx_ops, onnx_shape_ops  # noqa: F401
 from engine.importers.onnx_context import (HANDLERS, Importer, OnnxNode, attr_dict, supported_onnx_ops,
                                            to_array)
+from engine.importers.onnx_external import load_external_data
 from engine.importers.onnx_fold import try_fold
 from engine.importers.onnx_inputs import fix_inputs, onnx_inferred_shapes
+from engine.importers.onnx_schema import check_input_types, check_node, check_tensor, type_string
 from engine.ir import Graph, Tensor
 from engine.validate import check_structure
 
@@ -71,58 +71,6 @@ def _parse(path: str, data: bytes | None) -> onnx.ModelProto:
                                          "(wrong magic)")
         raise ModelFormatError(path, "corrupted or truncated ONNX file: the protobuf could not be parsed")
     return model
-
-
-def _all_tensor_protos(graph: onnx.GraphProto):
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.TENSOR:
-                yield a.t
-            elif a.type == onnx.AttributeProto.TENSORS:
-                yield from a.tensors
-            elif a.type == onnx.AttributeProto.GRAPH:
-                yield from _all_tensor_protos(a.g)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    yield from _all_tensor_protos(g)
-
-
-def _load_external_data(model: onnx.ModelProto, path: str, from_bytes: bool) -> None:
-    """Read external tensor data, refusing any location that leaves the model's folder."""
-    external = [t for t in _all_tensor_protos(model.graph) if t.data_location == TensorProto.EXTERNAL]
-    if not external:
-        return
-    if from_bytes and not os.path.exists(path):
-        raise ModelFormatError(path, "the model keeps weights in external data files; open it from its folder")
-    base = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    for t in external:
-        info = {e.key: e.value for e in t.external_data}
-        loc = info.get("location", "")
-        parts = re.split(r"[\\/]", loc)
-        if (not loc or os.path.isabs(loc) or loc.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", loc)
-                or ".." in parts):
-            raise ModelFormatError(path, f"external data location '{loc}' of tensor '{t.name}' is outside the "
-                                         "model's folder; refused")
-        full = os.path.realpath(os.path.join(base, loc))
-        if os.path.commonpath([base, full]) != base:
-            raise ModelFormatError(path, f"external data location '{loc}' of tensor '{t.name}' leads outside the "
-                                         "model's folder through a symbolic link; refused")
-        if not os.path.isfile(full):
-            raise ModelFormatError(path, f"external data file '{loc}' of tensor '{t.name}' was not found")
-        offset = int(info.get("offset", 0) or 0)
-        length = info.get("length")
-        with open(full, "rb") as f:
-            f.seek(offset)
-            raw = f.read(int(length)) if length is not None else f.read()
-        n = int(np.prod(t.dims, dtype=np.int64))
-        itemsize = helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type != TensorProto.STRING else 0
-        if t.data_type not in (TensorProto.STRING, TensorProto.INT4, TensorProto.UINT4) and len(raw) < n * itemsize:
-            raise ModelFormatError(path, f"external data file '{loc}' is too short for tensor '{t.name}' "
-                                         f"({len(raw)} of {n * itemsize} bytes)")
-        t.raw_data = raw
-        del t.external_data[:]
-        t.data_location = TensorProto.DEFAULT
 
 
 def _opset(path, model) -> int:
@@ -177,14 +125,40 @@ def _topological(path, nodes, known: set[str]) -> list:
     return order
 
 
+def _input_types(imp: Importer, n: OnnxNode) -> dict[str, str]:
+    """ONNX type strings of the node's inputs (every one is defined by now)."""
+    out = {}
+    for x in n.ins:
+        if not x:
+            continue
+        if x in imp.consts:
+            t = "tensor(int4)" if x in imp.int4 else type_string(imp.consts[x].dtype)
+        else:
+            t = type_string(imp.g.tensors[x].dtype)
+        if t is not None:
+            out[x] = t
+    return out
+
+
 def load_onnx(path: str, data: bytes | None = None,
-              input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    """Read an ONNX model (from `path`, or from `data` with `path` naming it) into a Graph."""
+              input_shapes: dict[str, tuple[int, ...]] | None = None, folder: str | None = None) -> Graph:
+    """Read an ONNX model (from `path`, or from `data` with `path` naming it) into a Graph.
+
+    External data is read from `folder` only: the file's own folder when reading `path`, the folder the caller
+    read `data` from when it says so, and never for bytes without a folder (uploads): see onnx_external.py.
+    """
     path = str(path)
+    if data is None:
+        folder = os.path.dirname(os.path.abspath(path))
     model = _parse(path, data)
     opset = _opset(path, model)
-    _load_external_data(model, path, data is not None)
+    load_external_data(model, path, folder)
     graph = model.graph
+    for i, proto in enumerate(graph.node):  # before ONNX's own inference, which trusts the schemas too
+        if proto.domain in ("", "ai.onnx"):
+            check_node(path, proto.name or f"{proto.op_type}_{i}", proto, opset)
+    for t in graph.initializer:
+        check_tensor(path, t)
     init_names = {t.name for t in graph.initializer}
     fixed, assumed = fix_inputs(path, graph, init_names, input_shapes)
     onnx_shapes = onnx_inferred_shapes(path, model, fixed)
@@ -194,6 +168,7 @@ def load_onnx(path: str, data: bytes | None = None,
     taken = set(used) | {o for nd in graph.node for o in nd.output} | set(fixed) | init_names
     onnx_names = [nd.name for nd in graph.node]
     imp = Importer(path, opset, g, used, taken, {x for x in onnx_names if x})
+    imp.onnx_shapes = onnx_shapes
     for t in graph.initializer:
         imp.consts[t.name] = to_array(path, t)
         if t.data_type == TensorProto.INT4:
@@ -219,6 +194,7 @@ def load_onnx(path: str, data: bytes | None = None,
             if x and x not in imp.consts and x not in g.tensors:
                 raise ModelFormatError(path, f"node '{n.name}' ({n.op}) reads '{x}', which is not defined "
                                              "(corrupted or truncated file?)")
+        check_input_types(path, n.name, proto, opset, _input_types(imp, n))
         a = attr_dict(proto)
         if not try_fold(imp, n, a):
             handler = HANDLERS.get(n.op)

@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.errors import ModelFormatError
-from engine.importers.onnx_context import IR_DTYPE
+from engine.importers.onnx_context import IR_DTYPE, dtype_name
 
 
 def fix_inputs(path, graph, init_names, user):
@@ -34,7 +34,7 @@ def fix_inputs(path, graph, init_names, user):
         tt = vi.type.tensor_type
         if tt.elem_type not in IR_DTYPE:
             raise ModelFormatError(path, f"input '{vi.name}' has element type "
-                                         f"{TensorProto.DataType.Name(tt.elem_type)}, which is not supported")
+                                         f"{dtype_name(tt.elem_type)}, which is not supported")
         declared = None
         if tt.HasField("shape"):
             declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")

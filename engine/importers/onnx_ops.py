@@ -265,9 +265,16 @@ def _qparams(imp, n, a, rank):
         dtype = IR_DTYPE.get(out_dtype, "uint8") if out_dtype else "uint8"
     if dtype is None:
         raise imp.fail(n, f"zero point type {zp.dtype} is not supported (int8, uint8, int16, int32)")
+    if scale.ndim > 1 or zp is not None and (zp.ndim > 1 or zp.size != scale.size):
+        raise imp.fail(n, f"scale {list(scale.shape)} and zero point {None if zp is None else list(zp.shape)} must "
+                          "be scalars or 1-D tensors of the same length")
     scale = np.ravel(scale).astype(np.float32)
     zpv = np.zeros(scale.shape, np.int64) if zp is None else np.ravel(zp).astype(np.int64)
     if scale.size > 1:
+        shape = imp.shape(n.ins[0])
+        if not -rank <= axis < rank or scale.size != shape[axis % rank]:
+            raise imp.fail(n, f"{scale.size} scales along axis {axis} of an input of shape {list(shape)}; per-axis "
+                              "quantization needs one per element of that axis")
         return Quant(scale, zpv, axis % rank), dtype
     return Quant(scale, zpv), dtype
 

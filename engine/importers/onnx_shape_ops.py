@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from engine.importers.onnx_context import f32, handles
+from engine.importers.onnx_fold import MAX_FOLD_ELEMENTS
 
 
 @handles("Reshape")
@@ -54,8 +55,7 @@ def _split(imp, n, a):
     if imp.opset < 13:
         split = a.pop("split", None)
     else:
-        v = imp.cin(n, 1, "split")
-        split = None if v is None or v.size == 0 else [int(x) for x in v]
+        split = imp.cints(n, 1, "split") or None
     a.pop("num_outputs", None)  # the IR's default split (ceil-sized chunks) is opset 18's num_outputs rule
     attrs = imp.attrs(n, a, ("axis",))
     outs = [o if o else imp.fresh_tensor(f"{n.name}/unused{i}") for i, o in enumerate(n.outs)]
@@ -178,7 +178,9 @@ def _clip(imp, n, a):
 @handles("Expand")
 def _expand(imp, n, a):
     imp.attrs(n, a)
-    shape = tuple(int(v) for v in imp.cin(n, 1, "shape", True))
+    shape = tuple(imp.cints(n, 1, "shape", True))
+    if any(d < 0 for d in shape) or math.prod(shape) > MAX_FOLD_ELEMENTS:
+        raise imp.fail(n, f"shape {list(shape)} is negative or larger than {MAX_FOLD_ELEMENTS:,} elements")
     x = n.ins[0]
     dt = imp.g.tensors[x].dtype
     # Expand is numpy broadcasting against `shape`: multiply by ones (add zeros for integers).
@@ -193,7 +195,7 @@ def _expand(imp, n, a):
 @handles("Tile")
 def _tile(imp, n, a):
     imp.attrs(n, a)
-    reps = [int(v) for v in imp.cin(n, 1, "repeats", True)]
+    reps = imp.cints(n, 1, "repeats", True)
     axes = [i for i, k in enumerate(reps) if k > 1]
     x = n.ins[0]
     if not axes:

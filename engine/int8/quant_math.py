@@ -45,6 +45,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     real = float(real)
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real):  # a NaN, infinite or zero scale in the file or from NaN weights
+        raise GraphError(f"requantization multiplier {real} is not finite (a quantization scale is zero, "
+                         "infinite or NaN)")
     q, shift = math.frexp(real)
     fixed = int(round_half_away(q * (1 << 31)))
     if fixed == 1 << 31:
