@@ -55,11 +55,11 @@ def c_name(name: str) -> str:
 
 
 def estimate_runtime(core: str) -> str:
-    """The runtime profile closest to generated C (ahead-of-time, no interpreter): vendor-optimized where the
-    hardware models have it for the core, else the core's default."""
-    from hwmodels.runtime import default_runtime, runtimes_for_core
+    """The runtime profile the export's estimates assume: the default one (hwmodels.runtime.default_runtime),
+    which is the generated C's own profile (tinystudio-c), the same as Profile's default."""
+    from hwmodels.runtime import default_runtime
 
-    return "vendor-optimized" if "vendor-optimized" in runtimes_for_core(core) else default_runtime(core)
+    return default_runtime(core)
 
 
 def estimate_json(graph, mcu) -> tuple[dict, object]:
