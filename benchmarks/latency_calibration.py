@@ -3,7 +3,8 @@
 Target (issue: per-layer profiles): median absolute error <= 25 % per runtime profile on the published rows.
 Also prints the energy estimate against the published X-CUBE-AI figures, the TFLM persistent-RAM model
 against the measured arena tails, the tinystudio-c profile against the measured exports of the generated C,
-and a leave-one-model-out check (each 4-model row refit on three models, the fourth predicted), which is the honest figure for models the profiles were not fitted on.
+and a leave-one-model-out check (each 4-model row refit on three models, the fourth predicted), which is the
+honest figure for models the profiles were not fitted on.
 Run: .venv/bin/python benchmarks/latency_calibration.py [--no-loo]
 """
 from __future__ import annotations
