@@ -18,9 +18,10 @@ Float layers run at max(int8 cost, the runtime's float MAC cost): a hardware FPU
 Cortex-M0+ is flagged an order of magnitude slower than its int8 version. int16 layers cost
 `int16_slowdown` times the int8 figure.
 latency = cycles / clock; energy = latency x the MCU's run-mode power at that clock (core busy, one core).
-RAM = arena (from the memory planner, passed in) + the runtime's persistent data + the largest kernel
-scratch buffer + I/O buffers the caller provides. Flash = weights and quantization data (passed in) + the
-runtime's code (fixed part + one kernel per distinct op type).
+RAM = arena (from the memory planner, passed in) + the runtime's persistent data (with the call stack where
+the profile gives it) + the largest kernel scratch buffer + I/O buffers the caller provides. Flash = weights
+and quantization data (passed in) + the runtime's code (fixed part + one kernel per distinct op type + per
+layer where the profile gives it).
 """
 from __future__ import annotations
 
