@@ -101,7 +101,9 @@ def mcu_picker(default: tuple[str, ...] = DEFAULT_MCUS) -> tuple[list[str], str 
     chosen = c1.multiselect("MCUs", list(mcus), key="mcus",
                             format_func=lambda m: f"{m} ({mcus[m].core}, {mcus[m].sram_kb:g} KB)",
                             help="Shown with each MCU's core and SRAM; the table below compares their fit.")
-    runtime = c2.selectbox("Runtime", runtimes, key="runtime")
+    runtime = c2.selectbox("Runtime", runtimes, key="runtime",
+                           help="Default: tinystudio-c, the C library TinyStudio's export generates (static arena, "
+                                "no interpreter), as deployed; the TFLM-based runtimes for comparison.")
     st.session_state["chosen_mcus"], st.session_state["chosen_runtime"] = chosen, runtime
     return chosen, None if runtime.startswith("default") else runtime
 

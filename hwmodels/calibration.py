@@ -117,6 +117,45 @@ def tail_rows(data_dir: str | Path | None = None) -> list[tuple[str, int, int]]:
     return [(m, int(b), persistent_bytes(wl[m][0], rt, list(wl[m][1]))) for m, b in t["bytes"].items()]
 
 
+@dataclass(frozen=True)
+class MeasuredRow:
+    """One figure of TinyStudio's generated C: measured on the exported library vs the tinystudio-c profile."""
+
+    model: str
+    what: str  # ram_bytes | flash_bytes | code_bytes | instructions_dsp | instructions_portable
+    measured: float
+    estimated: float
+
+    @property
+    def error(self) -> float:
+        return self.estimated / self.measured - 1.0
+
+
+def tinystudio_c_rows(data_dir: str | Path | None = None) -> list[MeasuredRow]:
+    """The tinystudio-c profile against the measurements in calibration.toml [tinystudio_c]: RAM and flash as
+    Profile computes them (planner arena, weights + quantization data), code, and executed instructions
+    (estimated cycles / the assumed cycles per instruction) with the DSP kernels and the portable ones."""
+    from engine.memory import plan_memory
+    from engine.summary import layer_records
+    from hwmodels.estimate import code_bytes, estimate_target, layer_cycles
+
+    t = read_toml(PUBLISHED)["tinystudio_c"]
+    rt, mcu, cpi = get_runtime(t["runtime"]), get_mcu(t["mcu"]), float(t["cycles_per_instruction"])
+    wl = workloads(data_dir)
+    rows = []
+    for m in t["ram_bytes"]:
+        g, work = wl[m]
+        work = list(work)
+        data = sum(r.weight_bytes + r.quant_bytes for r in layer_records(g))
+        est = estimate_target(g, mcu, rt, arena_bytes=plan_memory(g).arena_bytes, weight_bytes=data, work=work)
+        instr = {k: sum(layer_cycles(w, rt.core_profile(t[f"{k}_core"]), rt, mcu) for w in work) / cpi
+                 for k in ("dsp", "portable")}
+        figures = {"ram_bytes": est.ram_bytes, "flash_bytes": est.flash_bytes, "code_bytes": code_bytes(work, rt),
+                   "instructions_dsp": instr["dsp"], "instructions_portable": instr["portable"]}
+        rows += [MeasuredRow(m, what, float(t[what][m]), float(v)) for what, v in figures.items()]
+    return rows
+
+
 # ---- fitting (how the calibrated figures were obtained, and how well they predict unseen models) ------
 
 _FIT_FIELDS = ("conv_macs_per_cycle", "pointwise_macs_per_cycle", "depthwise_macs_per_cycle", "fc_macs_per_cycle",

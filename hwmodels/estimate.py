@@ -18,9 +18,10 @@ Float layers run at max(int8 cost, the runtime's float MAC cost): a hardware FPU
 Cortex-M0+ is flagged an order of magnitude slower than its int8 version. int16 layers cost
 `int16_slowdown` times the int8 figure.
 latency = cycles / clock; energy = latency x the MCU's run-mode power at that clock (core busy, one core).
-RAM = arena (from the memory planner, passed in) + the runtime's persistent data + the largest kernel
-scratch buffer + I/O buffers the caller provides. Flash = weights and quantization data (passed in) + the
-runtime's code (fixed part + one kernel per distinct op type).
+RAM = arena (from the memory planner, passed in) + the runtime's persistent data (with the call stack where
+the profile gives it) + the largest kernel scratch buffer + I/O buffers the caller provides. Flash = weights
+and quantization data (passed in) + the runtime's code (fixed part + one kernel per distinct op type + per
+layer where the profile gives it).
 """
 from __future__ import annotations
 
@@ -251,18 +252,33 @@ def estimate_layers(graph: Graph, mcu: MCU | str, runtime: Runtime | str,
 # ---- memory ------------------------------------------------------------------------------------------
 
 def persistent_bytes(graph: Graph, runtime: Runtime, work: list[LayerWork] | None = None) -> int:
-    """RAM the runtime keeps for the whole run besides the arena: node/tensor structs, per-channel data."""
+    """RAM the runtime keeps besides the arena: node/tensor structs, per-channel data, and the call stack of
+    an inference where the profile gives it."""
     work = layer_work(graph) if work is None else work
     nodes = sum(1 for w in work if w.kind != "noop")
     channels = sum(w.quant_channels for w in work)
     return (runtime.ram_fixed_bytes + runtime.ram_per_node_bytes * nodes
-            + runtime.ram_per_tensor_bytes * len(graph.tensors) + runtime.ram_per_channel_bytes * channels)
+            + runtime.ram_per_tensor_bytes * len(graph.tensors) + runtime.ram_per_channel_bytes * channels
+            + stack_bytes(work, runtime))
+
+
+def stack_bytes(work: list[LayerWork], runtime: Runtime) -> int:
+    """Call stack of one inference where the runtime profile gives it (0 otherwise): the deepest kernel's."""
+    kinds = {w.kind for w in work}
+    return max([runtime.ram_stack_bytes, *(b for k, b in runtime.ram_stack_bytes_by_kind if k in kinds)])
 
 
 def layer_scratch_bytes(w: LayerWork, runtime: Runtime) -> int:
     """Kernel scratch of one layer (im2col columns, depthwise buffers)."""
     if w.kind == "conv" and w.kernel_taps > 1:
-        return runtime.scratch_conv_bytes_per_column * w.column
+        per = runtime.scratch_conv_bytes_per_column
+    elif w.kind == "pointwise" and runtime.scratch_pointwise_bytes_per_column:
+        per = runtime.scratch_pointwise_bytes_per_column
+    else:
+        per = 0
+    if per:
+        extra = runtime.scratch_conv_unaligned_bytes_per_column if w.in_channels % 4 else 0
+        return per * w.column + extra * (w.column + w.column % 2)
     if w.kind == "depthwise":
         return runtime.scratch_depthwise_bytes_per_tap_channel * w.kernel_taps * w.in_channels
     return 0
@@ -274,9 +290,13 @@ def scratch_bytes(work: list[LayerWork], runtime: Runtime) -> int:
 
 
 def code_bytes(work: list[LayerWork], runtime: Runtime) -> int:
-    """Runtime code in flash: fixed part + one kernel per distinct op type (depthwise is its own kernel)."""
+    """Runtime code in flash: fixed part + one kernel per distinct op type (depthwise is its own kernel; a
+    profile may size some types apart) + per-layer code where the profile gives it."""
     types = {"depthwise" if w.kind == "depthwise" else w.op for w in work if w.kind != "noop"}
-    return runtime.code_fixed_bytes + runtime.code_per_op_type_bytes * len(types)
+    sized = dict(runtime.code_op_type_bytes)
+    nodes = sum(1 for w in work if w.kind != "noop")
+    return (runtime.code_fixed_bytes + sum(sized.get(t, runtime.code_per_op_type_bytes) for t in types)
+            + runtime.code_per_node_bytes * nodes)
 
 
 # ---- all together ------------------------------------------------------------------------------------

@@ -82,6 +82,17 @@ class Runtime:
     float_soft_element_factor: float
     int16_slowdown: float
     path: str = ""
+    # Optional (0 / empty where a runtime's file leaves them out). The call stack of one inference: the
+    # deepest kernel's frames, per layer kind where they differ (kind -> bytes; the largest used counts):
+    ram_stack_bytes: int = 0
+    ram_stack_bytes_by_kind: tuple[tuple[str, int], ...] = ()
+    # Scratch of 1x1 convs (kernels that expand pointwise convs through the same im2col path), and the extra
+    # gather buffer of a conv whose input channels are not a multiple of 4, per reduction element:
+    scratch_pointwise_bytes_per_column: int = 0
+    scratch_conv_unaligned_bytes_per_column: int = 0
+    # Flash per layer (parameter structs, the call) and per kind whose kernel size differs from the rest:
+    code_per_node_bytes: int = 0
+    code_op_type_bytes: tuple[tuple[str, int], ...] = ()
 
     @property
     def core_families(self) -> tuple[str, ...]:
@@ -163,7 +174,23 @@ def parse_runtime(doc: dict, path: str | Path) -> Runtime:
         float_fpu_element_factor=f(flt, "fpu_element_factor", "number", "float", positive=True),
         float_soft_element_factor=f(flt, "soft_element_factor", "number", "float", positive=True),
         int16_slowdown=f(doc, "int16_slowdown", "number", "", positive=True),
-        path=str(path))
+        path=str(path),
+        ram_stack_bytes=f(ram, "stack_bytes", "int", "ram", default=0),
+        ram_stack_bytes_by_kind=_int_table(ram, "stack_bytes_by_kind", "ram", path),
+        scratch_pointwise_bytes_per_column=f(scratch, "pointwise_bytes_per_column", "int", "scratch", default=0),
+        scratch_conv_unaligned_bytes_per_column=f(scratch, "conv_unaligned_bytes_per_column", "int", "scratch",
+                                                  default=0),
+        code_per_node_bytes=f(code, "per_node_bytes", "int", "code", default=0),
+        code_op_type_bytes=_int_table(code, "op_type_bytes", "code", path))
+
+
+def _int_table(doc: dict, key: str, where: str, path) -> tuple[tuple[str, int], ...]:
+    """An optional table of name -> non-negative int (e.g. per layer kind)."""
+    t = field(doc, key, "table", path, default={}, where=where)
+    for k in t:
+        if field(t, k, "int", path, where=f"{where}.{key}") < 0:
+            raise HardwareDataError(path, f"field '{where}.{key}.{k}' must not be negative")
+    return tuple(sorted((k, int(v)) for k, v in t.items()))
 
 
 _CACHE: dict[tuple[str, int, int], Runtime] = {}
@@ -188,8 +215,9 @@ def get_runtime(runtime_id: str, extra_dirs: list[str | Path] | None = None) -> 
     return rts[runtime_id]
 
 
-# What a user gets without choosing: the most common runtime that has a profile for the MCU's core.
-DEFAULT_PREFERENCE = ("tflm-cmsis-nn", "esp-nn", "tflm-reference")
+# What a user gets without choosing: what TinyStudio deploys (its generated C, every core), then the most
+# common runtime that has a profile for the MCU's core.
+DEFAULT_PREFERENCE = ("tinystudio-c", "tflm-cmsis-nn", "esp-nn", "tflm-reference")
 
 
 def default_runtime(mcu) -> str:

@@ -57,8 +57,8 @@ def c_name(name: str) -> str:
 
 
 def estimate_runtime(core: str) -> str:
-    """The runtime the estimate assumes: the core's default, the one the Profile page and `tinystudio
-    profile` use without a choice, so the bundle's figures match what the user saw there."""
+    """The runtime profile the export's estimates assume: the default one (hwmodels.runtime.default_runtime),
+    which is the generated C's own profile (tinystudio-c), the same as Profile's default."""
     from hwmodels.runtime import default_runtime
 
     return default_runtime(core)

@@ -19,8 +19,8 @@ def kws():
 
 
 def test_profile_targets_use_the_default_runtime_of_each_core():
-    assert profile_targets(MCUS, None) == [("esp32s3", "esp-nn"), ("nrf52840", "tflm-cmsis-nn"),
-                                           ("stm32f746ng", "tflm-cmsis-nn")]
+    assert profile_targets(MCUS, None) == [("esp32s3", "tinystudio-c"), ("nrf52840", "tinystudio-c"),
+                                           ("stm32f746ng", "tinystudio-c")]
     assert profile_targets(["nrf52840"], "tflm-reference") == [("nrf52840", "tflm-reference")]
 
 

@@ -18,7 +18,9 @@ def rows():
 
 def test_median_error_per_runtime_profile_is_at_most_25_percent(rows):
     errs = median_abs_error(rows)
-    assert set(errs) == set(load_runtimes()), "every runtime profile is checked against published rows"
+    # tinystudio-c (the generated C) has no published latency; it is checked against its own measurements
+    # (calibration.toml [tinystudio_c], tests/hwmodels/test_tinystudio_c.py).
+    assert set(errs) | {"tinystudio-c"} == set(load_runtimes()), "every runtime profile is checked"
     table = "\n".join(f"{r.board} {r.runtime} {r.model}: published {r.published_ms} ms, estimated "
                       f"{r.estimated_ms:.2f} ms ({r.error:+.1%})" for r in rows)
     bad = {rt: e for rt, e in errs.items() if e > 0.25}

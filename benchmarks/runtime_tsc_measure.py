@@ -1,0 +1,157 @@
+"""Measurements behind hwmodels/runtimes/tinystudio-c.toml: TinyStudio's generated C on the MLPerf Tiny models.
+
+For each model: the library's sections for the NUCLEO-L4R5ZI's Cortex-M4 (arm-none-eabi-size: text = code,
+rodata = weights, biases and requantization data, bss = arena + DSP scratch) and, in QEMU mps2-an386 on the
+golden input, the painted stack and the executed instructions inside <name>_run per function, for the DSP
+(SMLAD) kernels and the portable ones. Prints JSON (the figures calibration.toml [tinystudio_c] holds), then
+refits the per-kind rates of hwmodels/runtimes/tinystudio-c.toml (cortex-m4: DSP, cortex-m3: portable) on the
+per-kernel instruction counts by least squares and prints them in instructions (x the assumed cycles per
+instruction gives the TOML's cycles) with each model's error.
+Run: .venv/bin/python benchmarks/runtime_tsc_measure.py [--out FILE.json] [--from FILE.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.codegen import generate_library  # noqa: E402
+from engine.export.crossbuild import measure_footprint  # noqa: E402
+from engine.export.golden import make_cases, pack_inputs  # noqa: E402
+from engine.export.qemu import run_elf  # noqa: E402
+from engine.export.verify_qemu import MARKERS, build_test_elf  # noqa: E402
+from engine.importers.tflite_import import load_tflite  # noqa: E402
+from hwmodels.estimate import MAC_KINDS, layer_cycles, layer_work  # noqa: E402
+from hwmodels.mcu import get_mcu  # noqa: E402
+from hwmodels.runtime import get_runtime  # noqa: E402
+
+MLPERF = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf-tiny"
+MODELS = [("kws", "kws_ref_model.tflite"), ("vww", "vww_96_int8.tflite"), ("ic", "pretrainedResnet_quant.tflite"),
+          ("ad", "ad01_int8.tflite")]
+
+
+def counts(graph, lib, mcu, work: Path, dsp: bool) -> dict:
+    elf, machine = build_test_elf(lib, mcu, work, dsp=dsp)
+    cases = make_cases(graph, lib, 0, seed=1)
+    (work / "inputs.bin").write_bytes(pack_inputs(lib, cases))
+    run = run_elf(machine, elf, cwd=work, timeout=900, region=MARKERS, per_function=True)
+    stack = next((int(line.split("=", 1)[1]) for line in run.stdout.splitlines() if line.startswith("stack_bytes=")),
+                 None)
+    return {"instructions": sum(run.per_function.values()), "stack": stack,
+            "per_function": dict(sorted(run.per_function.items(), key=lambda kv: -kv[1]))}
+
+
+# Which layer kinds a kernel function serves ("main" is the test harness's own code: left out).
+_GROUPS = (("conv", ("ts_conv", "ts_im2col")), ("depthwise", ("ts_dw", "ts_depthwise")),
+           ("fc", ("ts_fc", "ts_fully")), ("elementwise", ("ts_add", "ts_mul", "ts_lut", "ts_minmax")),
+           ("pool", ("ts_avg", "ts_max_pool", "ts_mean")), ("softmax", ("ts_softmax", "ts_exp")))
+_KIND_GROUP = {"conv": "conv", "pointwise": "conv", "depthwise": "depthwise", "fc": "fc",
+               "elementwise": "elementwise", "pool": "pool", "softmax": "softmax"}
+FIELDS = ("conv_macs_per_cycle", "pointwise_macs_per_cycle", "depthwise_macs_per_cycle", "fc_macs_per_cycle",
+          "column_overhead", "depthwise_channel_overhead", "elementwise_cycles", "pool_cycles", "softmax_cycles",
+          "layer_overhead_cycles")
+
+
+def observed(per_function: dict, work) -> dict[str, float]:
+    """Instructions per layer-kind group; the portable requantization helper (ts_mbqm) is shared among the MAC
+    kinds by output elements; other helpers (memset, ...) count as 'other'."""
+    obs: dict[str, float] = {}
+    for fn, n in per_function.items():
+        if fn == "main":
+            continue
+        g = "mbqm" if fn == "ts_mbqm" else next((g for g, pre in _GROUPS if fn.startswith(pre)), "other")
+        obs[g] = obs.get(g, 0) + n
+    mbqm = obs.pop("mbqm", 0)
+    outs: dict[str, int] = {}
+    for w in work:
+        if w.kind in MAC_KINDS:
+            outs[_KIND_GROUP[w.kind]] = outs.get(_KIND_GROUP[w.kind], 0) + w.elements
+    for g, e in outs.items():
+        obs[g] = obs.get(g, 0) + mbqm * e / sum(outs.values())
+    return obs
+
+
+def predicted(prof, work, rt, mcu) -> dict[str, float]:
+    out = {"other": 0.0}
+    for w in work:
+        if w.kind == "noop":
+            continue
+        out["other"] += prof.layer_overhead_cycles
+        g = _KIND_GROUP.get(w.kind)
+        if g:
+            out[g] = out.get(g, 0) + layer_cycles(w, prof, rt, mcu) - prof.layer_overhead_cycles
+    return out
+
+
+def fit(meas: dict, works: dict, path: str, core: str, mcu):
+    """Least squares on log(predicted / measured) per kernel group (weighted by its share) and per model total."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    rt = get_runtime("tinystudio-c")
+    base = rt.core_profile(core)
+    obs = {k: observed(meas[k][path]["per_function"], works[k]) for k in meas}
+    x0 = np.log([0.5, 0.5, 0.3, 0.5, 10, 4, 5, 3, 100, 1000])
+
+    def prof(x):
+        return replace(base, **{f: float(v) for f, v in zip(FIELDS, np.exp(x))})
+
+    def residuals(x):
+        p, r = prof(x), []
+        for k, o in obs.items():
+            pr, total = predicted(p, works[k], rt, mcu), sum(o.values())
+            r += [np.sqrt(v / total) * np.log(pr.get(g, 1e-9) / v) for g, v in o.items() if v > 0 and g != "other"]
+            r.append(2 * np.log(sum(pr.values()) / total))
+        return np.concatenate([r, 0.05 * (x - x0)])
+
+    p = prof(least_squares(residuals, x0).x)
+    print(f"{path} kernels, per instruction (cycles = x cycles/instruction; MACs/cycle = / it):")
+    print("  " + ", ".join(f"{f} {getattr(p, f):.4g}" for f in FIELDS))
+    for k, o in obs.items():
+        pr, macs = predicted(p, works[k], rt, mcu), sum(w.macs for w in works[k])
+        print(f"  {k:4s} measured {sum(o.values()):13,.0f} ({sum(o.values()) / macs:5.2f}/MAC)  "
+              f"fitted {sum(pr.values()):13,.0f}  {sum(pr.values()) / sum(o.values()) - 1:+6.1%}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="")
+    ap.add_argument("--from", dest="src", default="", help="refit on a JSON written by --out instead of measuring")
+    args = ap.parse_args()
+    mcu = get_mcu("stm32l4r5zi")
+    works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
+    if args.src:
+        out = json.loads(Path(args.src).read_text())
+        fit(out, works, "dsp", "cortex-m4", mcu)
+        fit(out, works, "portable", "cortex-m3", mcu)
+        return 0
+    out = {}
+    for key, fname in MODELS:
+        graph = load_tflite(str(MLPERF / fname))
+        lib = generate_library(graph, key)
+        with tempfile.TemporaryDirectory() as td:
+            fp = measure_footprint(lib, mcu, Path(td) / "fp")
+            d = {"macs": lib.macs, "arena": lib.arena_bytes, "text": fp.text, "rodata": fp.rodata, "data": fp.data,
+                 "bss": fp.bss, "static_stack": fp.stack}
+            d["dsp"] = counts(graph, lib, mcu, Path(td) / "dsp", True)
+            d["portable"] = counts(graph, lib, mcu, Path(td) / "port", False)
+        out[key] = d
+        print(key, json.dumps({k: v for k, v in d.items() if k not in ("dsp", "portable")}),
+              d["dsp"]["instructions"], d["dsp"]["stack"], d["portable"]["instructions"], d["portable"]["stack"],
+              file=sys.stderr, flush=True)
+    text = json.dumps(out, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    fit(out, works, "dsp", "cortex-m4", mcu)
+    fit(out, works, "portable", "cortex-m3", mcu)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
