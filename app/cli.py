@@ -349,10 +349,16 @@ def _train_model(args, data):
     if args.model.strip().lower().startswith("zoo:"):
         return adapt_zoo(args.model, data, seed=args.seed)
     if args.model.lower().endswith(".tsgraph"):
-        from engine.serialize import load
-
-        return load(args.model)
+        return _load_tsgraph(args.model)
     return open_model(args)
+
+
+def _load_tsgraph(path: str):
+    from engine.serialize import load
+
+    if not os.path.isfile(path):
+        raise TinyStudioError(f"{path}: no such file")
+    return load(path)
 
 
 def _save_model(graph, out: str) -> None:
@@ -469,9 +475,7 @@ def cmd_compress(args) -> int:
     if data is not None:
         graph = _train_model(args, data)
     elif args.model.lower().endswith(".tsgraph"):
-        from engine.serialize import load
-
-        graph = load(args.model)
+        graph = _load_tsgraph(args.model)
     else:
         graph = open_model(args)
     pretrained = None

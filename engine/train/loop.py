@@ -23,7 +23,8 @@ from engine.errors import TinyStudioError
 from engine.exporters.torch_export import GraphModule, from_torch_weights
 from engine.ir import Graph
 from engine.train.fakequant import WeightFn, weight_quantizer
-from engine.train.graphs import check_fits, check_outputs, is_int8, logits_view, rebatch, to_layout
+from engine.train.graphs import (adapt_input_layout, check_fits, check_outputs, is_int8, logits_view, rebatch,
+                                 to_layout)
 from engine.train.metrics import forward_batches, metrics
 
 Progress = Callable[[float, str], None]
@@ -173,6 +174,7 @@ class _Step:
 
 
 def _teacher_outputs(teacher: Graph, data: Dataset, batch: int) -> torch.Tensor:
+    teacher = adapt_input_layout(teacher, data.input_shape)
     check_fits(teacher, data.input_shape, data.name)
     view = logits_view(teacher)
     check_outputs(view, data, "teacher")
@@ -207,6 +209,7 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
     n = len(data.x_train)
     if n < 2 or len(data.x_val) < 1:
         raise DataError(f"data set '{data.name}' needs at least 2 training and 1 validation sample")
+    graph = adapt_input_layout(graph, data.input_shape)
     check_fits(graph, data.input_shape, data.name)
     view = logits_view(graph)
     check_outputs(view, data, f"graph '{graph.name}'")
