@@ -84,8 +84,8 @@ def try_input(graph: Graph, x: np.ndarray, class_names=None, label: int | None =
     x = np.asarray(x, np.float32)
     graph = adapt_input_layout(graph, tuple(x.shape))
     if len(graph.inputs) == 1 and sample_shape(graph) != tuple(x.shape):
-        raise DataError(f"graph '{graph.name}' takes samples of shape {list(sample_shape(graph))}, this input has "
-                        f"shape {list(x.shape)}")
+        raise DataError(f"the model takes samples of shape {list(sample_shape(graph))}, this input has shape "
+                        f"{list(x.shape)}; train it on this data set first (a zoo model is rebuilt for it)")
     check_fits(graph, tuple(x.shape), "the input")
     out = graph.outputs[0]
     probs = ends_in_softmax(graph, out)
