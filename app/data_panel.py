@@ -75,6 +75,14 @@ def data_panel(key: str, session_id: int | None = None) -> Dataset | None:
     stored with that session and offered again on later visits."""
     builtins = {d["name"]: d for d in list_datasets()}
     kinds = ["built-in", "stored", "upload"] if session_id is not None else ["built-in", "upload"]
+    # Streamlit drops a widget's state when a page without it runs: the choice is kept under other keys and
+    # handed back when the panel shows again, so switching pages keeps the chosen data set.
+    kept = st.session_state.setdefault(f"{key}__kept", {})
+    for k in ("kind", "name", "stored"):
+        if f"{key}_{k}" not in st.session_state and k in kept:
+            st.session_state[f"{key}_{k}"] = kept[k]
+    if st.session_state.get(f"{key}_kind") not in kinds:
+        st.session_state.pop(f"{key}_kind", None)
     choice = st.radio("Data", kinds, horizontal=True, key=f"{key}_kind", format_func=_KINDS.get)
     if choice == "built-in":
         name = st.selectbox("Dataset", list(builtins), key=f"{key}_name",
@@ -98,6 +106,8 @@ def data_panel(key: str, session_id: int | None = None) -> Dataset | None:
                 st.toast(f"Saved {d.name} with the session", icon=":material/save:")
             cache[up.file_id] = ds
         ds = cache[up.file_id]
+    kept.update({k: st.session_state[f"{key}_{k}"] for k in ("kind", "name", "stored")
+                 if f"{key}_{k}" in st.session_state})
     st.caption(f"{ds.source}: {len(ds.x_train):,} training and {len(ds.x_val):,} validation samples, "
                f"input {'x'.join(map(str, ds.input_shape))}, "
                + (f"{ds.classes} classes" if ds.classes else ds.task) + "; normalized per channel")

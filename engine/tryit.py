@@ -59,6 +59,46 @@ def sample_from_npy(raw: bytes, name: str, data: Dataset | None, input_shape: tu
     return normalize(arr[None], data.normalization)[0] if data is not None else arr
 
 
+def raw_range(data: Dataset) -> tuple[float, float]:
+    """The smallest and largest raw (un-normalized) value of the training samples."""
+    norm = data.normalization
+    x = data.x_train
+    if norm:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        x = x * np.asarray(norm["std"], np.float32).reshape(shape) + np.asarray(norm["mean"], np.float32).reshape(shape)
+    return float(x.min()), float(x.max())
+
+
+def sample_from_image(raw: bytes, name: str, data: Dataset, invert: bool = False) -> np.ndarray:
+    """An image file as one sample of an image data set (C, H, W) with C 1 (gray) or 3 (RGB): resized to H x W,
+    brightness 0..1 (inverted if asked: dark ink on white paper for white-on-black data) mapped onto the training
+    samples' range of raw values, then normalized like them."""
+    from PIL import Image, UnidentifiedImageError
+
+    from engine.data.uploads import MAX_IMAGE_SIDE
+
+    shape = tuple(data.input_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise DataError(f"{name}: data set '{data.name}' does not hold images (its samples are {list(shape)}); "
+                        "give a .npy sample")
+    if len(raw) > MAX_NPY_BYTES:
+        raise DataError(f"{name}: {len(raw):,} bytes is over the {MAX_NPY_BYTES:,}-byte limit for one input")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if max(img.size) > MAX_IMAGE_SIDE:
+                raise DataError(f"{name}: {img.size[0]}x{img.size[1]} pixels is larger than {MAX_IMAGE_SIDE} on a side")
+            img = img.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]),
+                                                                       Image.Resampling.BILINEAR)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise DataError(f"{name}: not a readable image ({e})") from None
+    a = np.asarray(img, np.float32) / 255.0
+    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+    if invert:
+        a = 1.0 - a
+    lo, hi = raw_range(data)
+    return normalize((lo + a * (hi - lo))[None], data.normalization)[0].astype(np.float32)
+
+
 def _softmax(v: np.ndarray) -> np.ndarray:
     e = np.exp(v - v.max())
     return e / e.sum()

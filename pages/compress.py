@@ -24,6 +24,10 @@ st.title("Compress")
 s, v, graph = require_current()
 session_caption(s, v)
 store = get_store()
+trained = db.version_accuracy(store, v.id)  # zoo, blank and canvas versions are untrained until trained
+if not trained["trained"]:
+    st.warning(f"Version {v.id} is **untrained** ({trained['reason']}): accuracy figures would mean nothing. "
+               "Train it on the Train page first.", icon=":material/warning:")
 
 with st.expander("Data", expanded=True):
     with widgets.user_errors():
@@ -36,9 +40,10 @@ spec = actions[name]
 st.caption(spec["description"])
 with st.form(f"action_{name}"):
     params = widgets.zoo_param_inputs([p for p in spec["params"] if p["type"] != "model"], model=f"act_{name}")
-    run_untrained = st.checkbox("Run on the untrained model anyway", key=f"untrained_ok_{name}",
-                                help="Quantization, pruning, QAT and distillation keep what the weights learned; "
-                                     "on random weights their accuracy figures mean nothing.")
+    run_untrained = trained["trained"] or name in NO_TRAINING_NEEDED or st.checkbox(
+        "Run on the untrained model anyway", key=f"untrained_ok_{name}",
+        help="Quantization, pruning, QAT and distillation keep what the weights learned; on random weights their "
+             "accuracy figures mean nothing.")
     b1, b2 = st.columns([1, 3])
     go = b1.form_submit_button("Run in the background", type="primary")
     predict = b2.form_submit_button("Predict the effect (no fine-tuning)")
@@ -47,11 +52,8 @@ mismatch = data_mismatch(graph, data) if data is not None else None  # layout an
 if mismatch:
     st.warning(f"{mismatch}: accuracy cannot be measured on it.")
     data = None
-trained = db.version_accuracy(store, v.id)
 if not trained["trained"]:
-    st.warning(f"Version {v.id} is **untrained** ({trained['reason']}): accuracy figures would mean nothing. "
-               "Train it on the Train page first.", icon=":material/warning:")
-    if name not in NO_TRAINING_NEEDED and (go or predict) and not run_untrained:
+    if name not in NO_TRAINING_NEEDED and go and not run_untrained:
         st.error(f"'{name}' works on what the weights learned: tick 'Run on the untrained model anyway' or train "
                  "the version first.")
         st.stop()

@@ -9,7 +9,7 @@ from app.data_panel import data_panel
 from app.state import get_store, require_current, session_caption
 from app.train_view import fit_for_training, latest_job, live_training, start_training, training_result
 from app.workflows.train import TrainSettings
-from engine.tryit import dataset_sample, sample_from_npy, try_input
+from engine.tryit import dataset_sample, sample_from_image, sample_from_npy, try_input
 
 st.title("Train")
 s, v, graph = require_current()
@@ -71,7 +71,9 @@ st.subheader("Try it")
 if data is None:
     st.caption("Choose a data set above to try the current version on its samples.")
 else:
-    how = st.radio("Input", ["a data set sample", "my input (.npy)"], horizontal=True, key=f"try_kind_{s.id}")
+    images = len(data.input_shape) == 3 and data.input_shape[0] in (1, 3)
+    how = st.radio("Input", ["a data set sample", "my input (.npy)"] + (["my image"] if images else []),
+                   horizontal=True, key=f"try_kind_{s.id}")
     x = label = None
     n = len(data.x_val)
     if how == "a data set sample":
@@ -87,6 +89,15 @@ else:
         index = c1.number_input(f"Validation sample (0..{n - 1})", min_value=0, max_value=n - 1, step=1, key=key)
         with widgets.user_errors():
             x, label, _ = dataset_sample(data, int(index))
+    elif how == "my image":
+        up = st.file_uploader(f"An image (PNG, JPEG): resized to {data.input_shape[2]}x{data.input_shape[1]}, "
+                              f"{'gray' if data.input_shape[0] == 1 else 'RGB'}, brightness mapped onto the data set's "
+                              "range of values", type=["png", "jpg", "jpeg", "bmp", "gif"], key=f"try_img_{s.id}")
+        invert = st.checkbox("Invert (dark ink on light paper, for data drawn light on dark like digits)",
+                             key=f"try_invert_{s.id}")
+        if up is not None:
+            with widgets.user_errors():
+                x = sample_from_image(up.getvalue(), up.name, data, invert)
     else:
         up = st.file_uploader(f"One sample as .npy, shape {'x'.join(map(str, data.input_shape))} (channels first, "
                               "raw values: normalized like the data set)", type=["npy"], key=f"try_npy_{s.id}")
@@ -98,6 +109,10 @@ else:
             res = try_input(graph, x, data.class_names, label)
         cols = st.columns(len(res["modes"]) + 1)
         for col, m in zip(cols, res["modes"]):
+            if data.task != "classification":  # regression / reconstruction: the outputs themselves
+                col.metric(f"{m['mode']} output", ", ".join(f"{r:.4g}" for r in m["raw"][:4])
+                           + (" …" if len(m["raw"]) > 4 else ""))
+                continue
             col.metric(f"{m['mode']} prediction", m["class"])
             verdict = "" if label is None else (" · right" if m["prediction"] == label else " · wrong")
             col.caption(f"score {m['scores'][m['prediction']]:.1%}{verdict}")

@@ -29,6 +29,10 @@ def test_train_zoo_lenet_on_digits_then_try_it(studio, new_page, shot, tmp_path)
     form = page.get_by_test_id("stForm")
     form.get_by_role("spinbutton", name="Epochs").fill("12")
     page.get_by_role("button", name="Train in the background").click()
+    # While it runs: progress and the curves drawn so far.
+    page.get_by_text(re.compile(r"train #\d+: epoch")).first.wait_for(timeout=120_000)
+    page.locator(".gtitle", has_text="Training curves").first.wait_for(timeout=60_000)
+    shot(page, "training-live")
     page.get_by_text("Trained: version").first.wait_for(timeout=180_000)
     assert not ui.tracebacks(page)
     ui.wait_versions(page, 2)
@@ -54,6 +58,35 @@ def test_train_zoo_lenet_on_digits_then_try_it(studio, new_page, shot, tmp_path)
     ui.wait_idle(page)
     assert not ui.tracebacks(page) and not ui.errors_shown(page)
     shot(page, "try-it")
+
+    # Quantize the trained version to int8 on Compress: its accuracy is measured (the digits data are NCHW float,
+    # the int8 version takes NHWC int8), then prune its channels: nothing is blocked.
+    ui.go(page, "Compress")
+    ui.select_option(page, "Dataset", "digits")
+    ui.select_option(page, "Action", "quantize-int8")
+    ui.wait_idle(page)
+    assert page.get_by_text("is untrained").count() == 0
+    page.get_by_role("button", name="Run in the background").click()
+    page.get_by_role("button", name="Accept as a new version").wait_for(timeout=180_000)
+    page.get_by_role("button", name="Accept as a new version").click()
+    ui.wait_versions(page, 3)
+    ui.select_option(page, "Action", "prune-channels")
+    ui.wait_idle(page)
+    assert page.get_by_text("accuracy cannot be measured").count() == 0
+    page.get_by_role("button", name="Predict the effect (no fine-tuning)").click()
+    page.get_by_text("Predicted effect (before fine-tuning)").wait_for(timeout=120_000)
+    rows = ui.table(ui.dataframe(page, "figure"))
+    acc = next(r for r in rows if r["figure"] == "accuracy")
+    assert float(acc["now"]) > 0.9, rows
+    assert not ui.tracebacks(page) and not ui.errors_shown(page)
+    shot(page, "compress-int8-prune")
+
+    # Try it on the int8 version: the float form and the int8 kernels side by side.
+    ui.go(page, "Train")
+    page.get_by_text("Version 3 is trained").first.wait_for()
+    m = ui.metrics(page)
+    assert m["float prediction"] in [str(i) for i in range(10)] and m["int8 prediction"] in [str(i) for i in range(10)]
+    shot(page, "try-it-int8")
 
     # History shows the new version made by "train".
     ui.go(page, "History")

@@ -175,3 +175,31 @@ def test_cli_run_sample_and_train_provenance(tmp_path, capsys, int8):
     assert doc["provenance"]["accuracy"] == doc["accuracy"]
     assert doc["provenance"]["dataset"]["source"] == "builtin:digits"
     assert set(doc["provenance"]) >= {"trained", "accuracy", "dataset", "settings", "epochs_run"}
+
+
+def test_try_it_image_maps_onto_the_data_range(lenet, data):
+    """A digits sample drawn as a PNG (0..16 -> 0..255) comes back as (almost) the same normalized sample."""
+    import io
+
+    from PIL import Image
+
+    from engine.data import normalize
+    from engine.tryit import raw_range, sample_from_image
+    lo, hi = raw_range(data)
+    assert (lo, hi) == (0.0, 16.0)
+    raw = load_dataset("digits")  # normalized; undo it to get gray levels
+    x = raw.x_val[7] * np.asarray(raw.normalization["std"])[:, None, None] + np.asarray(raw.normalization["mean"])[
+        :, None, None]
+    buf = io.BytesIO()
+    Image.fromarray(np.round(x[0] / 16 * 255).astype(np.uint8), "L").save(buf, "PNG")
+    got = sample_from_image(buf.getvalue(), "seven.png", data)
+    want = normalize(x[None], data.normalization)[0]
+    assert got.shape == (1, 8, 8) and np.abs(got - want).max() < 0.05
+    inv = sample_from_image(buf.getvalue(), "seven.png", data, invert=True)
+    assert np.allclose(inv, normalize((16 - np.round(x / 16 * 255) / 255 * 16)[None], data.normalization)[0],
+                       atol=1e-4)
+    with pytest.raises(TinyStudioError, match="not a readable image"):
+        sample_from_image(b"GIF89a-broken", "x.gif", data)
+    sensor = load_dataset("synthetic-sensor")
+    with pytest.raises(TinyStudioError, match="does not hold images"):
+        sample_from_image(buf.getvalue(), "seven.png", sensor)
