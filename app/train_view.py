@@ -88,7 +88,7 @@ def training_result(job: db.JobInfo) -> None:
     rep, prov = r.get("report", {}), r.get("provenance", {})
     acc = prov.get("accuracy")
     d = prov.get("dataset") or {}
-    st.subheader(f"Trained: version {r.get('version')}")
+    st.subheader(f"Last training: made version {r.get('version')} from version {r.get('base')}")
     c1, c2, c3, c4 = st.columns(4)
     metric = "validation accuracy" if r.get("task", "classification") == "classification" else "validation R²"
     c1.metric(metric, "-" if acc is None else f"{acc:.2%}")

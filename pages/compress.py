@@ -76,6 +76,8 @@ if predict:
         hide_index=True, width="stretch")
     if not trained["trained"]:
         st.caption("accuracy: untrained model (not shown)")
+    for note in pred.get("notes", []):
+        st.info(note)
 
 if go:
     if spec["needs_data"] and data is None:

@@ -74,8 +74,10 @@ def _state(con, vid: int, depth: int = 0) -> dict:
     if parent is None:
         return {"trained": False, "accuracy": None, "dataset": None, "reason": f"made by '{action}' from nothing"}
     up = _state(con, parent, depth + 1)
-    return {**up, "accuracy": acc if up["trained"] else None, "dataset": data or up["dataset"]} if tunes is not None \
-        else up
+    if tunes is None:  # an action this rule set does not know: it keeps what it was made from
+        return up
+    reason = f"{action} of a trained version" if up["trained"] else up["reason"]
+    return {**up, "accuracy": acc if up["trained"] else None, "dataset": data or up["dataset"], "reason": reason}
 
 
 def version_accuracy(store: Store, version_id: int) -> dict:
