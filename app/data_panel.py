@@ -15,7 +15,7 @@ import streamlit as st
 
 import store as db
 from app.state import get_store
-from engine.data import UPLOAD_EXTENSIONS, Dataset, list_datasets, load_dataset
+from engine.data import UPLOAD_EXTENSIONS, DataError, Dataset, list_datasets, load_dataset
 from store.datasets import MAX_DATASET_BYTES as MAX_DATA_BYTES
 
 _KINDS = {"built-in": "built-in", "stored": "uploaded to this session", "upload": "upload a file"}
@@ -29,14 +29,15 @@ def _builtin(name: str, seed: int) -> Dataset:
 def _upload(data: bytes, filename: str, seed: int) -> Dataset:
     ext = os.path.splitext(filename)[1].lower()
     if ext not in UPLOAD_EXTENSIONS:
-        from engine.data import DataError
-
         raise DataError(f"{filename}: upload a .npz, .csv or .zip file")
     with tempfile.TemporaryDirectory(prefix="tinystudio-data-") as d:
         path = os.path.join(d, "upload" + ext)
         with open(path, "wb") as f:
             f.write(data)
-        ds = load_dataset(path, seed=seed, max_bytes=MAX_DATA_BYTES)
+        try:
+            ds = load_dataset(path, seed=seed, max_bytes=MAX_DATA_BYTES)
+        except DataError as e:  # the message names the file the user gave, not our temporary one
+            raise DataError(str(e).replace(path, os.path.basename(filename))) from None
     # The temporary name must not show: the data set is named and sourced after the user's file.
     stem = os.path.splitext(os.path.basename(filename))[0]
     return replace(ds, name=stem, source=f"upload:{os.path.basename(filename)}")

@@ -97,7 +97,14 @@ def train_version(graph: Graph, data: Dataset, settings: TrainSettings,
     s = settings.check()
     trained, rep = train(graph, data, epochs=s.epochs, lr=float(s.lr), batch_size=s.batch_size, seed=s.seed,
                          patience=s.patience, progress=progress, on_epoch=on_epoch)
-    prov = {"trained": True, "accuracy": rep.accuracy, "loss": rep.loss, "dataset": dataset_record(data, s.seed),
+    acc = rep.accuracy
+    from engine.train.graphs import is_int8
+
+    if is_int8(trained):  # trained through simulated quantization: the stored figure is the int8 kernels' own
+        from engine.train import evaluate
+
+        acc = evaluate(trained, data)["accuracy"]
+    prov = {"trained": True, "accuracy": acc, "loss": rep.loss, "dataset": dataset_record(data, s.seed),
             "settings": asdict(s), "epochs_run": rep.epochs_run, "best_epoch": rep.best_epoch,
             "early_stopped": rep.early_stopped, "seconds": round(rep.seconds, 2)}
     if adapted:

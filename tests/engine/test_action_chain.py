@@ -203,3 +203,9 @@ def test_try_it_image_maps_onto_the_data_range(lenet, data):
     sensor = load_dataset("synthetic-sensor")
     with pytest.raises(TinyStudioError, match="does not hold images"):
         sample_from_image(buf.getvalue(), "seven.png", sensor)
+
+
+def test_training_an_int8_version_records_the_int8_accuracy(int8, data):
+    res = train_version(int8, data, TrainSettings(epochs=1, batch_size=32))
+    assert is_quantized_graph(res.graph)
+    assert res.provenance["accuracy"] == pytest.approx(evaluate(res.graph, data)["accuracy"])
