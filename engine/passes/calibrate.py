@@ -45,7 +45,7 @@ def synthetic_calibration(graph: Graph, n: int = 32, seed: int = 0, distribution
     for _ in range(n):
         feeds = {}
         for name in graph.inputs:
-            shape = graph.tensors[name].shape
+            shape = original_shape(graph, name)  # feeds are given in the original layout (see as_feeds)
             x = rng.standard_normal(shape) if distribution == "normal" else rng.uniform(low, high, shape)
             feeds[name] = x.astype(np.float32)
         out.append(feeds)
