@@ -79,6 +79,10 @@ def data_panel(key: str, session_id: int | None = None) -> Dataset | None:
     # Streamlit drops a widget's state when a page without it runs: the choice is kept under other keys and
     # handed back when the panel shows again, so switching pages keeps the chosen data set.
     kept = st.session_state.setdefault(f"{key}__kept", {})
+    switch = st.session_state.pop(f"{key}__switch", None)
+    if switch is not None:  # a file was just stored: show it as one of the session's data sets
+        kept.update(kind="stored", stored=switch)
+        st.session_state[f"{key}_kind"], st.session_state[f"{key}_stored"] = "stored", switch
     for k in ("kind", "name", "stored"):
         if f"{key}_{k}" not in st.session_state and k in kept:
             st.session_state[f"{key}_{k}"] = kept[k]
@@ -102,10 +106,12 @@ def data_panel(key: str, session_id: int | None = None) -> Dataset | None:
         if up.file_id not in cache:
             cache.clear()
             ds = _upload(up.getvalue(), up.name, 0)  # checked before it is stored: bad data never lands in the db
+            cache[up.file_id] = ds
             if session_id is not None:
                 d = db.add_session_dataset(get_store(), session_id, up.name, up.getvalue())
                 st.toast(f"Saved {d.name} with the session", icon=":material/save:")
-            cache[up.file_id] = ds
+                st.session_state[f"{key}__switch"] = d.id
+                st.rerun()
         ds = cache[up.file_id]
     kept.update({k: st.session_state[f"{key}_{k}"] for k in ("kind", "name", "stored")
                  if f"{key}_{k}" in st.session_state})

@@ -104,7 +104,7 @@ def test_train_zoo_lenet_on_digits_then_try_it(studio, new_page, shot, tmp_path)
     page.get_by_text("train").first.wait_for()
 
 
-def test_uploaded_dataset_is_kept_with_the_session(studio, new_page, tmp_path):
+def test_uploaded_dataset_is_kept_with_the_session(studio, new_page, shot, tmp_path):
     page = new_page(studio.url)
     ui.create_zoo_session(page, "sensor_cnn1d", name="sensor")
     ui.go(page, "Train")
@@ -128,6 +128,14 @@ def test_uploaded_dataset_is_kept_with_the_session(studio, new_page, tmp_path):
     page.get_by_text("uploaded to this session").click()
     page.get_by_text("upload:wobble.npz").first.wait_for(timeout=60_000)
     assert not ui.tracebacks(page)
+    # Train on it: the zoo model is rebuilt for 3 classes, the new version records the upload as its data.
+    page.get_by_text("rebuilt for this data set").first.wait_for(timeout=60_000)
+    page.get_by_test_id("stForm").get_by_role("spinbutton", name="Epochs").fill("2")
+    page.get_by_role("button", name="Train in the background").click()
+    page.get_by_text("Last training: made version").first.wait_for(timeout=180_000)
+    ui.wait_versions(page, 2)
+    assert ui.metrics(page)["data set"] == "wobble"
+    shot(page, "uploaded")
     ui.go(page, "Compress")
     page.get_by_text("uploaded to this session").click()
     page.get_by_text("upload:wobble.npz").first.wait_for(timeout=60_000)
