@@ -66,7 +66,10 @@ def live_training(session_id: int) -> None:
         return
     if job.status in ("queued", "running"):
         st.session_state[seen] = job.id
-        st.progress(job.progress, text=f"train #{job.id}: {job.message or job.status}")
+        c1, c2 = st.columns([6, 1])
+        c1.progress(job.progress, text=f"train #{job.id}: {job.message or job.status}")
+        if c2.button("Cancel", key=f"cancel_train_{job.id}"):
+            db.cancel_job(get_store(), job.id, "cancelled by the user")
         history = list(LIVE.get((job.params or {}).get("live", ""), []))
         if history:
             st.plotly_chart(train_charts.curves(history), width="stretch", key=f"live_curves_{job.id}")
@@ -77,7 +80,7 @@ def live_training(session_id: int) -> None:
     if job.status == "failed":
         st.error(f"train #{job.id}: {job.message}", icon=":material/error:")
     elif job.status == "cancelled":
-        st.warning(f"train #{job.id} was cancelled")
+        st.warning(f"train #{job.id} was cancelled; no version was saved")
 
 
 def training_result(job: db.JobInfo) -> None:
