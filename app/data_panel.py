@@ -71,14 +71,29 @@ def _stored_panel(key: str, session_id: int) -> Dataset | None:
     return _stored(d.id, d.hash, d.name, 0)
 
 
-def data_panel(key: str, session_id: int | None = None) -> Dataset | None:
+def _preferred(source: str | None, builtins: dict, session_id: int | None) -> dict:
+    """The panel's first choice for a data set source a version recorded ("builtin:digits", "upload:x.npz")."""
+    kind, _, name = (source or "").partition(":")
+    if kind in ("builtin", "synthetic") and name in builtins:
+        return {"kind": "built-in", "name": name}
+    if kind == "upload" and session_id is not None:
+        match = [d for d in db.list_session_datasets(get_store(), session_id) if d.name == name]
+        if match:
+            return {"kind": "stored", "stored": match[0].id}
+    return {}
+
+
+def data_panel(key: str, session_id: int | None = None, prefer: str | None = None) -> Dataset | None:
     """Render the panel; returns the chosen dataset (None until one is chosen). With `session_id`, uploads are
-    stored with that session and offered again on later visits."""
+    stored with that session and offered again on later visits. `prefer`: the source of the data set to show
+    first (the one the current version was trained with), until the user chooses another."""
     builtins = {d["name"]: d for d in list_datasets()}
     kinds = ["built-in", "stored", "upload"] if session_id is not None else ["built-in", "upload"]
     # Streamlit drops a widget's state when a page without it runs: the choice is kept under other keys and
     # handed back when the panel shows again, so switching pages keeps the chosen data set.
-    kept = st.session_state.setdefault(f"{key}__kept", {})
+    if f"{key}__kept" not in st.session_state:
+        st.session_state[f"{key}__kept"] = _preferred(prefer, builtins, session_id)
+    kept = st.session_state[f"{key}__kept"]
     switch = st.session_state.pop(f"{key}__switch", None)
     if switch is not None:  # a file was just stored: show it as one of the session's data sets
         kept.update(kind="stored", stored=switch)

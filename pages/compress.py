@@ -31,7 +31,7 @@ if not trained["trained"]:
 
 with st.expander("Data", expanded=True):
     with widgets.user_errors():
-        data = data_panel(f"data_{s.id}", s.id)
+        data = data_panel(f"data_{s.id}", s.id, prefer=(trained["dataset"] or {}).get("source"))
 
 actions = {a["name"]: a for a in list_actions()}
 name = st.selectbox("Action", list(actions), key="action",

@@ -28,7 +28,7 @@ else:
 
 with st.expander("Data", expanded=True):
     with widgets.user_errors():
-        data = data_panel(f"train_data_{s.id}", s.id)
+        data = data_panel(f"train_data_{s.id}", s.id, prefer=(state["dataset"] or {}).get("source"))
 
 to_train, note = None, None
 if data is not None:

@@ -40,6 +40,11 @@ def sessions(tmp_path_factory):
     v = db.add_version(store, t.id, g, "train", {"trained": True, "accuracy": 0.95})
     db.add_version(store, t.id, q, "quantize-int8", {"accuracy": 0.95}, parent_id=v.id)
     ids["int8"] = t.id
+    sensor = db.create_session(store, "sensor", build_zoo_model("zoo:sensor_cnn1d"), model="zoo:sensor_cnn1d",
+                               action="zoo")
+    db.add_version(store, sensor.id, build_zoo_model("zoo:sensor_cnn1d?seed=3"), "train",
+                   {"trained": True, "accuracy": 0.5, "dataset": {"source": "synthetic:synthetic-sensor"}})
+    ids["sensor"] = sensor.id
     yield ids
     get_store.clear()
     if old is None:
@@ -89,3 +94,11 @@ def test_compress_page_measures_an_int8_version_and_warns_on_untrained(sessions)
     assert any("tick 'Run on the untrained model anyway'" in e.value for e in at.error)
     from app.state import get_store
     assert db.list_jobs(get_store(), sessions["zoo"]) == []
+
+
+def test_data_panel_starts_with_the_data_the_version_was_trained_on(sessions):
+    sid = sessions["sensor"]
+    for page, key in (("train.py", f"train_data_{sid}"), ("compress.py", f"data_{sid}")):
+        at = _run(page, sid)
+        assert at.selectbox(key=f"{key}_name").value == "synthetic-sensor"
+        assert not any("cannot be measured" in w.value for w in at.warning)
