@@ -124,6 +124,8 @@ def adapt_input_layout(graph: Graph, input_shape: tuple[int, ...]) -> Graph:
     if tuple(graph.tensors[name].shape[1:]) != (*shape[1:], shape[0]):
         return graph
     r = len(shape) + 1
+    if not any(n.attrs.get("layout") == _CHANNELS_LAST[r] for n in graph.nodes):
+        return graph  # not a channels-last graph: the shapes only look alike
     g = graph.copy()
     g.meta["input_layout"] = {**g.meta.get("input_layout", {}),
                               name: {"from": _CHANNELS_FIRST[r], "to": _CHANNELS_LAST[r], "perm": [0, *range(2, r), 1]}}

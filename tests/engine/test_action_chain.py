@@ -103,6 +103,9 @@ def test_channels_last_graph_without_record_is_adapted(lenet, data):
     adapted = adapt_input_layout(bare, data.input_shape)
     assert adapted.meta["input_layout"]["input"]["perm"] == [0, 2, 3, 1] and "input_layout" not in bare.meta
     assert evaluate(bare, data)["accuracy"] == pytest.approx(evaluate(fg, data)["accuracy"])
+    from engine.zoo.blank import blank_graph
+    lookalike = blank_graph((1, 8, 8, 1))  # takes (8, 8, 1) but has no channels-last layer: not transposed
+    assert adapt_input_layout(lookalike, data.input_shape) is lookalike
     wrong = dataclasses.replace(data, input_shape=(1, 4, 16))
     assert "takes samples of shape [8, 8, 1]" in data_mismatch(bare, wrong)
 
