@@ -125,6 +125,10 @@ def cmd_run(args) -> int:
     from engine.execute import run_graph
     from engine.int8 import run_int8
 
+    if args.dataset:
+        return _run_sample(args)
+    if not args.input:
+        raise TinyStudioError("give --input X.npy (or --dataset NAME [--sample I] to try a data set sample)")
     graph = open_model(args)
     feeds: dict[str, np.ndarray] = {}
     for spec in args.input:
@@ -179,6 +183,27 @@ def cmd_run(args) -> int:
         print(f"{k} {list(v.shape)} {v.dtype}: [{head}]{extra}")
     if args.output:
         print(f"saved {args.output}")
+    return 0
+
+
+def _run_sample(args) -> int:
+    """`run MODEL --dataset NAME [--sample I]`: the Train page's "Try it" on the command line."""
+    from engine.data import load_dataset
+    from engine.tryit import dataset_sample, try_input
+
+    if args.input:
+        raise TinyStudioError("give either --input or --dataset, not both")
+    graph = _load_tsgraph(args.model) if args.model.lower().endswith(".tsgraph") else open_model(args)
+    data = load_dataset(args.dataset)
+    x, label, index = dataset_sample(data, args.sample, seed=None if args.sample is None else 0)
+    res = try_input(graph, x, data.class_names, label)
+    if args.json:
+        print(json.dumps({"model": model_json(graph), "dataset": data.name, "sample": index, **res}))
+        return 0
+    print(f"sample   {index} of {len(data.x_val)} ({data.name}, validation split), true class {res['label_class']}")
+    for m in res["modes"]:
+        top = ", ".join(f"{t['class']} {t['score']:.1%}" for t in m["top"][:3])
+        print(f"{m['mode']:<8} predicts {m['class']} ({top})")
     return 0
 
 
@@ -323,10 +348,16 @@ def _train_model(args, data):
     if args.model.strip().lower().startswith("zoo:"):
         return adapt_zoo(args.model, data, seed=args.seed)
     if args.model.lower().endswith(".tsgraph"):
-        from engine.serialize import load
-
-        return load(args.model)
+        return _load_tsgraph(args.model)
     return open_model(args)
+
+
+def _load_tsgraph(path: str):
+    from engine.serialize import load
+
+    if not os.path.isfile(path):
+        raise TinyStudioError(f"{path}: no such file")
+    return load(path)
 
 
 def _save_model(graph, out: str) -> None:
@@ -344,8 +375,8 @@ def _save_model(graph, out: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from app.workflows.train import TrainSettings, train_version
     from engine.data import load_dataset
-    from engine.train import train
 
     out = args.out
     if not out.lower().endswith((".onnx", ".tsgraph")):
@@ -356,11 +387,14 @@ def cmd_train(args) -> int:
     data = load_dataset(args.dataset, seed=args.seed)
     graph = _train_model(args, data)
     log = None if args.quiet else (lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr))
-    trained, rep = train(graph, data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                         patience=args.patience, progress=log)
+    settings = TrainSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                             patience=args.patience)
+    result = train_version(graph, data, settings, progress=log)
+    trained, rep = result.graph, result.report
     _save_model(trained, out)
+    # "provenance" holds the same fields as the params of a version the studio's Train page saves.
     res = {"model": graph.name, "dataset": data.name, "out": out, **rep.to_json(),
-           "data": data.to_json()}
+           "data": data.to_json(), "provenance": result.provenance}
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
@@ -443,9 +477,7 @@ def cmd_compress(args) -> int:
     if data is not None:
         graph = _train_model(args, data)
     elif args.model.lower().endswith(".tsgraph"):
-        from engine.serialize import load
-
-        graph = load(args.model)
+        graph = _load_tsgraph(args.model)
     else:
         graph = open_model(args)
     pretrained = None
@@ -539,8 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     model_cmd("inspect", "Print the graph: layers, shapes, MACs, parameters.").set_defaults(fn=cmd_inspect)
     r = model_cmd("run", "Run the model with the reference executor on inputs from .npy/.npz files.")
-    r.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+    r.add_argument("--input", action="append", metavar="[NAME=]X.npy",
                    help="input array (.npy, or .npz with one array per input name)")
+    r.add_argument("--dataset", metavar="NAME|PATH",
+                   help="try the model on a sample of this data set (validation split): prediction, class scores "
+                        "and true label, float and int8")
+    r.add_argument("--sample", type=int, metavar="I", help="the validation sample to try (default: a random one)")
     r.add_argument("--output", metavar="Y.npy", help="save the output (.npy, or .npz for several outputs)")
     r.add_argument("--float", action="store_true",
                    help="run a quantized model with the float reference on dequantized values instead of the "

@@ -19,6 +19,10 @@ from app.state import get_store
 from engine.errors import TinyStudioError
 
 
+class _Cancelled(Exception):
+    """Raised inside a job's work when its row was cancelled."""
+
+
 @st.cache_resource
 def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="tinystudio-job")
@@ -29,13 +33,17 @@ def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[f
     job = db.create_job(store, session_id, kind, params)
 
     def progress(fraction: float, message: str = "") -> None:
-        db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
+        row = db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
+        if row.status == "cancelled":  # cancelled from a page: stop the work at its next progress report
+            raise _Cancelled()
 
     def run() -> None:
         try:
             progress(0.0, "started")
             result = work(progress)
             db.finish_job(store, job.id, result=result, message="done")
+        except _Cancelled:
+            pass  # the job row says cancelled already
         except TinyStudioError as e:  # a user error: one line, shown in the panel
             db.fail_job(store, job.id, str(e))
         except Exception as e:  # a bug: keep the app alive, say what happened

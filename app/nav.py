@@ -10,6 +10,7 @@ _DIR = Path(__file__).resolve().parents[1] / "pages"
 _SPECS = {  # key: (file, title, icon, default)
     "sessions": ("sessions.py", "Sessions", ":material/folder_open:", True),
     "design": ("design.py", "Design", ":material/account_tree:", False),
+    "train": ("train.py", "Train", ":material/model_training:", False),
     "profile": ("profile.py", "Profile", ":material/speed:", False),
     "model": ("model_view.py", "Model view", ":material/schema:", False),
     "compress": ("compress.py", "Compress", ":material/compress:", False),

@@ -12,9 +12,11 @@ from app.profile_targets import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
 from app.labels import web_message
+from app.workflows.train import NO_TRAINING_NEEDED, result_trained, without_untrained_accuracy
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import compress, list_actions
 from engine.errors import TinyStudioError
+from engine.train.graphs import data_mismatch
 from engine.serialize import load as load_graph
 from engine.serialize import save as save_graph
 
@@ -22,10 +24,14 @@ st.title("Compress")
 s, v, graph = require_current()
 session_caption(s, v)
 store = get_store()
+trained = db.version_accuracy(store, v.id)  # zoo, blank and canvas versions are untrained until trained
+if not trained["trained"]:
+    st.warning(f"Version {v.id} is **untrained** ({trained['reason']}): accuracy figures would mean nothing. "
+               "Train it on the Train page first.", icon=":material/warning:")
 
 with st.expander("Data", expanded=True):
     with widgets.user_errors():
-        data = data_panel(f"data_{s.id}")
+        data = data_panel(f"data_{s.id}", s.id, prefer=(trained["dataset"] or {}).get("source"))
 
 actions = {a["name"]: a for a in list_actions()}
 name = st.selectbox("Action", list(actions), key="action",
@@ -34,15 +40,23 @@ spec = actions[name]
 st.caption(spec["description"])
 with st.form(f"action_{name}"):
     params = widgets.zoo_param_inputs([p for p in spec["params"] if p["type"] != "model"], model=f"act_{name}")
+    run_untrained = trained["trained"] or name in NO_TRAINING_NEEDED or st.checkbox(
+        "Run on the untrained model anyway", key=f"untrained_ok_{name}",
+        help="Quantization, pruning, QAT and distillation keep what the weights learned; on random weights their "
+             "accuracy figures mean nothing.")
     b1, b2 = st.columns([1, 3])
     go = b1.form_submit_button("Run in the background", type="primary")
     predict = b2.form_submit_button("Predict the effect (no fine-tuning)")
 
-model_shape = tuple(graph.tensors[graph.inputs[0]].shape[1:])
-if data is not None and tuple(data.input_shape) != model_shape:
-    st.warning(f"The dataset's samples are {'x'.join(map(str, data.input_shape))} but the model takes "
-               f"{'x'.join(map(str, model_shape))}: accuracy cannot be measured on it.")
+mismatch = data_mismatch(graph, data) if data is not None else None  # layout and int8 input are adapted
+if mismatch:
+    st.warning(f"{mismatch}: accuracy cannot be measured on it.")
     data = None
+if not trained["trained"]:
+    if name not in NO_TRAINING_NEEDED and go and not run_untrained:
+        st.error(f"'{name}' works on what the weights learned: tick 'Run on the untrained model anyway' or train "
+                 "the version first.")
+        st.stop()
 
 if (go or predict) and spec["needs_data"] and data is None:
     st.error(f"'{name}' needs data that matches the model's input: pick or upload a matching dataset above.")
@@ -56,9 +70,14 @@ if predict:
         teacher = graph_of(v.parent_id) if name == "distill" and v.parent_id else None
         pred = compress(graph, name, quick, data, teacher=teacher).to_json()
     st.subheader("Predicted effect (before fine-tuning)")
-    st.dataframe([{"figure": k, "now": pred["before"].get(k), "predicted": pred["after"].get(k),
-                   "change": pred["delta"].get(k)} for k in ("macs", "weight_bytes", "activation_peak_bytes",
-                                                             "accuracy")], hide_index=True, width="stretch")
+    st.dataframe(without_untrained_accuracy(
+        [{"figure": k, "now": pred["before"].get(k), "predicted": pred["after"].get(k), "change": pred["delta"].get(k)}
+         for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")], trained["trained"]),
+        hide_index=True, width="stretch")
+    if not trained["trained"]:
+        st.caption("accuracy: untrained model (not shown)")
+    for note in pred.get("notes", []):
+        st.info(note)
 
 if go:
     if spec["needs_data"] and data is None:
@@ -91,7 +110,13 @@ if done:
                  help=f"database id {r['version']}")
     rows = [{"figure": k, "before": r["before"].get(k), "after": r["after"].get(k), "change": r["delta"].get(k)}
             for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    base_trained = db.version_accuracy(store, r["version"])["trained"]
+    st.dataframe(without_untrained_accuracy(rows, base_trained and result_trained(True, r["action"], r["params"])),
+                 hide_index=True, width="stretch")
+    if not base_trained:
+        st.caption("accuracy: the version was untrained" + (", the result was fine-tuned on the data: "
+                   f"{r['after'].get('accuracy'):.2%}" if result_trained(False, r["action"], r["params"])
+                   and r["after"].get("accuracy") is not None else " (not shown)"))
     for note in r.get("notes", []):
         st.info(note)
     mcu_ids, runtime = widgets.mcu_picker()

@@ -9,6 +9,8 @@ Every function is one transaction; user errors are one-line TinyStudioError subc
 """
 from store.archive import export_session_bytes, export_session_file, import_session_bytes, import_session_file
 from store.compare import compare_versions
+from store.datasets import (DatasetInfo, add_session_dataset, delete_session_dataset, get_session_dataset,
+                            list_session_datasets, session_dataset_bytes)
 from store.db import Store, default_db_path, open_store
 from store.errors import (InvalidValueError, JobStateError, NotFoundError, SchemaTooNewError, SessionFileError,
                           StoreError, StoreLockedError, VersionNotInSessionError)
@@ -16,6 +18,7 @@ from store.exports import add_export, delete_export, export_bundle, get_export, 
 from store.integrity import check_integrity
 from store.jobs import cancel_job, create_job, fail_job, finish_job, get_job, list_jobs, update_job
 from store.profiles import get_profile, list_profiles, profile_version, save_profile, split_targets
+from store.provenance import UNTRAINED_NOTE, version_accuracy
 from store.records import ExportInfo, JobInfo, SessionInfo, VersionInfo
 from store.schema import SCHEMA_VERSION
 from store.sessions import (branch_session, create_session, delete_session, duplicate_session, get_session,
@@ -35,4 +38,6 @@ __all__ = [
     "list_exports", "list_jobs", "list_profiles", "list_sessions", "list_versions", "open_store",
     "profile_version", "rename_session", "restore_version", "save_profile", "set_model_label", "split_targets",
     "session_upload", "update_job", "version_layers",
+    "DatasetInfo", "UNTRAINED_NOTE", "add_session_dataset", "delete_session_dataset", "get_session_dataset",
+    "list_session_datasets", "session_dataset_bytes", "version_accuracy",
 ]

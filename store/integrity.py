@@ -55,6 +55,9 @@ def check_integrity(store: Store, deep: bool = True) -> list[str]:
                     "job {0}: invalid status {1} or progress")
         p += _lines(con, "SELECT e.id, e.version_id FROM exports e WHERE NOT EXISTS "
                          "(SELECT 1 FROM versions v WHERE v.id = e.version_id)", "export {0}: version {1} is missing")
+        p += _lines(con, "SELECT d.id, d.session_id FROM session_datasets d WHERE NOT EXISTS "
+                         "(SELECT 1 FROM sessions s WHERE s.id = d.session_id)",
+                    "data set {0}: session {1} is missing")
         ids = [r[0] for r in con.execute("SELECT id FROM versions ORDER BY id").fetchall()] if deep else []
     for vid in ids:  # one short transaction per graph, so a deep check does not hold the lock for long
         with store.transaction() as con:

@@ -90,6 +90,18 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             created TIMESTAMP NOT NULL)""",
         "CREATE SEQUENCE export_ids START 1",
     ]),
+    ("data sets uploaded to a session", [
+        """CREATE TABLE session_datasets (
+            id BIGINT PRIMARY KEY,
+            session_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,                 -- the uploaded file's name, shown in the Data panel
+            kind VARCHAR NOT NULL,                 -- npz | csv | zip (how engine.data reads the bytes)
+            hash VARCHAR NOT NULL,                 -- sha256 of data: the same upload twice is stored once
+            data BLOB NOT NULL,
+            nbytes BIGINT NOT NULL,
+            created TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE session_dataset_ids START 1",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from engine.ir import Graph
 from store.clock import utcnow
+from store.datasets import copy_session_datasets
 from store.db import Store
 from store.graphs import encode_graph
 from store.uploads import REFERENCED, put_upload
@@ -93,6 +94,7 @@ def duplicate_session(store: Store, session_id: int, name: str | None = None) ->
         if src.current_version_id is not None:
             con.execute("UPDATE sessions SET current_version_id = ? WHERE id = ?",
                         [new_id[src.current_version_id], sid])
+        copy_session_datasets(con, session_id, sid)
         return session_row(con, sid)
 
 
@@ -123,6 +125,7 @@ def delete_session(store: Store, session_id: int) -> None:
         con.execute(f"UPDATE sessions SET source_version_id = NULL WHERE source_version_id IN {in_session}",
                     [session_id])
         con.execute("DELETE FROM jobs WHERE session_id = ?", [session_id])
+        con.execute("DELETE FROM session_datasets WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM versions WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM sessions WHERE id = ?", [session_id])
         con.execute("DELETE FROM blobs WHERE hash NOT IN (SELECT blob_hash FROM versions) "

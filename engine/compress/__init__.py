@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from engine.compress import (distill, early_exit, fold, lowrank, mixed, prune_channels, quantize, sparse,
                              ternary)
-from engine.compress.base import Action, ActionContext, CompressError, Param, parse_params
+from engine.compress.base import (Action, ActionContext, CompressError, Param, float_form, is_quantized_graph,
+                                  parse_params)
 from engine.compress.measure import measure
 from engine.ir import Graph
 from engine.validate import infer_shapes
@@ -110,7 +111,20 @@ def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, da
         raise CompressError(f"action '{spec.name}' needs a data set (e.g. --dataset digits)")
     start = time.perf_counter()
     work = infer_shapes(graph)  # validates; a private deep copy the action may edit
-    before = measure_before if measure_before is not None else measure(graph, data)
+    if data is not None:  # channels-last graphs that do not say so get the transpose recorded (see adapt_input_layout)
+        from engine.train.graphs import adapt_input_layout
+        work = adapt_input_layout(work, data.input_shape)
+    before = measure_before if measure_before is not None else measure(work, data)
+    notes = []
+    # Any action after any action: an int8 version is worked on as the float graph it approximates (weights
+    # dequantized exactly); the actions that quantize give int8 again, the others float, and say so.
+    if is_quantized_graph(work):
+        work = float_form(work)
+        notes.append("the version is int8: the action ran on its float form (weights dequantized exactly)"
+                     + ("" if spec.name in ("quantize-int8", "qat-int8", "mixed-precision") else
+                        "; the result is float, quantize it again (quantize-int8 or qat-int8) to deploy int8"))
+    if isinstance(p.get("teacher"), Graph) and is_quantized_graph(p["teacher"]):
+        p["teacher"] = float_form(p["teacher"])
     ctx = ActionContext(data, progress, seed)
     out, report = spec.run(work, p, ctx)
     out = infer_shapes(out)
@@ -121,7 +135,6 @@ def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, da
                                             "params": {k: (v.name if isinstance(v, Graph) else v)
                                                        for k, v in p.items()}}]}
     after = measure(out, data)
-    notes = []
     if spec.name == "prune-magnitude":
         notes.append("weight_bytes and macs are dense figures; see report.storage_bytes for sparse storage")
     return CompressResult(spec.name, p, out, before, after, report, time.perf_counter() - start, notes)

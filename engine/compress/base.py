@@ -178,6 +178,28 @@ def dequantize_weights(g: Graph) -> Graph:
     return out
 
 
+def float_form(g: Graph) -> Graph:
+    """An int8 graph (quantized activations) as the float graph it approximates, so that actions which train or
+    cut channels can follow quantization: constants dequantized exactly (scale x integer), activations float32,
+    Quantize/DequantizeLinear nodes become Identity. The layout (NHWC) and meta["input_layout"] stay, so data
+    sets in channels-first order still feed it; meta["quantization"] (the int8 I/O grids) goes."""
+    from engine.passes.noops import remove_noops
+    from engine.validate import infer_shapes
+
+    out = g.copy()
+    for t in list(out.tensors.values()):
+        if t.quant is None:
+            continue  # float tensors, and integer constants that are not quantized values (shapes, indices)
+        data = t.float_data() if t.data is not None else None
+        out.tensors[t.name] = Tensor(t.name, t.shape, "float32", None, data, dict(t.meta))
+    for i, n in enumerate(out.nodes):
+        if n.op in ("QuantizeLinear", "DequantizeLinear"):
+            out.nodes[i] = Node("Identity", n.name, n.inputs[:1], n.outputs, {})
+    out.meta = {k: v for k, v in out.meta.items() if k != "quantization"}
+    out, _ = remove_noops(infer_shapes(out))
+    return out
+
+
 def subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """At most n samples, drawn without replacement with a fixed seed (all of them when n is None)."""
     if n is None or n >= len(x):

@@ -33,7 +33,10 @@ def ptq(graph: Graph, data, params: dict, seed: int = 0) -> tuple[Graph, dict]:
     g = dequantize_weights(graph)  # ternary / int4 weights of a float graph: exact on the int8 grid again
     x, y = subset(data.x_train, data.y_train, params["calibration_samples"], seed)
     labels = y if getattr(data, "task", "classification") == "classification" else None
-    qg, rep = quantize_model(g, calibration=np.asarray(x, np.float32), method=params["method"],
+    # One feed per sample in the data's channels-first order: a graph already in NHWC (the float form of an
+    # int8 version) records its transpose in meta["input_layout"], which quantize_model applies to feeds.
+    from engine.data import dataset_feeds
+    qg, rep = quantize_model(g, calibration=dataset_feeds(g, np.asarray(x, np.float32)), method=params["method"],
                              percentile=params["percentile"], labels=labels, layout=params["layout"])
     doc = rep.to_json()
     return qg, {"ptq": {k: doc[k] for k in ("method", "percentile", "calibration", "outputs", "layers",

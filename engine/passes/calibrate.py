@@ -45,13 +45,21 @@ def synthetic_calibration(graph: Graph, n: int = 32, seed: int = 0, distribution
     for _ in range(n):
         feeds = {}
         for name in graph.inputs:
-            shape = graph.tensors[name].shape
+            shape = original_shape(graph, name)  # feeds are given in the original layout (see as_feeds)
             x = rng.standard_normal(shape) if distribution == "normal" else rng.uniform(low, high, shape)
             feeds[name] = x.astype(np.float32)
         out.append(feeds)
     out.description = (f"{n} samples, standard normal, seed {seed}" if distribution == "normal"
                        else f"{n} samples, uniform in [{low:g}, {high:g}), seed {seed}")
     return out
+
+
+def original_shape(graph: Graph, name: str) -> tuple[int, ...]:
+    """Input `name`'s shape in the layout feeds are given in: a graph already converted to NHWC (the float form
+    of an int8 version) records the transpose in meta["input_layout"], and its feeds stay channels first."""
+    shape = graph.tensors[name].shape
+    lay = graph.meta.get("input_layout", {}).get(name)
+    return tuple(shape[i] for i in np.argsort(lay["perm"])) if lay is not None else shape
 
 
 def as_feeds(graph: Graph, calibration) -> list[dict[str, np.ndarray]]:
@@ -66,7 +74,7 @@ def as_feeds(graph: Graph, calibration) -> list[dict[str, np.ndarray]]:
             raise TinyStudioError(f"calibration given as an array, but the graph has {len(graph.inputs)} inputs "
                                   f"({', '.join(graph.inputs)}); give a list of feed dicts")
         name = graph.inputs[0]
-        shape = graph.tensors[name].shape
+        shape = original_shape(graph, name)
         arr = np.asarray(calibration)
         if tuple(arr.shape[1:]) == shape:
             rows = [arr[i] for i in range(arr.shape[0])]
@@ -87,9 +95,9 @@ def as_feeds(graph: Graph, calibration) -> list[dict[str, np.ndarray]]:
         for name in graph.inputs:
             if name not in f:
                 raise TinyStudioError(f"calibration sample {i} has no input '{name}'")
-            if tuple(np.shape(f[name])) != graph.tensors[name].shape:
+            if tuple(np.shape(f[name])) != original_shape(graph, name):
                 raise TinyStudioError(f"calibration sample {i}: input '{name}' has shape {list(np.shape(f[name]))}, "
-                                      f"the model expects {list(graph.tensors[name].shape)}")
+                                      f"the model expects {list(original_shape(graph, name))}")
             if not np.all(np.isfinite(f[name])):
                 raise TinyStudioError(f"calibration sample {i}: input '{name}' holds NaN or infinite values")
     return feeds

@@ -12,7 +12,8 @@ import torch
 from engine.data import Dataset, DataError
 from engine.exporters.torch_export import GraphModule
 from engine.ir import Graph
-from engine.train.graphs import check_fits, check_outputs, ends_in_softmax, is_int8, logits_view, rebatch
+from engine.train.graphs import (adapt_input_layout, check_fits, check_outputs, ends_in_softmax, is_int8, logits_view,
+                                 rebatch)
 from engine.train.metrics import forward_batches, metrics, torch_threads
 
 EVAL_BATCH = 256
@@ -41,6 +42,7 @@ def evaluate(graph: Graph, data: Dataset, split: str = "val") -> dict:
     x, y = (data.x_val, data.y_val) if split == "val" else (data.x_train, data.y_train)
     if len(x) == 0:
         raise DataError(f"data set '{data.name}' has no {split} samples")
+    graph = adapt_input_layout(graph, data.input_shape)
     check_fits(graph, data.input_shape, data.name)
     int8 = is_int8(graph)
     if int8:

@@ -104,6 +104,43 @@ def to_layout(graph: Graph, x: torch.Tensor) -> torch.Tensor:
     return x.permute(*lay["perm"]).contiguous() if lay is not None else x
 
 
+_CHANNELS_FIRST = {3: "NCW", 4: "NCHW"}
+_CHANNELS_LAST = {3: "NWC", 4: "NHWC"}
+
+
+def adapt_input_layout(graph: Graph, input_shape: tuple[int, ...]) -> Graph:
+    """`graph` ready for channels-first samples of `input_shape` (what every data set holds).
+
+    Unchanged when it takes them already (also an int8 graph whose meta["input_layout"] records the transpose
+    quantization made). A graph that takes the same samples channels last without saying so (an imported
+    TFLite model: (H, W, C) for (C, H, W)) gets a copy with that transpose recorded in meta["input_layout"],
+    which training, evaluation and inference honour. Anything else is left for check_fits to report."""
+    if len(graph.inputs) != 1:
+        return graph
+    name = graph.inputs[0]
+    shape = tuple(input_shape)
+    if sample_shape(graph) == shape or name in graph.meta.get("input_layout", {}) or len(shape) not in (2, 3):
+        return graph
+    if tuple(graph.tensors[name].shape[1:]) != (*shape[1:], shape[0]):
+        return graph
+    r = len(shape) + 1
+    if not any(n.attrs.get("layout") == _CHANNELS_LAST[r] for n in graph.nodes):
+        return graph  # not a channels-last graph: the shapes only look alike
+    g = graph.copy()
+    g.meta["input_layout"] = {**g.meta.get("input_layout", {}),
+                              name: {"from": _CHANNELS_FIRST[r], "to": _CHANNELS_LAST[r], "perm": [0, *range(2, r), 1]}}
+    return g
+
+
+def data_mismatch(graph: Graph, data: Dataset) -> str | None:
+    """One line saying why `data` cannot feed `graph` (after adapt_input_layout), or None when it can."""
+    try:
+        check_fits(adapt_input_layout(graph, data.input_shape), data.input_shape, data.name)
+    except GraphError as e:
+        return str(e)
+    return None
+
+
 def check_fits(graph: Graph, input_shape: tuple[int, ...], data_name: str) -> None:
     if len(graph.inputs) != 1:
         raise GraphError(f"graph '{graph.name}' has {len(graph.inputs)} inputs "

@@ -23,7 +23,8 @@ from engine.errors import TinyStudioError
 from engine.exporters.torch_export import GraphModule, from_torch_weights
 from engine.ir import Graph
 from engine.train.fakequant import WeightFn, weight_quantizer
-from engine.train.graphs import check_fits, check_outputs, is_int8, logits_view, rebatch, to_layout
+from engine.train.graphs import (adapt_input_layout, check_fits, check_outputs, is_int8, logits_view, rebatch,
+                                 to_layout)
 from engine.train.metrics import forward_batches, metrics
 
 Progress = Callable[[float, str], None]
@@ -173,6 +174,7 @@ class _Step:
 
 
 def _teacher_outputs(teacher: Graph, data: Dataset, batch: int) -> torch.Tensor:
+    teacher = adapt_input_layout(teacher, data.input_shape)
     check_fits(teacher, data.input_shape, data.name)
     view = logits_view(teacher)
     check_outputs(view, data, "teacher")
@@ -184,7 +186,8 @@ def _teacher_outputs(teacher: Graph, data: Dataset, batch: int) -> torch.Tensor:
 def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
           patience: int | None = 3, progress: Progress | None = None, teacher: Graph | None = None,
           distill_alpha: float = 0.5, distill_temperature: float = 4.0, weight_mask: dict | None = None,
-          fake_quant=None, freeze: Iterable[str] | None = None, threads: int | None = 1) -> tuple[Graph, TrainReport]:
+          fake_quant=None, freeze: Iterable[str] | None = None, threads: int | None = 1,
+          on_epoch: Callable[[dict], None] | None = None) -> tuple[Graph, TrainReport]:
     """Train `graph` on `data`; returns the graph with the best-validation-loss weights and a TrainReport.
 
     patience: epochs without a lower validation loss before stopping (None or 0: never stop early).
@@ -193,6 +196,7 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
     weight_mask: {constant name: 0/1 array}; masked weights are zeroed and stay zero (pruning fine-tune).
     fake_quant: a spec or callable for quantization-aware training (engine.train.fakequant).
     freeze: constant or node names whose weights are not trained.
+    on_epoch(record): called after each epoch with its history record (live curves in the studio).
     threads: torch CPU threads while training (1 by default: small models train fastest on one thread, and a
     busy machine does not slow them down by oversubscription); None keeps torch's setting.
     """
@@ -207,6 +211,7 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
     n = len(data.x_train)
     if n < 2 or len(data.x_val) < 1:
         raise DataError(f"data set '{data.name}' needs at least 2 training and 1 validation sample")
+    graph = adapt_input_layout(graph, data.input_shape)
     check_fits(graph, data.input_shape, data.name)
     view = logits_view(graph)
     check_outputs(view, data, f"graph '{graph.name}'")
@@ -244,6 +249,8 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
                 rec = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"],
                        "val_accuracy": val["accuracy"], "seconds": time.perf_counter() - t0}
                 history.append(rec)
+                if on_epoch is not None:
+                    on_epoch(dict(rec))
                 say(epoch / epochs, f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss "
                                     f"{val['loss']:.4f}, val accuracy {val['accuracy']:.2%}")
                 if best is None or val["loss"] < best[0]:

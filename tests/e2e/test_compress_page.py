@@ -14,6 +14,9 @@ def test_compress_accept_new_version(studio, new_page, shot):
     ui.select_option(page, "Action", "prune-magnitude")
     ui.wait_idle(page)
     page.get_by_text("sparsity", exact=True).wait_for(timeout=60_000)  # the action's own form is shown
+    # The zoo model is untrained: the page says so and asks before running an action that needs trained weights.
+    page.get_by_text("is untrained").first.wait_for()
+    page.get_by_text("Run on the untrained model anyway").first.click()
     page.get_by_role("button", name="Predict the effect (no fine-tuning)").click()
     page.get_by_text("Predicted effect (before fine-tuning)").wait_for(timeout=120_000)
     assert not ui.tracebacks(page)

@@ -1,0 +1,104 @@
+"""The Train and Compress pages run headless (Streamlit's AppTest) on versions of several kinds — blank canvas,
+untrained zoo model, a trained int8 version — without a Python exception reaching the page: what cannot be
+done is one line, an int8 version is tried with float and int8 side by side and its accuracy is measurable."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import store as db
+from engine.compress import compress
+from engine.data import load_dataset
+from engine.train import adapt_zoo, train
+from engine.zoo import build_zoo_model
+from engine.zoo.blank import blank_graph
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory):
+    import os
+
+    from app.state import DB_ENV, get_store
+
+    path = str(tmp_path_factory.mktemp("pages") / "studio.duckdb")
+    old = os.environ.get(DB_ENV)
+    os.environ[DB_ENV] = path
+    get_store.clear()  # the store is a cached resource: this module's database, not another test's
+    store = get_store()
+    d = load_dataset("digits")
+    small = dataclasses.replace(d, x_train=d.x_train[:400], y_train=d.y_train[:400])
+    g, _ = train(adapt_zoo("zoo:lenet5", small), small, epochs=4, batch_size=32)
+    q = compress(g, "quantize-int8", {"calibration_samples": 64}, small).graph
+    ids = {"blank": db.create_session(store, "blank", blank_graph((1, 1, 8, 8)), model="blank", action="blank").id,
+           "zoo": db.create_session(store, "zoo", build_zoo_model("zoo:lenet5"), model="zoo:lenet5", action="zoo").id}
+    t = db.create_session(store, "lenet", build_zoo_model("zoo:lenet5"), model="zoo:lenet5", action="zoo")
+    v = db.add_version(store, t.id, g, "train", {"trained": True, "accuracy": 0.95})
+    db.add_version(store, t.id, q, "quantize-int8", {"accuracy": 0.95}, parent_id=v.id)
+    ids["int8"] = t.id
+    sensor = db.create_session(store, "sensor", build_zoo_model("zoo:sensor_cnn1d"), model="zoo:sensor_cnn1d",
+                               action="zoo")
+    db.add_version(store, sensor.id, build_zoo_model("zoo:sensor_cnn1d?seed=3"), "train",
+                   {"trained": True, "accuracy": 0.5, "dataset": {"source": "synthetic:synthetic-sensor"}})
+    ids["sensor"] = sensor.id
+    yield ids
+    get_store.clear()
+    if old is None:
+        os.environ.pop(DB_ENV, None)
+    else:
+        os.environ[DB_ENV] = old
+
+
+def _run(page: str, session_id: int) -> AppTest:
+    at = AppTest.from_file(str(PAGES / page), default_timeout=180)
+    at.session_state["session_id"] = session_id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_train_page_on_each_kind_of_version(sessions):
+    at = _run("train.py", sessions["blank"])
+    assert [e.value for e in at.error] == ["graph 'blank' output 'output_out' has shape [1, 1, 8, 8], but data set "
+                                           "'digits' needs 10 classes per sample"]
+    assert any("untrained" in w.value for w in at.warning)
+
+    at = _run("train.py", sessions["zoo"])
+    assert any("rebuilt for this data set" in i.value for i in at.info)
+    assert any("train it on this data set first" in e.value for e in at.error)  # Try it on the 32x32 model
+
+    at = _run("train.py", sessions["int8"])
+    assert any("quantize-int8 of a trained version" in s.value for s in at.success)
+    m = {x.label: x.value for x in at.metric}
+    assert m["true class"] == "5" and m["float prediction"].isdigit() and m["int8 prediction"].isdigit()
+    at.number_input(key=f"try_index_{sessions['int8']}").set_value(3).run()
+    assert {x.label: x.value for x in at.metric}["true class"] == "4"
+    assert not at.exception
+
+
+def test_compress_page_measures_an_int8_version_and_warns_on_untrained(sessions):
+    at = _run("compress.py", sessions["int8"])
+    assert not any("cannot be measured" in w.value for w in at.warning)
+    assert not any("untrained" in w.value for w in at.warning)
+    at = _run("compress.py", sessions["zoo"])
+    assert any("**untrained**" in w.value for w in at.warning)
+    assert not any(c.label == "Run on the untrained model anyway" for c in at.checkbox)  # fold-bn needs no training
+    at.selectbox(key="action").set_value("prune-channels").run()
+    assert any(c.label == "Run on the untrained model anyway" for c in at.checkbox)
+    run = next(b for b in at.button if b.label == "Run in the background")
+    run.click().run()  # without ticking the box: refused in one line, nothing runs
+    assert any("tick 'Run on the untrained model anyway'" in e.value for e in at.error)
+    from app.state import get_store
+    assert db.list_jobs(get_store(), sessions["zoo"]) == []
+
+
+def test_data_panel_starts_with_the_data_the_version_was_trained_on(sessions):
+    sid = sessions["sensor"]
+    for page, key in (("train.py", f"train_data_{sid}"), ("compress.py", f"data_{sid}")):
+        at = _run(page, sid)
+        assert at.selectbox(key=f"{key}_name").value == "synthetic-sensor"
+        assert not any("cannot be measured" in w.value for w in at.warning)
