@@ -2,7 +2,7 @@
 each action in words, accuracy as recorded, latency and fit per MCU, and human labels for stored keys.
 
     describe_action(v, labels, changes="conv1: 64 → 32 output channels")   # "pruned channels ...; conv1: ..."
-    accuracy_text(v, by_id)       # "96.38 %" | "untrained (random weights)" | "not measured"
+    accuracy_text(store.version_accuracy(st, vid))   # "96.38 % (digits)" | "untrained (...)" | "not measured"
     LABELS["weight_bytes"]        # "Weights (B)"
 """
 from __future__ import annotations
@@ -16,8 +16,6 @@ LABELS = {
     "activation_peak_bytes": "Activation arena (B)", "accuracy": "Accuracy",
 }
 
-# Actions whose graph keeps the weights of the model it was made from untouched by training, from scratch.
-_UNTRAINED_START = {"zoo": "untrained (random weights)", "blank": "untrained (random weights)"}
 
 
 def label(key: str) -> str:
@@ -120,34 +118,17 @@ def describe_action(v, labels: dict[int, str], changes: str | None = None) -> st
     return words
 
 
-def recorded_accuracy(v) -> float | None:
-    """The accuracy stored with a version (a compression or a training run), as a fraction, or None."""
-    for source in (v.params or {}, v.metrics or {}):
-        a = source.get("accuracy")
-        if isinstance(a, dict):
-            a = a.get("accuracy", a.get("val"))
-        if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
-            return float(a) / 100 if a > 1 else float(a)
-    return None
-
-
-def accuracy_text(v, by_id: dict, _depth: int = 0) -> str:
-    """Accuracy as recorded with the version, or an honest word for why there is none."""
-    a = recorded_accuracy(v)
-    if a is not None:
-        d = (v.params or {}).get("dataset")
+def accuracy_text(prov: dict) -> str:
+    """A version's accuracy as the store's provenance rules give it (store.version_accuracy), or an honest word
+    for why there is none: "96.38 % (digits)" | "untrained (...)" | "not measured"."""
+    if not prov.get("trained"):
+        reason = str(prov.get("reason") or "")
+        return "untrained (random weights)" if "random" in reason else f"untrained ({reason})" if reason else "untrained"
+    a = prov.get("accuracy")
+    if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
+        d = prov.get("dataset")
         where = f" ({d['source']})" if isinstance(d, dict) and d.get("source") else ""
-        return percent(a) + where
-    p = v.params or {}
-    if p.get("trained") is False or v.action in _UNTRAINED_START:
-        return _UNTRAINED_START.get(v.action, "untrained")
-    if v.action in ("restore", "branch") and _depth < 50:  # the same graph as the version it copies
-        src = by_id.get(p.get("version_id"))
-        if src is not None:
-            return accuracy_text(src, by_id, _depth + 1)
-    if v.action == "edit" and v.parent_id in by_id:  # the weights keep the parent's state; not its accuracy
-        parent = accuracy_text(by_id[v.parent_id], by_id, _depth + 1) if _depth < 50 else ""
-        return parent if parent.startswith("untrained") else "not measured"
+        return percent(float(a) / 100 if a > 1 else float(a)) + where
     return "not measured"
 
 

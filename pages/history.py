@@ -34,7 +34,7 @@ for x in versions:
     except Exception as e:  # an undecodable old graph must not take the page down: say so in its row
         changes = f"(cannot compare with its parent: {e})"
     described[x.id] = describe_action(x, labels, changes)
-    accuracy[x.id] = accuracy_text(x, by_id)
+    accuracy[x.id] = accuracy_text(db.version_accuracy(store, x.id))
     if targets:
         try:
             prof = profile_of(x.id, targets)

@@ -36,18 +36,28 @@ def test_actions_in_words():
     assert describe_action(edit, labels, "no change to the graph") == "edited on the canvas"
 
 
-def test_accuracy_is_recorded_or_honestly_missing():
-    zoo = ver(1, "zoo")
-    trained = ver(2, "train", {"accuracy": 0.9638, "dataset": {"source": "digits"}}, parent=1)
-    edited = ver(3, "edit", {"via": "canvas"}, parent=2)
-    edited_zoo = ver(4, "edit", {"via": "canvas"}, parent=1)
-    restored = ver(5, "restore", {"version_id": 2}, parent=3)
-    imported = ver(6, "import", {"file": "m.onnx"})
-    fold = ver(7, "fold-bn", {"accuracy": None}, parent=2)
-    by_id = {v.id: v for v in (zoo, trained, edited, edited_zoo, restored, imported, fold)}
-    got = [accuracy_text(by_id[i], by_id) for i in range(1, 8)]
-    assert got == ["untrained (random weights)", "96.38 % (digits)", "not measured", "untrained (random weights)",
-                   "96.38 % (digits)", "not measured", "not measured"]
+def test_accuracy_follows_the_stores_provenance(tmp_path):
+    import store as db
+    from tests.store.graphs import mlp
+
+    st = db.open_store(str(tmp_path / "h.duckdb"))
+    try:
+        g, g2 = mlp(seed=0), mlp(seed=1)
+        s = db.create_session(st, "h", g, action="zoo", params={"spec": "zoo:x"})
+        zoo = db.current_version(st, s.id)
+        trained = db.add_version(st, s.id, g2, "train", {"accuracy": 0.9638, "dataset": {"source": "digits"}})
+        same = db.add_version(st, s.id, g2, "edit", {"via": "canvas"})  # weights unchanged: trained, not measured
+        changed = db.add_version(st, s.id, g, "edit", {"via": "canvas"})  # new weights: untrained again
+        restored = db.restore_version(st, s.id, trained.id)
+        imp = db.create_session(st, "i", g, action="import", params={"file": "m.onnx"})
+        got = [accuracy_text(db.version_accuracy(st, v.id))
+               for v in (zoo, trained, same, changed, restored, db.current_version(st, imp.id))]
+    finally:
+        st.close()
+    assert got[:3] == ["untrained (random weights)", "96.38 % (digits)", "not measured"]
+    assert got[3].startswith("untrained (edited after training")
+    assert got[4:] == ["96.38 % (digits)", "not measured"]
+    assert accuracy_text({"trained": True, "accuracy": 96.38, "dataset": None}) == "96.38 %"  # stored as percent
 
 
 def test_fit_cells_and_tables():
