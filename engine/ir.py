@@ -19,6 +19,8 @@ Graph transformations are functions over these types (see engine/passes, engine/
 """
 from __future__ import annotations
 
+import math
+
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,7 +149,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # exact (no int64 wrap-around) and ~10x faster than np.prod
 
     @property
     def nbytes(self) -> int:
