@@ -73,7 +73,11 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
     candidates = [("topological", [n.name for n in topological_order(g)], False)]
     if optimize_order and n_steps:
         r = best_order(model)
-        candidates.append(("optimized", [model.nodes[i].name for i in r.order], r.exact))
+        optimized = [model.nodes[i].name for i in r.order]
+        if optimized == candidates[0][1]:  # a chain, or nothing better: one lifetime table is enough
+            candidates[0] = ("topological", optimized, r.exact)
+        else:
+            candidates.append(("optimized", optimized, r.exact))
     best = None
     for how, order, exact in candidates:
         table = buffer_table(model, order)
