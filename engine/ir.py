@@ -46,6 +46,9 @@ INT_DTYPES = ("int4", "int8", "uint8", "int16", "int32", "int64")
 # Bytes per element as stored on a microcontroller (int4 packs two per byte).
 DTYPE_BITS = {"float32": 32, "float16": 16, "float64": 64, "int4": 4, "int8": 8, "uint8": 8,
               "int16": 16, "int32": 32, "int64": 64, "bool": 8}
+# No tensor a TinyStudio graph holds may need more bytes (1 TiB): larger ones come only from crafted
+# files, and sums of a graph's sizes stay far inside int64 (numpy arrays in the planner).
+MAX_TENSOR_BYTES = 1 << 40
 
 
 def np_dtype(dtype: str) -> np.dtype:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
 
 from engine.errors import ModelFormatError
-from engine.ir import Graph, Node, Quant, Tensor
+from engine.ir import DTYPE_BITS, MAX_TENSOR_BYTES, Graph, Node, Quant, Tensor
 
 FORMAT = "tinystudio.graph"
 VERSION = 1
+MAX_RANK = 16  # dimensions of one tensor in a stored graph
 
 
 def _jsonable(v):
@@ -74,6 +76,8 @@ def loads(doc: dict, blob: bytes) -> Graph:
         raise ModelFormatError("graph", f"not a TinyStudio graph document (format {doc.get('format')!r})")
     if doc.get("version", 0) > VERSION:
         raise ModelFormatError("graph", f"graph format version {doc['version']} is newer than this TinyStudio")
+    for d in doc["tensors"]:  # before any array is read: a shape is only numbers in a document
+        _check_tensor_doc(d)
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         data = {doc["blob_keys"][k]: z[k] for k in z.files}
     g = Graph(doc["name"], meta=doc.get("meta", {}))
@@ -85,6 +89,25 @@ def loads(doc: dict, blob: bytes) -> Graph:
         g.nodes.append(Node(d["op"], d["name"], d["inputs"], d["outputs"], d["attrs"], d.get("meta", {})))
     g.inputs, g.outputs = list(doc["inputs"]), list(doc["outputs"])
     return g
+
+
+def _check_tensor_doc(d) -> None:
+    """A stored tensor's name, dtype and shape are sane and its size is bounded (MAX_TENSOR_BYTES), so
+    no later stage (shape inference, the planner's int64 arrays, an allocation) meets a 2^31 x 2^31 input."""
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+        raise ModelFormatError("graph", "a tensor entry has no name")
+    name = repr(d["name"][:60])
+    if d.get("dtype") not in DTYPE_BITS:
+        raise ModelFormatError("graph", f"tensor {name}: unknown dtype {str(d.get('dtype'))[:20]!r}")
+    shape = d.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in shape):
+        raise ModelFormatError("graph", f"tensor {name}: shape must be a list of at most {MAX_RANK} "
+                                        "non-negative integers")
+    nbytes = (math.prod(shape) * DTYPE_BITS[d["dtype"]] + 7) // 8
+    if nbytes > MAX_TENSOR_BYTES:
+        raise ModelFormatError("graph", f"tensor {name} of shape {shape} needs {nbytes:,} bytes, over the "
+                                        f"limit of {MAX_TENSOR_BYTES:,}")
 
 
 def content_hash(graph: Graph) -> str:
