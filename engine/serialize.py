@@ -110,6 +110,39 @@ def _check_tensor_doc(d) -> None:
                                         f"limit of {MAX_TENSOR_BYTES:,}")
 
 
+def npz_declared_bytes(source, what: str = "the .npz") -> int:
+    """Bytes the arrays of an .npz (bytes, a path or a ZipFile) declare in their .npy headers, read without
+    reading any data. Raises ValueError for an array that needs pickle, an unknown .npy version or
+    compression, or a header declaring more data than its member holds (numpy allocates from the header
+    before it reads, so a 100-byte member could otherwise ask for 4 TiB)."""
+    z = source if isinstance(source, zipfile.ZipFile) else zipfile.ZipFile(
+        io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    try:
+        total = 0
+        for info in z.infolist():
+            label = f"{what}: member {info.filename[:40]!r}"
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"{label} uses an unsupported compression")
+            with z.open(info) as f:
+                major, minor = np.lib.format.read_magic(f)
+                if (major, minor) not in ((1, 0), (2, 0), (3, 0)):
+                    raise ValueError(f"{label}: unsupported .npy version {major}.{minor}")
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(f)  # numpy's bounded header parser
+                if dtype.hasobject:
+                    raise ValueError(f"{label} holds Python objects (pickles are refused)")
+                n = math.prod(shape) * dtype.itemsize
+                if n > info.file_size:
+                    raise ValueError(f"{label} declares more data than it holds ({n:,} bytes in "
+                                     f"{info.file_size:,})")
+                total += n
+        return total
+    finally:
+        if z is not source:
+            z.close()
+
+
 def content_hash(graph: Graph) -> str:
     """sha256 of structure (without meta) and every constant's dtype, shape and bytes.
 
