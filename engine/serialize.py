@@ -72,14 +72,33 @@ def dumps(graph: Graph) -> tuple[dict, bytes]:
 
 
 def loads(doc: dict, blob: bytes) -> Graph:
+    _check_doc(doc)  # before any array is read: a shape is only numbers in a document
+    return _build(doc, npz_arrays(blob))
+
+
+def npz_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a constants blob by npz member (no pickles)."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def graph_from_arrays(doc: dict, arrays: dict[str, np.ndarray]) -> Graph:
+    """loads() for constants decoded once by npz_arrays (versions sharing a blob share its arrays)."""
+    _check_doc(doc)
+    return _build(doc, arrays)
+
+
+def _check_doc(doc: dict) -> None:
     if doc.get("format") != FORMAT:
         raise ModelFormatError("graph", f"not a TinyStudio graph document (format {doc.get('format')!r})")
     if doc.get("version", 0) > VERSION:
         raise ModelFormatError("graph", f"graph format version {doc['version']} is newer than this TinyStudio")
-    for d in doc["tensors"]:  # before any array is read: a shape is only numbers in a document
+    for d in doc["tensors"]:
         _check_tensor_doc(d)
-    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        data = {doc["blob_keys"][k]: z[k] for k in z.files}
+
+
+def _build(doc: dict, arrays: dict[str, np.ndarray]) -> Graph:
+    data = {doc["blob_keys"][k]: a for k, a in arrays.items()}
     g = Graph(doc["name"], meta=doc.get("meta", {}))
     for d in doc["tensors"]:
         q = Quant.from_json(d["quant"]) if "quant" in d else None
