@@ -13,10 +13,12 @@ layer, a fork-join region of branches with lengths a and b about (a+1)(b+1). Whe
 best states by (peak so far, bytes live) are kept: the result is then a beam-search order, still valid,
 and `exact` is False.
 
-Work (moves evaluated + ready-list entries built) is also capped for the whole search by `max_work`: a layer
-whose moves would exceed it is not searched; the best down-set reached so far is completed in the graph's
-stable topological order instead (near-linear). Very wide graphs (thousands of branches into one Concat,
-where every layer has thousands of ready nodes) get there; chains and CNNs never come near it.
+The search runs segment by segment between nodes every order runs at the same step (a chain's nodes, a
+residual block's output): masks are as wide as a segment, so deep graphs cost linear time. Work (moves
+evaluated + ready-list entries built) is capped for the whole search by `max_work`: a layer whose moves would
+exceed it is not searched; the best down-set reached so far is completed in the graph's stable topological
+order instead (near-linear). Very wide graphs (thousands of branches into one Concat, where every layer has
+thousands of ready nodes) get there; chains and CNNs never come near it.
 """
 from __future__ import annotations
 
@@ -51,19 +53,15 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
 
     # Node-level dependency facts (a view node's output is produced by the view, not by the group root).
     made_by: dict[str, int] = {t: i for i, nd in enumerate(nodes) for t in nd.outputs}
-    pred_mask = [0] * n_nodes
+    preds: list[set[int]] = [set() for _ in range(n_nodes)]
     users: list[set[int]] = [set() for _ in range(n_nodes)]
     for i, nd in enumerate(nodes):
         for t in nd.inputs:
             p = made_by.get(t)
             if p is not None and p != i:
-                pred_mask[i] |= 1 << p
+                preds[i].add(p)
                 users[p].add(i)
     users_sorted = [sorted(u) for u in users]
-    cons_mask = [0] * n_groups
-    for g, cs in enumerate(model.consumers):
-        for c in cs:
-            cons_mask[g] |= 1 << c
     alloc = [0] * n_nodes     # bytes of the groups a node writes first
     dead = [0] * n_nodes      # of which nobody reads (freed right after the step)
     for g in range(n_groups):
@@ -80,15 +78,144 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
     mem0 = sum(size[g] for g in inputs)
     idle0 = sum(size[g] for g in inputs if not model.consumers[g] and not is_output[g])
 
+    sim = _Simulator(model, alloc, dead, in_groups, inplace, idle0, mem0)
     per_layer = max(budget // max(n_nodes, 1), 1)
-    ready0 = tuple(i for i in range(n_nodes) if pred_mask[i] == 0)
-    layer: dict[int, tuple] = {0: (mem0 if n_nodes == 0 else 0, mem0, ready0, None)}
+    order: list[int] = []
     exact, states, work = True, 1, 0
-    for k in range(n_nodes):
+    topo = _stable_topological(preds, users_sorted)
+    segments = _segments(topo, preds, users)
+    for si, seg in enumerate(segments):
+        if len(seg) > 1:
+            r = _search(seg, preds, users_sorted, sim, beam, per_layer, max_work - work)
+            work += r.work
+            states += r.states
+            exact = exact and r.exact
+            searched = list(r.order)
+        else:
+            searched = seg
+        for n in searched:
+            sim.step(n)
+        order += searched
+        if len(searched) < len(seg):  # the work budget ran out: the rest in stable topological order
+            taken = set(searched)
+            rest = [n for n in seg if n not in taken] + [n for later in segments[si + 1:] for n in later]
+            for n in rest:
+                sim.step(n)
+            return OrderResult(tuple(order + rest), sim.peak, False, states, work, len(rest))
+    return OrderResult(tuple(order), sim.peak, exact, states, work)
+
+
+class _Simulator:
+    """Live bytes along a fixed order, with per-group read counters: O(edges) for a whole order."""
+
+    def __init__(self, model: BufferModel, alloc, dead, in_groups, inplace, idle0: int, mem0: int):
+        self.size, self.is_output = model.size, model.is_output
+        self.alloc, self.dead, self.in_groups, self.inplace, self.idle0 = alloc, dead, in_groups, inplace, idle0
+        self.reads_left = [len(c) for c in model.consumers]
+        self.mem = mem0
+        self.peak = mem0 if not model.nodes else 0
+        self.steps = 0
+
+    def step(self, n: int) -> None:
+        save = 0
+        for gi, s in self.inplace[n]:
+            if self.reads_left[gi] == 1 and not self.is_output[gi]:
+                save = s
+                break
+        self.peak = max(self.peak, self.mem + self.alloc[n] - save)
+        freed = self.dead[n] + (self.idle0 if self.steps == 0 else 0)
+        for g in self.in_groups[n]:
+            self.reads_left[g] -= 1
+            if self.reads_left[g] == 0 and not self.is_output[g]:
+                freed += self.size[g]
+        self.mem += self.alloc[n] - freed
+        self.steps += 1
+
+
+def _stable_topological(preds: list[set[int]], users_sorted: list[list[int]]) -> list[int]:
+    """Kahn's algorithm, lowest index first (validate.topological_order on indices)."""
+    missing = [len(p) for p in preds]
+    heap = [i for i, m in enumerate(missing) if m == 0]
+    out = []
+    while heap:
+        n = heapq.heappop(heap)
+        out.append(n)
+        for u in users_sorted[n]:
+            missing[u] -= 1
+            if missing[u] == 0:
+                heapq.heappush(heap, u)
+    return out
+
+
+def _segments(topo: list[int], preds: list[set[int]], users: list[set[int]]) -> list[list[int]]:
+    """Split the order at nodes that every topological order runs at the same step (each node before is an
+    ancestor, each node after a descendant): the search runs per segment, with masks as wide as a segment
+    instead of the whole graph, so a deep graph costs linear time. A node at position i is such a cut when
+    no edge jumps over i, no node before i is a sink and no node after i a source (a path from any earlier
+    node must then run forward until it reaches i)."""
+    n = len(topo)
+    pos = [0] * n
+    for i, v in enumerate(topo):
+        pos[v] = i
+    span = [0] * (n + 1)
+    for v in range(n):
+        for u in users[v]:
+            if pos[u] > pos[v] + 1:
+                span[pos[v] + 1] += 1
+                span[pos[u]] -= 1
+    sources_after = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        sources_after[i] = sources_after[i + 1] + (not preds[topo[i]])
+    segments: list[list[int]] = []
+    current: list[int] = []
+    spanning = sinks_before = 0
+    for i, v in enumerate(topo):
+        spanning += span[i]
+        if spanning == 0 and sinks_before == 0 and sources_after[i + 1] == 0:
+            if current:
+                segments.append(current)
+                current = []
+            segments.append([v])
+        else:
+            current.append(v)
+        sinks_before += not users[v]
+    if current:
+        segments.append(current)
+    return segments
+
+
+def _search(seg: list[int], preds, users_sorted, sim: _Simulator, beam: int, per_layer: int,
+            max_work: int) -> OrderResult:
+    """The down-set search over one segment, from the simulator's state before it (nodes before the segment
+    are done, nodes after it are not). Bits are local to the segment. Stops early (a shorter order) when the
+    next layer would exceed `max_work`."""
+    local = {n: i for i, n in enumerate(seg)}
+    m = len(seg)
+    size, is_output, alloc, dead = sim.size, sim.is_output, sim.alloc, sim.dead
+    pred_mask = [0] * m
+    users_local = [[] for _ in range(m)]
+    for i, n in enumerate(seg):
+        for p in preds[n]:
+            if p in local:
+                pred_mask[i] |= 1 << local[p]
+        users_local[i] = [local[u] for u in users_sorted[n] if u in local]
+    # A group dies when its reads inside the segment are done and nothing after the segment reads it.
+    cons_mask: dict[int, int] = {}
+    for i, n in enumerate(seg):
+        for g in sim.in_groups[n]:
+            cons_mask[g] = cons_mask.get(g, 0) | (1 << i)
+    keeps = {g: is_output[g] or sim.reads_left[g] > bin(mk).count("1") for g, mk in cons_mask.items()}
+    in_groups = [sim.in_groups[n] for n in seg]
+    inplace = [sim.inplace[n] for n in seg]
+    first = sim.steps == 0
+    idle0 = sim.idle0
+    ready0 = tuple(i for i in range(m) if pred_mask[i] == 0)
+    layer: dict[int, tuple] = {0: (sim.peak, sim.mem, ready0, None)}
+    exact, states, work = True, 0, 0
+    for k in range(m):
         layer_moves = sum(len(st[2]) for st in layer.values())
         if work + layer_moves > max_work:
-            return _finish_topologically(model, layer, k, pred_mask, users_sorted, alloc, dead,
-                                         in_groups, inplace, idle0, states, work)
+            return _partial(seg, layer, states, work)
         work += layer_moves
         # Evaluate every move; only the surviving successors get their ready list built.
         moves: dict[int, tuple] = {}  # new down-set -> (peak, bytes live, old down-set, node)
@@ -98,19 +225,19 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
                 notdone = ~d2
                 save = 0
                 for gi, s in inplace[n]:
-                    if not (cons_mask[gi] & notdone) and not is_output[gi]:
+                    if not (cons_mask[gi] & notdone) and not keeps[gi]:
                         save = s
                         break
-                step_peak = mem + alloc[n] - save
+                step_peak = mem + alloc[seg[n]] - save
                 p2 = peak if peak >= step_peak else step_peak
                 old = moves.get(d2)
                 if old is not None and old[0] <= p2:
                     continue
-                freed = dead[n] + (idle0 if k == 0 else 0)
+                freed = dead[seg[n]] + (idle0 if first and k == 0 else 0)
                 for g in in_groups[n]:
-                    if not (cons_mask[g] & notdone) and not is_output[g]:
+                    if not (cons_mask[g] & notdone) and not keeps[g]:
                         freed += size[g]
-                moves[d2] = (p2, mem + alloc[n] - freed, d, n)
+                moves[d2] = (p2, mem + alloc[seg[n]] - freed, d, n)
         ranked = sorted(moves.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))
         new: dict[int, tuple] = {}
         cost, exhausted = 0, False
@@ -121,7 +248,7 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
             ready = layer[d][2]
             notdone = ~d2
             ready2 = tuple(sorted([r for r in ready if r != n]
-                                  + [u for u in users_sorted[n] if not (pred_mask[u] & notdone)]))
+                                  + [u for u in users_local[n] if not (pred_mask[u] & notdone)]))
             if work + len(ready2) > max_work:  # the rest of the budget is spent: no more successors
                 exhausted, exact = True, False
                 break
@@ -129,15 +256,19 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
             cost += len(ready2)
             work += len(ready2)
         if not new:
-            return _finish_topologically(model, layer, k, pred_mask, users_sorted, alloc, dead,
-                                         in_groups, inplace, idle0, states, work)
+            return _partial(seg, layer, states, work)
         states += len(new)
         layer = new
-        if exhausted and k + 1 < n_nodes:
-            return _finish_topologically(model, layer, k + 1, pred_mask, users_sorted, alloc, dead,
-                                         in_groups, inplace, idle0, states, work)
+        if exhausted and k + 1 < m:
+            return _partial(seg, layer, states, work)
     peak, _, _, path = next(iter(layer.values()))  # the one down-set holding every node
-    return OrderResult(_path(path), peak, exact, states, work)
+    return OrderResult(tuple(seg[i] for i in _path(path)), peak, exact, states, work)
+
+
+def _partial(seg, layer, states, work) -> OrderResult:
+    """The best down-set reached when the budget ran out (its order only covers part of the segment)."""
+    _d, (peak, _mem, _ready, path) = min(layer.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))
+    return OrderResult(tuple(seg[i] for i in _path(path)), peak, False, states, work)
 
 
 def _path(path) -> tuple[int, ...]:
@@ -147,45 +278,3 @@ def _path(path) -> tuple[int, ...]:
         path = path[1]
     order.reverse()
     return tuple(order)
-
-
-def _finish_topologically(model, layer, k, pred_mask, users_sorted, alloc, dead, in_groups, inplace,
-                          idle0, states, work) -> OrderResult:
-    """Complete the best down-set of `layer` (k nodes done) with the remaining nodes in the stable
-    topological order (Kahn's, lowest index first), tracking the peak as the search models it."""
-    d, (peak, mem, ready, path) = min(layer.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))
-    is_output, size = model.is_output, model.size
-    order = list(_path(path))
-    n_nodes = len(model.nodes)
-    missing = [bin(pred_mask[i] & ~d).count("1") for i in range(n_nodes)]
-    heap = list(ready)
-    heapq.heapify(heap)
-    done = [bool(d >> i & 1) for i in range(n_nodes)]
-    # Remaining reads per group, so "dies now" is a counter test rather than a mask over all nodes.
-    reads_left = [0] * len(size)
-    for g in range(len(size)):
-        reads_left[g] = sum(1 for c in model.consumers[g] if not done[c])
-    placed = 0
-    while heap:
-        n = heapq.heappop(heap)
-        step = k + placed
-        save = 0
-        for gi, s in inplace[n]:
-            if reads_left[gi] == 1 and not is_output[gi]:
-                save = s
-                break
-        step_peak = mem + alloc[n] - save
-        peak = max(peak, step_peak)
-        freed = dead[n] + (idle0 if step == 0 else 0)
-        for g in in_groups[n]:
-            reads_left[g] -= 1
-            if reads_left[g] == 0 and not is_output[g]:
-                freed += size[g]
-        mem += alloc[n] - freed
-        order.append(n)
-        placed += 1
-        for u in users_sorted[n]:
-            missing[u] -= 1
-            if missing[u] == 0:
-                heapq.heappush(heap, u)
-    return OrderResult(tuple(order), peak, False, states, work, placed)
