@@ -524,8 +524,8 @@ def cmd_studio(args) -> int:
 
     db_path = os.path.abspath(args.db or default_db_path())
     store = open_store(db_path)  # create and migrate now: a bad --db path fails here, in one line
-    try:  # versions added or changed since the last start are decoded and hashed; the rest is bulk SQL
-        problems = check_integrity(store, deep="changed")
+    try:  # versions added or changed since the last start are decoded and hashed (at most 100 per start)
+        problems = check_integrity(store, deep="changed", limit=100)
     finally:
         store.close()
     for line in problems[:20]:

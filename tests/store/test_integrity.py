@@ -89,6 +89,13 @@ def test_full_check_reads_every_constant_byte(store):
     assert len(problems) == 1 and problems[0].startswith(f"version {b.current_version_id}: graph "), problems
 
 
+def test_limit_spreads_the_first_verification_over_starts(store, hashed):
+    _lab(store)
+    assert check_integrity(store, deep="changed", limit=3) == [] and len(hashed) == 3 and _verified(store) == 3
+    assert check_integrity(store, deep="changed", limit=3) == [] and len(hashed) == 4 and _verified(store) == 4
+    assert check_integrity(store, deep="changed", limit=3) == [] and len(hashed) == 4
+
+
 def test_deep_modes(store):
     _lab(store)
     assert check_integrity(store, deep=False) == []
