@@ -183,19 +183,38 @@ def save(graph: Graph, path: str) -> None:
         z.writestr("constants.npz", blob)
 
 
+def read_bounded(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """A zip member's bytes, refused by its declared size and then decompressed in chunks through a counter
+    that stops at `limit` whatever the headers say (ValueError naming the member and the limit)."""
+    if info.file_size > limit:
+        raise ValueError(f"{info.filename[:80]} is {info.file_size:,} bytes, over the limit of {limit:,}")
+    out = bytearray()
+    with z.open(info) as f:
+        while chunk := f.read(1 << 20):
+            out += chunk
+            if len(out) > limit:
+                raise ValueError(f"{info.filename[:80]} decompresses to more than {limit:,} bytes")
+    return bytes(out)
+
+
 def load(path: str, max_bytes: int = 1 << 30) -> Graph:
+    """A .tsgraph file, every read bounded by `max_bytes` (also what the constants' headers declare)."""
     try:
         with zipfile.ZipFile(path) as z:
             infos = {i.filename: i for i in z.infolist()}
             if "graph.json" not in infos or "constants.npz" not in infos:
                 raise ModelFormatError(path, "not a TinyStudio graph file (graph.json or constants.npz missing)")
             if sum(i.file_size for i in infos.values()) > max_bytes:
-                raise ModelFormatError(path, "graph file is larger than the limit")
-            doc = json.loads(z.read("graph.json"))
-            blob = z.read("constants.npz")
+                raise ModelFormatError(path, f"graph file unpacks to more than the limit of {max_bytes:,} bytes")
+            doc = json.loads(read_bounded(z, infos["graph.json"], min(max_bytes, 64 << 20)))
+            blob = read_bounded(z, infos["constants.npz"], max_bytes)
+        if npz_declared_bytes(blob, "constants.npz") > max_bytes:
+            raise ModelFormatError(path, f"constants declare more than the limit of {max_bytes:,} bytes")
     except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, EOFError, ValueError) as e:
         raise ModelFormatError(path, f"corrupted TinyStudio graph file ({e})") from None
     try:
         return loads(doc, blob)
-    except (KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except ModelFormatError as e:
+        raise ModelFormatError(path, f"corrupted TinyStudio graph file ({str(e).removeprefix('graph: ')})") from None
+    except (KeyError, TypeError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as e:
         raise ModelFormatError(path, f"corrupted TinyStudio graph file ({e})") from None

@@ -25,7 +25,7 @@ import numpy as np
 
 from engine import __version__
 from engine.errors import TinyStudioError
-from engine.serialize import content_hash, loads, npz_declared_bytes
+from engine.serialize import content_hash, loads, npz_declared_bytes, read_bounded
 from store.clock import iso, parse_iso
 from store.db import Store
 from store.errors import SessionFileError, StoreError
@@ -46,7 +46,6 @@ MAX_JSON_ITEMS = 2_000_000  # values in one JSON member (bounds the Python objec
 MAX_VERSION_CONSTANTS_BYTES = 128 << 20  # one version's constants (its .npz member, and the arrays inside)
 MAX_SESSION_CONSTANTS_BYTES = 256 << 20  # all constants one imported session stores
 MAX_VERSIONS = 10_000
-_CHUNK = 1 << 20
 
 _MEMBER = re.compile(r"session\.json|graphs/(0|[1-9][0-9]{0,5})\.json|constants/(0|[1-9][0-9]{0,5})\.npz")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -172,16 +171,12 @@ def _check_manifest(m) -> None:
 
 
 def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytes:
-    """The member's bytes, decompressed in chunks through a counter that refuses the member as soon as it
-    passes `limit` (its declared size was checked against the same limit before)."""
-    _fits(info.file_size <= limit, f"{info.filename} is {info.file_size:,} bytes, over the limit of {limit:,} "
-          f"({what})")
-    out = bytearray()
-    with z.open(info) as f:
-        while chunk := f.read(_CHUNK):
-            out += chunk
-            _fits(len(out) <= limit, f"{info.filename} decompresses to more than {limit:,} bytes ({what})")
-    return bytes(out)
+    """The member's bytes through serialize.read_bounded: refused by its declared size, then decompressed
+    through a counter that stops at `limit`."""
+    try:
+        return read_bounded(z, info, limit)
+    except ValueError as e:
+        raise _OverLimit(f"{e} ({what})") from None
 
 
 def _read_json(z: zipfile.ZipFile, info: zipfile.ZipInfo):

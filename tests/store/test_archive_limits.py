@@ -190,3 +190,26 @@ def test_bad_shapes_in_a_graph_document(tmp_path):
         with open_store(str(tmp_path / "s.duckdb")) as st:
             with pytest.raises(SessionFileError, match=match):
                 import_session_file(st, str(path))
+
+
+def test_tsgraph_files_have_the_same_limits(tmp_path):
+    from engine.errors import ModelFormatError
+    from engine.serialize import load, save
+
+    g = Graph("huge_input")
+    g.tensors["X"] = Tensor("X", (1 << 31, 1 << 31), "float32")
+    g.tensors["Y"] = Tensor("Y", (1 << 31, 1 << 31), "float32")
+    g.nodes.append(Node("Relu", "relu", ["X"], ["Y"], {}))
+    g.inputs, g.outputs = ["X"], ["Y"]
+    save(g, str(tmp_path / "huge.tsgraph"))
+    with pytest.raises(ModelFormatError, match=r"huge.tsgraph: corrupted TinyStudio graph file \(tensor 'X' of shape "
+                                               r"\[2147483648, 2147483648\] needs .* over the limit"):
+        load(str(tmp_path / "huge.tsgraph"))
+    doc, _ = dumps(matmul_graph(4))
+    with zipfile.ZipFile(tmp_path / "bomb.tsgraph", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("graph.json", json.dumps(doc))
+        with z.open("constants.npz", "w", force_zip64=True) as f:
+            for _ in range(64):
+                f.write(bytes(1 << 20))
+    with pytest.raises(ModelFormatError, match="bomb.tsgraph: graph file unpacks to more than the limit of 1,000,000"):
+        load(str(tmp_path / "bomb.tsgraph"), max_bytes=1_000_000)
