@@ -7,8 +7,9 @@ deep=True decodes and hashes every version (and reads every constant byte); deep
 versions not verified before or whose stored record changed since: a fingerprint of each version's graph
 document, hashes, constants keys and size, computed by DuckDB in bulk, is kept in `verified` for every
 version that passed; deep=False checks references only. Versions and blobs are never rewritten, so a
-fingerprint that still matches means a record that once decoded to its recorded hash. The start-up check on a
-store of 2,000 versions takes about a second instead of minutes (benchmarks/integrity_speed.py).
+fingerprint that still matches means a record that once decoded to its recorded hash. Constants are read in
+batches of BATCH_BYTES, one scan each (DuckDB reads a BLOB column's whole row group even for one row, which
+made the old one-lookup-per-version check cost ~90 ms per version). benchmarks/integrity_speed.py measures it.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from store.records import load_json
 # full check (deep=True) reads them all again.
 _FINGERPRINT = ("md5(v.graph_doc::VARCHAR || '|' || v.graph_hash || '|' || v.blob_hash || '|' || b.keys::VARCHAR "
                 "|| '|' || b.nbytes::VARCHAR)")
+
+
+BATCH_BYTES = 256 << 20  # constants read per transaction of a deep check
 
 
 def _lines(con, sql: str, fmt: str) -> list[str]:
@@ -68,6 +72,24 @@ def _references(con) -> list[str]:
     return p
 
 
+def _batches(store: Store, hashes: list[str]) -> list[list[str]]:
+    """Blob hashes in groups of at most BATCH_BYTES of constants (at least one blob each): bounded memory."""
+    max_bytes = BATCH_BYTES
+    if not hashes:
+        return []
+    with store.transaction() as con:
+        sizes = dict(con.execute("SELECT hash, nbytes FROM blobs WHERE hash IN (SELECT unnest(?::VARCHAR[]))",
+                                 [hashes]).fetchall())
+    out, current, total = [], [], 0
+    for h in hashes:
+        if current and total + sizes.get(h, 0) > max_bytes:
+            out.append(current)
+            current, total = [], 0
+        current.append(h)
+        total += sizes.get(h, 0)
+    return out + [current] if current else out
+
+
 def check_integrity(store: Store, deep: bool | str = True, limit: int | None = None) -> list[str]:
     """`limit` caps the graphs decoded this time (changed records first, then the newest versions): the
     first start on a large store that was never verified spreads that work over several starts."""
@@ -94,36 +116,37 @@ def check_integrity(store: Store, deep: bool | str = True, limit: int | None = N
         else:
             todo = []
     passed: list[tuple[int, str]] = []
-    # One short transaction per graph, so a deep check does not hold the lock for long; the constants of
-    # versions that share them (restores, branches, edits of the structure only) are decoded once.
-    for _blob_hash, group in groupby(todo, key=lambda r: r[1]):
-        arrays, error = None, None
-        for vid, bh, fingerprint in group:
-            # Two point lookups rather than a join: a join filtered on the version scans every blob (1 GB
-            # for a store of 2,000 versions), which made the check cost ~90 ms per version.
-            data = "data" if arrays is None and error is None else "NULL"
-            with store.transaction() as con:
-                v = con.execute("SELECT graph_doc, graph_hash FROM versions WHERE id = ?", [vid]).fetchone()
-                b = con.execute(f"SELECT keys, {data} FROM blobs WHERE hash = ?", [bh]).fetchone()
-            if v is None or b is None:
-                continue  # deleted meanwhile
-            row = (v[0], b[0], v[1], b[1])
+    by_blob = {bh: list(group) for bh, group in groupby(todo, key=lambda r: r[1])}
+    for batch in _batches(store, list(by_blob)):
+        # One scan per batch: DuckDB reads a BLOB column's whole row group even to return one row (a point
+        # lookup of one blob cost as much as reading them all, ~90 ms per version on 2,000 versions).
+        with store.transaction() as con:
+            blobs = con.execute("SELECT hash, keys, data FROM blobs WHERE hash IN (SELECT unnest(?::VARCHAR[]))",
+                                [batch]).fetchall()
+            ids = [r[0] for bh in batch for r in by_blob[bh]]
+            docs = dict(con.execute("SELECT id, [graph_doc::VARCHAR, graph_hash] FROM versions "
+                                    "WHERE id IN (SELECT unnest(?::BIGINT[]))", [ids]).fetchall())
+        for bh, keys, data in blobs:
             try:
-                if arrays is None and error is None:
-                    try:
-                        arrays = npz_arrays(row[3])
-                    except Exception as e:  # any failure to decode is a finding, not a crash of the checker
-                        error = e
-                if error is not None:
-                    raise error
-                graph = graph_from_arrays({**load_json(row[0]), "blob_keys": load_json(row[1])}, arrays)
-            except Exception as e:
-                p.append(f"version {vid}: graph does not decode ({type(e).__name__}: {e})")
-                continue
-            if content_hash(graph) != row[2]:
-                p.append(f"version {vid}: graph content hash differs from the recorded hash")
-                continue
-            passed.append((vid, fingerprint))
+                arrays, error = npz_arrays(data), None
+            except Exception as e:  # any failure to decode is a finding, not a crash of the checker
+                arrays, error = None, e
+            for vid, _bh, fingerprint in by_blob[bh]:
+                if vid not in docs:
+                    continue  # deleted meanwhile
+                doc, graph_hash = docs[vid]
+                try:
+                    if error is not None:
+                        raise error
+                    graph = graph_from_arrays({**load_json(doc), "blob_keys": load_json(keys)}, arrays)
+                except Exception as e:
+                    p.append(f"version {vid}: graph does not decode ({type(e).__name__}: {e})")
+                    continue
+                if content_hash(graph) != graph_hash:
+                    p.append(f"version {vid}: graph content hash differs from the recorded hash")
+                    continue
+                passed.append((vid, fingerprint))
+        del blobs
     if passed:
         with store.transaction() as con:
             con.execute("INSERT OR REPLACE INTO verified SELECT p.id, p.fp, ? FROM (SELECT unnest(?::BIGINT[]) AS id, "

@@ -96,6 +96,16 @@ def test_limit_spreads_the_first_verification_over_starts(store, hashed):
     assert check_integrity(store, deep="changed", limit=3) == [] and len(hashed) == 4
 
 
+def test_constants_read_in_batches(store, hashed, monkeypatch):
+    a, v2, b = _lab(store)
+    monkeypatch.setattr(integrity, "BATCH_BYTES", 1)  # every blob its own batch
+    assert check_integrity(store) == [] and len(hashed) == 4
+    with store.transaction() as con:
+        con.execute("UPDATE versions SET graph_hash = ? WHERE id = ?", ["0" * 64, v2.id])
+    assert check_integrity(store, deep="changed") == [f"version {v2.id}: graph content hash differs from the "
+                                                      "recorded hash"]
+
+
 def test_deep_modes(store):
     _lab(store)
     assert check_integrity(store, deep=False) == []
