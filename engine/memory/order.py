@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 from engine.memory.lifetimes import BufferModel
 
-# States' successors built per search (~0.3 s of Python). Moves evaluated stay below BUDGET + nodes x widest
-# ready set: ~1 s for 1,000 nodes all ready at once (a 1,000-way fan-out), milliseconds for CNNs.
+# States' successors built per search (~0.3 s of Python), shared out per layer (the beam's width).
 BUDGET = 300_000
 # Total work of one search (~0.5 s of Python); beyond it the rest of the order is the stable topological one.
 MAX_WORK = 400_000

@@ -8,7 +8,8 @@ never share a byte. All planners work on objects with `size`, `first_use`, `last
 Planners: `naive` (each buffer its own space: the trivial baseline), `greedy_by_size` (TFLM: largest first,
 each at the lowest offset free over its lifetime), `best_fit` (several orderings x first/best-fit gap choice,
 the best kept), `exact` (mixed-integer program solved by HiGHS with a time limit; proves optimality when
-it finishes). The arena can never be smaller than the peak of live bytes (lifetimes.lower_bound).
+it finishes), `sweep` (engine.memory.sweep: first fit in first-use order, for very wide tables). The arena can
+never be smaller than the peak of live bytes (lifetimes.lower_bound).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.memory.lifetimes import lower_bound
+from engine.memory.sweep import Sweep
 
 
 # Conflict count from which `place` scans gaps with numpy (per-call overhead beats Python only when many).
@@ -220,55 +222,6 @@ class BestFit(Planner):
                 if best_arena is None or arena < best_arena:
                     best, best_arena, self.last_choice = offsets, arena, f"{key_name}/{fit}"
         return best
-
-
-class Sweep(Planner):
-    """First fit in first-use order, as a malloc that frees each buffer after its last use: a free list of
-    holes kept sorted and coalesced, no conflict lists. It places exactly as `place` does with the
-    'first_use' ordering and first fit, in O(n log n + n x holes) instead of O(overlapping pairs), so it is
-    the planner for tables too wide for the others (plan_memory's MAX_CONFLICT_PAIRS)."""
-
-    name = "sweep"
-
-    def plan(self, buffers):
-        offsets = [0] * len(buffers)
-        holes: list[list[int]] = []          # [start, end) free below `top`, sorted, never touching
-        top = 0
-        ending: list[tuple[int, int]] = []   # heap of (last_use, index) of placed non-empty buffers
-        for i in sorted(range(len(buffers)), key=lambda i: ORDERINGS["first_use"](buffers[i]) + (i,)):
-            b = buffers[i]
-            while ending and ending[0][0] < b.first_use:
-                j = heapq.heappop(ending)[1]
-                top = _free(holes, offsets[j], offsets[j] + buffers[j].size, top)
-            if b.size <= 0:
-                continue
-            for k, (start, end) in enumerate(holes):
-                if end - start >= b.size:
-                    offsets[i] = start
-                    if end - start == b.size:
-                        del holes[k]
-                    else:
-                        holes[k][0] = start + b.size
-                    break
-            else:  # no hole fits (holes never touch the top: _free lowers the top instead)
-                offsets[i] = top
-                top += b.size
-            heapq.heappush(ending, (b.last_use, i))
-        return offsets
-
-
-def _free(holes: list[list[int]], start: int, end: int, top: int) -> int:
-    """Return [start, end) to the free list, merging with neighbouring holes; the new top of the arena."""
-    k = bisect.bisect_left(holes, [start, end])
-    if k < len(holes) and holes[k][0] == end:
-        end = holes.pop(k)[1]
-    if k and holes[k - 1][1] == start:
-        k -= 1
-        start = holes.pop(k)[0]
-    if end >= top:
-        return start
-    holes.insert(k, [start, end])
-    return top
 
 
 def fit_search(buffers: Sequence, capacity: int, max_nodes: int) -> list[int] | None:
