@@ -183,18 +183,21 @@ def save(graph: Graph, path: str) -> None:
         z.writestr("constants.npz", blob)
 
 
-def read_bounded(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+def read_bounded(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytearray:
     """A zip member's bytes, refused by its declared size and then decompressed in chunks through a counter
     that stops at `limit` whatever the headers say (ValueError naming the member and the limit)."""
     if info.file_size > limit:
         raise ValueError(f"{info.filename[:80]} is {info.file_size:,} bytes, over the limit of {limit:,}")
-    out = bytearray()
+    out = bytearray(info.file_size)  # filled in place: no second copy of a large member
+    pos = 0
     with z.open(info) as f:
         while chunk := f.read(1 << 20):
-            out += chunk
-            if len(out) > limit:
+            if pos + len(chunk) > limit:
                 raise ValueError(f"{info.filename[:80]} decompresses to more than {limit:,} bytes")
-    return bytes(out)
+            out[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+    del out[pos:]
+    return out
 
 
 def load(path: str, max_bytes: int = 1 << 30) -> Graph:
