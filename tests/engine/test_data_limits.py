@@ -19,6 +19,17 @@ import engine.data.uploads as uploads
 from engine.data import DataError, load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
+# Peak resident memory of the measuring process since `reset` (VmHWM, reset through clear_refs), in KiB.
+# Not getrusage's ru_maxrss: Linux carries the forked parent's peak across exec into the child's, so a big
+# test process would hide the child's growth.
+PEAK_RSS = (
+    "def peak_rss(reset=False):\n"
+    "    if reset:\n"
+    "        with open('/proc/self/clear_refs', 'w') as f:\n"
+    "            f.write('5')\n"
+    "    field = 'VmRSS:' if reset else 'VmHWM:'\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        return next(int(line.split()[1]) for line in f if line.startswith(field))\n")
 MAX_PEAK_MB = 400
 
 
@@ -32,17 +43,17 @@ def one_line(excinfo, *words) -> str:
 
 def _load_measured(path: str, **kw) -> dict:
     """load_dataset in a fresh process: its result (or DataError text), peak RSS growth and time."""
-    script = (
-        "import json, resource, sys, time\n"
+    script = PEAK_RSS + (
+        "import json, sys, time\n"
         "from engine.data import DataError, load_dataset\n"
         "import PIL.Image, PIL.PngImagePlugin\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = peak_rss(reset=True)\n"
         "t = time.perf_counter()\n"
         "try:\n"
         f"    ds = load_dataset(sys.argv[1], **{kw!r}); out = ['ok', list(ds.input_shape), ds.samples]\n"
         "except DataError as e:\n"
         "    out = ['error', str(e)]\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "peak = peak_rss()\n"
         "print(json.dumps({'out': out, 'peak_mb': (peak - base) / 1024, 's': time.perf_counter() - t}))\n")
     r = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=300, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
