@@ -21,8 +21,6 @@ import tempfile
 import zipfile
 import zlib
 
-import numpy as np
-
 from engine import __version__
 from engine.errors import TinyStudioError
 from engine.serialize import content_hash, loads, npz_declared_bytes, read_bounded
