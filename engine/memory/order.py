@@ -69,8 +69,8 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
             alloc[p] += size[g]
             if not model.consumers[g] and not is_output[g]:
                 dead[p] += size[g]
-    in_groups = [tuple(dict.fromkeys(model.group_of[t] for t in nd.inputs if t in model.group_of))
-                 for nd in nodes]
+    group_of = model.group_of
+    in_groups = [tuple(dict.fromkeys([group_of[t] for t in nd.inputs if t in group_of])) for nd in nodes]
     inplace = [tuple((gi, size[go]) for gi, go in model.inplace[i] if size[gi] == size[go]) for i in range(n_nodes)]
     # Graph inputs are written before step 0; one that nothing reads is freed after step 0 (as lifetimes has it).
     inputs = [g for g in range(n_groups) if model.producer[g] < 0]
