@@ -526,10 +526,16 @@ def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[li
 
 
 def cmd_studio(args) -> int:
-    from store import open_store
+    from store import check_integrity, open_store
 
     db_path = os.path.abspath(args.db or default_db_path())
-    open_store(db_path).close()  # create and migrate now: a bad --db path fails here, in one line
+    store = open_store(db_path)  # create and migrate now: a bad --db path fails here, in one line
+    try:  # versions added or changed since the last start are decoded and hashed (at most 100 per start)
+        problems = check_integrity(store, deep="changed", limit=100)
+    finally:
+        store.close()
+    for line in problems[:20]:
+        print(f"warning: {db_path}: {line}", file=sys.stderr)
     cmd, env = studio_command(args.port, db_path, args.host)
     print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
     os.execvpe(cmd[0], cmd, env)

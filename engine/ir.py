@@ -19,6 +19,8 @@ Graph transformations are functions over these types (see engine/passes, engine/
 """
 from __future__ import annotations
 
+import math
+
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,9 @@ INT_DTYPES = ("int4", "int8", "uint8", "int16", "int32", "int64")
 # Bytes per element as stored on a microcontroller (int4 packs two per byte).
 DTYPE_BITS = {"float32": 32, "float16": 16, "float64": 64, "int4": 4, "int8": 8, "uint8": 8,
               "int16": 16, "int32": 32, "int64": 64, "bool": 8}
+# No tensor a TinyStudio graph holds may need more bytes (1 TiB): larger ones come only from crafted
+# files, and sums of a graph's sizes stay far inside int64 (numpy arrays in the planner).
+MAX_TENSOR_BYTES = 1 << 40
 
 
 def np_dtype(dtype: str) -> np.dtype:
@@ -147,7 +152,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # exact (no int64 wrap-around) and ~10x faster than np.prod
 
     @property
     def nbytes(self) -> int:

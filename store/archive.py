@@ -21,11 +21,9 @@ import tempfile
 import zipfile
 import zlib
 
-import numpy as np
-
 from engine import __version__
 from engine.errors import TinyStudioError
-from engine.serialize import content_hash, loads
+from engine.serialize import content_hash, loads, npz_declared_bytes, read_bounded
 from store.clock import iso, parse_iso
 from store.db import Store
 from store.errors import SessionFileError, StoreError
@@ -37,9 +35,14 @@ FORMAT = "tinystudio.session"
 FORMAT_VERSION = 1
 EXTENSION = ".tinystudio"
 
-MAX_FILE_BYTES = 2 << 30  # the zip on disk
-MAX_TOTAL_BYTES = 4 << 30  # all members uncompressed (as their headers declare; reads never exceed that)
-MAX_JSON_BYTES = 64 << 20  # any one JSON member
+# What an import may cost. Every member is read through a counter that stops at its limit, whatever the
+# zip headers declare, and nothing is read before the declared sizes passed the same limits.
+MAX_FILE_BYTES = 512 << 20  # the zip on disk
+MAX_TOTAL_BYTES = 512 << 20  # all members uncompressed
+MAX_JSON_BYTES = 32 << 20  # any one JSON member
+MAX_JSON_ITEMS = 2_000_000  # values in one JSON member (bounds the Python objects json.loads builds)
+MAX_VERSION_CONSTANTS_BYTES = 128 << 20  # one version's constants (its .npz member, and the arrays inside)
+MAX_SESSION_CONSTANTS_BYTES = 256 << 20  # all constants one imported session stores
 MAX_VERSIONS = 10_000
 
 _MEMBER = re.compile(r"session\.json|graphs/(0|[1-9][0-9]{0,5})\.json|constants/(0|[1-9][0-9]{0,5})\.npz")
@@ -107,9 +110,18 @@ def export_session_file(store: Store, session_id: int, path: str) -> str:
 
 # ---- import -------------------------------------------------------------------------------------------
 
+class _OverLimit(ValueError):
+    """The file is well formed but would cost more than an import may (memory, database space)."""
+
+
 def _need(cond: bool, what: str) -> None:
     if not cond:
         raise ValueError(what)
+
+
+def _fits(cond: bool, what: str) -> None:
+    if not cond:
+        raise _OverLimit(what)
 
 
 def _int(v, lo: int, hi: int, what: str) -> int:
@@ -156,35 +168,37 @@ def _check_manifest(m) -> None:
         parse_iso(p.get("created"))
 
 
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, what: str) -> bytes:
+    """The member's bytes through serialize.read_bounded: refused by its declared size, then decompressed
+    through a counter that stops at `limit`."""
+    try:
+        return read_bounded(z, info, limit)
+    except ValueError as e:
+        raise _OverLimit(f"{e} ({what})") from None
+
+
 def _read_json(z: zipfile.ZipFile, info: zipfile.ZipInfo):
-    _need(info.file_size <= MAX_JSON_BYTES, f"{info.filename} is larger than {MAX_JSON_BYTES} bytes")
-    return json.loads(z.read(info).decode("utf-8"))
+    raw = _read_member(z, info, MAX_JSON_BYTES, "JSON member")
+    # Every value json.loads makes costs ~50-100 bytes of Python objects: bound their number before parsing.
+    items = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    _fits(items <= MAX_JSON_ITEMS, f"{info.filename} holds about {items:,} values, over the limit of "
+          f"{MAX_JSON_ITEMS:,}")
+    return json.loads(raw.decode("utf-8"))
 
 
-def _check_npz(blob: bytes) -> None:
-    """Bound what numpy will allocate: every array's header must agree with its member's declared size
-    (numpy allocates from the header before it reads the data)."""
+def _check_npz(blob: bytes, name: str) -> None:
+    """Bound what numpy will allocate (from the arrays' headers) by one version's limit."""
     with zipfile.ZipFile(io.BytesIO(blob)) as z:
-        infos = z.infolist()
-        _need(sum(i.file_size for i in infos) <= MAX_TOTAL_BYTES, "constants are over the size limit")
-        for info in infos:
-            _need(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED),
-                  f"constants member {info.filename[:40]!r} uses an unsupported compression")
-            with z.open(info) as f:
-                major, minor = np.lib.format.read_magic(f)
-                _need((major, minor) in ((1, 0), (2, 0)), "unsupported .npy version")
-                read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _fortran, dtype = read_header(f)
-                _need(not dtype.hasobject, "constants hold Python objects")
-                n = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                _need(n <= info.file_size, f"constants member {info.filename[:40]!r} declares more data than it holds")
+        total = sum(i.file_size for i in z.infolist())
+        _fits(total <= MAX_VERSION_CONSTANTS_BYTES, f"{name} unpacks to {total:,} bytes, over the limit of "
+              f"{MAX_VERSION_CONSTANTS_BYTES:,} for one version's constants")
+        npz_declared_bytes(z, name)
 
 
 def _read(source: str | bytes, label: str) -> tuple[dict, list[EncodedGraph]]:
     """Everything in the file (a path or its bytes), validated and decoded; raises SessionFileError."""
     size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
-    if size > MAX_FILE_BYTES:
-        raise SessionFileError(label, f"session file is {size} bytes, over the limit of {MAX_FILE_BYTES}")
+    _fits(size <= MAX_FILE_BYTES, f"session file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
     with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as z:
         infos = {}
         for info in z.infolist():
@@ -192,8 +206,14 @@ def _read(source: str | bytes, label: str) -> tuple[dict, list[EncodedGraph]]:
             _need(info.filename not in infos, f"member {info.filename!r} appears twice")
             infos[info.filename] = info
         _need("session.json" in infos, "session.json is missing")
+        for n, i in infos.items():  # refuse an oversized member before reading anything
+            limit = MAX_VERSION_CONSTANTS_BYTES if n.startswith("constants/") else MAX_JSON_BYTES
+            _fits(i.file_size <= limit, f"{n} is {i.file_size:,} bytes, over the limit of {limit:,}")
         total = sum(i.file_size for i in infos.values())
-        _need(total <= MAX_TOTAL_BYTES, f"members add up to {total} bytes, over the limit of {MAX_TOTAL_BYTES}")
+        _fits(total <= MAX_TOTAL_BYTES, f"members add up to {total:,} bytes, over the limit of {MAX_TOTAL_BYTES:,}")
+        consts = sum(i.file_size for n, i in infos.items() if n.startswith("constants/"))
+        _fits(consts <= MAX_SESSION_CONSTANTS_BYTES, f"constants add up to {consts:,} bytes, over the limit of "
+              f"{MAX_SESSION_CONSTANTS_BYTES:,} for one session")
         manifest = _read_json(z, infos["session.json"])
         _check_manifest(manifest)
         versions = manifest["versions"]
@@ -201,20 +221,26 @@ def _read(source: str | bytes, label: str) -> tuple[dict, list[EncodedGraph]]:
             {f"constants/{v['constants']}.npz" for v in versions}
         _need(wanted == set(infos), "members do not match session.json: "
               + ", ".join(sorted(wanted ^ set(infos))[:5]))
+        last_use = {v["constants"]: i for i, v in enumerate(versions)}
         encoded: list[EncodedGraph] = []
-        blobs: dict[int, bytes] = {}
+        blobs: dict[int, bytes] = {}  # raw constants, kept only until the last version that uses them
         seen_blobs: set[str] = set()
         for i, v in enumerate(versions):
             doc = _read_json(z, infos[f"graphs/{i}.json"])
             j = v["constants"]
+            name = f"constants/{j}.npz"
             if j not in blobs:
-                blobs[j] = z.read(infos[f"constants/{j}.npz"])
+                blobs[j] = _read_member(z, infos[name], MAX_VERSION_CONSTANTS_BYTES, "one version's constants")
             try:
-                _check_npz(blobs[j])
+                _check_npz(blobs[j], name)
                 graph = loads(doc, blobs[j])
+            except _OverLimit:
+                raise
             except (KeyError, TypeError, ValueError, AttributeError, IndexError, EOFError, OSError, MemoryError,
                     zipfile.BadZipFile, zlib.error, TinyStudioError) as e:
                 raise ValueError(f"version {i}: graph does not decode ({type(e).__name__}: {e})") from None
+            if last_use[j] == i:
+                del blobs[j]
             _need(content_hash(graph) == v["graph_hash"], f"version {i}: graph content differs from its recorded hash")
             try:
                 enc = encode_graph(graph)
@@ -254,6 +280,8 @@ def _import(store: Store, source: str | bytes, label: str, name: str | None) -> 
                      p["tool_version"], parse_iso(p["created"])) for p in manifest.get("profiles", [])]
     except SessionFileError:
         raise
+    except _OverLimit as e:
+        raise SessionFileError(label, f"refused: {e}") from None
     except OSError as e:
         raise SessionFileError(label, f"cannot read the session file: {e.strerror or e}") from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,

@@ -16,8 +16,7 @@ import numpy as np
 from engine.ir import Graph
 from engine.profile import profile_graph
 from engine.serialize import content_hash, dumps, loads
-from engine.summary import layer_records
-from engine.validate import check_structure
+from engine.validate import check_structure, topological_order
 
 # Totals kept with every version, so that lists and the history need no graph loaded.
 METRIC_KEYS = ("macs", "flops", "params", "layers", "weight_bytes", "quant_bytes")
@@ -54,9 +53,12 @@ def graph_metrics(graph: Graph) -> tuple[dict, list[dict]]:
     # check_structure guarantees every graph input has a tensor
     metrics["inputs"] = [{"name": t, "shape": list(graph.tensors[t].shape), "dtype": graph.tensors[t].dtype}
                          for t in graph.inputs]
+    # The profile holds every layer's record (in planned order): list them in topological order without
+    # costing every layer a second time.
+    records = {lp.record.name: lp.record for lp in prof.layers}
     layers = [{"name": r.name, "op": r.op, "macs": r.macs, "params": r.params, "weight_bytes": r.weight_bytes,
                "output_shape": list(r.output_shape), "output_dtype": r.output_dtype, "output_bytes": r.output_bytes}
-              for r in layer_records(graph)]
+              for r in (records[n.name] for n in topological_order(graph))]
     return metrics, layers
 
 

@@ -102,6 +102,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             created TIMESTAMP NOT NULL)""",
         "CREATE SEQUENCE session_dataset_ids START 1",
     ]),
+    ("versions the deep integrity check verified, so the check at every studio start skips them", [
+        """CREATE TABLE verified (
+            version_id BIGINT PRIMARY KEY,
+            fingerprint VARCHAR NOT NULL,          -- md5 of the stored document, hashes and constants it passed with
+            checked TIMESTAMP NOT NULL)""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

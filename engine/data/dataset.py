@@ -88,6 +88,11 @@ def _labels(y, n: int, classes: int | None, what: str) -> np.ndarray:
             i = int(np.flatnonzero(frac)[0])
             raise DataError(f"{what}: label {y[i]:g} of sample {i} is not a class index (for numeric targets "
                             "use task 'regression')")
+    if y.dtype.kind in "uf" and y.size:  # beyond int64: the cast below would wrap around
+        huge = np.abs(y) >= 2.0 ** 62
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise DataError(f"{what}: label {y[i]:g} of sample {i} is out of range (labels are class indices 0..K-1)")
     y = y.astype(np.int64)
     top = classes if classes is not None else int(y.max()) + 1
     out = (y < 0) | (y >= top)
@@ -149,12 +154,14 @@ def make_dataset(name: str, x, y, *, task: str = "classification", class_names: 
         classes = given or int(y.max()) + 1
         if val is not None:
             yv = _labels(val[1], len(val[0]), classes, what + " (validation)")
-            counts = np.bincount(np.concatenate([y, yv]), minlength=classes)
+            present = np.unique(np.concatenate([y, yv]))
         else:
-            counts = np.bincount(y, minlength=classes)
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):
-            c = int(empty[0])
+            present = np.unique(y)
+        # The first class without samples, found among the labels present (sorted, all in 0..classes-1)
+        # rather than by counting all `classes`: a label of 2^40 costs nothing more than a label of 3.
+        if len(present) < classes:
+            gaps = np.flatnonzero(present != np.arange(len(present)))
+            c = int(gaps[0]) if len(gaps) else len(present)
             label = f" ('{class_names[c]}')" if class_names else ""
             raise DataError(f"{what}: class {c}{label} has no samples (labels must cover 0..{classes - 1})")
         if classes < 2:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from engine.errors import GraphError
-from engine.ir import Graph, Node, Tensor
+from engine.ir import MAX_TENSOR_BYTES, Graph, Node, Tensor
 from engine.ops import get_op
 
 # Ops that read element i of their full-size input(s) only to write element i of the output, so a kernel
@@ -141,6 +141,9 @@ def buffer_model(graph: Graph, bytes_per_element: float | None = None, inplace: 
                 consumers[group_of[t]].add(i)
     outputs = {group_of[t] for t in graph.outputs if t in group_of}
     nbytes = [max(tensor_bytes(graph.tensors[t], bytes_per_element) for t in m) for m in members]
+    for m, n in zip(members, nbytes):  # sizes go into int64 arrays: refuse absurd ones with a clear message
+        if n > MAX_TENSOR_BYTES:
+            raise GraphError(f"activation {m[0][:60]!r} needs {n:,} bytes, over the limit of {MAX_TENSOR_BYTES:,}")
 
     candidates: list[tuple[tuple[int, int], ...]] = []
     for n in nodes:

@@ -218,15 +218,15 @@ def test_corrupted_files_are_refused_and_nothing_is_written(store, session_file,
 def test_size_limits(store, session_file, monkeypatch):
     _, path = session_file
     monkeypatch.setattr(archive, "MAX_FILE_BYTES", 1000)
-    with pytest.raises(SessionFileError, match="over the limit of 1000"):
+    with pytest.raises(SessionFileError, match="over the limit of 1,000"):
         import_session_file(store, path)
     monkeypatch.setattr(archive, "MAX_FILE_BYTES", 1 << 30)
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 5000)
-    with pytest.raises(SessionFileError, match="over the limit of 5000"):
+    with pytest.raises(SessionFileError, match="over the limit of 5,000"):
         import_session_file(store, path)
     monkeypatch.setattr(archive, "MAX_TOTAL_BYTES", 1 << 30)
     monkeypatch.setattr(archive, "MAX_JSON_BYTES", 100)
-    with pytest.raises(SessionFileError, match="larger than 100 bytes"):
+    with pytest.raises(SessionFileError, match="session.json is .* bytes, over the limit of 100$"):
         import_session_file(store, path)
     assert _counts(store)[0] == 1
 
