@@ -63,7 +63,7 @@ def _run(page: str, session_id: int) -> AppTest:
 
 def test_train_page_on_each_kind_of_version(sessions):
     at = _run("train.py", sessions["blank"])
-    assert [e.value for e in at.error] == ["graph 'blank' output 'output_out' has shape [1, 1, 8, 8], but data set "
+    assert [e.value for e in at.error] == ["graph 'blank' output 'input' has shape [1, 1, 8, 8], but data set "
                                            "'digits' needs 10 classes per sample"]
     assert any("untrained" in w.value for w in at.warning)
 
