@@ -59,30 +59,51 @@ def match_chain(g: Graph, first: Node, pattern: tuple[frozenset[str], ...],
 
 
 def apply_rules(g: Graph, rules: list[Rule], report: PassReport, max_rounds: int = 10_000) -> Graph:
-    """Rewrite `g` in place with `rules` until none applies; counts each rewrite in `report`."""
+    """Rewrite `g` in place with `rules` until none applies; counts each rewrite in `report`.
+
+    Rules keep their priority: a sweep of the first rule that matches anywhere is applied, then the list starts
+    over, as if each rewrite restarted from the first rule. One sweep applies every match of that rule whose
+    nodes and intermediate values no earlier rewrite of the same sweep touched (the others wait for the next
+    sweep), so a graph of N nodes costs O(N) per sweep instead of O(N) per rewrite (the C export of 4,000
+    parallel branches: 23 s, not many minutes)."""
     for _ in range(max_rounds):
-        if not _apply_once(g, rules, report):
+        if not any(_sweep(g, r, report) for r in rules):
             return g
     raise AssertionError("rewrite rules did not reach a fixed point")  # a rule that undoes another: a bug
 
 
-def _apply_once(g: Graph, rules: list[Rule], report: PassReport) -> bool:
+def _sweep(g: Graph, r: Rule, report: PassReport) -> bool:
     uses = consumers_of(g)
-    for r in rules:
-        for node in topological_order(g):
-            chain = match_chain(g, node, r.pattern, uses)
-            if chain is None:
-                continue
-            replacement = r(g, *chain)
-            if replacement is None:
-                continue
-            last = chain[-1]
-            produced = {o for n in replacement for o in n.outputs}
-            assert set(last.outputs) <= produced, f"rule {r.name} must keep writing {last.outputs}"
-            ids = {id(n) for n in chain}
-            pos = next(i for i, n in enumerate(g.nodes) if n is last)
-            g.nodes = [n for n in g.nodes[:pos] if id(n) not in ids] + replacement + \
-                      [n for n in g.nodes[pos + 1:] if id(n) not in ids]
-            report.count(r.name)
-            return True
-    return False
+    touched: set[str] = set()  # values read or written by a rewrite of this sweep: their `uses` are stale
+    gone: set[int] = set()
+    put: dict[int, list[Node]] = {}  # id(last matched node) -> its replacement
+    for node in topological_order(g):
+        if id(node) in gone:
+            continue
+        chain = match_chain(g, node, r.pattern, uses)
+        if chain is None:
+            continue
+        # `uses` decided the match through the chain's intermediate values only: stale there -> next sweep
+        inner = {v for n in chain[:-1] for v in n.outputs}
+        if inner & touched or any(id(n) in gone for n in chain):
+            continue
+        replacement = r(g, *chain)
+        if replacement is None:
+            continue
+        last = chain[-1]
+        produced = {o for n in replacement for o in n.outputs}
+        assert set(last.outputs) <= produced, f"rule {r.name} must keep writing {last.outputs}"
+        touched |= {v for n in (*chain, *replacement) for v in (*n.inputs, *n.outputs) if v}
+        gone |= {id(n) for n in chain}
+        put[id(last)] = replacement
+        report.count(r.name)
+    if not put:
+        return False
+    nodes = []
+    for n in g.nodes:  # each replacement where its last matched node was, the other matched nodes dropped
+        if id(n) in put:
+            nodes += put[id(n)]
+        elif id(n) not in gone:
+            nodes.append(n)
+    g.nodes = nodes
+    return True

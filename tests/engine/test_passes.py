@@ -347,3 +347,21 @@ def test_to_nhwc_is_a_no_op_on_channels_last_graphs():
     once, _ = to_nhwc(g)
     twice, report = to_nhwc(once)
     assert not report.changed and content_hash(once) == content_hash(twice)
+
+
+def test_rewrites_of_independent_branches_share_a_sweep(monkeypatch):
+    """4,000 branches X -> Mul -> Relu fuse in a few sweeps over the graph, not one sweep per rewrite (which made
+    the C export of wide graphs quadratic). Counts work, not time."""
+    from benchmarks.scale import wide_model
+    from engine.importers import load_model_bytes
+    from engine.passes import pattern
+    from engine.passes.fuse import fuse_activations
+
+    sweeps = []
+    real = pattern._sweep
+    monkeypatch.setattr(pattern, "_sweep", lambda g, r, rep: sweeps.append(r.name) or real(g, r, rep))
+    g = load_model_bytes(wide_model(400), "wide.onnx")
+    out = fuse_activations(g)
+    out = out[0] if isinstance(out, tuple) else out
+    assert sum(n.op == "Relu" for n in out.nodes) == 0 and sum(n.op == "Mul" for n in out.nodes) == 400
+    assert len(sweeps) <= 3 * len(set(sweeps)) + 3, len(sweeps)
