@@ -5,13 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
-from engine.diff import summarize
 from app import widgets
-from app.cli import profile_targets
 from app.history_view import (FIGURES, accuracy_text, action_words, describe_action, fit_cell, label,
                               layer_delta_rows, split_rows, tree_rows)
+from app.profile_targets import profile_targets
 from app.state import (changes_of, get_store, profile_of, require_current, select_session, session_caption, shown,
                        switch_to, view_version)
+from engine.diff import summarize
+from engine.errors import TinyStudioError
 
 st.title("History")
 s, v, graph = require_current()
@@ -37,7 +38,10 @@ for x in versions:
     accuracy[x.id] = accuracy_text(db.version_accuracy(store, x.id))
     if targets:
         try:
-            prof = profile_of(x.id, targets)
+            try:  # as deployed, the Profile page's default: a float version's figures as its int8 export
+                prof = profile_of(x.id, targets, "int8")
+            except TinyStudioError:  # an op without an int8 kernel: the version as it is
+                prof = profile_of(x.id, targets)
             fits[x.id] = {t.mcu: fit_cell(t) for t in prof.targets}
         except Exception as e:  # noqa: BLE001 - one version that cannot be estimated keeps its row
             fits[x.id] = {mcu: f"cannot estimate: {e}" for mcu, _ in targets}
@@ -56,7 +60,8 @@ config[FIGURES] = st.column_config.TextColumn(help=f"{marks} {ids_help}")
 for mcu, _ in targets:
     config[mcu] = st.column_config.TextColumn(help=f"Estimated latency and fit on {mcu}")
 if targets:
-    st.markdown("**Latency and fit** (estimates on the MCUs chosen on the Profile page) **and size**")
+    st.markdown("**Latency and fit** (estimates as deployed, int8, on the MCUs chosen on the Profile page) "
+                "**and size** (as the version is)")
 st.dataframe(figures, hide_index=True, width="stretch", column_config=config)
 if not targets:
     st.caption("Choose MCUs on the Profile page to see latency and fit per version here.")
