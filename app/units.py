@@ -80,3 +80,28 @@ def fmt_count(n: float | None) -> str:
         if abs(n) >= scale:
             return f"{_sig(n / scale, 4)} {unit}"
     return f"{int(n):,}"
+
+
+# The before/after figures of a compression (engine.compress's before/after/delta keys), as people read them.
+FIGURES = {"macs": ("MACs", fmt_count), "weight_bytes": ("Weights", fmt_bytes),
+           "activation_peak_bytes": ("Activation arena", fmt_bytes), "accuracy": ("Accuracy", fmt_pct)}
+
+
+def _signed(key: str, d: float | None) -> str:
+    if d is None:
+        return "—"
+    # a change of accuracy is in percentage points
+    text = f"{abs(d) * 100:,.2f} pp" if key == "accuracy" else FIGURES[key][1](abs(d))
+    return ("+" if d > 0 else "−" if d < 0 else "±") + text
+
+
+def figure_rows(before: dict, after: dict, delta: dict, columns=("before", "after"),
+                keys=tuple(FIGURES)) -> list[dict]:
+    """[{"figure": "Weights", "before": "61.04 KB", "after": "15.95 KB", "change": "−45.09 KB"}, ...]; the
+    row's `key` keeps the stored name (to drop a row, e.g. an untrained model's accuracy)."""
+    rows = []
+    for k in keys:
+        name, fmt = FIGURES[k]
+        rows.append({"figure": name, columns[0]: fmt(before.get(k)), columns[1]: fmt(after.get(k)),
+                     "change": _signed(k, delta.get(k)), "key": k})
+    return rows

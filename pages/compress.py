@@ -12,6 +12,7 @@ from app.profile_targets import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
 from app.labels import web_message
+from app.units import figure_rows, fmt_pct
 from app.workflows.train import NO_TRAINING_NEEDED, result_trained, without_untrained_accuracy
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import compress, list_actions
@@ -70,10 +71,9 @@ if predict:
         teacher = graph_of(v.parent_id) if name == "distill" and v.parent_id else None
         pred = compress(graph, name, quick, data, teacher=teacher).to_json()
     st.subheader("Predicted effect (before fine-tuning)")
-    st.dataframe(without_untrained_accuracy(
-        [{"figure": k, "now": pred["before"].get(k), "predicted": pred["after"].get(k), "change": pred["delta"].get(k)}
-         for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")], trained["trained"]),
-        hide_index=True, width="stretch")
+    st.dataframe(without_untrained_accuracy(figure_rows(pred["before"], pred["after"], pred["delta"],
+                                                        ("now", "predicted")), trained["trained"]),
+                 hide_index=True, width="stretch", column_order=("figure", "now", "predicted", "change"))
     if not trained["trained"]:
         st.caption("accuracy: untrained model (not shown)")
     for note in pred.get("notes", []):
@@ -108,14 +108,13 @@ if done:
     r = job.result
     st.subheader(f"Result of {r['action']} on {db.get_version(store, r['version']).label} (not saved yet)",
                  help=f"database id {r['version']}")
-    rows = [{"figure": k, "before": r["before"].get(k), "after": r["after"].get(k), "change": r["delta"].get(k)}
-            for k in ("macs", "weight_bytes", "activation_peak_bytes", "accuracy")]
+    rows = figure_rows(r["before"], r["after"], r["delta"])
     base_trained = db.version_accuracy(store, r["version"])["trained"]
     st.dataframe(without_untrained_accuracy(rows, base_trained and result_trained(True, r["action"], r["params"])),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch", column_order=("figure", "before", "after", "change"))
     if not base_trained:
         st.caption("accuracy: the version was untrained" + (", the result was fine-tuned on the data: "
-                   f"{r['after'].get('accuracy'):.2%}" if result_trained(False, r["action"], r["params"])
+                   f"{fmt_pct(r['after'].get('accuracy'))}" if result_trained(False, r["action"], r["params"])
                    and r["after"].get("accuracy") is not None else " (not shown)"))
     for note in r.get("notes", []):
         st.info(note)

@@ -139,4 +139,4 @@ def result_trained(base_trained: bool, action: str, params: dict) -> bool:
 
 def without_untrained_accuracy(rows: list[dict], trained: bool) -> list[dict]:
     """Figure rows ({"figure": ...}) without the accuracy row when the model is untrained (it means nothing)."""
-    return rows if trained else [r for r in rows if r.get("figure") != "accuracy"]
+    return rows if trained else [r for r in rows if r.get("key", r.get("figure")) != "accuracy"]

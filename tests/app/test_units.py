@@ -35,3 +35,17 @@ def test_percentages_and_counts():
     assert fmt_count(24332) == "24,332"
     assert fmt_count(26660752) == "26.66 M"
     assert fmt_count(1814073344) == "1.814 G"
+
+
+def test_compression_figure_rows_read_as_people_say_them():
+    from app.units import figure_rows
+
+    before = {"macs": 44040, "weight_bytes": 62504, "activation_peak_bytes": 1120, "accuracy": 0.9638}
+    after = {"macs": 20740, "weight_bytes": 16334, "activation_peak_bytes": 1120, "accuracy": 0.961}
+    delta = {k: after[k] - before[k] for k in before}
+    rows = {r["key"]: r for r in figure_rows(before, after, delta)}
+    assert rows["macs"] == {"figure": "MACs", "before": "44,040", "after": "20,740", "change": "−23,300",
+                            "key": "macs"}
+    assert rows["weight_bytes"]["before"] == "61.04 KB" and rows["weight_bytes"]["change"] == "−45.09 KB"
+    assert rows["activation_peak_bytes"]["change"] == "±0 B"
+    assert (rows["accuracy"]["before"], rows["accuracy"]["change"]) == ("96.38 %", "−0.28 pp")
