@@ -482,18 +482,6 @@ def test_mlperf_every_layer_bit_exact(key):
 
 
 @needs_data
-def test_vww_100_inferences_take_seconds():
-    g = load_tflite(str(DATA / MLPERF["vww"]))
-    x = mlperf_inputs(g.tensors[g.inputs[0]].shape, 100, np.random.default_rng(9))
-    t0 = time.perf_counter()
-    plan = prepare_int8(g)
-    for v in x:
-        plan.run({g.inputs[0]: v})
-    took = time.perf_counter() - t0
-    print(f"\nvww: prepare + 100 inferences {took:.2f} s")
-    assert took < 30
-
-
 # ---- 5. layouts without a TFLite oracle, and errors ----------------------------------------------------
 
 def _nchw_twin(g: Graph) -> Graph:
