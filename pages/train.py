@@ -58,7 +58,10 @@ if go and to_train is not None:
     else:
         with widgets.user_errors():
             settings = TrainSettings(int(epochs), float(lr), int(batch), int(seed)).check()
-            start_training(s.id, v.id, to_train, data, settings, note)
+            job = start_training(s.id, v.id, to_train, data, settings, note)
+            # Watch this job from now on: a short run can finish before the fragment ever sees it running, and
+            # the page must still rerun once it is done (the new version, the caption).
+            st.session_state[f"_train_running_{s.id}"] = job.id
             st.rerun()
 
 live_training(s.id)

@@ -15,6 +15,7 @@ def export(page, mcu: str, export_no: int, expect_verify=("host", "QEMU", "none"
     ui.wait_idle(page)
     box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Verify", exact=True)).first
     box.click()
+    page.get_by_role("option").first.wait_for()  # the list opens after the click is handled (slow under load)
     offered = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
     page.keyboard.press("Escape")
     assert [o.split(" ")[0] for o in offered] == list(expect_verify), offered

@@ -16,8 +16,8 @@ from tests.e2e.test_train_page import _accuracy, _choose
 
 def _train_on_digits(page, epochs: int, versions_after: int) -> float:
     ui.go(page, "Train")
-    ui.select_option(page, "Dataset", "digits")
     ui.wait_idle(page)
+    _choose(page, "Dataset", "digits")
     form = page.get_by_test_id("stForm")
     form.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
     page.get_by_role("button", name="Train in the background").click()
