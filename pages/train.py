@@ -19,11 +19,11 @@ store = get_store()
 state = db.version_accuracy(store, v.id)
 if state["trained"]:
     acc = state["accuracy"]
-    st.success(f"Version {v.id} is trained ({state['reason']})"
+    st.success(f"Version {v.label} is trained ({state['reason']})"
                + (f": validation accuracy **{acc:.2%}**" if isinstance(acc, (int, float)) else "") + ".",
                icon=":material/check_circle:")
 else:
-    st.warning(f"Version {v.id} is **untrained** ({state['reason']}): train it on a data set below.",
+    st.warning(f"Version {v.label} is **untrained** ({state['reason']}): train it on a data set below.",
                icon=":material/warning:")
 
 with st.expander("Data", expanded=True):
