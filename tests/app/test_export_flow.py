@@ -73,3 +73,22 @@ def test_export_job_stores_a_bundle_named_after_the_session(st_store):
         readme = z.read("tinystudio_gesture_lab/README.md").decode()
     assert "| 0 | 0.5 | 0.25 |" in readme and "| 3 | d |" in readme
     assert any(m.startswith("generating C") for m in seen)
+
+
+def test_a_float_version_is_calibrated_on_the_data_set_it_was_trained_on():
+    """Not on synthetic data: the int8 scales of the bundle come from the training split's (normalized) samples."""
+    from engine.data import load_dataset
+    from engine.train import adapt_zoo
+
+    data = load_dataset("digits")
+    g = adapt_zoo("zoo:lenet5", data)  # 1x8x8 in, with a resize in front
+    rec = {"source": "builtin:digits", "split": {"seed": 0}}
+    feeds = flow.dataset_calibration(g, rec, n=16)
+    assert len(feeds) == 16
+    (name, x), = feeds[3].items()
+    assert name == g.inputs[0] and x.shape == (1, 1, 8, 8)
+    assert abs(float(data.x_train[3].mean()) - float(x.mean())) < 1e-6  # the same split and normalization
+    # No data set, an upload, or samples the graph does not take: None (synthetic calibration, with its warning).
+    assert flow.dataset_calibration(g, None) is None
+    assert flow.dataset_calibration(g, {"source": "upload:x.npz"}) is None
+    assert flow.dataset_calibration(load_model(TINY), rec) is None
