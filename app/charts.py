@@ -95,9 +95,14 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
                                  line=dict(color=mcu_colour(i), dash="dash", width=2), hoverinfo="name"))
     fig = _layout(fig, "Memory timeline", "KB")
     fig.update_yaxes(range=[0, max([top * 1.2, *(s * 1.05 for s in on_scale)]) / 1024])
-    # The legend goes under the plot: one entry per line, however many MCUs, never over the curve.
-    fig.update_layout(height=380, legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"),
-                      margin=dict(l=50, r=20, t=50, b=90))
+    # The legend goes above the plot, under the title: one entry per line, however many MCUs, never over the
+    # curve, and never over the layer names below the axis (rotated, their height depends on the graph).
+    # The top margin holds the title and the legend's rows (about two entries a row).
+    rows = -(-len(fig.data) // 2)
+    fig.update_layout(height=380 + 20 * rows, legend=dict(orientation="h", y=1.02, x=0, xanchor="left",
+                                                          yanchor="bottom"),
+                      title=dict(yref="container", y=0.98, yanchor="top"),
+                      margin=dict(l=50, r=20, t=45 + 20 * rows, b=40))
     fig.update_xaxes(showticklabels=len(x) <= 40)
     return fig
 
