@@ -102,3 +102,10 @@ def test_data_panel_starts_with_the_data_the_version_was_trained_on(sessions):
         at = _run(page, sid)
         assert at.selectbox(key=f"{key}_name").value == "synthetic-sensor"
         assert not any("cannot be measured" in w.value for w in at.warning)
+
+
+def test_versions_are_named_by_their_number_in_the_session_and_a_blank_profile_says_why_no_charts(sessions):
+    at = _run("train.py", sessions["int8"])  # database ids 4 and 5, per-session v1 (zoo), v2, v3 (int8)
+    assert any(s.value.startswith("Version v3 is trained") for s in at.success), [s.value for s in at.success]
+    at = _run("profile.py", sessions["blank"])
+    assert any(i.value.startswith("No layers yet") for i in at.info), [i.value for i in at.info]
