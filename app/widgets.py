@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from app.labels import web_message
-from engine.errors import TinyStudioError
+from engine.errors import TinyStudioError, one_line
 
 
 @contextlib.contextmanager
@@ -112,14 +112,21 @@ def load_calibration(data: bytes, name: str):
     """Calibration samples from an uploaded .npz (never unpickled): one array (N, ...) for a single-input
     model, or one array per input name -> a list of per-sample feeds."""
     import io
+    import zipfile
 
     import numpy as np
 
-    try:
+    from engine.data import MAX_BYTES
+    from engine.serialize import npz_declared_bytes
+
+    try:  # what numpy would allocate, from the .npy headers alone, before it inflates anything
+        declared = npz_declared_bytes(data, name)
+        if declared > MAX_BYTES:
+            raise TinyStudioError(f"{name}: arrays declare {declared:,} bytes, more than the {MAX_BYTES:,} byte limit")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise TinyStudioError(f"{name}: not a readable .npz file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise TinyStudioError(f"{name}: not a readable .npz file ({one_line(str(e))})") from None
     if not arrays:
         raise TinyStudioError(f"{name}: the .npz file holds no arrays")
     if len(arrays) == 1:
