@@ -197,8 +197,10 @@ def layer_detail_tables(prof: Profile, step: int) -> tuple[list[dict], list[dict
             v = ", ".join(shape(x) for x in v)
         elif k == "output_shape":
             v = shape(v)
-        elif isinstance(v, dict):
-            v = ", ".join(f"{kk}: {vv:,}" if isinstance(vv, int) else f"{kk}: {vv}" for kk, vv in v.items())
+        elif isinstance(v, dict):  # e.g. weight bytes by dtype: "int32: 32 B, int8: 216 B"; none for a Resize
+            unit = " B" if "bytes" in k else ""
+            v = ", ".join(f"{kk}: {vv:,}{unit}" if isinstance(vv, int) else f"{kk}: {vv}"
+                          for kk, vv in v.items()) or "none"
         elif isinstance(v, int) and (k.endswith("_bytes") or k.endswith("bytes")) and v >= 1024:
             v = f"{fmt_bytes(v)} ({v:,} B)"
         elif isinstance(v, int):

@@ -78,3 +78,13 @@ def test_memory_timeline_legend_sits_above_the_plot_clear_of_the_title(kws):
     assert legend.orientation == "h" and legend.y >= 1 and legend.yanchor == "bottom"
     rows = -(-len(fig.data) // 2)
     assert fig.layout.margin.t >= 40 + 20 * rows and fig.layout.title.yref == "container"
+
+
+def test_layer_detail_gives_bytes_by_dtype_with_units_and_says_none():
+    from app.charts import layer_detail_tables
+    prof = profile_graph(load_model(str(MLPERF / "vww_96_int8.tflite")), [], precision="as-is")
+    props = {r["property"]: r["value"] for r in layer_detail_tables(prof, 0)[0]}
+    assert props["weight bytes by dtype"] == "int32: 32 B, int8: 216 B", props
+    flat = next(i for i, lp in enumerate(prof.layers) if lp.record.op == "Reshape")
+    props = {r["property"]: r["value"] for r in layer_detail_tables(prof, flat)[0]}
+    assert props["weight bytes by dtype"] == "none", props
