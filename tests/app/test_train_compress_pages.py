@@ -109,3 +109,11 @@ def test_versions_are_named_by_their_number_in_the_session_and_a_blank_profile_s
     assert any(s.value.startswith("Version v3 is trained") for s in at.success), [s.value for s in at.success]
     at = _run("profile.py", sessions["blank"])
     assert any(i.value.startswith("No layers yet") for i in at.info), [i.value for i in at.info]
+
+
+def test_builtin_data_sets_are_offered_by_their_whole_headline(sessions):
+    at = _run("train.py", sessions["zoo"])
+    options = next(sb for sb in at.selectbox if sb.label == "Dataset").options
+    assert "digits — Handwritten digits 0-9, 8x8 gray levels (UCI optical digits as bundled with scikit-learn)" \
+        in options, options
+    assert all(o.count("(") == o.count(")") for o in options), options
