@@ -67,8 +67,8 @@ c[4].metric("Layers", tot["layers"])
 
 if prof.targets:
     st.dataframe(charts.fit_rows(prof), hide_index=True, width="stretch",
-                 column_config={"MCU": st.column_config.TextColumn(width="medium"),
-                                "verdict": st.column_config.TextColumn(width="medium")})
+                 column_config={"verdict": st.column_config.TextColumn(width="medium")})  # MCU ids are short:
+    # sized to their content, so the runtime column is not cut off at the right edge
 
 if not prof.layers:  # a blank canvas (input -> output): empty charts with made-up axes would say nothing
     st.info("No layers yet: add some on the Design page to see per-layer charts and the memory timeline.",
