@@ -51,19 +51,20 @@ def zoo_param_inputs(params: list[dict], model: str = "") -> dict:
     for i, p in enumerate(params):
         col = cols[i % 3]
         key = f"zoo_{model}_{p['name']}"
+        label = p["name"].replace("_", " ")  # "calibration samples", not the raw key (the CLI's name is in the key)
         if p.get("choices"):
-            v = col.selectbox(p["name"], p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
+            v = col.selectbox(label, p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
                               key=key)
         elif p["type"] == "bool":
-            v = col.checkbox(p["name"], value=bool(p["default"]), help=p["help"], key=key)
+            v = col.checkbox(label, value=bool(p["default"]), help=p["help"], key=key)
         elif p["type"] == "int":
-            v = col.number_input(p["name"], value=int(p["default"]), min_value=p.get("min"), max_value=p.get("max"),
+            v = col.number_input(label, value=int(p["default"]), min_value=p.get("min"), max_value=p.get("max"),
                                  step=1, help=p["help"], key=key)
         elif p["type"] == "float":
-            v = col.number_input(p["name"], value=float(p["default"]), min_value=p.get("min"),
+            v = col.number_input(label, value=float(p["default"]), min_value=p.get("min"),
                                  max_value=p.get("max"), help=p["help"], key=key, format="%g")
         else:
-            v = col.text_input(p["name"], value=str(p["default"]), help=p["help"], key=key)
+            v = col.text_input(label, value=str(p["default"]), help=p["help"], key=key)
         if v != p["default"]:
             values[p["name"]] = str(v).lower() if isinstance(v, bool) else v
     return values

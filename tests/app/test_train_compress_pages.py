@@ -117,3 +117,9 @@ def test_builtin_data_sets_are_offered_by_their_whole_headline(sessions):
     assert "digits — Handwritten digits 0-9, 8x8 gray levels (UCI optical digits as bundled with scikit-learn)" \
         in options, options
     assert all(o.count("(") == o.count(")") for o in options), options
+
+
+def test_action_and_zoo_parameters_are_labelled_in_words_not_raw_keys(sessions):
+    at = _run("compress.py", sessions["zoo"])
+    labels = [w.label for w in [*at.number_input, *at.selectbox, *at.checkbox, *at.text_input]]
+    assert labels and not [x for x in labels if "_" in x], labels
