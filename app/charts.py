@@ -95,9 +95,14 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
                                  line=dict(color=mcu_colour(i), dash="dash", width=2), hoverinfo="name"))
     fig = _layout(fig, "Memory timeline", "KB")
     fig.update_yaxes(range=[0, max([top * 1.2, *(s * 1.05 for s in on_scale)]) / 1024])
-    # The legend goes under the plot: one entry per line, however many MCUs, never over the curve.
-    fig.update_layout(height=380, legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"),
-                      margin=dict(l=50, r=20, t=50, b=90))
+    # The legend goes above the plot, under the title: one entry per line, however many MCUs, never over the
+    # curve, and never over the layer names below the axis (rotated, their height depends on the graph).
+    # The top margin holds the title and the legend's rows (about two entries a row).
+    rows = -(-len(fig.data) // 2)
+    fig.update_layout(height=380 + 20 * rows, legend=dict(orientation="h", y=1.02, x=0, xanchor="left",
+                                                          yanchor="bottom"),
+                      title=dict(yref="container", y=0.98, yanchor="top"),
+                      margin=dict(l=50, r=20, t=45 + 20 * rows, b=40))
     fig.update_xaxes(showticklabels=len(x) <= 40)
     return fig
 
@@ -192,8 +197,10 @@ def layer_detail_tables(prof: Profile, step: int) -> tuple[list[dict], list[dict
             v = ", ".join(shape(x) for x in v)
         elif k == "output_shape":
             v = shape(v)
-        elif isinstance(v, dict):
-            v = ", ".join(f"{kk}: {vv:,}" if isinstance(vv, int) else f"{kk}: {vv}" for kk, vv in v.items())
+        elif isinstance(v, dict):  # e.g. weight bytes by dtype: "int32: 32 B, int8: 216 B"; none for a Resize
+            unit = " B" if "bytes" in k else ""
+            v = ", ".join(f"{kk}: {vv:,}{unit}" if isinstance(vv, int) else f"{kk}: {vv}"
+                          for kk, vv in v.items()) or "none"
         elif isinstance(v, int) and (k.endswith("_bytes") or k.endswith("bytes")) and v >= 1024:
             v = f"{fmt_bytes(v)} ({v:,} B)"
         elif isinstance(v, int):

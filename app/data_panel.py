@@ -106,7 +106,8 @@ def data_panel(key: str, session_id: int | None = None, prefer: str | None = Non
     choice = st.radio("Data", kinds, horizontal=True, key=f"{key}_kind", format_func=_KINDS.get)
     if choice == "built-in":
         name = st.selectbox("Dataset", list(builtins), key=f"{key}_name",
-                            format_func=lambda n: f"{n} — {builtins[n]['description'][:70]}")
+                            # the description's headline, before its colon: a fixed cut left "(UCI ... bundled"
+                            format_func=lambda n: f"{n} — {builtins[n]['description'].split(': ')[0]}")
         ds = _builtin(name, 0)
     elif choice == "stored":
         ds = _stored_panel(key, session_id)

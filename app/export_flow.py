@@ -53,6 +53,24 @@ def version_dataset(store, version_id: int) -> dict | None:
     return None
 
 
+def dataset_calibration(graph, dataset: dict | None, n: int = 256):
+    """Calibration feeds for a float graph from the built-in data set its version was trained on (the same
+    split and normalization), so the bundle's int8 scales fit real inputs; None when there is no such data set
+    (then the export calibrates on synthetic data and says so)."""
+    from engine.compress.base import is_quantized_graph
+    from engine.data import DataError, dataset_feeds, load_dataset
+
+    source = (dataset or {}).get("source")
+    if is_quantized_graph(graph) or not isinstance(source, str) or not source.startswith("builtin:"):
+        return None
+    seed = ((dataset.get("split") or {}).get("seed")) or 0
+    try:
+        data = load_dataset(source.removeprefix("builtin:"), seed=int(seed))
+        return dataset_feeds(graph, data.x_train, limit=n)
+    except DataError:  # the version no longer takes the data set's samples: synthetic data, with its warning
+        return None
+
+
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
                name: str, dataset: dict | None):
     """The work function for app.jobs.submit: export into a temporary zip and store report and bundle."""
@@ -66,8 +84,10 @@ def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, 
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bundle.zip"
-            res = export_model(get_graph(version_id), mcu, out, verify=verify, n_inputs=int(n_inputs),
-                               calibration=calibration, log=log, name=name, dataset=dataset)
+            graph = get_graph(version_id)
+            calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
+            res = export_model(graph, mcu, out, verify=verify, n_inputs=int(n_inputs),
+                               calibration=calib, log=log, name=name, dataset=dataset)
             rec = db.add_export(store_getter(), version_id, mcu, res.report, bundle=out.read_bytes(),
                                 options={"verify": verify, "inputs": int(n_inputs), "name": res.lib.name})
         return {"export_id": rec.id, "warnings": res.warnings}

@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from app.labels import web_message
-from engine.errors import TinyStudioError
+from engine.errors import TinyStudioError, one_line
 
 
 @contextlib.contextmanager
@@ -51,19 +51,20 @@ def zoo_param_inputs(params: list[dict], model: str = "") -> dict:
     for i, p in enumerate(params):
         col = cols[i % 3]
         key = f"zoo_{model}_{p['name']}"
+        label = p["name"].replace("_", " ")  # "calibration samples", not the raw key (the CLI's name is in the key)
         if p.get("choices"):
-            v = col.selectbox(p["name"], p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
+            v = col.selectbox(label, p["choices"], index=list(p["choices"]).index(p["default"]), help=p["help"],
                               key=key)
         elif p["type"] == "bool":
-            v = col.checkbox(p["name"], value=bool(p["default"]), help=p["help"], key=key)
+            v = col.checkbox(label, value=bool(p["default"]), help=p["help"], key=key)
         elif p["type"] == "int":
-            v = col.number_input(p["name"], value=int(p["default"]), min_value=p.get("min"), max_value=p.get("max"),
+            v = col.number_input(label, value=int(p["default"]), min_value=p.get("min"), max_value=p.get("max"),
                                  step=1, help=p["help"], key=key)
         elif p["type"] == "float":
-            v = col.number_input(p["name"], value=float(p["default"]), min_value=p.get("min"),
+            v = col.number_input(label, value=float(p["default"]), min_value=p.get("min"),
                                  max_value=p.get("max"), help=p["help"], key=key, format="%g")
         else:
-            v = col.text_input(p["name"], value=str(p["default"]), help=p["help"], key=key)
+            v = col.text_input(label, value=str(p["default"]), help=p["help"], key=key)
         if v != p["default"]:
             values[p["name"]] = str(v).lower() if isinstance(v, bool) else v
     return values
@@ -112,14 +113,21 @@ def load_calibration(data: bytes, name: str):
     """Calibration samples from an uploaded .npz (never unpickled): one array (N, ...) for a single-input
     model, or one array per input name -> a list of per-sample feeds."""
     import io
+    import zipfile
 
     import numpy as np
 
-    try:
+    from engine.data import MAX_BYTES
+    from engine.serialize import npz_declared_bytes
+
+    try:  # what numpy would allocate, from the .npy headers alone, before it inflates anything
+        declared = npz_declared_bytes(data, name)
+        if declared > MAX_BYTES:
+            raise TinyStudioError(f"{name}: arrays declare {declared:,} bytes, more than the {MAX_BYTES:,} byte limit")
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise TinyStudioError(f"{name}: not a readable .npz file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise TinyStudioError(f"{name}: not a readable .npz file ({one_line(str(e))})") from None
     if not arrays:
         raise TinyStudioError(f"{name}: the .npz file holds no arrays")
     if len(arrays) == 1:

@@ -27,7 +27,7 @@ session_caption(s, v)
 store = get_store()
 trained = db.version_accuracy(store, v.id)  # zoo, blank and canvas versions are untrained until trained
 if not trained["trained"]:
-    st.warning(f"Version {v.id} is **untrained** ({trained['reason']}): accuracy figures would mean nothing. "
+    st.warning(f"Version {v.label} is **untrained** ({trained['reason']}): accuracy figures would mean nothing. "
                "Train it on the Train page first.", icon=":material/warning:")
 
 with st.expander("Data", expanded=True):

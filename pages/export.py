@@ -38,7 +38,8 @@ with st.form("export_form"):
     n_inputs = c2.number_input("Random test inputs", min_value=0, max_value=200, value=10)
     name = c3.text_input("Library name", value=s.name, max_chars=64,
                          help="names the bundle, the C library and its functions (made a C identifier)")
-    calib = st.file_uploader("Calibration data for float models (.npz with one array per input, optional)",
+    calib = st.file_uploader("Calibration data for float models (.npz with one array per input; optional: by "
+                             "default the built-in data set the version was trained on)",
                              type=["npz"])
     go = st.form_submit_button("Build and verify", type="primary")
 

@@ -67,9 +67,13 @@ c[4].metric("Layers", tot["layers"])
 
 if prof.targets:
     st.dataframe(charts.fit_rows(prof), hide_index=True, width="stretch",
-                 column_config={"MCU": st.column_config.TextColumn(width="medium"),
-                                "verdict": st.column_config.TextColumn(width="medium")})
+                 column_config={"verdict": st.column_config.TextColumn(width="medium")})  # MCU ids are short:
+    # sized to their content, so the runtime column is not cut off at the right edge
 
+if not prof.layers:  # a blank canvas (input -> output): empty charts with made-up axes would say nothing
+    st.info("No layers yet: add some on the Design page to see per-layer charts and the memory timeline.",
+            icon=":material/info:")
+    st.stop()
 metric = st.radio("Per-layer chart", [*charts.METRICS, "latency (ms, estimate)"] if prof.targets else list(charts.METRICS),
                   horizontal=True, key="metric")
 event = st.plotly_chart(charts.per_layer_figure(prof, metric), width="stretch", on_select="rerun",
@@ -80,8 +84,6 @@ st.plotly_chart(charts.memory_timeline(prof, {t.mcu: mcus[t.mcu].sram_bytes for 
 
 points = (event.selection.points if event and event.selection else []) or []
 labels = charts.layer_labels(prof)
-if not labels:  # a blank canvas (input -> output): no layer to detail yet
-    st.stop()
 default = labels.index(points[0]["x"]) if points and points[0].get("x") in labels else 0
 step = st.selectbox("Layer details (or click a bar)", range(len(labels)), index=default,
                     format_func=lambda i: labels[i], key=f"layer_pick_{default}")

@@ -19,11 +19,11 @@ store = get_store()
 state = db.version_accuracy(store, v.id)
 if state["trained"]:
     acc = state["accuracy"]
-    st.success(f"Version {v.id} is trained ({state['reason']})"
+    st.success(f"Version {v.label} is trained ({state['reason']})"
                + (f": validation accuracy **{acc:.2%}**" if isinstance(acc, (int, float)) else "") + ".",
                icon=":material/check_circle:")
 else:
-    st.warning(f"Version {v.id} is **untrained** ({state['reason']}): train it on a data set below.",
+    st.warning(f"Version {v.label} is **untrained** ({state['reason']}): train it on a data set below.",
                icon=":material/warning:")
 
 with st.expander("Data", expanded=True):
@@ -73,6 +73,9 @@ st.divider()
 st.subheader("Try it")
 if data is None:
     st.caption("Choose a data set above to try the current version on its samples.")
+elif note:  # the zoo model is rebuilt for this data set: the current version cannot take its samples yet
+    st.info(f"Train first: {v.label} takes a different input than data set '{data.name}'; the version that "
+            "training makes can be tried here.", icon=":material/info:")
 else:
     images = len(data.input_shape) == 3 and data.input_shape[0] in (1, 3)
     how = st.radio("Input", ["a data set sample", "my input (.npy)"] + (["my image"] if images else []),

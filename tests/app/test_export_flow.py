@@ -6,6 +6,7 @@ import io
 import shutil
 import zipfile
 
+import numpy as np
 import pytest
 
 import store as db
@@ -73,3 +74,44 @@ def test_export_job_stores_a_bundle_named_after_the_session(st_store):
         readme = z.read("tinystudio_gesture_lab/README.md").decode()
     assert "| 0 | 0.5 | 0.25 |" in readme and "| 3 | d |" in readme
     assert any(m.startswith("generating C") for m in seen)
+
+
+def test_a_float_version_is_calibrated_on_the_data_set_it_was_trained_on():
+    """Not on synthetic data: the int8 scales of the bundle come from the training split's (normalized) samples."""
+    from engine.data import load_dataset
+    from engine.train import adapt_zoo
+
+    data = load_dataset("digits")
+    g = adapt_zoo("zoo:lenet5", data)  # 1x8x8 in, with a resize in front
+    rec = {"source": "builtin:digits", "split": {"seed": 0}}
+    feeds = flow.dataset_calibration(g, rec, n=16)
+    assert len(feeds) == 16
+    (name, x), = feeds[3].items()
+    assert name == g.inputs[0] and x.shape == (1, 1, 8, 8)
+    assert abs(float(data.x_train[3].mean()) - float(x.mean())) < 1e-6  # the same split and normalization
+    # No data set, an upload, or samples the graph does not take: None (synthetic calibration, with its warning).
+    assert flow.dataset_calibration(g, None) is None
+    assert flow.dataset_calibration(g, {"source": "upload:x.npz"}) is None
+    assert flow.dataset_calibration(load_model(TINY), rec) is None
+
+
+def test_a_bad_calibration_upload_is_one_line_not_a_traceback():
+    """A file that is not a zip raised zipfile.BadZipFile, which reached the Export page as a traceback."""
+    from app.widgets import load_calibration
+    from engine.errors import TinyStudioError
+
+    for data in (b"PK\x03\x04 not really a zip", b"garbage", b""):
+        with pytest.raises(TinyStudioError, match=r"^bad\.npz: not a readable \.npz file") as e:
+            load_calibration(data, "bad.npz")
+        assert "\n" not in str(e.value)
+    # An .npy header declaring 4 TiB in a tiny member is refused before numpy allocates.
+    buf = io.BytesIO()
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }"
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 16)
+    with pytest.raises(TinyStudioError, match=r"^huge\.npz: "):
+        load_calibration(buf.getvalue(), "huge.npz")
+    ok = io.BytesIO()
+    np.savez(ok, x=np.ones((3, 1, 8, 8), np.float32))
+    assert load_calibration(ok.getvalue(), "ok.npz").shape == (3, 1, 8, 8)

@@ -68,3 +68,23 @@ def test_memory_timeline_lines_have_their_own_colour_and_legend(kws):
     assert [a.text for a in fig.layout.annotations] == ["peak 15.62 KB"]  # no labels on the lines
     # 15.6 KB of activations against 256-384 KB of SRAM: the axis follows the activations, the legend says so
     assert fig.layout.yaxis.range[1] < 30 and all("off the scale" in tr.name for tr in lines)
+
+
+def test_memory_timeline_legend_sits_above_the_plot_clear_of_the_title(kws):
+    """Under the plot it overlapped the rotated layer names of a 31-layer graph (their height varies)."""
+    fig = memory_timeline(kws, {"esp32s3": 384 * 1024, "nrf52840": 256 * 1024, "rp2040": 264 * 1024,
+                                "esp32c3": 320 * 1024})
+    legend = fig.layout.legend
+    assert legend.orientation == "h" and legend.y >= 1 and legend.yanchor == "bottom"
+    rows = -(-len(fig.data) // 2)
+    assert fig.layout.margin.t >= 40 + 20 * rows and fig.layout.title.yref == "container"
+
+
+def test_layer_detail_gives_bytes_by_dtype_with_units_and_says_none():
+    from app.charts import layer_detail_tables
+    prof = profile_graph(load_model(str(MLPERF / "vww_96_int8.tflite")), [], precision="as-is")
+    props = {r["property"]: r["value"] for r in layer_detail_tables(prof, 0)[0]}
+    assert props["weight bytes by dtype"] == "int32: 32 B, int8: 216 B", props
+    flat = next(i for i, lp in enumerate(prof.layers) if lp.record.op == "Reshape")
+    props = {r["property"]: r["value"] for r in layer_detail_tables(prof, flat)[0]}
+    assert props["weight bytes by dtype"] == "none", props

@@ -94,7 +94,7 @@ def test_train_zoo_lenet_on_digits_then_try_it(studio, new_page, shot, tmp_path)
 
     # Try it on the int8 version: the float form and the int8 kernels side by side.
     ui.go(page, "Train")
-    page.get_by_text("Version 3 is trained (quantize-int8 of a trained version)").first.wait_for()
+    page.get_by_text("Version v3 is trained (quantize-int8 of a trained version)").first.wait_for()
     m = ui.metrics(page)
     assert m["float prediction"] in [str(i) for i in range(10)] and m["int8 prediction"] in [str(i) for i in range(10)]
     shot(page, "try-it-int8")
