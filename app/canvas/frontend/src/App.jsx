@@ -44,6 +44,9 @@ function Canvas({ args, theme }) {
   const [live, setLive] = useState(EMPTY);
   const [checking, setChecking] = useState(false);
   const [saving, setSaving] = useState(false);
+  // A save was sent and not answered with errors: the edits are the app's now, so leaving does not ask about
+  // them, however long the app takes to draw the next version's canvas in place of this one.
+  const saveSent = useRef(false);
   const [dismissed, setDismissed] = useState(null); // page errors the user discarded (until Python drops them)
   const [found, setFound] = useState(null); // the node the graph search jumped to (highlighted)
   const [dropEdge, setDropEdge] = useState(null); // the edge a dragged palette layer would be dropped on
@@ -90,6 +93,7 @@ function Canvas({ args, theme }) {
     setEdges(flow.edges);
     setDirty(Boolean(restored));
     setEditedSinceSave(Boolean(restored));
+    saveSent.current = false;
     setSaving(false);
     setLive(EMPTY);
     setChecking(false);
@@ -137,7 +141,7 @@ function Canvas({ args, theme }) {
     }
   }, [liveArg?.seq]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  useEffect(() => { setSaving(false); }, [JSON.stringify(pageErrors)]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => { saveSent.current = false; setSaving(false); }, [JSON.stringify(pageErrors)]); // eslint-disable-line react-hooks/exhaustive-deps
 
   // ---- edits ------------------------------------------------------------------------------------------
   const pushHistory = useCallback(() => {
@@ -315,6 +319,7 @@ function Canvas({ args, theme }) {
     clearTimeout(validateTimer.current);
     const { nodes: ns, edges: es } = current.current;
     Streamlit.setComponentValue({ type: "save", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), then });
+    saveSent.current = true;
     setSaving(true);
     setEditedSinceSave(false);
     clearTimeout(saveTimer.current);
@@ -344,7 +349,7 @@ function Canvas({ args, theme }) {
     Streamlit.setComponentValue({ type: "leave", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es), then });
   }, [doc]);
   useLeaveGuard(guard, {
-    dirty,
+    dirty: dirty && !(saveSent.current && !editedSinceSave),
     title: "Unsaved canvas edits",
     text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, keep editing, or leave them here for later (this browser tab only)?`,
   }, { onSave: save, onDiscard: discard, onLater: later });

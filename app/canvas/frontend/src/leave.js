@@ -77,7 +77,18 @@ function dialog(doc, { title, text, onSave, onDiscard, onKeep, onLater }) {
 export function guardLeaving(state, { onSave, onDiscard, onLater }) {
   const top = host();
   let close = null;
+  // Streamlit removes the frame of a canvas it no longer draws (after a save, the next version's canvas takes its
+  // place) without running this frame's effect clean-ups: a guard whose frame is gone removes itself instead of
+  // asking about edits that were saved.
+  const alive = () => {
+    try {
+      return !top || (!!window.frameElement && window.frameElement.isConnected);
+    } catch {
+      return true;
+    }
+  };
   const onClick = (ev) => {
+    if (!alive()) { cleanup(); return; }
     const a = ev.target?.closest?.(LINKS);
     if (!a || !state().dirty || ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
     ev.preventDefault();
@@ -90,6 +101,7 @@ export function guardLeaving(state, { onSave, onDiscard, onLater }) {
     });
   };
   const onUnload = (ev) => {
+    if (!alive()) { cleanup(); return undefined; }
     if (!state().dirty) return undefined;
     ev.preventDefault();
     ev.returnValue = ""; // the browser shows its own "leave site?" text
@@ -98,11 +110,12 @@ export function guardLeaving(state, { onSave, onDiscard, onLater }) {
   const windows = top ? [top, window] : [window];
   if (top) top.addEventListener("click", onClick, true);
   windows.forEach((w) => w.addEventListener("beforeunload", onUnload));
-  return () => {
+  function cleanup() {
     if (top) top.removeEventListener("click", onClick, true);
     windows.forEach((w) => w.removeEventListener("beforeunload", onUnload));
     if (close) close();
-  };
+  }
+  return cleanup;
 }
 
 // The hook: `state` ({ dirty, title, text }) and the actions are read when the user clicks, never stale.
