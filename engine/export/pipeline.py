@@ -70,8 +70,8 @@ def estimate_json(graph, mcu) -> tuple[dict, object]:
     prof = profile_graph(graph, [(mcu.id, estimate_runtime(mcu.core))])
     est = prof.targets[0]
     d = {"label": "estimate", "runtime": est.runtime,
-         "runtime_note": f"the {est.runtime} runtime model, the default for {mcu.core} (as on the Profile page); "
-                         "the generated C has no interpreter, so the real figures may be lower",
+         "runtime_note": f"the {est.runtime} runtime model, the default for {mcu.core} (as on the Profile page): "
+                         "this generated C's own figures (static arena, no interpreter; derived from Cortex-M4 builds)",
          "latency_ms": round(est.latency_ms, 4),
          "energy_uj": round(est.energy_uj, 3), "cycles": est.cycles, "ram_bytes": est.ram_bytes,
          "flash_bytes": est.flash_bytes, "ram_parts": dict(est.ram_parts), "flash_parts": dict(est.flash_parts),
