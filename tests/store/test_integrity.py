@@ -117,6 +117,7 @@ def test_studio_start_runs_the_check(tmp_path, monkeypatch, capsys):
     import argparse
 
     import app.cli as cli
+    import app.commands.studio as studio_cmd
 
     path = str(tmp_path / "lab.duckdb")
     with open_store(path) as st:
@@ -124,7 +125,7 @@ def test_studio_start_runs_the_check(tmp_path, monkeypatch, capsys):
         with st.transaction() as con:
             con.execute("UPDATE versions SET graph_hash = ? WHERE id = ?", ["0" * 64, v2.id])
     started = []
-    monkeypatch.setattr(cli.os, "execvpe", lambda *args: started.append(args[0]))
+    monkeypatch.setattr(studio_cmd.os, "execvpe", lambda *args: started.append(args[0]))
     cli.cmd_studio(argparse.Namespace(db=path, port=8599, host="127.0.0.1"))
     err = capsys.readouterr().err
     assert started and f"warning: {path}: version {v2.id}: graph content hash differs" in err

@@ -1,0 +1,44 @@
+"""`tinystudio studio`: start the web studio on a DuckDB file."""
+from __future__ import annotations
+
+import os
+import sys
+
+from engine import __version__
+
+
+def studio_command(port: int, db_path: str, host: str = "127.0.0.1") -> tuple[list[str], dict]:
+    """The streamlit command line and environment that start the studio."""
+    from engine.importers import MAX_UPLOAD_BYTES
+
+    main = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")  # app/main.py
+    # A fixed address also stops Streamlit from looking up the machine's external IP on the internet.
+    cmd = [sys.executable, "-m", "streamlit", "run", main, "--server.port", str(port), "--server.address", host,
+           "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.maxUploadSize", str(MAX_UPLOAD_BYTES // 10**6),
+           "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"]
+    env = dict(os.environ, TINYSTUDIO_DB=db_path)
+    return cmd, env
+
+
+def cmd_studio(args) -> int:
+    from store import check_integrity, open_store
+
+    db_path = os.path.abspath(args.db or default_db_path())
+    store = open_store(db_path)  # create and migrate now: a bad --db path fails here, in one line
+    try:  # versions added or changed since the last start are decoded and hashed (at most 100 per start)
+        problems = check_integrity(store, deep="changed", limit=100)
+    finally:
+        store.close()
+    for line in problems[:20]:
+        print(f"warning: {db_path}: {line}", file=sys.stderr)
+    cmd, env = studio_command(args.port, db_path, args.host)
+    print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
+    os.execvpe(cmd[0], cmd, env)
+    return 0
+
+
+def default_db_path() -> str:
+    from store import default_db_path as store_default
+
+    return store_default()
