@@ -7,100 +7,17 @@ are collected per document node, the first cause only: a node downstream of a br
 """
 from __future__ import annotations
 
-import numpy as np
-
-from app.canvas.layers import fit_constants, fresh_name, layer_params, op_schema
+from app.canvas.doc_values import coerce, doc_attrs, doc_layer, handle_index, position_of, same_value
+from app.canvas.layers import fit_constants, fresh_name, layer_params
 from engine.errors import GraphError
 from engine.ir import Graph, Node, Tensor
 from engine.ops import get_op
-from engine.serialize import _jsonable
 from engine.validate import dead_ends, infer_node, node_context, topological_order
 from engine.zoo.layers import same_pads
 
 FORMAT = "tinystudio.canvas"
 VERSION = 1
 GRAPH_KEY = "__graph__"  # validate_canvas key for errors that belong to no node
-
-
-def position_of(p) -> dict | None:
-    if isinstance(p, dict) and "x" in p and "y" in p:
-        return {"x": float(p["x"]), "y": float(p["y"])}
-    if isinstance(p, (list, tuple)) and len(p) == 2:
-        return {"x": float(p[0]), "y": float(p[1])}
-    return None
-
-
-_MISSING = object()
-
-
-def _coerce(value, kind: str):
-    """Typed value from what the browser sent (JSON numbers lose int/float, forms may send text)."""
-    def num(v, to):
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, str):
-            try:
-                v = float(v.strip())
-            except ValueError:
-                return v
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            if to is int:
-                return int(v) if float(v).is_integer() else v
-            return float(v)
-        return v
-
-    if kind in ("int", "float"):
-        return num(value, int if kind == "int" else float)
-    if kind in ("ints", "floats"):
-        if isinstance(value, str):
-            value = [p for p in value.replace("x", ",").replace(" ", ",").split(",") if p]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if isinstance(value, (list, tuple)):
-            return [num(v, int if kind == "ints" else float) for v in value]
-    if kind == "bool":
-        return value if isinstance(value, bool) else (str(value).lower() in ("1", "true", "yes") if value is not None else False)
-    return value
-
-
-def _same(a, b) -> bool:
-    """Equal as IR values: 1 == 1.0 (JSON loses the difference), lists element-wise, bools only to bools."""
-    a, b = _jsonable(a), _jsonable(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-def _attrs(doc_attrs: dict, base_attrs: dict, op: str) -> dict:
-    """Attributes as the IR stores them; a value equal to the base's keeps the base's exact object."""
-    spec = get_op(op).attrs if get_op(op) else {}
-    out = {}
-    for k, v in (doc_attrs or {}).items():
-        if v is None or v == "":
-            if k in base_attrs and base_attrs[k] is None:
-                out[k] = None  # an explicit None the graph already had
-            continue
-        cv = _coerce(v, spec[k].kind) if k in spec else v
-        old = base_attrs.get(k, _MISSING)
-        out[k] = old if old is not _MISSING and _same(old, cv) else cv
-    return out
-
-
-def _layer(doc_layer, op: str) -> dict | None:
-    if not isinstance(doc_layer, dict):
-        return None
-    kinds = {f["name"]: f["kind"] for f in op_schema(op)["layer"]}
-    return {k: _coerce(v, kinds[k]) if k in kinds else v for k, v in doc_layer.items()}
-
-
-def _handle(h, prefix: str) -> int | None:
-    if isinstance(h, str) and h.startswith(prefix) and h[len(prefix):].isdigit():
-        return int(h[len(prefix):])
-    return None
 
 
 class Build:
@@ -153,7 +70,7 @@ class Build:
         for n in ins:
             t = n.get("tensor") or n["id"]
             produced[n["id"]] = [t]
-            shape = _coerce(n.get("shape"), "ints")
+            shape = coerce(n.get("shape"), "ints")
             old = g.tensors.get(t)
             if not isinstance(shape, list) or not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
                                                             for d in shape):
@@ -191,7 +108,7 @@ class Build:
         into: dict[tuple[str, int], str] = {}
         for e in self.doc.get("edges") or []:
             src, dst = e.get("source"), e.get("target")
-            j, i = _handle(e.get("sourceHandle") or "out0", "out"), _handle(e.get("targetHandle") or "in0", "in")
+            j, i = handle_index(e.get("sourceHandle") or "out0", "out"), handle_index(e.get("targetHandle") or "in0", "in")
             if dst not in ids:
                 continue
             if src not in produced or j is None or j >= len(produced[src]):
@@ -234,12 +151,12 @@ class Build:
             p = position_of(n.get("position"))
             if p:
                 meta["pos"] = [p["x"], p["y"]]
-            attrs = _attrs(n.get("attrs") or {}, bn.attrs if bn is not None and bn.op == op else {}, op)
+            attrs = doc_attrs(n.get("attrs") or {}, bn.attrs if bn is not None and bn.op == op else {}, op)
             if bn is None and "layout" in (get_op(op).attrs if get_op(op) else {}) and "layout" not in attrs \
                     and self.doc.get("layout") == "NHWC":
                 attrs["layout"] = "NHWC"  # a layer added to a TFLite (channels-last) graph
             nodes.append(Node(op, nid, inputs, produced[nid], attrs, meta))
-            self.layers[nid] = _layer(n.get("layer"), op)
+            self.layers[nid] = doc_layer(n.get("layer"), op)
             self.ops[nid] = op
             if get_op(op) is None:
                 self.error(nid, f"unknown op '{op}'")
@@ -326,7 +243,7 @@ class Build:
         if bn is None or node.op not in ("Conv", "MaxPool", "AveragePool") or bn.op != node.op:
             return
         pads = node.attrs.get("pads")
-        if pads is None or node.attrs.get("auto_pad", "NOTSET") != "NOTSET" or not _same(pads, bn.attrs.get("pads")):
+        if pads is None or node.attrs.get("auto_pad", "NOTSET") != "NOTSET" or not same_value(pads, bn.attrs.get("pads")):
             return
         if any(d != 1 for d in (node.attrs.get("dilations") or [])):
             return
