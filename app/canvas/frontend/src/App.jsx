@@ -5,25 +5,19 @@ import {
   Background, Controls, MarkerType, MiniMap, ReactFlow, ReactFlowProvider,
   applyNodeChanges, useEdgesState, useNodesInitialized, useNodesState, useReactFlow,
 } from "@xyflow/react";
-import { Streamlit } from "./streamlit.js";
+import { Streamlit, nonce } from "./streamlit.js";
 import { CanvasContext, nodeTypes } from "./nodes.jsx";
 import Inspector from "./Inspector.jsx";
 import Palette, { DRAG_TYPE } from "./Palette.jsx";
-import GraphSearch from "./GraphSearch.jsx";
+import Toolbar, { graphTotals, useUndoKeys } from "./Toolbar.jsx";
 import {
-  CATEGORY_COLORS, categoryIndex, createsCycle, docToFlow, edgeId, flowToDoc, fmtCount, placeNew, uniqueId,
+  CATEGORY_COLORS, categoryIndex, createsCycle, docToFlow, drawn, edgeId, firstViewport, flowToDoc, placeNew, uniqueId,
 } from "./model.js";
 import { FOLD_BY_DEFAULT, blockCard, findBlocks, isBlockId, useFolding } from "./groups.js";
 import { useLeaveGuard } from "./leave.js";
 
 const EMPTY = { errors: {}, nodes: {} };
 const KIND_TYPE = { op: "layer", input: "graphInput", output: "graphOutput" };
-// What the page keeps of unsaved edits to restore them later: the nodes and edges as drawn.
-const drawn = (ns, es) => ({
-  nodes: ns.map(({ id, type, position, data }) => ({ id, type, position, data })),
-  edges: es.map(({ id, source, sourceHandle, target, targetHandle }) => ({ id, source, sourceHandle, target, targetHandle })),
-});
-const nonce = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 export default function App(props) {
   return (
@@ -72,16 +66,7 @@ function Canvas({ args, theme }) {
     const ns = currentView.current.nodes.filter((n) => !n.hidden);
     const box = document.querySelector(".ts-flow")?.getBoundingClientRect();
     if (!ns.length || !box) return;
-    const b = rf.getNodesBounds(ns);
-    const pad = 24;
-    // Zoom 1 at most and at least: the smallest text on a card is 11 px. A graph that does not fit starts at
-    // its first input, centred on it; the minimap and "Find a node" lead to the rest.
-    const zoom = 1;
-    const first = ns.find((n) => n.data.kind === "input") || ns[0];
-    const fitsW = b.width + 2 * pad <= box.width;
-    const x = fitsW ? (box.width - b.width) / 2 - b.x : box.width / 2 - (first.position.x + (first.measured?.width ?? 212) / 2);
-    const y = b.height + 2 * pad <= box.height ? (box.height - b.height) / 2 - b.y : pad - b.y;
-    rf.setViewport({ x, y, zoom });
+    rf.setViewport(firstViewport(ns, rf.getNodesBounds(ns), box));
   }, [rf]);
 
   // A new revision (first load, a saved version, another graph) replaces the local state; unsaved edits of
@@ -326,18 +311,21 @@ function Canvas({ args, theme }) {
     saveTimer.current = setTimeout(() => setSaving(false), 5000);
   }, [doc]);
 
+  // The edited document and the drawn state ("view", what the page keeps of a draft) to Python; returns its seq.
+  const sendDraft = useCallback((type, extra = {}) => {
+    const { nodes: ns, edges: es } = current.current;
+    const seq = nonce();
+    Streamlit.setComponentValue({ type, seq, revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es), ...extra });
+    return seq;
+  }, [doc]);
+
   // Live validation: the draft goes to Python a moment after the last edit, with the drawn state ("view") the
   // page keeps so that the edits survive a switch to another page and back.
   useEffect(() => {
     if (editCount === 0) return undefined;
     if (liveOn) setChecking(true);
     if (saving) return undefined; // sent once the save is answered (this effect runs again then)
-    validateTimer.current = setTimeout(() => {
-      const seq = nonce();
-      latestSeq.current = seq;
-      const { nodes: ns, edges: es } = current.current;
-      Streamlit.setComponentValue({ type: "validate", seq, revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es) });
-    }, 400);
+    validateTimer.current = setTimeout(() => { latestSeq.current = sendDraft("validate"); }, 400);
     return () => clearTimeout(validateTimer.current);
   }, [editCount, liveOn, saving]); // eslint-disable-line react-hooks/exhaustive-deps
 
@@ -345,31 +333,15 @@ function Canvas({ args, theme }) {
   // "Leave, keep edits for later" sends the draft with the request, so nothing is lost to the debounce.
   const later = useCallback((then) => {
     clearTimeout(validateTimer.current);
-    const { nodes: ns, edges: es } = current.current;
-    Streamlit.setComponentValue({ type: "leave", seq: nonce(), revision: doc.revision, doc: flowToDoc(doc, ns, es), view: drawn(ns, es), then });
-  }, [doc]);
+    sendDraft("leave", { then });
+  }, [sendDraft]);
   useLeaveGuard(guard, {
     dirty: dirty && !(saveSent.current && !editedSinceSave),
     title: "Unsaved canvas edits",
     text: `Your edits to ${doc.name} are not saved yet. Save them as a new version, discard them, keep editing, or leave them here for later (this browser tab only)?`,
   }, { onSave: save, onDiscard: discard, onLater: later });
 
-  useEffect(() => {
-    const onKey = (e) => {
-      if (["INPUT", "SELECT", "TEXTAREA"].includes(e.target?.tagName)) return;
-      const mod = e.ctrlKey || e.metaKey;
-      if (mod && e.key.toLowerCase() === "z") {
-        e.preventDefault();
-        if (e.shiftKey) travel("redo", "undo");
-        else travel("undo", "redo");
-      } else if (mod && e.key.toLowerCase() === "y") {
-        e.preventDefault();
-        travel("redo", "undo");
-      }
-    };
-    window.addEventListener("keydown", onKey);
-    return () => window.removeEventListener("keydown", onKey);
-  }, [travel]);
+  useUndoKeys(travel);
 
   // ---- derived view ---------------------------------------------------------------------------------
   const pageErrorsShown = editedSinceSave || dismissed === JSON.stringify(pageErrors) ? {} : pageErrors;
@@ -378,52 +350,22 @@ function Canvas({ args, theme }) {
   const byId = useMemo(() => new Map(nodes.map((n) => [n.id, n])), [nodes]);
   const ctx = useMemo(() => ({ errors, live: live.nodes, categoryOf, found, byId, toggleBlock }),
     [errors, live, categoryOf, found, byId, toggleBlock]);
-  const totals = useMemo(() => {
-    let macs = 0, params = 0, count = 0;
-    for (const n of nodes) {
-      if (n.data.kind !== "op") continue;
-      count += 1;
-      const info = live.nodes[n.id];
-      macs += info ? info.macs : n.data.macs || 0;
-      params += info ? info.params : n.data.params || 0;
-    }
-    return { nodes: count, macs, params };
-  }, [nodes, live]);
+  const totals = useMemo(() => graphTotals(nodes, live.nodes), [nodes, live]);
   const minimapColor = useCallback((n) => (errors[n.id] ? "#dc2626" : n.data.kind === "block" ? "#94a3b8"
     : n.data.kind === "op" ? CATEGORY_COLORS[categoryOf(n.data.op)] || "#6b7280" : "#334155"), [errors, categoryOf]);
 
-  let status;
-  if (saving) status = <span className="ts-status-saving">Saving version…</span>;
-  else if (Object.keys(pageErrorsShown).length) status = <span className="ts-status-bad">Not saved: fix the marked nodes</span>;
-  else if (dirty) status = <span className="ts-status-dirty">● Unsaved changes</span>;
-  else status = <span className="ts-status-ok">Saved</span>;
   const dark = theme?.base === "dark";
 
   return (
     <CanvasContext.Provider value={ctx}>
       <div className={`ts-root${dark ? " dark" : ""}`} style={{ height: `${height}px` }}>
-        <div className="ts-toolbar">
-          <div className="ts-title" title={doc.name}>{doc.name}</div>
-          <button className="ts-btn" onClick={relayout} title="Lay the graph out top to bottom (dagre)">Auto layout</button>
-          <button className="ts-btn" onClick={() => rf.fitView({ padding: 0.12, duration: 300, maxZoom: 1.1 })}>Fit</button>
-          <button className="ts-btn" onClick={() => travel("undo", "redo")} disabled={!history.current.undo.length} title="Undo (Ctrl+Z)">Undo</button>
-          <button className="ts-btn" onClick={() => travel("redo", "undo")} disabled={!history.current.redo.length} title="Redo (Ctrl+Shift+Z)">Redo</button>
-          <button className="ts-btn" onClick={deleteSelection} disabled={!selectedNodes.length && !selectedEdge} title="Delete the selection (Delete key)">Delete</button>
-          {blocks.size > 0 && (folded.size < blocks.size
-            ? <button className="ts-btn" onClick={() => foldAll(true)} title="Fold every block (layers named blockN_…) into one card">Fold blocks</button>
-            : <button className="ts-btn" onClick={() => foldAll(false)} title="Show every layer">Unfold all</button>)}
-          <GraphSearch nodes={nodes} onPick={(id) => selectNode(id, true)} />
-          <div className="ts-spacer" />
-          <div className="ts-status">
-            <span>{totals.nodes} layers · {fmtCount(totals.macs)} MACs · {fmtCount(totals.params)} params</span>
-            {checking ? <span className="ts-status-check">checking…</span>
-              : errorList.length ? <span className="ts-status-bad">{errorList.length} error{errorList.length > 1 ? "s" : ""}</span>
-                : liveOn && dirty ? <span className="ts-status-ok">valid</span> : null}
-            {status}
-          </div>
-          <button className="ts-btn" onClick={() => discard()} disabled={!dirty && !Object.keys(pageErrorsShown).length}>Discard</button>
-          <button className="ts-btn ts-btn-primary" onClick={() => save()} disabled={!dirty || saving}>Save version</button>
-        </div>
+        <Toolbar name={doc.name} nodes={nodes} totals={totals} errorCount={errorList.length} checking={checking}
+          liveOn={liveOn} dirty={dirty} saving={saving} failedSave={Object.keys(pageErrorsShown).length > 0}
+          canUndo={history.current.undo.length > 0} canRedo={history.current.redo.length > 0}
+          canDelete={Boolean(selectedNodes.length || selectedEdge)} blockCount={blocks.size} foldedCount={folded.size}
+          on={{ relayout, fit: () => rf.fitView({ padding: 0.12, duration: 300, maxZoom: 1.1 }),
+            undo: () => travel("undo", "redo"), redo: () => travel("redo", "undo"), deleteSelection, foldAll,
+            pick: (id) => selectNode(id, true), discard: () => discard(), save: () => save() }} />
         <div className="ts-main">
           <Palette palette={palette} onAdd={addNode} />
           <div className="ts-flow" onDragOver={onDragOver} onDragLeave={() => setDropEdge(null)} onDrop={onDrop}>

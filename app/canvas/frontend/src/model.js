@@ -232,3 +232,20 @@ export function placeNew(nodes, edges, node, { position = null, onEdge = null, c
   if (anchor && data.kind === "op") placed = pushDown(placed, anchor.position.y + 1, NEW_HEIGHT + 48); // all below the anchor
   return { nodes: placed.concat({ ...node, position: pos, selected: true }), edges: next, position: pos, anchored: Boolean(anchor) };
 }
+
+// What the page keeps of unsaved edits to restore them later: the nodes and edges as drawn.
+export const drawn = (ns, es) => ({
+  nodes: ns.map(({ id, type, position, data }) => ({ id, type, position, data })),
+  edges: es.map(({ id, source, sourceHandle, target, targetHandle }) => ({ id, source, sourceHandle, target, targetHandle })),
+});
+
+// The first view of a graph (nodes `ns`, their bounds `b`, the pane's box): centred when it fits, else at the
+// top, centred on its first input. Zoom 1 at most and at least: the smallest text on a card is 11 px; the
+// minimap and "Find a node" lead to the rest.
+export function firstViewport(ns, b, box, pad = 24) {
+  const first = ns.find((n) => n.data.kind === "input") || ns[0];
+  const fitsW = b.width + 2 * pad <= box.width;
+  const x = fitsW ? (box.width - b.width) / 2 - b.x : box.width / 2 - (first.position.x + (first.measured?.width ?? 212) / 2);
+  const y = b.height + 2 * pad <= box.height ? (box.height - b.height) / 2 - b.y : pad - b.y;
+  return { x, y, zoom: 1 };
+}

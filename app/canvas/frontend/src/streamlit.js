@@ -28,3 +28,6 @@ export const Streamlit = {
     send("streamlit:setComponentValue", { value, dataType: "json" });
   },
 };
+
+// A fresh sequence tag per value sent, so that Python tells a new request from a rerun with the same value.
+export const nonce = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
