@@ -18,19 +18,9 @@ from engine.ir import Graph, Node, Tensor
 from engine.serialize import content_hash, dumps
 from store import SessionFileError, import_session_file, open_store
 
+from tests.fixtures.peak_memory import MAX_PEAK_MB, PEAK_RSS
+
 ROOT = Path(__file__).resolve().parents[2]
-# Peak resident memory of the measuring process since `reset` (VmHWM, reset through clear_refs), in KiB.
-# Not getrusage's ru_maxrss: Linux carries the forked parent's peak across exec into the child's, so a big
-# test process would hide the child's growth.
-PEAK_RSS = (
-    "def peak_rss(reset=False):\n"
-    "    if reset:\n"
-    "        with open('/proc/self/clear_refs', 'w') as f:\n"
-    "            f.write('5')\n"
-    "    field = 'VmRSS:' if reset else 'VmHWM:'\n"
-    "    with open('/proc/self/status') as f:\n"
-    "        return next(int(line.split()[1]) for line in f if line.startswith(field))\n")
-MAX_PEAK_MB = 400  # above the importing process's peak before the import
 
 
 def _manifest(graph_hash: str) -> bytes:
