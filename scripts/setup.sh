@@ -8,7 +8,7 @@ cd "$root"
 # Debian packages the product and its tests need, installed only when missing:
 # gcc builds and verifies exported C on the host; the Arm toolchain, newlib and QEMU cross-compile it for
 # Cortex-M and run it emulated; Chromium runs the browser tests (Playwright drives it, never downloads one).
-APT_PACKAGES=(gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium fonts-dejavu-core)
+APT_PACKAGES=(gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium fonts-dejavu-core espeak-ng)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${APT_PACKAGES[@]}"; do
