@@ -62,6 +62,31 @@ def check_structure(graph: Graph) -> None:
             raise GraphError(f"graph output '{name}' is not produced by any node")
 
 
+def kahn_order(sources: list[set[int]]) -> tuple[list[int], list[int]]:
+    """Kahn's algorithm on indices: `sources[i]` holds the indices node i waits for. Returns (order, stuck):
+    ties are broken by index, so the order is stable; `stuck` lists the nodes on or behind a cycle (ascending).
+    The one topological sort of the engine (graphs here, ONNX protos in the importer)."""
+    deps = [len(s) for s in sources]
+    users: list[list[int]] = [[] for _ in sources]
+    for i, srcs in enumerate(sources):
+        for p in srcs:
+            users[p].append(i)
+    ready = [i for i in range(len(sources)) if deps[i] == 0]  # ascending: already a heap
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users[i]:
+            deps[u] -= 1
+            if deps[u] == 0:
+                heapq.heappush(ready, u)
+    return order, [i for i, d in enumerate(deps) if d > 0]
+
+
+def cycle_message(stuck: list[str]) -> str:
+    return f"the graph has a cycle through nodes {', '.join(stuck[:6])}" + (" ..." if len(stuck) > 6 else "")
+
+
 def topological_order(graph: Graph) -> list[Node]:
     """Kahn's algorithm; ties broken by original position so the order is stable. O(E log V) on indices
     (it runs several times per save, so it is kept lean for 20,000-node graphs)."""
@@ -72,27 +97,10 @@ def topological_order(graph: Graph) -> list[Node]:
             if t in made_by:
                 raise GraphError(f"tensor '{t}' is produced twice (also by '{nodes[made_by[t]].name}')", n.name, n.op)
             made_by[t] = i
-    deps = [0] * len(nodes)
-    users: list[list[int]] = [[] for _ in nodes]
-    for i, n in enumerate(nodes):
-        srcs = {made_by[t] for t in n.inputs if t in made_by}
-        deps[i] = len(srcs)
-        for p in srcs:
-            users[p].append(i)
-    ready = [i for i in range(len(nodes)) if deps[i] == 0]  # ascending: already a heap
-    order: list[Node] = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(nodes[i])
-        for u in users[i]:
-            deps[u] -= 1
-            if deps[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        stuck = [n.name for i, n in enumerate(nodes) if deps[i] > 0]
-        raise GraphError(f"the graph has a cycle through nodes {', '.join(stuck[:6])}"
-                         + (" ..." if len(stuck) > 6 else ""))
-    return order
+    order, stuck = kahn_order([{made_by[t] for t in n.inputs if t in made_by} for n in nodes])
+    if stuck:
+        raise GraphError(cycle_message([nodes[i].name for i in stuck]))
+    return [nodes[i] for i in order]
 
 
 def node_context(graph: Graph, node: Node) -> OpContext:

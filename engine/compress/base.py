@@ -1,7 +1,7 @@
 """What every compression action shares: its declared parameters, the action contract, and graph helpers.
 
 An action is `run(graph, params, ctx) -> (graph, report dict)`, registered as an `Action` with a parameter
-schema. `engine.compress.compress` wraps it in the pass contract (DESIGN.md example 4): the input graph is
+schema (engine.params.Param, the class the zoo declares its parameters with too). `engine.compress.compress` wraps it in the pass contract (DESIGN.md example 4): the input graph is
 validated and the action receives a private deep copy (the caller's graph is never mutated), the result is
 validated again and keeps the graph inputs and every original output (an early exit may add one).
 
@@ -10,7 +10,6 @@ validated again and keeps the graph inputs and every original output (an early e
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,39 +17,11 @@ import numpy as np
 
 from engine.errors import TinyStudioError
 from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
+from engine.params import Param, parse_param
+from engine.params import param_list as params_text
 
 class CompressError(TinyStudioError):
     """A compression action cannot run: unknown action or parameter, bad value, a graph it cannot handle."""
-
-
-@dataclass(frozen=True)
-class Param:
-    type: str  # "int" | "float" | "bool" | "str" | "model" (a Graph, or a path / zoo: spec to load)
-    default: Any
-    help: str
-    choices: tuple | None = None
-    min: float | None = None
-    max: float | None = None
-    min_open: bool = False  # the minimum itself is not allowed (e.g. a fraction in (0, 1])
-
-    def describe(self) -> str:
-        if self.choices:
-            return "|".join(str(c) for c in self.choices)
-        if self.type == "bool":
-            return "true|false"
-        if self.type == "model":
-            return "FILE|zoo:NAME"
-        lo = "" if self.min is None else f"{self.min:g}"
-        hi = "" if self.max is None else f"{self.max:g}"
-        return f"{self.type} {'(' if self.min_open else '['}{lo}..{hi}]" if (lo or hi) else self.type
-
-    def to_json(self, name: str) -> dict:
-        return {"name": name, "type": self.type, "default": self.default, "help": self.help,
-                "choices": list(self.choices) if self.choices else None, "min": self.min, "max": self.max}
 
 
 @dataclass
@@ -87,40 +58,11 @@ class Action:
 
 
 def param_list(action: Action) -> str:
-    return ", ".join(f"{k} ({p.describe()}, default {p.default})" for k, p in action.params.items()) or "none"
+    return params_text(action.params)
 
 
 def parse_value(action: Action, key: str, value: Any) -> Any:
-    p = action.params.get(key)
-    if p is None:
-        raise CompressError(f"action '{action.name}' has no parameter '{key}'; parameters: {param_list(action)}")
-    bad = f"action '{action.name}': parameter '{key}' must be {p.describe()}, got {value!r}"
-    if p.type == "model":
-        if isinstance(value, Graph) or (isinstance(value, str) and value.strip()):
-            return value.strip() if isinstance(value, str) else value
-        raise CompressError(bad)
-    if p.type == "bool":
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, (bool, int)) and value in (0, 1):
-            return bool(value)
-        raise CompressError(bad)
-    if p.type in ("int", "float"):
-        try:
-            v = (int(value.strip()) if p.type == "int" else float(value.strip())) if isinstance(value, str) else value
-        except ValueError:
-            raise CompressError(bad) from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (p.type == "int" and not isinstance(v, int)):
-            raise CompressError(bad)
-        v = float(v) if p.type == "float" else int(v)
-        if not math.isfinite(v) or (p.min is not None and (v < p.min or (p.min_open and v == p.min))) \
-                or (p.max is not None and v > p.max):
-            raise CompressError(bad)
-        return v
-    v = value.strip() if isinstance(value, str) else value
-    if not isinstance(v, str) or (p.choices is not None and v not in p.choices):
-        raise CompressError(bad)
-    return v
+    return parse_param(action.params, f"action '{action.name}'", key, value, CompressError)
 
 
 def parse_params(action: Action, given: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,7 +18,6 @@ graph.meta["assumed"]; any other unknown dim needs `input_shapes`.
 """
 from __future__ import annotations
 
-import heapq
 import os
 
 import onnx
@@ -34,7 +33,7 @@ from engine.importers.onnx_fold import try_fold
 from engine.importers.onnx_inputs import fix_inputs, onnx_inferred_shapes
 from engine.importers.onnx_schema import check_input_types, check_node, check_tensor, type_string
 from engine.ir import Graph, Tensor
-from engine.validate import check_structure
+from engine.validate import check_structure, cycle_message, kahn_order
 
 MIN_OPSET = 6
 # First tag bytes that may follow ir_version in a serialized ModelProto (fields 2..8, 14, 20, 25, 26).
@@ -95,8 +94,8 @@ def _topological(path, nodes, known: set[str]) -> list:
     if ok:
         return list(nodes)
     producer = {o: i for i, nd in enumerate(nodes) for o in nd.output if o}
-    deps, users = [0] * len(nodes), [[] for _ in nodes]
-    for i, nd in enumerate(nodes):
+    sources = []
+    for nd in nodes:
         srcs = set()
         for x in nd.input:
             if not x or x in known:
@@ -105,24 +104,11 @@ def _topological(path, nodes, known: set[str]) -> list:
                 raise ModelFormatError(path, f"node '{nd.name or nd.op_type}' ({nd.op_type}) reads '{x}', which no "
                                              "node produces (corrupted or truncated file?)")
             srcs.add(producer[x])
-        deps[i] = len(srcs)
-        for s in srcs:
-            users[s].append(i)
-    ready = [i for i, d in enumerate(deps) if d == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        i = heapq.heappop(ready)
-        order.append(nodes[i])
-        for u in users[i]:
-            deps[u] -= 1
-            if deps[u] == 0:
-                heapq.heappush(ready, u)
-    if len(order) != len(nodes):
-        stuck = [nd.name or nd.op_type for i, nd in enumerate(nodes) if deps[i] > 0]
-        raise ModelFormatError(path, f"the graph has a cycle through nodes {', '.join(stuck[:6])}"
-                                     + (" ..." if len(stuck) > 6 else ""))
-    return order
+        sources.append(srcs)
+    order, stuck = kahn_order(sources)
+    if stuck:
+        raise ModelFormatError(path, cycle_message([nodes[i].name or nodes[i].op_type for i in stuck]))
+    return [nodes[i] for i in order]
 
 
 def _input_types(imp: Importer, n: OnnxNode) -> dict[str, str]:

@@ -9,43 +9,23 @@ what would have been valid, so the CLI can print it as is.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 from engine.errors import TinyStudioError
 from engine.ir import Graph
+from engine.params import Param, format_value, param_list, parse_param
 
 PREFIX = "zoo:"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 class ZooSpecError(TinyStudioError):
     """A zoo spec names an unknown model or parameter, or gives a value of the wrong type or range."""
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    type: str  # "int" | "float" | "bool" | "str"
-    default: Any
-    help: str
-    choices: tuple | None = None
-    min: float | None = None
-    max: float | None = None
-
-    def describe(self) -> str:
-        if self.choices:
-            return "|".join(str(c) for c in self.choices)
-        if self.type == "bool":
-            return "true|false"
-        lo = "" if self.min is None else f"{self.min}"
-        hi = "" if self.max is None else f"{self.max}"
-        return f"{self.type} {lo}..{hi}" if (lo or hi) else self.type
-
-    def to_json(self, name: str) -> dict:
-        return {"name": name, "type": self.type, "default": self.default, "help": self.help,
-                "choices": list(self.choices) if self.choices else None, "min": self.min, "max": self.max}
+# The zoo's name for the shared parameter class (engine.params), kept for the model families' imports.
+ParamSpec = Param
 
 
 @dataclass(frozen=True)
@@ -53,7 +33,7 @@ class ZooEntry:
     name: str
     description: str
     task: str
-    params: dict[str, ParamSpec]
+    params: dict[str, Param]
     build: Callable[..., Graph] = field(repr=False)  # build(**resolved params) -> Graph
 
     def defaults(self) -> dict[str, Any]:
@@ -61,52 +41,12 @@ class ZooEntry:
 
 
 def _param_list(entry: ZooEntry) -> str:
-    return ", ".join(f"{k} ({p.describe()}, default {format_value(p.default)})" for k, p in entry.params.items())
-
-
-def format_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
+    return param_list(entry.params, spec=True)
 
 
 def check_value(entry: ZooEntry, key: str, value: Any) -> Any:
     """`value` (a Python value or the text from a spec) converted to the parameter's type and range-checked."""
-    p = entry.params.get(key)
-    if p is None:
-        raise ZooSpecError(f"zoo model '{entry.name}' has no parameter '{key}'; parameters: {_param_list(entry)}")
-    bad = f"zoo model '{entry.name}': parameter '{key}' must be {p.describe()}, got {value!r}"
-    if p.type == "bool":
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            v = value.strip().lower() in _TRUE
-        elif isinstance(value, (bool, int)) and value in (0, 1):
-            v = bool(value)
-        else:
-            raise ZooSpecError(bad)
-    elif p.type == "int":
-        try:
-            v = int(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            raise ZooSpecError(bad) from None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ZooSpecError(bad)
-    elif p.type == "float":
-        try:
-            v = float(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            raise ZooSpecError(bad) from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ZooSpecError(bad)
-        v = float(v)
-    else:
-        v = value.strip() if isinstance(value, str) else value
-    if p.choices is not None and v not in p.choices:
-        raise ZooSpecError(bad)
-    if (p.min is not None and v < p.min) or (p.max is not None and v > p.max):
-        raise ZooSpecError(bad)
-    return v
+    return parse_param(entry.params, f"zoo model '{entry.name}'", key, value, ZooSpecError, spec=True)
 
 
 def parse_spec(spec: str, zoo: dict[str, ZooEntry]) -> tuple[str, dict]:
@@ -135,30 +75,27 @@ def parse_spec(spec: str, zoo: dict[str, ZooEntry]) -> tuple[str, dict]:
 
 def canonical_spec(name: str, params: dict[str, Any]) -> str:
     """Every parameter spelled out in declaration order, so the string alone rebuilds the same graph."""
-    return PREFIX + name + "?" + "&".join(f"{k}={format_value(v)}" for k, v in params.items())
+    return PREFIX + name + "?" + "&".join(f"{k}={format_value(v, spec=True)}" for k, v in params.items())
 
 
 # ---- the common parameters, one definition each so every family spells them the same way ---------------
-def p_width(default: float = 1.0) -> ParamSpec:
-    return ParamSpec("float", default, "width multiplier applied to every layer's channel count", min=0.05, max=4.0)
+def p_width(default: float = 1.0) -> Param:
+    return Param("float", default, "width multiplier applied to every layer's channel count", min=0.05, max=4.0)
 
 
-def p_resolution(default: int, min_: int = 8, max_: int = 1024) -> ParamSpec:
-    return ParamSpec("int", default, "input height and width in pixels", min=min_, max=max_)
+def p_resolution(default: int, min_: int = 8, max_: int = 1024) -> Param:
+    return Param("int", default, "input height and width in pixels", min=min_, max=max_)
 
 
-def p_classes(default: int) -> ParamSpec:
-    return ParamSpec("int", default, "number of output classes", min=1, max=100000)
+# p_classes(10), p_channels(3): only the default differs between families.
+p_classes = partial(Param, "int", help="number of output classes", min=1, max=100000)
+p_channels = partial(Param, "int", help="input channels", min=1, max=64)
 
 
-def p_channels(default: int) -> ParamSpec:
-    return ParamSpec("int", default, "input channels", min=1, max=64)
+def p_bn() -> Param:
+    return Param("bool", True, "BatchNormalization after each conv (training form); false builds the "
+                               "deployed form with BN folded into conv biases")
 
 
-def p_bn() -> ParamSpec:
-    return ParamSpec("bool", True, "BatchNormalization after each conv (training form); false builds the "
-                                   "deployed form with BN folded into conv biases")
-
-
-def p_seed() -> ParamSpec:
-    return ParamSpec("int", 0, "seed of the random initialization", min=0, max=2**31 - 1)
+def p_seed() -> Param:
+    return Param("int", 0, "seed of the random initialization", min=0, max=2**31 - 1)
