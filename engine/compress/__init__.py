@@ -23,7 +23,7 @@ from engine.compress.base import (Action, ActionContext, CompressError, Param, f
                                   parse_params)
 from engine.compress.measure import measure
 from engine.ir import Graph
-from engine.validate import infer_shapes
+from engine.passes.base import Contract
 
 __all__ = ["ACTIONS", "Action", "CompressError", "CompressResult", "Param", "compress", "get_action",
            "list_actions", "load_model_param", "parse_params"]
@@ -94,7 +94,7 @@ def load_model_param(value: str) -> Graph:
 def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, data=None, *,
              teacher: Graph | None = None, progress: Callable[[float, str], None] | None = None,
              seed: int = 0, measure_before: dict | None = None) -> CompressResult:
-    """Run one action under the pass contract and measure before and after (see the module docstring).
+    """Run one action under the pass contract (engine.passes.base.Contract) and measure before and after (see the module docstring).
 
     data: an engine.data.Dataset (needed by every action but fold-bn, which then reports no accuracy).
     teacher: the distillation teacher (the previous version); overrides params["teacher"].
@@ -110,7 +110,9 @@ def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, da
     if spec.needs_data and data is None:
         raise CompressError(f"action '{spec.name}' needs a data set (e.g. --dataset digits)")
     start = time.perf_counter()
-    work = infer_shapes(graph)  # validates; a private deep copy the action may edit
+    # The pass contract; an action may add outputs (an early exit) and keeps what it leaves unread.
+    contract = Contract("action", spec.name, prune=False, extra_outputs=True)
+    work = contract.enter(graph)  # validates; a private deep copy the action may edit
     if data is not None:  # channels-last graphs that do not say so get the transpose recorded (see adapt_input_layout)
         from engine.train.graphs import adapt_input_layout
         work = adapt_input_layout(work, data.input_shape)
@@ -127,9 +129,7 @@ def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, da
         p["teacher"] = float_form(p["teacher"])
     ctx = ActionContext(data, progress, seed)
     out, report = spec.run(work, p, ctx)
-    out = infer_shapes(out)
-    if out.inputs != graph.inputs or out.outputs[:len(graph.outputs)] != graph.outputs:
-        raise AssertionError(f"action {spec.name} changed the graph inputs/outputs")  # a bug, not a user error
+    out = contract.leave(graph, out)
     out.meta = {**out.meta, "compressed": [*graph.meta.get("compressed", []),
                                            {"action": spec.name,
                                             "params": {k: (v.name if isinstance(v, Graph) else v)

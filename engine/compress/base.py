@@ -1,9 +1,10 @@
 """What every compression action shares: its declared parameters, the action contract, and graph helpers.
 
 An action is `run(graph, params, ctx) -> (graph, report dict)`, registered as an `Action` with a parameter
-schema (engine.params.Param, the class the zoo declares its parameters with too). `engine.compress.compress` wraps it in the pass contract (DESIGN.md example 4): the input graph is
-validated and the action receives a private deep copy (the caller's graph is never mutated), the result is
-validated again and keeps the graph inputs and every original output (an early exit may add one).
+schema (engine.params.Param, the class zoo models declare their parameters with too). `engine.compress.compress`
+wraps it in the pass contract (engine.passes.base.Contract, DESIGN.md example 4): the input graph is validated
+and the action receives a private deep copy (the caller's graph is never mutated), the result is validated
+again and keeps the graph inputs and every original output (an early exit may add one).
 
     spec = Action("fold-bn", "...", {"epsilon": Param("float", 1e-5, "...")}, run_fold)
     params = parse_params(spec, {"epsilon": "1e-6"})          # typed, range-checked, defaults filled in

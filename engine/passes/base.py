@@ -3,13 +3,18 @@
     @graph_pass
     def my_pass(graph) -> tuple[Graph, PassReport]: ...       # receives a validated private copy
 
+    @graph_pass(ensures=(Condition("no Dropout remains", lambda g: first_node(g, "Dropout")),))
+    def drop_dropout(graph) -> tuple[Graph, PassReport]: ...  # the contract checks the condition afterwards
+
     g2, report = my_pass(g, verbose=True)                       # g is never touched; prints g2 after
     g3, reports = run_passes(g, [fold_batchnorm, fuse_activations], verbose=True)
 
-The contract (onnx-ir's PassBase, DESIGN.md example 4): the input is checked with `infer_shapes` (a bad
-graph is a GraphError before any work), the pass works on that deep copy so the caller's graph can never
-be mutated, and the result is checked again (structure, attributes, shapes) and keeps the graph's input
-and output names, which callers and the app key their data by.
+The contract (onnx-ir's PassBase, DESIGN.md example 4), one implementation for the passes here and the
+compression actions (engine.compress): the input is checked with `infer_shapes` (a bad graph is a GraphError
+before any work) and against the step's preconditions, the step works on that deep copy so the caller's graph
+can never be mutated, and the result is checked again (structure, attributes, shapes, postconditions) and keeps
+the graph's input and output names, which callers and the app key their data by. A condition that does not
+hold is a GraphError naming the step and the node.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from engine.errors import GraphError
 from engine.ir import Graph, Node, Tensor, dtype_of
 from engine.validate import infer_shapes, topological_order
 
@@ -50,19 +56,70 @@ class PassReport:
                 "warnings": list(self.warnings)}
 
 
-def graph_pass(fn: PassFn) -> PassFn:
-    """Wrap `fn(graph, ...) -> (graph, report)` in the pass contract; adds a `verbose` keyword."""
+@dataclass(frozen=True)
+class Condition:
+    """A fact about a graph a step needs (precondition) or guarantees (postcondition): `violation(graph)`
+    returns the first node that breaks it, None when it holds."""
+
+    text: str
+    violation: Callable[[Graph], "Node | None"] = field(repr=False)
+
+
+def first_node(g: Graph, *ops: str) -> Node | None:
+    """The first node running one of `ops` (a condition "no such op remains" is `first_node(g, op) is None`)."""
+    return next((n for n in g.nodes if n.op in ops), None)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The before/after checks around one step (a pass, a compression action); see the module docstring."""
+
+    kind: str  # "pass" | "action": how messages name the step
+    name: str
+    requires: tuple[Condition, ...] = ()
+    ensures: tuple[Condition, ...] = ()
+    prune: bool = True  # drop what nothing reads before checking the result
+    extra_outputs: bool = False  # the result may add graph outputs after the original ones (an early exit)
+
+    def enter(self, graph: Graph) -> Graph:
+        """A validated deep copy of `graph` the step may edit freely; preconditions checked."""
+        work = infer_shapes(graph)
+        self._check(work, self.requires, "precondition")
+        return work
+
+    def leave(self, graph: Graph, out: Graph) -> Graph:
+        """`out` validated, its input/output names checked against `graph`'s, postconditions checked."""
+        out = infer_shapes(drop_unused(out) if self.prune else out)
+        outputs = out.outputs[:len(graph.outputs)] if self.extra_outputs else out.outputs
+        if out.inputs != graph.inputs or outputs != graph.outputs:
+            raise AssertionError(f"{self.kind} {self.name} changed the graph inputs/outputs")  # a bug, not a user error
+        self._check(out, self.ensures, "postcondition")
+        return out
+
+    def _check(self, g: Graph, conditions: tuple[Condition, ...], what: str) -> None:
+        for c in conditions:
+            node = c.violation(g)
+            if node is not None:
+                raise GraphError(f"{what} of {self.kind} {self.name} does not hold: {c.text}", node.name, node.op)
+
+
+def graph_pass(fn: PassFn | None = None, *, requires: tuple[Condition, ...] = (),
+               ensures: tuple[Condition, ...] = ()):
+    """Wrap `fn(graph, ...) -> (graph, report)` in the pass contract; adds a `verbose` keyword.
+    `@graph_pass` or `@graph_pass(requires=(...), ensures=(...))`."""
+    if fn is None:
+        return functools.partial(graph_pass, requires=tuple(requires), ensures=tuple(ensures))
+    contract = Contract("pass", fn.__name__, tuple(requires), tuple(ensures))
+
     @functools.wraps(fn)
     def run(graph: Graph, *args, verbose: bool = False, **kwargs):
-        work = infer_shapes(graph)  # validates the input and returns a deep copy the pass may edit freely
-        out, report = fn(work, *args, **kwargs)
-        out = infer_shapes(drop_unused(out))
-        if out.inputs != graph.inputs or out.outputs != graph.outputs:
-            raise AssertionError(f"pass {fn.__name__} renamed the graph inputs/outputs")  # a bug, not a user error
+        out, report = fn(contract.enter(graph), *args, **kwargs)
+        out = contract.leave(graph, out)
         if verbose:
             print(f"== after {report.summary()}")
             print(format_graph(out))
         return out, report
+    run.contract = contract
     return run
 
 

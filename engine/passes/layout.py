@@ -25,6 +25,7 @@ import numpy as np
 from engine.ir import FLOAT_DTYPES, Graph, Node, Quant, Tensor
 from engine.ops.base import norm_axis
 from engine.passes.base import PassReport, consumers_of, graph_pass
+from engine.passes.conditions import channels_last
 from engine.passes.noops import bypass, is_noop
 from engine.validate import topological_order
 
@@ -320,7 +321,7 @@ def _layout_record(r: int, p: Perm) -> dict:
     return {"from": LAYOUT_NAMES[r][0], "to": LAYOUT_NAMES[r][1], "perm": list(p)}
 
 
-@graph_pass
+@graph_pass(ensures=(channels_last(SPATIAL),))
 def to_nhwc(graph: Graph) -> tuple[Graph, PassReport]:
     """Channels-first spatial ops -> channels last; see the module docstring."""
     g = graph
