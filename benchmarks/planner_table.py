@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.builder import GraphBuilder  # noqa: E402
 from engine.importers.tflite_import import load_tflite  # noqa: E402
-from engine.memory import plan_memory  # noqa: E402
-from engine.memory.planners import PLANNERS, arena_size, check_no_overlap, exact_offsets  # noqa: E402
+from engine.memory import PLANNERS, plan_memory  # noqa: E402
+from engine.memory.exact import exact_offsets  # noqa: E402
+from engine.memory.planners import arena_size, check_no_overlap  # noqa: E402
 from engine.zoo import build_zoo_model  # noqa: E402
 
 MLPERF = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf-tiny"

@@ -8,20 +8,33 @@
 The placement is the one the C code generator uses for its static arena, so it is checked for overlaps
 before it is returned. Offsets and sizes are multiples of `alignment` (16 bytes, as TFLM aligns its
 buffers). Modules: lifetimes (buffers, aliasing, live bytes), order (peak-minimizing execution order),
-planners (naive, TFLM's greedy by size, best fit over several orderings, backtracking fit search, exact MILP).
+planners (naive, TFLM's greedy by size, best fit over several orderings, backtracking fit search), exact
+(MILP), sweep (very wide tables). `PLANNERS` is the registry plan_memory loops over: each planner says
+whether it applies to the table and returns a placement record (planners.Placement), as TFLM's
+MicroMemoryPlanner lets clients swap strategies; adding a strategy is adding an entry.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from engine.ir import Graph
 from engine.memory.lifetimes import Buffer, buffer_model, buffer_table, live_bytes
 from engine.memory.order import best_order
-from engine.memory.planners import (BestFit, FitSearch, GreedyBySize, Naive, OverlapError, Sweep, arena_size,
-                                    check_no_overlap, conflict_pairs, exact_offsets)
+from engine.memory.exact import Exact
+from engine.memory.planners import (BestFit, FitSearch, GreedyBySize, Naive, OverlapError, Placement, Planner,
+                                    PlanJob, check_no_overlap, conflict_pairs)
+from engine.memory.sweep import Sweep
 from engine.validate import infer_shapes, topological_order
 
-__all__ = ["Buffer", "MemoryPlan", "OverlapError", "check_no_overlap", "plan_memory"]
+__all__ = ["Buffer", "MemoryPlan", "OverlapError", "PLANNERS", "Placement", "PlanJob", "check_no_overlap",
+           "plan_memory"]
+
+# In the order plan_memory runs them: the refining planners (fit_search, exact) start from the best so far.
+PLANNERS: dict[str, Callable[[], Planner]] = {
+    "naive": Naive, "greedy_by_size": GreedyBySize, "best_fit": BestFit, "sweep": Sweep, "fit_search": FitSearch,
+    "exact": Exact,
+}
 
 # Planner preference when arenas tie: TFLM's own choice first, so our figure is TFLM's whenever it is as good.
 _PREFERENCE = ("greedy_by_size", "best_fit", "fit_search", "exact", "sweep", "naive")
@@ -94,39 +107,26 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
     if not order_exact and how == "optimized":
         notes["order"] = "optimized (search budget reached: beam search, then topological order)"
     pairs = conflict_pairs(buffers)
-    wide = pairs > MAX_CONFLICT_PAIRS
-    offsets_by = {"naive": Naive().plan(buffers)}
-    if wide:
-        offsets_by["sweep"] = Sweep().plan(buffers)
+    job = PlanJob(buffers, lb, pairs > MAX_CONFLICT_PAIRS, exact_max_buffers, exact_time_limit)
+    if job.wide:
         notes["planners"] = (f"{pairs:,} buffer pairs live together > {MAX_CONFLICT_PAIRS:,}: only naive and "
                              "sweep ran")
-    else:
-        offsets_by["greedy_by_size"] = GreedyBySize().plan(buffers)
-        bf = BestFit()
-        offsets_by["best_fit"] = bf.plan(buffers)
-        notes["best_fit"] = bf.last_choice
-    arena_by = {k: arena_size(buffers, v) for k, v in offsets_by.items()}
-    proven = False
-    if min(arena_by.values()) > lb and not wide:
-        upper = min(offsets_by.values(), key=lambda o: arena_size(buffers, o))
-        offsets_by["fit_search"] = FitSearch().plan(buffers, upper)
-        arena_by["fit_search"] = arena_size(buffers, offsets_by["fit_search"])
-    if min(arena_by.values()) > lb and len(buffers) <= exact_max_buffers:
-        upper = min(offsets_by.values(), key=lambda o: arena_size(buffers, o))
-        r = exact_offsets(buffers, upper, exact_time_limit)
-        if r.proven:
-            offsets_by["exact"], arena_by["exact"], proven = r.offsets, r.arena, True
-            notes["exact"] = "proven optimal"
-        else:  # what the solver had at the time limit depends on the machine: the C arena must not
-            notes["exact"] = f"not proven within {exact_time_limit} s (had {r.arena:,} bytes); not used"
-    elif min(arena_by.values()) > lb:
-        notes["exact"] = f"skipped: {len(buffers)} buffers > {exact_max_buffers}"
-    else:
-        notes["exact"] = "not needed: a heuristic reached the lower bound"
-    chosen = min(_PREFERENCE, key=lambda k: (arena_by.get(k, float("inf")), _PREFERENCE.index(k)))
-    offsets = offsets_by[chosen]
+    placed: dict[str, Placement] = {}
+    incumbent = None  # the smallest placement so far (the first of equals): where refining planners start
+    for make in PLANNERS.values():
+        rec = make().place(job, incumbent)
+        if rec.note:
+            notes[rec.planner] = rec.note
+        if rec.offsets is not None:
+            placed[rec.planner] = rec
+            if incumbent is None or rec.arena < incumbent.arena:
+                incumbent = rec
+    arena_by = {k: r.arena for k, r in placed.items()}
+    ranking = [*_PREFERENCE, *(k for k in placed if k not in _PREFERENCE)]  # planners added to PLANNERS rank last
+    chosen = min(ranking, key=lambda k: (arena_by.get(k, float("inf")), ranking.index(k)))
+    offsets = list(placed[chosen].offsets)
     check_no_overlap(buffers, offsets)
     peak_step = live.index(lb) if live and lb in live else -1
     return MemoryPlan(tuple(order), tuple(buffers), tuple(offsets), arena_by[chosen], chosen, arena_by, lb,
-                      tuple(live), peak_step, table.inplace_nodes, arena_by[chosen] == lb or proven,
+                      tuple(live), peak_step, table.inplace_nodes, any(r.proven for r in placed.values()),
                       order_exact, bytes_per_element, inplace, alignment, notes)

@@ -7,9 +7,11 @@ never share a byte. All planners work on objects with `size`, `first_use`, `last
 
 Planners: `naive` (each buffer its own space: the trivial baseline), `greedy_by_size` (TFLM: largest first,
 each at the lowest offset free over its lifetime), `best_fit` (several orderings x first/best-fit gap choice,
-the best kept), `exact` (mixed-integer program solved by HiGHS with a time limit; proves optimality when
-it finishes), `sweep` (engine.memory.sweep: first fit in first-use order, for very wide tables). The arena can
-never be smaller than the peak of live bytes (lifetimes.lower_bound).
+the best kept), `fit_search` (backtracking at capacities below best_fit's arena), `exact` (engine.memory.exact:
+mixed-integer program solved by HiGHS with a time limit; proves optimality when it finishes), `sweep`
+(engine.memory.sweep: first fit in first-use order, for very wide tables). The arena can never be smaller than
+the peak of live bytes (lifetimes.lower_bound). Each also returns a `Placement` record for plan_memory's
+loop over the registry (engine.memory.PLANNERS), as TFLM's MicroMemoryPlanner lets clients swap strategies.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.memory.lifetimes import lower_bound
-from engine.memory.sweep import Sweep
 
 
 # Conflict count from which `place` scans gaps with numpy (per-call overhead beats Python only when many).
@@ -110,19 +111,55 @@ def _name(b) -> str:
     return getattr(b, "name", repr(b))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What one planner did for one buffer table: its offsets and arena (None when it did not run, or ran and
+    must not be used), whether the arena is proven minimal for these lifetimes, and a note for the plan."""
+
+    planner: str
+    offsets: tuple[int, ...] | None = None
+    arena: int | None = None
+    proven: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    """What plan_memory asks of each planner in its registry loop (engine.memory.PLANNERS)."""
+
+    buffers: Sequence
+    lower_bound: int               # peak of live bytes for this order: no arena can be smaller
+    wide: bool = False             # too many overlapping pairs for the planners that list them (MAX_CONFLICT_PAIRS)
+    exact_max_buffers: int = 30
+    exact_time_limit: float = 2.0
+
+    def record(self, planner: str, offsets: Sequence[int], note: str = "") -> Placement:
+        arena = arena_size(self.buffers, offsets)
+        return Placement(planner, tuple(offsets), arena, arena <= self.lower_bound, note)
+
+
 class Planner:
-    """Interface: `plan(buffers) -> offsets`, one non-negative offset per buffer, in the buffers' order."""
+    """Interface: `plan(buffers) -> offsets`, one non-negative offset per buffer, in the buffers' order;
+    `place(job, best) -> Placement`, the same inside plan_memory's loop, where `best` is the smallest
+    placement so far and the planner says itself whether it applies (default: every table whose overlapping
+    pairs can be listed)."""
 
     name = ""
 
     def plan(self, buffers: Sequence) -> list[int]:
         raise NotImplementedError
 
+    def place(self, job: PlanJob, best: Placement | None) -> Placement:
+        return Placement(self.name) if job.wide else job.record(self.name, self.plan(job.buffers))
+
 
 class Naive(Planner):
     """Every buffer its own bytes, one after the other: the sum of all sizes."""
 
     name = "naive"
+
+    def place(self, job, best):
+        return job.record(self.name, self.plan(job.buffers))
 
     def plan(self, buffers):
         offsets, top = [], 0
@@ -203,25 +240,32 @@ ORDERINGS: dict[str, Callable] = {
 
 
 class BestFit(Planner):
-    """Every ordering in ORDERINGS with first-fit and best-fit gap choice; the smallest arena wins.
-    `last_choice` names the winner (e.g. 'breadth/best')."""
+    """Every ordering in ORDERINGS with first-fit and best-fit gap choice; the smallest arena wins. Its
+    placement record's note names the winner (e.g. 'breadth/best')."""
 
     name = "best_fit"
 
-    def __init__(self):
-        self.last_choice = ""
-
     def plan(self, buffers):
+        return self.search(buffers)[0]
+
+    def place(self, job, best):
+        if job.wide:
+            return Placement(self.name)
+        offsets, choice = self.search(job.buffers)
+        return job.record(self.name, offsets, choice)
+
+    def search(self, buffers) -> tuple[list[int], str]:
+        """(offsets, 'ordering/fit' that gave them)."""
         conf = conflicts(buffers)
-        best, best_arena = [], None
+        best, best_arena, choice = [], None, ""
         for key_name, key in ORDERINGS.items():
             order = sorted(range(len(buffers)), key=lambda i: key(buffers[i]))
             for fit in ("best", "first"):
                 offsets = place(buffers, order, fit == "best", conf)
                 arena = arena_size(buffers, offsets)
                 if best_arena is None or arena < best_arena:
-                    best, best_arena, self.last_choice = offsets, arena, f"{key_name}/{fit}"
-        return best
+                    best, best_arena, choice = offsets, arena, f"{key_name}/{fit}"
+        return best, choice
 
 
 def fit_search(buffers: Sequence, capacity: int, max_nodes: int) -> list[int] | None:
@@ -278,7 +322,13 @@ class FitSearch(Planner):
         self.nodes_per_buffer = nodes_per_buffer
         self.tries = tries
 
-    def plan(self, buffers, upper: list[int] | None = None):
+    def place(self, job, best):
+        """Only when no placement so far reaches the lower bound; starts from the best one."""
+        if job.wide or best is None or best.arena <= job.lower_bound:
+            return Placement(self.name)
+        return job.record(self.name, self.plan(job.buffers, best.offsets))
+
+    def plan(self, buffers, upper: Sequence[int] | None = None):
         upper = BestFit().plan(buffers) if upper is None else list(upper)
         best_arena = arena_size(buffers, upper)
         lb = lower_bound(buffers)
@@ -296,97 +346,3 @@ class FitSearch(Planner):
             if offsets is not None:
                 return offsets
         return upper
-
-
-@dataclass(frozen=True)
-class ExactResult:
-    offsets: list[int]
-    arena: int
-    proven: bool   # the MILP finished: no placement of these lifetimes needs fewer bytes
-    status: str
-
-
-def exact_offsets(buffers: Sequence, upper: list[int] | None = None, time_limit: float = 2.0) -> ExactResult:
-    """Minimum arena as a MILP (HiGHS through scipy.optimize.milp):
-
-        min M  s.t.  o_i + s_i <= M;  for each pair (i, j) alive together, with binary z_ij:
-                     o_i + s_i <= o_j + U z_ij   and   o_j + s_j <= o_i + U (1 - z_ij);  0 <= o_i <= U - s_i
-    U is the arena of `upper` (a heuristic placement, default best_fit's); the result is never worse than it.
-    Sizes are divided by their gcd first so big-M stays small in the solver's tolerances.
-    """
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
-    upper = BestFit().plan(buffers) if upper is None else list(upper)
-    u_arena = arena_size(buffers, upper)
-    sizes = [b.size for b in buffers]
-    n = len(buffers)
-    lb = lower_bound(buffers)
-    if n == 0 or u_arena <= lb:
-        return ExactResult(list(upper), u_arena, True, "heuristic reached the lower bound")
-    g = 0
-    for s in sizes + [u_arena]:
-        g = math.gcd(g, s)
-    s_ = [s // g for s in sizes]
-    U = u_arena // g
-    pairs = [(i, j) for i, others in enumerate(conflicts(buffers)) for j in others.tolist() if i < j]
-    nv = n + 1 + len(pairs)
-    rows, lo, hi = [], [], []
-
-    def row(coefs: dict[int, float], rhs: float):
-        r = np.zeros(nv)
-        for k, v in coefs.items():
-            r[k] += v
-        rows.append(r)
-        lo.append(-np.inf)
-        hi.append(rhs)
-
-    for i in range(n):
-        row({i: 1, n: -1}, -s_[i])
-    for p, (i, j) in enumerate(pairs):
-        z = n + 1 + p
-        row({i: 1, j: -1, z: -U}, -s_[i])
-        row({j: 1, i: -1, z: U}, U - s_[j])
-    c = np.zeros(nv)
-    c[n] = 1
-    lower = np.zeros(nv)
-    upper_b = np.ones(nv)
-    for i in range(n):
-        upper_b[i] = U - s_[i]
-    lower[n], upper_b[n] = -(-lb // g), U
-    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, hi) if rows else None,
-               integrality=np.ones(nv), bounds=Bounds(lower, upper_b),
-               options={"time_limit": time_limit, "disp": False})
-    proven = res.status == 0
-    if res.x is None:
-        return ExactResult(list(upper), u_arena, False, res.message)
-    offsets = [int(round(res.x[i])) * g for i in range(n)]
-    arena = arena_size(buffers, offsets)
-    try:
-        check_no_overlap(buffers, offsets)
-    except OverlapError:
-        return ExactResult(list(upper), u_arena, False, "solver tolerance produced an overlap; kept the heuristic")
-    if arena >= u_arena:
-        return ExactResult(list(upper), u_arena, proven, res.message)
-    return ExactResult(offsets, arena, proven, res.message)
-
-
-class Exact(Planner):
-    """The MILP above, for small tables (the pair variables grow quadratically). `last_proven` says
-    whether the last plan is proven minimal."""
-
-    name = "exact"
-
-    def __init__(self, time_limit: float = 2.0):
-        self.time_limit = time_limit
-        self.last_proven = False
-
-    def plan(self, buffers):
-        r = exact_offsets(buffers, time_limit=self.time_limit)
-        self.last_proven = r.proven
-        return r.offsets
-
-
-PLANNERS: dict[str, Callable[[], Planner]] = {
-    "naive": Naive, "greedy_by_size": GreedyBySize, "best_fit": BestFit, "fit_search": FitSearch, "exact": Exact,
-    "sweep": Sweep,
-}

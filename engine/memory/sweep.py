@@ -1,20 +1,25 @@
 """The sweep planner: first fit in first-use order with a free list, O(n log n + n x holes), for buffer
 tables too wide for planners that list every pair of overlapping lifetimes (engine.memory.plan_memory uses
-it above MAX_CONFLICT_PAIRS). Same interface as planners.Planner: `plan(buffers) -> offsets`.
+it above MAX_CONFLICT_PAIRS). A planners.Planner: `plan(buffers) -> offsets`, `place(job, best)` for wide tables only.
 """
 from __future__ import annotations
 
 import bisect
 import heapq
 
+from engine.memory.planners import Placement, Planner
 
-class Sweep:
+
+class Sweep(Planner):
     """First fit in first-use order, as a malloc that frees each buffer after its last use: a free list of
     holes kept sorted and coalesced, no conflict lists. It places exactly as `place` does with the
     'first_use' ordering and first fit, in O(n log n + n x holes) instead of O(overlapping pairs), so it is
     the planner for tables too wide for the others (plan_memory's MAX_CONFLICT_PAIRS)."""
 
     name = "sweep"
+
+    def place(self, job, best):
+        return job.record(self.name, self.plan(job.buffers)) if job.wide else Placement(self.name)
 
     def plan(self, buffers):
         offsets = [0] * len(buffers)

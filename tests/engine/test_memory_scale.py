@@ -14,8 +14,9 @@ from engine.ir import Graph, Node, Tensor
 from engine.memory import MAX_CONFLICT_PAIRS, plan_memory
 from engine.memory.lifetimes import Buffer, buffer_model, buffer_table, live_bytes
 from engine.memory.order import MAX_WORK, best_order
-from engine.memory.planners import (ORDERINGS, OverlapError, Sweep, arena_size, check_no_overlap, conflict_pairs,
+from engine.memory.planners import (ORDERINGS, OverlapError, arena_size, check_no_overlap, conflict_pairs,
                                     conflicts, place)
+from engine.memory.sweep import Sweep
 
 
 def wide(branches: int, width: int = 8) -> Graph:
