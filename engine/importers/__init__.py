@@ -4,55 +4,25 @@
     graph = load_model("zoo:mobilenetv2?width=0.35&resolution=144")
 
 Each importer only converts (sniff, map into the IR, raise a format-specific error). This module picks
-the importer, enforces the upload size limit and turns OS errors into one-line messages.
+the importer from the format registry (engine.importers.formats: one entry per format) and enforces the
+size limits; formats.read_model_bytes turns OS errors into one-line messages.
 """
 from __future__ import annotations
 
 import math
 import os
 
-from engine.errors import ModelFormatError, TinyStudioError
+from engine.errors import ModelFormatError
+from engine.importers.formats import (FORMATS, MAX_MODEL_BYTES, ModelFormat, extensions_text, format_of_extension,
+                                      read_model_bytes, register, sniff_format)
 from engine.ir import Graph
 
-MAX_MODEL_BYTES = 256 * 1024 * 1024  # larger files are refused before they are read
+__all__ = ["FORMATS", "MAX_MODEL_BYTES", "MAX_UPLOAD_BYTES", "ModelFormat", "load_model", "load_model_bytes",
+           "read_model_bytes", "register", "sniff_format"]
+
 # Browser uploads. Streamlit counts its maxUploadSize in decimal megabytes, so the limit is 64 MB = 64e6 bytes.
 MAX_UPLOAD_BYTES = 64 * 1000 * 1000
 MAX_TENSOR_ELEMENTS = 1 << 48  # 8-byte elements of all tensors together still fit an int64 byte count
-EXTENSIONS = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
-FORMAT_NAMES = {"onnx": "an ONNX", "tflite": "a TFLite", "pt2": "a PyTorch .pt2"}
-
-
-def sniff_format(data: bytes, path: str = "") -> str | None:
-    """Format from the bytes (authoritative) with the extension as a tie-breaker; None if unknown."""
-    from engine.importers.onnx_import import sniff_onnx
-    from engine.importers.tflite_import import sniff_tflite
-    from engine.importers.torch_import import sniff_pt2
-
-    if sniff_tflite(data):
-        return "tflite"
-    if sniff_pt2(data):
-        return "pt2"
-    ext = os.path.splitext(path)[1].lower()
-    if (ext == ".onnx" or not ext) and sniff_onnx(data):
-        return "onnx"
-    return None
-
-
-def read_model_bytes(path: str, max_bytes: int = MAX_MODEL_BYTES) -> bytes:
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        raise ModelFormatError(path, "no such file") from None
-    except OSError as e:
-        raise ModelFormatError(path, f"cannot read file ({e.strerror})") from None
-    if os.path.isdir(path):
-        raise ModelFormatError(path, "is a folder, not a model file")
-    if size > max_bytes:
-        raise ModelFormatError(path, f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-    if size == 0:
-        raise ModelFormatError(path, "file is empty (0 bytes)")
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def load_model(model: str, input_shape: tuple[int, ...] | dict[str, tuple[int, ...]] | None = None,
@@ -81,29 +51,17 @@ def load_model_bytes(data: bytes, name: str, input_shape=None, max_bytes: int = 
     fmt = sniff_format(data, name)
     ext = os.path.splitext(name)[1].lower()
     if fmt is None:
-        expected = EXTENSIONS.get(ext)
+        expected = format_of_extension(ext)
         if expected:
-            raise ModelFormatError(name, f"does not look like {FORMAT_NAMES[expected]} file (its first bytes do not "
+            raise ModelFormatError(name, f"does not look like {expected.title} file (its first bytes do not "
                                          "match the format); the file may be corrupted or misnamed")
-        raise ModelFormatError(name, "unknown model format; TinyStudio reads .onnx, .tflite and .pt2 files "
+        raise ModelFormatError(name, f"unknown model format; TinyStudio reads {extensions_text()} files "
                                      "(or zoo:NAME, see `tinystudio zoo`)")
-    if ext in EXTENSIONS and EXTENSIONS[ext] != fmt:
-        raise ModelFormatError(name, f"has the extension {ext} but its contents are {FORMAT_NAMES[fmt]} model; "
+    named = format_of_extension(ext)
+    if named is not None and named.name != fmt:
+        raise ModelFormatError(name, f"has the extension {ext} but its contents are {FORMATS[fmt].title} model; "
                                      "rename it to match its contents")
-    shapes = _input_shapes(input_shape)
-    if fmt == "onnx":
-        from engine.importers.onnx_import import load_onnx
-
-        return _check_sizes(load_onnx(name, data=data, input_shapes=shapes, folder=folder), name)
-    if fmt == "tflite":
-        from engine.importers.tflite_import import load_tflite
-
-        if shapes:
-            raise TinyStudioError(f"{name}: TFLite models have fixed input shapes; --input-shape is not used")
-        return _check_sizes(load_tflite(name, data=data), name)
-    from engine.importers.torch_import import load_pt2
-
-    return _check_sizes(load_pt2(name, data=data), name)
+    return _check_sizes(FORMATS[fmt].read(name, data, _input_shapes(input_shape), folder), name)
 
 
 def _check_sizes(graph: Graph, name: str) -> Graph:

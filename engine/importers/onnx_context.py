@@ -2,9 +2,9 @@
 
     imp.cin(n, 1, "shape", True)          # constant operand -> np.ndarray, or a one-line error
     imp.emit(n, "Reshape", [x], n.outs, {"shape": [1, -1]})   # one IR node, output shapes inferred now
-    @handles("Relu")                      # registers a handler: (imp, n, attrs) -> None
+    @HANDLERS.handles("Relu")             # registers a handler in a module's table: (imp, n, attrs) -> None
 
-Handlers live in onnx_ops.py and onnx_shape_ops.py; importing those modules fills `HANDLERS`.
+Handlers live in onnx_ops.py and onnx_shape_ops.py, each in its own HandlerTable; onnx_import joins the two.
 """
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ class Importer:
         self.node_names = node_names
         self.onnx_shapes: dict[str, tuple[int, ...]] = {}  # ONNX's own inferred shapes, where static
         self.tensor_names = taken
+        self.supported: list[str] = []  # ONNX op types this import maps, for "unsupported op" messages
 
     # -- names
     def fresh_tensor(self, base: str) -> str:
@@ -225,19 +226,14 @@ def attr_dict(proto: onnx.NodeProto) -> dict:
     return out
 
 
-# ONNX op type -> handler(imp, n, attrs) that emits the IR nodes; filled by onnx_ops and onnx_shape_ops.
-HANDLERS = {}
+class HandlerTable(dict):
+    """ONNX op type -> handler(imp, n, attrs) that emits the IR nodes. onnx_ops and onnx_shape_ops each fill
+    one (`@table.handles("Relu")` or `table[op] = h`); onnx_import joins them by name, no import side effects."""
 
-
-def handles(*ops):
-    def deco(fn):
-        for op in ops:
-            HANDLERS[op] = fn
-        return fn
-    return deco
-
-
-def supported_onnx_ops() -> list[str]:
-    """ONNX op types this importer maps (any other op folds only when its inputs are constant)."""
-    return sorted(HANDLERS)
+    def handles(self, *ops):
+        def deco(fn):
+            for op in ops:
+                self[op] = fn
+            return fn
+        return deco
 

@@ -24,10 +24,9 @@ import onnx
 from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
-# onnx_ops and onnx_shape_ops are imported for their side effect: they fill HANDLERS.
-from engine.importers import onnx_ops, onnx_shape_ops  # noqa: F401
-from engine.importers.onnx_context import (HANDLERS, Importer, OnnxNode, attr_dict, supported_onnx_ops,
-                                           to_array)
+from engine.importers import onnx_ops, onnx_shape_ops
+from engine.importers.onnx_context import Importer, OnnxNode, attr_dict, to_array
+from engine.importers.formats import read_model_bytes
 from engine.importers.onnx_external import load_external_data
 from engine.importers.onnx_fold import try_fold
 from engine.importers.onnx_inputs import fix_inputs, onnx_inferred_shapes
@@ -36,8 +35,15 @@ from engine.ir import Graph, Tensor
 from engine.validate import check_structure, cycle_message, kahn_order
 
 MIN_OPSET = 6
+# ONNX op type -> handler: compute ops, then shape-defining ops (each module holds its own table).
+HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS}
 # First tag bytes that may follow ir_version in a serialized ModelProto (fields 2..8, 14, 20, 25, 26).
 _MODEL_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA, 0xD2}
+
+
+def supported_onnx_ops() -> list[str]:
+    """ONNX op types this importer maps (any other op folds only when its inputs are constant)."""
+    return sorted(HANDLERS)
 
 
 def sniff_onnx(data: bytes) -> bool:
@@ -51,11 +57,7 @@ def sniff_onnx(data: bytes) -> bool:
 
 def _parse(path: str, data: bytes | None) -> onnx.ModelProto:
     if data is None:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ModelFormatError(path, f"cannot read the file: {e.strerror}") from None
+        data = read_model_bytes(path, missing="cannot read the file: no such file")
     if len(data) == 0:
         raise ModelFormatError(path, "the file is empty (0 bytes)")
     model = onnx.ModelProto()
@@ -163,7 +165,7 @@ def load_onnx(path: str, data: bytes | None = None,
         g.tensors[name] = Tensor(name, shape, dtype)
         g.inputs.append(name)
 
-    supported = supported_onnx_ops()
+    supported = imp.supported = supported_onnx_ops()
     nodes = _topological(path, graph.node, set(fixed) | init_names)
     first_use: set[str] = set()
     for i, proto in enumerate(nodes):

@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import UnsupportedOpError
-from engine.importers.onnx_context import (HANDLERS, IR_DTYPE, Importer, OnnxNode, handles,
-                                           supported_onnx_ops)
+from engine.importers.onnx_context import IR_DTYPE, HandlerTable, Importer, OnnxNode
 from engine.ir import Quant, dtype_of
 from engine.ops import get_op
+
+HANDLERS = HandlerTable()
+handles = HANDLERS.handles
 
 
 def _direct(keep=(), defaults=None):
@@ -132,7 +134,7 @@ def _softsign(imp, n, a):
 def _conv(imp, n, a):
     r = imp.rank(n.ins[0])
     if r not in (3, 4):
-        raise UnsupportedOpError(imp.path, f"Conv ({r - 2}-D)", n.name, supported_onnx_ops())
+        raise UnsupportedOpError(imp.path, f"Conv ({r - 2}-D)", n.name, imp.supported)
     imp.emit(n, "Conv", n.ins, n.outs, imp.attrs(
         n, a, ("auto_pad", "pads", "strides", "dilations", "kernel_shape", "group")))
 
@@ -146,7 +148,7 @@ def _conv_transpose(imp, n, a):
         imp.emit(n, "ConvTranspose", n.ins, n.outs, attrs)
         return
     if r != 3:
-        raise UnsupportedOpError(imp.path, f"ConvTranspose ({r - 2}-D)", n.name, supported_onnx_ops())
+        raise UnsupportedOpError(imp.path, f"ConvTranspose ({r - 2}-D)", n.name, imp.supported)
     # 1-D: run it as a 2-D transposed conv over a height-1 image.
     x = imp.emit(n, "Unsqueeze", [n.ins[0]], attrs={"axes": [2]}, suffix="Unsqueeze")
     w = imp.reshaped(n, n.ins[1], imp.shape(n.ins[1])[:2] + (1,) + imp.shape(n.ins[1])[2:])

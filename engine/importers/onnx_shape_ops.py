@@ -11,8 +11,11 @@ import math
 
 import numpy as np
 
-from engine.importers.onnx_context import f32, handles
+from engine.importers.onnx_context import HandlerTable, f32
 from engine.importers.onnx_fold import MAX_FOLD_ELEMENTS
+
+HANDLERS = HandlerTable()
+handles = HANDLERS.handles
 
 
 @handles("Reshape")

@@ -16,6 +16,7 @@ shapes contradict its ops is refused.
 from __future__ import annotations
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
+from engine.importers.formats import read_model_bytes
 from engine.importers.tflite_builder import Builder
 from engine.importers.tflite_ops import HANDLERS, SUPPORTED_OPS
 from engine.importers.tflite_reader import TfModel, decode
@@ -56,15 +57,7 @@ def _build(path: str, m: TfModel) -> Graph:
 
 def load_tflite(path: str, data: bytes | None = None) -> Graph:
     """Import the first subgraph of a TFLite model into the IR (NHWC, file dtypes and quantization)."""
-    if data is None:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise ModelFormatError(path, "no such file") from None
-        except OSError as e:
-            raise ModelFormatError(path, f"cannot read file ({e.strerror or e})") from None
-    data = bytes(data)
+    data = bytes(read_model_bytes(path) if data is None else data)
     if not data:
         raise ModelFormatError(path, "file is empty (0 bytes)")
     if not sniff_tflite(data):

@@ -31,6 +31,7 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 import numpy as np
 
 from engine.errors import ModelFormatError
+from engine.importers.formats import read_model_bytes
 from engine.importers.pt2_aten import SCALAR_TYPES, aten_to_ir
 from engine.ir import Graph
 
@@ -235,14 +236,7 @@ class _Archive:
 def read_pt2(path: str, data: bytes | None = None, max_bytes: int = MAX_BYTES):
     """(program JSON, {state-dict or constant name: array}, model name) from a .pt2 archive."""
     if data is None:
-        try:
-            size = os.path.getsize(path)
-            if size > max_bytes:
-                raise ModelFormatError(path, f"file is {size} bytes (limit {max_bytes})")
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ModelFormatError(path, f"cannot read file: {e.strerror or e}")
+        data = read_model_bytes(path, max_bytes, missing="cannot read the file: no such file")
     if len(data) > max_bytes:
         raise ModelFormatError(path, f"file is {len(data)} bytes (limit {max_bytes})")
     if not data.startswith(b"PK\x03\x04"):
