@@ -22,10 +22,10 @@ thousands of ready nodes) get there; chains and CNNs never come near it.
 """
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 from engine.memory.lifetimes import BufferModel
+from engine.validate import kahn_order
 
 # States' successors built per search (~0.3 s of Python), shared out per layer (the beam's width).
 BUDGET = 300_000
@@ -81,7 +81,7 @@ def best_order(model: BufferModel, beam: int = 4096, budget: int = BUDGET, max_w
     per_layer = max(budget // max(n_nodes, 1), 1)
     order: list[int] = []
     exact, states, work = True, 1, 0
-    topo = _stable_topological(preds, users_sorted)
+    topo = kahn_order(preds)[0]  # lowest index first: the graph's own stable order
     segments = _segments(topo, preds, users)
     for si, seg in enumerate(segments):
         if len(seg) > 1:
@@ -129,21 +129,6 @@ class _Simulator:
                 freed += self.size[g]
         self.mem += self.alloc[n] - freed
         self.steps += 1
-
-
-def _stable_topological(preds: list[set[int]], users_sorted: list[list[int]]) -> list[int]:
-    """Kahn's algorithm, lowest index first (validate.topological_order on indices)."""
-    missing = [len(p) for p in preds]
-    heap = [i for i, m in enumerate(missing) if m == 0]
-    out = []
-    while heap:
-        n = heapq.heappop(heap)
-        out.append(n)
-        for u in users_sorted[n]:
-            missing[u] -= 1
-            if missing[u] == 0:
-                heapq.heappush(heap, u)
-    return out
 
 
 def _segments(topo: list[int], preds: list[set[int]], users: list[set[int]]) -> list[list[int]]:
