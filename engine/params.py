@@ -63,7 +63,8 @@ class Param:
         if self.type in ("int", "float"):
             v = (int(value.strip()) if self.type == "int" else float(value.strip())) if isinstance(value, str) \
                 else value  # int("2.5") and float("x") raise ValueError themselves
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (self.type == "int" and not isinstance(v, int)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or (self.type == "int" and not isinstance(v, int)):
                 raise ValueError(value)
             v = float(v) if self.type == "float" else int(v)
             if not math.isfinite(v) or (self.min is not None and (v < self.min or (self.min_open and v == self.min))) \

@@ -94,7 +94,8 @@ def load_model_param(value: str) -> Graph:
 def compress(graph: Graph, action: str, params: dict[str, Any] | None = None, data=None, *,
              teacher: Graph | None = None, progress: Callable[[float, str], None] | None = None,
              seed: int = 0, measure_before: dict | None = None) -> CompressResult:
-    """Run one action under the pass contract (engine.passes.base.Contract) and measure before and after (see the module docstring).
+    """Run one action under the pass contract (engine.passes.base.Contract) and measure before and after (see the
+    module docstring).
 
     data: an engine.data.Dataset (needed by every action but fold-bn, which then reports no accuracy).
     teacher: the distillation teacher (the previous version); overrides params["teacher"].

@@ -1,6 +1,7 @@
 """The sweep planner: first fit in first-use order with a free list, O(n log n + n x holes), for buffer
 tables too wide for planners that list every pair of overlapping lifetimes (engine.memory.plan_memory uses
-it above MAX_CONFLICT_PAIRS). A planners.Planner: `plan(buffers) -> offsets`, `place(job, best)` for wide tables only.
+it above MAX_CONFLICT_PAIRS). A planners.Planner: `plan(buffers) -> offsets`; `place(job, best)` runs it for wide
+tables only.
 """
 from __future__ import annotations
 
