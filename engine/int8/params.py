@@ -49,10 +49,6 @@ class ConvParams:
     act_max: int
     dsp: DspRequant                   # the generated C's form (bias 0 when absent)
 
-    @property
-    def depthwise(self) -> bool:
-        return self.group > 1 and self.centered.shape[-1] == 1
-
 
 @dataclass(frozen=True, eq=False)
 class FCParams:
