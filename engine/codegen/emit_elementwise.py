@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.codegen.cwrite import c_struct
 from engine.codegen.emitter import (MAX_DIMS, EmitContext, check_shift, contiguous, copy_whole, emit_error, emits,
-                                    int8_grid, merge_dims, pad_dims, shape_text)
+                                    int8_grid, merge_dims, pad_dims, shape_text, struct_call)
 from engine.int8.dsp_requant import REQUANT_FIELD
 from engine.int8.prepare import prepare_node
 from engine.int8.readers import is_quantized, tensor_of
@@ -53,11 +52,9 @@ def _add(ctx: EmitContext, node: Node) -> None:
          "b_shift": r.e2, "out_multiplier": r.mo, "out_shift": r.eo, "output_offset": r.y_zp,
          "act_min": r.act_min, "act_max": r.act_max, "subtract": int(r.subtract), REQUANT_FIELD: int(r.mode)}
     ap, bp = _binary_srcs(ctx, node, y)
-    code = ctx.code
-    code.kernel = "ts_add_s8"
-    code.comment = (f"{node.name}: {node.op} {shape_text(a)} {'+' if node.op == 'Add' else '-'} {shape_text(b)}, "
-                    f"out {shape_text(y)}")
-    code.body += [f"static const ts_add_params p = {c_struct(p)};", f"ts_add_s8(&p, {ap}, {bp}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_add_s8", "ts_add_params", p,
+                f"{node.name}: {node.op} {shape_text(a)} {'+' if node.op == 'Add' else '-'} {shape_text(b)}, "
+                f"out {shape_text(y)}", ap, bp, ctx.dst(y.name))
 
 
 @emits("Mul")
@@ -71,10 +68,8 @@ def _mul(ctx: EmitContext, node: Node) -> None:
          "multiplier": r.multiplier, "shift": r.shift, "output_offset": r.y_zp, "act_min": r.act_min,
          "act_max": r.act_max}
     ap, bp = _binary_srcs(ctx, node, y)
-    code = ctx.code
-    code.kernel = "ts_mul_s8"
-    code.comment = f"{node.name}: Mul {shape_text(a)} * {shape_text(b)}, out {shape_text(y)}"
-    code.body += [f"static const ts_mul_params p = {c_struct(p)};", f"ts_mul_s8(&p, {ap}, {bp}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_mul_s8", "ts_mul_params", p,
+                f"{node.name}: Mul {shape_text(a)} * {shape_text(b)}, out {shape_text(y)}", ap, bp, ctx.dst(y.name))
 
 
 @emits("Max", "Min")
@@ -92,11 +87,9 @@ def _minmax(ctx: EmitContext, node: Node) -> None:
     a, b = g.tensors[ins[0]], g.tensors[ins[1]]
     p = {"it": _bcast(node, y.shape, a.shape, b.shape), "is_min": int(node.op == "Min")}
     ap, bp = _binary_srcs(ctx, node, y)
-    code = ctx.code
-    code.kernel = "ts_minmax_s8"
-    code.comment = f"{node.name}: {node.op} {shape_text(a)}, {shape_text(b)}, out {shape_text(y)}"
-    code.body += [f"static const ts_minmax_params p = {c_struct(p)};",
-                  f"ts_minmax_s8(&p, {ap}, {bp}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_minmax_s8", "ts_minmax_params", p,
+                f"{node.name}: {node.op} {shape_text(a)}, {shape_text(b)}, out {shape_text(y)}", ap, bp,
+                ctx.dst(y.name))
 
 
 @emits("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "QuantizeLinear")

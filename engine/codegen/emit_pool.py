@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.codegen.cwrite import c_struct
 from engine.codegen.emitter import (ACC_LIMIT, EmitContext, check_shift, copy_whole, emit_error, emits, int8_grid,
-                                    shape_text)
+                                    shape_text, struct_call)
 from engine.int8.params import CopyParams, MeanParams
 from engine.int8.pool import window_counts
 from engine.int8.prepare import prepare_node
@@ -35,12 +34,9 @@ def _pool(ctx: EmitContext, node: Node) -> None:
          "pad_left": left, "count_h_lo": -top if include else 0, "count_h_hi": h + bottom if include else h,
          "count_w_lo": -left if include else 0, "count_w_hi": wi + right if include else wi,
          "act_min": r.act_min, "act_max": r.act_max}
-    fn = "ts_max_pool_s8" if r.is_max else "ts_avg_pool_s8"
-    code = ctx.code
-    code.kernel = fn
-    code.comment = f"{node.name}: {node.op} {k[0]}x{k[1]}, stride {s[0]}x{s[1]}, out {shape_text(y)}"
-    code.body += [f"static const ts_pool_params p = {c_struct(p)};",
-                  f"{fn}(&p, {ctx.src(node, x.name)}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_max_pool_s8" if r.is_max else "ts_avg_pool_s8", "ts_pool_params", p,
+                f"{node.name}: {node.op} {k[0]}x{k[1]}, stride {s[0]}x{s[1]}, out {shape_text(y)}",
+                ctx.src(node, x.name), ctx.dst(y.name))
 
 
 def _outer_reduce_inner(node: Node, shape, axes) -> tuple[int, int, int]:
@@ -68,11 +64,9 @@ def _mean(ctx: EmitContext, node: Node, x: Tensor, y: Tensor, r: MeanParams) -> 
     check_shift(node, [r.shift])
     p = {"outer": outer, "reduce": red, "inner": inner, "input_offset": -r.x_zp, "multiplier": r.multiplier,
          "shift": r.shift, "output_offset": r.y_zp}
-    code = ctx.code
-    code.kernel = "ts_mean_s8"
-    code.comment = f"{node.name}: {'sum' if r.compute_sum else 'mean'} over axes {sorted(r.axes)} of {shape_text(x)}"
-    code.body += [f"static const ts_mean_params p = {c_struct(p)};",
-                  f"ts_mean_s8(&p, {ctx.src(node, x.name)}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_mean_s8", "ts_mean_params", p,
+                f"{node.name}: {'sum' if r.compute_sum else 'mean'} over axes {sorted(r.axes)} of {shape_text(x)}",
+                ctx.src(node, x.name), ctx.dst(y.name))
 
 
 @emits("ReduceMean", "ReduceSum", "GlobalAveragePool")
@@ -100,11 +94,9 @@ def _reduce_minmax(ctx: EmitContext, node: Node) -> None:
         axes = reduce_axes(r.ctx, rank) or tuple(range(rank))
     outer, red, inner = _outer_reduce_inner(node, x.shape, axes)
     p = {"outer": outer, "reduce": red, "inner": inner, "is_min": int(node.op == "ReduceMin")}
-    code = ctx.code
-    code.kernel = "ts_reduce_minmax_s8"
-    code.comment = f"{node.name}: {node.op} over axes {list(axes)} of {shape_text(x)}"
-    code.body += [f"static const ts_reduce_params p = {c_struct(p)};",
-                  f"ts_reduce_minmax_s8(&p, {ctx.src(node, x.name)}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_reduce_minmax_s8", "ts_reduce_params", p,
+                f"{node.name}: {node.op} over axes {list(axes)} of {shape_text(x)}", ctx.src(node, x.name),
+                ctx.dst(y.name))
 
 
 @emits("Softmax")
@@ -122,8 +114,6 @@ def _softmax(ctx: EmitContext, node: Node) -> None:
     depth = x.shape[axis]
     p = {"rows": x.size // max(depth, 1), "depth": depth, "input_multiplier": r.multiplier,
          "input_left_shift": r.left_shift, "diff_min": r.diff_min}
-    code = ctx.code
-    code.kernel = "ts_softmax_s8"
-    code.comment = f"{node.name}: Softmax over {depth} values, {p['rows']} rows"
-    code.body += [f"static const ts_softmax_params p = {c_struct(p)};",
-                  f"ts_softmax_s8(&p, {ctx.src(node, x.name)}, {ctx.dst(y.name)});"]
+    struct_call(ctx, "ts_softmax_s8", "ts_softmax_params", p,
+                f"{node.name}: Softmax over {depth} values, {p['rows']} rows", ctx.src(node, x.name),
+                ctx.dst(y.name))

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.codegen.cwrite import CArray
+from engine.codegen.cwrite import CArray, c_struct
 from engine.errors import GraphError
 from engine.int8.readers import act_grid
 from engine.ir import Graph, Node, Tensor
@@ -159,6 +159,14 @@ def check_shift(node: Node, shifts) -> None:
 
 def plus(ptr: str, offset: int) -> str:
     return f"{ptr} + {offset}" if offset else ptr
+
+
+def struct_call(ctx: EmitContext, kernel: str, struct: str, params: dict, comment: str, *args: str) -> None:
+    """The common layer body: a const parameter struct in flash and one kernel call taking it first."""
+    code = ctx.code
+    code.kernel = kernel
+    code.comment = comment
+    code.body += [f"static const {struct} p = {c_struct(params)};", f"{kernel}(&p, {', '.join(args)});"]
 
 
 def copy_whole(ctx: EmitContext, node: Node, src_name: str, y: Tensor) -> None:
