@@ -9,7 +9,7 @@ from engine.int8.conv import windows_nhwc
 from engine.int8.quant_math import multiply_by_quantized_multiplier, wrap32
 
 
-def _window_counts(hw, kernel, strides, pads, out_hw, include_pad: bool) -> np.ndarray:
+def window_counts(hw, kernel, strides, pads, out_hw, include_pad: bool) -> np.ndarray:
     """(OH, OW) number of cells each window averages: in-image cells (TFLite), or also explicit pads."""
     ones = np.ones((1, *hw, 1), dtype=np.int64)
     if include_pad:  # ONNX count_include_pad: explicit pad cells count, ceil-mode overhang does not
@@ -23,7 +23,7 @@ def average_pool(x: np.ndarray, *, kernel, strides, pads, out_hw, act_min: int, 
                  include_pad: bool = False) -> np.ndarray:
     """NHWC average of raw int8 values, rounded half away from zero as TFLite's integer division does."""
     acc = windows_nhwc(x.astype(np.int64), kernel, strides, (1, 1), pads, out_hw, 0).sum(axis=(-2, -1))
-    count = _window_counts(x.shape[1:3], kernel, strides, pads, out_hw, include_pad)[None, :, :, None]
+    count = window_counts(x.shape[1:3], kernel, strides, pads, out_hw, include_pad)[None, :, :, None]
     if (count == 0).any():
         raise ValueError("a pooling window holds no input cell")
     half = count // 2
@@ -46,12 +46,11 @@ def mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]:
 
 
 def mean_or_sum(x: np.ndarray, axes: tuple[int, ...], keepdims: bool, *, x_zp: int, y_zp: int,
-                multiplier: int, shift: int, dtype: str, compute_sum: bool = False) -> np.ndarray:
-    """TFLite MEAN / SUM on quantized input: int32 sum, minus zero points, one requantization."""
+                multiplier: int, shift: int, dtype: str) -> np.ndarray:
+    """TFLite MEAN / SUM on quantized input: int32 sum, minus zero points, one requantization. For a mean,
+    multiplier and shift already hold 1 / count (`mean_multiplier`, folded once in the prepare step)."""
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     total = wrap32(x.astype(np.int64).sum(axis=axes, keepdims=keepdims))
-    if not compute_sum:
-        multiplier, shift = mean_multiplier(multiplier, shift, count)
     y = multiply_by_quantized_multiplier(wrap32(total - x_zp * count), multiplier, shift) + y_zp
     info = np.iinfo(np.dtype(dtype))
     return np.clip(y, info.min, info.max).astype(dtype)
