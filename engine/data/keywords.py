@@ -213,10 +213,27 @@ def split_of_voices(p: Params = DEFAULT) -> dict[str, list[str]]:
             "test": sorted(order[n + p.held_out:])}
 
 
+def check_voices(p: Params, workers: int = 4) -> None:
+    """espeak-ng falls back to another voice without a word when a voice or variant is unknown (`en-gb+f3` is
+    plain `en`, `en-xx` is `en`): every voice must sound different from every other one and from its accent
+    without the variant, and the accents from each other and from `en`, or the split by voice means nothing."""
+    probe = "yes no go stop house"
+    names = sorted(set(p.accents) | {"en"}) + p.voices()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        audio = list(pool.map(lambda v: speak(probe, v, 50, 160).tobytes(), names))
+    seen: dict[bytes, str] = {}
+    for name, a in zip(names, audio):
+        if a in seen:
+            raise DataError(f"keywords: espeak-ng voice '{name}' sounds exactly like '{seen[a]}' (an unknown voice "
+                            "or variant falls back silently); see `espeak-ng --voices=en` and `--voices=variant`")
+        seen[a] = name
+
+
 def generate(p: Params = DEFAULT, *, with_audio: bool = False, workers: int = 4) -> dict:
     """Synthesize, augment and featurize: {"x": (N, 1, 49, 10) float32, "y": (N,) int64, "split": (N,) int8
     index into SPLITS, "voice": (N,) int16 index into p.voices()} [+ "audio": (N, 16000) float32].
     espeak-ng runs in `workers` parallel processes; the result does not depend on their order."""
+    check_voices(p, workers)
     names = p.voices()
     which = {v: SPLITS.index(s) for s, vs in split_of_voices(p).items() for v in vs}
     jobs = [(vi, job) for vi, v in enumerate(names) for job in _voice_jobs(vi, v, p)]

@@ -132,10 +132,11 @@ def synflow(graph: Graph, x: np.ndarray) -> float:
         raise TinyStudioError(f"proxy synflow: graph '{graph.name}' overflows float64 with all-positive weights")
     total.backward()
     s = 0.0
-    for name in weights:
-        p = module.tensor(name)
-        if p.grad is not None:
-            s += float((p * p.grad).abs().sum())
+    with torch.no_grad():
+        for name in weights:
+            p = module.tensor(name)
+            if p.grad is not None:
+                s += float((p * p.grad).abs().sum())
     return math.log(s + 1e-300)
 
 
