@@ -309,6 +309,7 @@ def load_arrays(p: Params = DEFAULT) -> dict:
                         f.write(buf.getvalue())
                         f.flush()
                         os.fsync(f.fileno())
+                    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
                     os.replace(tmp, path)  # readers see the old state or the whole file, never a part
                 except BaseException:
                     if os.path.exists(tmp):
