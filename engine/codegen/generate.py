@@ -90,6 +90,11 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     plan = plan if plan is not None else plan_memory(g)
     prefix = c_ident(name)
     upper = prefix.upper()
+    clash = sorted({f"{prefix}{part}" for part in (".c", ".h", "_weights.c", "_io.c", "_input.c", "_input.h")}
+                   & set(KERNEL_FILES))
+    if clash:
+        raise GraphError(f"library name '{prefix}' would give a file the name of the kernel library's {clash[0]}; "
+                         "choose another name")
     inputs = _io_specs(g, g.inputs, prefix, "input")
     outputs = _io_specs(g, g.outputs, prefix, "output")
     if not inputs or not outputs:  # the C API is run(input, output): a graph without one has nothing to call

@@ -90,11 +90,10 @@ def kernel_files(model_sources, own_prefix: str = "") -> tuple[str, ...]:
     wanted = {PUBLIC_HEADER}
     for text in model_sources:
         for fn in calls(text):
-            if own_prefix and fn.startswith(own_prefix + "_"):
-                continue
-            if fn not in table:
+            if fn in table:
+                wanted.add(table[fn])
+            elif not (own_prefix and fn.startswith(own_prefix + "_")):
                 raise ValueError(f"the generated C calls {fn}, which no kernel template defines")
-            wanted.add(table[fn])
     todo = list(wanted)
     while todo:
         for dep in needs[todo.pop()]:

@@ -19,6 +19,7 @@ from engine.codegen import generate_library
 from engine.codegen.generate import KERNEL_FILES, template
 from engine.codegen.hostbuild import CFLAGS
 from engine.codegen.kernelfiles import PUBLIC_HEADER, calls, kernel_files, kernel_table, library_files
+from engine.errors import GraphError
 from engine.export.pipeline import export_model
 from engine.importers.tflite_import import load_tflite
 from tests.engine.test_int8 import conv_model, fc_model
@@ -84,6 +85,7 @@ def test_selection_follows_calls_and_includes():
     assert calls("/* ts_conv_s8(x) */\nvoid ts_mul_s8(const ts_mul_params *p,\n               int8_t *y);\n"
                  "    return ts_lut_s8(x);") == {"ts_lut_s8"}
     assert kernel_files(["m_run(in, out); ts_m_init(); ts_lut_s8(x);"], "ts_m")[-1] == "ts_movement_ref.c"
+    assert kernel_files(["ts_run(in, out); ts_lut_s8(x);"], "ts")[-1] == "ts_movement_ref.c"  # a model named "ts"
     with pytest.raises(ValueError, match="ts_no_such_kernel"):
         kernel_files(["ts_no_such_kernel(x);"])
 
@@ -135,6 +137,14 @@ def test_generated_library_lists_only_the_files_its_layers_call():
         assert set(lib.sources) <= set(lib.files)
         defined = {fn for fn, f in kernel_table().items() if f in lib.files}
         assert {layer["kernel"] for layer in lib.layers} <= defined
+
+
+def test_library_names_that_would_overwrite_a_kernel_file_are_refused():
+    g = _graph(*fc_model(False, 0))
+    for name in ("ts_fc_ref", "ts-fixedpoint", "ts_movement_ref"):
+        with pytest.raises(GraphError, match="kernel library"):
+            generate_library(g, name)
+    assert "ts_softmax.c" in generate_library(g, "ts_softmax").files  # ts_softmax_ref.c is another file
 
 
 @needs_gcc
