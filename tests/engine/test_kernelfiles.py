@@ -79,8 +79,7 @@ def test_selection_follows_calls_and_includes():
         assert any(f.endswith("_ref.c") for f in files) and any(f.endswith("_dsp.c") for f in files), files
     # families without a DSP version need no DSP header
     assert "ts_dsp.h" not in kernel_files(["ts_softmax_s8(&p, x, y);"])
-    assert kernel_files(["ts_lut_s8(x, y, 4, t);"]) == ("tinystudio_kernels.h", "ts_fixedpoint.h",
-                                                         "ts_fixedpoint.c", "ts_movement_ref.c")
+    assert kernel_files(["ts_lut_s8(x, y, 4, t);"]) == ("tinystudio_kernels.h", "ts_movement_ref.c")
     # comments and prototypes are not calls; the model's own functions are not kernels
     assert calls("/* ts_conv_s8(x) */\nvoid ts_mul_s8(const ts_mul_params *p,\n               int8_t *y);\n"
                  "    return ts_lut_s8(x);") == {"ts_lut_s8"}

@@ -2,7 +2,7 @@
  * every build. */
 #include <string.h>
 
-#include "ts_fixedpoint.h"
+#include "tinystudio_kernels.h"
 
 void ts_lut_s8(const int8_t *x, int8_t *y, int32_t n, const int8_t *table)
 {
