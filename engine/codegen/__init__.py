@@ -7,7 +7,9 @@
 The generated C computes the same bytes as engine.int8.run_int8 (portable kernels and the DSP path alike);
 engine.codegen.hostbuild builds and runs it on the host to check that. Modules: cwrite (C text), layers (one
 emitter per op family: parameters from engine/int8's own helpers), generate (files, arena checks),
-templates/ (tinystudio_kernels.[ch], host_main.c), hostbuild (gcc build and run).
+templates/ (the kernel library: tinystudio_kernels.h, ts_fixedpoint.[ch], ts_<family>_ref.c portable kernels,
+ts_<family>_dsp.c Arm DSP kernels; host_main.c), kernelfiles (which library files a model's C needs),
+hostbuild (gcc build and run).
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import numpy as np
 import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident
+from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
 from engine.errors import GraphError
 from engine.ir import Graph
@@ -21,7 +22,9 @@ from engine.memory import plan_memory
 from engine.serialize import content_hash
 from engine.validate import infer_shapes
 
-KERNEL_FILES = ("tinystudio_kernels.h", "tinystudio_kernels.c")
+# Every file of the kernel library (templates/: tinystudio_kernels.h and ts_*.[ch]); a library gets the ones its
+# layers call (kernelfiles.kernel_files).
+KERNEL_FILES = library_files()
 
 
 def template(name: str) -> str:
@@ -87,6 +90,11 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     plan = plan if plan is not None else plan_memory(g)
     prefix = c_ident(name)
     upper = prefix.upper()
+    clash = sorted({f"{prefix}{part}" for part in (".c", ".h", "_weights.c", "_io.c", "_input.c", "_input.h")}
+                   & set(KERNEL_FILES))
+    if clash:
+        raise GraphError(f"library name '{prefix}' would give a file the name of the kernel library's {clash[0]}; "
+                         "choose another name")
     inputs = _io_specs(g, g.inputs, prefix, "input")
     outputs = _io_specs(g, g.outputs, prefix, "output")
     if not inputs or not outputs:  # the C API is run(input, output): a graph without one has nothing to call
@@ -119,22 +127,26 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
              "dsp": options.dsp, "planner": plan.planner, "arena_bytes": plan.arena_bytes,
              "scratch_bytes": scratch, "weights_bytes": weights_bytes, "macs": macs}
 
+    model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs)
     files = {
         f"{prefix}.h": _header(prefix, upper, stamp, inputs, outputs, scratch, options),
-        f"{prefix}.c": _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs),
+        f"{prefix}.c": model_c,
         f"{prefix}_weights.c": _weights(stamp, arrays, prefix),
         f"{prefix}_io.c": _io(prefix, upper, stamp, inputs, outputs),
-        "tinystudio_kernels.h": _stamp_comment(stamp, "tinystudio_kernels.h")
-        + template("tinystudio_kernels.h").replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0"),
-        "tinystudio_kernels.c": _stamp_comment(stamp, "tinystudio_kernels.c") + template("tinystudio_kernels.c"),
     }
+    kernels = kernel_files([model_c], prefix)
+    for kf in kernels:
+        text = template(kf)
+        if kf == PUBLIC_HEADER:
+            text = text.replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0")
+        files[kf] = _stamp_comment(stamp, kf) + text
     records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),
                      "scratch_bytes": c.scratch_bytes,
                      "arena": tuple((a.tensor, a.offset, a.nbytes, a.write) for a in c.accesses)}
                     for i, (n, c) in enumerate(layers))
     return CLibrary(prefix, files, f"{prefix}.h",
-                    (f"{prefix}.c", f"{prefix}_weights.c", f"{prefix}_io.c", "tinystudio_kernels.c"),
+                    (f"{prefix}.c", f"{prefix}_weights.c", f"{prefix}_io.c", *(k for k in kernels if k.endswith(".c"))),
                     plan.arena_bytes, inputs, outputs, macs, stamp, weights_bytes, records)
 
 

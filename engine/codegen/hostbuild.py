@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.codegen import CLibrary
-from engine.codegen.generate import template
+from engine.codegen.generate import KERNEL_FILES, template
 from engine.errors import TinyStudioError
 
 CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -69,7 +69,8 @@ def _compile(cmd: list[str], what: str) -> None:
 
 
 def compile_hosts(libs, workdir: str | Path, sanitize: bool = False, extra_cflags=(), cc: str | None = None) -> Path:
-    """One runner for several libraries (distinct names, each in workdir/<name>/, one copy of the kernels):
+    """One runner for several libraries (distinct names, each in workdir/<name>/, one copy of each kernel file
+    any of them uses):
     `runner <name>` streams stdin to stdout through that library like the single-library runner."""
     cc = cc or os.environ.get("CC", "gcc")
     if shutil.which(cc) is None:
@@ -78,10 +79,11 @@ def compile_hosts(libs, workdir: str | Path, sanitize: bool = False, extra_cflag
     if len(set(names)) != len(names):
         raise ValueError(f"library names must differ: {names}")
     d = Path(workdir)
-    sources, includes = [], []
+    sources, includes, kernels = [], [], {}
     for lib in libs:
         write_library(lib, d / lib.name)
-        sources += [str(d / lib.name / s) for s in lib.sources if s != "tinystudio_kernels.c"]
+        sources += [str(d / lib.name / s) for s in lib.sources if s not in KERNEL_FILES]
+        kernels.update({s: str(d / lib.name / s) for s in lib.sources if s in KERNEL_FILES and s not in kernels})
         includes += ["-I", str(d / lib.name)]
     cases = "\n".join(f'    if (!strcmp(argv[1], "{n}")) {{\n        return stream({n}_init, {n}_run, '
                       f"{n.upper()}_INPUT_SIZE, {n.upper()}_OUTPUT_SIZE);\n    }}" for n in names)
@@ -128,9 +130,8 @@ int main(int argc, char **argv)
 }}
 """
     (d / "hosts_main.c").write_text(main)
-    kernels = d / libs[0].name / "tinystudio_kernels.c"
     exe = d / f"hosts{'_asan' if sanitize else ''}"
-    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, *includes, *sources, str(kernels),
+    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, *includes, *sources, *kernels.values(),
               str(d / "hosts_main.c"), "-o", str(exe)], f"{len(libs)} libraries")
     return exe
 

@@ -116,7 +116,9 @@ def readme(rep: dict, files: dict) -> str:
     if rep.get("warnings"):
         lines += ["**Warnings**", ""] + [f"- {w}" for w in rep["warnings"]] + [""]
     lines += ["## Contents", "", "| path | what |", "|---|---|",
-              f"| `src/` | the library: sources and headers, with `{n}_input.[ch]` (input preprocessing) |",
+              f"| `src/` | the library: sources and headers, with `{n}_input.[ch]` (input preprocessing); of the "
+              "kernels only the files its layers call (`ts_<family>_ref.c` portable, `ts_<family>_dsp.c` Arm DSP, "
+              "`ts_fixedpoint.*` helpers) |",
               "| `examples/main.c`, `examples/golden.h` | runs the golden input and checks every output byte |",
               "| `host/host_main.c` | host runner: raw int8 input in, raw int8 output out |",
               "| `CMakeLists.txt` | static library target, the example and the host runner (PC) |",

@@ -96,9 +96,9 @@ def test_dsp_requantization_equals_double_rounding():
 def test_dsp_requantization_in_c_matches_portable(tmp_path):
     """The C of both forms, the DSP instructions emulated: the same values on random and edge inputs."""
     lib = generate_library(small_graph(), "m")
-    for name in ("tinystudio_kernels.h", "tinystudio_kernels.c"):
+    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h"):
         (tmp_path / name).write_text(lib.files[name])
-    (tmp_path / "t.c").write_text('#include "tinystudio_kernels.c"\n' + r'''
+    (tmp_path / "t.c").write_text('#include "ts_dsp.h"\n' + r'''
 #include <stdio.h>
 static uint32_t s = 12345u;
 static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s; }
@@ -122,7 +122,8 @@ int main(void)
 ''')
     exe = tmp_path / "t"
     r = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP, "-Wno-unused-function",
-                        "-I", str(tmp_path), str(tmp_path / "t.c"), "-o", str(exe)], capture_output=True, text=True)
+                        "-I", str(tmp_path), str(tmp_path / "t.c"), str(tmp_path / "ts_fixedpoint.c"), "-o", str(exe)],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
@@ -219,17 +220,19 @@ def test_mlperf_cross_compiles_for_cortex_m(model, mlperf, tmp_path):
                                capture_output=True, text=True)
             assert r.returncode == 0 and not r.stderr.strip(), f"{core} {src}:\n{r.stderr[-3000:]}"
         # the DSP path is in the M4 objects (SMLAD) and absent from the M0+ ones
-        dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(tmp_path / f"{core}_tinystudio_kernels.c.o")],
-                             capture_output=True, text=True).stdout
+        kernels = [tmp_path / f"{core}_{src}.o" for src in lib.sources if src.startswith("ts_")]
+        dis = subprocess.run(["arm-none-eabi-objdump", "-d", *map(str, kernels)], capture_output=True, text=True).stdout
         assert ("smlad" in dis) == (core == "m4"), core
     # dsp="off" keeps the portable kernels even where the DSP extension exists
     off = generate_library(mlperf[model][0], model, options=CodegenOptions(dsp="off"))
     d2 = write_library(off, tmp_path / "off")
-    obj = tmp_path / "off.o"
-    subprocess.run([ARM_GCC, *cores["m4"], *common[:-2], "-I", str(d2), "-c", str(d2 / "tinystudio_kernels.c"),
-                    "-o", str(obj)], check=True)
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True).stdout
-    assert "smlad" not in dis
+    objs = []
+    for src in (s for s in off.sources if s.startswith("ts_")):
+        objs.append(str(tmp_path / f"off_{src}.o"))
+        subprocess.run([ARM_GCC, *cores["m4"], *common[:-2], "-I", str(d2), "-c", str(d2 / src), "-o", objs[-1]],
+                       check=True)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", *objs], capture_output=True, text=True).stdout
+    assert objs and "smlad" not in dis
 
 
 # ---- 3. one-op models -------------------------------------------------------------------------------------

@@ -1,11 +1,17 @@
-/* tinystudio_kernels.h - int8 kernels of TinyStudio's generated C (TFLite's int8 arithmetic, bit-exact).
+/* tinystudio_kernels.h - int8 kernels of TinyStudio's generated C (TFLite's int8 arithmetic, bit-exact): the
+ * public header, the only one the generated model includes.
  *
  * Every kernel takes a const parameter struct (made by the code generator, in flash), tensor pointers
  * and, for conv/fc, per-channel multipliers and shifts precomputed in Python: the int8 path has no
- * floating point. Activations are NHWC int8. Two implementations of the heavy kernels:
- *   - portable reference loops (the oracle, and the fallback on any C99 compiler);
- *   - a DSP path for Armv7E-M / Armv8-M mainline (__SXTB16/__SXTAB16 + __SMLAD via <arm_acle.h>),
- *     compiled when __ARM_FEATURE_DSP is defined and TINYSTUDIO_USE_DSP is 1 (the default).
+ * floating point. Activations are NHWC int8. The library is one file per kernel family and ISA level, and a
+ * bundle holds only the files its layers call (with the helpers they include):
+ *   ts_fixedpoint.h/.c   fixed-point helpers (requantization, saturating and wrapping ops, int4 weights);
+ *   ts_<family>_ref.c    portable reference loops (the oracle, and the fallback on any C99 compiler), and the
+ *                        family's entry points, which hand over to an optimized file where it is built;
+ *   ts_<family>_dsp.c    the DSP path for Armv7E-M / Armv8-M mainline (__SXTB16/__SXTAB16 + __SMLAD via
+ *                        <arm_acle.h>, instruction layer in ts_dsp.h), compiled when __ARM_FEATURE_DSP is
+ *                        defined and TINYSTUDIO_USE_DSP is 1 (the default), empty otherwise;
+ *   families: conv, depthwise, fc, elementwise (ts_elementwise.h), pool, softmax, movement.
  * Define TINYSTUDIO_EMULATE_DSP to compile the DSP path on any host with portable C versions of the
  * instructions, which is how the host tests check that both paths give identical bytes.
  * The DSP path assumes a little-endian target (all Cortex-M cores in practice).
@@ -43,7 +49,7 @@ typedef struct {
     int32_t output_offset;   /* output zero point */
     int32_t act_min, act_max;
     int32_t per_channel;     /* 0: multiplier[0]/shift[0] for every channel */
-    int32_t general_requant; /* 1: the DSP path requantizes with the portable arithmetic (see the .c) */
+    int32_t general_requant; /* 1: the DSP path requantizes with the portable arithmetic (ts_dsp.h) */
 } ts_conv_params;
 
 /* Fully connected: y[b, n] = sum_k (x[b, k] + input_offset) * w[n, k] + bias[n], weights (out, in). */
@@ -68,7 +74,7 @@ typedef struct {
     int32_t a_multiplier, a_shift, b_multiplier, b_shift;
     int32_t out_multiplier, out_shift, output_offset, act_min, act_max;
     int32_t subtract;
-    int32_t general_requant;  /* 1: the DSP build requantizes with the portable arithmetic (see the .c) */
+    int32_t general_requant;  /* 1: the DSP build requantizes with the portable arithmetic (ts_dsp.h) */
 } ts_add_params;
 
 typedef struct {

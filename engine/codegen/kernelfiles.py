@@ -1,0 +1,105 @@
+"""Which kernel library files a generated model needs, read from the templates themselves.
+
+    files = kernel_files([model_c], "kws")    # ("tinystudio_kernels.h", ..., "ts_fc_ref.c", ...)
+    table = kernel_table()              # every C function defined in a .c template -> that file
+
+The library in engine/codegen/templates is one file per kernel family and ISA level (ts_conv_ref.c,
+ts_conv_dsp.c, ...). A bundle gets the files that define the `ts_...(` functions its model's C calls, then
+everything those files need, to a fixed point: the headers they #include and the files defining the functions
+they call (a portable entry point calls its DSP version, so the DSP file always travels with the reference
+one; whether it compiles to anything is the target's business). The table is built by reading the templates,
+so a kernel that moves from one file to another needs no edit here.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+
+# The public header: the generated model includes it by name.
+PUBLIC_HEADER = "tinystudio_kernels.h"
+# Templates that are not part of the kernel library.
+NOT_LIBRARY = ("host_main.c",)
+
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# A function definition at file scope: return type and name at the start of a line, the body's brace after
+# the parameter list (prototypes end with ';' instead).
+_DEFINITION = re.compile(r"^(?!static\b|TS_)[A-Za-z_][\w \t]*?\**\b(ts_\w+)\s*\([^;{}]*\)\s*\{", re.M)
+# A prototype (declaration without body), removed before looking for calls.
+_PROTOTYPE = re.compile(r"^[A-Za-z_][\w \t]*?\**\b(ts_\w+)\s*\([^;{}]*\)\s*;", re.M)
+_CALL = re.compile(r"\b(ts_\w+)\s*\(")
+
+
+def _templates() -> dict[str, str]:
+    root = resources.files("engine.codegen").joinpath("templates")
+    return {p.name: p.read_text() for p in root.iterdir()
+            if p.name.endswith((".c", ".h")) and p.name not in NOT_LIBRARY}
+
+
+def _code(text: str) -> str:
+    return _COMMENT.sub(" ", text)
+
+
+@lru_cache(maxsize=1)
+def library_files() -> tuple[str, ...]:
+    """Every file of the kernel library (headers first, then sources), sorted within each kind."""
+    names = _templates()
+    return tuple(sorted(n for n in names if n.endswith(".h"))) + tuple(sorted(n for n in names if n.endswith(".c")))
+
+
+@lru_cache(maxsize=1)
+def kernel_table() -> dict[str, str]:
+    """Function name -> the .c template that defines it (external functions only)."""
+    table: dict[str, str] = {}
+    for name, text in sorted(_templates().items()):
+        if not name.endswith(".c"):
+            continue
+        for fn in _DEFINITION.findall(_code(text)):
+            if fn in table:
+                raise ValueError(f"kernel function {fn} is defined in both {table[fn]} and {name}")
+            table[fn] = name
+    return table
+
+
+def calls(c_text: str) -> set[str]:
+    """The names of the `ts_...` functions a C text calls (prototypes are not calls)."""
+    return set(_CALL.findall(_PROTOTYPE.sub(" ", _code(c_text))))
+
+
+@lru_cache(maxsize=1)
+def _needs() -> dict[str, frozenset[str]]:
+    """File -> the library files it needs directly (its includes, and the files defining what it calls)."""
+    table = kernel_table()
+    out = {}
+    for name, text in _templates().items():
+        code = _code(text)
+        deps = {inc for inc in _INCLUDE.findall(code)}
+        deps |= {table[fn] for fn in calls(code) if fn in table}
+        deps.discard(name)
+        out[name] = frozenset(deps)
+    return out
+
+
+def kernel_files(model_sources, own_prefix: str = "") -> tuple[str, ...]:
+    """The library files the generated C sources `model_sources` need, in library_files() order: the public
+    header, the files defining every kernel they call, and everything those need in turn. Raises ValueError
+    for a `ts_` call no template defines (the emitter and the templates disagree); the model's own functions
+    (`<own_prefix>_run`, ...) are not kernels."""
+    table, needs = kernel_table(), _needs()
+    wanted = {PUBLIC_HEADER}
+    for text in model_sources:
+        for fn in calls(text):
+            if fn in table:
+                wanted.add(table[fn])
+            elif not (own_prefix and fn.startswith(own_prefix + "_")):
+                raise ValueError(f"the generated C calls {fn}, which no kernel template defines")
+    todo = list(wanted)
+    while todo:
+        for dep in needs[todo.pop()]:
+            if dep not in needs:
+                raise ValueError(f"kernel library file {dep} is included but not among the templates")
+            if dep not in wanted:
+                wanted.add(dep)
+                todo.append(dep)
+    return tuple(f for f in library_files() if f in wanted)

@@ -1,0 +1,220 @@
+/* ts_conv_dsp.c - regular convolution on the DSP path (Armv7E-M / Armv8-M mainline): output pixels four at a
+ * time are expanded into an int16 im2col block, then multiplied with every output channel by SMLAD. Called by
+ * ts_conv_s8 (ts_conv_ref.c) for groups == 1; the same bytes as ts_conv_s8_ref. */
+#include "ts_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
+TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offset)
+{
+    const uint32_t v = ts_read32(src);
+    ts_write32(dst, ts_sxtab16(offset, v));
+    ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+}
+
+/* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
+ * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
+ * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
+ * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
+ * follows, pixel by pixel. With in_c % 4 != 0 each field is first gathered as int8 into `tmp`. */
+static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
+                            int8_t *tmp)
+{
+    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    int32_t pix, i, j, c, k;
+    if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
+        /* pointwise: output pixel q reads input pixel q */
+        for (pix = 0; pix < 4; ++pix) {
+            const int8_t *src = img + (size_t)(q0 + (same ? 0 : pix)) * c_n;
+            int16_t *dst = block + 4 * pix;
+            for (c = 0; c < c_n; c += 4, dst += 16) {
+                ts_expand4(dst, src + c, offset);
+            }
+        }
+        return;
+    }
+    for (pix = 0; pix < 4; ++pix) {
+        const int32_t q = q0 + (same ? 0 : pix), oh = q / p->out_w, ow = q - oh * p->out_w;
+        const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+        int16_t *dst = block + 4 * pix;
+        if ((c_n & 3) == 0) {
+            for (i = 0; i < p->k_h; ++i) {
+                const int32_t ih = h0 + i * p->dil_h;
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            ts_write32(dst, 0);
+                            ts_write32(dst + 2, 0);
+                        }
+                    } else {
+                        const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            ts_expand4(dst, src + c, offset);
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
+        for (i = 0, k = 0; i < p->k_h; ++i, k += p->k_w * c_n) {
+            const int32_t ih = h0 + i * p->dil_h;
+            if (ih < 0 || ih >= p->in_h) {
+                memset(tmp + k, zero_point, (size_t)(p->k_w * c_n));
+            } else if (p->dil_w == 1 && w0 >= 0 && w0 + p->k_w <= p->in_w) {
+                const int8_t *src = img + ((size_t)ih * p->in_w + w0) * c_n;
+                const int32_t n = p->k_w * c_n;
+                for (c = 0; c + 4 <= n; c += 4) {
+                    ts_write32(tmp + k + c, ts_read32(src + c));
+                }
+                for (; c < n; ++c) {
+                    tmp[k + c] = src[c];
+                }
+            } else {
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    const int inside = iw >= 0 && iw < p->in_w;
+                    const int8_t *src = img + ((size_t)ih * p->in_w + (inside ? iw : 0)) * c_n;
+                    for (c = 0; c < c_n; ++c) {
+                        tmp[k + j * c_n + c] = inside ? src[c] : zero_point;
+                    }
+                }
+            }
+        }
+        for (k = 0; k < k4; k += 4, dst += 16) {
+            ts_expand4(dst, tmp + k, offset);
+        }
+        for (k = 0; k < tail; ++k) {
+            block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
+        }
+    }
+}
+
+/* A four-pixel block times every output channel, one channel at a time. Per group of 4 reduction steps:
+ * 1 weight load, 2 sign extensions, 4 double loads of the block and 8 SMLADs give 16 MACs with 11 values
+ * live; the channel's requantization constants then serve four outputs, stored at y[m + s * y_stride].
+ * `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped); always inlined into one
+ * function per form below, so that the channel loop carries no mode tests. */
+TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                    const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y,
+                                    int32_t y_stride, int mode)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t step = p->per_channel ? 1 : 0;
+    const int16_t *end = block + 16 * (k_all >> 2);
+    int8_t *const y_end = y + p->out_c;
+    int32_t t, ys;
+    for (; y != y_end; ++y, multiplier += step, shift += step) {
+        const int16_t *x = block;
+        int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
+        while (x != end) {
+            const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
+            uint32_t u, v;
+            ts_load2(&x, &u, &v);
+            a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));
+            ts_load2(&x, &u, &v);
+            a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));
+            ts_load2(&x, &u, &v);
+            a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));
+            ts_load2(&x, &u, &v);
+            a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));
+            w += 4;
+        }
+        for (t = 0; t < tail; ++t) {
+            const int32_t wt = w[t];
+            a0 += x[t] * wt;
+            a1 += x[tail + t] * wt;
+            a2 += x[2 * tail + t] * wt;
+            a3 += x[3 * tail + t] * wt;
+        }
+        w += tail;
+        ys = y_stride;
+        TS_OPAQUE(ys);
+        if (mode == 0) {
+            y[0] = ts_requant(a0, *multiplier, *shift, off, lo, hi);
+            y[ys] = ts_requant(a1, *multiplier, *shift, off, lo, hi);
+            y[2 * ys] = ts_requant(a2, *multiplier, *shift, off, lo, hi);
+            y[3 * ys] = ts_requant(a3, *multiplier, *shift, off, lo, hi);
+        } else {
+            const ts_rq q = ts_rq_channel(multiplier, shift, 0, 2 * off + 1);
+            a0 = ts_rq_fast(a0, &q);
+            a1 = ts_rq_fast(a1, &q);
+            a2 = ts_rq_fast(a2, &q);
+            a3 = ts_rq_fast(a3, &q);
+            if (mode == 1) {
+                y[0] = (int8_t)ts_ssat8(a0);
+                y[ys] = (int8_t)ts_ssat8(a1);
+                y[2 * ys] = (int8_t)ts_ssat8(a2);
+                y[3 * ys] = (int8_t)ts_ssat8(a3);
+            } else {
+                y[0] = ts_clamp8(a0, lo, hi);
+                y[ys] = ts_clamp8(a1, lo, hi);
+                y[2 * ys] = ts_clamp8(a2, lo, hi);
+                y[3 * ys] = ts_clamp8(a3, lo, hi);
+            }
+        }
+    }
+}
+
+typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const int8_t *, const int32_t *,
+                                 const int32_t *, const int8_t *, int8_t *, int32_t);
+
+static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                              int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0);
+}
+
+static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                           const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                           int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1);
+}
+
+static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                            const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                            int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2);
+}
+
+/* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
+ * function of the layer's requantization form. A last partial block is moved back to overlap the one before
+ * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0).
+ * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
+void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
+    const ts_conv_block_fn block = p->general_requant ? ts_conv_block_general
+                                   : (p->act_min == -128 && p->act_max == 127 ? ts_conv_block_full
+                                                                             : ts_conv_block_clamp);
+    int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
+    int32_t b, q;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        int8_t *yb = y + (size_t)b * pixels * n_out;
+        if (pixels < 4) {
+            for (q = 0; q < pixels; ++q) {
+                ts_im2col_block(p, img, q, 1, scratch, tmp);
+                block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q * n_out, 0);
+            }
+            continue;
+        }
+        for (q = 0; q < pixels; q += 4) {
+            const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
+            ts_im2col_block(p, img, q0, 0, scratch, tmp);
+            block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
+        }
+    }
+}
+
+#endif /* TINYSTUDIO_DSP */

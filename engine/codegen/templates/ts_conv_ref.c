@@ -1,0 +1,79 @@
+/* ts_conv_ref.c - regular and grouped convolution, NHWC: the portable loops (the oracle, and the fallback on any
+ * C99 compiler) for int8 and int4 weights, and the entry point ts_conv_s8, which runs the DSP version
+ * (ts_conv_dsp.c) where it is built and applies. */
+#include "ts_fixedpoint.h"
+
+#if TINYSTUDIO_DSP
+#include "ts_dsp.h"
+#endif
+
+/* One loop for both weight storages (packed4: int4 weights, see ts_weight); always inlined into the two
+ * kernels below with packed4 a constant. Taps outside the image are skipped (padding with the zero point). */
+TS_ALWAYS_INLINE void ts_conv_loops(const ts_conv_params *p, const int8_t *x, const void *w, int packed4,
+                                    const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    const int32_t cg = p->in_c / p->groups, mg = p->out_c / p->groups;
+    int32_t b, oh, ow, m, i, j, c;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+                for (m = 0; m < p->out_c; ++m) {
+                    const int32_t ch = p->per_channel ? m : 0;
+                    const size_t wm = (size_t)m * p->k_h * p->k_w * cg;
+                    const int32_t c0 = (m / mg) * cg;
+                    int32_t acc = bias[m];
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        if (ih < 0 || ih >= p->in_h) {
+                            continue;
+                        }
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            const int8_t *xp;
+                            size_t wp;
+                            if (iw < 0 || iw >= p->in_w) {
+                                continue;
+                            }
+                            xp = img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;
+                            wp = wm + ((size_t)i * p->k_w + j) * cg;
+                            for (c = 0; c < cg; ++c) {
+                                acc += (xp[c] + p->input_offset) * ts_weight(w, wp + (size_t)c, packed4);
+                            }
+                        }
+                    }
+                    *y++ = ts_requant(acc, multiplier[ch], shift[ch], p->output_offset, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_conv_s8_ref(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    ts_conv_loops(p, x, w, 0, bias, multiplier, shift, y);
+}
+
+/* int4 weights on every build (the DSP path has no int4 variant): the same bytes as the int8 layer holding the
+ * same weight values. */
+void ts_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
+                const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    ts_conv_loops(p, x, w, 1, bias, multiplier, shift, y);
+}
+
+void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+{
+#if TINYSTUDIO_DSP
+    if (p->groups == 1 && scratch != NULL) {
+        ts_conv_s8_dsp(p, x, w, bias, multiplier, shift, y, scratch);
+        return;
+    }
+#else
+    (void)scratch;
+#endif
+    ts_conv_s8_ref(p, x, w, bias, multiplier, shift, y);
+}

@@ -1,0 +1,96 @@
+/* ts_pool_ref.c - pooling and reductions, NHWC (average and max pooling, MEAN / SUM, ReduceMin / ReduceMax):
+ * portable C, the only implementation on every build. */
+#include "ts_fixedpoint.h"
+
+void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t b, oh, ow, c, i, j;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
+            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
+                const int32_t count =
+                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                for (c = 0; c < p->channels; ++c) {
+                    int32_t acc = 0, mean;
+                    for (i = i_lo; i < i_hi; ++i) {
+                        const int8_t *xp = img + ((size_t)(h0 + i) * p->in_w + (w0 + j_lo)) * p->channels + c;
+                        for (j = j_lo; j < j_hi; ++j) {
+                            acc += xp[(size_t)(j - j_lo) * p->channels];
+                        }
+                    }
+                    /* TFLite: round half away from zero (the generator checks count > 0) */
+                    mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    *y++ = (int8_t)ts_clamp(mean, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t b, oh, ow, c, i, j;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                for (c = 0; c < p->channels; ++c) {
+                    int32_t best = -128; /* padding never wins */
+                    for (i = 0; i < p->k_h; ++i) {
+                        const int32_t ih = h0 + i * p->dil_h;
+                        if (ih < 0 || ih >= p->in_h) {
+                            continue;
+                        }
+                        for (j = 0; j < p->k_w; ++j) {
+                            const int32_t iw = w0 + j * p->dil_w;
+                            if (iw >= 0 && iw < p->in_w) {
+                                best = ts_max32(best, img[((size_t)ih * p->in_w + iw) * p->channels + c]);
+                            }
+                        }
+                    }
+                    *y++ = (int8_t)ts_clamp(best, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y)
+{
+    const int32_t bias = p->input_offset * p->reduce;
+    int32_t o, r, i;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *xo = x + (size_t)o * p->reduce * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int32_t total = 0;
+            for (r = 0; r < p->reduce; ++r) {
+                total += xo[(size_t)r * p->inner + i];
+            }
+            *y++ = ts_requant(ts_wrap_add(total, bias), p->multiplier, p->shift, p->output_offset, -128, 127);
+        }
+    }
+}
+
+void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t o, r, i;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *xo = x + (size_t)o * p->reduce * p->inner;
+        for (i = 0; i < p->inner; ++i) {
+            int8_t best = xo[i];
+            for (r = 1; r < p->reduce; ++r) {
+                const int8_t v = xo[(size_t)r * p->inner + i];
+                best = p->is_min ? (v < best ? v : best) : (v > best ? v : best);
+            }
+            *y++ = best;
+        }
+    }
+}

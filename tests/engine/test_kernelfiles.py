@@ -1,0 +1,175 @@
+"""The kernel library's layout and the choice of files per bundle (engine/codegen/kernelfiles.py).
+
+1. the layout: every public function of tinystudio_kernels.h defined in exactly one template, files of at most
+   400 lines, no function-generating macros (no continuation lines), a reference file beside every DSP one;
+2. the selection: the files of a kernel's closure link on their own (portable and DSP builds), the DSP file
+   travels with its reference file, unknown calls are refused;
+3. bundles: an FC-only model gets no conv, depthwise, pooling or softmax file, and still builds and verifies.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zipfile
+
+import pytest
+
+from engine.codegen import generate_library
+from engine.codegen.generate import KERNEL_FILES, template
+from engine.codegen.hostbuild import CFLAGS
+from engine.codegen.kernelfiles import PUBLIC_HEADER, calls, kernel_files, kernel_table, library_files
+from engine.errors import GraphError
+from engine.export.pipeline import export_model
+from engine.importers.tflite_import import load_tflite
+from tests.engine.test_int8 import conv_model, fc_model
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                                reason="no QEMU or Arm toolchain")
+CONV_FAMILIES = ("ts_conv_", "ts_depthwise_", "ts_pool_", "ts_softmax_")
+
+
+def _public_functions() -> set[str]:
+    header = re.sub(r"/\*.*?\*/", " ", template(PUBLIC_HEADER), flags=re.S)
+    return set(re.findall(r"^\w[\w ]*?\b(ts_\w+)\(", header, re.M))
+
+
+# ---- 1. layout ---------------------------------------------------------------------------------------------
+
+def test_every_public_function_is_defined_in_one_template():
+    public = _public_functions()
+    table = kernel_table()
+    assert len(public) >= 23, public
+    missing = public - set(table)
+    assert not missing, f"declared in {PUBLIC_HEADER} but defined in no template: {sorted(missing)}"
+    # the emitter's kernels are among them
+    assert {"ts_conv_s8", "ts_depthwise_conv_s8", "ts_fully_connected_s8", "ts_add_s8", "ts_softmax_s8",
+            "ts_lut_s8", "ts_copy_s8", "ts_gather_s8", "ts_conv_s4"} <= public
+
+
+def test_library_files_are_short_and_free_of_generator_macros():
+    assert KERNEL_FILES == library_files() and PUBLIC_HEADER in KERNEL_FILES
+    assert "tinystudio_kernels.c" not in KERNEL_FILES and len(KERNEL_FILES) >= 12
+    for name in KERNEL_FILES:
+        lines = template(name).splitlines()
+        assert len(lines) <= 400, f"{name}: {len(lines)} lines"
+        continued = [i + 1 for i, line in enumerate(lines) if line.rstrip().endswith("\\")]
+        assert not continued, f"{name}: macro continuation lines {continued[:5]}"
+        # C99 and the library contract: no malloc or stdio anywhere in the library
+        code = re.sub(r"/\*.*?\*/", " ", template(name), flags=re.S)
+        assert not re.search(r"\b(malloc|calloc|free|printf|stdio|FILE)\b", code), name
+
+
+def test_every_dsp_file_has_its_reference_file():
+    for name in KERNEL_FILES:
+        if name.endswith("_dsp.c"):
+            assert name.replace("_dsp.c", "_ref.c") in KERNEL_FILES, name
+
+
+# ---- 2. selection ------------------------------------------------------------------------------------------
+
+def test_selection_follows_calls_and_includes():
+    fc = kernel_files(["    ts_fully_connected_s8(&p, A(0), w, b, m, s, A(64));"])
+    assert fc == ("tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_fc_dsp.c", "ts_fc_ref.c",
+                  "ts_fixedpoint.c")
+    # a DSP file comes with its portable entry point and vice versa
+    for fn in ("ts_conv_s8", "ts_depthwise_conv_s8", "ts_add_s8"):
+        files = kernel_files([f"{fn}(&p);"])
+        assert any(f.endswith("_ref.c") for f in files) and any(f.endswith("_dsp.c") for f in files), files
+    # families without a DSP version need no DSP header
+    assert "ts_dsp.h" not in kernel_files(["ts_softmax_s8(&p, x, y);"])
+    assert kernel_files(["ts_lut_s8(x, y, 4, t);"]) == ("tinystudio_kernels.h", "ts_movement_ref.c")
+    # comments and prototypes are not calls; the model's own functions are not kernels
+    assert calls("/* ts_conv_s8(x) */\nvoid ts_mul_s8(const ts_mul_params *p,\n               int8_t *y);\n"
+                 "    return ts_lut_s8(x);") == {"ts_lut_s8"}
+    assert kernel_files(["m_run(in, out); ts_m_init(); ts_lut_s8(x);"], "ts_m")[-1] == "ts_movement_ref.c"
+    assert kernel_files(["ts_run(in, out); ts_lut_s8(x);"], "ts")[-1] == "ts_movement_ref.c"  # a model named "ts"
+    with pytest.raises(ValueError, match="ts_no_such_kernel"):
+        kernel_files(["ts_no_such_kernel(x);"])
+
+
+@needs_gcc
+@pytest.mark.parametrize("dsp", [False, True], ids=["portable", "dsp_emulated"])
+def test_each_kernels_files_link_on_their_own(dsp, tmp_path):
+    """For every public kernel: exactly the selected files compile warning-free and link a program using it."""
+    lib = generate_library(_graph(*fc_model(False, 0)), "m")
+    (tmp_path / PUBLIC_HEADER).write_text(lib.files[PUBLIC_HEADER])
+    for name in KERNEL_FILES:
+        if name != PUBLIC_HEADER:
+            (tmp_path / name).write_text(template(name))
+    flags = [*CFLAGS, *(["-DTINYSTUDIO_EMULATE_DSP"] if dsp else []), "-I", str(tmp_path)]
+    objs = {}
+    for name in KERNEL_FILES:
+        if name.endswith(".c"):
+            objs[name] = tmp_path / f"{name}.o"
+            r = subprocess.run(["gcc", *flags, "-c", str(tmp_path / name), "-o", str(objs[name])],
+                               capture_output=True, text=True)
+            assert r.returncode == 0 and not r.stderr.strip(), f"{name}:\n{r.stderr[-2000:]}"
+    for fn in sorted(_public_functions()):
+        main = tmp_path / f"main_{fn}.c"
+        main.write_text(f'#include "{PUBLIC_HEADER}"\nint main(void)\n{{\n'
+                        f"    void (*volatile f)(void) = (void (*)(void)){fn};\n    return f == 0;\n}}\n")
+        files = kernel_files([f"{fn}(x);"])
+        r = subprocess.run(["gcc", *flags, str(main), *(str(objs[f]) for f in files if f.endswith(".c")),
+                            "-o", str(tmp_path / f"main_{fn}")], capture_output=True, text=True)
+        assert r.returncode == 0 and not r.stderr.strip(), f"{fn} with {files}:\n{r.stderr[-2000:]}"
+
+
+# ---- 3. bundles ------------------------------------------------------------------------------------------------
+
+def _graph(m, y):
+    return load_tflite("one_op.tflite", data=m.finish(y))
+
+
+def test_generated_library_lists_only_the_files_its_layers_call():
+    fc = generate_library(_graph(*fc_model(True, 1)), "fc_only")
+    kernels = [f for f in fc.files if f in KERNEL_FILES]
+    assert kernels == ["tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_fc_dsp.c", "ts_fc_ref.c",
+                       "ts_fixedpoint.c"]
+    assert [s for s in fc.sources if s in KERNEL_FILES] == ["ts_fc_dsp.c", "ts_fc_ref.c", "ts_fixedpoint.c"]
+    conv = generate_library(_graph(*conv_model((1, 6, 6, 8), (8, 3, 3, 8), (1, 6, 6, 8), padding=0, stride=1)),
+                            "conv")
+    assert {"ts_conv_ref.c", "ts_conv_dsp.c"} <= set(conv.sources) and "ts_fc_ref.c" not in conv.files
+    # every file a library lists is one it has, every kernel its layers name is defined in one of them
+    for lib in (fc, conv):
+        assert set(lib.sources) <= set(lib.files)
+        defined = {fn for fn, f in kernel_table().items() if f in lib.files}
+        assert {layer["kernel"] for layer in lib.layers} <= defined
+
+
+def test_library_names_that_would_overwrite_a_kernel_file_are_refused():
+    g = _graph(*fc_model(False, 0))
+    for name in ("ts_fc_ref", "ts-fixedpoint", "ts_movement_ref"):
+        with pytest.raises(GraphError, match="kernel library"):
+            generate_library(g, name)
+    assert "ts_softmax.c" in generate_library(g, "ts_softmax").files  # ts_softmax_ref.c is another file
+
+
+@needs_gcc
+def test_fc_only_bundle_has_no_conv_files_and_builds_and_verifies(tmp_path):
+    g = _graph(*fc_model(True, 1))
+    res = export_model(g, "stm32l4r5zi", tmp_path / "fc.zip", verify="host", n_inputs=3, name="fc_only")
+    assert res.report["verify"]["bit_exact"] is True
+    with zipfile.ZipFile(res.bundle) as z:
+        names = z.namelist()
+        z.extractall(tmp_path / "x")
+    src = sorted(n.split("/src/", 1)[1] for n in names if n.startswith("tinystudio_fc_only/src/"))
+    assert "ts_fc_ref.c" in src and "ts_fc_dsp.c" in src
+    assert not [n for n in src if n.startswith(CONV_FAMILIES)], src
+    assert not [n for n in names if "tinystudio_kernels.c" in n]
+    root = tmp_path / "x" / "tinystudio_fc_only"
+    makefile = (root / "Makefile").read_text()
+    assert "src/ts_fc_ref.c" in makefile and "ts_conv" not in makefile
+    assert "ts_conv" not in (root / "CMakeLists.txt").read_text()
+    if shutil.which("make"):
+        r = subprocess.run(["make", "host"], cwd=root, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
+@needs_qemu
+def test_fc_only_bundle_verifies_in_qemu(tmp_path):
+    g = _graph(*fc_model(False, 0))
+    res = export_model(g, "stm32l4r5zi", tmp_path / "fc.zip", verify="qemu", n_inputs=3, name="fc_q")
+    assert res.report["verify"]["bit_exact"] is True and res.report["verify"]["mode"] == "qemu"
+    assert not [s for s in res.lib.sources if s.startswith(CONV_FAMILIES)]
