@@ -371,3 +371,13 @@ def test_training_matches_pytorch_after_import():
     assert_close(m.tensor("0.weight").grad.numpy(), ref[0].weight.grad.numpy(), "conv weight grad")
     assert_close(m.tensor("1.running_mean").numpy(), ref[1].running_mean.numpy(), "running mean")
     assert_close(m.tensor("1.running_var").numpy(), ref[1].running_var.numpy(), "running var")
+
+
+def test_binary_ops_with_learned_constant_operands_are_the_op_librarys_binary_ops():
+    """torch_export counts a constant float operand of a binary op as a parameter (as the op library's
+    _Binary.count_params does) by the names of its binary planners: they must be exactly the _Binary ops."""
+    from engine.exporters.torch_ops_tensor import BINARY
+    from engine.ops.base import OPS
+    from engine.ops.elementwise import _Binary
+
+    assert set(BINARY) == {name for name, op in OPS.items() if isinstance(op, _Binary)}
