@@ -10,7 +10,7 @@ from store.clock import utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError
 from store.records import EXPORT_COLUMNS, ExportInfo, dump_json, export_from_row
-from store.rows import check_id, check_name, opt_id, session_row, version_row
+from store.rows import check_id, check_name, opt_id, session_row, version_row, where
 
 MAX_BUNDLE_BYTES = 512 << 20
 
@@ -62,15 +62,9 @@ def export_bundle(store: Store, export_id: int) -> bytes | None:
 def list_exports(store: Store, session_id: int | None = None, version_id: int | None = None) -> list[ExportInfo]:
     session_id = opt_id(session_id, "session id")
     version_id = opt_id(version_id, "version id")
-    where, args = [], []
-    if session_id is not None:
-        where.append("version_id IN (SELECT id FROM versions WHERE session_id = ?)")
-        args.append(session_id)
-    if version_id is not None:
-        where.append("version_id = ?")
-        args.append(version_id)
-    sql = f"SELECT {EXPORT_COLUMNS} FROM exports" + (f" WHERE {' AND '.join(where)}" if where else "") + \
-        " ORDER BY id DESC"
+    cond, args = where(("version_id IN (SELECT id FROM versions WHERE session_id = ?)", session_id),
+                       ("version_id = ?", version_id))
+    sql = f"SELECT {EXPORT_COLUMNS} FROM exports{cond} ORDER BY id DESC"
     with store.transaction() as con:
         if session_id is not None:
             session_row(con, session_id)

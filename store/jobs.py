@@ -18,7 +18,7 @@ from store.clock import utcnow
 from store.db import Store
 from store.errors import InvalidValueError, JobStateError, NotFoundError
 from store.records import JOB_COLUMNS, JobInfo, dump_json, job_from_row
-from store.rows import check_action, check_id, opt_id, session_row
+from store.rows import check_action, check_id, opt_id, session_row, where
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -62,14 +62,8 @@ def list_jobs(store: Store, session_id: int | None = None, status: str | None = 
     session_id = opt_id(session_id, "session id")
     if status is not None and status not in STATUSES:
         raise InvalidValueError(f"job status must be one of {', '.join(STATUSES)}, not {status!r}")
-    where, args = [], []
-    if session_id is not None:
-        where.append("session_id = ?")
-        args.append(session_id)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    sql = f"SELECT {JOB_COLUMNS} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+    cond, args = where(("session_id = ?", session_id), ("status = ?", status))
+    sql = f"SELECT {JOB_COLUMNS} FROM jobs{cond} ORDER BY id DESC"
     with store.transaction() as con:
         if session_id is not None:
             session_row(con, session_id)
