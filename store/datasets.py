@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from store.clock import iso, utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError
-from store.rows import check_id, check_name, owned_row, session_row
+from store.rows import check_id, check_name, owned_row, session_row, session_rows
 
 KINDS = ("npz", "csv", "zip")
 MAX_DATASET_BYTES = 64 * 1000 * 1000  # one upload (the Data panel's limit)
@@ -90,11 +90,8 @@ def add_session_dataset(store: Store, session_id: int, name: str, data: bytes) -
 
 
 def list_session_datasets(store: Store, session_id: int) -> list[DatasetInfo]:
-    session_id = check_id(session_id, "session id")
-    with store.transaction() as con:
-        session_row(con, session_id)
-        rows = con.execute(f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? ORDER BY id DESC",
-                           [session_id]).fetchall()
+    rows = session_rows(store, session_id, f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? "
+                                           "ORDER BY id DESC")
     return [_from_row(r) for r in rows]
 
 

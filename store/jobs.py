@@ -16,9 +16,9 @@ import math
 
 from store.clock import utcnow
 from store.db import Store
-from store.errors import InvalidValueError, JobStateError, NotFoundError
+from store.errors import InvalidValueError, JobStateError
 from store.records import JOB_COLUMNS, JobInfo, dump_json, job_from_row
-from store.rows import check_action, check_id, opt_id, session_row, where
+from store.rows import check_action, check_id, fetch_row, opt_id, session_row, where
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -26,11 +26,7 @@ MAX_MESSAGE = 2000
 
 
 def _row(con, job_id) -> JobInfo:
-    check_id(job_id, "job id")
-    r = con.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", [job_id]).fetchone()
-    if r is None:
-        raise NotFoundError(f"no job with id {job_id}")
-    return job_from_row(r)
+    return job_from_row(fetch_row(con, JOB_COLUMNS, "jobs", job_id, "job"))
 
 
 def _message(message) -> str:

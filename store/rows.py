@@ -61,6 +61,23 @@ def owned_row(store, row, item_id, what: str, session_id=None):
         yield con, row(con, item_id, session_id)
 
 
+def fetch_row(con, columns: str, table: str, item_id, what: str) -> tuple:
+    """The row `item_id` of `table` (its `columns`); NotFoundError "no {what} with id N" when there is none."""
+    check_id(item_id, f"{what} id")
+    r = con.execute(f"SELECT {columns} FROM {table} WHERE id = ?", [item_id]).fetchone()
+    if r is None:
+        raise NotFoundError(f"no {what} with id {item_id}")
+    return r
+
+
+def session_rows(store, session_id, sql: str) -> list[tuple]:
+    """The rows of `sql` (one ? for the session id) after checking that the session exists."""
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        session_row(con, session_id)
+        return con.execute(sql, [session_id]).fetchall()
+
+
 def session_row(con: duckdb.DuckDBPyConnection, session_id) -> SessionInfo:
     session_id = check_id(session_id, "session id")
     r = con.execute(f"SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?", [session_id]).fetchone()

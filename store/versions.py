@@ -13,7 +13,7 @@ from store.errors import NotFoundError
 from store.graphs import decode_graph, encode_graph
 from store.records import VERSION_COLUMNS, VersionInfo, dump_json, load_json, version_from_row
 from store.rows import (check_action, check_id, copy_version, insert_version, opt_id, owned_row, session_row,
-                        version_row)
+                        session_rows, version_row)
 
 
 def add_version(store: Store, session_id: int, graph: Graph, action: str, params: dict | None = None,
@@ -66,11 +66,7 @@ def current_graph(store: Store, session_id: int) -> Graph:
 
 def list_versions(store: Store, session_id: int) -> list[VersionInfo]:
     """All versions of a session in the order they were made; parent_id gives the tree."""
-    session_id = check_id(session_id, "session id")
-    with store.transaction() as con:
-        session_row(con, session_id)
-        rows = con.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE session_id = ? ORDER BY id",
-                           [session_id]).fetchall()
+    rows = session_rows(store, session_id, f"SELECT {VERSION_COLUMNS} FROM versions WHERE session_id = ? ORDER BY id")
     return [version_from_row(r) for r in rows]
 
 
