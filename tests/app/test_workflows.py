@@ -2,7 +2,6 @@
 store the same provenance, the page's candidate file, predictions without fine-tuning, and model files."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -15,12 +14,12 @@ from app.workflows.train import dataset_record
 from engine.data import load_dataset
 from engine.serialize import content_hash, load
 from engine.train import adapt_zoo
+from tests.fixtures.digits import digits_subset
 
 
 @pytest.fixture(scope="module")
 def digits():
-    d = load_dataset("digits")
-    return dataclasses.replace(d, x_train=d.x_train[:300], y_train=d.y_train[:300])
+    return digits_subset(300)
 
 
 @pytest.fixture(scope="module")
