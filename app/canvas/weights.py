@@ -122,7 +122,8 @@ def fit_constants(graph: Graph, node: Node, layer: dict | None, shared: set[str]
         rule(fit, node, x.shape, layer)
     elif node.op == "BatchNormalization":
         # Only statistics the layer owns as constants (or a new layer's empty slots) are re-created.
-        if len(x.shape) >= 2 and all(not input_slot(node, i) or constant(graph, input_slot(node, i)) for i in range(1, 5)):
+        owned = all(not input_slot(node, i) or constant(graph, input_slot(node, i)) for i in range(1, 5))
+        if len(x.shape) >= 2 and owned:
             c = channels(x.shape, node.attrs.get("layout", "NCHW"))
             for slot, (role, make) in enumerate((("scale", _ones), ("B", _zeros), ("mean", _zeros),
                                                  ("var", _ones)), start=1):
@@ -178,8 +179,8 @@ def _conv_transpose(fit: _Fitter, node: Node, x: tuple[int, ...], layer: dict) -
     _kernel_and_bias(fit, node, layer, k, (c, m // g, *k) if layout == "NCHW" else (m, *k, c), c // g, m)
 
 
-def _kernel_and_bias(fit: _Fitter, node: Node, layer: dict, k: tuple[int, ...], w: tuple[int, ...], c_per_group: int,
-                     m: int) -> None:
+def _kernel_and_bias(fit: _Fitter, node: Node, layer: dict, k: tuple[int, ...], w: tuple[int, ...],
+                     c_per_group: int, m: int) -> None:
     """A convolution's weights `w` (He-initialized over its c_per_group * kernel inputs) and its bias (m,)."""
     if "kernel_shape" in node.attrs:
         node.attrs["kernel_shape"] = list(k)

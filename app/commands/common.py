@@ -1,6 +1,7 @@
 """Shared by the `tinystudio` commands: model arguments, input shapes, model JSON, --out checks, progress."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -80,6 +81,12 @@ def model_for_data(args, data):
 def progress_log(quiet: bool):
     """Progress lines "[ 50%] message" on stderr, or None when quiet."""
     return None if quiet else (lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr))
+
+
+def print_json(doc) -> int:
+    """--json: the document on stdout (indented by one space); the command's exit status, 0."""
+    print(json.dumps(doc, indent=1))
+    return 0
 
 
 def fmt_int(n: int) -> str:

@@ -1,9 +1,8 @@
 """`tinystudio compress`: one compression action (app.workflows.compress, as the Compress page runs it)."""
 from __future__ import annotations
 
-import json
-
-from app.commands.common import check_out, fmt_int, load_tsgraph, model_for_data, open_model, progress_log
+from app.commands.common import (check_out, fmt_int, load_tsgraph, model_for_data, open_model, print_json,
+                                 progress_log)
 from app.workflows.files import write_model
 from engine.errors import TinyStudioError
 
@@ -55,8 +54,7 @@ def cmd_compress(args) -> int:
     # "provenance" holds the same fields as the params of a version the studio's Compress page saves.
     doc = {"model": graph.name, "dataset": data.name if data is not None else None, **outcome.to_json(), "out": out}
     if args.json:
-        print(json.dumps(doc, indent=1))
-        return 0
+        return print_json(doc)
     if pretrained:
         print(f"note     {pretrained['note']} (accuracy {pretrained['accuracy']:.2%})")
     print(f"action   {res.action} {' '.join(f'{k}={v}' for k, v in doc['params'].items())}")

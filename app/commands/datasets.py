@@ -1,7 +1,7 @@
 """`tinystudio datasets`: the built-in data sets."""
 from __future__ import annotations
 
-import json
+from app.commands.common import print_json
 
 
 def cmd_datasets(args) -> int:
@@ -9,8 +9,7 @@ def cmd_datasets(args) -> int:
 
     entries = list_datasets()
     if args.json:
-        print(json.dumps(entries, indent=1))
-        return 0
+        return print_json(entries)
     for e in entries:
         shape = "x".join(str(d) for d in e["input_shape"])
         print(f"{e['name']:<17} {shape:<8} {e['classes']:>3} classes {e['samples']:>6,} samples  {e['description']}")

@@ -1,7 +1,7 @@
 """`tinystudio mcus`: the MCUs and runtime profiles."""
 from __future__ import annotations
 
-import json
+from app.commands.common import print_json
 
 
 def cmd_mcus(args) -> int:
@@ -11,10 +11,9 @@ def cmd_mcus(args) -> int:
     mcus = load_mcus()
     runtimes = load_runtimes()
     if args.json:
-        print(json.dumps({"mcus": [m.to_json() for m in mcus.values()],
-                          "runtimes": [{"id": r.id, "name": r.name, "description": r.description,
-                                        "cores": list(r.core_families)} for r in runtimes.values()]}, indent=1))
-        return 0
+        return print_json({"mcus": [m.to_json() for m in mcus.values()],
+                           "runtimes": [{"id": r.id, "name": r.name, "description": r.description,
+                                         "cores": list(r.core_families)} for r in runtimes.values()]})
     rows = [("id", "name", "core", "MHz", "SRAM KB", "flash KB", "FPU", "SIMD/DSP", "mW")]
     for m in mcus.values():
         rows.append((m.id, m.name, m.core, f"{m.clock_mhz:g}", f"{m.sram_kb:g}",

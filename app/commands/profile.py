@@ -1,9 +1,7 @@
 """`tinystudio profile`: per-layer profile, memory plan, and latency, energy and fit on MCUs."""
 from __future__ import annotations
 
-import json
-
-from app.commands.common import fmt_int, model_json, open_model
+from app.commands.common import fmt_int, model_json, open_model, print_json
 from app.commands.inspect import inspect_report
 from app.workflows.profile import profile_targets
 
@@ -23,8 +21,7 @@ def cmd_profile(args) -> int:
         rep["layers"] = doc["layers"]
         rep["memory"] = doc["memory"]
         rep["targets"] = doc["targets"]
-        print(json.dumps(rep, indent=1))
-        return 0
+        return print_json(rep)
     print_profile(graph, prof)
     return 0
 

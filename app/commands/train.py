@@ -1,9 +1,7 @@
 """`tinystudio train`: train a model on a data set (app.workflows.train, as the Train page does)."""
 from __future__ import annotations
 
-import json
-
-from app.commands.common import check_out, model_for_data, progress_log
+from app.commands.common import check_out, model_for_data, print_json, progress_log
 from app.workflows.files import write_model
 
 
@@ -24,8 +22,7 @@ def cmd_train(args) -> int:
     res = {"model": graph.name, "dataset": data.name, "out": out, **rep.to_json(),
            "data": data.to_json(), "provenance": result.provenance}
     if args.json:
-        print(json.dumps(res, indent=1))
-        return 0
+        return print_json(res)
     stop = f", stopped early (best epoch {rep.best_epoch})" if rep.early_stopped else ""
     metric = "accuracy" if data.task == "classification" else "R^2"
     print(f"model    {graph.name}")

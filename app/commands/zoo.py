@@ -1,7 +1,7 @@
 """`tinystudio zoo`: the model zoo and its parameters."""
 from __future__ import annotations
 
-import json
+from app.commands.common import print_json
 
 
 def cmd_zoo(args) -> int:
@@ -9,8 +9,7 @@ def cmd_zoo(args) -> int:
 
     entries = list_zoo()
     if args.json:
-        print(json.dumps(entries, indent=1))
-        return 0
+        return print_json(entries)
     for e in entries:
         print(f"zoo:{e['name']:<14} {e['description']}")
         params = "  ".join(f"{p['name']}={p['default']}" for p in e["params"])
