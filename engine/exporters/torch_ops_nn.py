@@ -5,8 +5,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.exporters.torch_plan import Planner, registrar, to_channels_first, to_channels_last, torch_act, torch_pads
+from engine.exporters.torch_plan import Planner, to_channels_first, to_channels_last, torch_act, torch_pads
 from engine.ops.base import norm_axis
+from engine.registry import registrar
 
 NN_PLANNERS: dict[str, Planner] = {}
 plans = registrar(NN_PLANNERS)

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.exporters.torch_plan import TORCH_DTYPE, Planner, fake_quant, registrar, torch_act, torch_pads
+from engine.exporters.torch_plan import TORCH_DTYPE, Planner, fake_quant, torch_act, torch_pads
 from engine.ops.base import norm_axis
+from engine.registry import registrar
 
 TENSOR_PLANNERS: dict[str, Planner] = {}
 plans = registrar(TENSOR_PLANNERS)

@@ -1,5 +1,5 @@
-"""How an IR op becomes a PyTorch step (engine/exporters/torch_export.py): the step type, the planner tables'
-decorator and the helpers the planners share (fused activations, layouts, pads, fake quantization).
+"""How an IR op becomes a PyTorch step (engine/exporters/torch_export.py): the step and planner types and the
+helpers the planners share (fused activations, layouts, pads, fake quantization).
 
 A planner gets the node's OpContext once, at construction, and returns a step `(input values, module) ->
 output values` that only calls torch functions (engine/exporters/torch_ops_nn.py, torch_ops_tensor.py).
@@ -21,17 +21,6 @@ Planner = Callable[[OpContext], Step]
 TORCH_DTYPE = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64,
                "int4": torch.int8, "int8": torch.int8, "uint8": torch.uint8, "int16": torch.int16,
                "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
-
-
-def registrar(table: dict[str, Planner]):
-    """A decorator `@plans("Op", ...)` that enters the planner in `table` under each op name."""
-    def plans(*ops: str):
-        def deco(fn):
-            for op in ops:
-                table[op] = fn
-            return fn
-        return deco
-    return plans
 
 
 def torch_act(y: torch.Tensor, act: str) -> torch.Tensor:

@@ -1,10 +1,9 @@
-"""What an aten op handler (engine/importers/pt2_aten_nn.py, pt2_aten_tensor.py) is given and how it is
-registered.
+"""What an aten op handler (engine/importers/pt2_aten_nn.py, pt2_aten_tensor.py) is given.
 
 Each handler gets the converter, the node's arguments by schema name (defaults filled in from the
 overload's schema, tensors as `Ref`) and the serialized output names, and emits IR nodes through
 `cx.emit` (which folds nodes whose inputs are all constants). A handler module keeps a table and registers
-with `handles = registrar(TABLE)`, then `@handles("name.overload")`.
+with `handles = engine.registry.registrar(TABLE)`, then `@handles("name.overload")`.
 """
 from __future__ import annotations
 
@@ -18,14 +17,3 @@ class Ref(str):
 
 
 Handler = Callable[..., None]  # (converter, args, outputs) -> None
-
-
-def registrar(table: dict[str, Handler]):
-    """A decorator `@handles("target", ...)` that enters the function in `table` under each target."""
-    def handles(*targets: str):
-        def deco(fn):
-            for t in targets:
-                table[t] = fn
-            return fn
-        return deco
-    return handles

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.importers.pt2_aten_handler import Handler, registrar
+from engine.importers.pt2_aten_handler import Handler
+from engine.registry import registrar
 
 NN_HANDLERS: dict[str, Handler] = {}
 handles = registrar(NN_HANDLERS)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.importers.pt2_aten_handler import INT64_MAX, Handler, Ref, registrar
+from engine.importers.pt2_aten_handler import INT64_MAX, Handler, Ref
+from engine.registry import registrar
 
 TENSOR_HANDLERS: dict[str, Handler] = {}
 handles = registrar(TENSOR_HANDLERS)
