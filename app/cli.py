@@ -7,11 +7,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.commands.compress import cmd_compress
+from app.commands.datasets import cmd_datasets
+from app.commands.diff import cmd_diff
 from app.commands.export import cmd_export
-from app.commands.model import (cmd_diff, cmd_inspect, cmd_mcus, cmd_profile, cmd_run, cmd_zoo,
-                                inspect_report)
+from app.commands.inspect import cmd_inspect, inspect_report  # noqa: F401 - the API
+from app.commands.mcus import cmd_mcus
+from app.commands.profile import cmd_profile
+from app.commands.run import cmd_run
 from app.commands.studio import cmd_studio, default_db_path, studio_command  # noqa: F401 - the API
-from app.commands.train import cmd_compress, cmd_datasets, cmd_train
+from app.commands.train import cmd_train
+from app.commands.zoo import cmd_zoo
 from engine import __version__
 from engine.deployed import PRECISIONS
 from engine.errors import TinyStudioError

@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from app.labels import web_message
-from engine.errors import TinyStudioError, one_line
+from engine.errors import TinyStudioError
 
 
 @contextlib.contextmanager
@@ -107,35 +107,6 @@ def mcu_picker(default: tuple[str, ...] = DEFAULT_MCUS) -> tuple[list[str], str 
                                 "no interpreter), as deployed; the TFLM-based runtimes for comparison.")
     st.session_state["chosen_mcus"], st.session_state["chosen_runtime"] = chosen, runtime
     return chosen, None if runtime.startswith("default") else runtime
-
-
-def load_calibration(data: bytes, name: str):
-    """Calibration samples from an uploaded .npz (never unpickled): one array (N, ...) for a single-input
-    model, or one array per input name -> a list of per-sample feeds."""
-    import io
-    import zipfile
-
-    import numpy as np
-
-    from engine.data import MAX_BYTES
-    from engine.serialize import npz_declared_bytes
-
-    try:  # what numpy would allocate, from the .npy headers alone, before it inflates anything
-        declared = npz_declared_bytes(data, name)
-        if declared > MAX_BYTES:
-            raise TinyStudioError(f"{name}: arrays declare {declared:,} bytes, more than the {MAX_BYTES:,} byte limit")
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise TinyStudioError(f"{name}: not a readable .npz file ({one_line(str(e))})") from None
-    if not arrays:
-        raise TinyStudioError(f"{name}: the .npz file holds no arrays")
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    counts = {len(a) for a in arrays.values()}
-    if len(counts) != 1:
-        raise TinyStudioError(f"{name}: the arrays hold different numbers of samples {sorted(counts)}")
-    return [{k: a[i] for k, a in arrays.items()} for i in range(counts.pop())]
 
 
 def fit_cards(prof, per_row: int = 3, key: str = "fit") -> None:

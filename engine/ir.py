@@ -125,6 +125,12 @@ class _Int4Info:
 _INT4 = _Int4Info()
 
 
+def int_range(dtype: str) -> tuple[int, int]:
+    """(min, max) of an integer dtype, int4 included: the range values are clamped to on its grid."""
+    info = _INT4 if dtype == "int4" else np.iinfo(np.dtype(dtype))
+    return int(info.min), int(info.max)
+
+
 @dataclass
 class Tensor:
     """A value in the graph: a graph input, an activation, or a constant (when `data` is set)."""

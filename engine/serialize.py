@@ -24,17 +24,19 @@ VERSION = 1
 MAX_RANK = 16  # dimensions of one tensor in a stored graph
 
 
-def _jsonable(v):
+def jsonable(v):
+    """`v` with numpy scalars and arrays as Python numbers and lists, tuples as lists, keys as str, bytes as
+    escaped text: what json.dumps takes and what a stored graph holds."""
     if isinstance(v, (np.integer,)):
         return int(v)
     if isinstance(v, (np.floating,)):
         return float(v)
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
+        return jsonable(v.tolist())
     if isinstance(v, (bytes, bytearray)):  # text from a file that was not UTF-8: kept in escaped form
         return bytes(v).decode("utf-8", "backslashreplace")
     return v
@@ -47,19 +49,19 @@ def structure(graph: Graph, with_meta: bool = True) -> dict:
         if t.quant is not None:
             d["quant"] = t.quant.to_json()
         if with_meta and t.meta:
-            d["meta"] = _jsonable(t.meta)
+            d["meta"] = jsonable(t.meta)
         tensors.append(d)
     nodes = []
     for n in graph.nodes:
         d = {"op": n.op, "name": n.name, "inputs": list(n.inputs), "outputs": list(n.outputs),
-             "attrs": _jsonable(dict(sorted(n.attrs.items())))}
+             "attrs": jsonable(dict(sorted(n.attrs.items())))}
         if with_meta and n.meta:
-            d["meta"] = _jsonable(n.meta)
+            d["meta"] = jsonable(n.meta)
         nodes.append(d)
     doc = {"format": FORMAT, "version": VERSION, "name": graph.name, "inputs": list(graph.inputs),
            "outputs": list(graph.outputs), "tensors": tensors, "nodes": nodes}
     if with_meta:
-        doc["meta"] = _jsonable(graph.meta)
+        doc["meta"] = jsonable(graph.meta)
     return doc
 
 

@@ -2,6 +2,8 @@
 
     doc = read_toml(path)                       # dict, or HardwareDataError "path: not valid TOML (...)"
     clock = field(doc, "clock_mhz", "number", path, positive=True)
+    mcus = load_descriptions(folders, "MCU", parse_mcu, cache)   # {id: MCU}, each file parsed once
+    by_id(mcus, "stm32f746ng", "MCU")           # or "unknown MCU 'x'; valid ids: ..."
 
 Every description is plain data read with the standard library's tomllib: nothing is executed.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.errors import TinyStudioError
 
@@ -71,3 +73,31 @@ def toml_files(folder: str | Path, what: str) -> list[Path]:
     if not p.is_dir():
         raise HardwareDataError(p, f"{what} folder does not exist or is not a folder")
     return sorted(p.glob("*.toml"))
+
+
+def load_descriptions(folders: list[Path], what: str, parse: Callable[[dict, Path], Any],
+                      cache: dict[tuple[str, int, int], Any]) -> dict[str, Any]:
+    """Every description file (*.toml) in `folders`, parsed by `parse(doc, path)` into a record with an `id`,
+    by id in sorted order. A later folder overrides an earlier one's ids; an id used twice in one folder is an
+    error naming both files. `cache` keeps each parsed file by path, modification time and size."""
+    out: dict[str, Any] = {}
+    for folder in folders:
+        seen: dict[str, Path] = {}
+        for p in toml_files(folder, what):
+            st = p.stat()
+            key = (str(p), st.st_mtime_ns, st.st_size)
+            if key not in cache:
+                cache[key] = parse(read_toml(p), p)
+            item = cache[key]
+            if item.id in seen:
+                raise HardwareDataError(p, f"field 'id': '{item.id}' is already used by {seen[item.id]}")
+            seen[item.id] = p
+            out[item.id] = item
+    return dict(sorted(out.items()))
+
+
+def by_id(items: dict[str, Any], item_id: str, what: str) -> Any:
+    """items[item_id], or a one-line error listing the valid ids."""
+    if item_id not in items:
+        raise TinyStudioError(f"unknown {what} '{item_id}'; valid ids: {', '.join(items)}")
+    return items[item_id]

@@ -23,8 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import TinyStudioError
-from hwmodels.data import HardwareDataError, field, read_toml, toml_files
+from hwmodels.data import HardwareDataError, by_id, field, load_descriptions
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "mcus"
 ENV_DIR = "TINYSTUDIO_MCU_DIR"
@@ -149,14 +148,6 @@ def parse_mcu(doc: dict, path: str | Path) -> MCU:
 _CACHE: dict[tuple[str, int, int], MCU] = {}
 
 
-def _load_file(p: Path) -> MCU:
-    st = p.stat()
-    key = (str(p), st.st_mtime_ns, st.st_size)
-    if key not in _CACHE:
-        _CACHE[key] = parse_mcu(read_toml(p), p)
-    return _CACHE[key]
-
-
 def mcu_dirs(extra_dirs: list[str | Path] | None = None) -> list[Path]:
     """Folders searched, in order (later ones override earlier ids): built-in, $TINYSTUDIO_MCU_DIR, extra."""
     dirs = [BUILTIN_DIR]
@@ -167,20 +158,8 @@ def mcu_dirs(extra_dirs: list[str | Path] | None = None) -> list[Path]:
 
 
 def load_mcus(extra_dirs: list[str | Path] | None = None) -> dict[str, MCU]:
-    out: dict[str, MCU] = {}
-    for folder in mcu_dirs(extra_dirs):
-        seen: dict[str, Path] = {}
-        for p in toml_files(folder, "MCU"):
-            m = _load_file(p)
-            if m.id in seen:
-                raise HardwareDataError(p, f"field 'id': '{m.id}' is already used by {seen[m.id]}")
-            seen[m.id] = p
-            out[m.id] = m
-    return dict(sorted(out.items()))
+    return load_descriptions(mcu_dirs(extra_dirs), "MCU", parse_mcu, _CACHE)
 
 
 def get_mcu(mcu_id: str, extra_dirs: list[str | Path] | None = None) -> MCU:
-    mcus = load_mcus(extra_dirs)
-    if mcu_id not in mcus:
-        raise TinyStudioError(f"unknown MCU '{mcu_id}'; valid ids: {', '.join(mcus)}")
-    return mcus[mcu_id]
+    return by_id(load_mcus(extra_dirs), mcu_id, "MCU")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import TinyStudioError
-from hwmodels.data import HardwareDataError, field, read_toml, toml_files
+from hwmodels.data import HardwareDataError, by_id, field, load_descriptions
 from hwmodels.mcu import CORES
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "runtimes"
@@ -197,22 +197,11 @@ _CACHE: dict[tuple[str, int, int], Runtime] = {}
 
 
 def load_runtimes(extra_dirs: list[str | Path] | None = None) -> dict[str, Runtime]:
-    out: dict[str, Runtime] = {}
-    for folder in [BUILTIN_DIR, *(Path(d) for d in extra_dirs or [])]:
-        for p in toml_files(folder, "runtime"):
-            st = p.stat()
-            key = (str(p), st.st_mtime_ns, st.st_size)
-            if key not in _CACHE:
-                _CACHE[key] = parse_runtime(read_toml(p), p)
-            out[_CACHE[key].id] = _CACHE[key]
-    return dict(sorted(out.items()))
+    return load_descriptions([BUILTIN_DIR, *(Path(d) for d in extra_dirs or [])], "runtime", parse_runtime, _CACHE)
 
 
 def get_runtime(runtime_id: str, extra_dirs: list[str | Path] | None = None) -> Runtime:
-    rts = load_runtimes(extra_dirs)
-    if runtime_id not in rts:
-        raise TinyStudioError(f"unknown runtime '{runtime_id}'; valid ids: {', '.join(rts)}")
-    return rts[runtime_id]
+    return by_id(load_runtimes(extra_dirs), runtime_id, "runtime")
 
 
 # What a user gets without choosing: what TinyStudio deploys (its generated C, every core), then the most

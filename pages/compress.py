@@ -2,24 +2,23 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import streamlit as st
 
 import store as db
 from app import widgets
-from app.profile_targets import profile_as_deployed, profile_targets
+from app.workflows.profile import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
 from app.jobs import job_panel, submit
 from app.labels import web_message
 from app.units import figure_rows, fmt_pct
-from app.workflows.train import NO_TRAINING_NEEDED, result_trained, without_untrained_accuracy
+from app.workflows.compress import (NO_TRAINING_NEEDED, accepted_params, compress_job, predict_effect,
+                                    result_trained, without_untrained_accuracy)
 from app.state import get_store, graph_of, require_current, session_caption
-from engine.compress import compress, list_actions
+from engine.compress import list_actions
 from engine.errors import TinyStudioError
 from engine.train.graphs import data_mismatch
 from engine.serialize import load as load_graph
-from engine.serialize import save as save_graph
 
 st.title("Compress")
 s, v, graph = require_current()
@@ -64,12 +63,9 @@ if (go or predict) and spec["needs_data"] and data is None:
     st.stop()
 
 if predict:
-    # The same action with its fine-tuning switched off: the structural effect (MACs, bytes, arena) is exact,
-    # the accuracy is what the user would get before fine-tuning.
-    quick = {**params, **({"epochs": 0} if any(p["name"] == "epochs" for p in spec["params"]) else {})}
     with st.spinner(f"Running {name} without fine-tuning..."), widgets.user_errors():
         teacher = graph_of(v.parent_id) if name == "distill" and v.parent_id else None
-        pred = compress(graph, name, quick, data, teacher=teacher).to_json()
+        pred = predict_effect(graph, name, params, data, teacher=teacher)
     st.subheader("Predicted effect (before fine-tuning)")
     st.dataframe(without_untrained_accuracy(figure_rows(pred["before"], pred["after"], pred["delta"],
                                                         ("now", "predicted")), trained["trained"]),
@@ -83,21 +79,9 @@ if go:
     if spec["needs_data"] and data is None:
         st.error(f"'{name}' needs data that matches the model's input: pick or upload a matching dataset above.")
         st.stop()
-    version_id, session_id = v.id, s.id
     teacher_id = v.parent_id if name == "distill" else None
-
-    def work(progress):
-        teacher = graph_of(teacher_id) if teacher_id else None
-        res = compress(graph_of(version_id), name, params, data, teacher=teacher, progress=progress)
-        fd, path = tempfile.mkstemp(prefix="tinystudio-candidate-", suffix=".tsgraph")
-        os.close(fd)
-        save_graph(res.graph, path)  # kept until the user accepts or discards it
-        # The data the action used travels with the version it becomes: source, split and normalization.
-        used = None if data is None else {"source": data.source, "train": len(data.x_train), "val": len(data.x_val),
-                                          "normalization": data.normalization}
-        return {"candidate": path, "version": version_id, "dataset": used, **res.to_json()}
-
-    submit(session_id, "compress", {"action": name, "params": params, "version": version_id}, work)
+    work = compress_job(graph_of, v.id, teacher_id, name, params, data)
+    submit(s.id, "compress", {"action": name, "params": params, "version": v.id}, work)
 
 job_panel(s.id, kind="compress")
 
@@ -142,8 +126,7 @@ if done:
     a, b = st.columns(2)
     if a.button("Accept as a new version", type="primary"):
         try:
-            db.add_version(store, s.id, cand, r["action"], {**r["params"], "accuracy": r["after"].get("accuracy"),
-                                                             "dataset": r.get("dataset")}, parent_id=r["version"])
+            db.add_version(store, s.id, cand, r["action"], accepted_params(r), parent_id=r["version"])
         except TinyStudioError as e:
             st.error(web_message(str(e)))
             st.stop()

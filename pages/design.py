@@ -7,7 +7,7 @@ import store as db
 from app.canvas import canvas_key, forget_draft, graph_canvas, layer_table_editor, studio_page
 from app.canvas.graph_json import from_canvas, palette, to_canvas
 from app.state import get_store, require_current, session_caption
-from engine.errors import GraphError, TinyStudioError
+from engine.errors import GraphError
 
 st.title("Design")
 s, v, graph = require_current()
@@ -53,10 +53,6 @@ with canvas_tab:
     if errors:
         st.error(next(iter(errors.values())), icon=":material/error:")
 with table_tab:
-    try:
-        edited = layer_table_editor(graph, key=f"table_{s.id}_{v.id}")
-    except TinyStudioError as e:
-        st.info(f"The layer table edits sequential models: {e}")
-        edited = None
+    edited = layer_table_editor(graph, key=f"table_{s.id}_{v.id}")
     if edited is not None:
         save(edited, "edit", {"via": "layer table"})

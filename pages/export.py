@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
-from app import export_flow as flow
+from app.workflows import export as flow
 from app import widgets
 from app.jobs import job_panel, submit
 from app.labels import web_message
@@ -45,7 +45,7 @@ with st.form("export_form"):
 
 if go:
     with widgets.user_errors():
-        calibration = widgets.load_calibration(calib.getvalue(), calib.name) if calib is not None else None
+        calibration = flow.calibration_npz(calib.getvalue(), calib.name) if calib is not None else None
     st.caption(f"library name: `{c_name(name or s.name)}`")
     work = flow.export_job(graph_of, get_store, v.id, mcu, verify, int(n_inputs), calibration, name or s.name,
                            flow.version_dataset(store, v.id))

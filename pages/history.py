@@ -8,7 +8,7 @@ import store as db
 from app import widgets
 from app.history_view import (FIGURES, accuracy_text, action_words, describe_action, fit_cell, label,
                               layer_delta_rows, split_rows, tree_rows)
-from app.profile_targets import profile_targets
+from app.workflows.profile import profile_targets
 from app.state import (changes_of, get_store, profile_of, require_current, select_session, session_caption, shown,
                        switch_to, view_version)
 from engine.diff import summarize

@@ -7,7 +7,7 @@ import streamlit as st
 
 import store as db
 from app import charts, widgets
-from app.profile_targets import PRECISION_LABELS, page_precisions, profile_targets
+from app.workflows.profile import PRECISION_LABELS, page_precisions, profile_targets
 from app.state import get_store, profile_of, require_current, session_caption
 from app.units import fmt_bytes, fmt_count
 from engine.errors import TinyStudioError

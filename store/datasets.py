@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from store.clock import iso, utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError
-from store.rows import check_id, check_name, opt_id, session_row
+from store.rows import check_id, check_name, owned_row, session_row, session_rows
 
 KINDS = ("npz", "csv", "zip")
 MAX_DATASET_BYTES = 64 * 1000 * 1000  # one upload (the Data panel's limit)
@@ -90,36 +90,25 @@ def add_session_dataset(store: Store, session_id: int, name: str, data: bytes) -
 
 
 def list_session_datasets(store: Store, session_id: int) -> list[DatasetInfo]:
-    session_id = check_id(session_id, "session id")
-    with store.transaction() as con:
-        session_row(con, session_id)
-        rows = con.execute(f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? ORDER BY id DESC",
-                           [session_id]).fetchall()
+    rows = session_rows(store, session_id, f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? "
+                                           "ORDER BY id DESC")
     return [_from_row(r) for r in rows]
 
 
 def get_session_dataset(store: Store, dataset_id: int, session_id: int | None = None) -> DatasetInfo:
-    dataset_id = check_id(dataset_id, "data set id")
-    session_id = opt_id(session_id, "session id")
-    with store.transaction() as con:
-        return _row(con, dataset_id, session_id)
+    with owned_row(store, _row, dataset_id, "data set id", session_id) as (_, row):
+        return row
 
 
 def session_dataset_bytes(store: Store, dataset_id: int, session_id: int | None = None) -> bytes:
     """The stored file; with `session_id`, NotFoundError when it belongs to another session."""
-    dataset_id = check_id(dataset_id, "data set id")
-    session_id = opt_id(session_id, "session id")
-    with store.transaction() as con:
-        _row(con, dataset_id, session_id)
-        return bytes(con.execute("SELECT data FROM session_datasets WHERE id = ?", [dataset_id]).fetchone()[0])
+    with owned_row(store, _row, dataset_id, "data set id", session_id) as (con, row):
+        return bytes(con.execute("SELECT data FROM session_datasets WHERE id = ?", [row.id]).fetchone()[0])
 
 
 def delete_session_dataset(store: Store, dataset_id: int, session_id: int | None = None) -> None:
-    dataset_id = check_id(dataset_id, "data set id")
-    session_id = opt_id(session_id, "session id")
-    with store.transaction() as con:
-        _row(con, dataset_id, session_id)
-        con.execute("DELETE FROM session_datasets WHERE id = ?", [dataset_id])
+    with owned_row(store, _row, dataset_id, "data set id", session_id) as (con, row):
+        con.execute("DELETE FROM session_datasets WHERE id = ?", [row.id])
 
 
 def copy_session_datasets(con, source_session_id: int, target_session_id: int) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from store.clock import utcnow
 from store.db import Store
-from store.errors import InvalidValueError, NotFoundError
+from store.errors import InvalidValueError
 from store.records import EXPORT_COLUMNS, ExportInfo, dump_json, export_from_row
-from store.rows import check_id, check_name, opt_id, session_row, version_row
+from store.rows import check_id, check_name, fetch_row, opt_id, session_row, version_row, where
 
 MAX_BUNDLE_BYTES = 512 << 20
 
@@ -39,11 +39,7 @@ def add_export(store: Store, version_id: int, mcu: str, report: dict, bundle: by
 
 
 def _row(con, export_id) -> ExportInfo:
-    check_id(export_id, "export id")
-    r = con.execute(f"SELECT {EXPORT_COLUMNS} FROM exports WHERE id = ?", [export_id]).fetchone()
-    if r is None:
-        raise NotFoundError(f"no export with id {export_id}")
-    return export_from_row(r)
+    return export_from_row(fetch_row(con, EXPORT_COLUMNS, "exports", export_id, "export"))
 
 
 def get_export(store: Store, export_id: int) -> ExportInfo:
@@ -62,15 +58,9 @@ def export_bundle(store: Store, export_id: int) -> bytes | None:
 def list_exports(store: Store, session_id: int | None = None, version_id: int | None = None) -> list[ExportInfo]:
     session_id = opt_id(session_id, "session id")
     version_id = opt_id(version_id, "version id")
-    where, args = [], []
-    if session_id is not None:
-        where.append("version_id IN (SELECT id FROM versions WHERE session_id = ?)")
-        args.append(session_id)
-    if version_id is not None:
-        where.append("version_id = ?")
-        args.append(version_id)
-    sql = f"SELECT {EXPORT_COLUMNS} FROM exports" + (f" WHERE {' AND '.join(where)}" if where else "") + \
-        " ORDER BY id DESC"
+    cond, args = where(("version_id IN (SELECT id FROM versions WHERE session_id = ?)", session_id),
+                       ("version_id = ?", version_id))
+    sql = f"SELECT {EXPORT_COLUMNS} FROM exports{cond} ORDER BY id DESC"
     with store.transaction() as con:
         if session_id is not None:
             session_row(con, session_id)

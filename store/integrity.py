@@ -36,6 +36,13 @@ def _lines(con, sql: str, fmt: str) -> list[str]:
     return [fmt.format(*r) for r in con.execute(sql).fetchall()]
 
 
+def _missing(con, table: str, ref: str, parent: str, fmt: str, key: str = "id", cols: str | None = None) -> list[str]:
+    """One line per row of `table` whose `ref` is set but names no row of `parent` (by its `key`); `fmt` gets
+    `cols` (default: the row's id and its ref)."""
+    return _lines(con, f"SELECT {cols or f'x.id, x.{ref}'} FROM {table} x WHERE x.{ref} IS NOT NULL AND NOT EXISTS "
+                       f"(SELECT 1 FROM {parent} y WHERE y.{key} = x.{ref})", fmt)
+
+
 def _references(con) -> list[str]:
     p = []
     p += _lines(con, "SELECT s.id, s.current_version_id FROM sessions s WHERE s.current_version_id IS NOT NULL "
@@ -45,35 +52,24 @@ def _references(con) -> list[str]:
     p += _lines(con, "SELECT s.id FROM sessions s WHERE s.current_version_id IS NULL "
                      "AND EXISTS (SELECT 1 FROM versions v WHERE v.session_id = s.id)",
                 "session {0}: has versions but no current version")
-    p += _lines(con, "SELECT s.id, s.source_version_id FROM sessions s WHERE s.source_version_id IS NOT NULL "
-                     "AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.id = s.source_version_id)",
-                "session {0}: source version {1} is missing")
-    p += _lines(con, "SELECT v.id, v.session_id FROM versions v WHERE NOT EXISTS "
-                     "(SELECT 1 FROM sessions s WHERE s.id = v.session_id)",
-                "version {0}: session {1} is missing")
+    p += _missing(con, "sessions", "source_version_id", "versions", "session {0}: source version {1} is missing")
+    p += _missing(con, "versions", "session_id", "sessions", "version {0}: session {1} is missing")
     p += _lines(con, "SELECT v.id, v.parent_id FROM versions v WHERE v.parent_id IS NOT NULL AND NOT EXISTS "
                      "(SELECT 1 FROM versions w WHERE w.id = v.parent_id AND w.session_id = v.session_id "
                      "AND w.id < v.id)",
                 "version {0}: parent {1} is missing, in another session or newer")
-    p += _lines(con, "SELECT v.id, v.blob_hash FROM versions v WHERE NOT EXISTS "
-                     "(SELECT 1 FROM blobs b WHERE b.hash = v.blob_hash)",
-                "version {0}: constants {1} are missing")
+    p += _missing(con, "versions", "blob_hash", "blobs", "version {0}: constants {1} are missing", key="hash")
     p += _lines(con, "SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM versions v "
                      f"WHERE v.blob_hash = b.hash) AND b.hash NOT IN ({REFERENCED})",
                 "constants {0}: not used by any version")
-    p += _lines(con, "SELECT p.version_id, p.mcu, p.runtime FROM profiles p WHERE NOT EXISTS "
-                     "(SELECT 1 FROM versions v WHERE v.id = p.version_id)",
-                "profile {1}/{2}: version {0} is missing")
-    p += _lines(con, "SELECT j.id, j.session_id FROM jobs j WHERE NOT EXISTS "
-                     "(SELECT 1 FROM sessions s WHERE s.id = j.session_id)", "job {0}: session {1} is missing")
+    p += _missing(con, "profiles", "version_id", "versions", "profile {1}/{2}: version {0} is missing",
+                  cols="x.version_id, x.mcu, x.runtime")
+    p += _missing(con, "jobs", "session_id", "sessions", "job {0}: session {1} is missing")
     p += _lines(con, "SELECT j.id, j.status FROM jobs j WHERE j.status NOT IN "
                      "('queued', 'running', 'done', 'failed', 'cancelled') OR j.progress < 0 OR j.progress > 1",
                 "job {0}: invalid status {1} or progress")
-    p += _lines(con, "SELECT e.id, e.version_id FROM exports e WHERE NOT EXISTS "
-                     "(SELECT 1 FROM versions v WHERE v.id = e.version_id)", "export {0}: version {1} is missing")
-    p += _lines(con, "SELECT d.id, d.session_id FROM session_datasets d WHERE NOT EXISTS "
-                     "(SELECT 1 FROM sessions s WHERE s.id = d.session_id)",
-                "data set {0}: session {1} is missing")
+    p += _missing(con, "exports", "version_id", "versions", "export {0}: version {1} is missing")
+    p += _missing(con, "session_datasets", "session_id", "sessions", "data set {0}: session {1} is missing")
     return p
 
 

@@ -16,9 +16,9 @@ import math
 
 from store.clock import utcnow
 from store.db import Store
-from store.errors import InvalidValueError, JobStateError, NotFoundError
+from store.errors import InvalidValueError, JobStateError
 from store.records import JOB_COLUMNS, JobInfo, dump_json, job_from_row
-from store.rows import check_action, check_id, opt_id, session_row
+from store.rows import check_action, check_id, fetch_row, opt_id, session_row, where
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -26,11 +26,7 @@ MAX_MESSAGE = 2000
 
 
 def _row(con, job_id) -> JobInfo:
-    check_id(job_id, "job id")
-    r = con.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", [job_id]).fetchone()
-    if r is None:
-        raise NotFoundError(f"no job with id {job_id}")
-    return job_from_row(r)
+    return job_from_row(fetch_row(con, JOB_COLUMNS, "jobs", job_id, "job"))
 
 
 def _message(message) -> str:
@@ -62,14 +58,8 @@ def list_jobs(store: Store, session_id: int | None = None, status: str | None = 
     session_id = opt_id(session_id, "session id")
     if status is not None and status not in STATUSES:
         raise InvalidValueError(f"job status must be one of {', '.join(STATUSES)}, not {status!r}")
-    where, args = [], []
-    if session_id is not None:
-        where.append("session_id = ?")
-        args.append(session_id)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    sql = f"SELECT {JOB_COLUMNS} FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+    cond, args = where(("session_id = ?", session_id), ("status = ?", status))
+    sql = f"SELECT {JOB_COLUMNS} FROM jobs{cond} ORDER BY id DESC"
     with store.transaction() as con:
         if session_id is not None:
             session_row(con, session_id)

@@ -47,8 +47,15 @@ def load_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class Record:
+    """A stored row as a frozen dataclass; to_json gives its fields by the same names (the CLI's --json)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(Record):
     id: int
     name: str
     model: str
@@ -58,12 +65,9 @@ class SessionInfo:
     created: str
     updated: str  # last change: a new version, a rename
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class VersionInfo:
+class VersionInfo(Record):
     id: int
     session_id: int
     parent_id: int | None
@@ -78,12 +82,9 @@ class VersionInfo:
     def label(self) -> str:
         return f"v{self.number}"
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class JobInfo:
+class JobInfo(Record):
     id: int
     session_id: int
     kind: str
@@ -99,12 +100,9 @@ class JobInfo:
     def finished(self) -> bool:
         return self.status in ("done", "failed", "cancelled")
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ExportInfo:
+class ExportInfo(Record):
     id: int
     version_id: int
     mcu: str
@@ -113,9 +111,6 @@ class ExportInfo:
     bundle_bytes: int
     report: dict
     created: str
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 SESSION_COLUMNS = ("s.id, s.name, s.model, s.current_version_id, "

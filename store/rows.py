@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import numbers
 import unicodedata
+from contextlib import contextmanager
 from datetime import datetime
 
 import duckdb
@@ -31,6 +32,13 @@ def check_name(name, what: str = "session name") -> str:
     return name
 
 
+def where(*conditions: tuple[str, object]) -> tuple[str, list]:
+    """(" WHERE a = ? AND b = ?", [va, vb]) from (SQL condition, value) pairs, leaving out those whose value is
+    None ("" and [] when none is left): a list query's optional filters."""
+    used = [(sql, value) for sql, value in conditions if value is not None]
+    return (f" WHERE {' AND '.join(sql for sql, _ in used)}" if used else ""), [value for _, value in used]
+
+
 def check_id(value, what: str) -> int:
     """A plain int (numpy integers from dataframes are accepted; DuckDB cannot bind them)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -40,6 +48,34 @@ def check_id(value, what: str) -> int:
 
 def opt_id(value, what: str) -> int | None:
     return None if value is None else check_id(value, what)
+
+
+@contextmanager
+def owned_row(store, row, item_id, what: str, session_id=None):
+    """A transaction on the row `item_id` (checked as `what`, e.g. "version id"): yields (connection, record)
+    where `row(con, item_id, session_id)` returns the record and raises when there is none or, with
+    `session_id`, when it belongs to another session. The store's get/read/delete functions share this."""
+    item_id = check_id(item_id, what)
+    session_id = opt_id(session_id, "session id")
+    with store.transaction() as con:
+        yield con, row(con, item_id, session_id)
+
+
+def fetch_row(con, columns: str, table: str, item_id, what: str) -> tuple:
+    """The row `item_id` of `table` (its `columns`); NotFoundError "no {what} with id N" when there is none."""
+    check_id(item_id, f"{what} id")
+    r = con.execute(f"SELECT {columns} FROM {table} WHERE id = ?", [item_id]).fetchone()
+    if r is None:
+        raise NotFoundError(f"no {what} with id {item_id}")
+    return r
+
+
+def session_rows(store, session_id, sql: str) -> list[tuple]:
+    """The rows of `sql` (one ? for the session id) after checking that the session exists."""
+    session_id = check_id(session_id, "session id")
+    with store.transaction() as con:
+        session_row(con, session_id)
+        return con.execute(sql, [session_id]).fetchall()
 
 
 def session_row(con: duckdb.DuckDBPyConnection, session_id) -> SessionInfo:

@@ -12,7 +12,8 @@ from store.db import Store
 from store.errors import NotFoundError
 from store.graphs import decode_graph, encode_graph
 from store.records import VERSION_COLUMNS, VersionInfo, dump_json, load_json, version_from_row
-from store.rows import check_action, check_id, copy_version, insert_version, opt_id, session_row, version_row
+from store.rows import (check_action, check_id, copy_version, insert_version, opt_id, owned_row, session_row,
+                        session_rows, version_row)
 
 
 def add_version(store: Store, session_id: int, graph: Graph, action: str, params: dict | None = None,
@@ -37,19 +38,14 @@ def add_version(store: Store, session_id: int, graph: Graph, action: str, params
 
 def get_version(store: Store, version_id: int, session_id: int | None = None) -> VersionInfo:
     """The version's record; with `session_id`, VersionNotInSessionError when it belongs elsewhere."""
-    version_id = check_id(version_id, "version id")
-    session_id = opt_id(session_id, "session id")
-    with store.transaction() as con:
-        return version_row(con, version_id, session_id)
+    with owned_row(store, version_row, version_id, "version id", session_id) as (_, row):
+        return row
 
 
 def get_graph(store: Store, version_id: int, session_id: int | None = None) -> Graph:
-    version_id = check_id(version_id, "version id")
-    session_id = opt_id(session_id, "session id")
-    with store.transaction() as con:
-        version_row(con, version_id, session_id)
+    with owned_row(store, version_row, version_id, "version id", session_id) as (con, row):
         doc, keys, blob = con.execute("SELECT v.graph_doc, b.keys, b.data FROM versions v JOIN blobs b "
-                                      "ON b.hash = v.blob_hash WHERE v.id = ?", [version_id]).fetchone()
+                                      "ON b.hash = v.blob_hash WHERE v.id = ?", [row.id]).fetchone()
     return decode_graph(load_json(doc), load_json(keys), blob)
 
 
@@ -70,11 +66,7 @@ def current_graph(store: Store, session_id: int) -> Graph:
 
 def list_versions(store: Store, session_id: int) -> list[VersionInfo]:
     """All versions of a session in the order they were made; parent_id gives the tree."""
-    session_id = check_id(session_id, "session id")
-    with store.transaction() as con:
-        session_row(con, session_id)
-        rows = con.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE session_id = ? ORDER BY id",
-                           [session_id]).fetchall()
+    rows = session_rows(store, session_id, f"SELECT {VERSION_COLUMNS} FROM versions WHERE session_id = ? ORDER BY id")
     return [version_from_row(r) for r in rows]
 
 

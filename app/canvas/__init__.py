@@ -130,15 +130,19 @@ def graph_canvas(graph_json: dict, palette: list[dict], errors: dict[str, str] |
 def layer_table_editor(graph, key: str = "layer_table"):
     """The compact layer table of a sequential graph in st.data_editor (out_channels, kernel, stride and
     activation editable). Returns the edited graph when the user clicks "Apply table", None otherwise (an
-    invalid edit is shown with st.error). Raises GraphError when the graph is not sequential."""
+    invalid edit is shown with st.error). A graph that is not sequential gets a note saying why, and None."""
     import pandas as pd
     import streamlit as st
 
     from app.canvas.table import ACTIVATIONS, EDITABLE, apply_table, sequential_table
-    from engine.errors import GraphError
+    from engine.errors import GraphError, TinyStudioError
     from engine.serialize import content_hash
 
-    table = sequential_table(graph)
+    try:
+        table = sequential_table(graph)
+    except TinyStudioError as e:
+        st.info(f"The layer table edits sequential models: {e}")
+        return None
     if not table:  # a blank canvas: input -> output, no layers to edit yet
         st.info("No layers yet: add them on the Canvas tab.")
         return None

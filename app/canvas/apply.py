@@ -2,13 +2,14 @@
 
 `Build(doc, base)` assembles the edited graph: graph inputs from input nodes, op nodes with their slots wired
 from the edges, graph outputs from output nodes; then it walks the nodes in execution order, fits each layer's
-constants to its (possibly new) input shape (app/canvas/layers.py), checks attributes and infers shapes. Errors
+constants to its (possibly new) input shape (app/canvas/weights.py), checks attributes and infers shapes. Errors
 are collected per document node, the first cause only: a node downstream of a broken one is skipped, not blamed.
 """
 from __future__ import annotations
 
 from app.canvas.doc_values import coerce, doc_attrs, doc_layer, handle_index, position_of, same_value
-from app.canvas.layers import fit_constants, fresh_name, layer_params
+from app.canvas.layers import layer_params
+from app.canvas.weights import fit_constants, fresh_name
 from engine.errors import GraphError
 from engine.ir import Graph, Node, Tensor
 from engine.ops import get_op

@@ -42,11 +42,7 @@ with canvas_tab:
     if errors:
         st.error(next(iter(errors.values())))
 with table_tab:
-    try:
-        edited = layer_table_editor(graph, key=f"table_{len(versions)}")
-    except GraphError as e:
-        st.info(f"The layer table is for sequential models: {e}")
-        edited = None
+    edited = layer_table_editor(graph, key=f"table_{len(versions)}")
     if edited is not None:
         versions.append(edited)
         st.rerun()

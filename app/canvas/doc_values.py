@@ -6,7 +6,7 @@ import numpy as np
 
 from app.canvas.layers import op_schema
 from engine.ops import get_op
-from engine.serialize import _jsonable
+from engine.serialize import jsonable
 
 
 def position_of(p) -> dict | None:
@@ -52,7 +52,7 @@ def coerce(value, kind: str):
 
 def same_value(a, b) -> bool:
     """Equal as IR values: 1 == 1.0 (JSON loses the difference), lists element-wise, bools only to bools."""
-    a, b = _jsonable(a), _jsonable(b)
+    a, b = jsonable(a), jsonable(b)
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):

@@ -23,7 +23,7 @@ from app.canvas.layers import layer_params, op_schema
 from engine.errors import GraphError
 from engine.ir import Graph
 from engine.ops import get_op
-from engine.serialize import _jsonable
+from engine.serialize import jsonable
 from engine.summary import layer_records
 from engine.validate import infer_shapes, topological_order
 
@@ -121,7 +121,7 @@ def to_canvas(graph: Graph, positions: dict | None = None) -> dict:
                               "target": n.name, "targetHandle": f"in{i}"})
         rec = records.get(n.name)
         nodes.append({"id": n.name, "kind": "op", "op": n.op, "label": n.name,
-                      "attrs": _jsonable(dict(n.attrs)), "layer": layer_params(g, n), "slots": slots,
+                      "attrs": jsonable(dict(n.attrs)), "layer": layer_params(g, n), "slots": slots,
                       "outputs": [tensor_json(t) for t in n.outputs],
                       "macs": rec.macs if rec else 0, "params": rec.params if rec else 0,
                       "weight_bytes": rec.weight_bytes if rec else 0,

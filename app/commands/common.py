@@ -1,9 +1,9 @@
-"""Shared by the `tinystudio` commands: model arguments, input shapes, model JSON, graph files."""
+"""Shared by the `tinystudio` commands: model arguments, input shapes, model JSON, --out checks, progress."""
 from __future__ import annotations
 
+import json
 import os
-
-import numpy as np
+import sys
 
 from engine.errors import TinyStudioError
 
@@ -57,32 +57,37 @@ def load_tsgraph(path: str):
     return load(path)
 
 
-def save_model(graph, out: str) -> None:
-    """Write .onnx or .tsgraph via a temporary file, so a failed write leaves nothing behind."""
-    from engine.exporters.onnx_export import save_onnx
-    from engine.serialize import save
+def check_out(out: str) -> None:
+    """--out of a command that writes a model: a .onnx or .tsgraph file in a folder that exists."""
+    if not out.lower().endswith((".onnx", ".tsgraph")):
+        raise TinyStudioError(f"--out {out}: write a .onnx or .tsgraph file")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise TinyStudioError(f"--out {out}: folder {folder} does not exist")
 
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
-        (save_onnx if out.lower().endswith(".onnx") else save)(graph, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+def model_for_data(args, data):
+    """MODEL for `train` and `compress` with a data set: a zoo spec sized for the data set, a .tsgraph, or any
+    importable model file."""
+    from engine.train import adapt_zoo
+
+    if args.model.strip().lower().startswith("zoo:"):
+        return adapt_zoo(args.model, data, seed=args.seed)
+    if args.model.lower().endswith(".tsgraph"):
+        return load_tsgraph(args.model)
+    return open_model(args)
+
+
+def progress_log(quiet: bool):
+    """Progress lines "[ 50%] message" on stderr, or None when quiet."""
+    return None if quiet else (lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr))
+
+
+def print_json(doc) -> int:
+    """--json: the document on stdout (indented by one space); the command's exit status, 0."""
+    print(json.dumps(doc, indent=1))
+    return 0
 
 
 def fmt_int(n: int) -> str:
     return f"{n:,}"
-
-
-def load_array(path: str) -> dict[str, np.ndarray] | np.ndarray:
-    if not os.path.isfile(path):
-        raise TinyStudioError(f"{path}: no such input file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise TinyStudioError(f"{path}: not a readable .npy/.npz array file ({e})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            return {k: data[k] for k in data.files}
-    return data

@@ -120,23 +120,3 @@ def per_class_accuracy(confusion: list[list[int]] | None, class_names=()) -> lis
         name = class_names[i] if i < len(class_names) else str(i)
         rows.append({"class": name, "samples": n, "correct": int(row[i]), "accuracy": row[i] / n if n else None})
     return rows
-
-
-# Compression actions that make sense on an untrained model: the others (quantization accuracy, pruning by
-# importance, QAT, distillation) measure or keep what the weights learned, so the page warns before running them.
-NO_TRAINING_NEEDED = ("fold-bn",)
-
-
-def result_trained(base_trained: bool, action: str, params: dict) -> bool:
-    """Is the result of a compression action on a version trained? Fine-tuning on data trains it."""
-    if base_trained:
-        return True
-    from engine.compress import ACTIONS
-
-    spec = ACTIONS.get(action)
-    return bool(spec and spec.trains and params.get("epochs", 1) and params.get("epochs", 1) > 0)
-
-
-def without_untrained_accuracy(rows: list[dict], trained: bool) -> list[dict]:
-    """Figure rows ({"figure": ...}) without the accuracy row when the model is untrained (it means nothing)."""
-    return rows if trained else [r for r in rows if r.get("key", r.get("figure")) != "accuracy"]

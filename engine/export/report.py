@@ -39,21 +39,23 @@ def base_report(graph, lib, mcu) -> dict:
     }
 
 
-def _b(n) -> str:
-    return f"{int(n):,} B" if _num(n) else "n/a"
+def byte_text(n) -> str:
+    """"1,234 B", or "n/a" when the report has no number there."""
+    return f"{int(n):,} B" if is_number(n) else "n/a"
 
 
 def _kb(n) -> str:
-    return f"{n / 1024:,.1f} KB" if _num(n) else "n/a"
+    return f"{n / 1024:,.1f} KB" if is_number(n) else "n/a"
 
 
-def _num(v) -> bool:
+def is_number(v) -> bool:
+    """A figure in a report: an int or float, not a bool (reports from the store may hold anything)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def measured_ok(meas) -> bool:
     """True when the report has measured flash/RAM figures (old or partial reports may not)."""
-    return isinstance(meas, dict) and all(_num(meas.get(k)) for k in
+    return isinstance(meas, dict) and all(is_number(meas.get(k)) for k in
                                           ("flash_bytes", "ram_bytes", "text", "rodata", "data", "bss", "stack"))
 
 
@@ -65,26 +67,26 @@ def not_measured_why(rep: dict) -> str:
 def memory_table(rep: dict) -> list[str]:
     est, meas = rep.get("estimate") or {}, rep.get("measured") or {}
     rows = ["| figure | bytes | how it was obtained |", "|---|---:|---|",
-            f"| tensor arena (static, in .bss) | {_b(rep.get('arena_bytes'))} | memory planner "
+            f"| tensor arena (static, in .bss) | {byte_text(rep.get('arena_bytes'))} | memory planner "
             f"({rep.get('planner', 'engine.memory')}); the generated code uses these offsets |"]
     if measured_ok(meas):
         rows += [
-            f"| flash: code (.text) | {_b(meas['text'])} | measured (arm-none-eabi-size, {meas.get('cflags', '')}) |",
-            f"| flash: constants (.rodata: weights, biases, requantization) | {_b(meas['rodata'])} | measured |",
-            f"| flash: initialised data (.data) | {_b(meas['data'])} | measured |",
-            f"| **flash total** (text + rodata + data) | **{_b(meas['flash_bytes'])}** | measured |",
-            f"| RAM: .data + .bss (arena included) | {_b(meas['data'] + meas['bss'])} | measured |",
-            f"| RAM: stack below `{rep['library']['name']}_run` | {_b(meas['stack'])} | measured: "
+            f"| flash: code (.text) | {byte_text(meas['text'])} | measured (arm-none-eabi-size, {meas.get('cflags', '')}) |",
+            f"| flash: constants (.rodata: weights, biases, requantization) | {byte_text(meas['rodata'])} | measured |",
+            f"| flash: initialised data (.data) | {byte_text(meas['data'])} | measured |",
+            f"| **flash total** (text + rodata + data) | **{byte_text(meas['flash_bytes'])}** | measured |",
+            f"| RAM: .data + .bss (arena included) | {byte_text(meas['data'] + meas['bss'])} | measured |",
+            f"| RAM: stack below `{rep['library']['name']}_run` | {byte_text(meas['stack'])} | measured: "
             f"{meas.get('stack_method', '')} |",
-            f"| **RAM total** (data + bss + stack) | **{_b(meas['ram_bytes'])}** | measured |",
-            f"| input/output buffers (yours, not included above) | {_b(meas.get('io_bytes'))} | "
+            f"| **RAM total** (data + bss + stack) | **{byte_text(meas['ram_bytes'])}** | measured |",
+            f"| input/output buffers (yours, not included above) | {byte_text(meas.get('io_bytes'))} | "
             "from the tensor shapes |",
         ]
     else:
         rows.append(f"| flash and RAM of the built library | not measured | {not_measured_why(rep)} |")
     if est:
-        rows += [f"| flash | {_b(est.get('flash_bytes'))} | estimate ({est.get('runtime')} runtime model) |",
-                 f"| RAM | {_b(est.get('ram_bytes'))} | estimate ({est.get('runtime')} runtime model) |"]
+        rows += [f"| flash | {byte_text(est.get('flash_bytes'))} | estimate ({est.get('runtime')} runtime model) |",
+                 f"| RAM | {byte_text(est.get('ram_bytes'))} | estimate ({est.get('runtime')} runtime model) |"]
     return rows
 
 
@@ -92,13 +94,13 @@ def timing_lines(rep: dict) -> list[str]:
     est, ver = rep.get("estimate") or {}, rep.get("verify") or {}
     out = []
     t = rep.get("target") or {}
-    if _num(est.get("latency_ms")) and _num(t.get("clock_mhz")):
+    if is_number(est.get("latency_ms")) and is_number(t.get("clock_mhz")):
         out.append(f"- Latency on {t.get('name')} at {t['clock_mhz']:g} MHz: "
                    f"{est['latency_ms']:.2f} ms, energy {est.get('energy_uj') or 0:.0f} uJ per inference "
                    f"(estimate, {est.get('runtime')} runtime model).")
     else:
         out.append("- Latency: not estimated in this report.")
-    if _num(ver.get("instructions_per_inference")) and _num(ver.get("instructions_per_mac")):
+    if is_number(ver.get("instructions_per_inference")) and is_number(ver.get("instructions_per_mac")):
         out.append(f"- Executed instructions per inference: {ver['instructions_per_inference']:,.0f} "
                    f"({ver['instructions_per_mac']:.2f} per MAC) (measured in QEMU {ver.get('machine')}; "
                    "instructions, not cycles).")
@@ -111,12 +113,12 @@ def verify_line(rep: dict) -> str:
     if mode == "none":
         return "Not verified in this export (host or QEMU verification checks the C against the int8 reference)."
     where = "on the host (gcc)" if mode == "host" else f"in QEMU {v.get('machine')} (arm-none-eabi-gcc)"
-    n = v.get("inputs") if _num(v.get("inputs")) else 0
+    n = v.get("inputs") if is_number(v.get("inputs")) else 0
     if v.get("bit_exact"):
         return (f"Verified {where}: the C output equals the TinyStudio int8 reference byte for byte on "
                 f"{n} inputs (the golden input and {max(n - 1, 0)} random ones).")
     mm = v.get("first_mismatch") or {}
-    bad = n - v["matched"] if _num(v.get("matched")) else "some"
+    bad = n - v["matched"] if is_number(v.get("matched")) else "some"
     return (f"**Verification FAILED {where}**: {bad} of {n} inputs differ "
             f"(first: input #{mm.get('case')}, output '{mm.get('output')}' at {mm.get('index')}: C {mm.get('got')}, "
             f"reference {mm.get('expected')}).")

@@ -8,15 +8,11 @@ missing or odd one renders as "not measured: why" or "n/a", never as an exceptio
 """
 from __future__ import annotations
 
-from engine.export.report import _num, measured_ok, not_measured_why
+from engine.export.report import byte_text, is_number, measured_ok, not_measured_why
 
 
 def _d(x) -> dict:
     return x if isinstance(x, dict) else {}
-
-
-def _bytes(v) -> str:
-    return f"{int(v):,} B" if _num(v) else "n/a"
 
 
 def verify_text(rep: dict) -> str:
@@ -25,10 +21,10 @@ def verify_text(rep: dict) -> str:
     if mode == "none":
         return "not verified"
     where = "host gcc" if mode == "host" else f"QEMU {v.get('machine') or ''}".strip()
-    n = v.get("inputs") if _num(v.get("inputs")) else 0
+    n = v.get("inputs") if is_number(v.get("inputs")) else 0
     if v.get("bit_exact"):
         return f"bit-exact on {n} inputs ({where})"
-    bad = n - v["matched"] if _num(v.get("matched")) else "some"
+    bad = n - v["matched"] if is_number(v.get("matched")) else "some"
     return f"MISMATCH on {bad} of {n} inputs ({where})"
 
 
@@ -37,26 +33,26 @@ def figure_rows(rep) -> list[dict]:
     est, meas, ver = _d(rep.get("estimate")), _d(rep.get("measured")), _d(rep.get("verify"))
     runtime = est.get("runtime") or "?"
     rows = [{"figure": "Verification", "value": verify_text(rep), "how": "C output vs the int8 reference"},
-            {"figure": "Tensor arena", "value": _bytes(rep.get("arena_bytes")), "how": "memory planner"}]
+            {"figure": "Tensor arena", "value": byte_text(rep.get("arena_bytes")), "how": "memory planner"}]
     if measured_ok(meas):
-        rows += [{"figure": "Flash (measured)", "value": _bytes(meas["flash_bytes"]),
+        rows += [{"figure": "Flash (measured)", "value": byte_text(meas["flash_bytes"]),
                   "how": f"measured (arm-none-eabi-size): text {meas['text']:,} + rodata {meas['rodata']:,} + "
                          f"data {meas['data']:,}"},
-                 {"figure": "RAM (measured)", "value": _bytes(meas["ram_bytes"]),
+                 {"figure": "RAM (measured)", "value": byte_text(meas["ram_bytes"]),
                   "how": f"measured: data + bss + stack ({meas.get('stack_method') or 'stack'})"}]
     else:
         why = not_measured_why(rep)
         rows += [{"figure": "Flash (measured)", "value": "not measured", "how": f"not measured: {why}"},
                  {"figure": "RAM (measured)", "value": "not measured", "how": f"not measured: {why}"}]
-    rows += [{"figure": "Flash (estimate)", "value": _bytes(est.get("flash_bytes")),
+    rows += [{"figure": "Flash (estimate)", "value": byte_text(est.get("flash_bytes")),
               "how": f"estimate, {runtime} runtime model"},
-             {"figure": "RAM (estimate)", "value": _bytes(est.get("ram_bytes")),
+             {"figure": "RAM (estimate)", "value": byte_text(est.get("ram_bytes")),
               "how": f"estimate, {runtime} runtime model"}]
     lat = est.get("latency_ms")
-    rows.append({"figure": "Latency", "value": f"{lat:.2f} ms" if _num(lat) else "n/a",
+    rows.append({"figure": "Latency", "value": f"{lat:.2f} ms" if is_number(lat) else "n/a",
                  "how": f"estimate: {est.get('runtime_note') or runtime + ' runtime model'}"})
     ipi, ipm = ver.get("instructions_per_inference"), ver.get("instructions_per_mac")
-    if _num(ipi) and _num(ipm):
+    if is_number(ipi) and is_number(ipm):
         rows.append({"figure": "Instructions per inference", "value": f"{ipi:,.0f} ({ipm:.2f} per MAC)",
                      "how": f"measured in QEMU {ver.get('machine') or ''} (instructions, not cycles)"})
     return rows
@@ -68,8 +64,8 @@ def text_lines(rep) -> list[str]:
     lib, t = _d(rep.get("library")), _d(rep.get("target"))
     macs = rep.get("macs")
     out = [f"bundle   {rep.get('bundle', '')}",
-           f"library  {lib.get('name', '?')}: {f'{macs:,}' if _num(macs) else 'n/a'} MACs, tensor arena "
-           f"{_bytes(rep.get('arena_bytes'))}, for {t.get('name', '?')} ({t.get('core', '?')})"]
+           f"library  {lib.get('name', '?')}: {f'{macs:,}' if is_number(macs) else 'n/a'} MACs, tensor arena "
+           f"{byte_text(rep.get('arena_bytes'))}, for {t.get('name', '?')} ({t.get('core', '?')})"]
     for r in figure_rows(rep):
         if r["figure"] in ("Tensor arena",):
             continue

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import store as db
-from app import export_flow as flow
+from app.workflows import export as flow
 from engine.importers import load_model
 from hwmodels.mcu import get_mcu
 
@@ -97,7 +97,7 @@ def test_a_float_version_is_calibrated_on_the_data_set_it_was_trained_on():
 
 def test_a_bad_calibration_upload_is_one_line_not_a_traceback():
     """A file that is not a zip raised zipfile.BadZipFile, which reached the Export page as a traceback."""
-    from app.widgets import load_calibration
+    from app.workflows.export import calibration_npz as load_calibration
     from engine.errors import TinyStudioError
 
     for data in (b"PK\x03\x04 not really a zip", b"garbage", b""):

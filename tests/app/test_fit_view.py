@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.charts import fit_headline, fit_rows, fit_summary, memory_timeline
-from app.profile_targets import page_precisions, profile_targets
+from app.workflows.profile import page_precisions, profile_targets
 from engine.importers import load_model
 from engine.profile import profile_graph
 from engine.zoo import build_zoo_model

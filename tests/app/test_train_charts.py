@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from app import train_charts
-from app.workflows.train import per_class_accuracy, result_trained, without_untrained_accuracy
+from app.workflows.compress import result_trained, without_untrained_accuracy
+from app.workflows.train import per_class_accuracy
 
 HISTORY = [{"epoch": 1, "train_loss": 1.5, "val_loss": 1.2, "val_accuracy": 0.6, "seconds": 0.1},
            {"epoch": 2, "train_loss": 0.7, "val_loss": 0.8, "val_accuracy": 0.8, "seconds": 0.1}]

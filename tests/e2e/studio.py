@@ -173,11 +173,16 @@ def select_option(page, label: str, text: str) -> None:
     page.get_by_role("option").filter(has_text=re.compile("^" + re.escape(text))).first.click()
 
 
-def create_zoo_session(page, model: str = "kws_dscnn", name: str | None = None) -> None:
-    """Sessions > New session > From the zoo: create `model` with its default parameters; lands on Design."""
+def new_session_tab(page, tab: str) -> None:
+    """Sessions > New session > `tab` ("From the zoo", "Upload a model", "Blank canvas")."""
     go(page, "Sessions")
     page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="From the zoo").click()
+    page.get_by_role("tab", name=tab).click()
+
+
+def create_zoo_session(page, model: str = "kws_dscnn", name: str | None = None) -> None:
+    """Sessions > New session > From the zoo: create `model` with its default parameters; lands on Design."""
+    new_session_tab(page, "From the zoo")
     if model != "kws_dscnn":
         select_option(page, "Model", model)
         wait_idle(page)

@@ -12,9 +12,7 @@ NODE = '.react-flow__node[data-id="{}"]'
 
 
 def _blank_session(page, name: str) -> None:
-    ui.go(page, "Sessions")
-    page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="Blank canvas").click()
+    ui.new_session_tab(page, "Blank canvas")
     form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Create blank session"))
     form.get_by_role("textbox", name="Session name").fill(name)
     form.get_by_role("button", name="Create blank session").click()
@@ -51,6 +49,16 @@ def _leave_via(page, title: str, choice: str, shot=None) -> None:
     if shot:
         page.screenshot(path=str(shot))
     dialog.get_by_role("button", name=choice).click()
+
+
+def _back_to_design(page, left_for: str, dense_1: str):
+    """Once on the `left_for` page, back to Design: its canvas, with node dense_1 showing `dense_1` (its
+    output shape)."""
+    page.get_by_role("heading", name=left_for, exact=True).wait_for(timeout=60_000)
+    ui.go(page, "Design")
+    frame = ui.canvas(page)
+    frame.locator(NODE.format("dense_1"), has_text=dense_1).wait_for()
+    return frame
 
 
 def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_page, shot):
@@ -113,19 +121,13 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     _leave_via(page, "Profile", "Keep editing", ui.REPO / "test-artifacts" / "e2e" / "canvas-leave-question.png")
     page.get_by_role("heading", name="Design", exact=True).wait_for()
     _leave_via(page, "Profile", "Leave, keep edits for later")
-    page.get_by_role("heading", name="Profile", exact=True).wait_for(timeout=60_000)
-    ui.go(page, "Design")
-    frame = ui.canvas(page)
-    frame.locator(NODE.format("dense_1"), has_text="1×5").wait_for()
+    frame = _back_to_design(page, "Profile", "1×5")
     _status(frame, "● Unsaved changes")
     _status(frame, "valid")
     assert "3 versions" in ui.caption(page)
     shot(page, "design-restored-draft")
     _leave_via(page, "History", "Discard changes")
-    page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
-    ui.go(page, "Design")
-    frame = ui.canvas(page)
-    frame.locator(NODE.format("dense_1"), has_text="1×10").wait_for()
+    frame = _back_to_design(page, "History", "1×10")
     _status(frame, "Saved")
 
     # Save from the question: a new version, then the page the user asked for.
@@ -136,9 +138,7 @@ def test_blank_canvas_to_cnn_drop_on_edge_discard_and_unsaved_edits(studio, new_
     ui.wait_versions(page, 4)
 
     # A reload or closing the tab with unsaved edits gets the browser's own question.
-    ui.go(page, "Design")
-    frame = ui.canvas(page)
-    frame.locator(NODE.format("dense_1"), has_text="1×7").wait_for()
+    frame = _back_to_design(page, "History", "1×7")
     _edit(frame, "dense_1", "out features", "3")
     _status(frame, "valid")
     with page.expect_event("dialog", timeout=10_000) as asked:

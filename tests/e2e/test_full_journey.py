@@ -84,9 +84,7 @@ def test_zoo_train_int8_prune_export_two_mcus(studio, new_page, shot, tmp_path):
 
 def test_blank_canvas_cnn_trained(studio, new_page, shot):
     page = new_page(studio.url)
-    ui.go(page, "Sessions")
-    page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="Blank canvas").click()
+    ui.new_session_tab(page, "Blank canvas")
     form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Create blank session"))
     form.get_by_role("textbox", name="Session name").fill("drawn digits CNN")
     form.get_by_role("textbox", name=re.compile("^Input shape")).fill("1,1,8,8")  # digits: 8x8 grey images

@@ -197,9 +197,7 @@ def test_history_in_words(studio, new_page, shot, tmp_path):
     # An uploaded TFLite file: kept as uploaded, shown in Netron beside the version.
     path = tmp_path / "tiny.tflite"
     path.write_bytes(_tiny_tflite())
-    ui.go(page, "Sessions")
-    page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="Upload a model").click()
+    ui.new_session_tab(page, "Upload a model")
     uploader = page.get_by_test_id("stFileUploader").first
     uploader.locator('input[type="file"]').set_input_files(str(path))
     uploader.get_by_test_id("stFileChip").filter(has_text=path.name).wait_for()

@@ -9,9 +9,7 @@ MCUS = ["esp32s3", "nrf52840", "stm32f746ng"]
 
 
 def _create_mobilenet(page) -> None:
-    ui.go(page, "Sessions")
-    page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="From the zoo").click()
+    ui.new_session_tab(page, "From the zoo")
     ui.select_option(page, "Model", "mobilenetv2")
     ui.wait_idle(page)
     form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Create session"))
@@ -80,9 +78,7 @@ def test_profile_page_int8_version_and_a_model_without_int8_kernels(studio, new_
 
     page = new_page(studio.url)
     # An int8 TFLite file: shown as it is, no switch.
-    ui.go(page, "Sessions")
-    page.get_by_role("tab", name="New session").click()
-    page.get_by_role("tab", name="Upload a model").click()
+    ui.new_session_tab(page, "Upload a model")
     uploader = page.get_by_test_id("stFileUploader").first
     uploader.locator('input[type="file"]').set_input_files(str(MLPERF / "kws_ref_model.tflite"))
     uploader.get_by_test_id("stFileChip").filter(has_text="kws_ref_model.tflite").wait_for()

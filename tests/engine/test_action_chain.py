@@ -24,19 +24,17 @@ from engine.train import adapt_zoo, evaluate, train
 from engine.train.graphs import adapt_input_layout, data_mismatch, sample_shape
 from engine.tryit import dataset_sample, sample_from_npy, try_input
 from engine.zoo import build_zoo_model
+from tests.fixtures.digits import digits_subset, trained_zoo
 
 
 @pytest.fixture(scope="module")
 def data():
-    d = load_dataset("digits")
-    return dataclasses.replace(d, x_train=d.x_train[:480], y_train=d.y_train[:480], x_val=d.x_val[:120],
-                               y_val=d.y_val[:120])
+    return digits_subset(480, 120)
 
 
 @pytest.fixture(scope="module")
 def lenet(data):
-    g, _ = train(adapt_zoo("zoo:lenet5", data), data, epochs=6, lr=3e-3, batch_size=32)
-    return g
+    return trained_zoo("zoo:lenet5", data, epochs=6)
 
 
 @pytest.fixture(scope="module")

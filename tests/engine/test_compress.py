@@ -6,7 +6,6 @@ magnitude sparsity, early-exit outputs, pruned and factorized models exported to
 Small data (a slice of the real `digits` set) and one or two epochs keep the whole file fast."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -19,13 +18,13 @@ from engine.compress.channels import analyze, apply_pruning
 from engine.compress.lowrank import factorize, rank_for_energy, svd_factors, tucker2, tucker2_reconstruct
 from engine.compress.mixed import int4_weights
 from engine.compress.ternary import ternarize
-from engine.data import load_dataset
 from engine.execute import run_graph
 from engine.serialize import content_hash
 from engine.summary import graph_cost
 from engine.train import adapt_zoo, train
 from engine.validate import infer_shapes
 from engine.zoo import build_zoo_model
+from tests.fixtures.digits import digits_subset, trained_zoo
 
 FAST = {"epochs": 1}
 PARAMS = {  # one fast setting per action
@@ -46,15 +45,12 @@ def assert_close(got, want, atol=1e-5, what=""):
 
 @pytest.fixture(scope="module")
 def data():
-    d = load_dataset("digits")
-    return dataclasses.replace(d, x_train=d.x_train[:320], y_train=d.y_train[:320], x_val=d.x_val[:96],
-                               y_val=d.y_val[:96])
+    return digits_subset(320, 96)
 
 
 @pytest.fixture(scope="module")
 def lenet(data):
-    g, _ = train(adapt_zoo("zoo:lenet5?act=relu", data), data, epochs=4, lr=3e-3, batch_size=32)
-    return g
+    return trained_zoo("zoo:lenet5?act=relu", data, epochs=4)
 
 
 def resnet(bn=True, filters=4):

@@ -371,3 +371,24 @@ def test_training_matches_pytorch_after_import():
     assert_close(m.tensor("0.weight").grad.numpy(), ref[0].weight.grad.numpy(), "conv weight grad")
     assert_close(m.tensor("1.running_mean").numpy(), ref[1].running_mean.numpy(), "running mean")
     assert_close(m.tensor("1.running_var").numpy(), ref[1].running_var.numpy(), "running var")
+
+
+def test_binary_ops_with_learned_constant_operands_are_the_op_librarys_binary_ops():
+    """torch_export counts a constant float operand of a binary op as a parameter (as the op library's
+    _Binary.count_params does) by the names of its binary planners: they must be exactly the _Binary ops."""
+    from engine.exporters.torch_ops_tensor import BINARY
+    from engine.ops.base import OPS
+    from engine.ops.elementwise import _Binary
+
+    assert set(BINARY) == {name for name, op in OPS.items() if isinstance(op, _Binary)}
+
+
+def test_fake_quant_clamps_to_each_integer_range_int4_included():
+    from engine.exporters.torch_export import fake_quant
+    from engine.ir import int_range
+
+    assert int_range("int4") == (-8, 7) and int_range("int8") == (-128, 127) and int_range("uint8") == (0, 255)
+    x = torch.tensor([-100.0, -0.26, 0.24, 100.0])
+    q = Quant(np.float32(0.5), 0)
+    np.testing.assert_allclose(fake_quant(x, q, "int4").numpy(), [-4.0, -0.5, 0.0, 3.5])
+    np.testing.assert_allclose(fake_quant(x, q, "int8").numpy(), [-64.0, -0.5, 0.0, 63.5])

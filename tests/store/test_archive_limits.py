@@ -160,12 +160,18 @@ def test_session_constants_cap(tmp_path, monkeypatch):
         assert import_session_file(st, path).version_count == 1
 
 
-def test_huge_input_shape_is_a_session_file_error(tmp_path):
+def huge_input_graph() -> Graph:
+    """Relu over a (2**31, 2**31) float32 input: 2**64 bytes of activations, far over every limit."""
     g = Graph("huge_input")
     g.tensors["X"] = Tensor("X", (1 << 31, 1 << 31), "float32")
     g.tensors["Y"] = Tensor("Y", (1 << 31, 1 << 31), "float32")
     g.nodes.append(Node("Relu", "relu", ["X"], ["Y"], {}))
     g.inputs, g.outputs = ["X"], ["Y"]
+    return g
+
+
+def test_huge_input_shape_is_a_session_file_error(tmp_path):
+    g = huge_input_graph()
     path = write_archive(str(tmp_path / "huge.tinystudio"), g)
     with open_store(str(tmp_path / "s.duckdb")) as st:
         with pytest.raises(SessionFileError) as e:
@@ -197,11 +203,7 @@ def test_tsgraph_files_have_the_same_limits(tmp_path):
     from engine.errors import ModelFormatError
     from engine.serialize import load, save
 
-    g = Graph("huge_input")
-    g.tensors["X"] = Tensor("X", (1 << 31, 1 << 31), "float32")
-    g.tensors["Y"] = Tensor("Y", (1 << 31, 1 << 31), "float32")
-    g.nodes.append(Node("Relu", "relu", ["X"], ["Y"], {}))
-    g.inputs, g.outputs = ["X"], ["Y"]
+    g = huge_input_graph()
     save(g, str(tmp_path / "huge.tsgraph"))
     with pytest.raises(ModelFormatError, match=r"huge.tsgraph: corrupted TinyStudio graph file \(tensor 'X' of shape "
                                                r"\[2147483648, 2147483648\] needs .* over the limit"):

@@ -1,15 +1,24 @@
-"""The Export page's work beside its layout: which verifications an MCU offers, the dataset record of a
-version, the background export job that stores its bundle, and safe rendering data for stored reports.
+"""Exporting a version: what the Export page and `tinystudio export` share, and the page's work beside its
+layout (which verifications an MCU offers, the dataset record of a version, the background job that stores the
+bundle, safe rendering data for stored reports).
 
+    res = export_version(graph, "stm32f746ng", "bundle.zip", verify="host", calibration=feeds)  # the CLI's call
     options = verify_choices(mcu)          # [("host", ""), ("qemu", "why not" or ""), ("none", "")]
     work = export_job(version_id, mcu, verify, n_inputs, calibration, name, dataset)   # for app.jobs.submit
+
+Calibration comes from the user (a .npy/.npz file, `calibration_file`, or an uploaded .npz, `calibration_npz`),
+else from the built-in data set the version was trained on (`dataset_calibration`), else the export calibrates on
+synthetic data and says so.
 """
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 import store as db
+from app.workflows.files import load_array
 from engine.errors import TinyStudioError
 
 VERIFY_LABELS = {"host": "host (gcc, byte for byte)", "qemu": "QEMU (emulated Cortex-M core)", "none": "none"}
@@ -71,13 +80,69 @@ def dataset_calibration(graph, dataset: dict | None, n: int = 256):
         return None
 
 
+def calibration_file(path: str, graph):
+    """--calibration FILE.npz/.npy -> what quantize_model takes: an (N, ...) array for a one-input model, or one
+    dict per sample keyed by input name."""
+    data = load_array(path)
+    if not isinstance(data, dict):
+        data = {graph.inputs[0]: data} if len(graph.inputs) == 1 else data
+    if not isinstance(data, dict):
+        raise TinyStudioError(f"{path}: the model has inputs {graph.inputs}; save an .npz with one array per input")
+    if len(graph.inputs) == 1 and len(data) == 1:
+        return np.asarray(next(iter(data.values())), np.float32)
+    missing = [n for n in graph.inputs if n not in data]
+    if missing:
+        raise TinyStudioError(f"{path}: no array for input(s) {missing}; the arrays are {sorted(data)}")
+    counts = {len(data[n]) for n in graph.inputs}
+    if len(counts) != 1:
+        raise TinyStudioError(f"{path}: the inputs have different sample counts {sorted(counts)}")
+    return [{n: np.asarray(data[n][i], np.float32) for n in graph.inputs} for i in range(counts.pop())]
+
+
+def calibration_npz(data: bytes, name: str):
+    """Calibration samples from an uploaded .npz (never unpickled): one array (N, ...) for a single-input
+    model, or one array per input name -> a list of per-sample feeds."""
+    import io
+    import zipfile
+
+    from engine.data import MAX_BYTES
+    from engine.errors import one_line
+    from engine.serialize import npz_declared_bytes
+
+    try:  # what numpy would allocate, from the .npy headers alone, before it inflates anything
+        declared = npz_declared_bytes(data, name)
+        if declared > MAX_BYTES:
+            raise TinyStudioError(f"{name}: arrays declare {declared:,} bytes, more than the {MAX_BYTES:,} byte limit")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise TinyStudioError(f"{name}: not a readable .npz file ({one_line(str(e))})") from None
+    if not arrays:
+        raise TinyStudioError(f"{name}: the .npz file holds no arrays")
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise TinyStudioError(f"{name}: the arrays hold different numbers of samples {sorted(counts)}")
+    return [{k: a[i] for k, a in arrays.items()} for i in range(counts.pop())]
+
+
+def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
+                   log=None, name: str | None = None, dataset: dict | None = None):
+    """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
+    data set the version was trained on (`dataset`, see dataset_calibration)."""
+    from engine.export.pipeline import export_model
+
+    calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
+    return export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
+                        dataset=dataset)
+
+
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
                name: str, dataset: dict | None):
     """The work function for app.jobs.submit: export into a temporary zip and store report and bundle."""
 
     def work(progress):
-        from engine.export.pipeline import export_model
-
         def log(message: str) -> None:
             done = sum(any(message.startswith(step) for step in STEPS[: i + 1]) for i in range(len(STEPS)))
             progress(min(0.95, 0.1 + 0.85 * done / len(STEPS)), message)
@@ -85,9 +150,8 @@ def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bundle.zip"
             graph = get_graph(version_id)
-            calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
-            res = export_model(graph, mcu, out, verify=verify, n_inputs=int(n_inputs),
-                               calibration=calib, log=log, name=name, dataset=dataset)
+            res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
+                                 log=log, name=name, dataset=dataset)
             rec = db.add_export(store_getter(), version_id, mcu, res.report, bundle=out.read_bytes(),
                                 options={"verify": verify, "inputs": int(n_inputs), "name": res.lib.name})
         return {"export_id": rec.id, "warnings": res.warnings}
