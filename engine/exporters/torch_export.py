@@ -85,6 +85,16 @@ class GraphModule(nn.Module):
         holder, key = self._const_attr[name]
         return self.params[key] if holder == "params" else getattr(self.consts, key)
 
+    def run_steps(self, env: dict[str, torch.Tensor]) -> None:
+        """Run every node on `env` (graph inputs and constants already in it), adding each output to it. No dtype
+        cast: a caller that wants float64 (the synflow proxy) passes float64 tensors."""
+        for _, ins, outs, step in self._steps:
+            ys = step([env[i] if i else None for i in ins], self)
+            for o, y in zip(outs, ys):
+                if self.simulate_quant and o in self._out_quant:
+                    y = fake_quant(y, *self._out_quant[o])
+                env[o] = y
+
     def forward(self, *inputs):
         if len(inputs) != len(self.input_names):
             raise TypeError(f"graph '{self.graph_name}' takes {len(self.input_names)} inputs "
@@ -102,12 +112,7 @@ class GraphModule(nn.Module):
             env[name] = x
         for name in self._const_attr:
             env[name] = self.tensor(name)
-        for _, ins, outs, step in self._steps:
-            ys = step([env[i] if i else None for i in ins], self)
-            for o, y in zip(outs, ys):
-                if self.simulate_quant and o in self._out_quant:
-                    y = fake_quant(y, *self._out_quant[o])
-                env[o] = y
+        self.run_steps(env)
         res = tuple(env[o] for o in self.output_names)
         return res[0] if len(res) == 1 else res
 

@@ -124,9 +124,7 @@ def synflow(graph: Graph, x: np.ndarray) -> float:
     # GraphModule.forward casts inputs to float32; the loop below is its forward in float64.
     env = {name: module.tensor(name) for name in module.tensor_keys}
     env[g.inputs[0]] = to_layout(g, torch.ones((1, *sample_shape(g)), dtype=torch.float64))
-    for _, ins, outs, step in module._steps:
-        for o, y in zip(outs, step([env[i] if i else None for i in ins], module)):
-            env[o] = y
+    module.run_steps(env)
     total = sum(env[o].sum() for o in g.outputs)
     if not torch.isfinite(total):
         raise TinyStudioError(f"proxy synflow: graph '{graph.name}' overflows float64 with all-positive weights")
