@@ -1,0 +1,82 @@
+"""Every op-category set outside engine/ops is derived from the op traits (engine/ops/base.py OpDef).
+
+The literal lists below are the hand-written lists these modules held before the traits existed (issue 17); the
+derived sets must stay equal to them. A set may change only when an op's trait changes: then change the literal
+here in the same commit, saying which trait moved.
+"""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from engine.ops import OPS, ops_where
+
+PINNED = {
+    ("engine.memory.lifetimes", "INPLACE_OPS"): {
+        "Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Exp",
+        "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Cast",
+        "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu",
+        "BatchNormalization", "QuantizeLinear", "DequantizeLinear"},
+    ("engine.passes.layout", "SPATIAL"): {
+        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "BatchNormalization", "Resize"},
+    ("engine.passes.layout", "UNARY"): {
+        "Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf",
+        "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Identity", "Dropout", "Cast"},
+    ("engine.passes.layout", "BINARY"): {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"},
+    ("engine.passes.noops", "_VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
+    ("engine.passes.quantize", "SAME_GRID"): {
+        "MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
+        "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
+        "Pad", "Concat"},
+    ("engine.passes.quantize", "WEIGHTED"): {"Conv", "Gemm"},
+    ("engine.passes.fuse", "FUSABLE"): {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"},
+    ("engine.compress.channels", "PASS_THROUGH"): {
+        "Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
+        "Abs", "Neg", "Exp", "Erf", "Sqrt", "Floor", "Ceil", "Reciprocal", "Log", "Identity", "Dropout",
+        "Cast", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "QuantizeLinear",
+        "DequantizeLinear"},
+    ("engine.compress.channels", "BINARY"): {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu"},
+    ("engine.compress.channels", "VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
+    ("engine.compress.base", "WEIGHTED"): {"Conv", "Gemm"},
+    ("engine.int8.lower", "_MOVES"): {
+        "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Identity",
+        "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize"},
+    ("hwmodels.estimate", "_POOLS"): {
+        "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+        "ReduceSum"},
+    ("hwmodels.estimate", "_SOFTMAX"): {"Softmax", "LogSoftmax"},
+    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul"},
+    ("engine.exporters.onnx_export", "_LAYOUT_OPS"): {
+        "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+        "BatchNormalization", "Resize"},
+    ("engine.exporters.onnx_export", "_SAME_NAME"): {
+        "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Erf",
+        "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
+        "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
+        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose"},
+    ("app.canvas.table", "_WEIGHTED"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
+    ("app.canvas.table", "_WINDOWED"): {"Conv", "ConvTranspose", "MaxPool", "AveragePool"},
+    ("engine.diff", "_CHANNEL_OPS"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
+    ("engine.train.graphs", "PROBABILITY_OPS"): {"Softmax", "LogSoftmax"},
+}
+
+
+@pytest.mark.parametrize("where", sorted(PINNED), ids=lambda w: f"{w[0]}.{w[1]}")
+def test_derived_set_equals_the_pinned_list(where):
+    module, name = where
+    got = set(getattr(importlib.import_module(module), name))
+    want = PINNED[where]
+    assert got == want, f"{module}.{name}: extra {sorted(got - want)}, missing {sorted(want - got)}"
+
+
+def test_fixed_output_grids_pinned():
+    from engine.passes.quantize import FIXED_OUTPUT
+    assert dict(FIXED_OUTPUT) == {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+
+
+def test_ops_where_reads_the_registry():
+    assert ops_where(lambda op: op.is_view) == frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+    assert ops_where(lambda op: True) == frozenset(OPS)
+    assert isinstance(ops_where(lambda op: False), frozenset)
