@@ -30,16 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.ir import FLOAT_DTYPES, Graph
+from engine.ops import ops_where
 from engine.summary import layer_records
 from engine.validate import infer_shapes, node_context
 from hwmodels.mcu import MCU, get_mcu
 from hwmodels.runtime import CoreProfile, Runtime, get_runtime
 
 MAC_KINDS = ("conv", "pointwise", "depthwise", "fc")
-_POOLS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
-          "ReduceSum"}
-_SOFTMAX = {"Softmax", "LogSoftmax"}
-_FC = {"Gemm", "MatMul"}
+_POOLS = ops_where(lambda op: op.cost_kind == "pool")
+_SOFTMAX = ops_where(lambda op: op.cost_kind == "softmax")
+_FC = ops_where(lambda op: op.cost_kind == "fc")
 
 
 @dataclass(frozen=True)
@@ -161,18 +161,15 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             kind = "noop"
         elif ctx.op.is_view:
             kind = "view"
-        elif node.op in ("Conv", "ConvTranspose"):
+        elif ctx.op.cost_kind == "conv":
             layout = ctx.attr("layout")
             x, w = ctx.ins[0].shape, ctx.ins[1].shape
             cin, g_ = _channels(x, layout), int(ctx.attr("group"))
             kshape = w[2:] if layout == "NCHW" else w[1:-1]
             taps = int(np.prod(kshape)) if len(kshape) else 1
             chans = _channels(ctx.outs[0].shape, layout) if dtype not in FLOAT_DTYPES else 0
-            if node.op == "Conv" and g_ == cin and cin > 1:
-                kind, column = "depthwise", taps
-            else:
-                kind = "pointwise" if node.op == "Conv" and taps == 1 and g_ == 1 else "conv"
-                column = max(1, cin // g_) * taps
+            kind = ctx.op.cost_kind_of(ctx)  # conv, or Conv's depthwise / pointwise
+            column = taps if kind == "depthwise" else max(1, cin // g_) * taps
         elif node.op in _FC:
             kind = "fc"
             a = ctx.ins[0].shape
@@ -183,7 +180,7 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             cin = column
         elif node.op in _POOLS:
             kind = "pool"
-            if node.op in ("MaxPool", "AveragePool"):
+            if ctx.op.windowed:
                 elements = ctx.outs[0].size * int(np.prod(ctx.attr("kernel_shape")))
             else:
                 elements = ctx.ins[0].size

@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.errors import TinyStudioError
 from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
+from engine.ops import ops_where
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -133,7 +134,7 @@ def parse_params(action: Action, given: dict[str, Any] | None) -> dict[str, Any]
 
 # ---- graph helpers ---------------------------------------------------------------------------------
 
-WEIGHTED = ("Conv", "Gemm")
+WEIGHTED = ops_where(lambda op: op.weighted)
 
 
 def weighted_nodes(g: Graph) -> list[Node]:

@@ -26,15 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.ir import Graph, Node
+from engine.ops import ops_where
 from engine.ops.base import norm_axis
 from engine.validate import infer_shapes, topological_order
 
-PASS_THROUGH = ("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
-                "Abs", "Neg", "Exp", "Erf", "Sqrt", "Floor", "Ceil", "Reciprocal", "Log", "Identity", "Dropout",
-                "Cast", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "QuantizeLinear",
-                "DequantizeLinear")
-BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu")
-VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+PASS_THROUGH = ops_where(lambda op: op.prunes_through)
+BINARY = ops_where(lambda op: op.elementwise == "binary")  # per-channel constants are pruned with the data
+VIEWS = ops_where(lambda op: op.is_view)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import GraphError
 from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
-from engine.ops import get_op
+from engine.ops import get_op, ops_where
 from engine.validate import infer_shapes, topological_order
 
 MIN_OPSET = 13
@@ -34,12 +34,8 @@ ONNX_DTYPE = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "flo
               "int4": TensorProto.INT4}
 _TO_NCHW = {3: [0, 2, 1], 4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
 _TO_NHWC = {3: [0, 2, 1], 4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
-_LAYOUT_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-               "BatchNormalization", "Resize"}
-_SAME_NAME = {"Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Erf",
-              "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
-              "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
-              "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose"}
+_LAYOUT_OPS = ops_where(lambda op: op.has_layout)
+_SAME_NAME = ops_where(lambda op: op.onnx_same)
 
 
 def _quantized(t: Tensor) -> bool:

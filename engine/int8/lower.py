@@ -388,8 +388,8 @@ def _dequantize(g: Graph, node: Node) -> Kernel:
 
 # ---- data movement: integers move unchanged, so every quantized tensor must share one grid ---------
 
-_MOVES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Identity",
-          "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize")
+from engine.ops import ops_where  # noqa: E402  (kept beside _MOVES: the rest of this module is int8rec's)
+_MOVES = ops_where(lambda op: op.moves_values)
 
 
 @lowers(*_MOVES)

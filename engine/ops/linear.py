@@ -11,6 +11,8 @@ from engine.ops.base import (FUSED_ACTIVATION, Attr, Cost, OpDef, activation_flo
 class Gemm(OpDef):
     name = "Gemm"
     inputs = ("A", "B", "C?")
+    weighted = sets_channels = fuses_activation = onnx_same = True
+    cost_kind = "fc"
     attrs = {"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0), "transA": Attr("int", 0, (0, 1)),
              "transB": Attr("int", 0, (0, 1)), **FUSED_ACTIVATION}
     param_inputs = (1, 2)
@@ -56,6 +58,9 @@ class MatMul(OpDef):
     name = "MatMul"
     inputs = ("A", "B")
     param_inputs = (1,)
+    sets_channels = onnx_same = True
+    cost_kind = "fc"
+    float_only = "no int8 lowering or C kernel yet (the fuse pass turns a MatMul with constant B into Gemm)"
     doc = "numpy.matmul semantics: batched, broadcasting, 1-D operands promoted."
 
     def _shapes(self, ctx):

@@ -13,6 +13,8 @@ class BatchNormalization(OpDef):
     inputs = ("X", "scale", "B", "input_mean", "input_var")
     attrs = {"epsilon": Attr("float", 1e-5), "momentum": Attr("float", 0.9), **LAYOUT}
     param_inputs = (1, 2, 3, 4)
+    inplace = onnx_same = True
+    float_only = "folded into the preceding Conv / Gemm before int8 (passes/fold.py); no standalone int8 kernel"
     doc = "Inference form: scale * (x - mean) / sqrt(var + epsilon) + B, per channel."
 
     def infer(self, ctx):
@@ -39,6 +41,7 @@ class LayerNormalization(OpDef):
     inputs = ("X", "Scale", "B?")
     attrs = {"axis": Attr("int", -1), "epsilon": Attr("float", 1e-5)}
     param_inputs = (1, 2)
+    float_only = "no int8 lowering or C kernel yet"
     doc = "Normalizes over the dims from `axis` on, then scale and shift."
 
     def infer(self, ctx):

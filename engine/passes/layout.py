@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ir import FLOAT_DTYPES, Graph, Node, Quant, Tensor
+from engine.ops import ops_where
 from engine.ops.base import norm_axis
 from engine.passes.base import PassReport, consumers_of, graph_pass
 from engine.passes.noops import bypass, is_noop
@@ -30,11 +31,9 @@ from engine.validate import topological_order
 
 CL = {3: (0, 2, 1), 4: (0, 2, 3, 1)}  # channels first -> channels last
 LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC")}
-SPATIAL = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-           "BatchNormalization", "Resize")
-UNARY = ("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf",
-         "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Identity", "Dropout", "Cast")
-BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu")
+SPATIAL = ops_where(lambda op: op.has_layout)  # converted to NHWC
+UNARY = ops_where(lambda op: op.elementwise == "unary")  # layout-agnostic: the permutation passes through
+BINARY = ops_where(lambda op: op.elementwise == "binary")
 Perm = tuple[int, ...]
 
 
