@@ -10,7 +10,8 @@ Latency model, per layer in execution order (figures from the runtime profile of
                  ConvTranspose), fc (Gemm, MatMul); L = reduction length per output (Cin/group * kH * kW,
                  or K of a matrix product), k = column_overhead (the few-input-channel penalty); depthwise
                  uses (C + k_dw) / C over its channel count C instead
-    other layers cycles = overhead + elements * cycles_per_element[kind]  (elementwise, pool, softmax)
+    other layers cycles = overhead + elements * cycles_per_element[kind]  (elementwise, pool, softmax); a
+                 windowed pool counts its window taps, LRN its MACs (squares summed over channel windows)
     views        Reshape/Flatten/Squeeze/Unsqueeze: overhead only; Identity/Dropout: nothing
 Float layers run at max(int8 cost, the runtime's float MAC cost): a hardware FPU (fpu "sp"; float64 needs
 "dp") costs `float_fpu_mac_cycles` per MAC, an MCU without one pays software floating point
@@ -182,6 +183,8 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             kind = "pool"
             if ctx.op.windowed:
                 elements = ctx.outs[0].size * int(np.prod(ctx.attr("kernel_shape")))
+            elif r.macs:  # a sliding sum over channels (LRN): one element per window tap
+                elements = int(r.macs)
             else:
                 elements = ctx.ins[0].size
         elif node.op in _SOFTMAX:

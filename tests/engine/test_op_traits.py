@@ -45,7 +45,8 @@ PINNED = {
         "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize"},
     ("hwmodels.estimate", "_POOLS"): {
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
-        "ReduceSum"},
+        "ReduceSum",
+        "LRN"},  # added with the op LRN (cost_kind "pool")
     ("hwmodels.estimate", "_SOFTMAX"): {"Softmax", "LogSoftmax"},
     ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul"},
     ("engine.exporters.onnx_export", "_LAYOUT_OPS"): {
@@ -55,7 +56,8 @@ PINNED = {
         "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Erf",
         "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
         "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
-        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose"},
+        "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose",
+        "LRN"},  # added with the op LRN (onnx_same)
     ("app.canvas.table", "_WEIGHTED"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
     ("app.canvas.table", "_WINDOWED"): {"Conv", "ConvTranspose", "MaxPool", "AveragePool"},
     ("engine.diff", "_CHANNEL_OPS"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
