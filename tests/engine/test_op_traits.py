@@ -39,6 +39,7 @@ PINNED = {
         "DequantizeLinear"},
     ("engine.compress.channels", "BINARY"): {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu"},
     ("engine.compress.channels", "VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
+    ("engine.compress.channels", "PROBABILITIES"): {"Softmax", "LogSoftmax"},
     ("engine.compress.base", "WEIGHTED"): {"Conv", "Gemm"},
     ("engine.int8.lower", "_MOVES"): {
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Identity",
