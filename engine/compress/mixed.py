@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.compress.base import Action, ActionContext, CompressError, Param, is_quantized_graph, subset
+from engine.compress.base import (WEIGHTED, Action, ActionContext, CompressError, Param, is_quantized_graph,
+                                  subset)
 from engine.compress.measure import predict, snr_db
 from engine.compress.quantize import PTQ_PARAMS, deploy_form, ptq, train_json
 from engine.ir import Graph, Quant, Tensor
@@ -60,7 +61,7 @@ def int4_weights(qgraph: Graph, node_names: list[str]) -> Graph:
 
 
 def _layers(qg: Graph) -> list[str]:
-    return [n.name for n in qg.nodes if n.op in ("Conv", "Gemm") and qg.tensors[n.inputs[1]].dtype == "int8"
+    return [n.name for n in qg.nodes if n.op in WEIGHTED and qg.tensors[n.inputs[1]].dtype == "int8"
             and qg.tensors[n.inputs[1]].data is not None]
 
 
@@ -159,7 +160,7 @@ def run_mixed(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Graph, di
         from engine.train import train
         bits = {}
         for nd in dep.nodes:
-            if nd.op in ("Conv", "Gemm") and nd.name in names:
+            if nd.op in WEIGHTED and nd.name in names:
                 bits[nd.inputs[1]] = 4 if nd.name in chosen else 8
         ctx.say(0.7, "fine-tuning with int4/int8 fake quantization")
         trained, tr = train(dep, data, epochs=params["epochs"], lr=params["lr"], seed=ctx.seed,

@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import GraphError
-from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
+from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor, unique_name
 from engine.ops import get_op, ops_where
 from engine.validate import infer_shapes, topological_order
 
@@ -54,12 +54,7 @@ class _Exporter:
 
     # -- building blocks
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.names:
-            i += 1
-            name = f"{base}_{i}"
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None, name: str | None = None,
              **attrs) -> str:

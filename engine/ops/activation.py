@@ -131,10 +131,15 @@ class _SoftmaxBase(OpDef):
     def cost(self, ctx):
         return Cost(0, 5 * ctx.outs[0].size, 0)
 
-    def _shifted(self, ctx, x):
-        axis = norm_axis(ctx.attr("axis"), x.ndim, ctx)
-        z = x.astype(np.float64) * ctx.attr("beta")
-        return z - z.max(axis=axis, keepdims=True), axis
+    @staticmethod
+    def normalize(z: np.ndarray, axis: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def run(self, ctx, xs):
+        axis = norm_axis(ctx.attr("axis"), xs[0].ndim, ctx)
+        z = xs[0].astype(np.float64) * ctx.attr("beta")
+        z = z - z.max(axis=axis, keepdims=True)  # shifted: exp never overflows
+        return [self.normalize(z, axis).astype(np.float32)]
 
 
 @register
@@ -143,10 +148,10 @@ class Softmax(_SoftmaxBase):
     fixed_grid = (1.0 / 256, -128)
     doc = "exp(beta*x) normalized along `axis` (ONNX opset >= 13 semantics; TFLite beta)."
 
-    def run(self, ctx, xs):
-        z, axis = self._shifted(ctx, xs[0])
+    @staticmethod
+    def normalize(z, axis):
         e = np.exp(z)
-        return [(e / e.sum(axis=axis, keepdims=True)).astype(np.float32)]
+        return e / e.sum(axis=axis, keepdims=True)
 
 
 @register
@@ -155,6 +160,6 @@ class LogSoftmax(_SoftmaxBase):
     float_only = "no int8 lowering or C kernel yet (int8 models end in Softmax)"
     doc = "log(softmax(x)) along `axis`."
 
-    def run(self, ctx, xs):
-        z, axis = self._shifted(ctx, xs[0])
-        return [(z - np.log(np.exp(z).sum(axis=axis, keepdims=True))).astype(np.float32)]
+    @staticmethod
+    def normalize(z, axis):
+        return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
