@@ -26,6 +26,7 @@ from engine.compress.base import (WEIGHTED, Action, ActionContext, CompressError
 from engine.compress.measure import predict, snr_db
 from engine.compress.quantize import PTQ_PARAMS, deploy_form, ptq, train_json
 from engine.ir import Graph, Quant, Tensor
+from engine.ops import OPS
 
 INT4_MAX = 7
 
@@ -39,7 +40,7 @@ def int4_weights(qgraph: Graph, node_names: list[str]) -> Graph:
         if w.dtype != "int8" or w.quant is None:
             raise CompressError(f"layer '{name}': weights '{w.name}' are {w.dtype}, expected int8 to requantize")
         real = w.float_data().astype(np.float64)
-        axis = 0 if node.op == "Conv" or node.attrs.get("transB", 0) else 1
+        axis = OPS[node.op].weight_channel_axis(node)
         other = tuple(i for i in range(real.ndim) if i != axis)
         m = np.abs(real).max(axis=other)
         scale = np.where(m > 0, m / INT4_MAX, 1.0).astype(np.float32)

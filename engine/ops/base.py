@@ -175,6 +175,10 @@ class OpDef:
         flops = sum(t.size for t in ctx.outs)
         return Cost(0, 0 if (self.is_view or self.is_noop) else flops, self.count_params(ctx))
 
+    def weight_channel_axis(self, node: Node) -> int:
+        """Axis of the weights (input 1) of a `weighted` op that indexes its output channels."""
+        raise NotImplementedError(f"{self.name} has no per-channel weights")
+
     def count_params(self, ctx: OpContext) -> int:
         return sum(ctx.ins[i].size for i in self.param_inputs
                    if i < len(ctx.ins) and ctx.ins[i] is not None and ctx.ins[i].data is not None)

@@ -123,6 +123,9 @@ class Conv(OpDef):
     cost_kind = "conv"
     doc = "N-d convolution (1-D and 2-D), grouped and depthwise, optional fused activation."
 
+    def weight_channel_axis(self, node):
+        return 0  # (M, C/group, k...) and NHWC's (M, k..., C/group)
+
     def cost_kind_of(self, ctx: OpContext) -> str:
         """depthwise (one filter per input channel), pointwise (1x1, ungrouped) or conv."""
         layout = ctx.attr("layout")

@@ -18,6 +18,9 @@ class Gemm(OpDef):
     param_inputs = (1, 2)
     doc = "Y = alpha * A' @ B' + beta * C; the fully connected layer (TFLite FULLY_CONNECTED is transB=1)."
 
+    def weight_channel_axis(self, node):
+        return 0 if node.attrs.get("transB", 0) else 1  # B is (N, K) with transB, else (K, N)
+
     def _mnk(self, ctx):
         a, b = ctx.shape(0), ctx.shape(1)
         if len(a) != 2 or len(b) != 2:

@@ -210,7 +210,7 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
             if t is None or t.data is None or t.dtype not in FLOAT_DTYPES:
                 continue
             if node.op in WEIGHTED and i == 1:
-                axis = 0 if node.op == "Conv" or node.attrs.get("transB", 0) else 1
+                axis = OPS[node.op].weight_channel_axis(node)
                 q, quant = quantize_weights(t.data, axis)
                 g.tensors[name] = Tensor(name, t.shape, "int8", quant, q, dict(t.meta))
                 report.count("weights_per_channel")
