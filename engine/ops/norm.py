@@ -80,7 +80,8 @@ def lrn_window(size: int) -> tuple[int, int]:
 @register
 class LRN(OpDef):
     name = "LRN"
-    attrs = {"size": Attr("int", None, required=True), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
+    # size is required (ONNX); its 5 (AlexNet, GoogLeNet) only prefills the studio's form
+    attrs = {"size": Attr("int", 5, required=True), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
              "bias": Attr("float", 1.0)}
     onnx_same = True
     cost_kind = "pool"  # a sliding sum over channels: one element per window tap (its MACs)
