@@ -83,3 +83,60 @@ def test_ops_where_reads_the_registry():
     assert ops_where(lambda op: op.is_view) == frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
     assert ops_where(lambda op: True) == frozenset(OPS)
     assert isinstance(ops_where(lambda op: False), frozenset)
+
+
+# ---- the traits say something true about each op (checked on the ONNX export test's case for every op) ------
+
+def _run_case(case, x=None):
+    import numpy as np
+
+    from engine.builder import GraphBuilder
+    from engine.execute import run_graph
+
+    op, shape, consts, attrs = case
+    b = GraphBuilder(op)
+    ins = [b.input("X", shape)] + [b.const(f"C{i}", c) for i, c in enumerate(consts)]
+    outs = b.node(op, ins, outputs=3 if op == "Split" else 1, **attrs)
+    b.output(*(outs if isinstance(outs, list) else [outs]))
+    g = b.build()
+    if x is None:  # magnitudes away from 0, negative only where the op takes them (as the export test does)
+        rng = np.random.default_rng(1)
+        x = rng.uniform(0.3, 2.0, shape).astype(np.float32)
+        if op not in ("Log", "Sqrt", "Pow"):
+            x = np.where(rng.random(shape) < 0.3, -x, x).astype(np.float32)
+    return g, x, [run_graph(g, {"X": x})[o] for o in g.outputs]
+
+
+def _cases(pred):
+    from tests.engine.test_onnx_export import OP_CASES
+    return [c for c in OP_CASES if pred(OPS[c[0]]) and c[3].get("mode") != "linear"]  # Resize moves only if nearest
+
+
+def _id(case):
+    return f"{case[0]}-{'-'.join(str(v) for v in case[3].values())}"
+
+
+@pytest.mark.parametrize("case", _cases(lambda op: op.moves_values), ids=_id)
+def test_moves_values_ops_output_only_input_values(case):
+    import numpy as np
+
+    g, x, ys = _run_case(case)
+    known = np.concatenate([x.ravel()] + [np.asarray(c, np.float32).ravel() for c in case[2]])
+    for y in ys:
+        assert np.isin(np.asarray(y, np.float32).ravel(), known).all(), f"{case[0]} computed new values"
+
+
+@pytest.mark.parametrize("case", _cases(lambda op: op.inplace), ids=_id)
+def test_inplace_ops_write_an_output_of_their_input_shape(case):
+    g, x, ys = _run_case(case)
+    assert len(ys) == 1 and ys[0].shape == x.shape, f"{case[0]}: output {ys[0].shape} cannot take input {x.shape}"
+
+
+@pytest.mark.parametrize("case", _cases(lambda op: op.elementwise == "unary"), ids=_id)
+def test_unary_ops_commute_with_a_permutation_of_elements(case):
+    import numpy as np
+
+    g, x, ys = _run_case(case)
+    perm = np.random.default_rng(2).permutation(x.size)
+    _, _, ys_p = _run_case(case, x.ravel()[perm].reshape(x.shape))
+    np.testing.assert_array_equal(np.asarray(ys_p[0]).ravel(), np.asarray(ys[0]).ravel()[perm])
