@@ -14,11 +14,12 @@ from collections import Counter
 import numpy as np
 
 from engine.ir import Graph, Node
+from engine.ops import ops_where
 
 # Attributes whose list values read best as a shape: kernel_shape [3, 3] -> 3x3.
 _SHAPE_ATTRS = {"kernel_shape", "strides", "dilations", "output_padding", "output_shape"}
 # Ops whose output channel count is a choice of the designer (the other ops follow their inputs).
-_CHANNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_CHANNEL_OPS = ops_where(lambda op: op.sets_channels)
 MAX_LISTED = 4  # more adds/removes of one kind than this are counted, not named
 
 

@@ -51,6 +51,16 @@ DTYPE_BITS = {"float32": 32, "float16": 16, "float64": 64, "int4": 4, "int8": 8,
 MAX_TENSOR_BYTES = 1 << 40
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, else the first of `base_1`, `base_2`, ... not in `taken`; the name returned is added to `taken`."""
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
 def np_dtype(dtype: str) -> np.dtype:
     return DTYPES[dtype]
 

@@ -10,7 +10,8 @@ Latency model, per layer in execution order (figures from the runtime profile of
                  ConvTranspose), fc (Gemm, MatMul); L = reduction length per output (Cin/group * kH * kW,
                  or K of a matrix product), k = column_overhead (the few-input-channel penalty); depthwise
                  uses (C + k_dw) / C over its channel count C instead
-    other layers cycles = overhead + elements * cycles_per_element[kind]  (elementwise, pool, softmax)
+    other layers cycles = overhead + elements * cycles_per_element[kind]  (elementwise, pool, softmax); a
+                 windowed pool counts its window taps, LRN its MACs (squares summed over channel windows)
     views        Reshape/Flatten/Squeeze/Unsqueeze: overhead only; Identity/Dropout: nothing
 Float layers run at max(int8 cost, the runtime's float MAC cost): a hardware FPU (fpu "sp"; float64 needs
 "dp") costs `float_fpu_mac_cycles` per MAC, an MCU without one pays software floating point
@@ -30,16 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.ir import FLOAT_DTYPES, Graph
+from engine.ops import ops_where
 from engine.summary import layer_records
 from engine.validate import infer_shapes, node_context
 from hwmodels.mcu import MCU, get_mcu
 from hwmodels.runtime import CoreProfile, Runtime, get_runtime
 
 MAC_KINDS = ("conv", "pointwise", "depthwise", "fc")
-_POOLS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
-          "ReduceSum"}
-_SOFTMAX = {"Softmax", "LogSoftmax"}
-_FC = {"Gemm", "MatMul"}
+_POOLS = ops_where(lambda op: op.cost_kind == "pool")
+_SOFTMAX = ops_where(lambda op: op.cost_kind == "softmax")
+_FC = ops_where(lambda op: op.cost_kind == "fc")
 
 
 @dataclass(frozen=True)
@@ -161,18 +162,15 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             kind = "noop"
         elif ctx.op.is_view:
             kind = "view"
-        elif node.op in ("Conv", "ConvTranspose"):
+        elif ctx.op.cost_kind == "conv":
             layout = ctx.attr("layout")
             x, w = ctx.ins[0].shape, ctx.ins[1].shape
             cin, g_ = _channels(x, layout), int(ctx.attr("group"))
             kshape = w[2:] if layout == "NCHW" else w[1:-1]
             taps = int(np.prod(kshape)) if len(kshape) else 1
             chans = _channels(ctx.outs[0].shape, layout) if dtype not in FLOAT_DTYPES else 0
-            if node.op == "Conv" and g_ == cin and cin > 1:
-                kind, column = "depthwise", taps
-            else:
-                kind = "pointwise" if node.op == "Conv" and taps == 1 and g_ == 1 else "conv"
-                column = max(1, cin // g_) * taps
+            kind = ctx.op.cost_kind_of(ctx)  # conv, or Conv's depthwise / pointwise
+            column = taps if kind == "depthwise" else max(1, cin // g_) * taps
         elif node.op in _FC:
             kind = "fc"
             a = ctx.ins[0].shape
@@ -183,8 +181,10 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             cin = column
         elif node.op in _POOLS:
             kind = "pool"
-            if node.op in ("MaxPool", "AveragePool"):
+            if ctx.op.windowed:
                 elements = ctx.outs[0].size * int(np.prod(ctx.attr("kernel_shape")))
+            elif r.macs:  # a sliding sum over channels (LRN): one element per window tap
+                elements = int(r.macs)
             else:
                 elements = ctx.ins[0].size
         elif node.op in _SOFTMAX:

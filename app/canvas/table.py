@@ -15,7 +15,7 @@ import math
 from app.canvas.layers import layer_params
 from engine.errors import GraphError
 from engine.ir import Graph, Node
-from engine.ops import get_op
+from engine.ops import get_op, ops_where
 from engine.summary import layer_records
 from engine.validate import infer_shapes, topological_order
 
@@ -24,8 +24,8 @@ ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1", "tanh", "sigmoid")
 # A separate activation node per name, as ONNX graphs write them (ReLU6 is Clip(0, 6)).
 _ACT_NODE = {"relu": ("Relu", {}), "relu6": ("Clip", {"min": 0.0, "max": 6.0}),
              "relu_n1_to_1": ("Clip", {"min": -1.0, "max": 1.0}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {})}
-_WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-_WINDOWED = ("Conv", "ConvTranspose", "MaxPool", "AveragePool")
+_WEIGHTED = ops_where(lambda op: op.sets_channels)
+_WINDOWED = ops_where(lambda op: op.windowed)
 
 
 def _activation_of(node: Node) -> str | None:

@@ -20,6 +20,7 @@ from engine.errors import TinyStudioError
 from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
 from engine.params import Param, parse_param
 from engine.params import param_list as params_text
+from engine.ops import ops_where
 
 class CompressError(TinyStudioError):
     """A compression action cannot run: unknown action or parameter, bad value, a graph it cannot handle."""
@@ -76,7 +77,7 @@ def parse_params(action: Action, given: dict[str, Any] | None) -> dict[str, Any]
 
 # ---- graph helpers ---------------------------------------------------------------------------------
 
-WEIGHTED = ("Conv", "Gemm")
+WEIGHTED = ops_where(lambda op: op.weighted)
 
 
 def weighted_nodes(g: Graph) -> list[Node]:

@@ -26,15 +26,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.ir import Graph, Node
+from engine.ops import ops_where
 from engine.ops.base import norm_axis
 from engine.validate import infer_shapes, topological_order
 
-PASS_THROUGH = ("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
-                "Abs", "Neg", "Exp", "Erf", "Sqrt", "Floor", "Ceil", "Reciprocal", "Log", "Identity", "Dropout",
-                "Cast", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "QuantizeLinear",
-                "DequantizeLinear")
-BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "PRelu")
-VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+PASS_THROUGH = ops_where(lambda op: op.prunes_through)
+BINARY = ops_where(lambda op: op.elementwise == "binary")  # per-channel constants are pruned with the data
+VIEWS = ops_where(lambda op: op.is_view)
+PROBABILITIES = ops_where(lambda op: op.probabilities)  # normalized along one axis
 
 
 @dataclass
@@ -279,7 +278,7 @@ def analyze(graph: Graph) -> ChannelGraph:
             else:
                 keep = int(node.attrs.get("keepdims", 1))
                 cg.maps[outs[0]] = Slots(s.axis if keep else s.axis - sum(a < s.axis for a in axes), s.ids)
-        elif op in ("Softmax", "LogSoftmax") and x in cg.maps:
+        elif op in PROBABILITIES and x in cg.maps:
             s = cg.maps[x]
             if norm_axis(node.attrs.get("axis", -1), len(shape(x))) == s.axis:
                 cg.pin(s.ids)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.compress.base import Action, ActionContext, CompressError, Param, is_quantized_graph, subset
+from engine.compress.base import (WEIGHTED, Action, ActionContext, CompressError, Param, is_quantized_graph,
+                                  subset)
 from engine.compress.measure import predict, snr_db
 from engine.compress.quantize import PTQ_PARAMS, deploy_form, ptq, train_json
 from engine.ir import Graph, Quant, Tensor
+from engine.ops import OPS
 
 INT4_MAX = 7
 
@@ -38,7 +40,7 @@ def int4_weights(qgraph: Graph, node_names: list[str]) -> Graph:
         if w.dtype != "int8" or w.quant is None:
             raise CompressError(f"layer '{name}': weights '{w.name}' are {w.dtype}, expected int8 to requantize")
         real = w.float_data().astype(np.float64)
-        axis = 0 if node.op == "Conv" or node.attrs.get("transB", 0) else 1
+        axis = OPS[node.op].weight_channel_axis(node)
         other = tuple(i for i in range(real.ndim) if i != axis)
         m = np.abs(real).max(axis=other)
         scale = np.where(m > 0, m / INT4_MAX, 1.0).astype(np.float32)
@@ -60,7 +62,7 @@ def int4_weights(qgraph: Graph, node_names: list[str]) -> Graph:
 
 
 def _layers(qg: Graph) -> list[str]:
-    return [n.name for n in qg.nodes if n.op in ("Conv", "Gemm") and qg.tensors[n.inputs[1]].dtype == "int8"
+    return [n.name for n in qg.nodes if n.op in WEIGHTED and qg.tensors[n.inputs[1]].dtype == "int8"
             and qg.tensors[n.inputs[1]].data is not None]
 
 
@@ -159,7 +161,7 @@ def run_mixed(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Graph, di
         from engine.train import train
         bits = {}
         for nd in dep.nodes:
-            if nd.op in ("Conv", "Gemm") and nd.name in names:
+            if nd.op in WEIGHTED and nd.name in names:
                 bits[nd.inputs[1]] = 4 if nd.name in chosen else 8
         ctx.say(0.7, "fine-tuning with int4/int8 fake quantization")
         trained, tr = train(dep, data, epochs=params["epochs"], lr=params["lr"], seed=ctx.seed,

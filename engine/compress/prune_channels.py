@@ -22,6 +22,7 @@ from engine.compress.base import Action, ActionContext, CompressError, Param, is
 from engine.compress.channels import ChannelGraph, analyze, apply_pruning
 from engine.compress.quantize import train_json
 from engine.ir import Graph
+from engine.ops import OPS
 from engine.summary import graph_cost, layer_records
 
 
@@ -175,7 +176,7 @@ def channel_counts(g: Graph, layers) -> dict[str, int]:
     for name in layers:
         node = g.node(name)
         w = g.tensors[node.inputs[1]]
-        out[name] = w.shape[0] if node.op == "Conv" or node.attrs.get("transB", 0) else w.shape[1]
+        out[name] = w.shape[OPS[node.op].weight_channel_axis(node)]
     return out
 
 

@@ -22,8 +22,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import GraphError
-from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor
-from engine.ops import get_op
+from engine.ir import FLOAT_DTYPES, Graph, Node, Tensor, unique_name
+from engine.ops import get_op, ops_where
 from engine.validate import infer_shapes, topological_order
 
 MIN_OPSET = 13
@@ -34,12 +34,8 @@ ONNX_DTYPE = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "flo
               "int4": TensorProto.INT4}
 _TO_NCHW = {3: [0, 2, 1], 4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
 _TO_NHWC = {3: [0, 2, 1], 4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
-_LAYOUT_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-               "BatchNormalization", "Resize"}
-_SAME_NAME = {"Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Erf",
-              "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
-              "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
-              "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose"}
+_LAYOUT_OPS = ops_where(lambda op: op.has_layout)
+_SAME_NAME = ops_where(lambda op: op.onnx_same)
 
 
 def _quantized(t: Tensor) -> bool:
@@ -58,12 +54,7 @@ class _Exporter:
 
     # -- building blocks
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.names:
-            i += 1
-            name = f"{base}_{i}"
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None, name: str | None = None,
              **attrs) -> str:

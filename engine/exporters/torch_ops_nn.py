@@ -150,6 +150,13 @@ def _layer_norm(ctx):
     return step
 
 
+@plans("LRN")
+def _lrn(ctx):
+    # PyTorch's window matches ONNX's for the odd sizes the op allows (size // 2 channels on either side).
+    size, alpha, beta, k = ctx.attr("size"), float(ctx.attr("alpha")), float(ctx.attr("beta")), float(ctx.attr("bias"))
+    return lambda xs, mod: [F.local_response_norm(xs[0], size, alpha=alpha, beta=beta, k=k)]
+
+
 @plans("Resize")
 def _resize(ctx):
     n, c, spatial, out, sc, layout = ctx.op._geometry(ctx)

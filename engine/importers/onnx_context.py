@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import GraphError, ModelFormatError
-from engine.ir import Graph, Node, Quant, Tensor, dtype_of
+from engine.ir import Graph, Node, Quant, Tensor, dtype_of, unique_name
 from engine.ops import OpContext, get_op
 
 IR_DTYPE = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64",
@@ -63,16 +63,6 @@ class OnnxNode:
     claimed: bool = False  # the first IR node emitted without a suffix takes the ONNX node's name
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    """base, base_1, base_2 ...: the first name not in `taken` (which then holds it)."""
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
-
-
 class Importer:
     def __init__(self, path: str, opset: int, graph: Graph, used: set[str], taken: set[str], node_names: set[str]):
         self.path, self.opset, self.g, self.used = path, opset, graph, used
@@ -85,10 +75,10 @@ class Importer:
 
     # -- names
     def fresh_tensor(self, base: str) -> str:
-        return _fresh(base, self.tensor_names)
+        return unique_name(base, self.tensor_names)
 
     def fresh_node(self, base: str) -> str:
-        return _fresh(base, self.node_names)
+        return unique_name(base, self.node_names)
 
     # -- errors
     def fail(self, n: OnnxNode, msg: str) -> ModelFormatError:

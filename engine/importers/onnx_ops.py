@@ -39,6 +39,7 @@ HANDLERS["Gather"] = _direct(("axis",))
 # Gemm-6 `broadcast`: a model valid without broadcasting computes the same with it, so it is dropped.
 HANDLERS["Gemm"] = _direct(("alpha", "beta", "transA", "transB"), {"broadcast": None})
 HANDLERS["LayerNormalization"] = _direct(("axis", "epsilon"), {"stash_type": 1})
+HANDLERS["LRN"] = _direct(("alpha", "beta", "bias", "size"))
 
 
 @handles("Add", "Sub", "Mul", "Div", "Pow")

@@ -27,6 +27,7 @@ from engine.int8.readers import (act_grid, bias_of, check_fixed_output, check_sa
                                  weight_grid)
 from engine.int8.softmax import softmax_params
 from engine.ir import INT_DTYPES, Graph, Node, Tensor
+from engine.ops import ops_where
 from engine.ops.base import OpContext, norm_axis
 from engine.validate import node_context
 
@@ -262,8 +263,7 @@ def _dequantize(g: Graph, node: Node) -> DequantizeParams:
 
 # ---- data movement: integers move unchanged, so every quantized tensor must share one grid ---------
 
-_MOVES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Identity",
-          "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize")
+_MOVES = ops_where(lambda op: op.moves_values)
 
 
 @prepares(*_MOVES)

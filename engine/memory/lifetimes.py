@@ -24,16 +24,12 @@ from dataclasses import dataclass
 
 from engine.errors import GraphError
 from engine.ir import MAX_TENSOR_BYTES, Graph, Node, Tensor
-from engine.ops import get_op
+from engine.ops import get_op, ops_where
 
 # Ops that read element i of their full-size input(s) only to write element i of the output, so a kernel
-# can write the output over that input. Softmax (row reductions) and Concat/Pad (moved elements) are not.
-INPLACE_OPS = frozenset({
-    "Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Exp",
-    "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Cast",
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu",
-    "BatchNormalization", "QuantizeLinear", "DequantizeLinear",
-})
+# can write the output over that input (the `inplace` op trait). Softmax (row reductions) and Concat/Pad
+# (moved elements) are not.
+INPLACE_OPS = ops_where(lambda op: op.inplace)
 
 
 @dataclass(frozen=True)

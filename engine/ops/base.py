@@ -12,7 +12,7 @@ each member stays small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -102,6 +102,38 @@ class OpDef:
     is_noop: ClassVar[bool] = False
     doc: ClassVar[str] = ""
 
+    # ---- traits: facts that passes, planners, estimators and exporters read; they derive their op sets from
+    # them with `engine.ops.ops_where(pred)` (tests/engine/test_op_traits.py pins every derived set) -------------
+    # "unary": y[i] = f(x[i]); "binary": y[i] = f(a[i], b[i]) with broadcasting; such ops work in any layout.
+    elementwise: ClassVar[str] = ""
+    # The output may take its input's buffer: element i of the (full-size) input is read only to write element i.
+    inplace: ClassVar[bool] = False
+    # int8: the output keeps the input's (scale, zero point); nothing is rescaled (pools, views, moves).
+    same_grid: ClassVar[bool] = False
+    # int8: every output value is an input value moved or selected (no arithmetic, no fill, no fused activation),
+    # all on one grid, so its int8 kernel is the float reference run on the integers.
+    moves_values: ClassVar[bool] = False
+    # int8: the output's fixed (scale, zero point), as TFLite fixes it; None: calibrated like any tensor.
+    fixed_grid: ClassVar[tuple[float, int] | None] = None
+    # Weighted layer: weights at input 1 (int8 per output channel), bias at input 2 (int32).
+    weighted: ClassVar[bool] = False
+    # The output channel count is a weight dimension, the designer's choice (other ops follow their inputs).
+    sets_channels: ClassVar[bool] = False
+    # A following Relu / Relu6 / Clip folds into this op's `activation` attribute (passes/fuse.py).
+    fuses_activation: ClassVar[bool] = False
+    # Channel pruning passes through: output channel c comes from input channel c alone, no per-channel constant.
+    prunes_through: ClassVar[bool] = False
+    # What the latency estimator counts: "conv", "fc", "pool", "softmax" or "elementwise" (views and no-ops
+    # come from is_view / is_noop); `cost_kind_of` refines it from the attributes.
+    cost_kind: ClassVar[str] = "elementwise"
+    # The output is a probability distribution (or its log) over an axis: training reads the logits before it.
+    probabilities: ClassVar[bool] = False
+    # ONNX opset 13 has this op under the same name with the same inputs and attributes (exporters only drop
+    # the IR's `layout` / `activation`).
+    onnx_same: ClassVar[bool] = False
+    # Why the op has no int8 lowering + C kernel; "" = it has both (tests/engine/test_op_coverage.py checks).
+    float_only: ClassVar[str] = ""
+
     # ---- schema checks -------------------------------------------------------------------------
     def input_range(self) -> tuple[int, int]:
         lo = sum(1 for n in self.inputs if not n.endswith(("?", "*")))
@@ -143,12 +175,30 @@ class OpDef:
         flops = sum(t.size for t in ctx.outs)
         return Cost(0, 0 if (self.is_view or self.is_noop) else flops, self.count_params(ctx))
 
+    def weight_channel_axis(self, node: Node) -> int:
+        """Axis of the weights (input 1) of a `weighted` op that indexes its output channels."""
+        raise NotImplementedError(f"{self.name} has no per-channel weights")
+
     def count_params(self, ctx: OpContext) -> int:
         return sum(ctx.ins[i].size for i in self.param_inputs
                    if i < len(ctx.ins) and ctx.ins[i] is not None and ctx.ins[i].data is not None)
 
     def run(self, ctx: OpContext, xs: list[np.ndarray | None]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def cost_kind_of(self, ctx: OpContext) -> str:
+        """The estimator's kind for this node (ops whose kind depends on attributes override it)."""
+        return self.cost_kind
+
+    @property
+    def has_layout(self) -> bool:
+        """A spatial op with a `layout` attribute: the layout pass converts it, exporters transpose around it."""
+        return "layout" in self.attrs
+
+    @property
+    def windowed(self) -> bool:
+        """Slides a `kernel_shape` window over the spatial axes (convolutions, windowed pools)."""
+        return "kernel_shape" in self.attrs
 
 
 OPS: dict[str, OpDef] = {}
@@ -166,6 +216,11 @@ def get_op(name: str) -> OpDef | None:
 
 def supported_ops() -> list[str]:
     return sorted(OPS)
+
+
+def ops_where(pred: Callable[[OpDef], bool]) -> frozenset[str]:
+    """Names of the registered ops whose OpDef satisfies `pred`: `ops_where(lambda op: op.same_grid)`."""
+    return frozenset(name for name, op in OPS.items() if pred(op))
 
 
 # ---- helpers shared by op families ---------------------------------------------------------------

@@ -119,7 +119,23 @@ class Conv(OpDef):
     inputs = ("X", "W", "B?")
     attrs = {**PAD_ATTRS, "group": Attr("int", 1), **LAYOUT, **FUSED_ACTIVATION}
     param_inputs = (1, 2)
+    weighted = sets_channels = fuses_activation = onnx_same = True
+    cost_kind = "conv"
     doc = "N-d convolution (1-D and 2-D), grouped and depthwise, optional fused activation."
+
+    def weight_channel_axis(self, node):
+        return 0  # (M, C/group, k...) and NHWC's (M, k..., C/group)
+
+    def cost_kind_of(self, ctx: OpContext) -> str:
+        """depthwise (one filter per input channel), pointwise (1x1, ungrouped) or conv."""
+        layout = ctx.attr("layout")
+        x, w = ctx.shape(0), ctx.shape(1)
+        cin, group = (x[1] if layout == "NCHW" else x[-1]), int(ctx.attr("group"))
+        kshape = w[2:] if layout == "NCHW" else w[1:-1]
+        taps = int(np.prod(kshape)) if len(kshape) else 1
+        if group == cin and cin > 1:
+            return "depthwise"
+        return "pointwise" if taps == 1 and group == 1 else "conv"
 
     def _geometry(self, ctx: OpContext):
         layout = ctx.attr("layout")
@@ -183,6 +199,9 @@ class ConvTranspose(OpDef):
     attrs = {**PAD_ATTRS, "group": Attr("int", 1), "output_padding": Attr("ints", None),
              "output_shape": Attr("ints", None), **LAYOUT, **FUSED_ACTIVATION}
     param_inputs = (1, 2)
+    sets_channels = fuses_activation = onnx_same = True
+    cost_kind = "conv"
+    float_only = "no int8 lowering or C kernel yet"
     doc = "2-D transposed convolution; W is (C, M/group, kH, kW) in NCHW, (M, kH, kW, C) in NHWC (TFLite)."
 
     def _geometry(self, ctx):

@@ -11,6 +11,9 @@ from engine.ops.base import (FUSED_ACTIVATION, Cost, OpDef, activation_flops, ap
 class _Binary(OpDef):
     inputs = ("A", "B")
     attrs = {**FUSED_ACTIVATION}
+    elementwise = "binary"
+    inplace = True
+    onnx_same = True
 
     def fn(self, a, b):
         raise NotImplementedError
@@ -38,19 +41,22 @@ class _Binary(OpDef):
         return [np.asarray(y)]
 
 
-def _binary(op_name: str, fn, doc: str):
-    cls = type(op_name, (_Binary,), {"name": op_name, "doc": doc, "fn": lambda self, a, b: fn(a, b)})
+def _binary(op_name: str, fn, doc: str, **traits):
+    cls = type(op_name, (_Binary,), {"name": op_name, "doc": doc, "fn": lambda self, a, b: fn(a, b), **traits})
     return register(cls)
 
 
-_binary("Add", np.add, "A + B (TFLite ADD may fuse an activation).")
-_binary("Sub", np.subtract, "A - B.")
-_binary("Mul", np.multiply, "A * B.")
+_NO_INT8 = "no int8 lowering or C kernel yet"
+_binary("Add", np.add, "A + B (TFLite ADD may fuse an activation).", fuses_activation=True)
+_binary("Sub", np.subtract, "A - B.", fuses_activation=True)
+_binary("Mul", np.multiply, "A * B.", fuses_activation=True)
 _binary("Div", lambda a, b: np.divide(a, b) if np.issubdtype(np.asarray(a).dtype, np.floating)
-        else np.trunc(np.divide(a, b)).astype(np.asarray(a).dtype), "A / B (integer division truncates).")
-_binary("Pow", lambda a, b: np.power(a.astype(np.float32), b.astype(np.float32)), "A ** B.")
-_binary("Max", np.maximum, "Element-wise maximum.")
-_binary("Min", np.minimum, "Element-wise minimum.")
+        else np.trunc(np.divide(a, b)).astype(np.asarray(a).dtype), "A / B (integer division truncates).",
+        float_only=_NO_INT8)
+_binary("Pow", lambda a, b: np.power(a.astype(np.float32), b.astype(np.float32)), "A ** B.", float_only=_NO_INT8)
+# Max / Min select one of their inputs' values: on one int8 grid they move integers.
+_binary("Max", np.maximum, "Element-wise maximum.", same_grid=True, moves_values=True)
+_binary("Min", np.minimum, "Element-wise minimum.", same_grid=True, moves_values=True)
 
 
 @register
@@ -59,6 +65,7 @@ class PRelu(_Binary):
     inputs = ("X", "slope")
     attrs = {}
     param_inputs = (1,)
+    float_only = _NO_INT8
     doc = "x if x >= 0 else slope * x; slope broadcasts (usually one per channel)."
 
     def count_params(self, ctx):

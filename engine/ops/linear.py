@@ -11,10 +11,15 @@ from engine.ops.base import (FUSED_ACTIVATION, Attr, Cost, OpDef, activation_flo
 class Gemm(OpDef):
     name = "Gemm"
     inputs = ("A", "B", "C?")
+    weighted = sets_channels = fuses_activation = onnx_same = True
+    cost_kind = "fc"
     attrs = {"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0), "transA": Attr("int", 0, (0, 1)),
              "transB": Attr("int", 0, (0, 1)), **FUSED_ACTIVATION}
     param_inputs = (1, 2)
     doc = "Y = alpha * A' @ B' + beta * C; the fully connected layer (TFLite FULLY_CONNECTED is transB=1)."
+
+    def weight_channel_axis(self, node):
+        return 0 if node.attrs.get("transB", 0) else 1  # B is (N, K) with transB, else (K, N)
 
     def _mnk(self, ctx):
         a, b = ctx.shape(0), ctx.shape(1)
@@ -56,6 +61,9 @@ class MatMul(OpDef):
     name = "MatMul"
     inputs = ("A", "B")
     param_inputs = (1,)
+    sets_channels = onnx_same = True
+    cost_kind = "fc"
+    float_only = "no int8 lowering or C kernel yet (the fuse pass turns a MatMul with constant B into Gemm)"
     doc = "numpy.matmul semantics: batched, broadcasting, 1-D operands promoted."
 
     def _shapes(self, ctx):

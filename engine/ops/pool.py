@@ -13,6 +13,9 @@ class _WindowPool(OpDef):
     """Shared geometry of windowed pooling; subclasses reduce each window."""
 
     attrs = {**PAD_ATTRS, "ceil_mode": Attr("int", 0, (0, 1)), **LAYOUT, **FUSED_ACTIVATION}
+    # int8 pools keep the grid (tflite-micro's pooling requires it) but clamp a fused activation: own kernels.
+    same_grid = prunes_through = onnx_same = True
+    cost_kind = "pool"
 
     def _geometry(self, ctx):
         layout = ctx.attr("layout")
@@ -84,6 +87,8 @@ class AveragePool(_WindowPool):
 
 class _GlobalPool(OpDef):
     attrs = {**LAYOUT}
+    prunes_through = onnx_same = True
+    cost_kind = "pool"
 
     def infer(self, ctx):
         x = ctx.shape(0)
@@ -114,6 +119,7 @@ class GlobalAveragePool(_GlobalPool):
 @register
 class GlobalMaxPool(_GlobalPool):
     name = "GlobalMaxPool"
+    same_grid = moves_values = True
     doc = "Max over all spatial positions."
 
     def reduce(self, x, axes):

@@ -10,6 +10,7 @@ class _Reduce(OpDef):
     attrs = {"axes": Attr("ints", None), "keepdims": Attr("int", 1, (0, 1)),
              "noop_with_empty_axes": Attr("int", 0, (0, 1))}
     fn = None
+    cost_kind = "pool"
 
     def _axes(self, ctx):
         r = len(ctx.shape(0))
@@ -37,11 +38,11 @@ class _Reduce(OpDef):
         return [np.asarray(y, dtype=xs[0].dtype)]
 
 
-def _reduce(op_name, fn, doc):
-    return register(type(op_name, (_Reduce,), {"name": op_name, "fn": staticmethod(fn), "doc": doc}))
+def _reduce(op_name, fn, doc, **traits):
+    return register(type(op_name, (_Reduce,), {"name": op_name, "fn": staticmethod(fn), "doc": doc, **traits}))
 
 
 _reduce("ReduceMean", lambda x, **k: np.mean(x, dtype=np.float64, **k), "Mean over `axes`.")
 _reduce("ReduceSum", lambda x, **k: np.sum(x, dtype=np.float64 if x.dtype.kind == "f" else None, **k), "Sum over `axes`.")
-_reduce("ReduceMax", np.max, "Max over `axes`.")
-_reduce("ReduceMin", np.min, "Min over `axes`.")
+_reduce("ReduceMax", np.max, "Max over `axes`.", same_grid=True, moves_values=True)
+_reduce("ReduceMin", np.min, "Min over `axes`.", same_grid=True, moves_values=True)

@@ -15,6 +15,7 @@ class _View(OpDef):
     """Ops whose output is the input's bytes reinterpreted: no compute, the planner may alias them."""
 
     is_view = True
+    same_grid = moves_values = True
 
     def cost(self, ctx):
         return Cost(0, 0, 0)
@@ -54,6 +55,7 @@ class Reshape(_View):
 @register
 class Flatten(_View):
     name = "Flatten"
+    onnx_same = True
     attrs = {"axis": Attr("int", 1)}
     doc = "2-D view: dims before `axis` and dims from `axis` multiplied together."
 
@@ -104,6 +106,7 @@ class Unsqueeze(_View):
 @register
 class Transpose(OpDef):
     name = "Transpose"
+    same_grid = moves_values = onnx_same = True
     attrs = {"perm": Attr("ints", None)}
     doc = "Permutes dims (reverses them when `perm` is not given)."
 
@@ -129,6 +132,7 @@ class Transpose(OpDef):
 @register
 class Concat(OpDef):
     name = "Concat"
+    same_grid = onnx_same = True  # int8: inputs on another grid are requantized to the output's (own kernel)
     inputs = ("inputs*",)
     attrs = {"axis": Attr("int", 1)}
     doc = "Joins inputs along `axis`."
@@ -156,6 +160,7 @@ class Concat(OpDef):
 @register
 class Split(OpDef):
     name = "Split"
+    same_grid = moves_values = True
     outputs = ("outputs*",)
     attrs = {"axis": Attr("int", 0), "split": Attr("ints", None)}
     doc = "Splits along `axis` into the given sizes (equal parts, one per output, when not given)."
@@ -190,6 +195,7 @@ class Split(OpDef):
 @register
 class Slice(OpDef):
     name = "Slice"
+    same_grid = moves_values = True
     attrs = {"starts": Attr("ints", None, required=True), "ends": Attr("ints", None, required=True),
              "axes": Attr("ints", None), "steps": Attr("ints", None)}
     doc = "numpy slicing x[starts:ends:steps] on `axes` (ONNX clamping rules)."
@@ -228,6 +234,7 @@ class Slice(OpDef):
 @register
 class Gather(OpDef):
     name = "Gather"
+    same_grid = moves_values = onnx_same = True
     inputs = ("data", "indices")
     attrs = {"axis": Attr("int", 0)}
     doc = "Takes entries of `data` along `axis` at constant or computed `indices`."
@@ -252,6 +259,7 @@ class Gather(OpDef):
 @register
 class Pad(OpDef):
     name = "Pad"
+    same_grid = True  # int8: fills with the value on the output grid (own kernel)
     attrs = {"pads": Attr("ints", None, required=True), "mode": Attr("str", "constant", ("constant", "reflect", "edge")),
              "value": Attr("float", 0.0)}
     doc = "Pads with [b1, b2, ..., e1, e2, ...] cells: constant value, reflection or edge copies."
@@ -286,6 +294,7 @@ class Pad(OpDef):
 @register
 class Resize(OpDef):
     name = "Resize"
+    same_grid = moves_values = prunes_through = True  # int8: mode 'nearest' only
     attrs = {"scales": Attr("floats", None), "sizes": Attr("ints", None),
              "mode": Attr("str", "nearest", ("nearest", "linear")),
              "coordinate_transformation_mode": Attr("str", "half_pixel",

@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ir import Graph, Node, Tensor
+from engine.ops import ops_where
 from engine.passes.base import PassReport, add_const, const_data, fresh_name, graph_pass
 from engine.passes.pattern import apply_rules, rule
 
-FUSABLE = ("Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul")
+FUSABLE = ops_where(lambda op: op.fuses_activation)
 _FLT_MAX = 3.4e38
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ir import FLOAT_DTYPES, Graph, Node, Quant, Tensor
+from engine.ir import FLOAT_DTYPES, Graph, Node, Quant, Tensor, unique_name
+from engine.ops import ops_where
 from engine.ops.base import norm_axis
 from engine.passes.base import PassReport, consumers_of, graph_pass
 from engine.passes.conditions import channels_last
@@ -31,12 +32,21 @@ from engine.validate import topological_order
 
 CL = {3: (0, 2, 1), 4: (0, 2, 3, 1)}  # channels first -> channels last
 LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC")}
-SPATIAL = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-           "BatchNormalization", "Resize")
-UNARY = ("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf",
-         "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Identity", "Dropout", "Cast")
-BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu")
+SPATIAL = ops_where(lambda op: op.has_layout)  # converted to NHWC
+UNARY = ops_where(lambda op: op.elementwise == "unary")  # layout-agnostic: the permutation passes through
+BINARY = ops_where(lambda op: op.elementwise == "binary")
 Perm = tuple[int, ...]
+
+
+def _permuted(convert):
+    """A converter for nodes whose first input may be permuted: with the input in its original layout the node is
+    emitted unchanged, else convert(self, node, p) gets that input's permutation p."""
+    def run(self, node: Node) -> None:
+        p = self.perm.get(node.inputs[0])
+        if p is None:
+            return self.emit(node)
+        return convert(self, node, p)
+    return run
 
 
 def _identity(p: Perm | None) -> bool:
@@ -63,12 +73,7 @@ class _Converter:
         self.uses = consumers_of(g)
 
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def rank(self, name: str) -> int:
         return len(self.shape0[name])
@@ -179,27 +184,21 @@ class _Converter:
         node.attrs["axis"] = p.index(norm_axis(int(node.attrs.get("axis", default)), r))
         self.emit(node, p)
 
-    def slice_(self, node: Node) -> None:
-        p = self.perm.get(node.inputs[0])
-        if p is None:
-            return self.emit(node)
+    @_permuted
+    def slice_(self, node: Node, p: Perm) -> None:
         r = len(p)
         axes = node.attrs.get("axes") or list(range(len(node.attrs["starts"])))
         node.attrs["axes"] = [p.index(norm_axis(int(a), r)) for a in axes]
         self.emit(node, p)
 
-    def pad(self, node: Node) -> None:
-        p = self.perm.get(node.inputs[0])
-        if p is None:
-            return self.emit(node)
+    @_permuted
+    def pad(self, node: Node, p: Perm) -> None:
         r, pads = len(p), list(node.attrs["pads"])
         node.attrs["pads"] = [pads[p[i]] for i in range(r)] + [pads[r + p[i]] for i in range(r)]
         self.emit(node, p)
 
-    def reduce(self, node: Node) -> None:
-        p = self.perm.get(node.inputs[0])
-        if p is None:
-            return self.emit(node)
+    @_permuted
+    def reduce(self, node: Node, p: Perm) -> None:
         r = len(p)
         axes = node.attrs.get("axes")
         if not axes:
@@ -220,30 +219,23 @@ class _Converter:
         node.attrs["axis"] = p.index(axis)
         self.emit(node, p if self.rank(node.inputs[1]) == 1 else _drop(p, {axis}))
 
-    def squeeze(self, node: Node) -> None:
-        x = node.inputs[0]
-        p = self.perm.get(x)
-        if p is None:
-            return self.emit(node)
-        shape, r = self.shape0[x], len(p)
+    @_permuted
+    def squeeze(self, node: Node, p: Perm) -> None:
+        shape, r = self.shape0[node.inputs[0]], len(p)
         axes = node.attrs.get("axes")
         axes = {norm_axis(int(a), r) for a in axes} if axes else {i for i, d in enumerate(shape) if d == 1}
         node.attrs["axes"] = sorted(p.index(a) for a in axes)
         self.emit(node, _drop(p, axes))
 
-    def transpose(self, node: Node) -> None:
-        p = self.perm.get(node.inputs[0])
-        if p is None:
-            return self.emit(node)
+    @_permuted
+    def transpose(self, node: Node, p: Perm) -> None:
         tp = node.attrs.get("perm") or list(range(len(p)))[::-1]
         node.attrs["perm"] = [p.index(norm_axis(int(a), len(p))) for a in tp]
         self.emit(node)  # the output is in the original layout
 
-    def reshape(self, node: Node) -> None:
+    @_permuted
+    def reshape(self, node: Node, p: Perm) -> None:
         x, y = node.inputs[0], node.outputs[0]
-        p = self.perm.get(x)
-        if p is None:
-            return self.emit(node)
         xs, ys = self.shape0[x], self.shape0[y]
         moved = [a for a in p if xs[a] != 1]
         flat = Node("Reshape", node.name, [x], [y], {"shape": list(ys)}, node.meta)

@@ -10,10 +10,11 @@ name directly (graph output names never change). A no-op between a graph input a
 from __future__ import annotations
 
 from engine.ir import Graph, Node, Tensor
+from engine.ops import ops_where
 from engine.passes.base import PassReport, graph_pass, rename_uses
 from engine.validate import producers
 
-_VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+_VIEWS = ops_where(lambda op: op.is_view)
 
 
 def is_noop(g: Graph, node: Node) -> bool:

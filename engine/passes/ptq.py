@@ -25,6 +25,7 @@ from engine.errors import TinyStudioError
 from engine.execute import run_graph
 from engine.int8 import prepare_int8
 from engine.ir import Graph
+from engine.ops import get_op
 from engine.passes.base import PassReport, run_passes
 from engine.passes.calibrate import (SYNTHETIC_WARNING, SyntheticCalibration, as_feeds, collect_ranges,
                                      synthetic_calibration)
@@ -149,7 +150,7 @@ def _is_classifier(graph: Graph, name: str, task: str | None) -> bool:
     if task is not None:
         return any(k in task for k in _CLASSIFIER_TASKS)
     producer = next((n for n in graph.nodes if name in n.outputs), None)
-    return producer is not None and producer.op in ("Softmax", "LogSoftmax")
+    return producer is not None and getattr(get_op(producer.op), "probabilities", False)
 
 
 def compare_int8(float_graph: Graph, qgraph: Graph, samples: list[dict[str, np.ndarray]], *,

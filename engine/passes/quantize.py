@@ -25,15 +25,14 @@ import numpy as np
 from engine.errors import GraphError
 from engine.int8.lower import LOWER
 from engine.ir import FLOAT_DTYPES, Graph, Quant, Tensor
+from engine.ops import OPS, ops_where
 from engine.passes.base import PassReport, fresh_name, graph_pass
 from engine.validate import topological_order
 
 INT8_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
-SAME_GRID = ("MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
-             "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
-             "Pad", "Concat")
-FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
-WEIGHTED = ("Conv", "Gemm")  # weights at input 1, bias at input 2
+SAME_GRID = ops_where(lambda op: op.same_grid)
+FIXED_OUTPUT = {name: OPS[name].fixed_grid for name in ops_where(lambda op: op.fixed_grid is not None)}
+WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at input 2
 INT32 = np.iinfo(np.int32)
 
 
@@ -211,7 +210,7 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
             if t is None or t.data is None or t.dtype not in FLOAT_DTYPES:
                 continue
             if node.op in WEIGHTED and i == 1:
-                axis = 0 if node.op == "Conv" or node.attrs.get("transB", 0) else 1
+                axis = OPS[node.op].weight_channel_axis(node)
                 q, quant = quantize_weights(t.data, axis)
                 g.tensors[name] = Tensor(name, t.shape, "int8", quant, q, dict(t.meta))
                 report.count("weights_per_channel")

@@ -12,9 +12,10 @@ import torch
 from engine.data import Dataset
 from engine.errors import GraphError, TinyStudioError
 from engine.ir import INT_DTYPES, Graph, Tensor
+from engine.ops import ops_where
 from engine.validate import infer_shapes
 
-PROBABILITY_OPS = ("Softmax", "LogSoftmax")
+PROBABILITY_OPS = ops_where(lambda op: op.probabilities)
 
 
 def is_int8(graph: Graph) -> bool:

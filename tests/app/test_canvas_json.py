@@ -407,6 +407,23 @@ def test_every_palette_layer_can_be_added_and_wired(type_):
         assert (g2.tensors[t].data is not None) == (s["kind"] == "param"), (s, t)
 
 
+def test_lrn_from_more_ops_goes_between_two_layers():
+    """A new op reaches the studio through the registry alone: LRN is in "More ops" with its size prefilled."""
+    from engine.summary import layer_records
+
+    g = build_zoo_model("zoo:lenet5")
+    doc = browser_echo(to_canvas(g))
+    n = add_from_palette(doc, "LRN", "norm_1")
+    assert n["attrs"] == {"size": 5}
+    connect(doc, "s2", "norm_1")
+    connect(doc, "norm_1", "c3")
+    assert validate_canvas(doc, g) == {}
+    g2 = from_canvas(doc, g)
+    assert g2.node("c3").inputs[0] == g2.node("norm_1").outputs[0]
+    rec = next(r for r in layer_records(g2) if r.name == "norm_1")
+    assert rec.macs == 14 * 14 * (3 + 4 + 5 + 5 + 4 + 3)  # 6 channels of 14x14, windows clipped at the edges
+
+
 def test_adding_a_conv_between_two_layers():
     g = build_zoo_model("zoo:lenet5")
     doc = browser_echo(to_canvas(g))

@@ -280,6 +280,7 @@ OP_CASES = [
     _case("GlobalAveragePool", (1, 4, 4, 3), layout="NHWC"), _case("GlobalMaxPool"),
     _case("BatchNormalization", (1, 4, 4, 3), [_W(3), _W(3), _W(3), np.abs(_W(3)) + 0.1], layout="NHWC"),
     _case("LayerNormalization", consts=[_W(6), _W(6)], epsilon=1e-3),
+    _case("LRN", (2, 7, 4, 4), size=5, alpha=0.5, beta=0.7, bias=1.5), _case("LRN", size=3),
     _case("Reshape", shape=[0, -1, 12]), _case("Flatten", axis=2), _case("Squeeze", (2, 1, 3, 1), axes=[1]),
     _case("Squeeze", (2, 1, 3, 1)), _case("Unsqueeze", axes=[0, -1]), _case("Transpose", perm=[0, 2, 3, 1]),
     _case("Concat", consts=[_W(2, 1, 6, 6)], axis=1), _case("Split", axis=2, split=[1, 2, 3]),

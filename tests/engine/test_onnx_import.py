@@ -328,6 +328,25 @@ def test_conv_net_ops():
     assert g.meta["source"] == {"format": "onnx", "path": "m.onnx", "opset": 20}
 
 
+def test_alexnet_lrn_block():
+    """AlexNet's first block (conv 11x11 s4, ReLU, LRN size 5, max pool 3x3 s2) against onnxruntime."""
+    w = RNG.standard_normal((16, 3, 11, 11)).astype(np.float32) * 0.2
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], strides=[4, 4], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("LRN", ["r"], ["n"], size=5, alpha=1e-4, beta=0.75, bias=2.0, name="norm1"),
+        helper.make_node("MaxPool", ["n"], ["y"], kernel_shape=[3, 3], strides=[2, 2]),
+    ]
+    g = check_vs_ort(make_model(nodes, [("x", [1, 3, 67, 67])], [("y", None)], [("w", w)], 13),
+                     feeds={"x": RNG.uniform(0, 40, (1, 3, 67, 67)).astype(np.float32)})
+    assert g.node("norm1").op == "LRN" and g.node("norm1").attrs == {"size": 5, "alpha": 1e-4, "beta": 0.75,
+                                                                      "bias": 2.0}
+    bad = make_model([helper.make_node("LRN", ["x"], ["y"], size=4, name="norm2")], [("x", [1, 6, 3, 3])],
+                     [("y", None)])
+    with pytest.raises(ModelFormatError, match=r"norm2.*'size' must be an odd number"):
+        load_onnx("lrn.onnx", bad.SerializeToString())
+
+
 def test_decomposed_and_legacy_ops():
     """Ops the IR has no node for map to chains of IR ops (Elu, Selu, Softplus, InstanceNormalization,
     Expand, Tile, DepthToSpace, Mean) and 1-D ConvTranspose runs as 2-D."""

@@ -121,6 +121,11 @@ CASES = [
     ("exp", "Exp", [rnd(3, 4)], [], {}, [], None, 17, None),
     ("max", "Max", [rnd(3, 4), rnd(4)], [], {}, [], None, 17, None),
     ("reducesum", "ReduceSum", [rnd(2, 3, 4)], [], {}, [("axes", np.array([-1], np.int64))], dict(axes=[-1]), 17, None),
+    # LRN: AlexNet's attributes (size 5) and a window wider than the channels; large inputs and alpha make the
+    # normalization bite (onnxruntime runs 4-D LRN only; rank 3 is checked against PyTorch in test_torch_export).
+    ("lrn_alexnet", "LRN", [rnd(2, 8, 5, 5, lo=-30, hi=30)], [], dict(size=5, alpha=1e-4, beta=0.75, bias=2.0), [],
+     None, 13, None),
+    ("lrn_wide_window", "LRN", [rnd(1, 3, 4, 4)], [], dict(size=7, alpha=0.9), [], None, 13, None),
 ]
 
 
@@ -178,6 +183,15 @@ def test_op_matches_onnxruntime(case):
         assert_close(cid, ours[name], r)
 
 
+def test_lrn_refuses_an_even_window_and_a_low_rank():
+    from engine.errors import GraphError
+
+    with pytest.raises(GraphError, match="'size' must be an odd number"):
+        _ir_graph("LRN", [rnd(1, 6, 3, 3)], [], dict(size=4), 1)
+    with pytest.raises(GraphError, match="rank >= 3"):
+        _ir_graph("LRN", [rnd(2, 6)], [], dict(size=3), 1)
+
+
 def test_nhwc_conv_and_pool_equal_nchw():
     """layout=NHWC (TFLite) computes the same as NCHW on transposed data and weights."""
     x, w, bias = rnd(1, 6, 9, 9), rnd(6, 1, 3, 3), rnd(6)
@@ -212,3 +226,7 @@ def test_costs_of_known_layers():
     assert (c.macs, c.params) == (1000, 1010)
     g = _ir_graph("MatMul", [rnd(2, 4, 8), rnd(2, 8, 3)], [], {}, 1)
     assert graph_cost(g).macs == 2 * 4 * 3 * 8
+    # LRN size 5 over 8 channels: windows clipped at the edges hold 3, 4, 5, 5, 5, 5, 4, 3 channels = 34 squares
+    # summed per position, 5x5 positions, batch 2
+    g = _ir_graph("LRN", [rnd(2, 8, 5, 5)], [], dict(size=5), 1)
+    assert graph_cost(g).macs == 2 * 25 * 34

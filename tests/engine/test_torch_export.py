@@ -212,7 +212,18 @@ def quantized():
     return b.build(), {"X": rng.integers(-128, 128, (1, 3, 6, 6)).astype(np.int8)}
 
 
-CASES = [cnn_nchw, cnn_nhwc, conv1d, conv_transpose, dense_and_unary, binary, shapes, resize, quantized]
+def lrn():
+    """LRN's float reference against torch.nn.functional.local_response_norm, 4-D (AlexNet's attributes) and 3-D."""
+    b = GraphBuilder("lrn")
+    x = b.input("X", (2, 8, 5, 5))
+    b.output(b.node("LRN", [x], size=5, alpha=1e-4, beta=0.75, bias=2.0))
+    b.output(b.node("LRN", [x], size=3, alpha=0.5, beta=0.6, bias=1.5))
+    x1 = b.input("X1", (2, 5, 7))
+    b.output(b.node("LRN", [x1], size=7, alpha=0.9, beta=1.0, bias=0.5))
+    return b.build(), {"X": rand(2, 8, 5, 5) * 20, "X1": rand(2, 5, 7) * 3}
+
+
+CASES = [cnn_nchw, cnn_nhwc, conv1d, conv_transpose, dense_and_unary, binary, shapes, resize, quantized, lrn]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda f: f.__name__)
