@@ -41,7 +41,7 @@ PINNED = {
     ("engine.compress.channels", "VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
     ("engine.compress.channels", "PROBABILITIES"): {"Softmax", "LogSoftmax"},
     ("engine.compress.base", "WEIGHTED"): {"Conv", "Gemm"},
-    ("engine.int8.lower", "_MOVES"): {
+    ("engine.int8.prepare", "_MOVES"): {
         "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Identity",
         "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize"},
     ("hwmodels.estimate", "_POOLS"): {
