@@ -158,7 +158,8 @@ def add_parser(sub) -> None:
                         "marks are searched")
     s.add_argument("--knob", action="append", metavar="NODE.ATTR=V1,V2,...",
                    help="with --space MODEL: a marked choice (channels, kernel, stride; repeatable); without any, "
-                        "every hidden layer's channels at 0.5-1.5x")
+                        "every hidden layer's channels at 0.5-1.5x (with --search-training: the architecture as it "
+                        "is, training and compression searched alone)")
     s.add_argument("--dataset", metavar="NAME|PATH", help="a built-in (see `tinystudio datasets`) or a data file")
     s.add_argument("--mcu", metavar="ID", help="target MCU (see `tinystudio mcus`)")
     s.add_argument("--runtime", metavar="ID", help="runtime profile (default: the MCU's default runtime)")

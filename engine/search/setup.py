@@ -39,7 +39,9 @@ def resolve_space(spec, base_graph, input_shape) -> Space:
             raise TinyStudioError("space 'version' searches a model's marked knobs: give the model")
         from engine.search.version import version_space
 
-        space = version_space(base_graph, {k: list(v) for k, v in spec.marks} if spec.marks else None)
+        # No marks with search_training: the architecture stays as it is, training and compression are searched.
+        marks = {k: list(v) for k, v in spec.marks} if spec.marks else ({} if spec.search_training else None)
+        space = version_space(base_graph, marks)
     else:
         space = get_space(spec.space).for_data(input_shape)
     return space.with_training() if spec.search_training else space

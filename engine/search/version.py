@@ -76,8 +76,11 @@ def _check_value(knob: str, attr: str, v):
 
 def version_space(graph: Graph, marks: dict[str, list] | None) -> Space:
     """A Space whose knobs are the marked "NODE.ATTR" choices of `graph` (see the module docstring). Unknown
-    knobs and choices that do not give a valid graph are one-line errors listing the valid knobs."""
-    marks = marks or graph.meta.get("search_marks") or default_marks(graph)
+    knobs and choices that do not give a valid graph are one-line errors listing the valid knobs.
+    marks None: the marks the version carries (meta "search_marks"), else default_marks; {}: no architecture
+    knob at all (the architecture fixed: training hyperparameters and compression searched alone)."""
+    if marks is None:
+        marks = graph.meta.get("search_marks") or default_marks(graph)
     valid = valid_knobs(graph)
     knobs = []
     for knob, choices in marks.items():
