@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 from engine.search import StudySpec, run_study  # noqa: E402
 
 LIMITS = dict(mcu="nrf52840", max_sram=64 * 1024, max_flash=256 * 1024)
-RUNTIME = "tflm-cmsis-nn"  # what `tinystudio profile --mcu nrf52840` would pick is checked below, not assumed
 
 
 def cli(*argv: str, timeout: float = 900) -> tuple[int, str, str, float]:
@@ -300,6 +299,8 @@ def _print(doc: dict) -> None:
     if b:
         print("\nbad input:")
         for k, v in b.items():
+            if not isinstance(v, dict):
+                continue
             print(f"  {k}: exit {v['exit']} in {v['seconds']} s, wrote anything: {v['wrote_anything']}: {v['message']}")
 
 

@@ -38,15 +38,16 @@ def _depthwise(g: Graph, n) -> bool:
 
 
 def _feeds_output(g: Graph, n, outs: set) -> bool:
-    """The layer's output count is the model's output (classes): not a knob."""
-    readers = {t: [m for m in g.nodes if t in m.inputs] for t in [n.outputs[0]]}
+    """The layer's output count is the model's output (classes): not a knob. Followed through a few
+    single-reader layers without weights (Softmax, activations, reshapes)."""
     t = n.outputs[0]
-    seen = 0
-    while t not in outs and seen < 8:  # through Softmax/activations, a few single-reader element-wise ops
-        nxt = readers.get(t) or [m for m in g.nodes if t in m.inputs]
-        if len(nxt) != 1 or nxt[0].op in ATTRS:
+    for _ in range(8):
+        if t in outs:
+            return True
+        readers = [m for m in g.nodes if t in m.inputs]
+        if len(readers) != 1 or readers[0].op in ATTRS:
             return False
-        t, seen, readers = nxt[0].outputs[0], seen + 1, {}
+        t = readers[0].outputs[0]
     return t in outs
 
 
