@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 
 from engine.errors import TinyStudioError
 
@@ -114,8 +115,8 @@ def cmd_search(args) -> int:
     spec = _spec(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise TinyStudioError(f"--out {args.out}: exists and is not a folder")
-    if args.dataset and os.path.exists(args.dataset):
-        spec = type(spec)(**{**spec.__dict__, "dataset": os.path.abspath(args.dataset)})
+    if args.dataset and os.path.exists(args.dataset):  # workers may run in another folder: an absolute path
+        spec = replace(spec, dataset=os.path.abspath(args.dataset))
     base = _base_graph(args, spec.dataset, spec.seed) if spec.space == "version" else None
     storage = Path(args.db) if args.db else Path(args.out) / "study.journal"
     log = None if args.json else _progress
