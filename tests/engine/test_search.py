@@ -152,6 +152,18 @@ def test_one_trial_in_process_rejects_then_trains(tmp_path, digits):
     assert rej["ram_bytes"] == ok["ram_bytes"] > 100
     assert ok["state"] == "trained" and 0.0 <= ok["accuracy"] <= 1.0 and os.path.isfile(ok["model"])
     assert study.trials[1].intermediate_values == {1: pytest.approx(ok["accuracy"])}  # reported per epoch
+    # The driver tells optuna: the rejected one complete but infeasible, the trained one feasible.
+    from engine.search.study import _result, _tell
+
+    for trial, rec in zip(study.trials, recs):
+        _tell(study, trial._trial_id, trial.number, rec, spec.objectives, (100, None, None))
+    rej_t, ok_t = study.get_trials()
+    assert rej_t.state.name == ok_t.state.name == "COMPLETE"
+    assert rej_t.values[0] == 0.0 and rej_t.system_attrs["constraints:max_sram"] > 0
+    assert all(v <= 0 for k, v in ok_t.system_attrs.items() if k.startswith("constraints:"))
+    res = _result(spec, study, {"latency_ms": 100.0})
+    assert res.counts() == {"total": 2, "trained": 1, "rejected": 1, "pruned": 0, "failed": 0}
+    assert res.pareto == [ok["trial"]] and res.trials[0].broke == rej["broke"]
 
 
 def test_study_result_json_shape():
