@@ -114,7 +114,8 @@ def sampler(spec):
     if spec.strategy == "tpe":
         return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(10, max(4, spec.trials // 4)),
                                           multivariate=True, constant_liar=True)
-    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(6, min(24, spec.trials // 3)))
+    # A population of a third of the budget (4-24): small studies still get generations past the random first.
+    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(24, spec.trials // 3)))
 
 
 def encode(value):
