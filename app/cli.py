@@ -15,6 +15,7 @@ from app.commands.inspect import cmd_inspect, inspect_report  # noqa: F401 - the
 from app.commands.mcus import cmd_mcus
 from app.commands.profile import cmd_profile
 from app.commands.run import cmd_run
+from app.commands.search import add_parser as add_search_parser
 from app.commands.studio import cmd_studio, default_db_path, studio_command  # noqa: F401 - the API
 from app.commands.train import cmd_train
 from app.commands.zoo import cmd_zoo
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("datasets", help="List the built-in data sets.")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(fn=cmd_datasets)
+    add_search_parser(sub)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")

@@ -116,18 +116,19 @@ COMPRESSION_KNOBS = (
 
 def _resized(g: Graph, size: tuple[int, ...], sample: tuple[int, ...]) -> Graph:
     """`g` fed through a nearest Resize from the data's sample size (adapt_zoo's way of adapting resolution)."""
-    from engine.train.adapt import _prepend_resize
+    from engine.train.adapt import prepend_resize
 
     if tuple(g.tensors[g.inputs[0]].shape[1:]) == tuple(sample):
         return g
-    out = _prepend_resize(g, size, sample)
+    out = prepend_resize(g, size, sample)
     out.meta["input_resize"] = {"from": list(sample[1:]), "to": list(size), "mode": "nearest"}
     return out
 
 
 def _named(g: Graph, family: str, params: dict) -> Graph:
     g.name = f"search:{family}?" + "&".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
-    g.meta["source"] = {"format": "search", "spec": g.name, "space": family, "params": dict(params)}
+    # No "spec" key: engine.passes.ptq reads source.spec as a zoo spec.
+    g.meta["source"] = {"format": "search", "space": family, "params": {k: _fmt(v) for k, v in params.items()}}
     return g
 
 

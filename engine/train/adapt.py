@@ -66,7 +66,7 @@ def _derive(name: str, params: dict, given: dict, shape: tuple[int, ...],
     return want, resize
 
 
-def _prepend_resize(g, size: tuple[int, int], sample: tuple[int, ...]):
+def prepend_resize(g, size: tuple[int, int], sample: tuple[int, ...]):
     """Feed `g`'s input through a nearest Resize from the data's (C, H, W) to `size`, keeping the input name."""
     g = g.copy()
     x = g.inputs[0]
@@ -100,7 +100,7 @@ def adapt_zoo(spec: str, data: Dataset, *, seed: int | None = None):
         raise DataError(f"zoo model '{name}' cannot be built for data set '{data.name}' {list(data.input_shape)}: "
                         f"{e}") from None
     if resize is not None:
-        g = _prepend_resize(g, resize, tuple(data.input_shape))
+        g = prepend_resize(g, resize, tuple(data.input_shape))
         g.meta["input_resize"] = {"from": list(data.input_shape[1:]), "to": list(resize), "mode": "nearest"}
     sample = g.tensors[g.inputs[0]].shape[1:]
     if tuple(sample) != tuple(data.input_shape):
