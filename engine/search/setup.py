@@ -65,10 +65,10 @@ def _point(space: Space, last: bool) -> dict:
 def check_feasible(spec, space: Space, data, mcu: str, runtime: str) -> dict:
     """Figures of the space's smallest candidate; TinyStudioError when even it breaks a constraint (nothing in
     the space can fit, so no trial could ever be trained)."""
-    from engine.search.trial import _structure
+    from engine.search.trial import structure_of
 
     params = _point(space, last=False)
-    g = _structure(space.build(params, data.input_shape, data.classes, spec.seed), params, data)
+    g = structure_of(space.build(params, data.input_shape, data.classes, spec.seed), params, data)
     m = deployed_figures(g, mcu, runtime)
     broke = broken_constraint(m, spec.max_sram, spec.max_flash, spec.max_latency_ms)
     if broke:

@@ -74,7 +74,7 @@ def _jsonable(params: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
 
 
-def _structure(graph, params: dict, data):
+def structure_of(graph, params: dict, data):
     """The candidate as it will be deployed, structurally: channel pruning applied (on the random weights:
     which channels go depends on the weights, how many does not), so the pre-filter sees the real sizes."""
     ratio = float(params.get("compress.prune", 0.0) or 0.0)
@@ -141,7 +141,7 @@ def run_trial(task: TrialTask) -> dict:
         graph = task.space.build(task.params, data.input_shape, data.classes, task.seed)
         from engine.search.objectives import broken_constraint, deployed_figures
 
-        m = deployed_figures(_structure(graph, task.params, data), task.mcu, task.runtime)
+        m = deployed_figures(structure_of(graph, task.params, data), task.mcu, task.runtime)
         broke = broken_constraint(m, task.max_sram, task.max_flash, task.max_latency_ms)
         if broke:
             return record(task, "rejected", start, m, broke=broke, attempts=attempts)
