@@ -17,7 +17,7 @@ plans = registrar(NN_PLANNERS)
 
 @plans("Conv")
 def _conv(ctx):
-    n, c, m, g, k, s, d, pads, out, layout = ctx.op._geometry(ctx)
+    n, c, m, g, k, s, d, pads, out, layout = ctx.op.geometry(ctx)
     r = len(k)
     conv = F.conv1d if r == 1 else F.conv2d
     sym = all(pads[i] == pads[i + r] for i in range(r))
@@ -36,7 +36,7 @@ def _conv(ctx):
 
 @plans("ConvTranspose")
 def _conv_transpose(ctx):
-    n, c, m, g, k, s, d, pads, op, out, layout = ctx.op._geometry(ctx)
+    n, c, m, g, k, s, d, pads, op, out, layout = ctx.op.geometry(ctx)
     act = ctx.attr("activation")
 
     def step(xs, mod):
@@ -54,7 +54,7 @@ def _conv_transpose(ctx):
 
 
 def _window_geometry(ctx):
-    n, c, spatial, k, s, d, pads, out, layout = ctx.op._geometry(ctx)
+    n, c, spatial, k, s, d, pads, out, layout = ctx.op.geometry(ctx)
     r = len(k)
     # Explicit pads, plus extra right cells so ceil-mode windows fit (the reference's `windows`).
     width = list(pads)
@@ -159,7 +159,7 @@ def _lrn(ctx):
 
 @plans("Resize")
 def _resize(ctx):
-    n, c, spatial, out, sc, layout = ctx.op._geometry(ctx)
+    n, c, spatial, out, sc, layout = ctx.op.geometry(ctx)
     mode = ctx.attr("mode")
     ctm = ctx.attr("coordinate_transformation_mode")
     exact = all(abs(o - i * f) < 1e-6 for i, o, f in zip(spatial, out, sc))
@@ -174,7 +174,7 @@ def _resize(ctx):
             interp = dict(mode=("linear", "bilinear")[len(spatial) - 1], align_corners=False)
     maps = []
     for ax, (i_size, o_size, f) in enumerate(zip(spatial, out, sc)):
-        src = ctx.op._source(ctx, None, i_size, o_size, f)
+        src = ctx.op.source_coords(ctx, None, i_size, o_size, f)
         if mode == "nearest":
             nm = ctx.attr("nearest_mode")
             idx = {"floor": np.floor(src), "ceil": np.ceil(src), "round_prefer_ceil": np.floor(src + 0.5)}.get(

@@ -89,7 +89,7 @@ def _softmax(ctx):
 
 @plans("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def _reduce(ctx):
-    axes = ctx.op._axes(ctx)
+    axes = ctx.op.reduced_axes(ctx)
     keep = bool(ctx.attr("keepdims"))
     fn = {"ReduceMean": torch.mean, "ReduceSum": torch.sum, "ReduceMax": torch.amax,
           "ReduceMin": torch.amin}[ctx.node.op]
@@ -124,7 +124,7 @@ def _view(ctx):
 
 @plans("Transpose")
 def _transpose(ctx):
-    perm = ctx.op._perm(ctx)
+    perm = ctx.op.permutation(ctx)
     return lambda xs, mod: [xs[0].permute(*perm)]
 
 
@@ -136,13 +136,13 @@ def _concat(ctx):
 
 @plans("Split")
 def _split(ctx):
-    axis, sizes = ctx.op._sizes(ctx)
+    axis, sizes = ctx.op.split_sizes(ctx)
     return lambda xs, mod: list(torch.split(xs[0], sizes, dim=axis))
 
 
 @plans("Slice")
 def _slice(ctx):
-    sl = ctx.op._slices(ctx)
+    sl = ctx.op.slices(ctx)
     # torch slicing has no negative steps: those axes become an index_select with precomputed indices.
     picks = []
     for axis, (s, dim) in enumerate(zip(sl, ctx.shape(0))):

@@ -137,7 +137,7 @@ class Conv(OpDef):
             return "depthwise"
         return "pointwise" if taps == 1 and group == 1 else "conv"
 
-    def _geometry(self, ctx: OpContext):
+    def geometry(self, ctx: OpContext):
         layout = ctx.attr("layout")
         x, w = ctx.shape(0), ctx.shape(1)
         if len(x) not in (3, 4) or len(w) != len(x):
@@ -162,18 +162,18 @@ class Conv(OpDef):
         return n, c, m, g, k, s, d, pads, out, layout
 
     def infer(self, ctx):
-        n, c, m, g, k, s, d, pads, out, layout = self._geometry(ctx)
+        n, c, m, g, k, s, d, pads, out, layout = self.geometry(ctx)
         return [(join_layout(n, m, out, layout), float_out(ctx))]
 
     def cost(self, ctx):
-        n, c, m, g, k, *_ = self._geometry(ctx)
+        n, c, m, g, k, *_ = self.geometry(ctx)
         out_elems = ctx.outs[0].size
         macs = out_elems * (c // g) * int(np.prod(k))
         flops = 2 * macs + (out_elems if ctx.has(2) else 0) + activation_flops(ctx.attr("activation"), out_elems)
         return Cost(macs, flops, self.count_params(ctx))
 
     def run(self, ctx, xs):
-        n, c, m, g, k, s, d, pads, out, layout = self._geometry(ctx)
+        n, c, m, g, k, s, d, pads, out, layout = self.geometry(ctx)
         x, w, b = xs[0], xs[1], xs[2] if len(xs) > 2 else None
         x = to_channels_first(x, layout)
         if layout == "NHWC":
@@ -204,7 +204,7 @@ class ConvTranspose(OpDef):
     float_only = "no int8 lowering or C kernel yet"
     doc = "2-D transposed convolution; W is (C, M/group, kH, kW) in NCHW, (M, kH, kW, C) in NHWC (TFLite)."
 
-    def _geometry(self, ctx):
+    def geometry(self, ctx):
         layout = ctx.attr("layout")
         x, w = ctx.shape(0), ctx.shape(1)
         if len(x) != 4 or len(w) != 4:
@@ -240,11 +240,11 @@ class ConvTranspose(OpDef):
         return n, c, m, g, k, s, d, pads, op, out, layout
 
     def infer(self, ctx):
-        n, c, m, g, *_, out, layout = self._geometry(ctx)
+        n, c, m, g, *_, out, layout = self.geometry(ctx)
         return [(join_layout(n, m, out, layout), float_out(ctx))]
 
     def cost(self, ctx):
-        n, c, m, g, k, *_ = self._geometry(ctx)
+        n, c, m, g, k, *_ = self.geometry(ctx)
         in_elems = ctx.ins[0].size
         macs = in_elems * (m // g) * int(np.prod(k))
         out_elems = ctx.outs[0].size
@@ -252,7 +252,7 @@ class ConvTranspose(OpDef):
         return Cost(macs, flops, self.count_params(ctx))
 
     def run(self, ctx, xs):
-        n, c, m, g, k, s, d, pads, op, out, layout = self._geometry(ctx)
+        n, c, m, g, k, s, d, pads, op, out, layout = self.geometry(ctx)
         x = to_channels_first(xs[0].astype(np.float32), layout)
         w = xs[1].astype(np.float32)
         if layout == "NHWC":

@@ -17,7 +17,7 @@ class _WindowPool(OpDef):
     same_grid = prunes_through = onnx_same = True
     cost_kind = "pool"
 
-    def _geometry(self, ctx):
+    def geometry(self, ctx):
         layout = ctx.attr("layout")
         x = ctx.shape(0)
         if len(x) < 3:
@@ -35,16 +35,16 @@ class _WindowPool(OpDef):
         return n, c, spatial, k, s, d, pads, out, layout
 
     def infer(self, ctx):
-        n, c, _, _, _, _, _, out, layout = self._geometry(ctx)
+        n, c, _, _, _, _, _, out, layout = self.geometry(ctx)
         return [(join_layout(n, c, out, layout), float_out(ctx))]
 
     def cost(self, ctx):
-        *_, k, s, d, pads, out, layout = self._geometry(ctx)
+        *_, k, s, d, pads, out, layout = self.geometry(ctx)
         n_out = ctx.outs[0].size
         return Cost(0, n_out * int(np.prod(k)) + activation_flops(ctx.attr("activation"), n_out), 0)
 
     def run(self, ctx, xs):
-        n, c, spatial, k, s, d, pads, out, layout = self._geometry(ctx)
+        n, c, spatial, k, s, d, pads, out, layout = self.geometry(ctx)
         x = to_channels_first(xs[0].astype(np.float32), layout)
         y = self.reduce(ctx, x, k, s, d, pads, out)
         y = apply_activation(y, ctx.attr("activation"))

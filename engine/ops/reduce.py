@@ -12,7 +12,7 @@ class _Reduce(OpDef):
     fn = None
     cost_kind = "pool"
 
-    def _axes(self, ctx):
+    def reduced_axes(self, ctx):
         r = len(ctx.shape(0))
         axes = ctx.attr("axes")
         if not axes:
@@ -22,7 +22,7 @@ class _Reduce(OpDef):
 
     def infer(self, ctx):
         x = ctx.shape(0)
-        axes = self._axes(ctx)
+        axes = self.reduced_axes(ctx)
         keep = ctx.attr("keepdims")
         out = tuple((1 if i in axes else d) for i, d in enumerate(x) if keep or i not in axes)
         return [(out, float_out(ctx))]
@@ -31,7 +31,7 @@ class _Reduce(OpDef):
         return Cost(0, ctx.ins[0].size, 0)
 
     def run(self, ctx, xs):
-        axes = self._axes(ctx)
+        axes = self.reduced_axes(ctx)
         if not axes:
             return [xs[0]]
         y = type(self).fn(xs[0], axis=axes, keepdims=bool(ctx.attr("keepdims")))

@@ -110,7 +110,7 @@ class Transpose(OpDef):
     attrs = {"perm": Attr("ints", None)}
     doc = "Permutes dims (reverses them when `perm` is not given)."
 
-    def _perm(self, ctx):
+    def permutation(self, ctx):
         r = len(ctx.shape(0))
         perm = ctx.attr("perm")
         perm = list(range(r))[::-1] if perm is None else [norm_axis(p, r, ctx) for p in perm]
@@ -120,13 +120,13 @@ class Transpose(OpDef):
 
     def infer(self, ctx):
         x = ctx.shape(0)
-        return [(tuple(x[p] for p in self._perm(ctx)), ctx.ins[0].dtype)]
+        return [(tuple(x[p] for p in self.permutation(ctx)), ctx.ins[0].dtype)]
 
     def cost(self, ctx):
         return Cost(0, 0, 0)
 
     def run(self, ctx, xs):
-        return [np.ascontiguousarray(np.transpose(xs[0], self._perm(ctx)))]
+        return [np.ascontiguousarray(np.transpose(xs[0], self.permutation(ctx)))]
 
 
 @register
@@ -165,7 +165,7 @@ class Split(OpDef):
     attrs = {"axis": Attr("int", 0), "split": Attr("ints", None)}
     doc = "Splits along `axis` into the given sizes (equal parts, one per output, when not given)."
 
-    def _sizes(self, ctx):
+    def split_sizes(self, ctx):
         x = ctx.shape(0)
         axis = norm_axis(ctx.attr("axis"), len(x), ctx)
         n = len(ctx.node.outputs)
@@ -181,14 +181,14 @@ class Split(OpDef):
 
     def infer(self, ctx):
         x = ctx.shape(0)
-        axis, split = self._sizes(ctx)
+        axis, split = self.split_sizes(ctx)
         return [(tuple(s if i == axis else d for i, d in enumerate(x)), ctx.ins[0].dtype) for s in split]
 
     def cost(self, ctx):
         return Cost(0, 0, 0)
 
     def run(self, ctx, xs):
-        axis, split = self._sizes(ctx)
+        axis, split = self.split_sizes(ctx)
         return list(np.split(xs[0], np.cumsum(split)[:-1], axis=axis))
 
 
@@ -200,7 +200,7 @@ class Slice(OpDef):
              "axes": Attr("ints", None), "steps": Attr("ints", None)}
     doc = "numpy slicing x[starts:ends:steps] on `axes` (ONNX clamping rules)."
 
-    def _slices(self, ctx):
+    def slices(self, ctx):
         x = ctx.shape(0)
         starts, ends = ctx.attr("starts"), ctx.attr("ends")
         axes = ctx.attr("axes") or list(range(len(starts)))
@@ -220,7 +220,7 @@ class Slice(OpDef):
         return tuple(sl)
 
     def infer(self, ctx):
-        sl = self._slices(ctx)
+        sl = self.slices(ctx)
         shape = tuple(len(range(*s.indices(d))) for s, d in zip(sl, ctx.shape(0)))
         return [(shape, ctx.ins[0].dtype)]
 
@@ -228,7 +228,7 @@ class Slice(OpDef):
         return Cost(0, 0, 0)
 
     def run(self, ctx, xs):
-        return [np.ascontiguousarray(xs[0][self._slices(ctx)])]
+        return [np.ascontiguousarray(xs[0][self.slices(ctx)])]
 
 
 @register
@@ -303,7 +303,7 @@ class Resize(OpDef):
              **LAYOUT}
     doc = "Spatial up/down-sampling, nearest or (bi)linear; `scales` or `sizes` cover the spatial dims only."
 
-    def _geometry(self, ctx):
+    def geometry(self, ctx):
         x = ctx.shape(0)
         layout = ctx.attr("layout")
         n, c, spatial = split_layout(x, layout)
@@ -323,7 +323,7 @@ class Resize(OpDef):
         return n, c, spatial, out, sc, layout
 
     def infer(self, ctx):
-        n, c, _, out, _, layout = self._geometry(ctx)
+        n, c, _, out, _, layout = self.geometry(ctx)
         shape = (n, c, *out) if layout == "NCHW" else (n, *out, c)
         return [(shape, float_out(ctx))]
 
@@ -331,7 +331,7 @@ class Resize(OpDef):
         k = 4 if ctx.attr("mode") == "linear" else 1
         return Cost(0, k * ctx.outs[0].size, 0)
 
-    def _source(self, ctx, o, i_size, o_size, scale):
+    def source_coords(self, ctx, o, i_size, o_size, scale):
         """Source coordinate of output index `o` along one axis."""
         mode = ctx.attr("coordinate_transformation_mode")
         o = np.arange(o_size, dtype=np.float64)
@@ -344,10 +344,10 @@ class Resize(OpDef):
         return (o + 0.5) / scale - 0.5
 
     def run(self, ctx, xs):
-        n, c, spatial, out, sc, layout = self._geometry(ctx)
+        n, c, spatial, out, sc, layout = self.geometry(ctx)
         y = to_channels_first(xs[0].astype(np.float32), layout)
         for ax, (i_size, o_size, s) in enumerate(zip(spatial, out, sc)):
-            src = self._source(ctx, None, i_size, o_size, s)
+            src = self.source_coords(ctx, None, i_size, o_size, s)
             axis = 2 + ax
             if ctx.attr("mode") == "nearest":
                 nm = ctx.attr("nearest_mode")
