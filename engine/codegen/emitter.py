@@ -17,6 +17,7 @@ from engine.codegen.cwrite import CArray, c_struct
 from engine.errors import GraphError
 from engine.int8.readers import act_grid
 from engine.ir import Graph, Node, Tensor
+from engine.registry import registrar
 from engine.validate import node_context
 
 MAX_DIMS = 6
@@ -101,12 +102,7 @@ Emitter = Callable[[EmitContext, Node], None]
 EMIT: dict[str, Emitter] = {}
 
 
-def emits(*ops: str):
-    def deco(fn):
-        for op in ops:
-            EMIT[op] = fn
-        return fn
-    return deco
+emits = registrar(EMIT)   # @emits("Conv"): EMIT["Conv"] is the decorated emitter
 
 
 def emit_error(node: Node, msg: str) -> GraphError:

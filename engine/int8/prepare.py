@@ -29,17 +29,13 @@ from engine.int8.softmax import softmax_params
 from engine.ir import INT_DTYPES, Graph, Node, Tensor
 from engine.ops import ops_where
 from engine.ops.base import OpContext, norm_axis
+from engine.registry import registrar
 from engine.validate import node_context
 
 PREPARE: dict[str, Callable[[Graph, Node], Params]] = {}
 
 
-def prepares(*ops: str):
-    def deco(fn):
-        for op in ops:
-            PREPARE[op] = fn
-        return fn
-    return deco
+prepares = registrar(PREPARE)   # @prepares("Conv"): PREPARE["Conv"] is the decorated record builder
 
 
 def prepare_node(g: Graph, node: Node) -> Params:
