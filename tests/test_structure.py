@@ -60,6 +60,28 @@ def private_uses(path: Path) -> list[str]:
     return hits
 
 
+def _private_defs(tree: ast.AST) -> set[str]:
+    return {n.name for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _private(n.name)}
+
+
+def private_member_uses(paths: list[Path]) -> list[str]:
+    """Calls `obj._name(...)` where `_name` is a private function or method defined in another project module
+    and not in this one (e.g. `ctx.op._geometry(ctx)`: an exporter calling an op class's private helper).
+    Only calls: a private attribute of a third-party object (torch's `op._schema`) may share a name with ours."""
+    trees = {p: ast.parse(p.read_text(), filename=str(p)) for p in paths}
+    defs = {p: _private_defs(t) for p, t in trees.items()}
+    hits = []
+    for p, tree in trees.items():
+        elsewhere = set().union(*(d for q, d in defs.items() if q != p)) - defs[p]
+        for call in ast.walk(tree):
+            node = call.func if isinstance(call, ast.Call) else None
+            if (isinstance(node, ast.Attribute) and node.attr in elsewhere
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                hits.append(f"{_rel(p)}:{node.lineno} .{node.attr}(")
+    return hits
+
+
 def _line_count(path: Path) -> int:
     return len(path.read_text(errors="replace").splitlines())
 
@@ -82,6 +104,11 @@ def test_pages_do_not_import_the_cli():
 def test_no_module_uses_another_modules_private_names():
     hits = [h for p in _files(PRIVATE_ROOTS, (".py",)) if _rel(p) not in KNOWN_PENDING for h in private_uses(p)]
     assert not hits, "make these names public or move the code that needs them:\n" + "\n".join(hits)
+
+
+def test_no_module_calls_another_modules_private_methods():
+    hits = [h for h in private_member_uses(_files(PACKAGES, (".py",))) if h.split(":")[0] not in KNOWN_PENDING]
+    assert not hits, "make these methods public:\n" + "\n".join(hits)
 
 
 def test_no_module_is_over_400_lines():
@@ -111,3 +138,17 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     finally:
         ROOT = root
     assert hits == ["m.py:1 from engine.ir import _INT4", "m.py:4 ir._Int4Info", "m.py:5 widgets._private"]
+
+
+def test_the_member_check_catches_a_private_method_of_another_module(tmp_path):
+    (tmp_path / "a.py").write_text("class Op:\n    def _geometry(self):\n        return self._geometry\n")
+    (tmp_path / "b.py").write_text("def plan(ctx):\n    return ctx.op._geometry()\n")
+    (tmp_path / "c.py").write_text("def _geometry():\n    pass\n\n\nx = obj._geometry()\n")
+    (tmp_path / "d.py").write_text("x = torch_op._geometry\n")
+    global ROOT
+    root, ROOT = ROOT, tmp_path
+    try:
+        hits = private_member_uses(sorted(tmp_path.glob("*.py")))
+    finally:
+        ROOT = root
+    assert hits == ["b.py:2 ._geometry("]
