@@ -20,7 +20,11 @@ import numpy as np
 from engine.compress.base import Action, ActionContext, CompressError, Param, is_quantized_graph
 from engine.compress.quantize import train_json
 from engine.ir import Graph, Node, Tensor
+from engine.ops import ops_where
 from engine.passes.base import fresh_name
+
+# The MAC layers (conv and fully connected cost kinds): their input 1 is the weight tensor.
+MAC_LAYERS = ops_where(lambda op: op.cost_kind in ("conv", "fc"))
 
 
 # ---- the factorizations (numpy only) ---------------------------------------------------------------------
@@ -128,7 +132,7 @@ def plan(g: Graph, energy: float, kxk: bool = True) -> list[dict]:
 
 
 def total_weights(g: Graph) -> int:
-    return int(sum(g.tensors[n.inputs[1]].size for n in g.nodes if n.op in ("Conv", "Gemm", "ConvTranspose", "MatMul")
+    return int(sum(g.tensors[n.inputs[1]].size for n in g.nodes if n.op in MAC_LAYERS
                    and len(n.inputs) > 1 and g.tensors.get(n.inputs[1]) is not None
                    and g.tensors[n.inputs[1]].data is not None))
 

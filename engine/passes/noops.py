@@ -15,10 +15,11 @@ from engine.passes.base import PassReport, graph_pass, rename_uses
 from engine.validate import producers
 
 _VIEWS = ops_where(lambda op: op.is_view)
+_NOOPS = ops_where(lambda op: op.is_noop)
 
 
 def is_noop(g: Graph, node: Node) -> bool:
-    if node.op in ("Identity", "Dropout"):
+    if node.op in _NOOPS:
         return True
     x, y = g.tensors.get(node.inputs[0]) if node.inputs else None, g.tensors.get(node.outputs[0])
     if x is None or y is None or len(node.outputs) != 1:

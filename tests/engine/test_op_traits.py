@@ -26,6 +26,8 @@ PINNED = {
         "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Identity", "Dropout", "Cast"},
     ("engine.passes.layout", "BINARY"): {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"},
     ("engine.passes.noops", "_VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
+    ("engine.passes.noops", "_NOOPS"): {"Identity", "Dropout"},
+    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul"},
     ("engine.passes.quantize", "SAME_GRID"): {
         "MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
         "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
