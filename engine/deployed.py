@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from engine.errors import TinyStudioError
 from engine.ir import FLOAT_DTYPES, Graph, Tensor
+from engine.ops import ops_where
 
 PRECISIONS = ("as-is", "int8", "float32")
 _CALIBRATION_SAMPLES = 2  # values do not matter for bytes and arena; two keep min/max ranges non-degenerate
@@ -87,7 +88,7 @@ def _dequantized(graph: Graph) -> tuple[Graph, str]:
             continue
         data = t.float_data() if t.data is not None else None
         g.tensors[t.name] = Tensor(t.name, t.shape, "float32", None, data, dict(t.meta))
-    q_ops = [n for n in g.nodes if n.op in ("QuantizeLinear", "DequantizeLinear")]
+    q_ops = [n for n in g.nodes if n.op in ops_where(lambda op: op.quant_boundary)]
     if q_ops:
         raise TinyStudioError(f"float32 figures are not available for this int8 model: node '{q_ops[0].name}' "
                               f"({q_ops[0].op}) has no float32 form")

@@ -78,6 +78,7 @@ def parse_params(action: Action, given: dict[str, Any] | None) -> dict[str, Any]
 # ---- graph helpers ---------------------------------------------------------------------------------
 
 WEIGHTED = ops_where(lambda op: op.weighted)
+QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 
 
 def weighted_nodes(g: Graph) -> list[Node]:
@@ -137,7 +138,7 @@ def float_form(g: Graph) -> Graph:
         data = t.float_data() if t.data is not None else None
         out.tensors[t.name] = Tensor(t.name, t.shape, "float32", None, data, dict(t.meta))
     for i, n in enumerate(out.nodes):
-        if n.op in ("QuantizeLinear", "DequantizeLinear"):
+        if n.op in QUANT_BOUNDARY:
             out.nodes[i] = Node("Identity", n.name, n.inputs[:1], n.outputs, {})
     out.meta = {k: v for k, v in out.meta.items() if k != "quantization"}
     out, _ = remove_noops(infer_shapes(out))

@@ -131,6 +131,9 @@ class OpDef:
     # ONNX opset 13 has this op under the same name with the same inputs and attributes (exporters only drop
     # the IR's `layout` / `activation`).
     onnx_same: ClassVar[bool] = False
+    # Moves values between the float and the integer domain (QuantizeLinear, DequantizeLinear): the quantizer
+    # places these, a float graph has none, and dequantizing a graph turns them into Identity.
+    quant_boundary: ClassVar[bool] = False
     # Why the op has no int8 lowering + C kernel; "" = it has both (tests/engine/test_op_coverage.py checks).
     float_only: ClassVar[str] = ""
 

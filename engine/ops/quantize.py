@@ -16,7 +16,7 @@ from engine.ops.base import Attr, Cost, OpDef, register
 @register
 class QuantizeLinear(OpDef):
     name = "QuantizeLinear"
-    inplace = prunes_through = True
+    inplace = prunes_through = quant_boundary = True
     attrs = {"dtype": Attr("str", "int8", ("int8", "uint8", "int16", "int4"))}
     doc = "float (or another int8 grid) -> integer grid of the output tensor's scale/zero point."
 
@@ -36,7 +36,7 @@ class QuantizeLinear(OpDef):
 @register
 class DequantizeLinear(OpDef):
     name = "DequantizeLinear"
-    inplace = prunes_through = True
+    inplace = prunes_through = quant_boundary = True
     float_only = "float output: the int8 reference runs it, the generated C library's outputs stay int8"
     doc = "integer grid of the input tensor -> float32."
 

@@ -35,6 +35,7 @@ LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC")}
 SPATIAL = ops_where(lambda op: op.has_layout)  # converted to NHWC
 UNARY = ops_where(lambda op: op.elementwise == "unary")  # layout-agnostic: the permutation passes through
 BINARY = ops_where(lambda op: op.elementwise == "binary")
+QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 Perm = tuple[int, ...]
 
 
@@ -274,7 +275,7 @@ class _Converter:
         op = node.op
         if op in SPATIAL:
             return self.spatial(node)
-        if op in UNARY or (op in ("QuantizeLinear", "DequantizeLinear") and self._per_tensor(node)):
+        if op in UNARY or (op in QUANT_BOUNDARY and self._per_tensor(node)):
             return self.unary(node)
         handler = _HANDLERS.get(op)
         if handler is not None:

@@ -33,6 +33,7 @@ INT8_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
 SAME_GRID = ops_where(lambda op: op.same_grid)
 FIXED_OUTPUT = {name: OPS[name].fixed_grid for name in ops_where(lambda op: op.fixed_grid is not None)}
 WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at input 2
+QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 INT32 = np.iinfo(np.int32)
 
 
@@ -42,8 +43,8 @@ def check_int8_support(graph: Graph) -> None:
     """Raise a one-line GraphError naming the first node the int8 executor could not run once quantized."""
     for node in topological_order(graph):
         op = node.op
-        if op not in LOWER or op in ("QuantizeLinear", "DequantizeLinear"):
-            ops = ", ".join(sorted(set(LOWER) - {"QuantizeLinear", "DequantizeLinear"}))
+        if op not in LOWER or op in QUANT_BOUNDARY:
+            ops = ", ".join(sorted(set(LOWER) - QUANT_BOUNDARY))
             raise GraphError(f"cannot quantize to int8: no int8 kernel for {op} (int8 ops: {ops})", node.name, op)
         act = node.attrs.get("activation", "none")
         if act not in INT8_ACTIVATIONS:

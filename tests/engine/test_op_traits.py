@@ -33,6 +33,9 @@ PINNED = {
         "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
         "Pad", "Concat"},
     ("engine.passes.quantize", "WEIGHTED"): {"Conv", "Gemm"},
+    ("engine.passes.quantize", "QUANT_BOUNDARY"): {"QuantizeLinear", "DequantizeLinear"},
+    ("engine.passes.layout", "QUANT_BOUNDARY"): {"QuantizeLinear", "DequantizeLinear"},
+    ("engine.compress.base", "QUANT_BOUNDARY"): {"QuantizeLinear", "DequantizeLinear"},
     ("engine.passes.fuse", "FUSABLE"): {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"},
     ("engine.compress.channels", "PASS_THROUGH"): {
         "Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
