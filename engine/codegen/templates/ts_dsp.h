@@ -29,13 +29,14 @@ static inline uint32_t ts_read32(const void *p)
 static inline void ts_write32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 
 static inline uint32_t ts_dup16(int32_t v) { return ((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16); }
+/* ROR #8 in C, for the emulation and for compilers without GNU inline assembly. */
+static inline uint32_t ts_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 
 #if defined(TINYSTUDIO_EMULATE_DSP)
 static inline uint32_t ts_half(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
 static inline int32_t ts_lo16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu); }
 static inline int32_t ts_hi16(uint32_t v) { return (int32_t)(int16_t)(uint16_t)(v >> 16); }
 static inline int32_t ts_byte(uint32_t v, int n) { return (int32_t)(int8_t)(uint8_t)((v >> (8 * n)) & 0xFFu); }
-static inline uint32_t ts_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 static inline uint32_t ts_sxtb16(uint32_t v) { return ts_half(ts_byte(v, 0), ts_byte(v, 2)); }
 static inline uint32_t ts_sxtb16_ror8(uint32_t v) { return ts_sxtb16(ts_ror8(v)); }
 static inline uint32_t ts_sxtab16(uint32_t a, uint32_t v)
@@ -55,11 +56,6 @@ static inline int32_t ts_smlabb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t ts_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_hi16(a) * ts_hi16(b)));
-}
-/* SMMLAR: acc + the high word of a * b rounded (bits 63..32 of acc * 2**32 + a * b + 2**31). */
-static inline int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
-{
-    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)a * b + 0x80000000LL) >> 32));
 }
 static inline int32_t ts_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 #else
@@ -90,17 +86,19 @@ static inline int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
     return r;
 }
 #else
-static inline uint32_t ts_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 static inline uint32_t ts_sxtb16_ror8(uint32_t v) { return (uint32_t)__sxtb16((int32_t)ts_ror8(v)); }
 static inline uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t v)
 {
     return (uint32_t)__sxtab16((int32_t)a, (int32_t)ts_ror8(v));
 }
+#endif
+#endif
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+/* SMMLAR: acc + the high word of a * b rounded (bits 63..32 of acc * 2**32 + a * b + 2**31). */
 static inline int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)a * b + 0x80000000LL) >> 32));
 }
-#endif
 #endif
 
 /* Hides a value from the optimizer so that it does not turn y[s * stride] into four spilled pointers. */
