@@ -3,7 +3,7 @@
     mode = Requant.SHORT                  # written into the kernel's `general_requant` field (REQUANT_FIELD)
     dsp = dsp_requant(wq, bias, x_zp, multiplier, shift, y_zp, act_min, act_max)   # DspRequant
 
-The DSP kernels (tinystudio_kernels.c) requantize with one SMMLAR and a shift when a layer's constants
+The DSP kernels (ts_dsp.h, ts_*_dsp.c) requantize with one SMMLAR and a shift when a layer's constants
 allow it; otherwise they run TFLite's portable arithmetic. Both give the same bytes; the conditions
 below are what the C relies on, so they live here, next to the multipliers they test, and the enum is
 the one place that names the values the C branches on (tests/engine/test_int8_params.py reads the C).
@@ -59,7 +59,7 @@ def dsp_requant(wq: np.ndarray, bias: np.ndarray, x_zp: int, mult, shift, zo: in
     A dead channel (all weights 0) outputs the constant K = clamp(requant(bias) + zo); TFLite converters
     leave such channels with saturated biases and extreme shifts. It gets bias 4 * (K - zo), multiplier
     2**30 and shift -1 instead, which give K again (exactly (K - zo) * 2, then halved): no byte changes.
-    The mode is GENERAL when some channel breaks a condition of the short form (tinystudio_kernels.c):
+    The mode is GENERAL when some channel breaks a condition of the short form (ts_dsp.h):
     multiplier 0 or in [2**30, 2**31), shift in [-30, -1], accumulators in [-2**30, 2**30), and the
     rounded high word plus the folded rounding and offset terms below 2**31."""
     acc_min, acc_max = acc_range(wq, bias, x_zp)
@@ -87,7 +87,7 @@ def dsp_requant(wq: np.ndarray, bias: np.ndarray, x_zp: int, mult, shift, zo: in
 
 
 def add_requant_mode(m1: int, e1: int, m2: int, e2: int, mo: int, eo: int) -> Requant:
-    """SHORT when the DSP build's ADD requantization applies (tinystudio_kernels.c, ts_add_row_dsp): inputs
+    """SHORT when the DSP build's ADD requantization applies (ts_elementwise_dsp.c, ts_add_row_dsp): inputs
     lifted by 2**21 stay below 2**29 in magnitude (int8 minus zero point < 2**8), the rescaled sum below 2**29,
     multipliers normalized, input shifts in [-30, 0], the output shift in [-23, -1] (the folded offset and
     rounding term then stay below 2**31 - 2**29)."""

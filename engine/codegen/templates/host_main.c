@@ -2,7 +2,7 @@
  *
  * Reads @UPPER@_INPUT_SIZE bytes per inference (all graph inputs back to back), runs the model, writes
  * @UPPER@_OUTPUT_SIZE bytes, until end of input. Exit status: 0 ok, 2 truncated input, 3-5 library/IO errors.
- * Build: cc -std=c99 -O2 host_main.c @NAME@.c @NAME@_weights.c @NAME@_io.c tinystudio_kernels.c -o @NAME@_host
+ * Build: cc -std=c99 -O2 host_main.c @NAME@.c @NAME@_weights.c @NAME@_io.c ts_*.c -o @NAME@_host
  */
 #include <stdio.h>
 
