@@ -131,6 +131,8 @@ class OpDef:
     # ONNX opset 13 has this op under the same name with the same inputs and attributes (exporters only drop
     # the IR's `layout` / `activation`).
     onnx_same: ClassVar[bool] = False
+    # int8: the kernel is one table from every 8-bit input value to its output value (the C kernel ts_lut_s8).
+    int8_table: ClassVar[bool] = False
     # Why the op has no int8 lowering + C kernel; "" = it has both (tests/engine/test_op_coverage.py checks).
     float_only: ClassVar[str] = ""
 
