@@ -136,14 +136,16 @@ def depthwise_separable(net: Net, x: str, cout: int, stride: int, pad: str, bn: 
     return conv_bn_act(net, y, cout, 1, 1, pad=pad, bn=bn, act=act, name=f"{name}_pw")
 
 
-def inverted_residual(net: Net, x: str, cout: int, stride: int, expand: int, bn: bool, name: str) -> str:
-    """MobileNetV2 block: [1x1 expand -> BN -> ReLU6] -> dw 3x3 -> BN -> ReLU6 -> 1x1 project -> BN [+ x]."""
+def inverted_residual(net: Net, x: str, cout: int, stride: int, expand: int, bn: bool, name: str,
+                      kernel: int = 3) -> str:
+    """MobileNetV2 block: [1x1 expand -> BN -> ReLU6] -> dw kxk (3x3 in V2; 5x5/7x7 in MCUNet's space) -> BN
+    -> ReLU6 -> 1x1 project -> BN [+ x]."""
     cin = net.shape(x)[1]
     hidden = int(round(cin * expand))
     y = x
     if expand != 1:
         y = conv_bn_act(net, y, hidden, 1, pad="torch", bn=bn, act="relu6", name=f"{name}_expand")
-    y = conv_bn_act(net, y, hidden, 3, stride, group=hidden, pad="torch", bn=bn, act="relu6", name=f"{name}_dw")
+    y = conv_bn_act(net, y, hidden, kernel, stride, group=hidden, pad="torch", bn=bn, act="relu6", name=f"{name}_dw")
     residual = stride == 1 and cin == cout
     # Smaller gamma on the residual branch keeps the variance of the running sum from growing per block.
     y = conv_bn_act(net, y, cout, 1, pad="torch", bn=bn, act="none", name=f"{name}_project",

@@ -13,11 +13,13 @@ from engine.zoo.mobilenet import mobilenet_v1
 from engine.zoo.spec import ParamSpec, ZooEntry, p_bn, p_channels, p_classes, p_resolution, p_seed, p_width
 
 
-def ds_cnn(frames: int, coeffs: int, classes: int, filters: int, blocks: int, bn: bool, seed: int) -> Graph:
-    """DS-CNN (Zhang et al. 2017, 'Hello Edge'), MLPerf Tiny KWS: MFCC (1, 1, 49, 10) -> 12 keywords."""
+def ds_cnn(frames: int, coeffs: int, classes: int, filters: int, blocks: int, bn: bool, seed: int,
+           first_kernel: tuple[int, int] = (10, 4), first_stride: int = 2) -> Graph:
+    """DS-CNN (Zhang et al. 2017, 'Hello Edge'), MLPerf Tiny KWS: MFCC (1, 1, 49, 10) -> 12 keywords.
+    first_kernel / first_stride: the first conv (10x4 stride 2 in the reference; engine.search varies them)."""
     net = Net("kws_dscnn", seed)
     x = net.input((1, 1, frames, coeffs))  # (N, C, time, MFCC)
-    x = conv_bn_act(net, x, filters, (10, 4), 2, pad="same", bn=bn, act="relu", name="conv1")
+    x = conv_bn_act(net, x, filters, tuple(first_kernel), first_stride, pad="same", bn=bn, act="relu", name="conv1")
     for i in range(1, blocks + 1):
         x = conv_bn_act(net, x, filters, 3, 1, group=filters, pad="same", bn=bn, act="relu", name=f"block{i}_dw")
         x = conv_bn_act(net, x, filters, 1, 1, pad="same", bn=bn, act="relu", name=f"block{i}_pw")
@@ -25,16 +27,18 @@ def ds_cnn(frames: int, coeffs: int, classes: int, filters: int, blocks: int, bn
     return net.build(net.op("Softmax", [y], name="softmax", axis=-1))
 
 
-def resnet8(resolution: int, classes: int, channels: int, filters: int, bn: bool, seed: int) -> Graph:
+def resnet8(resolution: int, classes: int, channels: int, filters: int, bn: bool, seed: int, stacks: int = 3,
+            kernel: int = 3) -> Graph:
     """ResNet-8 (MLPerf Tiny IC, resnet_v1_eembc): conv 16 -> 3 stacks of 2 convs (16/32/64, the last two
-    stride 2 with a 1x1 stride-2 conv shortcut, no BN on it) -> global avg pool -> FC -> softmax."""
+    stride 2 with a 1x1 stride-2 conv shortcut, no BN on it) -> global avg pool -> FC -> softmax.
+    stacks (1-3) and kernel (3 in the reference) are what engine.search varies besides filters/resolution."""
     net = Net("ic_resnet8", seed)
     x = net.input((1, channels, resolution, resolution))  # (N, C, H, W)
-    x = conv_bn_act(net, x, filters, 3, 1, pad="same", bn=bn, act="relu", name="conv1")
-    for stack, mult in enumerate((1, 2, 4), start=1):
+    x = conv_bn_act(net, x, filters, kernel, 1, pad="same", bn=bn, act="relu", name="conv1")
+    for stack, mult in enumerate((1, 2, 4)[:stacks], start=1):
         c, s, name = filters * mult, (1 if mult == 1 else 2), f"stack{stack}"
-        y = conv_bn_act(net, x, c, 3, s, pad="same", bn=bn, act="relu", name=f"{name}_conv1")
-        y = conv_bn_act(net, y, c, 3, 1, pad="same", bn=bn, act="none", name=f"{name}_conv2", gamma=(0.3, 0.6))
+        y = conv_bn_act(net, x, c, kernel, s, pad="same", bn=bn, act="relu", name=f"{name}_conv1")
+        y = conv_bn_act(net, y, c, kernel, 1, pad="same", bn=bn, act="none", name=f"{name}_conv2", gamma=(0.3, 0.6))
         if s != 1:
             x = conv_bn_act(net, x, c, 1, s, pad="same", bn=False, act="none", name=f"{name}_shortcut")
         x = activation(net, net.op("Add", [x, y], name=f"{name}_add"), "relu", name=f"{name}_relu")

@@ -38,15 +38,18 @@ def mobilenet_v1(width: float, resolution: int, classes: int, channels: int, bn:
 
 
 def mobilenet_v2(width: float, resolution: int, classes: int, channels: int, last_channels: int, bn: bool,
-                 seed: int) -> Graph:
+                 seed: int, stages: list[tuple] | None = None) -> Graph:
+    """stages: (expansion t, channels c, repeats n, first stride s[, depthwise kernel k]) per stage; None is the
+    paper's V2_STAGES with 3x3 kernels (engine.search varies depth, expansion and kernel per stage)."""
     net = Net("mobilenetv2", seed)
     x = net.input((1, channels, resolution, resolution))  # (N, C, H, W)
     x = conv_bn_act(net, x, make_divisible(32 * width), 3, 2, bn=bn, act="relu6", name="conv1")
     block = 0
-    for t, c, n, s in V2_STAGES:
+    for t, c, n, s, *k in stages or V2_STAGES:
         for i in range(n):
             block += 1
-            x = inverted_residual(net, x, make_divisible(c * width), s if i == 0 else 1, t, bn, name=f"block{block}")
+            x = inverted_residual(net, x, make_divisible(c * width), s if i == 0 else 1, t, bn, name=f"block{block}",
+                                  kernel=k[0] if k else 3)
     last = last_channels or make_divisible(1280 * max(1.0, width))
     x = conv_bn_act(net, x, last, 1, bn=bn, act="relu6", name="conv_last")
     return net.build(linear(net, global_pool_flatten(net, x), classes, name="fc"))

@@ -32,13 +32,15 @@ def tiny_conv(frames: int, features: int, classes: int, filters: int, seed: int)
     return net.build(net.op("Softmax", [y], name="softmax", axis=-1))
 
 
-def sensor_cnn1d(width: float, length: int, channels: int, classes: int, bn: bool, seed: int) -> Graph:
+def sensor_cnn1d(width: float, length: int, channels: int, classes: int, bn: bool, seed: int, blocks: int = 3,
+                 kernel: int = 5) -> Graph:
     """1-D CNN for inertial/sensor windows (e.g. accelerometer x/y/z, 128 samples, 6 activities as in UCI HAR):
-    3 x [conv1d k5 -> BN -> ReLU -> max pool 2] with 16/32/64 x width channels -> global avg pool -> FC."""
+    3 x [conv1d k5 -> BN -> ReLU -> max pool 2] with 16/32/64 x width channels -> global avg pool -> FC.
+    blocks (1-4: 16/32/64/128) and kernel are what engine.search varies besides width."""
     net = Net("sensor_cnn1d", seed)
     x = net.input((1, channels, length))  # (N, C, T)
-    for i, c in enumerate((16, 32, 64), start=1):
-        x = conv_bn_act(net, x, max(1, round(c * width)), 5, bn=bn, act="relu", name=f"conv{i}")
+    for i, c in enumerate((16, 32, 64, 128)[:blocks], start=1):
+        x = conv_bn_act(net, x, max(1, round(c * width)), kernel, bn=bn, act="relu", name=f"conv{i}")
         x = net.op("MaxPool", [x], name=f"pool{i}", kernel_shape=[2], strides=[2])
     return net.build(linear(net, global_pool_flatten(net, x, name="gap"), classes, name="fc"))
 
