@@ -19,8 +19,11 @@ from app.state import get_store
 from engine.errors import TinyStudioError
 
 
-class _Cancelled(Exception):
-    """Raised inside a job's work when its row was cancelled."""
+class Cancelled(Exception):
+    """Raised inside a job's work (by its progress function) when its row was cancelled."""
+
+
+_Cancelled = Cancelled
 
 
 @st.cache_resource
@@ -36,6 +39,8 @@ def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[f
         row = db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
         if row.status == "cancelled":  # cancelled from a page: stop the work at its next progress report
             raise _Cancelled()
+
+    progress.job_id = job.id  # work that cannot take an exception at a report (a search's loop) polls the row
 
     def run() -> None:
         try:
