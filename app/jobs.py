@@ -1,8 +1,11 @@
-"""Long work off the script thread: a job row in the store, a worker thread, and a polling fragment.
+"""Long work off the script thread: a job row in the store, a job thread, and a polling fragment.
 
     job = submit(session_id, "export", params, work)      # work(progress) -> result dict
     job_panel(session_id)                                   # progress bars, refreshed every second
 
+The job thread only drives the work: the heavy part (training, compression, export verification, search
+trials) runs in worker processes through app.job_executor.run_remote / engine.executor (a local cluster, or
+the Dask cluster at TINYSTUDIO_SCHEDULER), and the thread relays progress and writes the store.
 Jobs outlive page changes and reruns (the executor is a process-wide resource); their results land in the
 store, so the page that started them is not needed to collect them.
 """
@@ -28,15 +31,19 @@ _Cancelled = Cancelled
 
 @st.cache_resource
 def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="tinystudio-job")
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tinystudio-job")
 
 
 def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict]) -> db.JobInfo:
     store = get_store()
     job = db.create_job(store, session_id, kind, params)
 
-    def progress(fraction: float, message: str = "") -> None:
-        row = db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
+    def progress(fraction: float | None = None, message: str = "") -> None:
+        if fraction is None and not message:  # a poll (app.job_executor): only look for a cancel
+            row = db.get_job(store, job.id)
+        else:
+            row = db.update_job(store, job.id, progress=None if fraction is None else max(0.0, min(1.0, fraction)),
+                                message=message or None)
         if row.status == "cancelled":  # cancelled from a page: stop the work at its next progress report
             raise _Cancelled()
 

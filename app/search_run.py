@@ -20,18 +20,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import store as db
+from app.job_executor import default_scheduler  # noqa: F401 - the page asks here
 from app.jobs import submit
 from engine.errors import TinyStudioError
 
-SCHEDULER_ENV = "TINYSTUDIO_SCHEDULER"  # e.g. tcp://lab-server:8786: the studio's heavy work goes to that cluster
+
 MAX_TRIALS = 10_000
 MAX_MINUTES = 24 * 60
 MAX_WORKERS = 64
-
-
-def default_scheduler() -> str | None:
-    """The Dask scheduler the studio was pointed at (`tinystudio studio --scheduler`, or the environment)."""
-    return (os.environ.get(SCHEDULER_ENV) or "").strip() or None
 
 
 def study_dir(store: db.Store, session_id: int, name: str) -> Path:

@@ -10,6 +10,7 @@ import store as db
 from app import widgets
 from app.profile_targets import profile_as_deployed, profile_targets
 from app.data_panel import data_panel
+from app.job_executor import run_remote
 from app.jobs import job_panel, submit
 from app.labels import web_message
 from app.units import figure_rows, fmt_pct
@@ -88,7 +89,7 @@ if go:
 
     def work(progress):
         teacher = graph_of(teacher_id) if teacher_id else None
-        res = compress(graph_of(version_id), name, params, data, teacher=teacher, progress=progress)
+        res = run_remote(compress, graph_of(version_id), name, params, data, teacher=teacher, progress=progress)
         fd, path = tempfile.mkstemp(prefix="tinystudio-candidate-", suffix=".tsgraph")
         os.close(fd)
         save_graph(res.graph, path)  # kept until the user accepts or discards it
