@@ -68,3 +68,34 @@ def test_a_cancel_stops_the_work_in_the_worker(tmp_path):
         time.sleep(0.2)
     assert marker.read_text() == "Stopped"  # the worker's own loop was stopped, not left running 60 s
     assert time.monotonic() - t0 < 30
+
+
+def _where(progress):
+    from distributed import get_worker
+
+    progress(0.5, "here")
+    return get_worker().address
+
+
+def test_jobs_go_to_the_cluster_the_studio_was_pointed_at(monkeypatch):
+    """A scheduler + 2 worker processes started here stand for a lab server's cluster."""
+    from distributed import Client, LocalCluster
+
+    from engine.executor import shutdown
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        monkeypatch.setenv("TINYSTUDIO_SCHEDULER", cluster.scheduler_address)
+        try:
+            where = run_remote(_where, progress=lambda f=None, m="": None)
+        finally:
+            shutdown()
+        assert where in c.scheduler_info()["workers"]
+
+
+def test_studio_with_a_scheduler_that_does_not_answer_is_one_line(tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["studio", "--db", str(tmp_path / "s.duckdb"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: scheduler tcp://127.0.0.1:1: no answer within 10 s"
