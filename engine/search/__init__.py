@@ -57,12 +57,21 @@ class TrialRecord:
     model_path: str | None
     seconds: float
     strategy: str
+    attempts: int = 1  # >1: its worker died and Dask ran it again
 
     def to_json(self) -> dict:
         return {"trial": self.number, "state": self.state, "params": dict(self.params), "accuracy": self.accuracy,
                 "latency_ms": self.latency_ms, "ram_bytes": self.ram_bytes, "flash_bytes": self.flash_bytes,
                 "energy_uj": self.energy_uj, "macs": self.macs, "broke": self.broke, "error": self.error,
-                "model": self.model_path, "seconds": self.seconds, "strategy": self.strategy}
+                "model": self.model_path, "seconds": self.seconds, "strategy": self.strategy,
+                "attempts": self.attempts}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TrialRecord":
+        return cls(int(d["trial"]), d["state"], dict(d.get("params") or {}), d.get("accuracy"), d.get("latency_ms"),
+                   d.get("ram_bytes"), d.get("flash_bytes"), d.get("energy_uj"), d.get("macs"), d.get("broke"),
+                   d.get("error"), d.get("model"), float(d.get("seconds") or 0.0), d.get("strategy") or "",
+                   int(d.get("attempts") or 1))
 
 
 @dataclass

@@ -127,7 +127,8 @@ def _resized(g: Graph, size: tuple[int, ...], sample: tuple[int, ...]) -> Graph:
 
 def _named(g: Graph, family: str, params: dict) -> Graph:
     g.name = f"search:{family}?" + "&".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
-    g.meta["source"] = {"format": "search", "spec": g.name, "space": family, "params": dict(params)}
+    # No "spec" key: engine.passes.ptq reads source.spec as a zoo spec.
+    g.meta["source"] = {"format": "search", "space": family, "params": {k: _fmt(v) for k, v in params.items()}}
     return g
 
 
