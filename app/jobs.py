@@ -34,9 +34,11 @@ def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tinystudio-job")
 
 
-def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict]) -> db.JobInfo:
+def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict],
+           job: db.JobInfo | None = None) -> db.JobInfo:
+    """Run `work` in a job thread; `job`: a row made beforehand (to link it to other rows before it starts)."""
     store = get_store()
-    job = db.create_job(store, session_id, kind, params)
+    job = job or db.create_job(store, session_id, kind, params)
 
     def progress(fraction: float | None = None, message: str = "") -> None:
         if fraction is None and not message:  # a poll (app.job_executor): only look for a cancel

@@ -153,3 +153,17 @@ def trial_rows(trials) -> list[dict]:
              "flash": fmt_bytes(t.flash_bytes) if t.flash_bytes is not None else "",
              "why": t.broke or t.error or "", "seconds": round(t.seconds, 1),
              "params": ", ".join(f"{k}={v}" for k, v in sorted((t.params or {}).items()))} for t in trials]
+
+
+def study_rows(studies) -> list[dict]:
+    """The session's studies as History lists them: name, status, counts, best accuracy, when."""
+    rows = []
+    for s in studies:
+        spec, res = s.spec or {}, s.result or {}
+        accs = [p.get("accuracy") for r in (res.get("strategies") or {}).values() for p in r.get("pareto") or []
+                if isinstance(p.get("accuracy"), (int, float))]
+        rows.append({"study": s.name, "status": s.status, "space": spec.get("space"), "data set": spec.get("dataset"),
+                     "MCU": spec.get("mcu"), "strategy": spec.get("strategy"), "trials": counts_text(s.counts),
+                     "best accuracy": fmt_pct(max(accs)) if accs else "—",
+                     "started": s.created[:19].replace("T", " ")})
+    return rows

@@ -144,9 +144,11 @@ def start_search(store: db.Store, session_id: int, version_id: int, spec, *, wor
 
         save_graph(base_graph, str(folder / "base.tsgraph"))
     meta = {"workers": workers, "scheduler": scheduler, "baseline": baseline, "version": version_id}
+    # The job row first: a study is never without its job, which is what tells running from interrupted.
+    job = db.create_job(store, session_id, "search", {"name": spec.name})
     study = db.create_study(store, session_id, spec.name, {**spec_to_json(spec), "run": meta},
-                            str(folder / "study.journal"), str(folder), base_version_id=version_id)
-    job = _submit(store, study, spec, meta, base_graph)
+                            str(folder / "study.journal"), str(folder), base_version_id=version_id, job_id=job.id)
+    _submit(store, study, spec, meta, base_graph, job)
     return job, db.get_study(store, study.id)
 
 
@@ -165,10 +167,12 @@ def resume_search(store: db.Store, session_id: int, study_id: int):
         from engine.serialize import load as load_graph
 
         base_graph = load_graph(str(base))
-    return _submit(store, study, spec, meta, base_graph)
+    job = db.create_job(store, session_id, "search", {"name": study.name, "resumed": True})
+    study = db.set_study_job(store, study.id, job.id)
+    return _submit(store, study, spec, meta, base_graph, job)
 
 
-def _submit(store, study, spec, meta: dict, base_graph):
+def _submit(store, study, spec, meta: dict, base_graph, job):
     from engine.search import run_study
 
     strategies = strategies_of(spec, bool(meta.get("baseline", True)))
@@ -191,7 +195,7 @@ def _submit(store, study, spec, meta: dict, base_graph):
             from app.search_charts import best_text, counts_text
 
             if budget:
-                frac = now.counts["total"] / budget
+                frac = (now.counts["total"] - now.counts["rejected"]) / budget  # rejected ones cost no training
             else:
                 frac = (time.monotonic() - t0) / (spec.time_budget_s * len(strategies))
             try:
@@ -223,9 +227,7 @@ def _submit(store, study, spec, meta: dict, base_graph):
         db.finish_study(store, study.id, status, counts_text(final.counts), result={"strategies": results})
         return {"study": study.id, "status": status, "counts": final.counts}
 
-    job = submit(study.session_id, "search", {"study": study.id, "name": study.name}, work)
-    db.set_study_job(store, study.id, job.id)
-    return job
+    return submit(study.session_id, "search", {}, work, job=job)
 
 
 def load_trial_graph(name: str, data: bytes):

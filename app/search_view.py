@@ -150,7 +150,9 @@ def _headline(study, trials) -> None:
     c = study.counts
     cols = st.columns(6)
     budget = _budget(study)
-    cols[0].metric("trials done", f"{c['total']}" + (f" / {budget}" if budget else ""))
+    cols[0].metric("trials done", f"{c['total'] - c['rejected']}" + (f" / {budget}" if budget else ""),
+                   help="trained, pruned or failed: the candidates that cost training, against the budget "
+                        "(both strategies when the random baseline runs beside)")
     cols[1].metric("trained", c["trained"])
     cols[2].metric("rejected", c["rejected"], help="broke a limit when profiled, before any training")
     cols[3].metric("pruned", c["pruned"], help="stopped early by the pruner (too far behind at an epoch)")
@@ -173,7 +175,6 @@ def live_study(session_id: int) -> None:
         return
     study = running[0]
     st.session_state[seen] = study.job_id
-    st.session_state[f"search_study_{session_id}"] = study.id
     job = db.get_job(store, study.job_id) if study.job_id else None
     c1, c2 = st.columns([6, 1])
     c1.progress(job.progress if job else 0.0,
@@ -220,6 +221,8 @@ def study_results(s, v, study) -> None:
         with widgets.user_errors():
             resume_search(store, s.id, study.id)
         st.rerun()
+    if study.status == "failed":
+        st.error(f"Study '{study.name}' failed: {study.message}", icon=":material/error:")
     _headline(study, trials)
     if not trials:
         st.info("No trial has finished yet.")
