@@ -183,6 +183,9 @@ def live_study(session_id: int) -> None:
         db.cancel_job(store, job.id, "cancelled by the user")
     trials = db.list_trials(store, study.id)
     _headline(study, trials)
+    if not trials:
+        st.caption("The plot appears with the first finished trial (the first ones also start the workers).")
+        return
     st.plotly_chart(charts.pareto_figure(trials, tuple(study.spec.get("objectives") or ()),
                                          main=study.spec.get("strategy", "tpe")),
                     width="stretch", key=f"live_pareto_{study.id}_{len(trials)}")
@@ -197,10 +200,13 @@ def pick_study(session_id: int):
     key = f"search_study_{session_id}"
     if st.session_state.get(key) not in by_id:
         st.session_state[key] = studies[0].id
+    # The label stays the same while the study runs (a selectbox keeps the label it first drew for its value);
+    # the status and counts are drawn below it.
     pick = st.selectbox("Study", list(by_id), key=key,
-                        format_func=lambda i: f"{by_id[i].name} · {by_id[i].status} · "
-                                              f"{charts.counts_text(by_id[i].counts)}")
-    return by_id[pick]
+                        format_func=lambda i: f"{by_id[i].name} · started {by_id[i].created[:16].replace('T', ' ')}")
+    study = by_id[pick]
+    st.caption(f"Study **{study.name}**: {study.status} · {charts.counts_text(study.counts)}")
+    return study
 
 
 def study_results(s, v, study) -> None:
@@ -211,10 +217,10 @@ def study_results(s, v, study) -> None:
     st.caption(f"Space {spec.get('space')} on {spec.get('dataset')}, {spec.get('mcu')}"
                + (f" ({spec['runtime']})" if spec.get("runtime") else "")
                + f"; limits: SRAM {fmt_bytes(spec.get('max_sram'))}, flash {fmt_bytes(spec.get('max_flash'))}, "
-                 f"latency {fmt_ms(spec.get('max_latency_ms'))}; strategy {spec.get('strategy')}, "
-                 f"{spec.get('epochs')} epochs per candidate; status {study.status}"
+                 f"latency {fmt_ms(spec.get('max_latency_ms'))}; strategy {spec.get('strategy')}, at most "
+                 f"{spec.get('epochs')} epoch{'s' if spec.get('epochs') != 1 else ''} per candidate"
                + (f": {study.message}" if study.message else ""))
-    if study.status in ("interrupted", "cancelled", "failed") and st.button("Resume the study",
+    if study.status in ("interrupted", "cancelled") and st.button("Resume the study",
                                                                              key=f"resume_{study.id}",
                                                                              help="continues from its Optuna journal; "
                                                                                   "finished trials are kept"):
