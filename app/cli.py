@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from app.commands.export import cmd_export
+from app.commands.search import add_parser as add_search_parser
 from app.commands.model import (cmd_diff, cmd_inspect, cmd_mcus, cmd_profile, cmd_run, cmd_zoo,
                                 inspect_report)
 from app.commands.studio import cmd_studio, default_db_path, studio_command  # noqa: F401 - the API
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("datasets", help="List the built-in data sets.")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(fn=cmd_datasets)
+    add_search_parser(sub)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")

@@ -36,8 +36,9 @@ def _local_client(workers: int):
     if entry is not None and entry[1].status == "running":
         return entry[1]
     # Processes, one thread each: a trial trains with one torch thread, and a killed process loses only the
-    # trial it was running. No dashboard: the studio may run several clusters and must not fight over a port.
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    # trial it was running. The HTTP server on a free port (":0"): several clusters on one machine never fight
+    # over 8787.
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=50)
     client = Client(cluster, set_as_default=False)
     _LOCAL[workers] = (cluster, client)

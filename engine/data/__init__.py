@@ -68,14 +68,15 @@ def load_dataset(name_or_path: str, *, seed: int = 0, val_fraction: float = 0.2,
     key = str(name_or_path).strip()
     if key.lower() in BUILTINS:
         b = BUILTINS[key.lower()]
-        x, y, names = b.load(seed)
+        x, y, names, *given = b.load(seed)  # `keywords` brings its validation split (held-out voices)
         if size is not None:
             if x.ndim != 4:
                 raise DataError(f"{b.name}: resize applies to image data, these samples are {list(x.shape[1:])}")
             x = resize_images(x, size)
+            given = [(resize_images(v[0], size), v[1]) for v in given]
         return make_dataset(b.name, x, y, task=b.task, class_names=names, seed=seed, val_fraction=val_fraction,
                             source=f"builtin:{b.name}" if b.source != "synthetic" else f"synthetic:{b.name}",
-                            normalize_inputs=normalize_inputs)
+                            normalize_inputs=normalize_inputs, val=given[0] if given else None)
     ext = os.path.splitext(key)[1].lower()
     if not os.path.exists(key):
         if ext in UPLOAD_EXTENSIONS:

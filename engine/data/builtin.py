@@ -1,5 +1,6 @@
-"""Built-in data sets: real handwritten digits (bundled with scikit-learn, no download) and two synthetic
-generators shaped like typical TinyML inputs (a 3-axis accelerometer window, a small grayscale image).
+"""Built-in data sets: real handwritten digits (bundled with scikit-learn, no download), two synthetic
+generators shaped like typical TinyML inputs (a 3-axis accelerometer window, a small grayscale image) and
+spoken keywords synthesized with espeak-ng (engine.data.keywords: generated once, cached, split by voice).
 
 Synthetic data is a function of the seed: the same seed gives the same samples.
 """
@@ -10,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-Loader = Callable[[int], tuple[np.ndarray, np.ndarray, tuple[str, ...]]]  # seed -> raw x, y, class names
+# seed -> raw x, y, class names [, (x_val, y_val) for a data set that comes with its own validation split]
+Loader = Callable[[int], tuple]
 
 
 @dataclass(frozen=True)
@@ -115,4 +117,14 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("synthetic-shapes", "Synthetic 16x16 grayscale images of outlined shapes: circle, square, triangle, "
             "cross (random position, size, rotation, noise)", "classification", (1, 16, 16), 4, 1200, "synthetic",
             _shapes),
+    Builtin("keywords", "Spoken keywords as 49x10 MFCC like MLPerf Tiny KWS: 10 words + silence + unknown said by "
+            "49 espeak-ng voices, augmented, split by voice (35 train / 7 validation / 7 held-out test); "
+            "generated offline on first use, then cached", "classification", (1, 49, 10), 12, 2016,
+            "espeak-ng (generated)", lambda seed: _keywords(seed)),
 )}
+
+
+def _keywords(seed: int):
+    from engine.data import keywords  # librosa and scipy load only when this data set is asked for
+
+    return keywords.load(seed)

@@ -70,7 +70,7 @@ def check_feasible(spec, space: Space, data, mcu: str, runtime: str) -> dict:
     m = deployed_figures(g, mcu, runtime)
     broke = broken_constraint(m, spec.max_sram, spec.max_flash, spec.max_latency_ms)
     if broke:
-        shown = ", ".join(f"{k}={v}" for k, v in params.items() if not k.startswith(("train.", "compress.")))
+        shown = ", ".join(f"{k}={encode(v)}" for k, v in params.items() if not k.startswith(("train.", "compress.")))
         raise TinyStudioError(f"impossible constraints: the smallest candidate of space '{space.name}' ({shown}) "
                               f"already breaks {broke} on {mcu}/{runtime}; nothing was trained")
     return m

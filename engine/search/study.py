@@ -120,8 +120,8 @@ def run_study(spec: StudySpec, *, out_dir: Path, storage: Path, workers: int = 1
         get_space(spec.space)  # an unknown space fails before the data set is loaded
     data = dataset(spec.dataset, spec.seed)
     space = setup.resolve_space(spec, base_graph, data.input_shape)
+    setup.check_feasible(spec, space, data, mcu, runtime)  # impossible constraints: before any worker starts
     client = get_client(workers, scheduler)  # a scheduler that does not answer: nothing stored yet
-    setup.check_feasible(spec, space, data, mcu, runtime)
     out_dir = Path(out_dir).resolve()
     storage = Path(storage).resolve()
     ref = setup.reference(spec, space, data, mcu, runtime)
