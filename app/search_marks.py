@@ -1,12 +1,13 @@
 """The Search page's table of marks: the current version's layer attributes a search can vary around the design
-(output channels, kernel, stride), and the choices the user typed for them, as engine.search.version_space's
-marks {"node.attr": [choices]}.
+(output channels, kernel, stride: engine.search.version's knobs), and the choices the user typed for them, as
+version_space's marks {"node.attr": [choices]}.
 
-    rows = markable_rows(graph)     # [{"layer": "conv1", "op": "Conv", "attribute": "out_channels", "now": "16",
+    rows = markable_rows(graph)     # [{"layer": "conv1", "op": "Conv", "attribute": "channels", "now": "16",
                                     #   "choices": ""}, ...]
-    marks = marks_from_rows(rows)   # {"conv1.out_channels": [8, 16, 32]} for the rows with choices
+    marks = marks_from_rows(rows)   # {"conv1.channels": [8, 16, 32]} for the rows with choices
 
-The last layer's outputs (the classes) are not offered: the data set fixes them.
+The last layer's outputs (the classes) and a depthwise conv's channels are not offered: the data set and the
+input fix them.
 """
 from __future__ import annotations
 
@@ -24,23 +25,20 @@ def _text(v) -> str:
 
 
 def markable_rows(graph: Graph) -> list[dict]:
+    """One row per knob engine.search.version_space accepts (valid_knobs), in execution order, with its value."""
     from app.canvas.layers import layer_params
+    from engine.search.version import valid_knobs
 
-    nodes = [n for n in topological_order(graph)]
-    weighted = [n for n in nodes if layer_params(graph, n)]
-    last = weighted[-1].name if weighted else None
+    knobs = set(valid_knobs(graph))
     rows = []
-    for n in weighted:
-        p = layer_params(graph, n)
-        attrs: list[tuple[str, object]] = []
-        if n.op == "Conv":
-            if not p.get("depthwise") and n.name != last:
-                attrs.append(("out_channels", p["out_channels"]))
-            attrs.append(("kernel", p["kernel"]))
-            attrs.append(("strides", list(n.attrs.get("strides") or [1] * len(p["kernel"]))))
-        elif n.op == "Gemm" and n.name != last:
-            attrs.append(("out_features", p["out_features"]))
-        rows += [{"layer": n.name, "op": n.op, "attribute": a, "now": _text(v), "choices": ""} for a, v in attrs]
+    for n in topological_order(graph):
+        p = layer_params(graph, n) or {}
+        now = {"channels": p.get("out_channels", p.get("out_features")), "kernel": p.get("kernel"),
+               "stride": n.attrs.get("strides")}
+        for attr in ("channels", "kernel", "stride"):
+            if f"{n.name}.{attr}" in knobs:
+                rows.append({"layer": n.name, "op": n.op, "attribute": attr,
+                             "now": "" if now[attr] is None else _text(now[attr]), "choices": ""})
     return rows
 
 

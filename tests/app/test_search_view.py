@@ -28,10 +28,10 @@ def test_form_values_become_a_study_spec():
     timed = search_spec(**{**FORM, "budget": "minutes", "minutes": 1.5})
     assert timed.time_budget_s == 90.0 and timed.trials >= 1000
     assert spec_from_json(spec_to_json(spec)) == spec
-    marked = search_spec(**{**FORM, "space": "version", "marks": {"conv1.out_channels": [8, 16],
+    marked = search_spec(**{**FORM, "space": "version", "marks": {"conv1.channels": [8, 16],
                                                                    "conv1.kernel": [[3, 3], [5, 5]]}})
-    assert marked.marks == (("conv1.out_channels", (8, 16)), ("conv1.kernel", ([3, 3], [5, 5])))
-    assert spec_from_json(spec_to_json(marked)).marks == (("conv1.out_channels", (8, 16)),
+    assert marked.marks == (("conv1.channels", (8, 16)), ("conv1.kernel", ([3, 3], [5, 5])))
+    assert spec_from_json(spec_to_json(marked)).marks == (("conv1.channels", (8, 16)),
                                                           ("conv1.kernel", ([3, 3], [5, 5])))
 
 
@@ -110,14 +110,19 @@ def test_marks_table_of_a_version():
     g = build_zoo_model("zoo:kws_dscnn")
     rows = markable_rows(g)
     keys = {(r["layer"], r["attribute"]): r["now"] for r in rows}
-    assert keys[("conv1", "out_channels")] == "64" and keys[("conv1", "kernel")] == "10x4"
-    assert ("block1_dw", "out_channels") not in keys  # a depthwise conv's channels follow its input
-    assert not any(r["op"] == "Gemm" and r["attribute"] == "out_features" for r in rows)  # the classes
+    assert keys[("conv1", "channels")] == "64" and keys[("conv1", "kernel")] == "10x4"
+    assert ("block1_dw", "channels") not in keys  # a depthwise conv's channels follow its input
+    assert not any(r["layer"] == "fc" for r in rows)  # its outputs are the classes
+    assert keys[("conv1", "stride")] == "2x2"
     rows[0]["choices"] = "32, 64 ,96"
     rows[1]["choices"] = "3x3; 5x5"
-    assert marks_from_rows(rows) == {"conv1.out_channels": [32, 64, 96], "conv1.kernel": [[3, 3], [5, 5]]}
+    marks = marks_from_rows(rows)
+    assert marks == {"conv1.channels": [32, 64, 96], "conv1.kernel": [[3, 3], [5, 5]]}
+    from engine.search import version_space
+
+    assert version_space(g, marks).size() == 6  # the engine takes the table's marks as they are
     rows[0]["choices"] = "wide"
-    with pytest.raises(TinyStudioError, match="layer conv1, out_channels: 'wide' is not a whole number"):
+    with pytest.raises(TinyStudioError, match="layer conv1, channels: 'wide' is not a whole number"):
         marks_from_rows(rows)
 
 

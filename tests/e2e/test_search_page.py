@@ -19,6 +19,10 @@ def _shot(page, shot, name: str) -> None:
     shutil.copy(ui.REPO / "test-artifacts" / "e2e" / f"search_page-{name}.png", SHOTS / f"searchui_{name}.png")
 
 
+def _caption(page, text: str):
+    return page.get_by_test_id("stCaptionContainer").filter(has_text=text).first
+
+
 def _form(page):
     return page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Start the search"))
 
@@ -65,7 +69,7 @@ def test_search_page(studio, new_page, shot):
     page.locator(".gtitle", has_text="Accuracy against latency").first.wait_for(timeout=300_000)
     _shot(page, shot, "running")
     # Done: 2 TPE + 2 random trials, every one accounted for.
-    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"Study kws-tiny: done")).first.wait_for(timeout=300_000)
+    _caption(page, "Study kws-tiny: done").wait_for(timeout=300_000)
     ui.wait_idle(page)
     m = ui.metrics(page)
     assert m["trials done"] == "4 / 4", m
@@ -109,7 +113,7 @@ def test_search_page(studio, new_page, shot):
     page = new_page(studio.url)
     ui.open_session(page, "srch")
     ui.go(page, "Search")
-    page.get_by_test_id("stCaptionContainer").filter(has_text=re.compile(r"Study kws-tiny: done")).first.wait_for(timeout=60_000)
+    _caption(page, "Study kws-tiny: done").wait_for(timeout=60_000)
     page.locator(".gtitle", has_text="Accuracy against latency").first.wait_for(timeout=60_000)
     assert ui.metrics(page)["trials done"] == "4 / 4"
     assert not ui.tracebacks(page) and not ui.errors_shown(page)
