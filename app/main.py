@@ -13,12 +13,9 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-# The script runner installs this script as a fake __main__ module with a __file__; worker processes of the
-# executor (multiprocessing "spawn") would re-import it by that path and run the studio inside each worker.
-# A spec named __main__ tells spawn not to re-import anything (multiprocessing.spawn._fixup_main_from_name).
-import importlib.machinery  # noqa: E402
+from app.job_executor import workers_skip_the_page_script  # noqa: E402
 
-globals()["__spec__"] = importlib.machinery.ModuleSpec("__main__", None)
+workers_skip_the_page_script()
 
 from app.nav import make_pages  # noqa: E402
 from app.state import sync_url, url_params  # noqa: E402

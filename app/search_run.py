@@ -22,6 +22,7 @@ from pathlib import Path
 import store as db
 from app.job_executor import default_scheduler  # noqa: F401 - the page asks here
 from app.jobs import submit
+from app.search_charts import best_text, counts_text
 from engine.errors import TinyStudioError
 
 
@@ -192,8 +193,6 @@ def _submit(store, study, spec, meta: dict, base_graph, job):
             db.record_trial(store, study.id, trial)
             now = db.get_study(store, study.id)
             trials = db.list_trials(store, study.id)
-            from app.search_charts import best_text, counts_text
-
             if budget:
                 frac = (now.counts["total"] - now.counts["rejected"]) / budget  # rejected ones cost no training
             else:
@@ -217,14 +216,14 @@ def _submit(store, study, spec, meta: dict, base_graph, job):
                 for t in res.trials:  # what on_trial may have missed (a resumed study's earlier trials)
                     db.record_trial(store, study.id, t)
                 results[strat] = res.to_json()
-        except BaseException as e:
+            final = db.get_study(store, study.id)
+            status = "cancelled" if stopped["yes"] else "done"
+            db.finish_study(store, study.id, status, counts_text(final.counts), result={"strategies": results})
+        except BaseException as e:  # the study says why it stopped, as its job does
             status = "cancelled" if stopped["yes"] else "failed"
             db.finish_study(store, study.id, status, str(e).splitlines()[0] if str(e) else type(e).__name__,
                             result={"strategies": results} if results else None)
             raise
-        final = db.get_study(store, study.id)
-        status = "cancelled" if stopped["yes"] else "done"
-        db.finish_study(store, study.id, status, counts_text(final.counts), result={"strategies": results})
         return {"study": study.id, "status": status, "counts": final.counts}
 
     return submit(study.session_id, "search", {}, work, job=job)

@@ -188,7 +188,7 @@ def live_study(session_id: int) -> None:
         return
     st.plotly_chart(charts.pareto_figure(trials, tuple(study.spec.get("objectives") or ()),
                                          main=study.spec.get("strategy", "tpe")),
-                    width="stretch", key=f"live_pareto_{study.id}_{len(trials)}")
+                    width="stretch", key=f"live_pareto_{study.id}")  # one element, redrawn in place
 
 
 def pick_study(session_id: int):
@@ -205,7 +205,8 @@ def pick_study(session_id: int):
     pick = st.selectbox("Study", list(by_id), key=key,
                         format_func=lambda i: f"{by_id[i].name} · started {by_id[i].created[:16].replace('T', ' ')}")
     study = by_id[pick]
-    st.caption(f"Study **{study.name}**: {study.status} · {charts.counts_text(study.counts)}")
+    if study.status != "running":  # a running study's counts are live above
+        st.caption(f"Study **{study.name}**: {study.status} · {charts.counts_text(study.counts)}")
     return study
 
 
