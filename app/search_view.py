@@ -219,8 +219,10 @@ def study_results(s, v, study) -> None:
                + (f" ({spec['runtime']})" if spec.get("runtime") else "")
                + f"; limits: SRAM {fmt_bytes(spec.get('max_sram'))}, flash {fmt_bytes(spec.get('max_flash'))}, "
                  f"latency {fmt_ms(spec.get('max_latency_ms'))}; strategy {spec.get('strategy')}, at most "
-                 f"{spec.get('epochs')} epoch{'s' if spec.get('epochs') != 1 else ''} per candidate"
-               + (f": {study.message}" if study.message else ""))
+                 f"{spec.get('epochs')} epoch{'s' if spec.get('epochs') != 1 else ''} per candidate")
+    if study.status in ("interrupted", "cancelled"):
+        st.info(f"Study '{study.name}' was {study.status}" + (f": {study.message}" if study.message else "")
+                + ". Its finished trials are kept; resume it to run the rest of its budget.")
     if study.status in ("interrupted", "cancelled") and st.button("Resume the study",
                                                                              key=f"resume_{study.id}",
                                                                              help="continues from its Optuna journal; "

@@ -88,6 +88,7 @@ def test_search_page(studio, new_page, shot):
     head.wait_for(timeout=60_000)
     number = int(re.search(r"trial (\d+)", head.inner_text()).group(1))
     page.get_by_text("Architecture").first.wait_for()
+    picked_accuracy = ui.metrics(page)["accuracy"]
     _shot(page, shot, "picked")
     accept = page.get_by_role("button", name=re.compile(r"^Accept random trial"))
     if accept.count() == 0:  # the baseline's point was not trained (pruned): accept the best TPE point instead
@@ -100,13 +101,17 @@ def test_search_page(studio, new_page, shot):
     assert "(search)" in ui.caption(page)
 
     ui.go(page, "History")
-    page.get_by_text(re.compile(rf"from search study 'kws-tiny', {strategy} trial")).first.wait_for()
-    page.get_by_text(re.compile(r"trained|%")).first.wait_for()
+    versions = ui.table(ui.dataframe(page, "version"))
+    made = versions[-1]
+    assert made["action"] == "search", versions
+    assert made["what changed"].startswith(f"from search study 'kws-tiny', {strategy} trial"), made
+    if strategy == "random":
+        assert made["what changed"].startswith(f"from search study 'kws-tiny', random trial {number}"), made
+        assert made["accuracy"] == f"{picked_accuracy} (builtin:digits)", (made, picked_accuracy)
+    assert made["accuracy"].endswith("(builtin:digits)"), made  # trained, with the accuracy the trial measured
     rows = ui.table(ui.dataframe(page, "study"))
     assert {r["study"]: r["status"] for r in rows} == {"kws-tiny": "done", "too-small": "failed"}, rows
     _shot(page, shot, "history")
-    if strategy == "random":
-        page.get_by_text(re.compile(rf"random trial {number}")).first.wait_for()
 
     # After a restart the study, its trials and its plot are still there.
     studio.restart()
