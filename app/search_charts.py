@@ -17,7 +17,9 @@ from app.units import fmt_bytes, fmt_ms, fmt_pct
 
 MAXIMIZE = ("accuracy",)  # every other objective (latency, RAM, flash, energy, MACs) is minimized
 GREY, FRONT = "#b9bec7", "#e45756"
-SYMBOLS = {"random": "diamond"}  # the baseline; the chosen strategy is drawn as circles
+# The baseline as open diamonds over the chosen strategy's filled circles: with the same seed both start from the
+# same random candidates, and an identical point must stay visible under the other.
+SYMBOLS = {"random": "diamond-open"}
 
 
 def _value(t, key: str) -> float | None:
@@ -84,7 +86,7 @@ def pareto_figure(trials, objectives=("accuracy", "latency_ms"), main: str = "tp
             x=[t.latency_ms for t in pts], y=[t.accuracy for t in pts], mode="markers", name=name,
             customdata=[[t.strategy, t.number] for t in pts], hovertext=[_hover(t) for t in pts],
             hovertemplate="%{hovertext}<extra></extra>",
-            marker=dict(size=[15 if (t.strategy, t.number) in front else 10 for t in pts],
+            marker=dict(size=[(15 if (t.strategy, t.number) in front else 10) + (6 if baseline else 0) for t in pts],
                         symbol=SYMBOLS.get(strat, "circle") if strat != main else "circle",
                         color=[t.ram_bytes if t.ram_bytes is not None else lo for t in pts], colorscale="Viridis",
                         cmin=lo, cmax=max(hi, lo + 1), showscale=i == 0,

@@ -94,7 +94,7 @@ def test_pareto_figure_points_front_baseline_and_greyed_rejects():
     assert [list(c) for c in tpe.customdata] == [["tpe", 0], ["tpe", 1], ["tpe", 2]]
     assert list(tpe.y) == [0.90, 0.80, 0.70] and list(tpe.marker.color) == [30_000, 20_000, 25_000]
     assert list(tpe.marker.size) == [15, 15, 10]  # front points larger
-    assert rnd.marker.symbol == "diamond" and list(rej.x) == [40.0] and rej.marker.color == "#b9bec7"
+    assert rnd.marker.symbol == "diamond-open" and list(rej.x) == [40.0] and rej.marker.color == "#b9bec7"
     assert list(fig.data[1].x) == [5.0, 10.0]  # the front joined in latency order
     assert fig.layout.yaxis.tickformat == ".0%"
 
