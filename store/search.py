@@ -234,14 +234,11 @@ def get_study(store: Store, study_id: int, session_id: int | None = None) -> Stu
 
 
 def list_studies(store: Store, session_id: int) -> list[StudyInfo]:
-    """The session's studies, newest first. A study still marked running whose job is no longer active was
-    cut short (the studio stopped): it is shown as interrupted, and can be resumed from its storage."""
+    """The session's studies, newest first. A study that was running when TinyStudio stopped is marked
+    interrupted when the database is opened again (store.db), and can be resumed from its storage."""
     session_id = check_id(session_id, "session id")
     with store.transaction() as con:
         session_row(con, session_id)
-        con.execute("UPDATE studies SET status = 'interrupted', message = 'TinyStudio stopped while it ran', "
-                    "updated = ? WHERE session_id = ? AND status = 'running' AND (job_id IS NULL OR job_id NOT IN "
-                    "(SELECT id FROM jobs WHERE status IN ('queued', 'running')))", [utcnow(), session_id])
         rows = con.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE session_id = ? ORDER BY id DESC",
                            [session_id]).fetchall()
     return [_study(r) for r in rows]

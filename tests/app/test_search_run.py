@@ -58,3 +58,27 @@ def test_a_study_runs_in_the_background_and_resumes(st_store):
     assert [(t.strategy, t.number, t.state) for t in db.list_trials(st_store, study.id)] == \
         [(t.strategy, t.number, t.state) for t in trials]
     assert db.get_study(st_store, study.id).job_id == again.id
+
+
+def test_a_cancelled_study_stops_and_resumes_where_it_stopped(st_store):
+    s = db.create_session(st_store, "srch", build_zoo_model("zoo:lenet5"))
+    v = db.current_version(st_store, s.id)
+    spec = search_spec(name="cut", space="dscnn", dataset="digits", mcu="nrf52840", runtime=None, trials=4,
+                       epochs=1, strategy="random")
+    job, study = start_search(st_store, s.id, v.id, spec, workers=1, baseline=False)
+    deadline = time.monotonic() + 600
+    while not db.list_trials(st_store, study.id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    db.cancel_job(st_store, job.id, "cancelled by the user")  # the page's Cancel button
+    assert _wait(st_store, job.id).status == "cancelled"
+    while db.get_study(st_store, study.id).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)  # the job's thread stops the study: running trials are recorded, then it is marked
+    cut = db.get_study(st_store, study.id)
+    assert cut.status == "cancelled" and 1 <= cut.counts["total"] < 4 + cut.counts["rejected"]
+    kept = {(t.number, t.state) for t in db.list_trials(st_store, study.id) if t.state != "failed"}
+    again = resume_search(st_store, s.id, study.id)
+    assert _wait(st_store, again.id).status == "done"
+    done = db.get_study(st_store, study.id)
+    trials = db.list_trials(st_store, study.id)
+    assert done.status == "done" and kept <= {(t.number, t.state) for t in trials}  # nothing finished is lost
+    assert sum(t.state != "rejected" for t in trials) >= 4  # the budget was completed after the resume
