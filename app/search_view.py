@@ -17,7 +17,9 @@ from app.search_marks import marks_from_rows, markable_rows
 from app.search_run import (accept_trial, default_scheduler, load_trial_graph, resume_search, search_spec,
                             start_search)
 from app.state import get_store
+from app.labels import web_message
 from app.units import fmt_bytes, fmt_count, fmt_ms, fmt_pct, fmt_uj
+from engine.errors import TinyStudioError
 
 OBJECTIVE_LABELS = {"accuracy": "accuracy (max)", "latency_ms": "latency (min)", "ram_bytes": "RAM (min)",
                     "flash_bytes": "flash (min)", "energy_uj": "energy (min)"}
@@ -285,7 +287,10 @@ def _point(s, v, study, trial) -> None:
         name, data = db.trial_model(store, study.id, trial.strategy, trial.number, session_id=s.id)
         graph = _trial_graph(study.id, trial.strategy, trial.number, name, data)
     with st.expander("Layers and profile", expanded=False):
-        _profile(graph, study.spec)
+        try:
+            _profile(graph, study.spec)
+        except TinyStudioError as e:  # the point's details stay usable (and acceptable) without a profile
+            st.warning(web_message(str(e)), icon=":material/warning:")
     if st.button(f"Accept {trial.strategy} trial {trial.number} as a new version", type="primary",
                  key=f"accept_{study.id}_{trial.strategy}_{trial.number}"):
         with widgets.user_errors():
