@@ -8,6 +8,7 @@ Sections (--sections, default all):
   strategies  TPE and NSGA-II against random search at the same number of trained candidates, over --seeds:
               hypervolume (accuracy x latency, normalized to the limits) ratio to random, best accuracy, and the
               trainings the constraint pre-filter saved (candidates rejected before training).
+  prefilter   the whole dscnn space profiled as deployed: the share the limits reject before any training.
   proxy       Kendall tau between training-free proxies (engine.search.proxies: naswot, synflow) at
               initialization and trained validation accuracy, on --proxy-archs architectures sampled at random.
   workers     the same study (random, same seed, so the same candidates) on 1 and on 2 local Dask workers: wall
@@ -37,7 +38,6 @@ sys.path.insert(0, str(ROOT))
 from engine.search import StudySpec, run_study  # noqa: E402
 
 LIMITS = dict(mcu="nrf52840", max_sram=64 * 1024, max_flash=256 * 1024)
-RUNTIME = "tflm-cmsis-nn"  # what `tinystudio profile --mcu nrf52840` would pick is checked below, not assumed
 
 
 def cli(*argv: str, timeout: float = 900) -> tuple[int, str, str, float]:
@@ -127,6 +127,33 @@ def strategies(a, work: Path) -> dict:
             "trainings_saved_by_prefilter": saved,
             "share_rejected": round(saved / max(1, sum(r["rejected"] + r["trained"] + r["pruned"] + r["failed"]
                                                        for r in rows)), 3)}
+
+
+def prefilter(a, work: Path) -> dict:
+    """The whole dscnn space for the data set, profiled as deployed: how much of it the limits reject (what a
+    search without the pre-filter would train for nothing), and what a profile costs."""
+    import itertools
+
+    from engine.data import load_dataset
+    from engine.search.objectives import broken_constraint, deployed_figures
+    from engine.search.spaces import SPACES
+    from hwmodels.runtime import default_runtime
+
+    data = load_dataset(a.dataset, seed=0)
+    space = SPACES["dscnn"].for_data(data.input_shape)
+    runtime = default_runtime(LIMITS["mcu"])
+    broke: dict[str, int] = {}
+    n, t = 0, time.perf_counter()
+    for values in itertools.product(*(k.choices for k in space.knobs)):
+        params = dict(zip(space.knob_names, values))
+        m = deployed_figures(space.build(params, data.input_shape, data.classes), LIMITS["mcu"], runtime)
+        why = broken_constraint(m, LIMITS["max_sram"], LIMITS["max_flash"], None)
+        n += 1
+        if why:
+            key = why.split(" ")[0]
+            broke[key] = broke.get(key, 0) + 1
+    return {"candidates": n, "rejected": sum(broke.values()), "by_constraint": broke,
+            "seconds_per_profile": round((time.perf_counter() - t) / n, 3)}
 
 
 def proxy(a, work: Path) -> dict:
@@ -226,7 +253,7 @@ def badinput(a, work: Path) -> dict:
     return out
 
 
-SECTIONS = {"headline": headline, "strategies": strategies, "proxy": proxy, "workers": workers,
+SECTIONS = {"headline": headline, "strategies": strategies, "prefilter": prefilter, "proxy": proxy, "workers": workers,
             "badinput": badinput}
 
 
@@ -286,6 +313,10 @@ def _print(doc: dict) -> None:
             print(f"  {k:<6} {v}")
         print(f"  trainings saved by the pre-filter: {s['trainings_saved_by_prefilter']} "
               f"({s['share_rejected']:.0%} of candidates)")
+    f = doc.get("prefilter")
+    if f:
+        print(f"\nprefilter: {f['rejected']} of {f['candidates']} dscnn candidates break the limits "
+              f"{f['by_constraint']}; {f['seconds_per_profile']} s per profile as deployed")
     p = doc.get("proxy")
     if p:
         print(f"\nproxy: {p['architectures']} architectures, {p['epochs']} epoch(s): "
@@ -300,6 +331,8 @@ def _print(doc: dict) -> None:
     if b:
         print("\nbad input:")
         for k, v in b.items():
+            if not isinstance(v, dict):
+                continue
             print(f"  {k}: exit {v['exit']} in {v['seconds']} s, wrote anything: {v['wrote_anything']}: {v['message']}")
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 
 from engine.errors import TinyStudioError
 
@@ -114,8 +115,8 @@ def cmd_search(args) -> int:
     spec = _spec(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise TinyStudioError(f"--out {args.out}: exists and is not a folder")
-    if args.dataset and os.path.exists(args.dataset):
-        spec = type(spec)(**{**spec.__dict__, "dataset": os.path.abspath(args.dataset)})
+    if args.dataset and os.path.exists(args.dataset):  # workers may run in another folder: an absolute path
+        spec = replace(spec, dataset=os.path.abspath(args.dataset))
     base = _base_graph(args, spec.dataset, spec.seed) if spec.space == "version" else None
     storage = Path(args.db) if args.db else Path(args.out) / "study.journal"
     log = None if args.json else _progress
@@ -158,7 +159,8 @@ def add_parser(sub) -> None:
                         "marks are searched")
     s.add_argument("--knob", action="append", metavar="NODE.ATTR=V1,V2,...",
                    help="with --space MODEL: a marked choice (channels, kernel, stride; repeatable); without any, "
-                        "every hidden layer's channels at 0.5-1.5x")
+                        "every hidden layer's channels at 0.5-1.5x (with --search-training: the architecture as it "
+                        "is, training and compression searched alone)")
     s.add_argument("--dataset", metavar="NAME|PATH", help="a built-in (see `tinystudio datasets`) or a data file")
     s.add_argument("--mcu", metavar="ID", help="target MCU (see `tinystudio mcus`)")
     s.add_argument("--runtime", metavar="ID", help="runtime profile (default: the MCU's default runtime)")

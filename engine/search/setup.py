@@ -39,7 +39,9 @@ def resolve_space(spec, base_graph, input_shape) -> Space:
             raise TinyStudioError("space 'version' searches a model's marked knobs: give the model")
         from engine.search.version import version_space
 
-        space = version_space(base_graph, {k: list(v) for k, v in spec.marks} if spec.marks else None)
+        # No marks with search_training: the architecture stays as it is, training and compression are searched.
+        marks = {k: list(v) for k, v in spec.marks} if spec.marks else ({} if spec.search_training else None)
+        space = version_space(base_graph, marks)
     else:
         space = get_space(spec.space).for_data(input_shape)
     return space.with_training() if spec.search_training else space
@@ -112,7 +114,8 @@ def sampler(spec):
     if spec.strategy == "tpe":
         return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(10, max(4, spec.trials // 4)),
                                           multivariate=True, constant_liar=True)
-    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(6, min(24, spec.trials // 3)))
+    # A population of a third of the budget (4-24): small studies still get generations past the random first.
+    return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(4, min(24, spec.trials // 3)))
 
 
 def encode(value):

@@ -62,8 +62,12 @@ def _tell(study, trial_id: int, number: int, rec: dict, objectives, limits) -> N
         # (constraint values > 0): TPE and NSGA-II learn where the constraints bite instead of proposing the
         # same region again; the random baseline ignores them.
         trial = Trial(study, trial_id)
-        for name, v in zip(CONSTRAINTS, violation(rec, *limits) if rec["state"] == "rejected" else [0.0] * 4):
-            trial.set_constraint(name, max(v, 1e-9) if rec["state"] == "rejected" else 0.0)
+        over_mcu = (rec.get("broke") or "").startswith("MCU capacity")
+        excess = violation({**rec, "fits": not over_mcu}, *limits) if rec["state"] == "rejected" else [0.0] * 4
+        if rec["state"] == "rejected" and max(excess) <= 0:
+            excess[-1] = 1e-9  # rejected on a limit hit exactly: still infeasible
+        for name, v in zip(CONSTRAINTS, excess):
+            trial.set_constraint(name, v)
         acc = rec["accuracy"] if rec["state"] == "trained" else 0.0
         study.tell(number, list(_values({**rec, "accuracy": acc}, objectives)))
     elif rec["state"] == "pruned":

@@ -38,15 +38,16 @@ def _depthwise(g: Graph, n) -> bool:
 
 
 def _feeds_output(g: Graph, n, outs: set) -> bool:
-    """The layer's output count is the model's output (classes): not a knob."""
-    readers = {t: [m for m in g.nodes if t in m.inputs] for t in [n.outputs[0]]}
+    """The layer's output count is the model's output (classes): not a knob. Followed through a few
+    single-reader layers without weights (Softmax, activations, reshapes)."""
     t = n.outputs[0]
-    seen = 0
-    while t not in outs and seen < 8:  # through Softmax/activations, a few single-reader element-wise ops
-        nxt = readers.get(t) or [m for m in g.nodes if t in m.inputs]
-        if len(nxt) != 1 or nxt[0].op in ATTRS:
+    for _ in range(8):
+        if t in outs:
+            return True
+        readers = [m for m in g.nodes if t in m.inputs]
+        if len(readers) != 1 or readers[0].op in ATTRS:
             return False
-        t, seen, readers = nxt[0].outputs[0], seen + 1, {}
+        t = readers[0].outputs[0]
     return t in outs
 
 
@@ -76,8 +77,11 @@ def _check_value(knob: str, attr: str, v):
 
 def version_space(graph: Graph, marks: dict[str, list] | None) -> Space:
     """A Space whose knobs are the marked "NODE.ATTR" choices of `graph` (see the module docstring). Unknown
-    knobs and choices that do not give a valid graph are one-line errors listing the valid knobs."""
-    marks = marks or graph.meta.get("search_marks") or default_marks(graph)
+    knobs and choices that do not give a valid graph are one-line errors listing the valid knobs.
+    marks None: the marks the version carries (meta "search_marks"), else default_marks; {}: no architecture
+    knob at all (the architecture fixed: training hyperparameters and compression searched alone)."""
+    if marks is None:
+        marks = graph.meta.get("search_marks") or default_marks(graph)
     valid = valid_knobs(graph)
     knobs = []
     for knob, choices in marks.items():

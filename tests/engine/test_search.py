@@ -152,6 +152,18 @@ def test_one_trial_in_process_rejects_then_trains(tmp_path, digits):
     assert rej["ram_bytes"] == ok["ram_bytes"] > 100
     assert ok["state"] == "trained" and 0.0 <= ok["accuracy"] <= 1.0 and os.path.isfile(ok["model"])
     assert study.trials[1].intermediate_values == {1: pytest.approx(ok["accuracy"])}  # reported per epoch
+    # The driver tells optuna: the rejected one complete but infeasible, the trained one feasible.
+    from engine.search.study import _result, _tell
+
+    for trial, rec in zip(study.trials, recs):
+        _tell(study, trial._trial_id, trial.number, rec, spec.objectives, (100, None, None))
+    rej_t, ok_t = study.get_trials()
+    assert rej_t.state.name == ok_t.state.name == "COMPLETE"
+    assert rej_t.values[0] == 0.0 and rej_t.system_attrs["constraints:max_sram"] > 0
+    assert all(v <= 0 for k, v in ok_t.system_attrs.items() if k.startswith("constraints:"))
+    res = _result(spec, study, {"latency_ms": 100.0})
+    assert res.counts() == {"total": 2, "trained": 1, "rejected": 1, "pruned": 0, "failed": 0}
+    assert res.pareto == [ok["trial"]] and res.trials[0].broke == rej["broke"]
 
 
 def test_study_result_json_shape():
@@ -210,3 +222,33 @@ def test_cli_list_spaces(capsys):
     assert {"resolution", "width", "stage3.depth", "stage3.expand", "stage3.kernel"} <= knobs
     assert cli(["search", "--list-spaces"]) == 0
     assert "first_kernel" in capsys.readouterr().out
+
+
+def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
+    """--search-training on a model without marks: only train.* and compress.* knobs; a trial with channel
+    pruning and mixed int4 weights is measured again after compression (smaller than the plain int8 figures)."""
+    from engine.search import setup
+    from engine.search.study import _open_study
+    from engine.search.trial import TrialTask, run_trial
+
+    base = SPACES["dscnn"].build({"filters": 16, "blocks": 1, "first_kernel": (3, 3), "first_stride": 2},
+                                 digits.input_shape, 10)
+    spec = setup.check_spec(StudySpec(name="tune", space="version", dataset="digits", mcu="nrf52840", epochs=1,
+                                      search_training=True))
+    space = setup.resolve_space(spec, base, digits.input_shape)
+    assert all(n.startswith(("train.", "compress.")) for n in space.knob_names)
+    assert {"train.lr", "train.batch_size", "compress.prune", "compress.weights"} <= set(space.knob_names)
+    storage = tmp_path / "s.journal"
+    study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6})
+    recs = {}
+    for name, prune, weights in (("plain", 0.0, "int8"), ("small", 0.5, "mixed-int4")):
+        trial = study.ask()
+        params = {"train.lr": 0.003, "train.batch_size": 32, "train.epochs_factor": 1.0, "compress.prune": prune,
+                  "compress.weights": weights}
+        recs[name] = run_trial(TrialTask("tune", str(storage), trial._trial_id, trial.number, params, space,
+                                         "digits", 0, "nrf52840", "tflm-cmsis-nn", None, None, None, 1,
+                                         str(tmp_path / "out"), "tpe"))
+    plain, small = recs["plain"], recs["small"]
+    assert plain["state"] == small["state"] == "trained", (plain["error"], small["error"])
+    assert small["macs"] < plain["macs"] and small["flash_bytes"] < plain["flash_bytes"]
+    assert plain["model"].endswith(".onnx") and small["model"].endswith(".tsgraph")  # int4 weights: not ONNX
