@@ -94,8 +94,9 @@ def search_spec(*, name: str, space: str, dataset: str, mcu: str, runtime: str |
         n_trials, time_budget = _whole(trials, "Trials", 1, MAX_TRIALS), None
     mark_items: tuple = ()
     if space == "version":
-        if not marks:
-            raise TinyStudioError("Space 'version': mark at least one layer attribute as a choice in the table")
+        if not marks and not search_training:
+            raise TinyStudioError("Space 'version': mark at least one layer attribute as a choice in the table, "
+                                  "or tick 'Search training and compression too' to search those alone")
         mark_items = tuple((k, tuple(v)) for k, v in marks.items())
     return StudySpec(name=name, space=space, dataset=dataset, mcu=mcu, runtime=runtime or None,
                      max_sram=_limit(max_sram_kb, "Max SRAM", 1024), max_flash=_limit(max_flash_kb, "Max flash", 1024),

@@ -124,7 +124,7 @@ def _check_space(spec, graph, data) -> None:
     """What can be told before anything runs: the family takes the data's samples; the marks name real knobs."""
     from engine.search import SPACES, version_space
 
-    if spec.space == "version":
+    if spec.space == "version":  # no marks (with training searched): the architecture stays as it is
         version_space(graph, {k: list(v) for k, v in spec.marks})
     else:
         SPACES[spec.space].for_data(tuple(data.input_shape))

@@ -67,7 +67,8 @@ def test_bad_input_is_one_line_and_starts_nothing(session):
     at.text_input[0].set_value("mine")
     at = _start(at)
     assert [e.value for e in at.error] == ["Space 'version': mark at least one layer attribute as a choice in the "
-                                           "table"]
+                                           "table, or tick 'Search training and compression too' to search those "
+                                           "alone"]
     # A family that cannot take the data set's samples: one line before anything runs.
     at.selectbox(key="search_space").set_value("cnn1d").run()
     at = _start(at)

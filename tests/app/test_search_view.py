@@ -171,3 +171,8 @@ def test_accept_a_trial_as_a_version_naming_study_and_trial(store, tmp_path):
         accept_trial(store, other.id, st.id, "tpe", 3)
     rows = study_rows(db.list_studies(store, s.id))
     assert rows[0]["study"] == "kws/tiny" and rows[0]["trials"].startswith("2 trials: 1 trained, 1 rejected")
+
+
+def test_the_version_alone_with_training_searched_needs_no_mark():
+    spec = search_spec(**{**FORM, "space": "version", "marks": {}, "search_training": True})
+    assert spec.marks == () and spec.search_training
