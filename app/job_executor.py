@@ -107,14 +107,15 @@ def run_remote(fn: Callable, *args, progress: Callable[[float, str], None],
         if not n:
             return
         items = queue.get(batch=n)
-        last = None
+        reports = [item for item in items if item[0] == "progress"]
         for item in items:
             if item[0] == "event" and on_event is not None:
                 on_event(item[1], item[2])
-            elif item[0] == "progress":
-                last = item
-        if last is not None:  # only the newest fraction matters; each report is a store write
-            progress(last[1], last[2])
+        for i, item in enumerate(reports):
+            # Each step's message is shown (a report is a store write): of reports repeating one message, the
+            # newest fraction only.
+            if i == len(reports) - 1 or item[2] != reports[i + 1][2]:
+                progress(item[1], item[2])
 
     try:
         while not fut.done():
