@@ -65,6 +65,7 @@ def workers_skip_the_page_script() -> None:
 def client():
     from engine.executor import get_client
 
+    workers_skip_the_page_script()  # also outside the studio's entry (AppTest, scripts running pages)
     return get_client(job_workers(), default_scheduler())
 
 
