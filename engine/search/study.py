@@ -70,8 +70,12 @@ def _tell(study, trial_id: int, number: int, rec: dict, objectives, limits) -> N
             trial.set_constraint(name, v)
         acc = rec["accuracy"] if rec["state"] == "trained" else 0.0
         study.tell(number, list(_values({**rec, "accuracy": acc}, objectives)))
-    elif rec["state"] == "pruned":
+    elif rec["state"] == "pruned" and len(objectives) == 1:
         study.tell(number, state=TrialState.PRUNED)
+    elif rec["state"] == "pruned":
+        # Optuna's TPE reads pruned trials through study.direction, which raises in multi-objective studies:
+        # there a pruned trial is told FAIL (ignored by the samplers); its record still says "pruned".
+        study.tell(number, state=TrialState.FAIL)
     else:
         study.tell(number, state=TrialState.FAIL)
 

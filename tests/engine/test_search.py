@@ -252,3 +252,24 @@ def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
     assert plain["state"] == small["state"] == "trained", (plain["error"], small["error"])
     assert small["macs"] < plain["macs"] and small["flash_bytes"] < plain["flash_bytes"]
     assert plain["model"].endswith(".onnx") and small["model"].endswith(".tsgraph")  # int4 weights: not ONNX
+
+
+def test_multi_objective_tpe_keeps_sampling_after_a_pruned_trial(tmp_path):
+    """Optuna's TPE raises on PRUNED trials in multi-objective studies; the driver must not hand it one."""
+    from engine.search import setup
+    from engine.search.study import _open_study, _tell
+    from engine.search.trial import record
+
+    spec = setup.check_spec(StudySpec(name="mo", space="dscnn", dataset="digits", mcu="nrf52840", strategy="tpe",
+                                      trials=4, objectives=("accuracy", "latency_ms")))
+    space = SPACES["dscnn"].for_data((1, 8, 8))
+    study = _open_study(spec, tmp_path / "s.journal", space, {"latency_ms": 10.0})
+    dists, _ = setup.distributions(space)
+    for i in range(12):
+        trial = study.ask(fixed_distributions=dists)
+        task = type("T", (), {"number": trial.number, "params": {}, "strategy": "tpe"})
+        state = "pruned" if i % 2 else "trained"
+        rec = record(task, state, 0.0, {"latency_ms": 1.0 + i, "ram_bytes": 1, "flash_bytes": 1, "energy_uj": 1,
+                                        "macs": 1}, accuracy=0.5 if state == "trained" else None)
+        _tell(study, trial._trial_id, trial.number, rec, spec.objectives, (None, None, None))
+    assert len(study.trials) == 12  # past TPE's 4 random start-up trials without an error

@@ -60,21 +60,24 @@ def test_study_runs_on_two_workers_and_resumes(client, tmp_path):
 def test_killed_worker_loses_at_most_its_trial(client, tmp_path):
     """A worker process killed while it trains: Dask runs the trial again (attempts 2) or it is recorded
     failed; the study finishes with every trial accounted for."""
-    spec = StudySpec(name="kill", strategy="random", trials=3, **{**SPEC, "epochs": 2})
+    spec = StudySpec(name="kill", strategy="random", trials=3, **{**SPEC, "epochs": 4})
     killed = {}
+
+    def busy() -> list[str]:
+        return [w for w, ks in client.processing().items() if any("search-kill" in k for k in ks)]
 
     def killer():
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            busy = {w: ks for w, ks in client.processing().items() if any("search-kill" in k for k in ks)}
-            if busy:
-                time.sleep(2.0)  # let it get into training
-                worker = next(iter(busy))
-                pid = client.run(os.getpid, workers=[worker])[worker]
-                os.kill(pid, signal.SIGKILL)
-                killed[worker] = pid
-                return
-            time.sleep(0.2)
+            if busy():
+                time.sleep(0.5)  # into the trial (4 epochs: several seconds of training left)
+                workers = busy()  # still running it: kill that worker process
+                if workers:
+                    pid = client.run(os.getpid, workers=[workers[0]])[workers[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed[workers[0]] = pid
+                    return
+            time.sleep(0.1)
 
     th = threading.Thread(target=killer, daemon=True)
     th.start()
