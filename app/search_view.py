@@ -305,7 +305,7 @@ def _trial_graph(study_id: int, strategy: str, number: int, name: str, data: byt
 
 
 def _profile(graph, spec: dict) -> None:
-    from app.profile_targets import profile_as_deployed, profile_targets
+    from app.workflows.profile import profile_as_deployed, profile_targets
 
     targets = profile_targets([spec.get("mcu")], spec.get("runtime"))
     prof, why = profile_as_deployed(graph, targets)
