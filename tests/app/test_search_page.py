@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import store as db
@@ -24,12 +25,12 @@ def session(tmp_path_factory):
     folder = tmp_path_factory.mktemp("search_page")
     old = os.environ.get(DB_ENV)
     os.environ[DB_ENV] = str(folder / "studio.duckdb")
-    get_store.clear()
+    st.cache_resource.clear()  # store, graphs and profiles: cached per process, keyed by ids only
     store = get_store()
     g = build_zoo_model("zoo:kws_dscnn")
     s = db.create_session(store, "kws", g, model="zoo:kws_dscnn", action="zoo")
     yield s.id, folder
-    get_store.clear()
+    st.cache_resource.clear()  # store, graphs and profiles: cached per process, keyed by ids only
     if old is None:
         os.environ.pop(DB_ENV, None)
     else:

@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+import streamlit as st
 
 import store as db
 from app.search_run import resume_search, search_spec, start_search
@@ -18,9 +19,9 @@ def st_store(tmp_path, monkeypatch):
     from app.state import DB_ENV, get_store
 
     monkeypatch.setenv(DB_ENV, str(tmp_path / "studio.duckdb"))
-    get_store.clear()
+    st.cache_resource.clear()  # store, graphs and profiles: cached per process, keyed by ids only
     yield get_store()
-    get_store.clear()
+    st.cache_resource.clear()  # store, graphs and profiles: cached per process, keyed by ids only
 
 
 def _wait(store, job_id, timeout=600):
