@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")
     s.add_argument("--db", metavar="PATH", help="DuckDB file (default: in the user's data folder)")
+    s.add_argument("--scheduler", metavar="ADDRESS", help="run the studio's heavy work (training, compression, "
+                   "export, search trials) on the Dask cluster at ADDRESS, e.g. tcp://HOST:8786 (default: "
+                   "$TINYSTUDIO_SCHEDULER, else local worker processes)")
     s.set_defaults(fn=cmd_studio)
     return p
 

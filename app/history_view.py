@@ -78,6 +78,10 @@ def action_words(action: str, p: dict, labels: dict[int, str]) -> str:
     if action == "train":
         return _join("trained", _dataset(p), p.get("epochs") and f"{p['epochs']} epochs",
                      p.get("lr") and f"learning rate {p['lr']:g}", p.get("batch_size") and f"batch {p['batch_size']}")
+    if action == "search":
+        params = ", ".join(f"{k}={v}" for k, v in sorted((p.get("params") or {}).items()))
+        return _join(f"from search study '{p.get('study', '?')}', {p.get('strategy', '')} trial {p.get('trial', '?')}",
+                     p.get("space") and f"space {p['space']}", _dataset(p), params)
     if action == "quantize-int8":
         n = p.get("calibration_samples")
         return _join("int8 PTQ", n and f"{n} calibration samples", p.get("method") and f"{p['method']} ranges",

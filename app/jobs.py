@@ -1,8 +1,11 @@
-"""Long work off the script thread: a job row in the store, a worker thread, and a polling fragment.
+"""Long work off the script thread: a job row in the store, a job thread, and a polling fragment.
 
     job = submit(session_id, "export", params, work)      # work(progress) -> result dict
     job_panel(session_id)                                   # progress bars, refreshed every second
 
+The job thread only drives the work: the heavy part (training, compression, export verification, search
+trials) runs in worker processes through app.job_executor.run_remote / engine.executor (a local cluster, or
+the Dask cluster at TINYSTUDIO_SCHEDULER), and the thread relays progress and writes the store.
 Jobs outlive page changes and reruns (the executor is a process-wide resource); their results land in the
 store, so the page that started them is not needed to collect them.
 """
@@ -19,23 +22,34 @@ from app.state import get_store
 from engine.errors import TinyStudioError
 
 
-class _Cancelled(Exception):
-    """Raised inside a job's work when its row was cancelled."""
+class Cancelled(Exception):
+    """Raised inside a job's work (by its progress function) when its row was cancelled."""
+
+
+_Cancelled = Cancelled
 
 
 @st.cache_resource
 def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="tinystudio-job")
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tinystudio-job")
 
 
-def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict]) -> db.JobInfo:
+def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict],
+           job: db.JobInfo | None = None) -> db.JobInfo:
+    """Run `work` in a job thread; `job`: a row made beforehand (to link it to other rows before it starts)."""
     store = get_store()
-    job = db.create_job(store, session_id, kind, params)
+    job = job or db.create_job(store, session_id, kind, params)
 
-    def progress(fraction: float, message: str = "") -> None:
-        row = db.update_job(store, job.id, progress=max(0.0, min(1.0, fraction)), message=message or None)
+    def progress(fraction: float | None = None, message: str = "") -> None:
+        if fraction is None and not message:  # a poll (app.job_executor): only look for a cancel
+            row = db.get_job(store, job.id)
+        else:
+            row = db.update_job(store, job.id, progress=None if fraction is None else max(0.0, min(1.0, fraction)),
+                                message=message or None)
         if row.status == "cancelled":  # cancelled from a page: stop the work at its next progress report
             raise _Cancelled()
+
+    progress.job_id = job.id  # work that cannot take an exception at a report (a search's loop) polls the row
 
     def run() -> None:
         try:

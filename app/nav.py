@@ -14,6 +14,7 @@ _SPECS = {  # key: (file, title, icon, default)
     "profile": ("profile.py", "Profile", ":material/speed:", False),
     "model": ("model_view.py", "Model view", ":material/schema:", False),
     "compress": ("compress.py", "Compress", ":material/compress:", False),
+    "search": ("search.py", "Search", ":material/travel_explore:", False),
     "history": ("history.py", "History", ":material/history:", False),
     "export": ("export.py", "Export", ":material/memory:", False),
 }

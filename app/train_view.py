@@ -4,7 +4,8 @@
     live_training(session_id)        # fragment: progress and curves of a running job, polled every second
     try_it(graph, data)              # a data set sample or an uploaded .npy through the version, float and int8
 
-A running job appends each epoch's record to LIVE (process-wide: jobs run in this process's executor), so the
+A running job appends each epoch's record to LIVE (process-wide: the job's thread in this process relays them
+from the worker that trains), so the
 fragment draws curves while training runs; the finished job's result keeps the whole history.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import streamlit as st
 
 import store as db
 from app import train_charts
+from app.job_executor import run_remote
 from app.jobs import submit
 from app.state import get_store
 from app.workflows.train import TrainSettings, fit_to_data, train_version
@@ -41,9 +43,9 @@ def start_training(session_id: int, version_id: int, graph: Graph, data: Dataset
     token = uuid.uuid4().hex
     LIVE[token] = []
 
-    def work(progress):
-        res = train_version(graph, data, settings, progress=progress, on_epoch=lambda r: _record(token, r),
-                            adapted=adapted)
+    def work(progress):  # the training itself runs in a worker process; its epochs come back as events
+        res = run_remote(train_version, graph, data, settings, progress=progress, events=("on_epoch",),
+                         on_event=lambda _name, r: _record(token, r), adapted=adapted)
         progress(1.0, "saving the trained version")
         new = db.add_version(store, session_id, res.graph, "train", res.provenance, parent_id=version_id)
         return {"version": new.id, "base": version_id, "provenance": res.provenance,

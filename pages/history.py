@@ -115,3 +115,12 @@ if c3.button("Branch into a new session"):
         new = db.branch_session(store, pick)
         select_session(new.id)
         switch_to("design")
+
+studies = db.list_studies(store, s.id)
+if studies:
+    from app.search_charts import study_rows
+
+    st.subheader("Search studies")
+    st.dataframe(study_rows(studies), hide_index=True, width="stretch")
+    st.caption("Every trial of a study is stored with the session; open it on the Search page to see its points "
+               "and accept one as a version (its lineage names the study and trial).")

@@ -21,6 +21,8 @@ from store.profiles import get_profile, list_profiles, profile_version, save_pro
 from store.provenance import UNTRAINED_NOTE, version_accuracy
 from store.records import ExportInfo, JobInfo, SessionInfo, VersionInfo
 from store.schema import SCHEMA_VERSION
+from store.search import (StudyInfo, TrialInfo, create_study, delete_study, finish_study, get_study, list_studies,
+                          list_trials, record_trial, set_study_job, trial_model)
 from store.sessions import (branch_session, create_session, delete_session, duplicate_session, get_session,
                             list_sessions, rename_session, set_model_label)
 from store.uploads import session_upload
@@ -40,4 +42,6 @@ __all__ = [
     "session_upload", "update_job", "version_layers",
     "DatasetInfo", "UNTRAINED_NOTE", "add_session_dataset", "delete_session_dataset", "get_session_dataset",
     "list_session_datasets", "session_dataset_bytes", "version_accuracy",
+    "StudyInfo", "TrialInfo", "create_study", "delete_study", "finish_study", "get_study", "list_studies",
+    "list_trials", "record_trial", "set_study_job", "trial_model",
 ]

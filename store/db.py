@@ -164,3 +164,6 @@ def _recover_jobs(con: duckdb.DuckDBPyConnection) -> None:
     """Jobs run in threads of the process holding the database; after a restart none of them is running."""
     con.execute("UPDATE jobs SET status = 'failed', message = 'interrupted: TinyStudio stopped while this job "
                 "was running', updated = ? WHERE status IN ('queued', 'running')", [utcnow()])
+    # A search study is run by such a job: it stopped too, and can be resumed from its journal (store.search).
+    con.execute("UPDATE studies SET status = 'interrupted', message = 'TinyStudio stopped while it ran', updated = ? "
+                "WHERE status = 'running'", [utcnow()])

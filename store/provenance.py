@@ -6,6 +6,7 @@
 Rules (the version's action, then its ancestors):
 - `import` (an ONNX / TFLite / .pt2 file): trained, its weights came with the file;
 - `train`: trained (params hold the accuracy and the data set);
+- `search`: trained (a search trial's model; params name the study and trial, hold the accuracy and data set);
 - `zoo`, `blank`: untrained, random (seeded) weights;
 - a compression action that fine-tunes on data (engine.compress's `trains` actions with epochs > 0): trained;
   any other compression action keeps the state of the version it was made from;
@@ -52,6 +53,9 @@ def _state(con, vid: int, depth: int = 0) -> dict:
         return {"trained": True, "accuracy": acc, "dataset": data, "reason": "imported file: its weights came with it"}
     if action == "train":
         return {"trained": True, "accuracy": acc, "dataset": data, "reason": "trained in TinyStudio"}
+    if action == "search":  # a search trial's model, trained from scratch on the study's data set
+        return {"trained": True, "accuracy": acc, "dataset": data,
+                "reason": f"trained by search study '{params.get('study')}', trial {params.get('trial')}"}
     if action in ("zoo", "blank"):
         return {"trained": False, "accuracy": None, "dataset": None,
                 "reason": f"{'zoo model' if action == 'zoo' else 'blank canvas'}: random initial weights"}

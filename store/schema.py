@@ -108,6 +108,37 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             fingerprint VARCHAR NOT NULL,          -- md5 of the stored document, hashes and constants it passed with
             checked TIMESTAMP NOT NULL)""",
     ]),
+    ("search studies and every trial they ran", [
+        """CREATE TABLE studies (
+            id BIGINT PRIMARY KEY,
+            session_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,                 -- the Optuna study name inside `storage`
+            spec JSON NOT NULL,                    -- engine.search.StudySpec as a dict
+            storage VARCHAR NOT NULL,              -- Optuna journal file: the same storage + name resumes
+            out_dir VARCHAR NOT NULL,              -- where the trained candidates' models are written
+            base_version_id BIGINT,                -- the version a "version" space searches around
+            job_id BIGINT,                         -- the job that runs (ran) it
+            status VARCHAR NOT NULL,               -- running | done | failed | cancelled | interrupted
+            message VARCHAR NOT NULL,
+            result JSON,                           -- pareto, hypervolume, counts when finished
+            created TIMESTAMP NOT NULL,
+            updated TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE study_ids START 1",
+        """CREATE TABLE trials (
+            study_id BIGINT NOT NULL,
+            strategy VARCHAR NOT NULL,             -- random | tpe | nsga2 (the random baseline shares a study)
+            number INTEGER NOT NULL,
+            state VARCHAR NOT NULL,                -- trained | rejected | pruned | failed
+            params JSON NOT NULL,
+            objectives JSON NOT NULL,              -- accuracy, latency_ms, ram_bytes, flash_bytes, energy_uj, macs
+            broke VARCHAR,                         -- the constraint a rejected candidate broke
+            error VARCHAR,
+            model_path VARCHAR,
+            model BLOB,                            -- the trained float model's file, so a study outlives out_dir
+            seconds DOUBLE NOT NULL,
+            created TIMESTAMP NOT NULL,
+            PRIMARY KEY (study_id, strategy, number))""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -14,6 +14,7 @@ from store.clock import utcnow
 from store.datasets import copy_session_datasets
 from store.db import Store
 from store.graphs import encode_graph
+from store.search import delete_session_studies
 from store.uploads import REFERENCED, put_upload
 from store.records import SESSION_COLUMNS, SessionInfo, dump_json, session_from_row
 from store.rows import (check_action, check_id, check_name, copy_version, insert_session, insert_version,
@@ -125,6 +126,7 @@ def delete_session(store: Store, session_id: int) -> None:
         con.execute(f"UPDATE sessions SET source_version_id = NULL WHERE source_version_id IN {in_session}",
                     [session_id])
         con.execute("DELETE FROM jobs WHERE session_id = ?", [session_id])
+        delete_session_studies(con, session_id)
         con.execute("DELETE FROM session_datasets WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM versions WHERE session_id = ?", [session_id])
         con.execute("DELETE FROM sessions WHERE id = ?", [session_id])

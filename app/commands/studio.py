@@ -33,6 +33,14 @@ def cmd_studio(args) -> int:
     for line in problems[:20]:
         print(f"warning: {db_path}: {line}", file=sys.stderr)
     cmd, env = studio_command(args.port, db_path, args.host)
+    scheduler = (getattr(args, "scheduler", None) or "").strip()
+    if scheduler:  # checked now, in one line, rather than at the first job; the studio's workers go there
+        from app.job_executor import SCHEDULER_ENV
+        from engine.executor import get_client, shutdown
+
+        get_client(scheduler=scheduler)
+        shutdown()
+        env[SCHEDULER_ENV] = scheduler
     print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 0

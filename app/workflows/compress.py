@@ -81,12 +81,15 @@ def accepted_params(result: dict) -> dict:
 
 def compress_job(get_graph: Callable[[int], Graph], version_id: int, teacher_id: int | None, action: str,
                  params: dict, data: Dataset | None):
-    """The work function for app.jobs.submit: compress the version and keep the new graph in a temporary
+    """The work function for app.jobs.submit: compress the version (on a worker: app.job_executor) and keep the new graph in a temporary
     .tsgraph (the candidate) until the user accepts or discards it."""
 
     def work(progress):
+        from app.job_executor import run_remote  # the action runs on a worker process, not in the server
+
         teacher = get_graph(teacher_id) if teacher_id else None
-        out = compress_version(get_graph(version_id), action, params, data, teacher=teacher, progress=progress)
+        out = run_remote(compress_version, get_graph(version_id), action, params, data, teacher=teacher,
+                         progress=progress)
         fd, path = tempfile.mkstemp(prefix="tinystudio-candidate-", suffix=".tsgraph")
         os.close(fd)
         write_model(out.result.graph, path)

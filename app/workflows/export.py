@@ -138,23 +138,35 @@ def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int 
                         dataset=dataset)
 
 
-def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None):
-    """The work function for app.jobs.submit: export into a temporary zip and store report and bundle."""
+def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
+                 progress=None) -> dict:
+    """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
-    def work(progress):
-        def log(message: str) -> None:
-            done = sum(any(message.startswith(step) for step in STEPS[: i + 1]) for i in range(len(STEPS)))
+    def log(message: str) -> None:
+        done = sum(any(message.startswith(step) for step in STEPS[: i + 1]) for i in range(len(STEPS)))
+        if progress is not None:
             progress(min(0.95, 0.1 + 0.85 * done / len(STEPS)), message)
 
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "bundle.zip"
-            graph = get_graph(version_id)
-            res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                                 log=log, name=name, dataset=dataset)
-            rec = db.add_export(store_getter(), version_id, mcu, res.report, bundle=out.read_bytes(),
-                                options={"verify": verify, "inputs": int(n_inputs), "name": res.lib.name})
-        return {"export_id": rec.id, "warnings": res.warnings}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bundle.zip"
+        res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
+                             log=log, name=name, dataset=dataset)
+        return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
+
+
+def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
+               name: str, dataset: dict | None):
+    """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
+    stores its report and bundle."""
+
+    def work(progress):
+        from app.job_executor import run_remote
+
+        res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
+                         progress=progress)
+        rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
+                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"]})
+        return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work
 

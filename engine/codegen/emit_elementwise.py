@@ -13,6 +13,7 @@ from engine.int8.dsp_requant import REQUANT_FIELD
 from engine.int8.prepare import prepare_node
 from engine.int8.readers import is_quantized, tensor_of
 from engine.ir import Node, Tensor
+from engine.ops import ops_where
 
 
 def _bcast(node: Node, out_shape, a_shape, b_shape) -> dict:
@@ -92,7 +93,7 @@ def _minmax(ctx: EmitContext, node: Node) -> None:
                 ctx.dst(y.name))
 
 
-@emits("Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "QuantizeLinear")
+@emits(*sorted(ops_where(lambda op: op.int8_table)), "QuantizeLinear")  # QuantizeLinear int8 -> int8 too
 def _table(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)

@@ -53,20 +53,23 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
 
 
-_unary("Relu", lambda c, x: np.maximum(x, 0), "max(x, 0).", onnx_same=True)
-_unary("Relu6", lambda c, x: np.clip(x, 0, 6), "min(max(x, 0), 6) (TFLite RELU6; ONNX exports it as Clip).")
+_unary("Relu", lambda c, x: np.maximum(x, 0), "max(x, 0).", onnx_same=True, int8_table=True)
+_unary("Relu6", lambda c, x: np.clip(x, 0, 6), "min(max(x, 0), 6) (TFLite RELU6; ONNX exports it as Clip).",
+       int8_table=True)
 _unary("Clip", lambda c, x: np.clip(x, c.attr("min"), c.attr("max")),
        "min(max(x, min), max).", {"min": Attr("float", -3.4028234663852886e38),
-                                  "max": Attr("float", 3.4028234663852886e38)})
+                                  "max": Attr("float", 3.4028234663852886e38)}, int8_table=True)
 _unary("LeakyRelu", lambda c, x: np.where(x >= 0, x, x * np.float32(c.attr("alpha"))),
-       "x if x >= 0 else alpha * x.", {"alpha": Attr("float", 0.01)}, 2, onnx_same=True)
+       "x if x >= 0 else alpha * x.", {"alpha": Attr("float", 0.01)}, 2, onnx_same=True, int8_table=True)
 _unary("Sigmoid", lambda c, x: _sigmoid(x), "1 / (1 + exp(-x)).", flops=4, onnx_same=True,
-       fixed_grid=(1.0 / 256, -128))
-_unary("Tanh", lambda c, x: np.tanh(x), "tanh(x).", flops=4, onnx_same=True, fixed_grid=(1.0 / 128, 0))
+       fixed_grid=(1.0 / 256, -128), int8_table=True)
+_unary("Tanh", lambda c, x: np.tanh(x), "tanh(x).", flops=4, onnx_same=True, fixed_grid=(1.0 / 128, 0),
+       int8_table=True)
 _unary("HardSigmoid", lambda c, x: np.clip(c.attr("alpha") * x + c.attr("beta"), 0, 1),
        "max(0, min(1, alpha * x + beta)).", {"alpha": Attr("float", 0.2), "beta": Attr("float", 0.5)}, 3,
        onnx_same=True, float_only=_NO_INT8)
-_unary("HardSwish", lambda c, x: x * np.clip(x / 6.0 + 0.5, 0, 1), "x * max(0, min(1, x/6 + 1/2)).", flops=4)
+_unary("HardSwish", lambda c, x: x * np.clip(x / 6.0 + 0.5, 0, 1), "x * max(0, min(1, x/6 + 1/2)).", flops=4,
+       int8_table=True)
 _unary("Gelu", lambda c, x: (0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x.astype(np.float64) ** 3))))
        if c.attr("approximate") == "tanh" else 0.5 * x * (1 + _erf(x.astype(np.float64) / math.sqrt(2))),
        "x * Phi(x) (approximate='tanh' for the tanh form).", {"approximate": Attr("str", "none", ("none", "tanh"))}, 8,

@@ -134,6 +134,8 @@ class OpDef:
     # Moves values between the float and the integer domain (QuantizeLinear, DequantizeLinear): the quantizer
     # places these, a float graph has none, and dequantizing a graph turns them into Identity.
     quant_boundary: ClassVar[bool] = False
+    # int8: the kernel is one table from every 8-bit input value to its output value (the C kernel ts_lut_s8).
+    int8_table: ClassVar[bool] = False
     # Why the op has no int8 lowering + C kernel; "" = it has both (tests/engine/test_op_coverage.py checks).
     float_only: ClassVar[str] = ""
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from engine.errors import TinyStudioError
+from engine.exporters.files import write_model
 from engine.search.spaces import Space
 
 _DATA: dict[tuple, object] = {}  # per worker process: (dataset, seed) -> Dataset, loaded once
@@ -111,20 +112,7 @@ def _save(graph, out_dir: str, number: int) -> str:
     os.makedirs(out_dir, exist_ok=True)
     ext = ".onnx" if precision_of(graph) == "float32" else ".tsgraph"
     path = os.path.join(out_dir, f"trial_{number:04d}{ext}")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        if ext == ".onnx":
-            from engine.exporters.onnx_export import save_onnx
-
-            save_onnx(graph, tmp)
-        else:
-            from engine.serialize import save
-
-            save(graph, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_model(graph, path)
     return os.path.abspath(path)
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import store as db
@@ -28,7 +29,7 @@ def sessions(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("pages") / "studio.duckdb")
     old = os.environ.get(DB_ENV)
     os.environ[DB_ENV] = path
-    get_store.clear()  # the store is a cached resource: this module's database, not another test's
+    st.cache_resource.clear()  # store, graphs, profiles: cached per process by id, so this module's database only
     store = get_store()
     d = load_dataset("digits")
     small = dataclasses.replace(d, x_train=d.x_train[:400], y_train=d.y_train[:400])
@@ -46,7 +47,7 @@ def sessions(tmp_path_factory):
                    {"trained": True, "accuracy": 0.5, "dataset": {"source": "synthetic:synthetic-sensor"}})
     ids["sensor"] = sensor.id
     yield ids
-    get_store.clear()
+    st.cache_resource.clear()  # store, graphs and profiles: cached per process, keyed by ids only
     if old is None:
         os.environ.pop(DB_ENV, None)
     else:

@@ -14,7 +14,7 @@ from tests.e2e import studio as ui
 from tests.engine.tflite_writer import TFLiteWriter
 
 MCUS = ["esp32s3", "stm32f746ng"]  # sorted
-ALL_PAGES = (*ui.PAGES, "Compress")  # ui.PAGES leaves Compress out (its own tests open it)
+ALL_PAGES = (*ui.PAGES, "Search", "Compress")  # ui.PAGES leaves Compress and Search out (their own tests open them)
 
 
 def _query(page) -> dict:

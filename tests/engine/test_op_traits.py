@@ -84,6 +84,17 @@ def test_fixed_output_grids_pinned():
     assert dict(FIXED_OUTPUT) == {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
 
 
+def test_int8_table_ops_are_the_lookup_table_kernels():
+    """The table emitter registers itself for the int8_table ops: the set is pinned, and each has a C emitter
+    that writes ts_lut_s8 (an op marked int8_table without a table prepare step would fail at export)."""
+    from engine.codegen.layers import EMIT
+    from engine.int8.lower import LOWER
+    table_ops = ops_where(lambda op: op.int8_table)
+    assert table_ops == {"Relu", "Relu6", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish"}
+    assert all(op in EMIT and op in LOWER for op in table_ops)
+    assert len({EMIT[op] for op in table_ops | {"QuantizeLinear"}}) == 1
+
+
 def test_ops_where_reads_the_registry():
     assert ops_where(lambda op: op.is_view) == frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
     assert ops_where(lambda op: True) == frozenset(OPS)
