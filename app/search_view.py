@@ -2,6 +2,7 @@
 interrupted) study's plot, where a clicked point shows its architecture and profile and can become a version.
 
     values = study_form(session, version, graph)   # None until "Start the search" is pressed with good values
+    note_running(session_id)                       # in the full run: whether it draws a running study
     live_study(session_id)                         # fragment: counts, best so far, live Pareto plot (every 1.5 s)
     study_results(session, version, study)         # plot with click-to-select, trial table, accept as a version
 """
@@ -137,7 +138,6 @@ def start(s, v, graph, values: dict):
                                   base_graph=graph if values["spec"].space == "version" else None,
                                   dataset_bytes=values["data"])
     st.session_state[f"search_study_{s.id}"] = study.id
-    st.session_state[f"_search_running_{s.id}"] = job.id
 
 
 def _budget(study) -> int | None:
@@ -164,19 +164,29 @@ def _headline(study, trials) -> None:
                    help=charts.best_text(trials, study.spec.get("strategy")))
 
 
+def _drawn_key(session_id: int) -> str:
+    return f"_search_drawn_running_{session_id}"
+
+
+def note_running(session_id: int) -> None:
+    """Call in the full page run, before live_study: whether this render shows a running study."""
+    st.session_state[_drawn_key(session_id)] = any(x.status == "running"
+                                                   for x in db.list_studies(get_store(), session_id))
+
+
 @st.fragment(run_every=1.5)
 def live_study(session_id: int) -> None:
     """Progress of the session's running study (if any): counts, best so far, the Pareto plot as it grows."""
     store = get_store()
     studies = db.list_studies(store, session_id)
     running = [x for x in studies if x.status == "running"]
-    seen = f"_search_running_{session_id}"
     if not running:
-        if st.session_state.pop(seen, None) is not None:  # it finished while we watched: show the results
+        # It finished after the last full render: ask for one until a full run has drawn the results (a rerun
+        # asked for while the server is busy can be lost; note_running, in the full run, clears the flag).
+        if st.session_state.get(_drawn_key(session_id)):
             st.rerun(scope="app")
         return
     study = running[0]
-    st.session_state[seen] = study.job_id
     job = db.get_job(store, study.job_id) if study.job_id else None
     c1, c2 = st.columns([6, 1])
     c1.progress(job.progress if job else 0.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.search_view import live_study, pick_study, start, study_form, study_results
+from app.search_view import live_study, note_running, pick_study, start, study_form, study_results
 from app.state import require_current, session_caption
 
 st.title("Search")
@@ -17,6 +17,7 @@ if values is not None:
     start(s, v, graph, values)
     st.rerun()
 
+note_running(s.id)
 live_study(s.id)
 study = pick_study(s.id)
 if study is None:
