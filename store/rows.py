@@ -92,10 +92,14 @@ def version_row(con: duckdb.DuckDBPyConnection, version_id, session_id: int | No
     if r is None:
         raise NotFoundError(f"no version with id {version_id}")
     v = version_from_row(r)
-    if session_id is not None and v.session_id != session_id:
-        raise VersionNotInSessionError(f"version {version_id} belongs to session {v.session_id}, "
-                                       f"not to session {session_id}")
+    check_session("version", version_id, v.session_id, session_id)
     return v
+
+
+def check_session(what: str, item_id: int, owner: int, session_id: int | None) -> None:
+    """With `session_id`, refuse a record (a version, a study) that belongs to another session."""
+    if session_id is not None and owner != session_id:
+        raise VersionNotInSessionError(f"{what} {item_id} belongs to session {owner}, not to session {session_id}")
 
 
 def insert_session(con, name: str, model: str, source_version_id: int | None = None,

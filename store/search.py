@@ -21,9 +21,9 @@ from typing import Any
 
 from store.clock import iso, utcnow
 from store.db import Store
-from store.errors import InvalidValueError, NotFoundError, StoreError, VersionNotInSessionError
+from store.errors import InvalidValueError, NotFoundError, StoreError
 from store.records import dump_json, load_json
-from store.rows import check_id, check_name, opt_id, session_row, version_row
+from store.rows import check_id, check_name, check_session, fetch_row, opt_id, session_row, version_row
 
 STATES = ("trained", "rejected", "pruned", "failed")
 STUDY_STATUSES = ("running", "done", "failed", "cancelled", "interrupted")
@@ -118,13 +118,8 @@ def _text(value, what: str, empty_ok: bool = True) -> str | None:
 
 def _study_row(con, study_id, session_id: int | None = None) -> StudyInfo:
     study_id = check_id(study_id, "study id")
-    r = con.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE id = ?", [study_id]).fetchone()
-    if r is None:
-        raise NotFoundError(f"no study with id {study_id}")
-    st = _study(r)
-    if session_id is not None and st.session_id != session_id:
-        raise VersionNotInSessionError(f"study {study_id} belongs to session {st.session_id}, "
-                                       f"not to session {session_id}")
+    st = _study(fetch_row(con, _STUDY_COLUMNS, "studies", study_id, "study"))
+    check_session("study", study_id, st.session_id, session_id)
     return st
 
 
