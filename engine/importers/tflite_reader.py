@@ -219,6 +219,12 @@ def _decode_tensor(model, t, j: int, n_buf: int, data: bytes) -> TfTensor:
             axis = None
             if n_scale > 1:
                 axis = int(q.QuantizedDimension())
+                if len(shape) == 1 and shape[0] == n_scale:
+                    # Converters copy the weights' quantized_dimension onto the bias (3 for a depthwise
+                    # filter, on a 1-D bias). tflite-micro never reads a bias's own scales (it derives
+                    # them from input and filter), so a 1-D tensor with one scale per element is read
+                    # along its only axis, as the interpreter effectively does.
+                    axis = 0
                 if not 0 <= axis < len(shape) or shape[axis] != n_scale:
                     raise _Corrupt(f"{label} has {n_scale} scales for axis {axis}, which does not match shape "
                                    f"{list(shape)}")

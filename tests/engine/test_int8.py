@@ -161,9 +161,9 @@ class Model:
         zp = [0] * scales.size
         return self.w.tensor(name, shape, "int8", data=data, scale=scales, zero_point=zp, axis=axis)
 
-    def bias(self, name, n, scale=1e-3):
+    def bias(self, name, n, scale=1e-3, axis=0):
         return self.w.tensor(name, (n,), "int32", data=R.integers(-3000, 3000, n).astype(np.int32), scale=scale,
-                             zero_point=0)
+                             zero_point=[0] * np.size(scale), axis=axis)
 
     def const(self, name, data):
         return self.w.const(name, data)
@@ -182,13 +182,16 @@ class Model:
 
 
 def conv_model(x_shape, w_shape, out_shape, *, padding, stride, dilation=1, act=0, per_channel=True,
-               depthwise=False, mult=1, bias=True):
+               depthwise=False, mult=1, bias=True, bias_axis=None):
     m = Model()
     x = m.act("x", x_shape, 0.05, 17)
     channels = w_shape[-1] if depthwise else w_shape[0]
     scales = R.uniform(0.002, 0.02, channels) if per_channel else 0.01
     k = m.weights("k", w_shape, scales, axis=3 if depthwise else 0)
-    b = m.bias("b", channels) if bias else -1
+    if bias_axis is None:
+        b = m.bias("b", channels) if bias else -1
+    else:  # per-channel bias scales (input scale x filter scale) under the filter's quantized_dimension
+        b = m.bias("b", channels, scale=0.05 * np.atleast_1d(scales), axis=bias_axis)
     y = m.act("y", out_shape, 0.08, -5, feed=False)
     geo = dict(Padding=padding, StrideW=stride, StrideH=stride, DilationWFactor=dilation, DilationHFactor=dilation,
                FusedActivationFunction=act)
@@ -317,6 +320,10 @@ CASES = {
                                                         stride=1, dilation=2, per_channel=False),
     "conv_1x1_no_bias_relu": lambda: conv_model((1, 6, 6, 16), (12, 1, 1, 16), (1, 6, 6, 12), padding=1, stride=1,
                                                 act=1, bias=False),
+    # TFLM's own example models copy the filter's quantized_dimension (3) onto a 1-D per-channel bias;
+    # tflite-micro runs them, so the importer must read them too.
+    "depthwise_bias_axis_3": lambda: conv_model((1, 8, 8, 6), (1, 3, 3, 6), (1, 8, 8, 6), padding=0, stride=1,
+                                                depthwise=True, bias_axis=3),
     "conv_grouped": lambda: conv_model((1, 7, 7, 8), (6, 3, 3, 4), (1, 7, 7, 6), padding=0, stride=1),
     "depthwise_mult2_same_s2_relu": lambda: conv_model((1, 8, 8, 4), (1, 3, 3, 8), (1, 4, 4, 8), padding=0, stride=2,
                                                        act=1, depthwise=True, mult=2),
