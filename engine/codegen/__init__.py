@@ -25,6 +25,7 @@ class IOSpec:
     scale: float
     zero_point: int
     size: int                  # bytes
+    float_name: str | None = None  # the model's float32 tensor when it converts at this edge (float_edges.py)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import numpy as np
 import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident
+from engine.codegen.float_edges import float_api_header, float_api_source, has_float_api, split_float_edges
 from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
 from engine.errors import GraphError
@@ -38,16 +39,18 @@ def _stamp_comment(stamp: dict, what: str) -> str:
     return "/*\n" + "".join(f" * {c_comment(line)}\n" for line in lines) + " */\n"
 
 
-def _io_specs(g: Graph, names, prefix: str, role: str) -> tuple[IOSpec, ...]:
+def _io_specs(g: Graph, names, prefix: str, role: str, edges=()) -> tuple[IOSpec, ...]:
+    floats = {e.int_name: e.float_name for e in edges}
     specs = []
     for i, name in enumerate(names):
         t = g.tensors[name]
         if t.dtype != "int8" or t.quant is None or t.quant.scale.size != 1:
             raise GraphError(f"graph {role} '{name}' is {t.dtype}"
                              f"{'' if t.quant is not None else ' without quantization'}; the generated C takes "
-                             "per-tensor int8 inputs and outputs (quantize the model first)")
+                             "per-tensor int8 inputs and outputs, or float32 ones that the model converts "
+                             "with QuantizeLinear/DequantizeLinear (quantize the model first)")
         specs.append(IOSpec(name, f"{prefix}_{role}{i}", tuple(t.shape), "int8", float(t.quant.scale[0]),
-                            int(t.quant.zero_point[0]), t.nbytes))
+                            int(t.quant.zero_point[0]), t.nbytes, floats.get(name)))
     return tuple(specs)
 
 
@@ -87,6 +90,11 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     if options.dsp not in ("auto", "off"):
         raise ValueError(f"CodegenOptions.dsp must be 'auto' or 'off', got {options.dsp!r}")
     g = graph if all(o in graph.tensors for n in graph.nodes for o in n.outputs) else infer_shapes(graph)
+    whole = g
+    g, float_ins, float_outs = split_float_edges(g)
+    if g is not whole and plan is not None:
+        raise GraphError("a memory plan was given for a model with float32 edges; plan its int8 core "
+                         "(engine.codegen.float_edges.split_float_edges) or give none")
     plan = plan if plan is not None else plan_memory(g)
     prefix = c_ident(name)
     upper = prefix.upper()
@@ -95,8 +103,8 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     if clash:
         raise GraphError(f"library name '{prefix}' would give a file the name of the kernel library's {clash[0]}; "
                          "choose another name")
-    inputs = _io_specs(g, g.inputs, prefix, "input")
-    outputs = _io_specs(g, g.outputs, prefix, "output")
+    inputs = _io_specs(g, g.inputs, prefix, "input", float_ins)
+    outputs = _io_specs(g, g.outputs, prefix, "output", float_outs)
     if not inputs or not outputs:  # the C API is run(input, output): a graph without one has nothing to call
         raise GraphError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the generated C needs "
                          "at least one of each")
@@ -123,7 +131,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     scratch = max((c.scratch_bytes for _, c in layers), default=0)
     arrays = [a for _, c in layers for a in c.arrays] + ctx.const_arrays
     weights_bytes = sum(a.nbytes for a in arrays)
-    stamp = {"tool": "tinystudio", "version": engine.__version__, "graph_hash": content_hash(g), "name": prefix,
+    stamp = {"tool": "tinystudio", "version": engine.__version__, "graph_hash": content_hash(whole), "name": prefix,
              "dsp": options.dsp, "planner": plan.planner, "arena_bytes": plan.arena_bytes,
              "scratch_bytes": scratch, "weights_bytes": weights_bytes, "macs": macs}
 
@@ -193,8 +201,10 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
               "/* Float helpers for input 0 and output 0 (the only floating point, in "
               f"{prefix}_io.c). */",
               f"int8_t {prefix}_quantize_input(float x);",
-              f"float {prefix}_dequantize_output(int8_t q);",
-              "", "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
+              f"float {prefix}_dequantize_output(int8_t q);", ""]
+    if has_float_api(inputs, outputs):
+        lines += float_api_header(prefix, upper, inputs, outputs)
+    lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
     return "\n".join(lines)
 
 
@@ -263,6 +273,7 @@ def _weights(stamp, arrays: list[CArray], prefix: str) -> str:
 
 
 def _io(prefix, upper, stamp, inputs, outputs) -> str:
+    extra = float_api_source(prefix, inputs, outputs) if has_float_api(inputs, outputs) else ""
     return f"""{_stamp_comment(stamp, f"{prefix}_io.c: float helpers (outside the int8 path)")}#include "{prefix}.h"
 
 /* AffineQuantize: round(x / scale) half away from zero, + zero point, clamped to int8 (float32 as TFLite). */
@@ -288,4 +299,4 @@ float {prefix}_dequantize_output(int8_t q)
 {{
     return {upper}_OUTPUT_SCALE * (float)((int32_t)q - {upper}_OUTPUT_ZERO_POINT);
 }}
-"""
+{extra}"""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.codegen import CLibrary
+from engine.codegen.float_edges import has_float_api
 from engine.codegen.generate import KERNEL_FILES, template
 from engine.errors import TinyStudioError
 
@@ -31,9 +32,11 @@ class HostBuildError(TinyStudioError):
     """The host compiler or the runner failed; the message carries the compiler's or runner's output."""
 
 
-def host_runner_source(lib: CLibrary) -> str:
-    """host_main.c for `lib` (also shipped in bundles)."""
-    return template("host_main.c").replace("@UPPER@", lib.name.upper()).replace("@NAME@", lib.name)
+def host_runner_source(lib: CLibrary, float_api: bool = False) -> str:
+    """host_main.c for `lib` (also shipped in bundles); with `float_api`, host_main_float.c, the runner of
+    `<name>_run_float` (libraries of models with float32 edges)."""
+    name = "host_main_float.c" if float_api else "host_main.c"
+    return template(name).replace("@UPPER@", lib.name.upper()).replace("@NAME@", lib.name)
 
 
 def write_library(lib: CLibrary, directory: str | Path) -> Path:
@@ -45,19 +48,23 @@ def write_library(lib: CLibrary, directory: str | Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     (d / "host_main.c").write_text(host_runner_source(lib))
+    if has_float_api(lib.inputs, lib.outputs):
+        (d / "host_main_float.c").write_text(host_runner_source(lib, float_api=True))
     return d
 
 
 def compile_host(lib: CLibrary, workdir: str | Path, sanitize: bool = False, extra_cflags=(),
-                 cc: str | None = None) -> Path:
-    """Build the host runner of `lib` in `workdir` with -Werror -pedantic; returns the executable."""
+                 cc: str | None = None, float_api: bool = False) -> Path:
+    """Build the host runner of `lib` in `workdir` with -Werror -pedantic; returns the executable. With
+    `float_api`, the runner of the float API (float32 in and out)."""
     cc = cc or os.environ.get("CC", "gcc")
     if shutil.which(cc) is None:
         raise HostBuildError(f"C compiler '{cc}' not found")
     d = write_library(lib, workdir)
-    exe = d / f"{lib.name}_host{'_asan' if sanitize else ''}"
+    exe = d / f"{lib.name}_host{'_float' if float_api else ''}{'_asan' if sanitize else ''}"
+    main = "host_main_float.c" if float_api else "host_main.c"
     _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, "-I", str(d),
-              *(str(d / s) for s in lib.sources), str(d / "host_main.c"), "-o", str(exe)], lib.name)
+              *(str(d / s) for s in lib.sources), str(d / main), "-o", str(exe)], lib.name)
     return exe
 
 

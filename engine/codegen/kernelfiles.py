@@ -19,7 +19,7 @@ from importlib import resources
 # The public header: the generated model includes it by name.
 PUBLIC_HEADER = "tinystudio_kernels.h"
 # Templates that are not part of the kernel library.
-NOT_LIBRARY = ("host_main.c",)
+NOT_LIBRARY = ("host_main.c", "host_main_float.c")
 
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

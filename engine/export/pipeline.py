@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.compress.base import dequantize_weights, is_quantized_graph
+from engine.codegen.float_edges import has_float_api, split_float_edges
 from engine.errors import TinyStudioError
 from engine.export.bundle import build_bundle, onnx_models
 from engine.export.crossbuild import BuildError, Footprint, measure_footprint
@@ -22,7 +24,6 @@ from engine.export.golden import make_cases
 from engine.export.targets import core_target
 from engine.export.report import base_report, model_info
 from engine.export.verify import VerifyResult
-from engine.ir import FLOAT_DTYPES
 
 VERIFY_MODES = ("none", "host", "qemu")
 
@@ -36,10 +37,6 @@ class ExportResult:
     verify: VerifyResult | None
     footprint: Footprint | None
     warnings: list[str]
-
-
-def is_quantized(graph) -> bool:
-    return any(t.quant is not None and t.dtype not in FLOAT_DTYPES for t in graph.tensors.values())
 
 
 def c_name(name: str) -> str:
@@ -129,6 +126,7 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     `dataset` the version's dataset record (normalization, class names) when the graph does not carry it.
     User mistakes raise TinyStudioError before any work is done."""
     from engine.codegen import generate_library
+    from engine.export.verify_float import verify_float_api
     from engine.export.verify_host import verify_host
     from engine.export.verify_qemu import qemu_unavailable, verify_qemu
     from hwmodels.mcu import get_mcu
@@ -151,12 +149,18 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
 
     warnings: list[str] = []
     float_graph, quant_info = None, None
-    if is_quantized(graph):
+    if is_quantized_graph(graph):
         qgraph = graph
         if calibration is not None:
             warnings.append("the model is already quantized; the calibration data is not used")
     else:
         say("quantizing the float model (post-training, per-channel int8)")
+        if any(t.quant is not None for t in graph.initializers()):
+            # weight-only (dynamic-range) quantized files: float activations, int8 weights. PTQ starts from
+            # the float values the weights stand for (exact: scale x integer).
+            warnings.append("the model has quantized weights but float activations (dynamic-range "
+                            "quantization); it was quantized again as a float model with those weights")
+            graph = dequantize_weights(graph)
         float_graph = graph
         qgraph, quant_info = quantize(graph, calibration, warnings)
     say("generating C")
@@ -170,7 +174,10 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
         from engine.passes.calibrate import as_feeds
 
         sample = as_feeds(float_graph, calibration)[0]  # the golden input: the first calibration sample
-    cases = make_cases(qgraph, lib, n_inputs, seed, sample)
+    # A model with float32 edges: the int8 API (and so every case) is its int8 core's; the float API is
+    # checked on its own below, against the whole model.
+    core = split_float_edges(qgraph)[0]
+    cases = make_cases(core, lib, n_inputs, seed, sample)
     est, prof = estimate_json(qgraph, mcu)
 
     with tempfile.TemporaryDirectory(prefix="tinystudio-export-") as td:
@@ -184,13 +191,18 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
         result = None
         if verify == "host":
             say(f"verifying on the host ({len(cases)} inputs)")
-            result = verify_host(qgraph, lib, cases=cases, workdir=Path(td) / "host")
+            result = verify_host(core, lib, cases=cases, workdir=Path(td) / "host")
         elif verify == "qemu":
             say(f"verifying in QEMU ({len(cases)} inputs)")
-            result = verify_qemu(qgraph, lib, mcu, cases=cases, workdir=Path(td) / "qemu")
+            result = verify_qemu(core, lib, mcu, cases=cases, workdir=Path(td) / "qemu")
             if fp is not None and result.stack_bytes is not None:
                 fp = dataclasses.replace(fp, stack=result.stack_bytes,
                                          stack_method=f"painted stack in QEMU {result.machine}")
+        float_api = None
+        if result is not None and has_float_api(lib.inputs, lib.outputs):
+            say(f"verifying the float API on the host ({n_inputs} float inputs)")
+            float_api = verify_float_api(qgraph, lib, n_random=max(n_inputs, 1), seed=seed,
+                                         workdir=Path(td) / "float")
 
     report = base_report(qgraph, lib, mcu)
     report["model"] = model_info(float_graph if float_graph is not None else graph)
@@ -207,6 +219,12 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
                             "instructions_per_inference": None, "instructions_per_mac": None}
     else:
         report["verify"] = result.to_json()
+        if float_api is not None:
+            report["verify"]["float_api"] = float_api
+            if not float_api["bit_exact"]:
+                bad = float_api["inputs"] - float_api["matched"]
+                warnings.append(f"the float API differs from the int8 reference on {bad} of "
+                                f"{float_api['inputs']} inputs: {float_api['first_mismatch']}")
     report["quantization"] = quant_info
     warnings += fit_warnings(mcu, fp, est)
     if measured_note and core_target(mcu).arm:

@@ -144,7 +144,13 @@ def readme(rep: dict, files: dict) -> str:
     lines += [f"int8_t {n}_quantize_input(float x);                   /* float -> int8 with the input's scale */",
               f"float {n}_dequantize_output(int8_t q);                /* int8 -> float with the output's scale */",
               f"{N}_ARENA_SIZE  {N}_INPUT_SIZE  {N}_OUTPUT_SIZE  {N}_INPUT_SCALE  {N}_INPUT_ZERO_POINT  "
-              f"{N}_OUTPUT_SCALE  {N}_OUTPUT_ZERO_POINT", "```", ""]
+              f"{N}_OUTPUT_SCALE  {N}_OUTPUT_ZERO_POINT"]
+    if all(s.get("float_name") for s in (*lib["inputs"], *lib["outputs"])):
+        lines += ["", "/* The model takes and returns float32 (QUANTIZE first, DEQUANTIZE last): the same, converted",
+                  " * in C exactly as tflite-micro's QUANTIZE and DEQUANTIZE kernels (verified bit for bit). */",
+                  f"int {n}_run_float(const float *input, float *output);   /* {N}_FLOAT_INPUT_COUNT in, "
+                  f"{N}_FLOAT_OUTPUT_COUNT out */"]
+    lines += ["```", ""]
     lines += _io_rows(lib)
     lines += ["", "## Other builds", "",
               f"- **Any build**: compile `src/*.c` (C99) and include `src/{n}.h`. Call `{n}_init()` once, then "

@@ -16,7 +16,7 @@ def model_info(graph) -> dict:
 
 def _io_json(s) -> dict:
     return {"name": s.name, "c_name": s.c_name, "shape": list(s.shape), "dtype": s.dtype, "scale": s.scale,
-            "zero_point": s.zero_point, "size": s.size}
+            "zero_point": s.zero_point, "size": s.size, "float_name": s.float_name}
 
 
 def base_report(graph, lib, mcu) -> dict:

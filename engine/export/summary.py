@@ -32,8 +32,15 @@ def figure_rows(rep) -> list[dict]:
     rep = _d(rep)
     est, meas, ver = _d(rep.get("estimate")), _d(rep.get("measured")), _d(rep.get("verify"))
     runtime = est.get("runtime") or "?"
-    rows = [{"figure": "Verification", "value": verify_text(rep), "how": "C output vs the int8 reference"},
-            {"figure": "Tensor arena", "value": byte_text(rep.get("arena_bytes")), "how": "memory planner"}]
+    rows = [{"figure": "Verification", "value": verify_text(rep), "how": "C output vs the int8 reference"}]
+    fa = _d(ver.get("float_api"))
+    if fa:
+        n = fa.get("inputs") or 0
+        value = (f"bit-exact on {n} float inputs" if fa.get("bit_exact") else
+                 f"MISMATCH on {n - (fa.get('matched') or 0)} of {n} float inputs")
+        rows.append({"figure": "Float API", "value": value,
+                     "how": "float32 in and out (the model's QUANTIZE and DEQUANTIZE in C) vs the int8 reference"})
+    rows += [{"figure": "Tensor arena", "value": byte_text(rep.get("arena_bytes")), "how": "memory planner"}]
     if measured_ok(meas):
         rows += [{"figure": "Flash (measured)", "value": byte_text(meas["flash_bytes"]),
                   "how": f"measured (arm-none-eabi-size): text {meas['text']:,} + rodata {meas['rodata']:,} + "

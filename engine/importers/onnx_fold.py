@@ -46,13 +46,25 @@ def _elements(imp: Importer, n: OnnxNode) -> int:
     return max(sizes, default=0)
 
 
+def _one_node_model(node, opset: int):
+    """`node` alone in a model of the file's opset. Given a bare node, onnx.reference runs the newest
+    version of the op whatever `opsets` says (Unsqueeze-13 reads `axes` as an input, so the attribute of an
+    opset-11 Unsqueeze fails); inside a model it picks the version the model's opset import names."""
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([node], "fold", [helper.make_tensor_value_info(x, TensorProto.UNDEFINED, None)
+                                               for x in dict.fromkeys(i for i in node.input if i)],
+                              [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
+                               for o in node.output if o])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
 def _fold(imp: Importer, n: OnnxNode) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator  # imported lazily: only models with foldable nodes pay for it
     if _elements(imp, n) > MAX_FOLD_ELEMENTS:
         raise imp.fail(n, f"constant folding would create more than {MAX_FOLD_ELEMENTS:,} elements; refused")
     feeds = {x: imp.consts[x] for x in n.ins if x}
     try:
-        ev = ReferenceEvaluator(n.proto, opsets={"": imp.opset})
+        ev = ReferenceEvaluator(_one_node_model(n.proto, imp.opset))
         return [np.asarray(v) for v in ev.run(None, feeds)]
     except Exception as e:
         raise imp.fail(n, f"constant folding failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \

@@ -167,6 +167,20 @@ def test_fold_uses_reference_for_range_and_where():
     assert ops_of(g) == ["Mul"]
 
 
+@pytest.mark.parametrize("opset", [7, 9, 11, 12])
+def test_old_opset_axes_attributes_fold(opset):
+    """DenseNet-121 of the ONNX zoo (opset 9) failed with "node 'n2' (Unsqueeze): constant folding failed":
+    the folder ran Unsqueeze-13, which takes `axes` as an input, on a node that carries it as an attribute."""
+    nodes = [helper.make_node("Unsqueeze", ["c"], ["u"], axes=[0]),
+             helper.make_node("Unsqueeze", ["u"], ["u2"], axes=[2, 3]),
+             helper.make_node("Squeeze", ["u2"], ["s"], axes=[3]),
+             helper.make_node("ReduceSum", ["s"], ["r"], axes=[2], keepdims=1),
+             helper.make_node("Add", ["x", "r"], ["y"])]
+    g = check_vs_ort(make_model(nodes, [("x", [1, 4, 1])], [("y", None)],
+                                [("c", np.arange(4, dtype=np.float32))], opset=opset))
+    assert ops_of(g) == ["Add"], ops_of(g)
+
+
 # ---- opset variants ---------------------------------------------------------------------------------
 
 def _consts(opset_uses_inputs: bool, node_inputs, attrs, values: dict):
