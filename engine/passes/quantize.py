@@ -107,6 +107,35 @@ def quantize_bias(b: np.ndarray, input_scale: float, weight_scale: np.ndarray) -
     return q, Quant(scale, np.zeros(scale.shape, np.int64), 0 if scale.size > 1 else None)
 
 
+def widen_for_bias(w: np.ndarray, axis: int, b: np.ndarray, input_scale: float,
+                   quant: Quant) -> tuple[np.ndarray, Quant, int] | None:
+    """Weights requantized with larger scales on the channels whose bias would not fit int32 with room for
+    the sums, or None when every channel fits.
+
+    A near-dead channel (weights ~1e-9) under an ordinary bias gets a tiny scale, and bias / (input scale x
+    weight scale) passes 2^31: the int32 bias saturates and the accumulator can wrap (the MLPerf Tiny large
+    ResNet's first conv, the VWW model's pointwise layers). As the TFLite converter does (it widens the
+    weight scale so the bias fits), the scale of such a channel becomes |bias| / (input scale x limit): its
+    weights, far below the bias, round to small integers or zero, and the channel computes what the float
+    one does to within the output grid. `limit` leaves room for every tap at the extremes, with the input
+    zero point folded into the bias (the DSP kernels' form): 2^31 - 1 - 2 x taps x 127 x 256."""
+    wf = np.asarray(w, np.float64)
+    taps = wf.size // max(wf.shape[axis], 1)
+    limit = float(INT32.max - 2 * taps * 127 * 256)
+    scale = quant.scale.astype(np.float64)
+    if limit <= 0 or scale.size != np.size(b):
+        return None
+    need = np.abs(np.asarray(b, np.float64).reshape(-1)) / (float(input_scale) * limit) * (1 + 1e-5)
+    widen = need > scale
+    if not widen.any():
+        return None
+    new = np.where(widen, need, scale).astype(np.float32)
+    shape = [1] * wf.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(wf / new.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
+    return q, Quant(new, np.zeros(new.shape, np.int64), axis), int(widen.sum())
+
+
 class _Groups:
     """Union-find over tensor names: members of a group share one int8 grid."""
 
@@ -205,12 +234,14 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
     for name in acts:
         set_grid(name)
     report.count("activations", len(acts))
+    graph_floats: dict[str, np.ndarray] = {}  # float weights, kept for widen_for_bias
     for node in g.nodes:
         for i, name in enumerate(node.inputs):
             t = g.tensors.get(name) if name else None
             if t is None or t.data is None or t.dtype not in FLOAT_DTYPES:
                 continue
             if node.op in WEIGHTED and i == 1:
+                graph_floats[name] = t.data
                 axis = OPS[node.op].weight_channel_axis(node)
                 q, quant = quantize_weights(t.data, axis)
                 g.tensors[name] = Tensor(name, t.shape, "int8", quant, q, dict(t.meta))
@@ -227,6 +258,14 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
                 report.count("constants_per_tensor")
         if node.op in WEIGHTED and len(node.inputs) > 2 and node.inputs[2]:
             b, w, x = (g.tensors[node.inputs[k]] for k in (2, 1, 0))
+            widened = widen_for_bias(graph_floats[w.name], w.quant.axis, b.data, float(x.quant.scale[0]), w.quant)
+            if widened is not None:
+                q, quant, n = widened
+                w = g.tensors[w.name] = Tensor(w.name, w.shape, "int8", quant, q, dict(w.meta))
+                report.count("weight_scales_widened_for_bias", n)
+                report.warnings.append(f"node '{node.name}' ({node.op}): {n} of {quant.scale.size} output channels "
+                                       "have near-zero weights under a large bias; their weight scale was widened "
+                                       "so the int32 bias and accumulator fit (as the TFLite converter does)")
             q, quant = quantize_bias(b.data, float(x.quant.scale[0]), w.quant.scale)
             # 1-D (n,) even for a (1, n) Gemm bias: the per-channel axis is then axis 0, as TFLite stores it.
             g.tensors[b.name] = Tensor(b.name, q.shape, "int32", quant, q, dict(b.meta))
