@@ -26,9 +26,10 @@ def svdf_int8(rng, batch=1, n_in=6, units=4, rank=2, memory=5, state_dtype="int1
     """int8 input/output/weights_feature, int16 (or int8) weights_time and state, int32 bias with scale
     state_scale * weights_time_scale, as tflite-micro's PrepareSvdf requires."""
     f = units * rank
-    s_scale, wt_scale, wf_scale = 0.02, 0.0009, 0.01
+    # scales that keep the state and the output mostly inside their ranges (real values of a few units)
+    s_scale, wt_scale, wf_scale = 0.02, 1e-5, 0.01
     if state_dtype == "int8":
-        s_scale, wt_scale = 0.05, 0.01
+        s_scale, wt_scale = 0.1, 0.0025
     hi = np.iinfo(np.dtype(state_dtype)).max
     w = TFLiteWriter()
     x = w.tensor("x", (batch, n_in), "int8", scale=x_scale, zero_point=x_zp)
