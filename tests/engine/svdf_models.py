@@ -14,7 +14,9 @@ def svdf_float(rng, batch=1, n_in=6, units=4, rank=2, memory=5, bias=True, act="
     x = w.tensor("x", (batch, n_in))
     wf = w.tensor("weights_feature", (f, n_in), data=rng.normal(0, 0.5, (f, n_in)).astype(np.float32))
     wt = w.tensor("weights_time", (f, memory), data=rng.normal(0, 0.5, (f, memory)).astype(np.float32))
-    b = w.tensor("bias", (units,), data=rng.normal(0, 0.5, units).astype(np.float32)) if bias else -1
+    bvals = rng.normal(0, 0.5, units).astype(np.float32)
+    # bias "zero": a zero bias tensor, the oracle of an absent bias (tflite-micro's pip build crashes without one)
+    b = w.tensor("bias", (units,), data=bvals * (bias != "zero")) if bias else -1
     st = w.tensor("state", (batch, f * memory), variable=True)
     y = w.tensor("y", (batch, units))
     w.op("SVDF", [x, wf, wt, b, st], [y], "SVDFOptions", Rank=rank, FusedActivationFunction=ACT_CODES[act])
@@ -22,7 +24,7 @@ def svdf_float(rng, batch=1, n_in=6, units=4, rank=2, memory=5, bias=True, act="
 
 
 def svdf_int8(rng, batch=1, n_in=6, units=4, rank=2, memory=5, state_dtype="int16", act="none",
-              x_scale=0.05, x_zp=3, y_scale=0.08, y_zp=-5) -> bytes:
+              x_scale=0.05, x_zp=3, y_scale=0.08, y_zp=-5, bias=True) -> bytes:
     """int8 input/output/weights_feature, int16 (or int8) weights_time and state, int32 bias with scale
     state_scale * weights_time_scale, as tflite-micro's PrepareSvdf requires."""
     f = units * rank
@@ -37,8 +39,9 @@ def svdf_int8(rng, batch=1, n_in=6, units=4, rank=2, memory=5, state_dtype="int1
                   scale=wf_scale, zero_point=0)
     wt = w.tensor("weights_time", (f, memory), state_dtype, data=rng.integers(-hi, hi + 1, (f, memory)),
                   scale=wt_scale, zero_point=0)
-    b = w.tensor("bias", (units,), "int32", data=rng.integers(-20000, 20000, units),
-                 scale=np.float32(s_scale) * np.float32(wt_scale), zero_point=0)
+    bvals = rng.integers(-20000, 20000, units) * (bias != "zero")
+    b = w.tensor("bias", (units,), "int32", data=bvals, scale=np.float32(s_scale) * np.float32(wt_scale),
+                 zero_point=0) if bias else -1
     st = w.tensor("state", (batch, f * memory), state_dtype, scale=s_scale, zero_point=0, variable=True)
     y = w.tensor("y", (batch, units), "int8", scale=y_scale, zero_point=y_zp)
     w.op("SVDF", [x, wf, wt, b, st], [y], "SVDFOptions", Rank=rank, FusedActivationFunction=ACT_CODES[act])
