@@ -94,3 +94,28 @@ def test_cli_profile_and_export(tmp_path, capsys):
     assert code == 0, cap.err
     rep = json.loads(cap.out)
     assert rep["verify"]["bit_exact"] is True and rep["verify"]["inputs"] == 21
+
+
+def test_ptq_of_the_float_model_streams_close_to_float():
+    """Our own PTQ of the float file (int16 state, as the converter lays it out) tracks the float stream."""
+    from engine.passes.ptq import quantize_model
+
+    gf = load_tflite(str(FLOAT))
+    calib = kws_calibration(64)
+    q, report = quantize_model(gf, [{"features": x} for x in calib])
+    svdf = [n for n in q.nodes if n.op == "SVDF"]
+    assert len(svdf) == 2
+    for n in svdf:
+        assert [q.tensors[n.inputs[i]].dtype for i in range(5)] == ["int8", "int8", "int16", "int32", "int16"]
+        assert q.tensors[n.inputs[4]].meta["variable"] is True
+    assert svdf[0].attrs["activation"] == "relu"   # kept: the int8 kernel clamps it on the output grid
+    xs = kws_calibration(FRAMES, seed=7)
+    qin, qout = q.tensors[q.inputs[0]].quant, q.tensors[q.outputs[0]].quant
+    sf, sq, agree, err = {}, {}, 0, []
+    for x in xs:
+        yf = run_graph(gf, {"features": x}, state=sf)["probs"]
+        yq = qout.dequantize(run_int8(q, {q.inputs[0]: qin.quantize(x, "int8")}, state=sq)[q.outputs[0]])
+        agree += int(yf.argmax() == yq.argmax())
+        err.append(np.abs(yf - yq).max())
+    assert agree >= FRAMES - 3, agree
+    assert np.mean(err) < 0.05, np.mean(err)
