@@ -27,6 +27,7 @@ from engine.int8.lower import LOWER
 from engine.ir import FLOAT_DTYPES, Graph, Quant, Tensor
 from engine.ops import OPS, ops_where
 from engine.passes.base import PassReport, fresh_name, graph_pass
+from engine.passes.quantize_svdf import quantize_svdf
 from engine.validate import topological_order
 
 INT8_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
@@ -35,6 +36,7 @@ FIXED_OUTPUT = {name: OPS[name].fixed_grid for name in ops_where(lambda op: op.f
 WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at input 2
 QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 INT32 = np.iinfo(np.int32)
+OWN_QUANTIZER = {"SVDF": quantize_svdf}   # op -> how its constant inputs and state are quantized
 
 
 # ---- what int8 can run -------------------------------------------------------------------------------
@@ -236,6 +238,9 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
     report.count("activations", len(acts))
     graph_floats: dict[str, np.ndarray] = {}  # float weights, kept for widen_for_bias
     for node in g.nodes:
+        if node.op in OWN_QUANTIZER:  # ops whose constants follow their own TFLite layout (SVDF)
+            OWN_QUANTIZER[node.op](g, node, ranges, report)
+            continue
         for i, name in enumerate(node.inputs):
             t = g.tensors.get(name) if name else None
             if t is None or t.data is None or t.dtype not in FLOAT_DTYPES:
