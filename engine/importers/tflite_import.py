@@ -47,6 +47,8 @@ def _build(path: str, m: TfModel) -> Graph:
     b.op = None
     shape_only = set(b.g.meta.pop("shape_only_inputs", []))
     b.g.inputs = [b.tensor(i) for i in m.inputs if b.tensor(i) not in shape_only]
+    for name in shape_only - {n for node in b.g.nodes for n in node.inputs}:
+        b.g.tensors.pop(name, None)
     b.g.outputs = [b.tensor(i) for i in m.outputs]
     for name in b.g.inputs:
         if b.g.tensors[name].data is not None:
