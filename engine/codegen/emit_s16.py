@@ -83,28 +83,30 @@ def fully_connected(ctx: EmitContext, node: Node) -> None:
 
 
 def transpose_conv(ctx: EmitContext, node: Node) -> None:
+    """TRANSPOSE_CONV on int16 (16x8) or int8 activations: ts_transpose_conv_s16 / _s8."""
     g = ctx.graph
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
     r = prepare_node(g, node)
-    if r.x_dtype != "int16":
-        raise emit_error(node, "the generated C runs TRANSPOSE_CONV on int16 activations (16x8) only; the int8 "
-                               "reference runs it")
-    int16_grid(node, y)
+    s16 = r.x_dtype == "int16"
     n, h, wi, c = x.shape
     m, kh, kw, _ = r.centered.shape
     w = _weights(ctx, node, r.centered, "weights (M, kH, kW, C)")
     p = c_struct({"batches": n, "in_h": h, "in_w": wi, "in_c": c, "out_h": r.out_hw[0], "out_w": r.out_hw[1],
                   "out_c": m, "k_h": kh, "k_w": kw, "stride_h": r.strides[0], "stride_w": r.strides[1],
-                  "pad_top": r.pads[0], "pad_left": r.pads[1]}, 10**6)
+                  "pad_top": r.pads[0], "pad_left": r.pads[1], "input_offset": -r.x_zp,
+                  "output_offset": r.y_zp}, 10**6)
     q = _requant(ctx, node, r, True)
     code = ctx.code
-    code.kernel = "ts_transpose_conv_s16"
-    code.comment = (f"{node.name}: int16 TransposeConv {kh}x{kw} {c}->{m}, stride {r.strides[0]}x{r.strides[1]}, "
-                    f"out {shape_text(y)}, {layer_macs(g, node):,} MACs; int64 scratch of {y.size * 8:,} bytes")
-    code.body += [f"static int64_t acc[{y.size}];   /* tflite-micro's scratch: one int64 per output */",
-                  f"static const ts_transpose_conv_s16_params p = {p[:-1]}, .w = {w}, .q = {q}}};",
-                  f"ts_transpose_conv_s16(&p, {ptr16(ctx.src(node, x.name))}, {ptr16(ctx.dst(y.name), False)}, "
-                  "acc);"]
+    code.kernel = "ts_transpose_conv_s16" if s16 else "ts_transpose_conv_s8"
+    code.comment = (f"{node.name}: {r.x_dtype} TransposeConv {kh}x{kw} {c}->{m}, stride {r.strides[0]}x"
+                    f"{r.strides[1]}, out {shape_text(y)}, {layer_macs(g, node):,} MACs; int64 scratch of "
+                    f"{y.size * 8:,} bytes")
+    xp, yp = ctx.src(node, x.name), ctx.dst(y.name)
+    if s16:
+        xp, yp = ptr16(xp), ptr16(yp, False)
+    code.body += [f"static int64_t acc[{y.size}];   /* tflite-micro's scratch: one sum per output */",
+                  f"static const ts_transpose_conv_params p = {p[:-1]}, .w = {w}, .q = {q}}};",
+                  f"{code.kernel}(&p, {xp}, {yp}, acc);"]
 
 
 def add(ctx: EmitContext, node: Node, params: dict, ap: str, bp: str) -> None:

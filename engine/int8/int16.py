@@ -130,6 +130,16 @@ def prepare_transpose_conv(g: Graph, node: Node, pads, out_hw, strides) -> Trans
                                None if bias is None else frozen_array(bias), lo, hi, acc64)
 
 
+def tflite_transpose_pads(out, k, s, auto_pad: str) -> tuple[int, int, int, int]:
+    """transpose_conv.cc: ComputePaddingHeightWidth on the *output* size, as if it were a conv's input; a
+    file whose input size disagrees with that (VALID with a cropped output) is padded tflite-micro's way."""
+    pads = []
+    for size, kk, ss in zip(out, k, s):
+        o = (size + ss - 1) // ss if auto_pad == "SAME_UPPER" else (size - kk + ss) // ss
+        pads.append(max((o - 1) * ss + kk - size, 0) // 2)
+    return pads[0], pads[1], pads[0], pads[1]
+
+
 # ---- numpy kernels ------------------------------------------------------------------------------------
 
 def conv16(p: ConvParams, x: np.ndarray) -> np.ndarray:

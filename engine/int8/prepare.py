@@ -335,5 +335,7 @@ def _concat(g: Graph, node: Node) -> ConcatParams:
 @prepares("ConvTranspose")
 def _transpose_conv(g: Graph, node: Node) -> TransposeConvParams:
     ctx = node_context(g, node)
-    _, _, _, _, _, s, _, pads, _, out, _ = ctx.op.geometry(ctx)
+    _, _, _, _, k, s, _, pads, _, out, _ = ctx.op.geometry(ctx)
+    if ctx.attr("auto_pad") in ("SAME_UPPER", "VALID"):  # TFLite's padding: from the output size alone
+        pads = int16.tflite_transpose_pads(out, k, s, ctx.attr("auto_pad"))
     return int16.prepare_transpose_conv(g, node, pads, out, s)

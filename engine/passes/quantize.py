@@ -69,6 +69,9 @@ def check_int8_support(graph: Graph) -> None:
             if c is not None and (c.data is None or c.size != n):
                 raise GraphError(f"cannot quantize to int8: bias '{c.name}' must be {n} constant values",
                                  node.name, op)
+        if op == "ConvTranspose" and (node.attrs.get("layout", "NCHW") != "NHWC" or node.attrs.get("group", 1) != 1):
+            raise GraphError("cannot quantize to int8: integer ConvTranspose takes TFLite's NHWC layout with group 1",
+                             node.name, op)
         if op == "Resize" and node.attrs.get("mode", "nearest") != "nearest":
             raise GraphError("cannot quantize to int8: int8 Resize supports mode 'nearest' only", node.name, op)
 

@@ -155,8 +155,8 @@ class Model16:
         self.w = TFLiteWriter()
         self.inputs: list[int] = []
 
-    def act(self, name, shape, scale, feed=True, dtype="int16"):
-        i = self.w.tensor(name, shape, dtype, scale=[scale], zero_point=[0])
+    def act(self, name, shape, scale, feed=True, dtype="int16", zp=0):
+        i = self.w.tensor(name, shape, dtype, scale=[scale], zero_point=[zp])
         if feed:
             self.inputs.append(i)
         return i
@@ -166,9 +166,9 @@ class Model16:
         return self.w.tensor(name, shape, "int8", R.integers(-127, 128, shape).astype(np.int8),
                              scale=list(map(float, scales)), zero_point=[0] * scales.size, axis=axis)
 
-    def bias(self, name, n, big=False):
+    def bias(self, name, n, big=False, dtype="int64"):
         lim = 1 << 24 if big else 1 << 20   # accumulators of these layers reach about 2**23
-        return self.w.tensor(name, (n,), "int64", R.integers(-lim, lim, n).astype(np.int64),
+        return self.w.tensor(name, (n,), dtype, R.integers(-lim, lim, n).astype(dtype),
                              scale=[1e-6] * n, zero_point=[0] * n)
 
     def finish(self, y) -> bytes:
@@ -243,13 +243,19 @@ def _quantize(src, dst):
     return m.finish(y)
 
 
-def _transpose_conv():
+def _transpose_conv(int8=False):
     m = Model16()
-    x = m.act("x", (1, 4, 5, 6), 0.003)
-    shape = m.w.const("shape", np.array([1, 8, 10, 3], np.int32))
+    if int8:   # the int8 kernel too (tflite-micro's int32 scratch, input and output zero points, int32 bias)
+        x = m.act("x", (1, 4, 5, 6), 0.05, dtype="int8", zp=7)
+        y = m.act("y", (1, 7, 9, 3), 0.6, feed=False, dtype="int8", zp=-4)
+        b, padding, oshape = m.bias("b", 3, dtype="int32"), 1, [1, 7, 9, 3]
+    else:
+        x = m.act("x", (1, 4, 5, 6), 0.003)
+        y = m.act("y", (1, 8, 10, 3), 0.02, feed=False)
+        b, padding, oshape = m.bias("b", 3), 0, [1, 8, 10, 3]
+    shape = m.w.const("shape", np.array(oshape, np.int32))
     k = m.weights("k", (3, 3, 4, 6), R.uniform(0.002, 0.02, 3))
-    y = m.act("y", (1, 8, 10, 3), 0.02, feed=False)
-    m.w.op("TRANSPOSE_CONV", [shape, k, x, m.bias("b", 3)], [y], "TransposeConvOptions", Padding=0, StrideW=2,
+    m.w.op("TRANSPOSE_CONV", [shape, k, x, b], [y], "TransposeConvOptions", Padding=padding, StrideW=2,
            StrideH=2, FusedActivationFunction=0)
     return m.finish(y)
 
@@ -258,7 +264,8 @@ SINGLE_OPS = {"conv": _conv, "depthwise": lambda: _conv(True), "fully_connected"
               "add": lambda: _binary("ADD", "AddOptions"), "sub": lambda: _binary("SUB", "SubOptions"),
               "pad": _pad, "leaky_relu": _leaky, "strided_slice": _strided_slice,
               "quantize_16_32": lambda: _quantize("int16", "int32"), "quantize_32_16": lambda: _quantize("int32", "int16"),
-              "quantize_16_8": lambda: _quantize("int16", "int8"), "transpose_conv": _transpose_conv}
+              "quantize_16_8": lambda: _quantize("int16", "int8"), "transpose_conv": _transpose_conv,
+              "transpose_conv_int8": lambda: _transpose_conv(int8=True)}
 
 
 @pytest.fixture(scope="module")

@@ -187,10 +187,10 @@ typedef struct {
 
 typedef struct {
     int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
-    int32_t k_h, k_w, stride_h, stride_w, pad_top, pad_left;
-    const int8_t *w;              /* (M, kH, kW, C) */
-    ts_s16_requant q;
-} ts_transpose_conv_s16_params;
+    int32_t k_h, k_w, stride_h, stride_w, pad_top, pad_left, input_offset, output_offset;
+    const int8_t *w;              /* (M, kH, kW, C) minus zero points */
+    ts_s16_requant q;             /* int8: bias values within int32, acc64 0 */
+} ts_transpose_conv_params;
 
 typedef struct {
     int32_t x_zp, y_zp, m_identity, e_identity, m_alpha, e_alpha;
@@ -198,8 +198,9 @@ typedef struct {
 
 void ts_conv_s16(const ts_conv_s16_params *p, const int16_t *x, int16_t *y);
 void ts_fc_s16(const ts_fc_s16_params *p, const int16_t *x, int16_t *y);
-/* scratch: one int64 per output element (the model's int64 scratch buffer) */
-void ts_transpose_conv_s16(const ts_transpose_conv_s16_params *p, const int16_t *x, int16_t *y, int64_t *scratch);
+/* TRANSPOSE_CONV, int16 and int8; scratch: one int64 per output element */
+void ts_transpose_conv_s16(const ts_transpose_conv_params *p, const int16_t *x, int16_t *y, int64_t *scratch);
+void ts_transpose_conv_s8(const ts_transpose_conv_params *p, const int8_t *x, int8_t *y, int64_t *scratch);
 void ts_add_s16(const ts_add_params *p, const int16_t *a, const int16_t *b, int16_t *y);
 void ts_leaky_relu_s16(const ts_leaky_s16_params *p, const int16_t *x, int16_t *y, int32_t n);
 

@@ -76,8 +76,9 @@ void ts_fc_s16(const ts_fc_s16_params *p, const int16_t *x, int16_t *y)
     }
 }
 
-/* TRANSPOSE_CONV: every input pixel scatters x * w into int64 scratch (the output's size), then requantize. */
-void ts_transpose_conv_s16(const ts_transpose_conv_s16_params *p, const int16_t *x, int16_t *y, int64_t *scratch)
+/* TRANSPOSE_CONV: every input pixel scatters (x + input_offset) * w into int64 scratch (one per output). */
+static void ts_transpose_conv_scatter(const ts_transpose_conv_params *p, const int8_t *x8, const int16_t *x16,
+                                      int64_t *scratch)
 {
     const size_t n = (size_t)p->batches * p->out_h * p->out_w * p->out_c;
     int32_t b, iy, ix, c, ky, kx, o;
@@ -89,7 +90,8 @@ void ts_transpose_conv_s16(const ts_transpose_conv_s16_params *p, const int16_t 
         for (iy = 0; iy < p->in_h; ++iy) {
             for (ix = 0; ix < p->in_w; ++ix) {
                 for (c = 0; c < p->in_c; ++c) {
-                    const int64_t xv = x[(((size_t)b * p->in_h + iy) * p->in_w + ix) * p->in_c + c];
+                    const size_t at = (((size_t)b * p->in_h + iy) * p->in_w + ix) * p->in_c + c;
+                    const int64_t xv = (x16 ? (int64_t)x16[at] : (int64_t)x8[at]) + p->input_offset;
                     for (ky = 0; ky < p->k_h; ++ky) {
                         const int32_t oy = iy * p->stride_h - p->pad_top + ky;
                         if (oy < 0 || oy >= p->out_h) {
@@ -110,8 +112,31 @@ void ts_transpose_conv_s16(const ts_transpose_conv_s16_params *p, const int16_t 
             }
         }
     }
+}
+
+/* int16 (16x8): int64 accumulation, the 64-bit requantization with an int64 bias. */
+void ts_transpose_conv_s16(const ts_transpose_conv_params *p, const int16_t *x, int16_t *y, int64_t *scratch)
+{
+    const size_t n = (size_t)p->batches * p->out_h * p->out_w * p->out_c;
+    size_t i;
+    ts_transpose_conv_scatter(p, NULL, x, scratch);
     for (i = 0; i < n; ++i) {
         y[i] = ts_requant16(scratch[i], &p->q, (int32_t)(i % (size_t)p->out_c));
+    }
+}
+
+/* int8: tflite-micro's int32 scratch (the int64 sums wrap to int32 exactly as its int32 sums do). */
+void ts_transpose_conv_s8(const ts_transpose_conv_params *p, const int8_t *x, int8_t *y, int64_t *scratch)
+{
+    const size_t n = (size_t)p->batches * p->out_h * p->out_w * p->out_c;
+    size_t i;
+    ts_transpose_conv_scatter(p, x, NULL, scratch);
+    for (i = 0; i < n; ++i) {
+        const int32_t ch = (int32_t)(i % (size_t)p->out_c), k = p->q.per_channel ? ch : 0;
+        const int32_t acc = ts_wrap_add((int32_t)(uint32_t)(uint64_t)scratch[i],
+                                        p->q.bias ? (int32_t)p->q.bias[ch] : 0);
+        const int32_t v = ts_mbqm(acc, p->q.multiplier[k], p->q.shift[k]) + p->output_offset;
+        y[i] = (int8_t)ts_clamp(v, p->q.act_min, p->q.act_max);
     }
 }
 
