@@ -109,3 +109,37 @@ def test_compress_action_takes_the_activations_choice(model_and_data):
     res = compress(g, "quantize-int8", {"calibration_samples": 32, "activations": "int16"}, data=data)
     assert {t.dtype for t in res.graph.tensors.values() if t.data is None} == {"int16"}
     assert res.report["ptq"]["outputs"][0]["snr_db"] > 40
+
+
+def test_cli_compress_with_int16_activations(model_and_data, tmp_path, capsys):
+    import json
+
+    from app.cli import main
+    from app.history_view import action_words
+    from app.workflows.files import write_model
+    from engine.serialize import load
+
+    g, _ = model_and_data
+    src, out = tmp_path / "audio16.tsgraph", tmp_path / "q16.tsgraph"
+    write_model(g, str(src))
+    rc = main(["compress", str(src), "--action", "quantize-int8", "--param", "activations=int16", "--param",
+               "calibration_samples=32", "--dataset", "digits", "--out", str(out), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["params"]["activations"] == "int16"
+    q = load(str(out))
+    assert {t.dtype for t in q.tensors.values() if t.data is None} == {"int16"}
+    assert action_words("quantize-int8", doc["params"], {}).startswith("int16x8 PTQ (int16 activations)")
+    assert main(["compress", str(src), "--action", "quantize-int8", "--param", "activations=int4", "--dataset",
+                 "digits", "--out", str(out)]) == 2
+    assert "activations" in capsys.readouterr().err
+
+
+def test_profile_counts_two_byte_activations_like_the_c(model_and_data):
+    from engine.profile import profile_graph
+
+    g, x = model_and_data
+    q16, _ = quantize_model(g, calibration=x, activations="int16")
+    q8, _ = quantize_model(g, calibration=x)
+    p16, p8 = profile_graph(q16), profile_graph(q8)
+    assert p16.plan.arena_bytes == generate(q16, "a16").arena_bytes == 2 * p8.plan.arena_bytes
+    assert "int16 activations" in p16.precision_note
