@@ -7,6 +7,8 @@ the pip tflite-micro interpreter. The C of every case is built once, in one host
 from __future__ import annotations
 
 import gzip
+import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +317,24 @@ def test_seanet_files_are_listed_in_the_models_readme():
 def test_load_model_reads_a_seanet_file_from_disk():
     g = load_model(str(SEANET / "transpose_conv4.tflite"))
     assert [n.op for n in g.nodes] == ["ConvTranspose"] and g.tensors[g.inputs[0]].dtype == "int16"
+
+
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                                reason="qemu-system-arm or arm-none-eabi-gcc not installed")
+
+
+@pytest.mark.parametrize("verify", ["host", pytest.param("qemu", marks=needs_qemu)])
+def test_seanet_bundle_exports_and_verifies(tmp_path, verify):
+    """The firmware bundle of an int16 model: golden data as little-endian bytes, int16 helpers, verified on the
+    host and on QEMU's Cortex-M4 (mps2-an386) against the int16 reference, 21 inputs."""
+    from engine.export.pipeline import export_model
+
+    g = load_model(str(SEANET / "transpose_conv4.tflite"))
+    res = export_model(g, "stm32l4r5zi", tmp_path / "tc4.zip", verify=verify, n_inputs=RANDOM_INPUTS)
+    assert res.verify.bit_exact and res.verify.matched == RANDOM_INPUTS + 1
+    assert "ts_transpose_conv_s16" in res.lib.files["transpose_conv4.c"]
+    with zipfile.ZipFile(res.bundle) as z:
+        names = z.namelist()
+        inp = z.read(next(n for n in names if n.endswith("src/transpose_conv4_input.h"))).decode()
+        golden = z.read(next(n for n in names if n.endswith("examples/golden.h"))).decode()
+    assert "int16_t *input" in inp and "int16 as little-endian bytes" in golden
