@@ -86,7 +86,7 @@ def golden_inputs(graph, lib, sample: dict | None = None) -> dict[str, np.ndarra
 
 def random_inputs(lib, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [{s.name: rng.integers(*_random_range(s.dtype), size=s.shape).astype(s.dtype) for s in lib.inputs}
+    return [{s.name: rng.integers(*_random_range(s.dtype), size=s.shape, dtype=np.dtype(s.dtype)) for s in lib.inputs}
             for _ in range(n)]
 
 
