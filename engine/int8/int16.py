@@ -16,7 +16,7 @@ import numpy as np
 from engine.int8.conv import conv2d_acc, conv_weights, fully_connected_acc
 from engine.int8.params import ConvParams, FCParams, LeakyReluParams, TransposeConvParams, frozen_array
 from engine.int8.quant_math import activation_range, multiply_by_quantized_multiplier, quantize_multipliers, wrap32
-from engine.int8.readers import act_grid, const_data, node_error, tensor_of, weight_grid
+from engine.int8.readers import act_grid, bias_of, const_data, node_error, tensor_of, weight_grid
 from engine.ir import Graph, Node
 
 INT16 = ("int16",)
@@ -45,16 +45,17 @@ def requant16(acc, bias, multiplier, shift, acc64: bool, lo: int, hi: int) -> np
     return np.clip(y, lo, hi).astype(np.int16)
 
 
-def _bias16(g: Graph, node: Node, i: int, m: int) -> tuple[np.ndarray | None, bool]:
-    """(bias as int64, whether accumulation is 64-bit): int64 bias (the 16x8 scheme) or int32."""
+def _bias16(g: Graph, node: Node, i: int, m: int, int16_ok: bool = False) -> tuple[np.ndarray | None, bool]:
+    """(bias as int64, whether accumulation is 64-bit): int64 bias (the 16x8 scheme) or int32; TRANSPOSE_CONV
+    also takes an int16 bias, which tflite-micro widens to int64 (int16_ok)."""
     if i >= len(node.inputs) or not node.inputs[i]:
         return None, True
     t = g.tensors[node.inputs[i]]
     data = const_data(node, t, "bias")
-    if t.dtype not in ("int64", "int32") or data.size != m:
+    if t.dtype not in ("int64", "int32", *(("int16",) if int16_ok else ())) or data.size != m:
         raise node_error(node, f"bias '{t.name}' must be {m} int64 (or int32) values (TFLite 16x8 scheme), "
                                f"got {t.dtype} {list(t.shape)}")
-    return data.reshape(-1).astype(np.int64), t.dtype == "int64"
+    return data.reshape(-1).astype(np.int64), t.dtype != "int32"
 
 
 def _grid16(node: Node, x, y) -> tuple[float, float, int, int]:
@@ -120,9 +121,8 @@ def prepare_transpose_conv(g: Graph, node: Node, pads, out_hw, strides) -> Trans
     mult, shift = quantize_multipliers([sx * float(ws) / so for ws in wscale])
     lo, hi = activation_range(node.attrs.get("activation", "none"), so, zo, y.dtype, node.name, node.op)
     if int16:
-        bias, acc64 = _bias16(g, node, 2, m)
+        bias, acc64 = _bias16(g, node, 2, m, int16_ok=True)
     else:
-        from engine.int8.readers import bias_of
         bias, acc64 = bias_of(g, node, 2, m), False
     centered = wdata.astype(np.int64) - wzp.reshape(-1, 1, 1, 1)
     return TransposeConvParams(x.dtype, tuple(strides), tuple(pads), tuple(out_hw), zx, zo,

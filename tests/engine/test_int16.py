@@ -169,7 +169,7 @@ class Model16:
                              scale=list(map(float, scales)), zero_point=[0] * scales.size, axis=axis)
 
     def bias(self, name, n, big=False, dtype="int64"):
-        lim = 1 << 24 if big else 1 << 20   # accumulators of these layers reach about 2**23
+        lim = min(1 << 24 if big else 1 << 20, np.iinfo(dtype).max)   # accumulators reach about 2**23
         return self.w.tensor(name, (n,), dtype, R.integers(-lim, lim, n).astype(dtype),
                              scale=[1e-6] * n, zero_point=[0] * n)
 
@@ -177,7 +177,7 @@ class Model16:
         return self.w.finish(self.inputs, [y])
 
 
-def _conv(depthwise=False):
+def _conv(depthwise=False, bias32=False):
     m = Model16()
     x = m.act("x", (1, 9, 10, 4), 0.002)
     if depthwise:  # channel multiplier 2
@@ -188,7 +188,9 @@ def _conv(depthwise=False):
     else:
         k = m.weights("k", (6, 3, 3, 4), R.uniform(0.002, 0.02, 6))
         y = m.act("y", (1, 5, 5, 6), 0.02, feed=False)
-        m.w.op("CONV_2D", [x, k, m.bias("b", 6, big=True)], [y], "Conv2DOptions", Padding=0, StrideW=2, StrideH=2,
+        # int32 bias: tflite-micro then accumulates in int32 and requantizes like int8 (requires_int32_accum)
+        b = m.bias("b", 6, dtype="int32") if bias32 else m.bias("b", 6, big=True)
+        m.w.op("CONV_2D", [x, k, b], [y], "Conv2DOptions", Padding=0, StrideW=2, StrideH=2,
                FusedActivationFunction=1, DilationWFactor=1, DilationHFactor=1)
     return m.finish(y)
 
@@ -245,7 +247,7 @@ def _quantize(src, dst):
     return m.finish(y)
 
 
-def _transpose_conv(int8=False):
+def _transpose_conv(int8=False, bias16=False):
     m = Model16()
     if int8:   # the int8 kernel too (tflite-micro's int32 scratch, input and output zero points, int32 bias)
         x = m.act("x", (1, 4, 5, 6), 0.05, dtype="int8", zp=7)
@@ -254,7 +256,7 @@ def _transpose_conv(int8=False):
     else:
         x = m.act("x", (1, 4, 5, 6), 0.003)
         y = m.act("y", (1, 8, 10, 3), 0.02, feed=False)
-        b, padding, oshape = m.bias("b", 3), 0, [1, 8, 10, 3]
+        b, padding, oshape = m.bias("b", 3, dtype="int16" if bias16 else "int64"), 0, [1, 8, 10, 3]
     shape = m.w.const("shape", np.array(oshape, np.int32))
     k = m.weights("k", (3, 3, 4, 6), R.uniform(0.002, 0.02, 3))
     m.w.op("TRANSPOSE_CONV", [shape, k, x, b], [y], "TransposeConvOptions", Padding=padding, StrideW=2,
@@ -262,12 +264,14 @@ def _transpose_conv(int8=False):
     return m.finish(y)
 
 
-SINGLE_OPS = {"conv": _conv, "depthwise": lambda: _conv(True), "fully_connected": _fc,
+SINGLE_OPS = {"conv": _conv, "conv_bias32": lambda: _conv(bias32=True), "depthwise": lambda: _conv(True),
+              "fully_connected": _fc,
               "add": lambda: _binary("ADD", "AddOptions"), "sub": lambda: _binary("SUB", "SubOptions"),
               "pad": _pad, "leaky_relu": _leaky, "strided_slice": _strided_slice,
               "quantize_16_32": lambda: _quantize("int16", "int32"), "quantize_32_16": lambda: _quantize("int32", "int16"),
               "quantize_16_8": lambda: _quantize("int16", "int8"), "transpose_conv": _transpose_conv,
-              "transpose_conv_int8": lambda: _transpose_conv(int8=True)}
+              "transpose_conv_int8": lambda: _transpose_conv(int8=True),
+              "transpose_conv_bias16": lambda: _transpose_conv(bias16=True)}
 
 
 @pytest.fixture(scope="module")
