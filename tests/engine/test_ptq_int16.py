@@ -143,3 +143,12 @@ def test_profile_counts_two_byte_activations_like_the_c(model_and_data):
     p16, p8 = profile_graph(q16), profile_graph(q8)
     assert p16.plan.arena_bytes == generate(q16, "a16").arena_bytes == 2 * p8.plan.arena_bytes
     assert "int16 activations" in p16.precision_note
+
+
+def test_the_compress_page_lists_the_activations_choice():
+    """The Compress page draws an action's params from list_actions (a selectbox for a param with choices)."""
+    from engine.compress import list_actions
+
+    spec = next(a for a in list_actions() if a["name"] == "quantize-int8")
+    p = next(p for p in spec["params"] if p["name"] == "activations")
+    assert p["choices"] == ["int8", "int16"] and p["default"] == "int8"
