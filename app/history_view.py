@@ -84,7 +84,8 @@ def action_words(action: str, p: dict, labels: dict[int, str]) -> str:
                      p.get("space") and f"space {p['space']}", _dataset(p), params)
     if action == "quantize-int8":
         n = p.get("calibration_samples")
-        return _join("int8 PTQ", n and f"{n} calibration samples", p.get("method") and f"{p['method']} ranges",
+        kind = "int16x8 PTQ (int16 activations)" if p.get("activations") == "int16" else "int8 PTQ"
+        return _join(kind, n and f"{n} calibration samples", p.get("method") and f"{p['method']} ranges",
                      p.get("layout"))
     if action == "qat-int8":
         return _join("int8 quantization-aware training", _epochs(p))

@@ -30,6 +30,10 @@ def is_int8(graph: Graph) -> bool:
     return any(t.quant is not None and t.data is None and t.dtype not in FLOAT_DTYPES for t in graph.tensors.values())
 
 
+def _int16_acts(graph: Graph) -> bool:
+    return any(t.quant is not None and t.data is None and t.dtype == "int16" for t in graph.tensors.values())
+
+
 def precision_of(graph: Graph) -> str:
     return "int8" if is_int8(graph) else "float32"
 
@@ -45,10 +49,12 @@ def graph_at_precision(graph: Graph, precision: str) -> tuple[Graph, str]:
     possible (an op without an int8 kernel), naming the node and op."""
     check_precision(precision)
     have = precision_of(graph)
+    # TFLite 16x8 graphs are quantized ("int8" as a family) with 2-byte activations: say so
+    label = "int16x8 (int16 activations, int8 weights)" if _int16_acts(graph) else have
     if precision == "as-is":
-        return graph, f"{have}, as the version is"
+        return graph, f"{label}, as the version is"
     if precision == have:
-        return graph, f"{have}, as the version is"
+        return graph, f"{label}, as the version is"
     from engine.serialize import content_hash
 
     key = (content_hash(graph), precision)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_C_TYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32}
+_C_TYPES = {"int8_t": np.int8, "uint8_t": np.uint8, "int16_t": np.int16, "int32_t": np.int32, "int64_t": np.int64}
 _KEYWORDS = frozenset("auto break case char const continue default do double else enum extern float for goto if "
                       "inline int long register restrict return short signed sizeof static struct switch typedef "
                       "union unsigned void volatile while".split())
@@ -115,6 +115,8 @@ class CArray:
 
     def render(self, per_line: int = 24) -> str:
         vals = [c_int(v) for v in np.asarray(self.values).reshape(-1).tolist()] or ["0"]
+        if self.ctype == "int64_t":  # int16 layers' biases: literals beyond int32 need C99's INT64_C
+            vals = [f"INT64_C({v})" if abs(int(v)) > (1 << 31) - 1 else v for v in vals]
         lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
         head = f"/* {c_comment(self.comment)} */\n" if self.comment else ""
         body = ",\n    ".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.codegen import emit_s16
 from engine.codegen.cwrite import c_struct, pack_int4
 from engine.codegen.emitter import EmitContext, check_shift, emit_error, emits, int8_grid, layer_macs, shape_text
 from engine.int8.dsp_requant import REQUANT_FIELD, DspRequant
@@ -58,6 +59,8 @@ def _weight_array(ctx: EmitContext, values: np.ndarray, s4: bool, comment: str) 
 def _conv(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
+    if x.dtype == "int16":  # TFLite 16x8
+        return emit_s16.conv(ctx, node)
     _, zx = int8_grid(node, x)
     int8_grid(node, y)
     if node.attrs.get("layout", "NCHW") != "NHWC":
@@ -109,6 +112,8 @@ def _conv(ctx: EmitContext, node: Node) -> None:
 def _gemm(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     a, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
+    if a.dtype == "int16":  # TFLite 16x8
+        return emit_s16.fully_connected(ctx, node)
     r = prepare_node(g, node)  # the same checks as the int8 executor (transA, alpha, beta)
     _, zx = int8_grid(node, a)
     int8_grid(node, y)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.codegen import emit_s16
 from engine.codegen.emitter import (MAX_DIMS, EmitContext, check_shift, contiguous, copy_whole, emit_error, emits,
                                     int8_grid, merge_dims, pad_dims, shape_text, struct_call)
 from engine.int8.dsp_requant import REQUANT_FIELD
@@ -45,7 +46,8 @@ def _binary_srcs(ctx: EmitContext, node: Node, y: Tensor) -> tuple[str, str]:
 def _add(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     a, b, y = tensor_of(g, node, 0), tensor_of(g, node, 1), tensor_of(g, node, 0, True)
-    int8_grid(node, a), int8_grid(node, b), int8_grid(node, y)
+    grid = emit_s16.int16_grid if y.dtype == "int16" else int8_grid   # TFLite 16x8: ts_add_s16
+    grid(node, a), grid(node, b), grid(node, y)
     r = prepare_node(g, node)
     check_shift(node, [r.e1, r.e2, r.eo])
     p = {"it": _bcast(node, y.shape, a.shape, b.shape), "a_offset": -r.a_zp, "b_offset": -r.b_zp,
@@ -53,6 +55,8 @@ def _add(ctx: EmitContext, node: Node) -> None:
          "b_shift": r.e2, "out_multiplier": r.mo, "out_shift": r.eo, "output_offset": r.y_zp,
          "act_min": r.act_min, "act_max": r.act_max, "subtract": int(r.subtract), REQUANT_FIELD: int(r.mode)}
     ap, bp = _binary_srcs(ctx, node, y)
+    if y.dtype == "int16":
+        return emit_s16.add(ctx, node, p, ap, bp)
     struct_call(ctx, "ts_add_s8", "ts_add_params", p,
                 f"{node.name}: {node.op} {shape_text(a)} {'+' if node.op == 'Add' else '-'} {shape_text(b)}, "
                 f"out {shape_text(y)}", ap, bp, ctx.dst(y.name))
@@ -97,6 +101,10 @@ def _minmax(ctx: EmitContext, node: Node) -> None:
 def _table(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
+    if node.op == "LeakyRelu" and x.dtype == "int16":   # TFLite 16x8: no table, the kernel computes it
+        return emit_s16.leaky_relu(ctx, node)
+    if node.op == "QuantizeLinear" and x.dtype in ("int16", "int32") and is_quantized(x):
+        return emit_s16.requantize(ctx, node)
     if not is_quantized(x):
         raise emit_error(node, f"input '{x.name}' is {x.dtype}: the generated C runs the int8 part of a model "
                                "(quantize before the first layer)")

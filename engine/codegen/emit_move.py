@@ -12,13 +12,16 @@ from engine.codegen.cwrite import c_struct
 from engine.codegen.emitter import (MAX_DIMS, EmitContext, contiguous, emit_error, emits, int8_grid, merge_dims,
                                     pad_dims, plus, shape_text)
 from engine.int8.prepare import prepare_node
-from engine.int8.readers import tensor_of
+from engine.int8.readers import act_grid, tensor_of
 from engine.ir import Graph, Node
 from engine.ops.base import OpContext
 from engine.validate import node_context
 
 
-def _copy_call(ctx: EmitContext, node: Node, src: str, dst: str, shape, xs, ys, table: str = "NULL") -> bool:
+def _copy_call(ctx: EmitContext, node: Node, src: str, dst: str, shape, xs, ys, table: str = "NULL",
+               esize: int = 1) -> bool:
+    if esize > 1:  # int16 (16x8) elements copy as esize bytes each: one more, innermost dim
+        shape, xs, ys = (*shape, esize), [v * esize for v in xs] + [1], [v * esize for v in ys] + [1]
     dims, (mx, my) = merge_dims(shape, xs, ys)
     if len(dims) > MAX_DIMS:
         return False
@@ -105,8 +108,14 @@ def _box(inside: np.ndarray) -> tuple[slice, ...] | None:
 def _move(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
     x = tensor_of(g, node, 0)
-    int8_grid(node, x)
+    if x.dtype == "int16":   # TFLite 16x8: int16 elements move as byte pairs (zero point 0: fill 0)
+        act_grid(node, x, ("int16",))
+    else:
+        int8_grid(node, x)
     fill = prepare_node(g, node).fill   # MoveParams: one grid, Resize only nearest; Pad's quantized fill
+    es = 2 if x.dtype == "int16" else 1
+    if es > 1 and fill:
+        raise emit_error(node, f"int16 {node.op} with a fill of {fill}: the generated C fills int16 with 0 only")
     code = ctx.code
     code.kernel = "ts_copy_s8"
     code.comment = (f"{node.name}: {node.op} {shape_text(x)} -> "
@@ -114,13 +123,14 @@ def _move(ctx: EmitContext, node: Node) -> None:
     src = ctx.src(node, x.name)
     for k, (out_name, idx) in enumerate(zip(node.outputs, index_maps(g, node))):
         y = g.tensors[out_name]
-        int8_grid(node, y)
+        if es == 1:
+            int8_grid(node, y)
         yp = ctx.dst(out_name)
         ys = contiguous(y.shape)
         inside = idx >= 0
         if inside.all():
             fit = _affine(idx) if idx.size else (0, [0] * idx.ndim)
-            if fit is not None and _copy_call(ctx, node, plus(src, fit[0]), yp, idx.shape, fit[1], ys):
+            if fit is not None and _copy_call(ctx, node, plus(src, fit[0] * es), yp, idx.shape, fit[1], ys, esize=es):
                 continue
         else:  # a fill around a box of copied elements (Pad), or something irregular
             box = _box(inside)
@@ -131,9 +141,13 @@ def _move(ctx: EmitContext, node: Node) -> None:
             if fit is not None:
                 code.body.append(f"memset({yp}, {fill}, {y.nbytes});")
                 start = sum(b.start * st for b, st in zip(box, ys))
-                if _copy_call(ctx, node, plus(src, fit[0]), plus(yp, start), idx[box].shape, fit[1], ys):
+                if _copy_call(ctx, node, plus(src, fit[0] * es), plus(yp, start * es), idx[box].shape, fit[1], ys,
+                              esize=es):
                     continue
                 code.body.pop()
+        if es > 1:
+            raise emit_error(node, f"int16 {node.op} with an irregular pattern: the generated C moves int16 by "
+                                   "strided copies only")
         code.kernel = "ts_gather_s8"
         table = ctx.array(f"index{k}", "int32_t", idx.reshape(-1),
                           f"{node.name}: source element of each output element (-1: fill)")

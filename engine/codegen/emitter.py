@@ -80,12 +80,12 @@ class EmitContext:
         t = self.graph.tensors[name]
         if t.data is None:
             return self.arena(name, False, strict)
-        if t.dtype != "int8":
+        if t.dtype not in ("int8", "int16"):
             raise GraphError(f"constant input '{name}' is {t.dtype}; the generated C takes int8", node.name, node.op)
         if name not in self._const_names:
             cname = f"{self.prefix}_c{len(self._const_names)}"
             self._const_names[name] = cname
-            self.const_arrays.append(CArray(cname, "int8_t", np.asarray(t.data).reshape(-1),
+            self.const_arrays.append(CArray(cname, f"{t.dtype}_t", np.asarray(t.data).reshape(-1),
                                             f"constant '{name}' {list(t.shape)}"))
         return self._const_names[name]
 

@@ -40,17 +40,21 @@ def _stamp_comment(stamp: dict, what: str) -> str:
     return "/*\n" + "".join(f" * {c_comment(line)}\n" for line in lines) + " */\n"
 
 
+# int8, TFLite 16x8's int16, and int32 (the 16x8 QUANTIZE int16 <-> int32; emit_s16 refuses it elsewhere)
+C_DTYPES = ("int8", "int16", "int32")
+
+
 def _io_specs(g: Graph, names, prefix: str, role: str, edges=()) -> tuple[IOSpec, ...]:
     floats = {e.int_name: e.float_name for e in edges}
     specs = []
     for i, name in enumerate(names):
         t = g.tensors[name]
-        if t.dtype != "int8" or t.quant is None or t.quant.scale.size != 1:
+        if t.dtype not in C_DTYPES or t.quant is None or t.quant.scale.size != 1:
             raise GraphError(f"graph {role} '{name}' is {t.dtype}"
                              f"{'' if t.quant is not None else ' without quantization'}; the generated C takes "
                              "per-tensor int8 inputs and outputs, or float32 ones that the model converts "
                              "with QuantizeLinear/DequantizeLinear (quantize the model first)")
-        specs.append(IOSpec(name, f"{prefix}_{role}{i}", tuple(t.shape), "int8", float(t.quant.scale[0]),
+        specs.append(IOSpec(name, f"{prefix}_{role}{i}", tuple(t.shape), t.dtype, float(t.quant.scale[0]),
                             int(t.quant.zero_point[0]), t.nbytes, floats.get(name)))
     return tuple(specs)
 
@@ -110,8 +114,9 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
         raise GraphError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs; the generated C needs "
                          "at least one of each")
     for t in g.tensors.values():
-        if t.data is None and t.dtype != "int8":
-            raise GraphError(f"tensor '{t.name}' is {t.dtype}; the generated C computes int8 tensors only")
+        if t.data is None and t.dtype not in C_DTYPES:
+            raise GraphError(f"tensor '{t.name}' is {t.dtype}; the generated C computes int8 (and 16x8 int16) "
+                             "tensors only")
 
     ctx = EmitContext(g, plan, prefix)
     nodes = {n.name: n for n in g.nodes}
@@ -190,7 +195,7 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
              f"#define {upper}_OUTPUT_ZERO_POINT {o0.zero_point}"]
     for role, specs in (("INPUT", inputs), ("OUTPUT", outputs)):
         for i, s in enumerate(specs):
-            lines += [f"/* {role.lower()} {i}: '{c_comment(s.name)}' {list(s.shape)} int8 */",
+            lines += [f"/* {role.lower()} {i}: '{c_comment(s.name)}' {list(s.shape)} {s.dtype} */",
                       f"#define {upper}_{role}{i}_SIZE {s.size}",
                       f"#define {upper}_{role}{i}_SCALE {c_float(s.scale)}",
                       f"#define {upper}_{role}{i}_ZERO_POINT {s.zero_point}"]
@@ -205,8 +210,8 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
               f"int {prefix}_run_multi(const int8_t *const inputs[], int8_t *const outputs[]);",
               "/* Float helpers for input 0 and output 0 (the only floating point, in "
               f"{prefix}_io.c). */",
-              f"int8_t {prefix}_quantize_input(float x);",
-              f"float {prefix}_dequantize_output(int8_t q);", ""]
+              f"{i0.dtype}_t {prefix}_quantize_input(float x);",
+              f"float {prefix}_dequantize_output({o0.dtype}_t q);", ""]
     if has_float_api(inputs, outputs):
         lines += float_api_header(prefix, upper, inputs, outputs)
     lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {upper}_H */", ""]
@@ -281,17 +286,22 @@ def _weights(stamp, arrays: list[CArray], prefix: str) -> str:
 
 def _io(prefix, upper, stamp, inputs, outputs) -> str:
     extra = float_api_source(prefix, inputs, outputs) if has_float_api(inputs, outputs) else ""
+    it, ot = f"{inputs[0].dtype}_t", f"{outputs[0].dtype}_t"
+    # clamp bounds, and a float limit beyond them that still fits the int32 cast
+    lo, hi, lim = {"int16": (-32768, 32767, "40000.0f"),
+                   "int32": ("(-2147483647 - 1)", 2147483647, "2147483520.0f")}.get(inputs[0].dtype,
+                                                                                 (-128, 127, "1000.0f"))
     return f"""{_stamp_comment(stamp, f"{prefix}_io.c: float helpers (outside the int8 path)")}#include "{prefix}.h"
 
 /* AffineQuantize: round(x / scale) half away from zero, + zero point, clamped to int8 (float32 as TFLite). */
-int8_t {prefix}_quantize_input(float x)
+{it} {prefix}_quantize_input(float x)
 {{
     float q = x / {upper}_INPUT_SCALE;
     int32_t r;
     if (!(q == q)) {{
-        return (int8_t){upper}_INPUT_ZERO_POINT;
+        return ({it}){upper}_INPUT_ZERO_POINT;
     }}
-    q = q > 1000.0f ? 1000.0f : (q < -1000.0f ? -1000.0f : q);
+    q = q > {lim} ? {lim} : (q < -{lim} ? -{lim} : q);
     r = (int32_t)q;
     if (q - (float)r >= 0.5f) {{
         ++r;
@@ -299,10 +309,10 @@ int8_t {prefix}_quantize_input(float x)
         --r;
     }}
     r += {upper}_INPUT_ZERO_POINT;
-    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+    return ({it})(r < {lo} ? {lo} : (r > {hi} ? {hi} : r));
 }}
 
-float {prefix}_dequantize_output(int8_t q)
+float {prefix}_dequantize_output({ot} q)
 {{
     return {upper}_OUTPUT_SCALE * (float)((int32_t)q - {upper}_OUTPUT_ZERO_POINT);
 }}

@@ -37,7 +37,8 @@ def ptq(graph: Graph, data, params: dict, seed: int = 0) -> tuple[Graph, dict]:
     # int8 version) records its transpose in meta["input_layout"], which quantize_model applies to feeds.
     from engine.data import dataset_feeds
     qg, rep = quantize_model(g, calibration=dataset_feeds(g, np.asarray(x, np.float32)), method=params["method"],
-                             percentile=params["percentile"], labels=labels, layout=params["layout"])
+                             percentile=params["percentile"], labels=labels, layout=params["layout"],
+                             activations=params.get("activations", "int8"))
     doc = rep.to_json()
     return qg, {"ptq": {k: doc[k] for k in ("method", "percentile", "calibration", "outputs", "layers",
                                             "warnings")}}
@@ -85,6 +86,8 @@ PTQ_PARAMS = {
     "calibration_samples": Param("int", 256, "training samples used for calibration", min=1, max=100000),
     "layout": Param("str", "NHWC", "layout of the int8 graph (NHWC: TFLite's, what the C export takes)",
                     choices=("NHWC", "NCHW")),
+    "activations": Param("str", "int8", "activation precision: int8, or int16 (TFLite 16x8: int16 activations, "
+                         "int8 weights, int64 bias; for accuracy-sensitive audio models)", choices=("int8", "int16")),
 }
 
 PTQ_ACTION = Action("quantize-int8", "int8 post-training quantization calibrated on the data set "

@@ -47,8 +47,14 @@ def graph_seed(graph) -> int:
     return int(content_hash(graph)[:8], 16)
 
 
-def quantize_sample(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero_point, -128, 127).astype(np.int8)
+def quantize_sample(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _random_range(dtype: str) -> tuple[int, int]:
+    """Random test values: the whole int8 / int16 range; int32 (a 16x8 QUANTIZE's input) within +-2**24."""
+    return {"int8": (-128, 128), "int16": (-32768, 32768)}.get(dtype, (-(1 << 24), 1 << 24))
 
 
 def _to_shape(x: np.ndarray, shape: tuple[int, ...], perm=None) -> np.ndarray | None:
@@ -72,7 +78,7 @@ def golden_inputs(graph, lib, sample: dict | None = None) -> dict[str, np.ndarra
             x = None if x is None else _to_shape(np.asarray(x), spec.shape, perm)
             if x is None:
                 break
-            feeds[spec.name] = quantize_sample(x, spec.scale, spec.zero_point)
+            feeds[spec.name] = quantize_sample(x, spec.scale, spec.zero_point, spec.dtype)
         else:
             return feeds
     return random_inputs(lib, 1, graph_seed(graph))[0]
@@ -80,7 +86,8 @@ def golden_inputs(graph, lib, sample: dict | None = None) -> dict[str, np.ndarra
 
 def random_inputs(lib, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    return [{s.name: rng.integers(-128, 128, size=s.shape, dtype=np.int8) for s in lib.inputs} for _ in range(n)]
+    return [{s.name: rng.integers(*_random_range(s.dtype), size=s.shape, dtype=np.dtype(s.dtype)) for s in lib.inputs}
+            for _ in range(n)]
 
 
 def make_cases(graph, lib, n_random: int = 20, seed: int = 0, sample: dict | None = None) -> list[Case]:
@@ -93,14 +100,14 @@ def make_cases(graph, lib, n_random: int = 20, seed: int = 0, sample: dict | Non
     state: dict = {}
     for f in feeds:
         outs = plan.run(f, state=state)
-        cases.append(Case(f, {s.name: np.asarray(outs[s.name]).astype(np.int8).reshape(s.shape)
+        cases.append(Case(f, {s.name: np.asarray(outs[s.name]).astype(s.dtype).reshape(s.shape)
                               for s in lib.outputs}))
     return cases
 
 
 def pack_inputs(lib, cases: list[Case]) -> bytes:
     """All inputs back to back, in the library's input order: what the runners read."""
-    return b"".join(c.inputs[s.name].astype(np.int8).tobytes() for c in cases for s in lib.inputs)
+    return b"".join(c.inputs[s.name].astype(s.dtype).tobytes() for c in cases for s in lib.inputs)
 
 
 def unpack_outputs(lib, blob: bytes, n: int) -> list[dict[str, np.ndarray]]:
@@ -111,7 +118,7 @@ def unpack_outputs(lib, blob: bytes, n: int) -> list[dict[str, np.ndarray]]:
     for _ in range(n):
         d = {}
         for s in lib.outputs:
-            d[s.name] = np.frombuffer(blob[pos:pos + s.size], np.int8).reshape(s.shape)
+            d[s.name] = np.frombuffer(blob[pos:pos + s.size], s.dtype).reshape(s.shape)
             pos += s.size
         got.append(d)
     return got

@@ -9,6 +9,17 @@ from engine import __version__
 from engine.export.crossbuild import COMMON_CFLAGS, LDFLAGS, OPT
 
 
+def _io_type(spec) -> str:
+    return "int8" if spec.dtype == "int8" else f"{spec.dtype} as little-endian bytes (the run API takes bytes)"
+
+
+def _bytes(values, dtype: str):
+    """The values as the bytes the C's run() reads: int8 as is, wider types (16x8 models) little-endian."""
+    import numpy as np
+
+    return np.asarray(values).astype(np.dtype(dtype).newbyteorder("<")).view(np.int8)
+
+
 def golden_header(lib, case, guard: str) -> str:
     """The golden input(s) and expected output(s) as const arrays (C and C++)."""
     from engine.export.golden import c_array
@@ -17,12 +28,14 @@ def golden_header(lib, case, guard: str) -> str:
              f" * the TinyStudio int8 reference (bit-exact to tflite-micro) computes for it. */\n"
              f"#ifndef {guard}\n#define {guard}\n#include <stdint.h>\n\n"]
     for i, s in enumerate(lib.inputs):
-        parts.append(f"/* input '{s.name}' {list(s.shape)} int8, scale {s.scale:.9g}, zero point {s.zero_point} */\n")
-        parts.append(c_array(f"golden_input{i}", case.inputs[s.name]))
+        parts.append(f"/* input '{s.name}' {list(s.shape)} {_io_type(s)}, scale {s.scale:.9g}, zero point "
+                     f"{s.zero_point} */\n" if s.dtype != "int8" else
+                     f"/* input '{s.name}' {list(s.shape)} int8, scale {s.scale:.9g}, zero point {s.zero_point} */\n")
+        parts.append(c_array(f"golden_input{i}", _bytes(case.inputs[s.name], s.dtype)))
     for i, s in enumerate(lib.outputs):
-        parts.append(f"/* output '{s.name}' {list(s.shape)} int8, scale {s.scale:.9g}, zero point "
+        parts.append(f"/* output '{s.name}' {list(s.shape)} {_io_type(s)}, scale {s.scale:.9g}, zero point "
                      f"{s.zero_point} */\n")
-        parts.append(c_array(f"golden_output{i}", case.outputs[s.name]))
+        parts.append(c_array(f"golden_output{i}", _bytes(case.outputs[s.name], s.dtype)))
     parts.append(f"\n#endif /* {guard} */\n")
     return "".join(parts)
 

@@ -45,13 +45,18 @@ def _build(path: str, m: TfModel) -> Graph:
             raise b.error("the operator has no outputs")
         handler(b)
     b.op = None
-    b.g.inputs = [b.tensor(i) for i in m.inputs]
+    shape_only = set(b.g.meta.pop("shape_only_inputs", []))
+    b.g.inputs = [b.tensor(i) for i in m.inputs if b.tensor(i) not in shape_only]
+    for name in shape_only - {n for node in b.g.nodes for n in node.inputs}:
+        b.g.tensors.pop(name, None)
     b.g.outputs = [b.tensor(i) for i in m.outputs]
     for name in b.g.inputs:
         if b.g.tensors[name].data is not None:
             raise ModelFormatError(path, f"graph input '{name}' is a constant")
     b.g.meta["source"] = {"format": "tflite", "path": path}
     b.g.meta["tflite"] = {"schema_version": m.version, "description": m.description, "subgraphs": m.subgraphs}
+    if shape_only:  # computed TRANSPOSE_CONV output shapes, fixed at import from the declared shapes
+        b.g.meta["tflite"]["shape_only_inputs"] = sorted(shape_only)
     return b.g
 
 

@@ -66,7 +66,14 @@ def _depthwise(b: Builder) -> None:
 
 
 def _transpose_conv(b: Builder) -> None:
-    oshape = b.const_ints(0, "output shape")
+    shape_in = b.rec(b.input(0, "output shape"))
+    if shape_in.data is None and all(d > 0 for d in b.rec(b.op.outputs[0]).shape):
+        # A computed output shape (SEANet's int16 decoder feeds it as a graph input): the declared output
+        # shape is the static answer, as for RESHAPE; the shape input feeds nothing and leaves the graph.
+        oshape = list(b.rec(b.op.outputs[0]).shape)
+        b.g.meta.setdefault("shape_only_inputs", []).append(b.tensor(b.op.inputs[0]))
+    else:
+        oshape = b.const_ints(0, "output shape")
     w, x = b.rec(b.input(1, "filter")), b.rec(b.input(2, "input"))
     if len(oshape) != 4:
         raise b.error(f"output shape {oshape} must have 4 values (N, H, W, C)")
@@ -142,7 +149,7 @@ def _quantize(b: Builder) -> None:
     y = b.rec(b.op.outputs[0]) if b.op.outputs else None
     if y is None or y.quant is None:
         raise b.error("the output has no quantization parameters")
-    if y.dtype not in ("int8", "uint8", "int16", "int4"):
+    if y.dtype not in ("int8", "uint8", "int16", "int4", "int32"):  # int16 -> int32: 16x8 models' QUANTIZE
         raise b.error(f"quantizing to {y.dtype} is not supported")
     b.single("QuantizeLinear", 1, dtype=y.dtype)
 

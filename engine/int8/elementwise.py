@@ -24,22 +24,22 @@ from engine.int8.quant_math import (INT32_MAX, calculate_input_radius, dtype_ran
 ADD_LEFT_SHIFT = 20  # int8 ADD/SUB lift both inputs by 2**20 before rescaling them to a common scale
 
 
-def add_params(s1: float, s2: float, so: float) -> dict:
+def add_params(s1: float, s2: float, so: float, left_shift: int = ADD_LEFT_SHIFT) -> dict:
     """Multipliers of TFLite's quantized ADD and SUB: both inputs rescaled to twice the larger input scale
     (double arithmetic: add_common.cc, and sub_common.cc in the tflite-micro build used as the oracle)."""
     twice = 2 * float(max(np.float32(s1), np.float32(s2)))
-    reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << ADD_LEFT_SHIFT) * float(so)))
+    reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << left_shift) * float(so)))
     (m1, e1), (m2, e2), (mo, eo) = (quantize_multiplier(r) for r in reals)
     return {"m1": m1, "e1": e1, "m2": m2, "e2": e2, "mo": mo, "eo": eo}
 
 
 def add(a: np.ndarray, b: np.ndarray, *, zp1: int, zp2: int, zpo: int, params: dict, act_min: int,
-        act_max: int, subtract: bool = False, dtype: str = "int8") -> np.ndarray:
+        act_max: int, subtract: bool = False, dtype: str = "int8", left_shift: int = ADD_LEFT_SHIFT) -> np.ndarray:
     """(a - zp1) and (b - zp2) lifted by 2**20, each rescaled to twice the larger input scale, summed
     (or subtracted), rescaled to the output, offset and clamped."""
     p = params
-    x1 = multiply_by_quantized_multiplier((a.astype(np.int64) - zp1) << ADD_LEFT_SHIFT, p["m1"], p["e1"])
-    x2 = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << ADD_LEFT_SHIFT, p["m2"], p["e2"])
+    x1 = multiply_by_quantized_multiplier((a.astype(np.int64) - zp1) << left_shift, p["m1"], p["e1"])
+    x2 = multiply_by_quantized_multiplier((b.astype(np.int64) - zp2) << left_shift, p["m2"], p["e2"])
     raw = wrap32(x1 - x2 if subtract else x1 + x2)
     y = multiply_by_quantized_multiplier(raw, p["mo"], p["eo"]) + zpo
     return np.clip(y, act_min, act_max).astype(dtype)

@@ -14,10 +14,11 @@ import numpy as np
 
 from engine.int8 import conv as conv_k
 from engine.int8 import elementwise as ew
+from engine.int8 import int16
 from engine.int8 import pool as pool_k
 from engine.int8.params import (AddParams, ConcatParams, ConvParams, CopyParams, DequantizeParams, FCParams,
-                                MeanParams, MoveParams, MulParams, PoolParams, QuantizeParams, RequantParams,
-                                SoftmaxParams, TableParams)
+                                LeakyReluParams, MeanParams, MoveParams, MulParams, PoolParams, QuantizeParams,
+                                RequantParams, SoftmaxParams, TableParams, TransposeConvParams)
 from engine.int8.prepare import PREPARE, prepare_node
 from engine.int8.readers import is_quantized
 from engine.int8.softmax import softmax_int8
@@ -62,6 +63,8 @@ def _from_nhwc(y: np.ndarray, layout: str, rank: int) -> np.ndarray:
 
 @builds(ConvParams)
 def _conv(p: ConvParams) -> Kernel:
+    if p.x_dtype == "int16":
+        return lambda xs: [_from_nhwc(int16.conv16(p, _to_nhwc(xs[0], p.layout)), p.layout, p.rank)]
     wc = conv_k.conv_weights(p.centered, 0, p.group)
 
     def run(xs):
@@ -74,6 +77,8 @@ def _conv(p: ConvParams) -> Kernel:
 
 @builds(FCParams)
 def _gemm(p: FCParams) -> Kernel:
+    if p.x_dtype == "int16":
+        return lambda xs: [int16.fc16(p, xs[0])]
     wc = np.ascontiguousarray(p.centered.T)   # (K, N), as engine.int8.conv.fc_weights lays it out
     mult, shift = (p.multiplier, p.shift) if p.per_channel else (p.multiplier[0], p.shift[0])
 
@@ -87,7 +92,7 @@ def _gemm(p: FCParams) -> Kernel:
 def _add(p: AddParams) -> Kernel:
     rescale = p.rescale()
     return lambda xs: [ew.add(xs[0], xs[1], zp1=p.a_zp, zp2=p.b_zp, zpo=p.y_zp, params=rescale, act_min=p.act_min,
-                              act_max=p.act_max, subtract=p.subtract, dtype=p.y_dtype)]
+                              act_max=p.act_max, subtract=p.subtract, dtype=p.y_dtype, left_shift=p.left_shift)]
 
 
 @builds(MulParams)
@@ -171,6 +176,16 @@ def _concat(p: ConcatParams) -> Kernel:
         return [np.concatenate([v if t is None else ew.apply_table(v, t) for v, t in zip(xs, p.tables)],
                                axis=p.axis)]
     return run
+
+
+@builds(LeakyReluParams)
+def _leaky16(p: LeakyReluParams) -> Kernel:
+    return lambda xs: [int16.leaky16(p, xs[0])]
+
+
+@builds(TransposeConvParams)
+def _transpose_conv(p: TransposeConvParams) -> Kernel:
+    return lambda xs: [int16.transpose_conv(p, xs[0])]
 
 
 # Families in their own modules register their record and kernel on import (after KERNELS and builds exist).

@@ -47,7 +47,9 @@ class ConvParams:
     bias: np.ndarray | None
     act_min: int
     act_max: int
-    dsp: DspRequant                   # the generated C's form (bias 0 when absent)
+    dsp: DspRequant | None            # the generated C's form (bias 0 when absent); None for int16
+    x_dtype: str = "int8"             # activation dtype: "int16" runs the 16x8 kernels (engine/int8/int16.py)
+    acc64: bool = False               # int16 with int64 bias: int64 accumulators, 64-bit requantization
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +68,9 @@ class FCParams:
     bias: np.ndarray | None
     act_min: int
     act_max: int
-    dsp: DspRequant                   # the C's form: the input zero point folded into the bias
+    dsp: DspRequant | None            # the C's form: the input zero point folded into the bias; None for int16
+    x_dtype: str = "int8"
+    acc64: bool = False
 
     @property
     def units(self) -> int:
@@ -216,5 +220,38 @@ class ConcatParams:
     tables: tuple[np.ndarray | None, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class LeakyReluParams:
+    """LEAKY_RELU on int16 (8-bit inputs use a TableParams): identity and alpha multipliers by sign."""
+
+    x_zp: int
+    y_zp: int
+    m_identity: int
+    e_identity: int
+    m_alpha: int
+    e_alpha: int
+    y_dtype: str
+
+
+@dataclass(frozen=True, eq=False)
+class TransposeConvParams:
+    """TRANSPOSE_CONV (NHWC, weights (M, kH, kW, C) minus zero points), int8 or int16 activations."""
+
+    x_dtype: str
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]   # top, left, bottom, right
+    out_hw: tuple[int, int]
+    x_zp: int
+    y_zp: int
+    centered: np.ndarray
+    multiplier: np.ndarray
+    shift: np.ndarray
+    bias: np.ndarray | None
+    act_min: int
+    act_max: int
+    acc64: bool
+
+
 Params = (ConvParams | FCParams | AddParams | MulParams | PoolParams | MeanParams | SoftmaxParams | TableParams
-          | QuantizeParams | RequantParams | DequantizeParams | CopyParams | MoveParams | ConcatParams)
+          | QuantizeParams | RequantParams | DequantizeParams | CopyParams | MoveParams | ConcatParams
+          | LeakyReluParams | TransposeConvParams)

@@ -16,12 +16,14 @@ from typing import Callable
 import numpy as np
 
 from engine.int8 import elementwise as ew
+from engine.int8 import int16
 from engine.int8.dsp_requant import add_requant_mode, dsp_requant
 from engine.int8.params import (AddParams, ConcatParams, ConvParams, CopyParams, DequantizeParams, FCParams,
-                                MeanParams, MoveParams, MulParams, Params, PoolParams, QuantizeParams,
-                                RequantParams, SoftmaxParams, TableParams, frozen_array)
+                                LeakyReluParams, MeanParams, MoveParams, MulParams, Params, PoolParams,
+                                QuantizeParams, RequantParams, SoftmaxParams, TableParams, TransposeConvParams,
+                                frozen_array)
 from engine.int8.pool import mean_multiplier
-from engine.int8.quant_math import quantize_multiplier, quantize_multipliers
+from engine.int8.quant_math import activation_range, quantize_multiplier, quantize_multipliers
 from engine.int8.readers import (act_grid, bias_of, check_fixed_output, check_same_grid, clamp_range, const_data,
                                  global_axes, is_quantized, node_error, reduce_axes, spatial_2d, tensor_of,
                                  weight_grid)
@@ -50,6 +52,8 @@ def prepare_node(g: Graph, node: Node) -> Params:
 @prepares("Conv")
 def _conv(g: Graph, node: Node) -> ConvParams:
     x, w, y = tensor_of(g, node, 0), tensor_of(g, node, 1), tensor_of(g, node, 0, True)
+    if x.dtype == "int16":
+        return _conv16(g, node, w)
     sx, zx = act_grid(node, x)
     so, zo = act_grid(node, y)
     wdata = const_data(node, w, "filter")
@@ -75,11 +79,23 @@ def _conv(g: Graph, node: Node) -> ConvParams:
                       lo, hi, dsp)
 
 
+def _conv16(g: Graph, node: Node, w: Tensor) -> ConvParams:
+    wdata = const_data(node, w, "filter")
+    layout = node.attrs.get("layout", "NCHW")
+    w4 = wdata[:, :, None] if (layout == "NCHW" and wdata.ndim == 3) else wdata
+    w4 = w4.transpose(0, 2, 3, 1) if layout == "NCHW" else (wdata[:, None] if wdata.ndim == 3 else wdata)
+    _, layout, rank, k, s, d, pads, out = spatial_2d(g, node, tuple(wdata.shape[2:] if layout == "NCHW"
+                                                                    else wdata.shape[1:-1]))
+    return int16.prepare_conv16(g, node, (layout, rank, k, s, d, pads, out, int(node.attrs.get("group", 1)), w4))
+
+
 @prepares("Gemm")
 def _gemm(g: Graph, node: Node) -> FCParams:
     a, w, y = tensor_of(g, node, 0), tensor_of(g, node, 1), tensor_of(g, node, 0, True)
     if node.attrs.get("transA", 0) or node.attrs.get("alpha", 1.0) != 1.0 or node.attrs.get("beta", 1.0) != 1.0:
         raise node_error(node, "int8 Gemm needs transA=0, alpha=1, beta=1 (a fully connected layer)")
+    if a.dtype == "int16":
+        return int16.prepare_fc16(g, node, const_data(node, w, "weights"), int(node.attrs.get("transB", 0)))
     sx, zx = act_grid(node, a)
     so, zo = act_grid(node, y)
     wdata = const_data(node, w, "weights")
@@ -101,6 +117,14 @@ def _gemm(g: Graph, node: Node) -> FCParams:
 @prepares("Add", "Sub")
 def _add(g: Graph, node: Node) -> AddParams:
     a, b, y = tensor_of(g, node, 0), tensor_of(g, node, 1), tensor_of(g, node, 0, True)
+    if y.dtype == "int16":  # add_common.cc / sub_common.cc: int16 lifts by 2**15
+        dt = ("int16",)
+        (s1, z1), (s2, z2), (so, zo) = act_grid(node, a, dt), act_grid(node, b, dt), act_grid(node, y, dt)
+        q = ew.add_params(s1, s2, so, int16.ADD16_LEFT_SHIFT)
+        lo, hi = activation_range(node.attrs.get("activation", "none"), so, zo, "int16", node.name, node.op)
+        rescale = (q["m1"], q["e1"], q["m2"], q["e2"], q["mo"], q["eo"])
+        return AddParams(z1, z2, zo, int16.ADD16_LEFT_SHIFT, *rescale, lo, hi, node.op == "Sub", y.dtype,
+                         add_requant_mode(*rescale))
     (s1, z1), (s2, z2), (so, zo) = act_grid(node, a), act_grid(node, b), act_grid(node, y)
     q = ew.add_params(s1, s2, so)
     lo, hi = clamp_range(node, y)
@@ -198,8 +222,10 @@ def _relu(g: Graph, node: Node) -> TableParams:
 
 
 @prepares("LeakyRelu")
-def _leaky(g: Graph, node: Node) -> TableParams:
+def _leaky(g: Graph, node: Node) -> TableParams | LeakyReluParams:
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
+    if x.dtype == "int16":
+        return int16.prepare_leaky16(g, node)
     (sx, zx), (so, zo) = act_grid(node, x), act_grid(node, y)
     return _table(node, x, y, ew.leaky_relu_fn(sx, so, float(node.attrs.get("alpha", 0.01)), zx, zo, y.dtype))
 
@@ -235,7 +261,7 @@ def _hard_swish(g: Graph, node: Node) -> TableParams:
 @prepares("QuantizeLinear")
 def _quantize(g: Graph, node: Node) -> QuantizeParams | TableParams | RequantParams:
     x, y = tensor_of(g, node, 0), tensor_of(g, node, 0, True)
-    so, zo = act_grid(node, y, ("int8", "uint8", "int16"))
+    so, zo = act_grid(node, y, ("int8", "uint8", "int16", "int32"))
     if not is_quantized(x):
         return QuantizeParams(so, zo, y.dtype)
     sx, zx = act_grid(node, x, ("int8", "uint8", "int16", "int32"))
@@ -304,3 +330,12 @@ def _concat(g: Graph, node: Node) -> ConcatParams:
             tables.append(frozen_array(ew.lookup_table(lambda q, zx=zx, m=m, e=e: ew.requantize(
                 q, zp_in=zx, zp_out=zo, multiplier=m, shift=e, dtype=y.dtype), x.dtype).astype(y.dtype)))
     return ConcatParams(axis, tuple(tables))
+
+
+@prepares("ConvTranspose")
+def _transpose_conv(g: Graph, node: Node) -> TransposeConvParams:
+    ctx = node_context(g, node)
+    _, _, _, _, k, s, _, pads, _, out, _ = ctx.op.geometry(ctx)
+    if ctx.attr("auto_pad") in ("SAME_UPPER", "VALID"):  # TFLite's padding: from the output size alone
+        pads = int16.tflite_transpose_pads(out, k, s, ctx.attr("auto_pad"))
+    return int16.prepare_transpose_conv(g, node, pads, out, s)

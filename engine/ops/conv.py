@@ -201,7 +201,6 @@ class ConvTranspose(OpDef):
     param_inputs = (1, 2)
     sets_channels = fuses_activation = onnx_same = True
     cost_kind = "conv"
-    float_only = "no int8 lowering or C kernel yet"
     doc = "2-D transposed convolution; W is (C, M/group, kH, kW) in NCHW, (M, kH, kW, C) in NHWC (TFLite)."
 
     def geometry(self, ctx):

@@ -17,7 +17,7 @@ from engine.ops.base import Attr, Cost, OpDef, register
 class QuantizeLinear(OpDef):
     name = "QuantizeLinear"
     inplace = prunes_through = quant_boundary = True
-    attrs = {"dtype": Attr("str", "int8", ("int8", "uint8", "int16", "int4"))}
+    attrs = {"dtype": Attr("str", "int8", ("int8", "uint8", "int16", "int4", "int32"))}
     doc = "float (or another int8 grid) -> integer grid of the output tensor's scale/zero point."
 
     def infer(self, ctx):

@@ -33,7 +33,7 @@ from engine.passes.fold import fold_batchnorm
 from engine.passes.fuse import fuse_activations, fuse_gemm, unfuse_activations
 from engine.passes.layout import to_nhwc
 from engine.passes.noops import remove_noops
-from engine.passes.quantize import check_int8_support, quantize_int8
+from engine.passes.quantize import check_int8_support, check_int16_support, quantize_int8
 
 LOW_SNR_DB = 15.0  # below this an output's int8 error is large enough to warn about
 _CLASSIFIER_TASKS = ("classification", "keyword_spotting", "visual_wake_words")
@@ -183,7 +183,7 @@ def compare_int8(float_graph: Graph, qgraph: Graph, samples: list[dict[str, np.n
         if per_layer:
             for name, v in got.items():
                 t = qgraph.tensors.get(name)
-                if t is None or t.quant is None or t.data is not None or name not in ref or t.dtype != "int8":
+                if t is None or t.quant is None or t.data is not None or name not in ref or t.dtype not in ("int8", "int16"):
                     continue
                 r = np.asarray(ref[name], np.float64)
                 d = t.quant.dequantize(v).astype(np.float64) - r
@@ -225,21 +225,28 @@ def prepare_float(graph: Graph, layout: str = "NHWC", verbose: bool = False) -> 
 def quantize_model(graph: Graph, calibration: np.ndarray | list[dict] | None = None, method: str = "minmax",
                    percentile: float = 99.99, *, labels: np.ndarray | None = None, task: str | None = None,
                    synthetic_samples: int = 32, seed: int = 0, layout: str = "NHWC", per_layer: bool = True,
-                   verbose: bool = False) -> tuple[Graph, PTQReport]:
+                   verbose: bool = False, activations: str = "int8") -> tuple[Graph, PTQReport]:
     """Float graph -> int8 graph runnable by engine.int8.run_int8, and a PTQReport.
 
     calibration: an (n, *input shape) float array for a one-input graph, a list of {input: array} feed dicts
     (original layout), or None for synthetic standard-normal data (the report then warns that accuracy is
     unknown). method: "minmax" or "percentile" (of `percentile`, e.g. 99.99). labels: optional class index
     per calibration sample, to report float and int8 accuracy. task: "classification" or "regression" to
-    override how outputs are judged (zoo graphs and Softmax outputs are recognized).
+    override how outputs are judged (zoo graphs and Softmax outputs are recognized). activations: "int8", or
+    "int16" for TFLite's 16x8 scheme (int16 activations, int8 weights, int64 bias: accuracy-sensitive audio).
     """
     if method not in ("minmax", "percentile"):
         raise TinyStudioError(f"calibration method must be minmax or percentile, got '{method}'")
     if method == "percentile" and not 50.0 < percentile <= 100.0:
         raise TinyStudioError(f"percentile must be in (50, 100], got {percentile}")
     prepared, reports = prepare_float(graph, layout, verbose)
-    check_int8_support(prepared)  # before any calibration work: unsupported ops fail in a second
+    if activations not in ("int8", "int16"):
+        raise TinyStudioError(f"activations must be int8 or int16, got '{activations}'")
+    # before any calibration work: unsupported ops fail in a second
+    if activations == "int16":
+        check_int16_support(prepared)
+    else:
+        check_int8_support(prepared)
     warnings: list[str] = []
     if calibration is None:
         calibration = synthetic_calibration(graph, synthetic_samples, seed)
@@ -252,7 +259,7 @@ def quantize_model(graph: Graph, calibration: np.ndarray | list[dict] | None = N
         source = {"source": "data", "samples": len(samples), "description": f"{len(samples)} samples of user data"}
     feeds = [to_graph_layout(prepared, f) for f in samples]
     ranges = collect_ranges(prepared, feeds, method, percentile)
-    qgraph, qreport = quantize_int8(prepared, ranges, verbose=verbose)
+    qgraph, qreport = quantize_int8(prepared, ranges, activations, verbose=verbose)
     reports.append(qreport)
     qgraph.meta["quantization"]["calibration"] = {"method": method, "percentile": percentile if method == "percentile"
                                                   else None, **source}

@@ -71,8 +71,31 @@ def check_int8_support(graph: Graph) -> None:
             if c is not None and (c.data is None or c.size != n):
                 raise GraphError(f"cannot quantize to int8: bias '{c.name}' must be {n} constant values",
                                  node.name, op)
+        if op == "ConvTranspose" and (node.attrs.get("layout", "NCHW") != "NHWC" or node.attrs.get("group", 1) != 1):
+            raise GraphError("cannot quantize to int8: integer ConvTranspose takes TFLite's NHWC layout with group 1",
+                             node.name, op)
         if op == "Resize" and node.attrs.get("mode", "nearest") != "nearest":
             raise GraphError("cannot quantize to int8: int8 Resize supports mode 'nearest' only", node.name, op)
+
+
+# TFLite 16x8: the ops the int16 reference and C run (engine/int8/int16.py; data movement moves byte pairs).
+INT16_OPS = ("Conv", "Gemm", "Add", "Sub", "LeakyRelu", "ConvTranspose", "Pad", "Slice", "Transpose", "Reshape",
+             "Flatten", "Squeeze", "Unsqueeze")
+
+
+def check_int16_support(graph: Graph) -> None:
+    """check_int8_support, then the 16x8 op set: a one-line GraphError naming the first node int16 cannot run."""
+    check_int8_support(graph)
+    for node in topological_order(graph):
+        if node.op not in INT16_OPS:
+            raise GraphError(f"cannot quantize to int16 activations: no int16 kernel for {node.op} (int16 ops: "
+                             f"{', '.join(sorted(INT16_OPS))})", node.name, node.op)
+
+
+def int16_grid(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, 0): TFLite 16x8 activations are symmetric int16 with zero point 0."""
+    m = max(abs(float(lo)), abs(float(hi)))
+    return (float(np.float32(m / 32767.0)) if m > 1e-30 else 1.0), 0
 
 
 # ---- grids -------------------------------------------------------------------------------------------
@@ -100,12 +123,15 @@ def quantize_weights(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, Quant]:
     return q, Quant(scale, np.zeros(scale.shape, np.int64), axis)
 
 
-def quantize_bias(b: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> tuple[np.ndarray, Quant]:
+def quantize_bias(b: np.ndarray, input_scale: float, weight_scale: np.ndarray,
+                  dtype: str = "int32") -> tuple[np.ndarray, Quant]:
     scale = (np.float64(input_scale) * weight_scale.astype(np.float64)).astype(np.float32)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
     if scale.size == 1 and b.size > 1:
         scale = np.full(b.shape, scale[0], np.float32)
-    q = np.clip(np.rint(b / scale.astype(np.float64)), INT32.min, INT32.max).astype(np.int32)
+    # int64 (16x8) is clipped to +-2**62: float64's bound below 2**63, far beyond any real accumulator
+    lo, hi = (INT32.min, INT32.max) if dtype == "int32" else (-(2.0 ** 62), 2.0 ** 62)
+    q = np.clip(np.rint(b / scale.astype(np.float64)), lo, hi).astype(dtype)
     return q, Quant(scale, np.zeros(scale.shape, np.int64), 0 if scale.size > 1 else None)
 
 
@@ -174,7 +200,8 @@ def _own_constants(g: Graph) -> None:
             claimed.add(name)
 
 
-def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str]) -> dict[str, tuple[float, int]]:
+def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str],
+           grid_of=activation_grid) -> dict[str, tuple[float, int]]:
     groups = _Groups()
     fixed: dict[str, tuple[float, int]] = {}
     for node in g.nodes:
@@ -206,32 +233,41 @@ def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str]) ->
                     hi.append(ranges[n][1])
                 else:
                     raise GraphError(f"cannot quantize to int8: no calibration range for tensor '{n}'")
-            grid = activation_grid(min(lo), max(hi))
+            grid = grid_of(min(lo), max(hi))
         for n in names:
             out[n] = grid
     return out
 
 
 @graph_pass
-def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple[Graph, PassReport]:
-    """Int8 graph from a float graph and activation ranges (see the module docstring for the rules)."""
+def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]],
+                  activations: str = "int8") -> tuple[Graph, PassReport]:
+    """Int8 graph from a float graph and activation ranges (see the module docstring for the rules).
+    activations="int16": TFLite's 16x8 scheme (symmetric int16 activations, int8 weights, int64 bias)."""
+    if activations not in ("int8", "int16"):
+        raise GraphError(f"activations must be int8 or int16, got '{activations}'")
     g = graph
     report = PassReport("quantize_int8")
     quantized = [t.name for t in g.tensors.values() if t.quant is not None]
     if quantized:
         raise GraphError(f"cannot quantize: the graph is already quantized (tensor '{quantized[0]}' has a quant)")
-    check_int8_support(g)
+    s16 = activations == "int16"
+    if s16:
+        check_int16_support(g)
+    else:
+        check_int8_support(g)
     _own_constants(g)
     acts = list(dict.fromkeys([n for n in g.inputs if g.tensors[n].dtype in FLOAT_DTYPES]
                               + [o for node in g.nodes for o in node.outputs if g.tensors[o].dtype in FLOAT_DTYPES]))
-    grids = _grids(g, ranges, acts)
+    grid_of = int16_grid if s16 else activation_grid
+    grids = _grids(g, ranges, acts, grid_of)
 
     def set_grid(name: str) -> None:
         t = g.tensors[name]
         s, z = grids[name]
         q = Quant(np.array([s], np.float32), np.array([z], np.int64))
-        data = None if t.data is None else q.quantize(t.data, "int8")
-        g.tensors[name] = Tensor(name, t.shape, "int8", q, data, dict(t.meta))
+        data = None if t.data is None else q.quantize(t.data, activations)
+        g.tensors[name] = Tensor(name, t.shape, activations, q, data, dict(t.meta))
 
     for name in acts:
         set_grid(name)
@@ -257,13 +293,16 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
                 set_grid(name)
                 report.count("constants_shared_grid")
             else:
-                s, z = activation_grid(float(t.data.min()), float(t.data.max()))
+                s, z = grid_of(float(t.data.min()), float(t.data.max()))
                 quant = Quant(np.array([s], np.float32), np.array([z], np.int64))
-                g.tensors[name] = Tensor(name, t.shape, "int8", quant, quant.quantize(t.data, "int8"), dict(t.meta))
+                g.tensors[name] = Tensor(name, t.shape, activations, quant, quant.quantize(t.data, activations),
+                                         dict(t.meta))
                 report.count("constants_per_tensor")
         if node.op in WEIGHTED and len(node.inputs) > 2 and node.inputs[2]:
             b, w, x = (g.tensors[node.inputs[k]] for k in (2, 1, 0))
-            widened = widen_for_bias(graph_floats[w.name], w.quant.axis, b.data, float(x.quant.scale[0]), w.quant)
+            # int16x8 biases are int64: only int32 ones can run out of range
+            widened = None if s16 else widen_for_bias(graph_floats[w.name], w.quant.axis, b.data,
+                                                      float(x.quant.scale[0]), w.quant)
             if widened is not None:
                 q, quant, n = widened
                 w = g.tensors[w.name] = Tensor(w.name, w.shape, "int8", quant, q, dict(w.meta))
@@ -271,15 +310,19 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
                 report.warnings.append(f"node '{node.name}' ({node.op}): {n} of {quant.scale.size} output channels "
                                        "have near-zero weights under a large bias; their weight scale was widened "
                                        "so the int32 bias and accumulator fit (as the TFLite converter does)")
-            q, quant = quantize_bias(b.data, float(x.quant.scale[0]), w.quant.scale)
+            bdt = "int64" if s16 else "int32"
+            q, quant = quantize_bias(b.data, float(x.quant.scale[0]), w.quant.scale, bdt)
             # 1-D (n,) even for a (1, n) Gemm bias: the per-channel axis is then axis 0, as TFLite stores it.
-            g.tensors[b.name] = Tensor(b.name, q.shape, "int32", quant, q, dict(b.meta))
-            report.count("biases_int32")
+            g.tensors[b.name] = Tensor(b.name, q.shape, bdt, quant, q, dict(b.meta))
+            report.count(f"biases_{bdt}")
     g.meta["quantization"] = {
-        "scheme": "int8 (TFLite): per-tensor asymmetric activations, per-channel symmetric weights, int32 bias",
+        "scheme": ("int16x8 (TFLite 16x8): per-tensor symmetric int16 activations (zero point 0), per-channel "
+                   "symmetric int8 weights, int64 bias") if s16 else
+                  "int8 (TFLite): per-tensor asymmetric activations, per-channel symmetric weights, int32 bias",
         "inputs": {n: _grid_record(g.tensors[n]) for n in g.inputs},
         "outputs": {n: _grid_record(g.tensors[n]) for n in g.outputs},
-        "how_to_quantize_input": "q = clip(round(x / scale) + zero_point, -128, 127)",
+        "how_to_quantize_input": ("q = clip(round(x / scale), -32768, 32767)" if s16
+                                  else "q = clip(round(x / scale) + zero_point, -128, 127)"),
         "how_to_dequantize_output": "x = scale * (q - zero_point)",
     }
     return g, report

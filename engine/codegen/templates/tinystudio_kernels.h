@@ -178,6 +178,53 @@ void ts_copy_s8(const ts_copy_params *p, const int8_t *x, int8_t *y, const int8_
 /* y[i] = index[i] < 0 ? fill : x[index[i]]: data movement with an irregular pattern (Gather, Resize, Pad). */
 void ts_gather_s8(const int8_t *x, const int32_t *index, int32_t n, int32_t fill, int8_t *y);
 
+/* ---- 16x8 kernels (ts_s16_ref.c): int16 activations, int8 weights, int64 (or int32) bias ---- */
+typedef struct {
+    const int64_t *bias;          /* NULL: no bias */
+    const int32_t *multiplier;    /* Q31, one per channel or one */
+    const int32_t *shift;
+    int32_t per_channel, acc64, act_min, act_max;
+} ts_s16_requant;
+
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c, group;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+    const int8_t *w;              /* (M, kH, kW, C/group) minus zero points */
+    ts_s16_requant q;
+} ts_conv_s16_params;
+
+typedef struct {
+    int32_t rows, depth, units;
+    const int8_t *w;              /* (units, depth) */
+    ts_s16_requant q;
+} ts_fc_s16_params;
+
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, pad_top, pad_left, input_offset, output_offset;
+    const int8_t *w;              /* (M, kH, kW, C) minus zero points */
+    ts_s16_requant q;             /* int8: bias values within int32, acc64 0 */
+} ts_transpose_conv_params;
+
+typedef struct {
+    int32_t x_zp, y_zp, m_identity, e_identity, m_alpha, e_alpha;
+} ts_leaky_s16_params;
+
+void ts_conv_s16(const ts_conv_s16_params *p, const int16_t *x, int16_t *y);
+void ts_fc_s16(const ts_fc_s16_params *p, const int16_t *x, int16_t *y);
+/* TRANSPOSE_CONV, int16 and int8; scratch: one int64 per output element */
+void ts_transpose_conv_s16(const ts_transpose_conv_params *p, const int16_t *x, int16_t *y, int64_t *scratch);
+void ts_transpose_conv_s8(const ts_transpose_conv_params *p, const int8_t *x, int8_t *y, int64_t *scratch);
+void ts_add_s16(const ts_add_params *p, const int16_t *a, const int16_t *b, int16_t *y);
+void ts_leaky_relu_s16(const ts_leaky_s16_params *p, const int16_t *x, int16_t *y, int32_t n);
+
+typedef struct {
+    int32_t x_bytes, y_bytes;     /* 2 or 4; 1, 2 or 4 */
+    int32_t x_zp, y_zp, multiplier, shift, y_min, y_max;
+} ts_requant_int_params;
+
+void ts_requantize_int(const ts_requant_int_params *p, const void *x, void *y, int32_t n);
+
 #ifdef __cplusplus
 }
 #endif
