@@ -136,6 +136,32 @@ def widen_for_bias(w: np.ndarray, axis: int, b: np.ndarray, input_scale: float,
     return q, Quant(new, np.zeros(new.shape, np.int64), axis), int(widen.sum())
 
 
+NEAR_ZERO = 1e-6  # the TFLite (MLIR) quantizer's kNearZeroTolerance
+
+
+def collapsed_range(lo: float, hi: float, names: list[str], report: PassReport) -> tuple[float, float]:
+    """A calibrated range that collapsed, as the TFLite converter handles it, with a warning naming the tensors.
+
+    A range narrower than 1e-6 but not empty (a tensor ~1e-20 on every calibration sample) is widened to 1e-6
+    around its values (the converter's ExpandVeryNarrowRange): its scale would otherwise be ~1e-23 and the
+    requantization multipliers of its producer and consumers leave what int32 fixed point (and the C) can hold.
+    A range exactly [0, 0] (a dead ReLU: 0 on every sample) keeps scale 1, zero point -128, as TFLite's."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    which = ", ".join(f"'{n}'" for n in sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if hi - lo == 0.0:
+        report.count("ranges_all_zero")
+        report.warnings.append(f"tensor {which} is 0 on every calibration sample (a dead activation?); it gets "
+                               "TFLite's grid for an empty range (scale 1): check the calibration data")
+    elif hi - lo < NEAR_ZERO:
+        half = (NEAR_ZERO - (hi - lo)) / 2
+        new_lo, new_hi = (0.0, NEAR_ZERO) if lo == 0.0 else (-NEAR_ZERO, 0.0) if hi == 0.0 else (lo - half, hi + half)
+        report.count("ranges_widened", 1)
+        report.warnings.append(f"tensor {which}: calibrated range [{lo:.3g}, {hi:.3g}] is narrower than {NEAR_ZERO:g}; "
+                               f"widened to [{new_lo:.3g}, {new_hi:.3g}] as the TFLite converter does")
+        lo, hi = new_lo, new_hi
+    return lo, hi
+
+
 class _Groups:
     """Union-find over tensor names: members of a group share one int8 grid."""
 
@@ -172,7 +198,8 @@ def _own_constants(g: Graph) -> None:
             claimed.add(name)
 
 
-def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str]) -> dict[str, tuple[float, int]]:
+def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str],
+           report: PassReport) -> dict[str, tuple[float, int]]:
     groups = _Groups()
     fixed: dict[str, tuple[float, int]] = {}
     for node in g.nodes:
@@ -204,7 +231,7 @@ def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str]) ->
                     hi.append(ranges[n][1])
                 else:
                     raise GraphError(f"cannot quantize to int8: no calibration range for tensor '{n}'")
-            grid = activation_grid(min(lo), max(hi))
+            grid = activation_grid(*collapsed_range(min(lo), max(hi), names, report))
         for n in names:
             out[n] = grid
     return out
@@ -222,7 +249,7 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
     _own_constants(g)
     acts = list(dict.fromkeys([n for n in g.inputs if g.tensors[n].dtype in FLOAT_DTYPES]
                               + [o for node in g.nodes for o in node.outputs if g.tensors[o].dtype in FLOAT_DTYPES]))
-    grids = _grids(g, ranges, acts)
+    grids = _grids(g, ranges, acts, report)
 
     def set_grid(name: str) -> None:
         t = g.tensors[name]
