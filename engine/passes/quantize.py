@@ -35,6 +35,8 @@ FIXED_OUTPUT = {name: OPS[name].fixed_grid for name in ops_where(lambda op: op.f
 WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at input 2
 QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 INT32 = np.iinfo(np.int32)
+NEAR_ZERO = 1e-6  # the TFLite (MLIR) quantizer's kNearZeroTolerance: narrower activation ranges are widened to it
+MIN_WEIGHT = 127 * float(np.finfo(np.float32).tiny)  # below it max|w| / 127 is no normal float32 scale
 
 
 # ---- what int8 can run -------------------------------------------------------------------------------
@@ -87,15 +89,27 @@ def activation_grid(lo: float, hi: float, qmin: int = -128, qmax: int = 127) -> 
 
 
 def quantize_weights(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, Quant]:
-    """Symmetric per-channel int8 (narrow range [-127, 127]) along `axis`."""
+    """Symmetric per-channel int8 (narrow range [-127, 127]) along `axis`. A nonzero channel so small that
+    max|w| / 127 is not a normal float32 (weights of 1e-44 gave a scale of 0, so weights of 127 on a zero grid)
+    gets the smallest normal scale instead: its weights quantize to 0, as they nearly are (see
+    near_zero_channels; widen_for_bias then makes room for a large bias)."""
     w = np.asarray(w, dtype=np.float64)
     other = tuple(i for i in range(w.ndim) if i != axis)
     m = np.abs(w).max(axis=other) if other else np.abs(w)
+    m = np.where((m > 0) & (m < MIN_WEIGHT), MIN_WEIGHT, m)
     scale = np.where(m > 0, m / 127.0, 1.0).astype(np.float32)  # an all-zero channel: any scale, TFLite uses 1
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.rint(w / scale.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
     return q, Quant(scale, np.zeros(scale.shape, np.int64), axis)
+
+
+def near_zero_channels(w: np.ndarray, axis: int) -> int:
+    """How many channels quantize_weights gives the smallest normal scale (nonzero, max|w| < MIN_WEIGHT)."""
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    m = w.max(axis=other) if other else w
+    return int(((m > 0) & (m < MIN_WEIGHT)).sum())
 
 
 def quantize_bias(b: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> tuple[np.ndarray, Quant]:
@@ -134,9 +148,6 @@ def widen_for_bias(w: np.ndarray, axis: int, b: np.ndarray, input_scale: float,
     shape[axis] = -1
     q = np.clip(np.rint(wf / new.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
     return q, Quant(new, np.zeros(new.shape, np.int64), axis), int(widen.sum())
-
-
-NEAR_ZERO = 1e-6  # the TFLite (MLIR) quantizer's kNearZeroTolerance
 
 
 def collapsed_range(lo: float, hi: float, names: list[str], report: PassReport) -> tuple[float, float]:
@@ -272,6 +283,12 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
                 axis = OPS[node.op].weight_channel_axis(node)
                 q, quant = quantize_weights(t.data, axis)
                 g.tensors[name] = Tensor(name, t.shape, "int8", quant, q, dict(t.meta))
+                tiny = near_zero_channels(t.data, axis)
+                if tiny:
+                    report.count("weight_ranges_widened", tiny)
+                    report.warnings.append(f"node '{node.name}' ({node.op}): {tiny} of {quant.scale.size} output "
+                                           f"channels have weights below {MIN_WEIGHT:.3g} (float32 subnormals); their "
+                                           "scale was raised to the smallest normal float32, so they quantize to 0")
                 report.count("weights_per_channel")
             elif node.op in WEIGHTED and i == 2:
                 continue  # after the weights: the bias scale needs them

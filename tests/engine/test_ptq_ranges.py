@@ -68,3 +68,28 @@ def test_collapsed_and_dead_ranges_quantize_warn_and_export_bit_exact(tmp_path):
     lib = generate_library(qg, "collapse")
     res = verify_host(qg, lib, n_random=20, workdir=tmp_path)
     assert res.bit_exact, res.first_mismatch
+
+
+def _subnormal_channel_conv() -> bytes:
+    """A 27-tap conv whose channel 0 holds weights of 1e-44 (float32 subnormals) and channel 1 exact zeros."""
+    rng = np.random.default_rng(3)
+    k = rng.normal(0, 0.2, (8, 3, 3, 3)).astype(np.float32)
+    k[0], k[1] = np.float32(1e-44), 0.0
+    w = TFLiteWriter()
+    x, y = w.tensor("x", (1, 8, 8, 3)), w.tensor("y", (1, 8, 8, 8))
+    w.op("CONV_2D", [x, w.const("k", k), w.const("b", np.zeros(8, np.float32))], [y], "Conv2DOptions", Padding=0,
+         StrideW=1, StrideH=1, FusedActivationFunction=1)
+    return w.finish([x], [y])
+
+
+def test_subnormal_weight_channels_are_widened_not_given_a_zero_scale(tmp_path):
+    """max|w| / 127 of 1e-44 is 0 in float32: the weights became 127 on a zero scale and the accumulator range
+    left int32. They get the smallest normal float32 scale instead, and weights 0."""
+    g = load_tflite("subnormal.tflite", data=_subnormal_channel_conv())
+    qg, rep = quantize_model(g, synthetic_samples=8, per_layer=False)
+    k = qg.tensors["k"]
+    assert float(k.quant.scale[0]) == np.finfo(np.float32).tiny and not k.data[0].any()
+    assert float(k.quant.scale[1]) == 1.0 and not k.data[1].any()   # an all-zero channel: TFLite's scale 1
+    assert any("1 of 8 output channels have weights below" in w and "subnormal" in w for w in rep.warnings), rep.warnings
+    res = verify_host(qg, generate_library(qg, "subnormal"), n_random=10, workdir=tmp_path)
+    assert res.bit_exact, res.first_mismatch
