@@ -154,21 +154,23 @@ def collapsed_range(lo: float, hi: float, names: list[str], report: PassReport) 
     """A calibrated range that collapsed, as the TFLite converter handles it, with a warning naming the tensors.
 
     A range narrower than 1e-6 but not empty (a tensor ~1e-20 on every calibration sample) is widened to 1e-6
-    around its values (the converter's ExpandVeryNarrowRange): its scale would otherwise be ~1e-23 and the
-    requantization multipliers of its producer and consumers leave what int32 fixed point (and the C) can hold.
-    A range exactly [0, 0] (a dead ReLU: 0 on every sample) keeps scale 1, zero point -128, as TFLite's."""
+    (the MLIR quantizer's ExpandVeryNarrowRange widens it symmetrically around its values; a range with 0 at one
+    end, a ReLU output, is widened away from 0 here so that 0 stays its edge): its scale would otherwise be ~1e-23
+    and the requantization multipliers of its producer and consumers leave what int32 fixed point (and the C)
+    can hold. A range exactly [0, 0] (a dead ReLU: 0 on every sample) keeps the grid activation_grid gives an
+    empty range (scale 1, zero point -128), now with a warning."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     which = ", ".join(f"'{n}'" for n in sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     if hi - lo == 0.0:
         report.count("ranges_all_zero")
         report.warnings.append(f"tensor {which} is 0 on every calibration sample (a dead activation?); it gets "
-                               "TFLite's grid for an empty range (scale 1): check the calibration data")
+                               "the grid of an empty range (scale 1): check the calibration data")
     elif hi - lo < NEAR_ZERO:
         half = (NEAR_ZERO - (hi - lo)) / 2
         new_lo, new_hi = (0.0, NEAR_ZERO) if lo == 0.0 else (-NEAR_ZERO, 0.0) if hi == 0.0 else (lo - half, hi + half)
         report.count("ranges_widened", 1)
         report.warnings.append(f"tensor {which}: calibrated range [{lo:.3g}, {hi:.3g}] is narrower than {NEAR_ZERO:g}; "
-                               f"widened to [{new_lo:.3g}, {new_hi:.3g}] as the TFLite converter does")
+                               f"widened to [{new_lo:.3g}, {new_hi:.3g}] (the TFLite converter's near-zero tolerance)")
         lo, hi = new_lo, new_hi
     return lo, hi
 

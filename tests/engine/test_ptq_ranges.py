@@ -62,7 +62,7 @@ def test_collapsed_and_dead_ranges_quantize_warn_and_export_bit_exact(tmp_path):
     qg, rep = quantize_model(g, synthetic_samples=16, per_layer=False)
     t = qg.tensors["t"]
     assert float(t.quant.scale[0]) == pytest.approx(NEAR_ZERO / 255, rel=1e-6)   # not ~1e-16
-    assert float(qg.tensors["d"].quant.scale[0]) == 1.0                           # TFLite's empty-range grid
+    assert float(qg.tensors["d"].quant.scale[0]) == 1.0                           # the empty-range grid
     assert any("'t'" in w and "widened" in w for w in rep.warnings), rep.warnings
     assert any("'d'" in w and "0 on every calibration sample" in w for w in rep.warnings), rep.warnings
     lib = generate_library(qg, "collapse")
