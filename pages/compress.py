@@ -16,6 +16,7 @@ from app.workflows.compress import (NO_TRAINING_NEEDED, accepted_params, compres
                                     result_trained, without_untrained_accuracy)
 from app.state import get_store, graph_of, require_current, session_caption
 from engine.compress import list_actions
+from engine.compress.base import report_warnings
 from engine.errors import TinyStudioError
 from engine.train.graphs import data_mismatch
 from engine.serialize import load as load_graph
@@ -102,6 +103,8 @@ if done:
                    and r["after"].get("accuracy") is not None else " (not shown)"))
     for note in r.get("notes", []):
         st.info(note)
+    for warning in report_warnings(r.get("report", {})):  # PTQ: what was clamped or widened to export
+        st.warning(warning, icon=":material/warning:")
     mcu_ids, runtime = widgets.mcu_picker()
     with widgets.user_errors():
         targets = profile_targets(mcu_ids, runtime)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from app.commands.common import (check_out, fmt_int, load_tsgraph, model_for_data, open_model, print_json,
                                  progress_log)
 from app.workflows.files import write_model
+from engine.compress.base import report_warnings
 from engine.errors import TinyStudioError
 
 
@@ -64,7 +65,9 @@ def cmd_compress(args) -> int:
         rows.append((name, fmt_int(m["macs"]), fmt_int(m["weight_bytes"]), fmt_int(m["activation_peak_bytes"]), acc))
     for r in rows:
         print(f"{r[0]:<8} " + "  ".join(c.rjust(13) for c in r[1:]))
-    for n in res.notes + [w for w in (res.report.get("warnings") or []) if isinstance(w, str)]:
+    for n in res.notes:
         print(f"note     {n}")
+    for w in report_warnings(res.report):
+        print(f"warning  {w}")
     print(f"wrote    {out}")
     return 0

@@ -123,6 +123,13 @@ def dequantize_weights(g: Graph) -> Graph:
     return out
 
 
+def report_warnings(report: dict) -> list[str]:
+    """Warnings an action's report carries for the user (its own, and PTQ's: calibration, what was clamped), once
+    each: what the CLI prints and the Compress page shows."""
+    found = list(report.get("warnings") or []) + list((report.get("ptq") or {}).get("warnings") or [])
+    return [w for w in dict.fromkeys(found) if isinstance(w, str)]
+
+
 def float_form(g: Graph) -> Graph:
     """An int8 graph (quantized activations) as the float graph it approximates, so that actions which train or
     cut channels can follow quantization: constants dequantized exactly (scale x integer), activations float32,

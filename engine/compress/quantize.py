@@ -40,8 +40,10 @@ def ptq(graph: Graph, data, params: dict, seed: int = 0) -> tuple[Graph, dict]:
                              percentile=params["percentile"], labels=labels, layout=params["layout"],
                              activations=params.get("activations", "int8"))
     doc = rep.to_json()
-    return qg, {"ptq": {k: doc[k] for k in ("method", "percentile", "calibration", "outputs", "layers",
-                                            "warnings")}}
+    out = {k: doc[k] for k in ("method", "percentile", "calibration", "outputs", "layers", "warnings")}
+    # what quantization bent to make the model export (widened weight scales, collapsed ranges): its own list
+    out["clamped"] = [w for p in rep.passes if p.name == "quantize_int8" for w in p.warnings]
+    return qg, {"ptq": out}
 
 
 def run_ptq(graph: Graph, params: dict, ctx: ActionContext) -> tuple[Graph, dict]:

@@ -37,6 +37,8 @@ WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at inpu
 QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 INT32 = np.iinfo(np.int32)
 OWN_QUANTIZER = {"SVDF": quantize_svdf}   # op -> how its constant inputs and state are quantized
+NEAR_ZERO = 1e-6  # the TFLite (MLIR) quantizer's kNearZeroTolerance: narrower activation ranges are widened to it
+MIN_WEIGHT = 127 * float(np.finfo(np.float32).tiny)  # below it max|w| / 127 is no normal float32 scale
 
 
 # ---- what int8 can run -------------------------------------------------------------------------------
@@ -112,15 +114,27 @@ def activation_grid(lo: float, hi: float, qmin: int = -128, qmax: int = 127) -> 
 
 
 def quantize_weights(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, Quant]:
-    """Symmetric per-channel int8 (narrow range [-127, 127]) along `axis`."""
+    """Symmetric per-channel int8 (narrow range [-127, 127]) along `axis`. A nonzero channel so small that
+    max|w| / 127 is not a normal float32 (weights of 1e-44 gave a scale of 0, so weights of 127 on a zero grid)
+    gets the smallest normal scale instead: its weights quantize to 0, as they nearly are (see
+    near_zero_channels; widen_for_bias then makes room for a large bias)."""
     w = np.asarray(w, dtype=np.float64)
     other = tuple(i for i in range(w.ndim) if i != axis)
     m = np.abs(w).max(axis=other) if other else np.abs(w)
+    m = np.where((m > 0) & (m < MIN_WEIGHT), MIN_WEIGHT, m)
     scale = np.where(m > 0, m / 127.0, 1.0).astype(np.float32)  # an all-zero channel: any scale, TFLite uses 1
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.rint(w / scale.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
     return q, Quant(scale, np.zeros(scale.shape, np.int64), axis)
+
+
+def near_zero_channels(w: np.ndarray, axis: int) -> int:
+    """How many channels quantize_weights gives the smallest normal scale (nonzero, max|w| < MIN_WEIGHT)."""
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    m = w.max(axis=other) if other else w
+    return int(((m > 0) & (m < MIN_WEIGHT)).sum())
 
 
 def quantize_bias(b: np.ndarray, input_scale: float, weight_scale: np.ndarray,
@@ -164,6 +178,31 @@ def widen_for_bias(w: np.ndarray, axis: int, b: np.ndarray, input_scale: float,
     return q, Quant(new, np.zeros(new.shape, np.int64), axis), int(widen.sum())
 
 
+def collapsed_range(lo: float, hi: float, names: list[str], report: PassReport) -> tuple[float, float]:
+    """A calibrated range that collapsed, as the TFLite converter handles it, with a warning naming the tensors.
+
+    A range narrower than 1e-6 but not empty (a tensor ~1e-20 on every calibration sample) is widened to 1e-6
+    (the MLIR quantizer's ExpandVeryNarrowRange widens it symmetrically around its values; a range with 0 at one
+    end, a ReLU output, is widened away from 0 here so that 0 stays its edge): its scale would otherwise be ~1e-23
+    and the requantization multipliers of its producer and consumers leave what int32 fixed point (and the C)
+    can hold. A range exactly [0, 0] (a dead ReLU: 0 on every sample) keeps the grid activation_grid gives an
+    empty range (scale 1, zero point -128), now with a warning."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    which = ", ".join(f"'{n}'" for n in sorted(names)[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    if hi - lo == 0.0:
+        report.count("ranges_all_zero")
+        report.warnings.append(f"tensor {which} is 0 on every calibration sample (a dead activation?); it gets "
+                               "the grid of an empty range (scale 1): check the calibration data")
+    elif hi - lo < NEAR_ZERO:
+        half = (NEAR_ZERO - (hi - lo)) / 2
+        new_lo, new_hi = (0.0, NEAR_ZERO) if lo == 0.0 else (-NEAR_ZERO, 0.0) if hi == 0.0 else (lo - half, hi + half)
+        report.count("ranges_widened", 1)
+        report.warnings.append(f"tensor {which}: calibrated range [{lo:.3g}, {hi:.3g}] is narrower than {NEAR_ZERO:g}; "
+                               f"widened to [{new_lo:.3g}, {new_hi:.3g}] (the TFLite converter's near-zero tolerance)")
+        lo, hi = new_lo, new_hi
+    return lo, hi
+
+
 class _Groups:
     """Union-find over tensor names: members of a group share one int8 grid."""
 
@@ -201,7 +240,7 @@ def _own_constants(g: Graph) -> None:
 
 
 def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str],
-           grid_of=activation_grid) -> dict[str, tuple[float, int]]:
+           report: PassReport, grid_of=activation_grid) -> dict[str, tuple[float, int]]:
     groups = _Groups()
     fixed: dict[str, tuple[float, int]] = {}
     for node in g.nodes:
@@ -233,7 +272,7 @@ def _grids(g: Graph, ranges: dict[str, tuple[float, float]], acts: list[str],
                     hi.append(ranges[n][1])
                 else:
                     raise GraphError(f"cannot quantize to int8: no calibration range for tensor '{n}'")
-            grid = grid_of(min(lo), max(hi))
+            grid = grid_of(*collapsed_range(min(lo), max(hi), names, report))
         for n in names:
             out[n] = grid
     return out
@@ -260,7 +299,7 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]],
     acts = list(dict.fromkeys([n for n in g.inputs if g.tensors[n].dtype in FLOAT_DTYPES]
                               + [o for node in g.nodes for o in node.outputs if g.tensors[o].dtype in FLOAT_DTYPES]))
     grid_of = int16_grid if s16 else activation_grid
-    grids = _grids(g, ranges, acts, grid_of)
+    grids = _grids(g, ranges, acts, report, grid_of)
 
     def set_grid(name: str) -> None:
         t = g.tensors[name]
@@ -286,6 +325,12 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]],
                 axis = OPS[node.op].weight_channel_axis(node)
                 q, quant = quantize_weights(t.data, axis)
                 g.tensors[name] = Tensor(name, t.shape, "int8", quant, q, dict(t.meta))
+                tiny = near_zero_channels(t.data, axis)
+                if tiny:
+                    report.count("weight_ranges_widened", tiny)
+                    report.warnings.append(f"node '{node.name}' ({node.op}): {tiny} of {quant.scale.size} output "
+                                           f"channels have weights below {MIN_WEIGHT:.3g} (float32 subnormals); their "
+                                           "scale was raised to the smallest normal float32, so they quantize to 0")
                 report.count("weights_per_channel")
             elif node.op in WEIGHTED and i == 2:
                 continue  # after the weights: the bias scale needs them

@@ -234,6 +234,18 @@ def test_qdq_export_agrees_with_run_int8_in_onnxruntime(spec):
 _ACT = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3}
 
 
+def _padding(n, x_shape, k, s) -> int:
+    """TFLite's Padding enum (0 SAME, 1 VALID) from auto_pad (imported files) or explicit pads (zoo graphs)."""
+    auto = n.attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "VALID"):
+        return 0 if auto == "SAME_UPPER" else 1
+    pads = list(n.attrs.get("pads", [0, 0, 0, 0]))
+    if not any(pads):
+        return 1
+    assert pads == same_pads(x_shape[1:3], k, s), "TFLite pads are SAME or VALID"
+    return 0
+
+
 def to_tflite(qg: Graph) -> bytes:
     """A test-only TFLite writer for the ops of the MLPerf CNNs, straight from the int8 graph's tensors."""
     from tests.engine.tflite_writer import TFLiteWriter
@@ -253,8 +265,7 @@ def to_tflite(qg: Graph) -> bytes:
         if n.op == "Conv":
             x, wt = qg.tensors[n.inputs[0]], qg.tensors[n.inputs[1]]
             k, s = wt.shape[1:3], n.attrs.get("strides", [1, 1])
-            assert n.attrs.get("pads") == same_pads(x.shape[1:3], k, s), "TFLite pads are SAME or VALID"
-            geo = dict(Padding=0, StrideH=s[0], StrideW=s[1], DilationHFactor=1, DilationWFactor=1,
+            geo = dict(Padding=_padding(n, x.shape, k, s), StrideH=s[0], StrideW=s[1], DilationHFactor=1, DilationWFactor=1,
                        FusedActivationFunction=_ACT[n.attrs.get("activation", "none")])
             if n.attrs.get("group", 1) == 1:
                 ins = [tensor(n.inputs[0]), tensor(n.inputs[1]), tensor(n.inputs[2])]
@@ -266,6 +277,12 @@ def to_tflite(qg: Graph) -> bytes:
         elif n.op == "Add":
             w.op("ADD", [tensor(i) for i in n.inputs], [y], "AddOptions",
                  FusedActivationFunction=_ACT[n.attrs.get("activation", "none")])
+        elif n.op in ("AveragePool", "MaxPool"):  # VALID (no pads) or SAME, as TFLite pads
+            k, s = n.attrs["kernel_shape"], n.attrs.get("strides", [1, 1])
+            pad = _padding(n, qg.tensors[n.inputs[0]].shape, k, s)
+            w.op("AVERAGE_POOL_2D" if n.op == "AveragePool" else "MAX_POOL_2D", [tensor(n.inputs[0])], [y],
+                 "Pool2DOptions", Padding=pad, StrideW=s[1], StrideH=s[0], FilterWidth=k[1],
+                 FilterHeight=k[0], FusedActivationFunction=_ACT[n.attrs.get("activation", "none")])
         elif n.op == "GlobalAveragePool":
             axes = w.const(f"{n.name}_axes", np.array([1, 2], np.int32))
             w.op("MEAN", [tensor(n.inputs[0]), axes], [y], "ReducerOptions", KeepDims=True)
