@@ -79,8 +79,9 @@ def text_lines(challenge, res) -> list[str]:
         if c.name == "export":
             value, limit = f"{c.value}/{c.limit} bit-exact", f"{c.limit}/{c.limit}"
         else:
-            value, limit = fmt_value(c.name, c.value), (">= " if c.name == "accuracy" else "<= ") + \
-                fmt_value(c.name, c.limit) if c.limit is not None else "-"
+            value, limit = fmt_value(c.name, c.value), fmt_value(c.name, c.limit)
+            if c.limit is not None and (c.name in UNITS or c.name == "accuracy"):
+                limit = (">= " if c.name == "accuracy" else "<= ") + limit
         rows.append((c.name, value, limit, "pass" if c.passed else "FAIL"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     out += ["  ".join(r[i].ljust(widths[i]) if i in (0, 3) else r[i].rjust(widths[i]) for i in range(4)).rstrip()
