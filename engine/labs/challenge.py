@@ -231,6 +231,8 @@ def _text(doc: dict, key: str, fail, required: bool = False) -> str | None:
 def _file(doc: dict, key: str, base: Path, fail) -> Path:
     name = _text(doc, key, fail, required=True)
     p = (base / name).resolve()
+    if not p.is_relative_to(base.resolve()):  # a challenge published on a lab server must not read the server's files
+        fail(key, f"{name!r} is outside the challenge's folder; name a file beside the challenge file")
     if not p.is_file():
         fail(key, f"no such file {name!r} (beside the challenge file)")
     return p

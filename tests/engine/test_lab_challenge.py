@@ -89,6 +89,8 @@ BAD = [
     ('task = "regression"', 'lab.toml: task: "regression" does not match data set digits, a classification'),
     ('start = "zoo:lenet9"', "lab.toml: start: "),
     ('start = "nope.onnx"', "lab.toml: start: no such file 'nope.onnx'"),
+    ('instructions_file = "../../etc/passwd"', "lab.toml: instructions_file: '../../etc/passwd' is outside the "
+                                               "challenge's folder"),
     ('instructions = "a"\ninstructions_file = "x.md"', "lab.toml: instructions_file: give instructions or"),
     ('runtime = "esp-nn"', "lab.toml: runtime: esp-nn has no profile for nrf52840's core"),
     ('runtime = "tflm-fast"', "lab.toml: runtime: "),
@@ -125,6 +127,7 @@ def test_each_mistake_is_one_line_naming_the_field(tmp_path, extra, want):
     ('title = "t"\ndataset = "digits"', "lab.toml: mcu: missing; it is required"),
     ('title = "t"\ndataset = "mnist"\nmcu = "nrf52840"', 'lab.toml: dataset: unknown data set "mnist"; built-ins: '),
     ('title = "t"\ndataset = "digits"\nmcu = "nrf99"', "lab.toml: mcu: "),
+    ('title = "t"\ndataset = "/etc/x.csv"\nmcu = "nrf52840"', "lab.toml: dataset: '/etc/x.csv' is outside"),
     ('title = "t"\ndataset = "digits"\nmcu = "nrf52840"\ntitle = "u"', "lab.toml: not valid TOML"),
     ('title = t', "lab.toml: not valid TOML"),
 ])
