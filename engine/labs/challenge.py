@@ -131,6 +131,8 @@ def load_challenge(path_or_builtin: str | os.PathLike) -> Challenge:
         path, source = BUILTIN_DIR / f"{name}.toml", text
     else:
         path, source = Path(text), text
+    if path.is_dir():
+        raise ChallengeError(f"{text}: is a folder; give a challenge file (.toml)")
     if not path.is_file():
         raise ChallengeError(f"{text}: no such file")
     if path.stat().st_size > MAX_FILE_BYTES:
@@ -142,6 +144,8 @@ def load_challenge(path_or_builtin: str | os.PathLike) -> Challenge:
         raise ChallengeError(f"{path.name}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ChallengeError(f"{path.name}: not valid TOML ({e})") from None
+    except OSError as e:
+        raise ChallengeError(f"{path.name}: cannot be read ({e.strerror or e})") from None
     return parse_challenge(doc, path.name, base_dir=path.parent, source=source)
 
 

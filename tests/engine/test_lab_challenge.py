@@ -140,6 +140,8 @@ def test_required_fields_and_broken_toml(tmp_path, text, want):
 def test_files_that_are_not_challenges(tmp_path):
     with pytest.raises(ChallengeError, match=r"nope\.toml: no such file"):
         load_challenge(tmp_path / "nope.toml")
+    with pytest.raises(ChallengeError, match="is a folder"):
+        load_challenge(tmp_path)
     p = tmp_path / "bin.toml"
     p.write_bytes(b"title = \"\xff\xfe\"")
     with pytest.raises(ChallengeError, match="bin.toml: not UTF-8 text"):
