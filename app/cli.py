@@ -11,6 +11,7 @@ from app.commands.compress import cmd_compress
 from app.commands.datasets import cmd_datasets
 from app.commands.diff import cmd_diff
 from app.commands.export import cmd_export
+from app.commands.grade import add_parser as add_grade_parser
 from app.commands.inspect import cmd_inspect, inspect_report  # noqa: F401 - the API
 from app.commands.mcus import cmd_mcus
 from app.commands.profile import cmd_profile
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(fn=cmd_datasets)
     add_search_parser(sub)
+    add_grade_parser(sub)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")
