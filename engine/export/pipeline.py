@@ -151,6 +151,12 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     float_graph, quant_info = None, None
     if is_quantized_graph(graph):
         qgraph = graph
+        if any(n.attrs.get("layout") == "NCHW" or (n.op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool")
+                                                   and "layout" not in n.attrs) for n in graph.nodes):
+            # an int8 ONNX model (channels first): the C kernels are channels last; the move is exact for
+            # integers (Transposes where the layout truly changes, the model's inputs and outputs unchanged)
+            from engine.passes.layout import to_nhwc
+            qgraph = to_nhwc(graph)[0]
         if calibration is not None:
             warnings.append("the model is already quantized; the calibration data is not used")
     else:
