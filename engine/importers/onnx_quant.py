@@ -109,6 +109,7 @@ def _gemm(imp, n, x: str, w: str, qx: Quant, qw: Quant, bias: list[str], y: Quan
 @handles("QLinearMatMul")
 def _qlinear_matmul(imp, n, a):
     imp.attrs(n, a)
+    imp.cin(n, 3, "B", True)  # the weights: constant
     qa, qb = _grid(imp, n, 1, "A"), _grid(imp, n, 4, "B", axis=1)
     x, w = _operand(imp, n, 0, qa, "A"), _operand(imp, n, 3, qb, "B")
     _gemm(imp, n, x, w, qa, qb, [], _grid(imp, n, 6, "output"), 0)
@@ -229,10 +230,11 @@ def _matmul_to_gemm(g: Graph) -> None:
 
 
 def _uint8_to_int8(g: Graph) -> bool:
-    """Move every quantized uint8 tensor to int8 (same real values); True when one moved."""
+    """Move every quantized uint8 tensor inside the graph to int8 (same real values); True when one moved.
+    Graph inputs and outputs keep the file's type (onnxruntime's models have float edges anyway)."""
     moved = False
     for t in g.tensors.values():
-        if t.dtype != "uint8" or t.quant is None or t.name in g.inputs:
+        if t.dtype != "uint8" or t.quant is None or t.name in g.inputs or t.name in g.outputs:
             continue
         t.quant = Quant(t.quant.scale, t.quant.zero_point - 128, t.quant.axis)
         if t.data is not None:
