@@ -41,6 +41,8 @@ def _grid(imp, n, i: int, what: str, axis: int | None = None) -> Quant:
     zpv = np.zeros(scale.shape, np.int64) if zp is None else np.ravel(zp).astype(np.int64)
     if zpv.size != scale.size:
         raise imp.fail(n, f"{what}: {scale.size} scales but {zpv.size} zero points")
+    if scale.size == 0 or not np.all(np.isfinite(scale)) or scale.min() <= 0:
+        raise imp.fail(n, f"{what} scale must be positive and finite, got {scale.tolist()[:4]}")
     if scale.size > 1:
         if axis is None:
             raise imp.fail(n, f"{what} must be quantized per tensor (one scale), got {scale.size} scales")

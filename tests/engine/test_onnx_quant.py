@@ -193,3 +193,29 @@ def test_onnx_int8_model_exports_bit_exact(tmp_path_factory, tmp_path):
     out = tmp_path / "b.zip"
     rc = main(["export", str(src), "--mcu", "stm32f746ng", "--out", str(out), "--inputs", "20", "--json"])
     assert rc == 0 and out.is_file()
+
+
+def test_studio_path_profiles_and_saves_the_int8_graph(tmp_path_factory):
+    """The studio's upload path (load_model_bytes), the int8 profile and a saved session's round trip."""
+    from engine import serialize
+    from engine.importers import load_model_bytes
+    from engine.profile import profile_graph
+
+    g = load_model_bytes(qmodel(tmp_path_factory, "cnn", "qop", False, "uint8"), "cnn.onnx")
+    prof = profile_graph(g, [("stm32f746ng", "tinystudio-c")], precision="int8")
+    assert prof.precision == "int8" and prof.targets[0].fits
+    conv = next(row.to_json() for row in prof.layers if row.to_json()["op"] == "Conv")
+    assert conv["weight_bytes"] == 8 * 3 * 3 * 3 + 8 * 4  # int8 weights (1 byte), int32 biases (4)
+    back = serialize.loads(*serialize.dumps(g))
+    x = np.random.default_rng(2).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(run_int8(g, {"x": x})["y"], run_int8(back, {"x": x})["y"])
+
+
+def test_zero_scale_is_refused_at_import():
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("QLinearMatMul", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["yq"], name="mm"),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    inits = {"xs": np.float32(0.02), "xz": np.int8(0), "ys": np.float32(0.0), "yz": np.int8(0),
+             "w": np.ones((4, 2), np.int8), "ws": np.float32(0.01), "wz": np.int8(0)}
+    with pytest.raises(ModelFormatError, match=r"node 'mm' \(QLinearMatMul\): output scale must be positive"):
+        load_onnx("m.onnx", data=_single(nodes, inits, [1, 4], [1, 2]))
