@@ -142,6 +142,7 @@ def load_onnx(path: str, data: bytes | None = None,
         folder = os.path.dirname(os.path.abspath(path))
     model = _parse(path, data)
     opset = _opset(path, model)
+    model = onnx_quant.dynamic_as_weight_only(model)
     load_external_data(model, path, folder)
     graph = model.graph
     for i, proto in enumerate(graph.node):  # before ONNX's own inference, which trusts the schemas too

@@ -248,10 +248,27 @@ def _uint8_to_int8(g: Graph) -> bool:
     return moved
 
 
-def int8_form(g: Graph) -> Graph:
-    """The IR int8 graph of an ONNX int8 model (QDQ folded, uint8 moved to int8); other graphs unchanged."""
-    if not any(_is_int_act(g, t) and g.tensors[t].quant is not None for t in g.tensors):
+def _weight_only(g: Graph) -> Graph:
+    """A float graph whose only integers are constants read through DequantizeLinear (weight-only, dynamic
+    quantization): the consumers read the quantized constants directly, the IR's form for such weights
+    (TFLite dynamic-range files import so; PTQ and export start from their float values)."""
+    dq = {n.outputs[0]: n.inputs[0] for n in g.nodes if n.op == "DequantizeLinear" and n.inputs
+          and g.tensors[n.inputs[0]].data is not None and n.outputs[0] not in g.outputs}
+    if not dq:
         return g
+    out = g.copy()
+    out.nodes = [n for n in out.nodes if not (n.op == "DequantizeLinear" and n.outputs[0] in dq)]
+    for n in out.nodes:
+        n.inputs = [dq.get(x, x) for x in n.inputs]
+    _drop_unused(out)
+    return out
+
+
+def int8_form(g: Graph) -> Graph:
+    """The IR int8 graph of an ONNX int8 model (QDQ folded, uint8 moved to int8); a weight-only quantized
+    graph reads its integer constants directly; other graphs unchanged."""
+    if not any(_is_int_act(g, t) and g.tensors[t].quant is not None for t in g.tensors):
+        return _weight_only(g)
     dq_outs = {node.outputs[0] for node in g.nodes if node.op == "DequantizeLinear"}
     has_qdq = any(node.op not in _BOUNDARY and dq_outs.intersection(node.inputs) for node in g.nodes)
     if has_qdq:
@@ -266,3 +283,63 @@ def int8_form(g: Graph) -> Graph:
     if _uint8_to_int8(g):
         g.meta["onnx_uint8"] = "uint8 tensors were moved to int8 (q - 128, zero point - 128): same real values"
     return g
+
+
+# ---- dynamic quantization (quantize_dynamic): ConvInteger / MatMulInteger -----------------------------
+
+def dynamic_as_weight_only(model):
+    """A quantize_dynamic model (DynamicQuantizeLinear -> ConvInteger/MatMulInteger -> Cast -> Mul by
+    x_scale * w_scale) rewritten as the float model with int8 weights it stands for, as TFLite's dynamic-range
+    files import: x_scale becomes 1 and the activation goes in unquantized, the integer op becomes
+    DequantizeLinear(w, 1, w_zero_point) and the float Conv / MatMul (the Mul by the weight scale that follows
+    gives the real result); int8_form then lets the Conv / MatMul read the int8 constant directly. Activations are not rounded to 8 bits at run time as
+    onnxruntime does (no static grid exists); export quantizes the model statically (PTQ). Returns the model
+    unchanged when the pattern does not hold exactly (the unsupported op is then reported)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    dql = [n for n in g.node if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")]
+    if not dql:
+        return model
+    inits = {t.name for t in g.initializer}
+    alias = {n.output[0]: n.input[0] for n in dql}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for x in n.input:
+            users.setdefault(x, []).append(n)
+    outputs = {o.name for o in g.output}
+    for n in dql:
+        xq, xs, xz = n.output
+        if outputs & set(n.output) or not users.get(xq):
+            return model
+        if any(u.op_type not in ("ConvInteger", "MatMulInteger") or list(u.input[:1]) != [xq] or len(u.input) < 4
+               or u.input[2] != xz or u.input[1] not in inits or u.input[3] not in inits for u in users.get(xq, [])):
+            return model
+        if any(u.op_type != "Mul" for u in users.get(xs, [])) or any(
+                u.op_type not in ("ConvInteger", "MatMulInteger") for u in users.get(xz, [])):
+            return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    one = "tinystudio_dynamic_unit_scale"
+    out.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+    emitted: set[str] = set()
+    for n in g.node:
+        if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx"):
+            out.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), n.output[1]))
+            continue
+        if n.op_type in ("ConvInteger", "MatMulInteger") and n.input[0] in alias:
+            x, w, _, wz = n.input[:4]
+            wd = f"{w}_dequantized"
+            if wd not in emitted:  # weights shared by several ops are dequantized once
+                emitted.add(wd)
+                out.graph.node.append(helper.make_node("DequantizeLinear", [w, one, wz], [wd],
+                                                       name=f"{n.name or w}_weights"))
+            new = helper.make_node("Conv" if n.op_type == "ConvInteger" else "MatMul", [alias[x], wd],
+                                   list(n.output), name=n.name)
+            new.attribute.extend(n.attribute)
+            out.graph.node.append(new)
+            continue
+        out.graph.node.append(n)
+    return out

@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.errors import ModelFormatError, UnsupportedOpError
+from engine.execute import run_graph
 from engine.importers.onnx_import import load_onnx
 from engine.int8.execute import run_int8
 from engine.ir import FLOAT_DTYPES
@@ -176,10 +177,55 @@ def test_bad_qoperator_files_give_clear_errors(tmp_path):
     other = helper.make_node("QLinearSigmoid", ["xq", "xs", "xz", "ys", "yz"], ["yq"], domain="com.microsoft")
     with pytest.raises(UnsupportedOpError, match="com.microsoft.QLinearSigmoid"):
         load_onnx("m.onnx", data=_single([q, other, dq], inits, [2, 10], [2, 10], domain_ms=True))
-    # dynamic quantization (activations quantized at run time) has no static int8 form
-    dyn = quantize_dyn(mlp_model(), tmp_path)
-    with pytest.raises(UnsupportedOpError, match="DynamicQuantizeLinear|MatMulInteger"):
-        load_onnx("dyn.onnx", data=dyn)
+    # a lone ConvInteger / MatMulInteger (no DynamicQuantizeLinear feeding it) is an unsupported op
+    mi = helper.make_node("MatMulInteger", ["xq", "w", "xz", "wz"], ["yi"], name="mi")
+    cast = helper.make_node("Cast", ["yi"], ["y"], to=TensorProto.FLOAT)
+    with pytest.raises(UnsupportedOpError, match="MatMulInteger"):
+        load_onnx("m.onnx", data=_single([q, mi, cast], inits, [2, 10], [2, 6]))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_dynamic_quantized_model_imports_with_int8_weights(name, tmp_path):
+    """quantize_dynamic (DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul): imports as the
+    float model with the file's int8 weights (as TFLite dynamic-range files do). Oracle: onnxruntime on the
+    float model whose weights are the file's dequantized int8 weights. onnxruntime's own dynamic execution also
+    rounds each activation to 8 bits at run time; that differs by the activation rounding (measured: under
+    1 % of the output range for the MLP, under 0.2 % for the CNN; tested under 2 %)."""
+    float_model = MODELS[name]()
+    data = quantize_dyn(float_model, tmp_path)
+    g = load_onnx(f"{name}_dyn.onnx", data=data)
+    ops = [n.op for n in g.nodes]
+    assert not {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "DequantizeLinear"} & set(ops)
+    weights = [g.tensors[n.inputs[1]] for n in g.nodes if n.op in ("Conv", "MatMul")]
+    assert weights and all(w.dtype == "int8" and w.quant is not None and w.data is not None for w in weights)
+    dq = onnx.load_from_string(data)
+    init = {t.name: numpy_helper.to_array(t) for t in dq.graph.initializer}
+    oracle = onnx.ModelProto()
+    oracle.CopyFrom(float_model)
+    for t in oracle.graph.initializer:
+        if f"{t.name}_quantized" in init and t.name.startswith("w"):
+            wq, ws, wz = (init[f"{t.name}{s}"] for s in ("_quantized", "_scale", "_zero_point"))
+            w = (ws * (wq.astype(np.float32) - wz)).astype(np.float32)
+            if list(w.shape) != list(t.dims):  # the quantizer turned Gemm(transB=1) into MatMul: W transposed
+                w = w.T
+            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w), t.name))
+    x = np.random.default_rng(4).standard_normal(g.tensors["x"].shape).astype(np.float32)
+    got = run_graph(g, {"x": x})["y"]
+    want = ort.InferenceSession(oracle.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    dyn = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got - dyn).max() <= 0.02 * np.abs(dyn).max()
+
+
+def test_dynamic_quantized_model_exports(tmp_path):
+    """`tinystudio export` of a quantize_dynamic file: PTQ from the float values of its int8 weights, then C
+    bit-exact to the int8 reference (as for TFLite dynamic-range files)."""
+    from engine.export.pipeline import export_model
+
+    g = load_onnx("mlp_dyn.onnx", data=quantize_dyn(mlp_model(), tmp_path))
+    res = export_model(g, "stm32f746ng", tmp_path / "dyn.zip", n_inputs=5)
+    assert res.report["verify"]["bit_exact"] and res.report["verify"]["matched"] == 6
+    assert any("dynamic-range" in w for w in res.report["warnings"])
 
 
 def test_onnx_int8_model_exports_bit_exact(tmp_path_factory, tmp_path):
