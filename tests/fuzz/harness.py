@@ -93,7 +93,9 @@ def run_stages(case: Case, folder: Path, store, full: bool = True) -> str:
             feeds[x] = (rng.integers(info.min, info.max + 1, t.shape).astype(t.dtype) if info is not None
                         else rng.standard_normal(t.shape).astype(np.float32))
         run_int8(g, feeds)
-        qg = g
+        from engine.export.pipeline import channels_last_int8
+
+        qg = channels_last_int8(g)  # as the export does for channels-first int8 (ONNX) models
     else:
         from engine.passes.ptq import quantize_model
 
