@@ -94,6 +94,7 @@ def _qlinear_conv(imp, n, a):
     r = imp.rank(n.ins[0])
     if r not in (3, 4):
         raise imp.fail(n, f"a {r - 2}-D QLinearConv is not supported (1-D and 2-D)")
+    imp.cin(n, 3, "weight", True)  # int8 convolutions take constant filters
     qx, qw = _grid(imp, n, 1, "input"), _grid(imp, n, 4, "weight", axis=0)
     x, w = _operand(imp, n, 0, qx, "input"), _operand(imp, n, 3, qw, "weight")
     bias = _bias(imp, n, 8, Quant(qx.scale[0] * qw.scale, np.zeros(qw.scale.size, np.int64), qw.axis))
@@ -264,6 +265,35 @@ def _weight_only(g: Graph) -> Graph:
     return out
 
 
+def _uint8_edges(g: Graph) -> None:
+    """uint8 graph inputs and outputs read or written by integer ops get a requantization to or from int8
+    (same scale, zero point - 128: exact), so the ops between run on int8 and the edges keep the file's type."""
+    from engine.ir import Node, unique_name
+
+    taken_t, taken_n = set(g.tensors), {n.name for n in g.nodes}
+    heads, tails = [], []
+    for name in g.inputs:
+        t = g.tensors[name]
+        users = [n for n in g.nodes if name in n.inputs and n.op not in _BOUNDARY]
+        if t.dtype != "uint8" or t.quant is None or not users:
+            continue
+        new = unique_name(f"{name}_int8", taken_t)
+        g.tensors[new] = Tensor(new, t.shape, "int8", Quant(t.quant.scale, t.quant.zero_point - 128, t.quant.axis))
+        for n in users:
+            n.inputs = [new if x == name else x for x in n.inputs]
+        heads.append(Node("QuantizeLinear", unique_name(f"{name}/to_int8", taken_n), [name], [new], {"dtype": "int8"}))
+    for name in g.outputs:
+        t = g.tensors[name]
+        src = next((n for n in g.nodes if name in n.outputs), None)
+        if t.dtype != "uint8" or t.quant is None or src is None or src.op in _BOUNDARY:
+            continue
+        new = unique_name(f"{name}_int8", taken_t)
+        g.tensors[new] = Tensor(new, t.shape, "int8", Quant(t.quant.scale, t.quant.zero_point - 128, t.quant.axis))
+        src.outputs = [new if o == name else o for o in src.outputs]
+        tails.append(Node("QuantizeLinear", unique_name(f"{name}/to_uint8", taken_n), [new], [name], {"dtype": "uint8"}))
+    g.nodes = heads + g.nodes + tails
+
+
 def int8_form(g: Graph) -> Graph:
     """The IR int8 graph of an ONNX int8 model (QDQ folded, uint8 moved to int8); a weight-only quantized
     graph reads its integer constants directly; other graphs unchanged."""
@@ -280,6 +310,7 @@ def int8_form(g: Graph) -> Graph:
         g = g.copy()
     _propagate_grids(g)
     _matmul_to_gemm(g)
+    _uint8_edges(g)
     if _uint8_to_int8(g):
         g.meta["onnx_uint8"] = "uint8 tensors were moved to int8 (q - 128, zero point - 128): same real values"
     return g

@@ -30,12 +30,15 @@ def test_no_crash_and_no_wrong_result(results):
 def test_counts_do_not_regress(results):
     tot = totals(results)
     assert len(results) >= 1800
-    assert tot["match"] >= 391 and tot["match"] + tot["match_const"] >= 509, dict(tot)
+    assert tot["match"] >= 391 and tot["match"] + tot["match_const"] >= 512, dict(tot)
     by_name = {r.name: r.outcome for r in results}
     for case in ("test_flatten_negative_axis4", "test_spacetodepth_crd_mode_example", "test_lrn",
                  "test_conv_with_strides_padding", "test_maxpool_2d_pads"):
         assert by_name[case] == "match", case
     assert by_name["test_resize_downsample_scales_linear_align_corners"] == "match_const"
+    # ONNX int8 ops on the int8 kernels, bit-exact to onnx's reference (uint8 edges requantized exactly)
+    for case in ("test_qlinearconv", "test_qlinearmatmul_2D_uint8_float32", "test_qlinearmatmul_2D_int8_float32"):
+        assert by_name[case] == "match_const", case
 
 
 def test_readme_lists_the_unsupported_ops(results):
