@@ -265,3 +265,18 @@ def test_zero_scale_is_refused_at_import():
              "w": np.ones((4, 2), np.int8), "ws": np.float32(0.01), "wz": np.int8(0)}
     with pytest.raises(ModelFormatError, match=r"node 'mm' \(QLinearMatMul\): output scale must be positive"):
         load_onnx("m.onnx", data=_single(nodes, inits, [1, 4], [1, 2]))
+
+
+def test_onnx_int8_model_runs_bit_exact_in_qemu_cortex_m4(tmp_path_factory, tmp_path):
+    """The same export verified in QEMU (Cortex-M4, mps2-an386): the C on the MCU equals the int8 reference."""
+    from engine.export.pipeline import export_model
+    from engine.export.verify_qemu import qemu_unavailable
+    from hwmodels.mcu import get_mcu
+
+    if qemu_unavailable(get_mcu("stm32f411re")):
+        pytest.skip(qemu_unavailable(get_mcu("stm32f411re")))
+    g = load_onnx("cnn.onnx", data=qmodel(tmp_path_factory, "cnn", "qop", True, "uint8"))
+    res = export_model(g, "stm32f411re", tmp_path / "q.zip", verify="qemu", n_inputs=20)
+    v = res.report["verify"]
+    assert v["mode"] == "qemu" and v["bit_exact"] and v["matched"] == v["inputs"] == 21
+    assert v["float_api"]["bit_exact"]
