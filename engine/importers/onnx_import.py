@@ -25,6 +25,7 @@ from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
 from engine.importers import onnx_ops, onnx_quant, onnx_shape_ops
+from engine.importers.onnx_dynamic import dynamic_as_weight_only
 from engine.importers.onnx_context import Importer, OnnxNode, attr_dict, to_array
 from engine.importers.formats import read_model_bytes
 from engine.importers.onnx_external import load_external_data
@@ -142,7 +143,7 @@ def load_onnx(path: str, data: bytes | None = None,
         folder = os.path.dirname(os.path.abspath(path))
     model = _parse(path, data)
     opset = _opset(path, model)
-    model = onnx_quant.dynamic_as_weight_only(model)
+    model = dynamic_as_weight_only(model)
     load_external_data(model, path, folder)
     graph = model.graph
     for i, proto in enumerate(graph.node):  # before ONNX's own inference, which trusts the schemas too

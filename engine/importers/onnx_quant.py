@@ -14,8 +14,9 @@ Two ways onnxruntime.quantization writes an int8 model, both handled:
   operands or output) keeps its QDQ nodes and runs as a float graph that simulates the quantization.
 uint8 activations (and uint8 weights) are moved to int8 exactly: q - 128 with zero point - 128 stands for
 the same real value, and QuantizeLinear/DequantizeLinear at the edges give the same floats.
-ConvInteger/MatMulInteger (quantize_dynamic: activations quantized at run time) have no static grid and are
-refused as unsupported ops.
+Dynamic quantization (quantize_dynamic: ConvInteger/MatMulInteger fed by DynamicQuantizeLinear) is read as
+weight-only quantization by onnx_dynamic.py. Softmax/Sigmoid/Tanh outputs on another grid than the int8
+kernels' fixed one (onnxruntime's softmax: 1/255) get a requantization after the kernel.
 """
 from __future__ import annotations
 
@@ -138,6 +139,18 @@ def _qlinear_binary(imp, n, a):
     imp.attrs(n, a)
     ins = [_operand(imp, n, 0, _grid(imp, n, 1, "A"), "A"), _operand(imp, n, 3, _grid(imp, n, 4, "B"), "B")]
     imp.emit(n, n.op[len("QLinear"):], ins, n.outs[:1], quant=_grid(imp, n, 6, "output"))
+
+
+@ms_handles("QLinearSoftmax")
+def _qlinear_softmax(imp, n, a):
+    a = dict(a)
+    axis, opset = int(a.pop("axis", -1)), int(a.pop("opset", 13))
+    imp.attrs(n, a)
+    r = imp.rank(n.ins[0])
+    if opset < 13 and axis % r != r - 1:  # before opset 13 Softmax flattened to 2-D around the axis
+        raise imp.fail(n, f"opset-{opset} softmax over axis {axis} of a rank-{r} input is not supported (last axis)")
+    x = _operand(imp, n, 0, _grid(imp, n, 1, "input"), "input")
+    imp.emit(n, "Softmax", [x], n.outs[:1], {"axis": axis}, quant=_grid(imp, n, 3, "output"))
 
 
 @ms_handles("QLinearGlobalAveragePool")
@@ -265,6 +278,30 @@ def _weight_only(g: Graph) -> Graph:
     return out
 
 
+def _fixed_grids(g: Graph) -> None:
+    """Softmax, Sigmoid, Tanh: the int8 kernels write TFLite's fixed grid (Softmax 1/256, -128); a file whose
+    quantizer chose another (onnxruntime: 1/255) gets the kernel's grid and a requantization to the file's."""
+    from engine.ir import Node, unique_name
+    from engine.ops import OPS
+
+    taken_t, taken_n = set(g.tensors), {n.name for n in g.nodes}
+    nodes = []
+    for node in g.nodes:
+        nodes.append(node)
+        grid = getattr(OPS.get(node.op), "fixed_grid", None)
+        y = g.tensors.get(node.outputs[0]) if node.outputs else None
+        if grid is None or y is None or y.dtype != "int8" or y.quant is None or y.data is not None:
+            continue
+        if float(y.quant.scale[0]) == grid[0] and int(y.quant.zero_point[0]) == grid[1]:
+            continue
+        mid = unique_name(f"{y.name}_fixed_grid", taken_t)
+        g.tensors[mid] = Tensor(mid, y.shape, "int8", Quant([grid[0]], [grid[1]]))
+        node.outputs = [mid, *node.outputs[1:]]
+        nodes.append(Node("QuantizeLinear", unique_name(f"{node.name}/requantize", taken_n), [mid], [y.name],
+                          {"dtype": "int8"}))
+    g.nodes = nodes
+
+
 def _uint8_edges(g: Graph) -> None:
     """uint8 graph inputs and outputs read or written by integer ops get a requantization to or from int8
     (same scale, zero point - 128: exact), so the ops between run on int8 and the edges keep the file's type."""
@@ -313,64 +350,5 @@ def int8_form(g: Graph) -> Graph:
     _uint8_edges(g)
     if _uint8_to_int8(g):
         g.meta["onnx_uint8"] = "uint8 tensors were moved to int8 (q - 128, zero point - 128): same real values"
+    _fixed_grids(g)
     return g
-
-
-# ---- dynamic quantization (quantize_dynamic): ConvInteger / MatMulInteger -----------------------------
-
-def dynamic_as_weight_only(model):
-    """A quantize_dynamic model (DynamicQuantizeLinear -> ConvInteger/MatMulInteger -> Cast -> Mul by
-    x_scale * w_scale) rewritten as the float model with int8 weights it stands for, as TFLite's dynamic-range
-    files import: x_scale becomes 1 and the activation goes in unquantized, the integer op becomes
-    DequantizeLinear(w, 1, w_zero_point) and the float Conv / MatMul (the Mul by the weight scale that follows
-    gives the real result); int8_form then lets the Conv / MatMul read the int8 constant directly. Activations are not rounded to 8 bits at run time as
-    onnxruntime does (no static grid exists); export quantizes the model statically (PTQ). Returns the model
-    unchanged when the pattern does not hold exactly (the unsupported op is then reported)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    g = model.graph
-    dql = [n for n in g.node if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")]
-    if not dql:
-        return model
-    inits = {t.name for t in g.initializer}
-    alias = {n.output[0]: n.input[0] for n in dql}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for x in n.input:
-            users.setdefault(x, []).append(n)
-    outputs = {o.name for o in g.output}
-    for n in dql:
-        xq, xs, xz = n.output
-        if outputs & set(n.output) or not users.get(xq):
-            return model
-        if any(u.op_type not in ("ConvInteger", "MatMulInteger") or list(u.input[:1]) != [xq] or len(u.input) < 4
-               or u.input[2] != xz or u.input[1] not in inits or u.input[3] not in inits for u in users.get(xq, [])):
-            return model
-        if any(u.op_type != "Mul" for u in users.get(xs, [])) or any(
-                u.op_type not in ("ConvInteger", "MatMulInteger") for u in users.get(xz, [])):
-            return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    del out.graph.node[:]
-    one = "tinystudio_dynamic_unit_scale"
-    out.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
-    emitted: set[str] = set()
-    for n in g.node:
-        if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx"):
-            out.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), n.output[1]))
-            continue
-        if n.op_type in ("ConvInteger", "MatMulInteger") and n.input[0] in alias:
-            x, w, _, wz = n.input[:4]
-            wd = f"{w}_dequantized"
-            if wd not in emitted:  # weights shared by several ops are dequantized once
-                emitted.add(wd)
-                out.graph.node.append(helper.make_node("DequantizeLinear", [w, one, wz], [wd],
-                                                       name=f"{n.name or w}_weights"))
-            new = helper.make_node("Conv" if n.op_type == "ConvInteger" else "MatMul", [alias[x], wd],
-                                   list(n.output), name=n.name)
-            new.attribute.extend(n.attribute)
-            out.graph.node.append(new)
-            continue
-        out.graph.node.append(n)
-    return out

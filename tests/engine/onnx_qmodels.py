@@ -77,7 +77,7 @@ def quantize(model: onnx.ModelProto, tmp: Path, *, fmt: str = "qdq", per_channel
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{"x": s} for s in samples])
+            self.it = iter([{model.graph.input[0].name: s} for s in samples])
 
         def get_next(self):
             return next(self.it, None)

@@ -83,4 +83,4 @@ def test_onnx_handler_tables_are_joined_explicitly():
     assert onnx_import.supported_onnx_ops() == sorted(compute | shape | quant) + sorted(f"com.microsoft.{op}"
                                                                                          for op in ms)
     assert {"Conv", "Gemm", "Relu"} <= compute and {"Reshape", "Slice", "Pad"} <= shape
-    assert {"QLinearConv", "QLinearMatMul"} <= quant and {"QLinearAdd", "QGemm"} <= ms
+    assert {"QLinearConv", "QLinearMatMul"} <= quant and {"QLinearAdd", "QGemm", "QLinearSoftmax"} <= ms

@@ -280,3 +280,27 @@ def test_onnx_int8_model_runs_bit_exact_in_qemu_cortex_m4(tmp_path_factory, tmp_
     v = res.report["verify"]
     assert v["mode"] == "qemu" and v["bit_exact"] and v["matched"] == v["inputs"] == 21
     assert v["float_api"]["bit_exact"]
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+def test_zoo_kws_dscnn_quantized_by_onnxruntime(fmt, tmp_path):
+    """The zoo's MLPerf Tiny DS-CNN (BN folded, channels first: depthwise convs, average pool, softmax) as
+    onnxruntime quantizes it, per channel. onnxruntime's softmax grid is 1/255 (the int8 kernel writes 1/256,
+    then requantizes). Over 10 layers the per-layer <= 1 LSB rounding differences add up: measured at most
+    2 LSB of the softmax output (QDQ), 1 (QOperator); export: C bit-exact to our int8 reference."""
+    from engine.exporters.onnx_export import to_onnx
+    from engine.export.pipeline import export_model
+    from engine.passes.ptq import prepare_float
+    from engine.zoo import build_zoo_model
+
+    m = to_onnx(prepare_float(build_zoo_model("zoo:kws_dscnn"), layout="NCHW")[0])
+    m.graph.name = "kws"
+    data = quantize(m, tmp_path, fmt=fmt, per_channel=True)
+    g = load_onnx("kws.onnx", data=data)
+    ops = integer_core(g)
+    assert ops.count("Conv") == 9 and "Softmax" in ops
+    d = lsb_diff(g, data, n=10)
+    assert d.max() <= 2, d
+    if fmt == "qop":
+        res = export_model(g, "stm32f746ng", tmp_path / "kws.zip", n_inputs=5)
+        assert res.report["verify"]["bit_exact"] and res.report["verify"]["matched"] == 6
