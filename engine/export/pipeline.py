@@ -118,6 +118,17 @@ def with_input_helper(lib, spec: dict):
     return dataclasses.replace(lib, files={**lib.files, **extra}, sources=tuple(lib.sources) + (src,))
 
 
+def channels_last_int8(graph):
+    """An int8 graph whose spatial ops run channels first (an ONNX int8 model) moved to channels last, the C
+    kernels' layout: exact for integers (Transposes only where the layout truly changes; the model's inputs
+    and outputs keep their layout). Other graphs are returned as they are."""
+    if any(n.attrs.get("layout") == "NCHW" or (n.op in ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool")
+                                               and "layout" not in n.attrs) for n in graph.nodes):
+        from engine.passes.layout import to_nhwc
+        return to_nhwc(graph)[0]
+    return graph
+
+
 def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", n_inputs: int = 20,
                  calibration=None, name: str | None = None, seed: int = 0, log=None,
                  dataset: dict | None = None) -> ExportResult:
@@ -150,7 +161,7 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     warnings: list[str] = []
     float_graph, quant_info = None, None
     if is_quantized_graph(graph):
-        qgraph = graph
+        qgraph = channels_last_int8(graph)
         if calibration is not None:
             warnings.append("the model is already quantized; the calibration data is not used")
     else:

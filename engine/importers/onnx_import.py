@@ -24,7 +24,8 @@ import onnx
 from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
-from engine.importers import onnx_ops, onnx_shape_ops
+from engine.importers import onnx_ops, onnx_quant, onnx_shape_ops
+from engine.importers.onnx_dynamic import dynamic_as_weight_only
 from engine.importers.onnx_context import Importer, OnnxNode, attr_dict, to_array
 from engine.importers.formats import read_model_bytes
 from engine.importers.onnx_external import load_external_data
@@ -36,14 +37,16 @@ from engine.validate import check_structure, cycle_message, kahn_order
 
 MIN_OPSET = 6
 # ONNX op type -> handler: compute ops, then shape-defining ops (each module holds its own table).
-HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS}
+HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS, **onnx_quant.HANDLERS}
+# Other domains: op type -> handler (onnxruntime's quantizer writes com.microsoft QLinear* ops).
+DOMAIN_HANDLERS = {"com.microsoft": onnx_quant.MS_HANDLERS}
 # First tag bytes that may follow ir_version in a serialized ModelProto (fields 2..8, 14, 20, 25, 26).
 _MODEL_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA, 0xD2}
 
 
 def supported_onnx_ops() -> list[str]:
     """ONNX op types this importer maps (any other op folds only when its inputs are constant)."""
-    return sorted(HANDLERS)
+    return sorted(HANDLERS) + sorted(f"{d}.{op}" for d, table in DOMAIN_HANDLERS.items() for op in table)
 
 
 def sniff_onnx(data: bytes) -> bool:
@@ -140,6 +143,7 @@ def load_onnx(path: str, data: bytes | None = None,
         folder = os.path.dirname(os.path.abspath(path))
     model = _parse(path, data)
     opset = _opset(path, model)
+    model = dynamic_as_weight_only(model)
     load_external_data(model, path, folder)
     graph = model.graph
     for i, proto in enumerate(graph.node):  # before ONNX's own inference, which trusts the schemas too
@@ -176,7 +180,8 @@ def load_onnx(path: str, data: bytes | None = None,
         else:
             name = imp.fresh_node(proto.name or f"{proto.op_type}_{i}")
         n = OnnxNode(name, proto.op_type, list(proto.input), list(proto.output), proto)
-        if proto.domain not in ("", "ai.onnx"):
+        table = HANDLERS if proto.domain in ("", "ai.onnx") else DOMAIN_HANDLERS.get(proto.domain, {})
+        if proto.domain not in ("", "ai.onnx") and proto.op_type not in table:
             raise UnsupportedOpError(path, f"{proto.domain}.{proto.op_type}", n.name, supported)
         for x in n.ins:
             if x and x not in imp.consts and x not in g.tensors:
@@ -184,8 +189,8 @@ def load_onnx(path: str, data: bytes | None = None,
                                              "(corrupted or truncated file?)")
         check_input_types(path, n.name, proto, opset, _input_types(imp, n))
         a = attr_dict(proto)
-        if not try_fold(imp, n, a):
-            handler = HANDLERS.get(n.op)
+        if table is not HANDLERS or not try_fold(imp, n, a):
+            handler = table.get(n.op)
             if handler is None:
                 raise UnsupportedOpError(path, n.op, n.name, supported)
             handler(imp, n, a)
@@ -209,4 +214,4 @@ def load_onnx(path: str, data: bytes | None = None,
         check_structure(g)
     except GraphError as e:
         raise ModelFormatError(path, str(e)) from None
-    return g
+    return onnx_quant.int8_form(g)

@@ -214,8 +214,9 @@ def _depth_space(imp, n, a):
     a = imp.attrs(n, a, ("blocksize", "mode"))
     b, c, h, w = imp.shape(n.ins[0])
     bs = a["blocksize"]
-    if n.op == "SpaceToDepth":
-        mid, perm, out = [b, c, h // bs, bs, w // bs, bs], [0, 3, 5, 1, 2, 4], [b, c * bs * bs, h // bs, w // bs]
+    if n.op == "SpaceToDepth":  # mode (opset 28): DCR puts the block offsets first, CRD the channels first
+        perm = [0, 3, 5, 1, 2, 4] if a.get("mode", "DCR") == "DCR" else [0, 1, 3, 5, 2, 4]
+        mid, out = [b, c, h // bs, bs, w // bs, bs], [b, c * bs * bs, h // bs, w // bs]
     elif a.get("mode", "DCR") == "DCR":
         mid, perm, out = [b, bs, bs, c // bs ** 2, h, w], [0, 3, 4, 1, 5, 2], [b, c // bs ** 2, h * bs, w * bs]
     else:

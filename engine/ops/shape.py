@@ -64,7 +64,7 @@ class Flatten(_View):
         a = ctx.attr("axis")
         if not -len(x) <= a <= len(x):
             raise ctx.error(f"axis {a} out of range for rank {len(x)}")
-        a = a % (len(x) + 1) if a < 0 else a
+        a = a + len(x) if a < 0 else a  # ONNX: a negative axis counts from the back (-r is 0)
         return [((int(np.prod(x[:a], dtype=np.int64)), int(np.prod(x[a:], dtype=np.int64))), ctx.ins[0].dtype)]
 
 
@@ -338,7 +338,9 @@ class Resize(OpDef):
         if mode == "asymmetric":
             return o / scale
         if mode == "align_corners":
-            return o * (i_size - 1) / (o_size - 1) if o_size > 1 else np.zeros_like(o)
+            # ONNX: length_resized is input length x scale, unrounded (== output size when sizes were given)
+            length = i_size * float(scale)
+            return o * (i_size - 1) / (length - 1) if o_size > 1 and length != 1 else np.zeros_like(o)
         if mode == "pytorch_half_pixel" and o_size == 1:
             return np.zeros_like(o)
         return (o + 0.5) / scale - 0.5

@@ -64,7 +64,7 @@ def run_stages(case: Case, folder: Path, store, full: bool = True) -> str:
     """Every stage on one case; returns the last stage reached. Exceptions propagate to the caller.
     `full=False` stops after the save (the int8 run and C generation cost the most per case)."""
     from app.cli import inspect_report
-    from engine.export.pipeline import is_quantized
+    from engine.compress.base import is_quantized_graph as is_quantized  # moved from engine.export.pipeline
     from engine.importers import load_model, load_model_bytes
     from engine.profile import profile_graph
     from store.sessions import create_session
@@ -93,7 +93,9 @@ def run_stages(case: Case, folder: Path, store, full: bool = True) -> str:
             feeds[x] = (rng.integers(info.min, info.max + 1, t.shape).astype(t.dtype) if info is not None
                         else rng.standard_normal(t.shape).astype(np.float32))
         run_int8(g, feeds)
-        qg = g
+        from engine.export.pipeline import channels_last_int8
+
+        qg = channels_last_int8(g)  # as the export does for channels-first int8 (ONNX) models
     else:
         from engine.passes.ptq import quantize_model
 

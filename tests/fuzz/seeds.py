@@ -103,6 +103,19 @@ def _qdq_onnx(tflite: bytes) -> bytes:
     return to_onnx(load_model_bytes(tflite, "kws.tflite")).SerializeToString()
 
 
+def _onnxruntime_int8() -> list[Seed]:
+    """int8 files as onnxruntime.quantization writes them: QOperator (QLinearConv, com.microsoft QLinearAdd ...)
+    with uint8 activations, and QDQ."""
+    import tempfile
+
+    from tests.engine.onnx_qmodels import cnn_model, mlp_model, quantize
+
+    with tempfile.TemporaryDirectory() as td:
+        return [Seed("cnn_qop_ort.onnx", "onnx", quantize(cnn_model(), td, fmt="qop", per_channel=True,
+                                                           activation="uint8")),
+                Seed("mlp_qdq_ort.onnx", "onnx", quantize(mlp_model(), td, fmt="qdq"))]
+
+
 def load_seeds(include_large: bool = True) -> list[Seed]:
     from tests.fixtures.malformed import valid_onnx
 
@@ -115,6 +128,7 @@ def load_seeds(include_large: bool = True) -> list[Seed]:
     for spec in ZOO_SPECS:
         seeds.append(Seed(spec[4:].split("?")[0] + ".onnx", "onnx", _zoo_onnx(spec)))
     seeds.append(Seed("kws_qdq.onnx", "onnx", _qdq_onnx((MLPERF / TFLITE_FILES[0]).read_bytes())))
+    seeds += _onnxruntime_int8()
     if include_large:
         seeds.append(Seed("deep.onnx", "onnx", deep_chain().SerializeToString()))
         seeds.append(Seed("wide.onnx", "onnx", wide_concat().SerializeToString()))
