@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
-from engine.importers import onnx_ops, onnx_shape_ops
+from engine.importers import onnx_ops, onnx_recurrent, onnx_shape_ops
 from engine.importers.onnx_context import Importer, OnnxNode, attr_dict, to_array
 from engine.importers.formats import read_model_bytes
 from engine.importers.onnx_external import load_external_data
@@ -36,7 +36,7 @@ from engine.validate import check_structure, cycle_message, kahn_order
 
 MIN_OPSET = 6
 # ONNX op type -> handler: compute ops, then shape-defining ops (each module holds its own table).
-HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS}
+HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS, **onnx_recurrent.HANDLERS}
 # First tag bytes that may follow ir_version in a serialized ModelProto (fields 2..8, 14, 20, 25, 26).
 _MODEL_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA, 0xD2}
 
