@@ -243,6 +243,8 @@ def _convert(ex: _Exporter, node: Node) -> None:
     outs = [ex.out_name(node, i, layout, act) for i in range(len(node.outputs))]
     attrs = {k: v for k, v in node.attrs.items() if k not in skip and v is not None}
     name = node.name
+    if op == "LSTM" and attrs.pop("cell_clip", 0.0):  # TFLite's clip of the cell state; ONNX clips gate inputs
+        raise GraphError("cell_clip (a TFLite LSTM option) has no ONNX counterpart", node.name, op)
 
     if op in ("Relu6", "Clip"):
         lo, hi = (0.0, 6.0) if op == "Relu6" else (_attr(node, "min"), _attr(node, "max"))

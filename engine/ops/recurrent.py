@@ -93,7 +93,8 @@ class _Recurrent(OpDef):
     def infer(self, ctx):
         seq, batch, _, hidden, dirs = self.dims(ctx)
         state = ((dirs, batch, hidden), "float32")
-        return [((seq, dirs, batch, hidden), "float32")] + [state] * (len(self.outputs) - 1)
+        outs = [((seq, dirs, batch, hidden), "float32")] + [state] * (len(self.outputs) - 1)
+        return outs[:max(1, len(ctx.node.outputs))]  # a node may list only its leading outputs
 
     def cost(self, ctx):
         """MACs: the gate matrix products, G*H*(input + H) per time step, batch item and direction (plus
@@ -201,7 +202,8 @@ class LSTM(_Recurrent):
     outputs = ("Y", "Y_h", "Y_c")
     param_inputs = (1, 2, 3, 7)
     state_inputs = (5, 6)
-    attrs = {**_Recurrent.base_attrs, "input_forget": Attr("int", 0, (0, 1))}
+    # cell_clip: TFLite's bound on the cell state after each update (0: none); not an ONNX attribute.
+    attrs = {**_Recurrent.base_attrs, "input_forget": Attr("int", 0, (0, 1)), "cell_clip": Attr("float", 0.0)}
     doc = ("Long short-term memory, ONNX LSTM (gates i, o, f, c; peepholes P = [i, o, f]; time-major); "
            "TFLite UNIDIRECTIONAL_SEQUENCE_LSTM maps onto it.")
 
@@ -218,5 +220,8 @@ class LSTM(_Recurrent):
         f = 1 - i if ctx.attr("input_forget") else _act(funcs[0], _clip(v[:, 2 * n:3 * n] + pf * c, clip))
         g = _act(funcs[1], _clip(v[:, 3 * n:], clip))
         c_new = f * c + i * g
+        cell_clip = ctx.attr("cell_clip")
+        if cell_clip and cell_clip > 0:
+            c_new = np.clip(c_new, -np.float32(cell_clip), np.float32(cell_clip))
         o = _act(funcs[0], _clip(v[:, n:2 * n] + po * c_new, clip))
         return [o * _act(funcs[2], c_new), c_new.astype(np.float32)]

@@ -36,7 +36,7 @@ class TFLiteWriter:
         self.extra_subgraphs = 0  # empty subgraphs appended after the main one (control-flow tests)
 
     def tensor(self, name: str, shape, dtype: str = "float32", data: np.ndarray | None = None,
-               scale=None, zero_point=None, axis: int = 0) -> int:
+               scale=None, zero_point=None, axis: int = 0, variable: bool = False) -> int:
         buf = 0
         if data is not None:
             arr = np.array(data, dtype=np.dtype(dtype).newbyteorder("<"), order="C")  # keeps 0-d scalars 0-d
@@ -44,7 +44,7 @@ class TFLiteWriter:
             self.buffers.append(arr.tobytes())
             buf = len(self.buffers) - 1
         self.tensors.append({"name": name, "shape": list(shape), "type": _TYPES[dtype], "buffer": buf,
-                             "scale": scale, "zero_point": zero_point, "axis": axis})
+                             "scale": scale, "zero_point": zero_point, "axis": axis, "variable": variable})
         return len(self.tensors) - 1
 
     def const(self, name: str, data: np.ndarray, dtype: str | None = None) -> int:
@@ -128,6 +128,8 @@ class TFLiteWriter:
         T.TensorAddName(b, name)
         if quant is not None:
             T.TensorAddQuantization(b, quant)
+        if t.get("variable"):  # state tensors (LSTM, SVDF): the interpreter keeps them across invokes
+            T.TensorAddIsVariable(b, True)
         return T.TensorEnd(b)
 
     def _options(self, b, cls: str, fields: dict):
