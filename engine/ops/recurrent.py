@@ -38,7 +38,9 @@ class _Recurrent(OpDef):
     inputs = ("X", "W", "R", "B?", "sequence_lens?", "initial_h?")
     outputs = ("Y", "Y_h")
     param_inputs = (1, 2, 3)
-    sets_channels = onnx_same = True
+    # Not `sets_channels`: hidden_size is the designer's choice, but channel pruning and low-rank factorization
+    # read W as one (out, in) matrix, which the gate blocks are not.
+    onnx_same = True
     cost_kind = "fc"
     float_only = "no int8 lowering or C kernel yet for ONNX recurrent ops (TFLite's int8 LSTM is separate work)"
     base_attrs = {"activation_alpha": Attr("floats", None), "activation_beta": Attr("floats", None),

@@ -27,7 +27,8 @@ PINNED = {
     ("engine.passes.layout", "BINARY"): {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"},
     ("engine.passes.noops", "_VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
     ("engine.passes.noops", "_NOOPS"): {"Identity", "Dropout"},
-    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul"},
+    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul",
+                                                "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.passes.quantize", "SAME_GRID"): {
         "MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
         "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
@@ -54,7 +55,7 @@ PINNED = {
         "ReduceSum",
         "LRN"},  # added with the op LRN (cost_kind "pool")
     ("hwmodels.estimate", "_SOFTMAX"): {"Softmax", "LogSoftmax"},
-    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul"},
+    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul", "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.exporters.onnx_export", "_LAYOUT_OPS"): {
         "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
         "BatchNormalization", "Resize"},
@@ -63,7 +64,8 @@ PINNED = {
         "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
         "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
         "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose",
-        "LRN"},  # added with the op LRN (onnx_same)
+        "LRN",  # added with the op LRN (onnx_same)
+        "LSTM", "GRU", "RNN"},  # recurrent ops (onnx_same)
     ("app.canvas.table", "_WEIGHTED"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
     ("app.canvas.table", "_WINDOWED"): {"Conv", "ConvTranspose", "MaxPool", "AveragePool"},
     ("engine.diff", "_CHANNEL_OPS"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
