@@ -171,3 +171,7 @@ def _concat(p: ConcatParams) -> Kernel:
         return [np.concatenate([v if t is None else ew.apply_table(v, t) for v, t in zip(xs, p.tables)],
                                axis=p.axis)]
     return run
+
+
+# Op families kept in their own modules register their record and kernel on import.
+from engine.int8 import lstm  # noqa: E402,F401
