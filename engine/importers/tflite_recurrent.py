@@ -52,7 +52,10 @@ def _state(b: Builder, i: int, what: str) -> str:
         raise b.error(f"the {what} {list(r.shape)} must be 2-D (batch, units)")
     key = (r.index, "state")
     if key not in b.cache:
-        data = np.zeros(r.shape, r.dtype if r.dtype != "float32" else np.float32) if r.data is None else r.data
+        data = r.data
+        if data is None:  # tflite-micro resets an int8 variable to its zero point (real 0), others to 0
+            fill = int(r.quant.zero_point[0]) if r.dtype == "int8" and r.quant is not None else 0
+            data = np.full(r.shape, fill, np.dtype(r.dtype))
         name = b.fresh(r.name or f"tensor_{r.index}")
         b.g.tensors[name] = Tensor(name, (1, *r.shape), r.dtype, r.quant, np.asarray(data).reshape(1, *r.shape),
                                    {"tflite_index": r.index, "variable": True})
