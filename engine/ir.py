@@ -222,3 +222,13 @@ class Graph:
 
     def initializers(self) -> list[Tensor]:
         return [t for t in self.tensors.values() if t.data is not None]
+
+
+def is_variable(t: Tensor) -> bool:
+    """A stateful op's state (a TFLite "variable" tensor): `data` is its initial value, the node writes it."""
+    return bool(t.meta.get("variable"))
+
+
+def variables(graph: Graph) -> list[Tensor]:
+    """The graph's variable tensors (state carried between invocations), in tensor order."""
+    return [t for t in graph.tensors.values() if is_variable(t)]

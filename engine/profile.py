@@ -47,6 +47,11 @@ class Profile:
     def quant_bytes(self) -> int:
         return sum(lp.record.quant_bytes for lp in self.layers)
 
+    @property
+    def state_bytes(self) -> int:
+        """Variable tensors (SVDF/LSTM state): persistent RAM outside the arena, kept between invocations."""
+        return sum(lp.record.state_bytes for lp in self.layers)
+
     def to_json(self) -> dict:
         """Fields of `inspect` plus memory and targets; per-layer estimates sit under each layer."""
         per_layer = [{le.name: le for le in t.layers} for t in self.targets]
@@ -78,6 +83,7 @@ class Profile:
             "layers": len(recs),
             "weight_bytes": self.weight_bytes,
             "quant_bytes": self.quant_bytes,
+            "state_bytes": self.state_bytes,
             "activation_peak_bytes": self.plan.arena_bytes,
             "activation_lower_bound_bytes": self.plan.lower_bound_bytes,
             "planner": self.plan.planner,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from engine.ir import Graph
+from engine.ir import Graph, is_variable
 from engine.ops import Cost
 from engine.validate import infer_shapes, node_context, topological_order
 
@@ -32,6 +32,7 @@ class LayerRecord:
     quant_bytes: int = 0  # per-channel/per-tensor scale + zero point of its quantized constants
     input_bytes: int = 0  # activations it reads
     output_bytes: int = 0  # activations it writes
+    state_bytes: int = 0  # variable tensors it keeps between invocations (persistent RAM, not flash)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -55,11 +56,14 @@ def layer_records(graph: Graph) -> list[LayerRecord]:
         c = ctx.op.cost(ctx)
         first = ctx.outs[0]
         by_dtype: dict[str, int] = {}
-        quant = 0
+        quant = state = 0
         for t in ctx.ins:
             if t is None or t.data is None or t.name in seen_consts:
                 continue
             seen_consts.add(t.name)
+            if is_variable(t):  # RAM: its initial value is no weight
+                state += t.nbytes
+                continue
             by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + t.nbytes
             if t.quant is not None and t.dtype != "int32":  # int32 bias scales derive from input x weight
                 quant += QUANT_PARAM_BYTES * t.quant.scale.size
@@ -67,7 +71,7 @@ def layer_records(graph: Graph) -> list[LayerRecord]:
         out.append(LayerRecord(node.name, node.op, tuple(t.shape for t in acts_in), first.shape, first.dtype,
                                int(c.macs), int(c.flops), int(c.params), sum(by_dtype.values()),
                                tuple(sorted(by_dtype.items())), quant, sum(t.nbytes for t in acts_in),
-                               sum(t.nbytes for t in ctx.outs)))
+                               sum(t.nbytes for t in ctx.outs), state))
     return out
 
 

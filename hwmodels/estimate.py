@@ -32,6 +32,7 @@ import numpy as np
 
 from engine.ir import FLOAT_DTYPES, Graph
 from engine.ops import ops_where
+from engine.state import state_bytes
 from engine.summary import layer_records
 from engine.validate import infer_shapes, node_context
 from hwmodels.mcu import MCU, get_mcu
@@ -252,14 +253,14 @@ def estimate_layers(graph: Graph, mcu: MCU | str, runtime: Runtime | str,
 # ---- memory ------------------------------------------------------------------------------------------
 
 def persistent_bytes(graph: Graph, runtime: Runtime, work: list[LayerWork] | None = None) -> int:
-    """RAM the runtime keeps besides the arena: node/tensor structs, per-channel data, and the call stack of
-    an inference where the profile gives it."""
+    """RAM the runtime keeps besides the arena: node/tensor structs, per-channel data, the variable tensors
+    of stateful ops (engine.state), and the call stack of an inference where the profile gives it."""
     work = layer_work(graph) if work is None else work
     nodes = sum(1 for w in work if w.kind != "noop")
     channels = sum(w.quant_channels for w in work)
     return (runtime.ram_fixed_bytes + runtime.ram_per_node_bytes * nodes
             + runtime.ram_per_tensor_bytes * len(graph.tensors) + runtime.ram_per_channel_bytes * channels
-            + stack_bytes(work, runtime))
+            + stack_bytes(work, runtime) + state_bytes(graph))
 
 
 def stack_bytes(work: list[LayerWork], runtime: Runtime) -> int:

@@ -48,6 +48,9 @@ def print_profile(graph, prof) -> None:
     planners = ", ".join(f"{k} {fmt_int(v)}" for k, v in t["arena_by_planner"].items())
     print(f"memory activation arena {fmt_int(t['activation_peak_bytes'])} B ({t['planner']}; layer-by-layer lower bound "
           f"{fmt_int(t['activation_lower_bound_bytes'])} B; planners: {planners})")
+    if t["state_bytes"]:
+        print(f"state  {fmt_int(t['state_bytes'])} B of variable tensors kept between invocations (persistent RAM, "
+              "outside the arena)")
     for est in prof.targets:
         print(f"target {est.mcu} + {est.runtime} (estimate): {est.latency_ms:.2f} ms, {est.energy_uj:.0f} uJ, "
               f"RAM {fmt_int(est.ram_bytes)} B, flash {fmt_int(est.flash_bytes)} B: {est.fit_message()}")

@@ -16,6 +16,7 @@ from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident
 from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
+from engine.codegen.state_vars import state_definitions, state_size
 from engine.errors import GraphError
 from engine.ir import Graph
 from engine.memory import plan_memory
@@ -121,13 +122,14 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
 
     macs = sum(layer_macs(g, n) for n in g.nodes)
     scratch = max((c.scratch_bytes for _, c in layers), default=0)
-    arrays = [a for _, c in layers for a in c.arrays] + ctx.const_arrays
+    state_lines, state_arrays = state_definitions(g, prefix)
+    arrays = [a for _, c in layers for a in c.arrays] + ctx.const_arrays + state_arrays
     weights_bytes = sum(a.nbytes for a in arrays)
     stamp = {"tool": "tinystudio", "version": engine.__version__, "graph_hash": content_hash(g), "name": prefix,
              "dsp": options.dsp, "planner": plan.planner, "arena_bytes": plan.arena_bytes,
-             "scratch_bytes": scratch, "weights_bytes": weights_bytes, "macs": macs}
+             "scratch_bytes": scratch, "weights_bytes": weights_bytes, "macs": macs, "state_bytes": state_size(g)}
 
-    model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs)
+    model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines)
     files = {
         f"{prefix}.h": _header(prefix, upper, stamp, inputs, outputs, scratch, options),
         f"{prefix}.c": model_c,
@@ -169,6 +171,7 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
              f"#define {upper}_SCRATCH_SIZE 0",
              "#endif",
              f"#define {upper}_MACS {stamp['macs']}",
+             f"#define {upper}_STATE_SIZE {stamp['state_bytes']}   /* bytes of state kept between runs */",
              f"#define {upper}_NUM_INPUTS {len(inputs)}",
              f"#define {upper}_NUM_OUTPUTS {len(outputs)}",
              f"#define {upper}_INPUT_SIZE {sum(s.size for s in inputs)}   /* bytes; several inputs: back to back */",
@@ -184,7 +187,9 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
                       f"#define {upper}_{role}{i}_SCALE {c_float(s.scale)}",
                       f"#define {upper}_{role}{i}_ZERO_POINT {s.zero_point}"]
     lines += ["",
-              f"int {prefix}_init(void);   /* 0 on success */",
+              f"int {prefix}_init(void);   /* 0 on success; also resets the state */",
+              f"/* Restore the initial state of the stateful layers (SVDF); {prefix}_run keeps it between calls. */",
+              f"void {prefix}_reset_state(void);",
               f"/* One inference: input ({upper}_INPUT_SIZE bytes) and output ({upper}_OUTPUT_SIZE bytes) are the",
               " * caller's buffers, copied into and out of the arena; 0 on success. */",
               f"int {prefix}_run(const int8_t *input, int8_t *output);",
@@ -198,7 +203,7 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
     return "\n".join(lines)
 
 
-def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs) -> str:
+def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines) -> str:
     out = [_stamp_comment(stamp, f"{prefix}.c: the schedule, one function per layer in the memory plan's order"),
            f'#include "{prefix}.h"', "", '#include "tinystudio_kernels.h"', "", "#include <string.h>", "",
            "#if defined(__GNUC__)", "#define TS_ALIGN16 __attribute__((aligned(16)))", "#else",
@@ -211,6 +216,7 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
            f"/* Constant data in {prefix}_weights.c (flash). */"]
     out += [a.declaration() for a in arrays]
     out.append("")
+    out += state_lines
     for i, (node, code) in enumerate(layers):
         out.append(f"/* layer {i}: {c_comment(code.comment)} */")
         out.append(f"static void layer_{i}(void)")
@@ -218,7 +224,8 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
         out += [f"    {line}" for stmt in code.body for line in stmt.split("\n")]
         out.append("}")
         out.append("")
-    out += [f"int {prefix}_init(void)", "{", "    memset(arena, 0, sizeof arena);", "    return 0;", "}", "",
+    out += [f"int {prefix}_init(void)", "{", "    memset(arena, 0, sizeof arena);", f"    {prefix}_reset_state();",
+            "    return 0;", "}", "",
             f"int {prefix}_run_multi(const int8_t *const inputs[], int8_t *const outputs[])", "{"]
     for i, s in enumerate(inputs):
         out.append(f"    memcpy({io_ptrs[0][i]}, inputs[{i}], {s.size});")

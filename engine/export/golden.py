@@ -85,12 +85,14 @@ def random_inputs(lib, n: int, seed: int) -> list[dict[str, np.ndarray]]:
 
 def make_cases(graph, lib, n_random: int = 20, seed: int = 0, sample: dict | None = None) -> list[Case]:
     """The golden case (from `sample`, see golden_inputs) followed by `n_random` random ones, each with the
-    int8 reference's outputs."""
+    int8 reference's outputs. The cases are one stream, as the runners call <name>_run on them in order after
+    one <name>_init: a stateful model (SVDF) carries its state from case to case (engine/state.py)."""
     plan = prepare_int8(graph)
     feeds = [golden_inputs(graph, lib, sample)] + random_inputs(lib, n_random, seed)
     cases = []
+    state: dict = {}
     for f in feeds:
-        outs = plan.run(f)
+        outs = plan.run(f, state=state)
         cases.append(Case(f, {s.name: np.asarray(outs[s.name]).astype(np.int8).reshape(s.shape)
                               for s in lib.outputs}))
     return cases

@@ -356,6 +356,10 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
         raise GraphError(f"ONNX export supports opsets {MIN_OPSET} to {newest}, not {opset}")
     if not all(o in graph.tensors for n in graph.nodes for o in n.outputs):
         graph = infer_shapes(graph)
+    for node in graph.nodes:  # state kept between invocations (engine/state.py) has no ONNX form
+        op_def = get_op(node.op)
+        if op_def is not None and op_def.state_inputs:
+            raise GraphError(f"{node.op} keeps a state between invocations; ONNX has no such op", node.name, node.op)
     ex = _Exporter(graph, opset)
     for name in graph.inputs:
         ex.names.add(name)

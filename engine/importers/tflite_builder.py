@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.errors import ModelFormatError
 from engine.importers.tflite_reader import TfModel, TfOp, TfTensor
-from engine.ir import Graph, Node, Tensor
+from engine.ir import DTYPES, Graph, Node, Tensor
 
 # TFLite's kernels (CalculateActivationRange) clamp only for the RELU family; a fused TANH on a conv,
 # FC, pool or add computes nothing there, so it maps to "none" to keep the file's results.
@@ -50,7 +50,11 @@ class Builder:
         if idx not in self.cache:
             t = self.m.tensors[idx]
             name = self.fresh(t.name or f"tensor_{idx}")
-            self.g.tensors[name] = Tensor(name, t.shape, t.dtype, t.quant, t.data, {"tflite_index": idx})
+            meta, data = {"tflite_index": idx}, t.data
+            if t.variable:  # state (engine/state.py): starts from the file's value, zeros when it has none
+                meta["variable"] = True
+                data = t.data if t.data is not None else np.zeros(t.shape, DTYPES[t.dtype])
+            self.g.tensors[name] = Tensor(name, t.shape, t.dtype, t.quant, data, meta)
             self.cache[idx] = name
         return self.cache[idx]
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from engine.importers.tflite_builder import Builder
 from engine.importers.tflite_recurrent import unidirectional_sequence_lstm
+from engine.importers.tflite_stateful import svdf
 from engine.ir import Quant, Tensor
 
 _PADDING = {0: "SAME_UPPER", 1: "VALID"}  # TFLite SAME puts the odd pad cell at the end, like SAME_UPPER
@@ -336,6 +337,7 @@ HANDLERS: dict[str, Callable[[Builder], None]] = {
     "RESIZE_NEAREST_NEIGHBOR": _resize("nearest"), "RESIZE_BILINEAR": _resize("linear"),
     "SPLIT": _split, "SPLIT_V": _split_v, "GATHER": _gather, "BATCH_MATMUL": _batch_matmul, "CAST": _cast,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": unidirectional_sequence_lstm,
+    "SVDF": svdf,
 }
 SUPPORTED_OPS: list[str] = sorted(HANDLERS)
 

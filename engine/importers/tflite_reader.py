@@ -64,6 +64,7 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": ("UnidirectionalSequenceLSTMOptions", (
         "FusedActivationFunction", "CellClip", "ProjClip", "TimeMajor", "AsymmetricQuantizeInputs",
         "DiagonalRecurrentTensors")),
+    "SVDF": ("SVDFOptions", ("Rank", "FusedActivationFunction")),
 }
 
 
@@ -75,6 +76,7 @@ class TfTensor:
     dtype: str
     quant: Quant | None
     data: np.ndarray | None
+    variable: bool = False  # is_variable: state a stateful op (SVDF, LSTM) keeps between invocations
 
 
 @dataclass
@@ -246,7 +248,7 @@ def _decode_tensor(model, t, j: int, n_buf: int, data: bytes) -> TfTensor:
             raw = bytes(data[start:start + n])
         if raw is not None:
             arr = _tensor_data(raw, shape, dtype, size, label)
-    return TfTensor(j, name, shape, dtype, quant, arr)
+    return TfTensor(j, name, shape, dtype, quant, arr, bool(t.IsVariable()))
 
 
 def _tensor_data(raw: bytes, shape, dtype: str, size: int, label: str) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from engine.errors import GraphError, TinyStudioError
 from engine.int8.lower import Kernel, is_quantized, lower_node
 from engine.ir import INT_DTYPES, Graph, Node
+from engine.state import initial_state, save_state, split_state
 from engine.validate import infer_shapes, node_context, topological_order
 
 
@@ -54,13 +55,16 @@ class Int8Plan:
         return v.astype(np.dtype(t.dtype) if t.dtype != "int4" else np.int8)
 
     def run(self, feeds: dict[str, np.ndarray], *, outputs: list[str] | None = None,
-            keep_all: bool = False) -> dict[str, np.ndarray]:
+            keep_all: bool = False, state: dict | None = None) -> dict[str, np.ndarray]:
+        """`state` as in engine/state.py: None = initial values, a dict is read and gets the new integers."""
         g = self.graph
         env: dict[str, np.ndarray] = {}
         for name in g.inputs:
             if name not in feeds:
                 raise TinyStudioError(f"missing input '{name}' (graph inputs: {', '.join(g.inputs)})")
             env[name] = self._feed(name, feeds[name])
+        for name, value in initial_state(g, state).items():
+            env[name] = np.asarray(value).astype(g.tensors[name].data.dtype)
         for node, kernel in self.steps:
             xs = [None if not n else env[n] if n in env else g.tensors[n].data for n in node.inputs]
             try:
@@ -69,7 +73,10 @@ class Int8Plan:
                 raise
             except (ValueError, IndexError) as e:  # a kernel rejecting its inputs is a graph problem
                 raise GraphError(f"int8 execution failed: {e}", node.name, node.op) from e
+            ys, new_state = split_state(node, ys)
             env.update(zip(node.outputs, ys))
+            env.update(new_state)
+        save_state(g, env, state)
         if keep_all:
             return env
         return {n: env[n] if n in env else g.tensors[n].data for n in (outputs or g.outputs)}
@@ -80,7 +87,7 @@ def prepare_int8(graph: Graph) -> Int8Plan:
 
 
 def run_int8(graph: Graph | Int8Plan, feeds: dict[str, np.ndarray], *, outputs: list[str] | None = None,
-             keep_all: bool = False) -> dict[str, np.ndarray]:
+             keep_all: bool = False, state: dict | None = None) -> dict[str, np.ndarray]:
     """Run a quantized graph with integer kernels; returns integer arrays (float where the graph is float)."""
     plan = graph if isinstance(graph, Int8Plan) else Int8Plan(graph)
-    return plan.run(feeds, outputs=outputs, keep_all=keep_all)
+    return plan.run(feeds, outputs=outputs, keep_all=keep_all, state=state)

@@ -173,5 +173,5 @@ def _concat(p: ConcatParams) -> Kernel:
     return run
 
 
-# Op families kept in their own modules register their record and kernel on import.
-from engine.int8 import lstm  # noqa: E402,F401
+# Families in their own modules register their record and kernel on import (after KERNELS and builds exist).
+from engine.int8 import lstm, svdf  # noqa: E402,F401

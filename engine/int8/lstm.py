@@ -63,6 +63,7 @@ class LstmParams:
     output_mul: tuple[int, int]
     cell_tanh: tuple[int, int]  # (input_multiplier, input_left_shift) of tanh on the cell state
     cell_clip: int              # quantized cell clip (0: none)
+    n_outputs: int              # the node's outputs (Y [, Y_h, Y_c]); the new h and c states follow them
 
 
 def _pow2_log(node: Node, scale: float) -> int:
@@ -131,7 +132,8 @@ def prepare_lstm(g: Graph, node: Node) -> LstmParams:
         n, zx, zh, frozen_array(np.stack(w_x).astype(np.int64)), frozen_array(np.stack(w_h).astype(np.int64)),
         frozen_array(np.stack(bias)), frozen_array(np.array(fc_x, np.int64)), frozen_array(np.array(fc_h, np.int64)),
         quantize_multiplier(ACT_SCALE * sc / sc), quantize_multiplier(ACT_SCALE * ACT_SCALE / sc),
-        quantize_multiplier(ACT_SCALE * ACT_SCALE / float(np.float32(sh))), tanh_scaling(power), qclip)
+        quantize_multiplier(ACT_SCALE * ACT_SCALE / float(np.float32(sh))), tanh_scaling(power), qclip,
+        len(node.outputs))
 
 
 # ---- numpy kernel --------------------------------------------------------------------------------------------
@@ -197,5 +199,6 @@ def _lstm_kernel(p: LstmParams):
         for t in range(x.shape[0]):
             h, c = lstm_step(p, x[t], h, c)
             y[t, 0] = h
-        return [y, h[None].astype(np.int8), c[None].astype(np.int16)]
+        h, c = h[None].astype(np.int8), c[None].astype(np.int16)
+        return [y, h, c][:p.n_outputs] + [h, c]
     return run

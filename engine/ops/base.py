@@ -139,6 +139,10 @@ class OpDef:
     int8_table: ClassVar[bool] = False
     # Why the op has no int8 lowering + C kernel; "" = it has both (tests/engine/test_op_coverage.py checks).
     float_only: ClassVar[str] = ""
+    # Stateful op: indices of the inputs that hold its state (variable tensors, engine.ir.variables). `run` (and
+    # the int8 kernel) returns the outputs followed by the new value of each of these inputs, in this order;
+    # the executors write them back (engine/state.py). See engine/ops/README.md, "Stateful ops".
+    state_inputs: ClassVar[tuple[int, ...]] = ()
 
     # ---- schema checks -------------------------------------------------------------------------
     def input_range(self) -> tuple[int, int]:

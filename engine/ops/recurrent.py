@@ -133,9 +133,22 @@ class _Recurrent(OpDef):
         out = [np.stack(ys, axis=1).astype(np.float32)]
         for k in range(len(self.outputs) - 1):
             out.append(np.stack([f[k] for f in finals]).astype(np.float32))
-        return out
+        return out[:max(1, len(ctx.node.outputs))] + self.new_state(ctx, xs, out[1:])
 
+    # The initial states (initial_h [, initial_c]) are the op's state inputs (engine/state.py): after its
+    # outputs, `run` returns their new values. Only a variable tensor (TFLite's LSTM state) takes the final
+    # state; any other initial state (an ONNX input or constant) gets its own value back, so it stays as it is.
     state_inputs: tuple[int, ...] = (5,)
+
+    def new_state(self, ctx, xs, finals) -> list:
+        out = []
+        for k, i in enumerate(self.state_inputs):
+            t = ctx.ins[i] if i < len(ctx.ins) else None
+            if t is not None and t.meta.get("variable"):
+                out.append(finals[k].astype(np.float32))
+            else:
+                out.append(xs[i] if i < len(xs) else None)
+        return out
 
     def direction(self, ctx, x, xs, d, wb, rb, init, lens, reverse, funcs, clip):
         """Runs one direction; returns Y (seq, batch, H), zero past each sequence's length, and its final

@@ -27,7 +27,8 @@ PINNED = {
     ("engine.passes.layout", "BINARY"): {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"},
     ("engine.passes.noops", "_VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
     ("engine.passes.noops", "_NOOPS"): {"Identity", "Dropout"},
-    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul",
+    # SVDF: cost_kind "fc" (its feature projection is a fully connected layer; lowrank never factors it)
+    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul", "SVDF",
                                                 "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.passes.quantize", "SAME_GRID"): {
         "MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
@@ -55,7 +56,9 @@ PINNED = {
         "ReduceSum",
         "LRN"},  # added with the op LRN (cost_kind "pool")
     ("hwmodels.estimate", "_SOFTMAX"): {"Softmax", "LogSoftmax"},
-    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul", "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
+    # SVDF: estimated as a fully connected layer of its MACs (projection + time filter)
+    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul", "SVDF",
+                                   "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.exporters.onnx_export", "_LAYOUT_OPS"): {
         "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
         "BatchNormalization", "Resize"},

@@ -128,7 +128,7 @@ class TFLiteWriter:
         T.TensorAddName(b, name)
         if quant is not None:
             T.TensorAddQuantization(b, quant)
-        if t.get("variable"):  # state tensors (LSTM, SVDF): the interpreter keeps them across invokes
+        if t.get("variable"):  # state of a stateful op (SVDF, LSTM)
             T.TensorAddIsVariable(b, True)
         return T.TensorEnd(b)
 

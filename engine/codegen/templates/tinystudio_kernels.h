@@ -122,6 +122,17 @@ typedef struct {
     int32_t y_stride[TS_MAX_DIMS];
 } ts_copy_params;
 
+/* SVDF (ts_svdf_ref.c): x (batches, n_input) int8, weights_feature (filters, n_input) int8, weights_time
+ * (filters, memory) and the state (batches, filters * memory) int16 (state_bits 16) or int8 (8); filters =
+ * units * rank; bias (units) int32 or NULL. The state is updated in place. */
+typedef struct {
+    int32_t batches, n_input, filters, units, memory, rank;
+    int32_t input_offset;      /* -input zero point */
+    int32_t output_offset, state_zero_point, state_bits;
+    int32_t multiplier1, shift1;  /* input * weights_feature -> state */
+    int32_t multiplier2, shift2;  /* state * weights_time -> output */
+} ts_svdf_params;
+
 /* Fixed-point helpers (gemmlowp / TFLite MultiplyByQuantizedMultiplier, double rounding). */
 int32_t ts_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
 int32_t ts_rounding_divide_by_pot(int32_t x, int32_t exponent);
@@ -160,6 +171,8 @@ void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);
 void ts_softmax_s8(const ts_softmax_params *p, const int8_t *x, int8_t *y);
 /* y[i] = table[x[i] + 128]: unary activations and int8 -> int8 requantization (tables made in Python). */
 void ts_lut_s8(const int8_t *x, int8_t *y, int32_t n, const int8_t *table);
+void ts_svdf_s8(const ts_svdf_params *p, const int8_t *x, const int8_t *wf, const void *wt, const int32_t *bias,
+                void *state, int8_t *y);
 void ts_copy_s8(const ts_copy_params *p, const int8_t *x, int8_t *y, const int8_t *table);
 /* y[i] = index[i] < 0 ? fill : x[index[i]]: data movement with an irregular pattern (Gather, Resize, Pad). */
 void ts_gather_s8(const int8_t *x, const int32_t *index, int32_t n, int32_t fill, int8_t *y);
