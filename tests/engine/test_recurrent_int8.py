@@ -102,3 +102,46 @@ def test_int8_lstm_refuses_a_non_power_of_two_cell_scale(tmp_path):
     cell.quant.scale[:] = 0.0003
     with pytest.raises(GraphError, match="power of two"):
         prepare_int8(g)
+
+
+def test_lstm_state_streams_across_invokes_like_tflite_micro(tmp_path):
+    """Without a reset, tflite-micro keeps the output and cell state between invokes; so do run_int8 and
+    run_graph with a state dict (engine/state.py); state=None starts from the initial values each time."""
+    from engine.execute import run_graph
+    from engine.int8 import run_int8
+    from tests.engine.test_recurrent_tflite import _lstm_file
+
+    data = _int8_lstm_file(1, 4, 3, 6, seed=2)
+    path = tmp_path / "s.tflite"
+    path.write_bytes(data)
+    g = load_tflite(str(path))
+    interp = tflm_from_bytes(data)
+    rng = np.random.default_rng(0)
+    state: dict = {}
+    first = None
+    for k in range(5):
+        x = rng.integers(-128, 128, g.tensors[g.inputs[0]].shape).astype(np.int8)
+        first = x if first is None else first
+        interp.set_input(x, 0)
+        interp.invoke()
+        ours = run_int8(g, {g.inputs[0]: x}, state=state)[g.outputs[0]]
+        assert np.array_equal(ours.reshape(-1), interp.get_output(0).reshape(-1)), f"invoke {k}"
+    assert sorted(state) == sorted(t.name for t in g.tensors.values() if t.meta.get("variable"))
+    fresh = run_int8(g, {g.inputs[0]: first})[g.outputs[0]]
+    interp.reset()
+    interp.set_input(first, 0)
+    interp.invoke()
+    assert np.array_equal(fresh.reshape(-1), interp.get_output(0).reshape(-1))
+
+    fdata = _lstm_file(1, 4, 3, 6, seed=4)
+    fpath = tmp_path / "f.tflite"
+    fpath.write_bytes(fdata)
+    fg = load_tflite(str(fpath))
+    finterp = tflm_from_bytes(fdata)
+    fstate: dict = {}
+    for k in range(4):
+        x = rng.standard_normal(fg.tensors[fg.inputs[0]].shape).astype(np.float32)
+        finterp.set_input(x, 0)
+        finterp.invoke()
+        ours = run_graph(fg, {fg.inputs[0]: x}, state=fstate)[fg.outputs[0]]
+        np.testing.assert_allclose(ours, finterp.get_output(0), rtol=1e-4, atol=1e-5, err_msg=f"float invoke {k}")
