@@ -217,6 +217,7 @@ class LSTM(_Recurrent):
     outputs = ("Y", "Y_h", "Y_c")
     param_inputs = (1, 2, 3, 7)
     state_inputs = (5, 6)
+    float_only = ""  # tflite-micro's int8 form: engine/int8/lstm.py, templates/ts_lstm_ref.c
     # cell_clip: TFLite's bound on the cell state after each update (0: none); not an ONNX attribute.
     attrs = {**_Recurrent.base_attrs, "input_forget": Attr("int", 0, (0, 1)), "cell_clip": Attr("float", 0.0)}
     doc = ("Long short-term memory, ONNX LSTM (gates i, o, f, c; peepholes P = [i, o, f]; time-major); "
