@@ -57,3 +57,18 @@ def test_lstm_c_bit_exact_to_tflite_micro(tmp_path):
     # mnist_lstm: the 20-unit hidden state (int8) and cell state (int16) are the model's static state
     assert libs[0].stamp["state_bytes"] == 20 + 20 * 2
     assert "lstm_mnist_reset_state" in libs[0].files["lstm_mnist.h"]
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm or arm-none-eabi-gcc not installed")
+def test_mnist_lstm_c_on_qemu_cortex_m4_bit_exact():
+    """The same C cross-compiled for Cortex-M4 and run on QEMU mps2-an386: 21 streamed inputs equal the int8
+    reference (itself equal to tflite-micro above)."""
+    from engine.export.verify_qemu import verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    g = load_tflite(str(DATA / "trained_lstm_int8.tflite"))
+    res = verify_qemu(g, generate(g, "lstm_m4"), get_mcu("stm32f411re"), n_random=N, seed=1)
+    assert res.machine == "mps2-an386" and res.inputs == N + 1
+    assert res.bit_exact, res.first_mismatch
+    assert 1.0 < res.instructions_per_mac < 20.0, res.instructions_per_mac
