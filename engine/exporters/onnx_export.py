@@ -358,7 +358,10 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
         graph = infer_shapes(graph)
     for node in graph.nodes:  # state kept between invocations (engine/state.py) has no ONNX form
         op_def = get_op(node.op)
-        if op_def is not None and op_def.state_inputs:
+        held = [] if op_def is None else [node.inputs[i] for i in op_def.state_inputs
+                                          if i < len(node.inputs) and node.inputs[i]]
+        # an ONNX LSTM's initial state is an ordinary input; only a variable tensor is kept between runs
+        if any(graph.tensors[n].meta.get("variable") for n in held if n in graph.tensors):
             raise GraphError(f"{node.op} keeps a state between invocations; ONNX has no such op", node.name, node.op)
     ex = _Exporter(graph, opset)
     for name in graph.inputs:

@@ -145,3 +145,18 @@ def test_unsupported_attributes_name_node_and_attribute(extra, needle, tmp_path)
         load_onnx(str(path))
     msg = str(e.value)
     assert "rnn0" in msg and needle in msg and "\n" not in msg.strip()
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_onnx_round_trip_through_our_exporter(op, tmp_path):
+    """Import -> export -> onnxruntime gives the original model's outputs (bidirectional, initial state)."""
+    from engine.exporters.onnx_export import save_onnx
+
+    model, feeds = _model(op, 5, 2, 4, 6, direction="bidirectional", init=True, lens=[5, 3])
+    g = _check(model, feeds, tmp_path)
+    out = tmp_path / "again.onnx"
+    save_onnx(g, str(out))
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    again = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for a, b in zip(again, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

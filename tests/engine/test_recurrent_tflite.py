@@ -47,6 +47,8 @@ def test_mnist_lstm_profile_counts_the_gate_products():
     # 28 steps x 4 gates x 20 units x (28 inputs + 20 recurrent) MACs
     assert len(lstm) == 1 and lstm[0].macs == 28 * 4 * 20 * (28 + 20)
     assert lstm[0].params == 4 * 20 * (28 + 20) + 4 * 20 * 2
+    assert lstm[0].state_bytes == 2 * 20 * 4   # float hidden and cell state, persistent RAM, not weights
+    assert lstm[0].weight_bytes == 4 * (4 * 20 * (28 + 20) + 4 * 20 * 2)   # W, R and B (Rb zeros) as packed
     assert prof.targets and prof.targets[0].latency_ms > 0
 
 
