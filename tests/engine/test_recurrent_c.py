@@ -39,7 +39,8 @@ def _stream(g, data: bytes, seed: int):
 
 @needs_gcc
 def test_lstm_c_bit_exact_to_tflite_micro(tmp_path):
-    cases = [("mnist", (DATA / "trained_lstm_int8.tflite").read_bytes())]
+    cases = [("mnist", (DATA / "trained_lstm_int8.tflite").read_bytes()),
+             ("dtln", (DATA / "dtln_noise_suppression.tflite").read_bytes())]
     for i, (shape, kw) in enumerate([((2, 5, 4, 6), {"h_zp": 7}), ((3, 4, 6, 5), {"time_major": True}),
                                      ((1, 7, 3, 16), {"cell_pow": -11, "cell_clip": 2.0})]):
         cases.append((f"single{i}", _int8_lstm_file(*shape, seed=i + 3, **kw)))
