@@ -245,6 +245,8 @@ def _convert(ex: _Exporter, node: Node) -> None:
     name = node.name
     if op == "LSTM" and attrs.pop("cell_clip", 0.0):  # TFLite's clip of the cell state; ONNX clips gate inputs
         raise GraphError("cell_clip (a TFLite LSTM option) has no ONNX counterpart", node.name, op)
+    if op in ("LSTM", "GRU", "RNN"):  # optional in the IR (W holds it), required by onnxruntime
+        attrs.setdefault("hidden_size", int(ex.g.tensors[node.inputs[2]].shape[-1]))
 
     if op in ("Relu6", "Clip"):
         lo, hi = (0.0, 6.0) if op == "Relu6" else (_attr(node, "min"), _attr(node, "max"))
