@@ -225,3 +225,7 @@ def _gemm(ctx):
 @plans("MatMul")
 def _matmul(ctx):
     return lambda xs, mod: [torch.matmul(xs[0], xs[1])]
+
+
+# Families in their own modules register their planners on import (after `plans` exists).
+from engine.exporters import torch_ops_recurrent  # noqa: E402,F401

@@ -72,7 +72,7 @@ class _Recurrent(OpDef):
         return seq, batch, inp, hidden, dirs
 
     def funcs(self, ctx, dirs: int) -> list[tuple]:
-        """The activation functions in use, per direction, as (f, alpha, beta), checked against ONNX's list."""
+        """The activation functions in use, per direction, as (name, alpha, beta), checked against ONNX's list."""
         names = ctx.attr("activations")
         names = list(self.default_funcs) * dirs if names is None else list(names)
         if len(names) == self.n_funcs and dirs == 2:
@@ -86,10 +86,10 @@ class _Recurrent(OpDef):
             key = next((k for k in _FUNCS if k.lower() == str(name).lower()), None)
             if key is None:
                 raise ctx.error(f"attribute 'activations': {name!r} is not supported (supported: {', '.join(_FUNCS)})")
-            f, da, db = _FUNCS[key]
+            _, da, db = _FUNCS[key]
             a = (alphas.pop(0) if alphas else da) if da is not None else 0.0
             b = (betas.pop(0) if betas else db) if db is not None else 0.0
-            out.append((f, np.float32(a), np.float32(b)))
+            out.append((key, np.float32(a), np.float32(b)))
         return out
 
     def infer(self, ctx):
@@ -174,8 +174,8 @@ def _clip(v, clip):
 
 
 def _act(fab, v):
-    f, a, b = fab
-    return f(v, a, b).astype(np.float32)
+    name, a, b = fab
+    return _FUNCS[name][0](v, a, b).astype(np.float32)
 
 
 @register
