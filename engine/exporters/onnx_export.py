@@ -243,10 +243,10 @@ def _convert(ex: _Exporter, node: Node) -> None:
     outs = [ex.out_name(node, i, layout, act) for i in range(len(node.outputs))]
     attrs = {k: v for k, v in node.attrs.items() if k not in skip and v is not None}
     name = node.name
-    if op == "LSTM" and attrs.pop("cell_clip", 0.0):  # TFLite's clip of the cell state; ONNX clips gate inputs
-        raise GraphError("cell_clip (a TFLite LSTM option) has no ONNX counterpart", node.name, op)
-    if op in ("LSTM", "GRU", "RNN"):  # optional in the IR (W holds it), required by onnxruntime
+    if op in ("LSTM", "GRU", "RNN"):  # hidden_size: optional in the IR, onnxruntime needs it; cell_clip: TFLite's
         attrs.setdefault("hidden_size", int(ex.g.tensors[node.inputs[2]].shape[-1]))
+        if attrs.pop("cell_clip", 0.0):
+            raise GraphError("cell_clip (a TFLite LSTM option) has no ONNX counterpart", node.name, op)
 
     if op in ("Relu6", "Clip"):
         lo, hi = (0.0, 6.0) if op == "Relu6" else (_attr(node, "min"), _attr(node, "max"))
@@ -360,10 +360,8 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
         graph = infer_shapes(graph)
     for node in graph.nodes:  # state kept between invocations (engine/state.py) has no ONNX form
         op_def = get_op(node.op)
-        held = [] if op_def is None else [node.inputs[i] for i in op_def.state_inputs
-                                          if i < len(node.inputs) and node.inputs[i]]
-        # an ONNX LSTM's initial state is an ordinary input; only a variable tensor is kept between runs
-        if any(graph.tensors[n].meta.get("variable") for n in held if n in graph.tensors):
+        held = [node.inputs[i] for i in (op_def.state_inputs if op_def else ()) if i < len(node.inputs)]
+        if any(graph.tensors[n].meta.get("variable") for n in held if n):  # not an ONNX LSTM's initial state
             raise GraphError(f"{node.op} keeps a state between invocations; ONNX has no such op", node.name, node.op)
     ex = _Exporter(graph, opset)
     for name in graph.inputs:

@@ -42,7 +42,8 @@ class _Recurrent(OpDef):
     # read W as one (out, in) matrix, which the gate blocks are not.
     onnx_same = True
     cost_kind = "fc"
-    float_only = "no int8 lowering or C kernel yet for ONNX recurrent ops (TFLite's int8 LSTM is separate work)"
+    float_only = ("no int8 lowering or C kernel (tflite-micro, the int8 oracle, has no GRU or RNN kernel; the LSTM "
+                  "has both)")
     base_attrs = {"activation_alpha": Attr("floats", None), "activation_beta": Attr("floats", None),
                   "activations": Attr("strs", None), "clip": Attr("float", None),
                   "direction": Attr("str", "forward", _DIRECTIONS), "hidden_size": Attr("int", None)}

@@ -104,3 +104,13 @@ def test_unsupported_lstm_variants_are_named(kw, needle, tmp_path):
     with pytest.raises(ModelFormatError) as e:
         load_tflite(str(path))
     assert needle in str(e.value) and "UNIDIRECTIONAL_SEQUENCE_LSTM_0" in str(e.value)
+
+
+def test_onnx_export_refuses_the_tflite_lstm_by_name():
+    """Its state is kept between invocations (variable tensors) and its cell_clip has no ONNX form."""
+    from engine.errors import GraphError
+    from engine.exporters.onnx_export import to_onnx
+
+    g = load_tflite(str(DATA / "trained_lstm.tflite"))
+    with pytest.raises(GraphError, match="UNIDIRECTIONAL_SEQUENCE_LSTM_0.*state between invocations"):
+        to_onnx(g)
