@@ -64,6 +64,9 @@ c[3].metric("Activation arena", fmt_bytes(tot["activation_peak_bytes"]),
             help=f"{tot['activation_peak_bytes']:,} B placed by the {tot['planner']} planner; layer-by-layer "
                  f"lower bound {tot['activation_lower_bound_bytes']:,} B")
 c[4].metric("Layers", tot["layers"])
+if tot.get("state_bytes"):
+    st.caption(f"State kept between invocations (SVDF): {fmt_bytes(tot['state_bytes'])} of RAM outside the arena, "
+               "counted in the RAM estimates.")
 
 if prof.targets:
     st.dataframe(charts.fit_rows(prof), hide_index=True, width="stretch",

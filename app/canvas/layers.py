@@ -150,9 +150,10 @@ _LAYERS = [
     _entry("Resize", "Resize (upsample)", "Shape", "Resize", {"scales": [2.0, 2.0], "mode": "nearest"},
            required=("scales",)),
 ]
-# Left out of "More ops": quantization is a pass's job (its tensors need scales), layer ops are above.
+# Left out of "More ops": quantization is a pass's job (its tensors need scales), layer ops are above; SVDF's
+# weights and variable state come with an imported TFLite file (the canvas makes no state tensors).
 _NOT_OFFERED = {"QuantizeLinear", "DequantizeLinear", "Conv", "ConvTranspose", "Gemm", "BatchNormalization",
-                "LayerNormalization", "PRelu"}
+                "LayerNormalization", "PRelu", "SVDF"}
 
 
 def palette() -> list[dict]:

@@ -27,7 +27,8 @@ def emit_svdf(ctx: EmitContext, node: Node) -> None:
     params = {"batches": p.batch, "n_input": p.n_input, "filters": p.filters, "units": p.units, "memory": p.memory,
               "rank": p.rank, "input_offset": -p.x_zp, "output_offset": p.y_zp, "state_zero_point": p.state_zp,
               "state_bits": 16 if p.state_dtype == "int16" else 8, "multiplier1": p.mult1, "shift1": p.shift1,
-              "multiplier2": p.mult2, "shift2": p.shift2}
+              "multiplier2": p.mult2, "shift2": p.shift2,
+              "act_min": p.act_min, "act_max": p.act_max}
     comment = (f"{node.name}: SVDF {p.n_input}->{p.units} (rank {p.rank}, memory {p.memory}, {p.state_dtype} state "
                f"'{c_comment(node.inputs[4])}'), out {shape_text(y)}, {layer_macs(g, node):,} MACs")
     struct_call(ctx, "ts_svdf_s8", "ts_svdf_params", params, comment, ctx.src(node, x.name), wf, wt, bias, sym,

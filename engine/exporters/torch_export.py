@@ -192,6 +192,8 @@ def from_torch_weights(graph: Graph, module: GraphModule) -> Graph:
         t = out.tensors.get(name)
         if t is None or t.data is None:
             raise GraphError(f"constant '{name}' of the trained module is not a constant of graph '{graph.name}'")
+        if t.meta.get("variable"):  # a stateful op's state: the graph keeps its initial value
+            continue
         value = module.tensor(name).detach().cpu().numpy()
         if tuple(value.shape) != t.shape:
             raise GraphError(f"constant '{name}' has shape {list(t.shape)} in the graph but "

@@ -227,5 +227,26 @@ def _matmul(ctx):
     return lambda xs, mod: [torch.matmul(xs[0], xs[1])]
 
 
+@plans("SVDF")
+def _svdf(ctx):
+    """The state is the module's buffer of the variable tensor: each forward reads it and stores the new value
+    (detached), as tflite-micro keeps its variable tensors between invokes; from_torch_weights leaves it out."""
+    from engine.ops.svdf import svdf_dims
+
+    b, _, f, units, mem, rank = svdf_dims(ctx)
+    act, state_name = ctx.attr("activation"), ctx.node.inputs[4]
+
+    def step(xs, mod):
+        x, wf, wt, bias, state = xs
+        new = torch.cat([state.reshape(b, f, mem)[:, :, 1:], (x @ wf.T).unsqueeze(-1)], dim=-1)
+        y = torch.einsum("bfm,fm->bf", new, wt).reshape(b, units, rank).sum(dim=-1)
+        if bias is not None:
+            y = y + bias
+        with torch.no_grad():
+            mod.tensor(state_name).copy_(new.reshape(b, f * mem))
+        return [torch_act(y, act)]
+    return step
+
+
 # Families in their own modules register their planners on import (after `plans` exists).
 from engine.exporters import torch_ops_recurrent  # noqa: E402,F401

@@ -3,7 +3,9 @@
 int8 input, output and weights_feature; int16 (or int8) weights_time and state; int32 bias whose scale is
 state_scale * weights_time_scale. One record (SvdfParams) feeds the numpy kernel here and the C emitter
 (engine/codegen/emit_svdf.py). tflite-micro's integer kernel applies no fused activation (it only clamps
-to int8), and reads the weights' scales but not their zero points: so does this one.
+to int8): the TFLite importer drops an int8 SVDF's activation (and notes it), so imported files give the
+interpreter's bytes; a graph TinyStudio quantizes itself keeps its RELU as the output clamp, like conv's.
+The weights' scales are read, not their zero points, as in tflite-micro.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from engine.int8.lower import Kernel, builds
 from engine.int8.params import frozen_array
 from engine.int8.prepare import prepares
 from engine.int8.quant_math import multiply_by_quantized_multiplier, quantize_multiplier, wrap32
-from engine.int8.readers import act_grid, bias_of, const_data, node_error, tensor_of
+from engine.int8.readers import act_grid, bias_of, clamp_range, const_data, node_error, tensor_of
 from engine.ir import Graph, Node
 from engine.ops.svdf import svdf_dims
 from engine.validate import node_context
@@ -42,6 +44,8 @@ class SvdfParams:
     shift1: int
     mult2: int                # state * weights_time -> output
     shift2: int
+    act_min: int              # the output clamp: int8's range, or the fused activation's on the output grid
+    act_max: int
 
 
 @prepares("SVDF")
@@ -64,10 +68,11 @@ def prepare_svdf(g: Graph, node: Node) -> SvdfParams:
     m1, s1 = quantize_multiplier(float(f32(f32(sx) * swf) / f32(ss)))
     m2, s2 = quantize_multiplier(float(f32(f32(ss) * swt) / f32(so)))
     bias = bias_of(g, node, 3, units)
+    lo, hi = clamp_range(node, y)
     return SvdfParams(b, n_in, f, units, mem, rank, zx, zo, zs, st.dtype,
                       frozen_array(const_data(node, wf, "weights_feature").astype(np.int64)),
                       frozen_array(const_data(node, wt, "weights_time").astype(np.int64)),
-                      None if bias is None else frozen_array(bias.astype(np.int64)), m1, s1, m2, s2)
+                      None if bias is None else frozen_array(bias.astype(np.int64)), m1, s1, m2, s2, lo, hi)
 
 
 def svdf_int(p: SvdfParams, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +89,7 @@ def svdf_int(p: SvdfParams, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarra
     if p.bias is not None:
         out = out + p.bias
     out = multiply_by_quantized_multiplier(wrap32(out), p.mult2, p.shift2) + p.y_zp
-    y = np.clip(out, -128, 127).astype(np.int8)
+    y = np.clip(out, p.act_min, p.act_max).astype(np.int8)
     return y, new.reshape(p.batch, p.filters * p.memory).astype(np.dtype(p.state_dtype))
 
 

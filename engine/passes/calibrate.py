@@ -17,7 +17,7 @@ import numpy as np
 
 from engine.errors import TinyStudioError
 from engine.execute import run_graph
-from engine.ir import FLOAT_DTYPES, Graph
+from engine.ir import FLOAT_DTYPES, Graph, variables
 
 METHODS = ("minmax", "percentile")
 SYNTHETIC_WARNING = "calibrated on synthetic data: accuracy unknown"
@@ -146,11 +146,14 @@ def collect_ranges(graph: Graph, samples: list[dict[str, np.ndarray]], method: s
         raise TinyStudioError(f"calibration method must be one of {', '.join(METHODS)}, got '{method}'")
     if method == "percentile" and not 50.0 < percentile <= 100.0:
         raise TinyStudioError(f"percentile must be in (50, 100], got {percentile}")
-    acts = {n for n in graph.inputs} | {o for node in graph.nodes for o in node.outputs}
+    # A stateful graph (SVDF) sees the samples as one stream, its state (engine/state.py) calibrated with them.
+    state = {} if variables(graph) else None
+    acts = ({n for n in graph.inputs} | {o for node in graph.nodes for o in node.outputs}
+            | {t.name for t in variables(graph)})
     sizes = {n: graph.tensors[n].size for n in acts if n in graph.tensors}
     stats: dict[str, _Tails] = {}
     for feeds in samples:
-        env = run_graph(graph, feeds, keep_all=True)
+        env = run_graph(graph, feeds, keep_all=True, state=state)
         for name, v in env.items():
             if name not in sizes or not np.issubdtype(np.asarray(v).dtype, np.floating):
                 continue

@@ -28,6 +28,7 @@ from engine.passes.quantize_lstm import quantize_lstms
 from engine.ir import FLOAT_DTYPES, Graph, Quant, Tensor
 from engine.ops import OPS, ops_where
 from engine.passes.base import PassReport, fresh_name, graph_pass
+from engine.passes.quantize_svdf import quantize_svdf
 from engine.validate import topological_order
 
 INT8_ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
@@ -36,6 +37,7 @@ FIXED_OUTPUT = {name: OPS[name].fixed_grid for name in ops_where(lambda op: op.f
 WEIGHTED = ops_where(lambda op: op.weighted)  # weights at input 1, bias at input 2
 QUANT_BOUNDARY = ops_where(lambda op: op.quant_boundary)
 INT32 = np.iinfo(np.int32)
+OWN_QUANTIZER = {"SVDF": quantize_svdf}   # op -> how its constant inputs and state are quantized
 
 
 # ---- what int8 can run -------------------------------------------------------------------------------
@@ -208,6 +210,9 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]]) -> tuple
     report.count("activations", len(acts))
     quantize_lstms(g, report)  # gate-wise weights, int16 cell state (engine/passes/quantize_lstm.py)
     for node in g.nodes:
+        if node.op in OWN_QUANTIZER:  # ops whose constants follow their own TFLite layout (SVDF)
+            OWN_QUANTIZER[node.op](g, node, ranges, report)
+            continue
         for i, name in enumerate(node.inputs):
             t = g.tensors.get(name) if name else None
             if t is None or t.data is None or t.dtype not in FLOAT_DTYPES:

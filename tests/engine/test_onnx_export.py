@@ -320,6 +320,18 @@ def test_every_ir_op_exports(case, opset):
 
 def test_op_cases_cover_every_registered_op():
     """The exporter must handle every IR op: a new op needs an export rule and a case above."""
-    from engine.ops import supported_ops
+    from engine.ops import get_op, supported_ops
     covered = {c[0] for c in OP_CASES} | {"QuantizeLinear", "DequantizeLinear"}  # those: the QDQ tests
+    # stateful ops (SVDF): ONNX has no state kept between runs; test_stateful_ops_are_refused_by_name checks it
+    covered |= {n for n in supported_ops() if get_op(n).state_inputs}
     assert set(supported_ops()) - covered == set()
+
+
+def test_stateful_ops_are_refused_by_name():
+    from engine.ops import get_op
+    from tests.engine.test_torch_export import svdf
+
+    g, _ = svdf()
+    assert get_op("SVDF").state_inputs == (4,)
+    with pytest.raises(GraphError, match="SVDF keeps a state between invocations; ONNX has no such op"):
+        exported(g, 17)

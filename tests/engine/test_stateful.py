@@ -71,3 +71,24 @@ def test_state_dict_missing_name_starts_from_initial_and_bad_shape_is_named(tmp_
         run_graph(g, {"x": x}, state={"state": np.zeros((1, 3), np.float32)})
     with pytest.raises(TinyStudioError, match="state 'state' has shape"):
         run_int8(g, {"x": x}, state={"state": np.zeros((2, 40), np.float32)})
+
+
+def test_variable_flag_survives_save_and_load_and_bad_state_shape_is_one_line(tmp_path):
+    from engine.serialize import dumps, loads
+
+    from engine.errors import ModelFormatError
+    from tests.engine.tflite_writer import TFLiteWriter
+
+    g = _load(tmp_path, svdf_float(np.random.default_rng(3)))
+    back = loads(*dumps(g))
+    assert [t.name for t in variables(back)] == ["state"]
+    # a state whose size is not batch x filters x memory: the file contradicts itself, named in one line
+    w = TFLiteWriter()
+    x = w.tensor("x", (1, 3))
+    wf = w.const("wf", np.ones((2, 3), np.float32))
+    wt = w.const("wt", np.ones((2, 4), np.float32))
+    st = w.tensor("state", (1, 7), variable=True)
+    y = w.tensor("y", (1, 2))
+    w.op("SVDF", [x, wf, wt, -1, st], [y], "SVDFOptions", Rank=1, FusedActivationFunction=0)
+    with pytest.raises(ModelFormatError, match=r"SVDF.*state \[1, 7\] \(batch, filters\*memory\)"):
+        _load(tmp_path, w.finish([x], [y]), "bad_state")

@@ -204,3 +204,20 @@ def test_rank_that_does_not_divide_filters_is_refused(tmp_path):
     w.op("SVDF", [x, wf, wt, -1, st], [y], "SVDFOptions", Rank=2, FusedActivationFunction=0)
     with pytest.raises(ModelFormatError, match="rank"):
         _load(tmp_path, w.finish([x], [y]), "bad_rank")
+
+
+def test_int8_time_weights_and_state_of_different_types_are_refused(tmp_path):
+    """tflite-micro reads weights_time and the state with one element type; a file mixing them is named."""
+    from engine.errors import GraphError
+
+    w = TFLiteWriter()
+    x = w.tensor("x", (1, 3), "int8", scale=0.1, zero_point=0)
+    wf = w.tensor("wf", (2, 3), "int8", data=np.ones((2, 3)), scale=0.01, zero_point=0)
+    wt = w.tensor("wt", (2, 4), "int8", data=np.ones((2, 4)), scale=0.01, zero_point=0)
+    b = w.tensor("b", (2,), "int32", data=np.zeros(2), scale=0.0002, zero_point=0)
+    st = w.tensor("state", (1, 8), "int16", scale=0.02, zero_point=0, variable=True)
+    y = w.tensor("y", (1, 2), "int8", scale=0.1, zero_point=0)
+    w.op("SVDF", [x, wf, wt, b, st], [y], "SVDFOptions", Rank=1, FusedActivationFunction=0)
+    g = _load(tmp_path, w.finish([x], [y]), "mixed")
+    with pytest.raises(GraphError, match="weights_time 'wt' must be quantized int16 like the state 'state'"):
+        run_int8(g, {"x": np.zeros((1, 3), np.int8)})

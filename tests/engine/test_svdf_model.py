@@ -94,3 +94,56 @@ def test_cli_profile_and_export(tmp_path, capsys):
     assert code == 0, cap.err
     rep = json.loads(cap.out)
     assert rep["verify"]["bit_exact"] is True and rep["verify"]["inputs"] == 21
+
+
+def test_ptq_of_the_float_model_streams_close_to_float():
+    """Our own PTQ of the float file (int16 state, as the converter lays it out) tracks the float stream."""
+    from engine.passes.ptq import quantize_model
+
+    gf = load_tflite(str(FLOAT))
+    calib = kws_calibration(64)
+    q, report = quantize_model(gf, [{"features": x} for x in calib])
+    svdf = [n for n in q.nodes if n.op == "SVDF"]
+    assert len(svdf) == 2
+    for n in svdf:
+        assert [q.tensors[n.inputs[i]].dtype for i in range(5)] == ["int8", "int8", "int16", "int32", "int16"]
+        assert q.tensors[n.inputs[4]].meta["variable"] is True
+    assert svdf[0].attrs["activation"] == "relu"   # kept: the int8 kernel clamps it on the output grid
+    xs = kws_calibration(FRAMES, seed=7)
+    qin, qout = q.tensors[q.inputs[0]].quant, q.tensors[q.outputs[0]].quant
+    sf, sq, agree, err = {}, {}, 0, []
+    for x in xs:
+        yf = run_graph(gf, {"features": x}, state=sf)["probs"]
+        yq = qout.dequantize(run_int8(q, {q.inputs[0]: qin.quantize(x, "int8")}, state=sq)[q.outputs[0]])
+        agree += int(yf.argmax() == yq.argmax())
+        err.append(np.abs(yf - yq).max())
+    assert agree >= FRAMES - 3, agree
+    assert np.mean(err) < 0.05, np.mean(err)
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="qemu-system-arm or arm-none-eabi-gcc not installed")
+def test_qemu_cortex_m4_stream_bit_exact_to_tflm():
+    """The int8 model on QEMU Cortex-M4 (DSP build): 20 frames as one stream, each output equal to tflite-micro's."""
+    from engine.export.golden import Case
+    from engine.export.verify_qemu import verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    g = load_tflite(str(INT8))
+    q = g.tensors["features"].quant
+    xs = np.array([q.quantize(x, "int8") for x in kws_calibration(20, seed=9)])
+    ref = _tflm(INT8, xs)
+    cases = [Case({"features": x}, {"probs": r}) for x, r in zip(xs, ref)]
+    res = verify_qemu(g, generate(g, "svdf_kws"), get_mcu("stm32l4r5zi"), cases=cases)
+    assert res.machine == "mps2-an386" and res.inputs == 20
+    assert res.bit_exact, res.first_mismatch
+
+
+def test_cli_exports_the_float_model(tmp_path, capsys):
+    """A float SVDF file: quantized (int16 state) on export, and the C verified against the int8 reference."""
+    bundle = tmp_path / "kws_f.zip"
+    code = main(["export", str(FLOAT), "--mcu", "stm32f746ng", "--out", str(bundle), "--inputs", "10", "--json"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert json.loads(cap.out)["verify"]["bit_exact"] is True
+    assert "ONNX has no such op" in cap.err   # the bundle's ONNX copies are left out, by name

@@ -240,8 +240,35 @@ def recurrent():
     return b.build(), {"X": w(5, 2, 3)}
 
 
+def svdf():
+    """SVDF (rank 2, memory 4, RELU) from its initial state; test_svdf_streams_and_keeps_the_initial_state streams."""
+    b = GraphBuilder("svdf")
+    x = b.input("X", (2, 5))
+    st = b.const("state", np.zeros((2, 6 * 4), np.float32))
+    b.output(b.node("SVDF", [x, b.const("wf", rand(6, 5)), b.const("wt", rand(6, 4)), b.const("bias", rand(3)), st],
+                    rank=2, activation="relu"))
+    g = b.build()
+    g.tensors["state"].meta["variable"] = True
+    return g, {"X": rand(2, 5)}
+
+
 CASES = [cnn_nchw, cnn_nhwc, conv1d, conv_transpose, dense_and_unary, binary, shapes, resize, quantized, lrn,
-         recurrent]
+         recurrent, svdf]
+
+
+def test_svdf_streams_and_keeps_the_initial_state():
+    g, _ = svdf()
+    m = to_torch(g).eval()
+    state: dict = {}
+    for k in range(6):
+        x = rand(2, 5)
+        want = run_graph(g, {"X": x}, state=state)
+        with torch.no_grad():
+            got = m(torch.from_numpy(x))
+        assert_close(got.numpy(), want[g.outputs[0]], f"step {k}")
+    assert_close(m.tensor("state").numpy(), state["state"], "state")
+    back = from_torch_weights(g, m)
+    assert not back.tensors["state"].data.any()   # the initial value, not the streamed state
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda f: f.__name__)

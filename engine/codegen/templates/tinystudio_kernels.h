@@ -131,6 +131,7 @@ typedef struct {
     int32_t output_offset, state_zero_point, state_bits;
     int32_t multiplier1, shift1;  /* input * weights_feature -> state */
     int32_t multiplier2, shift2;  /* state * weights_time -> output */
+    int32_t act_min, act_max;     /* output clamp (a fused RELU of a graph TinyStudio quantized) */
 } ts_svdf_params;
 
 /* LSTM (ts_lstm_ref.c): x (steps, batches, n_input) int8, time-major; weights (4, hidden, n_input) and

@@ -1,7 +1,8 @@
 /* ts_svdf_ref.c - SVDF (TFLite's stateful rank-decomposed filter), int8 in and out with an int16 or int8 state,
  * as tflite-micro's EvalIntegerSvdfReference computes it: the state (batch, filters, memory) shifts left by one,
  * the newest column is the requantized feature projection, the output sums the time-filtered state over each
- * unit's `rank` filters, adds the bias and requantizes. No fused activation (tflite-micro applies none in int8).
+ * unit's `rank` filters, adds the bias and requantizes, clamped to [act_min, act_max] (int8's range for a
+ * TFLite file: tflite-micro applies no fused activation in int8).
  * The state lives outside the arena (the model's static state buffer), kept between invocations. Sums that
  * tflite-micro accumulates in int32 wrap here in uint32 (no undefined overflow). */
 #include "ts_fixedpoint.h"
@@ -61,7 +62,7 @@ void ts_svdf_s8(const ts_svdf_params *p, const int8_t *x, const int8_t *wf, cons
                 }
                 acc = ts_wrap_add(acc, dot);
             }
-            *y++ = ts_requant(acc, p->multiplier2, p->shift2, p->output_offset, -128, 127);
+            *y++ = ts_requant(acc, p->multiplier2, p->shift2, p->output_offset, p->act_min, p->act_max);
         }
     }
 }
