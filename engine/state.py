@@ -44,7 +44,7 @@ def split_state(node: Node, ys: list) -> tuple[list, list[tuple[str, np.ndarray]
     if len(ys) != n + len(idx):
         raise TinyStudioError(f"node '{node.name}' ({node.op}) returned {len(ys)} values, expected {n} outputs "
                               f"and {len(idx)} new states")
-    return ys[:n], [(node.inputs[i], ys[n + k]) for k, i in enumerate(idx) if node.inputs[i]]
+    return ys[:n], [(node.inputs[i], ys[n + k]) for k, i in enumerate(idx) if i < len(node.inputs) and node.inputs[i]]
 
 
 def save_state(graph: Graph, env: dict, state: dict | None) -> None:

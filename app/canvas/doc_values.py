@@ -45,6 +45,11 @@ def coerce(value, kind: str):
             value = [value]
         if isinstance(value, (list, tuple)):
             return [num(v, int if kind == "ints" else float) for v in value]
+    if kind == "strs":  # a form sends "Sigmoid, Tanh, Tanh" (recurrent activations)
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, (list, tuple)):
+            return [str(v) for v in value]
     if kind == "bool":
         return value if isinstance(value, bool) else (str(value).lower() in ("1", "true", "yes") if value is not None else False)
     return value

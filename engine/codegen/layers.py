@@ -11,7 +11,7 @@ emit_move (Concat and data movement). Anything else raises GraphError naming the
 from __future__ import annotations
 
 from engine.codegen import (emit_conv, emit_elementwise, emit_move, emit_pool,  # noqa: F401  (register emitters)
-                            emit_svdf)
+                            emit_recurrent, emit_svdf)
 from engine.codegen.emit_move import index_maps
 from engine.codegen.emitter import EMIT, Access, EmitContext, LayerCode, emit_error, layer_macs
 from engine.ir import Node

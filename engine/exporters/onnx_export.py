@@ -243,6 +243,10 @@ def _convert(ex: _Exporter, node: Node) -> None:
     outs = [ex.out_name(node, i, layout, act) for i in range(len(node.outputs))]
     attrs = {k: v for k, v in node.attrs.items() if k not in skip and v is not None}
     name = node.name
+    if op in ("LSTM", "GRU", "RNN"):  # hidden_size: optional in the IR, onnxruntime needs it; cell_clip: TFLite's
+        attrs.setdefault("hidden_size", int(ex.g.tensors[node.inputs[2]].shape[-1]))
+        if attrs.pop("cell_clip", 0.0):
+            raise GraphError("cell_clip (a TFLite LSTM option) has no ONNX counterpart", node.name, op)
 
     if op in ("Relu6", "Clip"):
         lo, hi = (0.0, 6.0) if op == "Relu6" else (_attr(node, "min"), _attr(node, "max"))
@@ -356,7 +360,8 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
         graph = infer_shapes(graph)
     for node in graph.nodes:  # state kept between invocations (engine/state.py) has no ONNX form
         op_def = get_op(node.op)
-        if op_def is not None and op_def.state_inputs:
+        held = [node.inputs[i] for i in (op_def.state_inputs if op_def else ()) if i < len(node.inputs)]
+        if any(graph.tensors[n].meta.get("variable") for n in held if n):  # not an ONNX LSTM's initial state
             raise GraphError(f"{node.op} keeps a state between invocations; ONNX has no such op", node.name, node.op)
     ex = _Exporter(graph, opset)
     for name in graph.inputs:

@@ -246,3 +246,7 @@ def _svdf(ctx):
             mod.tensor(state_name).copy_(new.reshape(b, f * mem))
         return [torch_act(y, act)]
     return step
+
+
+# Families in their own modules register their planners on import (after `plans` exists).
+from engine.exporters import torch_ops_recurrent  # noqa: E402,F401

@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto
 
 from engine.errors import GraphError, ModelFormatError, UnsupportedOpError
-from engine.importers import onnx_ops, onnx_quant, onnx_shape_ops
+from engine.importers import onnx_ops, onnx_quant, onnx_recurrent, onnx_shape_ops
 from engine.importers.onnx_dynamic import dynamic_as_weight_only
 from engine.importers.onnx_context import Importer, OnnxNode, attr_dict, to_array
 from engine.importers.formats import read_model_bytes
@@ -37,7 +37,8 @@ from engine.validate import check_structure, cycle_message, kahn_order
 
 MIN_OPSET = 6
 # ONNX op type -> handler: compute ops, then shape-defining ops (each module holds its own table).
-HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS, **onnx_quant.HANDLERS}
+HANDLERS = {**onnx_ops.HANDLERS, **onnx_shape_ops.HANDLERS, **onnx_quant.HANDLERS,
+            **onnx_recurrent.HANDLERS}
 # Other domains: op type -> handler (onnxruntime's quantizer writes com.microsoft QLinear* ops).
 DOMAIN_HANDLERS = {"com.microsoft": onnx_quant.MS_HANDLERS}
 # First tag bytes that may follow ir_version in a serialized ModelProto (fields 2..8, 14, 20, 25, 26).

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from engine.importers.tflite_builder import Builder
+from engine.importers.tflite_recurrent import unidirectional_sequence_lstm
 from engine.importers.tflite_stateful import svdf
 from engine.ir import Quant, Tensor
 
@@ -342,6 +343,7 @@ HANDLERS: dict[str, Callable[[Builder], None]] = {
     "STRIDED_SLICE": _strided_slice, "SLICE": _slice, "SQUEEZE": _squeeze, "EXPAND_DIMS": _expand_dims,
     "RESIZE_NEAREST_NEIGHBOR": _resize("nearest"), "RESIZE_BILINEAR": _resize("linear"),
     "SPLIT": _split, "SPLIT_V": _split_v, "GATHER": _gather, "BATCH_MATMUL": _batch_matmul, "CAST": _cast,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": unidirectional_sequence_lstm,
     "SVDF": svdf,
 }
 SUPPORTED_OPS: list[str] = sorted(HANDLERS)

@@ -61,6 +61,9 @@ _OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "GATHER": ("GatherOptions", ("Axis", "BatchDims")),
     "BATCH_MATMUL": ("BatchMatMulOptions", ("AdjX", "AdjY")),
     "MIRROR_PAD": ("MirrorPadOptions", ("Mode",)),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("UnidirectionalSequenceLSTMOptions", (
+        "FusedActivationFunction", "CellClip", "ProjClip", "TimeMajor", "AsymmetricQuantizeInputs",
+        "DiagonalRecurrentTensors")),
     "SVDF": ("SVDFOptions", ("Rank", "FusedActivationFunction")),
 }
 

@@ -189,4 +189,4 @@ def _transpose_conv(p: TransposeConvParams) -> Kernel:
 
 
 # Families in their own modules register their record and kernel on import (after KERNELS and builds exist).
-from engine.int8 import svdf  # noqa: E402,F401
+from engine.int8 import lstm, svdf  # noqa: E402,F401

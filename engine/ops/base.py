@@ -24,7 +24,7 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Attr:
-    """Schema of one attribute: kind is one of int, float, str, ints, floats; None default = required."""
+    """Schema of one attribute: kind is one of int, float, str, ints, floats, strs; None default = required."""
 
     kind: str
     default: Any = None
@@ -85,6 +85,7 @@ _KINDS = {
     "str": lambda v: isinstance(v, str),
     "ints": lambda v: isinstance(v, (list, tuple)) and all(_KINDS["int"](x) for x in v),
     "floats": lambda v: isinstance(v, (list, tuple)) and all(_KINDS["float"](x) for x in v),
+    "strs": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
 }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from engine.errors import GraphError
 from engine.int8.lower import LOWER
+from engine.passes.quantize_lstm import quantize_lstms
 from engine.ir import FLOAT_DTYPES, Graph, Quant, Tensor
 from engine.ops import OPS, ops_where
 from engine.passes.base import PassReport, fresh_name, graph_pass
@@ -311,6 +312,7 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]],
     for name in acts:
         set_grid(name)
     report.count("activations", len(acts))
+    quantize_lstms(g, report)  # gate-wise weights, int16 cell state (engine/passes/quantize_lstm.py)
     graph_floats: dict[str, np.ndarray] = {}  # float weights, kept for widen_for_bias
     for node in g.nodes:
         if node.op in OWN_QUANTIZER:  # ops whose constants follow their own TFLite layout (SVDF)

@@ -291,6 +291,10 @@ OP_CASES = [
     _case("Resize", sizes=[3, 8], coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
     _case("ReduceMean", axes=[1, 3]), _case("ReduceSum", keepdims=0), _case("ReduceMax", axes=[-1], keepdims=0),
     _case("ReduceMin", axes=[2]),
+    # recurrent ops: X (seq, batch, input); W, R, B packed as ONNX packs them
+    _case("LSTM", (5, 2, 3), [_W(1, 16, 3), _W(1, 16, 4), _W(1, 32)], hidden_size=4),
+    _case("GRU", (5, 2, 3), [_W(2, 12, 3), _W(2, 12, 4)], direction="bidirectional", linear_before_reset=1),
+    _case("RNN", (5, 2, 3), [_W(1, 4, 3), _W(1, 4, 4), _W(1, 8)], direction="reverse", activations=["Relu"]),
 ]
 
 

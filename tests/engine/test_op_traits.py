@@ -28,7 +28,8 @@ PINNED = {
     ("engine.passes.noops", "_VIEWS"): {"Reshape", "Flatten", "Squeeze", "Unsqueeze"},
     ("engine.passes.noops", "_NOOPS"): {"Identity", "Dropout"},
     # SVDF: cost_kind "fc" (its feature projection is a fully connected layer; lowrank never factors it)
-    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul", "SVDF"},
+    ("engine.compress.lowrank", "MAC_LAYERS"): {"Conv", "Gemm", "ConvTranspose", "MatMul", "SVDF",
+                                                "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.passes.quantize", "SAME_GRID"): {
         "MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split",
         "Gather", "Identity", "Dropout", "ReduceMax", "ReduceMin", "GlobalMaxPool", "Max", "Min", "Resize",
@@ -56,7 +57,8 @@ PINNED = {
         "LRN"},  # added with the op LRN (cost_kind "pool")
     ("hwmodels.estimate", "_SOFTMAX"): {"Softmax", "LogSoftmax"},
     # SVDF: estimated as a fully connected layer of its MACs (projection + time filter)
-    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul", "SVDF"},
+    ("hwmodels.estimate", "_FC"): {"Gemm", "MatMul", "SVDF",
+                                   "LSTM", "GRU", "RNN"},  # recurrent ops (cost_kind "fc")
     ("engine.exporters.onnx_export", "_LAYOUT_OPS"): {
         "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
         "BatchNormalization", "Resize"},
@@ -65,7 +67,8 @@ PINNED = {
         "Identity", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Flatten",
         "Transpose", "Concat", "Gather", "LeakyRelu", "HardSigmoid", "Gemm", "MaxPool", "AveragePool",
         "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Conv", "ConvTranspose",
-        "LRN"},  # added with the op LRN (onnx_same)
+        "LRN",  # added with the op LRN (onnx_same)
+        "LSTM", "GRU", "RNN"},  # recurrent ops (onnx_same)
     ("app.canvas.table", "_WEIGHTED"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},
     ("app.canvas.table", "_WINDOWED"): {"Conv", "ConvTranspose", "MaxPool", "AveragePool"},
     ("engine.diff", "_CHANNEL_OPS"): {"Conv", "ConvTranspose", "Gemm", "MatMul"},

@@ -223,6 +223,23 @@ def lrn():
     return b.build(), {"X": rand(2, 8, 5, 5) * 20, "X1": rand(2, 5, 7) * 3}
 
 
+def recurrent():
+    """LSTM (peepholes, initial state, sequence_lens), bidirectional GRU, reverse RNN with a Relu."""
+    b = GraphBuilder("recurrent")
+    x = b.input("X", (5, 2, 3))
+    own = np.random.default_rng(7)  # its own generator: the module's `rng` feeds later tests' data
+    w = lambda *s: own.uniform(-0.7, 0.7, s).astype(np.float32)  # noqa: E731
+    lstm = b.node("LSTM", [x, b.const("W", w(1, 16, 3)), b.const("R", w(1, 16, 4)), b.const("B", w(1, 32)),
+                           b.const("L", np.array([5, 3], np.int32)), b.const("H0", w(1, 2, 4)),
+                           b.const("C0", w(1, 2, 4)), b.const("P", w(1, 12))], outputs=3, cell_clip=0.8)
+    b.output(*lstm)
+    b.output(b.node("GRU", [x, b.const("Wg", w(2, 9, 3)), b.const("Rg", w(2, 9, 3))], direction="bidirectional",
+                    linear_before_reset=1))
+    b.output(b.node("RNN", [x, b.const("Wr", w(1, 4, 3)), b.const("Rr", w(1, 4, 4)), b.const("Br", w(1, 8))],
+                    direction="reverse", activations=["Relu"]))
+    return b.build(), {"X": w(5, 2, 3)}
+
+
 def svdf():
     """SVDF (rank 2, memory 4, RELU) from its initial state; test_svdf_streams_and_keeps_the_initial_state streams."""
     b = GraphBuilder("svdf")
@@ -235,7 +252,8 @@ def svdf():
     return g, {"X": rand(2, 5)}
 
 
-CASES = [cnn_nchw, cnn_nhwc, conv1d, conv_transpose, dense_and_unary, binary, shapes, resize, quantized, lrn, svdf]
+CASES = [cnn_nchw, cnn_nhwc, conv1d, conv_transpose, dense_and_unary, binary, shapes, resize, quantized, lrn,
+         recurrent, svdf]
 
 
 def test_svdf_streams_and_keeps_the_initial_state():

@@ -134,6 +134,19 @@ typedef struct {
     int32_t act_min, act_max;     /* output clamp (a fused RELU of a graph TinyStudio quantized) */
 } ts_svdf_params;
 
+/* LSTM (ts_lstm_ref.c): x (steps, batches, n_input) int8, time-major; weights (4, hidden, n_input) and
+ * (4, hidden, hidden) int8 and bias (4, hidden) int32, gates i, f, c, o; state h (batches, hidden) int8 and
+ * c (batches, hidden) int16, updated in place; y (steps, batches, hidden) int8. */
+typedef struct {
+    int32_t steps, batches, n_input, hidden;
+    int32_t input_offset, hidden_offset, hidden_zp;   /* -x zero point, -h zero point, h zero point */
+    int32_t fc_x_mult[4], fc_x_shift[4];   /* input FC -> Q3.12, per gate */
+    int32_t fc_h_mult[4], fc_h_shift[4];   /* recurrent FC -> Q3.12, per gate */
+    int32_t forget_mult, forget_shift, input_mult, input_shift, output_mult, output_shift;
+    int32_t tanh_mult, tanh_shift;         /* tanh of the cell state (its scale 2^power) */
+    int32_t cell_clip;                     /* quantized; 0: none */
+} ts_lstm_params;
+
 /* Fixed-point helpers (gemmlowp / TFLite MultiplyByQuantizedMultiplier, double rounding). */
 int32_t ts_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
 int32_t ts_rounding_divide_by_pot(int32_t x, int32_t exponent);
@@ -172,6 +185,8 @@ void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);
 void ts_softmax_s8(const ts_softmax_params *p, const int8_t *x, int8_t *y);
 /* y[i] = table[x[i] + 128]: unary activations and int8 -> int8 requantization (tables made in Python). */
 void ts_lut_s8(const int8_t *x, int8_t *y, int32_t n, const int8_t *table);
+void ts_lstm_s8(const ts_lstm_params *p, const int8_t *x, const int8_t *w_x, const int8_t *w_h,
+                const int32_t *bias, int8_t *h, int16_t *c, int8_t *y, int16_t *buf);
 void ts_svdf_s8(const ts_svdf_params *p, const int8_t *x, const int8_t *wf, const void *wt, const int32_t *bias,
                 void *state, int8_t *y);
 void ts_copy_s8(const ts_copy_params *p, const int8_t *x, int8_t *y, const int8_t *table);
