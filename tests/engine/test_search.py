@@ -245,10 +245,11 @@ def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
     journal = open_storage(str(storage))
     study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6}, journal)
     recs = {}
-    for name, prune, weights in (("plain", 0.0, "int8"), ("small", 0.5, "mixed-int4")):
+    for name, prune, weights, decay, aug in (("plain", 0.0, "int8", 0.0, "none"),
+                                             ("small", 0.5, "mixed-int4", 0.01, "noise+shift")):
         trial = study.ask()
         params = {"train.lr": 0.003, "train.batch_size": 32, "train.epochs_factor": 1.0, "compress.prune": prune,
-                  "compress.weights": weights}
+                  "compress.weights": weights, "train.weight_decay": decay, "train.augment": aug}
         recs[name] = run_trial(TrialTask("tune", str(storage), trial_id(journal, study, trial.number), trial.number,
                                          params, space,
                                          "digits", 0, "nrf52840", "tflm-cmsis-nn", None, None, None, 1,
