@@ -152,6 +152,7 @@ def run_study(spec: StudySpec, *, out_dir: Path, storage: Path, workers: int = 1
     out_dir = Path(out_dir).resolve()
     storage = Path(storage).resolve()
     ref = setup.reference(spec, space, data, mcu, runtime)
+    storage.parent.mkdir(parents=True, exist_ok=True)
     journal = open_storage(str(storage))
     study = _open_study(spec, storage, space, ref, journal)
     ref = study.user_attrs.get("reference", ref)
