@@ -4,8 +4,7 @@ optuna the outcome, and keeps every trial's record in the study's JournalStorage
 Budget: `spec.trials` counts candidates that cost training (trained, pruned or failed); rejected candidates
 cost a profile only and do not count, up to REJECT_CAP x trials of them; nor do repeats (a candidate the
 sampler proposes again is told its known outcome, not trained twice), and a study whose space is exhausted
-stops. `spec.time_budget_s` stops asking
-for new candidates when it runs out (running trials finish). Resuming: the same storage file and study name
+stops. `spec.time_budget_s` stops asking for new candidates when it runs out (running trials finish). Resuming: the same storage file and study name
 continue the study; trials a previous run left running (the process was killed) are recorded failed.
 """
 from __future__ import annotations
