@@ -14,6 +14,7 @@ from dataclasses import replace
 import streamlit as st
 
 import store as db
+from app import dataset_jobs
 from app.state import get_store
 from engine.data import UPLOAD_EXTENSIONS, DataError, Dataset, list_datasets, load_dataset
 from store.datasets import MAX_DATASET_BYTES as MAX_DATA_BYTES
@@ -71,6 +72,22 @@ def _stored_panel(key: str, session_id: int) -> Dataset | None:
     return _stored(d.id, d.hash, d.name, 0)
 
 
+def _generating(session_id: int, name: str) -> None:
+    job = dataset_jobs.start(session_id, name)
+    if job.status == "failed":
+        st.error(f"Data set '{name}' could not be generated: {job.message}")
+        return
+    st.info(f"Generating the built-in data set **{name}** in the background (once, about half a minute; then "
+            f"cached). It appears here when it is ready.", icon=":material/hourglass_top:")
+    _poll_ready(name)
+
+
+@st.fragment(run_every=2.0)
+def _poll_ready(name: str) -> None:
+    if dataset_jobs.ready(name):
+        st.rerun()  # the whole page: the panel now loads the cached set
+
+
 def _preferred(source: str | None, builtins: dict, session_id: int | None) -> dict:
     """The panel's first choice for a data set source a version recorded ("builtin:digits", "upload:x.npz")."""
     kind, _, name = (source or "").partition(":")
@@ -108,6 +125,9 @@ def data_panel(key: str, session_id: int | None = None, prefer: str | None = Non
         name = st.selectbox("Dataset", list(builtins), key=f"{key}_name",
                             # the description's headline, before its colon: a fixed cut left "(UCI ... bundled"
                             format_func=lambda n: f"{n} — {builtins[n]['description'].split(': ')[0]}")
+        if session_id is not None and not dataset_jobs.ready(name):
+            _generating(session_id, name)  # made by a background job: this run does not wait for it
+            return None
         ds = _builtin(name, 0)
     elif choice == "stored":
         ds = _stored_panel(key, session_id)

@@ -42,30 +42,9 @@ def job_workers() -> int:
         return 2
 
 
-def workers_skip_the_page_script() -> None:
-    """In the studio's server: worker processes start with multiprocessing's "spawn", which re-imports the
-    parent's __main__ by its file path; Streamlit installs the running page script as a fake __main__ (for
-    fragment reruns too), so every worker would run the studio's pages. Work is submitted as functions of
-    importable modules, so the workers need no __main__: drop it from what spawn hands them. Idempotent."""
-    import multiprocessing.spawn as spawn
-
-    if getattr(spawn.get_preparation_data, "_tinystudio", False):
-        return
-    original = spawn.get_preparation_data
-
-    def preparation_data(name):
-        data = original(name)
-        data.pop("init_main_from_path", None)
-        return data
-
-    preparation_data._tinystudio = True
-    spawn.get_preparation_data = preparation_data
-
-
 def client():
     from engine.executor import get_client
 
-    workers_skip_the_page_script()  # also outside the studio's entry (AppTest, scripts running pages)
     return get_client(job_workers(), default_scheduler())
 
 

@@ -13,10 +13,6 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
-from app.job_executor import workers_skip_the_page_script  # noqa: E402
-
-workers_skip_the_page_script()
-
 from app.nav import make_pages  # noqa: E402
 from app.state import sync_url, url_params  # noqa: E402
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import store as db
-from app.job_executor import default_scheduler, workers_skip_the_page_script  # noqa: F401 - the page asks here
+from app.job_executor import default_scheduler  # noqa: F401 - the page asks here
 from app.jobs import submit
 from app.search_charts import best_text, counts_text
 from engine.errors import TinyStudioError
@@ -182,7 +182,6 @@ def _submit(store, study, spec, meta: dict, base_graph, job):
     budget = spec.trials * len(strategies) if spec.time_budget_s is None else None
 
     def work(progress):
-        workers_skip_the_page_script()  # run_study starts the executor's workers (see app.job_executor)
         stopped = {"yes": False}
         t0 = time.monotonic()
 

@@ -6,8 +6,10 @@ Sections (--sections, default all):
               `tinystudio export --verify host` (bit-exact?); the best point's accuracy vs the zoo's KWS DS-CNN
               trained the same way (same epochs, learning rate, batch size, seed).
   strategies  TPE and NSGA-II against random search at the same number of trained candidates, over --seeds:
-              hypervolume (accuracy x latency, normalized to the limits) ratio to random, best accuracy, and the
-              trainings the constraint pre-filter saved (candidates rejected before training).
+              hypervolume (accuracy x latency, normalized to the limits) ratio to random, best accuracy, the
+              trainings the constraint pre-filter saved (candidates rejected before training), and the ceiling
+              (the union of the three studies' trained candidates, over random). Pruning off: every study
+              trains exactly --trials distinct candidates to the end.
   prefilter   the whole dscnn space profiled as deployed: the share the limits reject before any training.
   proxy       Kendall tau between training-free proxies (engine.search.proxies: naswot, synflow) at
               initialization and trained validation accuracy, on --proxy-archs architectures sampled at random.
@@ -16,7 +18,7 @@ Sections (--sections, default all):
   badinput    impossible constraints, unknown space / knob, a scheduler that does not answer: the CLI's message,
               its exit code, the seconds to fail, whether anything was written.
 Run: .venv/bin/python benchmarks/search_table.py [--dataset keywords] [--time-budget 600] [--trials 12]
-     [--seeds 3] [--epochs 3] [--proxy-archs 40] [--workers 2] [--sections headline,strategies,...] [--json]
+     [--seeds 3] [--first-seed 0] [--epochs 3] [--proxy-archs 40] [--workers 2] [--sections headline,strategies,...] [--json]
 Defaults are the issue's budgets; on a shared machine pass smaller ones and say so next to the figures.
 """
 from __future__ import annotations
@@ -94,39 +96,67 @@ def headline(a, work: Path) -> dict:
 
 
 def strategies(a, work: Path) -> dict:
-    rows = []
-    for seed in range(a.seeds):
+    """Pruning off here: every study trains exactly --trials distinct candidates to the full --epochs, so the
+    strategies are compared at the same number of trained candidates (with pruning on, each strategy would
+    train a different number to the end). Besides each ratio, the ceiling: the hypervolume of the front of
+    every candidate trained at that seed by any of the three studies, over random's — no strategy could have
+    done better on the candidates measured, and it shows how much room the reference point leaves."""
+    from engine.search.objectives import hypervolume, normalized, objective_vector
+
+    rows, points = [], {}
+    for seed in a.seed_list:
         for strategy in ("random", "tpe", "nsga2"):
             spec = StudySpec(name=f"{strategy}-{seed}", space="dscnn", dataset=a.dataset, strategy=strategy,
                              trials=a.trials, epochs=a.epochs, seed=seed, objectives=("accuracy", "latency_ms"),
-                             **LIMITS)
+                             prune=False, **LIMITS)
             t = time.perf_counter()
             res = run_study(spec, out_dir=work / "strategies" / spec.name, storage=work / "strategies.journal",
                             workers=a.workers)
             c = res.counts()
-            accs = [r.accuracy for r in res.trials if r.state == "trained"]
+            trained = [r for r in res.trials if r.state == "trained"]
+            points.setdefault(seed, []).extend(r.to_json() for r in trained)
+            accs = [r.accuracy for r in trained]
             rows.append({"seed": seed, "strategy": strategy, "trained": c["trained"], "pruned": c["pruned"],
-                         "failed": c["failed"], "rejected": c["rejected"], "hypervolume": res.hypervolume,
-                         "best_accuracy": max(accs) if accs else None, "wall_s": round(time.perf_counter() - t, 1)})
+                         "failed": c["failed"], "rejected": c["rejected"], "duplicates": res.duplicates,
+                         "distinct_trained": len({json.dumps(r.params, sort_keys=True) for r in trained}),
+                         "hypervolume": res.hypervolume, "best_accuracy": max(accs) if accs else None,
+                         "wall_s": round(time.perf_counter() - t, 1)})
             print(f"  {rows[-1]}", file=sys.stderr)
+    ref = _journal_reference(work / "strategies.journal", f"random-{a.seed_list[0]}")
     summary = {}
     for s in ("tpe", "nsga2"):
         ratios = []
-        for seed in range(a.seeds):
+        for seed in a.seed_list:
             base = next(r for r in rows if r["seed"] == seed and r["strategy"] == "random")["hypervolume"]
             mine = next(r for r in rows if r["seed"] == seed and r["strategy"] == s)["hypervolume"]
             if base and mine is not None:
                 ratios.append(mine / base)
         summary[s] = {"hv_ratio_mean": round(sum(ratios) / len(ratios), 3) if ratios else None,
                       "hv_ratios": [round(r, 3) for r in ratios]}
+    ceilings = []
+    for seed in a.seed_list:
+        objs = ("accuracy", "latency_ms")
+        hv_all = hypervolume([normalized(objective_vector(p, objs), objs, ref) for p in points[seed]], [1.0, 1.0])
+        base = next(r for r in rows if r["seed"] == seed and r["strategy"] == "random")["hypervolume"]
+        ceilings.append(round(hv_all / base, 3) if base else None)
+    summary["ceiling_ratio_union_front"] = ceilings
     for s in ("random", "tpe", "nsga2"):
         accs = [r["best_accuracy"] for r in rows if r["strategy"] == s and r["best_accuracy"] is not None]
         summary.setdefault(s, {})["best_accuracy_mean"] = round(sum(accs) / len(accs), 4) if accs else None
     saved = sum(r["rejected"] for r in rows)
-    return {"trials_per_study": a.trials, "epochs": a.epochs, "seeds": a.seeds, "rows": rows, "summary": summary,
-            "trainings_saved_by_prefilter": saved,
+    return {"trials_per_study": a.trials, "epochs": a.epochs, "seeds": a.seed_list, "pruning": False,
+            "reference": ref, "rows": rows, "summary": summary, "trainings_saved_by_prefilter": saved,
             "share_rejected": round(saved / max(1, sum(r["rejected"] + r["trained"] + r["pruned"] + r["failed"]
                                                        for r in rows)), 3)}
+
+
+def _journal_reference(journal: Path, study: str) -> dict:
+    """The hypervolume reference the studies stored (the same for every strategy of one spec)."""
+    import optuna
+
+    from engine.search.trial import open_storage
+
+    return optuna.load_study(study_name=study, storage=open_storage(str(journal))).user_attrs["reference"]
 
 
 def prefilter(a, work: Path) -> dict:
@@ -215,16 +245,33 @@ def _kill(a, work: Path) -> dict:
     client = get_client(2)
     killed = {}
 
+    def started() -> list[str]:
+        """Workers running a trial that has begun (its attempt counted in the journal, no record yet): the kill
+        lands mid-trial, not while the worker still unpacks the task (that would be no trial lost at all)."""
+        import optuna
+
+        from engine.search.trial import open_storage
+
+        try:
+            trials = optuna.load_study(study_name="kill", storage=open_storage(str(work / "kill.journal"))).trials
+        except Exception:  # the study is not created yet
+            return []
+        begun = {t.number for t in trials if "attempts" in t.user_attrs and "record" not in t.user_attrs}
+        return [w for w, ks in client.processing().items()
+                if any(k.startswith("search-kill-") and int(k.split("-")[2]) in begun for k in ks)]
+
     def killer():
         end = time.time() + 600
         while time.time() < end and not killed:
-            busy = [w for w, ks in client.processing().items() if any("search-kill" in k for k in ks)]
+            busy = started()
             if busy:
-                time.sleep(3.0)
-                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                os.kill(pid, signal.SIGKILL)
-                killed["pid"] = pid
-                return
+                time.sleep(1.0)  # into its training
+                busy = started()
+                if busy:
+                    pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed["pid"] = pid
+                    return
             time.sleep(0.2)
 
     th = threading.Thread(target=killer, daemon=True)
@@ -261,8 +308,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="keywords")
     ap.add_argument("--time-budget", type=float, default=600.0, help="headline study's budget (default 600 s)")
-    ap.add_argument("--trials", type=int, default=12, help="trained candidates per strategy study")
+    ap.add_argument("--trials", type=int, default=24, help="trained candidates per strategy study")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--proxy-archs", type=int, default=40)
     ap.add_argument("--worker-trials", type=int, default=6)
@@ -271,6 +319,7 @@ def main() -> int:
     ap.add_argument("--work", help="folder for studies and models (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    a.seed_list = list(range(a.first_seed, a.first_seed + a.seeds))
     work = Path(a.work or tempfile.mkdtemp(prefix="search_table_"))
     work.mkdir(parents=True, exist_ok=True)
     doc = {"machine_cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
@@ -308,7 +357,8 @@ def _print(doc: dict) -> None:
               f"{s['seeds']} seeds")
         for r in s["rows"]:
             print(f"  seed {r['seed']} {r['strategy']:<6} HV {r['hypervolume']} best acc {r['best_accuracy']} "
-                  f"trained {r['trained']} pruned {r['pruned']} rejected {r['rejected']} ({r['wall_s']} s)")
+                  f"trained {r['trained']} ({r['distinct_trained']} distinct) pruned {r['pruned']} rejected "
+                  f"{r['rejected']} duplicates told again {r['duplicates']} ({r['wall_s']} s)")
         for k, v in s["summary"].items():
             print(f"  {k:<6} {v}")
         print(f"  trainings saved by the pre-filter: {s['trainings_saved_by_prefilter']} "

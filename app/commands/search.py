@@ -80,11 +80,12 @@ def _spec(args):
                      max_flash=parse_bytes(args.max_flash, "--max-flash") if args.max_flash else None,
                      max_latency_ms=args.max_latency_ms, objectives=objectives, strategy=args.strategy,
                      trials=args.trials, time_budget_s=args.time_budget, epochs=args.epochs, seed=args.seed,
-                     search_training=args.search_training, marks=parse_knobs(args.knob))
+                     search_training=args.search_training, marks=parse_knobs(args.knob), prune=not args.no_prune)
 
 
 def cmd_list_spaces(args) -> int:
     from engine.search import SPACES
+    from engine.search.spaces import COMPRESSION_KNOBS, TRAINING_KNOBS
 
     if args.json:
         print(json.dumps([s.to_json() for s in SPACES.values()], indent=1))
@@ -96,8 +97,7 @@ def cmd_list_spaces(args) -> int:
                 ", ".join("x".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in k.choices)
             print(f"  {k.name:<16} {shown}")
     print("or a model (file or zoo:NAME) with --knob NODE.ATTR=V1,V2,... (channels, kernel, stride); "
-          "--search-training adds: train.lr, train.batch_size, train.epochs_factor, compress.prune, "
-          "compress.weights")
+          "--search-training adds: " + ", ".join(k.name for k in TRAINING_KNOBS + COMPRESSION_KNOBS))
     return 0
 
 
@@ -176,10 +176,13 @@ def add_parser(sub) -> None:
     s.add_argument("--time-budget", type=float, metavar="S", help="stop starting trials after S seconds")
     s.add_argument("--epochs", type=int, default=5, help="training epochs per candidate (default 5; successive "
                                                           "halving prunes weak ones early)")
+    s.add_argument("--no-prune", action="store_true",
+                   help="train every candidate all its epochs (no successive halving): equal-fidelity results")
     s.add_argument("--seed", type=int, default=0, help="sampler, split and initialization seed (default 0)")
     s.add_argument("--search-training", action="store_true",
-                   help="also search the learning rate, batch size, epochs and the compression policy (channel "
-                        "pruning, int8 or mixed int8/int4 weights), jointly with the architecture")
+                   help="also search the learning rate, batch size, epochs, weight decay, augmentation (noise, "
+                        "time shift) and the compression policy (channel pruning, int8 or mixed int8/int4 "
+                        "weights), jointly with the architecture")
     s.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     s.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://HOST:8786")
     s.add_argument("--study", metavar="NAME", help="study name (default from space, data set and MCU)")

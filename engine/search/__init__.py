@@ -38,6 +38,7 @@ class StudySpec:
     epochs: int = 5
     seed: int = 0
     search_training: bool = False  # learning rate, batch size, ... jointly with the architecture
+    prune: bool = True  # successive halving on epochs; False: every candidate trains all its epochs
     marks: tuple[tuple[str, tuple], ...] = ()  # for space == "version": ("node.attr", choices)
 
 
@@ -81,6 +82,7 @@ class StudyResult:
     trials: list[TrialRecord] = field(default_factory=list)
     pareto: list[int] = field(default_factory=list)  # trial numbers on the Pareto front of the objectives
     hypervolume: float | None = None
+    duplicates: int = 0  # candidates proposed again after they were measured: told their outcome, not trained
 
     def counts(self) -> dict[str, int]:
         out = {"total": len(self.trials)}

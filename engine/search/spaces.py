@@ -99,12 +99,13 @@ class Space:
                 "knobs": [k.to_json() for k in self.knobs], "size": self.size()}
 
 
-# engine.train.train takes the learning rate, batch size and epochs; it has no weight decay or augmentation
-# setting, so those are not knobs (they would do nothing).
 TRAINING_KNOBS = (
     Knob("train.lr", (0.001, 0.002, 0.003, 0.005, 0.01), "Adam learning rate"),
     Knob("train.batch_size", (16, 32, 64), "mini-batch size"),
     Knob("train.epochs_factor", (0.5, 1.0), "share of the study's --epochs this candidate trains for"),
+    Knob("train.weight_decay", (0.0, 0.001, 0.01, 0.1), "AdamW's decoupled weight decay (0: plain Adam)"),
+    Knob("train.augment", ("none", "noise", "shift", "noise+shift"),
+         "per-batch augmentation while training (engine.search.augment): Gaussian noise, time shift"),
 )
 # The deployed weights: all int8 (PTQ), or the mixed-precision action's int4 weights for the least sensitive
 # layers (engine.compress mixed-precision); structured channel pruning after training (prune-channels).

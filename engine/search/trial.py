@@ -39,10 +39,13 @@ class TrialTask:
     out_dir: str
     strategy: str
     objectives: tuple[str, ...] = ("accuracy",)
+    prune: bool = True
 
 
 class _Pruned(Exception):
-    pass
+    def __init__(self, message: str, accuracy: float):
+        super().__init__(message)
+        self.accuracy = accuracy  # at the rung where it stopped: what the samplers learn from a pruned trial
 
 
 def open_storage(path: str):
@@ -143,7 +146,7 @@ def run_trial(task: TrialTask) -> dict:
         model = _save(final, task.out_dir, task.number)
         return record(task, "trained", start, m, accuracy=float(acc), model=model, attempts=attempts)
     except _Pruned as e:
-        return record(task, "pruned", start, m, error=str(e), attempts=attempts)
+        return {**record(task, "pruned", start, m, error=str(e), attempts=attempts), "rung_accuracy": e.accuracy}
     except TinyStudioError as e:
         return record(task, "failed", start, m, error=str(e), attempts=attempts)
     except Exception as e:  # a bug in one candidate must not end the study; the record says what happened
@@ -156,7 +159,7 @@ def _train(task: TrialTask, storage, graph, data, costs: dict):
 
     p = task.params
     epochs = max(1, int(round(task.epochs * float(p.get("train.epochs_factor", 1.0)))))
-    judge = set(rungs(epochs))
+    judge = set(rungs(epochs)) if task.prune else set()
     study = None
 
     def on_epoch(rec: dict) -> None:
@@ -172,9 +175,12 @@ def _train(task: TrialTask, storage, graph, data, costs: dict):
             if should_prune((acc, tuple(costs.values())), peers):
                 what = "accuracy" if not costs else f"accuracy and {', '.join(costs)}"
                 raise _Pruned(f"successive halving at epoch {epoch}: by {what} (accuracy {acc:.4f}) outside the "
-                              f"top third of {len(peers) + 1} trials")
+                              f"top third of {len(peers) + 1} trials", acc)
+
+    from engine.search.augment import augmenter
 
     trained, rep = train(graph, data, epochs=epochs, lr=float(p.get("train.lr", 3e-3)),
                          batch_size=int(p.get("train.batch_size", 32)), seed=task.seed, patience=None,
-                         on_epoch=on_epoch)
+                         on_epoch=on_epoch, weight_decay=float(p.get("train.weight_decay", 0.0)),
+                         augment=augmenter(str(p.get("train.augment", "none")), data))
     return trained, rep.accuracy

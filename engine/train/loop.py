@@ -144,6 +144,8 @@ class _Step:
     soft: torch.Tensor | None
     alpha: float
     temp: float
+    augment: Callable | None = None
+    aug_rng: np.random.Generator | None = None
 
     def epoch(self, order: np.ndarray, batch: int, tick: Callable[[float], None]) -> float:
         self.module.train()
@@ -152,7 +154,10 @@ class _Step:
         total = 0.0
         for s in range(steps):
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
-            outs = self.module(to_layout(self.view, torch.from_numpy(self.data.x_train[idx.numpy()])))
+            xb = self.data.x_train[idx.numpy()]
+            if self.augment is not None:
+                xb = np.ascontiguousarray(self.augment(xb, self.aug_rng), dtype=xb.dtype)
+            outs = self.module(to_layout(self.view, torch.from_numpy(xb)))
             outs = outs if isinstance(outs, tuple) else (outs,)
             target = y[idx] if self.data.task == "classification" else y[idx].reshape(batch, -1).float()
             soft = self.soft[idx] if self.soft is not None else None
@@ -187,7 +192,8 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
           patience: int | None = 3, progress: Progress | None = None, teacher: Graph | None = None,
           distill_alpha: float = 0.5, distill_temperature: float = 4.0, weight_mask: dict | None = None,
           fake_quant=None, freeze: Iterable[str] | None = None, threads: int | None = 1,
-          on_epoch: Callable[[dict], None] | None = None) -> tuple[Graph, TrainReport]:
+          on_epoch: Callable[[dict], None] | None = None, weight_decay: float = 0.0,
+          augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None) -> tuple[Graph, TrainReport]:
     """Train `graph` on `data`; returns the graph with the best-validation-loss weights and a TrainReport.
 
     patience: epochs without a lower validation loss before stopping (None or 0: never stop early).
@@ -197,6 +203,8 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
     fake_quant: a spec or callable for quantization-aware training (engine.train.fakequant).
     freeze: constant or node names whose weights are not trained.
     on_epoch(record): called after each epoch with its history record (live curves in the studio).
+    weight_decay: > 0 trains with AdamW's decoupled weight decay (0: plain Adam, as before).
+    augment(x_batch, rng) -> x_batch: applied to each training batch (samples layout), its own seeded rng.
     threads: torch CPU threads while training (1 by default: small models train fastest on one thread, and a
     busy machine does not slow them down by oversubscription); None keeps torch's setting.
     """
@@ -204,6 +212,8 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
         raise TinyStudioError(f"epochs must be a positive integer, got {epochs!r}")
     if not lr > 0:
         raise TinyStudioError(f"learning rate must be positive, got {lr!r}")
+    if not 0.0 <= weight_decay < 1.0:
+        raise TinyStudioError(f"weight decay must be in 0..1, got {weight_decay!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise TinyStudioError(f"batch size must be a positive integer, got {batch_size!r}")
     if not 0.0 <= distill_alpha <= 1.0 or distill_temperature <= 0:
@@ -231,12 +241,14 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
             module = TrainModule(bview, weight_quantizer(graph, fake_quant) if fake_quant is not None else None,
                                  simulate_quant=is_int8(graph))
             params, masks = _trainable(graph, module, freeze, weight_mask)
-            opt = torch.optim.Adam(params, lr=lr)
+            opt = (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay) if weight_decay
+                   else torch.optim.Adam(params, lr=lr))
             rng = np.random.default_rng(seed)
             history: list[dict] = []
             best: tuple[float, int, dict, dict] | None = None
             bad, stopped = 0, False
-            step = _Step(module, opt, masks, view, data, soft, distill_alpha, distill_temperature)
+            step = _Step(module, opt, masks, view, data, soft, distill_alpha, distill_temperature, augment,
+                         np.random.default_rng(seed + 1))  # its own rng: the batch order stays as without it
             for epoch in range(1, epochs + 1):
                 t0 = time.perf_counter()
                 train_loss = step.epoch(rng.permutation(n), batch,
@@ -269,6 +281,8 @@ def train(graph: Graph, data: Dataset, *, epochs: int = 10, lr: float = 1e-3, ba
     val = best[3]
     trained.meta["training"] = {"dataset": data.to_json(), "accuracy": val["accuracy"], "epochs_run": len(history),
                                 "best_epoch": best[1], "seed": seed, "lr": lr, "batch_size": batch}
+    if weight_decay:
+        trained.meta["training"]["weight_decay"] = weight_decay
     report = TrainReport(val["accuracy"], tuple(history), val["confusion"], len(history), stopped,
                          time.perf_counter() - start, seed, best[1], val["loss"])
     return trained, report

@@ -76,6 +76,17 @@ def test_a_cancelled_study_stops_and_resumes_where_it_stopped(st_store):
         time.sleep(0.5)  # the job's thread stops the study: running trials are recorded, then it is marked
     cut = db.get_study(st_store, study.id)
     assert cut.status == "cancelled" and 1 <= cut.counts["total"] < 4 + cut.counts["rejected"]
+    # No trial is left RUNNING in the journal: the one the cancel cut is recorded failed, in the store too.
+    import optuna
+
+    from engine.search.trial import open_storage
+
+    journal = optuna.load_study(study_name="cut", storage=open_storage(cut.storage))
+    assert not [t.number for t in journal.trials if t.state.name == "RUNNING"]
+    stored = {t.number: t for t in db.list_trials(st_store, study.id)}
+    for t in journal.trials:
+        if "duplicate_of" not in t.user_attrs:
+            assert t.number in stored, f"trial {t.number} ({t.state.name}) not in the store"
     kept = {(t.number, t.state) for t in db.list_trials(st_store, study.id) if t.state != "failed"}
     again = resume_search(st_store, s.id, study.id)
     assert _wait(st_store, again.id).status == "done"

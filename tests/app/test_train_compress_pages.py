@@ -125,3 +125,31 @@ def test_action_and_zoo_parameters_are_labelled_in_words_not_raw_keys(sessions):
     at = _run("compress.py", sessions["zoo"])
     labels = [w.label for w in [*at.number_input, *at.selectbox, *at.checkbox, *at.text_input]]
     assert labels and not [x for x in labels if "_" in x], labels
+
+
+def test_train_page_does_not_wait_for_a_data_set_being_generated(sessions, tmp_path, monkeypatch):
+    """keywords not cached yet: the page run returns at once, saying the set is made in the background (the
+    generation is a "dataset" job on the workers), and it loads nothing itself."""
+    import time
+
+    from app import dataset_jobs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    assert not dataset_jobs.ready("keywords") and dataset_jobs.ready("digits")
+    started = []
+
+    class _Job:
+        status, message, finished = "running", "", False
+
+    monkeypatch.setattr(dataset_jobs, "start", lambda sid, name: started.append((sid, name)) or _Job())
+    at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=60)
+    at.session_state["session_id"] = sessions["zoo"]
+    at.run()
+    at.radio(key=f"train_data_{sessions['zoo']}_kind").set_value("built-in")
+    t = time.perf_counter()
+    at.selectbox(key=f"train_data_{sessions['zoo']}_name").set_value("keywords").run()
+    assert time.perf_counter() - t < 30  # generating keywords takes about half a minute on an idle machine
+    assert not at.exception
+    assert started == [(sessions["zoo"], "keywords")]
+    assert any("Generating the built-in data set **keywords**" in i.value for i in at.info)
+    assert not (tmp_path / "empty-cache" / "tinystudio" / "datasets").exists()  # nothing generated in the page

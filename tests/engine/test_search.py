@@ -133,18 +133,21 @@ def test_version_space_knobs_and_errors(digits):
 def test_one_trial_in_process_rejects_then_trains(tmp_path, digits):
     """run_trial without Dask: over the limit -> rejected (no model written); within -> trained and saved."""
     from engine.search import setup
-    from engine.search.study import _open_study
-    from engine.search.trial import TrialTask, run_trial
+    from engine.search.study import _open_study, trial_id
+    from engine.search.trial import TrialTask, open_storage, run_trial
 
     spec = setup.check_spec(StudySpec(name="one", space="dscnn", dataset="digits", mcu="nrf52840", epochs=1))
     space = SPACES["dscnn"].for_data(digits.input_shape)
     storage = tmp_path / "s.journal"
-    study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6})
+    journal = open_storage(str(storage))
+    study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6}, journal)
     params = {"filters": 8, "blocks": 1, "first_kernel": (3, 3), "first_stride": 2}
-    recs = []
+    recs, trials = [], []
     for limit in (100, None):
         trial = study.ask()
-        task = TrialTask("one", str(storage), trial._trial_id, trial.number, params, space, "digits", 0, "nrf52840",
+        trials.append(trial)
+        task = TrialTask("one", str(storage), trial_id(journal, study, trial.number), trial.number, params, space,
+                         "digits", 0, "nrf52840",
                          "tflm-cmsis-nn", limit, None, None, 1, str(tmp_path / "out"), "random")
         recs.append(run_trial(task))
     rej, ok = recs
@@ -155,8 +158,8 @@ def test_one_trial_in_process_rejects_then_trains(tmp_path, digits):
     # The driver tells optuna: the rejected one complete but infeasible, the trained one feasible.
     from engine.search.study import _result, _tell
 
-    for trial, rec in zip(study.trials, recs):
-        _tell(study, trial._trial_id, trial.number, rec, spec.objectives, (100, None, None))
+    for trial, rec in zip(trials, recs):
+        _tell(study, journal, trial.number, rec, spec.objectives, (100, None, None), trial)
     rej_t, ok_t = study.get_trials()
     assert rej_t.state.name == ok_t.state.name == "COMPLETE"
     assert rej_t.values[0] == 0.0 and rej_t.system_attrs["constraints:max_sram"] > 0
@@ -228,8 +231,8 @@ def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
     """--search-training on a model without marks: only train.* and compress.* knobs; a trial with channel
     pruning and mixed int4 weights is measured again after compression (smaller than the plain int8 figures)."""
     from engine.search import setup
-    from engine.search.study import _open_study
-    from engine.search.trial import TrialTask, run_trial
+    from engine.search.study import _open_study, trial_id
+    from engine.search.trial import TrialTask, open_storage, run_trial
 
     base = SPACES["dscnn"].build({"filters": 16, "blocks": 1, "first_kernel": (3, 3), "first_stride": 2},
                                  digits.input_shape, 10)
@@ -239,13 +242,16 @@ def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
     assert all(n.startswith(("train.", "compress.")) for n in space.knob_names)
     assert {"train.lr", "train.batch_size", "compress.prune", "compress.weights"} <= set(space.knob_names)
     storage = tmp_path / "s.journal"
-    study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6})
+    journal = open_storage(str(storage))
+    study = _open_study(spec, storage, space, {"latency_ms": 100.0, "ram_bytes": 1e5, "flash_bytes": 1e6}, journal)
     recs = {}
-    for name, prune, weights in (("plain", 0.0, "int8"), ("small", 0.5, "mixed-int4")):
+    for name, prune, weights, decay, aug in (("plain", 0.0, "int8", 0.0, "none"),
+                                             ("small", 0.5, "mixed-int4", 0.01, "noise+shift")):
         trial = study.ask()
         params = {"train.lr": 0.003, "train.batch_size": 32, "train.epochs_factor": 1.0, "compress.prune": prune,
-                  "compress.weights": weights}
-        recs[name] = run_trial(TrialTask("tune", str(storage), trial._trial_id, trial.number, params, space,
+                  "compress.weights": weights, "train.weight_decay": decay, "train.augment": aug}
+        recs[name] = run_trial(TrialTask("tune", str(storage), trial_id(journal, study, trial.number), trial.number,
+                                         params, space,
                                          "digits", 0, "nrf52840", "tflm-cmsis-nn", None, None, None, 1,
                                          str(tmp_path / "out"), "tpe"))
     plain, small = recs["plain"], recs["small"]
@@ -255,15 +261,18 @@ def test_training_and_compression_knobs_alone_and_applied(tmp_path, digits):
 
 
 def test_multi_objective_tpe_keeps_sampling_after_a_pruned_trial(tmp_path):
-    """Optuna's TPE raises on PRUNED trials in multi-objective studies; the driver must not hand it one."""
+    """Optuna's TPE raises on PRUNED trials in multi-objective studies; the driver must not hand it one. A
+    pruned trial that reached a rung is told complete with its rung accuracy (the samplers learn from it),
+    while its record stays "pruned", outside the Pareto front and the hypervolume."""
     from engine.search import setup
-    from engine.search.study import _open_study, _tell
-    from engine.search.trial import record
+    from engine.search.study import _open_study, _result, _tell
+    from engine.search.trial import open_storage, record
 
     spec = setup.check_spec(StudySpec(name="mo", space="dscnn", dataset="digits", mcu="nrf52840", strategy="tpe",
                                       trials=4, objectives=("accuracy", "latency_ms")))
     space = SPACES["dscnn"].for_data((1, 8, 8))
-    study = _open_study(spec, tmp_path / "s.journal", space, {"latency_ms": 10.0})
+    journal = open_storage(str(tmp_path / "s.journal"))
+    study = _open_study(spec, tmp_path / "s.journal", space, {"latency_ms": 10.0}, journal)
     dists, _ = setup.distributions(space)
     for i in range(12):
         trial = study.ask(fixed_distributions=dists)
@@ -271,5 +280,12 @@ def test_multi_objective_tpe_keeps_sampling_after_a_pruned_trial(tmp_path):
         state = "pruned" if i % 2 else "trained"
         rec = record(task, state, 0.0, {"latency_ms": 1.0 + i, "ram_bytes": 1, "flash_bytes": 1, "energy_uj": 1,
                                         "macs": 1}, accuracy=0.5 if state == "trained" else None)
-        _tell(study, trial._trial_id, trial.number, rec, spec.objectives, (None, None, None))
-    assert len(study.trials) == 12  # past TPE's 4 random start-up trials without an error
+        if i % 4 == 1:
+            rec["rung_accuracy"] = 0.9  # better than every trained one: must still stay off the front
+        _tell(study, journal, trial.number, rec, spec.objectives, (None, None, None), trial)
+    assert len(study.trials) == 12  # past TPE's 3 random start-up trials without an error
+    states = [(t.state.name, t.values) for t in study.get_trials()]
+    assert states[1] == ("COMPLETE", [0.9, 2.0]) and states[3] == ("FAIL", None)
+    res = _result(spec, study, {"latency_ms": 20.0})
+    assert res.counts()["pruned"] == 6 and res.counts()["trained"] == 6
+    assert res.pareto == [0]  # the trained trial 0 (acc 0.5, 1 ms); no pruned one, though told 0.9

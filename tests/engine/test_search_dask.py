@@ -63,20 +63,30 @@ def test_killed_worker_loses_at_most_its_trial(client, tmp_path):
     spec = StudySpec(name="kill", strategy="random", trials=3, **{**SPEC, "epochs": 4})
     killed = {}
 
-    def busy() -> list[str]:
-        return [w for w, ks in client.processing().items() if any("search-kill" in k for k in ks)]
+    def started() -> list[str]:
+        """Workers running a trial that has begun (its attempt is counted in the journal, no record yet):
+        killing one then is a kill mid-trial, not while the worker still unpacks the task."""
+        import optuna
+
+        from engine.search.trial import open_storage
+
+        try:
+            trials = optuna.load_study(study_name="kill", storage=open_storage(str(tmp_path / "s.journal"))).trials
+        except Exception:  # the study is not created yet
+            return []
+        begun = {t.number for t in trials if "attempts" in t.user_attrs and "record" not in t.user_attrs}
+        return [w for w, ks in client.processing().items()
+                if any(k.startswith("search-kill-") and int(k.split("-")[2]) in begun for k in ks)]
 
     def killer():
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            if busy():
-                time.sleep(0.5)  # into the trial (4 epochs: several seconds of training left)
-                workers = busy()  # still running it: kill that worker process
-                if workers:
-                    pid = client.run(os.getpid, workers=[workers[0]])[workers[0]]
-                    os.kill(pid, signal.SIGKILL)
-                    killed[workers[0]] = pid
-                    return
+            workers = started()
+            if workers:
+                pid = client.run(os.getpid, workers=[workers[0]])[workers[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed[workers[0]] = pid
+                return
             time.sleep(0.1)
 
     th = threading.Thread(target=killer, daemon=True)
@@ -111,3 +121,30 @@ def test_cli_json_shape(client, tmp_path, capsys):
     t = prof["targets"][0]
     assert (t["ram_bytes"], t["flash_bytes"]) == (p["ram_bytes"], p["flash_bytes"])
     assert t["latency_ms"] == pytest.approx(p["latency_ms"], rel=1e-6)
+
+
+def test_every_trained_candidate_is_distinct_and_prune_off_trains_all_epochs(client, tmp_path):
+    """A space of 2 points and a budget of 4: the 2 candidates are trained once each (a sampler's repeat is
+    told the known outcome, not trained again) and the study stops when the space is exhausted; with
+    prune=False no trial is cut at a rung (3 epochs: rung 1 exists)."""
+    from engine.data import load_dataset
+    from engine.search.spaces import SPACES
+
+    data = load_dataset("digits")
+    base = SPACES["dscnn"].build({"filters": 8, "blocks": 1, "first_kernel": (3, 3), "first_stride": 2},
+                                 data.input_shape, data.classes)
+    spec = StudySpec(name="two", space="version", dataset="digits", mcu="nrf52840", strategy="random", trials=4,
+                     epochs=3, prune=False, marks=(("conv1.channels", (4, 8)),))
+    res = run_study(spec, out_dir=tmp_path / "out", storage=tmp_path / "s.journal", workers=2, base_graph=base)
+    c = res.counts()
+    assert c["trained"] == 2 and c["pruned"] == c["failed"] == 0
+    assert sorted(t.params["conv1.channels"] for t in res.trials) == [4, 8]
+    import optuna
+
+    from engine.search.trial import open_storage
+
+    study = optuna.load_study(study_name="two", storage=open_storage(str(tmp_path / "s.journal")))
+    assert res.duplicates == sum(1 for t in study.get_trials() if "duplicate_of" in t.user_attrs)
+    for t in study.get_trials():  # every repeat told the outcome of the trial it repeats
+        if "duplicate_of" in t.user_attrs and t.state.name == "COMPLETE":
+            assert t.values == study.trials[t.user_attrs["duplicate_of"]].values
