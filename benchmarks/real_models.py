@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.errors import TinyStudioError  # noqa: E402
+from engine.ir import variables  # noqa: E402
 
 MIRRORS = {"tflite-micro": Path("/work/.mirror/tensorflow+tflite-micro/repo"),
            "mlcommons-tiny": Path("/work/.mirror/mlcommons+tiny/repo")}
@@ -125,10 +126,14 @@ def make_inputs(graph, n: int, seed: int) -> list[list[np.ndarray]]:
     return feeds
 
 
-def run_oracle(interp, feeds: list[list[np.ndarray]], n_out: int) -> list[list[np.ndarray]]:
+def run_oracle(interp, feeds: list[list[np.ndarray]], n_out: int, stream: bool = False) -> list[list[np.ndarray]]:
+    """The interpreter's outputs; each input from the initial state, or with `stream` one stream of all the
+    inputs (variable tensors carried over, as the generated C's `<name>_run` carries them)."""
     outs = []
+    interp.reset()
     for feed in feeds:
-        interp.reset()   # variable tensors back to their initial values: every input starts a fresh stream
+        if not stream:
+            interp.reset()   # variable tensors back to their initial values: every input starts a fresh stream
         for i, x in enumerate(feed):
             interp.set_input(x, i)
         interp.invoke()
@@ -267,6 +272,8 @@ def check_model(file: str, data: bytes, source: str = "", n: int = 20, seed: int
         c.reference = f"CRASH {type(e).__name__}: {one_line(e)}"
         c.crashes.append(c.reference)
     if export:
+        if variables(graph):  # a stateful model: the C streams, so its oracle streams too
+            oracle = run_oracle(tflm(data), feeds, len(graph.outputs), stream=True)
         _export(c, graph, feeds, oracle, n, mcu)
     c.seconds = time.monotonic() - t0
     return c
