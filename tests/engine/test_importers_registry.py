@@ -9,7 +9,7 @@ import pytest
 from engine.builder import GraphBuilder
 from engine.errors import ModelFormatError
 from engine.importers import FORMATS, ModelFormat, load_model, load_model_bytes, read_model_bytes, sniff_format
-from engine.importers import onnx_import, onnx_ops, onnx_quant, onnx_shape_ops
+from engine.importers import onnx_import, onnx_ops, onnx_quant, onnx_recurrent, onnx_shape_ops
 from engine.importers.tflite_import import load_tflite
 
 MLPERF = Path("/work/shared/data/mlperf-tiny")
@@ -77,10 +77,13 @@ def test_one_file_reader(tmp_path):
 def test_onnx_handler_tables_are_joined_explicitly():
     compute, shape = set(onnx_ops.HANDLERS), set(onnx_shape_ops.HANDLERS)
     quant, ms = set(onnx_quant.HANDLERS), set(onnx_quant.MS_HANDLERS)  # ONNX int8 files (QOperator)
+    rec = set(onnx_recurrent.HANDLERS)  # LSTM, GRU, RNN
     assert not compute & shape, "an ONNX op handled in both tables: one would silently win"
     assert not (compute | shape) & quant, "an ONNX op handled in two tables: one would silently win"
-    assert set(onnx_import.HANDLERS) == compute | shape | quant
-    assert onnx_import.supported_onnx_ops() == sorted(compute | shape | quant) + sorted(f"com.microsoft.{op}"
-                                                                                         for op in ms)
+    assert not (compute | shape | quant) & rec, "an ONNX op handled in two tables: one would silently win"
+    assert set(onnx_import.HANDLERS) == compute | shape | quant | rec
+    assert onnx_import.supported_onnx_ops() == sorted(compute | shape | quant | rec) + sorted(
+        f"com.microsoft.{op}" for op in ms)
+    assert rec == {"LSTM", "GRU", "RNN"}
     assert {"Conv", "Gemm", "Relu"} <= compute and {"Reshape", "Slice", "Pad"} <= shape
     assert {"QLinearConv", "QLinearMatMul"} <= quant and {"QLinearAdd", "QGemm", "QLinearSoftmax"} <= ms
