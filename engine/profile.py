@@ -52,6 +52,11 @@ class Profile:
         """Variable tensors (SVDF/LSTM state): persistent RAM outside the arena, kept between invocations."""
         return sum(lp.record.state_bytes for lp in self.layers)
 
+    @property
+    def state_ops(self) -> list[str]:
+        """The ops that keep that state (LSTM, SVDF ...), for saying where it comes from."""
+        return sorted({lp.record.op for lp in self.layers if lp.record.state_bytes})
+
     def to_json(self) -> dict:
         """Fields of `inspect` plus memory and targets; per-layer estimates sit under each layer."""
         per_layer = [{le.name: le for le in t.layers} for t in self.targets]

@@ -65,7 +65,8 @@ c[3].metric("Activation arena", fmt_bytes(tot["activation_peak_bytes"]),
                  f"lower bound {tot['activation_lower_bound_bytes']:,} B")
 c[4].metric("Layers", tot["layers"])
 if tot.get("state_bytes"):
-    st.caption(f"State kept between invocations (SVDF): {fmt_bytes(tot['state_bytes'])} of RAM outside the arena, "
+    st.caption(f"State kept between invocations ({', '.join(prof.state_ops)}): {fmt_bytes(tot['state_bytes'])} of "
+               "RAM outside the arena, "
                "counted in the RAM estimates.")
 
 if prof.targets:
