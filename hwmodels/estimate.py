@@ -260,7 +260,15 @@ def persistent_bytes(graph: Graph, runtime: Runtime, work: list[LayerWork] | Non
     channels = sum(w.quant_channels for w in work)
     return (runtime.ram_fixed_bytes + runtime.ram_per_node_bytes * nodes
             + runtime.ram_per_tensor_bytes * len(graph.tensors) + runtime.ram_per_channel_bytes * channels
-            + stack_bytes(work, runtime) + state_bytes(graph))
+            + stack_bytes(work, runtime) + state_bytes(graph) + kernel_buffer_bytes(graph))
+
+
+def kernel_buffer_bytes(graph: Graph) -> int:
+    """Static buffers the generated kernels keep outside the arena (each op says, OpDef.kernel_buffer_bytes:
+    the int8 LSTM's gate vectors)."""
+    g = graph if all(t in graph.tensors for n in graph.nodes for t in n.outputs) else infer_shapes(graph)
+    contexts = (node_context(g, n) for n in g.nodes)
+    return sum(ctx.op.kernel_buffer_bytes(ctx) for ctx in contexts)
 
 
 def stack_bytes(work: list[LayerWork], runtime: Runtime) -> int:

@@ -189,6 +189,11 @@ class OpDef:
         """Axis of the weights (input 1) of a `weighted` op that indexes its output channels."""
         raise NotImplementedError(f"{self.name} has no per-channel weights")
 
+    def kernel_buffer_bytes(self, ctx: OpContext) -> int:
+        """RAM the op's generated C keeps outside the arena besides its state (layer-local static buffers),
+        which the RAM estimate adds; 0 for most ops."""
+        return 0
+
     def count_params(self, ctx: OpContext) -> int:
         return sum(ctx.ins[i].size for i in self.param_inputs
                    if i < len(ctx.ins) and ctx.ins[i] is not None and ctx.ins[i].data is not None)

@@ -227,6 +227,15 @@ class LSTM(_Recurrent):
     def extra_macs(self, ctx, hidden):
         return 3 * hidden if len(ctx.ins) > 7 and ctx.has(7) else 0
 
+    def kernel_buffer_bytes(self, ctx):
+        """The int8 kernel's four int16 gate vectors of one step (a static buffer in its layer function,
+        engine/codegen/emit_recurrent.py)."""
+        x = ctx.ins[0]
+        if x is None or x.dtype != "int8":
+            return 0
+        _, batch, _, hidden, _ = self.dims(ctx)
+        return 4 * batch * hidden * 2
+
     def step(self, ctx, xw, state, r, rb, p, funcs, clip):
         h, c = state
         n = r.shape[1]
