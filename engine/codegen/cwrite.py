@@ -121,3 +121,16 @@ class CArray:
         head = f"/* {c_comment(self.comment)} */\n" if self.comment else ""
         body = ",\n    ".join(lines)
         return f"{head}const {self.ctype} {self.name}[{max(self.count, 1)}] = {{\n    {body}\n}};\n"
+
+
+def one_buffer_wrapper(fn: str, multi: str, ctype: str, in_sizes, out_sizes) -> list[str]:
+    """C lines of `int fn(const ctype *input, ctype *output)`: all inputs (and all outputs) back to back in one
+    buffer, split at `in_sizes` / `out_sizes` (elements of `ctype`) into the pointer arrays `multi` takes."""
+    lines = [f"int {fn}(const {ctype} *input, {ctype} *output)", "{",
+             f"    const {ctype} *inputs[{len(in_sizes)}];", f"    {ctype} *outputs[{len(out_sizes)}];"]
+    for role, sizes in (("input", in_sizes), ("output", out_sizes)):
+        at = 0
+        for i, n in enumerate(sizes):
+            lines.append(f"    {role}s[{i}] = {role} + {at};")
+            at += n
+    return lines + [f"    return {multi}(inputs, outputs);", "}", ""]

@@ -98,7 +98,7 @@ def float_api_header(prefix: str, upper: str, inputs, outputs) -> list[str]:
 
 
 def float_api_source(prefix: str, inputs, outputs) -> str:
-    from engine.codegen.cwrite import c_float
+    from engine.codegen.cwrite import c_float, one_buffer_wrapper
 
     lines = ["", "/* QUANTIZE (AffineQuantize): round(x / scale) half away from zero in float32, + zero point,",
              " * clamped to int8. */",
@@ -128,15 +128,8 @@ def float_api_source(prefix: str, inputs, outputs) -> str:
         lines += [f"    for (i = 0; i < {s.size}; ++i) {{",
                   f"        outputs[{i}][i] = ts_dequantize(ts_out{i}[i], {c_float(s.scale)}, {s.zero_point});",
                   "    }"]
-    lines += ["    return 0;", "}", "", f"int {prefix}_run_float(const float *input, float *output)", "{",
-              f"    const float *inputs[{len(inputs)}];", f"    float *outputs[{len(outputs)}];"]
-    at = 0
-    for i, s in enumerate(inputs):
-        lines.append(f"    inputs[{i}] = input + {at};")
-        at += s.size
-    at = 0
-    for i, s in enumerate(outputs):
-        lines.append(f"    outputs[{i}] = output + {at};")
-        at += s.size
-    lines += [f"    return {prefix}_run_float_multi(inputs, outputs);", "}", ""]
+    lines += ["    return 0;", "}", ""]
+    # int8 edges: one float per byte of the core's tensor
+    lines += one_buffer_wrapper(f"{prefix}_run_float", f"{prefix}_run_float_multi", "float",
+                                [s.size for s in inputs], [s.size for s in outputs])
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import numpy as np
 
 import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
-from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident
+from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident, one_buffer_wrapper
 from engine.codegen.float_edges import float_api_header, float_api_source, has_float_api, split_float_edges
 from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
@@ -247,18 +247,9 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
     out += [f"    layer_{i}();" for i in range(len(layers))]
     for i, s in enumerate(outputs):
         out.append(f"    memcpy(outputs[{i}], {io_ptrs[1][i]}, {s.size});")
-    out += ["    return 0;", "}", "",
-            f"int {prefix}_run(const int8_t *input, int8_t *output)", "{",
-            f"    const int8_t *inputs[{len(inputs)}];", f"    int8_t *outputs[{len(outputs)}];"]
-    at = 0
-    for i, s in enumerate(inputs):
-        out.append(f"    inputs[{i}] = input + {at};")
-        at += s.size
-    at = 0
-    for i, s in enumerate(outputs):
-        out.append(f"    outputs[{i}] = output + {at};")
-        at += s.size
-    out += [f"    return {prefix}_run_multi(inputs, outputs);", "}", ""]
+    out += ["    return 0;", "}", ""]
+    out += one_buffer_wrapper(f"{prefix}_run", f"{prefix}_run_multi", "int8_t", [s.size for s in inputs],
+                              [s.size for s in outputs])
     return "\n".join(out)
 
 

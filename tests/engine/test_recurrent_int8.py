@@ -166,3 +166,16 @@ def test_lstm_state_streams_across_invokes_like_tflite_micro(tmp_path):
         finterp.invoke()
         ours = run_graph(fg, {fg.inputs[0]: x}, state=fstate)[fg.outputs[0]]
         np.testing.assert_allclose(ours, finterp.get_output(0), rtol=1e-4, atol=1e-5, err_msg=f"float invoke {k}")
+
+
+def test_c_sigmoid_table_is_the_reference_table():
+    """The int8 LSTM's sigmoid/tanh table stands twice, in the numpy reference and in the C kernel; they must
+    be the same 256 values (TFLite's sigmoid_table_uint16)."""
+    from importlib import resources
+
+    from engine.int8.lstm import SIGMOID_TABLE
+
+    c = resources.files("engine.codegen").joinpath("templates", "ts_lstm_ref.c").read_text()
+    start = c.index("ts_sigmoid_table[256] = {") + len("ts_sigmoid_table[256] = {")
+    values = [int(v) for v in c[start:c.index("};", start)].replace("\n", " ").split(",")]
+    assert values == [int(v) for v in SIGMOID_TABLE]
