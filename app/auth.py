@@ -49,6 +49,17 @@ def acting_user(store) -> User | None:
     return NOBODY if st.session_state[LAB_KEY] else None
 
 
+def owner_names() -> dict[int, str]:
+    """Account id -> name for an instructor's session list (whose work each session is); {} for anyone else."""
+    user = current_user()
+    if user is None or user.role != "instructor":
+        return {}
+    from app.state import base_store
+    from store.users import list_users
+
+    return {u.id: u.name for u in list_users(base_store())}
+
+
 def login_gate(store) -> User | None:
     """Called by app/main.py before anything else each run. On a lab store without a login, shows the login
     form and stops the run (no page runs); else returns the account (None: not a lab)."""
