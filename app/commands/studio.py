@@ -28,10 +28,17 @@ def cmd_studio(args) -> int:
     store = open_store(db_path)  # create and migrate now: a bad --db path fails here, in one line
     try:  # versions added or changed since the last start are decoded and hashed (at most 100 per start)
         problems = check_integrity(store, deep="changed", limit=100)
+        from store.users import is_lab
+
+        lab = is_lab(store)
     finally:
         store.close()
     for line in problems[:20]:
         print(f"warning: {db_path}: {line}", file=sys.stderr)
+    if not lab and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving {args.host} without accounts: everyone who reaches it sees and changes every "
+              "session; add accounts with `tinystudio users add` to make it a lab server with logins",
+              file=sys.stderr)
     cmd, env = studio_command(args.port, db_path, args.host)
     scheduler = (getattr(args, "scheduler", None) or "").strip()
     if scheduler:  # checked now, in one line, rather than at the first job; the studio's workers go there
