@@ -1,6 +1,6 @@
 """A lab server in a real browser: no page before a login, a wrong password and the rate limit refused in one
-line, logout; student B, logged in, cannot open student A's session, version or job by URL; A's instructor sees
-it. Screenshots: test-artifacts/e2e/login-*.png."""
+line, logout; student B, logged in, cannot open student A's session, version or job by URL on any page; A's
+instructor sees it (read only) and resets A's password. Screenshots: test-artifacts/e2e/login-*.png."""
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
@@ -84,7 +84,8 @@ def test_login(studio, browser, shot):
     sid, vid, jid = ids["session"], ids["version"], ids["job"]
     for path in (f"/?session={sid}", f"/design?session={sid}", f"/profile?session={sid}&version=2",
                  f"/history?session={sid}&version=1", f"/export?session={sid}&version=2",
-                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}"):
+                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}",
+                 f"/train?session={sid}", f"/search?session={sid}&job={jid}"):
         ctx, page = _open(browser, studio.url + path, problems)
         _login(page, "bob")
         page.get_by_text(f"The link names session {sid}, which does not exist").wait_for(timeout=60_000)
@@ -110,6 +111,22 @@ def test_login(studio, browser, shot):
     _login(page, "prof")
     page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
     assert "Session Ada secret lab" in ui.caption(page)
+    page.get_by_text("Read only: this session belongs to ada").wait_for()
     shot(page, "prof-history")
+
+    # ... and resets her password from the sidebar; her old one no longer works, the new one does.
+    page.get_by_role("button", name="Password", exact=True).click()
+    form = page.get_by_test_id("stForm").filter(has_text="Reset a student's password")
+    form.get_by_label("New password", exact=True).fill("ada-new-password")
+    form.get_by_label("New password again", exact=True).fill("ada-new-password")
+    form.get_by_role("button", name="Reset the password").click()
+    page.get_by_text("The password of ada is reset").wait_for()
+    shot(page, "prof-reset")
+    ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _try_login(page, "ada", PW["ada"])
+    assert ui.errors_shown(page) == ["wrong user name or password"]
+    _try_login(page, "ada", "ada-new-password")
+    page.get_by_text("Logged in as ada").wait_for(timeout=60_000)
     ctx.close()
     assert problems == [], problems[:3]
