@@ -113,6 +113,9 @@ def test_login(studio, browser, shot):
     assert "Session Ada secret lab" in ui.caption(page)
     page.get_by_text("Read only: this session belongs to ada").wait_for()
     shot(page, "prof-history")
+    page.get_by_role("button", name="Restore as the current version").click()  # a change: refused in one line
+    page.get_by_text("an instructor can look at it, not change it").wait_for()
+    assert ui.tracebacks(page) == [] and "2 versions" in ui.caption(page)
 
     # ... and resets her password from the sidebar; her old one no longer works, the new one does.
     page.get_by_role("button", name="Password", exact=True).click()
