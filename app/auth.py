@@ -25,7 +25,7 @@ NOBODY = User(0, "", "student")
 
 def in_script() -> bool:
     """False in a job thread (no Streamlit script context: no session state to read)."""
-    return get_script_run_ctx() is not None
+    return get_script_run_ctx(suppress_warning=True) is not None
 
 
 def current_user() -> User | None:
