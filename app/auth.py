@@ -111,6 +111,11 @@ def account_sidebar(user: User | None) -> None:
         _own_password_form(user)
         if user.role == "instructor":
             _student_password_form(user)
+    if user.role == "instructor":
+        from app.accounts_view import students_panel
+
+        with st.popover("Students", icon=":material/group_add:"):
+            students_panel(user)
     if st.button("Log out", key="_auth_logout", icon=":material/logout:"):
         logout()
         st.rerun()

@@ -130,9 +130,12 @@ def _by_name(con, name: str):
                        [name]).fetchone()
 
 
-def add_user(store: Store, name: str, role: str, password: str) -> User:
-    """A new account; names are unique ignoring case."""
+def add_user(store: Store, name: str, role: str, password: str, *, actor: User | None = None) -> User:
+    """A new account; names are unique ignoring case. `actor`: None for the administrator (the CLI); an
+    instructor in the studio may add students only (while the studio runs, the CLI cannot open the database)."""
     name, role = check_user_name(name), check_role(role)
+    if actor is not None and (actor.role != INSTRUCTOR or role != STUDENT):
+        raise AuthError("only an instructor can add accounts in the studio, and only students")
     digest = _hash(check_password(password))  # ~0.1 s: before taking the database lock
     with store.transaction() as con:
         return _insert(con, name, role, digest)

@@ -125,6 +125,22 @@ def test_login(studio, browser, shot):
     form.get_by_role("button", name="Reset the password").click()
     page.get_by_text("The password of ada is reset").wait_for()
     shot(page, "prof-reset")
+    page.keyboard.press("Escape")  # close the popover
+
+    # ... and adds a student to the course while the studio runs; the made-up password is shown once.
+    page.get_by_role("button", name="Students", exact=True).click()
+    form = page.get_by_test_id("stForm").filter(has_text="Add a student")
+    form.get_by_label("User name").fill("dan")
+    form.get_by_role("button", name="Add the student").click()
+    page.get_by_text("Added dan to TinyML").wait_for()
+    dan_password = page.get_by_test_id("stCode").last.inner_text().strip()
+    assert len(dan_password) >= 16
+    shot(page, "prof-add-student")
+    ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _try_login(page, "dan", dan_password)
+    page.get_by_text("Logged in as dan").wait_for(timeout=60_000)
+    assert "Ada secret" not in page.content()
     ctx.close()
     ctx, page = _open(browser, studio.url, problems)
     _try_login(page, "ada", PW["ada"])

@@ -237,3 +237,14 @@ def test_a_class_logging_in_at_once_hashes_a_few_at_a_time(store, clock, monkeyp
     for t in threads:
         t.join()
     assert len(got) == 30 and 1 < peak[0] <= users.HASHES_AT_ONCE
+
+
+def test_an_instructor_adds_students_only(store):
+    prof = add_user(store, "prof", "instructor", PW)
+    ada = add_user(store, "ada", "student", PW, actor=prof)
+    assert ada.role == "student"
+    with pytest.raises(AuthError, match="only students"):
+        add_user(store, "ta", "instructor", PW, actor=prof)
+    with pytest.raises(AuthError, match="only an instructor"):
+        add_user(store, "eve", "student", PW, actor=ada)
+    assert [u.name for u in list_users(store)] == ["ada", "prof"]
