@@ -82,3 +82,27 @@ def test_a_store_without_accounts_sees_everything(env):
     sess = db.create_session(s, "local", mlp(name="local_mlp"))
     v2 = db.add_version(s, sess.id, mlp((16, 8, 4), name="local_mlp"), "edit")
     assert _probe(None, v2.id, sess.current_version_id).endswith("sessions=1")
+
+
+def test_an_instructors_session_list_says_whose_each_session_is(env):
+    from pathlib import Path
+
+    from app.state import _open_store
+
+    s = _open_store()
+    ada = add_user(s, "ada", "student", "ada-password")
+    bob = add_user(s, "bob", "student", "bob-password")
+    prof = add_user(s, "prof", "instructor", "prof-password")
+    enroll(s, prof, create_course(s, prof, "c"), "ada")
+    db.create_session(s, "ada's", mlp(), user=ada)
+    db.create_session(s, "bob's", mlp(), user=bob)  # not in prof's course
+    db.create_session(s, "prof's", mlp(), user=prof)
+    page = str(Path(__file__).resolve().parents[2] / "pages" / "sessions.py")
+    for login, want in ((prof, [("prof's", "prof"), ("ada's", "ada")]), (bob, [("bob's", None)])):
+        at = AppTest.from_file(page, default_timeout=60)
+        at.session_state["_auth_user"] = (login.id, login.name, login.role)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        rows = at.dataframe[0].value
+        got = [(r["name"], r.get("owner")) for r in rows.to_dict("records")]
+        assert got == want, got
