@@ -35,10 +35,9 @@ def cmd_studio(args) -> int:
         store.close()
     for line in problems[:20]:
         print(f"warning: {db_path}: {line}", file=sys.stderr)
-    if not lab and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving {args.host} without accounts: everyone who reaches it sees and changes every "
-              "session; add accounts with `tinystudio users add` to make it a lab server with logins",
-              file=sys.stderr)
+    warning = network_warning(args.host, lab)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     cmd, env = studio_command(args.port, db_path, args.host)
     scheduler = (getattr(args, "scheduler", None) or "").strip()
     if scheduler:  # checked now, in one line, rather than at the first job; the studio's workers go there
@@ -51,6 +50,14 @@ def cmd_studio(args) -> int:
     print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 0
+
+
+def network_warning(host: str, lab: bool) -> str | None:
+    """What to tell someone serving a network from a store without accounts (None when local or a lab)."""
+    if lab or host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (f"serving {host} without accounts: everyone who reaches it sees and changes every session; add "
+            "accounts with `tinystudio users add` to make it a lab server with logins")
 
 
 def default_db_path() -> str:

@@ -144,3 +144,11 @@ def test_give_a_session_made_before_accounts(capsys, monkeypatch, db):
     assert [x["id"] for x in json.loads(out)] == [sid]
     code, _, err = run(capsys, monkeypatch, "sessions", "give", "999", "prof", "--db", db)
     assert code == 2 and one_line_error(err) == "error: no session with id 999"
+
+
+def test_serving_a_network_without_accounts_is_warned():
+    from app.commands.studio import network_warning
+
+    assert "without accounts" in network_warning("0.0.0.0", lab=False)
+    assert network_warning("0.0.0.0", lab=True) is None
+    assert network_warning("127.0.0.1", lab=False) is None
