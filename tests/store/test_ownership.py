@@ -228,3 +228,20 @@ def test_only_the_administrator_gives_a_session_to_an_account(lab):
     assert old.id in {x.id for x in list_sessions(s, user=users["prof"])}
     assert get_session(s, ids["session"]).owner_id == users["ada"].id
     assert check_integrity(s) == []
+
+
+def test_naming_another_students_version_from_ones_own_session_tells_nothing(lab):
+    """A version id of Ada's given as a parent, a version to restore or a search's base, in Bob's own session:
+    refused as missing, without naming the session it is in."""
+    s, users, ids = lab
+    bob = users["bob"]
+    mine = create_session(s, "bob's", mlp(), user=bob)
+    for call in (lambda: add_version(s, mine.id, mlp(seed=4), "edit", parent_id=ids["v1"], user=bob),
+                 lambda: restore_version(s, mine.id, ids["v1"], user=bob),
+                 lambda: create_study(s, mine.id, "x", {}, "/tmp/j", "/tmp/o", base_version_id=ids["v1"], user=bob),
+                 lambda: get_version(s, ids["v1"], mine.id, user=bob),
+                 lambda: get_session_dataset(s, ids["dataset"], mine.id, user=bob)):
+        with pytest.raises(NotFoundError) as e:
+            call()
+        assert f"session {ids['session']}" not in str(e.value) and "belongs to" not in str(e.value), str(e.value)
+    assert len(list_versions(s, mine.id, user=bob)) == 1
