@@ -96,7 +96,8 @@ TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, cons
     /* output columns whose window lies inside the image: [ow_lo, ow_hi) (3x3 kernels only) */
     int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
     int32_t ow_hi = (p->in_w - 1 - (p->k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1;
-    uint64_t wx[9];
+    /* wx: the 3x3 taps; wlr[0] / wlr[1]: them moved one column left / right with zeros (see below) */
+    uint64_t wx[9], wlr[2][9];
     ts_rq q[4];
     int32_t t, b, oh, ow;
     ow_hi = ow_hi < p->out_w ? ow_hi : p->out_w;
@@ -109,6 +110,14 @@ TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, cons
     for (t = 0; k3 && t < 9; ++t) {
         const uint32_t v = ts_read32(w + (size_t)t * c_n + c);
         wx[t] = ts_sxtb16(v) | (uint64_t)ts_sxtb16_ror8(v) << 32;
+    }
+    for (t = 0; k3 && t < 9; t += 3) {
+        wlr[0][t] = wx[t + 1];
+        wlr[0][t + 1] = wx[t + 2];
+        wlr[0][t + 2] = 0;
+        wlr[1][t] = 0;
+        wlr[1][t + 1] = wx[t];
+        wlr[1][t + 2] = wx[t + 1];
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
@@ -154,7 +163,30 @@ TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, cons
                     yr -= c_n;
                     continue;
                 }
-                if (k3) { /* a 3x3 window cut by the border: the valid taps, pre-extended weights */
+                if (k3 && i_lo == 0 && i_hi == 3 && p->dil_w == 1 && p->in_w >= 3 &&
+                    (w0 == -1 || w0 + 2 == p->in_w)) {
+                    /* a window with its left (right) column in the padding: read one column further in, inside
+                     * the image, with the weights moved the other way and a zero column (wlr), as one run of
+                     * 9 taps without tests */
+                    const int left = w0 == -1;
+                    const int8_t *xq = img + ((ptrdiff_t)h0 * p->in_w + w0 + (left ? 1 : -1)) * c_n;
+                    const uint64_t *wk = wlr[left ? 0 : 1];
+                    int32_t xc = x_col;
+                    TS_OPAQUE(xq);
+                    TS_OPAQUE(xc);
+                    TS_OPAQUE(wk);
+                    ts_dw_tapx(&a, xq, wk[0], offset);
+                    ts_dw_tapx(&a, xq + xc, wk[1], offset);
+                    ts_dw_tapx(&a, xq + 2 * xc, wk[2], offset);
+                    xq += x_row;
+                    ts_dw_tapx(&a, xq, wk[3], offset);
+                    ts_dw_tapx(&a, xq + xc, wk[4], offset);
+                    ts_dw_tapx(&a, xq + 2 * xc, wk[5], offset);
+                    xq += x_row;
+                    ts_dw_tapx(&a, xq, wk[6], offset);
+                    ts_dw_tapx(&a, xq + xc, wk[7], offset);
+                    ts_dw_tapx(&a, xq + 2 * xc, wk[8], offset);
+                } else if (k3) { /* a 3x3 window cut by the border: the valid taps, pre-extended weights */
                     const ptrdiff_t xo = ((ptrdiff_t)h0 * p->in_w + w0) * c_n;
                     uint32_t valid = 0, cols = 0;
                     int32_t i;
