@@ -3,7 +3,8 @@
 Each case is a one-op TFLite model chosen to reach one path of the DSP kernels: the conv channel loop with an
 odd count of 4-step groups and with a K % 4 tail (first layers with 1 and 3 input channels), pointwise with
 few channels, clamped activations, depthwise 3x3 windows cut by the padding on one side (the column-shifted
-straight-line taps), on both sides of a 3-wide image, strides 1 and 2, leftover channels; ADD/SUB rows longer
+straight-line taps), on both sides of a 3-wide image, strides 1 and 2, leftover channels; fully connected
+with leftover rows and K % 4 tails; ADD/SUB rows longer
 and shorter than the 16-element chunks, broadcast. Built on the host with the DSP instructions emulated
 (TINYSTUDIO_EMULATE_DSP), under ASan/UBSan, and compared byte for byte with engine.int8 (tflite-micro's
 arithmetic). With arm-none-eabi-gcc and qemu-system-arm, the MLPerf Tiny models run in QEMU mps2-an386
@@ -43,6 +44,18 @@ def add(shape_a, shape_b, out, op="ADD"):
     return build
 
 
+def fc(batch, k_n, units, act=0):
+    def build():
+        m = Model()
+        x = m.act("x", (batch, k_n), 0.07, -9)
+        k = m.weights("k", (units, k_n), np.linspace(0.004, 0.015, units))
+        y = m.act("y", (batch, units), 0.05, 3, feed=False)
+        m.w.op("FULLY_CONNECTED", [x, k, m.bias("b", units)], [y], "FullyConnectedOptions",
+               FusedActivationFunction=act)
+        return m, y
+    return build
+
+
 CASES = {
     # conv: K = 1*1*12 = 12 -> 3 groups (odd count), pointwise, 7 pixels (last block overlaps)
     "pointwise_odd_groups": conv((1, 1, 7, 12), (5, 1, 1, 12), (1, 1, 7, 5), padding=VALID),
@@ -60,6 +73,11 @@ CASES = {
     "dw_odd_channels": conv((1, 5, 7, 10), (1, 3, 3, 10), (1, 5, 7, 10), depthwise=True),
     "dw_3x3_out": conv((1, 3, 3, 12), (1, 3, 3, 12), (1, 3, 3, 12), depthwise=True),
     "dw_5x5_kernel": conv((1, 6, 6, 8), (1, 5, 5, 8), (1, 6, 6, 8), depthwise=True),
+    # fully connected: leftover rows (out % 4 = 1, 2, 3) on the DSP path, K % 4 tails
+    "fc_rows_10": fc(2, 24, 10),
+    "fc_rows_7_tail": fc(1, 27, 7, act=RELU),
+    "fc_rows_2_k256": fc(1, 256, 2),
+    "fc_rows_5_k9": fc(3, 9, 5),
     # ADD/SUB: rows of 37 (two 16-chunks and 5 left), of 9 (no chunk), broadcast rows
     "add_rows_37": add((1, 3, 37), (1, 3, 37), (1, 3, 37)),
     "sub_rows_37": add((1, 2, 37), (1, 2, 37), (1, 2, 37), op="SUB"),
@@ -103,6 +121,7 @@ def test_cases_reach_the_dsp_kernels(built):
     assert all(k == {"ts_conv_s8"} for n, k in kernels.items() if n.startswith(("pointwise", "first", "conv_")))
     assert all(k == {"ts_depthwise_conv_s8"} for n, k in kernels.items() if n.startswith("dw_"))
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
+    assert all(k == {"ts_fully_connected_s8"} for n, k in kernels.items() if n.startswith("fc_"))
 
 
 # ---- QEMU: the real DSP instructions on Cortex-M4 and Cortex-M7 ----------------------------------------------
