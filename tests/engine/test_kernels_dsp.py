@@ -4,7 +4,7 @@ Each case is a one-op TFLite model chosen to reach one path of the DSP kernels: 
 odd count of 4-step groups and with a K % 4 tail (first layers with 1 and 3 input channels), pointwise with
 few channels, clamped activations, depthwise 3x3 windows cut by the padding on one side (the column-shifted
 straight-line taps), on both sides of a 3-wide image, strides 1 and 2, leftover channels; fully connected
-with leftover rows and K % 4 tails; ADD/SUB rows longer
+with leftover rows and K % 4 tails; average pooling (border counts, odd channels, windows over 255); ADD/SUB rows longer
 and shorter than the 16-element chunks, broadcast. Built on the host with the DSP instructions emulated
 (TINYSTUDIO_EMULATE_DSP), under ASan/UBSan, and compared byte for byte with engine.int8 (tflite-micro's
 arithmetic). With arm-none-eabi-gcc and qemu-system-arm, the MLPerf Tiny models run in QEMU mps2-an386
@@ -22,7 +22,7 @@ from engine.codegen import generate_library
 from engine.codegen.hostbuild import compile_hosts, run_host
 from engine.importers.tflite_import import load_tflite
 from tests.engine.test_codegen import DSP, assert_same, reference
-from tests.engine.test_int8 import DATA, MLPERF, Model, conv_model
+from tests.engine.test_int8 import DATA, MLPERF, Model, conv_model, pool_model
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
 SAME, VALID = 0, 1
@@ -78,6 +78,12 @@ CASES = {
     "fc_rows_7_tail": fc(1, 27, 7, act=RELU),
     "fc_rows_2_k256": fc(1, 256, 2),
     "fc_rows_5_k9": fc(3, 9, 5),
+    # average pool: border windows (the count changes), channels % 4, a window over 255 taps (32-bit sums)
+    "avgpool_same_borders": lambda: pool_model("AVERAGE_POOL_2D", (1, 9, 7, 12), (1, 5, 4, 12), (3, 3), 2, 0),
+    "avgpool_global_25x5": lambda: pool_model("AVERAGE_POOL_2D", (1, 25, 5, 64), (1, 1, 1, 64), (25, 5), 25, 1),
+    "avgpool_odd_channels_relu": lambda: pool_model("AVERAGE_POOL_2D", (1, 6, 8, 7), (1, 3, 4, 7), (2, 2), 2, 1,
+                                                    act=1),
+    "avgpool_window_300": lambda: pool_model("AVERAGE_POOL_2D", (1, 20, 15, 4), (1, 1, 1, 4), (20, 15), 20, 1),
     # ADD/SUB: rows of 37 (two 16-chunks and 5 left), of 9 (no chunk), broadcast rows
     "add_rows_37": add((1, 3, 37), (1, 3, 37), (1, 3, 37)),
     "sub_rows_37": add((1, 2, 37), (1, 2, 37), (1, 2, 37), op="SUB"),
@@ -122,6 +128,21 @@ def test_cases_reach_the_dsp_kernels(built):
     assert all(k == {"ts_depthwise_conv_s8"} for n, k in kernels.items() if n.startswith("dw_"))
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
     assert all(k == {"ts_fully_connected_s8"} for n, k in kernels.items() if n.startswith("fc_"))
+    assert all(k == {"ts_avg_pool_s8"} for n, k in kernels.items() if n.startswith("avgpool"))
+
+
+def test_average_pool_reciprocal_is_exact():
+    """ts_pool_dsp.c's mean: floor(n / count) = (n * ceil(2**32 / count)) >> 32 for every n the window can give
+    (0 <= n <= 129 count: |sum| <= 128 count plus count / 2), for every count up to TS_POOL_RECIP_MAX = 5000:
+    the bound n * (M count - 2**32) < 2**32 for all counts, and every n for the counts up to 300."""
+    counts = np.arange(2, 5001, dtype=np.uint64)
+    m = (np.uint64(0xFFFFFFFF) // counts) + np.uint64(1)
+    e = m * counts - np.uint64(1 << 32)
+    assert np.all(e < counts) and np.all(np.uint64(129) * counts * e < np.uint64(1 << 32))
+    for count in range(2, 301):
+        n = np.arange(0, 129 * count + 1, dtype=np.uint64)
+        recip = np.uint64(0xFFFFFFFF // count + 1)
+        assert np.array_equal((n * recip) >> np.uint64(32), n // np.uint64(count)), count
 
 
 # ---- QEMU: the real DSP instructions on Cortex-M4 and Cortex-M7 ----------------------------------------------

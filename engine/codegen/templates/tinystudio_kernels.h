@@ -179,6 +179,7 @@ void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t 
 void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y);
 void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);
