@@ -133,9 +133,13 @@ static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t 
  * per loop turn (one more when their count is odd), the K % 4 tail, then the channel's requantization
  * constants serve four outputs, stored at y[m + s * y_stride]. The loop state that the inner loop does not
  * use lives in one struct, so that the compiler keeps the accumulators and pointers in registers and spills
- * only that. `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped) and has_tail
- * whether K % 4 may be nonzero; always inlined into one function per combination below, so that the channel
- * loop carries no mode or tail tests. */
+ * only that. `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped), has_tail
+ * whether K % 4 may be nonzero (1 in every build: one function per form keeps the code small) and wide the
+ * weight storage; always inlined into one function per form and storage below. */
+/* The groups two per loop turn (1 instruction in 32 less, ~140 bytes more code) in the full-range form only:
+ * the library stays within the code size the flash estimate assumes (hwmodels/runtimes/tinystudio-c.toml). */
+#define TS_CONV_UNROLL (mode == 1)
+
 typedef struct {
     const int32_t *bias, *multiplier;
     const int8_t *shift;
@@ -151,7 +155,7 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
     const uint32_t *ww = (const uint32_t *)wv;
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = has_tail ? k_all & 3 : 0;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
-    const int16_t *const end2 = block + 32 * (k_all >> 3);
+    const int16_t *const end2 = block + 32 * (k_all >> 3), *const end = block + 16 * (k_all >> 2);
     const int odd_group = (k_all >> 2) & 1;
     ts_conv_chan s;
     int32_t t;
@@ -166,7 +170,14 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
         const int16_t *x = block;
         int32_t a0 = *s.bias++, a1 = a0, a2 = a0, a3 = a0, ys;
         int8_t *yc;
-        while (x != end2) {
+        while ((mode == 0 || !TS_CONV_UNROLL) && x != end) {
+            if (wide) {
+                TS_CONV_GROUP_WIDE();
+            } else {
+                TS_CONV_GROUP();
+            }
+        }
+        while (mode != 0 && TS_CONV_UNROLL && x != end2) {
             if (wide) {
                 TS_CONV_GROUP_WIDE();
                 TS_CONV_GROUP_WIDE();
@@ -175,7 +186,7 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
                 TS_CONV_GROUP();
             }
         }
-        if (odd_group) {
+        if (mode != 0 && TS_CONV_UNROLL && odd_group) {
             if (wide) {
                 TS_CONV_GROUP_WIDE();
             } else {
@@ -242,26 +253,12 @@ static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_
                                            const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                            int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 0, 0);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 0);
 }
 
 static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                             int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 0, 0);
-}
-
-static TS_NOINLINE void ts_conv_block_full_tail(const ts_conv_params *p, const int16_t *block, const void *w,
-                                                const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                                int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 0);
-}
-
-static TS_NOINLINE void ts_conv_block_clamp_tail(const ts_conv_params *p, const int16_t *block, const void *w,
-                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                                 int8_t *y, int32_t y_stride)
 {
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 0);
 }
@@ -277,26 +274,12 @@ static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const in
                                                const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                                int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 0, 1);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
 }
 
 static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                                 int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 0, 1);
-}
-
-static TS_NOINLINE void ts_conv_block_w16_full_tail(const ts_conv_params *p, const int16_t *block, const void *w,
-                                                    const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                                    int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
-}
-
-static TS_NOINLINE void ts_conv_block_w16_clamp_tail(const ts_conv_params *p, const int16_t *block, const void *w,
-                                                     const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                                     int8_t *y, int32_t y_stride)
 {
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
@@ -307,16 +290,12 @@ static TS_NOINLINE void ts_conv_block_w16_clamp_tail(const ts_conv_params *p, co
  * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0.
  * wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
-                            const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch, int wide)
+                            const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
+                            const ts_conv_block_fn *blocks)
 {
-    static const ts_conv_block_fn blocks[2][5] = {
-        {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp, ts_conv_block_full_tail,
-         ts_conv_block_clamp_tail},
-        {ts_conv_block_w16_general, ts_conv_block_w16_full, ts_conv_block_w16_clamp, ts_conv_block_w16_full_tail,
-         ts_conv_block_w16_clamp_tail}};
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
-    const int full = p->act_min == -128 && p->act_max == 127, tail = (k_all & 3) != 0;
-    const ts_conv_block_fn block = blocks[wide][p->general_requant ? 0 : (full ? 1 : 2) + (tail ? 2 : 0)];
+    const int full = p->act_min == -128 && p->act_max == 127;
+    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
@@ -340,13 +319,18 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
 void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, 0);
+    /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
+     * that a library links only the storage its layers use */
+    static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
-void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const uint32_t *w, const int32_t *bias,
+void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, 1);
+    static const ts_conv_block_fn blocks[3] = {ts_conv_block_w16_general, ts_conv_block_w16_full,
+                                               ts_conv_block_w16_clamp};
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
 #endif /* TINYSTUDIO_DSP */

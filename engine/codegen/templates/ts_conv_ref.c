@@ -81,7 +81,7 @@ void ts_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, cons
 
 /* Weights pre-widened to int16 (two per int32 word, see ts_conv_w): the DSP path reads each weight pair with
  * one load instead of a load and two sign extensions per 4; the portable loop here decodes them. Same bytes. */
-void ts_conv_s8_w16(const ts_conv_params *p, const int8_t *x, const uint32_t *w, const int32_t *bias,
+void ts_conv_s8_w16(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
 #if TINYSTUDIO_DSP
