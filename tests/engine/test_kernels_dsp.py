@@ -14,6 +14,7 @@ instructions per MAC (benchmarks/dsp_layers.py prints the per-layer tables).
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -137,6 +138,76 @@ def test_cases_reach_the_dsp_kernels(built):
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
     assert all(k == {"ts_fully_connected_s8"} for n, k in kernels.items() if n.startswith("fc_"))
     assert all(k == {"ts_avg_pool_s8"} for n, k in kernels.items() if n.startswith("avgpool"))
+
+
+DW_SWEEP = r"""
+#include <stdio.h>
+#include <string.h>
+#include "tinystudio_kernels.h"
+static uint32_t s = 777u;
+static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
+int main(void)
+{
+    static int8_t x[2 * 6 * 7 * 9], w[5 * 5 * 9], y0[2 * 12 * 12 * 9], y1[2 * 12 * 12 * 9];
+    int32_t bias[9], mult[9];
+    int8_t shift[9];
+    long cases = 0, bad = 0;
+    int ih, iw, pt, pl, st, kk, c, form, i;
+    static const int ks[3][2] = {{3, 3}, {1, 3}, {5, 5}};
+    for (ih = 1; ih <= 6; ++ih) for (iw = 1; iw <= 7; ++iw) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
+    for (st = 1; st <= 2; ++st) for (kk = 0; kk < 3; ++kk) for (c = 4; c <= 9; c += 5) for (form = 0; form < 3; ++form) {
+        ts_conv_params p;
+        memset(&p, 0, sizeof p);
+        p.batches = 2; p.in_h = ih; p.in_w = iw; p.in_c = c; p.out_c = c; p.groups = c;
+        p.k_h = ks[kk][0]; p.k_w = ks[kk][1]; p.stride_h = st; p.stride_w = st; p.dil_h = 1; p.dil_w = 1;
+        p.pad_top = pt; p.pad_left = pl;
+        p.out_h = (ih + 2 * pt - p.k_h) / st + 1; p.out_w = (iw + 2 * pl - p.k_w) / st + 1;
+        if (ih + 2 * pt - p.k_h < 0 || iw + 2 * pl - p.k_w < 0 || p.out_h < 1 || p.out_w < 1) continue;
+        p.input_offset = (int32_t)(rnd() % 256) - 128; p.output_offset = (int32_t)(rnd() % 200) - 100;
+        p.act_min = form == 2 ? -20 : -128; p.act_max = form == 2 ? 90 : 127;
+        p.per_channel = 1; p.general_requant = form == 0;
+        for (i = 0; i < (int)sizeof x; ++i) x[i] = (int8_t)(rnd() % 256 - 128);
+        for (i = 0; i < (int)sizeof w; ++i) w[i] = (int8_t)(rnd() % 255 - 127);
+        for (i = 0; i < c; ++i) {
+            bias[i] = (int32_t)(rnd() % 20000) - 10000;
+            mult[i] = (int32_t)((1u << 30) + rnd() % (1u << 24));
+            shift[i] = (int8_t)(-1 - (int32_t)(rnd() % 10));
+        }
+        memset(y0, 0x55, sizeof y0);
+        memset(y1, 0x55, sizeof y1);
+        ts_depthwise_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
+        ts_depthwise_conv_s8(&p, x, w, bias, mult, shift, y1);
+        ++cases;
+        if (memcmp(y0, y1, sizeof y0) != 0 && bad++ < 5)
+            printf("in %dx%d pad %d,%d stride %d k %dx%d c %d form %d\n", ih, iw, pt, pl, st, p.k_h, p.k_w, c, form);
+    }
+    printf("cases %ld bad %ld\n", cases, bad);
+    return bad != 0 || cases < 1000;
+}
+"""
+
+
+@needs_gcc
+def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
+    """ts_depthwise_conv_s8 (DSP path, emulated) against ts_depthwise_conv_s8_ref over images of 1..6 x 1..7
+    pixels (narrower than the kernel included), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5
+    kernels, 4 and 9 channels (a leftover group), the three requantization forms; byte for byte, under
+    ASan/UBSan, and within a time limit (an interior run that never ends is a failure, not a hang)."""
+    cases, _ = built
+    lib = cases["dw_width3"][0]
+    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
+                 "ts_depthwise_dsp.c"):
+        (tmp_path / name).write_text(lib.files[name])
+    (tmp_path / "t.c").write_text(DW_SWEEP)
+    exe = tmp_path / "t"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
+                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", "ts_depthwise_ref.c",
+                                                      "ts_depthwise_dsp.c")), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
 
 
 def test_wide_weight_words_layout():
