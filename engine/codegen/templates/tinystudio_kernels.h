@@ -154,6 +154,9 @@ int32_t ts_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
 
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                 const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+/* Weights pre-widened to int16, two per word (CodegenOptions.wide_weights): faster on the DSP path. */
+void ts_conv_s8_w16(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
@@ -179,6 +182,7 @@ void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t 
 void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y);
 void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);
