@@ -36,6 +36,18 @@ extern "C" {
 #define TINYSTUDIO_DSP 0
 #endif
 
+/* Helium (integer MVE: Cortex-M55/M85) kernels in ts_<family>_mve.c, on top of the DSP path (whose scratch
+ * they reuse); TINYSTUDIO_USE_MVE 0 keeps such a core on the DSP kernels. */
+#ifndef TINYSTUDIO_USE_MVE
+#define TINYSTUDIO_USE_MVE 1
+#endif
+#if TINYSTUDIO_DSP && !defined(TINYSTUDIO_EMULATE_DSP) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && \
+    TINYSTUDIO_USE_MVE
+#define TINYSTUDIO_MVE 1
+#else
+#define TINYSTUDIO_MVE 0
+#endif
+
 #define TS_MAX_DIMS 6
 
 /* Convolution, NHWC. Regular/grouped conv weights are (out_c, k_h, k_w, in_c / groups); depthwise
