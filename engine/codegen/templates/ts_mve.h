@@ -27,28 +27,31 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm(int32x4_t x, int32x4_t left, int32x4_t mu
     return vrshlq_s32(v, neg_right);
 }
 
-/* ts_requant on four lanes (multipliers and shifts per lane): rescale, add the output offset, clamp. */
-TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32_t out_offset,
-                                          int32_t lo, int32_t hi)
+/* ts_requant on four lanes with the lanes' multipliers, left = max(shift, 0) and neg_right = min(shift, 0):
+ * rescale, add the output offset, clamp. `general` 0 (a constant in each caller) for a layer whose generator
+ * cleared general_requant (every shift in [-30, -1]: no left shift, and the sign of v & neg_right is the sign
+ * of v), the same value with two instructions fewer. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_rq(int32x4_t acc, int32x4_t mult, int32x4_t left, int32x4_t neg_right,
+                                     int general, int32_t out_offset, int32_t lo, int32_t hi)
 {
-    const int32x4_t zero = vdupq_n_s32(0);
-    int32x4_t v = ts_mve_mbqm(acc, vmaxq_s32(shift, zero), mult, vminq_s32(shift, zero));
+    int32x4_t v;
+    if (general) {
+        v = ts_mve_mbqm(acc, left, mult, neg_right);
+    } else {
+        v = vqrdmulhq_s32(acc, mult);
+        v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), neg_right);
+    }
     v = vaddq_n_s32(v, out_offset);
     v = vmaxq_s32(v, vdupq_n_s32(lo));
     return vminq_s32(v, vdupq_n_s32(hi));
 }
 
-/* The requantization constants of four consecutive channels c .. c + 3 (or one shared pair, step 0). */
-TS_ALWAYS_INLINE void ts_mve_channels4(const int32_t *multiplier, const int8_t *shift, int32_t c, int32_t per_channel,
-                                       int32x4_t *mult, int32x4_t *sh)
+/* ts_requant on four lanes (multipliers and shifts per lane), for every constant. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32_t out_offset,
+                                          int32_t lo, int32_t hi)
 {
-    if (per_channel) {
-        *mult = vldrwq_s32(multiplier + c);
-        *sh = vldrbq_s32(shift + c);
-    } else {
-        *mult = vdupq_n_s32(multiplier[0]);
-        *sh = vdupq_n_s32(shift[0]);
-    }
+    const int32x4_t zero = vdupq_n_s32(0);
+    return ts_mve_rq(acc, mult, vmaxq_s32(shift, zero), vminq_s32(shift, zero), 1, out_offset, lo, hi);
 }
 
 /* Four int32 values as one vector. */
@@ -66,8 +69,8 @@ int ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, co
                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
-void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
+int ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_add_s8_mve(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_max_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
