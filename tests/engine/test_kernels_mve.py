@@ -47,6 +47,11 @@ def fc_model(batches, k, n, per_channel=True, act=0):
 
 # Cases aimed at the MVE kernels' edges (K = reduction length of one output; tails are K % 16 and C % 4).
 MVE_CASES = {
+    "conv_1x1_k16_s2_64": lambda: conv_model((1, 8, 8, 16), (64, 1, 1, 16), (1, 4, 4, 64), padding=1, stride=2),
+    "conv_1x1_k16_per_tensor_48": lambda: conv_model((1, 6, 6, 16), (48, 1, 1, 16), (1, 6, 6, 48), padding=1,
+                                                     stride=1, per_channel=False),
+    "conv_1x1_k32_70_channels": lambda: conv_model((1, 5, 5, 32), (70, 1, 1, 32), (1, 5, 5, 70), padding=1,
+                                                   stride=1),
     "conv_1x1_k15_tail": lambda: conv_model((1, 5, 5, 15), (9, 1, 1, 15), (1, 5, 5, 9), padding=1, stride=1),
     "conv_1x1_c3_small_scratch": lambda: conv_model((1, 4, 6, 3), (5, 1, 1, 3), (1, 4, 6, 5), padding=1, stride=1),
     "conv_1x1_k64_per_tensor": lambda: conv_model((1, 5, 3, 64), (10, 1, 1, 64), (1, 5, 3, 10), padding=1,

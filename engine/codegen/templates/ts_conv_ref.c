@@ -71,7 +71,8 @@ void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const
                 const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
 #if TINYSTUDIO_MVE
-    if (p->groups == 1 && scratch != NULL && ts_conv_s8_mve(p, x, w, bias, multiplier, shift, y, scratch)) {
+    if (p->groups == 1 && scratch != NULL) {
+        ts_conv_s8_mve(p, x, w, bias, multiplier, shift, y, scratch);
         return;
     }
 #endif

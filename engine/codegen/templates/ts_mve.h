@@ -64,9 +64,8 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_vec4(int32_t a0, int32_t a1, int32_t a2, int32
 }
 
 /* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
-/* Returns 0 (computing nothing) where the layer is left to the DSP path. */
-int ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                   const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
 int ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
