@@ -1,9 +1,18 @@
 /* ts_pool_ref.c - pooling and reductions, NHWC (average and max pooling, MEAN / SUM, ReduceMin / ReduceMax):
- * portable C, the only implementation on every build. */
+ * portable C; average and max pooling hand over to ts_pool_mve.c on Helium builds. */
 #include "ts_fixedpoint.h"
+
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (ts_avg_pool_s8_mve(p, x, y)) {
+        return;
+    }
+#endif
     int32_t b, oh, ow, c, i, j;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
@@ -35,6 +44,11 @@ void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (ts_max_pool_s8_mve(p, x, y)) {
+        return;
+    }
+#endif
     int32_t b, oh, ow, c, i, j;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
