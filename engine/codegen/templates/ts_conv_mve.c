@@ -244,17 +244,29 @@ TS_ALWAYS_INLINE void ts_mve_conv_any(const ts_conv_params *p, const ts_mve_fiel
 typedef void (*ts_mve_conv_fn)(const ts_conv_params *, const ts_mve_fields *, int32_t, const int8_t *,
                                const int32_t *, const int32_t *, const int8_t *, int8_t *, int32_t);
 
-#define TS_MVE_CONV_FN(name, small, general)                                                                      \
-    static TS_NOINLINE void name(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all, const int8_t *w, \
-                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, \
-                                 int32_t ys)                                                                     \
-    {                                                                                                            \
-        ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, small, general);                         \
-    }
-TS_MVE_CONV_FN(ts_mve_conv_short, 0, 0)
-TS_MVE_CONV_FN(ts_mve_conv_general, 0, 1)
-TS_MVE_CONV_FN(ts_mve_conv_small_short, 1, 0)
-TS_MVE_CONV_FN(ts_mve_conv_small_general, 1, 1)
+static TS_NOINLINE void ts_mve_conv_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 0);
+}
+
+static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 1);
+}
+
+static TS_NOINLINE void ts_mve_conv_small_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 0);
+}
+
+static TS_NOINLINE void ts_mve_conv_small_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 1);
+}
 
 /* Where output pixel q's receptive field is one contiguous run inside the image (1x1 kernels, 1xN rows), that
  * run; NULL otherwise. */

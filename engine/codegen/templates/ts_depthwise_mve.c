@@ -1,7 +1,8 @@
 /* ts_depthwise_mve.c - depthwise convolution with channel multiplier 1 on Helium (Cortex-M55/M85): four
  * channels per vector in int32 lanes (VLDRB.S32 widening loads, VMUL and VADD), four output pixels of a
- * column per weight load where their windows' rows lie inside the image, the requantization on the vector. Called by ts_depthwise_conv_s8
- * (ts_depthwise_ref.c) when out_c == in_c; the same bytes as ts_depthwise_conv_s8_ref. */
+ * column per weight load where their windows' rows lie inside the image, the requantization on the vector.
+ * Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c; the same bytes as
+ * ts_depthwise_conv_s8_ref. */
 #include "ts_mve.h"
 
 #if TINYSTUDIO_MVE
@@ -103,17 +104,33 @@ TS_ALWAYS_INLINE void ts_mve_dw_pixels(const ts_mve_dw_geo *g, const int8_t *xw,
 typedef void (*ts_mve_dw_fn)(const ts_mve_dw_geo *, const int8_t *, const int8_t *, int32_t, int32_t, int32_t,
                              int32_t, const int32_t *, const int32_t *, const int8_t *, int8_t *);
 
-#define TS_MVE_DW_FN(name, np, general)                                                                          \
-    static TS_NOINLINE void name(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,       \
-                                 int32_t cols, int32_t xs, int32_t ys, const int32_t *bias,                      \
-                                 const int32_t *multiplier, const int8_t *shift, int8_t *yp)                     \
-    {                                                                                                            \
-        ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, np, general);              \
-    }
-TS_MVE_DW_FN(ts_mve_dw1_short, 1, 0)
-TS_MVE_DW_FN(ts_mve_dw4_short, 4, 0)
-TS_MVE_DW_FN(ts_mve_dw1_general, 1, 1)
-TS_MVE_DW_FN(ts_mve_dw4_general, 4, 1)
+static TS_NOINLINE void ts_mve_dw1_short(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+        int8_t *yp)
+{
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 1, 0);
+}
+
+static TS_NOINLINE void ts_mve_dw4_short(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+        int8_t *yp)
+{
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 4, 0);
+}
+
+static TS_NOINLINE void ts_mve_dw1_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+        int8_t *yp)
+{
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 1, 1);
+}
+
+static TS_NOINLINE void ts_mve_dw4_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+        int8_t *yp)
+{
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 4, 1);
+}
 
 /* Depthwise with multiplier 1, column by column of the output: in each, output rows four at a time where
  * their windows' rows all lie inside the image (the four share the column's cut by the left or right
