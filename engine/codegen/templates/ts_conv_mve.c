@@ -65,12 +65,13 @@ typedef struct {
     const int8_t *f[4];
     int32_t loops, off, n;
     const int32_t *bias;
+    int32_t tail;
 } ts_mve_sums_job;
 
-/* The channel loop of ts_mve_conv_sums for K % 16 == 0 (K >= 16) in assembly: the compiler's version spills
- * the four field pointers and five accumulators (VMLADAVA takes even registers only) and spends some 40
- * instructions per channel around the 11 of the dot-product loop; here 24. Rows of acc are 4 * TS_MVE_CH
- * bytes apart. */
+/* The channel loop of ts_mve_conv_sums for K >= 16 in assembly: the compiler's version spills the four field
+ * pointers and five accumulators (VMLADAVA takes even registers only) and spends some 40 instructions per
+ * channel around the 11 of the dot-product loop; here 26, plus 16 for a K % 16 tail (predicated loads, whose
+ * false lanes read as zero). Rows of acc are 4 * TS_MVE_CH bytes apart. */
 static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
 {
     const int8_t *x0, *x1, *x2, *x3;
@@ -98,6 +99,24 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "vmladava.s8 %[a3], q1, q0\n\t"
         "vaddva.s8 %[ws], q0\n\t"
         "le lr, 2b\n\t"
+        "ldr lr, [%[job], #32]\n\t"
+        "cmp lr, #0\n\t"
+        "beq 3f\n\t"
+        "vctp.8 lr\n\t"
+        "vpstttt\n\t"
+        "vldrbt.8 q0, [%[w]]\n\t"
+        "vldrbt.8 q1, [%[x0]]\n\t"
+        "vldrbt.8 q2, [%[x1]]\n\t"
+        "vldrbt.8 q3, [%[x2]]\n\t"
+        "add %[w], %[w], lr\n\t"
+        "vmladava.s8 %[a0], q1, q0\n\t"
+        "vpst\n\t"
+        "vldrbt.8 q1, [%[x3]]\n\t"
+        "vmladava.s8 %[a1], q2, q0\n\t"
+        "vmladava.s8 %[a2], q3, q0\n\t"
+        "vmladava.s8 %[a3], q1, q0\n\t"
+        "vaddva.s8 %[ws], q0\n"
+        "3:\n\t"
         "str %[a1], [%[acc], #128]\n\t"
         "str %[a2], [%[acc], #256]\n\t"
         "str %[a3], [%[acc], #384]\n\t"
@@ -145,7 +164,7 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
         return w;
     }
 #if defined(__GNUC__)
-    if (tail == 0) {
+    if (loops > 0) {
         ts_mve_sums_job job;
         job.f[0] = f->f0;
         job.f[1] = f->f1;
@@ -155,6 +174,7 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
         job.off = off;
         job.n = n;
         job.bias = bias;
+        job.tail = tail;
         ts_mve_sums_asm(&job, w, &acc[0][0]);
         return w + (size_t)n * k_all;
     }
@@ -293,6 +313,8 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     const int g = p->general_requant != 0;
     const ts_mve_conv_fn block = k_all <= 16 ? (g ? ts_mve_conv_small_general : ts_mve_conv_small_short)
                                              : (g ? ts_mve_conv_general : ts_mve_conv_short);
+    const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                          p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     int8_t *buf = (int8_t *)scratch;
     int32_t b, q, s;
     for (b = 0; b < p->batches; ++b) {
@@ -305,6 +327,10 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             ts_mve_fields f;
             for (s = 0; s < 4; ++s) {
                 const int32_t qs = one ? q0 : q0 + s;
+                if (pointwise) { /* output pixel q reads input pixel q */
+                    fs[s] = img + (size_t)qs * k_all;
+                    continue;
+                }
                 fs[s] = ts_mve_run(p, img, qs);
                 if (fs[s] == NULL) {
                     ts_mve_field(p, img, qs, buf + s * k_all);
