@@ -63,9 +63,7 @@ typedef struct {
 /* What the assembly loop below reads (offsets fixed in it: keep the order). */
 typedef struct {
     const int8_t *f[4];
-    int32_t loops, off, n;
-    const int32_t *bias;
-    int32_t tail;
+    int32_t loops, tail, n;
 } ts_mve_sums_job;
 
 /* The channel loop of ts_mve_conv_sums for K >= 16 in assembly: the compiler's version spills the four field
@@ -81,11 +79,19 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "ldrd %[x0], %[x1], [%[job]]\n\t"
         "ldrd %[x2], %[x3], [%[job], #8]\n\t"
         "ldr lr, [%[job], #16]\n\t"
-        "movs %[a0], #0\n\t"
-        "movs %[a1], #0\n\t"
-        "movs %[a2], #0\n\t"
-        "movs %[a3], #0\n\t"
-        "movs %[ws], #0\n\t"
+        /* the first 16 steps set the sums, the loop adds the others */
+        "vldrb.8 q0, [%[w]], #16\n\t"
+        "vldrb.8 q1, [%[x0]], #16\n\t"
+        "vldrb.8 q2, [%[x1]], #16\n\t"
+        "vmladav.s8 %[a0], q1, q0\n\t"
+        "vldrb.8 q3, [%[x2]], #16\n\t"
+        "vmladav.s8 %[a1], q2, q0\n\t"
+        "vldrb.8 q1, [%[x3]], #16\n\t"
+        "vmladav.s8 %[a2], q3, q0\n\t"
+        "vmladav.s8 %[a3], q1, q0\n\t"
+        "vaddv.s8 %[ws], q0\n\t"
+        "subs lr, lr, #1\n\t"
+        "beq 4f\n\t"
         "dls lr, lr\n"
         "2:\n\t"
         "vldrb.8 q0, [%[w]], #16\n\t"
@@ -98,8 +104,9 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "vmladava.s8 %[a2], q3, q0\n\t"
         "vmladava.s8 %[a3], q1, q0\n\t"
         "vaddva.s8 %[ws], q0\n\t"
-        "le lr, 2b\n\t"
-        "ldr lr, [%[job], #32]\n\t"
+        "le lr, 2b\n"
+        "4:\n\t"
+        "ldr lr, [%[job], #20]\n\t"
         "cmp lr, #0\n\t"
         "beq 3f\n\t"
         "vctp.8 lr\n\t"
@@ -120,13 +127,8 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "str %[a1], [%[acc], #128]\n\t"
         "str %[a2], [%[acc], #256]\n\t"
         "str %[a3], [%[acc], #384]\n\t"
+        "str %[ws], [%[acc], #512]\n\t"
         "str %[a0], [%[acc]], #4\n\t"
-        "ldr %[x0], [%[job], #28]\n\t"
-        "ldr %[a1], [%[x0]], #4\n\t"
-        "str %[x0], [%[job], #28]\n\t"
-        "ldr %[a2], [%[job], #20]\n\t"
-        "mla %[a1], %[ws], %[a2], %[a1]\n\t"
-        "str %[a1], [%[acc], #508]\n\t"
         "ldr %[a3], [%[job], #24]\n\t"
         "subs %[a3], %[a3], #1\n\t"
         "str %[a3], [%[job], #24]\n\t"
@@ -138,13 +140,12 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
 }
 #endif
 
-/* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and their start values into
+/* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and the sums of their weights into
  * acc[4][m - m0]. Per 16 reduction steps: 1 weight load, 4 field loads, 4 VMLADAVA and one VADDVA (the
  * weights' sum, which carries the input offset: sum (x + off) * w = sum x * w + off * sum w, exact, padding
  * holding the zero point) give 64 MACs; the last K % 16 under a VCTP predicate. `small` (K <= 16, a constant
  * in each caller): the fields stay in registers. Returns the weights past channel m0 + n. */
-TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w,
-                                                const int32_t *bias, int32_t off, int32_t n,
+TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w, int32_t n,
                                                 int32_t acc[5][TS_MVE_CH], int small)
 {
     const int32_t loops = k_all >> 4, tail = k_all & 15;
@@ -159,7 +160,7 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
             acc[1][m] = vmladavq_s8(x1, wv);
             acc[2][m] = vmladavq_s8(x2, wv);
             acc[3][m] = vmladavq_s8(x3, wv);
-            acc[4][m] = bias[m] + off * vaddvq_s8(wv);
+            acc[4][m] = vaddvq_s8(wv);
         }
         return w;
     }
@@ -171,10 +172,8 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
         job.f[2] = f->f2;
         job.f[3] = f->f3;
         job.loops = loops;
-        job.off = off;
-        job.n = n;
-        job.bias = bias;
         job.tail = tail;
+        job.n = n;
         ts_mve_sums_asm(&job, w, &acc[0][0]);
         return w + (size_t)n * k_all;
     }
@@ -209,16 +208,16 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
         acc[1][m] = a1;
         acc[2][m] = a2;
         acc[3][m] = a3;
-        acc[4][m] = bias[m] + off * ws;
+        acc[4][m] = ws;
     }
     return w;
 }
 
-/* Channels m0 .. m0 + n of the four pixels requantized four channels at a time (per-channel constants as
- * vectors, a predicate on the last n % 4) and stored at y[m + s * ys]. */
+/* Channels m0 .. m0 + n of the four pixels requantized four channels at a time (bias, per-channel constants
+ * as vectors, a predicate on the last n % 4) and stored at y[m + s * ys]. */
 TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][TS_MVE_CH], int32_t n,
-                                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys,
-                                        int general)
+                                        const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                        int8_t *y, int32_t ys, int general)
 {
     const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
     const int32x4_t zero = vdupq_n_s32(0);
@@ -227,7 +226,8 @@ TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][
     int32_t m;
     for (m = 0; m < n; m += 4) {
         const mve_pred16_t pr = vctp32q((uint32_t)(n - m));
-        const int32x4_t start = vldrwq_s32(&acc[4][m]);
+        /* bias + offset * sum of the weights (sum (x + off) * w = sum x * w + off * sum w) */
+        const int32x4_t start = vmlaq_n_s32(vldrwq_z_s32(bias + m, pr), vldrwq_s32(&acc[4][m]), p->input_offset);
         if (p->per_channel) {
             mult = vldrwq_z_s32(multiplier + m, pr);
             sh = vldrbq_z_s32(shift + m, pr);
@@ -252,12 +252,12 @@ TS_ALWAYS_INLINE void ts_mve_conv_any(const ts_conv_params *p, const ts_mve_fiel
                                       const int8_t *shift, int8_t *y, int32_t ys, int small, int general)
 {
     int32_t acc[5][TS_MVE_CH];
-    const int32_t step = p->per_channel ? 1 : 0, off = p->input_offset;
+    const int32_t step = p->per_channel ? 1 : 0;
     int32_t m0;
     for (m0 = 0; m0 < p->out_c; m0 += TS_MVE_CH) {
         const int32_t n = ts_min32(TS_MVE_CH, p->out_c - m0);
-        w = ts_mve_conv_sums(f, k_all, w, bias + m0, off, n, acc, small);
-        ts_mve_conv_store(p, acc, n, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
+        w = ts_mve_conv_sums(f, k_all, w, n, acc, small);
+        ts_mve_conv_store(p, acc, n, bias + m0, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
     }
 }
 
