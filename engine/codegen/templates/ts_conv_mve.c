@@ -8,10 +8,35 @@
 
 #if TINYSTUDIO_MVE
 
-/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per predicated load and store. */
+/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per load and store. With GNU C,
+ * a tail-predicated low-overhead loop (DLSTP/LETP: the last partial vector under the loop's own predicate),
+ * three instructions per 16 bytes; otherwise VCTP-predicated intrinsics. */
 static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
 {
     const int8x16_t f = vdupq_n_s8(fill);
+    if (n <= 0) {
+        return;
+    }
+#if defined(__GNUC__)
+    if (src != NULL) {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vldrb.8 q0, [%[s]], #16\n\t"
+                         "vstrb.8 q0, [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [s] "+r"(src), [d] "+r"(dst)
+                         : [n] "r"(n)
+                         : "lr", "q0", "memory");
+    } else {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vstrb.8 %q[f], [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [d] "+r"(dst)
+                         : [n] "r"(n), [f] "w"(f)
+                         : "lr", "memory");
+    }
+#else
     for (; n > 0; n -= 16, dst += 16) {
         const mve_pred16_t pr = vctp8q((uint32_t)n);
         if (src != NULL) {
@@ -21,6 +46,7 @@ static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
             vstrbq_p_s8(dst, f, pr);
         }
     }
+#endif
 }
 
 /* The receptive field of output pixel q (k_h * k_w * in_c int8, in the weights' order) into dst, taps outside
