@@ -245,29 +245,35 @@ TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][
                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                         int8_t *y, int32_t ys, int general)
 {
-    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max, off = p->input_offset;
+    const int32_t step = p->per_channel ? 4 : 0;
     const int32x4_t zero = vdupq_n_s32(0);
+    const int32_t *r = &acc[0][0], *rw = &acc[4][0];
     int32x4_t mult = vdupq_n_s32(multiplier[0]), sh = vdupq_n_s32(shift[0]);
-    int32x4_t left = vmaxq_s32(sh, zero), right = vminq_s32(sh, zero);
     int32_t m;
-    for (m = 0; m < n; m += 4) {
+    for (m = 0; m < n; m += 4, r += 4, rw += 4, bias += 4, multiplier += step, shift += step, y += 4) {
         const mve_pred16_t pr = vctp32q((uint32_t)(n - m));
-        /* bias + offset * sum of the weights (sum (x + off) * w = sum x * w + off * sum w) */
-        const int32x4_t start = vmlaq_n_s32(vldrwq_z_s32(bias + m, pr), vldrwq_s32(&acc[4][m]), p->input_offset);
-        if (p->per_channel) {
-            mult = vldrwq_z_s32(multiplier + m, pr);
-            sh = vldrbq_z_s32(shift + m, pr);
-            left = vmaxq_s32(sh, zero);
-            right = vminq_s32(sh, zero);
+        int32x4_t start, left, right;
+        int8_t *yq = y;
+        if (step) {
+            mult = vldrwq_z_s32(multiplier, pr);
+            sh = vldrbq_z_s32(shift, pr);
         }
-        vstrbq_p_s32(y + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[0][m]), start), mult, left, right, general, out_off,
-                                      lo, hi), pr);
-        vstrbq_p_s32(y + ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[1][m]), start), mult, left, right, general,
-                                           out_off, lo, hi), pr);
-        vstrbq_p_s32(y + 2 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[2][m]), start), mult, left, right, general,
-                                               out_off, lo, hi), pr);
-        vstrbq_p_s32(y + 3 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[3][m]), start), mult, left, right, general,
-                                               out_off, lo, hi), pr);
+        left = vmaxq_s32(sh, zero);
+        right = vminq_s32(sh, zero);
+        /* bias + offset * sum of the weights (sum (x + off) * w = sum x * w + off * sum w) */
+        start = vmlaq_n_s32(vldrwq_z_s32(bias, pr), vldrwq_s32(rw), off);
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r), start), mult, left, right, general, out_off, lo, hi),
+                     pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + 2 * TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + 3 * TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
     }
 }
 
