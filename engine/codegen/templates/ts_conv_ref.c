@@ -6,6 +6,9 @@
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 #endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 /* Weight k of output channel m in storage `packed4` (0: int8, 1: int4 packed, see ts_weight; 2: int16
  * pre-widened words of ts_conv_s8_w16: per channel, per 4 steps the pairs (k0, k2) and (k1, k3), then the
@@ -98,6 +101,12 @@ void ts_conv_s8_w16(const ts_conv_params *p, const int8_t *x, const int32_t *w, 
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                 const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
+#if TINYSTUDIO_MVE
+    if (p->groups == 1 && scratch != NULL) {
+        ts_conv_s8_mve(p, x, w, bias, multiplier, shift, y, scratch);
+        return;
+    }
+#endif
 #if TINYSTUDIO_DSP
     if (p->groups == 1 && scratch != NULL) {
         ts_conv_s8_dsp(p, x, w, bias, multiplier, shift, y, scratch);
