@@ -69,6 +69,11 @@ def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[f
     return job
 
 
+def submit_unrecorded(fn: Callable[[], object], owner: int | None = None) -> None:
+    """Run fn on the same fair queue without a job row (work whose session is gone: a kept submission)."""
+    _executor().submit(owner, fn)
+
+
 @st.fragment(run_every=1.0)
 def job_panel(session_id: int, kind: str | None = None) -> None:
     jobs = [j for j in db.list_jobs(get_store(), session_id) if kind is None or j.kind == kind][:5]

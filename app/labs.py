@@ -4,16 +4,14 @@ it, leaderboards, grades as CSV, and a read-only DuckDB query over the results. 
     c = publish(store, "lab.toml", user=instructor)           # or "builtin:kws64k"
     s = submit_version(store, c.id, version_id, user=student)  # queued; then, in a job or a worker:
     grade_submission(store, s.id, progress)                    # graded, or "not graded: why" (never lost)
-    leaderboard(store, c.id, user)   grades_csv(store, c.id, user)   query_results(store, "SELECT ...", user)
+
+Leaderboards, grades and queries over the results are in app.lab_results.
 
 Every store call passes `user` (None: single-user local use), so who sees what is decided by the store.
 """
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
-import threading
 from pathlib import Path
 
 import store as db
@@ -22,16 +20,27 @@ from engine.labs import list_builtin
 from engine.labs.package import FILE_NAME, grade_packed, pack, parse_text, to_toml, unpack
 from engine.serialize import save
 from store.challenges import (ChallengeInfo, SubmissionInfo, add_challenge, add_submission, challenge_package,
-                              get_challenge, get_submission, list_challenges, list_submissions, mark_not_graded,
+                              get_challenge, get_submission, mark_not_graded,
                               record_grade, start_grading, submission_model)
 
-QUERY_ROWS = 1000  # rows a query returns at most
-QUERY_SECONDS = 5.0  # a query running longer is interrupted
-CHECKS = ("sram", "flash", "latency", "energy", "accuracy", "export", "int8")
+UNITS = {"sram": "B", "flash": "B", "latency": "ms", "energy": "uJ"}
 
 
 class LabError(TinyStudioError):
     """A lab action that cannot be done as asked: one line."""
+
+
+def fmt_value(name: str, v) -> str:
+    """A check's value or limit in its unit, as `tinystudio grade` and the pages show it."""
+    if v is None:
+        return "-"
+    if name == "accuracy":
+        return f"{100 * v:.2f} %"
+    if name in ("sram", "flash"):
+        return f"{int(v):,} B"
+    if name in UNITS:
+        return f"{v:,.3f} {UNITS[name]}"
+    return str(v)
 
 
 def builtin_labs() -> list[tuple[str, str]]:
@@ -56,6 +65,56 @@ def publish_text(store, toml_text: str, files: dict[str, tuple[bytes, bool]], us
     ch = parse_text(toml_text, files, fname=source if source.endswith(".toml") else FILE_NAME)
     return add_challenge(store, toml_text, files, title=ch.title, deadline=ch.deadline, counts=ch.counts,
                          source=source, course_id=course_id, user=user)
+
+
+def publish_upload(store, toml_name: str, toml_bytes: bytes, uploads: dict[str, bytes], user=None,
+                   course_id: int | None = None) -> ChallengeInfo:
+    """Publish an uploaded challenge file with the files it names (uploaded beside it, by file name); the one
+    its `test_dataset` names is kept hidden from students."""
+    import tomllib
+
+    try:
+        text = toml_bytes.decode("utf-8")
+        doc = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise LabError(f"{toml_name}: not a TOML challenge file ({first_line(e)})") from None
+    named = {k: doc.get(k) for k in ("dataset", "test_dataset", "start") if isinstance(doc.get(k), str)}
+    files = {}
+    for key, name in named.items():
+        base = Path(name).name
+        if base in uploads:
+            files[name] = (uploads[base], key == "test_dataset")
+    return publish_text(store, text, files, user=user, course_id=course_id, source=Path(toml_name).name)
+
+
+def publish_form(store, fields: dict, data: tuple[str, bytes] | None = None,
+                 test: tuple[str, bytes] | None = None, user=None, course_id: int | None = None) -> ChallengeInfo:
+    """Publish the instructor page's form: `fields` as form_toml takes them; `data` / `test`: (file name,
+    bytes) of an uploaded data set and of its hidden test split."""
+    fields = dict(fields)
+    files = {}
+    if fields.get("dataset") == "an uploaded file":
+        if data is None:
+            raise LabError("dataset: upload the data file (.npz, .csv or .zip), or choose a built-in data set")
+        fields["dataset"] = Path(data[0]).name
+        files[fields["dataset"]] = (data[1], False)
+    if test is not None:
+        name = Path(test[0]).name
+        name = f"test-{name}" if name in files else name
+        fields["test_dataset"] = name
+        files[name] = (test[1], True)
+    return publish_text(store, form_toml(fields), files, user=user, course_id=course_id, source="form")
+
+
+def course_choices(store, user) -> dict:
+    """{course id or None: label} for the publish forms: None is every account."""
+    out: dict = {None: "every account"}
+    if user is not None:
+        from store.users import courses_of
+
+        for c in courses_of(store, user):
+            out[c.id] = c.name
+    return out
 
 
 def form_toml(fields: dict) -> str:
@@ -108,11 +167,37 @@ def export_toml(store, challenge_id: int, out: str, user=None) -> list[str]:
     return [str(out_path), *written]
 
 
+def start_session(store, challenge_id: int, user=None) -> db.SessionInfo:
+    """A new session of the user's holding the challenge's starting model (a zoo model sized for its data
+    set, or its model file); an uploaded data set goes with it, so the Data panel offers it."""
+    from engine.data import load_dataset
+    from engine.importers import load_model_bytes
+    from engine.train import adapt_zoo
+
+    info = get_challenge(store, challenge_id, user=user)
+    with tempfile.TemporaryDirectory(prefix="tinystudio-start-") as td:
+        ch = load(store, challenge_id, user=user, folder=td)
+        if not ch.start:
+            raise LabError(f"challenge {info.id} names no starting model")
+        data = load_dataset(ch.dataset)
+        if ch.start.lower().startswith("zoo:"):
+            graph, model, action = adapt_zoo(ch.start, data), ch.start, "zoo"
+        else:
+            raw = Path(ch.start).read_bytes()
+            graph, model, action = load_model_bytes(raw, Path(ch.start).name), Path(ch.start).name, "import"
+        s = db.create_session(store, info.title[:150], graph, model=model, action=action,
+                              params={"spec": graph.name, "challenge": info.id}, **user_kw(user))
+        if Path(ch.dataset).is_file():
+            db.add_session_dataset(store, s.id, Path(ch.dataset).name, Path(ch.dataset).read_bytes(),
+                                   **user_kw(user))
+    return s
+
+
 def submit_version(store, challenge_id: int, version_id: int, user=None, now=None) -> SubmissionInfo:
     """Submit a saved version (the student's own: the store refuses others'); status queued. The graph is
     copied into the submission, so deleting the session later loses nothing."""
-    v = db.get_version(store, version_id, **_as(user))
-    graph = db.get_graph(store, version_id, **_as(user))
+    v = db.get_version(store, version_id, **user_kw(user))
+    graph = db.get_graph(store, version_id, **user_kw(user))
     with tempfile.TemporaryDirectory(prefix="tinystudio-submit-") as td:
         path = Path(td) / "model.tsgraph"
         save(graph, str(path))
@@ -121,7 +206,7 @@ def submit_version(store, challenge_id: int, version_id: int, user=None, now=Non
                           session_id=v.session_id, version_id=v.id, now=now)
 
 
-def _as(user) -> dict:
+def user_kw(user) -> dict:
     """The keyword that makes a store function check ownership (accounts' interface); nothing for local use."""
     return {} if user is None else {"user": user}
 
@@ -153,158 +238,7 @@ def grade_submission(store, submission_id: int, progress=None, job_id: int | Non
     return record_grade(store, submission_id, result)
 
 
-def user_names(store, ids) -> dict:
-    """{user id: name} for the ids (None: "local")."""
-    ids = {i for i in ids if i is not None}
-    names = {None: "local"}
-    if ids:
-        from store.users import list_users
-
-        names.update({u.id: u.name for u in list_users(store) if u.id in ids})
-    return names
-
-
-def counted_rows(ch: ChallengeInfo, subs: list[SubmissionInfo]) -> dict:
-    """{user id: (the counted submission or None, attempts)}: best or last graded one, as the challenge says
-    (engine.labs.grade.counted's rule)."""
-    from engine.labs.grade import counted
-
-    by_user: dict = {}
-    for s in subs:
-        by_user.setdefault(s.user_id, []).append(s)
-    return {u: (counted(ch, ss), len(ss)) for u, ss in by_user.items()}
-
-
-def leaderboard(store, challenge_id: int, user=None) -> list[dict]:
-    """One row per student with a graded submission: rank, student, score, passed, the counted submission's
-    check values. Names become "student N" when the instructor hid them (the viewer's own row says "you")."""
-    ch = get_challenge(store, challenge_id, user=user)
-    # Everyone's counted submission, not only the viewer's: the leaderboard is public within the challenge,
-    # and shows no model, only figures.
-    subs = list_submissions(store, ch.id)
-    rows = []
-    names = user_names(store, [s.user_id for s in subs])
-    anon = {u: f"student {i + 1}" for i, u in enumerate(sorted({s.user_id for s in subs}, key=lambda x: x or 0))}
-    for uid, (best, attempts) in counted_rows(ch, subs).items():
-        if best is None:
-            continue
-        name = anon[uid] if ch.hide_names else names.get(uid, f"user {uid}")
-        if user is not None and uid == user.id:
-            name = f"you ({names.get(uid)})"
-        rows.append({"student": name, "score": best.score, "passed": bool(best.passed), "submission": best.id,
-                     "attempts": attempts, "submitted": best.created, **_check_values(best)})
-    rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")), not r["passed"],
-                             r["submitted"]))
-    for i, r in enumerate(rows):
-        r["rank"] = i + 1
-    return [{"rank": r.pop("rank"), **r} for r in rows]
-
-
-def _check_values(s: SubmissionInfo) -> dict:
-    return {c["name"]: c["value"] for c in ((s.result or {}).get("checks") or [])}
-
-
-def history(store, challenge_id: int, user=None) -> list[dict]:
-    """The viewer's own submissions to a challenge (an instructor's: every student's), oldest first."""
-    subs = list_submissions(store, challenge_id, user=user,
-                            student_id=None if user is None or user.role == "instructor" else user.id)
-    return [submission_row(s) for s in subs]
-
-
-def submission_row(s: SubmissionInfo) -> dict:
-    return {"submission": s.id, "model": s.model_name, "status": s.status, "passed": s.passed, "score": s.score,
-            "submitted": s.created, "graded": s.graded, "why": s.error or "", **_check_values(s)}
-
-
-def grade_rows(store, challenge_id: int, user=None) -> list[dict]:
-    """Per student: attempts, the counted submission, its score, verdict and check values."""
-    ch = get_challenge(store, challenge_id, user=user)
-    subs = list_submissions(store, ch.id, user=user)
-    names = user_names(store, [s.user_id for s in subs])
-    out = []
-    for uid, (best, attempts) in sorted(counted_rows(ch, subs).items(), key=lambda kv: names.get(kv[0]) or ""):
-        row = {"student": names.get(uid, f"user {uid}"), "attempts": attempts,
-               "counted_submission": best.id if best else None, "score": best.score if best else None,
-               "passed": bool(best.passed) if best else False}
-        values = _check_values(best) if best else {}
-        row.update({c: values.get(c) for c in CHECKS if any(c in _check_values(s) for s in subs)})
-        out.append(row)
-    return out
-
-
-def grades_csv(store, challenge_id: int, user=None) -> str:
-    rows = grade_rows(store, challenge_id, user=user)
-    buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["student", "attempts", "counted_submission", "score", "passed"]
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
-def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], bool]:
-    """(columns, rows, truncated) of one SELECT over the results `user` may see, run in a separate in-memory
-    DuckDB with no file access: tables challenges(id, title, deadline, counts), submissions(id,
-    challenge_id, student, status, passed, score, error, created, graded), grades(submission_id, name, value,
-    limit_value, passed). The lab's database itself is never opened by the query."""
-    import duckdb
-    import pandas as pd
-
-    if not isinstance(sql, str) or not sql.strip():
-        raise LabError("the query is empty")
-    if len(sql) > 10_000:
-        raise LabError("the query is longer than 10,000 characters")
-    chs = list_challenges(store, user=user)
-    subs = [s for c in chs for s in list_submissions(store, c.id, user=user)]
-    names = user_names(store, [s.user_id for s in subs])
-    tables = {
-        "challenges": pd.DataFrame([{"id": c.id, "title": c.title, "deadline": c.deadline, "counts": c.counts}
-                                    for c in chs], columns=["id", "title", "deadline", "counts"]),
-        "submissions": pd.DataFrame([{"id": s.id, "challenge_id": s.challenge_id,
-                                      "student": names.get(s.user_id, f"user {s.user_id}"), "status": s.status,
-                                      "passed": s.passed, "score": s.score, "error": s.error, "created": s.created,
-                                      "graded": s.graded} for s in subs],
-                                    columns=["id", "challenge_id", "student", "status", "passed", "score", "error",
-                                             "created", "graded"]),
-        "grades": pd.DataFrame([{"submission_id": s.id, "name": c["name"], "value": _float(c.get("value")),
-                                 "limit_value": _float(c.get("limit")), "passed": bool(c.get("passed"))}
-                                for s in subs for c in ((s.result or {}).get("checks") or [])],
-                               columns=["submission_id", "name", "value", "limit_value", "passed"]),
-    }
-    con = duckdb.connect(":memory:")
-    try:
-        for name, df in tables.items():
-            con.register(f"_{name}", df)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")
-            con.unregister(f"_{name}")
-        # No files, no extensions, and settings frozen: the query sees these three tables and nothing else.
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as e:
-            raise LabError(f"query: {one_line(str(e))}") from None
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise LabError("query: give one SELECT statement (the results are read-only)")
-        timer = threading.Timer(QUERY_SECONDS, con.interrupt)
-        timer.start()
-        try:
-            cur = con.execute(sql)
-            cols = [d[0] for d in cur.description]
-            rows = cur.fetchmany(QUERY_ROWS + 1)
-        except duckdb.InterruptException:
-            raise LabError(f"query: stopped after {QUERY_SECONDS:g} s") from None
-        except duckdb.Error as e:
-            raise LabError(f"query: {one_line(str(e))}") from None
-        finally:
-            timer.cancel()
-    finally:
-        con.close()
-    return cols, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS
-
-
-def _float(v):
-    if isinstance(v, bool):
-        return float(v)
-    return float(v) if isinstance(v, (int, float)) else None
+def first_line(e: Exception) -> str:
+    # DuckDB's messages add the query and a caret on further lines; the first says what is wrong.
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

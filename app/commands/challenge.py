@@ -74,7 +74,8 @@ def _list(store, args) -> int:
 
 
 def _show(store, args) -> int:
-    from app.labs import history, load
+    from app.lab_results import history
+    from app.labs import load
     from store.challenges import get_challenge
 
     info = get_challenge(store, args.id)
@@ -115,7 +116,8 @@ def _export(store, args) -> int:
 
 
 def _export_grades(store, args) -> int:
-    from app.labs import LabError, grades_csv
+    from app.lab_results import grades_csv
+    from app.labs import LabError
 
     text = grades_csv(store, args.id)
     if args.out:

@@ -1,0 +1,176 @@
+"""Results of teaching-lab challenges for the pages and the CLI: leaderboards, a student's history, grades per
+student and as CSV, and a read-only DuckDB query over the results. No streamlit here.
+
+    leaderboard(store, c.id, user)     grades_csv(store, c.id, user)     query_results(store, "SELECT ...", user)
+
+The store decides what `user` sees; the leaderboard alone shows every student's counted figures (no models).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+from app.labs import LabError, first_line
+from store.challenges import ChallengeInfo, SubmissionInfo, get_challenge, list_challenges, list_submissions
+
+QUERY_ROWS = 1000  # rows a query returns at most
+QUERY_SECONDS = 5.0  # a query running longer is interrupted
+CHECKS = ("sram", "flash", "latency", "energy", "accuracy", "export", "int8")
+
+
+def user_names(store, ids) -> dict:
+    """{user id: name} for the ids (None: "local")."""
+    ids = {i for i in ids if i is not None}
+    names = {None: "local"}
+    if ids:
+        from store.users import list_users
+
+        names.update({u.id: u.name for u in list_users(store) if u.id in ids})
+    return names
+
+
+def counted_rows(ch: ChallengeInfo, subs: list[SubmissionInfo]) -> dict:
+    """{user id: (the counted submission or None, attempts)}: best or last graded one, as the challenge says
+    (engine.labs.grade.counted's rule)."""
+    from engine.labs.grade import counted
+
+    by_user: dict = {}
+    for s in subs:
+        by_user.setdefault(s.user_id, []).append(s)
+    return {u: (counted(ch, ss), len(ss)) for u, ss in by_user.items()}
+
+
+def leaderboard(store, challenge_id: int, user=None) -> list[dict]:
+    """One row per student with a graded submission: rank, student, score, passed, the counted submission's
+    check values. Names become "student N" when the instructor hid them (the viewer's own row says "you")."""
+    ch = get_challenge(store, challenge_id, user=user)
+    # Everyone's counted submission, not only the viewer's: the leaderboard is public within the challenge,
+    # and shows no model, only figures.
+    subs = list_submissions(store, ch.id)
+    rows = []
+    names = user_names(store, [s.user_id for s in subs])
+    anon = {u: f"student {i + 1}" for i, u in enumerate(sorted({s.user_id for s in subs}, key=lambda x: x or 0))}
+    for uid, (best, attempts) in counted_rows(ch, subs).items():
+        if best is None:
+            continue
+        name = anon[uid] if ch.hide_names else names.get(uid, f"user {uid}")
+        if user is not None and uid == user.id:
+            name = f"you ({names.get(uid)})"
+        rows.append({"student": name, "score": best.score, "passed": bool(best.passed), "submission": best.id,
+                     "attempts": attempts, "submitted": best.created, **_check_values(best)})
+    rows.sort(key=lambda r: (-(r["score"] if r["score"] is not None else float("-inf")), not r["passed"],
+                             r["submitted"]))
+    for i, r in enumerate(rows):
+        r["rank"] = i + 1
+    return [{"rank": r.pop("rank"), **r} for r in rows]
+
+
+def _check_values(s: SubmissionInfo) -> dict:
+    return {c["name"]: c["value"] for c in ((s.result or {}).get("checks") or [])}
+
+
+def history(store, challenge_id: int, user=None) -> list[dict]:
+    """The viewer's own submissions to a challenge (an instructor's: every student's), oldest first."""
+    subs = list_submissions(store, challenge_id, user=user,
+                            student_id=None if user is None or user.role == "instructor" else user.id)
+    return [submission_row(s) for s in subs]
+
+
+def submission_row(s: SubmissionInfo) -> dict:
+    return {"submission": s.id, "model": s.model_name, "status": s.status, "passed": s.passed, "score": s.score,
+            "submitted": s.created, "graded": s.graded, "why": s.error or "", **_check_values(s)}
+
+
+def grade_rows(store, challenge_id: int, user=None) -> list[dict]:
+    """Per student: attempts, the counted submission, its score, verdict and check values."""
+    ch = get_challenge(store, challenge_id, user=user)
+    subs = list_submissions(store, ch.id, user=user)
+    names = user_names(store, [s.user_id for s in subs])
+    out = []
+    for uid, (best, attempts) in sorted(counted_rows(ch, subs).items(), key=lambda kv: names.get(kv[0]) or ""):
+        row = {"student": names.get(uid, f"user {uid}"), "attempts": attempts,
+               "counted_submission": best.id if best else None, "score": best.score if best else None,
+               "passed": bool(best.passed) if best else False}
+        values = _check_values(best) if best else {}
+        row.update({c: values.get(c) for c in CHECKS if any(c in _check_values(s) for s in subs)})
+        out.append(row)
+    return out
+
+
+def grades_csv(store, challenge_id: int, user=None) -> str:
+    rows = grade_rows(store, challenge_id, user=user)
+    buf = io.StringIO()
+    fields = list(rows[0]) if rows else ["student", "attempts", "counted_submission", "score", "passed"]
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], bool]:
+    """(columns, rows, truncated) of one SELECT over the results `user` may see, run in a separate in-memory
+    DuckDB with no file access: tables challenges(id, title, deadline, counts), submissions(id,
+    challenge_id, student, status, passed, score, error, created, graded), grades(submission_id, name, value,
+    limit_value, passed). The lab's database itself is never opened by the query."""
+    import duckdb
+    import pandas as pd
+
+    if not isinstance(sql, str) or not sql.strip():
+        raise LabError("the query is empty")
+    if len(sql) > 10_000:
+        raise LabError("the query is longer than 10,000 characters")
+    chs = list_challenges(store, user=user)
+    subs = [s for c in chs for s in list_submissions(store, c.id, user=user)]
+    names = user_names(store, [s.user_id for s in subs])
+    tables = {
+        "challenges": pd.DataFrame([{"id": c.id, "title": c.title, "deadline": c.deadline, "counts": c.counts}
+                                    for c in chs], columns=["id", "title", "deadline", "counts"]),
+        "submissions": pd.DataFrame([{"id": s.id, "challenge_id": s.challenge_id,
+                                      "student": names.get(s.user_id, f"user {s.user_id}"), "status": s.status,
+                                      "passed": s.passed, "score": s.score, "error": s.error, "created": s.created,
+                                      "graded": s.graded} for s in subs],
+                                    columns=["id", "challenge_id", "student", "status", "passed", "score", "error",
+                                             "created", "graded"]),
+        "grades": pd.DataFrame([{"submission_id": s.id, "name": c["name"], "value": _float(c.get("value")),
+                                 "limit_value": _float(c.get("limit")), "passed": bool(c.get("passed"))}
+                                for s in subs for c in ((s.result or {}).get("checks") or [])],
+                               columns=["submission_id", "name", "value", "limit_value", "passed"]),
+    }
+    con = duckdb.connect(":memory:")
+    try:
+        for name, df in tables.items():
+            con.register(f"_{name}", df)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")
+            con.unregister(f"_{name}")
+        # No files, no extensions, and settings frozen: the query sees these three tables and nothing else.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise LabError(f"query: {first_line(e)}") from None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise LabError("query: give one SELECT statement (the results are read-only)")
+        timer = threading.Timer(QUERY_SECONDS, con.interrupt)
+        timer.start()
+        try:
+            cur = con.execute(sql)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchmany(QUERY_ROWS + 1)
+        except duckdb.InterruptException:
+            raise LabError(f"query: stopped after {QUERY_SECONDS:g} s") from None
+        except duckdb.Error as e:
+            raise LabError(f"query: {first_line(e)}") from None
+        finally:
+            timer.cancel()
+    finally:
+        con.close()
+    return cols, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS
+
+
+def _float(v):
+    if isinstance(v, bool):
+        return float(v)
+    return float(v) if isinstance(v, (int, float)) else None
