@@ -12,8 +12,9 @@ from store.compare import compare_versions
 from store.datasets import (DatasetInfo, add_session_dataset, delete_session_dataset, get_session_dataset,
                             list_session_datasets, session_dataset_bytes)
 from store.db import Store, default_db_path, open_store
-from store.errors import (InvalidValueError, JobStateError, NotFoundError, SchemaTooNewError, SessionFileError,
-                          StoreError, StoreLockedError, VersionNotInSessionError)
+from store.access import as_user
+from store.errors import (AuthError, InvalidValueError, JobStateError, NotFoundError, ReadOnlyError, SchemaTooNewError,
+                          SessionFileError, StoreError, StoreLockedError, VersionNotInSessionError)
 from store.exports import add_export, delete_export, export_bundle, get_export, list_exports
 from store.integrity import check_integrity
 from store.jobs import cancel_job, create_job, fail_job, finish_job, get_job, list_jobs, update_job
@@ -44,4 +45,5 @@ __all__ = [
     "list_session_datasets", "session_dataset_bytes", "version_accuracy",
     "StudyInfo", "TrialInfo", "create_study", "delete_study", "finish_study", "get_study", "list_studies",
     "list_trials", "record_trial", "set_study_job", "trial_model",
+    "AuthError", "ReadOnlyError", "as_user",
 ]

@@ -24,6 +24,7 @@ import zlib
 from engine import __version__
 from engine.errors import TinyStudioError
 from engine.serialize import content_hash, loads, npz_declared_bytes, read_bounded
+from store.access import actor
 from store.clock import iso, parse_iso
 from store.db import Store
 from store.errors import SessionFileError, StoreError
@@ -49,9 +50,10 @@ _MEMBER = re.compile(r"session\.json|graphs/(0|[1-9][0-9]{0,5})\.json|constants/
 _HASH = re.compile(r"[0-9a-f]{64}")
 
 
-def _write(store: Store, session_id: int, f) -> None:
+def _write(store: Store, session_id: int, f, user=None) -> None:
+    user = actor(store, user)
     with store.transaction() as con:  # one consistent snapshot
-        s = session_row(con, session_id)
+        s = session_row(con, session_id, user)
         versions = con.execute("SELECT id, parent_id, graph_doc, blob_hash, graph_hash, action, params, created "
                                "FROM versions WHERE session_id = ? ORDER BY id", [session_id]).fetchall()
         blobs = {h: (load_json(k), d) for h, k, d in con.execute(
@@ -80,17 +82,20 @@ def _write(store: Store, session_id: int, f) -> None:
             z.writestr(f"constants/{j}.npz", blobs[h][1], compress_type=zipfile.ZIP_STORED)
 
 
-def export_session_bytes(store: Store, session_id: int) -> bytes:
-    """The session file's bytes (for a download button)."""
+def export_session_bytes(store: Store, session_id: int, *, user=None) -> bytes:
+    """The session file's bytes (for a download button); `user` must be allowed to see the session."""
     session_id = check_id(session_id, "session id")
     buf = io.BytesIO()
-    _write(store, session_id, buf)
+    _write(store, session_id, buf, user)
     return buf.getvalue()
 
 
-def export_session_file(store: Store, session_id: int, path: str) -> str:
+def export_session_file(store: Store, session_id: int, path: str, *, user=None) -> str:
     """Write the session with all its versions and profiles to `path` (replaced atomically); returns the path."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
+    with store.transaction() as con:
+        session_row(con, session_id, user)  # refused before a file is made
     path = os.path.abspath(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tinystudio-", suffix=".part", dir=os.path.dirname(path))
@@ -98,7 +103,7 @@ def export_session_file(store: Store, session_id: int, path: str) -> str:
         raise StoreError(f"{path}: cannot write the session file: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            _write(store, session_id, f)
+            _write(store, session_id, f, user)
         os.replace(tmp, path)
     except BaseException as e:
         os.unlink(tmp)
@@ -253,21 +258,21 @@ def _read(source: str | bytes, label: str) -> tuple[dict, list[EncodedGraph]]:
     return manifest, encoded
 
 
-def import_session_file(store: Store, path: str, name: str | None = None) -> SessionInfo:
-    """Import a .tinystudio file as a new session (named as in the file unless `name` is given).
-    A corrupted or over-limit file raises SessionFileError with one line; nothing is written then."""
-    return _import(store, path, path, name)
+def import_session_file(store: Store, path: str, name: str | None = None, *, user=None) -> SessionInfo:
+    """Import a .tinystudio file as a new session (named as in the file unless `name` is given), owned by
+    `user`. A corrupted or over-limit file raises SessionFileError with one line; nothing is written then."""
+    return _import(store, path, path, name, user)
 
 
 def import_session_bytes(store: Store, data: bytes, name: str | None = None,
-                         filename: str = "upload.tinystudio") -> SessionInfo:
+                         filename: str = "upload.tinystudio", *, user=None) -> SessionInfo:
     """import_session_file for an upload's bytes; errors name `filename`."""
     if not isinstance(data, (bytes, bytearray)):
         raise SessionFileError(filename, f"expected the file's bytes, got {type(data).__name__}")
-    return _import(store, bytes(data), filename, name)
+    return _import(store, bytes(data), filename, name, user)
 
 
-def _import(store: Store, source: str | bytes, label: str, name: str | None) -> SessionInfo:
+def _import(store: Store, source: str | bytes, label: str, name: str | None, user=None) -> SessionInfo:
     try:
         manifest, encoded = _read(source, label)
         m = manifest["session"]
@@ -288,8 +293,9 @@ def _import(store: Store, source: str | bytes, label: str, name: str | None) -> 
             ValueError, EOFError, NotImplementedError, RuntimeError, zlib.error, TinyStudioError) as e:
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SessionFileError(label, f"corrupted or invalid session file: {text}") from None
+    user = actor(store, user)
     with store.transaction() as con:
-        sid = insert_session(con, session_name, model)
+        sid = insert_session(con, session_name, model, owner=user)
         ids: list[int] = []
         for i, (v, enc) in enumerate(zip(manifest["versions"], encoded)):
             parent = None if v["parent"] is None else ids[v["parent"]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 
+from store.access import actor
 from store.db import Store
 from store.graphs import METRIC_KEYS
 from store.records import load_json
@@ -19,8 +20,8 @@ LAYER_FIELDS = ("op", "macs", "params", "weight_bytes", "output_shape", "output_
 DELTA_FIELDS = ("macs", "params", "weight_bytes")
 
 
-def _load(con, version_id: int) -> tuple[dict, list[dict], str]:
-    v = version_row(con, version_id)
+def _load(con, version_id: int, user) -> tuple[dict, list[dict], str]:
+    v = version_row(con, version_id, user=user)
     layers = load_json(con.execute("SELECT layers FROM versions WHERE id = ?", [version_id]).fetchone()[0])
     return v.metrics, layers, v.graph_hash
 
@@ -51,13 +52,15 @@ def layer_deltas(layers_a: list[dict], layers_b: list[dict]) -> list[dict]:
     return rows
 
 
-def compare_versions(store: Store, a_id: int, b_id: int) -> dict:
-    """Per-layer and total deltas b - a. Versions may come from different sessions (a branch and its source)."""
+def compare_versions(store: Store, a_id: int, b_id: int, *, user=None) -> dict:
+    """Per-layer and total deltas b - a. Versions may come from different sessions (a branch and its source);
+    `user` must be allowed to see both (store.access)."""
     a_id = check_id(a_id, "version id")
     b_id = check_id(b_id, "version id")
+    user = actor(store, user)
     with store.transaction() as con:
-        ma, la, ha = _load(con, a_id)
-        mb, lb, hb = _load(con, b_id)
+        ma, la, ha = _load(con, a_id, user)
+        mb, lb, hb = _load(con, b_id, user)
     layers = layer_deltas(la, lb)
     keys = METRIC_KEYS + ("arena_bytes",)
     totals = {k: {"a": ma.get(k, 0), "b": mb.get(k, 0), "delta": mb.get(k, 0) - ma.get(k, 0)} for k in keys}

@@ -7,6 +7,7 @@
 
 The store keeps bytes, not arrays: engine.data validates them each time they are read (shapes, NaNs, labels,
 zip paths), so a stored upload is checked exactly like a fresh one.
+A data set belongs to its session's owner: every function takes `user` (store.access).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass
 
+from store.access import actor, check_owner, session_owner
 from store.clock import iso, utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError
@@ -44,10 +46,13 @@ def _from_row(r) -> DatasetInfo:
     return DatasetInfo(r[0], r[1], r[2], r[3], r[4], int(r[5]), iso(r[6]))
 
 
-def _row(con, dataset_id: int, session_id: int | None) -> DatasetInfo:
+def _row(con, dataset_id: int, session_id: int | None, user=None, write: bool = False) -> DatasetInfo:
     r = con.execute(f"SELECT {_COLUMNS} FROM session_datasets WHERE id = ?", [dataset_id]).fetchone()
+    missing = f"no data set with id {dataset_id}" + (f" in session {session_id}" if session_id else "")
     if r is None or (session_id is not None and r[1] != session_id):
-        raise NotFoundError(f"no data set with id {dataset_id}" + (f" in session {session_id}" if session_id else ""))
+        raise NotFoundError(missing)
+    if user is not None:
+        check_owner(con, user, session_owner(con, r[1]), missing, write, f"data set {dataset_id}")
     return _from_row(r)
 
 
@@ -59,7 +64,7 @@ def dataset_kind(name: str) -> str:
     return ext
 
 
-def add_session_dataset(store: Store, session_id: int, name: str, data: bytes) -> DatasetInfo:
+def add_session_dataset(store: Store, session_id: int, name: str, data: bytes, *, user=None) -> DatasetInfo:
     """Keep an uploaded data file with the session; an identical upload returns the stored record."""
     session_id = check_id(session_id, "session id")
     name = check_name(os.path.basename(str(name)), "data set name")
@@ -72,8 +77,9 @@ def add_session_dataset(store: Store, session_id: int, name: str, data: bytes) -
         raise InvalidValueError(f"{name}: {len(data):,} bytes is over the limit of {MAX_DATASET_BYTES:,} bytes "
                                 "per data set")
     digest = hashlib.sha256(data).hexdigest()
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         same = con.execute(f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? AND hash = ? AND name = ?",
                            [session_id, digest, name]).fetchone()
         if same is not None:
@@ -89,25 +95,25 @@ def add_session_dataset(store: Store, session_id: int, name: str, data: bytes) -
         return _row(con, did, session_id)
 
 
-def list_session_datasets(store: Store, session_id: int) -> list[DatasetInfo]:
+def list_session_datasets(store: Store, session_id: int, *, user=None) -> list[DatasetInfo]:
     rows = session_rows(store, session_id, f"SELECT {_COLUMNS} FROM session_datasets WHERE session_id = ? "
-                                           "ORDER BY id DESC")
+                                           "ORDER BY id DESC", user)
     return [_from_row(r) for r in rows]
 
 
-def get_session_dataset(store: Store, dataset_id: int, session_id: int | None = None) -> DatasetInfo:
-    with owned_row(store, _row, dataset_id, "data set id", session_id) as (_, row):
+def get_session_dataset(store: Store, dataset_id: int, session_id: int | None = None, *, user=None) -> DatasetInfo:
+    with owned_row(store, _row, dataset_id, "data set id", session_id, user) as (_, row):
         return row
 
 
-def session_dataset_bytes(store: Store, dataset_id: int, session_id: int | None = None) -> bytes:
+def session_dataset_bytes(store: Store, dataset_id: int, session_id: int | None = None, *, user=None) -> bytes:
     """The stored file; with `session_id`, NotFoundError when it belongs to another session."""
-    with owned_row(store, _row, dataset_id, "data set id", session_id) as (con, row):
+    with owned_row(store, _row, dataset_id, "data set id", session_id, user) as (con, row):
         return bytes(con.execute("SELECT data FROM session_datasets WHERE id = ?", [row.id]).fetchone()[0])
 
 
-def delete_session_dataset(store: Store, dataset_id: int, session_id: int | None = None) -> None:
-    with owned_row(store, _row, dataset_id, "data set id", session_id) as (con, row):
+def delete_session_dataset(store: Store, dataset_id: int, session_id: int | None = None, *, user=None) -> None:
+    with owned_row(store, _row, dataset_id, "data set id", session_id, user, write=True) as (con, row):
         con.execute("DELETE FROM session_datasets WHERE id = ?", [row.id])
 
 

@@ -34,3 +34,11 @@ class JobStateError(StoreError):
 
 class SessionFileError(ModelFormatError):
     """A .tinystudio session file that cannot be imported: corrupted, over a limit, unexpected member names."""
+
+
+class AuthError(StoreError):
+    """A login that failed (wrong name or password, too many tries) or an account operation not allowed."""
+
+
+class ReadOnlyError(StoreError):
+    """A change to a row the user may look at but not change (an instructor and a student's session)."""

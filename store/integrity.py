@@ -75,6 +75,25 @@ def _references(con) -> list[str]:
     p += _missing(con, "submissions", "challenge_id", "challenges", "submission {0}: challenge {1} is missing")
     p += _missing(con, "grades", "submission_id", "submissions", "grade {1}/{0}: submission {1} is missing",
                   key="id", cols="x.name, x.submission_id")
+    p += _accounts(con)
+    return p
+
+
+def _accounts(con) -> list[str]:
+    """Owners, courses and their members (store.users, store.access)."""
+    p = _missing(con, "sessions", "owner_id", "users", "session {0}: owner {1} is missing")
+    p += _lines(con, "SELECT id, role FROM users WHERE role NOT IN ('instructor', 'student')",
+                "user {0}: invalid role {1}")
+    p += _lines(con, "SELECT lower(name), count(*) FROM users GROUP BY lower(name) HAVING count(*) > 1",
+                "users: name {0} is used by {1} accounts")
+    p += _missing(con, "courses", "created_by", "users", "course {0}: instructor {1} is missing")
+    p += _missing(con, "course_members", "course_id", "courses", "course member {0}: course {1} is missing",
+                  cols="x.user_id, x.course_id")
+    p += _missing(con, "course_members", "user_id", "users", "course {0}: member {1} is missing",
+                  cols="x.course_id, x.user_id")
+    p += _lines(con, "SELECT m.course_id, u.name FROM course_members m JOIN users u ON u.id = m.user_id "
+                     "WHERE m.role != u.role",
+                "course {0}: member {1} is enrolled with a role other than their account's")
     return p
 
 

@@ -9,11 +9,14 @@
 queued -> running -> done | failed | cancelled (also straight from queued). A finished job stays finished:
 when a cancel and a finish race, the first to commit wins and the other returns the row unchanged.
 Jobs still queued or running when the database is opened are marked failed (their process is gone).
+A job belongs to its session's owner: every function takes `user` (store.access); changing a job (progress,
+finish, cancel) needs the right to change its session.
 """
 from __future__ import annotations
 
 import math
 
+from store.access import actor, check_owner, owner_filter, session_owner
 from store.clock import utcnow
 from store.db import Store
 from store.errors import InvalidValueError, JobStateError
@@ -25,8 +28,12 @@ ACTIVE = ("queued", "running")
 MAX_MESSAGE = 2000
 
 
-def _row(con, job_id) -> JobInfo:
-    return job_from_row(fetch_row(con, JOB_COLUMNS, "jobs", job_id, "job"))
+def _row(con, job_id, user=None, write: bool = False) -> JobInfo:
+    job = job_from_row(fetch_row(con, JOB_COLUMNS, "jobs", job_id, "job"))
+    if user is not None:
+        check_owner(con, user, session_owner(con, job.session_id), f"no job with id {job_id}", write,
+                    f"job {job_id}")
+    return job
 
 
 def _message(message) -> str:
@@ -35,38 +42,47 @@ def _message(message) -> str:
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE - 1] + "…"
 
 
-def create_job(store: Store, session_id: int, kind: str, params: dict | None = None) -> JobInfo:
+def create_job(store: Store, session_id: int, kind: str, params: dict | None = None, *, user=None) -> JobInfo:
     session_id = check_id(session_id, "session id")
     kind = check_action(kind)
     params_json = dump_json(params or {}, "job params")
     now = utcnow()
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         jid = con.execute("INSERT INTO jobs VALUES (nextval('job_ids'), ?, ?, ?, 'queued', 0, '', NULL, ?, ?) "
                           "RETURNING id", [session_id, kind, params_json, now, now]).fetchone()[0]
         return _row(con, jid)
 
 
-def get_job(store: Store, job_id: int) -> JobInfo:
+def get_job(store: Store, job_id: int, *, user=None) -> JobInfo:
     job_id = check_id(job_id, "job id")
+    user = actor(store, user)
     with store.transaction() as con:
-        return _row(con, job_id)
+        return _row(con, job_id, user)
 
 
-def list_jobs(store: Store, session_id: int | None = None, status: str | None = None) -> list[JobInfo]:
-    """Newest first; filtered by session and/or status."""
+def list_jobs(store: Store, session_id: int | None = None, status: str | None = None, *, user=None) -> list[JobInfo]:
+    """Newest first; filtered by session and/or status; only the jobs of sessions `user` may see."""
     session_id = opt_id(session_id, "session id")
     if status is not None and status not in STATUSES:
         raise InvalidValueError(f"job status must be one of {', '.join(STATUSES)}, not {status!r}")
+    user = actor(store, user)
     cond, args = where(("session_id = ?", session_id), ("status = ?", status))
+    owned, owned_args = owner_filter(user)
+    if owned:
+        cond = f"{cond} AND " if cond else " WHERE "
+        cond += f"session_id IN (SELECT s.id FROM sessions s WHERE {owned})"
+        args += owned_args
     sql = f"SELECT {JOB_COLUMNS} FROM jobs{cond} ORDER BY id DESC"
     with store.transaction() as con:
         if session_id is not None:
-            session_row(con, session_id)
+            session_row(con, session_id, user)
         return [job_from_row(r) for r in con.execute(sql, args).fetchall()]
 
 
-def update_job(store: Store, job_id: int, progress: float | None = None, message: str | None = None) -> JobInfo:
+def update_job(store: Store, job_id: int, progress: float | None = None, message: str | None = None, *,
+               user=None) -> JobInfo:
     """Record progress (0..1) of an active job and mark it running. Returns the row; a finished job (e.g.
     cancelled meanwhile) is returned unchanged so the worker can stop."""
     job_id = check_id(job_id, "job id")
@@ -74,8 +90,9 @@ def update_job(store: Store, job_id: int, progress: float | None = None, message
                                  or not math.isfinite(progress) or not 0 <= progress <= 1):
         raise InvalidValueError(f"job progress must be a number from 0 to 1, not {progress!r}")
     message = None if message is None else _message(message)
+    user = actor(store, user)
     with store.transaction() as con:
-        job = _row(con, job_id)
+        job = _row(con, job_id, user, write=True)
         if job.finished:
             return job
         con.execute("UPDATE jobs SET status = 'running', progress = coalesce(?, progress), "
@@ -84,10 +101,11 @@ def update_job(store: Store, job_id: int, progress: float | None = None, message
         return _row(con, job_id)
 
 
-def _finish(store: Store, job_id: int, status: str, message: str | None, result) -> JobInfo:
+def _finish(store: Store, job_id: int, status: str, message: str | None, result, user) -> JobInfo:
     result_json = None if result is None else dump_json(result, "job result")
+    user = actor(store, user)
     with store.transaction() as con:
-        job = _row(con, job_id)
+        job = _row(con, job_id, user, write=True)
         if job.status == "cancelled" or (job.finished and status == "cancelled"):
             return job  # the first to finish wins; cancelling a finished job changes nothing
         if job.finished:
@@ -98,16 +116,16 @@ def _finish(store: Store, job_id: int, status: str, message: str | None, result)
         return _row(con, job_id)
 
 
-def finish_job(store: Store, job_id: int, result=None, message: str = "done") -> JobInfo:
+def finish_job(store: Store, job_id: int, result=None, message: str = "done", *, user=None) -> JobInfo:
     job_id = check_id(job_id, "job id")
-    return _finish(store, job_id, "done", _message(message), result)
+    return _finish(store, job_id, "done", _message(message), result, user)
 
 
-def fail_job(store: Store, job_id: int, message: str) -> JobInfo:
+def fail_job(store: Store, job_id: int, message: str, *, user=None) -> JobInfo:
     job_id = check_id(job_id, "job id")
-    return _finish(store, job_id, "failed", _message(message), None)
+    return _finish(store, job_id, "failed", _message(message), None, user)
 
 
-def cancel_job(store: Store, job_id: int, message: str = "cancelled") -> JobInfo:
+def cancel_job(store: Store, job_id: int, message: str = "cancelled", *, user=None) -> JobInfo:
     job_id = check_id(job_id, "job id")
-    return _finish(store, job_id, "cancelled", _message(message), None)
+    return _finish(store, job_id, "cancelled", _message(message), None, user)

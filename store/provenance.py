@@ -84,12 +84,14 @@ def _state(con, vid: int, depth: int = 0) -> dict:
     return {**up, "accuracy": acc if up["trained"] else None, "dataset": data or up["dataset"], "reason": reason}
 
 
-def version_accuracy(store: Store, version_id: int) -> dict:
-    """{"trained": bool, "accuracy": 0..1 | None, "dataset": {...} | None, "reason": "..."} of a version."""
-    version_id = check_id(version_id, "version id")
-    with store.transaction() as con:
-        if _fetch(con, version_id) is None:
-            from store.errors import NotFoundError
+def version_accuracy(store: Store, version_id: int, *, user=None) -> dict:
+    """{"trained": bool, "accuracy": 0..1 | None, "dataset": {...} | None, "reason": "..."} of a version
+    `user` may see (store.access)."""
+    from store.access import actor
+    from store.rows import version_row
 
-            raise NotFoundError(f"no version with id {version_id}")
+    version_id = check_id(version_id, "version id")
+    user = actor(store, user)
+    with store.transaction() as con:
+        version_row(con, version_id, user=user)  # NotFoundError for a missing or another user's version
         return _state(con, version_id)

@@ -64,6 +64,7 @@ class SessionInfo(Record):
     source_version_id: int | None  # set for a branch: the version it was made from
     created: str
     updated: str  # last change: a new version, a rename
+    owner_id: int | None = None  # the account it belongs to (store.users); None: single-user use
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ExportInfo(Record):
 
 SESSION_COLUMNS = ("s.id, s.name, s.model, s.current_version_id, "
                    "(SELECT count(*) FROM versions v WHERE v.session_id = s.id), s.source_version_id, "
-                   "s.created, s.updated")
+                   "s.created, s.updated, s.owner_id")
 # The per-session number is counted, not stored (no migration): versions are never deleted one by one and ids
 # grow, so a version's rank among its session's ids (= creation order) never changes.
 VERSION_COLUMNS = ("id, session_id, parent_id, action, params, metrics, graph_hash, created, "
@@ -125,7 +126,7 @@ EXPORT_COLUMNS = "id, version_id, mcu, options, bundle_path, bundle_bytes, repor
 
 
 def session_from_row(r) -> SessionInfo:
-    return SessionInfo(r[0], r[1], r[2], r[3], int(r[4]), r[5], iso(r[6]), iso(r[7]))
+    return SessionInfo(r[0], r[1], r[2], r[3], int(r[4]), r[5], iso(r[6]), iso(r[7]), r[8])
 
 
 def version_from_row(r) -> VersionInfo:

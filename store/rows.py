@@ -9,6 +9,7 @@ from datetime import datetime
 
 import duckdb
 
+from store.access import actor, check_owner, session_owner
 from store.clock import utcnow
 from store.errors import InvalidValueError, NotFoundError, VersionNotInSessionError
 from store.graphs import EncodedGraph
@@ -51,14 +52,16 @@ def opt_id(value, what: str) -> int | None:
 
 
 @contextmanager
-def owned_row(store, row, item_id, what: str, session_id=None):
+def owned_row(store, row, item_id, what: str, session_id=None, user=None, write: bool = False):
     """A transaction on the row `item_id` (checked as `what`, e.g. "version id"): yields (connection, record)
-    where `row(con, item_id, session_id)` returns the record and raises when there is none or, with
-    `session_id`, when it belongs to another session. The store's get/read/delete functions share this."""
+    where `row(con, item_id, session_id, user, write)` returns the record and raises when there is none, when
+    `user` may not see it (or, with `write`, change it) or, with `session_id`, when it belongs to another
+    session. The store's get/read/delete functions share this."""
     item_id = check_id(item_id, what)
     session_id = opt_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        yield con, row(con, item_id, session_id)
+        yield con, row(con, item_id, session_id, user, write)
 
 
 def fetch_row(con, columns: str, table: str, item_id, what: str) -> tuple:
@@ -70,28 +73,39 @@ def fetch_row(con, columns: str, table: str, item_id, what: str) -> tuple:
     return r
 
 
-def session_rows(store, session_id, sql: str) -> list[tuple]:
-    """The rows of `sql` (one ? for the session id) after checking that the session exists."""
+def session_rows(store, session_id, sql: str, user=None) -> list[tuple]:
+    """The rows of `sql` (one ? for the session id) after checking that the session exists and that the
+    acting user may see it."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user)
         return con.execute(sql, [session_id]).fetchall()
 
 
-def session_row(con: duckdb.DuckDBPyConnection, session_id) -> SessionInfo:
+def session_row(con: duckdb.DuckDBPyConnection, session_id, user=None, write: bool = False) -> SessionInfo:
+    """The session; NotFoundError when there is none or `user` may not see it (store.access), ReadOnlyError
+    when `write` and `user` may only look at it."""
     session_id = check_id(session_id, "session id")
     r = con.execute(f"SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?", [session_id]).fetchone()
+    missing = f"no session with id {session_id}"
     if r is None:
-        raise NotFoundError(f"no session with id {session_id}")
-    return session_from_row(r)
+        raise NotFoundError(missing)
+    s = session_from_row(r)
+    check_owner(con, user, s.owner_id, missing, write, f"session {session_id}")
+    return s
 
 
-def version_row(con: duckdb.DuckDBPyConnection, version_id, session_id: int | None = None) -> VersionInfo:
+def version_row(con: duckdb.DuckDBPyConnection, version_id, session_id: int | None = None, user=None,
+                write: bool = False) -> VersionInfo:
     version_id = check_id(version_id, "version id")
     r = con.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE id = ?", [version_id]).fetchone()
+    missing = f"no version with id {version_id}"
     if r is None:
-        raise NotFoundError(f"no version with id {version_id}")
+        raise NotFoundError(missing)
     v = version_from_row(r)
+    if user is not None:  # before the session check, whose message names the version's session
+        check_owner(con, user, session_owner(con, v.session_id), missing, write, f"session {v.session_id}")
     check_session("version", version_id, v.session_id, session_id)
     return v
 
@@ -103,11 +117,13 @@ def check_session(what: str, item_id: int, owner: int, session_id: int | None) -
 
 
 def insert_session(con, name: str, model: str, source_version_id: int | None = None,
-                   created: datetime | None = None) -> int:
+                   created: datetime | None = None, owner=None) -> int:
+    """`owner`: the acting user (store.access), whose session it is; None in single-user use."""
     now = utcnow()
     return con.execute("INSERT INTO sessions (id, name, model, current_version_id, created, updated, "
-                       "source_version_id) VALUES (nextval('session_ids'), ?, ?, NULL, ?, ?, ?) RETURNING id",
-                       [name, model, created or now, now, source_version_id]).fetchone()[0]
+                       "source_version_id, owner_id) VALUES (nextval('session_ids'), ?, ?, NULL, ?, ?, ?, ?) "
+                       "RETURNING id", [name, model, created or now, now, source_version_id,
+                                        None if owner is None else owner.id]).fetchone()[0]
 
 
 def put_blob(con, enc: EncodedGraph) -> None:

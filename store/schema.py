@@ -139,6 +139,31 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             created TIMESTAMP NOT NULL,
             PRIMARY KEY (study_id, strategy, number))""",
     ]),
+    ("accounts, courses, owners", [
+        """CREATE TABLE users (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,                 -- login name, unique ignoring case (checked by store.users)
+            role VARCHAR NOT NULL,                 -- instructor | student
+            password_hash VARCHAR NOT NULL,        -- argon2id (argon2-cffi PasswordHasher); never the password
+            created TIMESTAMP NOT NULL,
+            updated TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE user_ids START 1",
+        """CREATE TABLE courses (
+            id BIGINT PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            created_by BIGINT NOT NULL,            -- -> users.id, an instructor
+            created TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE course_ids START 1",
+        """CREATE TABLE course_members (
+            course_id BIGINT NOT NULL,             -- -> courses.id
+            user_id BIGINT NOT NULL,               -- -> users.id
+            role VARCHAR NOT NULL,                 -- the user's role (instructor | student) when enrolled
+            added TIMESTAMP NOT NULL,
+            PRIMARY KEY (course_id, user_id))""",
+        # The account a session belongs to; versions, jobs, exports, uploads, data sets and studies follow their
+        # session. NULL: made in single-user use (or before accounts existed): only account-less use sees it.
+        "ALTER TABLE sessions ADD COLUMN owner_id BIGINT",
+    ]),
     ("challenges, submissions, grades", [
         """CREATE TABLE challenges (
             id BIGINT PRIMARY KEY,

@@ -10,6 +10,8 @@
 Every trial is stored as it finishes (params, state, objectives, the constraint it broke, its error, its
 model), so a study interrupted by a restart keeps what it had and can be resumed from its Optuna storage.
 The model file's bytes are stored too (up to MAX_MODEL_BYTES): the output folder may be a temporary one.
+A study belongs to its session's owner: every function takes `user` (store.access); recording into a study
+needs the right to change its session.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from store.access import actor, check_owner, session_owner
 from store.clock import iso, utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError, StoreError
@@ -116,15 +119,18 @@ def _text(value, what: str, empty_ok: bool = True) -> str | None:
     return value if len(value) <= MAX_TEXT else value[:MAX_TEXT - 1] + "…"
 
 
-def _study_row(con, study_id, session_id: int | None = None) -> StudyInfo:
+def _study_row(con, study_id, session_id: int | None = None, user=None, write: bool = False) -> StudyInfo:
     study_id = check_id(study_id, "study id")
     st = _study(fetch_row(con, _STUDY_COLUMNS, "studies", study_id, "study"))
+    if user is not None:  # before the session check, whose message names the study's session
+        check_owner(con, user, session_owner(con, st.session_id), f"no study with id {study_id}", write,
+                    f"study {study_id}")
     check_session("study", study_id, st.session_id, session_id)
     return st
 
 
 def create_study(store: Store, session_id: int, name: str, spec: dict, storage: str, out_dir: str,
-                 base_version_id: int | None = None, job_id: int | None = None) -> StudyInfo:
+                 base_version_id: int | None = None, job_id: int | None = None, *, user=None) -> StudyInfo:
     """A new study of the session, status running. `spec` is the StudySpec's fields (JSON)."""
     session_id = check_id(session_id, "session id")
     base_version_id = opt_id(base_version_id, "base version id")
@@ -135,8 +141,9 @@ def create_study(store: Store, session_id: int, name: str, spec: dict, storage: 
         raise InvalidValueError(f"study spec must be a dict, not {type(spec).__name__}")
     spec_json = dump_json(spec, "study spec")
     now = utcnow()
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         if base_version_id is not None:
             version_row(con, base_version_id, session_id)
         sid = con.execute("INSERT INTO studies VALUES (nextval('study_ids'), ?, ?, ?, ?, ?, ?, ?, 'running', '', "
@@ -145,11 +152,12 @@ def create_study(store: Store, session_id: int, name: str, spec: dict, storage: 
         return _study_row(con, sid)
 
 
-def set_study_job(store: Store, study_id: int, job_id: int) -> StudyInfo:
+def set_study_job(store: Store, study_id: int, job_id: int, *, user=None) -> StudyInfo:
     """Link the study to the job that runs it (again, for a resumed study) and mark it running."""
     job_id = check_id(job_id, "job id")
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id)
+        st = _study_row(con, study_id, None, user, write=True)
         con.execute("UPDATE studies SET job_id = ?, status = 'running', message = '', updated = ? WHERE id = ?",
                     [job_id, utcnow(), st.id])
         return _study_row(con, st.id)
@@ -177,7 +185,7 @@ def _model_bytes(path: str | None) -> bytes | None:
         return None
 
 
-def record_trial(store: Store, study_id: int, trial) -> TrialInfo:
+def record_trial(store: Store, study_id: int, trial, *, user=None) -> TrialInfo:
     """Store one finished trial (a TrialRecord dataclass or its dict). A trial recorded again under the same
     strategy and number (a retry after a lost worker) replaces the earlier row."""
     t = dataclasses.asdict(trial) if dataclasses.is_dataclass(trial) else trial
@@ -196,8 +204,9 @@ def record_trial(store: Store, study_id: int, trial) -> TrialInfo:
     model_path = _text(t.get("model_path"), "trial model path")
     seconds = _number(t.get("seconds") or 0.0, "seconds")
     blob = _model_bytes(model_path)  # read before taking the database lock
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id)
+        st = _study_row(con, study_id, None, user, write=True)
         con.execute("DELETE FROM trials WHERE study_id = ? AND strategy = ? AND number = ?", [st.id, strategy, number])
         con.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [st.id, strategy, number, state, params_json, dump_json(objectives), broke, error, model_path,
@@ -208,54 +217,60 @@ def record_trial(store: Store, study_id: int, trial) -> TrialInfo:
         return _trial(r)
 
 
-def finish_study(store: Store, study_id: int, status: str, message: str = "", result=None) -> StudyInfo:
+def finish_study(store: Store, study_id: int, status: str, message: str = "", result=None, *,
+                 user=None) -> StudyInfo:
     """Mark the study done / failed / cancelled / interrupted, with the engine's StudyResult.to_json()."""
     if status not in STUDY_STATUSES or status == "running":
         raise InvalidValueError(f"a study finishes as one of done, failed, cancelled, interrupted, not {status!r:.40}")
     message = _text(message, "study message") or ""
     result_json = None if result is None else dump_json(result, "study result")
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id)
+        st = _study_row(con, study_id, None, user, write=True)
         con.execute("UPDATE studies SET status = ?, message = ?, result = coalesce(?, result), updated = ? "
                     "WHERE id = ?", [status, message, result_json, utcnow(), st.id])
         return _study_row(con, st.id)
 
 
-def get_study(store: Store, study_id: int, session_id: int | None = None) -> StudyInfo:
+def get_study(store: Store, study_id: int, session_id: int | None = None, *, user=None) -> StudyInfo:
     """The study; with `session_id`, an error when it belongs to another session."""
     session_id = opt_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        return _study_row(con, study_id, session_id)
+        return _study_row(con, study_id, session_id, user)
 
 
-def list_studies(store: Store, session_id: int) -> list[StudyInfo]:
+def list_studies(store: Store, session_id: int, *, user=None) -> list[StudyInfo]:
     """The session's studies, newest first. A study that was running when TinyStudio stopped is marked
     interrupted when the database is opened again (store.db), and can be resumed from its storage."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user)
         rows = con.execute(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE session_id = ? ORDER BY id DESC",
                            [session_id]).fetchall()
     return [_study(r) for r in rows]
 
 
-def list_trials(store: Store, study_id: int, session_id: int | None = None) -> list[TrialInfo]:
+def list_trials(store: Store, study_id: int, session_id: int | None = None, *, user=None) -> list[TrialInfo]:
     """Every stored trial of the study, by strategy, then number."""
     session_id = opt_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id, session_id)
+        st = _study_row(con, study_id, session_id, user)
         rows = con.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE study_id = ? ORDER BY strategy, number",
                            [st.id]).fetchall()
     return [_trial(r) for r in rows]
 
 
 def trial_model(store: Store, study_id: int, strategy: str, number: int,
-                session_id: int | None = None) -> tuple[str, bytes]:
+                session_id: int | None = None, *, user=None) -> tuple[str, bytes]:
     """(file name, bytes) of a trained trial's model: the stored copy, else the file at its path."""
     session_id = opt_id(session_id, "session id")
     number = check_id(number, "trial number")
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id, session_id)
+        st = _study_row(con, study_id, session_id, user)
         r = con.execute("SELECT model_path, model, state FROM trials WHERE study_id = ? AND strategy = ? AND "
                         "number = ?", [st.id, strategy, number]).fetchone()
     if r is None:
@@ -273,11 +288,12 @@ def trial_model(store: Store, study_id: int, strategy: str, number: int,
     return os.path.basename(path or f"trial{number}.onnx"), bytes(blob)
 
 
-def delete_study(store: Store, study_id: int, session_id: int | None = None) -> None:
+def delete_study(store: Store, study_id: int, session_id: int | None = None, *, user=None) -> None:
     """Forget a study and its trials (its storage and model files on disk stay)."""
     session_id = opt_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        st = _study_row(con, study_id, session_id)
+        st = _study_row(con, study_id, session_id, user, write=True)
         con.execute("DELETE FROM trials WHERE study_id = ?", [st.id])
         con.execute("DELETE FROM studies WHERE id = ?", [st.id])
 

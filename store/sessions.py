@@ -6,10 +6,13 @@
     delete_session(store, s.id)                # hard delete: versions, profiles, jobs, exports (ask first)
 
 Names need not be unique; sessions are identified by id (the list shows both when names repeat).
+Every function takes `user` (store.access): a new session belongs to it; the others see and change only
+what that account may (None: everything, single-user use).
 """
 from __future__ import annotations
 
 from engine.ir import Graph
+from store.access import actor, owner_filter
 from store.clock import utcnow
 from store.datasets import copy_session_datasets
 from store.db import Store
@@ -31,7 +34,8 @@ def _model_label(graph: Graph | None) -> str:
 
 
 def create_session(store: Store, name: str, graph: Graph | None = None, *, model: str | None = None,
-                   action: str = "create", params: dict | None = None, upload: bytes | None = None) -> SessionInfo:
+                   action: str = "create", params: dict | None = None, upload: bytes | None = None,
+                   user=None) -> SessionInfo:
     """A new session; with `graph`, its first version is written in the same transaction.
     `model` is the label the list shows (default: the zoo spec or the graph's name). `upload`: the bytes of the
     file the graph was read from, kept with the session (store.uploads)."""
@@ -41,8 +45,9 @@ def create_session(store: Store, name: str, graph: Graph | None = None, *, model
     params = dict(params or {})
     dump_json(params, "params")
     enc = encode_graph(graph) if graph is not None else None  # heavy work before the lock
+    user = actor(store, user)
     with store.transaction() as con:
-        sid = insert_session(con, name, model)
+        sid = insert_session(con, name, model, owner=user)
         if enc is not None:
             if upload:
                 params["upload"] = put_upload(con, bytes(upload), str(params.get("file") or name))
@@ -50,43 +55,51 @@ def create_session(store: Store, name: str, graph: Graph | None = None, *, model
         return session_row(con, sid)
 
 
-def get_session(store: Store, session_id: int) -> SessionInfo:
+def get_session(store: Store, session_id: int, *, user=None) -> SessionInfo:
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        return session_row(con, session_id)
+        return session_row(con, session_id, user)
 
 
-def list_sessions(store: Store) -> list[SessionInfo]:
+def list_sessions(store: Store, *, user=None) -> list[SessionInfo]:
+    """The sessions `user` may see (an instructor: theirs and their courses' students'), newest change first."""
+    cond, args = owner_filter(actor(store, user))
     with store.transaction() as con:
-        rows = con.execute(f"SELECT {SESSION_COLUMNS} FROM sessions s ORDER BY s.updated DESC, s.id DESC").fetchall()
+        rows = con.execute(f"SELECT {SESSION_COLUMNS} FROM sessions s{' WHERE ' + cond if cond else ''} "
+                           "ORDER BY s.updated DESC, s.id DESC", args).fetchall()
     return [session_from_row(r) for r in rows]
 
 
-def rename_session(store: Store, session_id: int, name: str) -> SessionInfo:
+def rename_session(store: Store, session_id: int, name: str, *, user=None) -> SessionInfo:
     session_id = check_id(session_id, "session id")
     name = check_name(name)
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         con.execute("UPDATE sessions SET name = ?, updated = ? WHERE id = ?", [name, utcnow(), session_id])
         return session_row(con, session_id)
 
 
-def set_model_label(store: Store, session_id: int, model: str) -> SessionInfo:
+def set_model_label(store: Store, session_id: int, model: str, *, user=None) -> SessionInfo:
     session_id = check_id(session_id, "session id")
     model = check_name(model, "model label")
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         con.execute("UPDATE sessions SET model = ?, updated = ? WHERE id = ?", [model, utcnow(), session_id])
         return session_row(con, session_id)
 
 
-def duplicate_session(store: Store, session_id: int, name: str | None = None) -> SessionInfo:
-    """A copy with the whole version tree (same actions, parents and timestamps, new ids) and its profiles."""
+def duplicate_session(store: Store, session_id: int, name: str | None = None, *, user=None) -> SessionInfo:
+    """A copy with the whole version tree (same actions, parents and timestamps, new ids) and its profiles.
+    The copy belongs to `user` (an instructor may copy a student's session they can see)."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        src = session_row(con, session_id)
+        src = session_row(con, session_id, user)
         new_name = check_name(name) if name is not None else check_name(f"{src.name} (copy)"[:200])
-        sid = insert_session(con, new_name, src.model, src.source_version_id)
+        sid = insert_session(con, new_name, src.model, src.source_version_id, owner=user)
         rows = con.execute("SELECT id, parent_id, action, params, created FROM versions WHERE session_id = ? "
                            "ORDER BY id", [session_id]).fetchall()
         new_id: dict[int, int] = {}
@@ -99,26 +112,28 @@ def duplicate_session(store: Store, session_id: int, name: str | None = None) ->
         return session_row(con, sid)
 
 
-def branch_session(store: Store, version_id: int, name: str | None = None) -> SessionInfo:
+def branch_session(store: Store, version_id: int, name: str | None = None, *, user=None) -> SessionInfo:
     """A new session whose first version copies `version_id` (action "branch"); the source is recorded in
-    the session (source_version_id) and in the version's params."""
+    the session (source_version_id) and in the version's params. The branch belongs to `user`."""
     version_id = check_id(version_id, "version id")
+    user = actor(store, user)
     with store.transaction() as con:
-        v = version_row(con, version_id)
-        src = session_row(con, v.session_id)
+        v = version_row(con, version_id, user=user)
+        src = session_row(con, v.session_id, user)
         new_name = check_name(name) if name is not None else check_name(f"{src.name} (branch of v{v.number})"[:200])
-        sid = insert_session(con, new_name, src.model, version_id)
+        sid = insert_session(con, new_name, src.model, version_id, owner=user)
         copy_version(con, version_id, sid, None, "branch",
                      dump_json({"session_id": v.session_id, "version_id": version_id}))
         return session_row(con, sid)
 
 
-def delete_session(store: Store, session_id: int) -> None:
+def delete_session(store: Store, session_id: int, *, user=None) -> None:
     """Delete a session and everything in it (versions, profiles, jobs, export records, unshared constants).
-    Bundle files written to disk by exports stay where the user put them."""
+    Bundle files written to disk by exports stay where the user put them. Only its owner may (or no user)."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
-        session_row(con, session_id)
+        session_row(con, session_id, user, write=True)
         in_session = "(SELECT id FROM versions WHERE session_id = ?)"
         con.execute(f"DELETE FROM profiles WHERE version_id IN {in_session}", [session_id])
         con.execute(f"DELETE FROM exports WHERE version_id IN {in_session}", [session_id])

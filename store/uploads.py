@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from store.access import actor
 from store.db import Store
 from store.rows import check_id, session_row
 
@@ -31,10 +32,14 @@ def put_upload(con, data: bytes, filename: str) -> str:
     return key
 
 
-def session_upload(store: Store, session_id: int) -> tuple[str, bytes] | None:
-    """(file name, bytes) of the file the session (or the session it was branched from) was created from."""
+def session_upload(store: Store, session_id: int, *, user=None) -> tuple[str, bytes] | None:
+    """(file name, bytes) of the file the session (or the session it was branched from) was created from.
+    `user` must be allowed to see the session (store.access); the sessions it was branched from are followed
+    without a check: a branch holds a copy of their graph already."""
     session_id = check_id(session_id, "session id")
+    user = actor(store, user)
     with store.transaction() as con:
+        session_row(con, session_id, user)
         for _ in range(100):  # a chain of branches; bounded against a cycle a damaged file could hold
             row = con.execute("SELECT json_extract_string(params, '$.upload'), json_extract_string(params, '$.file') "
                               "FROM versions WHERE session_id = ? AND json_extract_string(params, '$.upload') "
