@@ -217,6 +217,7 @@ def grade_submission(store, submission_id: int, progress=None, job_id: int | Non
     (`runner`, default app.job_executor.run_remote; `runner=False` runs it here). Any failure of the grader
     marks the submission "not graded: why"; a cancel marks it too and goes on (app.jobs.Cancelled)."""
     report = progress or (lambda *_: None)
+    store = getattr(store, "base", store)  # the server's own work: it reads the hidden test split
     start_grading(store, submission_id, job_id)
     try:
         sub = get_submission(store, submission_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from store.access import actor
 from store.clock import iso, utcnow
 from store.db import Store
 from store.errors import InvalidValueError, NotFoundError, StoreError
@@ -90,11 +91,10 @@ def _is_instructor(user) -> bool:
 
 
 def _course_ids(store: Store, user) -> list[int]:
-    """The ids of the user's courses (accounts' store.users.courses_of)."""
+    """The ids of the courses the user teaches or is enrolled in."""
     from store.users import courses_of
 
-    return [int(c.id if hasattr(c, "id") else c["id"] if isinstance(c, dict) else c[0])
-            for c in courses_of(store, user)]
+    return [c.id for c in courses_of(store, user)]
 
 
 def _visible(store: Store, user) -> tuple[str, list]:
@@ -121,6 +121,7 @@ def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bo
                   deadline: dt.datetime | None, counts: str, source: str, course_id: int | None = None,
                   user=None) -> ChallengeInfo:
     """Publish a challenge: its TOML text and the files it names ({name: (bytes, hidden)}). Instructors only."""
+    user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can publish a challenge")
     title = check_name(title, "challenge title")
@@ -146,6 +147,7 @@ def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bo
 
 def list_challenges(store: Store, user=None) -> list[ChallengeInfo]:
     """The challenges `user` may see, newest first."""
+    user = actor(store, user)
     cond, args = _visible(store, user)
     with store.transaction() as con:
         return [_challenge(r) for r in con.execute(f"SELECT {_CH_COLS} FROM challenges c WHERE {cond} "
@@ -153,6 +155,7 @@ def list_challenges(store: Store, user=None) -> list[ChallengeInfo]:
 
 
 def get_challenge(store: Store, challenge_id: int, user=None) -> ChallengeInfo:
+    user = actor(store, user)
     with store.transaction() as con:
         return _challenge_row(con, store, challenge_id, user)
 
@@ -161,6 +164,7 @@ def challenge_package(store: Store, challenge_id: int, user=None,
                       hidden: bool = False) -> tuple[str, dict[str, tuple[bytes, bool]]]:
     """(TOML text, {name: (bytes, hidden)}). `hidden=True` (the grader, an instructor's export) includes the
     hidden test split; only an instructor may ask for it."""
+    user = actor(store, user)
     if hidden and not _is_instructor(user):
         raise ForbiddenError("only an instructor can read a challenge's hidden files")
     with store.transaction() as con:
@@ -172,6 +176,7 @@ def challenge_package(store: Store, challenge_id: int, user=None,
 
 
 def set_hide_names(store: Store, challenge_id: int, hide: bool, user=None) -> ChallengeInfo:
+    user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can hide or show names")
     with store.transaction() as con:
@@ -182,6 +187,7 @@ def set_hide_names(store: Store, challenge_id: int, hide: bool, user=None) -> Ch
 
 def set_deadline(store: Store, challenge_id: int, deadline: dt.datetime | None, user=None) -> ChallengeInfo:
     """Move (or remove) a challenge's deadline; the stored file keeps the one it was published with."""
+    user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can change a deadline")
     if deadline is not None:
@@ -194,6 +200,7 @@ def set_deadline(store: Store, challenge_id: int, deadline: dt.datetime | None, 
 
 def delete_challenge(store: Store, challenge_id: int, user=None) -> None:
     """Remove a challenge with its files, submissions and grades."""
+    user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can delete a challenge")
     with store.transaction() as con:
@@ -209,6 +216,7 @@ def add_submission(store: Store, challenge_id: int, model: bytes, graph_hash: st
                    user=None, session_id: int | None = None, version_id: int | None = None,
                    now: dt.datetime | None = None) -> SubmissionInfo:
     """Record a submission (status queued). DeadlineError after the deadline: one line, nothing written."""
+    user = actor(store, user)
     session_id, version_id = opt_id(session_id, "session id"), opt_id(version_id, "version id")
     if len(model) > MAX_MODEL_BYTES:
         raise InvalidValueError(f"the model is {len(model):,} bytes; a submission has at most {MAX_MODEL_BYTES:,}")
@@ -247,12 +255,14 @@ def _submission_row(con, store: Store, submission_id, user) -> SubmissionInfo:
 
 
 def get_submission(store: Store, submission_id: int, user=None) -> SubmissionInfo:
+    user = actor(store, user)
     with store.transaction() as con:
         return _submission_row(con, store, submission_id, user)
 
 
 def submission_model(store: Store, submission_id: int, user=None) -> bytes:
     """The model as submitted (.tsgraph bytes)."""
+    user = actor(store, user)
     with store.transaction() as con:
         s = _submission_row(con, store, submission_id, user)
         return bytes(con.execute("SELECT model FROM submissions WHERE id = ?", [s.id]).fetchone()[0])
@@ -261,6 +271,7 @@ def submission_model(store: Store, submission_id: int, user=None) -> bytes:
 def list_submissions(store: Store, challenge_id: int | None = None, user=None, student_id: int | None = None,
                      status: str | None = None) -> list[SubmissionInfo]:
     """Oldest first: the ones `user` may see, of one challenge, one student and/or in one status."""
+    user = actor(store, user)
     challenge_id, student_id = opt_id(challenge_id, "challenge id"), opt_id(student_id, "student id")
     if status is not None and status not in STATUSES:
         raise InvalidValueError(f"submission status must be one of {', '.join(STATUSES)}, not {status!r}")
@@ -286,6 +297,7 @@ def start_grading(store: Store, submission_id: int, job_id: int | None = None) -
 
 def queue_again(store: Store, submission_id: int, user=None) -> SubmissionInfo:
     """Put a submission back in the queue (a regrade, or one whose grading a restart interrupted)."""
+    user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can regrade a submission")
     with store.transaction() as con:
