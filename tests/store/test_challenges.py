@@ -83,7 +83,7 @@ def test_publish_builtins_and_files(store, tmp_path, people):
     np.savez(tmp_path / "train.npz", x=rng.normal(size=(40, 6)).astype(np.float32), y=np.arange(40) % 2)
     np.savez(tmp_path / "test.npz", x=rng.normal(size=(10, 6)).astype(np.float32), y=np.arange(10) % 2)
     (tmp_path / "lab.toml").write_text('title = "Own data"\ndataset = "train.npz"\ntest_dataset = "test.npz"\n'
-                                       'mcu = "stm32g0b1re"\nexport = false\n')
+                                       'mcu = "stm32g0b1re"\nexport = false\naccuracy_target = 0.1\n')
     c = labs.publish(store, str(tmp_path / "lab.toml"), user=teacher, course_id=course)
     toml_text, files = db_package(store, c.id, a)
     assert set(files) == {"train.npz"}  # the hidden test split is never handed to a student
@@ -91,6 +91,10 @@ def test_publish_builtins_and_files(store, tmp_path, people):
         db_package(store, c.id, a, hidden=True)
     _, files = db_package(store, c.id, teacher, hidden=True)
     assert files["test.npz"][1] is True and files["train.npz"][1] is False
+    # Graded on the hidden split: all of its 10 samples, normalized as the training samples
+    sub = labs.submit_version(store, c.id, session_of(store, a, mlp((6, 8, 2))).id, user=a)
+    graded = labs.grade_submission(store, sub.id, runner=False)
+    assert graded.status == "graded" and graded.result["split"] == {"name": "hidden test", "samples": 10}
     out = tmp_path / "exported" / "again.toml"
     out.parent.mkdir()
     written = labs.export_toml(store, c.id, str(out), user=teacher)
