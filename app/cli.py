@@ -18,8 +18,10 @@ from app.commands.mcus import cmd_mcus
 from app.commands.profile import cmd_profile
 from app.commands.run import cmd_run
 from app.commands.search import add_parser as add_search_parser
+from app.commands.sessions import add_parser as add_sessions_parser
 from app.commands.studio import cmd_studio, default_db_path, studio_command  # noqa: F401 - the API
 from app.commands.train import cmd_train
+from app.commands.users import add_parser as add_users_parser
 from app.commands.zoo import cmd_zoo
 from engine import __version__
 from engine.deployed import PRECISIONS
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(fn=cmd_datasets)
     add_search_parser(sub)
     add_grade_parser(sub)
+    add_users_parser(sub)
+    add_sessions_parser(sub)
     add_challenge_parser(sub)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)

@@ -13,8 +13,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 import streamlit as st  # noqa: E402
 
+from app.auth import account_sidebar, login_gate  # noqa: E402
 from app.nav import make_pages  # noqa: E402
-from app.state import sync_url, url_params  # noqa: E402
+from app.state import base_store, sync_url, url_params  # noqa: E402
+from store.errors import NotFoundError, ReadOnlyError  # noqa: E402
 
 # A local file: a ":material/...:" icon makes the browser fetch the favicon from fonts.gstatic.com, and nothing
 # may leave the machine (labs run offline). Streamlit serves the file from its own media route.
@@ -27,11 +29,18 @@ pages = make_pages()  # fresh per run: see make_pages
 # every page change would make two history entries (the bare path, then the place written back) and the
 # browser's back button would seem to do nothing.
 nav = st.navigation(list(pages.values()), position="hidden")
+# A lab server (a store with accounts) shows only the login form until this tab logs in: no page runs before,
+# and the place in the URL is read only after the login (as the account that logged in).
+user = login_gate(base_store())
 note = sync_url(nav.url_path)  # after st.navigation (the page is known), before the page reads the open session
 with st.sidebar:
     st.markdown("**TinyStudio** · neural networks for microcontrollers")
     for page in pages.values():
         st.page_link(page, query_params=url_params())
+    account_sidebar(user)
 if note:
     st.warning(note, icon=":material/link_off:")
-nav.run()
+try:
+    nav.run()
+except (NotFoundError, ReadOnlyError) as e:  # the store refused this account a row (or it was deleted meanwhile)
+    st.error(str(e), icon=":material/block:")

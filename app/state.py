@@ -11,7 +11,11 @@ A version other than the current one can be shown (History's "View", a link to a
 shown until the session gets a new current version (a save, an accepted compression, a restore).
 
 Graphs and profiles are cached per version id with st.cache_resource: they are shared between browser
-sessions and never mutated (every action builds a new graph).
+sessions and never mutated (every action builds a new graph). Shared between the accounts of a lab too, so
+each read first asks the store whether this tab's account may see the version (store.access).
+
+On a lab server (a store with accounts, app.auth) get_store() is the store bound to the tab's logged-in account:
+every repository function a page calls sees and changes only what that account may.
 """
 from __future__ import annotations
 
@@ -27,8 +31,22 @@ DB_ENV = "TINYSTUDIO_DB"
 
 
 @st.cache_resource
-def get_store() -> db.Store:
+def _open_store() -> db.Store:
     return db.open_store(os.environ.get(DB_ENV) or None)
+
+
+def base_store() -> db.Store:
+    """The store itself, for the login gate (accounts are not owned rows)."""
+    return _open_store()
+
+
+def get_store():
+    """The store as this tab's account (app.auth.acting_user): the plain store when it has no accounts, and in
+    a job thread (which acts on ids its page was allowed to use)."""
+    from app.auth import acting_user
+
+    base = _open_store()
+    return db.as_user(base, acting_user(base))
 
 
 def session_id() -> int | None:
@@ -48,24 +66,45 @@ def view_version(v: db.VersionInfo) -> None:
     st.session_state["pinned"] = None if cur is None or cur.id == v.id else (v.id, cur.id)
 
 
-@st.cache_resource(max_entries=64)
+def _may_see(*version_ids: int) -> None:
+    """NotFoundError unless this tab's account may see every one of the versions (the caches below are shared)."""
+    for vid in version_ids:
+        db.get_version(get_store(), vid)
+
+
 def graph_of(version_id: int) -> Graph:
-    return db.get_graph(get_store(), version_id)
+    _may_see(version_id)
+    return _graph(version_id)
+
+
+@st.cache_resource(max_entries=64)
+def _graph(version_id: int) -> Graph:
+    return db.get_graph(_open_store(), version_id)
+
+
+def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
+    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed)."""
+    _may_see(version_id)
+    return _profile(version_id, targets, precision)
 
 
 @st.cache_resource(max_entries=32)
-def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
-    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed)."""
-    return profile_graph(graph_of(version_id), list(targets), precision=precision)
+def _profile(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
+    return profile_graph(_graph(version_id), list(targets), precision=precision)
 
 
-@st.cache_resource(max_entries=256)
 def changes_of(parent_id: int, version_id: int) -> tuple[str, ...]:
     """What changed from one version to another, one phrase each (engine.diff); versions never change, so their
     ids key it."""
+    _may_see(parent_id, version_id)
+    return _changes(parent_id, version_id)
+
+
+@st.cache_resource(max_entries=256)
+def _changes(parent_id: int, version_id: int) -> tuple[str, ...]:
     from engine.diff import graph_changes
 
-    return tuple(graph_changes(graph_of(parent_id), graph_of(version_id)))
+    return tuple(graph_changes(_graph(parent_id), _graph(version_id)))
 
 
 def shown() -> tuple[db.SessionInfo, db.VersionInfo, db.VersionInfo] | None:

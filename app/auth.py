@@ -1,0 +1,100 @@
+"""Logins of a lab server: the gate before every page, the logged-in account, logout.
+
+    user = login_gate(store)     # app/main.py, first thing each run: None when the store has no accounts
+                                 # (single-user use, no login); else the account, or the login form and st.stop()
+    current_user()               # the account this browser tab logged in as (None: not a lab / not logged in)
+    account_sidebar(user)        # who is logged in, and the logout button
+
+The login lives in this tab's Streamlit session state (a reload or a new tab asks again). The store enforces
+what the account may see (store.access): app.state.get_store() hands pages the store bound to current_user(),
+so a page never filters for security. The password field is cleared on submit and never kept or logged.
+"""
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from store.errors import AuthError, InvalidValueError
+from store.users import User, authenticate, is_lab
+
+USER_KEY = "_auth_user"  # (id, name, role) of the logged-in account
+LAB_KEY = "_auth_lab"  # whether this run's store has accounts (set by login_gate at the start of every run)
+# The account a tab acts as in a lab before logging in: it owns nothing, so it sees nothing.
+NOBODY = User(0, "", "student")
+
+
+def in_script() -> bool:
+    """False in a job thread (no Streamlit script context: no session state to read)."""
+    return get_script_run_ctx() is not None
+
+
+def current_user() -> User | None:
+    """The logged-in account of this browser tab; None when the store has no accounts (or before login)."""
+    if not in_script():
+        return None
+    u = st.session_state.get(USER_KEY)
+    return User(*u) if u else None
+
+
+def acting_user(store) -> User | None:
+    """Whom `store` acts as for this tab: the logged-in account; NOBODY in a lab before login; None when the
+    store has no accounts (single-user use sees everything, as before accounts existed)."""
+    if not in_script():
+        return None
+    user = current_user()
+    if user is not None:
+        return user
+    if LAB_KEY not in st.session_state:  # a page run without app/main.py's gate (a page test)
+        st.session_state[LAB_KEY] = is_lab(store)
+    return NOBODY if st.session_state[LAB_KEY] else None
+
+
+def login_gate(store) -> User | None:
+    """Called by app/main.py before anything else each run. On a lab store without a login, shows the login
+    form and stops the run (no page runs); else returns the account (None: not a lab)."""
+    lab = is_lab(store)
+    st.session_state[LAB_KEY] = lab
+    if not lab:
+        st.session_state.pop(USER_KEY, None)
+        return None
+    user = current_user()
+    if user is not None:
+        return user
+    _login_form(store)
+    st.stop()
+
+
+def _login_form(store) -> None:
+    st.title("TinyStudio")
+    st.caption("This studio is a lab server: log in with the account your instructor gave you.")
+    col, _ = st.columns([2, 3])
+    with col.form("login", clear_on_submit=True):  # the password leaves the page's state on submit
+        name = st.text_input("User name", autocomplete="username")
+        password = st.text_input("Password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if not submitted:
+        return
+    try:
+        user = authenticate(store, name, password)
+    except (AuthError, InvalidValueError) as e:
+        col.error(str(e), icon=":material/lock:")
+        return
+    st.session_state[USER_KEY] = (user.id, user.name, user.role)
+    st.rerun()
+
+
+def logout() -> None:
+    """Forget everything this tab knew (the open session, choices, the login) and the place in the URL."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.query_params.clear()
+
+
+def account_sidebar(user: User | None) -> None:
+    """In the sidebar: who is logged in and the logout button (nothing when not a lab)."""
+    if user is None:
+        return
+    st.caption(f"Logged in as **{user.name}** ({user.role})")
+    if st.button("Log out", key="_auth_logout", icon=":material/logout:"):
+        logout()
+        st.rerun()

@@ -1,0 +1,115 @@
+"""A lab server in a real browser: no page before a login, a wrong password and the rate limit refused in one
+line, logout; student B, logged in, cannot open student A's session, version or job by URL; A's instructor sees
+it. Screenshots: test-artifacts/e2e/login-*.png."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from store import add_export, add_version, create_job, create_session, open_store
+from store.users import MAX_FAILURES, add_user, create_course, enroll
+from tests.e2e import studio as ui
+from tests.store.graphs import mlp
+
+PW = {"ada": "ada-password", "bob": "bob-password", "cy": "cy-password", "prof": "prof-password"}
+
+
+def _lab(db_path) -> dict:
+    """Accounts, a course with Ada, and Ada's session (two versions, a job, an export), written before the
+    server starts (DuckDB lets one process hold the file)."""
+    with open_store(str(db_path)) as s:
+        users = {n: add_user(s, n, "instructor" if n == "prof" else "student", pw) for n, pw in PW.items()}
+        enroll(s, users["prof"], create_course(s, users["prof"], "TinyML"), "ada")
+        sess = create_session(s, "Ada secret lab", mlp(), model="ada-model", user=users["ada"])
+        v2 = add_version(s, sess.id, mlp((16, 8, 4), seed=3), "edit", user=users["ada"])
+        job = create_job(s, sess.id, "train", user=users["ada"])
+        add_export(s, v2.id, "nrf52840", {"ok": True}, bundle=b"PK ada's bundle", user=users["ada"])
+        return {"session": sess.id, "version": v2.id, "job": job.id}
+
+
+def _open(browser, url: str, problems: list):
+    ctx = browser.new_context(viewport=ui.VIEWPORT)
+    ctx.set_default_timeout(30_000)
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(url)
+    page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
+    return ctx, page
+
+
+def _try_login(page, name: str, password: str) -> None:
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Log in").click()
+    ui.wait_idle(page)
+
+
+def _login(page, name: str) -> None:
+    _try_login(page, name, PW[name])
+    page.get_by_text(f"Logged in as {name}").wait_for(timeout=60_000)
+
+
+def test_login(studio, browser, shot):
+    studio.stop()
+    ids = _lab(studio.db_path)
+    studio.start()
+    problems: list[str] = []
+    ctx, page = _open(browser, studio.url, problems)
+
+    # No page before a login: only the form (no sidebar links, no session list).
+    assert page.get_by_role("heading", name="Sessions", exact=True).count() == 0
+    assert page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]').count() == 0
+    shot(page, "form")
+
+    _try_login(page, "ada", "not her password")
+    assert ui.errors_shown(page) == ["wrong user name or password"]
+    assert page.get_by_label("Password", exact=True).input_value() == ""  # the field is cleared on submit
+    _login(page, "ada")
+    page.get_by_role("heading", name="Sessions", exact=True).wait_for()
+    page.get_by_text("Ada secret lab").first.wait_for()
+    shot(page, "ada-sessions")
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
+    assert page.get_by_text("Ada secret lab").count() == 0
+
+    # The rate limit: after MAX_FAILURES wrong passwords even the right one is refused, with the wait.
+    for _ in range(MAX_FAILURES):
+        _try_login(page, "cy", "guess-guess")
+    _try_login(page, "cy", PW["cy"])
+    (refusal,) = ui.errors_shown(page)
+    assert refusal.startswith("too many failed logins for 'cy': try again in ") and refusal.endswith(" s"), refusal
+    shot(page, "rate-limited")
+    ctx.close()
+
+    # Bob pastes links to Ada's session, versions and job, and logs in: none of it is shown.
+    sid, vid, jid = ids["session"], ids["version"], ids["job"]
+    for path in (f"/?session={sid}", f"/design?session={sid}", f"/profile?session={sid}&version=2",
+                 f"/history?session={sid}&version=1", f"/export?session={sid}&version=2",
+                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}"):
+        ctx, page = _open(browser, studio.url + path, problems)
+        _login(page, "bob")
+        page.get_by_text(f"The link names session {sid}, which does not exist").wait_for(timeout=60_000)
+        ui.wait_idle(page)
+        body = page.locator("body").inner_text()
+        assert "Ada secret" not in body and "ada-model" not in body, path
+        assert ui.tracebacks(page) == [], path
+        assert parse_qs(urlparse(page.url).query).get("session") is None, page.url  # the link is dropped
+        if path.startswith("/export"):
+            shot(page, "bob-export-link")
+            assert page.get_by_role("button", name="Download").count() == 0
+        ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _login(page, "bob")
+    page.get_by_role("heading", name="Sessions", exact=True).wait_for()
+    ui.wait_idle(page)
+    assert "Ada secret" not in page.locator("body").inner_text()
+    shot(page, "bob-sessions")
+    ctx.close()
+
+    # Ada's instructor opens the same link and sees her session (read).
+    ctx, page = _open(browser, studio.url + f"/history?session={sid}&version=1", problems)
+    _login(page, "prof")
+    page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
+    assert "Session Ada secret lab" in ui.caption(page)
+    shot(page, "prof-history")
+    ctx.close()
+    assert problems == [], problems[:3]
