@@ -38,8 +38,14 @@ def _executor() -> FairQueue:
 def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict],
            job: db.JobInfo | None = None, owner: int | None = None) -> db.JobInfo:
     """Run `work` in a job thread; `job`: a row made beforehand (to link it to other rows before it starts);
-    `owner`: the user whose jobs run one at a time (None: not held back)."""
+    `owner`: the user whose jobs run one at a time (default: this tab's account on a lab server; None: not
+    held back)."""
     store = get_store()
+    if owner is None:
+        from app.auth import current_user
+
+        user = current_user()
+        owner = None if user is None else user.id
     job = job or db.create_job(store, session_id, kind, params)
 
     def progress(fraction: float | None = None, message: str = "") -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 import store as db
+from store.errors import ReadOnlyError
 from app import jobs, labs
-from app.state import get_store
-from store.challenges import SubmissionInfo, mark_not_graded, pending_submissions
+from store.challenges import SubmissionInfo, pending_submissions
 
 
 def queue_grading(store, sub: SubmissionInfo, owner: int | None = None) -> None:
@@ -25,18 +25,19 @@ def queue_grading(store, sub: SubmissionInfo, owner: int | None = None) -> None:
     try:
         jobs.submit(sub.session_id, "grade", {"submission": sub.id, "challenge": sub.challenge_id}, work,
                     owner=owner if owner is not None else sub.user_id)
-    except db.NotFoundError:  # the session was deleted since: grade without a job row
+    except (db.NotFoundError, ReadOnlyError):  # the session is gone, or an instructor regrades a student's
+        # submission (the job row would be the student's to write): grade without a job row
         jobs.submit_unrecorded(lambda: labs.grade_submission(store, sub.id), owner=sub.user_id)
 
 
 @st.cache_resource
 def resume_grading() -> int:
-    """Queue again, once per server process, the submissions a stopped server left queued or grading."""
-    store = get_store()
+    """Queue again, once per server process, the submissions a stopped server left queued or grading (without
+    a job row: the server's own work, whoever's page started the server's first run)."""
+    from app.state import base_store
+
+    store = base_store()
     pending = pending_submissions(store)
     for sub in pending:
-        try:
-            queue_grading(store, sub)
-        except Exception as e:  # noqa: BLE001 - never lose it: say why it was not graded
-            mark_not_graded(store, sub.id, f"could not be queued again after a restart ({e})")
+        jobs.submit_unrecorded(lambda sid=sub.id: labs.grade_submission(store, sid), owner=sub.user_id)
     return len(pending)
