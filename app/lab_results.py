@@ -47,7 +47,7 @@ def leaderboard(store, challenge_id: int, user=None) -> list[dict]:
     ch = get_challenge(store, challenge_id, user=user)
     # Everyone's counted submission, not only the viewer's: the leaderboard is public within the challenge,
     # and shows no model, only figures.
-    subs = list_submissions(store, ch.id)
+    subs = list_submissions(getattr(store, "base", store), ch.id)  # the store itself, not a student's view
     rows = []
     names = user_names(store, [s.user_id for s in subs])
     anon = {u: f"student {i + 1}" for i, u in enumerate(sorted({s.user_id for s in subs}, key=lambda x: x or 0))}

@@ -15,7 +15,9 @@ def pick_challenge(store, user, key: str = "challenge") -> ChallengeInfo | None:
     chs = list_challenges(store, user=user)
     wanted = st.query_params.get("challenge")
     ids = [c.id for c in chs]
-    if wanted is not None:
+    # The URL wins only when it differs from what this tab wrote into it (a pasted link, back/forward); else
+    # the select box's own choice stands (see app.state.sync_url).
+    if wanted is not None and wanted != st.session_state.get(f"{key}_written"):
         wid = int(wanted) if str(wanted).isdigit() else None
         if wid in ids:
             st.session_state[key] = wid
@@ -32,8 +34,9 @@ def pick_challenge(store, user, key: str = "challenge") -> ChallengeInfo | None:
     cid = st.selectbox("Challenge", ids, key=key,
                        format_func=lambda i: f"#{i} {by_id[i].title}" + (f" (until {by_id[i].deadline[:16]})"
                                                                           if by_id[i].deadline else ""))
-    if str(st.query_params.get("challenge")) != str(cid):
+    if st.query_params.get("challenge") != str(cid):
         st.query_params["challenge"] = str(cid)
+    st.session_state[f"{key}_written"] = str(cid)
     return by_id[cid]
 
 
