@@ -25,7 +25,7 @@ NOBODY = User(0, "", "student")
 
 def in_script() -> bool:
     """False in a job thread (no Streamlit script context: no session state to read)."""
-    return get_script_run_ctx() is not None
+    return get_script_run_ctx(suppress_warning=True) is not None
 
 
 def current_user() -> User | None:
@@ -47,6 +47,17 @@ def acting_user(store) -> User | None:
     if LAB_KEY not in st.session_state:  # a page run without app/main.py's gate (a page test)
         st.session_state[LAB_KEY] = is_lab(store)
     return NOBODY if st.session_state[LAB_KEY] else None
+
+
+def owner_names() -> dict[int, str]:
+    """Account id -> name for an instructor's session list (whose work each session is); {} for anyone else."""
+    user = current_user()
+    if user is None or user.role != "instructor":
+        return {}
+    from app.state import base_store
+    from store.users import list_users
+
+    return {u.id: u.name for u in list_users(base_store())}
 
 
 def login_gate(store) -> User | None:
@@ -91,10 +102,75 @@ def logout() -> None:
 
 
 def account_sidebar(user: User | None) -> None:
-    """In the sidebar: who is logged in and the logout button (nothing when not a lab)."""
+    """In the sidebar: who is logged in, passwords (one's own; an instructor's students'), the logout button
+    (nothing when not a lab)."""
     if user is None:
         return
     st.caption(f"Logged in as **{user.name}** ({user.role})")
+    with st.popover("Password", icon=":material/key:"):
+        _own_password_form(user)
+        if user.role == "instructor":
+            _student_password_form(user)
+    if user.role == "instructor":
+        from app.accounts_view import students_panel
+
+        with st.popover("Students", icon=":material/group_add:"):
+            students_panel(user)
     if st.button("Log out", key="_auth_logout", icon=":material/logout:"):
         logout()
         st.rerun()
+
+
+def _new_password(form_key: str) -> tuple[str, str]:
+    """The two fields of a new password (typed twice) in the form `form_key`."""
+    first = st.text_input("New password", type="password", key=f"{form_key}_new")
+    again = st.text_input("New password again", type="password", key=f"{form_key}_again")
+    return first, again
+
+
+def _own_password_form(user: User) -> None:
+    from app.state import base_store
+    from store.users import reset_password
+
+    with st.form("_auth_own_password", clear_on_submit=True):
+        st.markdown("**Change my password**")
+        current = st.text_input("Current password", type="password", autocomplete="current-password")
+        first, again = _new_password("_auth_own")
+        submitted = st.form_submit_button("Change my password")
+    if submitted:
+        _apply(lambda: (authenticate(base_store(), user.name, current),
+                        reset_password(base_store(), user, user.name, _same(first, again))),
+               "Your password is changed.")
+
+
+def _student_password_form(user: User) -> None:
+    from app.state import base_store
+    from store.users import courses_of, reset_password
+
+    students = sorted({n for c in courses_of(base_store(), user) for n in c.students}, key=str.lower)
+    if not students:
+        st.caption("No students enrolled in your courses yet (`tinystudio users enroll`).")
+        return
+    with st.form("_auth_student_password", clear_on_submit=True):
+        st.markdown("**Reset a student's password**")
+        name = st.selectbox("Student", students)
+        first, again = _new_password("_auth_student")
+        submitted = st.form_submit_button("Reset the password")
+    if submitted:
+        _apply(lambda: reset_password(base_store(), user, name, _same(first, again)),
+               f"The password of {name} is reset; give it to them.")
+
+
+def _same(first: str, again: str) -> str:
+    if first != again:
+        raise InvalidValueError("the two new passwords differ; nothing changed")
+    return first
+
+
+def _apply(action, done: str) -> None:
+    try:
+        action()
+    except (AuthError, InvalidValueError) as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    st.success(done, icon=":material/check_circle:")

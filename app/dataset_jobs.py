@@ -45,8 +45,11 @@ def start(session_id: int, name: str):
     with _LOCK:
         jid = _RUNNING.get(name)
         if jid is not None:
-            job = db.get_job(get_store(), jid)
-            if not job.finished or job.status == "failed":  # a failure stays shown (no job per page run)
+            try:
+                job = db.get_job(get_store(), jid)
+            except db.NotFoundError:  # another account's job (a lab server): this one gets its own
+                job = None
+            if job is not None and (not job.finished or job.status == "failed"):  # a failure stays shown
                 return job
 
         def work(progress):

@@ -165,10 +165,28 @@ def version_help(v: db.VersionInfo) -> str:
     return f"{v.label} of this session · database id {v.id} · made {v.created[:19].replace('T', ' ')} UTC"
 
 
+def _read_only_note(s: db.SessionInfo) -> None:
+    """An instructor looking at a student's session (store.access lets them read, not change it)."""
+    from app.auth import current_user
+    from store.users import get_user
+
+    user = current_user()
+    if user is None or s.owner_id is None or s.owner_id == user.id:
+        return
+    try:
+        owner = get_user(_open_store(), s.owner_id).name
+    except db.NotFoundError:
+        owner = "another account"
+    st.info(f"**Read only**: this session belongs to **{owner}**, a student of your course. You can look at "
+            "everything; to change it, duplicate it (Sessions) or branch a version (History) into a session of "
+            "your own.", icon=":material/visibility:")
+
+
 def session_caption(s: db.SessionInfo, v: db.VersionInfo) -> None:
     count = f"{s.version_count} version" + ("" if s.version_count == 1 else "s")
     st.caption(f"Session **{s.name}** · model {s.model} · version {v.label} ({v.action}) · {count}",
                help=version_help(v))
+    _read_only_note(s)
     place = shown()
     if place is not None and place[1].id == v.id and place[2].id != v.id:
         cur = place[2]

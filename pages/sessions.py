@@ -5,6 +5,7 @@ import streamlit as st
 
 import store as db
 from app import widgets
+from app.auth import owner_names
 from app.state import current_label, get_store, select_session, session_id, switch_to
 from engine.importers import MAX_UPLOAD_BYTES, load_model_bytes
 from engine.zoo import build_zoo_model, list_zoo
@@ -77,8 +78,10 @@ with list_tab:
     if not sessions:
         st.info("No sessions yet: create one from the zoo, an upload or a blank canvas.")
     else:
+        owners = owner_names()  # an instructor sees their students' sessions too: say whose
         rows = [{"id": s.id, "name": s.name, "model": s.model, "versions": s.version_count,
-                 "current": current_label(s), "last change": s.updated[:19].replace("T", " ")} for s in sessions]
+                 "current": current_label(s), "last change": s.updated[:19].replace("T", " "),
+                 **({"owner": owners.get(s.owner_id, "-")} if owners else {})} for s in sessions]
         picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
                               key="session_table", width="stretch",
                               column_config={"current": st.column_config.TextColumn(

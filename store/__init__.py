@@ -25,7 +25,7 @@ from store.schema import SCHEMA_VERSION
 from store.search import (StudyInfo, TrialInfo, create_study, delete_study, finish_study, get_study, list_studies,
                           list_trials, record_trial, set_study_job, trial_model)
 from store.sessions import (branch_session, create_session, delete_session, duplicate_session, get_session,
-                            list_sessions, rename_session, set_model_label)
+                            list_sessions, rename_session, set_model_label, set_session_owner)
 from store.uploads import session_upload
 from store.versions import (add_version, current_graph, current_version, get_graph, get_version, list_versions,
                             restore_version, version_layers)
@@ -45,5 +45,5 @@ __all__ = [
     "list_session_datasets", "session_dataset_bytes", "version_accuracy",
     "StudyInfo", "TrialInfo", "create_study", "delete_study", "finish_study", "get_study", "list_studies",
     "list_trials", "record_trial", "set_study_job", "trial_model",
-    "AuthError", "ReadOnlyError", "as_user",
+    "AuthError", "ReadOnlyError", "as_user", "set_session_owner",
 ]

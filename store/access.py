@@ -10,6 +10,9 @@ of the students enrolled in the courses they teach; nothing of other courses. An
 the same NotFoundError a missing id gets, so a refusal never tells that the row exists.
 
 Only sessions carry an owner (sessions.owner_id); every other row reaches its owner through its session.
+A new table with rows of its own (not under a session) gets an owner column and the same two helpers: lists
+filter with owner_filter(user, "x.owner_id"), reads and changes of one row call check_owner(con, user, owner,
+"no ... with id N", write).
 """
 from __future__ import annotations
 

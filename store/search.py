@@ -145,7 +145,7 @@ def create_study(store: Store, session_id: int, name: str, spec: dict, storage: 
     with store.transaction() as con:
         session_row(con, session_id, user, write=True)
         if base_version_id is not None:
-            version_row(con, base_version_id, session_id)
+            version_row(con, base_version_id, session_id, user)
         sid = con.execute("INSERT INTO studies VALUES (nextval('study_ids'), ?, ?, ?, ?, ?, ?, ?, 'running', '', "
                           "NULL, ?, ?) RETURNING id", [session_id, name, spec_json, storage, out_dir,
                                                         base_version_id, job_id, now, now]).fetchone()[0]

@@ -16,6 +16,7 @@ from store.access import actor, owner_filter
 from store.clock import utcnow
 from store.datasets import copy_session_datasets
 from store.db import Store
+from store.errors import NotFoundError, ReadOnlyError
 from store.graphs import encode_graph
 from store.search import delete_session_studies
 from store.uploads import REFERENCED, put_upload
@@ -88,6 +89,23 @@ def set_model_label(store: Store, session_id: int, model: str, *, user=None) -> 
     with store.transaction() as con:
         session_row(con, session_id, user, write=True)
         con.execute("UPDATE sessions SET model = ?, updated = ? WHERE id = ?", [model, utcnow(), session_id])
+        return session_row(con, session_id)
+
+
+def set_session_owner(store: Store, session_id: int, owner, *, user=None) -> SessionInfo:
+    """Give a session to the account `owner` (a store.users.User; None: no owner, seen only without a login),
+    e.g. the sessions of a single-user store that became a lab server. Only the administrator (no `user`: the
+    CLI, which holds the database file) may."""
+    session_id = check_id(session_id, "session id")
+    user = actor(store, user)
+    with store.transaction() as con:
+        session_row(con, session_id, user, write=True)
+        if user is not None:
+            raise ReadOnlyError("only the server's administrator (tinystudio sessions give) can give a session to "
+                                "another account")
+        if owner is not None and con.execute("SELECT 1 FROM users WHERE id = ?", [owner.id]).fetchone() is None:
+            raise NotFoundError(f"no user with id {owner.id}")
+        con.execute("UPDATE sessions SET owner_id = ? WHERE id = ?", [None if owner is None else owner.id, session_id])
         return session_row(con, session_id)
 
 

@@ -42,7 +42,23 @@ MAX_ROSTER_ROWS = 10_000
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a password of anyone")  # verified for unknown names: same cost, same answer
+# Each hash or check takes 64 MiB for ~0.1 s: a class logging in at once would take 64 MiB per student, so at
+# most HASHES_AT_ONCE run together (the others wait their turn).
+HASHES_AT_ONCE = 4
+_hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
+
+
+def _hash(password: str) -> str:
+    with _hashing:
+        return _hasher.hash(password)
+
+
+def _verify(digest: str, password: str) -> None:
+    with _hashing:
+        _hasher.verify(digest, password)
+
+
+_DUMMY_HASH = _hash("not a password of anyone")  # verified for unknown names: same cost, same answer
 _clock = time.monotonic  # tests replace it to step past the rate limit's window
 _failures: dict[tuple[str, str], deque] = {}
 _failures_lock = threading.Lock()
@@ -114,10 +130,13 @@ def _by_name(con, name: str):
                        [name]).fetchone()
 
 
-def add_user(store: Store, name: str, role: str, password: str) -> User:
-    """A new account; names are unique ignoring case."""
+def add_user(store: Store, name: str, role: str, password: str, *, actor: User | None = None) -> User:
+    """A new account; names are unique ignoring case. `actor`: None for the administrator (the CLI); an
+    instructor in the studio may add students only (while the studio runs, the CLI cannot open the database)."""
     name, role = check_user_name(name), check_role(role)
-    digest = _hasher.hash(check_password(password))  # ~0.1 s: before taking the database lock
+    if actor is not None and (actor.role != INSTRUCTOR or role != STUDENT):
+        raise AuthError("only an instructor can add accounts in the studio, and only students")
+    digest = _hash(check_password(password))  # ~0.1 s: before taking the database lock
     with store.transaction() as con:
         return _insert(con, name, role, digest)
 
@@ -202,7 +221,7 @@ def authenticate(store: Store, name: str, password: str) -> User:
     with store.transaction() as con:
         r = _by_name(con, name)
     try:
-        _hasher.verify(r[3] if r else _DUMMY_HASH, password[:MAX_PASSWORD])
+        _verify(r[3] if r else _DUMMY_HASH, password[:MAX_PASSWORD])
         ok = r is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
@@ -212,7 +231,7 @@ def authenticate(store: Store, name: str, password: str) -> User:
     with _failures_lock:
         _failures.pop(_key(store, name), None)
     if _hasher.check_needs_rehash(r[3]):  # stored with older parameters: upgrade while the password is at hand
-        _set_hash(store, r[0], _hasher.hash(password))
+        _set_hash(store, r[0], _hash(password))
     return _user(r)
 
 
@@ -224,7 +243,7 @@ def _set_hash(store: Store, user_id: int, digest: str) -> None:
 def reset_password(store: Store, actor: User | None, name: str, new_password: str) -> None:
     """Set `name`'s password. `actor`: an instructor, for a student in a course they teach or for themselves;
     None: the server's administrator (the CLI, which holds the database file)."""
-    digest = _hasher.hash(check_password(new_password))
+    digest = _hash(check_password(new_password))
     target = find_user(store, name)
     if actor is not None and actor.id != target.id:
         if actor.role != INSTRUCTOR:
@@ -276,7 +295,7 @@ def import_roster(store: Store, csv_text: str, generated: dict[str, str] | None 
     A line without a password gets a random one, put in `generated` (name -> password) to hand out once."""
     rows = roster_rows(csv_text)
     made = {name: new_password() for name, _, password in rows if password is None}
-    digests = [_hasher.hash(password or made[name]) for name, _, password in rows]  # before the lock
+    digests = [_hash(password or made[name]) for name, _, password in rows]  # before the lock
     with store.transaction() as con:
         users = [_insert(con, name, role, digest) for (name, role, _), digest in zip(rows, digests)]
     if generated is not None:

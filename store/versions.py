@@ -33,7 +33,7 @@ def add_version(store: Store, session_id: int, graph: Graph, action: str, params
         if parent_id is None:
             parent_id = s.current_version_id
         else:
-            version_row(con, parent_id, session_id)
+            version_row(con, parent_id, session_id, user)
         vid = insert_version(con, session_id, parent_id, enc, action, params_json)
         return version_row(con, vid)
 
@@ -91,7 +91,7 @@ def restore_version(store: Store, session_id: int, version_id: int, *, user=None
     user = actor(store, user)
     with store.transaction() as con:
         s = session_row(con, session_id, user, write=True)
-        version_row(con, version_id, session_id)
+        version_row(con, version_id, session_id, user)
         vid = copy_version(con, version_id, session_id, s.current_version_id, "restore",
                            dump_json({"version_id": version_id}))
         return version_row(con, vid)

@@ -4,6 +4,7 @@
     tinystudio sessions show ID [--user NAME] [--json]        # versions, jobs and exports of the session
     tinystudio sessions export ID --out FILE.tinystudio [--user NAME]
     tinystudio sessions delete ID [--user NAME]
+    tinystudio sessions give ID NAME                          # to an account (sessions from before accounts)
 
 Without --user the command acts as the server's administrator (it holds the database file) and sees every
 session; with --user it sees and changes exactly what that account may in the studio (store.access): another
@@ -38,6 +39,12 @@ def add_parser(sub) -> None:
     action("export", "Write a session to a .tinystudio file.", cmd_export).add_argument(
         "--out", required=True, metavar="FILE.tinystudio")
     action("delete", "Delete a session and everything in it.", cmd_delete)
+    g = ss.add_parser("give", help="Give a session to an account (e.g. sessions made before the store had "
+                                   "accounts, which only the administrator sees).")
+    g.add_argument("id", type=int, metavar="ID")
+    g.add_argument("owner", metavar="NAME", help="the account that will own it")
+    add_db_option(g)
+    g.set_defaults(fn=cmd_give)
 
 
 def _store(args, store):
@@ -102,4 +109,14 @@ def cmd_delete(args) -> int:
         name = get_session(view, args.id).name
         delete_session(view, args.id)
     print(f"deleted session {args.id} ({name})")
+    return 0
+
+
+def cmd_give(args) -> int:
+    from store import set_session_owner
+    from store.users import find_user
+
+    with open_db(args) as store:
+        s = set_session_owner(store, args.id, find_user(store, args.owner))
+    print(f"session {s.id} ({s.name}) now belongs to {args.owner}")
     return 0

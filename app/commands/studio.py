@@ -28,10 +28,16 @@ def cmd_studio(args) -> int:
     store = open_store(db_path)  # create and migrate now: a bad --db path fails here, in one line
     try:  # versions added or changed since the last start are decoded and hashed (at most 100 per start)
         problems = check_integrity(store, deep="changed", limit=100)
+        from store.users import is_lab
+
+        lab = is_lab(store)
     finally:
         store.close()
     for line in problems[:20]:
         print(f"warning: {db_path}: {line}", file=sys.stderr)
+    warning = network_warning(args.host, lab)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     cmd, env = studio_command(args.port, db_path, args.host)
     scheduler = (getattr(args, "scheduler", None) or "").strip()
     if scheduler:  # checked now, in one line, rather than at the first job; the studio's workers go there
@@ -44,6 +50,14 @@ def cmd_studio(args) -> int:
     print(f"TinyStudio {__version__}: http://{args.host}:{args.port}  (database {db_path})", flush=True)
     os.execvpe(cmd[0], cmd, env)
     return 0
+
+
+def network_warning(host: str, lab: bool) -> str | None:
+    """What to tell someone serving a network from a store without accounts (None when local or a lab)."""
+    if lab or host in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return (f"serving {host} without accounts: everyone who reaches it sees and changes every session; add "
+            "accounts with `tinystudio users add` to make it a lab server with logins")
 
 
 def default_db_path() -> str:

@@ -129,3 +129,26 @@ def test_sessions_cli_as_another_student_is_refused(capsys, monkeypatch, db, tmp
     assert run(capsys, monkeypatch, "sessions", "delete", str(sid), "--user", "ada", "--db", db)[0] == 0
     code, out, _ = run(capsys, monkeypatch, "sessions", "list", "--json", "--db", db)
     assert json.loads(out) == []
+
+
+def test_give_a_session_made_before_accounts(capsys, monkeypatch, db):
+    with open_store(db) as s:
+        sid = create_session(s, "old local work", mlp()).id
+    run(capsys, monkeypatch, "users", "add", "prof", "--role", "instructor", "--password-stdin", "--db", db,
+        stdin="prof-password\n")
+    code, out, _ = run(capsys, monkeypatch, "sessions", "list", "--json", "--user", "prof", "--db", db)
+    assert json.loads(out) == []  # no owner: only the administrator sees it
+    code, out, _ = run(capsys, monkeypatch, "sessions", "give", str(sid), "prof", "--db", db)
+    assert code == 0 and out.strip() == f"session {sid} (old local work) now belongs to prof"
+    code, out, _ = run(capsys, monkeypatch, "sessions", "list", "--json", "--user", "prof", "--db", db)
+    assert [x["id"] for x in json.loads(out)] == [sid]
+    code, _, err = run(capsys, monkeypatch, "sessions", "give", "999", "prof", "--db", db)
+    assert code == 2 and one_line_error(err) == "error: no session with id 999"
+
+
+def test_serving_a_network_without_accounts_is_warned():
+    from app.commands.studio import network_warning
+
+    assert "without accounts" in network_warning("0.0.0.0", lab=False)
+    assert network_warning("0.0.0.0", lab=True) is None
+    assert network_warning("127.0.0.1", lab=False) is None

@@ -1,6 +1,6 @@
 """A lab server in a real browser: no page before a login, a wrong password and the rate limit refused in one
-line, logout; student B, logged in, cannot open student A's session, version or job by URL; A's instructor sees
-it. Screenshots: test-artifacts/e2e/login-*.png."""
+line, logout; student B, logged in, cannot open student A's session, version or job by URL on any page; A's
+instructor sees it (read only) and resets A's password. Screenshots: test-artifacts/e2e/login-*.png."""
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
@@ -65,11 +65,11 @@ def test_login(studio, browser, shot):
     assert page.get_by_label("Password", exact=True).input_value() == ""  # the field is cleared on submit
     _login(page, "ada")
     page.get_by_role("heading", name="Sessions", exact=True).wait_for()
-    page.get_by_text("Ada secret lab").first.wait_for()
+    page.get_by_text("Ada secret lab").first.wait_for(state="attached")  # a cell of the sessions grid
     shot(page, "ada-sessions")
     page.get_by_role("button", name="Log out").click()
     page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
-    assert page.get_by_text("Ada secret lab").count() == 0
+    assert "Ada secret" not in page.content()
 
     # The rate limit: after MAX_FAILURES wrong passwords even the right one is refused, with the wait.
     for _ in range(MAX_FAILURES):
@@ -84,13 +84,14 @@ def test_login(studio, browser, shot):
     sid, vid, jid = ids["session"], ids["version"], ids["job"]
     for path in (f"/?session={sid}", f"/design?session={sid}", f"/profile?session={sid}&version=2",
                  f"/history?session={sid}&version=1", f"/export?session={sid}&version=2",
-                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}"):
+                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}",
+                 f"/train?session={sid}", f"/search?session={sid}&job={jid}"):
         ctx, page = _open(browser, studio.url + path, problems)
         _login(page, "bob")
         page.get_by_text(f"The link names session {sid}, which does not exist").wait_for(timeout=60_000)
         ui.wait_idle(page)
-        body = page.locator("body").inner_text()
-        assert "Ada secret" not in body and "ada-model" not in body, path
+        html = page.content()  # hidden grid cells included
+        assert "Ada secret" not in html and "ada-model" not in html, path
         assert ui.tracebacks(page) == [], path
         assert parse_qs(urlparse(page.url).query).get("session") is None, page.url  # the link is dropped
         if path.startswith("/export"):
@@ -101,7 +102,7 @@ def test_login(studio, browser, shot):
     _login(page, "bob")
     page.get_by_role("heading", name="Sessions", exact=True).wait_for()
     ui.wait_idle(page)
-    assert "Ada secret" not in page.locator("body").inner_text()
+    assert "Ada secret" not in page.content()
     shot(page, "bob-sessions")
     ctx.close()
 
@@ -110,6 +111,55 @@ def test_login(studio, browser, shot):
     _login(page, "prof")
     page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
     assert "Session Ada secret lab" in ui.caption(page)
+    page.get_by_text("Read only: this session belongs to ada").wait_for()
     shot(page, "prof-history")
+    page.get_by_role("button", name="Restore as the current version").click()  # a change: refused in one line
+    page.get_by_text("an instructor can look at it, not change it").wait_for()
+    assert ui.tracebacks(page) == [] and "2 versions" in ui.caption(page)
+
+    # ... and resets her password from the sidebar; her old one no longer works, the new one does.
+    page.get_by_role("button", name="Password", exact=True).click()
+    form = page.get_by_test_id("stForm").filter(has_text="Reset a student's password")
+    form.get_by_label("New password", exact=True).fill("ada-new-password")
+    form.get_by_label("New password again", exact=True).fill("ada-new-password")
+    form.get_by_role("button", name="Reset the password").click()
+    page.get_by_text("The password of ada is reset").wait_for()
+    shot(page, "prof-reset")
+    page.keyboard.press("Escape")  # close the popover
+
+    # ... and adds a student to the course while the studio runs; the made-up password is shown once.
+    page.get_by_role("button", name="Students", exact=True).click()
+    form = page.get_by_test_id("stForm").filter(has_text="Add a student")
+    form.get_by_label("User name").fill("dan")
+    form.get_by_role("button", name="Add the student").click()
+    page.get_by_text("Added dan to TinyML").wait_for()
+    dan_password = page.get_by_test_id("stCode").last.inner_text().strip()
+    assert len(dan_password) >= 16
+    shot(page, "prof-add-student")
+    ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _try_login(page, "dan", dan_password)
+    page.get_by_text("Logged in as dan").wait_for(timeout=60_000)
+    assert "Ada secret" not in page.content()
+    # Dan changes the made-up password to his own; the next login takes only the new one.
+    page.get_by_role("button", name="Password", exact=True).click()
+    form = page.get_by_test_id("stForm").filter(has_text="Change my password")
+    form.get_by_label("Current password").fill(dan_password)
+    form.get_by_label("New password", exact=True).fill("dans-own-password")
+    form.get_by_label("New password again", exact=True).fill("dans-own-password")
+    form.get_by_role("button", name="Change my password").click()
+    page.get_by_text("Your password is changed.").wait_for()
+    ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _try_login(page, "dan", dan_password)
+    assert ui.errors_shown(page) == ["wrong user name or password"]
+    _try_login(page, "dan", "dans-own-password")
+    page.get_by_text("Logged in as dan").wait_for(timeout=60_000)
+    ctx.close()
+    ctx, page = _open(browser, studio.url, problems)
+    _try_login(page, "ada", PW["ada"])
+    assert ui.errors_shown(page) == ["wrong user name or password"]
+    _try_login(page, "ada", "ada-new-password")
+    page.get_by_text("Logged in as ada").wait_for(timeout=60_000)
     ctx.close()
     assert problems == [], problems[:3]

@@ -120,7 +120,7 @@ MISSING = {"session": 999_999, "v1": 999_999, "v2": 999_998, "job": 999_999, "ex
 def test_every_function_refuses_another_students_rows_as_if_they_did_not_exist(lab, tmp_path):
     s, users, ids = lab
     bob = users["bob"]
-    before = export_session_bytes(s, ids["session"])
+    before = _members(export_session_bytes(s, ids["session"]))
     for (name, call, _), (_, missing_call, _) in zip(_calls(ids, tmp_path), _calls(MISSING, tmp_path)):
         with pytest.raises(NotFoundError) as refused:
             call(s, bob)
@@ -133,9 +133,18 @@ def test_every_function_refuses_another_students_rows_as_if_they_did_not_exist(l
     # Lists show nothing of Ada's; her session is untouched.
     for u in (bob, users["other"]):
         assert list_sessions(s, user=u) == [] and list_jobs(s, user=u) == [] and list_exports(s, user=u) == []
-    assert export_session_bytes(s, ids["session"]) == before
+    assert _members(export_session_bytes(s, ids["session"])) == before
     assert get_session(s, ids["session"]).name == "ada's kws"
     assert check_integrity(s) == []
+
+
+def _members(data: bytes) -> dict:
+    """A session file's members (the zip's own timestamps left out)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {n: z.read(n) for n in z.namelist()}
 
 
 def _shape(message: str, ids: dict) -> str:
@@ -204,3 +213,35 @@ def test_every_repository_function_takes_a_user():
             if "user" not in params or params["user"].kind is not inspect.Parameter.KEYWORD_ONLY:
                 missing.append(name)
     assert missing == []
+
+
+def test_only_the_administrator_gives_a_session_to_an_account(lab):
+    from store import set_session_owner
+
+    s, users, ids = lab
+    old = create_session(s, "made before accounts", mlp())
+    assert list_sessions(s, user=users["prof"]) != [] and old.id not in {x.id for x in list_sessions(s, user=users["prof"])}
+    for u in users.values():  # nobody logged in may move a session, not even its owner
+        with pytest.raises((NotFoundError, ReadOnlyError)):
+            set_session_owner(s, ids["session"], users["bob"], user=u)
+    assert set_session_owner(s, old.id, users["prof"]).owner_id == users["prof"].id
+    assert old.id in {x.id for x in list_sessions(s, user=users["prof"])}
+    assert get_session(s, ids["session"]).owner_id == users["ada"].id
+    assert check_integrity(s) == []
+
+
+def test_naming_another_students_version_from_ones_own_session_tells_nothing(lab):
+    """A version id of Ada's given as a parent, a version to restore or a search's base, in Bob's own session:
+    refused as missing, without naming the session it is in."""
+    s, users, ids = lab
+    bob = users["bob"]
+    mine = create_session(s, "bob's", mlp(), user=bob)
+    for call in (lambda: add_version(s, mine.id, mlp(seed=4), "edit", parent_id=ids["v1"], user=bob),
+                 lambda: restore_version(s, mine.id, ids["v1"], user=bob),
+                 lambda: create_study(s, mine.id, "x", {}, "/tmp/j", "/tmp/o", base_version_id=ids["v1"], user=bob),
+                 lambda: get_version(s, ids["v1"], mine.id, user=bob),
+                 lambda: get_session_dataset(s, ids["dataset"], mine.id, user=bob)):
+        with pytest.raises(NotFoundError) as e:
+            call()
+        assert f"session {ids['session']}" not in str(e.value) and "belongs to" not in str(e.value), str(e.value)
+    assert len(list_versions(s, mine.id, user=bob)) == 1

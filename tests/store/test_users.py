@@ -202,3 +202,49 @@ def test_accounts_migration_upgrades_an_older_store(tmp_path):
 
         assert get_session(s, 1).owner_id is None  # made in single-user use: no owner
         assert [x.name for x in list_sessions(s)] == ["old"] and not is_lab(s)
+
+
+def test_a_class_logging_in_at_once_hashes_a_few_at_a_time(store, clock, monkeypatch):
+    """Each argon2 check takes 64 MiB: 30 students at once must not take 30 x 64 MiB."""
+    import threading
+    import time as _time
+
+    for n in range(6):
+        add_user(store, f"s{n}", "student", PW)
+    real, active, peak, lock = users._hasher, [0], [0], threading.Lock()
+
+    class Counting:
+        def verify(self, digest, password):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            try:
+                _time.sleep(0.05)
+                return real.verify(digest, password)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(users, "_hasher", Counting())
+    got, threads = [], []
+    for n in range(30):
+        t = threading.Thread(target=lambda n=n: got.append(authenticate(store, f"s{n % 6}", PW).name))
+        threads.append(t)
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 30 and 1 < peak[0] <= users.HASHES_AT_ONCE
+
+
+def test_an_instructor_adds_students_only(store):
+    prof = add_user(store, "prof", "instructor", PW)
+    ada = add_user(store, "ada", "student", PW, actor=prof)
+    assert ada.role == "student"
+    with pytest.raises(AuthError, match="only students"):
+        add_user(store, "ta", "instructor", PW, actor=prof)
+    with pytest.raises(AuthError, match="only an instructor"):
+        add_user(store, "eve", "student", PW, actor=ada)
+    assert [u.name for u in list_users(store)] == ["ada", "prof"]

@@ -1,0 +1,108 @@
+"""The studio's side of accounts, headless (Streamlit's AppTest): the store a page gets is bound to the tab's
+login; the graph and profile caches shared between tabs refuse another student's version even once cached;
+a lab tab that has not logged in sees nothing; a store without accounts sees everything as before."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+import store as db
+from store.users import add_user, create_course, enroll
+from tests.store.graphs import mlp
+
+SCRIPT = """
+import streamlit as st
+import store as db
+from app.state import changes_of, get_store, graph_of, profile_of
+
+vid, first = st.session_state["probe"]
+out = []
+for name, call in (("graph", lambda: graph_of(vid).name), ("changes", lambda: len(changes_of(first, vid))),
+                   ("profile", lambda: profile_of(vid, (("nrf52840", "tflm-cmsis-nn"),)).graph_name),
+                   ("sessions", lambda: len(db.list_sessions(get_store())))):
+    try:
+        out.append(f"{name}={call()}")
+    except db.NotFoundError as e:
+        out.append(f"{name}: {e}")
+st.write(" | ".join(out))
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    from app.state import DB_ENV
+
+    old = os.environ.get(DB_ENV)
+    os.environ[DB_ENV] = str(tmp_path / "lab.duckdb")
+    st.cache_resource.clear()
+    yield os.environ[DB_ENV]
+    st.cache_resource.clear()
+    if old is None:
+        os.environ.pop(DB_ENV, None)
+    else:
+        os.environ[DB_ENV] = old
+
+
+def _probe(login, vid: int, first: int) -> str:
+    at = AppTest.from_string(SCRIPT, default_timeout=60)
+    at.session_state["probe"] = (vid, first)
+    if login is not None:
+        at.session_state["_auth_user"] = (login.id, login.name, login.role)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at.markdown[0].value
+
+
+def test_shared_caches_ask_the_store_for_each_account(env):
+    from app.state import _open_store
+
+    s = _open_store()
+    ada = add_user(s, "ada", "student", "ada-password")
+    bob = add_user(s, "bob", "student", "bob-password")
+    prof = add_user(s, "prof", "instructor", "prof-password")
+    enroll(s, prof, create_course(s, prof, "c"), "ada")
+    sess = db.create_session(s, "ada's", mlp(name="adas_mlp"), user=ada)
+    v2 = db.add_version(s, sess.id, mlp((16, 8, 4), name="adas_mlp"), "edit", user=ada)
+    first = sess.current_version_id
+    assert _probe(ada, v2.id, first).startswith("graph=adas_mlp | changes=")  # Ada fills the caches
+    refused = _probe(bob, v2.id, first)  # then Bob asks for the same ids: refused, not served from the cache
+    assert refused == (f"graph: no version with id {v2.id} | changes: no version with id {first} | "
+                       f"profile: no version with id {v2.id} | sessions=0")
+    assert _probe(None, v2.id, first).startswith("graph: no version")  # a lab tab before its login: nothing
+    assert _probe(prof, v2.id, first).startswith("graph=adas_mlp")  # her instructor reads
+
+
+def test_a_store_without_accounts_sees_everything(env):
+    from app.state import _open_store
+
+    s = _open_store()
+    sess = db.create_session(s, "local", mlp(name="local_mlp"))
+    v2 = db.add_version(s, sess.id, mlp((16, 8, 4), name="local_mlp"), "edit")
+    assert _probe(None, v2.id, sess.current_version_id).endswith("sessions=1")
+
+
+def test_an_instructors_session_list_says_whose_each_session_is(env):
+    from pathlib import Path
+
+    from app.state import _open_store
+
+    s = _open_store()
+    ada = add_user(s, "ada", "student", "ada-password")
+    bob = add_user(s, "bob", "student", "bob-password")
+    prof = add_user(s, "prof", "instructor", "prof-password")
+    enroll(s, prof, create_course(s, prof, "c"), "ada")
+    db.create_session(s, "ada's", mlp(), user=ada)
+    db.create_session(s, "bob's", mlp(), user=bob)  # not in prof's course
+    db.create_session(s, "prof's", mlp(), user=prof)
+    page = str(Path(__file__).resolve().parents[2] / "pages" / "sessions.py")
+    for login, want in ((prof, [("prof's", "prof"), ("ada's", "ada")]), (bob, [("bob's", None)])):
+        at = AppTest.from_file(page, default_timeout=60)
+        at.session_state["_auth_user"] = (login.id, login.name, login.role)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        rows = at.dataframe[0].value
+        got = [(r["name"], r.get("owner")) for r in rows.to_dict("records")]
+        assert got == want, got
