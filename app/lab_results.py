@@ -12,6 +12,7 @@ import io
 import threading
 
 from app.labs import LabError, first_line
+from store.access import actor
 from store.challenges import ChallengeInfo, SubmissionInfo, get_challenge, list_challenges, list_submissions
 
 QUERY_ROWS = 1000  # rows a query returns at most
@@ -44,6 +45,7 @@ def counted_rows(ch: ChallengeInfo, subs: list[SubmissionInfo]) -> dict:
 def leaderboard(store, challenge_id: int, user=None) -> list[dict]:
     """One row per student with a graded submission: rank, student, score, passed, the counted submission's
     check values. Names become "student N" when the instructor hid them (the viewer's own row says "you")."""
+    user = actor(store, user)  # a store view acts as its account
     ch = get_challenge(store, challenge_id, user=user)
     # Everyone's counted submission, not only the viewer's: the leaderboard is public within the challenge,
     # and shows no model, only figures.
@@ -72,6 +74,7 @@ def _check_values(s: SubmissionInfo) -> dict:
 
 def history(store, challenge_id: int, user=None) -> list[dict]:
     """The viewer's own submissions to a challenge (an instructor's: every student's), oldest first."""
+    user = actor(store, user)  # a store view acts as its account
     subs = list_submissions(store, challenge_id, user=user,
                             student_id=None if user is None or user.role == "instructor" else user.id)
     return [submission_row(s) for s in subs]
@@ -84,6 +87,7 @@ def submission_row(s: SubmissionInfo) -> dict:
 
 def grade_rows(store, challenge_id: int, user=None) -> list[dict]:
     """Per student: attempts, the counted submission, its score, verdict and check values."""
+    user = actor(store, user)  # a store view acts as its account
     ch = get_challenge(store, challenge_id, user=user)
     subs = list_submissions(store, ch.id, user=user)
     names = user_names(store, [s.user_id for s in subs])
@@ -114,6 +118,7 @@ def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], b
     DuckDB with no file access: tables challenges(id, title, deadline, counts), submissions(id,
     challenge_id, student, status, passed, score, error, created, graded), grades(submission_id, name, value,
     limit_value, passed). The lab's database itself is never opened by the query."""
+    user = actor(store, user)  # a store view acts as its account
     import duckdb
     import pandas as pd
 

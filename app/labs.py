@@ -1,5 +1,5 @@
-"""Teaching labs as the studio's pages and the CLI both use them: publish a challenge, submit a version, grade
-it, leaderboards, grades as CSV, and a read-only DuckDB query over the results. No streamlit here.
+"""Teaching labs as the studio's pages and the CLI both use them: publish a challenge (a file, a built-in lab,
+an upload, the form), start a session from it, submit a version, grade it. No streamlit here.
 
     c = publish(store, "lab.toml", user=instructor)           # or "builtin:kws64k"
     s = submit_version(store, c.id, version_id, user=student)  # queued; then, in a job or a worker:
@@ -20,8 +20,8 @@ from engine.labs import list_builtin
 from engine.labs.package import FILE_NAME, grade_packed, pack, parse_text, to_toml, unpack
 from engine.serialize import save
 from store.challenges import (ChallengeInfo, SubmissionInfo, add_challenge, add_submission, challenge_package,
-                              get_challenge, get_submission, mark_not_graded,
-                              record_grade, start_grading, submission_model)
+                              get_challenge, get_submission, mark_not_graded, record_grade, start_grading,
+                              submission_model)
 
 UNITS = {"sram": "B", "flash": "B", "latency": "ms", "energy": "uJ"}
 

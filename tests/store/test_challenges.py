@@ -211,6 +211,11 @@ def test_leaderboard_csv_and_hidden_names(store, people):
     assert [(r["rank"], r["student"], r["score"], r["submission"], r["attempts"]) for r in board] == [
         (1, "alice", 0.8, subs["a2"].id, 2), (2, "bob", 0.7, subs["b1"].id, 1)]
     assert [r["student"] for r in lab_results.leaderboard(store, c.id, user=b)] == ["alice", "you (bob)"]
+    # The studio hands a student's page the store bound to them: the leaderboard still ranks everyone
+    assert lab_results.leaderboard(db.as_user(store, b), c.id) == lab_results.leaderboard(store, c.id, user=b)
+    # and only the counted figures: no model, no session
+    assert set(board[0]) == {"rank", "student", "score", "passed", "submission", "attempts", "submitted",
+                             "accuracy"}
     set_hide_names(store, c.id, True, user=teacher)
     assert [r["student"] for r in lab_results.leaderboard(store, c.id, user=b)] == ["student 1", "you (bob)"]
     assert [r["student"] for r in lab_results.leaderboard(store, c.id, user=teacher)] == ["student 1", "student 2"]
