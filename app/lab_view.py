@@ -66,13 +66,13 @@ def check_table(sub) -> None:
     st.dataframe([{"check": c["name"], "value": fmt_value(c["name"], c["value"]),
                    "limit": fmt_value(c["name"], c["limit"]), "verdict": "pass" if c["passed"] else "FAIL",
                    "how": c.get("detail", "")} for c in sub.result.get("checks", [])],
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 
 
 def submission_table(rows: list[dict]) -> None:
     st.dataframe([{**r, "submitted": (r["submitted"] or "")[:19].replace("T", " "),
                    "graded": (r["graded"] or "")[:19].replace("T", " ")} for r in reversed(rows)],
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
 
 
 def open_submission(store, sub_id, user):

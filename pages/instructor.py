@@ -95,11 +95,11 @@ with dash_t:
                 st.rerun()
         st.subheader("Grades (per student, the submission that counts)")
         grades = lab_results.grade_rows(store, info.id, user=user)
-        st.dataframe(grades, hide_index=True, use_container_width=True)
+        st.dataframe(grades, hide_index=True, width="stretch")
         st.download_button("Download grades (CSV)", lab_results.grades_csv(store, info.id, user=user),
                            file_name=f"challenge-{info.id}-grades.csv", mime="text/csv")
         st.subheader("Leaderboard")
-        st.dataframe(lab_results.leaderboard(store, info.id, user=user), hide_index=True, use_container_width=True)
+        st.dataframe(lab_results.leaderboard(store, info.id, user=user), hide_index=True, width="stretch")
         st.subheader("All submissions")
         rows = lab_results.history(store, info.id, user=user)
         if rows:
@@ -122,6 +122,6 @@ with query_t:
     if st.button("Run query"):
         with widgets.user_errors():
             cols, rows, truncated = lab_results.query_results(store, sql, user=user)
-            st.dataframe([dict(zip(cols, r)) for r in rows], hide_index=True, use_container_width=True)
+            st.dataframe([dict(zip(cols, r)) for r in rows], hide_index=True, width="stretch")
             if truncated:
                 st.caption(f"First {lab_results.QUERY_ROWS:,} rows.")

@@ -79,4 +79,4 @@ with board_t:
     if not rows:
         st.info("No graded submission yet.")
     else:
-        st.dataframe(rows, hide_index=True, use_container_width=True)
+        st.dataframe(rows, hide_index=True, width="stretch")

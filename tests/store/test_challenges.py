@@ -298,3 +298,45 @@ def test_fair_queue_runs_one_task_per_owner_in_turn():
     first = {o: next(n for n, (oo, _) in enumerate(log) if oo == o) for o in ("x", "y", "z")}
     third_greedy = [n for n, (o, _) in enumerate(log) if o == "greedy"][2]
     assert max(first.values()) < third_greedy
+
+
+def test_publish_from_the_form_and_an_upload(store, tmp_path, people):
+    import io
+
+    import numpy as np
+
+    teacher, a, _b, course = people
+    fields = {"title": "Form lab", "instructions": "# Go\nFit it.", "dataset": "an uploaded file",
+              "start": "zoo:lenet5", "mcu": "nrf52840", "accuracy_target": 0.5, "counts": "last", "export": False,
+              "require_int8": False, "deadline": dt.datetime(2031, 5, 1, 12, 0, tzinfo=dt.timezone.utc),
+              "limits": {"sram_bytes": 65536, "flash_bytes": 0, "latency_ms": 0.0, "energy_uj": 0.0},
+              "scoring": {"method": "accuracy-if-fits", "formula": None}}
+
+    def npz(n):
+        buf = io.BytesIO()
+        np.savez(buf, x=np.zeros((n, 4), np.float32) + np.arange(n)[:, None], y=np.arange(n) % 2)
+        return buf.getvalue()
+
+    with pytest.raises(labs.LabError, match="dataset: upload the data file"):
+        labs.publish_form(store, fields, user=teacher, course_id=course)
+    c = labs.publish_form(store, fields, data=("mine.npz", npz(20)), test=("mine.npz", npz(6)), user=teacher,
+                          course_id=course)
+    ch = labs.load(store, c.id, user=teacher)
+    assert (c.title, c.counts, c.deadline, ch.limits, ch.accuracy_target, ch.export) == (
+        "Form lab", "last", "2031-05-01T12:00:00.000000Z", {"sram_bytes": 65536}, 0.5, False)
+    assert ch.instructions == "# Go\nFit it." and ch.test_dataset.endswith("test-mine.npz")
+    from store.challenges import challenge_package
+
+    assert set(challenge_package(store, c.id, user=a)[1]) == {"mine.npz"}
+    bad = {**fields, "dataset": "digits", "scoring": {"method": "formula", "formula": None}}
+    with pytest.raises(Exception, match=r'challenge.toml: scoring.formula: method "formula" needs a formula'):
+        labs.publish_form(store, bad, user=teacher)
+    # An uploaded file with the files it names, uploaded beside it by name
+    toml = b'title = "Uploaded"\ndataset = "d/train.npz"\ntest_dataset = "secret.npz"\nmcu = "nrf52840"\n'
+    up = labs.publish_upload(store, "lab.toml", toml, {"train.npz": npz(10), "secret.npz": npz(4)}, user=teacher,
+                             course_id=course)
+    assert set(challenge_package(store, up.id, user=a)[1]) == {"d/train.npz"}
+    with pytest.raises(Exception, match=r"lab.toml: test_dataset: no such file 'secret.npz'"):
+        labs.publish_upload(store, "lab.toml", toml, {"train.npz": npz(10)}, user=teacher)
+    with pytest.raises(labs.LabError, match="lab.toml: not a TOML challenge file"):
+        labs.publish_upload(store, "lab.toml", b"title = ", {}, user=teacher)
