@@ -50,12 +50,22 @@ def builtin_labs() -> list[tuple[str, str]]:
     return [(f"builtin:{n}", load_challenge(f"builtin:{n}").title) for n in list_builtin()]
 
 
-def publish(store, path_or_builtin: str, user=None, course_id: int | None = None) -> ChallengeInfo:
-    """Publish a challenge file (with the files beside it) or a built-in lab."""
+def publish(store, path_or_builtin: str, user=None, course_id: int | None = None,
+            owner: str | None = None) -> ChallengeInfo:
+    """Publish a challenge file (with the files beside it) or a built-in lab. `owner`: the instructor it is
+    published for (the CLI, which acts as the server's administrator)."""
+    owner_id = None
+    if owner is not None:
+        from store.users import find_user
+
+        u = find_user(store, owner)
+        if u.role != "instructor":
+            raise LabError(f"--owner {owner}: a {u.role}; a challenge belongs to an instructor")
+        owner_id = u.id
     ch, toml_text, files = pack(path_or_builtin)
     source = path_or_builtin if path_or_builtin.startswith("builtin:") else Path(path_or_builtin).name
     return add_challenge(store, toml_text, files, title=ch.title, deadline=ch.deadline, counts=ch.counts,
-                         source=source, course_id=course_id, user=user)
+                         source=source, course_id=course_id, user=user, owner_id=owner_id)
 
 
 def publish_text(store, toml_text: str, files: dict[str, tuple[bytes, bool]], user=None,

@@ -103,8 +103,16 @@ def _visible(store: Store, user) -> tuple[str, list]:
         return "TRUE", []
     courses = _course_ids(store, user)
     if user.role == "instructor":
-        return "(c.owner_id = ? OR list_contains(?::BIGINT[], c.course_id))", [user.id, courses]
+        return "(c.owner_id = ? OR c.course_id IS NULL OR list_contains(?::BIGINT[], c.course_id))", [user.id, courses]
     return "(c.course_id IS NULL OR list_contains(?::BIGINT[], c.course_id))", [courses]
+
+
+def _manages(store: Store, user) -> tuple[str, list]:
+    """(SQL condition on challenges c, arguments): the challenges whose every submission `user` (an
+    instructor) sees: theirs, their courses', and open ones the server's administrator published (no owner)."""
+    courses = _course_ids(store, user)
+    return ("(c.owner_id = ? OR list_contains(?::BIGINT[], c.course_id) OR (c.course_id IS NULL AND "
+            "c.owner_id IS NULL))", [user.id, courses])
 
 
 def _challenge_row(con, store: Store, challenge_id, user) -> ChallengeInfo:
@@ -119,13 +127,14 @@ def _challenge_row(con, store: Store, challenge_id, user) -> ChallengeInfo:
 
 def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bool]], *, title: str,
                   deadline: dt.datetime | None, counts: str, source: str, course_id: int | None = None,
-                  user=None) -> ChallengeInfo:
-    """Publish a challenge: its TOML text and the files it names ({name: (bytes, hidden)}). Instructors only."""
+                  user=None, owner_id: int | None = None) -> ChallengeInfo:
+    """Publish a challenge: its TOML text and the files it names ({name: (bytes, hidden)}). Instructors only;
+    `owner_id` (the server's administrator, user None, publishing for an instructor) names the owner."""
     user = actor(store, user)
     if not _is_instructor(user):
         raise ForbiddenError("only an instructor can publish a challenge")
     title = check_name(title, "challenge title")
-    course_id = opt_id(course_id, "course id")
+    course_id, owner_id = opt_id(course_id, "course id"), opt_id(owner_id, "owner id")
     if counts not in ("best", "last"):
         raise InvalidValueError(f"counts must be best or last, not {counts!r}")
     if deadline is not None:
@@ -133,12 +142,12 @@ def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bo
     for name, (data, _hidden) in files.items():
         if len(data) > MAX_FILE_BYTES:
             raise InvalidValueError(f"{name}: {len(data):,} bytes; a challenge's file has at most {MAX_FILE_BYTES:,}")
-    if user is not None and course_id is not None and course_id not in _course_ids(store, user):
+    if course_id is not None and course_id not in _course_ids(store, user):  # None: any course exists
         raise NotFoundError(f"no course with id {course_id}")
     with store.transaction() as con:
         cid = con.execute("INSERT INTO challenges VALUES (nextval('challenge_ids'), ?, ?, ?, ?, ?, ?, ?, FALSE, ?) "
                           "RETURNING id", [title, toml_text, source[:500], course_id,
-                                           None if user is None else user.id, deadline, counts,
+                                           owner_id if user is None else user.id, deadline, counts,
                                            utcnow()]).fetchone()[0]
         for name, (data, hidden) in files.items():
             con.execute("INSERT INTO challenge_files VALUES (?, ?, ?, ?, ?)", [cid, name, bool(hidden), data, len(data)])
@@ -239,7 +248,7 @@ def _sub_visible(store: Store, user) -> tuple[str, list]:
         return "TRUE", []
     if user.role != "instructor":
         return "s.user_id = ?", [user.id]
-    cond, args = _visible(store, user)
+    cond, args = _manages(store, user)
     return f"(s.user_id = ? OR EXISTS (SELECT 1 FROM challenges c WHERE c.id = s.challenge_id AND {cond}))", \
         [user.id, *args]
 

@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
 
     cr = action("create", "Publish a challenge file (or builtin:NAME, one of the labs that ship with TinyStudio).")
     cr.add_argument("file", metavar="FILE.toml|builtin:NAME")
-    cr.add_argument("--course", type=int, metavar="ID", help="the course whose students see it (default: everyone)")
+    cr.add_argument("--course", metavar="ID|NAME", help="the course whose students see it (default: every account)")
+    cr.add_argument("--owner", metavar="NAME", help="the instructor it belongs to (sees every submission; default: "
+                                                   "none, the server's administrator)")
     action("list", "List the published challenges.")
     sh = action("show", "Show a challenge: its settings, instructions and submissions.")
     sh.add_argument("id", type=int, metavar="ID")
@@ -53,7 +55,12 @@ def cmd_challenge(args) -> int:
 def _create(store, args) -> int:
     from app.labs import publish
 
-    c = publish(store, args.file, course_id=args.course)
+    course = None
+    if args.course is not None:
+        from store.users import find_course
+
+        course = find_course(store, args.course)
+    c = publish(store, args.file, course_id=course, owner=args.owner)
     if args.json:
         return print_json(c.to_json())
     print(f"challenge {c.id}: {c.title} (deadline {c.deadline or 'none'}, {c.counts} submission counts)")

@@ -99,3 +99,27 @@ def test_malformed_challenge_file_names_the_field(capsys, tmp_path, dbpath):
                                     "2027-01-31T23:59:00+01:00")
     rc, out, _ = run(capsys, "challenge", "export", "1", "--out", str(tmp_path / "x.txt"), "--db", dbpath)
     assert rc == 2
+
+
+def test_create_for_a_course_and_an_owner(capsys, dbpath):
+    from store.challenges import list_challenges
+    from store.users import add_user, create_course, enroll
+
+    with db.open_store(dbpath) as s:
+        prof = add_user(s, "prof", "instructor", "prof-password")
+        other = add_user(s, "otto", "instructor", "otto-password")
+        ada = add_user(s, "ada", "student", "ada-password")
+        course = create_course(s, prof, "TinyML")
+        enroll(s, prof, course, "ada")
+    rc, out, err = run(capsys, "challenge", "create", "builtin:prune", "--course", "tinyml", "--owner", "prof",
+                       "--db", dbpath, "--json")
+    doc = json.loads(out)
+    assert (rc, doc["course_id"], doc["owner_id"]) == (0, course, prof.id)
+    rc, _, err = run(capsys, "challenge", "create", "builtin:prune", "--owner", "ada", "--db", dbpath)
+    assert (rc, err.strip()) == (2, "error: --owner ada: a student; a challenge belongs to an instructor")
+    rc, _, err = run(capsys, "challenge", "create", "builtin:prune", "--course", "nope", "--db", dbpath)
+    assert (rc, err.strip()) == (2, "error: no course named 'nope'")
+    with db.open_store(dbpath) as s:
+        assert [c.id for c in list_challenges(s, user=ada)] == [doc["id"]]
+        assert [c.id for c in list_challenges(s, user=prof)] == [doc["id"]]
+        assert list_challenges(s, user=other) == []
