@@ -139,6 +139,37 @@ def overlaps(intervals: list[tuple]) -> int:
     return sum(1 for a, b in zip(intervals, intervals[1:]) if b[0] < a[1])
 
 
+def queue_figures(db_path: Path, cid: int) -> tuple[list, dict]:
+    """The submissions of the run and what the stored grading times say about the queue."""
+    import store as db
+    from store.challenges import list_submissions
+    from store.clock import parse_iso
+
+    with db.open_store(str(db_path)) as s:
+        subs = list_submissions(s, cid)
+    spans = {x.id: (parse_iso(x.started), parse_iso(x.graded)) for x in subs if x.started and x.graded}
+    by_user: dict = {}
+    for x in subs:
+        if x.id in spans:
+            by_user.setdefault(x.user_id, []).append(spans[x.id])
+    firsts: dict = {}
+    for x in subs:
+        firsts.setdefault(x.user_id, x)
+    seconds = [x for x in subs if firsts[x.user_id].id != x.id and x.id in spans]
+    # Unfair: a student's second grading finished before another student's first, submitted earlier, began.
+    jumped = sum(1 for x in seconds for f in firsts.values()
+                 if f.id in spans and f.user_id != x.user_id and f.created < x.created and spans[f.id][0] > spans[x.id][1])
+    grade_s = sorted((b - a).total_seconds() for a, b in spans.values())
+    return subs, {"overlapping": sum(overlaps(iv) > 0 for iv in by_user.values()), "jumped": jumped,
+                  "grading_p50": pct(grade_s, 0.5), "grading_p95": pct(grade_s, 0.95)}
+
+
+def print_queue(q: dict) -> None:
+    print(f"  one grading (job start to stored grade) p50 {q['grading_p50']:.2f} s, p95 {q['grading_p95']:.2f} s")
+    print(f"  students whose gradings overlapped: {q['overlapping']} (one running per student: must be 0); "
+          f"a student's second grading done before an earlier-submitted first began: {q['jumped']} (in turn: 0)")
+
+
 async def main_async(args) -> int:
     from playwright.async_api import async_playwright
 
@@ -161,24 +192,7 @@ async def main_async(args) -> int:
             await browser.close()
     finally:
         server.stop()
-    import store as db
-    from store.challenges import list_submissions
-    from store.clock import parse_iso
-
-    with db.open_store(str(tmp / "lab.duckdb")) as s:
-        subs = list_submissions(s, cid)
-    by_user: dict = {}
-    for x in subs:
-        if x.started and x.graded:
-            by_user.setdefault(x.user_id, []).append((parse_iso(x.started), parse_iso(x.graded)))
-    firsts = {}
-    for x in subs:
-        firsts.setdefault(x.user_id, x)
-    seconds = [x for x in subs if firsts[x.user_id].id != x.id]
-    # Served in turn: how many other students' first gradings started after a student's second one started
-    late_firsts = sum(1 for x in seconds for f in firsts.values()
-                      if f.started and x.started and f.user_id != x.user_id and f.created < x.created
-                      and parse_iso(f.started) > parse_iso(x.started))
+    subs, q = queue_figures(tmp / "lab.duckdb", cid)
     print(f"students {args.students} (one browser context each), submissions confirmed {len(submitted)}, "
           f"stored {len(subs)}, graded {sum(x.status == 'graded' for x in subs)}, "
           f"not graded {sum(x.status == 'not graded' for x in subs)}, still queued "
@@ -186,25 +200,28 @@ async def main_async(args) -> int:
     for step, xs in times.items():
         print(f"  {step:<7} n={len(xs):>3}  p50 {pct(xs, 0.5):6.2f} s  p95 {pct(xs, 0.95):6.2f} s  max "
               f"{max(xs) if xs else float('nan'):6.2f} s")
-    grade_s = [(b - a).total_seconds() for iv in by_user.values() for a, b in iv]
-    print(f"  all submitted after {t_submitted - t_start:.1f} s; all graded after {t_graded - t_start:.1f} s; "
-          f"one grading p50 {statistics.median(grade_s) if grade_s else float('nan'):.2f} s")
-    print(f"  students with overlapping gradings: {sum(overlaps(iv) > 0 for iv in by_user.values())} "
-          f"(fair queue: must be 0); first submissions that started after an earlier-submitted student's second: "
-          f"{late_firsts}")
+    print(f"  all submitted after {t_submitted - t_start:.1f} s; all graded after {t_graded - t_start:.1f} s")
+    print_queue(q)
     stored = {str(x.id) for x in subs}
     lost = len(set(submitted) - stored)
     print(f"  lost submissions (confirmed on a page, not in the store): {lost}; browser errors: {len(errors)}")
     for e in errors[:5]:
         print(f"    {e}")
-    return 0 if lost == 0 and len(submitted) == 2 * args.students and not errors and all(overlaps(iv) == 0 for iv in by_user.values()) else 1
+    return 0 if lost == 0 and len(submitted) == 2 * args.students and not errors and q["overlapping"] == 0 else 1
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--students", type=int, default=30)
     p.add_argument("--timeout", type=float, default=900.0, help="stop the whole run after this many seconds")
+    p.add_argument("--analyze", nargs=2, metavar=("DB", "CHALLENGE"),
+                   help="only print the queue figures of a finished run's database")
     args = p.parse_args()
+    if args.analyze:
+        subs, q = queue_figures(Path(args.analyze[0]), int(args.analyze[1]))
+        print(f"submissions {len(subs)}, graded {sum(x.status == 'graded' for x in subs)}")
+        print_queue(q)
+        return 0
     if not 1 <= args.students <= 60:
         p.error("--students: 1 to 60")
     return asyncio.run(main_async(args))
