@@ -194,6 +194,16 @@ def test_grading_is_reproducible_and_a_crash_is_kept(store, people):
     s3 = labs.submit_version(store, c.id, session_of(store, b, mlp()).id, user=b)
     bad = labs.grade_submission(store, s3.id, runner=False)
     assert bad.status == "not graded" and bad.error.startswith("not graded: ") and "mlp" not in bad.error[:12]
+    # A model that does not fit: a verdict per limit, not an error
+    tight = labs.publish_text(store, TOML.replace("latency_ms = 50.0", "latency_ms = 5.0\nsram_bytes = 1000"), {},
+                              user=teacher, course_id=course)
+    s4 = labs.submit_version(store, tight.id, session_of(store, a).id, user=a)
+    verdict = labs.grade_submission(store, s4.id, runner=False)
+    checks = {c["name"]: c for c in verdict.result["checks"]}
+    assert verdict.status == "graded" and verdict.error is None and verdict.passed is False
+    assert (checks["sram"]["value"], checks["sram"]["limit"], checks["sram"]["passed"]) == (2754, 1000, False)
+    assert (checks["latency"]["limit"], checks["latency"]["passed"]) == (5.0, False)
+    assert checks["accuracy"]["passed"] is True and verdict.score == 0.0  # accuracy counts only when it fits
     assert db.check_integrity(store, deep=False) == []
 
 
@@ -340,3 +350,25 @@ def test_publish_from_the_form_and_an_upload(store, tmp_path, people):
         labs.publish_upload(store, "lab.toml", toml, {"train.npz": npz(10)}, user=teacher)
     with pytest.raises(labs.LabError, match="lab.toml: not a TOML challenge file"):
         labs.publish_upload(store, "lab.toml", b"title = ", {}, user=teacher)
+
+
+def test_a_restart_grades_what_was_pending(store, people, monkeypatch):
+    """Submissions a stopped server left queued or grading are graded when the studio starts again."""
+    from app import lab_jobs, state
+    from store.challenges import start_grading
+
+    teacher, a, b, course = people
+    c = labs.publish_text(store, TOML, {}, user=teacher, course_id=course)
+    queued = labs.submit_version(store, c.id, session_of(store, a).id, user=a)
+    halfway = labs.submit_version(store, c.id, session_of(store, b).id, user=b)
+    start_grading(store, halfway.id)  # the server stopped while grading it
+    monkeypatch.setattr(state, "base_store", lambda: store)
+    real = labs.grade_submission
+    monkeypatch.setattr(labs, "grade_submission", lambda st, sid, *a, **k: real(st, sid, runner=False))
+    lab_jobs.resume_grading.clear()
+    assert lab_jobs.resume_grading() == 2
+    deadline = time.monotonic() + 120
+    while pending_submissions(store) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [(s.id, s.status) for s in list_submissions(store, c.id)] == [(queued.id, "graded"),
+                                                                        (halfway.id, "graded")]
