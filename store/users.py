@@ -199,12 +199,17 @@ def login_wait(store: Store, name: str) -> float:
         return 0.0 if len(q) < MAX_FAILURES else max(0.0, WINDOW_S - (now - q[0]))
 
 
-def _failed(store: Store, name: str) -> None:
+def _failed(store: Store, name: str) -> int:
+    """Count a failed login; returns how many more may fail before the wait."""
+    now = _clock()
     with _failures_lock:
         q = _failures.setdefault(_key(store, name), deque())
-        q.append(_clock())
+        while q and now - q[0] >= WINDOW_S:
+            q.popleft()
+        q.append(now)
         while len(q) > MAX_FAILURES:
             q.popleft()
+        return MAX_FAILURES - len(q)
 
 
 def authenticate(store: Store, name: str, password: str) -> User:
@@ -225,9 +230,13 @@ def authenticate(store: Store, name: str, password: str) -> User:
         ok = r is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if not ok:
-        _failed(store, name)
-        raise AuthError("wrong user name or password")
+    if not ok:  # the same words for an unknown name: failures are counted per name whether it exists or not
+        left = _failed(store, name)
+        if left:
+            raise AuthError(f"wrong user name or password ({left} more {'try' if left == 1 else 'tries'} before a "
+                            f"{WINDOW_S:.0f} s wait)")
+        raise AuthError(f"wrong user name or password; too many failed logins for {name!r}: try again in "
+                        f"{int(login_wait(store, name)) + 1} s")
     with _failures_lock:
         _failures.pop(_key(store, name), None)
     if _hasher.check_needs_rehash(r[3]):  # stored with older parameters: upgrade while the password is at hand

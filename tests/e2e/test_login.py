@@ -3,6 +3,7 @@ line, logout; student B, logged in, cannot open student A's session, version or 
 instructor sees it (read only) and resets A's password. Screenshots: test-artifacts/e2e/login-*.png."""
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 from store import add_export, add_version, create_job, create_session, open_store
@@ -36,16 +37,18 @@ def _open(browser, url: str, problems: list):
     return ctx, page
 
 
-def _try_login(page, name: str, password: str) -> None:
+def _try_login(page, name: str, password: str, expect) -> None:
+    """Submit the login form and wait for `expect` (text or pattern): each answer differs from the one before
+    (the tries left are counted down), so a slow rerun cannot be mistaken for this one's."""
     page.get_by_label("User name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
+    page.get_by_text(expect).first.wait_for(timeout=60_000)
     ui.wait_idle(page)
 
 
-def _login(page, name: str) -> None:
-    _try_login(page, name, PW[name])
-    page.get_by_text(f"Logged in as {name}").wait_for(timeout=60_000)
+def _login(page, name: str, password: str | None = None) -> None:
+    _try_login(page, name, password or PW[name], f"Logged in as {name}")
 
 
 def test_login(studio, browser, shot):
@@ -60,8 +63,9 @@ def test_login(studio, browser, shot):
     assert page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]').count() == 0
     shot(page, "form")
 
-    _try_login(page, "ada", "not her password")
-    assert ui.errors_shown(page) == ["wrong user name or password"]
+    wrong = "wrong user name or password (4 more tries before a 60 s wait)"
+    _try_login(page, "ada", "not her password", wrong)
+    assert ui.errors_shown(page) == [wrong]
     assert page.get_by_label("Password", exact=True).input_value() == ""  # the field is cleared on submit
     _login(page, "ada")
     page.get_by_role("heading", name="Sessions", exact=True).wait_for()
@@ -72,9 +76,10 @@ def test_login(studio, browser, shot):
     assert "Ada secret" not in page.content()
 
     # The rate limit: after MAX_FAILURES wrong passwords even the right one is refused, with the wait.
-    for _ in range(MAX_FAILURES):
-        _try_login(page, "cy", "guess-guess")
-    _try_login(page, "cy", PW["cy"])
+    for left in range(MAX_FAILURES - 1, 0, -1):
+        _try_login(page, "cy", "guess-guess", f"({left} more tr")
+    _try_login(page, "cy", "guess-guess", re.compile("^wrong user name or password; too many failed logins"))
+    _try_login(page, "cy", PW["cy"], re.compile("^too many failed logins for 'cy'"))
     (refusal,) = ui.errors_shown(page)
     assert refusal.startswith("too many failed logins for 'cy': try again in ") and refusal.endswith(" s"), refusal
     shot(page, "rate-limited")
@@ -138,8 +143,7 @@ def test_login(studio, browser, shot):
     shot(page, "prof-add-student")
     ctx.close()
     ctx, page = _open(browser, studio.url, problems)
-    _try_login(page, "dan", dan_password)
-    page.get_by_text("Logged in as dan").wait_for(timeout=60_000)
+    _login(page, "dan", dan_password)
     assert "Ada secret" not in page.content()
     # Dan changes the made-up password to his own; the next login takes only the new one.
     page.get_by_role("button", name="Password", exact=True).click()
@@ -151,15 +155,11 @@ def test_login(studio, browser, shot):
     page.get_by_text("Your password is changed.").wait_for()
     ctx.close()
     ctx, page = _open(browser, studio.url, problems)
-    _try_login(page, "dan", dan_password)
-    assert ui.errors_shown(page) == ["wrong user name or password"]
-    _try_login(page, "dan", "dans-own-password")
-    page.get_by_text("Logged in as dan").wait_for(timeout=60_000)
+    _try_login(page, "dan", dan_password, "wrong user name or password")  # a fresh tab: the only answer
+    _login(page, "dan", "dans-own-password")
     ctx.close()
     ctx, page = _open(browser, studio.url, problems)
-    _try_login(page, "ada", PW["ada"])
-    assert ui.errors_shown(page) == ["wrong user name or password"]
-    _try_login(page, "ada", "ada-new-password")
-    page.get_by_text("Logged in as ada").wait_for(timeout=60_000)
+    _try_login(page, "ada", PW["ada"], "wrong user name or password")
+    _login(page, "ada", "ada-new-password")
     ctx.close()
     assert problems == [], problems[:3]

@@ -50,9 +50,10 @@ def test_the_password_is_stored_as_an_argon2id_hash_only(store, tmp_path):
 def test_login_right_and_wrong(store, clock):
     u = add_user(store, "Ada", "student", PW)
     assert authenticate(store, "ada", PW) == u  # names ignore case
-    with pytest.raises(AuthError, match="^wrong user name or password$"):
+    with pytest.raises(AuthError, match=r"^wrong user name or password \(4 more tries before a 60 s wait\)$"):
         authenticate(store, "ada", PW + "x")
-    with pytest.raises(AuthError, match="^wrong user name or password$"):  # the same line for an unknown name
+    # The same line for an unknown name (failures are counted per name, existing or not).
+    with pytest.raises(AuthError, match=r"^wrong user name or password \(4 more tries before a 60 s wait\)$"):
         authenticate(store, "nobody", PW)
     with pytest.raises(AuthError, match="enter your password"):
         authenticate(store, "ada", "")
@@ -60,9 +61,13 @@ def test_login_right_and_wrong(store, clock):
 
 def test_rate_limit_refuses_then_lets_in_after_the_window(store, clock):
     add_user(store, "ada", "student", PW)
-    for _ in range(users.MAX_FAILURES):
-        with pytest.raises(AuthError, match="wrong"):
+    for left in range(users.MAX_FAILURES - 1, -1, -1):
+        with pytest.raises(AuthError, match="wrong user name or password") as e:
             authenticate(store, "ada", "guess-guess")
+        if left:
+            assert f"({left} more tr" in str(e.value)
+        else:  # the failure that starts the wait says so
+            assert str(e.value) == "wrong user name or password; too many failed logins for 'ada': try again in 57 s"  # 4 s after the first
         clock[0] += 1
     # Locked: even the right password is refused, with the wait in the message.
     with pytest.raises(AuthError, match=r"too many failed logins for 'ada': try again in 5\d s"):
