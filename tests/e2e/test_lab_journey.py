@@ -131,6 +131,9 @@ def _journey(studio, browser, shot, tmp_path):
             timeout=120_000)
         assert not ui.tracebacks(page)
     shot(bob, "bob-graded")
+    # Bob's history lists his submission only
+    mine = ui.table(ui.dataframe(bob, "submission"))
+    assert [r["submission"] for r in mine] == [str(subs["bob"])], mine
     bob.get_by_role("tab", name="Leaderboard").click()
     board = ui.table(ui.dataframe(bob, "rank"))
     assert sorted(r["student"] for r in board) == ["alice", "you (bob)"], board
