@@ -17,6 +17,8 @@ from store.challenges import ChallengeInfo, SubmissionInfo, get_challenge, list_
 
 QUERY_ROWS = 1000  # rows a query returns at most
 QUERY_SECONDS = 5.0  # a query running longer is interrupted
+QUERY_KILL_SECONDS = 30.0  # and its process killed after this long (start-up included)
+QUERY_MEMORY = 1 << 30  # the query process's data segment
 CHECKS = ("sram", "flash", "latency", "energy", "accuracy", "export", "int8")
 
 
@@ -114,14 +116,15 @@ def grades_csv(store, challenge_id: int, user=None) -> str:
 
 
 def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], bool]:
-    """(columns, rows, truncated) of one SELECT over the results `user` may see, run in a separate in-memory
-    DuckDB with no file access: tables challenges(id, title, deadline, counts), submissions(id,
-    challenge_id, student, status, passed, score, error, created, graded), grades(submission_id, name, value,
-    limit_value, passed). The lab's database itself is never opened by the query."""
-    user = actor(store, user)  # a store view acts as its account
-    import duckdb
-    import pandas as pd
+    """(columns, rows, truncated) of one SELECT over the results `user` may see: tables challenges(id, title,
+    deadline, counts), submissions(id, challenge_id, student, status, passed, score, error, created, graded),
+    grades(submission_id, name, value, limit_value, passed). The query runs in a separate process on an
+    in-memory DuckDB holding only these rows (never the lab's database file), with no file access, at most
+    QUERY_MEMORY bytes, one thread, interrupted after QUERY_SECONDS and killed after QUERY_KILL_SECONDS (DuckDB's
+    own memory limit and interrupt do not reach every function: repeat('x', 10^9) ignores both)."""
+    import multiprocessing
 
+    user = actor(store, user)  # a store view acts as its account
     if not isinstance(sql, str) or not sql.strip():
         raise LabError("the query is empty")
     if len(sql) > 10_000:
@@ -130,49 +133,85 @@ def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], b
     subs = [s for c in chs for s in list_submissions(store, c.id, user=user)]
     names = user_names(store, [s.user_id for s in subs])
     tables = {
-        "challenges": pd.DataFrame([{"id": c.id, "title": c.title, "deadline": c.deadline, "counts": c.counts}
-                                    for c in chs], columns=["id", "title", "deadline", "counts"]),
-        "submissions": pd.DataFrame([{"id": s.id, "challenge_id": s.challenge_id,
-                                      "student": names.get(s.user_id, f"user {s.user_id}"), "status": s.status,
-                                      "passed": s.passed, "score": s.score, "error": s.error, "created": s.created,
-                                      "graded": s.graded} for s in subs],
-                                    columns=["id", "challenge_id", "student", "status", "passed", "score", "error",
-                                             "created", "graded"]),
-        "grades": pd.DataFrame([{"submission_id": s.id, "name": c["name"], "value": _float(c.get("value")),
-                                 "limit_value": _float(c.get("limit")), "passed": bool(c.get("passed"))}
-                                for s in subs for c in ((s.result or {}).get("checks") or [])],
-                               columns=["submission_id", "name", "value", "limit_value", "passed"]),
+        "challenges": (["id", "title", "deadline", "counts"], [(c.id, c.title, c.deadline, c.counts) for c in chs]),
+        "submissions": (["id", "challenge_id", "student", "status", "passed", "score", "error", "created", "graded"],
+                        [(s.id, s.challenge_id, names.get(s.user_id, f"user {s.user_id}"), s.status, s.passed,
+                          s.score, s.error, s.created, s.graded) for s in subs]),
+        "grades": (["submission_id", "name", "value", "limit_value", "passed"],
+                   [(s.id, c["name"], _float(c.get("value")), _float(c.get("limit")), bool(c.get("passed")))
+                    for s in subs for c in ((s.result or {}).get("checks") or [])]),
     }
-    con = duckdb.connect(":memory:")
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_query_process, args=(tables, sql, there), daemon=True)
+    proc.start()
+    there.close()
     try:
-        for name, df in tables.items():
-            con.register(f"_{name}", df)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM _{name}")
-            con.unregister(f"_{name}")
+        if not here.poll(QUERY_KILL_SECONDS):
+            raise LabError(f"query: stopped after {QUERY_KILL_SECONDS:g} s")
+        try:
+            kind, *payload = here.recv()
+        except EOFError:  # the process died: over its memory
+            raise LabError(f"query: stopped: it needed more than {QUERY_MEMORY >> 20} MB") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+    if kind == "error":
+        raise LabError(f"query: {payload[0]}")
+    cols, rows = payload
+    return cols, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS
+
+
+def _query_process(tables: dict, sql: str, out) -> None:
+    """In the query's own process: build the tables, run the one SELECT, send ("ok", cols, rows) or
+    ("error", one line)."""
+    import resource
+
+    import duckdb
+
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (QUERY_MEMORY, QUERY_MEMORY))
+        con = duckdb.connect(":memory:")
+        for name, (cols, rows) in tables.items():
+            con.execute(f"CREATE TABLE {name} ({', '.join(f'{c} {_TYPES[c]}' for c in cols)})")
+            if rows:
+                con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})", rows)
         # No files, no extensions, and settings frozen: the query sees these three tables and nothing else.
         con.execute("SET enable_external_access = false")
+        con.execute(f"SET memory_limit = '{QUERY_MEMORY >> 21}MB'")
+        con.execute("SET threads = 1")
         con.execute("SET lock_configuration = true")
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as e:
-            raise LabError(f"query: {first_line(e)}") from None
+        statements = con.extract_statements(sql)
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            raise LabError("query: give one SELECT statement (the results are read-only)")
+            out.send(("error", "give one SELECT statement (the results are read-only)"))
+            return
         timer = threading.Timer(QUERY_SECONDS, con.interrupt)
         timer.start()
         try:
             cur = con.execute(sql)
             cols = [d[0] for d in cur.description]
             rows = cur.fetchmany(QUERY_ROWS + 1)
-        except duckdb.InterruptException:
-            raise LabError(f"query: stopped after {QUERY_SECONDS:g} s") from None
-        except duckdb.Error as e:
-            raise LabError(f"query: {first_line(e)}") from None
         finally:
             timer.cancel()
-    finally:
-        con.close()
-    return cols, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS
+        out.send(("ok", cols, [tuple(_plain(v) for v in r) for r in rows]))
+    except duckdb.InterruptException:
+        out.send(("error", f"stopped after {QUERY_SECONDS:g} s"))
+    except MemoryError:
+        out.send(("error", f"stopped: it needed more than {QUERY_MEMORY >> 20} MB"))
+    except Exception as e:  # noqa: BLE001 - a query's error is the instructor's to read, in one line
+        out.send(("error", first_line(e)))
+
+
+def _plain(v):
+    """A value the page can show and a pipe can carry (DuckDB hands out Decimal, UUID, intervals, ...)."""
+    return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+
+
+_TYPES = {"id": "BIGINT", "title": "VARCHAR", "deadline": "VARCHAR", "counts": "VARCHAR", "challenge_id": "BIGINT",
+          "student": "VARCHAR", "status": "VARCHAR", "passed": "BOOLEAN", "score": "DOUBLE", "error": "VARCHAR",
+          "created": "VARCHAR", "graded": "VARCHAR", "submission_id": "BIGINT", "name": "VARCHAR",
+          "value": "DOUBLE", "limit_value": "DOUBLE"}
 
 
 def _float(v):

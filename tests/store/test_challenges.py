@@ -275,6 +275,10 @@ def test_query_box_is_read_only_and_sees_only_its_results(store, people):
                                   "read_text('/etc/hostname'))", user=teacher)
     with pytest.raises(labs.LabError, match="query: "):
         lab_results.query_results(store, "SELECT nosuchcolumn FROM grades", user=teacher)
+    with pytest.raises(labs.LabError, match="query: .*([Mm]emory|MB)"):
+        lab_results.query_results(store, "SELECT length(repeat('x', 2000000000)) AS n", user=teacher)
+    with pytest.raises(labs.LabError, match="query: stopped after 5 s"):
+        lab_results.query_results(store, "SELECT count(*) FROM range(1000000000000) a, range(1000) b", user=teacher)
 
 
 def test_fair_queue_runs_one_task_per_owner_in_turn():
