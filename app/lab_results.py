@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import threading
 
 from app.labs import LabError, first_line
@@ -122,8 +123,6 @@ def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], b
     in-memory DuckDB holding only these rows (never the lab's database file), with no file access, at most
     QUERY_MEMORY bytes, one thread, interrupted after QUERY_SECONDS and killed after QUERY_KILL_SECONDS (DuckDB's
     own memory limit and interrupt do not reach every function: repeat('x', 10^9) ignores both)."""
-    import multiprocessing
-
     user = actor(store, user)  # a store view acts as its account
     if not isinstance(sql, str) or not sql.strip():
         raise LabError("the query is empty")
@@ -141,26 +140,44 @@ def query_results(store, sql: str, user=None) -> tuple[list[str], list[tuple], b
                    [(s.id, c["name"], _float(c.get("value")), _float(c.get("limit")), bool(c.get("passed")))
                     for s in subs for c in ((s.result or {}).get("checks") or [])]),
     }
-    ctx = multiprocessing.get_context("spawn")
-    here, there = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_query_process, args=(tables, sql, there), daemon=True)
-    proc.start()
-    there.close()
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # A fresh interpreter, not multiprocessing: Streamlit runs a page as __main__, which a spawned child would
+    # run again (and open the lab's database). Rows and columns travel as JSON on stdin and stdout.
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        if not here.poll(QUERY_KILL_SECONDS):
-            raise LabError(f"query: stopped after {QUERY_KILL_SECONDS:g} s")
-        try:
-            kind, *payload = here.recv()
-        except EOFError:  # the process died: over its memory
-            raise LabError(f"query: stopped: it needed more than {QUERY_MEMORY >> 20} MB") from None
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
+        done = subprocess.run([sys.executable, "-c", "from app.lab_results import query_main; query_main()"],
+                              input=json.dumps({"tables": tables, "sql": sql}), capture_output=True, text=True,
+                              timeout=QUERY_KILL_SECONDS, env=env, cwd=root)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"query: stopped after {QUERY_KILL_SECONDS:g} s") from None
+    try:
+        kind, *payload = json.loads(done.stdout)
+    except ValueError:  # the process died (over its memory) before it could answer
+        raise LabError(f"query: stopped: it needed more than {QUERY_MEMORY >> 20} MB") from None
     if kind == "error":
         raise LabError(f"query: {payload[0]}")
     cols, rows = payload
+    rows = [tuple(r) for r in rows]
     return cols, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS
+
+
+def query_main() -> None:
+    """The query process: {"tables", "sql"} on stdin, ["ok", cols, rows] or ["error", line] on stdout."""
+    import json
+
+    req = json.loads(sys.stdin.read())
+
+    class Out:
+        def send(self, msg):
+            sys.stdout.write(json.dumps(list(msg)))
+
+    _query_process({k: (v[0], [tuple(r) for r in v[1]]) for k, v in req["tables"].items()}, req["sql"], Out())
 
 
 def _query_process(tables: dict, sql: str, out) -> None:
@@ -181,6 +198,7 @@ def _query_process(tables: dict, sql: str, out) -> None:
         con.execute("SET enable_external_access = false")
         con.execute(f"SET memory_limit = '{QUERY_MEMORY >> 21}MB'")
         con.execute("SET threads = 1")
+        con.execute("SET enable_progress_bar = false")  # it writes to stdout, which carries the answer
         con.execute("SET lock_configuration = true")
         statements = con.extract_statements(sql)
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:

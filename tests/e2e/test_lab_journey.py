@@ -176,6 +176,18 @@ def _journey(studio, browser, shot, tmp_path):
         teacher.get_by_role("button", name="Download grades (CSV)").click()
     csv_text = open(download.value.path(), encoding="utf-8").read()
     shot(teacher, "dashboard")
+    # The read-only query box over the results
+    teacher.get_by_role("tab", name="Query results").click()
+    teacher.get_by_role("textbox", name="Query", exact=True).fill(
+        "SELECT student, count(*) AS n_submissions FROM submissions GROUP BY student ORDER BY student")
+    teacher.get_by_role("button", name="Run query").click()
+    result = ui.dataframe(teacher, "student")
+    result.locator("td", has_text="bob").first.wait_for(state="attached", timeout=60_000)
+    assert [(r["student"], r["n_submissions"]) for r in ui.table(result)] == [("alice", "1"), ("bob", "1")]
+    teacher.get_by_role("textbox", name="Query", exact=True).fill("DROP TABLE grades")
+    teacher.get_by_role("button", name="Run query").click()
+    teacher.get_by_text("query: give one SELECT statement (the results are read-only)").wait_for(timeout=60_000)
+    shot(teacher, "query")
     for ctx in (tctx, actx, bctx):
         ctx.close()
     assert problems == [], problems[:3]
