@@ -194,33 +194,6 @@ def set_hide_names(store: Store, challenge_id: int, hide: bool, user=None) -> Ch
         return _challenge_row(con, store, ch.id, user)
 
 
-def set_deadline(store: Store, challenge_id: int, deadline: dt.datetime | None, user=None) -> ChallengeInfo:
-    """Move (or remove) a challenge's deadline; the stored file keeps the one it was published with."""
-    user = actor(store, user)
-    if not _is_instructor(user):
-        raise ForbiddenError("only an instructor can change a deadline")
-    if deadline is not None:
-        deadline = deadline.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    with store.transaction() as con:
-        ch = _challenge_row(con, store, challenge_id, user)
-        con.execute("UPDATE challenges SET deadline = ? WHERE id = ?", [deadline, ch.id])
-        return _challenge_row(con, store, ch.id, user)
-
-
-def delete_challenge(store: Store, challenge_id: int, user=None) -> None:
-    """Remove a challenge with its files, submissions and grades."""
-    user = actor(store, user)
-    if not _is_instructor(user):
-        raise ForbiddenError("only an instructor can delete a challenge")
-    with store.transaction() as con:
-        ch = _challenge_row(con, store, challenge_id, user)
-        con.execute("DELETE FROM grades WHERE submission_id IN (SELECT id FROM submissions WHERE challenge_id = ?)",
-                    [ch.id])
-        con.execute("DELETE FROM submissions WHERE challenge_id = ?", [ch.id])
-        con.execute("DELETE FROM challenge_files WHERE challenge_id = ?", [ch.id])
-        con.execute("DELETE FROM challenges WHERE id = ?", [ch.id])
-
-
 def add_submission(store: Store, challenge_id: int, model: bytes, graph_hash: str, model_name: str, *,
                    user=None, session_id: int | None = None, version_id: int | None = None,
                    now: dt.datetime | None = None) -> SubmissionInfo:

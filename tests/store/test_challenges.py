@@ -190,6 +190,13 @@ def test_grading_is_reproducible_and_a_crash_is_kept(store, people):
     crashed = labs.grade_submission(store, s2.id, runner=dying_worker)
     assert crashed.status == "not graded"
     assert crashed.error == "not graded: the grader failed (RuntimeError: worker process died)"
+    # The instructor's "Grade again" queues it anew (a student cannot)
+    from store.challenges import queue_again
+
+    with pytest.raises(ForbiddenError):
+        queue_again(store, s2.id, user=b)
+    assert queue_again(store, s2.id, user=teacher).status == "queued"
+    assert labs.grade_submission(store, s2.id, runner=False).status == "graded"
     # A model the grader cannot run (does not take the data set's samples): not graded, with why
     s3 = labs.submit_version(store, c.id, session_of(store, b, mlp()).id, user=b)
     bad = labs.grade_submission(store, s3.id, runner=False)
