@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.commands.challenge import add_parser as add_challenge_parser
 from app.commands.compress import cmd_compress
 from app.commands.datasets import cmd_datasets
 from app.commands.diff import cmd_diff
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_grade_parser(sub)
     add_users_parser(sub)
     add_sessions_parser(sub)
+    add_challenge_parser(sub)
     s = sub.add_parser("studio", help="Start the web studio.")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve a lab network)")

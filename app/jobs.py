@@ -11,12 +11,12 @@ store, so the page that started them is not needed to collect them.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import streamlit as st
 
 import store as db
+from app.fair_queue import FairQueue
 from app.labels import web_message
 from app.state import get_store
 from engine.errors import TinyStudioError
@@ -30,14 +30,22 @@ _Cancelled = Cancelled
 
 
 @st.cache_resource
-def _executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="tinystudio-job")
+def _executor() -> FairQueue:
+    # One running job per owner (a lab's student), owners served in turn: see app.fair_queue.
+    return FairQueue(slots=4, name="tinystudio-job")
 
 
 def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[float, str], None]], dict],
-           job: db.JobInfo | None = None) -> db.JobInfo:
-    """Run `work` in a job thread; `job`: a row made beforehand (to link it to other rows before it starts)."""
+           job: db.JobInfo | None = None, owner: int | None = None) -> db.JobInfo:
+    """Run `work` in a job thread; `job`: a row made beforehand (to link it to other rows before it starts);
+    `owner`: the user whose jobs run one at a time (default: this tab's account on a lab server; None: not
+    held back)."""
     store = get_store()
+    if owner is None:
+        from app.auth import current_user
+
+        user = current_user()
+        owner = None if user is None else user.id
     job = job or db.create_job(store, session_id, kind, params)
 
     def progress(fraction: float | None = None, message: str = "") -> None:
@@ -63,8 +71,13 @@ def submit(session_id: int, kind: str, params: dict, work: Callable[[Callable[[f
         except Exception as e:  # a bug: keep the app alive, say what happened
             db.fail_job(store, job.id, f"internal error: {type(e).__name__}: {e}")
 
-    _executor().submit(run)
+    _executor().submit(owner, run)
     return job
+
+
+def submit_unrecorded(fn: Callable[[], object], owner: int | None = None) -> None:
+    """Run fn on the same fair queue without a job row (work whose session is gone: a kept submission)."""
+    _executor().submit(owner, fn)
 
 
 @st.fragment(run_every=1.0)

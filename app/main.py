@@ -35,7 +35,9 @@ user = login_gate(base_store())
 note = sync_url(nav.url_path)  # after st.navigation (the page is known), before the page reads the open session
 with st.sidebar:
     st.markdown("**TinyStudio** · neural networks for microcontrollers")
-    for page in pages.values():
+    for key, page in pages.items():
+        if key == "instructor" and user is not None and user.role != "instructor":
+            continue  # a student has no use for it (and the page and the store refuse them anyway)
         st.page_link(page, query_params=url_params())
     account_sidebar(user)
 if note:

@@ -17,6 +17,8 @@ _SPECS = {  # key: (file, title, icon, default)
     "search": ("search.py", "Search", ":material/travel_explore:", False),
     "history": ("history.py", "History", ":material/history:", False),
     "export": ("export.py", "Export", ":material/memory:", False),
+    "labs": ("labs.py", "Labs", ":material/school:", False),
+    "instructor": ("instructor.py", "Instructor", ":material/co_present:", False),
 }
 
 

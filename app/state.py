@@ -276,7 +276,9 @@ def sync_url(page: str = "") -> str | None:
         st.session_state["_page"] = page
     want = _place()
     if want != _url_now():
-        st.query_params.from_dict({k: val for k, val in want.items() if val})
+        # A page's own parameters (the Labs page's ?challenge=) stay; only the place is written.
+        keep = {k: st.query_params.get_all(k) for k in st.query_params if k not in ("session", "version", "mcu")}
+        st.query_params.from_dict({**keep, **{k: val for k, val in want.items() if val}})
     st.session_state["_url_written"] = want
     return note
 

@@ -70,6 +70,11 @@ def _references(con) -> list[str]:
                 "job {0}: invalid status {1} or progress")
     p += _missing(con, "exports", "version_id", "versions", "export {0}: version {1} is missing")
     p += _missing(con, "session_datasets", "session_id", "sessions", "data set {0}: session {1} is missing")
+    p += _missing(con, "challenge_files", "challenge_id", "challenges", "challenge file {0}: challenge {1} is missing",
+                  cols="x.name, x.challenge_id")
+    p += _missing(con, "submissions", "challenge_id", "challenges", "submission {0}: challenge {1} is missing")
+    p += _missing(con, "grades", "submission_id", "submissions", "grade {1}/{0}: submission {1} is missing",
+                  key="id", cols="x.name, x.submission_id")
     p += _accounts(con)
     return p
 

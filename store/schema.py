@@ -164,6 +164,54 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         # session. NULL: made in single-user use (or before accounts existed): only account-less use sees it.
         "ALTER TABLE sessions ADD COLUMN owner_id BIGINT",
     ]),
+    ("challenges, submissions, grades", [
+        """CREATE TABLE challenges (
+            id BIGINT PRIMARY KEY,
+            title VARCHAR NOT NULL,
+            toml VARCHAR NOT NULL,                 -- the challenge file as published; the files it names below
+            source VARCHAR NOT NULL,               -- where it was published from: a file name, builtin:NAME, form
+            course_id BIGINT,                      -- the course whose students see it; NULL: every account
+            owner_id BIGINT,                       -- the instructor who published it; NULL in single-user use
+            deadline TIMESTAMP,                    -- UTC, copied from the file; NULL: no deadline
+            counts VARCHAR NOT NULL,               -- best | last: which submission counts
+            hide_names BOOLEAN NOT NULL,           -- the leaderboard shows "student N" instead of names
+            created TIMESTAMP NOT NULL)""",
+        "CREATE SEQUENCE challenge_ids START 1",
+        """CREATE TABLE challenge_files (
+            challenge_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,                 -- the path the challenge file names it by
+            hidden BOOLEAN NOT NULL,               -- the hidden test split: never served to students
+            data BLOB NOT NULL,
+            nbytes BIGINT NOT NULL,
+            PRIMARY KEY (challenge_id, name))""",
+        """CREATE TABLE submissions (
+            id BIGINT PRIMARY KEY,
+            challenge_id BIGINT NOT NULL,
+            user_id BIGINT,                        -- the student; NULL in single-user use
+            session_id BIGINT,                     -- where it came from (the session may be deleted later:
+            version_id BIGINT,                     --   the model itself is kept below)
+            model_name VARCHAR NOT NULL,
+            graph_hash VARCHAR NOT NULL,
+            model BLOB NOT NULL,                   -- the graph as submitted (.tsgraph bytes)
+            status VARCHAR NOT NULL,               -- queued | grading | graded | not graded
+            job_id BIGINT,                         -- the job grading it (latest)
+            passed BOOLEAN,
+            score DOUBLE,
+            error VARCHAR,                         -- "not graded: why"
+            result JSON,                           -- engine.labs.grade's GradeResult.to_json()
+            created TIMESTAMP NOT NULL,
+            started TIMESTAMP,                     -- the grading's start and end (fair-queueing evidence)
+            graded TIMESTAMP)""",
+        "CREATE SEQUENCE submission_ids START 1",
+        """CREATE TABLE grades (
+            submission_id BIGINT NOT NULL,
+            name VARCHAR NOT NULL,                 -- sram | flash | latency | energy | accuracy | export | int8
+            value DOUBLE,
+            limit_value DOUBLE,
+            passed BOOLEAN NOT NULL,
+            detail VARCHAR NOT NULL,
+            PRIMARY KEY (submission_id, name))""",
+    ]),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

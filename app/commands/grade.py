@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from app.commands.common import fmt_int, load_tsgraph, open_model, print_json
+from app.commands.common import load_tsgraph, open_model, print_json
+from app.labs import UNITS, fmt_value
 
 EXIT_NOT_GRADED = 1
-UNITS = {"sram": "B", "flash": "B", "latency": "ms", "energy": "uJ"}
 
 
 def add_parser(sub) -> None:
@@ -54,18 +54,6 @@ def cmd_grade(args) -> int:
     else:
         print("\n".join(text_lines(challenge, res)))
     return EXIT_NOT_GRADED if res.error else 0
-
-
-def fmt_value(name: str, v) -> str:
-    if v is None:
-        return "-"
-    if name == "accuracy":
-        return f"{100 * v:.2f} %"
-    if name in ("sram", "flash"):
-        return f"{fmt_int(v)} B"
-    if name in UNITS:
-        return f"{v:,.3f} {UNITS[name]}"
-    return str(v)
 
 
 def text_lines(challenge, res) -> list[str]:

@@ -9,6 +9,7 @@ The file (every key but title, dataset and mcu optional; see README "Teaching la
     title = "Fit keyword spotting into 64 KB of SRAM on an nRF52840"
     instructions_file = "kws64k.md"      # Markdown beside the file (or `instructions = "..."` inline)
     dataset = "keywords"                 # a built-in of engine.data, or a .npz/.csv/.zip beside the file
+    test_dataset = "test.npz"            # optional: the hidden test split (a file beside), graded on instead
     task = "classification"              # must agree with the data set
     start = "zoo:kws_dscnn"              # the starting model: a zoo spec or a model file beside the file
     mcu = "nrf52840"                     # hwmodels ids; runtime defaults to the MCU's default runtime
@@ -49,7 +50,7 @@ MAX_FILE_BYTES = 256 * 1024  # a challenge is a page of text; anything larger is
 LIMITS = {"sram_bytes": "sram", "flash_bytes": "flash", "latency_ms": "latency", "energy_uj": "energy"}
 METHODS = ("pass-fail", "accuracy-if-fits", "formula")
 COUNTS = ("best", "last")
-TOP_KEYS = ("title", "instructions", "instructions_file", "dataset", "task", "start", "mcu", "runtime",
+TOP_KEYS = ("title", "instructions", "instructions_file", "dataset", "test_dataset", "task", "start", "mcu", "runtime",
             "accuracy_target", "deadline", "counts", "export", "require_int8", "limits", "scoring", "grading")
 SCORING_KEYS = ("method", "formula")
 GRADING_KEYS = ("test_samples", "verify_inputs")
@@ -83,6 +84,7 @@ class Challenge:
     verify_inputs: int
     source: str = ""  # the file it was read from, or builtin:NAME
     meta: dict = field(default_factory=dict)
+    test_dataset: str | None = None  # absolute path of the hidden test split's file (a lab server keeps it)
 
     def check_names(self) -> tuple[str, ...]:
         """The checks a grading of this challenge reports, in order."""
@@ -112,7 +114,7 @@ class Challenge:
                 "export": self.export, "require_int8": self.require_int8,
                 "scoring": {"method": self.method, "formula": self.formula.text if self.formula else None},
                 "grading": {"test_samples": self.test_samples, "verify_inputs": self.verify_inputs},
-                "checks": list(self.check_names()), "source": self.source}
+                "checks": list(self.check_names()), "source": self.source, "test_dataset": self.test_dataset}
 
 
 def list_builtin() -> list[str]:
@@ -171,6 +173,7 @@ def parse_challenge(doc: dict, fname: str = "challenge.toml", base_dir: str | os
         except UnicodeDecodeError:
             fail("instructions_file", f"{ipath.name} is not UTF-8 text")
     dataset, task = _dataset(doc, base, fail)
+    test_dataset = _test_dataset(doc, base, fail)
     start = _start(doc, base, fail)
     mcu, runtime = _target(doc, fail)
     limits = _limits(doc, fail)
@@ -201,7 +204,7 @@ def parse_challenge(doc: dict, fname: str = "challenge.toml", base_dir: str | os
     verify_inputs = _count(grading, "verify_inputs", 10, 0, 1000, fail, "grading.")
     return Challenge(title, instructions, dataset, task, start, mcu, runtime, limits,
                      None if target is None else float(target), _deadline(doc, fail), counts, export,
-                     require_int8, method, formula, test_samples, verify_inputs, source)
+                     require_int8, method, formula, test_samples, verify_inputs, source, test_dataset=test_dataset)
 
 
 def _show(v) -> str:
@@ -295,6 +298,18 @@ def _dataset(doc: dict, base: Path, fail) -> tuple[str, str]:
         fail("dataset", f"unknown data set {_show(name)}; built-ins: {', '.join(BUILTINS)}; or a "
                         f"{', '.join(UPLOAD_EXTENSIONS)} file beside the challenge file")
     return str(_file(doc, "dataset", base, fail)), task or "classification"
+
+
+def _test_dataset(doc: dict, base: Path, fail) -> str | None:
+    from engine.data import UPLOAD_EXTENSIONS
+
+    if "test_dataset" not in doc:
+        return None
+    name = _text(doc, "test_dataset", fail, required=True).strip()
+    if not name.lower().endswith(UPLOAD_EXTENSIONS):
+        fail("test_dataset", f"must be a {', '.join(UPLOAD_EXTENSIONS)} file beside the challenge file, got "
+                             f"{_show(name)}")
+    return str(_file(doc, "test_dataset", base, fail))
 
 
 def _start(doc: dict, base: Path, fail) -> str | None:

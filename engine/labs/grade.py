@@ -86,9 +86,13 @@ def counted(challenge: Challenge, results: list[GradeResult]) -> GradeResult | N
 
 
 def held_out_data(challenge: Challenge, data) -> tuple[np.ndarray, np.ndarray, str]:
-    """(x, y, split name): the data set's held-out test split where it has one (keywords: the test voices),
-    else its validation split; at most challenge.test_samples of them, evenly spaced (deterministic)."""
-    if data.source == "builtin:keywords":
+    """(x, y, split name): the challenge's hidden test file when it names one, else the data set's held-out
+    test split where it has one (keywords: the test voices), else its validation split; at most
+    challenge.test_samples of them, evenly spaced (deterministic)."""
+    if challenge.test_dataset:
+        x, y = _hidden_test(challenge, data)
+        split = "hidden test"
+    elif data.source == "builtin:keywords":
         from engine.data.keywords import held_out_split
 
         x, y = held_out_split(data)
@@ -100,6 +104,19 @@ def held_out_data(challenge: Challenge, data) -> tuple[np.ndarray, np.ndarray, s
         idx = np.unique(np.linspace(0, len(x) - 1, n).round().astype(np.int64))
         x, y = x[idx], y[idx]
     return x, y, split
+
+
+def _hidden_test(challenge: Challenge, data) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample of the challenge's test file, normalized as the training samples were."""
+    from engine.data import load_dataset
+    from engine.data.dataset import normalize
+
+    t = load_dataset(challenge.test_dataset, task=data.task, normalize_inputs=False)
+    if t.input_shape != data.input_shape:
+        raise TinyStudioError(f"{Path(challenge.test_dataset).name}: test samples have shape {list(t.input_shape)}, "
+                              f"the data set's {list(data.input_shape)}")
+    x, y = np.concatenate([t.x_train, t.x_val]), np.concatenate([t.y_train, t.y_val])
+    return (normalize(x, data.normalization) if data.normalization else x), y
 
 
 def deployed_graph(graph: Graph, data) -> tuple[Graph, str]:
