@@ -38,6 +38,23 @@ TS_ALWAYS_INLINE void ts_mve_dw_out(int8_t *y, int32x4_t ae, int32x4_t ao, const
     }
 }
 
+/* The even (or odd: k + 1, y + 1, the odd predicate) lanes of two pixels ys apart: the same constants for both. */
+TS_ALWAYS_INLINE void ts_mve_dw_half(int8_t *y, int32x4_t a0, int32x4_t a1, int32_t ys, const int32x4_t *k,
+                                     uint32x4_t even, const ts_mve_dw_geo *g, int tail, mve_pred16_t pr,
+                                     int general)
+{
+    const int32x4_t start = k[0], mult = k[2], left = k[4], right = k[6];
+    const int32x4_t v0 = ts_mve_rq(vaddq_s32(a0, start), mult, left, right, general, g->out_off, g->lo, g->hi);
+    const int32x4_t v1 = ts_mve_rq(vaddq_s32(a1, start), mult, left, right, general, g->out_off, g->lo, g->hi);
+    if (tail) {
+        vstrbq_scatter_offset_p_s32(y, even, v0, pr);
+        vstrbq_scatter_offset_p_s32(y + ys, even, v1, pr);
+    } else {
+        vstrbq_scatter_offset_s32(y, even, v0);
+        vstrbq_scatter_offset_s32(y + ys, even, v1);
+    }
+}
+
 /* The requantization constants of channels c .. c + 7, even and odd lanes (k[0, 2, 4, 6] and k[1, 3, 5, 7]):
  * start values (bias + offset * weight sum), multipliers, left shifts, negated right shifts. */
 TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, int32_t c, const int32_t *bias,
@@ -169,8 +186,9 @@ TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g, const int8_t *
                 o1 = vaddq_s32(o1, vmulltq_int_s16(v1, wv));
             }
         }
-        ts_mve_dw_out(y0, e0, o0, k, even, g, tail, pe, po, general);
-        ts_mve_dw_out(y0 + ys, e1, o1, k, even, g, tail, pe, po, general);
+        /* even lanes of both pixels, then odd ones: each constant loaded once per pair */
+        ts_mve_dw_half(y0, e0, e1, ys, k, even, g, tail, pe, general);
+        ts_mve_dw_half(y0 + 1, o0, o1, ys, k + 1, even, g, tail, po, general);
     }
 }
 
@@ -193,7 +211,11 @@ static TS_NOINLINE void ts_mve_dwcol_short(const ts_mve_dw_geo *g, const int8_t 
         int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
         const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
-    ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
+    if (rows == 3 && cols == 3) { /* the common 3x3 interior: taps unrolled */
+        ts_mve_dw_col(g, xw, ww, 3, 3, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
+    } else {
+        ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
+    }
 }
 
 static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
