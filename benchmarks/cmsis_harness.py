@@ -32,7 +32,7 @@ from engine.validate import infer_shapes
 # The CMSIS-NN source folders the s8 kernels come from (compiled into one archive; --gc-sections keeps what
 # the harness calls).
 CMSIS_DIRS = ("ActivationFunctions", "BasicMathFunctions", "ConvolutionFunctions", "FullyConnectedFunctions",
-              "NNSupportFunctions", "PoolingFunctions", "ReshapeFunctions", "SoftmaxFunctions")
+              "NNSupportFunctions", "PoolingFunctions", "ReshapeFunctions", "SoftmaxFunctions", "TransposeFunctions")
 LAYER_MARKERS = ("ts_layer_begin", "ts_layer_end")
 
 
@@ -243,6 +243,8 @@ def harness_library(graph, lib: CLibrary, name: str | None = None) -> CLibrary:
 #ifndef {upper}_H
 #define {upper}_H
 #include <stdint.h>
+#define {upper}_INPUT_SIZE {sum(s.size for s in lib.inputs)}
+#define {upper}_OUTPUT_SIZE {sum(s.size for s in lib.outputs)}
 int {prefix}_init(void);
 int {prefix}_run(const int8_t *input, int8_t *output);
 int32_t {prefix}_buffer_needed(void);

@@ -8,6 +8,10 @@ refits the per-kind rates of hwmodels/runtimes/tinystudio-c.toml (cortex-m4: DSP
 per-kernel instruction counts by least squares and prints them in instructions (x the assumed cycles per
 instruction gives the TOML's cycles) with each model's error.
 Run: .venv/bin/python benchmarks/runtime_tsc_measure.py [--out FILE.json] [--from FILE.json]
+With --from-table FILE.json (written by benchmarks/kernel_table.py --json), refits instead the per-core rates
+of every core that table measured (Cortex-M4 on mps2-an386, M7 on mps2-an500, M55 on mps3-an547, our kernels
+as the export builds them for that core) and prints each core's measured instructions per model: the figures
+of tinystudio-c.toml [cores.cortex-m7] / [cores.cortex-m55] and calibration.toml [tinystudio_c_cores].
 """
 from __future__ import annotations
 
@@ -110,21 +114,54 @@ def fit(meas: dict, works: dict, path: str, core: str, mcu):
         return np.concatenate([r, 0.05 * (x - x0)])
 
     p = prof(least_squares(residuals, x0).x)
-    print(f"{path} kernels, per instruction (cycles = x cycles/instruction; MACs/cycle = / it):")
+    print(f"{path} kernels ({core}), per instruction (cycles = x cycles/instruction; MACs/cycle = / it):")
     print("  " + ", ".join(f"{f} {getattr(p, f):.4g}" for f in FIELDS))
     for k, o in obs.items():
         pr, macs = predicted(p, works[k], rt, mcu), sum(w.macs for w in works[k])
         print(f"  {k:4s} measured {sum(o.values()):13,.0f} ({sum(o.values()) / macs:5.2f}/MAC)  "
               f"fitted {sum(pr.values()):13,.0f}  {sum(pr.values()) / sum(o.values()) - 1:+6.1%}")
+    return p
+
+
+def toml_figures(p, cpi: float) -> str:
+    """The fitted per-instruction figures as a [cores.X] body in cycles (x `cpi` cycles per instruction)."""
+    lines = []
+    for f in FIELDS:
+        v = getattr(p, f)
+        v = v / cpi if f.endswith("macs_per_cycle") else (v if f in ("column_overhead", "depthwise_channel_overhead")
+                                                           else v * cpi)
+        lines.append(f"{f} = {v:.4g}")
+    return "\n".join(lines)
+
+
+def from_table(path: str, works: dict) -> None:
+    """Refit each core of a kernel_table.py JSON on our kernels' per-function counts there."""
+    from benchmarks.kernel_table import CORES
+
+    table = json.loads(Path(path).read_text())
+    cores = sorted({ck for m in table["models"].values() for ck in m["cores"]})
+    for ck in cores:
+        core, mcu_id = CORES[ck]
+        meas = {k: {"ours": m["cores"][ck]["ours"]} for k, m in table["models"].items() if ck in m["cores"]}
+        p = fit(meas, {k: works[k] for k in meas}, "ours", core, get_mcu(mcu_id))
+        print(f"  instructions per inference ({core}): "
+              + ", ".join(f"{k} = {round(v['ours']['instructions'])}" for k, v in meas.items()))
+        print(f"  [cores.{core}] in instructions (x cycles/instruction for cycles):\n    "
+              + toml_figures(p, 1.0).replace("\n", "\n    "))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="")
     ap.add_argument("--from", dest="src", default="", help="refit on a JSON written by --out instead of measuring")
+    ap.add_argument("--from-table", dest="table", default="",
+                    help="refit every core of a JSON written by benchmarks/kernel_table.py --json")
     args = ap.parse_args()
     mcu = get_mcu("stm32l4r5zi")
     works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
+    if args.table:
+        from_table(args.table, works)
+        return 0
     if args.src:
         out = json.loads(Path(args.src).read_text())
         fit(out, works, "dsp", "cortex-m4", mcu)
