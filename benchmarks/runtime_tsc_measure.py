@@ -134,20 +134,117 @@ def toml_figures(p, cpi: float) -> str:
     return "\n".join(lines)
 
 
-def from_table(path: str, works: dict) -> None:
-    """Refit each core of a kernel_table.py JSON on our kernels' per-function counts there."""
+# Cycles per instruction by core: the Cortex-M4's (calibration.toml [tinystudio_c]); the M7's is the M4's over
+# the 0.8 speed tflm-cmsis-nn.toml gives an STM32H743 (flash and AXI-SRAM latency); the M55's comes from
+# helium_cpi() (published Cortex-M85 cycles of CMSIS-NN's Helium kernels over their QEMU instruction count,
+# / 0.85, tflm-cmsis-nn.toml's M55-to-M85 speed).
+M4_CPI = 1.27
+M7_SPEED = 0.8
+M55_SPEED = 0.85
+
+
+def from_table(path: str, works: dict) -> dict:
+    """Refit each core of a kernel_table.py JSON on our kernels' per-function counts there; prints the
+    [cores.X] figures in cycles and returns {core: (profile, cycles per instruction, {model: instructions})}."""
     from benchmarks.kernel_table import CORES
 
     table = json.loads(Path(path).read_text())
     cores = sorted({ck for m in table["models"].values() for ck in m["cores"]})
+    cpi = {"m4": M4_CPI, "m7": M4_CPI / M7_SPEED}
+    if "m55" in cores:
+        cpi["m55"] = helium_cpi(table) / M55_SPEED
+    out = {}
     for ck in cores:
         core, mcu_id = CORES[ck]
         meas = {k: {"ours": m["cores"][ck]["ours"]} for k, m in table["models"].items() if ck in m["cores"]}
         p = fit(meas, {k: works[k] for k in meas}, "ours", core, get_mcu(mcu_id))
-        print(f"  instructions per inference ({core}): "
-              + ", ".join(f"{k} = {round(v['ours']['instructions'])}" for k, v in meas.items()))
-        print(f"  [cores.{core}] in instructions (x cycles/instruction for cycles):\n    "
-              + toml_figures(p, 1.0).replace("\n", "\n    "))
+        counts = {k: round(v["ours"]["instructions"]) for k, v in meas.items()}
+        print(f"  instructions per inference ({core}): " + ", ".join(f"{k} = {v}" for k, v in counts.items()))
+        print(f"  [cores.{core}] at {cpi[ck]:.4g} cycles/instruction:\n    "
+              + toml_figures(p, cpi[ck]).replace("\n", "\n    "))
+        out[core] = (p, cpi[ck], counts)
+    return out
+
+
+def helium_cpi(table: dict) -> float:
+    """Cycles per instruction of Helium CMSIS-NN code: MLPerf Tiny's published EK-RA8D1 (Cortex-M85, 480 MHz,
+    TFLM + CMSIS-NN) cycles over the instructions the same CMSIS-NN kernels execute on QEMU's Cortex-M55;
+    the geometric mean over KWS, VWW and IC (AD's 0.5 ms is mostly the interpreter's own overhead)."""
+    from hwmodels.calibration import PUBLISHED
+    from hwmodels.data import read_toml
+
+    row = next(r for r in read_toml(PUBLISHED)["rows"] if r["mcu"] == "ra8d1" and r["runtime"] == "tflm-cmsis-nn")
+    mhz = get_mcu("ra8d1").clock_mhz
+    ratios = {}
+    for k, m in table["models"].items():
+        c = m["cores"].get("m55", {}).get("cmsis")
+        if c and k in row["latency_ms"]:
+            ratios[k] = row["latency_ms"][k] * 1e3 * mhz / c["instructions"]
+    if not ratios:
+        raise SystemExit("error: the table has no CMSIS-NN Cortex-M55 counts (run kernel_table.py with "
+                         "CMSIS_NN_PATH): the M55 cycles per instruction come from them")
+    print("Cortex-M85 cycles per CMSIS-NN Helium instruction (published EK-RA8D1 / QEMU M55 counts): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+    import math
+    keys = [k for k in ("kws", "vww", "ic") if k in ratios] or list(ratios)
+    return math.exp(sum(math.log(ratios[k]) for k in keys) / len(keys))
+
+
+_CORE_NOTES = {
+    "cortex-m7": ("mps2-an500", "the Cortex-M4's 1.27 / 0.8 (flash wait states and AXI-SRAM latency of an STM32H743 "
+                  "at 480 MHz, as in tflm-cmsis-nn.toml)", "M4's 1.27 / 0.8"),
+    "cortex-m55": ("mps3-an547", "the published EK-RA8D1 (Cortex-M85, TFLM + CMSIS-NN) cycles over the QEMU count of "
+                   "the same CMSIS-NN Helium kernels, / 0.85 for the M55 (tflm-cmsis-nn.toml's ratio)",
+                   "from the EK-RA8D1 CMSIS-NN anchor"),
+}
+
+
+def core_section(core: str, p, cpi: float, counts: dict, macs: dict) -> str:
+    """The [cores.<core>] table of tinystudio-c.toml for fitted per-instruction figures `p`."""
+    machine, why, short = _CORE_NOTES[core]
+    import textwrap
+
+    per_mac = ", ".join(f"{k.upper()} {counts[k] / macs[k]:.2f}" for k in counts)
+    note = (f"Measured (benchmarks/kernel_table.py, refit by runtime_tsc_measure.py --from-table): our kernels as "
+            f"the export builds them for this core, executed instructions in QEMU {machine} (instructions per MAC: "
+            f"{per_mac}; calibration.toml [tinystudio_c_cores]), fitted per kind, x {cpi:.4g} cycles per "
+            f"instruction: {why}. Instruction-based: an estimate of cycles, not a measurement.")
+    return (f"[cores.{core}]\n" + "".join(f"# {line}\n" for line in textwrap.wrap(note, 112, break_on_hyphens=False))
+            + f"calibrated = false\n{toml_figures(p, cpi)}\n"
+            f'source = "measured instructions (QEMU {machine}, our kernels, MLPerf Tiny models) x {cpi:.3g} '
+            f'cycles/instruction ({short})"\n\n')
+
+
+def write_calibration(fits: dict, macs: dict, runtime_toml: Path, calibration_toml: Path) -> None:
+    """Replace [cores.cortex-m7] / [cores.cortex-m55] of tinystudio-c.toml and [tinystudio_c_cores] of
+    calibration.toml with the fitted figures (the M85 follows the M55: like = "cortex-m55")."""
+    import re
+
+    text = runtime_toml.read_text()
+    for core in ("cortex-m7", "cortex-m55"):
+        if core in fits:
+            p, cpi, counts = fits[core]
+            sec = core_section(core, p, cpi, counts, macs)
+            text, n = re.subn(rf"^\[cores\.{core}\]\n.*?(?=^\[)", sec.replace("\\", "\\\\"), text,
+                              flags=re.S | re.M)
+            if n != 1:
+                raise SystemExit(f"error: {runtime_toml}: no [cores.{core}] table followed by another table")
+    runtime_toml.write_text(text)
+    cal = calibration_toml.read_text()
+    cal = cal.split("\n[tinystudio_c_cores]", 1)[0].rstrip("\n") + "\n"
+    cores = [c for c in ("cortex-m7", "cortex-m55") if c in fits]
+    from benchmarks.kernel_table import CORES
+    mcus = {c: m for c, m in CORES.values()}
+    cal += ("\n[tinystudio_c_cores]\n"
+            "# Our generated C on other cores: executed instructions per inference in QEMU (benchmarks/kernel_table.py,\n"
+            "# the export's flags for that core), and the cycles per instruction tinystudio-c.toml assumes there.\n"
+            'runtime = "tinystudio-c"\n'
+            'source = "benchmarks/kernel_table.py --json, refit by benchmarks/runtime_tsc_measure.py --from-table"\n'
+            "mcu = { " + ", ".join(f'{c} = "{mcus[c]}"' for c in cores) + " }\n"
+            "cycles_per_instruction = { " + ", ".join(f"{c} = {fits[c][1]:.4g}" for c in cores) + " }\n\n"
+            "[tinystudio_c_cores.instructions]\n"
+            + "".join(f"{c} = {{ " + ", ".join(f"{k} = {v}" for k, v in fits[c][2].items()) + " }\n" for c in cores))
+    calibration_toml.write_text(cal)
 
 
 def main() -> int:
@@ -156,11 +253,19 @@ def main() -> int:
     ap.add_argument("--from", dest="src", default="", help="refit on a JSON written by --out instead of measuring")
     ap.add_argument("--from-table", dest="table", default="",
                     help="refit every core of a JSON written by benchmarks/kernel_table.py --json")
+    ap.add_argument("--write", action="store_true", help="with --from-table: write the M7 and M55 figures into "
+                    "tinystudio-c.toml and calibration.toml")
     args = ap.parse_args()
     mcu = get_mcu("stm32l4r5zi")
     works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
     if args.table:
-        from_table(args.table, works)
+        fits = from_table(args.table, works)
+        if args.write:
+            root = Path(__file__).resolve().parents[1] / "hwmodels"
+            macs = {k: sum(w.macs for w in works[k]) for k in works}
+            write_calibration(fits, macs, root / "runtimes" / "tinystudio-c.toml", root / "calibration.toml")
+            print("wrote hwmodels/runtimes/tinystudio-c.toml [cores.cortex-m7], [cores.cortex-m55] and "
+                  "hwmodels/calibration.toml [tinystudio_c_cores]")
         return 0
     if args.src:
         out = json.loads(Path(args.src).read_text())
