@@ -232,6 +232,23 @@ def layer_table(m: dict, ck: str) -> str:
     return "\n".join(rows)
 
 
+# The issue's targets (instructions per MAC per network) for KWS, VWW and IC; every model: ours <= CMSIS-NN.
+TARGETS = {"m4": 1.3, "m7": 1.3, "m55": 0.6}
+
+
+def targets(res: dict) -> list[str]:
+    """One line per target missed (empty: all met)."""
+    missed = []
+    for key, m in res["models"].items():
+        for ck, d in m["cores"].items():
+            per = d["ours"]["instructions_per_mac"]
+            if key in ("kws", "vww", "ic") and per > TARGETS[ck]:
+                missed.append(f"{key.upper()} {ck.upper()}: {per:.2f} instructions/MAC > target {TARGETS[ck]}")
+            if d.get("ratio") is not None and d["ratio"] > 1:
+                missed.append(f"{key.upper()} {ck.upper()}: {d['ratio']:.2f} x CMSIS-NN's instructions")
+    return missed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
@@ -269,6 +286,9 @@ def main() -> int:
         for key, m in res["models"].items():
             for ck in m["cores"]:
                 print(f"\n{key.upper()} on {ck.upper()}:\n{layer_table(m, ck)}")
+    res["targets_missed"] = targets(res)
+    print("\ntargets (M4/M7 <= 1.3, M55 <= 0.6 instructions/MAC on KWS, VWW, IC; ours <= CMSIS-NN): "
+          + ("all met" if not res["targets_missed"] else "missed:\n  " + "\n  ".join(res["targets_missed"])))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     ok = all(d["ours"]["bit_exact"] and ("cmsis" not in d or (d["cmsis"]["bit_exact"] and d["same_outputs"]))

@@ -215,3 +215,27 @@ def test_estimator_reproduces_the_per_core_qemu_counts():
     m55 = rt.core_profile("cortex-m55")
     assert m55.derived_from == "" and "mps3-an547" in m55.source and "instruction" in m55.source
     assert rt.core_profile("cortex-m85").derived_from == "cortex-m55"
+
+
+def test_targets_name_what_is_missed():
+    from benchmarks.kernel_table import targets
+
+    res = _result()
+    assert targets(res) == ["KWS M4: 1.50 instructions/MAC > target 1.3"]
+    res["models"]["kws"]["cores"]["m4"]["ours"]["instructions_per_mac"] = 1.2
+    res["models"]["kws"]["cores"]["m4"]["ratio"] = 1.05
+    assert targets(res) == ["KWS M4: 1.05 x CMSIS-NN's instructions"]
+
+
+def test_bad_arguments_exit_2_with_one_line(monkeypatch, capsys, tmp_path):
+    from benchmarks.kernel_table import main
+
+    monkeypatch.setattr("sys.argv", ["kernel_table.py", "--models", "mnist"])
+    assert main() == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: unknown model or core 'mnist' (models: kws, vww, ic, ad; cores: m4, m7, m55)"]
+    monkeypatch.setenv("CMSIS_NN_PATH", str(tmp_path))
+    monkeypatch.setattr("sys.argv", ["kernel_table.py", "--models", "ad"])
+    assert main() == 2
+    assert capsys.readouterr().err.strip() == (f"error: CMSIS_NN_PATH={tmp_path} has no Include/arm_nnfunctions.h "
+                                               "(expected a CMSIS-NN checkout)")
