@@ -17,7 +17,9 @@ Instructions are QEMU's executed-instruction counts, not cycles.
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -118,6 +120,34 @@ def run_cases(lib, elf: Path, machine: str, work: Path, cases, region, windows=F
     return run, blob, matched, first
 
 
+# Scalar floating-point and system forms of the V* mnemonics: not Helium vector instructions.
+_NOT_MVE = ("vldr", "vstr", "vmov", "vmsr", "vmrs", "vpush", "vpop")
+
+
+def helium_share(elf: Path, tbs: list) -> float:
+    """Share of the executed instructions (every translation block the run entered) that are Helium (MVE)
+    vector instructions, from the ELF's disassembly (armv8.1-m.main) and the blocks' execution counts."""
+    out = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    addrs, mve = [], []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[0].strip().endswith(":"):
+            try:
+                addrs.append(int(parts[0].strip()[:-1], 16))
+            except ValueError:
+                continue
+            m = parts[2].split()[0] if parts[2].split() else ""
+            mve.append(m.startswith("v") and m not in _NOT_MVE and not m.endswith((".f16", ".f32", ".f64")))
+    total = vec = 0
+    for vaddr, n, execs in tbs:
+        i = bisect.bisect_left(addrs, vaddr)
+        if i < len(addrs) and addrs[i] == vaddr:
+            total += n * execs
+            vec += sum(mve[i:i + n]) * execs
+    return vec / total if total else 0.0
+
+
 def measure_lib(lib, mcu, work: Path, cases, build, layer_names) -> dict:
     """Whole-network counts on every case, per-layer and per-function counts on the golden case."""
     elf, machine = build(work / "total", False)
@@ -127,12 +157,13 @@ def measure_lib(lib, mcu, work: Path, cases, build, layer_names) -> dict:
     lrun, _, lmatched, _ = run_cases(lib, elf, machine, work / "layers", cases[:1], LAYER_MARKERS, True, True)
     if len(lrun.window_insns) != len(layer_names):
         raise RuntimeError(f"{lib.name}: {len(lrun.window_insns)} layer windows for {len(layer_names)} layers")
-    return {"instructions": per_inf, "instructions_per_mac": per_inf / lib.macs, "cases": len(cases),
+    mve = helium_share(elf, lrun.tbs) if mcu.core in ("cortex-m55", "cortex-m85") else None
+    return {"helium_share": mve, "instructions": per_inf, "instructions_per_mac": per_inf / lib.macs, "cases": len(cases),
             "bit_exact": matched == len(cases) and lmatched == 1,
             "first_mismatch": None if first is None else str(first),
             "layers": dict(zip(layer_names, lrun.window_insns)),
             "per_function": dict(sorted(lrun.per_function.items(), key=lambda kv: -kv[1])),
-            "outputs_sha": __import__("hashlib").sha256(blob).hexdigest()}
+            "outputs_sha": hashlib.sha256(blob).hexdigest()}
 
 
 def cmsis_footprint(hlib, mcu, work: Path, cmsis: Path, archive: Path, buf: int) -> dict:
@@ -195,14 +226,15 @@ def _f(v, fmt="{:.2f}") -> str:
 
 
 def network_table(res: dict) -> str:
-    rows = ["| model | core | MACs | CMSIS-NN instr./MAC | ours instr./MAC | ours / CMSIS-NN | byte-identical |",
-            "|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| model | core | MACs | CMSIS-NN instr./MAC | ours instr./MAC | ours / CMSIS-NN | Helium share "
+            "CMSIS-NN / ours | byte-identical |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for key, m in res["models"].items():
         for ck, d in m["cores"].items():
             c = d.get("cmsis")
             same = d["ours"]["bit_exact"] and (c is None or (c["bit_exact"] and d["same_outputs"]))
             rows.append(f"| {key.upper()} | {ck.upper()} | {m['macs']:,} | {_f(c and c['instructions_per_mac'])} | "
                         f"{d['ours']['instructions_per_mac']:.2f} | {_f(d.get('ratio'))} | "
+                        f"{_f(c and c.get('helium_share'), '{:.0%}')} / {_f(d['ours'].get('helium_share'), '{:.0%}')} | "
                         f"{'yes' if same else 'NO'} ({d['ours']['cases']} inputs) |")
     return "\n".join(rows)
 

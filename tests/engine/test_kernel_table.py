@@ -162,9 +162,13 @@ def test_qemu_layer_windows_add_up_to_the_network(models):
     from benchmarks.kernel_table import measure
 
     with tempfile.TemporaryDirectory() as td:
-        res = measure("ad", ["m4"], 1, CMSIS if CMSIS and (CMSIS / "Include").is_dir() else None, Path(td),
-                      lambda s: None)
+        res = measure("ad", ["m4", "m55"], 1, CMSIS if CMSIS and (CMSIS / "Include").is_dir() else None,
+                      Path(td), lambda s: None)
     d = res["cores"]["m4"]
+    assert d["ours"]["helium_share"] is None
+    assert res["cores"]["m55"]["ours"]["helium_share"] is not None
+    if "cmsis" in d:  # CMSIS-NN's FC on Helium: VLDRB + VMLAVA loops
+        assert res["cores"]["m55"]["cmsis"]["helium_share"] > 0.3
     for side in ("ours", "cmsis") if "cmsis" in d else ("ours",):
         x = d[side]
         assert x["bit_exact"] and x["cases"] == 2, x["first_mismatch"]
@@ -190,7 +194,10 @@ def _result(bit_exact=True):
 
 def test_tables():
     res = _result()
-    assert "| KWS | M4 | 1,000 | 3.00 | 1.50 | 0.50 | yes (3 inputs) |" in network_table(res)
+    assert "| KWS | M4 | 1,000 | 3.00 | 1.50 | 0.50 | - / - | yes (3 inputs) |" in network_table(res)
+    res["models"]["kws"]["cores"]["m4"]["cmsis"]["helium_share"] = 0.581
+    res["models"]["kws"]["cores"]["m4"]["ours"]["helium_share"] = 0.0
+    assert "| 0.50 | 58% / 0% | yes" in network_table(res)
     assert "| KWS | M4 | 10 | 20 | 30 | 10 | 20 | 30 |" in size_table(res)
     lt = layer_table(res["models"]["kws"], "m4")
     assert "| 0 | a | Conv | k | 1,000 | 1,400 | 1.40 | 2,900 | 2.90 | 0.48 |" in lt

@@ -104,6 +104,7 @@ class QemuRun:
     region_windows: int | None = None
     per_function: dict[str, int] = field(default_factory=dict)  # only with per_function=True
     window_insns: list[int] = field(default_factory=list)  # each window's count, in order: only with windows=True
+    tbs: list = field(default_factory=list)  # [vaddr, instructions, executions] per block: only with per_function
 
     @property
     def timed_out(self) -> bool:
@@ -155,6 +156,7 @@ def run_elf(machine: str, elf: str | Path, cwd: str | Path, timeout: float = 60.
     run = QemuRun(rc, stdout, stderr, round(wall, 3), counts.get("insns"), counts.get("region_insns"),
                   counts.get("region_windows"), window_insns=list(counts.get("windows", [])))
     if per_function and "tbs" in counts:
+        run.tbs = counts["tbs"]
         spans = sorted(syms.items(), key=lambda kv: kv[1][0])
         starts = [a for _, (a, _) in spans]
         for vaddr, n, execs in counts["tbs"]:
