@@ -191,6 +191,8 @@ def helium_cpi(table: dict) -> float:
 
 
 _CORE_NOTES = {
+    "cortex-m4": ("mps2-an386", "an assumed 1.27, the ratio of the nRF5340's measured CMSIS-NN cycles to the QEMU "
+                  "count of the same network (calibration.toml [tinystudio_c], tflm-cmsis-nn.toml)", "estimate"),
     "cortex-m7": ("mps2-an500", "the Cortex-M4's 1.27 / 0.8 (flash wait states and AXI-SRAM latency of an STM32H743 "
                   "at 480 MHz, as in tflm-cmsis-nn.toml)", "M4's 1.27 / 0.8"),
     "cortex-m55": ("mps3-an547", "the published EK-RA8D1 (Cortex-M85, TFLM + CMSIS-NN) cycles over the QEMU count of "
@@ -207,7 +209,8 @@ def core_section(core: str, p, cpi: float, counts: dict, macs: dict) -> str:
     per_mac = ", ".join(f"{k.upper()} {counts[k] / macs[k]:.2f}" for k in counts)
     note = (f"Measured (benchmarks/kernel_table.py, refit by runtime_tsc_measure.py --from-table): our kernels as "
             f"the export builds them for this core, executed instructions in QEMU {machine} (instructions per MAC: "
-            f"{per_mac}; calibration.toml [tinystudio_c_cores]), fitted per kind, x {cpi:.4g} cycles per "
+            f"{per_mac}; calibration.toml {'[tinystudio_c] instructions_dsp' if core == 'cortex-m4' else '[tinystudio_c_cores]'}"
+            f"), fitted per kind, x {cpi:.4g} cycles per "
             f"instruction: {why}. Instruction-based: an estimate of cycles, not a measurement.")
     return (f"[cores.{core}]\n" + "".join(f"# {line}\n" for line in textwrap.wrap(note, 112, break_on_hyphens=False))
             + f"calibrated = false\n{toml_figures(p, cpi)}\n"
@@ -216,12 +219,13 @@ def core_section(core: str, p, cpi: float, counts: dict, macs: dict) -> str:
 
 
 def write_calibration(fits: dict, macs: dict, runtime_toml: Path, calibration_toml: Path) -> None:
-    """Replace [cores.cortex-m7] / [cores.cortex-m55] of tinystudio-c.toml and [tinystudio_c_cores] of
-    calibration.toml with the fitted figures (the M85 follows the M55: like = "cortex-m55")."""
+    """Replace [cores.cortex-m4] / [cores.cortex-m7] / [cores.cortex-m55] of tinystudio-c.toml, [tinystudio_c]
+    instructions_dsp (the M4's counts) and [tinystudio_c_cores] of calibration.toml with the fitted figures
+    (the M33 follows the M4, the M85 the M55)."""
     import re
 
     text = runtime_toml.read_text()
-    for core in ("cortex-m7", "cortex-m55"):
+    for core in ("cortex-m4", "cortex-m7", "cortex-m55"):
         if core in fits:
             p, cpi, counts = fits[core]
             sec = core_section(core, p, cpi, counts, macs)
@@ -231,6 +235,12 @@ def write_calibration(fits: dict, macs: dict, runtime_toml: Path, calibration_to
                 raise SystemExit(f"error: {runtime_toml}: no [cores.{core}] table followed by another table")
     runtime_toml.write_text(text)
     cal = calibration_toml.read_text()
+    if "cortex-m4" in fits:  # the DSP kernels' counts of [tinystudio_c] (runtime_tsc_measure's own table)
+        counts = fits["cortex-m4"][2]
+        line = "instructions_dsp = { " + ", ".join(f"{k} = {v}" for k, v in counts.items()) + " }"
+        cal, n = re.subn(r"^instructions_dsp = \{.*\}$", line, cal, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"error: {calibration_toml}: no instructions_dsp line in [tinystudio_c]")
     cal = cal.split("\n[tinystudio_c_cores]", 1)[0].rstrip("\n") + "\n"
     cores = [c for c in ("cortex-m7", "cortex-m55") if c in fits]
     from benchmarks.kernel_table import CORES
@@ -253,8 +263,8 @@ def main() -> int:
     ap.add_argument("--from", dest="src", default="", help="refit on a JSON written by --out instead of measuring")
     ap.add_argument("--from-table", dest="table", default="",
                     help="refit every core of a JSON written by benchmarks/kernel_table.py --json")
-    ap.add_argument("--write", action="store_true", help="with --from-table: write the M7 and M55 figures into "
-                    "tinystudio-c.toml and calibration.toml")
+    ap.add_argument("--write", action="store_true", help="with --from-table: write the M4, M7 and M55 figures "
+                    "into tinystudio-c.toml and calibration.toml")
     args = ap.parse_args()
     mcu = get_mcu("stm32l4r5zi")
     works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
@@ -264,8 +274,8 @@ def main() -> int:
             root = Path(__file__).resolve().parents[1] / "hwmodels"
             macs = {k: sum(w.macs for w in works[k]) for k in works}
             write_calibration(fits, macs, root / "runtimes" / "tinystudio-c.toml", root / "calibration.toml")
-            print("wrote hwmodels/runtimes/tinystudio-c.toml [cores.cortex-m7], [cores.cortex-m55] and "
-                  "hwmodels/calibration.toml [tinystudio_c_cores]")
+            print("wrote hwmodels/runtimes/tinystudio-c.toml [cores.*] of " + ", ".join(fits)
+                  + " and hwmodels/calibration.toml (instructions_dsp, [tinystudio_c_cores])")
         return 0
     if args.src:
         out = json.loads(Path(args.src).read_text())
