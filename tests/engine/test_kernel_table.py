@@ -246,3 +246,36 @@ def test_bad_arguments_exit_2_with_one_line(monkeypatch, capsys, tmp_path):
     assert main() == 2
     assert capsys.readouterr().err.strip() == (f"error: CMSIS_NN_PATH={tmp_path} has no Include/arm_nnfunctions.h "
                                                "(expected a CMSIS-NN checkout)")
+
+
+def test_write_calibration_replaces_the_core_tables_the_estimator_reads(tmp_path):
+    """runtime_tsc_measure --from-table --write: the fitted per-instruction figures land in tinystudio-c.toml in
+    cycles (x the core's cycles per instruction) and the counts in calibration.toml, which parse back."""
+    import dataclasses
+    import tomllib
+
+    from benchmarks.runtime_tsc_measure import write_calibration
+    from hwmodels.runtime import BUILTIN_DIR, get_runtime, parse_runtime
+
+    hw = Path(__file__).resolve().parents[2] / "hwmodels"
+    rt_toml, cal_toml = tmp_path / "tinystudio-c.toml", tmp_path / "calibration.toml"
+    rt_toml.write_text((BUILTIN_DIR / "tinystudio-c.toml").read_text())
+    cal_toml.write_text((hw / "calibration.toml").read_text())
+    base = get_runtime("tinystudio-c").core_profile("cortex-m4")
+    p = dataclasses.replace(base, conv_macs_per_cycle=2.0, pointwise_macs_per_cycle=2.5, depthwise_macs_per_cycle=0.8,
+                            fc_macs_per_cycle=1.5, layer_overhead_cycles=500.0)
+    counts = {"kws": 2_600_000, "vww": 7_000_000, "ic": 9_000_000, "ad": 150_000}
+    macs = {"kws": 2_656_768, "vww": 7_489_664, "ic": 12_501_632, "ad": 264_192}
+    write_calibration({"cortex-m55": (p, 1.25, counts)}, macs, rt_toml, cal_toml)
+    rt = parse_runtime(tomllib.loads(rt_toml.read_text()), rt_toml)
+    m55 = rt.core_profile("cortex-m55")
+    assert m55.conv_macs_per_cycle == pytest.approx(2.0 / 1.25, rel=1e-3)
+    assert m55.layer_overhead_cycles == pytest.approx(500 * 1.25, rel=1e-3)
+    assert m55.column_overhead == pytest.approx(base.column_overhead, rel=1e-3)  # a ratio: not scaled
+    assert rt.core_profile("cortex-m85").conv_macs_per_cycle == pytest.approx(2.0 / 1.25 * 1.176, rel=1e-3)
+    assert rt.core_profile("cortex-m7") == get_runtime("tinystudio-c").core_profile("cortex-m7")  # not in the fit
+    assert "KWS 0.98" in rt_toml.read_text()
+    cal = tomllib.loads(cal_toml.read_text())
+    assert cal["tinystudio_c_cores"]["instructions"] == {"cortex-m55": counts}
+    assert cal["tinystudio_c_cores"]["cycles_per_instruction"] == {"cortex-m55": 1.25}
+    assert cal["tinystudio_c"] == tomllib.loads((hw / "calibration.toml").read_text())["tinystudio_c"]
