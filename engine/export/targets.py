@@ -78,8 +78,10 @@ def core_target(mcu: MCU) -> CoreTarget:
         ext = ("" if mcu.dsp else "+nodsp") + ("+nofp" if fpu == "none" else "")
         flags = (f"-mcpu=cortex-m33{ext}", "-mthumb") + _fpu_flags(fpu, "fpv5-sp-d16")
     elif core in ("cortex-m55", "cortex-m85"):
-        # The FPU and Helium come with -mcpu (-mfpu=auto); both cores have double precision.
-        flags = (f"-mcpu={core}", "-mthumb", "-mfloat-abi=hard")
+        # The FPU and Helium come with -mcpu (-mfpu=auto); both cores have double precision. A part built
+        # without Helium (its MCU file's simd is not "helium") gets +nomve: the library then takes the DSP
+        # kernels instead of ts_*_mve.c (tinystudio_kernels.h tests __ARM_FEATURE_MVE).
+        flags = (f"-mcpu={core}{'' if mcu.simd == 'helium' else '+nomve'}", "-mthumb", "-mfloat-abi=hard")
     else:
         return _non_arm(mcu, no_qemu)
     return CoreTarget(core, True, flags, ARM_GCC, board, no_qemu)
@@ -134,10 +136,10 @@ def have_tool(name: str) -> bool:
 def local_cflags(cflags: tuple[str, ...]) -> tuple[str, ...]:
     """The flags this machine's arm-none-eabi-gcc accepts for the core: GCC 12 predates -mcpu=cortex-m85,
     whose closest older target is cortex-m55 (same ISA, Armv8.1-M with Helium)."""
-    if "-mcpu=cortex-m85" not in cflags or not have_tool(ARM_GCC):
+    if not any(f.startswith("-mcpu=cortex-m85") for f in cflags) or not have_tool(ARM_GCC):
         return cflags
     probe = subprocess.run([ARM_GCC, "-mcpu=cortex-m85", "-mthumb", "-E", "-x", "c", "-"], input="",
                            capture_output=True, text=True, timeout=30)
     if probe.returncode == 0:
         return cflags
-    return tuple("-mcpu=cortex-m55" if f == "-mcpu=cortex-m85" else f for f in cflags)
+    return tuple(f.replace("-mcpu=cortex-m85", "-mcpu=cortex-m55") for f in cflags)

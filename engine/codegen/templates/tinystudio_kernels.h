@@ -36,6 +36,18 @@ extern "C" {
 #define TINYSTUDIO_DSP 0
 #endif
 
+/* Helium (integer MVE: Cortex-M55/M85) kernels in ts_<family>_mve.c, on top of the DSP path (whose scratch
+ * they reuse); TINYSTUDIO_USE_MVE 0 keeps such a core on the DSP kernels. */
+#ifndef TINYSTUDIO_USE_MVE
+#define TINYSTUDIO_USE_MVE 1
+#endif
+#if TINYSTUDIO_DSP && !defined(TINYSTUDIO_EMULATE_DSP) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && \
+    TINYSTUDIO_USE_MVE
+#define TINYSTUDIO_MVE 1
+#else
+#define TINYSTUDIO_MVE 0
+#endif
+
 #define TS_MAX_DIMS 6
 
 /* Convolution, NHWC. Regular/grouped conv weights are (out_c, k_h, k_w, in_c / groups); depthwise
@@ -179,6 +191,7 @@ void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t 
 void ts_mul_s8(const ts_mul_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_minmax_s8(const ts_minmax_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y);
 void ts_mean_s8(const ts_mean_params *p, const int8_t *x, int8_t *y);
 void ts_reduce_minmax_s8(const ts_reduce_params *p, const int8_t *x, int8_t *y);

@@ -95,71 +95,105 @@ static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t 
     }
 }
 
-/* A four-pixel block times every output channel, one channel at a time. Per group of 4 reduction steps:
- * 1 weight load, 2 sign extensions, 4 double loads of the block and 8 SMLADs give 16 MACs with 11 values
- * live; the channel's requantization constants then serve four outputs, stored at y[m + s * y_stride].
- * `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped); always inlined into one
- * function per form below, so that the channel loop carries no mode tests. */
+/* One group of 4 reduction steps of the four pixels: 1 weight load, 2 sign extensions, 4 double loads of the
+ * block, 8 SMLADs (16 MACs, 15 instructions). */
+#define TS_CONV_GROUP()                                                                                            \
+    do {                                                                                                           \
+        const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);                            \
+        uint32_t u, v;                                                                                             \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));                                                               \
+        w += 4;                                                                                                    \
+    } while (0)
+
+/* A four-pixel block times every output channel, one channel at a time: the groups of 4 reduction steps two
+ * per loop turn (one more when their count is odd), the K % 4 tail, then the channel's requantization
+ * constants serve four outputs, stored at y[m + s * y_stride]. The loop state that the inner loop does not
+ * use lives in one struct, so that the compiler keeps the accumulators and pointers in registers and spills
+ * only that. `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped) and has_tail
+ * whether K % 4 may be nonzero; always inlined into one function per combination below, so that the channel
+ * loop carries no mode or tail tests. */
+typedef struct {
+    const int32_t *bias, *multiplier;
+    const int8_t *shift;
+    int8_t *y, *y_end;
+    int32_t step, y_stride;
+} ts_conv_chan;
+
 TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *block, const int8_t *w,
                                     const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y,
-                                    int32_t y_stride, int mode)
+                                    int32_t y_stride, int mode, int has_tail)
 {
-    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
-    const int32_t step = p->per_channel ? 1 : 0;
-    const int16_t *end = block + 16 * (k_all >> 2);
-    int8_t *const y_end = y + p->out_c;
-    int32_t t, ys;
-    for (; y != y_end; ++y, multiplier += step, shift += step) {
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = has_tail ? k_all & 3 : 0;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
+    const int16_t *const end2 = block + 32 * (k_all >> 3);
+    const int odd_group = (k_all >> 2) & 1;
+    ts_conv_chan s;
+    int32_t t;
+    s.bias = bias;
+    s.multiplier = multiplier;
+    s.shift = shift;
+    s.y = y;
+    s.y_end = y + p->out_c;
+    s.step = p->per_channel ? 1 : 0;
+    s.y_stride = y_stride;
+    do {
         const int16_t *x = block;
-        int32_t a0 = *bias++, a1 = a0, a2 = a0, a3 = a0;
-        while (x != end) {
-            const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
-            uint32_t u, v;
-            ts_load2(&x, &u, &v);
-            a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));
-            ts_load2(&x, &u, &v);
-            a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));
-            ts_load2(&x, &u, &v);
-            a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));
-            ts_load2(&x, &u, &v);
-            a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));
-            w += 4;
+        int32_t a0 = *s.bias++, a1 = a0, a2 = a0, a3 = a0, ys;
+        int8_t *yc;
+        while (x != end2) {
+            TS_CONV_GROUP();
+            TS_CONV_GROUP();
         }
-        for (t = 0; t < tail; ++t) {
+        if (odd_group) {
+            TS_CONV_GROUP();
+        }
+        for (t = 0; has_tail && t < tail; ++t) {
             const int32_t wt = w[t];
             a0 += x[t] * wt;
             a1 += x[tail + t] * wt;
             a2 += x[2 * tail + t] * wt;
             a3 += x[3 * tail + t] * wt;
         }
-        w += tail;
-        ys = y_stride;
+        if (has_tail) {
+            w += tail;
+        }
+        yc = s.y;
+        ys = s.y_stride;
         TS_OPAQUE(ys);
         if (mode == 0) {
-            y[0] = ts_requant(a0, *multiplier, *shift, off, lo, hi);
-            y[ys] = ts_requant(a1, *multiplier, *shift, off, lo, hi);
-            y[2 * ys] = ts_requant(a2, *multiplier, *shift, off, lo, hi);
-            y[3 * ys] = ts_requant(a3, *multiplier, *shift, off, lo, hi);
+            const int32_t m = *s.multiplier, e = *s.shift;
+            yc[0] = ts_requant(a0, m, e, off, lo, hi);
+            yc[ys] = ts_requant(a1, m, e, off, lo, hi);
+            yc[2 * ys] = ts_requant(a2, m, e, off, lo, hi);
+            yc[3 * ys] = ts_requant(a3, m, e, off, lo, hi);
         } else {
-            const ts_rq q = ts_rq_channel(multiplier, shift, 0, 2 * off + 1);
+            const ts_rq q = ts_rq_channel(s.multiplier, s.shift, 0, odd);
             a0 = ts_rq_fast(a0, &q);
             a1 = ts_rq_fast(a1, &q);
             a2 = ts_rq_fast(a2, &q);
             a3 = ts_rq_fast(a3, &q);
             if (mode == 1) {
-                y[0] = (int8_t)ts_ssat8(a0);
-                y[ys] = (int8_t)ts_ssat8(a1);
-                y[2 * ys] = (int8_t)ts_ssat8(a2);
-                y[3 * ys] = (int8_t)ts_ssat8(a3);
+                yc[0] = (int8_t)ts_ssat8(a0);
+                yc[ys] = (int8_t)ts_ssat8(a1);
+                yc[2 * ys] = (int8_t)ts_ssat8(a2);
+                yc[3 * ys] = (int8_t)ts_ssat8(a3);
             } else {
-                y[0] = ts_clamp8(a0, lo, hi);
-                y[ys] = ts_clamp8(a1, lo, hi);
-                y[2 * ys] = ts_clamp8(a2, lo, hi);
-                y[3 * ys] = ts_clamp8(a3, lo, hi);
+                yc[0] = ts_clamp8(a0, lo, hi);
+                yc[ys] = ts_clamp8(a1, lo, hi);
+                yc[2 * ys] = ts_clamp8(a2, lo, hi);
+                yc[3 * ys] = ts_clamp8(a3, lo, hi);
             }
         }
-    }
+        s.multiplier += s.step;
+        s.shift += s.step;
+    } while (++s.y != s.y_end);
 }
 
 typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const int8_t *, const int32_t *,
@@ -169,21 +203,35 @@ static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int
                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                               int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1);
 }
 
 static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_t *block, const int8_t *w,
                                            const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                            int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 0);
 }
 
 static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                             int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 0);
+}
+
+static TS_NOINLINE void ts_conv_block_full_tail(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                                const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                                int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1);
+}
+
+static TS_NOINLINE void ts_conv_block_clamp_tail(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                                 int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1);
 }
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
@@ -194,9 +242,10 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
+    const int full = p->act_min == -128 && p->act_max == 127, tail = (k_all & 3) != 0;
     const ts_conv_block_fn block = p->general_requant ? ts_conv_block_general
-                                   : (p->act_min == -128 && p->act_max == 127 ? ts_conv_block_full
-                                                                             : ts_conv_block_clamp);
+                                   : full ? (tail ? ts_conv_block_full_tail : ts_conv_block_full)
+                                          : (tail ? ts_conv_block_clamp_tail : ts_conv_block_clamp);
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {

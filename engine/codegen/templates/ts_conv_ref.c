@@ -6,6 +6,9 @@
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 #endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 /* One loop for both weight storages (packed4: int4 weights, see ts_weight); always inlined into the two
  * kernels below with packed4 a constant. Taps outside the image are skipped (padding with the zero point). */
@@ -67,6 +70,12 @@ void ts_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_t *w, cons
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                 const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
+#if TINYSTUDIO_MVE
+    if (p->groups == 1 && scratch != NULL) {
+        ts_conv_s8_mve(p, x, w, bias, multiplier, shift, y, scratch);
+        return;
+    }
+#endif
 #if TINYSTUDIO_DSP
     if (p->groups == 1 && scratch != NULL) {
         ts_conv_s8_dsp(p, x, w, bias, multiplier, shift, y, scratch);

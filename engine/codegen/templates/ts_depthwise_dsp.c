@@ -1,6 +1,6 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
- * mainline): groups of 4 channels, SMLABB/SMLATT keeping the channels apart, 3x3 kernels with pre-extended
- * weights and a straight-line interior. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
+ * mainline): groups of 4 channels, SMLABB/SMLATT keeping the channels apart; 3x3 kernels with pre-extended
+ * weights, every output pixel (border ones included) one call of a straight-line 9-tap function. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
  * out_c == in_c; the same bytes as ts_depthwise_conv_s8_ref. */
 #include "ts_dsp.h"
 
@@ -23,6 +23,39 @@ TS_ALWAYS_INLINE void ts_dw_tapx(ts_acc4 *a, const int8_t *xq, uint64_t wp, uint
     a->a3 = ts_smlatt(x13, w13, a->a3);
 }
 
+/* One window row of 3 taps for 4 channels: inputs at xq, xq + xc, xq + 2 xc, weights wr[0 .. 2] (pre-extended
+ * pairs, 8-byte aligned). On the target one block of inline assembly (per tap LDR, LDRD, 2 SXTAB16,
+ * 4 SMLAxy, with 4 temporaries): GCC would otherwise hoist the loads of all 9 taps of a pixel ahead of the
+ * multiplies and spill them. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE void ts_dw_row3(ts_acc4 *a, const int8_t *xq, int32_t xc, const uint64_t *wr, uint32_t offset)
+{
+    ts_dw_tapx(a, xq, wr[0], offset);
+    ts_dw_tapx(a, xq + xc, wr[1], offset);
+    ts_dw_tapx(a, xq + 2 * xc, wr[2], offset);
+}
+#else
+#define TS_DW_TAP_ASM(addr, woff)                                                                                  \
+    "ldr %[xv], " addr "\n\t"                                                                                      \
+    "ldrd %[w02], %[w13], [%[wr], #" woff "]\n\t"                                                                  \
+    "sxtab16 %[x02], %[off], %[xv]\n\t"                                                                            \
+    "sxtab16 %[xv], %[off], %[xv], ror #8\n\t"                                                                     \
+    "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"                                                                      \
+    "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"                                                                      \
+    "smlabb %[a1], %[xv], %[w13], %[a1]\n\t"                                                                       \
+    "smlatt %[a3], %[xv], %[w13], %[a3]\n\t"
+TS_ALWAYS_INLINE void ts_dw_row3(ts_acc4 *a, const int8_t *xq, int32_t xc, const uint64_t *wr, uint32_t offset)
+{
+    uint32_t xv, x02, w02, w13;
+    __asm__(TS_DW_TAP_ASM("[%[xq]]", "0") TS_DW_TAP_ASM("[%[xq], %[xc]]", "8")
+                TS_DW_TAP_ASM("[%[xq], %[xc], lsl #1]", "16")
+            : [a0] "+r"(a->a0), [a1] "+r"(a->a1), [a2] "+r"(a->a2), [a3] "+r"(a->a3), [xv] "=&r"(xv),
+              [x02] "=&r"(x02), [w02] "=&r"(w02), [w13] "=&r"(w13)
+            : [xq] "r"(xq), [xc] "r"(xc), [wr] "r"(wr), [off] "r"(offset), "m"(*(const uint64_t(*)[3])wr),
+              "m"(*xq));
+}
+#endif
+
 /* One tap for 4 channels: one 32-bit load of inputs and one of weights (read from the kernel). */
 TS_ALWAYS_INLINE void ts_dw_tap(ts_acc4 *a, const int8_t *xq, const int8_t *wq, uint32_t offset)
 {
@@ -40,16 +73,6 @@ TS_ALWAYS_INLINE void ts_dw_window(ts_acc4 *a, const int8_t *xr, const int8_t *w
         for (j = 0; j < cols; ++j, xq += x_col, wq += c_n) {
             ts_dw_tap(a, xq, wq, offset);
         }
-    }
-}
-
-/* Tap t = 3i + j of a 3x3 window cut by the border, only when bit t of `valid` is set (xo: the offset of
- * the window's top-left tap, which may lie outside the image; only inside taps are addressed). */
-TS_ALWAYS_INLINE void ts_dw_tapm(ts_acc4 *a, uint32_t valid, int t, const int8_t *img, ptrdiff_t xo,
-                                 int32_t x_row, int32_t x_col, const uint64_t *wx, uint32_t offset)
-{
-    if (valid & (1u << t)) {
-        ts_dw_tapx(a, img + xo + (t / 3) * x_row + (t % 3) * x_col, wx[t], offset);
     }
 }
 
@@ -77,35 +100,139 @@ TS_ALWAYS_INLINE void ts_dw_store4(int8_t *yr, const ts_acc4 *a, int mode, const
     }
 }
 
-/* Channels c .. c + 3 of a depthwise conv (multiplier 1) over the whole output: the group's requantization
- * constants, and for a 3x3 kernel its sign-extended weights, are made once. Each output row runs as a
- * left border, an interior whose 3x3 windows lie inside the image (straight-line taps, pointers stepping
- * by the stride) and a right border; border pixels take their part of the window. Always inlined into one
- * function per requantization form (`mode`, as ts_dw_store4) below. */
-TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
-                                  const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y,
-                                  int mode)
-{
-    const int32_t c_n = p->in_c, off = p->output_offset, lo = p->act_min, hi = p->act_max;
-    const int32_t step = p->per_channel ? 1 : 0;
-    const int k3 = p->k_h == 3 && p->k_w == 3;
-    const uint32_t offset = ts_dup16(p->input_offset);
-    const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;
-    const int32_t x_step = p->stride_w * c_n;
-    const int32_t b0 = bias[c], b1 = bias[c + 1], b2 = bias[c + 2], b3 = bias[c + 3];
-    /* output columns whose window lies inside the image: [ow_lo, ow_hi) (3x3 kernels only) */
-    int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
-    int32_t ow_hi = (p->in_w - 1 - (p->k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1;
-    uint64_t wx[9];
+/* What the 9-tap run function needs besides its pixels (one struct: one pointer live). */
+typedef struct {
+    int32_t bias[4];
     ts_rq q[4];
-    int32_t t, b, oh, ow;
-    ow_hi = ow_hi < p->out_w ? ow_hi : p->out_w;
-    if (!k3 || ow_lo > ow_hi) {
-        ow_lo = ow_hi = p->out_w;
+    int32_t x_col, x_row, x_step, y_step;
+    uint32_t offset;
+    int32_t lo, hi;
+    const int32_t *multiplier;
+    const int8_t *shift;
+    int32_t c, step, off;
+} ts_dw_ctx;
+
+/* n consecutive output pixels (4 channels each) of a 3x3 window row whose 9 taps all lie inside the image:
+ * xq is the first pixel's top-left tap, wk the 9 pre-extended weight pairs of the window (zeros where the true
+ * window lies in the padding, see ts_dw_group); the window steps by k->x_step, the output by k->y_step. A
+ * function of its own so that its live values stay in registers; always inlined into one function per
+ * requantization form (`mode`, as ts_dw_store4). */
+TS_ALWAYS_INLINE void ts_dw_run9_any(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
+                                     int32_t n, int mode)
+{
+    do {
+        const int32_t xc = k->x_col, xr = k->x_row;
+        const uint32_t offset = k->offset;
+        ts_acc4 a;
+        a.a0 = k->bias[0];
+        a.a1 = k->bias[1];
+        a.a2 = k->bias[2];
+        a.a3 = k->bias[3];
+        ts_dw_row3(&a, xq, xc, wk, offset);
+        ts_dw_row3(&a, xq + xr, xc, wk + 3, offset);
+        ts_dw_row3(&a, xq + 2 * xr, xc, wk + 6, offset);
+        ts_dw_store4(yr, &a, mode, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
+        xq += k->x_step;
+        yr += k->y_step;
+    } while (--n > 0);
+}
+
+typedef void (*ts_dw_run9_fn)(const ts_dw_ctx *, const int8_t *, const uint64_t *, int8_t *, int32_t);
+
+static TS_NOINLINE void ts_dw_run9_general(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
+                                           int32_t n)
+{
+    ts_dw_run9_any(k, xq, wk, yr, n, 0);
+}
+
+static TS_NOINLINE void ts_dw_run9_full(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
+                                        int32_t n)
+{
+    ts_dw_run9_any(k, xq, wk, yr, n, 1);
+}
+
+static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
+                                         int32_t n)
+{
+    ts_dw_run9_any(k, xq, wk, yr, n, 2);
+}
+
+/* Where a 3x3 window lies along one axis (start s0 of an axis of n pixels, n >= 3): 0 inside, 1 its first tap
+ * in the padding, 2 its last tap in the padding, -1 otherwise (wider padding). */
+TS_ALWAYS_INLINE int32_t ts_dw_edge(int32_t s0, int32_t n)
+{
+    return s0 >= 0 && s0 + 3 <= n ? 0 : (s0 == -1 ? 1 : (s0 + 2 == n ? 2 : -1));
+}
+
+/* The taps of one output pixel that ts_dw_run9 does not take (wider padding, other kernels, dilation): its
+ * valid taps in loops, weights read from the kernel. */
+static void ts_dw_pixel_any(const ts_conv_params *p, const ts_dw_ctx *k, const int8_t *img, const int8_t *w,
+                            int32_t h0, int32_t w0, int8_t *yr, int mode)
+{
+    const int32_t c_n = p->in_c;
+    int32_t i_lo = 0, i_hi = p->k_h, j_lo = 0, j_hi = p->k_w;
+    ts_acc4 a;
+    a.a0 = k->bias[0];
+    a.a1 = k->bias[1];
+    a.a2 = k->bias[2];
+    a.a3 = k->bias[3];
+    while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
+        ++i_lo;
     }
+    while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
+        --i_hi;
+    }
+    while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
+        ++j_lo;
+    }
+    while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
+        --j_hi;
+    }
+    ts_dw_window(&a, img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n,
+                 w + ((size_t)i_lo * p->k_w + j_lo) * c_n + k->c, i_hi - i_lo, j_hi - j_lo, k->x_row, k->x_col,
+                 p->k_w * c_n, c_n, k->offset);
+    if (mode == 0) {
+        ts_dw_store4(yr, &a, 0, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
+    } else if (mode == 1) {
+        ts_dw_store4(yr, &a, 1, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
+    } else {
+        ts_dw_store4(yr, &a, 2, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
+    }
+}
+
+/* Channels c .. c + 3 of a depthwise conv (multiplier 1) over the whole output; the group's requantization
+ * constants and, for a 3x3 kernel (dilation 1, image at least 3x3), its sign-extended weights are made once.
+ * A 3x3 window cut by the padding on one side of an axis is read one pixel further in, so that every tap it
+ * reads lies inside the image, with the weights moved the other way and a zero row or column where the true
+ * window has padding: wk[e] holds, for the current row case, the 9 weights of column case e (0 inside,
+ * 1 left edge, 2 right edge), remade when the row case changes. Each output row is then a left edge pixel,
+ * a run of inside pixels and a right edge pixel, each one call of the straight-line 9-tap run; windows cut
+ * more than that take their valid taps in loops. */
+static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
+{
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0;
+    const int k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3;
+    const ts_dw_run9_fn run9 = mode == 0 ? ts_dw_run9_general : (mode == 1 ? ts_dw_run9_full : ts_dw_run9_clamp);
+    uint64_t wx[9], wk[3][9];
+    ts_dw_ctx k;
+    int32_t t, b, oh, ow, row_case = -1;
     for (t = 0; t < 4; ++t) {
-        q[t] = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * off + 1);
+        k.bias[t] = bias[c + t];
+        k.q[t] = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
     }
+    k.x_col = p->dil_w * c_n;
+    k.x_row = p->dil_h * p->in_w * c_n;
+    k.x_step = p->stride_w * c_n;
+    k.y_step = c_n;
+    k.offset = ts_dup16(p->input_offset);
+    k.lo = p->act_min;
+    k.hi = p->act_max;
+    k.multiplier = multiplier;
+    k.shift = shift;
+    k.c = c;
+    k.step = step;
+    k.off = p->output_offset;
     for (t = 0; k3 && t < 9; ++t) {
         const uint32_t v = ts_read32(w + (size_t)t * c_n + c);
         wx[t] = ts_sxtb16(v) | (uint64_t)ts_sxtb16_ror8(v) << 32;
@@ -114,102 +241,45 @@ TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, cons
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
         for (oh = 0; oh < p->out_h; ++oh) {
             const int32_t h0 = oh * p->stride_h - p->pad_top;
-            int32_t i_lo = 0, i_hi = p->k_h; /* kernel rows inside the image: [i_lo, i_hi) */
+            const int32_t re = k3 ? ts_dw_edge(h0, p->in_h) : -1, drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
+            const int8_t *xrow = img + (ptrdiff_t)(h0 + drow) * k.x_row;
             int8_t *yr = y + ((size_t)(b * p->out_h + oh) * p->out_w) * c_n + c;
-            while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
-                ++i_lo;
+            if (re >= 0 && re != row_case) { /* weight (i, j) of case e reads tap (i + drow, j + dcol) */
+                for (t = 0; t < 9; t += 3) {
+                    const int32_t si = 3 * (t / 3 + drow);
+                    const int inside = si >= 0 && si < 9;
+                    const uint64_t r0 = inside ? wx[si] : 0, r1 = inside ? wx[si + 1] : 0;
+                    const uint64_t r2 = inside ? wx[si + 2] : 0;
+                    wk[0][t] = r0;
+                    wk[0][t + 1] = r1;
+                    wk[0][t + 2] = r2;
+                    wk[1][t] = r1;
+                    wk[1][t + 1] = r2;
+                    wk[1][t + 2] = 0;
+                    wk[2][t] = 0;
+                    wk[2][t + 1] = r0;
+                    wk[2][t + 2] = r1;
+                }
+                row_case = re;
             }
-            while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
-                --i_hi;
-            }
-            for (ow = 0; ow < p->out_w; ++ow, yr += c_n) {
+            for (ow = 0; ow < p->out_w;) {
                 const int32_t w0 = ow * p->stride_w - p->pad_left;
-                ts_acc4 a = {b0, b1, b2, b3};
-                int32_t j_lo = 0, j_hi = p->k_w;
-                if (ow == ow_lo && i_lo == 0 && i_hi == 3) { /* the interior run */
-                    const int8_t *xq0 = img + ((size_t)h0 * p->in_w + w0) * c_n;
-                    for (; ow < ow_hi; ++ow, yr += c_n, xq0 += x_step) {
-                        const int8_t *xq = xq0;
-                        int32_t xc = x_col;
-                        TS_OPAQUE(xq);
-                        TS_OPAQUE(xc);
-                        a.a0 = b0;
-                        a.a1 = b1;
-                        a.a2 = b2;
-                        a.a3 = b3;
-                        ts_dw_tapx(&a, xq, wx[0], offset);
-                        ts_dw_tapx(&a, xq + xc, wx[1], offset);
-                        ts_dw_tapx(&a, xq + 2 * xc, wx[2], offset);
-                        xq += x_row;
-                        ts_dw_tapx(&a, xq, wx[3], offset);
-                        ts_dw_tapx(&a, xq + xc, wx[4], offset);
-                        ts_dw_tapx(&a, xq + 2 * xc, wx[5], offset);
-                        xq += x_row;
-                        ts_dw_tapx(&a, xq, wx[6], offset);
-                        ts_dw_tapx(&a, xq + xc, wx[7], offset);
-                        ts_dw_tapx(&a, xq + 2 * xc, wx[8], offset);
-                        ts_dw_store4(yr, &a, mode, multiplier, shift, c, step, off, lo, hi, q);
-                    }
-                    --ow; /* the for loop steps past the run */
-                    yr -= c_n;
-                    continue;
+                const int32_t ce = re >= 0 ? ts_dw_edge(w0, p->in_w) : -1;
+                int32_t n = 1;
+                if (ce == 0) { /* the run of inside windows */
+                    const int32_t last = (p->in_w - 3 + p->pad_left) / p->stride_w; /* last inside ow */
+                    n = (last < p->out_w - 1 ? last : p->out_w - 1) - ow + 1;
                 }
-                if (k3) { /* a 3x3 window cut by the border: the valid taps, pre-extended weights */
-                    const ptrdiff_t xo = ((ptrdiff_t)h0 * p->in_w + w0) * c_n;
-                    uint32_t valid = 0, cols = 0;
-                    int32_t i;
-                    for (i = 0; i < 3; ++i) {
-                        const int32_t iw = w0 + i * p->dil_w;
-                        cols |= (uint32_t)(iw >= 0 && iw < p->in_w) << i;
-                    }
-                    for (i = i_lo; i < i_hi; ++i) {
-                        valid |= cols << (3 * i);
-                    }
-                    ts_dw_tapm(&a, valid, 0, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 1, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 2, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 3, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 4, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 5, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 6, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 7, img, xo, x_row, x_col, wx, offset);
-                    ts_dw_tapm(&a, valid, 8, img, xo, x_row, x_col, wx, offset);
+                if (ce >= 0) {
+                    run9(&k, xrow + (w0 + (ce == 1) - (ce == 2)) * k.x_col, wk[ce], yr, n);
                 } else {
-                    while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
-                        ++j_lo;
-                    }
-                    while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
-                        --j_hi;
-                    }
-                    ts_dw_window(&a, img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n,
-                                 w + ((size_t)i_lo * p->k_w + j_lo) * c_n + c, i_hi - i_lo, j_hi - j_lo, x_row,
-                                 x_col, w_row, c_n, offset);
+                    ts_dw_pixel_any(p, &k, img, w, h0, w0, yr, mode);
                 }
-                ts_dw_store4(yr, &a, mode, multiplier, shift, c, step, off, lo, hi, q);
+                ow += n;
+                yr += n * c_n;
             }
         }
     }
-}
-
-static TS_NOINLINE void ts_dw_group_general(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
-                                            const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                            int8_t *y)
-{
-    ts_dw_group(p, x, w, c, bias, multiplier, shift, y, 0);
-}
-
-static TS_NOINLINE void ts_dw_group_full(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
-                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                         int8_t *y)
-{
-    ts_dw_group(p, x, w, c, bias, multiplier, shift, y, 1);
-}
-
-static TS_NOINLINE void ts_dw_group_clamp(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
-                                          const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                          int8_t *y)
-{
-    ts_dw_group(p, x, w, c, bias, multiplier, shift, y, 2);
 }
 
 /* Depthwise with multiplier 1: groups of 4 channels on the DSP path, the last in_c % 4 channels portably. */
@@ -219,13 +289,8 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
     const int32_t c_n = p->in_c, c4 = c_n & ~3;
     int32_t c, b, oh, ow, m, i, j;
     for (c = 0; c < c4; c += 4) {
-        if (p->general_requant) {
-            ts_dw_group_general(p, x, w, c, bias, multiplier, shift, y);
-        } else if (p->act_min == -128 && p->act_max == 127) {
-            ts_dw_group_full(p, x, w, c, bias, multiplier, shift, y);
-        } else {
-            ts_dw_group_clamp(p, x, w, c, bias, multiplier, shift, y);
-        }
+        ts_dw_group(p, x, w, c, bias, multiplier, shift, y,
+                    p->general_requant ? 0 : (p->act_min == -128 && p->act_max == 127 ? 1 : 2));
     }
     for (m = c4; m < c_n; ++m) {
         const int32_t ch = p->per_channel ? m : 0;

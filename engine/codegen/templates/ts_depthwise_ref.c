@@ -6,6 +6,9 @@
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 #endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 /* One loop for both weight storages (packed4: int4 weights), always inlined with packed4 a constant. */
 TS_ALWAYS_INLINE void ts_depthwise_loops(const ts_conv_params *p, const int8_t *x, const void *w, int packed4,
@@ -58,6 +61,12 @@ void ts_depthwise_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_
 void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (p->out_c == p->in_c) {
+        ts_depthwise_conv_s8_mve(p, x, w, bias, multiplier, shift, y);
+        return;
+    }
+#endif
 #if TINYSTUDIO_DSP
     if (p->out_c == p->in_c) {
         ts_depthwise_conv_s8_dsp(p, x, w, bias, multiplier, shift, y);

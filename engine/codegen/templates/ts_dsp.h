@@ -168,6 +168,7 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
 void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                                const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_add_s8_dsp(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y);
 
 #endif /* TINYSTUDIO_DSP */
 

@@ -9,6 +9,16 @@
  * [-30, 0]) and the output one (shift in [-23, -1]), which the generator checks (general_requant = 0), each
  * MultiplyByQuantizedMultiplier is one SMMLAR and a shift (ts_dsp.h); the rounding term of a zero shift is 0
  * (the sign bit of x & shift). */
+/* One input's rescaling, (x + offset) << (left_shift + 1) multiplied by its multiplier and shifted right by r:
+ * lift = 2**(left_shift + 1), olift = offset * lift, h = the rounding half, mask = the shift (its sign bit set
+ * when the shift is negative, which gives the rounding term of a negative value). */
+TS_ALWAYS_INLINE int32_t ts_add_input(int32_t x, int32_t lift, int32_t olift, int32_t h, int32_t mask, int32_t m,
+                                      int32_t r)
+{
+    const int32_t v = x * lift + olift;
+    return ts_smmlar(v, m, h - (int32_t)((uint32_t)(v & mask) >> 31)) >> r;
+}
+
 static void ts_add_row_dsp(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
                            int32_t n)
 {
@@ -17,16 +27,37 @@ static void ts_add_row_dsp(const void *ctx, const int8_t *a, int32_t as, const i
     const int32_t h1 = (int32_t)(((uint32_t)1 << r1) >> 1), h2 = (int32_t)(((uint32_t)1 << r2) >> 1);
     const int32_t fold = (int32_t)((uint32_t)(2 * p->output_offset + 1) << (ro - 1));
     const int32_t lift = (int32_t)1 << (p->left_shift + 1), lo = p->act_min, hi = p->act_max;
-    const int32_t ao = p->a_offset, bo = p->b_offset, am = p->a_multiplier, bm = p->b_multiplier;
-    const int32_t ae = p->a_shift, be = p->b_shift, om = p->out_multiplier, sign = p->subtract ? -1 : 1;
-    int32_t i;
-    for (i = 0; i < n; ++i) { /* the parameters in locals: stores through y may not alias them */
-        const int32_t v1 = (a[i * as] + ao) * lift, v2 = (b[i * bs] + bo) * lift;
-        const int32_t x1 = ts_smmlar(v1, am, h1 - (int32_t)((uint32_t)(v1 & ae) >> 31)) >> r1;
-        const int32_t x2 = ts_smmlar(v2, bm, h2 - (int32_t)((uint32_t)(v2 & be) >> 31)) >> r2;
-        const int32_t raw = x1 + sign * x2;
-        const int32_t v = ts_smmlar(raw * 2, om, fold - (int32_t)((uint32_t)raw >> 31)) >> ro;
-        y[i] = ts_clamp8(v, lo, hi);
+    const int32_t ao = p->a_offset * lift, bo = p->b_offset * lift, am = p->a_multiplier, bm = p->b_multiplier;
+    const int32_t ae = p->a_shift, be = p->b_shift, om = p->out_multiplier;
+    int32_t raw[16];
+    int32_t i, j, k;
+    /* Contiguous rows, 16 elements at a time in three short loops (input a, input b, output), so that each
+     * loop's constants stay in registers; strided (broadcast) rows one element at a time. */
+    for (i = 0; as == 1 && bs == 1 && i + 16 <= n; i += 16) {
+        for (j = 0; j < 16; ++j) {
+            raw[j] = ts_add_input(a[i + j], lift, ao, h1, ae, am, r1);
+        }
+        if (p->subtract) {
+            for (j = 0; j < 16; ++j) {
+                raw[j] -= ts_add_input(b[i + j], lift, bo, h2, be, bm, r2);
+            }
+        } else {
+            for (j = 0; j < 16; ++j) {
+                raw[j] += ts_add_input(b[i + j], lift, bo, h2, be, bm, r2);
+            }
+        }
+        for (j = 0; j < 16; ++j) { /* lo and hi lie in the int8 range: the clamp alone saturates */
+            k = raw[j];
+            k = ts_smmlar(k * 2, om, fold - (int32_t)((uint32_t)k >> 31)) >> ro;
+            k = k < lo ? lo : k;
+            y[i + j] = (int8_t)(k > hi ? hi : k);
+        }
+    }
+    for (; i < n; ++i) { /* the parameters in locals: stores through y may not alias them */
+        const int32_t x1 = ts_add_input(a[i * as], lift, ao, h1, ae, am, r1);
+        const int32_t x2 = ts_add_input(b[i * bs], lift, bo, h2, be, bm, r2);
+        const int32_t r = p->subtract ? x1 - x2 : x1 + x2;
+        y[i] = ts_clamp8(ts_smmlar(r * 2, om, fold - (int32_t)((uint32_t)r >> 31)) >> ro, lo, hi);
     }
 }
 

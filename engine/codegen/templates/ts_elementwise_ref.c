@@ -6,6 +6,9 @@
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 #endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 /* An ordinary function: the rows are called through a pointer, one call per innermost row. */
 void ts_broadcast(const ts_bcast *it, const void *ctx, ts_row_fn row, const int8_t *a, const int8_t *b, int8_t *y)
@@ -72,6 +75,10 @@ static void ts_minmax_row(const void *ctx, const int8_t *a, int32_t as, const in
 
 void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    ts_add_s8_mve(p, a, b, y);
+    return;
+#endif
 #if TINYSTUDIO_DSP
     if (!p->general_requant) {
         ts_add_s8_dsp(p, a, b, y);

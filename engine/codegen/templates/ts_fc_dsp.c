@@ -1,6 +1,6 @@
 /* ts_fc_dsp.c - fully connected on the DSP path (Armv7E-M / Armv8-M mainline): four weight rows at a time
- * against one input row by SMLAD. Called by ts_fully_connected_s8 (ts_fc_ref.c); the same bytes as
- * ts_fully_connected_s8_ref. */
+ * against one input row by SMLAD, the last out_features % 4 rows one at a time. Called by
+ * ts_fully_connected_s8 (ts_fc_ref.c); the same bytes as ts_fully_connected_s8_ref. */
 #include "ts_dsp.h"
 
 #if TINYSTUDIO_DSP
@@ -52,6 +52,21 @@ static TS_NOINLINE void ts_fc_rows4_offset(const int8_t *x, const int8_t *w, int
     ts_fc_rows4_any(x, w, k_n, offset, acc, 1);
 }
 
+/* One weight row against the input row (the last out_features % 4 rows), two SMLADs per 4 steps; the K % 4 tail
+ * is left to the caller. */
+static TS_NOINLINE int32_t ts_fc_row1(const int8_t *x, const int8_t *w, int32_t k_n, uint32_t offset, int32_t acc)
+{
+    const int8_t *end = x + (k_n & ~3);
+    while (x != end) {
+        const uint32_t xv = ts_read32(x), wv = ts_read32(w);
+        acc = ts_smlad(ts_sxtab16(offset, xv), ts_sxtb16(wv), acc);
+        acc = ts_smlad(ts_sxtab16_ror8(offset, xv), ts_sxtb16_ror8(wv), acc);
+        x += 4;
+        w += 4;
+    }
+    return acc;
+}
+
 void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                                const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
@@ -66,12 +81,16 @@ void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int
             int32_t acc[4] = {0, 0, 0, 0};
             if (rows == 4) {
                 (p->input_offset ? ts_fc_rows4_offset : ts_fc_rows4)(row, w + (size_t)n * k_n, k_n, offset, acc);
+            } else { /* the last out_features % 4 rows, one at a time */
+                for (t = 0; t < rows; ++t) {
+                    acc[t] = ts_fc_row1(row, w + (size_t)(n + t) * k_n, k_n, offset, 0);
+                }
             }
             for (t = 0; t < rows; ++t) {
                 const int8_t *wn = w + (size_t)(n + t) * k_n;
                 const int32_t ch = p->per_channel ? n + t : 0;
                 acc[t] += bias[n + t];
-                for (k = rows == 4 ? k4 : 0; k < k_n; ++k) { /* the k % 4 tail, or a last group of < 4 rows */
+                for (k = k4; k < k_n; ++k) { /* the k % 4 tail */
                     acc[t] += (row[k] + p->input_offset) * wn[k];
                 }
                 if (p->general_requant) {

@@ -6,6 +6,9 @@
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 #endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
+#endif
 
 /* One loop for both weight storages (packed4: int4 weights), always inlined with packed4 a constant. */
 TS_ALWAYS_INLINE void ts_fc_loops(const ts_fc_params *p, const int8_t *x, const void *w, int packed4,
@@ -41,6 +44,11 @@ void ts_fully_connected_s4(const ts_fc_params *p, const int8_t *x, const uint8_t
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (ts_fully_connected_s8_mve(p, x, w, bias, multiplier, shift, y)) {
+        return;
+    }
+#endif
 #if TINYSTUDIO_DSP
     ts_fully_connected_s8_dsp(p, x, w, bias, multiplier, shift, y);
 #else

@@ -1,8 +1,13 @@
 /* ts_pool_ref.c - pooling and reductions, NHWC (average and max pooling, MEAN / SUM, ReduceMin / ReduceMax):
- * portable C, the only implementation on every build. */
+ * portable C (the oracle), and the entry point ts_avg_pool_s8, which runs the DSP version (ts_pool_dsp.c)
+ * where it is built. */
 #include "ts_fixedpoint.h"
 
-void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+#if TINYSTUDIO_DSP
+#include "ts_dsp.h"
+#endif
+
+void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
     int32_t b, oh, ow, c, i, j;
     for (b = 0; b < p->batches; ++b) {
@@ -31,6 +36,15 @@ void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
             }
         }
     }
+}
+
+void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+#if TINYSTUDIO_DSP
+    ts_avg_pool_s8_dsp(p, x, y);
+#else
+    ts_avg_pool_s8_ref(p, x, y);
+#endif
 }
 
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)

@@ -1,0 +1,314 @@
+/* ts_conv_mve.c - regular convolution on Helium (Cortex-M55/M85): output pixels four at a time, each output
+ * channel's weights against their receptive fields by VMLADAVA (16 int8 MACs per instruction), the K % 16
+ * tail under a VCTP predicate; the sums of 32 channels are then requantized four channels per vector. The
+ * receptive fields are read in place where they are contiguous runs of the input (pointwise layers), else
+ * gathered as int8 into the DSP path's scratch, padded with the input zero point.
+ * Called by ts_conv_s8 (ts_conv_ref.c) for groups == 1; the same bytes as ts_conv_s8_ref. */
+#include "ts_mve.h"
+
+#if TINYSTUDIO_MVE
+
+/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per predicated load and store. */
+static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
+{
+    const int8x16_t f = vdupq_n_s8(fill);
+    for (; n > 0; n -= 16, dst += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)n);
+        if (src != NULL) {
+            vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
+            src += 16;
+        } else {
+            vstrbq_p_s8(dst, f, pr);
+        }
+    }
+}
+
+/* The receptive field of output pixel q (k_h * k_w * in_c int8, in the weights' order) into dst, taps outside
+ * the image holding the input zero point. */
+static void ts_mve_field(const ts_conv_params *p, const int8_t *img, int32_t q, int8_t *dst)
+{
+    const int32_t c_n = p->in_c, oh = q / p->out_w, ow = q - oh * p->out_w;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    const int32_t row = p->k_w * c_n;
+    const int cols_inside = w0 >= 0 && w0 + (p->k_w - 1) * p->dil_w < p->in_w;
+    int32_t i, j;
+    for (i = 0; i < p->k_h; ++i, dst += row) {
+        const int32_t ih = h0 + i * p->dil_h;
+        if (ih < 0 || ih >= p->in_h) {
+            ts_mve_put(dst, NULL, row, zp);
+        } else if (cols_inside && (p->dil_w == 1 || p->k_w == 1)) {
+            ts_mve_put(dst, img + ((size_t)ih * p->in_w + w0) * c_n, row, zp);
+        } else {
+            for (j = 0; j < p->k_w; ++j) {
+                const int32_t iw = w0 + j * p->dil_w;
+                const int inside = iw >= 0 && iw < p->in_w;
+                ts_mve_put(dst + j * c_n, inside ? img + ((size_t)ih * p->in_w + iw) * c_n : NULL, c_n, zp);
+            }
+        }
+    }
+}
+
+/* Output channels per requantization pass: the pass keeps four pixels' accumulators and each channel's start
+ * value (bias + offset * sum of the weights) on the stack, 5 * 4 * TS_MVE_CH bytes. */
+#define TS_MVE_CH 32
+
+/* The four pixels' receptive fields, K contiguous int8 each: in the image (a field that is one run of the
+ * input, as in pointwise layers) or gathered into the scratch. */
+typedef struct {
+    const int8_t *f0, *f1, *f2, *f3;
+} ts_mve_fields;
+
+#if defined(__GNUC__)
+/* What the assembly loop below reads (offsets fixed in it: keep the order). */
+typedef struct {
+    const int8_t *f[4];
+    int32_t loops, off, n;
+    const int32_t *bias;
+} ts_mve_sums_job;
+
+/* The channel loop of ts_mve_conv_sums for K % 16 == 0 (K >= 16) in assembly: the compiler's version spills
+ * the four field pointers and five accumulators (VMLADAVA takes even registers only) and spends some 40
+ * instructions per channel around the 11 of the dot-product loop; here 24. Rows of acc are 4 * TS_MVE_CH
+ * bytes apart. */
+static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
+{
+    const int8_t *x0, *x1, *x2, *x3;
+    int32_t a0, a1, a2, a3, ws;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd %[x0], %[x1], [%[job]]\n\t"
+        "ldrd %[x2], %[x3], [%[job], #8]\n\t"
+        "ldr lr, [%[job], #16]\n\t"
+        "movs %[a0], #0\n\t"
+        "movs %[a1], #0\n\t"
+        "movs %[a2], #0\n\t"
+        "movs %[a3], #0\n\t"
+        "movs %[ws], #0\n\t"
+        "dls lr, lr\n"
+        "2:\n\t"
+        "vldrb.8 q0, [%[w]], #16\n\t"
+        "vldrb.8 q1, [%[x0]], #16\n\t"
+        "vldrb.8 q2, [%[x1]], #16\n\t"
+        "vmladava.s8 %[a0], q1, q0\n\t"
+        "vldrb.8 q3, [%[x2]], #16\n\t"
+        "vmladava.s8 %[a1], q2, q0\n\t"
+        "vldrb.8 q1, [%[x3]], #16\n\t"
+        "vmladava.s8 %[a2], q3, q0\n\t"
+        "vmladava.s8 %[a3], q1, q0\n\t"
+        "vaddva.s8 %[ws], q0\n\t"
+        "le lr, 2b\n\t"
+        "str %[a1], [%[acc], #128]\n\t"
+        "str %[a2], [%[acc], #256]\n\t"
+        "str %[a3], [%[acc], #384]\n\t"
+        "str %[a0], [%[acc]], #4\n\t"
+        "ldr %[x0], [%[job], #28]\n\t"
+        "ldr %[a1], [%[x0]], #4\n\t"
+        "str %[x0], [%[job], #28]\n\t"
+        "ldr %[a2], [%[job], #20]\n\t"
+        "mla %[a1], %[ws], %[a2], %[a1]\n\t"
+        "str %[a1], [%[acc], #508]\n\t"
+        "ldr %[a3], [%[job], #24]\n\t"
+        "subs %[a3], %[a3], #1\n\t"
+        "str %[a3], [%[job], #24]\n\t"
+        "bne 1b\n\t"
+        : [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3), [a0] "=&Te"(a0), [a1] "=&Te"(a1),
+          [a2] "=&Te"(a2), [a3] "=&Te"(a3), [ws] "=&Te"(ws), [w] "+r"(w), [acc] "+r"(acc)
+        : [job] "r"(job)
+        : "lr", "q0", "q1", "q2", "q3", "memory", "cc");
+}
+#endif
+
+/* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and their start values into
+ * acc[4][m - m0]. Per 16 reduction steps: 1 weight load, 4 field loads, 4 VMLADAVA and one VADDVA (the
+ * weights' sum, which carries the input offset: sum (x + off) * w = sum x * w + off * sum w, exact, padding
+ * holding the zero point) give 64 MACs; the last K % 16 under a VCTP predicate. `small` (K <= 16, a constant
+ * in each caller): the fields stay in registers. Returns the weights past channel m0 + n. */
+TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w,
+                                                const int32_t *bias, int32_t off, int32_t n,
+                                                int32_t acc[5][TS_MVE_CH], int small)
+{
+    const int32_t loops = k_all >> 4, tail = k_all & 15;
+    int32_t m, k;
+    if (small) { /* K <= 16: the four fields stay in registers across the channels */
+        const mve_pred16_t pk = vctp8q((uint32_t)k_all);
+        const int8x16_t x0 = vldrbq_z_s8(f->f0, pk), x1 = vldrbq_z_s8(f->f1, pk), x2 = vldrbq_z_s8(f->f2, pk);
+        const int8x16_t x3 = vldrbq_z_s8(f->f3, pk);
+        for (m = 0; m < n; ++m, w += k_all) {
+            const int8x16_t wv = vldrbq_z_s8(w, pk);
+            acc[0][m] = vmladavq_s8(x0, wv);
+            acc[1][m] = vmladavq_s8(x1, wv);
+            acc[2][m] = vmladavq_s8(x2, wv);
+            acc[3][m] = vmladavq_s8(x3, wv);
+            acc[4][m] = bias[m] + off * vaddvq_s8(wv);
+        }
+        return w;
+    }
+#if defined(__GNUC__)
+    if (tail == 0) {
+        ts_mve_sums_job job;
+        job.f[0] = f->f0;
+        job.f[1] = f->f1;
+        job.f[2] = f->f2;
+        job.f[3] = f->f3;
+        job.loops = loops;
+        job.off = off;
+        job.n = n;
+        job.bias = bias;
+        ts_mve_sums_asm(&job, w, &acc[0][0]);
+        return w + (size_t)n * k_all;
+    }
+#endif
+    for (m = 0; m < n; ++m) {
+        const int8_t *x0 = f->f0, *x1 = f->f1, *x2 = f->f2, *x3 = f->f3;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ws = 0;
+        for (k = 0; k < loops; ++k) {
+            const int8x16_t wv = vldrbq_s8(w);
+            w += 16;
+            ws = vaddvaq_s8(ws, wv);
+            a0 = vmladavaq_s8(a0, vldrbq_s8(x0), wv);
+            a1 = vmladavaq_s8(a1, vldrbq_s8(x1), wv);
+            a2 = vmladavaq_s8(a2, vldrbq_s8(x2), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_s8(x3), wv);
+            x0 += 16;
+            x1 += 16;
+            x2 += 16;
+            x3 += 16;
+        }
+        if (tail) {
+            const mve_pred16_t pt = vctp8q((uint32_t)tail);
+            const int8x16_t wv = vldrbq_z_s8(w, pt);
+            w += tail;
+            ws = vaddvaq_s8(ws, wv);
+            a0 = vmladavaq_s8(a0, vldrbq_z_s8(x0, pt), wv);
+            a1 = vmladavaq_s8(a1, vldrbq_z_s8(x1, pt), wv);
+            a2 = vmladavaq_s8(a2, vldrbq_z_s8(x2, pt), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_z_s8(x3, pt), wv);
+        }
+        acc[0][m] = a0;
+        acc[1][m] = a1;
+        acc[2][m] = a2;
+        acc[3][m] = a3;
+        acc[4][m] = bias[m] + off * ws;
+    }
+    return w;
+}
+
+/* Channels m0 .. m0 + n of the four pixels requantized four channels at a time (per-channel constants as
+ * vectors, a predicate on the last n % 4) and stored at y[m + s * ys]. */
+TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][TS_MVE_CH], int32_t n,
+                                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys,
+                                        int general)
+{
+    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32x4_t zero = vdupq_n_s32(0);
+    int32x4_t mult = vdupq_n_s32(multiplier[0]), sh = vdupq_n_s32(shift[0]);
+    int32x4_t left = vmaxq_s32(sh, zero), right = vminq_s32(sh, zero);
+    int32_t m;
+    for (m = 0; m < n; m += 4) {
+        const mve_pred16_t pr = vctp32q((uint32_t)(n - m));
+        const int32x4_t start = vldrwq_s32(&acc[4][m]);
+        if (p->per_channel) {
+            mult = vldrwq_z_s32(multiplier + m, pr);
+            sh = vldrbq_z_s32(shift + m, pr);
+            left = vmaxq_s32(sh, zero);
+            right = vminq_s32(sh, zero);
+        }
+        vstrbq_p_s32(y + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[0][m]), start), mult, left, right, general, out_off,
+                                      lo, hi), pr);
+        vstrbq_p_s32(y + ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[1][m]), start), mult, left, right, general,
+                                           out_off, lo, hi), pr);
+        vstrbq_p_s32(y + 2 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[2][m]), start), mult, left, right, general,
+                                               out_off, lo, hi), pr);
+        vstrbq_p_s32(y + 3 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[3][m]), start), mult, left, right, general,
+                                               out_off, lo, hi), pr);
+    }
+}
+
+/* Every output channel of four pixels (fields f, see ts_mve_fields; `small` a constant in each caller),
+ * outputs at y[m + s * ys]: TS_MVE_CH channels' sums, then their requantization, and so on. */
+TS_ALWAYS_INLINE void ts_mve_conv_any(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+                                      const int8_t *w, const int32_t *bias, const int32_t *multiplier,
+                                      const int8_t *shift, int8_t *y, int32_t ys, int small, int general)
+{
+    int32_t acc[5][TS_MVE_CH];
+    const int32_t step = p->per_channel ? 1 : 0, off = p->input_offset;
+    int32_t m0;
+    for (m0 = 0; m0 < p->out_c; m0 += TS_MVE_CH) {
+        const int32_t n = ts_min32(TS_MVE_CH, p->out_c - m0);
+        w = ts_mve_conv_sums(f, k_all, w, bias + m0, off, n, acc, small);
+        ts_mve_conv_store(p, acc, n, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
+    }
+}
+
+typedef void (*ts_mve_conv_fn)(const ts_conv_params *, const ts_mve_fields *, int32_t, const int8_t *,
+                               const int32_t *, const int32_t *, const int8_t *, int8_t *, int32_t);
+
+#define TS_MVE_CONV_FN(name, small, general)                                                                      \
+    static TS_NOINLINE void name(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all, const int8_t *w, \
+                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, \
+                                 int32_t ys)                                                                     \
+    {                                                                                                            \
+        ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, small, general);                         \
+    }
+TS_MVE_CONV_FN(ts_mve_conv_short, 0, 0)
+TS_MVE_CONV_FN(ts_mve_conv_general, 0, 1)
+TS_MVE_CONV_FN(ts_mve_conv_small_short, 1, 0)
+TS_MVE_CONV_FN(ts_mve_conv_small_general, 1, 1)
+
+/* Where output pixel q's receptive field is one contiguous run inside the image (1x1 kernels, 1xN rows), that
+ * run; NULL otherwise. */
+static const int8_t *ts_mve_run(const ts_conv_params *p, const int8_t *img, int32_t q)
+{
+    const int32_t oh = q / p->out_w, ow = q - oh * p->out_w;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    if (p->k_h != 1 || (p->k_w != 1 && p->dil_w != 1) || h0 < 0 || h0 >= p->in_h || w0 < 0 ||
+        w0 + p->k_w > p->in_w) {
+        return NULL;
+    }
+    return img + ((size_t)h0 * p->in_w + w0) * p->in_c;
+}
+
+/* Regular conv (groups 1): pixels four at a time; a last partial block moves back to overlap the one before
+ * (those pixels are computed twice, same bytes); fewer than four pixels in all go one at a time (one field
+ * four times, output stride 0: the same bytes written four times). Fields that are contiguous runs of the
+ * input are read in place; others are gathered into the scratch (the DSP path's, emit_conv.py: 8 K bytes,
+ * of which 4 K are used). */
+void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
+    const int g = p->general_requant != 0;
+    const ts_mve_conv_fn block = k_all <= 16 ? (g ? ts_mve_conv_small_general : ts_mve_conv_small_short)
+                                             : (g ? ts_mve_conv_general : ts_mve_conv_short);
+    int8_t *buf = (int8_t *)scratch;
+    int32_t b, q, s;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
+        int8_t *yb = y + (size_t)b * pixels * n_out;
+        for (q = 0; q < pixels; q += 4) {
+            const int one = pixels < 4;
+            const int32_t q0 = one ? q : (q + 4 <= pixels ? q : pixels - 4);
+            const int8_t *fs[4];
+            ts_mve_fields f;
+            for (s = 0; s < 4; ++s) {
+                const int32_t qs = one ? q0 : q0 + s;
+                fs[s] = ts_mve_run(p, img, qs);
+                if (fs[s] == NULL) {
+                    ts_mve_field(p, img, qs, buf + s * k_all);
+                    fs[s] = buf + s * k_all;
+                }
+            }
+            f.f0 = fs[0];
+            f.f1 = fs[1];
+            f.f2 = fs[2];
+            f.f3 = fs[3];
+            block(p, &f, k_all, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, one ? 0 : n_out);
+            if (one) {
+                q -= 3; /* one pixel per step */
+            }
+        }
+    }
+}
+
+#endif /* TINYSTUDIO_MVE */

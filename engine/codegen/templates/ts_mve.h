@@ -1,0 +1,79 @@
+/* ts_mve.h - the Helium (M-profile Vector Extension, Armv8.1-M: Cortex-M55/M85) layer of the *_mve.c kernel
+ * files (internal).
+ *
+ * <arm_mve.h> intrinsics: int8 dot products across a vector (VMLADAVA), widening byte loads, tail predication
+ * (VCTP) and TFLite's requantization on four int32 lanes. Everything here exists only when TINYSTUDIO_MVE is 1
+ * (integer MVE present, TINYSTUDIO_USE_MVE 1, and the DSP path on, whose scratch the MVE conv reuses). The MVE
+ * kernels give the portable kernels' bytes; there is no host emulation, QEMU mps3-an547 runs them.
+ */
+#ifndef TS_MVE_H
+#define TS_MVE_H
+
+#include "ts_fixedpoint.h"
+
+#if TINYSTUDIO_MVE
+
+#include <arm_mve.h>
+
+/* TFLite's MultiplyByQuantizedMultiplier on four lanes, the same value as ts_mbqm for every input:
+ * left = max(shift, 0), neg_right = min(shift, 0). VSHL wraps like the portable (uint32) lift, VQRDMULH is
+ * SaturatingRoundingDoublingHighMul (the one overflow, MIN * MIN, saturating), and VRSHL by -r rounds halves
+ * up, where RoundingDivideByPOT rounds them away from zero: a negative value is first lowered by one
+ * (saturating; gemmlowp's NEON form), which moves exactly its ties down and leaves every other result. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm(int32x4_t x, int32x4_t left, int32x4_t mult, int32x4_t neg_right)
+{
+    int32x4_t v = vqrdmulhq_s32(vshlq_s32(x, left), mult);
+    v = vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, neg_right), 31));
+    return vrshlq_s32(v, neg_right);
+}
+
+/* ts_requant on four lanes with the lanes' multipliers, left = max(shift, 0) and neg_right = min(shift, 0):
+ * rescale, add the output offset, clamp. `general` 0 (a constant in each caller) for a layer whose generator
+ * cleared general_requant (every shift in [-30, -1]: no left shift, and the sign of v & neg_right is the sign
+ * of v), the same value with two instructions fewer. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_rq(int32x4_t acc, int32x4_t mult, int32x4_t left, int32x4_t neg_right,
+                                     int general, int32_t out_offset, int32_t lo, int32_t hi)
+{
+    int32x4_t v;
+    if (general) {
+        v = ts_mve_mbqm(acc, left, mult, neg_right);
+    } else {
+        v = vqrdmulhq_s32(acc, mult);
+        v = vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), neg_right);
+    }
+    v = vaddq_n_s32(v, out_offset);
+    v = vmaxq_s32(v, vdupq_n_s32(lo));
+    return vminq_s32(v, vdupq_n_s32(hi));
+}
+
+/* ts_requant on four lanes (multipliers and shifts per lane), for every constant. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32_t out_offset,
+                                          int32_t lo, int32_t hi)
+{
+    const int32x4_t zero = vdupq_n_s32(0);
+    return ts_mve_rq(acc, mult, vmaxq_s32(shift, zero), vminq_s32(shift, zero), 1, out_offset, lo, hi);
+}
+
+/* Four int32 values as one vector. */
+TS_ALWAYS_INLINE int32x4_t ts_mve_vec4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
+{
+    int32x4_t v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    return vsetq_lane_s32(a3, v, 3);
+}
+
+/* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
+void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+void ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
+int ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_add_s8_mve(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
+void ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
+void ts_max_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
+
+#endif /* TINYSTUDIO_MVE */
+
+#endif /* TS_MVE_H */

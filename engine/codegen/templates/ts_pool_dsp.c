@@ -1,0 +1,91 @@
+/* ts_pool_dsp.c - average pooling on the DSP path (Armv7E-M / Armv8-M mainline): 4 channels per word summed
+ * in 16-bit lanes by SXTAB16, and the mean without a divide per output: TFLite's rounding division
+ * (|sum| + count / 2) / count, sign restored, is one UMULL by a reciprocal of the window's count, exact for
+ * the sums a window of up to TS_POOL_RECIP_MAX pixels gives (see ts_pool_recip). Called by ts_avg_pool_s8
+ * (ts_pool_ref.c); the same bytes as ts_avg_pool_s8_ref. */
+#include "ts_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* 16-bit lanes hold the sum of up to 255 int8 values (|sum| <= 32640). */
+#define TS_POOL_LANES_MAX 255
+
+/* M = ceil(2**32 / count): floor(n * M / 2**32) = floor(n / count) for 0 <= n <= 129 count when
+ * n (M count - 2**32) < 2**32, which holds for count <= 5000 (M count - 2**32 < count and 129 count**2 < 2**32);
+ * count 1 (M = 2**32) is taken apart. The host tests check every count up to that bound. */
+#define TS_POOL_RECIP_MAX 5000
+
+static uint32_t ts_pool_recip(int32_t count)
+{
+    return count > 1 ? (uint32_t)((0xFFFFFFFFu / (uint32_t)count) + 1u) : 0u;
+}
+
+/* TFLite's mean of a window: round half away from zero, then the activation clamp. */
+TS_ALWAYS_INLINE int8_t ts_pool_mean(int32_t acc, int32_t count, uint32_t recip, int32_t lo, int32_t hi)
+{
+    const uint32_t n = (uint32_t)(acc < 0 ? -acc : acc) + (uint32_t)(count >> 1);
+    const int32_t q = count > 1 ? (int32_t)(((uint64_t)n * recip) >> 32) : (int32_t)n;
+    int32_t mean = acc < 0 ? -q : q;
+    mean = mean < lo ? lo : mean;
+    return (int8_t)(mean > hi ? hi : mean);
+}
+
+void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y)
+{
+    const int32_t c_n = p->channels, c4 = c_n & ~3, lo = p->act_min, hi = p->act_max;
+    int32_t b, oh, ow, c, i, j, last_count = -1;
+    uint32_t recip = 0;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
+            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
+            for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
+                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
+                const int32_t count =
+                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                const int32_t taps = ts_max32(0, i_hi - i_lo) * ts_max32(0, j_hi - j_lo);
+                const int32_t row_step = (p->in_w - (j_hi - j_lo)) * c_n;
+                const int8_t *x0 = img + ((size_t)(h0 + i_lo) * p->in_w + (w0 + j_lo)) * c_n;
+                if (count != last_count) { /* one divide per change of the window's count (border pixels) */
+                    recip = ts_pool_recip(count);
+                    last_count = count;
+                }
+                for (c = 0; c < c_n; c += 4) {
+                    const int8_t *xp = x0 + c;
+                    if (c < c4 && taps <= TS_POOL_LANES_MAX && count <= TS_POOL_RECIP_MAX) {
+                        uint32_t s02 = 0, s13 = 0;
+                        for (i = i_lo; i < i_hi; ++i, xp += row_step) {
+                            for (j = j_lo; j < j_hi; ++j, xp += c_n) {
+                                const uint32_t v = ts_read32(xp);
+                                s02 = ts_sxtab16(s02, v);
+                                s13 = ts_sxtab16_ror8(s13, v);
+                            }
+                        }
+                        y[c] = ts_pool_mean((int16_t)(s02 & 0xFFFFu), count, recip, lo, hi);
+                        y[c + 1] = ts_pool_mean((int16_t)(s13 & 0xFFFFu), count, recip, lo, hi);
+                        y[c + 2] = ts_pool_mean((int16_t)(s02 >> 16), count, recip, lo, hi);
+                        y[c + 3] = ts_pool_mean((int16_t)(s13 >> 16), count, recip, lo, hi);
+                    } else { /* the last c_n % 4 channels, or windows too large for the lanes or reciprocal */
+                        int32_t t;
+                        for (t = c; t < c + 4 && t < c_n; ++t) {
+                            const int8_t *xt = x0 + t;
+                            int32_t acc = 0, mean;
+                            for (i = i_lo; i < i_hi; ++i, xt += row_step) {
+                                for (j = j_lo; j < j_hi; ++j, xt += c_n) {
+                                    acc += *xt;
+                                }
+                            }
+                            mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                            y[t] = (int8_t)ts_clamp(mean, lo, hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#endif /* TINYSTUDIO_DSP */

@@ -1,0 +1,178 @@
+"""The Helium (MVE) kernels (ts_*_mve.c) on Cortex-M55 in QEMU mps3-an547: the same bytes as the int8 reference.
+
+1. one-layer models for every kernel family with an MVE path (conv, pointwise, depthwise, fully connected,
+   ADD/SUB, pooling): odd channel counts (vector tails), K below, at and above 16, strides, pads, dilation,
+   per-tensor and per-channel, general requantization, batches, fewer than four output pixels;
+2. KWS and AD of MLPerf Tiny built for M55 with the MVE kernels and with the DSP ones (-DTINYSTUDIO_USE_MVE=0):
+   both bit-exact, the MVE kernels the ones that ran, fewer instructions per MAC (VWW and IC: in
+   benchmarks/mve_measure.py, the same check on the four models);
+3. the switch: MVE only for integer-MVE targets, nothing of it in host or Cortex-M4 builds.
+Needs arm-none-eabi-gcc and qemu-system-arm (skipped, saying so, without).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.mve_measure import BUILDS, M55, MLPERF, MODELS, run_build
+from engine.codegen import generate_library
+from engine.codegen.kernelfiles import kernel_files
+from engine.export.verify_qemu import verify_qemu
+from engine.importers.tflite_import import load_tflite
+from hwmodels.mcu import get_mcu
+from tests.engine.test_codegen import ONE_OP, conv_dead_channel, conv_general, fc_tails
+from tests.engine.test_int8 import Model, R, binary_model, conv_model, pool_model
+
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                                reason="qemu-system-arm or arm-none-eabi-gcc not installed")
+needs_data = pytest.mark.skipif(not MLPERF.is_dir(), reason=f"MLPerf Tiny models not found in {MLPERF}")
+TEMPLATES = Path(__file__).resolve().parents[2] / "engine" / "codegen" / "templates"
+MVE_KERNELS = {"ts_conv_s8", "ts_depthwise_conv_s8", "ts_fully_connected_s8", "ts_add_s8", "ts_avg_pool_s8",
+               "ts_max_pool_s8"}
+
+
+def fc_model(batches, k, n, per_channel=True, act=0):
+    m = Model()
+    x = m.act("x", (batches, k), 0.07, -9)
+    w = m.weights("k", (n, k), R.uniform(0.002, 0.02, n) if per_channel else 0.011)
+    y = m.act("y", (batches, n), 0.05, 3, feed=False)
+    m.w.op("FULLY_CONNECTED", [x, w, m.bias("b", n)], [y], "FullyConnectedOptions", FusedActivationFunction=act)
+    return m, y
+
+
+# Cases aimed at the MVE kernels' edges (K = reduction length of one output; tails are K % 16 and C % 4).
+MVE_CASES = {
+    "conv_1x1_k16_s2_64": lambda: conv_model((1, 8, 8, 16), (64, 1, 1, 16), (1, 4, 4, 64), padding=1, stride=2),
+    "conv_1x1_k16_per_tensor_48": lambda: conv_model((1, 6, 6, 16), (48, 1, 1, 16), (1, 6, 6, 48), padding=1,
+                                                     stride=1, per_channel=False),
+    "conv_1x1_k32_70_channels": lambda: conv_model((1, 5, 5, 32), (70, 1, 1, 32), (1, 5, 5, 70), padding=1,
+                                                   stride=1),
+    "conv_1x1_k15_tail": lambda: conv_model((1, 5, 5, 15), (9, 1, 1, 15), (1, 5, 5, 9), padding=1, stride=1),
+    "conv_1x1_c3_small_scratch": lambda: conv_model((1, 4, 6, 3), (5, 1, 1, 3), (1, 4, 6, 5), padding=1, stride=1),
+    "conv_1x1_k64_per_tensor": lambda: conv_model((1, 5, 3, 64), (10, 1, 1, 64), (1, 5, 3, 10), padding=1,
+                                                  stride=1, per_channel=False),
+    "conv_3x3_k99_s2_same_m7": lambda: conv_model((1, 9, 7, 11), (7, 3, 3, 11), (1, 5, 4, 7), padding=0, stride=2,
+                                                  act=3),
+    "conv_1x5_c4_two_pixels": lambda: conv_model((1, 1, 6, 4), (6, 1, 5, 4), (1, 1, 2, 6), padding=1, stride=1),
+    "conv_10x4_c1_s2_kws_like": lambda: conv_model((1, 13, 10, 1), (8, 10, 4, 1), (1, 7, 5, 8), padding=0,
+                                                   stride=2, act=1),
+    "depthwise_c19_w9_same": lambda: conv_model((1, 6, 9, 19), (1, 3, 3, 19), (1, 6, 9, 19), padding=0, stride=1,
+                                                depthwise=True),
+    "depthwise_c64_w5_kws_like": lambda: conv_model((1, 7, 5, 64), (1, 3, 3, 64), (1, 7, 5, 64), padding=0,
+                                                    stride=1, depthwise=True, act=1),
+    "depthwise_c10_s2_per_tensor": lambda: conv_model((1, 11, 12, 10), (1, 3, 3, 10), (1, 6, 6, 10), padding=0,
+                                                      stride=2, depthwise=True, per_channel=False, act=3),
+    "depthwise_c4_5x5_dilated_valid": lambda: conv_model((1, 12, 13, 4), (1, 5, 5, 4), (1, 4, 5, 4), padding=1,
+                                                         stride=1, dilation=2, depthwise=True),
+    "fc_k37_n6_batch2": lambda: fc_model(2, 37, 6),
+    "fc_k64_n12_per_tensor_relu": lambda: fc_model(1, 64, 12, per_channel=False, act=1),
+    "fc_k5_n3": lambda: fc_model(1, 5, 3),
+    "add_n23_relu": lambda: binary_model("ADD", "AddOptions", (1, 23), (1, 23), (1, 23), (0.07, 0.03, 0.09),
+                                         (-3, 100, -20), act=1),
+    "sub_broadcast_both": lambda: binary_model("SUB", "SubOptions", (2, 1, 7), (1, 3, 7), (2, 3, 7),
+                                               (0.05, 0.11, 0.06), (12, -7, 1)),
+    "maxpool_c19_same_s2": lambda: pool_model("MAX_POOL_2D", (1, 7, 9, 19), (1, 4, 5, 19), (3, 3), 2, 0, act=1),
+    "avgpool_c21_same": lambda: pool_model("AVERAGE_POOL_2D", (1, 5, 6, 21), (1, 5, 6, 21), (3, 3), 1, 0),
+    "avgpool_c17_valid_whole": lambda: pool_model("AVERAGE_POOL_2D", (1, 5, 5, 17), (1, 1, 1, 17), (5, 5), 5, 1),
+    "conv_general_requant": lambda: conv_general(2e-4),
+    "conv_dead_channel": conv_dead_channel,
+    "fc_tails_batch3_relu6": fc_tails,
+}
+
+
+def _library(name, build):
+    m, y = build()
+    g = load_tflite(f"{name}.tflite", data=m.w.finish([x for x, _, _ in m.inputs], getattr(m, "outs", [y])))
+    return g, generate_library(g, "mve_case")
+
+
+def _shared_cases():
+    """The one-op cases of test_codegen whose kernels have an MVE path."""
+    out = []
+    for name, build in ONE_OP.items():
+        if name in MVE_CASES or name == "quantize_float":
+            continue
+        try:
+            g, lib = _library(name, build)
+        except Exception:  # noqa: BLE001 - cases the generator refuses are test_codegen's business
+            continue
+        if {layer["kernel"] for layer in lib.layers} & MVE_KERNELS:
+            out.append(name)
+    return out
+
+
+@needs_qemu
+@pytest.mark.parametrize("case", list(MVE_CASES))
+def test_mve_edge_cases_bit_exact_in_qemu_m55(case):
+    g, lib = _library(case, MVE_CASES[case])
+    assert {layer["kernel"] for layer in lib.layers} & MVE_KERNELS
+    res = verify_qemu(g, lib, get_mcu(M55), n_random=4, seed=11)
+    assert res.machine == "mps3-an547"
+    assert res.bit_exact, f"{case}: {res.first_mismatch}"
+
+
+@needs_qemu
+def test_mve_shared_one_op_cases_bit_exact_in_qemu_m55():
+    """Every conv / depthwise / FC / ADD / pool one-op model of test_codegen, on M55 (one QEMU run each)."""
+    names = _shared_cases()
+    assert len(names) >= 20
+    bad = []
+    for name in names:
+        g, lib = _library(name, ONE_OP[name])
+        res = verify_qemu(g, lib, get_mcu(M55), n_random=2, seed=5)
+        if not res.bit_exact:
+            bad.append(f"{name}: {res.first_mismatch}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    out = {}
+    for key in ("kws", "ad"):
+        g = load_tflite(str(MLPERF / MODELS[key]))
+        lib = generate_library(g, key)
+        work = tmp_path_factory.mktemp(key)
+        out[key] = {build: run_build(g, lib, get_mcu(M55), work / build, defines, 2, 7)
+                    for build, defines in BUILDS.items()}
+    return out
+
+
+@needs_data
+@needs_qemu
+@pytest.mark.parametrize("key", ["kws", "ad"])
+def test_mlperf_on_m55_mve_and_dsp_builds_bit_exact(key, measured):
+    mve, dsp = measured[key]["mve"], measured[key]["dsp"]
+    assert mve["bit_exact"] and dsp["bit_exact"], (mve["first_mismatch"], dsp["first_mismatch"])
+    ran_mve = {fn for fn in mve["per_function"] if fn.startswith("ts_mve_")}
+    assert ran_mve and not any(fn.startswith("ts_mve_") for fn in dsp["per_function"])
+    if key == "kws":
+        assert {"ts_mve_conv_block", "ts_mve_fc_rows4"} <= ran_mve and any("ts_mve_dw" in f for f in ran_mve)
+    # instructions per MAC well below the DSP (SMLAD) kernels' on the same core (measured: KWS 0.50x, AD 0.11x)
+    assert mve["per_mac"] < 0.6 * dsp["per_mac"], (mve["per_mac"], dsp["per_mac"])
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.parametrize("cpu,extra,expect", [("cortex-m55", (), 1), ("cortex-m55", ("-DTINYSTUDIO_USE_MVE=0",), 0),
+                                              ("cortex-m55", ("-DTINYSTUDIO_USE_DSP=0",), 0),
+                                              ("cortex-m55+nomve", (), 0), ("cortex-m4", (), 0)])
+def test_mve_switch_follows_the_target(cpu, extra, expect, tmp_path):
+    hdr = (TEMPLATES / "tinystudio_kernels.h").read_text().replace("@USE_DSP_DEFAULT@", "1")
+    (tmp_path / "tinystudio_kernels.h").write_text(hdr)
+    (tmp_path / "t.c").write_text('#include "tinystudio_kernels.h"\nint mve = TINYSTUDIO_MVE;\n')
+    r = subprocess.run(["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=hard", *extra, "-E", "-P",
+                        "-I", str(tmp_path), str(tmp_path / "t.c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"int mve = {expect};", r.stdout), r.stdout[-300:]
+
+
+def test_mve_files_travel_with_their_entry_points():
+    """A bundle calling a kernel with an MVE path gets its ts_*_mve.c and ts_mve.h (kernelfiles reads the calls)."""
+    files = kernel_files(["ts_conv_s8(x); ts_depthwise_conv_s8(x); ts_fully_connected_s8(x); ts_add_s8(x);"
+                          " ts_max_pool_s8(x);"])
+    assert {"ts_mve.h", "ts_conv_mve.c", "ts_depthwise_mve.c", "ts_fc_mve.c", "ts_elementwise_mve.c"} <= set(files)
+    assert "ts_conv_mve.c" not in kernel_files(["ts_softmax_s8(x);"])
