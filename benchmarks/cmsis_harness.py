@@ -137,8 +137,8 @@ def _fc(w: _Writer, i: int, g, node, x, y) -> None:
     # TFLM's CMSIS-NN port: on Helium the kernel sums (bias + input offset x row sums) are made at Prepare.
     w.statics += ["#if defined(ARM_MATH_MVEI)", f"static int32_t ks{i}[{units}];", "#endif"]
     w.init += ["#if defined(ARM_MATH_MVEI)",
-               f"    if (arm_vector_sum_s8(ks{i}, {k}, {units}, {wname}, {-r.x_zp}, 0, {bname}) != ARM_CMSIS_NN_SUCCESS)"
-               " return 2;", "#endif"]
+               f"    if (arm_vector_sum_s8(ks{i}, {k}, {units}, {wname}, {-r.x_zp}, 0, {bname}) "
+               "!= ARM_CMSIS_NN_SUCCESS) return 2;", "#endif"]
     w.body += ["#if defined(ARM_MATH_MVEI)", f"    ctx.buf = ks{i};", f"    ctx.size = sizeof ks{i};", "#endif",
                f"    return {call}(&ctx, &p{i}, &q{i}, &in{i}, X, &f{i}, {wname}, &b{i}, {bname}, &out{i}, Y);"]
 
@@ -166,7 +166,8 @@ def _add(w: _Writer, i: int, g, node, x, y, b_ptr: str) -> None:
     r = prepare_node(g, node)
     if r.subtract or r.y_dtype != "int8" or tuple(g.tensors[node.inputs[1]].shape) != tuple(x.shape):
         raise GraphError("the CMSIS-NN harness takes int8 ADD of two same-shape tensors", node.name, node.op)
-    w.body.append(f"    (void)ctx;\n    return arm_elementwise_add_s8(X, {b_ptr}, {-r.a_zp}, {r.m1}, {r.e1}, {-r.b_zp}, "
+    w.body.append(f"    (void)ctx;\n    return arm_elementwise_add_s8(X, {b_ptr}, {-r.a_zp}, {r.m1}, {r.e1}, "
+                  f"{-r.b_zp}, "
                   f"{r.m2}, {r.e2}, {r.left_shift}, Y, {r.y_zp}, {r.mo}, {r.eo}, {r.act_min}, {r.act_max}, "
                   f"{int(np.prod(y.shape))});")
 
@@ -250,7 +251,7 @@ int {prefix}_run(const int8_t *input, int8_t *output);
 int32_t {prefix}_buffer_needed(void);
 #endif
 """
-    source = f"""/* {prefix}.c: {lib.name} on CMSIS-NN, parameters from TinyStudio's int8 layer records (benchmark only) */
+    source = f"""/* {prefix}.c: {lib.name} on CMSIS-NN, parameters from TinyStudio's int8 layer records (benchmark) */
 #include <string.h>
 #include "arm_nnfunctions.h"
 #include "{prefix}.h"

@@ -158,7 +158,8 @@ def measure_lib(lib, mcu, work: Path, cases, build, layer_names) -> dict:
     if len(lrun.window_insns) != len(layer_names):
         raise RuntimeError(f"{lib.name}: {len(lrun.window_insns)} layer windows for {len(layer_names)} layers")
     mve = helium_share(elf, lrun.tbs) if mcu.core in ("cortex-m55", "cortex-m85") else None
-    return {"helium_share": mve, "instructions": per_inf, "instructions_per_mac": per_inf / lib.macs, "cases": len(cases),
+    return {"helium_share": mve, "instructions": per_inf, "instructions_per_mac": per_inf / lib.macs,
+            "cases": len(cases),
             "bit_exact": matched == len(cases) and lmatched == 1,
             "first_mismatch": None if first is None else str(first),
             "layers": dict(zip(layer_names, lrun.window_insns)),
@@ -234,7 +235,8 @@ def network_table(res: dict) -> str:
             same = d["ours"]["bit_exact"] and (c is None or (c["bit_exact"] and d["same_outputs"]))
             rows.append(f"| {key.upper()} | {ck.upper()} | {m['macs']:,} | {_f(c and c['instructions_per_mac'])} | "
                         f"{d['ours']['instructions_per_mac']:.2f} | {_f(d.get('ratio'))} | "
-                        f"{_f(c and c.get('helium_share'), '{:.0%}')} / {_f(d['ours'].get('helium_share'), '{:.0%}')} | "
+                        f"{_f(c and c.get('helium_share'), '{:.0%}')} / "
+                        f"{_f(d['ours'].get('helium_share'), '{:.0%}')} | "
                         f"{'yes' if same else 'NO'} ({d['ours']['cases']} inputs) |")
     return "\n".join(rows)
 
@@ -253,7 +255,8 @@ def size_table(res: dict) -> str:
 def layer_table(m: dict, ck: str) -> str:
     d = m["cores"][ck]
     c = d.get("cmsis")
-    rows = ["| # | layer | op | kernel | MACs | ours instr. | ours /MAC | CMSIS-NN instr. | CMSIS-NN /MAC | ours / CMSIS-NN |",
+    rows = ["| # | layer | op | kernel | MACs | ours instr. | ours /MAC | CMSIS-NN instr. | CMSIS-NN /MAC "
+            "| ours / CMSIS-NN |",
             "|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for i, l in enumerate(m["layers"]):
         o = d["ours"]["layers"].get(l["node"])

@@ -123,6 +123,45 @@ def fit(meas: dict, works: dict, path: str, core: str, mcu):
     return p
 
 
+def fit_layers(models: dict, works: dict, core: str, mcu):
+    """Least squares on log(predicted / measured) per layer (weighted by its share of the model) and per model
+    total, on the per-layer instruction windows of kernel_table.py: `models` maps a model to its JSON entry
+    (layers, cores.<core>.ours)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    rt = get_runtime("tinystudio-c")
+    base = rt.core_profile(core)
+    x0 = np.log([0.5, 0.5, 0.3, 0.5, 10, 4, 5, 3, 100, 1000])
+    data = []
+    for k, (ours, total) in models.items():
+        layers = [(w, ours["layers"][w.name]) for w in works[k] if w.name in ours["layers"]]
+        data.append((k, layers, total))
+
+    def prof(x):
+        return replace(base, **{f: float(v) for f, v in zip(FIELDS, np.exp(x))})
+
+    def residuals(x):
+        p, r = prof(x), []
+        for k, layers, total in data:
+            r += [np.sqrt(n / total) * np.log(layer_cycles(w, p, rt, mcu) / n) for w, n in layers if n > 0]
+            pred = sum(layer_cycles(w, p, rt, mcu) for w in works[k] if w.kind != "noop")
+            r.append(2 * np.log(pred / total))
+        return np.concatenate([r, 0.05 * (x - x0)])
+
+    p = prof(least_squares(residuals, x0).x)
+    print(f"our kernels on {core}, fitted per layer, per instruction (cycles = x cycles/instruction):")
+    print("  " + ", ".join(f"{f} {getattr(p, f):.4g}" for f in FIELDS))
+    for k, layers, total in data:
+        pred = sum(layer_cycles(w, p, rt, mcu) for w in works[k] if w.kind != "noop")
+        macs = sum(w.macs for w in works[k])
+        worst = max(layers, key=lambda wn: abs(np.log(layer_cycles(wn[0], p, rt, mcu) / wn[1])) * wn[1] / total)
+        print(f"  {k:4s} measured {total:13,.0f} ({total / macs:5.2f}/MAC)  fitted {pred:13,.0f}  "
+              f"{pred / total - 1:+6.1%}  (largest layer error: {worst[0].name} "
+              f"{layer_cycles(worst[0], p, rt, mcu) / worst[1] - 1:+.0%})")
+    return p
+
+
 def toml_figures(p, cpi: float) -> str:
     """The fitted per-instruction figures as a [cores.X] body in cycles (x `cpi` cycles per instruction)."""
     lines = []
@@ -144,7 +183,7 @@ M55_SPEED = 0.85
 
 
 def from_table(path: str, works: dict) -> dict:
-    """Refit each core of a kernel_table.py JSON on our kernels' per-function counts there; prints the
+    """Refit each core of a kernel_table.py JSON on our kernels' per-layer counts there; prints the
     [cores.X] figures in cycles and returns {core: (profile, cycles per instruction, {model: instructions})}."""
     from benchmarks.kernel_table import CORES
 
@@ -156,9 +195,10 @@ def from_table(path: str, works: dict) -> dict:
     out = {}
     for ck in cores:
         core, mcu_id = CORES[ck]
-        meas = {k: {"ours": m["cores"][ck]["ours"]} for k, m in table["models"].items() if ck in m["cores"]}
-        p = fit(meas, {k: works[k] for k in meas}, "ours", core, get_mcu(mcu_id))
-        counts = {k: round(v["ours"]["instructions"]) for k, v in meas.items()}
+        meas = {k: (m["cores"][ck]["ours"], m["cores"][ck]["ours"]["instructions"]) for k, m in table["models"].items()
+                if ck in m["cores"]}
+        p = fit_layers(meas, works, core, get_mcu(mcu_id))
+        counts = {k: round(total) for k, (_, total) in meas.items()}
         print(f"  instructions per inference ({core}): " + ", ".join(f"{k} = {v}" for k, v in counts.items()))
         print(f"  [cores.{core}] at {cpi[ck]:.4g} cycles/instruction:\n    "
               + toml_figures(p, cpi[ck]).replace("\n", "\n    "))
@@ -209,7 +249,8 @@ def core_section(core: str, p, cpi: float, counts: dict, macs: dict) -> str:
     per_mac = ", ".join(f"{k.upper()} {counts[k] / macs[k]:.2f}" for k in counts)
     note = (f"Measured (benchmarks/kernel_table.py, refit by runtime_tsc_measure.py --from-table): our kernels as "
             f"the export builds them for this core, executed instructions in QEMU {machine} (instructions per MAC: "
-            f"{per_mac}; calibration.toml {'[tinystudio_c] instructions_dsp' if core == 'cortex-m4' else '[tinystudio_c_cores]'}"
+            f"{per_mac}; calibration.toml "
+            f"{'[tinystudio_c] instructions_dsp' if core == 'cortex-m4' else '[tinystudio_c_cores]'}"
             f"), fitted per kind, x {cpi:.4g} cycles per "
             f"instruction: {why}. Instruction-based: an estimate of cycles, not a measurement.")
     return (f"[cores.{core}]\n" + "".join(f"# {line}\n" for line in textwrap.wrap(note, 112, break_on_hyphens=False))
@@ -246,8 +287,9 @@ def write_calibration(fits: dict, macs: dict, runtime_toml: Path, calibration_to
     from benchmarks.kernel_table import CORES
     mcus = {c: m for c, m in CORES.values()}
     cal += ("\n[tinystudio_c_cores]\n"
-            "# Our generated C on other cores: executed instructions per inference in QEMU (benchmarks/kernel_table.py,\n"
-            "# the export's flags for that core), and the cycles per instruction tinystudio-c.toml assumes there.\n"
+            "# Our generated C on other cores: executed instructions per inference in QEMU\n"
+            "# (benchmarks/kernel_table.py, the export's flags for that core), and the cycles per instruction\n"
+            "# tinystudio-c.toml assumes there.\n"
             'runtime = "tinystudio-c"\n'
             'source = "benchmarks/kernel_table.py --json, refit by benchmarks/runtime_tsc_measure.py --from-table"\n'
             "mcu = { " + ", ".join(f'{c} = "{mcus[c]}"' for c in cores) + " }\n"
@@ -257,30 +299,70 @@ def write_calibration(fits: dict, macs: dict, runtime_toml: Path, calibration_to
     calibration_toml.write_text(cal)
 
 
+def write_measured(out: dict, runtime_toml: Path, calibration_toml: Path) -> None:
+    """The measured RAM, flash, code and portable instruction counts into calibration.toml [tinystudio_c], and the
+    painted stacks into tinystudio-c.toml [ram] (the DSP counts come from --from-table: kernel_table's)."""
+    import re
+
+    figures = {"ram_bytes": {k: d["bss"] + d["data"] + d["dsp"]["stack"] for k, d in out.items()},
+               "flash_bytes": {k: d["text"] + d["rodata"] + d["data"] for k, d in out.items()},
+               "code_bytes": {k: d["text"] for k, d in out.items()},
+               "instructions_portable": {k: d["portable"]["instructions"] for k, d in out.items()}}
+    cal = calibration_toml.read_text()
+    for what, vals in figures.items():
+        line = f"{what} = {{ " + ", ".join(f"{k} = {v}" for k, v in vals.items()) + " }"
+        cal, n = re.subn(rf"^{what} = \{{.*\}}$", line, cal, count=1, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"error: {calibration_toml}: no {what} line in [tinystudio_c]")
+    calibration_toml.write_text(cal)
+    # Which kernel sets the deepest stack: the depthwise DSP kernel in KWS and VWW, the ADD row kernel in IC (its
+    # 192 B frame is the deepest there, gcc -fstack-usage), the FC kernel alone in AD.
+    stack = {k: d["dsp"]["stack"] for k, d in out.items()}
+    plain, deep, add = stack["ad"], max(stack["kws"], stack["vww"]), stack["ic"]
+    port = [d["portable"]["stack"] for d in out.values()]
+    text = runtime_toml.read_text()
+    note = (f"# The stack below <name>_run, painted in QEMU: {deep} B with the depthwise DSP kernel (KWS, VWW), "
+            f"{add} B with\n# the ADD kernel (IC), {plain} B otherwise (AD); the portable kernels use less "
+            f"({min(port)}-{max(port)} B), so on cores\n# without DSP the estimate is high by up to "
+            f"~{deep - min(port)} B plus the scratch below.\n")
+    text, n1 = re.subn(r"^# The stack below <name>_run.*?(?=^fixed_bytes)", note, text, count=1, flags=re.S | re.M)
+    text, n2 = re.subn(r"^stack_bytes = \d+$", f"stack_bytes = {plain}", text, count=1, flags=re.M)
+    text, n3 = re.subn(r"^stack_bytes_by_kind = \{.*\}$",
+                       f"stack_bytes_by_kind = {{ depthwise = {deep}, elementwise = {add} }}", text, count=1,
+                       flags=re.M)
+    if (n1, n2, n3) != (1, 1, 1):
+        raise SystemExit(f"error: {runtime_toml}: [ram] is not in the form this tool writes")
+    runtime_toml.write_text(text)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="")
     ap.add_argument("--from", dest="src", default="", help="refit on a JSON written by --out instead of measuring")
     ap.add_argument("--from-table", dest="table", default="",
                     help="refit every core of a JSON written by benchmarks/kernel_table.py --json")
-    ap.add_argument("--write", action="store_true", help="with --from-table: write the M4, M7 and M55 figures "
-                    "into tinystudio-c.toml and calibration.toml")
+    ap.add_argument("--write", action="store_true", help="with --from-table: write the M4, M7 and M55 rates into "
+                    "tinystudio-c.toml and calibration.toml; with --from: the measured RAM, flash, code, portable "
+                    "counts and stacks")
     args = ap.parse_args()
     mcu = get_mcu("stm32l4r5zi")
     works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
     if args.table:
         fits = from_table(args.table, works)
         if args.write:
-            root = Path(__file__).resolve().parents[1] / "hwmodels"
             macs = {k: sum(w.macs for w in works[k]) for k in works}
             write_calibration(fits, macs, root / "runtimes" / "tinystudio-c.toml", root / "calibration.toml")
             print("wrote hwmodels/runtimes/tinystudio-c.toml [cores.*] of " + ", ".join(fits)
                   + " and hwmodels/calibration.toml (instructions_dsp, [tinystudio_c_cores])")
         return 0
+    root = Path(__file__).resolve().parents[1] / "hwmodels"
     if args.src:
         out = json.loads(Path(args.src).read_text())
         fit(out, works, "dsp", "cortex-m4", mcu)
         fit(out, works, "portable", "cortex-m3", mcu)
+        if args.write:
+            write_measured(out, root / "runtimes" / "tinystudio-c.toml", root / "calibration.toml")
+            print("wrote calibration.toml [tinystudio_c] ram/flash/code/portable figures and tinystudio-c.toml [ram]")
         return 0
     out = {}
     for key, fname in MODELS:
