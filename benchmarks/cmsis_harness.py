@@ -189,6 +189,9 @@ def harness_library(graph, lib: CLibrary, name: str | None = None) -> CLibrary:
     prefix = c_ident(name or f"{lib.name}_cmsis")
     upper = prefix.upper()
     plan = plan_memory(g)
+    if plan.arena_bytes != lib.arena_bytes:  # the same planner on the same graph: the same offsets
+        raise GraphError(f"the harness's memory plan ({plan.arena_bytes} B) is not the library's "
+                         f"({lib.arena_bytes} B); generate both from the same graph")
     nodes = {n.name: n for n in g.nodes}
     w = _Writer(prefix)
     layers: list[tuple[str, str]] = []  # (node name, function)
