@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cmsis_harness import LAYER_MARKERS, cmsis_archive, harness_cflags, harness_library  # noqa: E402
-from engine.codegen import generate_library  # noqa: E402
+from engine.codegen import CodegenOptions, generate_library  # noqa: E402
 from engine.export.crossbuild import (compile_board, compile_library, footprint_mains, link_program,  # noqa: E402
                                       measure_footprint, section_sizes, MEASURE_BOARD)
 from engine.export.golden import compare, make_cases, pack_inputs, unpack_outputs  # noqa: E402
@@ -179,9 +179,12 @@ def cmsis_footprint(hlib, mcu, work: Path, cmsis: Path, archive: Path, buf: int)
     return {k: max(0, a[k] - b[k]) for k in a}
 
 
-def measure(key: str, cores: list[str], n_random: int, cmsis: Path | None, tmp: Path, log) -> dict:
+def measure(key: str, cores: list[str], n_random: int, cmsis: Path | None, tmp: Path, log,
+            wide: bool = False) -> dict:
     graph = load_tflite(str(MLPERF / MODELS[key]))
     lib = generate_library(graph, key)
+    # the export's speed-for-flash option: int16 pre-widened conv weights (the DSP path reads them directly)
+    wlib = generate_library(graph, key, options=CodegenOptions(wide_weights=True)) if wide else None
     cases = make_cases(graph, lib, n_random, seed=1)
     hlib = harness_library(graph, lib) if cmsis else None
     ours_layers = [r["node"] for r in lib.layers]
@@ -197,6 +200,11 @@ def measure(key: str, cores: list[str], n_random: int, cmsis: Path | None, tmp: 
         d["ours"] = measure_lib(lib, mcu, work / "ours", cases, lambda w, m: build_ours(lib, mcu, w, m), ours_layers)
         fp = measure_footprint(lib, mcu, work / "ours" / "fp")
         d["ours"]["size"] = {"text": fp.text, "rodata": fp.rodata, "data": fp.data, "bss": fp.bss}
+        if wlib is not None:
+            d["ours_wide"] = measure_lib(wlib, mcu, work / "wide", cases,
+                                         lambda w, m: build_ours(wlib, mcu, w, m), [r["node"] for r in wlib.layers])
+            fp = measure_footprint(wlib, mcu, work / "wide" / "fp")
+            d["ours_wide"]["size"] = {"text": fp.text, "rodata": fp.rodata, "data": fp.data, "bss": fp.bss}
         if hlib is not None:
             archive = cmsis_archive(cmsis, local_cflags(core_target(mcu).cflags), cache_dir() / "cmsis-nn")
             buf = max(4, cmsis_buffer_needed(hlib, mcu, work / "cmsis" / "sizes", cmsis, archive))
@@ -252,6 +260,21 @@ def size_table(res: dict) -> str:
     return "\n".join(rows)
 
 
+def wide_table(res: dict) -> str:
+    rows = ["| model | core | instr./MAC int8 weights | instr./MAC pre-widened | const B int8 | const B pre-widened "
+            "| flash added | byte-identical |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for key, m in res["models"].items():
+        for ck, d in m["cores"].items():
+            o, w = d["ours"], d.get("ours_wide")
+            if w is None:
+                continue
+            rows.append(f"| {key.upper()} | {ck.upper()} | {o['instructions_per_mac']:.2f} | "
+                        f"{w['instructions_per_mac']:.2f} | {o['size']['rodata']:,} | {w['size']['rodata']:,} | "
+                        f"{w['size']['rodata'] + w['size']['text'] - o['size']['rodata'] - o['size']['text']:+,} | "
+                        f"{'yes' if w['bit_exact'] and w['outputs_sha'] == o['outputs_sha'] else 'NO'} |")
+    return "\n".join(rows)
+
+
 def layer_table(m: dict, ck: str) -> str:
     d = m["cores"][ck]
     c = d.get("cmsis")
@@ -291,6 +314,8 @@ def main() -> int:
     ap.add_argument("--random", type=int, default=2, help="random inputs besides the golden one (default 2)")
     ap.add_argument("--json", default="", help="write every figure to this JSON file")
     ap.add_argument("--layers", action="store_true", help="print the per-layer tables")
+    ap.add_argument("--wide", action="store_true", help="also build ours with int16 pre-widened conv weights "
+                    "(the export's --wide-weights) and print its instructions and flash")
     args = ap.parse_args()
     models, cores = args.models.split(","), args.cores.split(",")
     bad = [m for m in models if m not in MODELS] + [c for c in cores if c not in CORES]
@@ -313,10 +338,12 @@ def main() -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="kernel-table-") as td:
         for key in models:
-            res["models"][key] = measure(key, cores, args.random, cmsis, Path(td), log)
+            res["models"][key] = measure(key, cores, args.random, cmsis, Path(td), log, args.wide)
     print(network_table(res))
     print()
     print(size_table(res))
+    if args.wide:
+        print("\nPre-widened weights (int16 conv weights, the export's --wide-weights):\n" + wide_table(res))
     if args.layers:
         for key, m in res["models"].items():
             for ck in m["cores"]:
@@ -327,6 +354,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     ok = all(d["ours"]["bit_exact"] and ("cmsis" not in d or (d["cmsis"]["bit_exact"] and d["same_outputs"]))
+             and ("ours_wide" not in d or d["ours_wide"]["bit_exact"])
              for m in res["models"].values() for d in m["cores"].values())
     return 0 if ok else 1
 

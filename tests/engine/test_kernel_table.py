@@ -279,3 +279,16 @@ def test_write_calibration_replaces_the_core_tables_the_estimator_reads(tmp_path
     assert cal["tinystudio_c_cores"]["instructions"] == {"cortex-m55": counts}
     assert cal["tinystudio_c_cores"]["cycles_per_instruction"] == {"cortex-m55": 1.25}
     assert cal["tinystudio_c"] == tomllib.loads((hw / "calibration.toml").read_text())["tinystudio_c"]
+
+
+def test_wide_table_shows_the_flash_cost():
+    from benchmarks.kernel_table import wide_table
+
+    res = _result()
+    d = res["models"]["kws"]["cores"]["m4"]
+    d["ours"]["outputs_sha"] = "a"
+    d["ours_wide"] = {**d["ours"], "instructions_per_mac": 1.2, "outputs_sha": "a",
+                      "size": {"text": 15, "rodata": 40, "data": 0, "bss": 30}}
+    assert "| KWS | M4 | 1.50 | 1.20 | 20 | 40 | +25 | yes |" in wide_table(res)
+    d["ours_wide"]["outputs_sha"] = "b"
+    assert wide_table(res).endswith("| NO |")
