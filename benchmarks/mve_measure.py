@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.codegen import generate_library  # noqa: E402
-from engine.export.crossbuild import compile_board, compile_library, link_program  # noqa: E402
+from engine.export.crossbuild import compile_board, compile_library, link_program, measure_footprint  # noqa: E402
 from engine.export.golden import compare, make_cases, pack_inputs, unpack_outputs  # noqa: E402
 from engine.export.qemu import run_elf  # noqa: E402
 from engine.export.targets import core_target, local_cflags  # noqa: E402
@@ -60,6 +60,8 @@ def measure(key: str, n_random: int = 1, seed: int = 3) -> dict:
     with tempfile.TemporaryDirectory() as td:
         for build, defines in BUILDS.items():
             out[build] = run_build(graph, lib, mcu, Path(td) / build, defines, n_random, seed)
+            fp = measure_footprint(lib, mcu, Path(td) / f"fp_{build}", defines)
+            out[build]["text"] = fp.text   # the library's code (arm-none-eabi-size), weights are rodata
     return out
 
 
@@ -82,10 +84,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
-    print(f"{'model':5s} {'MACs':>11s}  {'DSP instr/MAC':>13s}  {'MVE instr/MAC':>13s}  MVE/DSP  bit-exact (DSP, MVE)")
+    print(f"{'model':5s} {'MACs':>11s}  {'DSP instr/MAC':>13s}  {'MVE instr/MAC':>13s}  MVE/DSP  code B (DSP, MVE)"
+          "  bit-exact (DSP, MVE)")
     for r in results:
         d, m = r["dsp"], r["mve"]
-        print(f"{r['model']:5s} {r['macs']:11,d}  {d['per_mac']:13.3f}  {m['per_mac']:13.3f}  {m['per_mac'] / d['per_mac']:7.2f}"
+        print(f"{r['model']:5s} {r['macs']:11,d}  {d['per_mac']:13.3f}  {m['per_mac']:13.3f}  "
+              f"{m['per_mac'] / d['per_mac']:7.2f}  {d['text']:7,d}, {m['text']:7,d}"
               f"  {d['bit_exact']}, {m['bit_exact']} ({m['cases']} inputs)")
         if args.functions:
             for fn, n in list(m["per_function"].items())[:12]:

@@ -166,6 +166,7 @@ BUNDLE_FILES = ["README.md", "report.json", "report.md", "CMakeLists.txt", "Make
                 "src/tinystudio_kernels.h", "src/ts_fixedpoint.h", "src/ts_fixedpoint.c", "src/ts_dsp.h",
                 "src/ts_conv_ref.c", "src/ts_conv_dsp.c", "src/ts_depthwise_ref.c", "src/ts_depthwise_dsp.c",
                 "src/ts_fc_ref.c", "src/ts_fc_dsp.c", "src/ts_pool_ref.c", "src/ts_softmax_ref.c",
+                "src/ts_mve.h", "src/ts_conv_mve.c", "src/ts_depthwise_mve.c", "src/ts_fc_mve.c", "src/ts_pool_mve.c",
                 "src/kws_input.h", "src/kws_input.c",
                 "mcu/startup_stm32l4r5zi.c", "mcu/stm32l4r5zi.ld", "mcu/syscalls.c", "qemu/startup.c",
                 "qemu/semihost.c", "qemu/link.ld", "arduino/TinyStudio_kws/library.properties", "arduino/TinyStudio_kws/src/kws.h",

@@ -71,8 +71,8 @@ def test_every_dsp_file_has_its_reference_file():
 
 def test_selection_follows_calls_and_includes():
     fc = kernel_files(["    ts_fully_connected_s8(&p, A(0), w, b, m, s, A(64));"])
-    assert fc == ("tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_fc_dsp.c", "ts_fc_ref.c",
-                  "ts_fixedpoint.c")
+    assert fc == ("tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_mve.h", "ts_fc_dsp.c", "ts_fc_mve.c",
+                  "ts_fc_ref.c", "ts_fixedpoint.c")
     # a DSP file comes with its portable entry point and vice versa
     for fn in ("ts_conv_s8", "ts_depthwise_conv_s8", "ts_add_s8"):
         files = kernel_files([f"{fn}(&p);"])
@@ -125,9 +125,10 @@ def _graph(m, y):
 def test_generated_library_lists_only_the_files_its_layers_call():
     fc = generate_library(_graph(*fc_model(True, 1)), "fc_only")
     kernels = [f for f in fc.files if f in KERNEL_FILES]
-    assert kernels == ["tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_fc_dsp.c", "ts_fc_ref.c",
-                       "ts_fixedpoint.c"]
-    assert [s for s in fc.sources if s in KERNEL_FILES] == ["ts_fc_dsp.c", "ts_fc_ref.c", "ts_fixedpoint.c"]
+    assert kernels == ["tinystudio_kernels.h", "ts_dsp.h", "ts_fixedpoint.h", "ts_mve.h", "ts_fc_dsp.c",
+                       "ts_fc_mve.c", "ts_fc_ref.c", "ts_fixedpoint.c"]
+    assert [s for s in fc.sources if s in KERNEL_FILES] == ["ts_fc_dsp.c", "ts_fc_mve.c", "ts_fc_ref.c",
+                                                            "ts_fixedpoint.c"]
     conv = generate_library(_graph(*conv_model((1, 6, 6, 8), (8, 3, 3, 8), (1, 6, 6, 8), padding=0, stride=1)),
                             "conv")
     assert {"ts_conv_ref.c", "ts_conv_dsp.c"} <= set(conv.sources) and "ts_fc_ref.c" not in conv.files

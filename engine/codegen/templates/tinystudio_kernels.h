@@ -11,6 +11,9 @@
  *   ts_<family>_dsp.c    the DSP path for Armv7E-M / Armv8-M mainline (__SXTB16/__SXTAB16 + __SMLAD via
  *                        <arm_acle.h>, instruction layer in ts_dsp.h), compiled when __ARM_FEATURE_DSP is
  *                        defined and TINYSTUDIO_USE_DSP is 1 (the default), empty otherwise;
+ *   ts_<family>_mve.c    the Helium (MVE) path for Cortex-M55/M85 (<arm_mve.h>, layer in ts_mve.h), compiled
+ *                        when integer MVE is present and TINYSTUDIO_USE_MVE is 1 (the default), on top of the DSP
+ *                        path; QEMU mps3-an547 checks it (there is no host emulation);
  *   families: conv, depthwise, fc, elementwise (ts_elementwise.h), pool, softmax, movement.
  * Define TINYSTUDIO_EMULATE_DSP to compile the DSP path on any host with portable C versions of the
  * instructions, which is how the host tests check that both paths give identical bytes.
@@ -41,8 +44,7 @@ extern "C" {
 #ifndef TINYSTUDIO_USE_MVE
 #define TINYSTUDIO_USE_MVE 1
 #endif
-#if TINYSTUDIO_DSP && !defined(TINYSTUDIO_EMULATE_DSP) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && \
-    TINYSTUDIO_USE_MVE
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && TINYSTUDIO_USE_MVE && TINYSTUDIO_DSP
 #define TINYSTUDIO_MVE 1
 #else
 #define TINYSTUDIO_MVE 0

@@ -8,10 +8,35 @@
 
 #if TINYSTUDIO_MVE
 
-/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per predicated load and store. */
+/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per load and store. With GNU C,
+ * a tail-predicated low-overhead loop (DLSTP/LETP: the last partial vector under the loop's own predicate),
+ * three instructions per 16 bytes; otherwise VCTP-predicated intrinsics. */
 static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
 {
     const int8x16_t f = vdupq_n_s8(fill);
+    if (n <= 0) {
+        return;
+    }
+#if defined(__GNUC__)
+    if (src != NULL) {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vldrb.8 q0, [%[s]], #16\n\t"
+                         "vstrb.8 q0, [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [s] "+r"(src), [d] "+r"(dst)
+                         : [n] "r"(n)
+                         : "lr", "q0", "memory");
+    } else {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vstrb.8 %q[f], [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [d] "+r"(dst)
+                         : [n] "r"(n), [f] "w"(f)
+                         : "lr", "memory");
+    }
+#else
     for (; n > 0; n -= 16, dst += 16) {
         const mve_pred16_t pr = vctp8q((uint32_t)n);
         if (src != NULL) {
@@ -21,6 +46,7 @@ static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
             vstrbq_p_s8(dst, f, pr);
         }
     }
+#endif
 }
 
 /* The receptive field of output pixel q (k_h * k_w * in_c int8, in the weights' order) into dst, taps outside
@@ -63,14 +89,13 @@ typedef struct {
 /* What the assembly loop below reads (offsets fixed in it: keep the order). */
 typedef struct {
     const int8_t *f[4];
-    int32_t loops, off, n;
-    const int32_t *bias;
+    int32_t loops, tail, n;
 } ts_mve_sums_job;
 
-/* The channel loop of ts_mve_conv_sums for K % 16 == 0 (K >= 16) in assembly: the compiler's version spills
- * the four field pointers and five accumulators (VMLADAVA takes even registers only) and spends some 40
- * instructions per channel around the 11 of the dot-product loop; here 24. Rows of acc are 4 * TS_MVE_CH
- * bytes apart. */
+/* The channel loop of ts_mve_conv_sums for K >= 16 in assembly: the compiler's version spills the four field
+ * pointers and five accumulators (VMLADAVA takes even registers only) and spends some 40 instructions per
+ * channel around the 11 of the dot-product loop; here 26, plus 16 for a K % 16 tail (predicated loads, whose
+ * false lanes read as zero). Rows of acc are 4 * TS_MVE_CH bytes apart. */
 static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
 {
     const int8_t *x0, *x1, *x2, *x3;
@@ -80,11 +105,19 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "ldrd %[x0], %[x1], [%[job]]\n\t"
         "ldrd %[x2], %[x3], [%[job], #8]\n\t"
         "ldr lr, [%[job], #16]\n\t"
-        "movs %[a0], #0\n\t"
-        "movs %[a1], #0\n\t"
-        "movs %[a2], #0\n\t"
-        "movs %[a3], #0\n\t"
-        "movs %[ws], #0\n\t"
+        /* the first 16 steps set the sums, the loop adds the others */
+        "vldrb.8 q0, [%[w]], #16\n\t"
+        "vldrb.8 q1, [%[x0]], #16\n\t"
+        "vldrb.8 q2, [%[x1]], #16\n\t"
+        "vmladav.s8 %[a0], q1, q0\n\t"
+        "vldrb.8 q3, [%[x2]], #16\n\t"
+        "vmladav.s8 %[a1], q2, q0\n\t"
+        "vldrb.8 q1, [%[x3]], #16\n\t"
+        "vmladav.s8 %[a2], q3, q0\n\t"
+        "vmladav.s8 %[a3], q1, q0\n\t"
+        "vaddv.s8 %[ws], q0\n\t"
+        "subs lr, lr, #1\n\t"
+        "beq 4f\n\t"
         "dls lr, lr\n"
         "2:\n\t"
         "vldrb.8 q0, [%[w]], #16\n\t"
@@ -97,17 +130,31 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
         "vmladava.s8 %[a2], q3, q0\n\t"
         "vmladava.s8 %[a3], q1, q0\n\t"
         "vaddva.s8 %[ws], q0\n\t"
-        "le lr, 2b\n\t"
+        "le lr, 2b\n"
+        "4:\n\t"
+        "ldr lr, [%[job], #20]\n\t"
+        "cmp lr, #0\n\t"
+        "beq 3f\n\t"
+        "vctp.8 lr\n\t"
+        "vpstttt\n\t"
+        "vldrbt.8 q0, [%[w]]\n\t"
+        "vldrbt.8 q1, [%[x0]]\n\t"
+        "vldrbt.8 q2, [%[x1]]\n\t"
+        "vldrbt.8 q3, [%[x2]]\n\t"
+        "add %[w], %[w], lr\n\t"
+        "vmladava.s8 %[a0], q1, q0\n\t"
+        "vpst\n\t"
+        "vldrbt.8 q1, [%[x3]]\n\t"
+        "vmladava.s8 %[a1], q2, q0\n\t"
+        "vmladava.s8 %[a2], q3, q0\n\t"
+        "vmladava.s8 %[a3], q1, q0\n\t"
+        "vaddva.s8 %[ws], q0\n"
+        "3:\n\t"
         "str %[a1], [%[acc], #128]\n\t"
         "str %[a2], [%[acc], #256]\n\t"
         "str %[a3], [%[acc], #384]\n\t"
+        "str %[ws], [%[acc], #512]\n\t"
         "str %[a0], [%[acc]], #4\n\t"
-        "ldr %[x0], [%[job], #28]\n\t"
-        "ldr %[a1], [%[x0]], #4\n\t"
-        "str %[x0], [%[job], #28]\n\t"
-        "ldr %[a2], [%[job], #20]\n\t"
-        "mla %[a1], %[ws], %[a2], %[a1]\n\t"
-        "str %[a1], [%[acc], #508]\n\t"
         "ldr %[a3], [%[job], #24]\n\t"
         "subs %[a3], %[a3], #1\n\t"
         "str %[a3], [%[job], #24]\n\t"
@@ -119,13 +166,12 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
 }
 #endif
 
-/* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and their start values into
+/* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and the sums of their weights into
  * acc[4][m - m0]. Per 16 reduction steps: 1 weight load, 4 field loads, 4 VMLADAVA and one VADDVA (the
  * weights' sum, which carries the input offset: sum (x + off) * w = sum x * w + off * sum w, exact, padding
  * holding the zero point) give 64 MACs; the last K % 16 under a VCTP predicate. `small` (K <= 16, a constant
  * in each caller): the fields stay in registers. Returns the weights past channel m0 + n. */
-TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w,
-                                                const int32_t *bias, int32_t off, int32_t n,
+TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w, int32_t n,
                                                 int32_t acc[5][TS_MVE_CH], int small)
 {
     const int32_t loops = k_all >> 4, tail = k_all & 15;
@@ -140,21 +186,20 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
             acc[1][m] = vmladavq_s8(x1, wv);
             acc[2][m] = vmladavq_s8(x2, wv);
             acc[3][m] = vmladavq_s8(x3, wv);
-            acc[4][m] = bias[m] + off * vaddvq_s8(wv);
+            acc[4][m] = vaddvq_s8(wv);
         }
         return w;
     }
 #if defined(__GNUC__)
-    if (tail == 0) {
+    if (loops > 0) {
         ts_mve_sums_job job;
         job.f[0] = f->f0;
         job.f[1] = f->f1;
         job.f[2] = f->f2;
         job.f[3] = f->f3;
         job.loops = loops;
-        job.off = off;
+        job.tail = tail;
         job.n = n;
-        job.bias = bias;
         ts_mve_sums_asm(&job, w, &acc[0][0]);
         return w + (size_t)n * k_all;
     }
@@ -189,39 +234,46 @@ TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t 
         acc[1][m] = a1;
         acc[2][m] = a2;
         acc[3][m] = a3;
-        acc[4][m] = bias[m] + off * ws;
+        acc[4][m] = ws;
     }
     return w;
 }
 
-/* Channels m0 .. m0 + n of the four pixels requantized four channels at a time (per-channel constants as
- * vectors, a predicate on the last n % 4) and stored at y[m + s * ys]. */
+/* Channels m0 .. m0 + n of the four pixels requantized four channels at a time (bias, per-channel constants
+ * as vectors, a predicate on the last n % 4) and stored at y[m + s * ys]. */
 TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][TS_MVE_CH], int32_t n,
-                                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys,
-                                        int general)
+                                        const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                        int8_t *y, int32_t ys, int general)
 {
-    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max, off = p->input_offset;
+    const int32_t step = p->per_channel ? 4 : 0;
     const int32x4_t zero = vdupq_n_s32(0);
+    const int32_t *r = &acc[0][0], *rw = &acc[4][0];
     int32x4_t mult = vdupq_n_s32(multiplier[0]), sh = vdupq_n_s32(shift[0]);
-    int32x4_t left = vmaxq_s32(sh, zero), right = vminq_s32(sh, zero);
     int32_t m;
-    for (m = 0; m < n; m += 4) {
+    for (m = 0; m < n; m += 4, r += 4, rw += 4, bias += 4, multiplier += step, shift += step, y += 4) {
         const mve_pred16_t pr = vctp32q((uint32_t)(n - m));
-        const int32x4_t start = vldrwq_s32(&acc[4][m]);
-        if (p->per_channel) {
-            mult = vldrwq_z_s32(multiplier + m, pr);
-            sh = vldrbq_z_s32(shift + m, pr);
-            left = vmaxq_s32(sh, zero);
-            right = vminq_s32(sh, zero);
+        int32x4_t start, left, right;
+        int8_t *yq = y;
+        if (step) {
+            mult = vldrwq_z_s32(multiplier, pr);
+            sh = vldrbq_z_s32(shift, pr);
         }
-        vstrbq_p_s32(y + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[0][m]), start), mult, left, right, general, out_off,
-                                      lo, hi), pr);
-        vstrbq_p_s32(y + ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[1][m]), start), mult, left, right, general,
-                                           out_off, lo, hi), pr);
-        vstrbq_p_s32(y + 2 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[2][m]), start), mult, left, right, general,
-                                               out_off, lo, hi), pr);
-        vstrbq_p_s32(y + 3 * ys + m, ts_mve_rq(vaddq_s32(vldrwq_s32(&acc[3][m]), start), mult, left, right, general,
-                                               out_off, lo, hi), pr);
+        left = vmaxq_s32(sh, zero);
+        right = vminq_s32(sh, zero);
+        /* bias + offset * sum of the weights (sum (x + off) * w = sum x * w + off * sum w) */
+        start = vmlaq_n_s32(vldrwq_z_s32(bias, pr), vldrwq_s32(rw), off);
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r), start), mult, left, right, general, out_off, lo, hi),
+                     pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + 2 * TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
+        yq += ys;
+        vstrbq_p_s32(yq, ts_mve_rq(vaddq_s32(vldrwq_s32(r + 3 * TS_MVE_CH), start), mult, left, right, general,
+                                   out_off, lo, hi), pr);
     }
 }
 
@@ -232,29 +284,41 @@ TS_ALWAYS_INLINE void ts_mve_conv_any(const ts_conv_params *p, const ts_mve_fiel
                                       const int8_t *shift, int8_t *y, int32_t ys, int small, int general)
 {
     int32_t acc[5][TS_MVE_CH];
-    const int32_t step = p->per_channel ? 1 : 0, off = p->input_offset;
+    const int32_t step = p->per_channel ? 1 : 0;
     int32_t m0;
     for (m0 = 0; m0 < p->out_c; m0 += TS_MVE_CH) {
         const int32_t n = ts_min32(TS_MVE_CH, p->out_c - m0);
-        w = ts_mve_conv_sums(f, k_all, w, bias + m0, off, n, acc, small);
-        ts_mve_conv_store(p, acc, n, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
+        w = ts_mve_conv_sums(f, k_all, w, n, acc, small);
+        ts_mve_conv_store(p, acc, n, bias + m0, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
     }
 }
 
 typedef void (*ts_mve_conv_fn)(const ts_conv_params *, const ts_mve_fields *, int32_t, const int8_t *,
                                const int32_t *, const int32_t *, const int8_t *, int8_t *, int32_t);
 
-#define TS_MVE_CONV_FN(name, small, general)                                                                      \
-    static TS_NOINLINE void name(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all, const int8_t *w, \
-                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, \
-                                 int32_t ys)                                                                     \
-    {                                                                                                            \
-        ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, small, general);                         \
-    }
-TS_MVE_CONV_FN(ts_mve_conv_short, 0, 0)
-TS_MVE_CONV_FN(ts_mve_conv_general, 0, 1)
-TS_MVE_CONV_FN(ts_mve_conv_small_short, 1, 0)
-TS_MVE_CONV_FN(ts_mve_conv_small_general, 1, 1)
+static TS_NOINLINE void ts_mve_conv_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 0);
+}
+
+static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 1);
+}
+
+static TS_NOINLINE void ts_mve_conv_small_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 0);
+}
+
+static TS_NOINLINE void ts_mve_conv_small_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
+        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
+{
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 1);
+}
 
 /* Where output pixel q's receptive field is one contiguous run inside the image (1x1 kernels, 1xN rows), that
  * run; NULL otherwise. */
@@ -281,6 +345,8 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     const int g = p->general_requant != 0;
     const ts_mve_conv_fn block = k_all <= 16 ? (g ? ts_mve_conv_small_general : ts_mve_conv_small_short)
                                              : (g ? ts_mve_conv_general : ts_mve_conv_short);
+    const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+                          p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     int8_t *buf = (int8_t *)scratch;
     int32_t b, q, s;
     for (b = 0; b < p->batches; ++b) {
@@ -293,6 +359,10 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             ts_mve_fields f;
             for (s = 0; s < 4; ++s) {
                 const int32_t qs = one ? q0 : q0 + s;
+                if (pointwise) { /* output pixel q reads input pixel q */
+                    fs[s] = img + (size_t)qs * k_all;
+                    continue;
+                }
                 fs[s] = ts_mve_run(p, img, qs);
                 if (fs[s] == NULL) {
                     ts_mve_field(p, img, qs, buf + s * k_all);

@@ -62,8 +62,7 @@ void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t
                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
 #if TINYSTUDIO_MVE
-    if (p->out_c == p->in_c) {
-        ts_depthwise_conv_s8_mve(p, x, w, bias, multiplier, shift, y);
+    if (p->out_c == p->in_c && ts_depthwise_conv_s8_mve(p, x, w, bias, multiplier, shift, y)) {
         return;
     }
 #endif

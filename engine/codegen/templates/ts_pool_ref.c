@@ -1,10 +1,13 @@
 /* ts_pool_ref.c - pooling and reductions, NHWC (average and max pooling, MEAN / SUM, ReduceMin / ReduceMax):
- * portable C (the oracle), and the entry point ts_avg_pool_s8, which runs the DSP version (ts_pool_dsp.c)
- * where it is built. */
+ * portable C (the oracle), and the entry point ts_avg_pool_s8, which runs the Helium version (ts_pool_mve.c)
+ * or the DSP version (ts_pool_dsp.c) where it is built; max pooling hands over to ts_pool_mve.c on Helium builds. */
 #include "ts_fixedpoint.h"
 
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
+#endif
+#if TINYSTUDIO_MVE
+#include "ts_mve.h"
 #endif
 
 void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y)
@@ -40,6 +43,11 @@ void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y)
 
 void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (ts_avg_pool_s8_mve(p, x, y)) {
+        return;
+    }
+#endif
 #if TINYSTUDIO_DSP
     ts_avg_pool_s8_dsp(p, x, y);
 #else
@@ -49,6 +57,11 @@ void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 
 void ts_max_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
+#if TINYSTUDIO_MVE
+    if (ts_max_pool_s8_mve(p, x, y)) {
+        return;
+    }
+#endif
     int32_t b, oh, ow, c, i, j;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
