@@ -21,7 +21,7 @@ def cmd_export(args) -> int:
     # The bundle and library are named by --name, else after the model file (or zoo model).
     name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_version(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
-                         calibration=calibration, log=log, name=name)
+                         calibration=calibration, log=log, name=name, wide_weights=args.wide_weights)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report

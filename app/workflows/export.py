@@ -128,18 +128,18 @@ def calibration_npz(data: bytes, name: str):
 
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
-                   log=None, name: str | None = None, dataset: dict | None = None):
+                   log=None, name: str | None = None, dataset: dict | None = None, wide_weights: bool = False):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
     data set the version was trained on (`dataset`, see dataset_calibration)."""
     from engine.export.pipeline import export_model
 
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
     return export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
-                        dataset=dataset)
+                        dataset=dataset, wide_weights=wide_weights)
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
-                 progress=None) -> dict:
+                 progress=None, wide_weights: bool = False) -> dict:
     """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
     def log(message: str) -> None:
@@ -150,12 +150,12 @@ def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
         res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                             log=log, name=name, dataset=dataset)
+                             log=log, name=name, dataset=dataset, wide_weights=wide_weights)
         return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
 
 
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None):
+               name: str, dataset: dict | None, wide_weights: bool = False):
     """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
     stores its report and bundle."""
 
@@ -163,9 +163,10 @@ def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, 
         from app.job_executor import run_remote
 
         res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
-                         progress=progress)
+                         progress=progress, wide_weights=bool(wide_weights))
         rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
-                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"]})
+                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"],
+                                     "wide_weights": bool(wide_weights)})
         return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work

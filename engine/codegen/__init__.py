@@ -31,6 +31,8 @@ class IOSpec:
 @dataclass(frozen=True)
 class CodegenOptions:
     dsp: str = "auto"          # "auto": SMLAD path when __ARM_FEATURE_DSP is defined; "off": portable kernels only
+    # int16 pre-widened conv weights (ts_conv_s8_w16): about twice their flash for fewer instructions per MAC
+    wide_weights: bool = False
 
 
 @dataclass(frozen=True)

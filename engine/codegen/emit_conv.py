@@ -55,6 +55,20 @@ def _weight_array(ctx: EmitContext, values: np.ndarray, s4: bool, comment: str) 
     return ctx.array("w", "int8_t", values, comment)
 
 
+def wide_weight_words(wq: np.ndarray) -> np.ndarray:
+    """int8 weights (M, ..., K) -> ts_conv_s8_w16's int32 words: per channel, per 4 reduction steps the int16
+    pairs (k0, k2) and (k1, k3), then the K % 4 tail two per word; each word holds its first value in the low
+    half. One LDRD then gives the two weight words SMLAD pairs with the im2col block's [0, 2] and [1, 3]."""
+    w = wq.reshape(wq.shape[0], -1).astype(np.int64)
+    m, k = w.shape
+    k4 = k & ~3
+    halves = np.concatenate([w[:, :k4].reshape(m, -1, 4)[:, :, [0, 2, 1, 3]].reshape(m, k4), w[:, k4:]], axis=1)
+    if halves.shape[1] % 2:
+        halves = np.concatenate([halves, np.zeros((m, 1), np.int64)], axis=1)
+    lo, hi = halves[:, 0::2] & 0xFFFF, halves[:, 1::2] & 0xFFFF
+    return ((hi << 16) | lo).astype(np.uint32).view(np.int32).reshape(-1)
+
+
 @emits("Conv")
 def _conv(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
@@ -105,7 +119,14 @@ def _conv(ctx: EmitContext, node: Node) -> None:
         if group == 1:  # four im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
             kk = k[0] * k[1] * c
             code.scratch_bytes = 8 * kk + (kk + kk % 2 if c % 4 else 0)
-        code.body.append(f"ts_conv_s8(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp}, SCRATCH);")
+            if ctx.wide_weights:  # the same values pre-widened to int16 (CodegenOptions.wide_weights)
+                code.arrays.pop(next(i for i, a in enumerate(code.arrays) if a.name == wname))
+                words = wide_weight_words(wq)
+                wname = ctx.array("w", "int32_t", words, f"{node.name}: weights (M, kH, kW, C/group) pre-widened "
+                                                        "to int16, two per word (ts_conv_s8_w16)")
+                code.wide_extra_bytes = 4 * words.size - wq.size
+                code.kernel = "ts_conv_s8_w16"
+        code.body.append(f"{code.kernel}(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp}, SCRATCH);")
 
 
 @emits("Gemm")

@@ -43,6 +43,7 @@ class LayerCode:
     arrays: list[CArray] = field(default_factory=list)
     scratch_bytes: int = 0
     accesses: list[Access] = field(default_factory=list)
+    wide_extra_bytes: int = 0  # flash of pre-widened weights beyond int8 ones (CodegenOptions.wide_weights)
 
 
 class EmitContext:
@@ -56,6 +57,7 @@ class EmitContext:
         self.code: LayerCode | None = None
         self._const_names: dict[str, str] = {}
         self.const_arrays: list[CArray] = []   # activation-shaped constants, shared between layers
+        self.wide_weights = False              # CodegenOptions.wide_weights: int16 pre-widened conv weights
 
     def begin(self, index: int) -> LayerCode:
         self.index = index

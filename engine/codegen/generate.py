@@ -119,6 +119,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
                              "tensors only")
 
     ctx = EmitContext(g, plan, prefix)
+    ctx.wide_weights = bool(options.wide_weights)
     nodes = {n.name: n for n in g.nodes}
     layers: list[tuple[object, LayerCode]] = []
     for node_name in plan.order:
@@ -141,6 +142,8 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     stamp = {"tool": "tinystudio", "version": engine.__version__, "graph_hash": content_hash(whole), "name": prefix,
              "dsp": options.dsp, "planner": plan.planner, "arena_bytes": plan.arena_bytes,
              "scratch_bytes": scratch, "weights_bytes": weights_bytes, "macs": macs, "state_bytes": state_size(g)}
+    if options.wide_weights:  # the flash the pre-widened weights add over int8 ones (emit_conv.wide_weight_words)
+        stamp["wide_weights_extra_bytes"] = sum(c.wide_extra_bytes for _, c in layers)
 
     model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines)
     files = {

@@ -131,12 +131,14 @@ def channels_last_int8(graph):
 
 def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", n_inputs: int = 20,
                  calibration=None, name: str | None = None, seed: int = 0, log=None,
-                 dataset: dict | None = None) -> ExportResult:
+                 dataset: dict | None = None, wide_weights: bool = False) -> ExportResult:
     """The whole export. `graph` float or int8; `verify` none|host|qemu; `n_inputs` random inputs verified
     besides the golden one; `name` the library/bundle name (a session or model name, made a C identifier);
-    `dataset` the version's dataset record (normalization, class names) when the graph does not carry it.
+    `dataset` the version's dataset record (normalization, class names) when the graph does not carry it;
+    `wide_weights` stores conv weights pre-widened to int16 (faster on Cortex-M4/M7/M33, more flash: the report's
+    "wide_weights" says how much).
     User mistakes raise TinyStudioError before any work is done."""
-    from engine.codegen import generate_library
+    from engine.codegen import CodegenOptions, generate_library
     from engine.export.verify_float import verify_float_api
     from engine.export.verify_host import verify_host
     from engine.export.verify_qemu import qemu_unavailable, verify_qemu
@@ -177,7 +179,7 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     say("generating C")
     from engine.export.preprocess import input_spec, provenance
 
-    lib = generate_library(qgraph, c_name(name or qgraph.name))
+    lib = generate_library(qgraph, c_name(name or qgraph.name), options=CodegenOptions(wide_weights=wide_weights))
     prep = input_spec(qgraph, lib, provenance(float_graph if float_graph is not None else graph, dataset))
     lib = with_input_helper(lib, prep)
     sample = None
@@ -219,6 +221,8 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     report["model"] = model_info(float_graph if float_graph is not None else graph)
     report["bundle"] = str(out)
     report["planner"] = prof.plan.planner
+    report["wide_weights"] = {"enabled": bool(wide_weights),
+                              "extra_flash_bytes": int(lib.stamp.get("wide_weights_extra_bytes", 0))}
     report["estimate"] = est
     if fp is not None:
         report["measured"] = fp.to_json()

@@ -55,6 +55,11 @@ def figure_rows(rep) -> list[dict]:
               "how": f"estimate, {runtime} runtime model"},
              {"figure": "RAM (estimate)", "value": byte_text(est.get("ram_bytes")),
               "how": f"estimate, {runtime} runtime model"}]
+    wide = _d(rep.get("wide_weights"))
+    if wide.get("enabled"):
+        rows.append({"figure": "Pre-widened weights", "value": f"+{byte_text(wide.get('extra_flash_bytes'))} flash",
+                     "how": "conv weights stored as int16 (chosen): bytes beyond int8 weights, in the measured flash "
+                            "but not in the estimate"})
     lat = est.get("latency_ms")
     rows.append({"figure": "Latency", "value": f"{lat:.2f} ms" if is_number(lat) else "n/a",
                  "how": f"estimate: {est.get('runtime_note') or runtime + ' runtime model'}"})

@@ -168,6 +168,9 @@ int32_t ts_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
 
 void ts_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                 const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+/* Weights pre-widened to int16, two per word (CodegenOptions.wide_weights): faster on the DSP path. */
+void ts_conv_s8_w16(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,

@@ -1,6 +1,8 @@
 /* ts_conv_dsp.c - regular convolution on the DSP path (Armv7E-M / Armv8-M mainline): output pixels four at a
  * time are expanded into an int16 im2col block, then multiplied with every output channel by SMLAD. Called by
- * ts_conv_s8 (ts_conv_ref.c) for groups == 1; the same bytes as ts_conv_s8_ref. */
+ * ts_conv_s8 (ts_conv_ref.c) for groups == 1, and by ts_conv_s8_w16 for weights stored pre-widened to int16
+ * (a flash-for-speed choice of the generator: no sign extension in the inner loop); the same bytes as
+ * ts_conv_s8_ref. */
 #include "ts_dsp.h"
 
 #if TINYSTUDIO_DSP
@@ -112,13 +114,32 @@ static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t 
         w += 4;                                                                                                    \
     } while (0)
 
+/* The same group with pre-widened weights (ts_conv_s8_w16): one LDRD gives both weight words (13 instructions). */
+#define TS_CONV_GROUP_WIDE()                                                                                       \
+    do {                                                                                                           \
+        uint32_t w02, w13, u, v;                                                                                   \
+        ts_load2w(&ww, &w02, &w13);                                                                                \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));                                                               \
+        ts_load2(&x, &u, &v);                                                                                      \
+        a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));                                                               \
+    } while (0)
+
 /* A four-pixel block times every output channel, one channel at a time: the groups of 4 reduction steps two
  * per loop turn (one more when their count is odd), the K % 4 tail, then the channel's requantization
  * constants serve four outputs, stored at y[m + s * y_stride]. The loop state that the inner loop does not
  * use lives in one struct, so that the compiler keeps the accumulators and pointers in registers and spills
- * only that. `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped) and has_tail
- * whether K % 4 may be nonzero; always inlined into one function per combination below, so that the channel
- * loop carries no mode or tail tests. */
+ * only that. `mode` is the requantization form (0: portable, 1: full int8 range, 2: clamped), has_tail
+ * whether K % 4 may be nonzero (1 in every build: one function per form keeps the code small) and wide the
+ * weight storage; always inlined into one function per form and storage below. */
+/* The groups two per loop turn (1 instruction in 32 less, ~140 bytes more code) in the full-range form only:
+ * the library stays within the code size the flash estimate assumes (hwmodels/runtimes/tinystudio-c.toml). */
+#define TS_CONV_UNROLL (mode == 1)
+
 typedef struct {
     const int32_t *bias, *multiplier;
     const int8_t *shift;
@@ -126,13 +147,15 @@ typedef struct {
     int32_t step, y_stride;
 } ts_conv_chan;
 
-TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *block, const void *wv,
                                     const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y,
-                                    int32_t y_stride, int mode, int has_tail)
+                                    int32_t y_stride, int mode, int has_tail, int wide)
 {
+    const int8_t *w = (const int8_t *)wv;
+    const uint32_t *ww = (const uint32_t *)wv;
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = has_tail ? k_all & 3 : 0;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
-    const int16_t *const end2 = block + 32 * (k_all >> 3);
+    const int16_t *const end2 = block + 32 * (k_all >> 3), *const end = block + 16 * (k_all >> 2);
     const int odd_group = (k_all >> 2) & 1;
     ts_conv_chan s;
     int32_t t;
@@ -147,22 +170,42 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
         const int16_t *x = block;
         int32_t a0 = *s.bias++, a1 = a0, a2 = a0, a3 = a0, ys;
         int8_t *yc;
-        while (x != end2) {
-            TS_CONV_GROUP();
-            TS_CONV_GROUP();
+        while ((mode == 0 || !TS_CONV_UNROLL) && x != end) {
+            if (wide) {
+                TS_CONV_GROUP_WIDE();
+            } else {
+                TS_CONV_GROUP();
+            }
         }
-        if (odd_group) {
-            TS_CONV_GROUP();
+        while (mode != 0 && TS_CONV_UNROLL && x != end2) {
+            if (wide) {
+                TS_CONV_GROUP_WIDE();
+                TS_CONV_GROUP_WIDE();
+            } else {
+                TS_CONV_GROUP();
+                TS_CONV_GROUP();
+            }
+        }
+        if (mode != 0 && TS_CONV_UNROLL && odd_group) {
+            if (wide) {
+                TS_CONV_GROUP_WIDE();
+            } else {
+                TS_CONV_GROUP();
+            }
         }
         for (t = 0; has_tail && t < tail; ++t) {
-            const int32_t wt = w[t];
+            const int32_t wt = wide ? ts_w16_half(ww, t) : w[t];
             a0 += x[t] * wt;
             a1 += x[tail + t] * wt;
             a2 += x[2 * tail + t] * wt;
             a3 += x[3 * tail + t] * wt;
         }
         if (has_tail) {
-            w += tail;
+            if (wide) {
+                ww += (tail + 1) >> 1;
+            } else {
+                w += tail;
+            }
         }
         yc = s.y;
         ys = s.y_stride;
@@ -196,56 +239,63 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
     } while (++s.y != s.y_end);
 }
 
-typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const int8_t *, const int32_t *,
+typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const void *, const int32_t *,
                                  const int32_t *, const int8_t *, int8_t *, int32_t);
 
-static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int16_t *block, const void *w,
                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                               int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1, 0);
 }
 
-static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_t *block, const void *w,
                                            const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                            int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 0);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 0);
 }
 
-static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                             int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 0);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 0);
 }
 
-static TS_NOINLINE void ts_conv_block_full_tail(const ts_conv_params *p, const int16_t *block, const int8_t *w,
+static TS_NOINLINE void ts_conv_block_w16_general(const ts_conv_params *p, const int16_t *block, const void *w,
+                                                  const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                                  int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1, 1);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                                 int8_t *y, int32_t y_stride)
 {
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1);
-}
-
-static TS_NOINLINE void ts_conv_block_clamp_tail(const ts_conv_params *p, const int16_t *block, const int8_t *w,
-                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                                 int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1);
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0).
- * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0. */
-void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+ * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0.
+ * wide: the weights are ts_conv_s8_w16's pre-widened words. */
+static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
+                            const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
+                            const ts_conv_block_fn *blocks)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
-    const int full = p->act_min == -128 && p->act_max == 127, tail = (k_all & 3) != 0;
-    const ts_conv_block_fn block = p->general_requant ? ts_conv_block_general
-                                   : full ? (tail ? ts_conv_block_full_tail : ts_conv_block_full)
-                                          : (tail ? ts_conv_block_clamp_tail : ts_conv_block_clamp);
+    const int full = p->act_min == -128 && p->act_max == 127;
+    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
@@ -264,6 +314,23 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
         }
     }
+}
+
+void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                    const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+{
+    /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
+     * that a library links only the storage its layers use */
+    static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
+}
+
+void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
+{
+    static const ts_conv_block_fn blocks[3] = {ts_conv_block_w16_general, ts_conv_block_w16_full,
+                                               ts_conv_block_w16_clamp};
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
 #endif /* TINYSTUDIO_DSP */

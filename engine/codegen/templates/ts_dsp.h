@@ -123,6 +123,28 @@ static inline void ts_load2(const int16_t **p, uint32_t *a, uint32_t *b)
 }
 #endif
 
+/* Value t of a run of pre-widened weights packed two per word, low half first (endian-independent). */
+static inline int32_t ts_w16_half(const uint32_t *w, int32_t t)
+{
+    const uint32_t v = w[t >> 1] >> (16 * (t & 1));
+    return (int32_t)(int16_t)(uint16_t)(v & 0xFFFFu);
+}
+
+/* Two consecutive words of pre-widened weights (ts_conv_s8_w16; word aligned: an int32 array). */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+static inline void ts_load2w(const uint32_t **p, uint32_t *a, uint32_t *b)
+{
+    *a = (*p)[0];
+    *b = (*p)[1];
+    *p += 2;
+}
+#else
+static inline void ts_load2w(const uint32_t **p, uint32_t *a, uint32_t *b)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=&r"(*a), "=&r"(*b), "+r"(*p) : "m"(*(const uint32_t(*)[2]) * p));
+}
+#endif
+
 /* Requantization in the DSP kernels. When the generator cleared `general_requant` (multipliers 0 or in
  * [2**30, 2**31), shifts in [-30, -1], every accumulator in [-2**30, 2**30)), TFLite's double rounding
  *     high = SaturatingRoundingDoublingHighMul(x, m) = (2x * m + 2**31) >> 32     (2x fits, no saturation)
@@ -163,6 +185,8 @@ TS_ALWAYS_INLINE int8_t ts_clamp8(int32_t v, int32_t lo, int32_t hi)
 /* The DSP files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
 void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
