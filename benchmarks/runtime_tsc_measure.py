@@ -347,6 +347,7 @@ def main() -> int:
     args = ap.parse_args()
     mcu = get_mcu("stm32l4r5zi")
     works = {key: layer_work(load_tflite(str(MLPERF / fname))) for key, fname in MODELS}
+    root = Path(__file__).resolve().parents[1] / "hwmodels"
     if args.table:
         fits = from_table(args.table, works)
         if args.write:
@@ -355,7 +356,6 @@ def main() -> int:
             print("wrote hwmodels/runtimes/tinystudio-c.toml [cores.*] of " + ", ".join(fits)
                   + " and hwmodels/calibration.toml (instructions_dsp, [tinystudio_c_cores])")
         return 0
-    root = Path(__file__).resolve().parents[1] / "hwmodels"
     if args.src:
         out = json.loads(Path(args.src).read_text())
         fit(out, works, "dsp", "cortex-m4", mcu)
