@@ -69,6 +69,15 @@ MVE_CASES = {
                                                       stride=2, depthwise=True, per_channel=False, act=3),
     "depthwise_c4_5x5_dilated_valid": lambda: conv_model((1, 12, 13, 4), (1, 5, 5, 4), (1, 4, 5, 4), padding=1,
                                                          stride=1, dilation=2, depthwise=True),
+    # the column pass: odd interior row counts (a pair-less leftover), batches, pads on every side, 1-row output
+    "depthwise_c24_tall_s2_odd_pairs": lambda: conv_model((1, 21, 6, 24), (1, 3, 3, 24), (1, 11, 3, 24), padding=0,
+                                                          stride=2, depthwise=True),
+    "depthwise_c13_batch2_same": lambda: conv_model((2, 8, 3, 13), (1, 3, 3, 13), (2, 8, 3, 13), padding=0,
+                                                    stride=1, depthwise=True, act=1),
+    "depthwise_c40_5x5_same_per_tensor": lambda: conv_model((1, 9, 4, 40), (1, 5, 5, 40), (1, 9, 4, 40), padding=0,
+                                                            stride=1, depthwise=True, per_channel=False),
+    "depthwise_c16_one_row_valid": lambda: conv_model((1, 3, 7, 16), (1, 3, 3, 16), (1, 1, 5, 16), padding=1,
+                                                      stride=1, depthwise=True),
     "depthwise_272_taps_dsp_fallback": lambda: conv_model((1, 17, 16, 4), (1, 17, 16, 4), (1, 1, 1, 4), padding=1,
                                                           stride=1, depthwise=True),
     "fc_k37_n6_batch2": lambda: fc_model(2, 37, 6),
@@ -158,7 +167,7 @@ def test_mlperf_on_m55_mve_and_dsp_builds_bit_exact(key, measured):
     ran_mve = {fn for fn in mve["per_function"] if fn.startswith("ts_mve_")}
     assert ran_mve and not any(fn.startswith("ts_mve_") for fn in dsp["per_function"])
     if key == "kws":
-        assert {"ts_mve_sums_asm", "ts_mve_fc_rows4", "ts_mve_dw2_short"} <= ran_mve
+        assert {"ts_mve_sums_asm", "ts_mve_fc_rows4", "ts_mve_dwcol_short"} <= ran_mve
     # instructions per MAC well below the DSP (SMLAD) kernels' on the same core (measured: KWS 0.35x, AD 0.11x)
     assert mve["per_mac"] < 0.45 * dsp["per_mac"], (mve["per_mac"], dsp["per_mac"])
 

@@ -38,43 +38,30 @@ TS_ALWAYS_INLINE void ts_mve_dw_out(int8_t *y, int32x4_t ae, int32x4_t ao, const
     }
 }
 
-/* Channels c .. c + 7 (fewer in the tail group, when `tail`) of `np` output pixels (1 or 2, a constant in
- * each caller) whose windows have the same rows x cols taps inside the image: xw is the first such tap of
- * pixel 0 (channel 0), pixel 1's lies xs further and its outputs ys further than yp; ww is the tap's weights.
- * Each weight load serves the np pixels; the input offset is added once at the end as offset * (sum of the
- * weights used), which gives sum (x + offset) * w exactly. `general`: the requantization form (ts_mve_rq). */
-TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
-                                      int32_t cols, int32_t xs, int32_t ys, int32_t c, const int32_t *bias,
-                                      const int32_t *multiplier, const int8_t *shift, int8_t *yp, int np, int tail,
-                                      int general)
+/* The even (or odd: k + 1, y + 1, the odd predicate) lanes of two pixels ys apart: the same constants for both. */
+TS_ALWAYS_INLINE void ts_mve_dw_half(int8_t *y, int32x4_t a0, int32x4_t a1, int32_t ys, const int32x4_t *k,
+                                     uint32x4_t even, const ts_mve_dw_geo *g, int tail, mve_pred16_t pr,
+                                     int general)
 {
-    const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
-    const mve_pred16_t pr = vctp16q((uint32_t)left_n);
-    const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
-    const uint32x4_t even = vidupq_n_u32(0, 2);
-    const int32x4_t zero = vdupq_n_s32(0);
-    int32x4_t e0 = zero, o0 = zero, e1 = zero, o1 = zero, k[8];
-    int16x8_t wsum = vdupq_n_s16(0);
-    int32_t i, j;
-    for (i = 0; i < rows; ++i) {
-        const int8_t *x0 = xw + (size_t)i * x_row + c, *wq = ww + (size_t)i * w_row + c;
-        const int8_t *x1 = x0 + xs;
-        for (j = 0; j < cols; ++j, wq += c_n) {
-            const int16x8_t wv = ts_mve_ld8(wq, tail, pr);
-            const int16x8_t v0 = ts_mve_ld8(x0, tail, pr);
-            wsum = vaddq_s16(wsum, wv);
-            e0 = vaddq_s32(e0, vmullbq_int_s16(v0, wv));
-            o0 = vaddq_s32(o0, vmulltq_int_s16(v0, wv));
-            x0 += x_col;
-            if (np == 2) {
-                const int16x8_t v1 = ts_mve_ld8(x1, tail, pr);
-                e1 = vaddq_s32(e1, vmullbq_int_s16(v1, wv));
-                o1 = vaddq_s32(o1, vmulltq_int_s16(v1, wv));
-                x1 += x_col;
-            }
-        }
+    const int32x4_t start = k[0], mult = k[2], left = k[4], right = k[6];
+    const int32x4_t v0 = ts_mve_rq(vaddq_s32(a0, start), mult, left, right, general, g->out_off, g->lo, g->hi);
+    const int32x4_t v1 = ts_mve_rq(vaddq_s32(a1, start), mult, left, right, general, g->out_off, g->lo, g->hi);
+    if (tail) {
+        vstrbq_scatter_offset_p_s32(y, even, v0, pr);
+        vstrbq_scatter_offset_p_s32(y + ys, even, v1, pr);
+    } else {
+        vstrbq_scatter_offset_s32(y, even, v0);
+        vstrbq_scatter_offset_s32(y + ys, even, v1);
     }
-    /* k: start values (bias + offset * weight sum), multipliers, left shifts, negated right shifts; even, odd */
+}
+
+/* The requantization constants of channels c .. c + 7, even and odd lanes (k[0, 2, 4, 6] and k[1, 3, 5, 7]):
+ * start values (bias + offset * weight sum), multipliers, left shifts, negated right shifts. */
+TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, int32_t c, const int32_t *bias,
+                                       const int32_t *multiplier, const int8_t *shift, uint32x4_t even,
+                                       mve_pred16_t pe, mve_pred16_t po, int32x4_t *k)
+{
+    const int32x4_t zero = vdupq_n_s32(0);
     k[0] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c, even, pe), vmovlbq_s16(wsum), g->off);
     k[1] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c + 1, even, po), vmovltq_s16(wsum), g->off);
     if (g->per_channel) {
@@ -92,73 +79,168 @@ TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, 
         k[4] = k[5] = vmaxq_s32(s, zero);
         k[6] = k[7] = vminq_s32(s, zero);
     }
-    ts_mve_dw_out(yp + c, e0, o0, k, even, g, tail, pe, po, general);
-    if (np == 2) {
-        ts_mve_dw_out(yp + ys + c, e1, o1, k, even, g, tail, pe, po, general);
-    }
 }
 
-/* Every channel of `np` pixels (see ts_mve_dw_group): full groups of eight, then the in_c % 8 tail. */
+/* Channels c .. c + 7 (fewer in the tail group, when `tail`) of one output pixel (a border pixel, or one left
+ * over by the column pass) with rows x cols taps inside the image: xw is the first such tap (channel 0), ww its
+ * weights. The input offset is added once at the end as offset * (sum of the weights used), which gives
+ * sum (x + offset) * w exactly. `general`: the requantization form (ts_mve_rq). */
+TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+                                      int32_t cols, int32_t c, const int32_t *bias, const int32_t *multiplier,
+                                      const int8_t *shift, int8_t *yp, int tail, int general)
+{
+    const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
+    const mve_pred16_t pr = vctp16q((uint32_t)left_n);
+    const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
+    const uint32x4_t even = vidupq_n_u32(0, 2);
+    const int32x4_t zero = vdupq_n_s32(0);
+    int32x4_t e0 = zero, o0 = zero, k[8];
+    int16x8_t wsum = vdupq_n_s16(0);
+    int32_t i, j;
+    for (i = 0; i < rows; ++i) {
+        const int8_t *x0 = xw + (size_t)i * x_row + c, *wq = ww + (size_t)i * w_row + c;
+        for (j = 0; j < cols; ++j, wq += c_n) {
+            const int16x8_t wv = ts_mve_ld8(wq, tail, pr);
+            const int16x8_t v0 = ts_mve_ld8(x0, tail, pr);
+            wsum = vaddq_s16(wsum, wv);
+            e0 = vaddq_s32(e0, vmullbq_int_s16(v0, wv));
+            o0 = vaddq_s32(o0, vmulltq_int_s16(v0, wv));
+            x0 += x_col;
+        }
+    }
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    ts_mve_dw_out(yp + c, e0, o0, k, even, g, tail, pe, po, general);
+}
+
+/* Every channel of one pixel (see ts_mve_dw_group): full groups of eight, then the in_c % 8 tail. */
 TS_ALWAYS_INLINE void ts_mve_dw_pixels(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
-                                       int32_t cols, int32_t xs, int32_t ys, const int32_t *bias,
-                                       const int32_t *multiplier, const int8_t *shift, int8_t *yp, int np,
-                                       int general)
+                                       int32_t cols, const int32_t *bias, const int32_t *multiplier,
+                                       const int8_t *shift, int8_t *yp, int general)
 {
     const int32_t c8 = g->c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, xs, ys, c, bias, multiplier, shift, yp, np, 0, general);
+        ts_mve_dw_group(g, xw, ww, rows, cols, c, bias, multiplier, shift, yp, 0, general);
     }
     if (c8 < g->c_n) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, xs, ys, c8, bias, multiplier, shift, yp, np, 1, 1);
+        ts_mve_dw_group(g, xw, ww, rows, cols, c8, bias, multiplier, shift, yp, 1, 1);
     }
 }
 
-typedef void (*ts_mve_dw_fn)(const ts_mve_dw_geo *, const int8_t *, const int8_t *, int32_t, int32_t, int32_t,
-                             int32_t, const int32_t *, const int32_t *, const int8_t *, int8_t *);
+typedef void (*ts_mve_dw_fn)(const ts_mve_dw_geo *, const int8_t *, const int8_t *, int32_t, int32_t,
+                             const int32_t *, const int32_t *, const int8_t *, int8_t *);
+typedef void (*ts_mve_dwcol_fn)(const ts_mve_dw_geo *, const int8_t *, const int8_t *, int32_t, int32_t, int32_t,
+                                int32_t, int32_t, const int32_t *, const int32_t *, const int8_t *, int8_t *);
 
 static TS_NOINLINE void ts_mve_dw1_short(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
-        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-        int8_t *yp)
+        int32_t cols, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
-    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 1, 0);
-}
-
-static TS_NOINLINE void ts_mve_dw2_short(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
-        int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-        int8_t *yp)
-{
-    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 2, 0);
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, bias, multiplier, shift, yp, 0);
 }
 
 static TS_NOINLINE void ts_mve_dw1_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
-        int32_t rows, int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier,
-        const int8_t *shift, int8_t *yp)
+        int32_t rows, int32_t cols, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
-    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 1, 1);
+    ts_mve_dw_pixels(g, xw, ww, rows, cols, bias, multiplier, shift, yp, 1);
 }
 
-static TS_NOINLINE void ts_mve_dw2_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
-        int32_t rows, int32_t cols, int32_t xs, int32_t ys, const int32_t *bias, const int32_t *multiplier,
-        const int8_t *shift, int8_t *yp)
+/* Channels c .. c + 7 (fewer in the tail group, when `tail`) of n_pairs pairs of output pixels down one output
+ * column, pixel pairs whose windows have the same rows x cols taps inside the image (the interior rows: only
+ * the left or right border cuts them, the same for the whole column): the weight sum and the requantization
+ * constants once for the column, then per pair only the taps (one weight load for the two pixels, no weight
+ * sum in the loop: every register free for the sums), the requantization and the stores. xw: first tap of the
+ * first pixel (channel 0), the pair's second pixel xs further and its outputs ys further than yp; the next
+ * pair 2 * xs and 2 * ys further. */
+TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+                                          int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, int32_t c,
+                                          const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                          int8_t *yp, int tail, int general)
 {
-    ts_mve_dw_pixels(g, xw, ww, rows, cols, xs, ys, bias, multiplier, shift, yp, 2, 1);
+    const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
+    const mve_pred16_t pr = vctp16q((uint32_t)left_n);
+    const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
+    const uint32x4_t even = vidupq_n_u32(0, 2);
+    int32x4_t k[8];
+    int16x8_t wsum = vdupq_n_s16(0);
+    int32_t i, j, q;
+    for (i = 0; i < rows; ++i) {
+        const int8_t *wq = ww + (size_t)i * w_row + c;
+        for (j = 0; j < cols; ++j, wq += c_n) {
+            wsum = vaddq_s16(wsum, ts_mve_ld8(wq, tail, pr));
+        }
+    }
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    for (q = 0; q < n_pairs; ++q) {
+        const int32x4_t zero = vdupq_n_s32(0);
+        int32x4_t e0 = zero, o0 = zero, e1 = zero, o1 = zero;
+        int8_t *y0 = yp + (size_t)q * 2 * ys + c;
+        for (i = 0; i < rows; ++i) {
+            const int8_t *x0 = xw + (size_t)q * 2 * xs + (size_t)i * x_row + c, *wq = ww + (size_t)i * w_row + c;
+            for (j = 0; j < cols; ++j, wq += c_n, x0 += x_col) {
+                const int16x8_t wv = ts_mve_ld8(wq, tail, pr);
+                const int16x8_t v0 = ts_mve_ld8(x0, tail, pr);
+                const int16x8_t v1 = ts_mve_ld8(x0 + xs, tail, pr);
+                e0 = vaddq_s32(e0, vmullbq_int_s16(v0, wv));
+                o0 = vaddq_s32(o0, vmulltq_int_s16(v0, wv));
+                e1 = vaddq_s32(e1, vmullbq_int_s16(v1, wv));
+                o1 = vaddq_s32(o1, vmulltq_int_s16(v1, wv));
+            }
+        }
+        /* even lanes of both pixels, then odd ones: each constant loaded once per pair */
+        ts_mve_dw_half(y0, e0, e1, ys, k, even, g, tail, pe, general);
+        ts_mve_dw_half(y0 + 1, o0, o1, ys, k + 1, even, g, tail, po, general);
+    }
 }
 
-/* Depthwise with multiplier 1, column by column of the output: in each, output rows two at a time where
- * their windows' rows all lie inside the image (the two share the column's cut by the left or right border,
- * so one weight load serves them), one at a time elsewhere, each with its taps inside the image. Returns 0
- * (computing nothing) for a kernel of more than 256 taps: the DSP path takes it. */
+/* Every channel of n_pairs pixel pairs down a column (see ts_mve_dw_col_group): groups of eight, then the tail. */
+TS_ALWAYS_INLINE void ts_mve_dw_col(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+                                    int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
+                                    const int32_t *multiplier, const int8_t *shift, int8_t *yp, int general)
+{
+    const int32_t c8 = g->c_n & ~7;
+    int32_t c;
+    for (c = 0; c < c8; c += 8) {
+        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
+    }
+    if (c8 < g->c_n) {
+        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c8, bias, multiplier, shift, yp, 1, 1);
+    }
+}
+
+static TS_NOINLINE void ts_mve_dwcol_short(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
+        int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
+        const int32_t *multiplier, const int8_t *shift, int8_t *yp)
+{
+    if (rows == 3 && cols == 3) { /* the common 3x3 interior: taps unrolled */
+        ts_mve_dw_col(g, xw, ww, 3, 3, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
+    } else {
+        ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
+    }
+}
+
+static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
+        int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
+        const int32_t *multiplier, const int8_t *shift, int8_t *yp)
+{
+    ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 1);
+}
+
+/* Depthwise with multiplier 1, column by column of the output: in each, the output rows whose windows' rows all
+ * lie inside the image two at a time (they share the column's cut by the left or right border, hence one weight
+ * sum and one set of requantization constants per channel group for all of them, and one weight load per two
+ * pixels), the others one at a time, each with its taps inside the image. Returns 0 (computing nothing) for a
+ * kernel of more than 256 taps: the DSP path takes it. */
 int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, k_h = p->k_h, k_w = p->k_w;
     const ts_mve_dw_fn one = p->general_requant ? ts_mve_dw1_general : ts_mve_dw1_short;
-    const ts_mve_dw_fn two = p->general_requant ? ts_mve_dw2_general : ts_mve_dw2_short;
+    const ts_mve_dwcol_fn col = p->general_requant ? ts_mve_dwcol_general : ts_mve_dwcol_short;
     const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n;
-    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi) */
+    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo */
     const int32_t oh_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;
     const int32_t oh_hi = ts_min32((p->in_h - 1 - (k_h - 1) * p->dil_h + p->pad_top) / p->stride_h + 1, p->out_h);
+    const int32_t n_pairs = oh_hi > oh_lo ? (oh_hi - oh_lo) >> 1 : 0;
     ts_mve_dw_geo g;
     int32_t bt, oh, ow;
     if (k_h * k_w > 256) {
@@ -185,28 +267,32 @@ int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int
             while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
                 --j_hi;
             }
-            for (oh = 0; oh < p->out_h;) {
+            if (n_pairs > 0 && j_lo < j_hi) {
+                const int32_t h0 = oh_lo * p->stride_h - p->pad_top;
+                const int8_t *xw = img + ((size_t)h0 * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
+                col(&g, xw, w + (size_t)j_lo * c_n, k_h, j_hi - j_lo, xs, ys, n_pairs, bias, multiplier, shift,
+                    yb + (size_t)oh_lo * ys + (size_t)ow * c_n);
+            }
+            for (oh = 0; oh < p->out_h; ++oh) {
                 const int32_t h0 = oh * p->stride_h - p->pad_top;
-                int32_t i_lo = 0, i_hi = k_h, np = 1; /* kernel rows inside the image: [i_lo, i_hi) */
+                int32_t i_lo = 0, i_hi = k_h; /* kernel rows inside the image: [i_lo, i_hi) */
                 int8_t *yp = yb + (size_t)oh * ys + (size_t)ow * c_n;
-                if (oh >= oh_lo && oh + 2 <= oh_hi) {
-                    np = 2;
-                } else {
-                    while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
-                        ++i_lo;
-                    }
-                    while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
-                        --i_hi;
-                    }
+                if (oh >= oh_lo && oh < oh_lo + 2 * n_pairs && j_lo < j_hi) {
+                    continue; /* done by the column pass */
+                }
+                while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
+                    ++i_lo;
+                }
+                while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
+                    --i_hi;
                 }
                 if (i_lo < i_hi && j_lo < j_hi) {
                     const int8_t *xw = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
-                    const int8_t *ww = w + ((size_t)i_lo * k_w + j_lo) * c_n;
-                    (np == 2 ? two : one)(&g, xw, ww, i_hi - i_lo, j_hi - j_lo, xs, ys, bias, multiplier, shift, yp);
+                    one(&g, xw, w + ((size_t)i_lo * k_w + j_lo) * c_n, i_hi - i_lo, j_hi - j_lo, bias, multiplier,
+                        shift, yp);
                 } else { /* no tap inside the image: the bias alone */
-                    one(&g, img, w, 0, 0, xs, ys, bias, multiplier, shift, yp);
+                    one(&g, img, w, 0, 0, bias, multiplier, shift, yp);
                 }
-                oh += np;
             }
         }
     }
