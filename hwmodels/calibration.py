@@ -156,6 +156,24 @@ def tinystudio_c_rows(data_dir: str | Path | None = None) -> list[MeasuredRow]:
     return rows
 
 
+def tinystudio_c_core_rows(data_dir: str | Path | None = None) -> list[MeasuredRow]:
+    """The tinystudio-c profile of each core in calibration.toml [tinystudio_c_cores] against the instructions
+    our generated C executes there in QEMU (benchmarks/kernel_table.py): estimated cycles / that core's cycles
+    per instruction. what = "instructions_<core>"."""
+    from hwmodels.estimate import layer_cycles
+
+    t = read_toml(PUBLISHED)["tinystudio_c_cores"]
+    rt = get_runtime(t["runtime"])
+    wl = workloads(data_dir)
+    rows = []
+    for core, counts in t["instructions"].items():
+        mcu, cpi, prof = get_mcu(t["mcu"][core]), float(t["cycles_per_instruction"][core]), rt.core_profile(core)
+        for m, n in counts.items():
+            est = sum(layer_cycles(w, prof, rt, mcu) for w in wl[m][1]) / cpi
+            rows.append(MeasuredRow(m, f"instructions_{core}", float(n), est))
+    return rows
+
+
 # ---- fitting (how the calibrated figures were obtained, and how well they predict unseen models) ------
 
 _FIT_FIELDS = ("conv_macs_per_cycle", "pointwise_macs_per_cycle", "depthwise_macs_per_cycle", "fc_macs_per_cycle",

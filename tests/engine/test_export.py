@@ -164,7 +164,7 @@ def test_callgraph_stack_takes_the_deepest_path(tmp_path):
 BUNDLE_FILES = ["README.md", "report.json", "report.md", "CMakeLists.txt", "Makefile", "examples/main.c",
                 "examples/golden.h", "host/host_main.c", "src/kws.h", "src/kws.c", "src/kws_weights.c",
                 "src/tinystudio_kernels.h", "src/ts_fixedpoint.h", "src/ts_fixedpoint.c", "src/ts_dsp.h",
-                "src/ts_conv_ref.c", "src/ts_conv_dsp.c", "src/ts_depthwise_ref.c", "src/ts_depthwise_dsp.c",
+                "src/ts_conv_im2col_dsp.h", "src/ts_conv_ref.c", "src/ts_conv_dsp.c", "src/ts_depthwise_ref.c", "src/ts_depthwise_dsp.c",
                 "src/ts_fc_ref.c", "src/ts_fc_dsp.c", "src/ts_pool_ref.c", "src/ts_softmax_ref.c",
                 "src/ts_mve.h", "src/ts_conv_mve.c", "src/ts_depthwise_mve.c", "src/ts_fc_mve.c", "src/ts_pool_mve.c",
                 "src/kws_input.h", "src/kws_input.c",

@@ -3,131 +3,45 @@
  * ts_conv_s8 (ts_conv_ref.c) for groups == 1, and by ts_conv_s8_w16 for weights stored pre-widened to int16
  * (a flash-for-speed choice of the generator: no sign extension in the inner loop); the same bytes as
  * ts_conv_s8_ref. */
-#include "ts_dsp.h"
+#include "ts_conv_im2col_dsp.h"
 
 #if TINYSTUDIO_DSP
 
-/* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
-TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offset)
+/* The accumulators of the four pixels of a block. */
+typedef struct {
+    int32_t a0, a1, a2, a3;
+} ts_conv_acc;
+
+/* One group of 4 reduction steps of the four pixels with the weight words (k0, k2), (k1, k3): 4 double loads
+ * of the block, 8 SMLADs. */
+TS_ALWAYS_INLINE void ts_conv_group4(ts_conv_acc *a, const int16_t **x, uint32_t w02, uint32_t w13)
 {
-    const uint32_t v = ts_read32(src);
-    ts_write32(dst, ts_sxtab16(offset, v));
-    ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+    uint32_t u, v;
+    ts_load2(x, &u, &v);
+    a->a0 = ts_smlad(v, w13, ts_smlad(u, w02, a->a0));
+    ts_load2(x, &u, &v);
+    a->a1 = ts_smlad(v, w13, ts_smlad(u, w02, a->a1));
+    ts_load2(x, &u, &v);
+    a->a2 = ts_smlad(v, w13, ts_smlad(u, w02, a->a2));
+    ts_load2(x, &u, &v);
+    a->a3 = ts_smlad(v, w13, ts_smlad(u, w02, a->a3));
 }
 
-/* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
- * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
- * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
- * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
- * follows, pixel by pixel. With in_c % 4 != 0 each field is first gathered as int8 into `tmp`. */
-static void ts_im2col_block(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
-                            int8_t *tmp)
+/* The group with int8 weights (1 load, 2 sign extensions: 15 instructions for 16 MACs) or pre-widened ones
+ * (ts_conv_s8_w16: one LDRD, 13 instructions). */
+TS_ALWAYS_INLINE void ts_conv_group(ts_conv_acc *a, const int16_t **x, const int8_t **w, const uint32_t **ww,
+                                    int wide)
 {
-    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
-    const uint32_t offset = ts_dup16(p->input_offset);
-    const int8_t zero_point = (int8_t)(-p->input_offset);
-    int32_t pix, i, j, c, k;
-    if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
-        p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
-        /* pointwise: output pixel q reads input pixel q */
-        for (pix = 0; pix < 4; ++pix) {
-            const int8_t *src = img + (size_t)(q0 + (same ? 0 : pix)) * c_n;
-            int16_t *dst = block + 4 * pix;
-            for (c = 0; c < c_n; c += 4, dst += 16) {
-                ts_expand4(dst, src + c, offset);
-            }
-        }
-        return;
-    }
-    for (pix = 0; pix < 4; ++pix) {
-        const int32_t q = q0 + (same ? 0 : pix), oh = q / p->out_w, ow = q - oh * p->out_w;
-        const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-        int16_t *dst = block + 4 * pix;
-        if ((c_n & 3) == 0) {
-            for (i = 0; i < p->k_h; ++i) {
-                const int32_t ih = h0 + i * p->dil_h;
-                for (j = 0; j < p->k_w; ++j) {
-                    const int32_t iw = w0 + j * p->dil_w;
-                    if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
-                        for (c = 0; c < c_n; c += 4, dst += 16) {
-                            ts_write32(dst, 0);
-                            ts_write32(dst + 2, 0);
-                        }
-                    } else {
-                        const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
-                        for (c = 0; c < c_n; c += 4, dst += 16) {
-                            ts_expand4(dst, src + c, offset);
-                        }
-                    }
-                }
-            }
-            continue;
-        }
-        /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
-        for (i = 0, k = 0; i < p->k_h; ++i, k += p->k_w * c_n) {
-            const int32_t ih = h0 + i * p->dil_h;
-            if (ih < 0 || ih >= p->in_h) {
-                memset(tmp + k, zero_point, (size_t)(p->k_w * c_n));
-            } else if (p->dil_w == 1 && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-                const int8_t *src = img + ((size_t)ih * p->in_w + w0) * c_n;
-                const int32_t n = p->k_w * c_n;
-                for (c = 0; c + 4 <= n; c += 4) {
-                    ts_write32(tmp + k + c, ts_read32(src + c));
-                }
-                for (; c < n; ++c) {
-                    tmp[k + c] = src[c];
-                }
-            } else {
-                for (j = 0; j < p->k_w; ++j) {
-                    const int32_t iw = w0 + j * p->dil_w;
-                    const int inside = iw >= 0 && iw < p->in_w;
-                    const int8_t *src = img + ((size_t)ih * p->in_w + (inside ? iw : 0)) * c_n;
-                    for (c = 0; c < c_n; ++c) {
-                        tmp[k + j * c_n + c] = inside ? src[c] : zero_point;
-                    }
-                }
-            }
-        }
-        for (k = 0; k < k4; k += 4, dst += 16) {
-            ts_expand4(dst, tmp + k, offset);
-        }
-        for (k = 0; k < tail; ++k) {
-            block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
-        }
+    if (wide) {
+        uint32_t w02, w13;
+        ts_load2w(ww, &w02, &w13);
+        ts_conv_group4(a, x, w02, w13);
+    } else {
+        const uint32_t wv = ts_read32(*w);
+        *w += 4;
+        ts_conv_group4(a, x, ts_sxtb16(wv), ts_sxtb16_ror8(wv));
     }
 }
-
-/* One group of 4 reduction steps of the four pixels: 1 weight load, 2 sign extensions, 4 double loads of the
- * block, 8 SMLADs (16 MACs, 15 instructions). */
-#define TS_CONV_GROUP()                                                                                            \
-    do {                                                                                                           \
-        const uint32_t wv = ts_read32(w), w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);                            \
-        uint32_t u, v;                                                                                             \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));                                                               \
-        w += 4;                                                                                                    \
-    } while (0)
-
-/* The same group with pre-widened weights (ts_conv_s8_w16): one LDRD gives both weight words (13 instructions). */
-#define TS_CONV_GROUP_WIDE()                                                                                       \
-    do {                                                                                                           \
-        uint32_t w02, w13, u, v;                                                                                   \
-        ts_load2w(&ww, &w02, &w13);                                                                                \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a0 = ts_smlad(v, w13, ts_smlad(u, w02, a0));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a1 = ts_smlad(v, w13, ts_smlad(u, w02, a1));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a2 = ts_smlad(v, w13, ts_smlad(u, w02, a2));                                                               \
-        ts_load2(&x, &u, &v);                                                                                      \
-        a3 = ts_smlad(v, w13, ts_smlad(u, w02, a3));                                                               \
-    } while (0)
 
 /* A four-pixel block times every output channel, one channel at a time: the groups of 4 reduction steps two
  * per loop turn (one more when their count is odd), the K % 4 tail, then the channel's requantization
@@ -156,7 +70,8 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = has_tail ? k_all & 3 : 0;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
     const int16_t *const end2 = block + 32 * (k_all >> 3), *const end = block + 16 * (k_all >> 2);
-    const int odd_group = (k_all >> 2) & 1;
+    const int odd_group = (k_all >> 2) & 1, padded = has_tail && ts_conv_padded_tail(k_all);
+    const uint32_t tail_shift = 8u * (uint32_t)(4 - tail);
     ts_conv_chan s;
     int32_t t;
     s.bias = bias;
@@ -168,37 +83,38 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
     s.y_stride = y_stride;
     do {
         const int16_t *x = block;
-        int32_t a0 = *s.bias++, a1 = a0, a2 = a0, a3 = a0, ys;
+        ts_conv_acc a;
+        int32_t ys;
         int8_t *yc;
+        a.a0 = *s.bias++;
+        a.a1 = a.a0;
+        a.a2 = a.a0;
+        a.a3 = a.a0;
         while ((mode == 0 || !TS_CONV_UNROLL) && x != end) {
-            if (wide) {
-                TS_CONV_GROUP_WIDE();
-            } else {
-                TS_CONV_GROUP();
-            }
+            ts_conv_group(&a, &x, &w, &ww, wide);
         }
         while (mode != 0 && TS_CONV_UNROLL && x != end2) {
-            if (wide) {
-                TS_CONV_GROUP_WIDE();
-                TS_CONV_GROUP_WIDE();
-            } else {
-                TS_CONV_GROUP();
-                TS_CONV_GROUP();
-            }
+            ts_conv_group(&a, &x, &w, &ww, wide);
+            ts_conv_group(&a, &x, &w, &ww, wide);
         }
         if (mode != 0 && TS_CONV_UNROLL && odd_group) {
-            if (wide) {
-                TS_CONV_GROUP_WIDE();
-            } else {
-                TS_CONV_GROUP();
+            ts_conv_group(&a, &x, &w, &ww, wide);
+        }
+        if (has_tail && padded) { /* the tail group: its weights without reading past the channel's */
+            if (wide) { /* stored (k0, k1), (k2, 0): make (k0, k2), (k1, 0) */
+                const uint32_t lo = ww[0], hi = tail > 2 ? ww[1] : 0;
+                ts_conv_group4(&a, &x, (lo & 0xFFFFu) | (hi << 16), lo >> 16);
+            } else { /* the word ending at the tail's last byte, shifted down: bytes k0 .. k(tail-1), zeros */
+                const uint32_t wv = ts_read32(w + tail - 4) >> tail_shift;
+                ts_conv_group4(&a, &x, ts_sxtb16(wv), ts_sxtb16_ror8(wv));
             }
         }
-        for (t = 0; has_tail && t < tail; ++t) {
+        for (t = 0; has_tail && !padded && t < tail; ++t) {
             const int32_t wt = wide ? ts_w16_half(ww, t) : w[t];
-            a0 += x[t] * wt;
-            a1 += x[tail + t] * wt;
-            a2 += x[2 * tail + t] * wt;
-            a3 += x[3 * tail + t] * wt;
+            a.a0 += x[t] * wt;
+            a.a1 += x[tail + t] * wt;
+            a.a2 += x[2 * tail + t] * wt;
+            a.a3 += x[3 * tail + t] * wt;
         }
         if (has_tail) {
             if (wide) {
@@ -212,26 +128,26 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
         TS_OPAQUE(ys);
         if (mode == 0) {
             const int32_t m = *s.multiplier, e = *s.shift;
-            yc[0] = ts_requant(a0, m, e, off, lo, hi);
-            yc[ys] = ts_requant(a1, m, e, off, lo, hi);
-            yc[2 * ys] = ts_requant(a2, m, e, off, lo, hi);
-            yc[3 * ys] = ts_requant(a3, m, e, off, lo, hi);
+            yc[0] = ts_requant(a.a0, m, e, off, lo, hi);
+            yc[ys] = ts_requant(a.a1, m, e, off, lo, hi);
+            yc[2 * ys] = ts_requant(a.a2, m, e, off, lo, hi);
+            yc[3 * ys] = ts_requant(a.a3, m, e, off, lo, hi);
         } else {
             const ts_rq q = ts_rq_channel(s.multiplier, s.shift, 0, odd);
-            a0 = ts_rq_fast(a0, &q);
-            a1 = ts_rq_fast(a1, &q);
-            a2 = ts_rq_fast(a2, &q);
-            a3 = ts_rq_fast(a3, &q);
+            a.a0 = ts_rq_fast(a.a0, &q);
+            a.a1 = ts_rq_fast(a.a1, &q);
+            a.a2 = ts_rq_fast(a.a2, &q);
+            a.a3 = ts_rq_fast(a.a3, &q);
             if (mode == 1) {
-                yc[0] = (int8_t)ts_ssat8(a0);
-                yc[ys] = (int8_t)ts_ssat8(a1);
-                yc[2 * ys] = (int8_t)ts_ssat8(a2);
-                yc[3 * ys] = (int8_t)ts_ssat8(a3);
+                yc[0] = (int8_t)ts_ssat8(a.a0);
+                yc[ys] = (int8_t)ts_ssat8(a.a1);
+                yc[2 * ys] = (int8_t)ts_ssat8(a.a2);
+                yc[3 * ys] = (int8_t)ts_ssat8(a.a3);
             } else {
-                yc[0] = ts_clamp8(a0, lo, hi);
-                yc[ys] = ts_clamp8(a1, lo, hi);
-                yc[2 * ys] = ts_clamp8(a2, lo, hi);
-                yc[3 * ys] = ts_clamp8(a3, lo, hi);
+                yc[0] = ts_clamp8(a.a0, lo, hi);
+                yc[ys] = ts_clamp8(a.a1, lo, hi);
+                yc[2 * ys] = ts_clamp8(a.a2, lo, hi);
+                yc[3 * ys] = ts_clamp8(a.a3, lo, hi);
             }
         }
         s.multiplier += s.step;
@@ -297,20 +213,21 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
     const int full = p->act_min == -128 && p->act_max == 127;
     const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
+    const int direct = ts_conv_direct_ok(p);
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
         int8_t *yb = y + (size_t)b * pixels * n_out;
         if (pixels < 4) {
             for (q = 0; q < pixels; ++q) {
-                ts_im2col_block(p, img, q, 1, scratch, tmp);
+                ts_conv_im2col_dsp(p, img, q, 1, scratch, tmp, direct);
                 block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q * n_out, 0);
             }
             continue;
         }
         for (q = 0; q < pixels; q += 4) {
             const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
-            ts_im2col_block(p, img, q0, 0, scratch, tmp);
+            ts_conv_im2col_dsp(p, img, q0, 0, scratch, tmp, direct);
             block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
         }
     }

@@ -35,20 +35,34 @@ TS_ALWAYS_INLINE void ts_dw_row3(ts_acc4 *a, const int8_t *xq, int32_t xc, const
     ts_dw_tapx(a, xq + 2 * xc, wr[2], offset);
 }
 #else
-#define TS_DW_TAP_ASM(addr, woff)                                                                                  \
-    "ldr %[xv], " addr "\n\t"                                                                                      \
-    "ldrd %[w02], %[w13], [%[wr], #" woff "]\n\t"                                                                  \
-    "sxtab16 %[x02], %[off], %[xv]\n\t"                                                                            \
-    "sxtab16 %[xv], %[off], %[xv], ror #8\n\t"                                                                     \
-    "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"                                                                      \
-    "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"                                                                      \
-    "smlabb %[a1], %[xv], %[w13], %[a1]\n\t"                                                                       \
-    "smlatt %[a3], %[xv], %[w13], %[a3]\n\t"
 TS_ALWAYS_INLINE void ts_dw_row3(ts_acc4 *a, const int8_t *xq, int32_t xc, const uint64_t *wr, uint32_t offset)
 {
     uint32_t xv, x02, w02, w13;
-    __asm__(TS_DW_TAP_ASM("[%[xq]]", "0") TS_DW_TAP_ASM("[%[xq], %[xc]]", "8")
-                TS_DW_TAP_ASM("[%[xq], %[xc], lsl #1]", "16")
+    __asm__(/* per tap: inputs, weight pair, 2 extensions, 4 multiply-accumulates */
+            "ldr %[xv], [%[xq]]\n\t"
+            "ldrd %[w02], %[w13], [%[wr], #0]\n\t"
+            "sxtab16 %[x02], %[off], %[xv]\n\t"
+            "sxtab16 %[xv], %[off], %[xv], ror #8\n\t"
+            "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+            "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+            "smlabb %[a1], %[xv], %[w13], %[a1]\n\t"
+            "smlatt %[a3], %[xv], %[w13], %[a3]\n\t"
+            "ldr %[xv], [%[xq], %[xc]]\n\t"
+            "ldrd %[w02], %[w13], [%[wr], #8]\n\t"
+            "sxtab16 %[x02], %[off], %[xv]\n\t"
+            "sxtab16 %[xv], %[off], %[xv], ror #8\n\t"
+            "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+            "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+            "smlabb %[a1], %[xv], %[w13], %[a1]\n\t"
+            "smlatt %[a3], %[xv], %[w13], %[a3]\n\t"
+            "ldr %[xv], [%[xq], %[xc], lsl #1]\n\t"
+            "ldrd %[w02], %[w13], [%[wr], #16]\n\t"
+            "sxtab16 %[x02], %[off], %[xv]\n\t"
+            "sxtab16 %[xv], %[off], %[xv], ror #8\n\t"
+            "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+            "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+            "smlabb %[a1], %[xv], %[w13], %[a1]\n\t"
+            "smlatt %[a3], %[xv], %[w13], %[a3]\n\t"
             : [a0] "+r"(a->a0), [a1] "+r"(a->a1), [a2] "+r"(a->a2), [a3] "+r"(a->a3), [xv] "=&r"(xv),
               [x02] "=&r"(x02), [w02] "=&r"(w02), [w13] "=&r"(w13)
             : [xq] "r"(xq), [xc] "r"(xc), [wr] "r"(wr), [off] "r"(offset), "m"(*(const uint64_t(*)[3])wr),

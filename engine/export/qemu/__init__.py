@@ -103,6 +103,8 @@ class QemuRun:
     region_insns: int | None = None
     region_windows: int | None = None
     per_function: dict[str, int] = field(default_factory=dict)  # only with per_function=True
+    window_insns: list[int] = field(default_factory=list)  # each window's count, in order: only with windows=True
+    tbs: list = field(default_factory=list)  # [vaddr, instructions, executions] per block: only with per_function
 
     @property
     def timed_out(self) -> bool:
@@ -115,7 +117,7 @@ def _no_core_dump():
 
 
 def run_elf(machine: str, elf: str | Path, cwd: str | Path, timeout: float = 60.0,
-            region: tuple[str, str] | None = None, per_function: bool = False) -> QemuRun:
+            region: tuple[str, str] | None = None, per_function: bool = False, windows: bool = False) -> QemuRun:
     """Run `elf` on QEMU `machine` with semihosting (host files relative to `cwd`) and the counter plugin.
 
     `region` names the two marker functions whose first instructions open and close a counted window.
@@ -124,7 +126,7 @@ def run_elf(machine: str, elf: str | Path, cwd: str | Path, timeout: float = 60.
     plugin = plugin_path()
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "count.json"
-        args = f"{plugin},out={out}" + (",tbs=on" if per_function else "")
+        args = f"{plugin},out={out}" + (",tbs=on" if per_function else "") + (",windows=on" if windows else "")
         if region:
             missing = [s for s in region if s not in syms]
             if missing:
@@ -152,8 +154,9 @@ def run_elf(machine: str, elf: str | Path, cwd: str | Path, timeout: float = 60.
         wall = time.monotonic() - t0
         counts = json.loads(out.read_text()) if out.is_file() else {}
     run = QemuRun(rc, stdout, stderr, round(wall, 3), counts.get("insns"), counts.get("region_insns"),
-                  counts.get("region_windows"))
+                  counts.get("region_windows"), window_insns=list(counts.get("windows", [])))
     if per_function and "tbs" in counts:
+        run.tbs = counts["tbs"]
         spans = sorted(syms.items(), key=lambda kv: kv[1][0])
         starts = [a for _, (a, _) in spans]
         for vaddr, n, execs in counts["tbs"]:

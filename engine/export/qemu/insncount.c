@@ -5,6 +5,7 @@
  *   start=ADDR     region start: the first instruction of a marker function (e.g. ts_bench_begin)
  *   stop=ADDR      region stop: the first instruction of the closing marker (e.g. ts_bench_end)
  *   tbs=on         also write a histogram of translation blocks: [vaddr, instructions, executions]
+ *   windows=on     also write each window's own count, in order (at most MAX_WINDOWS; per-layer tables)
  * The region count sums, over every start..stop window, the instructions executed from the start
  * instruction up to (not including) the stop instruction. Counting is inline at block entry, so a
  * window boundary inside a block is corrected with the number of instructions left in that block.
@@ -23,7 +24,9 @@ static uint64_t total;                      /* instructions of every block enter
 static uint64_t start_pc = UINT64_MAX, stop_pc = UINT64_MAX;
 static uint64_t region, windows, open_at;
 static int region_open;
-static int dump_tbs;
+static int dump_tbs, dump_windows;
+#define MAX_WINDOWS 65536
+static uint64_t *window_counts;
 static char *out_path;
 
 struct tb_rec {
@@ -46,7 +49,10 @@ static void on_stop(unsigned int cpu, void *left)
 {
     (void)cpu;
     if (region_open) {
-        region += total - (uint64_t)(uintptr_t)left - open_at;
+        uint64_t n = total - (uint64_t)(uintptr_t)left - open_at;
+        region += n;
+        if (window_counts && windows < MAX_WINDOWS)
+            window_counts[windows] = n;
         windows++;
         region_open = 0;
     }
@@ -89,6 +95,12 @@ static void at_exit(qemu_plugin_id_t id, void *unused)
         f = stderr;
     fprintf(f, "{\"insns\": %" PRIu64 ", \"region_insns\": %" PRIu64 ", \"region_windows\": %" PRIu64, total,
             region, windows);
+    if (window_counts) {
+        fputs(", \"windows\": [", f);
+        for (uint64_t i = 0; i < windows && i < MAX_WINDOWS; i++)
+            fprintf(f, "%s%" PRIu64, i ? ", " : "", window_counts[i]);
+        fputc(']', f);
+    }
     if (dump_tbs) {
         fputs(", \"tbs\": [", f);
         for (struct tb_rec *r = tbs; r; r = r->next)
@@ -117,11 +129,15 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
             stop_pc = strtoull(val, NULL, 0) & ~1ull;
         else if (!strcmp(key, "tbs"))
             dump_tbs = !strcmp(val, "on");
+        else if (!strcmp(key, "windows"))
+            dump_windows = !strcmp(val, "on");
         else {
             fprintf(stderr, "insncount: unknown argument '%s'\n", key);
             return -1;
         }
     }
+    if (dump_windows)
+        window_counts = calloc(MAX_WINDOWS, sizeof *window_counts);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
     return 0;

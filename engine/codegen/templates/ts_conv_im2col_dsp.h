@@ -1,0 +1,176 @@
+/* ts_conv_im2col_dsp.h - the int16 im2col blocks of the DSP regular convolution (internal to ts_conv_dsp.c):
+ * four output pixels' receptive fields, input offset added, in the order the SMLAD loop reads; first layers
+ * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group. */
+#ifndef TS_CONV_IM2COL_DSP_H
+#define TS_CONV_IM2COL_DSP_H
+
+#include "ts_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* Whether the K % 4 tail of the reduction goes as one more 4-step group, its missing steps zero in the block
+ * (first layers: 1 or 3 input channels, K = 27, 25, ...): one group of SMLADs per channel instead of a
+ * multiply-accumulate loop over the tail. Only from K = 24 on, where the padded block (8 * ceil4(K) bytes)
+ * fits the scratch the generator gives a layer with in_c % 4 != 0 (9 K bytes). */
+TS_ALWAYS_INLINE int ts_conv_padded_tail(int32_t k_all) { return (k_all & 3) != 0 && k_all >= 24; }
+
+/* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
+TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offset)
+{
+    const uint32_t v = ts_read32(src);
+    ts_write32(dst, ts_sxtab16(offset, v));
+    ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+}
+
+/* First layers (in_c 1 or 3, dilation 1): a window inside the image is expanded straight from the image, one
+ * or two unaligned words per 4-step group, instead of being gathered byte-wise into tmp first. The groups walk
+ * the window's kernel rows (n = k_w * in_c bytes each, a row of the image apart); a group that crosses into
+ * the next kernel row with m bytes left takes its low m bytes from the word at the current position and the
+ * others from the word that starts m bytes before the next row (inside the image: that row is not the
+ * window's first). The zero-padded tail group (ts_conv_padded_tail) is the word ending at the tail's last
+ * byte, shifted down (its other steps meet zero weights). Returns whether the layer can: in_c % 4 != 0, no
+ * dilation, kernel rows of at least a word, and no tail, or a padded one inside one kernel row and not
+ * before the window's first byte. No state beyond the flag: the kernels' stack stays as measured. */
+TS_ALWAYS_INLINE int ts_conv_direct_ok(const ts_conv_params *p)
+{
+    const int32_t n = p->k_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3, tail = k_all - k4;
+    const int32_t r_t = k4 / n, j_t = k4 - r_t * n;
+    return (p->in_c & 3) != 0 && p->dil_h == 1 && p->dil_w == 1 && n >= 4 &&
+           (tail == 0 || (ts_conv_padded_tail(k_all) && j_t + tail <= n && (r_t > 0 || j_t + tail >= 4)));
+}
+
+/* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the padded
+ * tail's into tail_dst. */
+TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int16_t *dst,
+                                            int16_t *tail_dst, uint32_t offset)
+{
+    const int32_t n = p->k_w * p->in_c, row = p->in_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
+    const int32_t tail = k_all - k4;
+    const int16_t *const end = dst + 4 * k4;
+    int32_t j = 0;
+    for (; dst != end; dst += 16) {
+        const int32_t left = n - j;
+        uint32_t v = ts_read32(base + j);
+        if (left > 4) {
+            j += 4;
+        } else if (left == 4) {
+            base += row;
+            j = 0;
+        } else {
+            const uint32_t mask = (1u << (8 * left)) - 1u;
+            base += row;
+            v = (v & mask) | (ts_read32(base - left) & ~mask);
+            j = 4 - left;
+        }
+        ts_write32(dst, ts_sxtab16(offset, v));
+        ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+    }
+    if (tail != 0) {
+        const uint32_t v = ts_read32(base + j + tail - 4) >> (8 * (4 - tail));
+        ts_write32(tail_dst, ts_sxtab16(offset, v));
+        ts_write32(tail_dst + 2, ts_sxtab16_ror8(offset, v));
+    }
+}
+
+/* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
+ * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
+ * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
+ * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
+ * follows, pixel by pixel, or as one zero-padded group (ts_conv_padded_tail). With in_c % 4 != 0 each
+ * field is first gathered as int8 into `tmp`. */
+static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
+                               int8_t *tmp, int direct)
+{
+    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    const int padded = ts_conv_padded_tail(k_all);
+    int16_t tails[16];
+    int32_t pix, i, j, c, k;
+    if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
+        /* pointwise: output pixel q reads input pixel q */
+        for (pix = 0; pix < 4; ++pix) {
+            const int8_t *src = img + (size_t)(q0 + (same ? 0 : pix)) * c_n;
+            int16_t *dst = block + 4 * pix;
+            for (c = 0; c < c_n; c += 4, dst += 16) {
+                ts_expand4(dst, src + c, offset);
+            }
+        }
+        return;
+    }
+    for (pix = 0; pix < 4; ++pix) {
+        const int32_t q = q0 + (same ? 0 : pix), oh = q / p->out_w, ow = q - oh * p->out_w;
+        const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+        int16_t *dst = block + 4 * pix;
+        if ((c_n & 3) == 0) {
+            for (i = 0; i < p->k_h; ++i) {
+                const int32_t ih = h0 + i * p->dil_h;
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            ts_write32(dst, 0);
+                            ts_write32(dst + 2, 0);
+                        }
+                    } else {
+                        const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
+                        for (c = 0; c < c_n; c += 4, dst += 16) {
+                            ts_expand4(dst, src + c, offset);
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
+            ts_conv_direct_window(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, tails + 4 * pix, offset);
+            continue;
+        }
+        /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
+        for (i = 0, k = 0; i < p->k_h; ++i, k += p->k_w * c_n) {
+            const int32_t ih = h0 + i * p->dil_h;
+            if (ih < 0 || ih >= p->in_h) {
+                memset(tmp + k, zero_point, (size_t)(p->k_w * c_n));
+            } else if (p->dil_w == 1 && w0 >= 0 && w0 + p->k_w <= p->in_w) {
+                const int8_t *src = img + ((size_t)ih * p->in_w + w0) * c_n;
+                const int32_t n = p->k_w * c_n;
+                for (c = 0; c + 4 <= n; c += 4) {
+                    ts_write32(tmp + k + c, ts_read32(src + c));
+                }
+                for (; c < n; ++c) {
+                    tmp[k + c] = src[c];
+                }
+            } else {
+                for (j = 0; j < p->k_w; ++j) {
+                    const int32_t iw = w0 + j * p->dil_w;
+                    const int inside = iw >= 0 && iw < p->in_w;
+                    const int8_t *src = img + ((size_t)ih * p->in_w + (inside ? iw : 0)) * c_n;
+                    for (c = 0; c < c_n; ++c) {
+                        tmp[k + j * c_n + c] = inside ? src[c] : zero_point;
+                    }
+                }
+            }
+        }
+        for (k = 0; k < k4; k += 4, dst += 16) {
+            ts_expand4(dst, tmp + k, offset);
+        }
+        if (padded) { /* the tail as one more group, zeros for the missing steps, order [0, 2, 1, 3] */
+            tails[4 * pix] = (int16_t)(tmp[k4] + p->input_offset);
+            tails[4 * pix + 1] = (int16_t)(tail > 2 ? tmp[k4 + 2] + p->input_offset : 0);
+            tails[4 * pix + 2] = (int16_t)(tail > 1 ? tmp[k4 + 1] + p->input_offset : 0);
+            tails[4 * pix + 3] = 0;
+            continue;
+        }
+        for (k = 0; k < tail; ++k) {
+            block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
+        }
+    }
+    if (padded) { /* after the last gather: the group overlaps the start of tmp */
+        memcpy(block + 4 * k4, tails, sizeof tails);
+    }
+}
+
+#endif /* TINYSTUDIO_DSP */
+
+#endif /* TS_CONV_IM2COL_DSP_H */
