@@ -1,8 +1,8 @@
 """The Cortex-M4/M7 DSP kernel paths (ts_*_dsp.c), one layer at a time, against the int8 reference.
 
 Each case is a one-op TFLite model chosen to reach one path of the DSP kernels: the conv channel loop with an
-odd count of 4-step groups and with a K % 4 tail (first layers with 1 and 3 input channels; from K = 24 on the
-tail goes as one zero-padded group), pointwise with
+odd count of 4-step groups and with a K % 4 tail (first layers with 1 and 3 input channels, windows inside the
+image expanded straight from it), pointwise with
 few channels, clamped activations, depthwise 3x3 windows cut by the padding on one side (the column-shifted
 straight-line taps), on both sides of a 3-wide image, strides 1 and 2, leftover channels; fully connected
 with leftover rows and K % 4 tails; average pooling (border counts, odd channels, windows over 255); ADD/SUB rows longer
@@ -68,7 +68,8 @@ CASES = {
     "first_3ch_3x3_stride2": conv((1, 11, 9, 3), (8, 3, 3, 3), (1, 6, 5, 8), stride=2, act=RELU6),
     "first_3ch_3x3_same": conv((1, 7, 5, 3), (6, 3, 3, 3), (1, 7, 5, 6)),
     "first_1ch_3x3_valid": conv((1, 6, 5, 1), (3, 3, 3, 1), (1, 4, 3, 3), padding=VALID),
-    # the K % 4 tail as one zero-padded group (K >= 24): tails of 1, 2 and 3, fewer than 4 pixels in all
+    # first layers expanded straight from the image (groups crossing kernel rows after 1, 2, 3 bytes), tails of
+    # 1, 2 and 3, windows at the borders gathered, fewer than 4 pixels in all
     "first_1ch_5x5_same": conv((1, 9, 8, 1), (4, 5, 5, 1), (1, 9, 8, 4), act=RELU),
     "first_3ch_2x5_stride2": conv((1, 8, 11, 3), (6, 2, 5, 3), (1, 4, 4, 6), padding=VALID, stride=2),
     "first_3ch_one_pixel": conv((1, 2, 2, 3), (5, 3, 3, 3), (1, 1, 1, 5), stride=2, act=RELU6),
