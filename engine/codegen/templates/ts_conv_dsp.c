@@ -70,8 +70,7 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = has_tail ? k_all & 3 : 0;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
     const int16_t *const end2 = block + 32 * (k_all >> 3), *const end = block + 16 * (k_all >> 2);
-    const int odd_group = (k_all >> 2) & 1, padded = has_tail && ts_conv_padded_tail(k_all);
-    const uint32_t tail_shift = 8u * (uint32_t)(4 - tail);
+    const int odd_group = (k_all >> 2) & 1;
     ts_conv_chan s;
     int32_t t;
     s.bias = bias;
@@ -100,16 +99,7 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
         if (mode != 0 && TS_CONV_UNROLL && odd_group) {
             ts_conv_group(&a, &x, &w, &ww, wide);
         }
-        if (has_tail && padded) { /* the tail group: its weights without reading past the channel's */
-            if (wide) { /* stored (k0, k1), (k2, 0): make (k0, k2), (k1, 0) */
-                const uint32_t lo = ww[0], hi = tail > 2 ? ww[1] : 0;
-                ts_conv_group4(&a, &x, (lo & 0xFFFFu) | (hi << 16), lo >> 16);
-            } else { /* the word ending at the tail's last byte, shifted down: bytes k0 .. k(tail-1), zeros */
-                const uint32_t wv = ts_read32(w + tail - 4) >> tail_shift;
-                ts_conv_group4(&a, &x, ts_sxtb16(wv), ts_sxtb16_ror8(wv));
-            }
-        }
-        for (t = 0; has_tail && !padded && t < tail; ++t) {
+        for (t = 0; has_tail && t < tail; ++t) {
             const int32_t wt = wide ? ts_w16_half(ww, t) : w[t];
             a.a0 += x[t] * wt;
             a.a1 += x[tail + t] * wt;

@@ -8,12 +8,6 @@
 
 #if TINYSTUDIO_DSP
 
-/* Whether the K % 4 tail of the reduction goes as one more 4-step group, its missing steps zero in the block
- * (first layers: 1 or 3 input channels, K = 27, 25, ...): one group of SMLADs per channel instead of a
- * multiply-accumulate loop over the tail. Only from K = 24 on, where the padded block (8 * ceil4(K) bytes)
- * fits the scratch the generator gives a layer with in_c % 4 != 0 (9 K bytes). */
-TS_ALWAYS_INLINE int ts_conv_padded_tail(int32_t k_all) { return (k_all & 3) != 0 && k_all >= 24; }
-
 /* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
 TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offset)
 {
@@ -27,27 +21,23 @@ TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offse
  * the window's kernel rows (n = k_w * in_c bytes each, a row of the image apart); a group that crosses into
  * the next kernel row with m bytes left takes its low m bytes from the word at the current position and the
  * others from the word that starts m bytes before the next row (inside the image: that row is not the
- * window's first). The zero-padded tail group (ts_conv_padded_tail) is the word ending at the tail's last
- * byte, shifted down (its other steps meet zero weights). Returns whether the layer can: in_c % 4 != 0, no
- * dilation, kernel rows of at least a word, and no tail, or a padded one inside one kernel row and not
- * before the window's first byte. No state beyond the flag: the kernels' stack stays as measured. */
+ * window's first); the K % 4 tail (the end of the last kernel row) goes pixel by pixel as in the gather.
+ * Returns whether the layer can: in_c % 4 != 0, no dilation, kernel rows of at least a word. No state beyond
+ * the flag: the kernels' stack stays as measured. */
 TS_ALWAYS_INLINE int ts_conv_direct_ok(const ts_conv_params *p)
 {
-    const int32_t n = p->k_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3, tail = k_all - k4;
-    const int32_t r_t = k4 / n, j_t = k4 - r_t * n;
-    return (p->in_c & 3) != 0 && p->dil_h == 1 && p->dil_w == 1 && n >= 4 &&
-           (tail == 0 || (ts_conv_padded_tail(k_all) && j_t + tail <= n && (r_t > 0 || j_t + tail >= 4)));
+    return (p->in_c & 3) != 0 && p->dil_h == 1 && p->dil_w == 1 && p->k_w * p->in_c >= 4;
 }
 
-/* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the padded
- * tail's into tail_dst. */
+/* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the tail's
+ * steps into tail_dst. */
 TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int16_t *dst,
-                                            int16_t *tail_dst, uint32_t offset)
+                                            int16_t *tail_dst, uint32_t offset, int32_t input_offset)
 {
     const int32_t n = p->k_w * p->in_c, row = p->in_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
     const int32_t tail = k_all - k4;
     const int16_t *const end = dst + 4 * k4;
-    int32_t j = 0;
+    int32_t j = 0, k;
     for (; dst != end; dst += 16) {
         const int32_t left = n - j;
         uint32_t v = ts_read32(base + j);
@@ -65,10 +55,8 @@ TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_
         ts_write32(dst, ts_sxtab16(offset, v));
         ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
     }
-    if (tail != 0) {
-        const uint32_t v = ts_read32(base + j + tail - 4) >> (8 * (4 - tail));
-        ts_write32(tail_dst, ts_sxtab16(offset, v));
-        ts_write32(tail_dst + 2, ts_sxtab16_ror8(offset, v));
+    for (k = 0; k < tail; ++k) {
+        tail_dst[k] = (int16_t)(base[j + k] + input_offset);
     }
 }
 
@@ -76,16 +64,14 @@ TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_
  * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
  * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
  * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
- * follows, pixel by pixel, or as one zero-padded group (ts_conv_padded_tail). With in_c % 4 != 0 each
- * field is first gathered as int8 into `tmp`. */
+ * follows, pixel by pixel. With in_c % 4 != 0 each field is first gathered as int8 into `tmp` (or, inside
+ * the image, expanded directly: ts_conv_direct_window). */
 static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
                                int8_t *tmp, int direct)
 {
     const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const uint32_t offset = ts_dup16(p->input_offset);
     const int8_t zero_point = (int8_t)(-p->input_offset);
-    const int padded = ts_conv_padded_tail(k_all);
-    int16_t tails[16];
     int32_t pix, i, j, c, k;
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
         p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
@@ -124,7 +110,8 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             continue;
         }
         if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-            ts_conv_direct_window(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, tails + 4 * pix, offset);
+            ts_conv_direct_window(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, block + 4 * k4 + pix * tail,
+                                  offset, p->input_offset);
             continue;
         }
         /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
@@ -155,19 +142,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
         for (k = 0; k < k4; k += 4, dst += 16) {
             ts_expand4(dst, tmp + k, offset);
         }
-        if (padded) { /* the tail as one more group, zeros for the missing steps, order [0, 2, 1, 3] */
-            tails[4 * pix] = (int16_t)(tmp[k4] + p->input_offset);
-            tails[4 * pix + 1] = (int16_t)(tail > 2 ? tmp[k4 + 2] + p->input_offset : 0);
-            tails[4 * pix + 2] = (int16_t)(tail > 1 ? tmp[k4 + 1] + p->input_offset : 0);
-            tails[4 * pix + 3] = 0;
-            continue;
-        }
         for (k = 0; k < tail; ++k) {
             block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
         }
-    }
-    if (padded) { /* after the last gather: the group overlaps the start of tmp */
-        memcpy(block + 4 * k4, tails, sizeof tails);
     }
 }
 
