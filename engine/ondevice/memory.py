@@ -86,6 +86,12 @@ class TrainingProfile:
     precision_note: str = ""
 
     @property
+    def kept_activation_bytes(self) -> int:
+        """Activations alive into the backward (each buffer once)."""
+        n = len(self.layers)
+        return sum(b.nbytes for b in self.buffers if b.name.startswith("act:") and b.last_use >= n)
+
+    @property
     def peak_sram_bytes(self) -> int:
         return self.arena_bytes + self.ram_weight_bytes + self.optimizer_bytes
 
@@ -105,6 +111,7 @@ class TrainingProfile:
                 "peak_sram_bytes": self.peak_sram_bytes, "arena_bytes": self.arena_bytes, "planner": self.planner,
                 "ram_weight_bytes": self.ram_weight_bytes, "optimizer_bytes": self.optimizer_bytes,
                 "flash_bytes": self.flash_bytes, "inference_arena_bytes": self.inference_arena_bytes,
+                "kept_activation_bytes": self.kept_activation_bytes,
                 "layers_updated": list(self.plan.layers),
                 "channel_fraction": {k: self.plan.fraction(k) for k in self.plan.layers},
                 "bias_only": list(self.plan.bias_only), "precision_note": self.precision_note,
