@@ -56,7 +56,7 @@ st.dataframe(od.layer_rows(prof), hide_index=True, key="odt_layers")
 
 st.subheader("Recompute or page out (POET)")
 pb = st.number_input("Budget for the step (KB)", 1.0, 65536.0, float(round(prof.peak_sram_bytes * 0.85 / 1024)),
-                     key="odt_poet_budget")
+                     key=f"odt_poet_budget_{spec}")  # a fresh default per training set
 obj = st.segmented_control("Minimize", ["energy", "time"], default="energy", key="odt_poet_obj") or "energy"
 with widgets.user_errors():
     plan, verified = od.poet_report(graph, prof, int(pb * 1024), obj)
