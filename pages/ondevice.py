@@ -27,11 +27,15 @@ with widgets.user_errors():
         names = [d["name"] for d in list_datasets()]
         data = st.selectbox("Data set for the fine-tuning probes", names,
                             index=names.index(od.DEFAULT_DATA) if od.DEFAULT_DATA in names else 0, key="odt_data")
-        if not st.button("Plan the sparse update", key="odt_plan"):
+        run_key = ("odt_sparse", v.id, int(budget_kb * 1024), mcu, data)  # kept across reruns of this page
+        if st.button("Plan the sparse update", key="odt_plan"):
+            with st.spinner("Probing each layer's contribution...", show_time=True):
+                st.session_state["odt_sparse"] = (run_key, od.sparse_report(graph, int(budget_kb * 1024), mcu, data))
+        done = st.session_state.get("odt_sparse")
+        if done is None or done[0] != run_key:
             st.info("The planner fine-tunes a dozen short probes (about a minute); press the button to run it.")
             st.stop()
-        with st.spinner("Probing each layer's contribution...", show_time=True):
-            sparse, prof = od.sparse_report(graph, int(budget_kb * 1024), mcu, data)
+        sparse, prof = done[1]
     else:
         prof = od.training_report(graph, spec, [mcu])
 t = prof.targets[0]
