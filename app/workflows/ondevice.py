@@ -46,7 +46,7 @@ def sparse_report(graph, budget_bytes: int, mcu: str, data_name: str):
 
 def layer_rows(prof) -> list[dict]:
     return [{"layer": lt.name, "op": lt.op,
-             "updated": f"{lt.channel_fraction:g} of channels" if lt.updated else ("bias" if lt.bias_only else "—"),
+             "updated": f"{lt.channel_fraction:.0%} of channels" if lt.updated else ("bias" if lt.bias_only else "—"),
              "kept activations B": lt.kept_bytes, "gradient B": lt.grad_bytes, "dW B": lt.weight_grad_bytes,
              "RAM weights B": lt.ram_weight_bytes, "forward ms": round(lt.forward_ms, 3),
              "backward ms": round(lt.backward_ms, 3)} for lt in prof.layers]
