@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="as-is (default): the model as given; int8: as deployed, the graph the export generates "
                          "C from (BN folded, activations fused, int8); float32: a float model as is, an int8 one "
                          "dequantized")
+    pr.add_argument("--training", metavar="SPEC",
+                    help="profile one on-device training step instead: all, last:K, bias or sparse:BYTES "
+                         "(peak training SRAM over forward + backward, flash, time per step)")
+    pr.add_argument("--data", metavar="DATASET", help="with --training sparse:BYTES: the dataset the planner's "
+                    "fine-tuning probes use (default: keywords)")
     pr.set_defaults(fn=cmd_profile)
     ex = model_cmd("export", "Quantize (if float), generate C, verify it and write a firmware bundle (zip).")
     ex.add_argument("--mcu", required=True, metavar="ID", help="target MCU (see `tinystudio mcus`)")

@@ -11,6 +11,8 @@ def cmd_profile(args) -> int:
 
     targets = profile_targets(args.mcu or [], args.runtime)
     graph = open_model(args)
+    if getattr(args, "training", None):
+        return cmd_profile_training(args, graph)
     prof = profile_graph(graph, targets, precision=args.precision)
     if args.json:
         rep = inspect_report(graph)
@@ -56,3 +58,33 @@ def print_profile(graph, prof) -> None:
               f"RAM {fmt_int(est.ram_bytes)} B, flash {fmt_int(est.flash_bytes)} B: {est.fit_message()}")
     if not prof.targets:
         print("add --mcu ID (repeatable) for latency, energy and fit estimates; `tinystudio mcus` lists the MCUs")
+
+
+def cmd_profile_training(args, graph) -> int:
+    """`--training SPEC`: the training step's memory, flash and time (engine.ondevice)."""
+    from app.workflows.ondevice import training_report
+
+    prof = training_report(graph, args.training, args.mcu or [], getattr(args, "data", None))
+    if args.json:
+        rep = inspect_report(graph)
+        rep["training"] = prof.to_json()
+        return print_json(rep)
+    m = model_json(graph)
+    print(f"model  {m['name']}  training {args.training}: {prof.precision_note}")
+    head = ["layer", "op", "updated", "kept B", "grad B", "dW B", "RAM weights B"]
+    rows = [head] + [[lt.name, lt.op, f"{lt.channel_fraction:g}" if lt.updated else ("bias" if lt.bias_only else "-"),
+                      fmt_int(lt.kept_bytes), fmt_int(lt.grad_bytes), fmt_int(lt.weight_grad_bytes),
+                      fmt_int(lt.ram_weight_bytes)] for lt in prof.layers]
+    widths = [min(max(len(r[c]) for r in rows), 32) for c in range(len(head))]
+    for r in rows:
+        print("  ".join(r[c][:32].ljust(widths[c]) if c < 2 else r[c].rjust(widths[c]) for c in range(len(r))))
+    print(f"peak training SRAM {fmt_int(prof.peak_sram_bytes)} B = arena {fmt_int(prof.arena_bytes)} B "
+          f"({prof.planner}, forward + backward) + weights in RAM {fmt_int(prof.ram_weight_bytes)} B + optimizer "
+          f"{fmt_int(prof.optimizer_bytes)} B (inference arena alone {fmt_int(prof.inference_arena_bytes)} B)")
+    print(f"flash  {fmt_int(prof.flash_bytes)} B of weights")
+    for t in prof.targets:
+        print(f"target {t['mcu']} (estimate): {t['step_ms']:.2f} ms/step (forward {t['forward_ms']:.2f}, backward "
+              f"{t['backward_ms']:.2f}), {t['energy_uj']:.0f} uJ, flash {fmt_int(t['flash_bytes'])} B: "
+              f"{'fits' if t['fits'] else 'does not fit'} ({fmt_int(t['sram_bytes'])} B SRAM, "
+              f"{fmt_int(t['flash_capacity_bytes'])} B flash)")
+    return 0
