@@ -183,3 +183,76 @@ def compare_step(tl, ref: StepResult, got: StepResult, tol: float = TOLERANCE) -
         k = next(iter(bad))
         raise TrainCheckError(f"C training step differs from PyTorch: {k} relative error {bad[k]:.3g} > {tol:g}")
     return errs
+
+
+def qemu_program_source(tl) -> str:
+    """Bare-metal twin of train_runner_source: records.bin -> results.bin through semihosting."""
+    p = tl.name
+    return f"""#include <stdint.h>
+#include <string.h>
+#include "semihost.h"
+#include "{tl.header}"
+
+static int8_t in[{tl.input_size}];
+
+int main(void)
+{{
+    int32_t label, i, n;
+    float lr, loss;
+    if ({p}_train_init() != 0) return 3;
+    int fin = ts_sh_open("records.bin", TS_SH_READ_BINARY);
+    int fout = ts_sh_open("results.bin", TS_SH_WRITE_BINARY);
+    if (fin < 0 || fout < 0) return 4;
+    while (ts_sh_read(fin, in, (int)sizeof in) == (int)sizeof in) {{
+        if (ts_sh_read(fin, &label, 4) != 4 || ts_sh_read(fin, &lr, 4) != 4) return 5;
+        if ({p}_train_step(in, label, lr) != 0) return 6;
+        loss = {p}_train_loss();
+        ts_sh_write(fout, &loss, 4);
+    }}
+    for (i = 0; i < {p.upper()}_TRAIN_NUM_PARAMS; ++i) {{
+        const float *v = {p}_train_param(i, &n);
+        ts_sh_write(fout, v, 4 * n);
+    }}
+    for (i = 0; i < {p.upper()}_TRAIN_NUM_PARAMS; ++i) {{
+        const float *v = {p}_train_grad(i, &n);
+        ts_sh_write(fout, v, 4 * n);
+    }}
+    ts_sh_close(fout);
+    ts_sh_close(fin);
+    return 0;
+}}
+"""
+
+
+def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0) -> tuple[StepResult, str]:
+    """Cross-compile the training library for `mcu`'s core, run the records in QEMU; (result, machine)."""
+    import tempfile
+
+    from engine.export.crossbuild import (ARM_GCC, COMMON_CFLAGS, LDFLAGS, OPT, compile_board, compile_library,
+                                          run_tool)
+    from engine.export.qemu import run_elf
+    from engine.export.targets import core_target, local_cflags
+    from engine.export.verify_qemu import qemu_unavailable
+
+    why = qemu_unavailable(mcu)
+    if why:
+        raise TinyStudioError(why)
+    target = core_target(mcu)
+    cflags = local_cflags(target.cflags)
+    with tempfile.TemporaryDirectory(prefix="tinystudio-train-") as td:
+        work = Path(workdir or td)
+        work.mkdir(parents=True, exist_ok=True)
+        objs = compile_library(tl, cflags, work, ("-DTS_TRAIN_EXPOSE_GRADS", "-Werror", "-pedantic"))
+        board_objs, ld = compile_board(target.board, cflags, work)
+        main = work / "train.c"
+        main.write_text(qemu_program_source(tl))
+        elf = work / "train.elf"
+        run_tool([ARM_GCC, *cflags, *OPT, *COMMON_CFLAGS, "-DTS_TRAIN_EXPOSE_GRADS", f"-I{work / 'src'}",
+                  f"-I{work / 'board'}", "-T", str(ld), *LDFLAGS, str(main), *map(str, board_objs),
+                  *map(str, objs), "-lm", "-o", str(elf)], work, "linking train.elf")
+        (work / "records.bin").write_bytes(pack_records(records))
+        run = run_elf(target.board.machine, elf, cwd=work, timeout=timeout)
+        if run.timed_out or run.rc != 0:
+            raise TrainCheckError(f"the training program on QEMU {target.board.machine} "
+                                  f"{'timed out' if run.timed_out else f'exited with status {run.rc}'}")
+        return unpack_result(tl, (work / "results.bin").read_bytes(), len(records)), target.board.machine
