@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "or zoo model's name)")
     ex.add_argument("--calibration", metavar="FILE.npz",
                     help="calibration samples for quantizing a float model (.npy, or .npz with one array per input)")
+    ex.add_argument("--training", metavar="SPEC",
+                    help="also export the on-device training step <name>_train_step for SPEC: all, last:K, bias or "
+                         "sparse:BYTES (fully connected heads), verified against PyTorch")
     ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
     mc.add_argument("--json", action="store_true")

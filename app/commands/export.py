@@ -21,7 +21,8 @@ def cmd_export(args) -> int:
     # The bundle and library are named by --name, else after the model file (or zoo model).
     name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_version(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
-                         calibration=calibration, log=log, name=name)
+                         calibration=calibration, log=log, name=name,
+                         training=getattr(args, "training", None))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report
@@ -29,6 +30,13 @@ def cmd_export(args) -> int:
         print(json.dumps(rep, indent=1))
     else:
         print("\n".join(text_lines(rep)))
+        tr = rep.get("training")
+        if tr:
+            ver = tr.get("verify") or {}
+            checked = ", ".join(f"{k} {ver[k]:.2g}" for k in ("host", "qemu") if k in ver)
+            print(f"training: {tr['library']} ({tr['spec']}: {', '.join(t['layer'] for t in tr['trained'])}), "
+                  f"{tr['ram_bytes']:,} B RAM" + (f"; one step vs PyTorch, max relative error {checked}"
+                                                 if checked else ""))
     v = res.verify
     if v is not None and not v.bit_exact:
         print(f"error: verification failed: {v.summary()}; the bundle was written for inspection", file=sys.stderr)

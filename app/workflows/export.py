@@ -128,14 +128,26 @@ def calibration_npz(data: bytes, name: str):
 
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
-                   log=None, name: str | None = None, dataset: dict | None = None):
+                   log=None, name: str | None = None, dataset: dict | None = None, training: str | None = None):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
-    data set the version was trained on (`dataset`, see dataset_calibration)."""
+    data set the version was trained on (`dataset`, see dataset_calibration). `training`: a SPEC (all, last:K,
+    bias, sparse:BYTES) adds the on-device training library (engine.export.train_bundle) to the bundle."""
     from engine.export.pipeline import export_model
 
+    if training:
+        from engine.ondevice.spec import parse_spec
+        parse_spec(training)  # a bad SPEC fails before any work
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
-    return export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
-                        dataset=dataset)
+    res = export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
+                       dataset=dataset)
+    if training:
+        from engine.export.train_bundle import add_training
+        from hwmodels.mcu import get_mcu
+
+        if log:
+            log(f"generating and verifying the training step ({training})")
+        res.report["training"] = add_training(res.bundle, res.graph, training, res.lib.name, verify, get_mcu(mcu))
+    return res
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
