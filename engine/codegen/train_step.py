@@ -103,8 +103,9 @@ def _head(g: Graph, plan) -> list:
         head = head[:-1]
     for n in head:
         if n.op not in ("Gemm", *VIEW_OPS):
-            raise GraphError(f"node '{n.name}' ({n.op}) lies after the first trained layer: the C training step "
-                             "trains fully connected heads (Gemm layers to the output) only; choose fewer layers")
+            raise GraphError(f"node '{n.name}' ({n.op}) is in the trained part (from the first trained layer to "
+                             "the output): the C training step trains fully connected heads (Gemm layers to the "
+                             "output) only; choose fewer layers")
     return order[:first], head
 
 

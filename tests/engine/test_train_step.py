@@ -1,0 +1,159 @@
+"""The C training step (engine.codegen.train_step) against PyTorch autograd (engine.export.verify_train):
+one SGD step's loss, gradients and updated tensors on the host (under ASan/UBSan) and in QEMU (Cortex-M4
+mps2-an386, Cortex-M55 mps3-an547); a few hundred steps on `digits` reduce the loss in QEMU; the bundle of
+`tinystudio export --training`; the errors for what the step cannot train."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from engine.codegen.train_step import generate_training
+from engine.errors import GraphError, TinyStudioError
+from engine.export.verify_train import (TOLERANCE, TrainCheckError, compare_step, reference_step, run_train_host,
+                                        run_train_qemu)
+from engine.ondevice.spec import UpdatePlan, parse_spec, resolve
+
+needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                                reason="qemu-system-arm or arm-none-eabi-gcc not installed")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from engine.data import load_dataset
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def mlp(digits):
+    """64 -> 32 relu -> 16 relu -> 10 on digits, random init, quantized on digits samples."""
+    from engine.passes.ptq import quantize_model
+    from engine.zoo.layers import Net, activation, linear
+
+    net = Net("mlp", seed=0)
+    x = net.input((1, 64))
+    h = activation(net, linear(net, x, 32, name="fc1", gain=2.0), "relu")
+    h = activation(net, linear(net, h, 16, name="fc2", gain=2.0), "relu")
+    g = net.build(linear(net, h, 10, name="fc3"))
+    q, _ = quantize_model(g, digits.x_train[:128].reshape(-1, 1, 64).astype(np.float32))
+    return q
+
+
+def quantized_inputs(q, xs):
+    t = q.tensors[q.inputs[0]]
+    s, z = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+    return np.clip(np.round(xs.reshape(len(xs), -1) / s) + z, -128, 127).astype(np.int8)
+
+
+@needs_gcc
+@pytest.mark.parametrize("spec", ["last:1", "last:2", "bias", "all"])
+def test_one_step_equals_pytorch_on_the_host(mlp, digits, spec, tmp_path):
+    tl = generate_training(mlp, resolve(mlp, parse_spec(spec)), "mlp")
+    x = quantized_inputs(mlp, digits.x_train[:1])[0]
+    label, lr = int(digits.y_train[0]), 0.1
+    ref = reference_step(mlp, tl, x, label, lr)
+    got = run_train_host(tl, tmp_path, [(x, label, lr)], sanitize=True)
+    errs = compare_step(tl, ref, got)
+    assert max(errs.values()) <= TOLERANCE
+    assert len(got.grads) == len(tl.params) > 0
+    for (layer, kind, n), gr in zip(tl.params, got.grads):  # a gradient reaches every trained tensor
+        assert gr.size == n and np.abs(gr).max() > 0, f"{layer}.{kind}: zero gradient"
+    assert got.losses[0] > 0
+
+
+@needs_gcc
+def test_the_check_catches_a_wrong_step(mlp, digits, tmp_path):
+    tl = generate_training(mlp, resolve(mlp, parse_spec("last:2")), "mlp")
+    x = quantized_inputs(mlp, digits.x_train[1:2])[0]
+    got = run_train_host(tl, tmp_path, [(x, 3, 0.1)])
+    with pytest.raises(TrainCheckError, match="updated"):
+        compare_step(tl, reference_step(mlp, tl, x, 3, 0.2), got)      # another learning rate
+    with pytest.raises(TrainCheckError, match="grad|loss"):
+        compare_step(tl, reference_step(mlp, tl, x, 4, 0.1), got)      # another label
+
+
+@needs_gcc
+def test_channel_fraction_updates_only_the_first_channels(mlp, digits, tmp_path):
+    plan = UpdatePlan(("fc2",), {"fc2": 0.5}, ("fc3",))
+    tl = generate_training(mlp, plan, "mlp")
+    x = quantized_inputs(mlp, digits.x_train[2:3])[0]
+    ref = reference_step(mlp, tl, x, 5, 0.1)
+    got = run_train_host(tl, tmp_path, [(x, 5, 0.1)])
+    compare_step(tl, ref, got)
+    gw = got.grads[0].reshape(16, 32)
+    assert np.abs(gw[:8]).max() > 0 and not gw[8:].any()
+
+
+@needs_gcc
+def test_steps_reduce_the_loss_on_the_host(mlp, digits, tmp_path):
+    tl = generate_training(mlp, resolve(mlp, parse_spec("last:2")), "mlp")
+    xs = quantized_inputs(mlp, digits.x_train[:300])
+    got = run_train_host(tl, tmp_path, [(x, int(y), 0.05) for x, y in zip(xs, digits.y_train[:300])])
+    first, last = np.mean(got.losses[:50]), np.mean(got.losses[-50:])
+    assert last < 0.7 * first, f"mean loss {first:.3f} over the first 50 steps, {last:.3f} over the last 50"
+
+
+def test_what_the_step_cannot_train_is_named():
+    from engine.ondevice.memory import deployed
+    from engine.zoo import build_zoo_model
+
+    q = deployed(build_zoo_model("zoo:kws_dscnn"))[0]
+    with pytest.raises(GraphError, match=r"node '.*' \(Conv\) is in the trained part"):
+        generate_training(q, resolve(q, parse_spec("last:2")), "kws")
+    with pytest.raises(GraphError, match="does not have"):
+        generate_training(q, UpdatePlan(("nope",)), "kws")
+    with pytest.raises(TinyStudioError, match="training spec"):
+        parse_spec("last:x")
+
+
+@needs_qemu
+@pytest.mark.parametrize("mcu", ["stm32l4r5zi", "alif-e7-hp"])
+def test_one_step_equals_pytorch_in_qemu(mlp, digits, mcu, tmp_path):
+    from hwmodels.mcu import get_mcu
+
+    tl = generate_training(mlp, resolve(mlp, parse_spec("all")), "mlp")
+    x = quantized_inputs(mlp, digits.x_train[3:4])[0]
+    label = int(digits.y_train[3])
+    got, machine = run_train_qemu(tl, get_mcu(mcu), [(x, label, 0.1)], tmp_path)
+    assert machine == {"stm32l4r5zi": "mps2-an386", "alif-e7-hp": "mps3-an547"}[mcu]
+    assert max(compare_step(tl, reference_step(mlp, tl, x, label, 0.1), got).values()) <= TOLERANCE
+
+
+@needs_qemu
+def test_three_hundred_steps_in_qemu_reduce_the_loss(mlp, digits, tmp_path):
+    from hwmodels.mcu import get_mcu
+
+    tl = generate_training(mlp, resolve(mlp, parse_spec("last:2")), "mlp")
+    xs = quantized_inputs(mlp, digits.x_train[:300])
+    got, _ = run_train_qemu(tl, get_mcu("stm32l4r5zi"), [(x, int(y), 0.05) for x, y in
+                                                          zip(xs, digits.y_train[:300])], tmp_path)
+    first, last = np.mean(got.losses[:50]), np.mean(got.losses[-50:])
+    assert last < 0.7 * first, f"mean loss {first:.3f} over the first 50 steps, {last:.3f} over the last 50"
+
+
+@needs_gcc
+def test_export_cli_puts_the_training_library_in_the_bundle(tmp_path):
+    out = tmp_path / "kws.zip"
+    r = subprocess.run([sys.executable, "-m", "app.cli", "export", "zoo:kws_dscnn", "--mcu", "stm32l4r5zi", "--out",
+                        str(out), "--inputs", "1", "--training", "last:1", "--json"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tr = json.loads(r.stdout)["training"]
+    assert tr["spec"] == "last:1" and [t["layer"] for t in tr["trained"]] == ["fc"]
+    assert tr["verify"]["host"] <= TOLERANCE
+    assert tr["ram_bytes"] == sum(tr["ram_parts"].values()) > 0
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        header = next(n for n in names if n.endswith("training/kws_dscnn_train.h"))
+        text = z.read(header).decode()
+        assert f"#define KWS_DSCNN_TRAIN_RAM_BYTES {tr['ram_bytes']}" in text
+        assert json.loads(z.read(next(n for n in names if n.endswith("/report.json"))))["training"] == tr
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "export", "zoo:kws_dscnn", "--mcu", "stm32l4r5zi",
+                          "--out", str(tmp_path / "b.zip"), "--training", "last:x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: training spec") and "Traceback" not in bad.stderr
