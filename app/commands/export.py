@@ -10,7 +10,7 @@ from engine.errors import TinyStudioError
 
 
 def cmd_export(args) -> int:
-    from app.workflows.export import calibration_file, export_version
+    from app.workflows.export import calibration_file, export_version, training_line
     from engine.export.summary import text_lines
 
     if args.inputs < 0:
@@ -30,13 +30,8 @@ def cmd_export(args) -> int:
         print(json.dumps(rep, indent=1))
     else:
         print("\n".join(text_lines(rep)))
-        tr = rep.get("training")
-        if tr:
-            ver = tr.get("verify") or {}
-            checked = ", ".join(f"{k} {ver[k]:.2g}" for k in ("host", "qemu") if k in ver)
-            print(f"training: {tr['library']} ({tr['spec']}: {', '.join(t['layer'] for t in tr['trained'])}), "
-                  f"{tr['ram_bytes']:,} B RAM" + (f"; one step vs PyTorch, max relative error {checked}"
-                                                 if checked else ""))
+        if training_line(rep):
+            print(training_line(rep))
     v = res.verify
     if v is not None and not v.bit_exact:
         print(f"error: verification failed: {v.summary()}; the bundle was written for inspection", file=sys.stderr)

@@ -150,8 +150,26 @@ def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int 
     return res
 
 
+def check_training(spec: str | None) -> None:
+    """TinyStudioError (one line) for a bad training SPEC; nothing for an empty one."""
+    if spec and spec.strip():
+        from engine.ondevice.spec import parse_spec
+        parse_spec(spec)
+
+
+def training_line(report) -> str:
+    """One line on the bundle's training library ('' without one), for the CLI and the Export page."""
+    tr = report.get("training") if isinstance(report, dict) else None
+    if not tr:
+        return ""
+    ver = tr.get("verify") or {}
+    checked = ", ".join(f"{k} {ver[k]:.2g}" for k in ("host", "qemu") if k in ver)
+    return (f"training: {tr['library']} ({tr['spec']}: {', '.join(t['layer'] for t in tr['trained'])}), "
+            f"{tr['ram_bytes']:,} B RAM" + (f"; one step vs PyTorch, max relative error {checked}" if checked else ""))
+
+
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
-                 progress=None) -> dict:
+                 progress=None, training: str | None = None) -> dict:
     """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
     def log(message: str) -> None:
@@ -162,12 +180,12 @@ def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
         res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                             log=log, name=name, dataset=dataset)
+                             log=log, name=name, dataset=dataset, training=training)
         return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
 
 
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None):
+               name: str, dataset: dict | None, training: str | None = None):
     """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
     stores its report and bundle."""
 
@@ -175,9 +193,10 @@ def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, 
         from app.job_executor import run_remote
 
         res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
-                         progress=progress)
+                         progress=progress, training=training or None)
         rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
-                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"]})
+                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"],
+                                     **({"training": training} if training else {})})
         return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work

@@ -157,3 +157,19 @@ def test_export_cli_puts_the_training_library_in_the_bundle(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "app.cli", "export", "zoo:kws_dscnn", "--mcu", "stm32l4r5zi",
                           "--out", str(tmp_path / "b.zip"), "--training", "last:x"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: training spec") and "Traceback" not in bad.stderr
+
+
+@needs_gcc
+def test_export_page_path_builds_the_training_bundle():
+    """app.workflows.export.build_bundle is what the Export page's job runs (on a worker)."""
+    from app.workflows.export import build_bundle, check_training, training_line
+    from engine.zoo import build_zoo_model
+
+    res = build_bundle(build_zoo_model("zoo:kws_dscnn"), "stm32l4r5zi", "host", 1, None, "kws", None,
+                       training="last:1")
+    tr = res["report"]["training"]
+    assert tr["spec"] == "last:1" and [t["layer"] for t in tr["trained"]] == ["fc"]
+    assert training_line(res["report"]).startswith("training: kws_train (last:1: fc)")
+    check_training("")
+    with pytest.raises(TinyStudioError, match="training spec"):
+        check_training("sparse:0")
