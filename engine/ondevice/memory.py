@@ -81,9 +81,18 @@ class TrainingProfile:
     flash_bytes: int
     inference_arena_bytes: int    # the same forward alone (no backward), same planners
     targets: tuple[dict, ...] = ()
+    # per activation buffer kept into the backward (key: root tensor): its last forward read, first backward
+    # need, producing node and that node's activation inputs (roots): what engine.ondevice.poet decides on
+    kept: dict = dataclasses.field(default_factory=dict)
     optimizer: str = "sgd"
     weights: str = "float32"
     precision_note: str = ""
+
+    @property
+    def kept_activation_bytes(self) -> int:
+        """Activations alive into the backward (each buffer once)."""
+        n = len(self.layers)
+        return sum(b.nbytes for b in self.buffers if b.name.startswith("act:") and b.last_use >= n)
 
     @property
     def peak_sram_bytes(self) -> int:
@@ -105,6 +114,7 @@ class TrainingProfile:
                 "peak_sram_bytes": self.peak_sram_bytes, "arena_bytes": self.arena_bytes, "planner": self.planner,
                 "ram_weight_bytes": self.ram_weight_bytes, "optimizer_bytes": self.optimizer_bytes,
                 "flash_bytes": self.flash_bytes, "inference_arena_bytes": self.inference_arena_bytes,
+                "kept_activation_bytes": self.kept_activation_bytes,
                 "layers_updated": list(self.plan.layers),
                 "channel_fraction": {k: self.plan.fraction(k) for k in self.plan.layers},
                 "bias_only": list(self.plan.bias_only), "precision_note": self.precision_note,
@@ -194,8 +204,13 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
             a[3].append(t)
     kept_by: dict[str, int] = {k: 0 for k in names}
 
+    fwd_last = {r: a[2] for r, a in acts.items()}
+    bwd_first: dict[str, int] = {}
+
     def keep(t: str, i: int):
-        a = acts[root.get(t, t)]
+        r = root.get(t, t)
+        a = acts[r]
+        bwd_first[r] = min(bwd_first.get(r, bstep(i)), bstep(i))
         if a[2] < bstep(i):
             a[2] = bstep(i)
         kept_by[names[i]] += tensor_bytes(g.tensors[t], None)
@@ -252,8 +267,17 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
     if mcu is not None:
         fwd_ms, bwd_ms, targets = _estimates(g, order, first, updated, plan, mcu, flash, arena + ram_w + opt_total)
     layers = tuple(LayerTraining(*r, forward_ms=fwd_ms[i], backward_ms=bwd_ms[i]) for i, r in enumerate(rows))
+    kept = {}
+    for r, bf in bwd_first.items():
+        if r in g.inputs or r not in producer:
+            continue
+        node = order[producer[r]]
+        ins = tuple(root.get(t, t) for t in node.inputs if t and not _const(g, t))
+        if bf > fwd_last[r] + 1:  # a gap to free
+            kept[r] = {"forward_last": fwd_last[r], "backward_first": bf, "node": node.name, "inputs": ins,
+                       "forward_ms": fwd_ms[producer[r]]}
     return TrainingProfile(graph.name, plan, layers, tuple(buffers), tuple(offsets), tuple(steps), arena, planner,
-                           ram_w, opt_total, flash, inf_arena, tuple(targets), optimizer, weights, note)
+                           ram_w, opt_total, flash, inf_arena, tuple(targets), kept, optimizer, weights, note)
 
 
 def _estimates(g, order, first, updated, plan, mcu, weight_flash, peak) -> tuple[list, list, list]:

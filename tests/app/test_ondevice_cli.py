@@ -1,0 +1,22 @@
+import json
+
+from app.cli import main
+
+
+def test_profile_training_json(capsys):
+    assert main(["profile", "zoo:kws_dscnn", "--training", "last:2", "--mcu", "stm32f746ng", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    tr = doc["training"]
+    assert tr["layers_updated"] == ["block4_pw", "fc"] and tr["channel_fraction"] == {"block4_pw": 1.0, "fc": 1.0}
+    assert tr["peak_sram_bytes"] == tr["arena_bytes"] + tr["ram_weight_bytes"] + tr["optimizer_bytes"] > 0
+    assert tr["flash_bytes"] > 0
+    assert tr["targets"][0]["mcu"] == "stm32f746ng" and tr["targets"][0]["fits"] is True
+    assert main(["profile", "zoo:kws_dscnn", "--training", "last:2"]) == 0
+    assert "peak training SRAM" in capsys.readouterr().out
+
+
+def test_profile_training_bad_spec_is_one_line(capsys):
+    assert main(["profile", "zoo:kws_dscnn", "--training", "last:zero"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "training spec" in err and "Traceback" not in err
+    assert main(["profile", "zoo:kws_dscnn", "--training", "last:2", "--data", "digits"]) == 2
