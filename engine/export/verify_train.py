@@ -256,3 +256,78 @@ def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0) -> tu
             raise TrainCheckError(f"the training program on QEMU {target.board.machine} "
                                   f"{'timed out' if run.timed_out else f'exited with status {run.rc}'}")
         return unpack_result(tl, (work / "results.bin").read_bytes(), len(records)), target.board.machine
+
+
+def forward_runner_source(tl) -> str:
+    """Host program: int32 count, that many training records, then inputs until EOF -> the int8 logits of
+    <name>_train_forward (the trained, requantized weights) per input."""
+    p = tl.name
+    return f"""#include <stdio.h>
+#include "{tl.header}"
+
+static int8_t in[{tl.input_size}];
+static int8_t logits[{tl.classes}];
+
+int main(void)
+{{
+    int32_t steps, label, i;
+    float lr;
+    if ({p}_train_init() != 0 || fread(&steps, 4, 1, stdin) != 1) return 3;
+    for (i = 0; i < steps; ++i) {{
+        if (fread(in, 1, sizeof in, stdin) != sizeof in || fread(&label, 4, 1, stdin) != 1
+            || fread(&lr, 4, 1, stdin) != 1) return 2;
+        if ({p}_train_step(in, label, lr) != 0) return 4;
+    }}
+    while (fread(in, 1, sizeof in, stdin) == sizeof in) {{
+        if ({p}_train_forward(in, logits) != 0) return 4;
+        if (fwrite(logits, 1, sizeof logits, stdout) != sizeof logits) return 5;
+    }}
+    return 0;
+}}
+"""
+
+
+def run_forward_host(tl, workdir, records, xs) -> np.ndarray:
+    """Train on `records`, then the int8 logits of each input of xs (N, input bytes) with the trained weights."""
+    cc = os.environ.get("CC", "gcc")
+    d = write_training(tl, workdir)
+    (d / "forward_main.c").write_text(forward_runner_source(tl))
+    exe = d / f"{tl.name}_forward"
+    cmd = [cc, *CFLAGS, *SANITIZE, "-I", str(d), *(str(d / s) for s in tl.sources), str(d / "forward_main.c"),
+           "-o", str(exe), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0 or r.stderr.strip():
+        raise HostBuildError(f"{cc} failed on the forward runner of {tl.name}:\n{(r.stderr or r.stdout)[-4000:]}")
+    data = struct.pack("<i", len(records)) + pack_records(records) + np.asarray(xs, np.int8).tobytes()
+    r = subprocess.run([str(exe)], input=data, capture_output=True, timeout=600)
+    if r.returncode != 0 or r.stderr:
+        raise HostBuildError(f"{exe.name} exited with status {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
+    return np.frombuffer(r.stdout, np.int8).reshape(len(xs), tl.classes)
+
+
+def requantized_graph(graph, tl, params: list[np.ndarray]):
+    """The graph with the trained layers' int8 weights and int32 biases replaced by the requantization rule
+    applied (in numpy) to the float32 tensors `params` (TrainingLibrary.params order)."""
+    g = graph.copy()
+    nodes = {n.name: n for n in g.nodes}
+    vals = dict(zip([(layer, kind) for layer, kind, _ in tl.params], params))
+
+    def rnd(v):  # half away from zero, as ts_train_ref.c
+        return np.where(v < 0, -np.floor(-v + np.float32(0.5)), np.floor(v + np.float32(0.5)))
+
+    for h in tl.head:
+        n = nodes[h.node]
+        if (h.node, "w") in vals:
+            w = vals[(h.node, "w")].reshape(h.n, h.k).astype(np.float32)
+            s = h.wscale.reshape(-1, 1) if h.wscale.size > 1 else h.wscale[0]
+            wq = rnd(np.clip(w / np.float32(s) if np.ndim(s) == 0 else w / s, -127, 127).astype(np.float32))
+            wq[h.n_upd:] = h.wq[h.n_upd:]
+            t = g.tensors[n.inputs[1]]
+            t.data = wq.astype(np.int8).reshape(t.data.shape)
+        if (h.node, "b") in vals:
+            b = vals[(h.node, "b")].astype(np.float32)
+            bq = rnd(b / h.bscale).astype(np.int32)
+            if h.update_w:
+                bq[h.n_upd:] = h.bias_q[h.n_upd:]
+            g.tensors[n.inputs[2]].data = bq.reshape(g.tensors[n.inputs[2]].data.shape)
+    return g

@@ -173,3 +173,31 @@ def test_export_page_path_builds_the_training_bundle():
     check_training("")
     with pytest.raises(TinyStudioError, match="training spec"):
         check_training("sparse:0")
+
+
+@needs_gcc
+@pytest.mark.parametrize("steps", [0, 40])
+def test_forward_is_the_int8_reference_with_the_requantized_weights(steps, tmp_path):
+    """<name>_train_forward after `steps` SGD steps equals engine.int8's executor on the graph whose trained
+    weights are the requantization rule applied in numpy to the C's float32 tensors; kws: frozen conv body +
+    trained FC (0 steps: the deployed model's bytes)."""
+    from engine.export.verify_train import requantized_graph, run_forward_host
+    from engine.int8 import prepare_int8
+    from engine.ondevice.memory import deployed
+    from engine.zoo import build_zoo_model
+
+    q = deployed(build_zoo_model("zoo:kws_dscnn"))[0]
+    tl = generate_training(q, resolve(q, parse_spec("last:1")), "kws")
+    rng = np.random.default_rng(7)
+    xs = rng.integers(-128, 128, (steps + 4, tl.input_size)).astype(np.int8)
+    records = [(x, int(rng.integers(0, tl.classes)), 0.5) for x in xs[:steps]]
+    got = run_forward_host(tl, tmp_path / "fwd", records, xs[steps:])
+    params = run_train_host(tl, tmp_path / "train", records).params if steps else []
+    g = requantized_graph(q, tl, params) if steps else q
+    if steps:  # the steps moved some int8 weights: the check is not the deployed model's
+        assert not np.array_equal(g.tensors["fc_W"].data, q.tensors["fc_W"].data)
+    plan = prepare_int8(g)
+    shape = q.tensors[q.inputs[0]].shape
+    for x, row in zip(xs[steps:], got):
+        want = plan.run({q.inputs[0]: x.reshape(shape)}, outputs=[tl.head[-1].y])[tl.head[-1].y].reshape(-1)
+        assert np.array_equal(row, want), f"C {row.tolist()} reference {want.tolist()}"
