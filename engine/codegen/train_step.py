@@ -62,6 +62,18 @@ class HeadLayer:
     shift: np.ndarray
     folded: np.ndarray     # the C kernel's bias (input zero point folded in)
     mode: int
+    batches: int = 1       # a 1x1 conv: its pixels (NHWC), each a row of a fully connected layer
+
+
+@dataclass(frozen=True)
+class HeadPool:
+    """A GlobalAveragePool in the trained part: forward by its own generated inference library `lib`."""
+    node: str
+    x: str
+    y: str
+    pixels: int
+    c: int
+    lib: CLibrary
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,8 @@ class TrainingLibrary:
         """(layer, 'w' | 'b', count) in the order the C dumps them (<name>_train_param)."""
         out = []
         for h in self.head:
+            if not isinstance(h, HeadLayer):
+                continue
             if h.update_w:
                 out.append((h.node, "w", h.n * h.k))
             if h.update_b:
@@ -102,10 +116,10 @@ def _head(g: Graph, plan) -> list:
     if head and head[-1].op == "Softmax":
         head = head[:-1]
     for n in head:
-        if n.op not in ("Gemm", *VIEW_OPS):
+        if n.op not in ("Gemm", "Conv", "GlobalAveragePool", *VIEW_OPS):
             raise GraphError(f"node '{n.name}' ({n.op}) is in the trained part (from the first trained layer to "
-                             "the output): the C training step trains fully connected heads (Gemm layers to the "
-                             "output) only; choose fewer layers")
+                             "the output): the C training step trains heads of fully connected layers, 1x1 convs and "
+                             "global average pooling only; choose fewer layers")
     return order[:first], head
 
 
@@ -121,7 +135,15 @@ def _alias(g: Graph, head) -> dict:
 def _layer(g: Graph, node, plan, alias) -> HeadLayer:
     r = prepare_node(g, node)
     x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
-    if len(x.shape) != 2 or x.shape[0] != 1 or x.dtype != "int8" or y.dtype != "int8":
+    batches = 1
+    if node.op == "Conv":
+        if (r.layout != "NHWC" or tuple(r.kernel) != (1, 1) or tuple(r.strides) != (1, 1) or any(r.pads)
+                or r.group != 1 or len(x.shape) != 4 or x.shape[0] != 1 or x.dtype != "int8"):
+            raise GraphError(f"layer '{node.name}': the C training step trains 1x1 stride-1 unpadded NHWC int8 "
+                             f"convs (batch 1); this one has kernel {list(r.kernel)}, stride {list(r.strides)}, "
+                             f"group {r.group}, layout {r.layout}")
+        batches = int(x.shape[1] * x.shape[2])
+    elif len(x.shape) != 2 or x.shape[0] != 1 or x.dtype != "int8" or y.dtype != "int8":
         raise GraphError(f"layer '{node.name}': the C training step takes batch-1 int8 fully connected layers, "
                          f"got input {list(x.shape)} {x.dtype}")
     act = node.attrs.get("activation", "none") or "none"
@@ -129,7 +151,7 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
         raise GraphError(f"layer '{node.name}': fused activation '{act}' has no backward in the C training step "
                          "(relu or none)")
     w = g.tensors[node.inputs[1]]
-    n, k = int(r.units), int(x.shape[1])
+    n, k = int(r.centered.shape[0]), int(x.shape[-1])
     wscale = np.asarray(w.quant.scale, np.float32).reshape(-1)
     xs, xz = float(x.quant.scale[0]), int(x.quant.zero_point[0])
     has_b = len(node.inputs) > 2 and bool(node.inputs[2])
@@ -142,7 +164,9 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
         bscale = (np.float32(xs) * np.broadcast_to(wscale, (n,))).astype(np.float32)
     wq = np.asarray(r.centered, np.int64).reshape(n, k)
     folded = bias_q - xz * wq.sum(axis=1)
-    if not np.array_equal(folded, np.asarray(r.dsp.bias, np.int64)) or np.abs(wq).max(initial=0) > 127:
+    # the FC kernel's bias has the input zero point folded in; the conv kernel's is the plain bias (it adds the
+    # input offset itself): the head runs a 1x1 conv with the FC kernel, so it gets the folded form too
+    if not np.array_equal(folded if node.op == "Gemm" else bias_q, np.asarray(r.dsp.bias, np.int64)) or np.abs(wq).max(initial=0) > 127:
         raise GraphError(f"layer '{node.name}': its int8 constants are not the plain symmetric-weight form the "
                          "training step requantizes (dead channels or asymmetric weights)")
     trained_w = node.name in plan.layers
@@ -152,7 +176,19 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
                      act == "relu", wq.astype(np.int8), wscale, bscale, bias_q.astype(np.int32), xs, xz,
                      float(y.quant.scale[0]), int(y.quant.zero_point[0]), int(r.act_min), int(r.act_max),
                      np.asarray(r.dsp.multiplier, np.int32), np.asarray(r.dsp.shift, np.int8), folded.astype(np.int32),
-                     int(r.dsp.mode))
+                     int(r.dsp.mode), batches)
+
+
+def _pool(g: Graph, node, alias, name: str) -> HeadPool:
+    from engine.codegen.generate import generate
+
+    x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    if node.attrs.get("layout") != "NHWC" or len(x.shape) != 4 or x.shape[0] != 1 or x.dtype != "int8":
+        raise GraphError(f"node '{node.name}': the C training step takes NHWC int8 global average pooling")
+    sub = Graph(f"{g.name}_{node.name}", [node], {t: g.tensors[t] for t in (*node.inputs, *node.outputs) if t},
+                [node.inputs[0]], [node.outputs[0]], {})
+    return HeadPool(node.name, alias.get(x.name, x.name), y.name, int(x.shape[1] * x.shape[2]), int(x.shape[3]),
+                    generate(sub, name))
 
 
 def _prefix_graph(g: Graph, nodes, out: str) -> Graph:
@@ -187,15 +223,18 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
     g = graph if all(o in graph.tensors for n in graph.nodes for o in n.outputs) else infer_shapes(graph)
     prefix_nodes, head_nodes = _head(g, plan)
     alias = _alias(g, head_nodes)
-    head = [_layer(g, n, plan, alias) for n in head_nodes if n.op == "Gemm"]
-    if not head:
-        raise GraphError("the training plan's head has no fully connected layer")
+    p = c_ident(name)
+    head = [_layer(g, n, plan, alias) if n.op != "GlobalAveragePool" else _pool(g, n, alias, f"{p}_h{i}")
+            for i, n in enumerate(head_nodes) if n.op not in VIEW_OPS]
+    layers = [h for h in head if isinstance(h, HeadLayer)]
+    if not isinstance(head[-1], HeadLayer):
+        raise GraphError("the model's output is not a fully connected layer or 1x1 conv: nothing gives the logits")
     for a, b in zip(head, head[1:]):
         if b.x != a.y:
             raise GraphError(f"layer '{b.node}' does not take the output of '{a.node}': the head must be a chain")
-    p = c_ident(name)
     up = p.upper()
     x0 = head[0].x
+    pools = [h for h in head if isinstance(h, HeadPool)]
     frozen = None
     if prefix_nodes:
         if g.tensors[x0].dtype != "int8":
@@ -209,16 +248,18 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
             raise GraphError("the C training step takes models with one int8 input")
         in_size = g.tensors[x0].size
     classes = head[-1].n
-    maxk = max(max(h.k for h in head), classes)
-    c, ram = [], {"frozen_arena": frozen.arena_bytes if frozen else 0, "activations_int8": 0,
+    maxk = max([h.batches * max(h.n, h.k) for h in layers] + [h.pixels * h.c for h in pools] + [classes])
+    c, ram = [], {"frozen_arena": (frozen.arena_bytes if frozen else 0) + sum(h.lib.arena_bytes for h in pools),
+                  "activations_int8": 0,
                   "activations_float": 0, "gradients": 8 * maxk, "weights_float": 0, "weights_int8": 0}
     c += [f"/* {p}_train.c - on-device training step of '{graph.name}' (TinyStudio, engine.codegen.train_step);",
           " * do not edit. Trained: " + ", ".join(f"{h.node} ({'W+b' if h.update_w else 'b'}"
                                                   f"{'' if h.n_upd == h.n else f', {h.n_upd}/{h.n} channels'})"
-                                                  for h in head if h.update_w or h.update_b) + " */",
+                                                  for h in layers if h.update_w or h.update_b) + " */",
           "#include <string.h>", '#include "tinystudio_kernels.h"', '#include "ts_train.h"', f'#include "{p}_train.h"']
     if frozen:
         c.append(f'#include "{frozen.header}"')
+    c += [f'#include "{h.lib.header}"' for h in pools]
     c += ["", "#ifdef TS_TRAIN_EXPOSE_GRADS", "#define TS_G(a) (a)", "#else", "#define TS_G(a) NULL", "#endif", ""]
     acts = [x0] + [h.y for h in head]
     for t in acts:
@@ -229,10 +270,12 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
     ram["activations_float"] += 4 * classes
     for i, h in enumerate(head):
         L = f"l{i}"
+        if isinstance(h, HeadPool):
+            continue
         pc = int(h.multiplier.size > 1 and not (np.all(h.multiplier == h.multiplier[0])
                                                 and np.all(h.shift == h.shift[0])))
         mult, sh = (h.multiplier, h.shift) if pc else (h.multiplier[:1], h.shift[:1])
-        prm = {"batches": 1, "in_features": h.k, "out_features": h.n, "input_offset": 0, "output_offset": h.y_zp,
+        prm = {"batches": h.batches, "in_features": h.k, "out_features": h.n, "input_offset": 0, "output_offset": h.y_zp,
                "act_min": h.act_min, "act_max": h.act_max, "per_channel": pc, REQUANT_FIELD: h.mode}
         from engine.codegen.cwrite import c_struct
         c += [f"/* {h.node}: {h.k}->{h.n}{' relu' if h.relu else ''} */",
@@ -251,25 +294,28 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
             w0 = h.wq.astype(np.float32) * (h.wscale[:, None] if h.wscale.size > 1 else h.wscale[0])
             c.append(_arr("float", f"{L}_w", w0.astype(np.float32), False))
             ram["weights_float"] += 4 * h.n * h.k
-            c.append(f"static float {L}_x[{h.k}];   /* dequantized input, for dW */")
-            ram["activations_float"] += 4 * h.k
         c += ["#ifdef TS_TRAIN_EXPOSE_GRADS",
               *([f"static float {L}_gw[{h.n * h.k}];"] if h.update_w else []),
               *([f"static float {L}_gb[{h.n}];"] if trained else []), "#endif", ""]
     # forward
     c += [f"static int {p}_t_forward(const int8_t *input)", "{"]
     if frozen:
-        c += [f"    int rc = {frozen.name}_run(input, a_{c_ident(x0)});", "    if (rc != 0) {", "        return rc;",
-              "    }"]
+        c += ["    int rc;", f"    rc = {frozen.name}_run(input, a_{c_ident(x0)});", "    if (rc != 0) {",
+              "        return rc;", "    }"]
     else:
-        c.append(f"    memcpy(a_{c_ident(x0)}, input, sizeof a_{c_ident(x0)});")
+        c += ["    int rc = 0;", f"    memcpy(a_{c_ident(x0)}, input, sizeof a_{c_ident(x0)});"]
     for i, h in enumerate(head):
         L = f"l{i}"
+        if isinstance(h, HeadPool):
+            c += [f"    rc = {h.lib.name}_run(a_{c_ident(h.x)}, a_{c_ident(h.y)});", "    if (rc != 0) {",
+                  "        return rc;", "    }"]
+            continue
         c.append(f"    ts_fully_connected_s8_ref(&{L}_p, a_{c_ident(h.x)}, {L}_wq, {L}_bias, {L}_mult, {L}_shift, "
                  f"a_{c_ident(h.y)});")
-    c += ["    return 0;", "}", ""]
+    c += ["    return rc;", "}", ""]
     # public API
-    c += [f"int {p}_train_init(void)", "{", f"    return {frozen.name + '_init()' if frozen else '0'};", "}", "",
+    inits = [f"{x.name}_init()" for x in ([frozen] if frozen else []) + [h.lib for h in pools]]
+    c += [f"int {p}_train_init(void)", "{", f"    return {' | '.join(inits) if inits else '0'};", "}", "",
           f"int {p}_train_forward(const int8_t *input, int8_t *logits)", "{",
           f"    int rc = {p}_t_forward(input);", "    if (rc == 0) {",
           f"        memcpy(logits, a_{c_ident(head[-1].y)}, {classes});", "    }", "    return rc;", "}", "",
@@ -278,16 +324,18 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
           f"    rc = {p}_t_forward(input);", "    if (rc != 0) {", "        return rc;", "    }",
           f"    ts_train_dequant(a_{c_ident(head[-1].y)}, {classes}, {c_float(head[-1].y_scale)}, {head[-1].y_zp}, z_f);",
           f"    loss_last = ts_train_softmax_xent(z_f, {classes}, label, dy);"]
-    first_needed = min(i for i, h in enumerate(head) if h.update_w or h.update_b)
+    first_needed = min(i for i, h in enumerate(head) if isinstance(h, HeadLayer) and (h.update_w or h.update_b))
     for i in range(len(head) - 1, first_needed - 1, -1):
         h, L = head[i], f"l{i}"
+        if isinstance(h, HeadPool):
+            c += [f"    ts_train_gap_backward({h.pixels}, {h.c}, dy, dx);", "    { float *t = dy; dy = dx; dx = t; }"]
+            continue
         trained = h.update_w or h.update_b
-        if h.update_w:
-            c.append(f"    ts_train_dequant(a_{c_ident(h.x)}, {h.k}, {c_float(h.x_scale)}, {h.x_zp}, {L}_x);")
         dxp = "dx" if i > first_needed else "NULL"
         pcw = int(h.wscale.size > 1)
-        c.append(f"    ts_train_fc_backward({h.n}, {h.k}, dy, a_{c_ident(h.y)}, {h.y_zp if h.relu else -129}, "
-                 f"{L + '_x' if h.update_w else 'NULL'}, {L + '_w' if h.update_w else 'NULL'}, {L}_wq, {L}_ws, "
+        c.append(f"    ts_train_fc_backward({h.batches}, {h.n}, {h.k}, dy, a_{c_ident(h.y)}, "
+                 f"{h.y_zp if h.relu else -129}, a_{c_ident(h.x)}, {c_float(h.x_scale)}, {h.x_zp}, "
+                 f"{L + '_w' if h.update_w else 'NULL'}, {L}_wq, {L}_ws, "
                  f"{pcw}, {L + '_b' if trained else 'NULL'}, {h.n_upd}, {int(h.update_w)}, lr, {dxp}, "
                  f"TS_G({L + '_gw' if h.update_w else 'NULL'}), TS_G({L + '_gb' if trained else 'NULL'}));")
         if trained:
@@ -300,6 +348,8 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
     cases, gcases, j = [], [], 0
     for i, h in enumerate(head):
         L = f"l{i}"
+        if isinstance(h, HeadPool):
+            continue
         for kind, cnt in (("w", h.n * h.k if h.update_w else 0), ("b", h.n if h.update_w or h.update_b else 0)):
             if cnt:
                 cases.append(f"    case {j}: *count = {cnt}; return {L}_{kind};")
@@ -327,6 +377,8 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         "", "#endif", ""])
     train_c = "\n".join(c)
     files = dict(frozen.files) if frozen else {}
+    for h in pools:
+        files.update(h.lib.files)
     kernels = kernel_files([train_c], p)
     for kf in kernels:
         if kf not in files:
@@ -334,6 +386,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
                 else template(kf)
     files[f"{p}_train.c"] = train_c
     files[f"{p}_train.h"] = h_text
-    sources = tuple(dict.fromkeys([*(frozen.sources if frozen else ()), *(k for k in kernels if k.endswith(".c")),
+    sources = tuple(dict.fromkeys([*(frozen.sources if frozen else ()), *(s for h in pools for s in h.lib.sources),
+                                   *(k for k in kernels if k.endswith(".c")),
                                    f"{p}_train.c"]))
     return TrainingLibrary(p, files, sources, f"{p}_train.h", tuple(head), frozen, in_size, classes, ram_bytes, ram)

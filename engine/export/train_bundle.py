@@ -45,7 +45,7 @@ def add_training(zip_path, graph, spec_text: str, name: str, verify: str = "host
     info = {"spec": parse_spec(spec_text).text(), "plan": plan.to_json(), "library": f"{tl.name}_train",
             "ram_bytes": tl.ram_bytes, "ram_parts": dict(tl.ram_parts),
             "trained": [{"layer": h.node, "weights": h.update_w, "bias": h.update_b, "channels": h.n_upd,
-                         "of": h.n} for h in tl.head if h.update_w or h.update_b],
+                         "of": h.n} for h in tl.head if getattr(h, "update_w", False) or getattr(h, "update_b", False)],
             "requantization": "per step, on the deployed scales: wq = clamp(round(w / s_w), -127, 127), "
                               "bq = round(b / s_b)"}
     if verify in ("host", "qemu"):

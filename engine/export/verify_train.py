@@ -51,9 +51,12 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
                            * np.float32(g.tensors[t].quant.scale[0]), dtype=torch.float32).reshape(-1)
            for t in want}
     params, leaves = [], []
-    h0 = tl.head[0]
-    cur = deq[h0.x]
+    cur = deq[tl.head[0].x]
     for h in tl.head:
+        if not hasattr(h, "wq"):  # global average pooling (NHWC): the mean over the pixels
+            pre = cur.reshape(h.pixels, h.c).mean(0, keepdim=True)
+            cur = pre + (deq[h.y].reshape(1, -1) - pre).detach()
+            continue
         ws = torch.tensor(h.wscale).reshape(-1, 1)
         w = (torch.tensor(h.wq.astype(np.float32)) * ws).to(torch.float32)
         b = torch.tensor(h.bias_q.astype(np.float32) * h.bscale)
@@ -63,10 +66,10 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
         if h.update_w or h.update_b:
             b = b.clone().requires_grad_(True)
             leaves.append((h, "b", b))
-        pre = cur @ w.T + b
-        out = pre + (deq[h.y] - pre).detach()
+        pre = cur.reshape(h.batches, h.k) @ w.T + b
+        out = pre + (deq[h.y].reshape(h.batches, h.n) - pre).detach()
         if h.relu:
-            out = out * torch.tensor(acts[h.y].reshape(-1) > h.y_zp, dtype=torch.float32)
+            out = out * torch.tensor(acts[h.y].reshape(h.batches, h.n) > h.y_zp, dtype=torch.float32)
         cur = out
     loss = torch.nn.functional.cross_entropy(cur.reshape(1, -1), torch.tensor([int(label)]))
     loss.backward()
@@ -317,6 +320,8 @@ def requantized_graph(graph, tl, params: list[np.ndarray]):
 
     for h in tl.head:
         n = nodes[h.node]
+        if not hasattr(h, "wq"):
+            continue
         if (h.node, "w") in vals:
             w = vals[(h.node, "w")].reshape(h.n, h.k).astype(np.float32)
             s = h.wscale.reshape(-1, 1) if h.wscale.size > 1 else h.wscale[0]

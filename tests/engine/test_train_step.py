@@ -104,8 +104,11 @@ def test_what_the_step_cannot_train_is_named():
     from engine.zoo import build_zoo_model
 
     q = deployed(build_zoo_model("zoo:kws_dscnn"))[0]
-    with pytest.raises(GraphError, match=r"node '.*' \(Conv\) is in the trained part"):
-        generate_training(q, resolve(q, parse_spec("last:2")), "kws")
+    with pytest.raises(GraphError, match=r"layer 'block4_dw': the C training step trains 1x1 stride-1"):
+        generate_training(q, resolve(q, parse_spec("last:3")), "kws")      # a depthwise 3x3 conv
+    with pytest.raises(GraphError, match=r"node '.*' \(AveragePool\) is in the trained part"):
+        ic = deployed(build_zoo_model("zoo:lenet5", act="relu"))[0]
+        generate_training(ic, resolve(ic, parse_spec("all")), "lenet")
     with pytest.raises(GraphError, match="does not have"):
         generate_training(q, UpdatePlan(("nope",)), "kws")
     with pytest.raises(TinyStudioError, match="training spec"):
@@ -123,6 +126,23 @@ def test_one_step_equals_pytorch_in_qemu(mlp, digits, mcu, tmp_path):
     got, machine = run_train_qemu(tl, get_mcu(mcu), [(x, label, 0.1)], tmp_path)
     assert machine == {"stm32l4r5zi": "mps2-an386", "alif-e7-hp": "mps3-an547"}[mcu]
     assert max(compare_step(tl, reference_step(mlp, tl, x, label, 0.1), got).values()) <= TOLERANCE
+
+
+@needs_gcc
+def test_kws_pointwise_conv_pool_and_fc_one_step_equals_pytorch(tmp_path):
+    """last:2 on DS-CNN: the last 1x1 conv (125 pixels, fused ReLU), global average pooling, the FC; the body
+    before it is the frozen generated inference library."""
+    from engine.ondevice.memory import deployed
+    from engine.zoo import build_zoo_model
+
+    q = deployed(build_zoo_model("zoo:kws_dscnn"))[0]
+    tl = generate_training(q, resolve(q, parse_spec("last:2")), "kws")
+    assert [h.node for h in tl.head] == ["block4_pw", "pool", "fc"]
+    x = np.random.default_rng(1).integers(-128, 128, tl.input_size).astype(np.int8)
+    ref = reference_step(q, tl, x, 3, 0.05)
+    got = run_train_host(tl, tmp_path, [(x, 3, 0.05)], sanitize=True)
+    assert max(compare_step(tl, ref, got).values()) <= TOLERANCE
+    assert all(np.abs(gr).max() > 0 for gr in got.grads)
 
 
 @needs_qemu

@@ -30,38 +30,49 @@ float ts_train_softmax_xent(const float *z, int32_t n, int32_t label, float *dz)
     return logf(sum) + zmax - z[label];
 }
 
-/* dy (n) is the gradient of the layer's output; with relu_zp >= -128 it is masked where the int8 output y
- * sat at or below the zero point (the fused ReLU's derivative). dx (k, may be NULL): W^T dy with the weights
- * before this step's update; w is the float copy (updated rows: the first n_upd; NULL for a frozen layer,
- * whose int8 weights wq and per-channel scales wscale give W). gw/gb (may be NULL): the gradients, kept
- * only by test builds. */
-void ts_train_fc_backward(int32_t n, int32_t k, float *dy, const int8_t *y, int32_t relu_zp, const float *x,
-                          float *w, const int8_t *wq, const float *wscale, int32_t per_channel, float *b,
-                          int32_t n_upd, int32_t update_w, float lr, float *dx, float *gw, float *gb)
+/* A fully connected layer, or a 1x1 conv as `batches` pixels of one (NHWC). dy (batches x n) is the gradient
+ * of the layer's output; with relu_zp >= -128 it is masked where the int8 output y sat at or below the zero
+ * point (the fused ReLU's derivative). x is the int8 input, dequantized on the fly. dx (batches x k, may be
+ * NULL): W^T dy with the weights before this step's update; w is the float copy (trained rows: the first
+ * n_upd; NULL for a frozen layer, whose int8 weights wq and scales wscale give W). gw/gb (may be NULL): the
+ * gradients, kept only by test builds. The update is applied at once, row by row (no dW buffer). */
+void ts_train_fc_backward(int32_t batches, int32_t n, int32_t k, float *dy, const int8_t *y, int32_t relu_zp,
+                          const int8_t *x, float x_scale, int32_t x_zp, float *w, const int8_t *wq,
+                          const float *wscale, int32_t per_channel, float *b, int32_t n_upd, int32_t update_w,
+                          float lr, float *dx, float *gw, float *gb)
 {
-    int32_t i, j;
+    int32_t i, j, t;
+    const size_t bn = (size_t)batches * n;
+    size_t e;
     if (relu_zp >= -128) {
-        for (i = 0; i < n; ++i) {
-            dy[i] = y[i] > relu_zp ? dy[i] : 0.0f;
+        for (e = 0; e < bn; ++e) {
+            dy[e] = y[e] > relu_zp ? dy[e] : 0.0f;
         }
     }
     if (dx) {
-        for (j = 0; j < k; ++j) {
-            dx[j] = 0.0f;
-        }
-        for (i = 0; i < n; ++i) {
-            const float s = wscale[per_channel ? i : 0];
+        for (t = 0; t < batches; ++t) {
+            float *dxt = dx + (size_t)t * k;
+            const float *dyt = dy + (size_t)t * n;
             for (j = 0; j < k; ++j) {
-                const float wij = (w && i < n_upd && update_w) ? w[(size_t)i * k + j]
-                                                                : (float)wq[(size_t)i * k + j] * s;
-                dx[j] += wij * dy[i];
+                dxt[j] = 0.0f;
+            }
+            for (i = 0; i < n; ++i) {
+                const float s = wscale[per_channel ? i : 0];
+                for (j = 0; j < k; ++j) {
+                    const float wij = (w && i < n_upd && update_w) ? w[(size_t)i * k + j]
+                                                                    : (float)wq[(size_t)i * k + j] * s;
+                    dxt[j] += wij * dyt[i];
+                }
             }
         }
     }
     for (i = 0; i < n_upd; ++i) {
         if (update_w) {
             for (j = 0; j < k; ++j) {
-                const float g = dy[i] * x[j];
+                float g = 0.0f;
+                for (t = 0; t < batches; ++t) {
+                    g += dy[(size_t)t * n + i] * ((float)(x[(size_t)t * k + j] - x_zp) * x_scale);
+                }
                 if (gw) {
                     gw[(size_t)i * k + j] = g;
                 }
@@ -69,10 +80,25 @@ void ts_train_fc_backward(int32_t n, int32_t k, float *dy, const int8_t *y, int3
             }
         }
         if (b) {
-            if (gb) {
-                gb[i] = dy[i];
+            float g = 0.0f;
+            for (t = 0; t < batches; ++t) {
+                g += dy[(size_t)t * n + i];
             }
-            b[i] -= lr * dy[i];
+            if (gb) {
+                gb[i] = g;
+            }
+            b[i] -= lr * g;
+        }
+    }
+}
+
+/* Global average pooling over `pixels` (NHWC): every input pixel gets dy / pixels. */
+void ts_train_gap_backward(int32_t pixels, int32_t c, const float *dy, float *dx)
+{
+    int32_t p, j;
+    for (p = 0; p < pixels; ++p) {
+        for (j = 0; j < c; ++j) {
+            dx[(size_t)p * c + j] = dy[j] / (float)pixels;
         }
     }
 }
