@@ -221,3 +221,17 @@ def test_forward_is_the_int8_reference_with_the_requantized_weights(steps, tmp_p
     for x, row in zip(xs[steps:], got):
         want = plan.run({q.inputs[0]: x.reshape(shape)}, outputs=[tl.head[-1].y])[tl.head[-1].y].reshape(-1)
         assert np.array_equal(row, want), f"C {row.tolist()} reference {want.tolist()}"
+
+
+@needs_qemu
+def test_kws_pointwise_conv_pool_and_fc_in_qemu_m55(tmp_path):
+    from engine.ondevice.memory import deployed
+    from engine.zoo import build_zoo_model
+    from hwmodels.mcu import get_mcu
+
+    q = deployed(build_zoo_model("zoo:kws_dscnn"))[0]
+    tl = generate_training(q, resolve(q, parse_spec("last:2")), "kws")
+    x = np.random.default_rng(2).integers(-128, 128, tl.input_size).astype(np.int8)
+    got, machine = run_train_qemu(tl, get_mcu("alif-e7-hp"), [(x, 5, 0.05)], tmp_path)
+    assert machine == "mps3-an547"
+    assert max(compare_step(tl, reference_step(q, tl, x, 5, 0.05), got).values()) <= TOLERANCE
