@@ -197,6 +197,25 @@ def _prefix_graph(g: Graph, nodes, out: str) -> Graph:
     return Graph(f"{g.name}_frozen", list(nodes), tensors, list(g.inputs), [out], dict(g.meta))
 
 
+def _first_trained(head) -> int:
+    return min(i for i, h in enumerate(head) if isinstance(h, HeadLayer) and (h.update_w or h.update_b))
+
+
+def _gradient_buffers(head, classes: int) -> tuple[int, int]:
+    """Floats of the two gradient buffers the backward alternates between (dY in one, dX into the other, then
+    swap), each sized by the largest gradient that lands in it; the first trained layer computes no dX."""
+    sizes, cur = [classes, 0], 0
+    first = _first_trained(head)
+    for i in range(len(head) - 1, first - 1, -1):
+        h = head[i]
+        out_n, in_n = (h.c, h.pixels * h.c) if isinstance(h, HeadPool) else (h.batches * h.n, h.batches * h.k)
+        sizes[cur] = max(sizes[cur], out_n)
+        if i > first:
+            sizes[1 - cur] = max(sizes[1 - cur], in_n)
+            cur = 1 - cur
+    return sizes[0], max(sizes[1], 1)
+
+
 def _arr(ctype: str, name: str, values, const: bool = False) -> str:
     v = np.asarray(values).reshape(-1)
     if ctype == "float":
@@ -248,10 +267,10 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
             raise GraphError("the C training step takes models with one int8 input")
         in_size = g.tensors[x0].size
     classes = head[-1].n
-    maxk = max([h.batches * max(h.n, h.k) for h in layers] + [h.pixels * h.c for h in pools] + [classes])
+    grad_sizes = _gradient_buffers(head, classes)
     c, ram = [], {"frozen_arena": (frozen.arena_bytes if frozen else 0) + sum(h.lib.arena_bytes for h in pools),
                   "activations_int8": 0,
-                  "activations_float": 0, "gradients": 8 * maxk, "weights_float": 0, "weights_int8": 0}
+                  "activations_float": 0, "gradients": 4 * sum(grad_sizes), "weights_float": 0, "weights_int8": 0}
     c += [f"/* {p}_train.c - on-device training step of '{graph.name}' (TinyStudio, engine.codegen.train_step);",
           " * do not edit. Trained: " + ", ".join(f"{h.node} ({'W+b' if h.update_w else 'b'}"
                                                   f"{'' if h.n_upd == h.n else f', {h.n_upd}/{h.n} channels'})"
@@ -265,7 +284,8 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
     for t in acts:
         c.append(f"static int8_t a_{c_ident(t)}[{g.tensors[t].size}];")
         ram["activations_int8"] += g.tensors[t].size
-    c += [f"static float g_a[{maxk}], g_b[{maxk}];   /* gradient of the current layer's output / input */",
+    c += [f"static float g_a[{grad_sizes[0]}], g_b[{grad_sizes[1]}];   /* ping-pong: gradients of the layers' "
+          "outputs and inputs */",
           f"static float z_f[{classes}];   /* dequantized logits */", f"static float loss_last;", ""]
     ram["activations_float"] += 4 * classes
     for i, h in enumerate(head):
@@ -324,7 +344,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
           f"    rc = {p}_t_forward(input);", "    if (rc != 0) {", "        return rc;", "    }",
           f"    ts_train_dequant(a_{c_ident(head[-1].y)}, {classes}, {c_float(head[-1].y_scale)}, {head[-1].y_zp}, z_f);",
           f"    loss_last = ts_train_softmax_xent(z_f, {classes}, label, dy);"]
-    first_needed = min(i for i, h in enumerate(head) if isinstance(h, HeadLayer) and (h.update_w or h.update_b))
+    first_needed = _first_trained(head)
     for i in range(len(head) - 1, first_needed - 1, -1):
         h, L = head[i], f"l{i}"
         if isinstance(h, HeadPool):
