@@ -213,7 +213,7 @@ def _gradient_buffers(head, classes: int) -> tuple[int, int]:
         if i > first:
             sizes[1 - cur] = max(sizes[1 - cur], in_n)
             cur = 1 - cur
-    return sizes[0], max(sizes[1], 1)
+    return sizes[0], sizes[1]
 
 
 def _arr(ctype: str, name: str, values, const: bool = False) -> str:
@@ -268,7 +268,9 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         in_size = g.tensors[x0].size
     classes = head[-1].n
     grad_sizes = _gradient_buffers(head, classes)
-    c, ram = [], {"frozen_arena": (frozen.arena_bytes if frozen else 0) + sum(h.lib.arena_bytes for h in pools),
+    libs = ([frozen] if frozen else []) + [h.lib for h in pools]
+    # the generated libraries' arenas, and their DSP conv scratch (the largest case: a core with the DSP extension)
+    c, ram = [], {"frozen_arena": sum(x.arena_bytes + x.stamp.get("scratch_bytes", 0) for x in libs),
                   "activations_int8": 0,
                   "activations_float": 0, "gradients": 4 * sum(grad_sizes), "weights_float": 0, "weights_int8": 0}
     c += [f"/* {p}_train.c - on-device training step of '{graph.name}' (TinyStudio, engine.codegen.train_step);",
@@ -284,10 +286,10 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
     for t in acts:
         c.append(f"static int8_t a_{c_ident(t)}[{g.tensors[t].size}];")
         ram["activations_int8"] += g.tensors[t].size
-    c += [f"static float g_a[{grad_sizes[0]}], g_b[{grad_sizes[1]}];   /* ping-pong: gradients of the layers' "
-          "outputs and inputs */",
+    c += [f"static float g_a[{grad_sizes[0]}];   /* ping-pong: gradients of the layers' outputs and inputs */",
+          *([f"static float g_b[{grad_sizes[1]}];"] if grad_sizes[1] else []),
           f"static float z_f[{classes}];   /* dequantized logits */", f"static float loss_last;", ""]
-    ram["activations_float"] += 4 * classes
+    ram["activations_float"] += 4 * classes + 4   # the logits and the loss
     for i, h in enumerate(head):
         L = f"l{i}"
         if isinstance(h, HeadPool):
@@ -339,7 +341,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
           f"int {p}_train_forward(const int8_t *input, int8_t *logits)", "{",
           f"    int rc = {p}_t_forward(input);", "    if (rc == 0) {",
           f"        memcpy(logits, a_{c_ident(head[-1].y)}, {classes});", "    }", "    return rc;", "}", "",
-          f"int {p}_train_step(const int8_t *input, int32_t label, float lr)", "{", "    float *dy = g_a, *dx = g_b;", "    (void)dx;",
+          f"int {p}_train_step(const int8_t *input, int32_t label, float lr)", "{", f"    float *dy = g_a, *dx = {'g_b' if grad_sizes[1] else 'NULL'};", "    (void)dx;",
           f"    int rc;", f"    if (label < 0 || label >= {classes}) {{", "        return -1;", "    }",
           f"    rc = {p}_t_forward(input);", "    if (rc != 0) {", "        return rc;", "    }",
           f"    ts_train_dequant(a_{c_ident(head[-1].y)}, {classes}, {c_float(head[-1].y_scale)}, {head[-1].y_zp}, z_f);",

@@ -235,3 +235,28 @@ def test_kws_pointwise_conv_pool_and_fc_in_qemu_m55(tmp_path):
     got, machine = run_train_qemu(tl, get_mcu("alif-e7-hp"), [(x, 5, 0.05)], tmp_path)
     assert machine == "mps3-an547"
     assert max(compare_step(tl, reference_step(q, tl, x, 5, 0.05), got).values()) <= TOLERANCE
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+@pytest.mark.parametrize("model,spec", [("kws", "last:1"), ("kws", "last:2"), ("mlp", "all")])
+def test_declared_ram_is_every_static_buffer_of_the_cortex_m4_build(mlp, model, spec, tmp_path):
+    """<NAME>_TRAIN_RAM_BYTES = the .data and .bss sections (one per symbol) of every object of the library
+    compiled for Cortex-M4 (DSP: the conv scratch counts), read by arm-none-eabi-size."""
+    from engine.export.verify_train import write_training
+    from engine.ondevice.memory import deployed
+    from engine.zoo import build_zoo_model
+
+    q = deployed(build_zoo_model("zoo:kws_dscnn"))[0] if model == "kws" else mlp
+    tl = generate_training(q, resolve(q, parse_spec(spec)), model)
+    write_training(tl, tmp_path)
+    total = 0
+    for src in tl.sources:
+        obj = tmp_path / f"{src}.o"
+        subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                        "-std=c99", "-O2", "-fdata-sections", "-I", str(tmp_path), "-c", str(tmp_path / src), "-o",
+                        str(obj)], check=True, capture_output=True)
+        out = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True, check=True)
+        total += sum(int(p[1]) for p in (ln.split() for ln in out.stdout.splitlines())
+                     if p and p[0].startswith((".data", ".bss")))
+    assert total == tl.ram_bytes, (total, tl.ram_parts)
+    assert f"{model.upper()}_TRAIN_RAM_BYTES {tl.ram_bytes} " in tl.files[f"{model}_train.h"]
