@@ -12,6 +12,7 @@ _SPECS = {  # key: (file, title, icon, default)
     "design": ("design.py", "Design", ":material/account_tree:", False),
     "train": ("train.py", "Train", ":material/model_training:", False),
     "profile": ("profile.py", "Profile", ":material/speed:", False),
+    "ondevice": ("ondevice.py", "Train on device", ":material/school:", False),
     "model": ("model_view.py", "Model view", ":material/schema:", False),
     "compress": ("compress.py", "Compress", ":material/compress:", False),
     "search": ("search.py", "Search", ":material/travel_explore:", False),

@@ -24,3 +24,62 @@ def training_report(graph, spec_text: str, mcus: list[str], data_name: str | Non
         raise TinyStudioError("--data is only used with --training sparse:BYTES")
     plan = resolve(graph, spec, data)
     return training_profile(graph, plan, list(mcus) or None, optimizer=optimizer, weights=weights)
+
+
+SPEC_KINDS = {"last": "Last K layers", "all": "All layers", "bias": "Biases only", "sparse": "Sparse update (planner)"}
+
+
+def spec_text(kind: str, k: int = 1, budget_kb: float = 256.0) -> str:
+    """The SPEC string the page's widgets describe (the same the CLI takes)."""
+    return {"last": f"last:{int(k)}", "sparse": f"sparse:{int(budget_kb * 1024)}"}.get(kind, kind)
+
+
+def sparse_report(graph, budget_bytes: int, mcu: str, data_name: str):
+    """(SparseResult, TrainingProfile) for the page: the planner's choice and its profile."""
+    from engine.data import load_dataset
+    from engine.ondevice.memory import training_profile
+    from engine.ondevice.sparse import plan_sparse
+
+    r = plan_sparse(graph, budget_bytes, load_dataset(data_name))
+    return r, training_profile(graph, r.plan, mcu)
+
+
+def layer_rows(prof) -> list[dict]:
+    return [{"layer": lt.name, "op": lt.op,
+             "updated": f"{lt.channel_fraction:.0%} of channels" if lt.updated else ("bias" if lt.bias_only else "—"),
+             "kept activations B": lt.kept_bytes, "gradient B": lt.grad_bytes, "dW B": lt.weight_grad_bytes,
+             "RAM weights B": lt.ram_weight_bytes, "forward ms": round(lt.forward_ms, 3),
+             "backward ms": round(lt.backward_ms, 3)} for lt in prof.layers]
+
+
+def timeline_figure(prof, budget_bytes: int | None = None):
+    """Stacked bytes per forward/backward step: kept activations, activation gradients, weight gradients,
+    plus the fixed RAM weights + optimizer state; the peak line and the budget."""
+    import plotly.graph_objects as go
+
+    rows = prof.timeline()
+    x = [r["what"] for r in rows]
+    fixed = prof.ram_weight_bytes + prof.optimizer_bytes
+    fig = go.Figure()
+    for key, label in (("fixed", "weights in RAM + optimizer"), ("act", "activations"),
+                       ("grad", "activation gradients"), ("wgrad", "weight gradients")):
+        y = [fixed] * len(rows) if key == "fixed" else [r[key] for r in rows]
+        fig.add_bar(x=x, y=y, name=label)
+    fig.add_hline(y=prof.peak_sram_bytes, line_dash="dot", annotation_text="peak (planned arena + RAM weights)")
+    if budget_bytes:
+        fig.add_hline(y=budget_bytes, line_color="red", annotation_text="budget")
+    fig.update_layout(barmode="stack", title="Memory timeline of one training step (forward, then backward)",
+                      yaxis_title="bytes", height=380, margin=dict(t=40, b=10, l=10, r=10))
+    return fig
+
+
+def poet_report(graph, prof, budget_bytes: int, objective: str):
+    """(PoetPlan, one line on its replay in the reference) for the page."""
+    from engine.ondevice.poet import poet_plan, verify_poet
+
+    plan = poet_plan(prof, budget_bytes, objective)
+    if not plan.feasible:
+        return plan, "not run (infeasible)"
+    rep = verify_poet(graph, prof, plan)
+    return plan, (f"{rep['checked']} dropped activations ({rep['recomputed']} recomputed, {rep['paged']} paged) "
+                  "equal the kept ones bit for bit")

@@ -138,7 +138,7 @@ def _buf(name: str, nbytes: int, first: int, last: int, tensors=()) -> Buffer:
     return Buffer(name, align(int(nbytes), ALIGN), first, last, tuple(tensors) or (name,), int(nbytes))
 
 
-def _place(buffers: list[Buffer]) -> tuple[list[int], int, str]:
+def place_buffers(buffers: list[Buffer]) -> tuple[list[int], int, str]:
     best = None
     for planner in (GreedyBySize(), BestFit()):
         offs = planner.plan(buffers)
@@ -258,10 +258,10 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
                      grad_by[n.name], wg, opt, ram])
     steps = [f"fwd:{k}" for k in names] + [f"bwd:{names[i]}" for i in range(N - 1, first - 1, -1)]
     buffers = [b for b in buffers if b.size > 0]
-    offsets, arena, planner = _place(buffers)
+    offsets, arena, planner = place_buffers(buffers)
     inf = [_buf(b.name, b.nbytes, b.first_use, min(b.last_use, N - 1)) for b in buffers
            if b.name.startswith("act:")]
-    inf_arena = _place(inf)[1] if inf else 0
+    inf_arena = place_buffers(inf)[1] if inf else 0
     flash = sum(t.nbytes for t in g.tensors.values() if t.data is not None)
     fwd_ms, bwd_ms, targets = [0.0] * N, [0.0] * N, []
     if mcu is not None:

@@ -78,7 +78,7 @@ def schedule_buffers(prof, choice: dict) -> list[Buffer]:
 def poet_plan(prof, budget_bytes: int, objective: str = "energy", time_limit: float = 10.0) -> PoetPlan:
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    from engine.ondevice.memory import _place
+    from engine.ondevice.memory import place_buffers
 
     if objective not in ("time", "energy"):
         raise TinyStudioError(f"POET objective '{objective}' is not one of time, energy")
@@ -139,7 +139,7 @@ def poet_plan(prof, budget_bytes: int, objective: str = "energy", time_limit: fl
         for i, r in enumerate(cands):
             choice[r] = ("keep", "recompute", "page")[int(np.argmax(res.x[3 * i:3 * i + 3]))]
     bufs = schedule_buffers(prof, choice)
-    _, arena, _ = _place([b for b in bufs if b.size > 0])
+    _, arena, _ = place_buffers([b for b in bufs if b.size > 0])
     extra_ms = sum(costs[idx[r]][0 if k == "recompute" else 2] for r, k in choice.items() if k != "keep")
     extra_uj = sum(costs[idx[r]][1 if k == "recompute" else 3] for r, k in choice.items() if k != "keep")
     peak = arena + prof.ram_weight_bytes + prof.optimizer_bytes

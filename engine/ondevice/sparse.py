@@ -143,10 +143,11 @@ class Finetuner:
 
 
 def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 1.0), steps: int = 20,
-                candidates: int | None = 4, mcu=None, seed: int = 0) -> SparseResult:
+                candidates: int | None = 4, weights: str = "float32", seed: int = 0) -> SparseResult:
     """The sparse update under `budget_bytes` of peak training SRAM (see the module docstring). `candidates`
     limits the probed layers to the last ones (None: all); the defaults keep the CLI at a dozen short probes
-    (the paper probes every layer; pass candidates=None, fractions=FRACTIONS for that)."""
+    (the paper probes every layer; pass candidates=None, fractions=FRACTIONS for that). weights="int8":
+    updated weights kept in RAM as int8 (quantization-aware scaling), as the paper does."""
     from engine.ondevice.memory import deployed
 
     if data is None:
@@ -155,7 +156,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
     layers = weighted_layers(dg)
     head = layers[-1]
     base_plan = UpdatePlan((head,), {head: 1.0})
-    base_peak = training_profile(dg, base_plan, as_deployed=False).peak_sram_bytes
+    base_peak = training_profile(dg, base_plan, as_deployed=False, weights=weights).peak_sram_bytes
     if base_peak > budget_bytes:
         raise TinyStudioError(f"training budget {budget_bytes:,} B is below the {base_peak:,} B that updating the "
                               f"classifier '{head}' alone needs")
@@ -167,7 +168,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
     for layer in pool:
         for f in fractions:
             plan = UpdatePlan((layer, head), {layer: f, head: 1.0})
-            extra = training_profile(dg, plan, as_deployed=False).peak_sram_bytes - base_peak
+            extra = training_profile(dg, plan, as_deployed=False, weights=weights).peak_sram_bytes - base_peak
             acc = ft.run({head: 1.0, layer: f})
             probes.append(Probe(layer, f, acc, acc - base_acc, max(extra, 0)))
     chosen: dict[str, float] = {head: 1.0}
@@ -180,7 +181,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
         trial = {**chosen, p.layer: p.fraction}
         names = tuple(k for k in layers if k in trial)
         cand = UpdatePlan(names, {k: trial[k] for k in names})
-        cpeak = training_profile(dg, cand, as_deployed=False).peak_sram_bytes
+        cpeak = training_profile(dg, cand, as_deployed=False, weights=weights).peak_sram_bytes
         if cpeak <= budget_bytes:
             chosen, peak, gain_sum = trial, cpeak, gain_sum + p.gain
     names = tuple(k for k in layers if k in chosen)

@@ -20,3 +20,14 @@ def test_profile_training_bad_spec_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and "training spec" in err and "Traceback" not in err
     assert main(["profile", "zoo:kws_dscnn", "--training", "last:2", "--data", "digits"]) == 2
+
+
+def test_profile_training_sparse_plans_under_the_budget(capsys):
+    """The planner's probes run (a dozen short fine-tunings on keywords) and the plan fits the budget."""
+    assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:80K", "--data", "keywords", "--mcu",
+                 "stm32f746ng", "--json"]) == 0
+    tr = json.loads(capsys.readouterr().out)["training"]
+    assert tr["peak_sram_bytes"] <= 80 * 1024 and tr["layers_updated"][-1] == "fc"
+    assert all(0 < f <= 1 for f in tr["channel_fraction"].values())
+    assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:1K"]) == 2
+    assert "below the" in capsys.readouterr().err
