@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.codegen import CLibrary
-from engine.codegen.cwrite import CArray, c_float, c_ident
+from engine.codegen.cwrite import c_float, c_ident, c_struct
 from engine.codegen.kernelfiles import kernel_files
 from engine.errors import GraphError
 from engine.int8.prepare import prepare_node
@@ -299,7 +299,6 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         mult, sh = (h.multiplier, h.shift) if pc else (h.multiplier[:1], h.shift[:1])
         prm = {"batches": h.batches, "in_features": h.k, "out_features": h.n, "input_offset": 0, "output_offset": h.y_zp,
                "act_min": h.act_min, "act_max": h.act_max, "per_channel": pc, REQUANT_FIELD: h.mode}
-        from engine.codegen.cwrite import c_struct
         c += [f"/* {h.node}: {h.k}->{h.n}{' relu' if h.relu else ''} */",
               f"static const ts_fc_params {L}_p = {c_struct(prm)};",
               _arr("int32_t", f"{L}_mult", mult, True), _arr("int8_t", f"{L}_shift", sh, True),
@@ -309,8 +308,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         c.append(_arr("int32_t", f"{L}_bias", h.folded, not trained))
         if trained:
             ram["weights_int8"] += (h.n * h.k if h.update_w else 0) + 4 * h.n
-            c.append(_arr("float", f"{L}_b", h.bias_q.astype(np.float64) * h.bscale.astype(np.float64)
-                          if False else (h.bias_q.astype(np.float32) * h.bscale), False))
+            c.append(_arr("float", f"{L}_b", h.bias_q.astype(np.float32) * h.bscale, False))
             ram["weights_float"] += 4 * h.n
         if h.update_w:
             w0 = h.wq.astype(np.float32) * (h.wscale[:, None] if h.wscale.size > 1 else h.wscale[0])
