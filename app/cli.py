@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--wide-weights", action="store_true",
                     help="store conv weights pre-widened to int16: fewer instructions per MAC on Cortex-M4/M7/M33 "
                          "DSP kernels for about twice their flash (the report gives the extra bytes)")
+    ex.add_argument("--training", metavar="SPEC",
+                    help="also export the on-device training step <name>_train_step for SPEC: all, last:K, bias or "
+                         "sparse:BYTES (fully connected heads), verified against PyTorch")
     ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
     mc.add_argument("--json", action="store_true")

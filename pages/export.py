@@ -44,14 +44,20 @@ with st.form("export_form"):
     wide = st.checkbox("Pre-widened int16 conv weights (speed for flash)", value=False,
                        help="conv weights stored as int16: fewer instructions per MAC on Cortex-M4/M7/M33 DSP kernels "
                             "for about twice their flash; the report shows the extra bytes")
+    training = st.text_input("On-device training (optional)", value="", max_chars=40,
+                             help="also export <name>_train_step, an SGD step on the device, for: all, last:K (the "
+                                  "last K weighted layers), bias, or sparse:BYTES; fully connected heads, checked "
+                                  "against PyTorch")
     go = st.form_submit_button("Build and verify", type="primary")
 
 if go:
     with widgets.user_errors():
         calibration = flow.calibration_npz(calib.getvalue(), calib.name) if calib is not None else None
+        flow.check_training(training)
     st.caption(f"library name: `{c_name(name or s.name)}`")
     work = flow.export_job(graph_of, get_store, v.id, mcu, verify, int(n_inputs), calibration, name or s.name,
-                           flow.version_dataset(store, v.id), wide_weights=wide)
+                           flow.version_dataset(store, v.id), wide_weights=wide,
+                           training=training.strip() or None)
     submit(s.id, "export", {"mcu": mcu, "verify": verify, "version": v.id}, work)
 
 job_panel(s.id, kind="export")
@@ -78,6 +84,8 @@ if exports:
                     value = tiles[key]["value"]
                     short = value.split(" on ")[0] if key == "Verification" else value  # details in the table
                     col.metric(key, short, help=f"{value}: {tiles[key]['how']}")
+                if flow.training_line(rep):
+                    st.caption(flow.training_line(rep))
                 if tiles["Flash (measured)"]["value"] == "not measured":
                     st.info(f"Flash and RAM {tiles['Flash (measured)']['how']}", icon=":material/info:")
                 st.table([{"figure": r["figure"], "value": r["value"], "how it was obtained": r["how"]}

@@ -10,7 +10,7 @@ from engine.errors import TinyStudioError
 
 
 def cmd_export(args) -> int:
-    from app.workflows.export import calibration_file, export_version
+    from app.workflows.export import calibration_file, export_version, training_line
     from engine.export.summary import text_lines
 
     if args.inputs < 0:
@@ -21,7 +21,8 @@ def cmd_export(args) -> int:
     # The bundle and library are named by --name, else after the model file (or zoo model).
     name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_version(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
-                         calibration=calibration, log=log, name=name, wide_weights=args.wide_weights)
+                         calibration=calibration, log=log, name=name, wide_weights=args.wide_weights,
+                         training=getattr(args, "training", None))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report
@@ -29,6 +30,8 @@ def cmd_export(args) -> int:
         print(json.dumps(rep, indent=1))
     else:
         print("\n".join(text_lines(rep)))
+        if training_line(rep):
+            print(training_line(rep))
     v = res.verify
     if v is not None and not v.bit_exact:
         print(f"error: verification failed: {v.summary()}; the bundle was written for inspection", file=sys.stderr)

@@ -128,18 +128,49 @@ def calibration_npz(data: bytes, name: str):
 
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
-                   log=None, name: str | None = None, dataset: dict | None = None, wide_weights: bool = False):
+                   log=None, name: str | None = None, dataset: dict | None = None, wide_weights: bool = False,
+                   training: str | None = None):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
-    data set the version was trained on (`dataset`, see dataset_calibration)."""
+    data set the version was trained on (`dataset`, see dataset_calibration). `training`: a SPEC (all, last:K,
+    bias, sparse:BYTES) adds the on-device training library (engine.export.train_bundle) to the bundle."""
     from engine.export.pipeline import export_model
 
+    if training:
+        from engine.ondevice.spec import parse_spec
+        parse_spec(training)  # a bad SPEC fails before any work
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
-    return export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
-                        dataset=dataset, wide_weights=wide_weights)
+    res = export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
+                       dataset=dataset, wide_weights=wide_weights)
+    if training:
+        from engine.export.train_bundle import add_training
+        from hwmodels.mcu import get_mcu
+
+        if log:
+            log(f"generating and verifying the training step ({training})")
+        res.report["training"] = add_training(res.bundle, res.graph, training, res.lib.name, verify, get_mcu(mcu))
+    return res
+
+
+def check_training(spec: str | None) -> None:
+    """TinyStudioError (one line) for a bad training SPEC; nothing for an empty one."""
+    if spec and spec.strip():
+        from engine.ondevice.spec import parse_spec
+        parse_spec(spec)
+
+
+def training_line(report) -> str:
+    """One line on the bundle's training library ('' without one), for the CLI and the Export page."""
+    tr = report.get("training") if isinstance(report, dict) else None
+    if not tr:
+        return ""
+    ver = tr.get("verify") or {}
+    checked = ", ".join(f"{k} {ver[k]:.2g}" for k in ("host", "qemu") if k in ver)
+    return (f"training: {tr['library']} ({tr['spec']}: {', '.join(t['layer'] for t in tr['trained'])}), "
+            f"{tr['ram_bytes']:,} B RAM" + (f"; one step vs PyTorch, max relative error {checked}" if checked else ""))
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
-                 progress=None, wide_weights: bool = False) -> dict:
+                 progress=None, wide_weights: bool = False, training: str | None = None) -> dict:
     """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
     def log(message: str) -> None:
@@ -150,12 +181,12 @@ def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
         res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                             log=log, name=name, dataset=dataset, wide_weights=wide_weights)
+                             log=log, name=name, dataset=dataset, wide_weights=wide_weights, training=training)
         return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
 
 
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None, wide_weights: bool = False):
+               name: str, dataset: dict | None, wide_weights: bool = False, training: str | None = None):
     """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
     stores its report and bundle."""
 
@@ -163,10 +194,10 @@ def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, 
         from app.job_executor import run_remote
 
         res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
-                         progress=progress, wide_weights=bool(wide_weights))
+                         progress=progress, wide_weights=bool(wide_weights), training=training or None)
         rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
                             options={"verify": verify, "inputs": int(n_inputs), "name": res["name"],
-                                     "wide_weights": bool(wide_weights)})
+                                     "wide_weights": bool(wide_weights), **({"training": training} if training else {})})
         return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work
