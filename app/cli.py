@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="as-is (default): the model as given; int8: as deployed, the graph the export generates "
                          "C from (BN folded, activations fused, int8); float32: a float model as is, an int8 one "
                          "dequantized")
+    add_schedule_options(pr)
     pr.set_defaults(fn=cmd_profile)
     ex = model_cmd("export", "Quantize (if float), generate C, verify it and write a firmware bundle (zip).")
     ex.add_argument("--mcu", required=True, metavar="ID", help="target MCU (see `tinystudio mcus`)")
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "or zoo model's name)")
     ex.add_argument("--calibration", metavar="FILE.npz",
                     help="calibration samples for quantizing a float model (.npy, or .npz with one array per input)")
+    add_schedule_options(ex)
     ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
     mc.add_argument("--json", action="store_true")
@@ -125,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "$TINYSTUDIO_SCHEDULER, else local worker processes)")
     s.set_defaults(fn=cmd_studio)
     return p
+
+
+def add_schedule_options(sp) -> None:
+    # Plain strings: the commands check them and say what is wrong in one line (exit 2).
+    sp.add_argument("--schedule", default="layer", metavar="KIND",
+                    help="how the layers run: layer (default), inplace, patch, fused or auto (the smallest arena "
+                         "within --max-mac-overhead)")
+    sp.add_argument("--max-mac-overhead", default="0.10", metavar="F",
+                    help="most recomputed MACs a schedule may add, as a fraction (default 0.10 = 10 %%)")
 
 
 def main(argv: list[str] | None = None) -> int:

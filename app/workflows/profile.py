@@ -2,6 +2,8 @@
 
     profile_targets(["esp32s3", "nrf52840"], None)   # [("esp32s3", "esp-nn"), ("nrf52840", "tflm-cmsis-nn")]
     page_precisions(graph)                           # ("int8", "float32") for a float version, ("as-is",) else
+    schedule_args("auto", "0.1")                     # ("auto", 0.1), or TinyStudioError in one line
+    schedule_lines(prof)                             # what ran and why, before/after, for the CLI and the page
 """
 from __future__ import annotations
 
@@ -37,3 +39,41 @@ def profile_as_deployed(graph, targets) -> tuple[object, str | None]:
         if "int8 (as deployed) is not available" not in str(e):
             raise
         return profile_graph(graph, targets), str(e)
+
+
+def schedule_args(kind, max_mac_overhead) -> tuple[str, float]:
+    """--schedule / --max-mac-overhead (or the page's control) checked: one-line errors naming the option."""
+    from engine.memory.auto import check_overhead
+    from engine.memory.schedule import CHOICES, ScheduleError
+
+    if kind not in CHOICES:
+        raise ScheduleError(f"--schedule {kind}: choose one of {', '.join(CHOICES)}")
+    try:
+        return kind, check_overhead(max_mac_overhead)
+    except ScheduleError as e:
+        raise ScheduleError(f"--max-mac-overhead {max_mac_overhead}: {str(e).split(': ', 1)[-1]}") from None
+
+
+def schedule_lines(prof) -> list[str]:
+    """The schedule of a profile in words: kind and parts, the arena before/after and the MAC overhead."""
+    from app.units import fmt_bytes
+
+    p, s = prof.plan, prof.plan.schedule
+    if s.is_layer:
+        return [f"schedule layer by layer{': ' + s.why if s.why and s.why.startswith('auto') else ''}"]
+    parts = []
+    if s.patch is not None:
+        parts.append(f"patch stage {' -> '.join(s.patch.nodes)} (split {s.patch.split}), "
+                     f"{s.patch.grid[0]}x{s.patch.grid[1]} patches")
+    if s.inplace:
+        parts.append(f"in-place depthwise: {', '.join(s.inplace)}")
+    for b in s.fused:
+        parts.append(f"fused {' -> '.join(b.nodes)}, bands of {b.band_rows} rows")
+    before = p.layer_lower_bound_bytes
+    lines = [f"schedule {s.kind}: {s.why}" if s.why else f"schedule {s.kind}"]
+    lines += [f"  {x}" for x in parts]
+    ratio = f" ({before / p.arena_bytes:.2f}x below)" if p.arena_bytes else ""
+    lines.append(f"  arena {fmt_bytes(p.arena_bytes)} ({p.arena_bytes:,} B) against the layer-by-layer bound "
+                 f"{fmt_bytes(before)} ({before:,} B){ratio}; MACs {prof.mac_overhead * 100:+.2f} % "
+                 f"({p.macs_extra:,} recomputed)")
+    return lines
