@@ -54,9 +54,18 @@ def graph_of(version_id: int) -> Graph:
 
 
 @st.cache_resource(max_entries=32)
-def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
-    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed)."""
-    return profile_graph(graph_of(version_id), list(targets), precision=precision)
+def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is",
+               schedule: str = "layer", max_mac_overhead: float = 0.10) -> Profile:
+    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed); schedule: a kind, "auto",
+    or a stored schedule as JSON text (engine.memory.schedule)."""
+    if schedule.startswith("{"):
+        import json
+
+        from engine.memory.schedule import Schedule
+
+        schedule = Schedule.from_dict(json.loads(schedule))
+    return profile_graph(graph_of(version_id), list(targets), precision=precision, schedule=schedule,
+                         max_mac_overhead=max_mac_overhead)
 
 
 @st.cache_resource(max_entries=256)

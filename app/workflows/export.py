@@ -128,14 +128,15 @@ def calibration_npz(data: bytes, name: str):
 
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
-                   log=None, name: str | None = None, dataset: dict | None = None):
+                   log=None, name: str | None = None, dataset: dict | None = None, schedule="layer",
+                   max_mac_overhead: float = 0.10):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
     data set the version was trained on (`dataset`, see dataset_calibration)."""
     from engine.export.pipeline import export_model
 
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
     return export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
-                        dataset=dataset)
+                        dataset=dataset, schedule=schedule, max_mac_overhead=max_mac_overhead)
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,

@@ -77,3 +77,25 @@ def schedule_lines(prof) -> list[str]:
                  f"{fmt_bytes(before)} ({before:,} B){ratio}; MACs {prof.mac_overhead * 100:+.2f} % "
                  f"({p.macs_extra:,} recomputed)")
     return lines
+
+
+def schedule_record(prof, requested: str, max_mac_overhead: float) -> dict:
+    """What is stored with a version (store.set_schedule): the kind asked for, the limit and the schedule."""
+    return {"requested": requested, "max_mac_overhead": float(max_mac_overhead),
+            "schedule": prof.plan.schedule.to_dict()}
+
+
+def stored_schedule(graph, record: dict | None, max_mac_overhead: float | None = None, mcu=None):
+    """The Schedule a stored record gives for `graph` (the int8 graph planned): its schedule when it still fits
+    the graph, else the kind it asked for chosen again (engine.memory.auto); the layer schedule without one."""
+    from engine.memory.auto import choose_schedule
+    from engine.memory.schedule import LAYER, Schedule, ScheduleError
+
+    if not record:
+        return LAYER
+    limit = record["max_mac_overhead"] if max_mac_overhead is None else max_mac_overhead
+    try:
+        return Schedule.from_dict(record["schedule"], graph)
+    except ScheduleError:  # the graph changed since (another version): choose the same kind for it
+        return choose_schedule(graph, record["requested"], limit, sram_bytes=getattr(mcu, "sram_bytes", None),
+                               mcu=getattr(mcu, "id", ""))

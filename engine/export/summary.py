@@ -80,6 +80,12 @@ def text_lines(rep) -> list[str]:
             out.append(f"{r['figure'].lower()}: {r['how']}")
         else:
             out.append(f"{r['figure'].lower()}: {r['value']} ({r['how']})")
+    sch = _d(rep.get("schedule"))
+    if sch.get("kind") not in (None, "layer") or sch.get("why", "").startswith("auto"):
+        over = sch.get("mac_overhead")
+        out.append(f"schedule {sch.get('kind', '?')}: {sch.get('why', '')}"
+                   + (f" (layer-by-layer bound {byte_text(sch.get('layer_lower_bound_bytes'))}, "
+                      f"MACs {over * 100:+.2f} %)" if is_number(over) else ""))
     fit = _d(rep.get("estimate")).get("fit")
     if fit:
         out.append(f"fit: {fit}")
