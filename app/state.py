@@ -58,14 +58,19 @@ def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision:
                schedule: str = "layer", max_mac_overhead: float = 0.10) -> Profile:
     """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed); schedule: a kind, "auto",
     or a stored schedule as JSON text (engine.memory.schedule)."""
-    if schedule.startswith("{"):
-        import json
+    from app.workflows.profile import query_schedule
+    from engine.memory.schedule import ScheduleError
 
-        from engine.memory.schedule import Schedule
-
-        schedule = Schedule.from_dict(json.loads(schedule))
-    return profile_graph(graph_of(version_id), list(targets), precision=precision, schedule=schedule,
-                         max_mac_overhead=max_mac_overhead)
+    chosen, again = query_schedule(schedule)
+    try:
+        return profile_graph(graph_of(version_id), list(targets), precision=precision, schedule=chosen,
+                             max_mac_overhead=max_mac_overhead)
+    except ScheduleError:
+        if again is None:
+            raise
+        # the stored schedule names nodes this graph no longer has: the kind it asked for, chosen afresh
+        return profile_graph(graph_of(version_id), list(targets), precision=precision, schedule=again,
+                             max_mac_overhead=max_mac_overhead)
 
 
 @st.cache_resource(max_entries=256)

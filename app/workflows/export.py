@@ -140,7 +140,7 @@ def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int 
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
-                 progress=None) -> dict:
+                 progress=None, schedule: dict | None = None) -> dict:
     """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
     def log(message: str) -> None:
@@ -151,22 +151,24 @@ def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
         res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                             log=log, name=name, dataset=dataset)
+                             log=log, name=name, dataset=dataset, schedule=schedule or "layer")
         return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
 
 
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None):
+               name: str, dataset: dict | None, schedule: dict | None = None):
     """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
-    stores its report and bundle."""
+    stores its report and bundle. `schedule`: the version's record (store.version_schedule), None: layer."""
 
     def work(progress):
         from app.job_executor import run_remote
 
         res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
-                         progress=progress)
-        rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
-                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"]})
+                         progress=progress, schedule=schedule)
+        options = {"verify": verify, "inputs": int(n_inputs), "name": res["name"]}
+        if schedule:
+            options["schedule"] = (res["report"].get("schedule") or {}).get("kind", schedule["requested"])
+        rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"], options=options)
         return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work

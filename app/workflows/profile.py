@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from engine.deployed import precision_of
 
+# The Profile page's schedule control (engine.memory.schedule.CHOICES).
+SCHEDULE_LABELS = {"layer": "Layer by layer", "inplace": "In-place DW", "patch": "Patch", "fused": "Fused",
+                   "auto": "Auto"}
 # What the page's switch says for each precision it offers.
 PRECISION_LABELS = {"int8": "As deployed (int8)", "float32": "Float32 (as the version is)", "as-is": "As is"}
 
@@ -99,3 +102,27 @@ def stored_schedule(graph, record: dict | None, max_mac_overhead: float | None =
     except ScheduleError:  # the graph changed since (another version): choose the same kind for it
         return choose_schedule(graph, record["requested"], limit, sram_bytes=getattr(mcu, "sram_bytes", None),
                                mcu=getattr(mcu, "id", ""))
+
+
+def schedule_query(record: dict | None, kind: str, max_mac_overhead: float) -> str:
+    """What the page asks profile_of for: the stored schedule itself (as JSON) when the control still shows the
+    stored choice, so the figures are those the export will use; else the kind (chosen afresh)."""
+    import json
+
+    schedule_args(kind, max_mac_overhead)
+    if record and record["requested"] == kind and abs(record["max_mac_overhead"] - max_mac_overhead) < 1e-9:
+        return json.dumps({"requested": kind, "schedule": record["schedule"]}, sort_keys=True)
+    return kind
+
+
+def query_schedule(query: str):
+    """schedule_query's text -> what engine.profile.profile_graph takes: a kind, or (stored Schedule, kind to
+    choose again when it no longer fits the graph)."""
+    import json
+
+    from engine.memory.schedule import Schedule
+
+    if not query.startswith("{"):
+        return query, None
+    d = json.loads(query)
+    return Schedule.from_dict(d["schedule"]), d["requested"]

@@ -126,13 +126,19 @@ def with_input_helper(lib, spec: dict):
 
 def resolve_schedule(graph, schedule, max_mac_overhead, mcu):
     """The Schedule an export runs: a kind or "auto" chosen for `mcu` (engine.memory.auto), or a given one (a
-    Schedule, or the dict stored with a version) checked against the graph's nodes."""
+    Schedule or its dict, checked against the graph's nodes), or a version's record {"requested", "schedule",
+    "max_mac_overhead"} (its schedule while it fits the graph, else the kind it asked for, chosen again)."""
     from engine.memory.auto import check_overhead, choose_schedule
-    from engine.memory.schedule import Schedule
+    from engine.memory.schedule import Schedule, ScheduleError
 
     check_overhead(max_mac_overhead)
     if isinstance(schedule, Schedule):
         return schedule
+    if isinstance(schedule, dict) and "requested" in schedule:
+        try:
+            return Schedule.from_dict(schedule.get("schedule"), graph)
+        except ScheduleError:
+            schedule, max_mac_overhead = schedule["requested"], schedule.get("max_mac_overhead", max_mac_overhead)
     if isinstance(schedule, dict):
         return Schedule.from_dict(schedule, graph)
     return choose_schedule(graph, schedule or "layer", max_mac_overhead, sram_bytes=mcu.sram_bytes, mcu=mcu.id)
