@@ -95,6 +95,8 @@ def stage_shape(graph: Graph, names) -> StageShape:
             raise _fail(node, f"tensor '{tname}' is {len(t.shape)}-D; a patch stage takes 4-D NHWC tensors")
         if batch is None:
             batch = t.shape[0]
+        if t.shape[0] != 1:
+            raise _fail(node, f"tensor '{tname}' has batch {t.shape[0]}; a patch stage runs batch 1")
         hw[tname], ch[tname] = (t.shape[1], t.shape[2]), t.shape[3]
 
     for nm in names:
