@@ -96,6 +96,20 @@ def check_accesses(layers: list[tuple[str, LayerCode]], arena: int) -> None:
                                          f"{code.kernel} cannot run in place")
 
 
+def _access_groups(layers) -> list[tuple[str, LayerCode]]:
+    """(name, code) per layer for check_accesses; a patch stage or band loop (a LayerCode with `steps`: its
+    accesses per patch and layer, whose tiles may reuse each other's bytes) is checked step by step."""
+    out = []
+    for n, c in layers:
+        steps = getattr(c, "steps", None)
+        if steps:
+            out += [(f"{n.name} {label}", LayerCode(c.kernel, c.comment, [], accesses=list(acc)))
+                    for label, acc in steps]
+        else:
+            out.append((n.name, c))
+    return out
+
+
 def _view_copy(ctx: EmitContext, node, g: Graph) -> LayerCode | None:
     """A view costs nothing when the plan aliased it; one of a constant is copied out of flash."""
     src, dst = node.inputs[0], node.outputs[0]
@@ -182,7 +196,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
             code = emit_layer(ctx, node, len(layers))
         if code is not None:
             layers.append((node, code))
-    check_accesses([(n.name, c) for n, c in layers], plan.arena_bytes)
+    check_accesses(_access_groups(layers), plan.arena_bytes)
     io_ptrs = ([_io_ptr(ctx, s.name) for s in inputs], [_io_ptr(ctx, s.name, read=True) for s in outputs])
 
     macs = sum(layer_macs(g, n) for n in g.nodes) + plan.macs_extra  # as executed: recomputed MACs included
