@@ -189,6 +189,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
             continue
         if node_name in part_at:
             fn, part = part_at[node_name]
+            ctx.begin(len(layers))  # the part's emitter fills the layer code begun here (as emit_layer does)
             code = fn(ctx, part if part is not None else node)
         elif is_view(node) and len(node.inputs) >= 1 and len(node.outputs) == 1:
             code = _view_copy(ctx, node, g)
