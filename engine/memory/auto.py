@@ -81,6 +81,16 @@ def _fused(graph, limit: float) -> tuple[FusedBlock, ...]:
     return tuple(_part("fused", "fused").fused_candidates(graph, limit))
 
 
+def _fused_after(graph, stage, limit: float) -> tuple[FusedBlock, ...]:
+    """The fused blocks that lower the peak of the plan with `stage` run by patches (none inside the stage)."""
+    from engine.memory import plan_memory
+    from engine.memory.rewrite import _part
+
+    plan = plan_memory(graph, schedule=Schedule("patch", patch=stage))
+    blocks = _part("fused", "fused").fused_candidates(graph, limit, order=list(plan.order), buffers=plan.buffers)
+    return tuple(b for b in blocks if not set(b.nodes) & set(stage.nodes))
+
+
 def _patches(graph, limit: float) -> list[Schedule]:
     from engine.memory.rewrite import _part
 
@@ -140,9 +150,11 @@ def _auto(graph, limit: float, macs: int, sram_bytes: int | None, mcu: str) -> S
     patches = [c.patch for c in _safe(lambda: _patches(graph, limit), [])[:PATCH_TRIED]]
     combos: dict[Schedule, None] = {}
     for p in [None, *patches]:
+        # Fused blocks after a patch stage: chosen on the table the stage leaves (its peak is elsewhere).
+        blocks = fused if p is None else _safe(lambda: _fused_after(graph, p, limit), ())
         for use_inplace in (False, True):
             for use_fused in (False, True):
-                s = _make(p, inplace if use_inplace else (), fused if use_fused else ())
+                s = _make(p, inplace if use_inplace else (), blocks if use_fused else ())
                 combos.setdefault(s, None)
     evs, skipped = [], []
     for s in combos:
