@@ -286,3 +286,21 @@ def test_c_bit_exact_mobilenetv2_with_residual_add(mbv2_small, monkeypatch, tmp_
     for variant, kw in (("asan", {"sanitize": True}), ("dsp", {"extra_cflags": DSP})):
         exe = compile_host(lib, tmp_path / variant, **kw)
         assert np.array_equal(run_host(exe, xs).reshape(ref.shape), ref), variant
+
+
+def test_c_reads_the_callers_input_buffer(vww, monkeypatch, tmp_path):
+    """input_outside_arena: the stage reads the graph input where the caller keeps it (no copy into the arena):
+    VWW's arena drops to <= 36,864 B; the caller's 27,648-byte buffer is the rest of the RAM."""
+    best = patch_candidates(vww, 0.10, input_outside_arena=True)[0]
+    plan = plan_patch(vww, best.patch, input_outside_arena=True)
+    assert not any(vww.inputs[0] in b.tensors for b in plan.buffers)
+    lib = generate_patched(monkeypatch, vww, plan, best.patch, "vwwx")
+    assert lib.arena_bytes == best.extra["peak_bytes"] <= 36_864
+    c = lib.files["vwwx.c"]
+    assert "vwwx_caller_input[0] = inputs[0];" in c and "memcpy(A(" not in c.split("int vwwx_run_multi")[1].split(
+        "layer_0")[0]
+    xs = np.random.default_rng(11).integers(-128, 128, (20, 1, 96, 96, 3), dtype=np.int8)
+    ref = reference(vww, xs)
+    for variant, kw in (("asan", {"sanitize": True}), ("dsp_asan", {"sanitize": True, "extra_cflags": DSP})):
+        exe = compile_host(lib, tmp_path / variant, **kw)
+        assert np.array_equal(run_host(exe, xs).reshape(ref.shape), ref), variant
