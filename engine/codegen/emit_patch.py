@@ -44,6 +44,13 @@ def access_groups(code: LayerCode) -> list[tuple[str, LayerCode]]:
     return [(label, LayerCode(code.kernel, code.comment, [], accesses=acc)) for label, acc in code.steps]
 
 
+def caller_input_ptr(prefix: str, index: int | None) -> str:
+    """C name of the pointer to graph input `index` in the caller's buffer (None: the array's name); the run
+    function sets it when the plan keeps that input outside the arena (patch_rewrite(input_outside_arena=True))."""
+    name = f"{prefix}_caller_input"
+    return name if index is None else f"{name}[{index}]"
+
+
 class _Place:
     """Where one tensor lives for one patch: arena offset of its buffer, its region's origin and dims."""
 
@@ -81,11 +88,16 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
     direct = writes_split_directly(geo)
     b = shape.batch
 
+    outside = not ctx.in_arena(shape.entry)
+    if outside and shape.entry not in g.inputs:
+        raise emit_error(nodes[stage.nodes[0]], f"the stage's entry '{shape.entry}' has no place in the arena")
+
     def place(t: str, i: int, j: int, write_split: bool = False) -> _Place:
         c = shape.channels[t]
         if t == shape.entry or (t == shape.split_out and write_split):
             h, w = shape.hw[t]
-            return _Place(t, ctx.plan.tensor_offset(t)[0], 0, 0, h, w, c, True)
+            off = 0 if (t == shape.entry and outside) else ctx.plan.tensor_offset(t)[0]
+            return _Place(t, off, 0, 0, h, w, c, True)
         r0, r1, c0, c1 = geo.region(t, i, j)
         return _Place(f"tile:{t}", ctx.plan.tensor_offset(f"tile:{t}")[0], r0, c0, r1 - r0, c1 - c0, c, False)
 
@@ -122,8 +134,9 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
                 else:
                     base, in_h, in_w = 0, xp.h, xp.w
                     pad_top, pad_left = geo.pads(ng, i, j)
-                steps[(k, jn, 0)].append(Access(ng.inputs[0] if xp.whole else xp.name, xp.off + base,
-                                             b * in_h * in_w * xp.c, False))
+                if not (xp.whole and outside):   # the caller's buffer is not the arena's to check
+                    steps[(k, jn, 0)].append(Access(ng.inputs[0] if xp.whole else xp.name, xp.off + base,
+                                                 b * in_h * in_w * xp.c, False))
                 x_off.append(base)
                 params.append(_window_params(ctx, node, rec, ng, b, (in_h, in_w, xp.c), (oh, ow),
                                              (pad_top, pad_left)))
@@ -132,7 +145,8 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
                 offs = [p.at(o0, p0) for p in ins]
                 for p, o in zip(ins, offs):
                     end = p.at(o1 - 1, p1 - 1) + p.c
-                    steps[(k, jn, 0)].append(Access(p.name, p.off + o, end - o, False))
+                    if not (p.whole and outside and p.name == shape.entry):
+                        steps[(k, jn, 0)].append(Access(p.name, p.off + o, end - o, False))
                 x_off.append(offs)
                 out_shape = (b, oh, ow, shape.channels[ng.output])
                 strides = [[p.h * p.w * p.c, p.w * p.c, p.c, 1] for p in ins]
@@ -197,6 +211,8 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
     yptr = _ptr(y_base, ya)
 
     def src(t: str) -> str:
+        if t == shape.entry and not ctx.in_arena(t):
+            return caller_input_ptr(ctx.prefix, g.inputs.index(t))
         return f"A({ctx.plan.tensor_offset(t if t == shape.entry else f'tile:{t}')[0]})"
 
     if isinstance(rec, ConvParams):

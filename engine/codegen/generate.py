@@ -19,6 +19,7 @@ import numpy as np
 import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident, one_buffer_wrapper
+from engine.codegen.emit_patch import caller_input_ptr
 from engine.codegen.float_edges import float_api_header, float_api_source, has_float_api, split_float_edges
 from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
@@ -293,6 +294,9 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
            "#define TS_ALIGN16", "#endif", "",
            f"/* The activation arena: every tensor at its offset from the memory plan ({plan.planner}). */",
            f"static int8_t arena[{upper}_ARENA_SIZE] TS_ALIGN16;", "#define A(offset) (arena + (offset))", "",
+           *([f"/* Inputs outside the arena (a patch stage reads them in the caller's buffer). */",
+              f"static const int8_t *{caller_input_ptr(prefix, None)}[{len(inputs)}];", ""]
+             if None in io_ptrs[0] else []),
            f"#if TINYSTUDIO_DSP && {upper}_SCRATCH_SIZE > 0",
            f"static int16_t scratch[{upper}_SCRATCH_SIZE / 2];", "#define SCRATCH scratch", "#else",
            "#define SCRATCH NULL", "#endif", "",
@@ -311,7 +315,8 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
             "    return 0;", "}", "",
             f"int {prefix}_run_multi(const int8_t *const inputs[], int8_t *const outputs[])", "{"]
     for i, s in enumerate(inputs):
-        out.append(f"    memcpy({io_ptrs[0][i]}, inputs[{i}], {s.size});")
+        out.append(f"    {caller_input_ptr(prefix, i)} = inputs[{i}];" if io_ptrs[0][i] is None
+                   else f"    memcpy({io_ptrs[0][i]}, inputs[{i}], {s.size});")
     out += [f"    layer_{i}();" for i in range(len(layers))]
     for i, s in enumerate(outputs):
         out.append(f"    memcpy(outputs[{i}], {io_ptrs[1][i]}, {s.size});")
@@ -329,6 +334,8 @@ def _io_ptr(ctx: EmitContext, name: str, read: bool = False) -> str:
         cname = f"{ctx.prefix}_out_{c_ident(name)}"
         ctx.const_arrays.append(CArray(cname, "int8_t", np.asarray(t.data).reshape(-1), f"constant output '{name}'"))
         return cname
+    if not read and not ctx.in_arena(name):
+        return None   # read where the caller keeps it (a patch stage's entry outside the arena)
     off, _ = ctx.plan.tensor_offset(name)
     return f"A({off})"
 

@@ -266,22 +266,25 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                     continue
                 st = _Stage(shape, geo, step, step[prefix[0]], step[prefix[-1]])
                 table = _rewrite(g, st, base, alignment, bpe, input_outside_arena)
-                scored.append((lower_bound(table), extra, prefix, (r, c), table))
+                live = live_bytes(table, len(order))
+                stage_peak = max(live[st.s0:st.s1 + 1])
+                scored.append((max(live), extra, prefix, (r, c), table, stage_peak))
     scored.sort(key=lambda s: (s[0], s[1], len(s[2])))
     best = []
-    for lb, extra, prefix, grid, table in scored[:keep]:
+    for lb, extra, prefix, grid, table, stage_peak in scored[:keep]:
         _, arena = _place(table)
-        best.append((arena, extra, lb, prefix, grid))
+        best.append((arena, extra, lb, prefix, grid, stage_peak))
     best.sort(key=lambda s: (s[0], s[1]))
     out = []
-    for arena, extra, lb, prefix, grid in best:
+    for arena, extra, lb, prefix, grid, stage_peak in best:
         pct = 100.0 * extra / total if total else 0.0
         why = (f"{grid[0]}x{grid[1]} patches up to '{prefix[-1]}' ({len(prefix)} layers): peak {arena:,} B "
                f"against the layer-by-layer bound {layer_lb:,} B, +{pct:.1f} % MACs (limit "
                f"{100 * max_mac_overhead:.0f} %)")
         extra_fig = {"peak_bytes": arena, "lower_bound": lb, "layer_lower_bound": layer_lb,
                      "mac_overhead": extra / total if total else 0.0, "extra_macs": extra, "macs": total + extra,
-                     "split": prefix[-1], "grid": list(grid), "input_outside_arena": input_outside_arena,
+                     "split": prefix[-1], "grid": list(grid),
+                     "stage_peak": stage_peak,   # live bytes inside the stage: what is left once the rest shrinks "input_outside_arena": input_outside_arena,
                      "input_bytes": sum(g.tensors[t].nbytes for t in g.inputs) if input_outside_arena else 0}
         out.append(Schedule("patch", patch=PatchStage(prefix, grid), why=why, extra=extra_fig))
     return out
