@@ -11,7 +11,9 @@ from app.workflows.profile import (PRECISION_LABELS, SCHEDULE_LABELS, page_preci
                                    schedule_query, schedule_record)
 from app.state import get_store, profile_of, require_current, session_caption
 from app.units import fmt_bytes, fmt_count
+from app.labels import web_message
 from engine.errors import TinyStudioError
+from engine.memory.schedule import ScheduleError
 from hwmodels.mcu import load_mcus
 
 st.title("Profile")
@@ -48,6 +50,10 @@ with widgets.user_errors():
                          "schedule...", show_time=True)
               if precision == "int8" or kind != "layer" else contextlib.nullcontext()):
             prof = profile_of(v.id, targets, precision, query, pct / 100)
+    except ScheduleError as e:  # the kind does not apply to this graph (no depthwise, no patch stage ...)
+        st.warning(f"{web_message(str(e))}. Showing layer by layer.", icon=":material/warning:")
+        kind = "layer"
+        prof = profile_of(v.id, targets, precision)
     except TinyStudioError as e:  # an op without an int8 kernel: say why, show the float figures
         if precision != "int8":
             raise

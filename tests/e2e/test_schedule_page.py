@@ -65,5 +65,16 @@ def test_schedule_on_profile_and_export(studio, new_page, shot):
     ui.go(page, "Export")
     cap = page.get_by_test_id("stCaptionContainer").filter(has_text="Schedule saved with this version").inner_text()
     assert "patch" in cap, cap
+    # Build and verify: the C runs the saved schedule, byte for byte equal to the layer-by-layer reference.
+    page.get_by_label("Random test inputs").fill("1")
+    page.get_by_role("button", name="Build and verify").click()
+    page.get_by_test_id("stAlertContentSuccess").filter(has_text="export #1: done").first.wait_for(timeout=300_000)
+    ui.metrics(page)
+    box = page.get_by_test_id("stExpander").first
+    tiles = {m.get_by_test_id("stMetricLabel").inner_text().strip():
+             m.get_by_test_id("stMetricValue").inner_text().strip() for m in box.get_by_test_id("stMetric").all()}
+    assert tiles["Verification"] == "bit-exact", tiles
+    assert tiles["Tensor arena"] == "38,048 B", tiles     # the arena the Profile page showed (37.16 KB)
+    assert "Schedule" in box.inner_text() and "patch" in box.inner_text()
     assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
     shot(page, "export")
