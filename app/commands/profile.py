@@ -48,7 +48,8 @@ def print_profile(graph, prof) -> None:
     print(f"total  {t['layers']} layers  {fmt_int(t['macs'])} MACs  {fmt_int(t['params'])} params  "
           f"weights {fmt_int(t['weight_bytes'])} B + quantization data {fmt_int(t['quant_bytes'])} B")
     planners = ", ".join(f"{k} {fmt_int(v)}" for k, v in t["arena_by_planner"].items())
-    print(f"memory activation arena {fmt_int(t['activation_peak_bytes'])} B ({t['planner']}; layer-by-layer lower bound "
+    bound = "layer-by-layer lower bound" if prof.plan.schedule.is_layer else "lower bound of this schedule"
+    print(f"memory activation arena {fmt_int(t['activation_peak_bytes'])} B ({t['planner']}; {bound} "
           f"{fmt_int(t['activation_lower_bound_bytes'])} B; planners: {planners})")
     for line in schedule_lines(prof):
         print(line)
