@@ -256,8 +256,9 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                      order: list[str] | None = None, alignment: int = 16,
                      bytes_per_element: float | None = None) -> list[Schedule]:
     """Patch schedules over every split point and grid (1..8 per side), lowest arena first, each within
-    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound. The lower bound of each rewritten table ranks them; the
-    best `keep` are placed (greedy by size) and sorted by (arena, MACs). Empty when no split fits."""
+    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound. The lower bound
+    of each rewritten table ranks them; the best `keep` are placed (greedy by size) and sorted by (arena, MACs).
+    Empty when no split fits."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
     model = buffer_model(g, bytes_per_element, True, alignment)

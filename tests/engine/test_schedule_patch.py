@@ -325,3 +325,21 @@ def test_no_candidate_is_worse_than_layer_by_layer(vww):
     for lim in (0.0, 0.02, 0.10):
         for c in patch_candidates(vww, lim):
             assert c.extra["peak_bytes"] < 55_296 and c.extra["mac_overhead"] <= lim
+
+
+@pytest.mark.parametrize("mcu", ["stm32l4r5zi", "alif-e7-hp"])   # Cortex-M4 (DSP) and Cortex-M55 in QEMU
+def test_qemu_bit_exact_and_instruction_overhead(vww, monkeypatch, mcu):
+    from engine.export.verify_qemu import qemu_unavailable, verify_qemu
+    from hwmodels.mcu import get_mcu
+    why = qemu_unavailable(get_mcu(mcu))
+    if why:
+        pytest.skip(why)
+    best = patch_candidates(vww, 0.10)[0]
+    lib = generate_patched(monkeypatch, vww, plan_patch(vww, best.patch), best.patch, "vwwq")
+    res = verify_qemu(vww, lib, get_mcu(mcu), n_random=1, seed=2)
+    assert res.bit_exact
+    monkeypatch.undo()
+    layer = verify_qemu(vww, gen.generate(vww, "vwwl"), get_mcu(mcu), n_random=0)
+    overhead = res.instructions_per_inference / layer.instructions_per_inference - 1
+    # more instructions than MACs recomputed (smaller kernels calls, border paths on every tile), bounded
+    assert best.extra["mac_overhead"] < overhead < 3 * best.extra["mac_overhead"]
