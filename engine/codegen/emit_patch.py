@@ -80,6 +80,8 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
     shape = stage_shape(g, stage.nodes)
     geo = PatchGeometry(shape, stage.grid)
     nodes = {n.name: n for n in g.nodes}
+    if shape.layout != "NHWC":
+        raise emit_error(nodes[stage.nodes[0]], "the C generator takes NHWC patch stages (the TFLite form)")
     index = ctx.index
     old = ctx.code
     code = PatchLayerCode(old.kernel, old.comment, old.body, old.arrays, old.scratch_bytes, old.accesses)

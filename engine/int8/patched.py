@@ -48,6 +48,8 @@ def run_patch_stage(plan, stage: PatchStage, env: dict) -> None:
     shape = stage_shape(g, stage.nodes)
     geo = PatchGeometry(shape, stage.grid)
     nodes = {n.name: n for n in g.nodes}
+    if shape.layout != "NHWC":
+        raise GraphError("the int8 patch reference takes NHWC stages", stage.nodes[0], nodes[stage.nodes[0]].op)
     recs, weights, kernels = {}, {}, {}
     for ng in shape.nodes:
         rec = prepare_node(g, nodes[ng.name])

@@ -17,7 +17,8 @@ Memory model of a stage (its nodes run for every patch, in execution order, step
   arena: the kernels take no row stride, but a tile is read as the whole tensor with the pad that puts the
   patch's first output row/col at the right place (pad_top = P - row0 * stride, negative inside the image), so
   the taps outside the image are still exactly the skipped ones. This needs no "patchin:<tensor>" copy, which
-  would only add bytes (measured: the copy is never smaller, it adds its tile to the peak step).
+  only adds bytes: measured on VWW's best schedule (8x8 patches up to DEPTHWISE_CONV_2D_3), a 560-byte copy of
+  the input tile live at the first step raises the lower bound from 38,048 to 38,608 B (greedy arena 39,008 B).
 - `input_outside_arena`: the entry is the graph input, read from the caller's buffer (the C API copies the
   input into the arena today: a generator honouring this option must pass the caller's pointer instead). Its
   bytes then leave the arena but not the device's RAM: reports must add them (see `extra["input_bytes"]`).
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from engine.ir import Graph
 from engine.memory.lifetimes import Buffer, align, buffer_model, buffer_table, live_bytes, lower_bound
 from engine.memory.planners import GreedyBySize, PlanJob, check_no_overlap
-from engine.memory.receptive import PatchGeometry, StageShape, stage_shape
+from engine.memory.receptive import STAGE_OPS, WINDOW_OPS, PatchGeometry, StageShape, stage_shape
 from engine.memory.schedule import PatchStage, Rewrite, Schedule, ScheduleError
 from engine.validate import infer_shapes, node_context, topological_order
 
@@ -172,19 +173,34 @@ def _total_macs(g: Graph) -> int:
 
 # ---- search -----------------------------------------------------------------------------------------------
 
-def split_points(g: Graph, order: list[str]) -> list[tuple[str, ...]]:
-    """Every prefix of `order` that is a valid stage (one entry tensor, only its last output leaves it)."""
-    out, prefix = [], []
-    for name in order:
-        prefix.append(name)
-        try:
-            stage_shape(g, prefix)
-        except ScheduleError as e:
-            if "cannot run patch by patch" in str(e) or "4-D" in str(e) or "NHWC" in str(e):
-                break   # every longer prefix holds this node too
-            continue
-        out.append(tuple(prefix))
+def split_points(g: Graph, order: list[str], max_lead: int = 3) -> list[tuple[str, ...]]:
+    """Every run of `order` that is a valid stage (one entry tensor, only its last output leaves it), starting at
+    the first node or right after one of the first `max_lead` nodes that cannot be in a stage (a QuantizeLinear
+    of a float input, a Pad the stage does not take ...)."""
+    ops = {n.name: n.op for n in g.nodes}
+    starts = [i for i in range(min(len(order), max_lead + 1))
+              if ops[order[i]] in WINDOW_OPS and (i == 0 or ops[order[i - 1]] not in STAGE_OPS)]
+    out = []
+    for start in starts:
+        prefix: list[str] = []
+        for name in order[start:]:
+            prefix.append(name)
+            try:
+                stage_shape(g, prefix)
+            except ScheduleError as e:
+                if "cannot run patch by patch" in str(e) or "4-D" in str(e) or "layout" in str(e):
+                    break   # every longer run holds this node too
+                continue
+            out.append(tuple(prefix))
     return out
+
+
+def _outside_bytes(g: Graph, prefix, base, input_outside_arena: bool) -> int:
+    """Bytes of the graph input the stage reads in the caller's buffer (0 when it stays in the arena)."""
+    if not input_outside_arena:
+        return 0
+    x = stage_shape(g, prefix).entry
+    return next((b.nbytes for b in base if x in b.tensors), 0) if x in g.inputs else 0
 
 
 @dataclass
@@ -218,13 +234,13 @@ def _place(buffers) -> tuple[tuple[int, ...], int]:
 
 
 def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None = None, alignment: int = 16,
-               input_outside_arena: bool = False) -> PatchPlan:
+               input_outside_arena: bool = False, bytes_per_element: float | None = None) -> PatchPlan:
     """Plan `graph` with `stage` run patch by patch (None: layer by layer), placed by TFLM's greedy-by-size
     planner. sched's plan_memory(schedule=...) replaces this at merge; it exists so that the rewrite, the
     reference and the C generator can be tested end to end now."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
-    model = buffer_model(g, None, True, alignment)
+    model = buffer_model(g, bytes_per_element, True, alignment)
     if stage is None:
         table = buffer_table(model, order).buffers
         offsets, arena = _place(table)
@@ -238,13 +254,15 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
 
 
 def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, input_outside_arena: bool = False,
-                     order: list[str] | None = None, alignment: int = 16) -> list[Schedule]:
+                     order: list[str] | None = None, alignment: int = 16,
+                     bytes_per_element: float | None = None) -> list[Schedule]:
     """Patch schedules over every split point and grid (1..8 per side), lowest arena first, each within
-    `max_mac_overhead` (extra MACs / the model's MACs). The lower bound of each rewritten table ranks them; the
-    best `keep` are placed (greedy by size) and sorted by (arena, MACs). Empty when no split fits."""
+    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound. The lower bound
+    of each rewritten table ranks them; the best `keep` are placed (greedy by size) and sorted by (arena, MACs).
+    Empty when no split fits."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
-    model = buffer_model(g, None, True, alignment)
+    model = buffer_model(g, bytes_per_element, True, alignment)
     base = buffer_table(model, order).buffers
     layer_lb = lower_bound(base)
     total = _total_macs(g)
@@ -267,6 +285,8 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                 st = _Stage(shape, geo, step, step[prefix[0]], step[prefix[-1]])
                 table = _rewrite(g, st, base, alignment, bpe, input_outside_arena)
                 live = live_bytes(table, len(order))
+                if max(live) >= layer_lb:
+                    continue   # no better than layer by layer
                 stage_peak = max(live[st.s0:st.s1 + 1])
                 scored.append((max(live), extra, prefix, (r, c), table, stage_peak))
     scored.sort(key=lambda s: (s[0], s[1], len(s[2])))
@@ -284,7 +304,8 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
         extra_fig = {"peak_bytes": arena, "lower_bound": lb, "layer_lower_bound": layer_lb,
                      "mac_overhead": extra / total if total else 0.0, "extra_macs": extra, "macs": total + extra,
                      "split": prefix[-1], "grid": list(grid),
-                     "stage_peak": stage_peak,   # live bytes inside the stage: what is left once the rest shrinks "input_outside_arena": input_outside_arena,
-                     "input_bytes": sum(g.tensors[t].nbytes for t in g.inputs) if input_outside_arena else 0}
+                     # live bytes inside the stage: what is left once the rest of the graph shrinks
+                     "stage_peak": stage_peak, "input_outside_arena": input_outside_arena,
+                     "input_bytes": _outside_bytes(g, prefix, base, input_outside_arena)}
         out.append(Schedule("patch", patch=PatchStage(prefix, grid), why=why, extra=extra_fig))
     return out

@@ -9,7 +9,8 @@
 
 A stage is a sub-graph from ONE entry tensor to the split node's output: Conv (regular, grouped, depthwise, any
 stride, dilation and asymmetric padding), MaxPool/AveragePool, the element-wise unary ops with int8 tables and Add
-of two stage tensors of the same shape (MobileNetV2's residuals), all NHWC. The split output's rows and columns are
+of two stage tensors of the same shape (MobileNetV2's residuals), all NHWC (NCHW float graphs get the
+memory geometry; the int8 reference and the C refuse them). The split output's rows and columns are
 divided as evenly as possible into `grid` (rows, cols); walking the stage backwards, each node's output region
 gives the input region its windows touch, clipped to the tensor; a tensor read by several nodes gets the union
 (the hull) of their needs. Rows and columns are independent (every op here is separable), so the geometry is kept
@@ -26,6 +27,7 @@ from functools import cached_property
 
 from engine.errors import GraphError
 from engine.ir import Graph
+from engine.memory.lifetimes import INPLACE_OPS
 from engine.memory.schedule import ScheduleError
 from engine.ops import ops_where
 from engine.validate import node_context
@@ -61,11 +63,23 @@ class StageShape:
     channels: dict                 # tensor -> C
     batch: int
     node_macs: dict                # node -> layer-by-layer MACs
+    layout: str = "NHWC"           # of every stage tensor (the int8 reference and the C take NHWC)
 
     @property
     def internal(self) -> tuple[str, ...]:
         """Tensors that exist only inside the stage (every node output but the split output)."""
         return tuple(n.output for n in self.nodes[:-1])
+
+
+def _pointwise(graph: Graph, node) -> bool:
+    """An element-wise op of one activation whose other inputs are scalars (or BatchNormalization's per-channel
+    constants): spatially pointwise, so it runs on a tile unchanged. Float graphs' memory plans need it (BN, Cast);
+    int8 graphs reach the reference and the C only with table ops (Relu, ...), which both refuse otherwise."""
+    if node.op not in INPLACE_OPS or node.op in BINARY_OPS:
+        return False
+    acts = [t for t in node.inputs if t and graph.tensors[t].data is None]
+    consts = [graph.tensors[t] for t in node.inputs if t and graph.tensors[t].data is not None]
+    return len(acts) == 1 and (node.op == "BatchNormalization" or all(t.size == 1 for t in consts))
 
 
 def _fail(node, msg: str) -> ScheduleError:
@@ -97,16 +111,24 @@ def stage_shape(graph: Graph, names) -> StageShape:
             batch = t.shape[0]
         if t.shape[0] != 1:
             raise _fail(node, f"tensor '{tname}' has batch {t.shape[0]}; a patch stage runs batch 1")
-        hw[tname], ch[tname] = (t.shape[1], t.shape[2]), t.shape[3]
+        if layout == "NHWC":
+            hw[tname], ch[tname] = (t.shape[1], t.shape[2]), t.shape[3]
+        else:   # NCHW (float models): the memory geometry is the same, the int8 reference and C refuse it
+            hw[tname], ch[tname] = (t.shape[2], t.shape[3]), t.shape[1]
 
+    first = by_name[names[0]]
+    if first.op not in WINDOW_OPS:   # the window op fixes the layout every later element-wise op keeps
+        raise _fail(first, f"a stage starts with a Conv or a pooling layer, not {first.op}")
+    layout = first.attrs.get("layout", "NCHW")
     for nm in names:
         node = by_name[nm]
-        if node.op not in STAGE_OPS:
-            raise _fail(node, f"{node.op} cannot run patch by patch (stage ops: {', '.join(STAGE_OPS)})")
+        if node.op not in STAGE_OPS and not _pointwise(graph, node):
+            raise _fail(node, f"{node.op} cannot run patch by patch (stage ops: {', '.join(STAGE_OPS)} and "
+                              "element-wise ops of one activation)")
         if len(node.outputs) != 1:
             raise _fail(node, "a stage node has one output")
-        if node.op in (*WINDOW_OPS,) and node.attrs.get("layout", "NCHW") != "NHWC":
-            raise _fail(node, "a patch stage takes NHWC layers (the TFLite form)")
+        if node.op in WINDOW_OPS and node.attrs.get("layout", "NCHW") != layout:
+            raise _fail(node, f"layout {node.attrs.get('layout', 'NCHW')} in a {layout} stage")
         acts = [t for t in node.inputs if t and graph.tensors[t].data is None]
         want = 2 if node.op in BINARY_OPS else 1
         if len(acts) != want:
@@ -128,8 +150,8 @@ def stage_shape(graph: Graph, names) -> StageShape:
                 _, layout, rank, k, s, d, pads, out = spatial_2d(graph, node, kernel)
             except GraphError as e:
                 raise _fail(node, str(e)) from None
-            if rank != 2:
-                raise _fail(node, "a patch stage takes 2-D spatial layers")
+            if rank != 2 or layout not in ("NHWC", "NCHW"):
+                raise _fail(node, "a patch stage takes 2-D spatial layers, NHWC or NCHW")
             if node.op == "AveragePool" and ctx.attr("count_include_pad") and any(pads):
                 raise _fail(node, "count_include_pad with padding cannot be split into patches")
             if tuple(out) != hw[node.outputs[0]]:
@@ -162,7 +184,7 @@ def stage_shape(graph: Graph, names) -> StageShape:
     for g in geoms[:-1]:
         if not any(g.output in h.inputs for h in geoms):
             raise ScheduleError(f"schedule.patch: the output of '{g.name}' is not used by the stage")
-    return StageShape(tuple(geoms), entries[0], split_out, hw, ch, batch or 1, macs)
+    return StageShape(tuple(geoms), entries[0], split_out, hw, ch, batch or 1, macs, layout)
 
 
 def bands(size: int, n: int) -> list[tuple[int, int]]:

@@ -304,3 +304,42 @@ def test_c_reads_the_callers_input_buffer(vww, monkeypatch, tmp_path):
     for variant, kw in (("asan", {"sanitize": True}), ("dsp_asan", {"sanitize": True, "extra_cflags": DSP})):
         exe = compile_host(lib, tmp_path / variant, **kw)
         assert np.array_equal(run_host(exe, xs).reshape(ref.shape), ref), variant
+
+
+def test_float_nchw_model_gets_the_memory_geometry_only():
+    """A float zoo model (NCHW, BatchNormalization unfused) is planned patch by patch as if int8 (the profiler's
+    "what would this need in int8"); the int8 reference refuses an NCHW stage in one line."""
+    from engine.zoo import build_zoo_model
+    g = infer_shapes(build_zoo_model("vww_mobilenetv1"))
+    cands = patch_candidates(g, 0.10, bytes_per_element=1)
+    assert cands and all(c.extra["peak_bytes"] < c.extra["layer_lower_bound"] == 55_296 for c in cands)
+    assert any(g.nodes[i].op == "BatchNormalization" and g.nodes[i].name in cands[0].patch.nodes
+               for i in range(len(g.nodes)))
+    plan = plan_patch(g, cands[0].patch, bytes_per_element=1)
+    assert plan.arena_bytes == cands[0].extra["peak_bytes"]
+    with pytest.raises(ScheduleError, match="starts with a Conv"):
+        check_patch(g, PatchStage(cands[0].patch.nodes[1:], (2, 2)))
+
+
+def test_no_candidate_is_worse_than_layer_by_layer(vww):
+    for lim in (0.0, 0.02, 0.10):
+        for c in patch_candidates(vww, lim):
+            assert c.extra["peak_bytes"] < 55_296 and c.extra["mac_overhead"] <= lim
+
+
+@pytest.mark.parametrize("mcu", ["stm32l4r5zi", "alif-e7-hp"])   # Cortex-M4 (DSP) and Cortex-M55 in QEMU
+def test_qemu_bit_exact_and_instruction_overhead(vww, monkeypatch, mcu):
+    from engine.export.verify_qemu import qemu_unavailable, verify_qemu
+    from hwmodels.mcu import get_mcu
+    why = qemu_unavailable(get_mcu(mcu))
+    if why:
+        pytest.skip(why)
+    best = patch_candidates(vww, 0.10)[0]
+    lib = generate_patched(monkeypatch, vww, plan_patch(vww, best.patch), best.patch, "vwwq")
+    res = verify_qemu(vww, lib, get_mcu(mcu), n_random=1, seed=2)
+    assert res.bit_exact
+    monkeypatch.undo()
+    layer = verify_qemu(vww, gen.generate(vww, "vwwl"), get_mcu(mcu), n_random=0)
+    overhead = res.instructions_per_inference / layer.instructions_per_inference - 1
+    # more instructions than MACs recomputed (smaller kernels calls, border paths on every tile), bounded
+    assert best.extra["mac_overhead"] < overhead < 3 * best.extra["mac_overhead"]
