@@ -17,19 +17,12 @@ void ts_depthwise_group4_s8_dsp(const ts_conv_params *p, int32_t c0, int32_t cg,
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, off = p->output_offset;
     const int32_t lo = p->act_min, hi = p->act_max;
     const uint32_t offset = ts_dup16(p->input_offset);
-    const int32_t taps = p->k_h * p->k_w <= 9 ? p->k_h * p->k_w : 0;   /* weights pre-extended up to 3x3 */
     int32_t c, oh, ow, i, j, t;
     for (c = c0; c < c0 + cg; c += 4) {
         int8_t *yq = tmp + (c - c0);
         ts_rq q[4];
-        uint32_t w02s[9], w13s[9];
         for (t = 0; t < 4; ++t) {
             q[t] = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * off + 1);
-        }
-        for (t = 0; t < taps; ++t) {
-            const uint32_t v = ts_read32(w + (size_t)t * c_n + c);
-            w02s[t] = ts_sxtb16(v);
-            w13s[t] = ts_sxtb16_ror8(v);
         }
         for (oh = 0; oh < p->out_h; ++oh) {
             const int32_t h0 = oh * p->stride_h - p->pad_top;
@@ -55,16 +48,9 @@ void ts_depthwise_group4_s8_dsp(const ts_conv_params *p, int32_t c0, int32_t cg,
                     const int8_t *wr = w + (size_t)i * p->k_w * c_n + c;
                     for (j = j_lo; j < j_hi; ++j) {
                         const uint32_t xv = ts_read32(xr + (size_t)(w0 + j * p->dil_w) * c_n);
+                        const uint32_t wv = ts_read32(wr + (size_t)j * c_n);
                         const uint32_t x02 = ts_sxtab16(offset, xv), x13 = ts_sxtab16_ror8(offset, xv);
-                        uint32_t w02, w13;
-                        if (taps) {
-                            w02 = w02s[i * p->k_w + j];
-                            w13 = w13s[i * p->k_w + j];
-                        } else {
-                            const uint32_t wv = ts_read32(wr + (size_t)j * c_n);
-                            w02 = ts_sxtb16(wv);
-                            w13 = ts_sxtb16_ror8(wv);
-                        }
+                        const uint32_t w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
                         a0 = ts_smlabb(x02, w02, a0);
                         a1 = ts_smlabb(x13, w13, a1);
                         a2 = ts_smlatt(x02, w02, a2);
