@@ -105,7 +105,8 @@ def emit_fused_block(ctx: EmitContext, block: FusedBlock) -> LayerCode:
 
     def call(i: int, xp: str, yp: str) -> str:
         _, kernel, args, _ = parts[i]
-        return f"{kernel}(&{('pe', 'pd', 'pp')[i]}, {xp}, {', '.join(args[1:5])}, {yp}{''.join(', ' + a for a in args[6:])});"
+        rest = "".join(", " + a for a in args[6:])   # SCRATCH for the regular conv kernels
+        return f"{kernel}(&{('pe', 'pd', 'pp')[i]}, {xp}, {', '.join(args[1:5])}, {yp}{rest});"
 
     oh, br, sd, pad_d, kd, ah = geo.out_h, block.band_rows, d.strides[0], d.pads[0], d.eff_kh, d.in_hwc[0]
     se, pad_e, ke, xh = e.strides[0], e.pads[0], e.eff_kh, e.in_hwc[0]

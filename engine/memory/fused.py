@@ -214,7 +214,8 @@ def _key(buffers, n_steps) -> tuple[int, int]:
 def fused_candidates(graph: Graph, max_mac_overhead: float = 0.10, order: list[str] | None = None,
                      buffers=None, alignment: int = 16) -> list[FusedBlock]:
     """The blocks to fuse and their band heights: greedily the block that lowers the peak (then the number of
-    steps at the peak) most, while one does; then each block's band grows to the tallest of BAND_TRIES (or the
+    steps at the peak) most, while one does; blocks the final peak does not need are dropped (a graph whose peak
+    no block lowers gets none); then each block's band grows to the tallest of BAND_TRIES (or the
     whole output) that keeps that peak, for fewer kernel calls. Rolling halos recompute nothing, so every band
     height is within any `max_mac_overhead` >= 0. `order`/`buffers`: the table to improve (default: the
     layer-by-layer one)."""
@@ -242,9 +243,13 @@ def fused_candidates(graph: Graph, max_mac_overhead: float = 0.10, order: list[s
             break
         key = best[0]
         chosen.append(best[1])
+    floor = key[0]
+    for c in list(reversed(chosen)):   # a block the final peak does not need only costs band loops: dropped
+        rest = [x for x in chosen if x is not c]
+        if _key(_table(g, rest, [1] * len(rest), buffers, step, alignment), n_steps)[0] <= floor:
+            chosen = rest
     chosen.sort(key=lambda c: step[c.expand.node])
     rows = [1] * len(chosen)
-    floor = key[0]
     for i, c in enumerate(chosen):
         for r in sorted({*BAND_TRIES, c.out_h}, reverse=True):
             if r <= 1 or r > c.out_h:

@@ -63,13 +63,13 @@ def shaped(graph: Graph) -> Graph:
 
 def conv_geom(g: Graph, node: Node) -> ConvGeom | None:
     """The geometry of a 2-D NHWC batch-1 Conv on activations, None for anything else (other ops, NCHW, 1-D,
-    constant input, batch > 1)."""
+    constant input, batch > 1, int16 activations). Float graphs qualify (memory figures "as if int8")."""
     if node.op != "Conv" or node.attrs.get("layout", "NCHW") != "NHWC" or len(node.inputs) < 2:
         return None
     x, w = g.tensors.get(node.inputs[0]), g.tensors.get(node.inputs[1])
     y = g.tensors.get(node.outputs[0]) if node.outputs else None
-    if x is None or w is None or y is None or x.data is not None or w.data is None:
-        return None
+    if x is None or w is None or y is None or x.data is not None or w.data is None or x.dtype == "int16":
+        return None   # int16 (16x8) convs have no scheduled kernels
     if len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != 1 or len(w.shape) != 4:
         return None
     from engine.int8.readers import spatial_2d   # geometry as the int8 kernels read it

@@ -14,10 +14,9 @@ from engine.int8 import prepare_int8
 from engine.int8.fused import run_fused_block, run_inplace_depthwise
 from engine.memory import MemoryPlan
 from engine.memory.fused import fused_rewrite, layer_table
-from engine.memory.inplace import inplace_rewrite
+from engine.memory.inplace import inplace_rewrite, shaped
 from engine.memory.lifetimes import live_bytes
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
-from engine.memory.inplace import shaped
 
 
 def int8_core(g):
@@ -102,5 +101,5 @@ def run_scheduled_ref(plan, feeds, inplace=(), fused=(), groups=None, rolling=Tr
 def layer_reference(g, xs: np.ndarray) -> np.ndarray:
     plan = prepare_int8(g)
     name = g.inputs[0]
-    return np.stack([np.concatenate([v.reshape(-1) for v in plan.run({name: x.reshape(g.tensors[name].shape)}).values()])
-                     for x in xs])
+    rows = [plan.run({name: x.reshape(g.tensors[name].shape)}) for x in xs]
+    return np.stack([np.concatenate([r[o].reshape(-1) for o in g.outputs]) for r in rows])

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.codegen.hostbuild import compile_host, run_host, write_library
+from engine.codegen.hostbuild import compile_hosts, run_host, write_library
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
 from engine.memory.fused import all_blocks, block_geom, fused_candidates, fused_rewrite, halo_extra_macs, layer_table
@@ -166,46 +166,58 @@ def test_reference_band_by_band_equals_layer_by_layer(mnv2, band_rows):
     _check_reference(mnv2, blocks)
 
 
+def disjoint_blocks(g, band_rows):
+    out, used = [], set()
+    for b in all_blocks(g):
+        nodes = (b.expand.node, b.dw.node, b.project.node)
+        if not used & set(nodes):
+            out.append(FusedBlock(nodes, band_rows))
+            used |= set(nodes)
+    return out
+
+
 def test_reference_chosen_blocks_with_inplace(mnv2, mlperf):
+    assert fused_candidates(mlperf["kws"]) == []   # no block lowers KWS's peak (its pointwise steps)
     for g in (mnv2, mlperf["vww"], mlperf["kws"]):
-        blocks = fused_candidates(g)
+        blocks = fused_candidates(g) or disjoint_blocks(g, 2)
         used = {n for b in blocks for n in b.nodes}
         _check_reference(g, blocks, [n for n in inplace_candidates(g) if n not in used], n=1)
 
 
 # ---- 5. generated C -----------------------------------------------------------------------------------------
 
-def _c_matches(g, name, tmp_path, inplace=(), fused=(), n=8):
+def _scheduled(g, name, inplace=(), fused=()):
     lib, plan = scheduled_library(g, name, inplace=inplace, fused=fused)
     src = lib.files[f"{name}.c"]
     assert src.count("memmove(") == len(fused) and src.count("ts_depthwise_inplace_s8(") == len(inplace)
     assert plan.arena_bytes == plan.lower_bound_bytes
-    xs = np.random.default_rng(7).integers(-128, 128, (n, g.tensors[g.inputs[0]].size)).astype(np.int8)
-    ref = layer_reference(g, xs)
-    for variant, kw in (("portable", {}), ("dsp_asan_ubsan", {"sanitize": True, "extra_cflags": DSP}),
-                        ("asan_ubsan", {"sanitize": True})):
-        exe = compile_host(lib, tmp_path / f"{name}_{variant}", **kw)
-        np.testing.assert_array_equal(run_host(exe, xs), ref, err_msg=f"{name} {variant}")
     return lib, plan
 
 
 @needs_gcc
-def test_c_fused_mobilenetv2_is_bit_exact(mnv2, tmp_path):
+def test_c_fused_alone_and_with_inplace_is_bit_exact(mnv2, mlperf, tmp_path):
+    """One host runner per build variant for four libraries: MobileNetV2 fused (chosen bands, one-row bands),
+    fused + in-place on MobileNetV2 and on VWW."""
     blocks = fused_candidates(mnv2)
-    _, plan = _c_matches(mnv2, "mnv2_fused", tmp_path, fused=blocks)
     order, bufs = layer_table(mnv2)
+    libs = {}
+    lib, plan = _scheduled(mnv2, "mnv2_fused", fused=blocks)
     assert plan.arena_bytes < peak(bufs, len(order)) / 2
-    one = [FusedBlock(b.nodes, 1) for b in blocks]   # one-row bands: the most roll steps
-    _c_matches(mnv2, "mnv2_fused1", tmp_path, fused=one, n=3)
-
-
-@needs_gcc
-def test_c_fused_with_inplace_is_bit_exact(mnv2, mlperf, tmp_path):
+    libs["mnv2_fused"] = (lib, mnv2)
+    libs["mnv2_fused1"] = (_scheduled(mnv2, "mnv2_fused1", fused=[FusedBlock(b.nodes, 1) for b in blocks])[0], mnv2)
     for name, g in (("mnv2_both", mnv2), ("vww_both", mlperf["vww"])):
-        blocks = fused_candidates(g)
-        used = {n for b in blocks for n in b.nodes}
-        _c_matches(g, name, tmp_path, inplace=[n for n in inplace_candidates(g) if n not in used], fused=blocks,
-                   n=4)
+        fb = fused_candidates(g)
+        used = {n for b in fb for n in b.nodes}
+        ip = [n for n in inplace_candidates(g) if n not in used]
+        libs[name] = (_scheduled(g, name, inplace=ip, fused=fb)[0], g)
+    rng = np.random.default_rng(7)
+    data = {k: rng.integers(-128, 128, (4, g.tensors[g.inputs[0]].size)).astype(np.int8) for k, (_, g) in libs.items()}
+    refs = {k: layer_reference(libs[k][1], xs) for k, xs in data.items()}
+    for variant, kw in (("portable", {}), ("dsp_asan_ubsan", {"sanitize": True, "extra_cflags": DSP}),
+                        ("asan_ubsan", {"sanitize": True})):
+        exe = compile_hosts([lib for lib, _ in libs.values()], tmp_path / variant, **kw)
+        for k, xs in data.items():
+            np.testing.assert_array_equal(run_host(exe, xs, args=(k,)), refs[k], err_msg=f"{k} {variant}")
 
 
 @pytest.mark.skipif(shutil.which(ARM_GCC) is None, reason=f"no {ARM_GCC}")

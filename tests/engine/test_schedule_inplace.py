@@ -19,7 +19,7 @@ import pytest
 
 from engine.codegen.emitter import Access, LayerCode
 from engine.codegen.generate import check_accesses
-from engine.codegen.hostbuild import compile_host, run_host
+from engine.codegen.hostbuild import compile_hosts, run_host
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
 from engine.int8.fused import run_inplace_depthwise
@@ -164,21 +164,28 @@ def test_reference_overwrites_the_input_for_real(models):
 @needs_gcc
 @pytest.mark.parametrize("model", list(FILES))
 def test_c_in_place_is_bit_exact_portable_dsp_and_sanitized(models, model, tmp_path):
+    """The chosen groups (multiples of 4: the DSP group kernel where built) and groups of 2 (portable loop)."""
     g = models[model]
     nodes = inplace_candidates(g)
-    lib, plan = scheduled_library(g, f"{model}_inplace", inplace=nodes)
-    src = lib.files[f"{model}_inplace.c"]
-    assert src.count("ts_depthwise_inplace_s8(") == len(nodes) and "ts_depthwise_conv_s8(" not in src
-    assert "ts_schedule_ref.c" in lib.sources
-    for name in nodes:   # the output lives where the input did
-        assert plan.tensor_offset(g.node(name).outputs[0]) == plan.tensor_offset(g.node(name).inputs[0])
+    libs = []
+    for name, groups in ((f"{model}_inplace", None), (f"{model}_inplace2", {n: 2 for n in nodes})):
+        lib, plan = scheduled_library(g, name, inplace=nodes, groups=groups)
+        src = lib.files[f"{name}.c"]
+        assert src.count("ts_depthwise_inplace_s8(") == len(nodes) and "ts_depthwise_conv_s8(" not in src
+        assert {"ts_schedule_ref.c", "ts_schedule_dsp.c"} <= set(lib.sources)
+        for n in nodes:   # the output lives where the input did
+            assert plan.tensor_offset(g.node(n).outputs[0]) == plan.tensor_offset(g.node(n).inputs[0])
+        libs.append(lib)
+    assert "(&dw0, 2, " in libs[1].files[f"{model}_inplace2.c"]
     xs = np.random.default_rng(3).integers(-128, 128, (20, g.tensors[g.inputs[0]].size)).astype(np.int8)
     ref = layer_reference(g, xs)
     for variant, kw in (("portable", {}), ("dsp_asan_ubsan", {"sanitize": True, "extra_cflags": DSP}),
                         ("asan_ubsan", {"sanitize": True})):
         n = 20 if variant == "portable" else 5
-        exe = compile_host(lib, tmp_path / variant, **kw)
-        np.testing.assert_array_equal(run_host(exe, xs[:n]), ref[:n], err_msg=f"{model} {variant}")
+        exe = compile_hosts(libs, tmp_path / variant, **kw)
+        for lib in libs:
+            np.testing.assert_array_equal(run_host(exe, xs[:n], args=(lib.name,)), ref[:n],
+                                          err_msg=f"{lib.name} {variant}")
 
 
 def test_check_accesses_allows_only_writes_inside_an_overwritten_input():

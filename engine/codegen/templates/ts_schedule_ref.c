@@ -1,7 +1,14 @@
 /* ts_schedule_ref.c - kernels of the memory-saving schedules (engine/memory/inplace.py, fused.py): the in-place
  * depthwise convolution, NHWC, batch 1, channel multiplier 1, for int8 and int4 weights. Its arithmetic is the
- * portable depthwise loop's (ts_depthwise_ref.c, the oracle) restricted to one channel group at a time. */
+ * portable depthwise loop's (ts_depthwise_ref.c, the oracle) restricted to one channel group at a time; groups of
+ * a multiple of 4 channels with int8 weights run on the DSP path where it is built (ts_schedule_dsp.c). */
 #include "ts_fixedpoint.h"
+
+#if TINYSTUDIO_DSP
+#include "ts_dsp.h"
+void ts_depthwise_group4_s8_dsp(const ts_conv_params *p, int32_t c0, int32_t cg, const int8_t *x, const int8_t *w,
+                                const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *tmp);
+#endif
 
 /* One channel group [c0, c0 + cg) of a depthwise conv: reads channels c0.. of x (in_c interleaved channels),
  * writes the group's whole output to tmp (out_h * out_w * cg, channels interleaved by cg). */
@@ -47,7 +54,15 @@ TS_ALWAYS_INLINE void ts_depthwise_inplace(const ts_conv_params *p, int32_t grou
     int32_t c0, q, k;
     for (c0 = 0; c0 < c_n; c0 += group) {
         const int32_t cg = c_n - c0 < group ? c_n - c0 : group;
+#if TINYSTUDIO_DSP
+        if (!packed4 && (cg & 3) == 0) {   /* int8 weights, groups of 4k channels: ts_schedule_dsp.c */
+            ts_depthwise_group4_s8_dsp(p, c0, cg, xy, (const int8_t *)w, bias, multiplier, shift, tmp);
+        } else {
+            ts_depthwise_group(p, c0, cg, xy, w, packed4, bias, multiplier, shift, tmp);
+        }
+#else
         ts_depthwise_group(p, c0, cg, xy, w, packed4, bias, multiplier, shift, tmp);
+#endif
         for (q = 0; q < pixels; ++q) {
             for (k = 0; k < cg; ++k) {
                 xy[(size_t)q * c_n + c0 + k] = tmp[(size_t)q * cg + k];
