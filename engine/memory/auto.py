@@ -121,14 +121,14 @@ def choose_schedule(graph, kind: str, max_mac_overhead: float = DEFAULT_MAX_MAC_
     if kind == "fused":
         blocks = _fused(graph, limit)
         if not blocks:
-            raise ScheduleError(f"fused: no inverted-residual block of this graph can run by bands within "
-                                f"{limit:.0%} more MACs")
+            raise ScheduleError("fused: no inverted-residual block of this graph lowers the peak by running in "
+                                "row bands")
         ev = evaluate(graph, Schedule("fused", fused=blocks), macs)
         return _with_why(ev, f"{len(blocks)} fused block(s) by row bands")
     if kind == "patch":
         cands = _patches(graph, limit)
         if not cands:
-            raise ScheduleError(f"patch: no patch stage of this graph fits within {limit:.0%} more MACs")
+            raise ScheduleError(f"patch: no patch stage of this graph lowers the peak within {limit:.0%} more MACs")
         evs = [evaluate(graph, dataclasses.replace(c, kind="patch"), macs) for c in cands[:PATCH_TRIED]]
         best = min(evs, key=lambda e: (e.arena_bytes, e.mac_overhead))
         p = best.schedule.patch
