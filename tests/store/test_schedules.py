@@ -38,3 +38,11 @@ def test_bad_records_are_refused(st, bad, needle):
     with pytest.raises(db.InvalidValueError, match=needle):
         db.set_schedule(st, s.id, db.current_version(st, s.id).id, bad)
     assert len(db.list_versions(st, s.id)) == 1
+
+
+def test_history_says_what_a_schedule_version_is():
+    from app.history_view import action_words
+
+    rec = {"requested": "auto", "max_mac_overhead": 0.1, "schedule": {"kind": "patch+inplace"}}
+    assert action_words("schedule", {"schedule": rec}, {}) == "schedule patch+inplace, asked auto, MAC limit 10 %"
+    assert action_words("schedule", {"schedule": "damaged"}, {}) == "schedule ?"
