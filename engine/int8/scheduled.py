@@ -34,9 +34,9 @@ def scheduled_order(graph, schedule: Schedule) -> list[str]:
 
     order = [n.name for n in topological_order(graph)]
     if schedule.patch is not None:
-        from engine.memory.rewrite import _part
+        from engine.memory.rewrite import kind_module
 
-        order = list(_part("patch", "patch").patch_order(graph, schedule.patch, order))
+        order = list(kind_module("patch", "patch").patch_order(graph, schedule.patch, order))
     return order
 
 

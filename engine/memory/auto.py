@@ -70,31 +70,31 @@ def _make(patch, inplace: tuple[str, ...], fused: tuple[FusedBlock, ...]) -> Sch
 
 
 def _inplace(graph) -> tuple[str, ...]:
-    from engine.memory.rewrite import _part
+    from engine.memory.rewrite import kind_module
 
-    return tuple(_part("inplace", "in-place depthwise").inplace_candidates(graph))
+    return tuple(kind_module("inplace", "in-place depthwise").inplace_candidates(graph))
 
 
 def _fused(graph, limit: float) -> tuple[FusedBlock, ...]:
-    from engine.memory.rewrite import _part
+    from engine.memory.rewrite import kind_module
 
-    return tuple(_part("fused", "fused").fused_candidates(graph, limit))
+    return tuple(kind_module("fused", "fused").fused_candidates(graph, limit))
 
 
 def _fused_after(graph, stage, limit: float) -> tuple[FusedBlock, ...]:
     """The fused blocks that lower the peak of the plan with `stage` run by patches (none inside the stage)."""
     from engine.memory import plan_memory
-    from engine.memory.rewrite import _part
+    from engine.memory.rewrite import kind_module
 
     plan = plan_memory(graph, schedule=Schedule("patch", patch=stage))
-    blocks = _part("fused", "fused").fused_candidates(graph, limit, order=list(plan.order), buffers=plan.buffers)
+    blocks = kind_module("fused", "fused").fused_candidates(graph, limit, order=list(plan.order), buffers=plan.buffers)
     return tuple(b for b in blocks if not set(b.nodes) & set(stage.nodes))
 
 
 def _patches(graph, limit: float) -> list[Schedule]:
-    from engine.memory.rewrite import _part
+    from engine.memory.rewrite import kind_module
 
-    cands = list(_part("patch", "patch").patch_candidates(graph, limit))
+    cands = list(kind_module("patch", "patch").patch_candidates(graph, limit))
     return sorted(cands, key=lambda s: (s.extra.get("peak_bytes", 0), s.extra.get("mac_overhead", 0.0)))
 
 

@@ -27,7 +27,7 @@ class Scheduled:
     notes: dict = field(default_factory=dict)
 
 
-def _part(module: str, what: str):
+def kind_module(module: str, what: str):
     """The module of one schedule kind (engine.memory.patch, .inplace, .fused)."""
     import importlib
 
@@ -41,7 +41,7 @@ def apply_schedule(graph, model: BufferModel, schedule: Schedule, order, alignme
     check_names(schedule, graph)
     order = list(order)
     if schedule.patch is not None:
-        patch = _part("patch", "patch")
+        patch = kind_module("patch", "patch")
         patch.check_patch(graph, schedule.patch)
         order = list(patch.patch_order(graph, schedule.patch, order))
     table = buffer_table(model, order)
@@ -49,13 +49,13 @@ def apply_schedule(graph, model: BufferModel, schedule: Schedule, order, alignme
     extra, detail, notes = 0, {}, {}
     rewrites = []
     if schedule.patch is not None:
-        rewrites.append(("patch", lambda b: _part("patch", "patch").patch_rewrite(
+        rewrites.append(("patch", lambda b: kind_module("patch", "patch").patch_rewrite(
             graph, schedule.patch, b, order, alignment)))
     if schedule.inplace:
-        rewrites.append(("inplace", lambda b: _part("inplace", "in-place depthwise").inplace_rewrite(
+        rewrites.append(("inplace", lambda b: kind_module("inplace", "in-place depthwise").inplace_rewrite(
             graph, tuple(schedule.inplace), b, order, alignment)))
     if schedule.fused:
-        rewrites.append(("fused", lambda b: _part("fused", "fused").fused_rewrite(
+        rewrites.append(("fused", lambda b: kind_module("fused", "fused").fused_rewrite(
             graph, tuple(schedule.fused), b, order, alignment)))
     for name, rewrite in rewrites:
         rw = rewrite(buffers)
