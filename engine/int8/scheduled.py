@@ -50,7 +50,7 @@ def run_scheduled(graph_or_plan, schedule: Schedule, feeds: dict, *, outputs: li
     for name in g.inputs:
         if name not in feeds:
             raise TinyStudioError(f"missing input '{name}' (graph inputs: {', '.join(g.inputs)})")
-        env[name] = plan._feed(name, feeds[name])
+        env[name] = plan.feed(name, feeds[name])
     for name, value in initial_state(g, state).items():
         env[name] = np.asarray(value).astype(g.tensors[name].data.dtype)
     # Which part runs at which node: the whole stage/block at its first node, nothing at the others.
