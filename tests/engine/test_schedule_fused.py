@@ -23,7 +23,7 @@ from engine.codegen.hostbuild import compile_hosts, run_host, write_library
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
 from engine.memory.fused import all_blocks, block_geom, fused_candidates, fused_rewrite, halo_extra_macs, layer_table
-from engine.memory.inplace import inplace_candidates
+from engine.memory.inplace import inplace_candidates, inplace_needed, inplace_rewrite
 from engine.memory.lifetimes import live_bytes
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
 from engine.memory.schedule import FusedBlock, ScheduleError
@@ -74,6 +74,16 @@ def test_mobilenetv2_blocks_are_found(mnv2):
     assert peak(rw.buffers, len(order)) < peak(bufs, len(order)) / 2
     with pytest.raises(ScheduleError, match="max_mac_overhead"):
         fused_candidates(mnv2, -0.1)
+
+
+def test_inplace_needed_on_mobilenetv2(mnv2):
+    order, bufs = layer_table(mnv2)
+    every = inplace_candidates(mnv2)
+    needed = inplace_needed(mnv2, every, bufs, order)
+    assert needed and len(needed) < len(every)
+    all_peak = peak(inplace_rewrite(mnv2, tuple(every), bufs, order, 16).buffers, len(order))
+    assert all_peak < peak(bufs, len(order))
+    assert peak(inplace_rewrite(mnv2, tuple(needed), bufs, order, 16).buffers, len(order)) == all_peak
 
 
 def test_mlperf_blocks(mlperf):

@@ -25,7 +25,7 @@ from engine.int8 import prepare_int8
 from engine.int8.fused import run_inplace_depthwise
 from engine.ir import Node
 from engine.memory.fused import layer_table
-from engine.memory.inplace import inplace_candidates, inplace_rewrite
+from engine.memory.inplace import inplace_candidates, inplace_needed, inplace_rewrite
 from engine.memory.lifetimes import live_bytes
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
 from engine.memory.schedule import ScheduleError
@@ -108,6 +108,13 @@ def test_rewrite_merges_output_adds_one_group_and_places_without_overlap(models,
         offsets = planner.plan(new)
         check_no_overlap(new, offsets)
         assert arena_size(new, offsets) >= max(after)
+
+
+@needs_data
+def test_only_nodes_the_peak_needs_are_kept(models):
+    for k, g in models.items():   # their peaks are at pointwise convs: in place lowers none
+        order, bufs = layer_table(g)
+        assert inplace_candidates(g) and inplace_needed(g, inplace_candidates(g), bufs, order) == []
 
 
 @needs_data
