@@ -228,3 +228,18 @@ def group_of(plan_buffers, node: str, out_hw: tuple[int, int], channels: int) ->
                 raise ScheduleError(f"in-place node '{node}': temporary of {b.nbytes} B is not a channel group")
             return gs
     raise ScheduleError(f"in-place node '{node}': the memory plan has no '{tmp_name(node)}' buffer")
+
+
+def inplace_needed(graph: Graph, nodes, buffers, order: list[str], alignment: int = 16) -> list[str]:
+    """The in-place nodes the peak needs: dropping any other keeps the rewritten table's peak (each in-place node
+    costs a scatter per output byte, so a node that lowers no peak is better run as a layer)."""
+    keep = list(nodes)
+    n_steps = len(order)
+    floor = _peak(list(inplace_rewrite(graph, tuple(keep), buffers, order, alignment, {n: 1 for n in keep}).buffers),
+                  n_steps)
+    for name in reversed(list(nodes)):
+        rest = [n for n in keep if n != name]
+        rw = inplace_rewrite(graph, tuple(rest), buffers, order, alignment, {n: 1 for n in rest})
+        if _peak(list(rw.buffers), n_steps) <= floor:
+            keep = rest
+    return keep

@@ -23,7 +23,7 @@ from engine.codegen.hostbuild import compile_hosts, run_host, write_library
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
 from engine.memory.fused import all_blocks, block_geom, fused_candidates, fused_rewrite, halo_extra_macs, layer_table
-from engine.memory.inplace import inplace_candidates
+from engine.memory.inplace import inplace_candidates, inplace_needed, inplace_rewrite
 from engine.memory.lifetimes import live_bytes
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
 from engine.memory.schedule import FusedBlock, ScheduleError
@@ -74,6 +74,16 @@ def test_mobilenetv2_blocks_are_found(mnv2):
     assert peak(rw.buffers, len(order)) < peak(bufs, len(order)) / 2
     with pytest.raises(ScheduleError, match="max_mac_overhead"):
         fused_candidates(mnv2, -0.1)
+
+
+def test_inplace_needed_on_mobilenetv2(mnv2):
+    order, bufs = layer_table(mnv2)
+    every = inplace_candidates(mnv2)
+    needed = inplace_needed(mnv2, every, bufs, order)
+    assert needed and len(needed) < len(every)
+    all_peak = peak(inplace_rewrite(mnv2, tuple(every), bufs, order, 16).buffers, len(order))
+    assert all_peak < peak(bufs, len(order))
+    assert peak(inplace_rewrite(mnv2, tuple(needed), bufs, order, 16).buffers, len(order)) == all_peak
 
 
 def test_mlperf_blocks(mlperf):
@@ -233,3 +243,44 @@ def test_c_fused_cross_compiles_for_cortex_m4(mnv2, tmp_path):
         r = subprocess.run([ARM_GCC, *flags, "-c", str(d / src), "-o", str(tmp_path / f"{src}.o")],
                            capture_output=True, text=True)
         assert r.returncode == 0 and not r.stderr.strip(), f"{src}:\n{r.stderr[-3000:]}"
+
+
+def test_emitters_refuse_a_plan_made_without_the_schedule(mnv2):
+    from engine.codegen.emit_fused import emit_fused_block, emit_inplace_depthwise
+    from engine.codegen.emitter import EmitContext
+    from engine.memory import plan_memory
+    ctx = EmitContext(mnv2, plan_memory(mnv2), "m")
+    blk = fused_candidates(mnv2)[0]
+    with pytest.raises(ScheduleError, match=f"no 'band:{mnv2.node(blk.nodes[0]).outputs[0]}' buffer"):
+        emit_fused_block(ctx, blk)
+    with pytest.raises(ScheduleError, match="did not put its output in its input's buffer"):
+        emit_inplace_depthwise(ctx, mnv2.node(inplace_candidates(mnv2)[0]))
+
+
+QEMU_MCUS = ("nrf52840", "alif-e7-hp")   # Cortex-M4, Cortex-M55
+
+
+@pytest.fixture(scope="module")
+def mnv2_board():
+    """A MobileNetV2 whose weights fit the M55 board's 512 KB (10 classes, 448 last channels)."""
+    qg, _ = quantize_model(build_zoo_model(MNV2 + "&classes=10&last_channels=448"), synthetic_samples=2)
+    return int8_core(to_nhwc(qg)[0])
+
+
+@pytest.mark.parametrize("mcu_id", QEMU_MCUS)
+def test_qemu_fused_and_inplace_are_bit_exact(mlperf, mnv2_board, mcu_id):
+    from engine.export.verify_qemu import qemu_unavailable, verify_qemu
+    from hwmodels.mcu import get_mcu
+    mcu = get_mcu(mcu_id)
+    if qemu_unavailable(mcu):
+        pytest.skip(qemu_unavailable(mcu))
+    g2 = mnv2_board
+    order, bufs = layer_table(g2)
+    ip = inplace_needed(g2, inplace_candidates(g2), bufs, order)[:1]
+    fu = [b for b in fused_candidates(g2) if not set(b.nodes) & set(ip)]
+    for name, g, ip, fu in (("vww_fused", mlperf["vww"], (), fused_candidates(mlperf["vww"])),
+                            ("mnv2_both", g2, ip, fu)):
+        assert fu and (ip or name == "vww_fused")
+        lib, _ = scheduled_library(g, name, inplace=ip, fused=fu)
+        r = verify_qemu(g, lib, mcu, n_random=2)
+        assert r.matched == r.inputs == 3, (name, r.first_mismatch)

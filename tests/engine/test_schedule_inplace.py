@@ -25,7 +25,7 @@ from engine.int8 import prepare_int8
 from engine.int8.fused import run_inplace_depthwise
 from engine.ir import Node
 from engine.memory.fused import layer_table
-from engine.memory.inplace import inplace_candidates, inplace_rewrite
+from engine.memory.inplace import inplace_candidates, inplace_needed, inplace_rewrite
 from engine.memory.lifetimes import live_bytes
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
 from engine.memory.schedule import ScheduleError
@@ -108,6 +108,13 @@ def test_rewrite_merges_output_adds_one_group_and_places_without_overlap(models,
         offsets = planner.plan(new)
         check_no_overlap(new, offsets)
         assert arena_size(new, offsets) >= max(after)
+
+
+@needs_data
+def test_only_nodes_the_peak_needs_are_kept(models):
+    for k, g in models.items():   # their peaks are at pointwise convs: in place lowers none
+        order, bufs = layer_table(g)
+        assert inplace_candidates(g) and inplace_needed(g, inplace_candidates(g), bufs, order) == []
 
 
 @needs_data
@@ -199,3 +206,32 @@ def test_check_accesses_allows_only_writes_inside_an_overwritten_input():
     strict = LayerCode("k", "", [], accesses=[Access("x", 0, 64, False), Access("y", 0, 16, True)])
     with pytest.raises(AssertionError, match="cannot run in place"):
         check_accesses([("conv", strict)], 128)
+
+
+@needs_data
+@needs_gcc
+def test_c_int4_weights_in_place_and_fused(models, tmp_path):
+    """KWS with every conv's weights int4 (mixed precision's int4_weights): ts_depthwise_inplace_s4, and fused
+    blocks over the s4 conv kernels, equal the layer-by-layer reference of the int4 graph."""
+    from engine.compress.mixed import int4_weights
+    from engine.memory.fused import all_blocks
+    from engine.memory.schedule import FusedBlock
+    g8 = models["kws"]
+    g = int4_weights(g8, [n.name for n in g8.nodes if n.op in ("Conv", "Gemm")])
+    blocks, used = [], set()
+    for b in all_blocks(g):
+        nodes = (b.expand.node, b.dw.node, b.project.node)
+        if not used & set(nodes):
+            blocks.append(FusedBlock(nodes, 3))
+            used |= set(nodes)
+    ip = inplace_candidates(g)
+    lib_ip, _ = scheduled_library(g, "kws4_inplace", inplace=ip)
+    lib_fu, _ = scheduled_library(g, "kws4_both", inplace=[n for n in ip if n not in used], fused=blocks)
+    assert lib_ip.files["kws4_inplace.c"].count("ts_depthwise_inplace_s4(") == len(ip)
+    assert blocks and lib_fu.files["kws4_both.c"].count("ts_conv_s4(") >= 2 * len(blocks)
+    xs = np.random.default_rng(4).integers(-128, 128, (4, g.tensors[g.inputs[0]].size)).astype(np.int8)
+    ref = layer_reference(g, xs)
+    for variant, kw in (("portable", {}), ("dsp_asan_ubsan", {"sanitize": True, "extra_cflags": DSP})):
+        exe = compile_hosts([lib_ip, lib_fu], tmp_path / variant, **kw)
+        for lib in (lib_ip, lib_fu):
+            np.testing.assert_array_equal(run_host(exe, xs, args=(lib.name,)), ref, err_msg=f"{lib.name} {variant}")

@@ -4,6 +4,8 @@
  * a multiple of 4 channels with int8 weights run on the DSP path where it is built (ts_schedule_dsp.c). */
 #include "ts_fixedpoint.h"
 
+#include <string.h>
+
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
 void ts_depthwise_group4_s8_dsp(const ts_conv_params *p, int32_t c0, int32_t cg, const int8_t *x, const int8_t *w,
@@ -51,7 +53,7 @@ TS_ALWAYS_INLINE void ts_depthwise_inplace(const ts_conv_params *p, int32_t grou
                                            const int8_t *shift, int8_t *tmp)
 {
     const int32_t c_n = p->in_c, pixels = p->out_h * p->out_w;
-    int32_t c0, q, k;
+    int32_t c0, q;
     for (c0 = 0; c0 < c_n; c0 += group) {
         const int32_t cg = c_n - c0 < group ? c_n - c0 : group;
 #if TINYSTUDIO_DSP
@@ -64,9 +66,7 @@ TS_ALWAYS_INLINE void ts_depthwise_inplace(const ts_conv_params *p, int32_t grou
         ts_depthwise_group(p, c0, cg, xy, w, packed4, bias, multiplier, shift, tmp);
 #endif
         for (q = 0; q < pixels; ++q) {
-            for (k = 0; k < cg; ++k) {
-                xy[(size_t)q * c_n + c0 + k] = tmp[(size_t)q * cg + k];
-            }
+            memcpy(xy + (size_t)q * c_n + c0, tmp + (size_t)q * cg, (size_t)cg);
         }
     }
 }
