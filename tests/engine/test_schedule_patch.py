@@ -343,3 +343,82 @@ def test_qemu_bit_exact_and_instruction_overhead(vww, monkeypatch, mcu):
     overhead = res.instructions_per_inference / layer.instructions_per_inference - 1
     # more instructions than MACs recomputed (smaller kernels calls, border paths on every tile), bounded
     assert best.extra["mac_overhead"] < overhead < 3 * best.extra["mac_overhead"]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Every stage op on odd sizes: strided conv with asymmetric pads, MaxPool, dilated depthwise, a unary table
+    op reading part of a shared tile, Add of a tile window, AveragePool 2x3 stride (2, 1), 1x1 conv."""
+    from engine.passes.ptq import quantize_model
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("mixed")
+    x = b.input("x", (1, 23, 19, 3))
+
+    def w(name, m, k, c):
+        return b.const(name, rng.normal(0, 0.3, (m, k, k, c)).astype(np.float32))
+
+    def bias(name, m):
+        return b.const(name, rng.normal(0, 0.1, (m,)).astype(np.float32))
+    c1 = b.node("Conv", [x, w("w1", 8, 3, 3), bias("b1", 8)], name="c1", layout="NHWC", strides=[2, 2],
+                pads=[0, 1, 1, 0])
+    r1 = b.node("Relu", [c1], name="r1")
+    p1 = b.node("MaxPool", [r1], name="p1", layout="NHWC", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    c2 = b.node("Conv", [p1, w("w2", 8, 3, 1), bias("b2", 8)], name="c2", layout="NHWC", group=8,
+                dilations=[2, 2], pads=[2, 2, 2, 2])
+    u = b.node("HardSwish", [r1], name="u")
+    a1 = b.node("Add", [c2, u], name="a1")
+    p2 = b.node("AveragePool", [a1], name="p2", layout="NHWC", kernel_shape=[2, 3], strides=[2, 1],
+                pads=[0, 1, 0, 1])
+    c3 = b.node("Conv", [p2, w("w3", 6, 1, 8), bias("b3", 6)], name="c3", layout="NHWC")
+    b.output(c3)
+    qg, _ = quantize_model(infer_shapes(b.build()), synthetic_samples=4)
+    return infer_shapes(qg)
+
+
+def test_mixed_stage_reference_and_c(mixed, monkeypatch, tmp_path):
+    g = mixed
+    ops = [n.op for n in g.nodes]
+    assert {"MaxPool", "AveragePool", "Add", "HardSwish"} <= set(ops)
+    plan = prepare_int8(g)
+    xs = np.random.default_rng(2).integers(-128, 128, (6, 1, 23, 19, 3), dtype=np.int8)
+    y = g.outputs[0]
+    refs = [plan.run({g.inputs[0]: x}, keep_all=True) for x in xs]
+    stage_nodes = tuple(names(g))
+    grids = [(r, c) for r in range(1, 6) for c in range(1, 10)]
+    for grid in grids:   # the reference on every grid the output allows
+        for k in (len(stage_nodes) - 1, len(stage_nodes)):
+            st = PatchStage(stage_nodes[:k], grid)
+            try:
+                check_patch(g, st)
+            except ScheduleError:
+                continue
+            env = {g.inputs[0]: xs[0]}
+            run_patch_stage(plan, st, env)
+            out = out_of(g, st.split)
+            assert np.array_equal(env[out], refs[0][out]), (k, grid)
+    ref = np.stack([r[y].reshape(-1) for r in refs])
+    for grid in ((2, 3), (5, 1), (3, 9)):
+        st = PatchStage(stage_nodes, grid)
+        lib = generate_patched(monkeypatch, g, plan_patch(g, st), st, f"mixed{grid[0]}{grid[1]}")
+        monkeypatch.undo()
+        for variant, kw in (("asan", {"sanitize": True}), ("dsp_asan", {"sanitize": True, "extra_cflags": DSP})):
+            exe = compile_host(lib, tmp_path / f"{grid}{variant}", **kw)
+            assert np.array_equal(run_host(exe, xs).reshape(ref.shape), ref), (grid, variant)
+
+
+@pytest.mark.parametrize("width,stride,pads", [(2, 1, [1, 1, 1, 1]), (2, 2, [0, 0, 1, 1]), (3, 2, [1, 0, 1, 1]),
+                                               (1, 1, [1, 1, 1, 1])])
+def test_dsp_depthwise_on_images_narrower_than_the_window(tmp_path, width, stride, pads):
+    """Narrow tiles reach the DSP depthwise kernel's border logic: a 3x3 window wider than the image once hung it
+    (an empty interior run entered forever) or read past the row (truncating division of a negative bound)."""
+    from engine.passes.ptq import quantize_model
+    b = GraphBuilder("narrow")
+    x = b.input("x", (1, 5, width, 4))
+    w = b.const("w", np.random.default_rng(width).normal(0, 0.5, (4, 3, 3, 1)).astype(np.float32))
+    b.output(b.node("Conv", [x, w], name="dw", layout="NHWC", group=4, strides=[stride, stride], pads=pads))
+    qg, _ = quantize_model(infer_shapes(b.build()), synthetic_samples=2)
+    g = infer_shapes(qg)
+    lib = gen.generate(g, "narrow")
+    xs = np.random.default_rng(1).integers(-128, 128, (4, 1, 5, width, 4), dtype=np.int8)
+    exe = compile_host(lib, tmp_path, sanitize=True, extra_cflags=DSP)
+    assert np.array_equal(run_host(exe, xs).reshape(4, -1), reference(g, xs))

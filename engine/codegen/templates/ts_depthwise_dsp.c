@@ -93,14 +93,17 @@ TS_ALWAYS_INLINE void ts_dw_group(const ts_conv_params *p, const int8_t *x, cons
     const int32_t x_row = p->dil_h * p->in_w * c_n, x_col = p->dil_w * c_n, w_row = p->k_w * c_n;
     const int32_t x_step = p->stride_w * c_n;
     const int32_t b0 = bias[c], b1 = bias[c + 1], b2 = bias[c + 2], b3 = bias[c + 3];
-    /* output columns whose window lies inside the image: [ow_lo, ow_hi) (3x3 kernels only) */
-    int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
-    int32_t ow_hi = (p->in_w - 1 - (p->k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1;
+    /* output columns whose window lies inside the image: [ow_lo, ow_hi) (3x3 kernels only). Rounded as floor and
+     * ceil for any sign (a patch tile's pad_left is negative inside the image, its width may be below the window's);
+     * an empty run leaves the fast path unused (it must never be entered with nothing to do). */
+    const int32_t last = p->in_w - 1 - (p->k_w - 1) * p->dil_w + p->pad_left;
+    int32_t ow_lo = p->pad_left > 0 ? (p->pad_left + p->stride_w - 1) / p->stride_w : 0;
+    int32_t ow_hi = last < 0 ? 0 : last / p->stride_w + 1;
     uint64_t wx[9];
     ts_rq q[4];
     int32_t t, b, oh, ow;
     ow_hi = ow_hi < p->out_w ? ow_hi : p->out_w;
-    if (!k3 || ow_lo > ow_hi) {
+    if (!k3 || ow_lo >= ow_hi) {
         ow_lo = ow_hi = p->out_w;
     }
     for (t = 0; t < 4; ++t) {
