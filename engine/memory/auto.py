@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from engine.memory.rewrite import kind_module
 from engine.memory.schedule import CHOICES, DEFAULT_MAX_MAC_OVERHEAD, LAYER, FusedBlock, Schedule, ScheduleError
 
 # Patch stages of the search tried in combination with the other kinds (the best by the search's own peak).
@@ -79,6 +80,20 @@ def _fused(graph, limit: float) -> tuple[FusedBlock, ...]:
     from engine.memory.rewrite import kind_module
 
     return tuple(kind_module("fused", "fused").fused_candidates(graph, limit))
+
+
+def _needed_inplace(graph, s: Schedule) -> Schedule | None:
+    """`s` with only the in-place depthwise nodes its peak needs (each costs a scatter of its output, so one that
+    lowers no peak runs better as a layer: engine.memory.inplace.inplace_needed); None when none is needed."""
+    if not s.inplace:
+        return s
+    from engine.memory import plan_memory
+
+    rest = _make(s.patch, (), s.fused)
+    plan = plan_memory(graph, schedule=rest)
+    needed = kind_module("inplace", "in-place depthwise").inplace_needed(graph, s.inplace, plan.buffers,
+                                                                        list(plan.order))
+    return _make(s.patch, tuple(needed), s.fused) if needed else None
 
 
 def _fused_after(graph, stage, limit: float) -> tuple[FusedBlock, ...]:
@@ -159,6 +174,9 @@ def _auto(graph, limit: float, macs: int, sram_bytes: int | None, mcu: str) -> S
     evs, skipped = [], []
     for s in combos:
         try:
+            s = _needed_inplace(graph, s)
+            if s is None:  # no in-place node lowers this combination's peak: the same as without them
+                continue
             ev = evaluate(graph, s, macs)
         except ScheduleError as e:  # a combination the kinds refuse (shapes, ops): not a candidate
             skipped.append(f"{s.kind}: {e}")
