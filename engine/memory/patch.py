@@ -168,11 +168,13 @@ def _detail(st: _Stage, table, bpe: float, alignment: int) -> dict:
 
 
 def patch_rewrite(graph: Graph, stage: PatchStage, buffers: tuple[Buffer, ...], order: list[str], alignment: int,
-                  *, input_outside_arena: bool = False, overlap: bool | None = None) -> Rewrite:
+                  *, input_outside_arena: bool = False, overlap: bool | None = False) -> Rewrite:
     """The buffer table of `buffers` (layer by layer, steps = positions in `order`) with `stage` run patch by
     patch. The stage's nodes must be contiguous in `order` (patch_order). `overlap` (engine.memory.patch_overlap):
     None puts the split output over the consumed stage input when proved safe and the peak drops, True requires
-    it, False never; the table says which (output_over_input)."""
+    it, False (the default) never. A merged table has a head buffer "over:<e>:<entry>" and a tail
+    "overtail:<entry>" that must sit right after it: place it with patch_overlap.place_pinned (the rectangle
+    planners cannot keep the entry whole; patch_overlap.tensor_at refuses such a plan)."""
     g = _shaped(graph)
     check_patch(g, stage)
     st = _locate(g, stage, list(order))
@@ -286,9 +288,10 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
 
 def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, input_outside_arena: bool = False,
                      order: list[str] | None = None, alignment: int = 16,
-                     bytes_per_element: float | None = None) -> list[Schedule]:
+                     bytes_per_element: float | None = None, overlap: bool | None = None) -> list[Schedule]:
     """Patch schedules over every split point and grid (1..8 per side), lowest arena first, each within
-    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound. The lower bound
+    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound; `overlap` as in
+    patch_rewrite (None: the split output over the consumed input where proved and lower; plan_patch's default). The lower bound
     of each rewritten table ranks them; the best `keep` are placed (greedy by size) and sorted by (arena, MACs).
     Empty when no split fits."""
     g = _shaped(graph)
@@ -314,7 +317,7 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                 if total and extra / total > max_mac_overhead:
                     continue
                 st = _Stage(shape, geo, step, step[prefix[0]], step[prefix[-1]])
-                table = _rewrite(g, st, base, alignment, bpe, input_outside_arena, None)
+                table = _rewrite(g, st, base, alignment, bpe, input_outside_arena, overlap)
                 live = live_bytes(table, len(order))
                 if max(live) >= layer_lb:
                     continue   # no better than layer by layer

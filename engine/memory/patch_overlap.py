@@ -126,7 +126,7 @@ def tensor_at(plan, tensor: str) -> int:
     """Arena offset of `tensor` in a placed plan (plan.tensor_offset plus its shift in a merged buffer). A
     ValueError when the plan did not pin the entry's tail right after the head (the entry would not be whole)."""
     off, size = plan.tensor_offset(tensor)
-    shift = tensor_shift(plan.buffers, tensor)
+    shift = tensor_shift(getattr(plan, "buffers", ()), tensor)
     if shift:
         tails = [o for b, o in zip(plan.buffers, plan.offsets) if b.name == f"{TAIL}{tensor}"]
         if tails and tails[0] != off + size:
