@@ -28,6 +28,7 @@ from engine.int8.dsp_requant import REQUANT_FIELD
 from engine.int8.params import AddParams, ConvParams, PoolParams, TableParams
 from engine.int8.prepare import prepare_node
 from engine.memory.patch import writes_split_directly
+from engine.memory.patch_overlap import tensor_at
 from engine.memory.receptive import PatchGeometry, stage_shape
 from engine.memory.schedule import PatchStage
 
@@ -98,7 +99,7 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
         c = shape.channels[t]
         if t == shape.entry or (t == shape.split_out and write_split):
             h, w = shape.hw[t]
-            off = 0 if (t == shape.entry and outside) else ctx.plan.tensor_offset(t)[0]
+            off = 0 if (t == shape.entry and outside) else tensor_at(ctx.plan, t)
             return _Place(t, off, 0, 0, h, w, c, True)
         r0, r1, c0, c1 = geo.region(t, i, j)
         return _Place(f"tile:{t}", ctx.plan.tensor_offset(f"tile:{t}")[0], r0, c0, r1 - r0, c1 - c0, c, False)
@@ -171,7 +172,32 @@ def emit_patch_stage(ctx: EmitContext, stage: PatchStage) -> PatchLayerCode:
     code.steps = [(f"patch {k} {shape.nodes[jn].name}{' (copy out)' if sub else ''}", steps[(k, jn, sub)])
                   for k, jn, sub in sorted(steps)]
     code.accesses = [a for _, acc in code.steps for a in acc]
+    check_step_order(code, nodes[stage.split])
     return code
+
+
+def check_step_order(code: PatchLayerCode, node) -> None:
+    """Replay the steps in their run order: no step may read a tensor's bytes that a step of this stage last
+    wrote as another tensor (what a wrong overlap of the split output and the entry, or of two tiles, does;
+    generate.check_accesses looks at one step at a time and cannot see it)."""
+    if not code.steps:
+        return
+    end = max(a.offset + a.nbytes for _, acc in code.steps for a in acc)
+    owner = np.zeros(end, dtype=np.int32)          # 0: not written in this stage
+    ids: dict[str, int] = {}
+    for label, acc in code.steps:
+        for a in acc:
+            if a.write:
+                continue
+            seen = owner[a.offset:a.offset + a.nbytes]
+            tid = ids.setdefault(a.tensor, len(ids) + 1)
+            bad = (seen != 0) & (seen != tid)
+            if bad.any():
+                other = next(t for t, v in ids.items() if v == int(seen[bad][0]))
+                raise emit_error(node, f"{label} reads '{a.tensor}' at bytes an earlier step wrote as '{other}'")
+        for a in acc:
+            if a.write:
+                owner[a.offset:a.offset + a.nbytes] = ids.setdefault(a.tensor, len(ids) + 1)
 
 
 def _window_params(ctx, node, rec, ng, b, in_dims, out_hw, pads) -> dict:
@@ -215,7 +241,7 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
     def src(t: str) -> str:
         if t == shape.entry and not ctx.in_arena(t):
             return caller_input_ptr(ctx.prefix, g.inputs.index(t))
-        return f"A({ctx.plan.tensor_offset(t if t == shape.entry else f'tile:{t}')[0]})"
+        return f"A({tensor_at(ctx.plan, t) if t == shape.entry else ctx.plan.tensor_offset(f'tile:{t}')[0]})"
 
     if isinstance(rec, ConvParams):
         int8_grid(node, g.tensors[ng.inputs[0]])

@@ -20,6 +20,7 @@ import engine
 from engine.codegen import CLibrary, CodegenOptions, IOSpec
 from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident, one_buffer_wrapper
 from engine.codegen.emit_patch import caller_input_ptr
+from engine.memory.patch_overlap import tensor_at
 from engine.codegen.float_edges import float_api_header, float_api_source, has_float_api, split_float_edges
 from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
@@ -338,7 +339,7 @@ def _io_ptr(ctx: EmitContext, name: str, read: bool = False) -> str:
         return cname
     if not read and not ctx.in_arena(name):
         return None   # read where the caller keeps it (a patch stage's entry outside the arena)
-    off, _ = ctx.plan.tensor_offset(name)
+    off = tensor_at(ctx.plan, name)   # a patch stage's entry may start inside a merged buffer
     return f"A({off})"
 
 

@@ -42,8 +42,11 @@ def _window(rec, wc, x: np.ndarray, pads: tuple[int, int], out_hw: tuple[int, in
                                act_min=rec.act_min, act_max=rec.act_max, include_pad=rec.include_pad)
 
 
-def run_patch_stage(plan, stage: PatchStage, env: dict) -> None:
-    """Compute env[split output] from env[entry] patch by patch (plan: an engine.int8.Int8Plan)."""
+def run_patch_stage(plan, stage: PatchStage, env: dict, *, input_at: int | None = None) -> None:
+    """Compute env[split output] from env[entry] patch by patch (plan: an engine.int8.Int8Plan). `input_at`:
+    run through one simulated byte buffer holding the output at its start and the entry `input_at` bytes later
+    (engine.memory.patch_overlap, patch_overlap.tensor_shift of the memory plan gives it), so a patch reading
+    entry bytes an earlier patch overwrote gives a wrong result instead of passing unseen."""
     g = plan.graph
     shape = stage_shape(g, stage.nodes)
     geo = PatchGeometry(shape, stage.grid)
@@ -63,9 +66,16 @@ def run_patch_stage(plan, stage: PatchStage, env: dict) -> None:
     x_all = env[shape.entry]
     y_t = g.tensors[shape.split_out]
     y_all = np.empty(y_t.shape, dtype=x_all.dtype if y_t.dtype in ("int4",) else np.dtype(y_t.dtype))
+    if input_at is not None:   # both tensors as views of one buffer: writes of y clobber x where they overlap
+        if x_all.dtype.itemsize != 1 or y_all.dtype.itemsize != 1:
+            raise GraphError("a merged patch buffer holds 1-byte tensors", stage.split, nodes[stage.split].op)
+        buf = np.zeros(max(y_all.size, input_at + x_all.size), dtype=np.int8)
+        buf[input_at:input_at + x_all.size] = np.ascontiguousarray(x_all).reshape(-1).view(np.int8)
+        x_all = buf[input_at:input_at + x_all.size].view(x_all.dtype).reshape(x_all.shape)
+        y_all = buf[:y_all.size].view(y_all.dtype).reshape(y_all.shape)
     for i, j in geo.patches:
         r0, r1, c0, c1 = geo.region(shape.entry, i, j)
-        tiles = {shape.entry: (x_all[:, r0:r1, c0:c1], r0, c0)}   # this patch's input region only
+        tiles = {shape.entry: (x_all[:, r0:r1, c0:c1].copy(), r0, c0)}   # this patch's input region, now
         for ng in shape.nodes:
             o0, o1, p0, p1 = geo.region(ng.output, i, j)
             if ng.is_window:
@@ -81,4 +91,4 @@ def run_patch_stage(plan, stage: PatchStage, env: dict) -> None:
             tiles[ng.output] = (y, o0, p0)
         y, yr, yc = tiles[shape.split_out]
         y_all[:, yr:yr + y.shape[1], yc:yc + y.shape[2]] = y
-    env[shape.split_out] = y_all
+    env[shape.split_out] = y_all.copy()

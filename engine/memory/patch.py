@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from engine.ir import Graph
 from engine.memory.lifetimes import Buffer, align, buffer_model, buffer_table, live_bytes, lower_bound
+from engine.memory.patch_overlap import OVER, merge_output_into_input, output_over_input, place_pinned
 from engine.memory.planners import GreedyBySize, PlanJob, check_no_overlap
 from engine.memory.receptive import STAGE_OPS, WINDOW_OPS, PatchGeometry, StageShape, stage_shape
 from engine.memory.schedule import PatchStage, Rewrite, Schedule, ScheduleError
@@ -86,7 +87,28 @@ def writes_split_directly(geo: PatchGeometry) -> bool:
     return geo.grid[1] == 1
 
 
-def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool):
+def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool,
+             overlap: bool | None = False):
+    """The rewritten table; `overlap` None: the split output over the consumed input when proved safe and it
+    lowers the peak, True: required (ScheduleError when unproven), False: separate buffers."""
+    out = _rewrite_separate(graph, st, buffers, alignment, bpe, input_outside_arena)
+    if overlap is False:
+        return out
+    merged = None
+    if bpe == 1:
+        merged = merge_output_into_input(out, st.shape, st.geo, st.s1, graph.inputs, alignment)
+    if merged is None:
+        if overlap:
+            raise ScheduleError(f"schedule.patch: the output of '{st.shape.nodes[-1].name}' cannot be proved safe "
+                                f"over the stage input '{st.shape.entry}' for {st.geo.grid[0]}x{st.geo.grid[1]} "
+                                "patches")
+        return out
+    if overlap or lower_bound(merged) < lower_bound(out):
+        return merged
+    return out
+
+
+def _rewrite_separate(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool):
     shape, geo = st.shape, st.geo
     internal = set(shape.internal)
     x, y = shape.entry, shape.split_out
@@ -146,19 +168,25 @@ def _detail(st: _Stage, table, bpe: float, alignment: int) -> dict:
 
 
 def patch_rewrite(graph: Graph, stage: PatchStage, buffers: tuple[Buffer, ...], order: list[str], alignment: int,
-                  *, input_outside_arena: bool = False) -> Rewrite:
+                  *, input_outside_arena: bool = False, overlap: bool | None = False) -> Rewrite:
     """The buffer table of `buffers` (layer by layer, steps = positions in `order`) with `stage` run patch by
-    patch. The stage's nodes must be contiguous in `order` (patch_order)."""
+    patch. The stage's nodes must be contiguous in `order` (patch_order). `overlap` (engine.memory.patch_overlap):
+    None puts the split output over the consumed stage input when proved safe and the peak drops, True requires
+    it, False (the default) never. A merged table has a head buffer "over:<e>:<entry>" and a tail
+    "overtail:<entry>" that must sit right after it: place it with patch_overlap.place_pinned (the rectangle
+    planners cannot keep the entry whole; patch_overlap.tensor_at refuses such a plan)."""
     g = _shaped(graph)
     check_patch(g, stage)
     st = _locate(g, stage, list(order))
     bpe = _bpe(g, buffers, st.shape)
-    table = _rewrite(g, st, buffers, alignment, bpe, input_outside_arena)
+    table = _rewrite(g, st, buffers, alignment, bpe, input_outside_arena, overlap)
+    merged = any(st.shape.split_out in b.tensors and st.shape.entry in b.tensors for b in table)
     extra = st.geo.extra_macs
     total = _total_macs(g)
     pct = 100.0 * extra / total if total else 0.0
     note = (f"{stage.grid[0]}x{stage.grid[1]} patches up to {stage.split}: +{pct:.1f} % MACs"
-            + (" (input read from the caller's buffer)" if input_outside_arena else ""))
+            + (" (input read from the caller's buffer)" if input_outside_arena else "")
+            + (" (output written over the consumed input)" if merged else ""))
     return Rewrite(tuple(table), extra, _detail(st, table, bpe, alignment), note)
 
 
@@ -228,13 +256,18 @@ class PatchPlan:
 
 def _place(buffers) -> tuple[tuple[int, ...], int]:
     buffers = list(buffers)
+    if any(b.name.startswith(OVER) for b in buffers):   # an L-shaped merged region: pinned placement
+        offsets, arena = place_pinned(buffers)
+        check_no_overlap(buffers, list(offsets))
+        return offsets, arena
     rec = GreedyBySize().place(PlanJob(buffers, lower_bound(buffers)), None)
     check_no_overlap(buffers, list(rec.offsets))
     return tuple(rec.offsets), rec.arena
 
 
 def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None = None, alignment: int = 16,
-               input_outside_arena: bool = False, bytes_per_element: float | None = None) -> PatchPlan:
+               input_outside_arena: bool = False, bytes_per_element: float | None = None,
+               overlap: bool | None = None) -> PatchPlan:
     """Plan `graph` with `stage` run patch by patch (None: layer by layer), placed by TFLM's greedy-by-size
     planner. sched's plan_memory(schedule=...) replaces this at merge; it exists so that the rewrite, the
     reference and the C generator can be tested end to end now."""
@@ -247,7 +280,7 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
         return PatchPlan(tuple(order), tuple(table), offsets, arena, lower_bound(table), alignment=alignment)
     order = patch_order(g, stage, order)
     rw = patch_rewrite(g, stage, buffer_table(model, order).buffers, order, alignment,
-                       input_outside_arena=input_outside_arena)
+                       input_outside_arena=input_outside_arena, overlap=overlap)
     offsets, arena = _place(rw.buffers)
     return PatchPlan(tuple(order), rw.buffers, offsets, arena, lower_bound(rw.buffers), "greedy_by_size",
                      Schedule("patch", patch=stage, why=rw.note), rw.extra_macs, rw.detail, alignment)
@@ -255,9 +288,10 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
 
 def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, input_outside_arena: bool = False,
                      order: list[str] | None = None, alignment: int = 16,
-                     bytes_per_element: float | None = None) -> list[Schedule]:
+                     bytes_per_element: float | None = None, overlap: bool | None = None) -> list[Schedule]:
     """Patch schedules over every split point and grid (1..8 per side), lowest arena first, each within
-    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound. The lower bound
+    `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound; `overlap` as in
+    patch_rewrite (None: the split output over the consumed input where proved and lower; plan_patch's default). The lower bound
     of each rewritten table ranks them; the best `keep` are placed (greedy by size) and sorted by (arena, MACs).
     Empty when no split fits."""
     g = _shaped(graph)
@@ -283,12 +317,13 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                 if total and extra / total > max_mac_overhead:
                     continue
                 st = _Stage(shape, geo, step, step[prefix[0]], step[prefix[-1]])
-                table = _rewrite(g, st, base, alignment, bpe, input_outside_arena)
+                table = _rewrite(g, st, base, alignment, bpe, input_outside_arena, overlap)
                 live = live_bytes(table, len(order))
                 if max(live) >= layer_lb:
                     continue   # no better than layer by layer
                 stage_peak = max(live[st.s0:st.s1 + 1])
-                scored.append((max(live), extra, prefix, (r, c), table, stage_peak))
+                merged = output_over_input(table, shape)
+                scored.append((max(live), extra, prefix, (r, c), table, (stage_peak, merged)))
     scored.sort(key=lambda s: (s[0], s[1], len(s[2])))
     best = []
     for lb, extra, prefix, grid, table, stage_peak in scored[:keep]:
@@ -296,16 +331,17 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
         best.append((arena, extra, lb, prefix, grid, stage_peak))
     best.sort(key=lambda s: (s[0], s[1]))
     out = []
-    for arena, extra, lb, prefix, grid, stage_peak in best:
+    for arena, extra, lb, prefix, grid, (stage_peak, merged) in best:
         pct = 100.0 * extra / total if total else 0.0
         why = (f"{grid[0]}x{grid[1]} patches up to '{prefix[-1]}' ({len(prefix)} layers): peak {arena:,} B "
                f"against the layer-by-layer bound {layer_lb:,} B, +{pct:.1f} % MACs (limit "
-               f"{100 * max_mac_overhead:.0f} %)")
+               f"{100 * max_mac_overhead:.0f} %)" + ("; output written over the consumed input" if merged else ""))
         extra_fig = {"peak_bytes": arena, "lower_bound": lb, "layer_lower_bound": layer_lb,
                      "mac_overhead": extra / total if total else 0.0, "extra_macs": extra, "macs": total + extra,
                      "split": prefix[-1], "grid": list(grid),
                      # live bytes inside the stage: what is left once the rest of the graph shrinks
                      "stage_peak": stage_peak, "input_outside_arena": input_outside_arena,
+                     "output_over_input": merged,
                      "input_bytes": _outside_bytes(g, prefix, base, input_outside_arena)}
         out.append(Schedule("patch", patch=PatchStage(prefix, grid), why=why, extra=extra_fig))
     return out

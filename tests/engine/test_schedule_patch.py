@@ -178,7 +178,7 @@ def test_rewrite_tiles_lifetimes_and_detail(vww):
 
 def test_vww_search_figures(vww):
     t = time.perf_counter()
-    inside = patch_candidates(vww, 0.10)
+    inside = patch_candidates(vww, 0.10, overlap=False)
     outside = patch_candidates(vww, 0.10, input_outside_arena=True)
     assert time.perf_counter() - t < 10
     best = inside[0]
@@ -191,7 +191,7 @@ def test_vww_search_figures(vww):
     assert o.extra["peak_bytes"] <= 36_864 and o.extra["mac_overhead"] <= 0.10 and o.extra["input_bytes"] == 27_648
     for s in inside + outside:
         assert s.kind == "patch" and s.why and s.extra["mac_overhead"] <= 0.10
-        plan = plan_patch(vww, s.patch, input_outside_arena=s.extra["input_outside_arena"])
+        plan = plan_patch(vww, s.patch, input_outside_arena=s.extra["input_outside_arena"], overlap=False)
         check_no_overlap(list(plan.buffers), list(plan.offsets))
         assert plan.arena_bytes == s.extra["peak_bytes"]
 
