@@ -109,7 +109,9 @@ def _fused_after(graph, stage, limit: float) -> tuple[FusedBlock, ...]:
 def _patches(graph, limit: float) -> list[Schedule]:
     from engine.memory.rewrite import kind_module
 
-    cands = list(kind_module("patch", "patch").patch_candidates(graph, limit))
+    # overlap=False: plan_memory places the stage without the split output over its input (that needs the
+    # pinned placement of engine.memory.patch_overlap, not wired into the planners yet), so rank as it plans.
+    cands = list(kind_module("patch", "patch").patch_candidates(graph, limit, overlap=False))
     return sorted(cands, key=lambda s: (s.extra.get("peak_bytes", 0), s.extra.get("mac_overhead", 0.0)))
 
 
