@@ -85,15 +85,20 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
     ends = [x[0], x[-1]] if x else [0, 1]
     fig.add_trace(go.Scatter(x=ends, y=[arena / 1024] * 2, mode="lines", name=f"planned arena {fmt_bytes(arena)}",
                              line=dict(color="#54a24b", dash="dot", width=2), hoverinfo="name"))
+    before = schedule_overlay(fig, prof, x)
     # SRAM far above the activations would flatten the curve: the axis stops above the arena and an SRAM line
     # more than SRAM_ZOOM times higher is named in the legend as off the scale.
-    top = max([arena, *live]) if live else arena
+    top = max([arena, before, *live]) if live else max(arena, before)
     on_scale = [size for size in sram.values() if size <= SRAM_ZOOM * top]
     for i, (mcu, size) in enumerate(sram.items()):
         off = "" if size in on_scale else f" (off the scale: {size / max(top, 1):.0f}× the arena)"
         fig.add_trace(go.Scatter(x=ends, y=[size / 1024] * 2, mode="lines", name=f"{mcu} SRAM {fmt_bytes(size)}{off}",
                                  line=dict(color=mcu_colour(i), dash="dash", width=2), hoverinfo="name"))
-    fig = _layout(fig, "Memory timeline", "KB")
+    title = "Memory timeline"
+    if not prof.plan.schedule.is_layer:
+        title += (f" — {prof.plan.schedule.kind} schedule: peak {fmt_bytes(arena)} (layer by layer "
+                  f"{fmt_bytes(before)}), MACs {prof.mac_overhead * 100:+.1f} %")
+    fig = _layout(fig, title, "KB")
     fig.update_yaxes(range=[0, max([top * 1.2, *(s * 1.05 for s in on_scale)]) / 1024])
     # The legend goes above the plot, under the title: one entry per line, however many MCUs, never over the
     # curve, and never over the layer names below the axis (rotated, their height depends on the graph).
@@ -105,6 +110,41 @@ def memory_timeline(prof: Profile, sram: dict[str, int]) -> go.Figure:
                       margin=dict(l=50, r=20, t=45 + 20 * rows, b=40))
     fig.update_xaxes(showticklabels=len(x) <= 40)
     return fig
+
+
+def schedule_overlay(fig: go.Figure, prof: Profile, x: list[str]) -> int:
+    """What a schedule adds to the memory timeline: the patch stage and fused blocks shaded, the live bytes of
+    each patch or band at its step (engine.memory plan.schedule_detail), and the layer-by-layer bound as the
+    "before" line. Returns that bound (0 for the layer schedule, which adds nothing)."""
+    plan, s = prof.plan, prof.plan.schedule
+    if s.is_layer or not x:
+        return 0
+    step_of = {lp.record.name: i for i, lp in enumerate(prof.layers)}
+    spans = [("patch stage", s.patch.nodes, "rgba(255,127,14,0.12)")] if s.patch is not None else []
+    spans += [(f"fused block {i + 1}", b.nodes, "rgba(148,103,189,0.12)") for i, b in enumerate(s.fused)]
+    for label, nodes, colour in spans:
+        steps = [step_of[n] for n in nodes if n in step_of]
+        if steps:
+            fig.add_vrect(x0=min(steps) - 0.5, x1=max(steps) + 0.5, fillcolor=colour, line_width=0,
+                          annotation_text=label, annotation_position="top left", layer="below")
+    px, py, text = [], [], []
+    for step, items in sorted(plan.schedule_detail.items()):
+        if 0 <= step < len(x):
+            for it in items:
+                px.append(x[step])
+                py.append(it.get("live_bytes", 0) / 1024)
+                text.append(f"{it.get('label', '')}: {fmt_bytes(it.get('live_bytes', 0))} "
+                            f"({it.get('live_bytes', 0):,} B)")
+    if px:
+        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name="per patch / band live", text=text,
+                                 marker=dict(color="#ff7f0e", size=7, symbol="diamond"),
+                                 hovertemplate="%{x}<br>%{text}<extra></extra>"))
+    before = plan.layer_lower_bound_bytes
+    ends = [x[0], x[-1]]
+    fig.add_trace(go.Scatter(x=ends, y=[before / 1024] * 2, mode="lines",
+                             name=f"layer by layer (before) {fmt_bytes(before)}",
+                             line=dict(color="#888888", dash="dashdot", width=2), hoverinfo="name"))
+    return before
 
 
 def fit_summary(t) -> dict:

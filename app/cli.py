@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(peak training SRAM over forward + backward, flash, time per step)")
     pr.add_argument("--data", metavar="DATASET", help="with --training sparse:BYTES: the dataset the planner's "
                     "fine-tuning probes use (default: keywords)")
+    add_schedule_options(pr)
     pr.set_defaults(fn=cmd_profile)
     ex = model_cmd("export", "Quantize (if float), generate C, verify it and write a firmware bundle (zip).")
     ex.add_argument("--mcu", required=True, metavar="ID", help="target MCU (see `tinystudio mcus`)")
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--training", metavar="SPEC",
                     help="also export the on-device training step <name>_train_step for SPEC: all, last:K, bias or "
                          "sparse:BYTES (fully connected heads), verified against PyTorch")
+    add_schedule_options(ex)
     ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")
     mc.add_argument("--json", action="store_true")
@@ -142,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "$TINYSTUDIO_SCHEDULER, else local worker processes)")
     s.set_defaults(fn=cmd_studio)
     return p
+
+
+def add_schedule_options(sp) -> None:
+    # Plain strings: the commands check them and say what is wrong in one line (exit 2).
+    sp.add_argument("--schedule", default="layer", metavar="KIND",
+                    help="how the layers run: layer (default), inplace, patch, fused or auto (the smallest arena "
+                         "within --max-mac-overhead)")
+    sp.add_argument("--max-mac-overhead", default="0.10", metavar="F",
+                    help="most recomputed MACs a schedule may add, as a fraction (default 0.10 = 10 %%)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,12 @@ def action_words(action: str, p: dict, labels: dict[int, str]) -> str:
         return f"edited on the {p['via']}" if p.get("via") else "edited"
     if action == "restore":
         return f"restored {labels.get(p.get('version_id'), 'an earlier version')}"
+    if action == "schedule":  # store.schedules: the same graph with a chosen execution schedule
+        rec = p.get("schedule") if isinstance(p.get("schedule"), dict) else {}
+        sch = rec.get("schedule") if isinstance(rec.get("schedule"), dict) else {}
+        return _join(f"schedule {sch.get('kind', '?')}", rec.get("requested") and f"asked {rec['requested']}",
+                     isinstance(rec.get("max_mac_overhead"), (int, float)) and
+                     f"MAC limit {_pct(rec['max_mac_overhead'])}")
     if action == "branch":
         return f"branched from {labels.get(p.get('version_id'), 'another session')}"
     if action == "train":

@@ -82,15 +82,30 @@ def _graph(version_id: int) -> Graph:
     return db.get_graph(_open_store(), version_id)
 
 
-def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
-    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed)."""
+def profile_of(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is",
+               schedule: str = "layer", max_mac_overhead: float = 0.10) -> Profile:
+    """precision: "as-is", "int8" (as deployed) or "float32" (see engine.deployed); schedule: a kind, "auto",
+    or a stored schedule as JSON text (engine.memory.schedule)."""
     _may_see(version_id)
-    return _profile(version_id, targets, precision)
+    return _profile(version_id, targets, precision, schedule, max_mac_overhead)
 
 
 @st.cache_resource(max_entries=32)
-def _profile(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is") -> Profile:
-    return profile_graph(_graph(version_id), list(targets), precision=precision)
+def _profile(version_id: int, targets: tuple[tuple[str, str], ...], precision: str = "as-is",
+             schedule: str = "layer", max_mac_overhead: float = 0.10) -> Profile:
+    from app.workflows.profile import query_schedule
+    from engine.memory.schedule import ScheduleError
+
+    chosen, again = query_schedule(schedule)
+    try:
+        return profile_graph(_graph(version_id), list(targets), precision=precision, schedule=chosen,
+                             max_mac_overhead=max_mac_overhead)
+    except ScheduleError:
+        if again is None:
+            raise
+        # the stored schedule names nodes this graph no longer has: the kind it asked for, chosen afresh
+        return profile_graph(_graph(version_id), list(targets), precision=precision, schedule=again,
+                             max_mac_overhead=max_mac_overhead)
 
 
 def changes_of(parent_id: int, version_id: int) -> tuple[str, ...]:

@@ -28,6 +28,13 @@ mcu = st.selectbox("Target MCU", ids, key="export_mcu",
 modes, unavailable = flow.verify_choices(mcus[mcu])
 for mode, why in unavailable.items():
     st.caption(f"{flow.VERIFY_LABELS[mode].split(' (')[0]} verification is not offered for {mcu}: {why}")
+schedule = db.version_schedule(store, v.id)
+if schedule:
+    st.caption(f"Schedule saved with this version: **{schedule['schedule'].get('kind', '?')}** "
+               f"({web_message(str(schedule['schedule'].get('why', '')))}); the C runs it at the planner's offsets "
+               "and is verified against the layer-by-layer int8 reference. Change it on the Profile page.")
+else:
+    st.caption("Schedule: layer by layer (pick another on the Profile page and save it with the version).")
 if flow.measure_note(mcus[mcu]):
     st.caption(f"Flash and RAM will be estimated, not measured: {flow.measure_note(mcus[mcu])}")
 with st.form("export_form"):
@@ -56,7 +63,7 @@ if go:
         flow.check_training(training)
     st.caption(f"library name: `{c_name(name or s.name)}`")
     work = flow.export_job(graph_of, get_store, v.id, mcu, verify, int(n_inputs), calibration, name or s.name,
-                           flow.version_dataset(store, v.id), wide_weights=wide,
+                           flow.version_dataset(store, v.id), schedule, wide_weights=wide,
                            training=training.strip() or None)
     submit(s.id, "export", {"mcu": mcu, "verify": verify, "version": v.id}, work)
 

@@ -21,6 +21,7 @@ from store.jobs import cancel_job, create_job, fail_job, finish_job, get_job, li
 from store.profiles import get_profile, list_profiles, profile_version, save_profile, split_targets
 from store.provenance import UNTRAINED_NOTE, version_accuracy
 from store.records import ExportInfo, JobInfo, SessionInfo, VersionInfo
+from store.schedules import set_schedule, version_schedule
 from store.schema import SCHEMA_VERSION
 from store.search import (StudyInfo, TrialInfo, create_study, delete_study, finish_study, get_study, list_studies,
                           list_trials, record_trial, set_study_job, trial_model)
@@ -46,4 +47,5 @@ __all__ = [
     "StudyInfo", "TrialInfo", "create_study", "delete_study", "finish_study", "get_study", "list_studies",
     "list_trials", "record_trial", "set_study_job", "trial_model",
     "AuthError", "ReadOnlyError", "as_user", "set_session_owner",
+    "set_schedule", "version_schedule",
 ]

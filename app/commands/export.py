@@ -11,10 +11,12 @@ from engine.errors import TinyStudioError
 
 def cmd_export(args) -> int:
     from app.workflows.export import calibration_file, export_version, training_line
+    from app.workflows.profile import schedule_args
     from engine.export.summary import text_lines
 
     if args.inputs < 0:
         raise TinyStudioError(f"--inputs {args.inputs}: must be 0 or more")
+    kind, limit = schedule_args(args.schedule, args.max_mac_overhead)
     graph = open_model(args)
     calibration = calibration_file(args.calibration, graph) if args.calibration else None
     log = None if args.json else (lambda msg: print(f"... {msg}", file=sys.stderr))
@@ -22,7 +24,7 @@ def cmd_export(args) -> int:
     name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_version(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
                          calibration=calibration, log=log, name=name, wide_weights=args.wide_weights,
-                         training=getattr(args, "training", None))
+                         training=getattr(args, "training", None), schedule=kind, max_mac_overhead=limit)
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report

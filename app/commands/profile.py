@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from app.commands.common import fmt_int, model_json, open_model, print_json
 from app.commands.inspect import inspect_report
-from app.workflows.profile import profile_targets
+from app.workflows.profile import profile_targets, schedule_args, schedule_lines
 
 
 def cmd_profile(args) -> int:
     from engine.profile import profile_graph
 
     targets = profile_targets(args.mcu or [], args.runtime)
+    kind, limit = schedule_args(args.schedule, args.max_mac_overhead)
     graph = open_model(args)
     if getattr(args, "training", None):
         return cmd_profile_training(args, graph)
-    prof = profile_graph(graph, targets, precision=args.precision)
+    prof = profile_graph(graph, targets, precision=args.precision, schedule=kind, max_mac_overhead=limit)
     if args.json:
         rep = inspect_report(graph)
         doc = prof.to_json()
@@ -22,6 +23,7 @@ def cmd_profile(args) -> int:
         rep["totals"].update(doc["totals"])
         rep["layers"] = doc["layers"]
         rep["memory"] = doc["memory"]
+        rep["schedule"] = doc["schedule"]
         rep["targets"] = doc["targets"]
         return print_json(rep)
     print_profile(graph, prof)
@@ -48,8 +50,11 @@ def print_profile(graph, prof) -> None:
     print(f"total  {t['layers']} layers  {fmt_int(t['macs'])} MACs  {fmt_int(t['params'])} params  "
           f"weights {fmt_int(t['weight_bytes'])} B + quantization data {fmt_int(t['quant_bytes'])} B")
     planners = ", ".join(f"{k} {fmt_int(v)}" for k, v in t["arena_by_planner"].items())
-    print(f"memory activation arena {fmt_int(t['activation_peak_bytes'])} B ({t['planner']}; layer-by-layer lower bound "
+    bound = "layer-by-layer lower bound" if prof.plan.schedule.is_layer else "lower bound of this schedule"
+    print(f"memory activation arena {fmt_int(t['activation_peak_bytes'])} B ({t['planner']}; {bound} "
           f"{fmt_int(t['activation_lower_bound_bytes'])} B; planners: {planners})")
+    for line in schedule_lines(prof):
+        print(line)
     if t["state_bytes"]:
         print(f"state  {fmt_int(t['state_bytes'])} B of variable tensors kept between invocations (persistent RAM, "
               "outside the arena)")

@@ -129,7 +129,7 @@ def calibration_npz(data: bytes, name: str):
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
                    log=None, name: str | None = None, dataset: dict | None = None, wide_weights: bool = False,
-                   training: str | None = None):
+                   training: str | None = None, schedule="layer", max_mac_overhead: float = 0.10):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
     data set the version was trained on (`dataset`, see dataset_calibration). `training`: a SPEC (all, last:K,
     bias, sparse:BYTES) adds the on-device training library (engine.export.train_bundle) to the bundle."""
@@ -140,7 +140,8 @@ def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int 
         parse_spec(training)  # a bad SPEC fails before any work
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
     res = export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
-                       dataset=dataset, wide_weights=wide_weights)
+                       dataset=dataset, wide_weights=wide_weights,
+                       schedule=schedule, max_mac_overhead=max_mac_overhead)
     if training:
         from engine.export.train_bundle import add_training
         from hwmodels.mcu import get_mcu
@@ -170,7 +171,8 @@ def training_line(report) -> str:
 
 
 def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name: str, dataset: dict | None,
-                 progress=None, wide_weights: bool = False, training: str | None = None) -> dict:
+                 progress=None, schedule: dict | None = None, wide_weights: bool = False,
+                 training: str | None = None) -> dict:
     """Export into a temporary zip (in a worker process: app.job_executor) -> report, warnings, bundle bytes."""
 
     def log(message: str) -> None:
@@ -181,23 +183,29 @@ def build_bundle(graph, mcu: str, verify: str, n_inputs: int, calibration, name:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bundle.zip"
         res = export_version(graph, mcu, out, verify=verify, n_inputs=int(n_inputs), calibration=calibration,
-                             log=log, name=name, dataset=dataset, wide_weights=wide_weights, training=training)
+                             log=log, name=name, dataset=dataset, schedule=schedule or "layer",
+                             wide_weights=wide_weights, training=training)
         return {"report": res.report, "warnings": res.warnings, "bundle": out.read_bytes(), "name": res.lib.name}
 
 
 def export_job(get_graph, store_getter, version_id: int, mcu: str, verify: str, n_inputs: int, calibration,
-               name: str, dataset: dict | None, wide_weights: bool = False, training: str | None = None):
+               name: str, dataset: dict | None, schedule: dict | None = None, wide_weights: bool = False,
+               training: str | None = None):
     """The work function for app.jobs.submit: the export runs on a worker (app.job_executor); this thread
-    stores its report and bundle."""
+    stores its report and bundle. `schedule`: the version's record (store.version_schedule), None: layer."""
 
     def work(progress):
         from app.job_executor import run_remote
 
         res = run_remote(build_bundle, get_graph(version_id), mcu, verify, int(n_inputs), calibration, name, dataset,
-                         progress=progress, wide_weights=bool(wide_weights), training=training or None)
-        rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"],
-                            options={"verify": verify, "inputs": int(n_inputs), "name": res["name"],
-                                     "wide_weights": bool(wide_weights), **({"training": training} if training else {})})
+                         progress=progress, schedule=schedule, wide_weights=bool(wide_weights),
+                         training=training or None)
+        options = {"verify": verify, "inputs": int(n_inputs), "name": res["name"], "wide_weights": bool(wide_weights)}
+        if training:
+            options["training"] = training
+        if schedule:
+            options["schedule"] = (res["report"].get("schedule") or {}).get("kind", schedule["requested"])
+        rec = db.add_export(store_getter(), version_id, mcu, res["report"], bundle=res["bundle"], options=options)
         return {"export_id": rec.id, "warnings": res["warnings"]}
 
     return work

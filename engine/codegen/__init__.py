@@ -52,11 +52,12 @@ class CLibrary:
     layers: tuple[dict, ...] = ()
 
 
-def generate_library(graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions()) -> CLibrary:
+def generate_library(graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions(),
+                     schedule=None) -> CLibrary:
     """Generate the C library of an int8 TFLite-form graph; raises engine.errors.GraphError naming node and op
     for anything it cannot generate."""
     from engine.codegen.generate import generate  # here: generate.py imports the dataclasses above
-    return generate(graph, name, plan, options)
+    return generate(graph, name, plan, options, schedule)
 
 
 __all__ = ["CLibrary", "CodegenOptions", "IOSpec", "generate_library"]

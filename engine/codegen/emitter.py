@@ -33,6 +33,7 @@ class Access:
     nbytes: int
     write: bool
     strict: bool = True   # False for an input read element by element while the output is written (in-place ok)
+    overlap_ok: bool = False  # an input the kernel overwrites by design (in-place depthwise: finished channels)
 
 
 @dataclass

@@ -3,6 +3,11 @@
     res = export_model(graph, "stm32l4r5zi", "kws.zip", verify="host", n_inputs=20)
     res.report          # the `tinystudio export --json` document
     res.bundle, res.verify.bit_exact, res.warnings
+    res = export_model(graph, "stm32l4r5zi", "vww.zip", schedule="auto", max_mac_overhead=0.10)   # see below
+
+`schedule` (a kind, "auto", a Schedule, or its stored dict) is chosen on the int8 graph for the MCU
+(engine.memory.auto), planned, generated (the C runs it at the planner's offsets) and verified like any
+export: the C's outputs against the layer-by-layer int8 reference, byte for byte.
 
 Every figure in the report says how it was obtained: "estimate" (hardware models), "measured" (built with
 arm-none-eabi-gcc and sized with arm-none-eabi-size; stack painted in QEMU when it ran there).
@@ -61,10 +66,11 @@ def estimate_runtime(core: str) -> str:
     return default_runtime(core)
 
 
-def estimate_json(graph, mcu) -> tuple[dict, object]:
+def estimate_json(graph, mcu, schedule=None) -> tuple[dict, object]:
     from engine.profile import profile_graph
 
-    prof = profile_graph(graph, [(mcu.id, estimate_runtime(mcu.core))])
+    prof = profile_graph(graph, [(mcu.id, estimate_runtime(mcu.core))],
+                         schedule=schedule if schedule is not None else "layer")
     est = prof.targets[0]
     d = {"label": "estimate", "runtime": est.runtime,
          "runtime_note": f"the {est.runtime} runtime model, the default for {mcu.core} (as on the Profile page): "
@@ -118,6 +124,26 @@ def with_input_helper(lib, spec: dict):
     return dataclasses.replace(lib, files={**lib.files, **extra}, sources=tuple(lib.sources) + (src,))
 
 
+def resolve_schedule(graph, schedule, max_mac_overhead, mcu):
+    """The Schedule an export runs: a kind or "auto" chosen for `mcu` (engine.memory.auto), or a given one (a
+    Schedule or its dict, checked against the graph's nodes), or a version's record {"requested", "schedule",
+    "max_mac_overhead"} (its schedule while it fits the graph, else the kind it asked for, chosen again)."""
+    from engine.memory.auto import check_overhead, choose_schedule
+    from engine.memory.schedule import Schedule, ScheduleError
+
+    check_overhead(max_mac_overhead)
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, dict) and "requested" in schedule:
+        try:
+            return Schedule.from_dict(schedule.get("schedule"), graph)
+        except ScheduleError:
+            schedule, max_mac_overhead = schedule["requested"], schedule.get("max_mac_overhead", max_mac_overhead)
+    if isinstance(schedule, dict):
+        return Schedule.from_dict(schedule, graph)
+    return choose_schedule(graph, schedule or "layer", max_mac_overhead, sram_bytes=mcu.sram_bytes, mcu=mcu.id)
+
+
 def channels_last_int8(graph):
     """An int8 graph whose spatial ops run channels first (an ONNX int8 model) moved to channels last, the C
     kernels' layout: exact for integers (Transposes only where the layout truly changes; the model's inputs
@@ -131,7 +157,8 @@ def channels_last_int8(graph):
 
 def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", n_inputs: int = 20,
                  calibration=None, name: str | None = None, seed: int = 0, log=None,
-                 dataset: dict | None = None, wide_weights: bool = False) -> ExportResult:
+                 dataset: dict | None = None, wide_weights: bool = False, schedule="layer",
+                 max_mac_overhead: float = 0.10) -> ExportResult:
     """The whole export. `graph` float or int8; `verify` none|host|qemu; `n_inputs` random inputs verified
     besides the golden one; `name` the library/bundle name (a session or model name, made a C identifier);
     `dataset` the version's dataset record (normalization, class names) when the graph does not carry it;
@@ -176,10 +203,15 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
             graph = dequantize_weights(graph)
         float_graph = graph
         qgraph, quant_info = quantize(graph, calibration, warnings)
+    core = split_float_edges(qgraph)[0]
+    sched = resolve_schedule(core, schedule, max_mac_overhead, mcu)
+    if not sched.is_layer or sched.why.startswith("auto"):
+        say(f"schedule {sched.kind}: {sched.why}")
     say("generating C")
     from engine.export.preprocess import input_spec, provenance
 
-    lib = generate_library(qgraph, c_name(name or qgraph.name), options=CodegenOptions(wide_weights=wide_weights))
+    lib = generate_library(qgraph, c_name(name or qgraph.name), options=CodegenOptions(wide_weights=wide_weights),
+                           schedule=sched)
     prep = input_spec(qgraph, lib, provenance(float_graph if float_graph is not None else graph, dataset))
     lib = with_input_helper(lib, prep)
     sample = None
@@ -189,9 +221,8 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
         sample = as_feeds(float_graph, calibration)[0]  # the golden input: the first calibration sample
     # A model with float32 edges: the int8 API (and so every case) is its int8 core's; the float API is
     # checked on its own below, against the whole model.
-    core = split_float_edges(qgraph)[0]
     cases = make_cases(core, lib, n_inputs, seed, sample)
-    est, prof = estimate_json(qgraph, mcu)
+    est, prof = estimate_json(qgraph, mcu, sched)
 
     with tempfile.TemporaryDirectory(prefix="tinystudio-export-") as td:
         fp, measured_note = None, ""
@@ -224,6 +255,7 @@ def export_model(graph, mcu_id: str, out_zip: str | Path, verify: str = "host", 
     report["wide_weights"] = {"enabled": bool(wide_weights),
                               "extra_flash_bytes": int(lib.stamp.get("wide_weights_extra_bytes", 0))}
     report["estimate"] = est
+    report["schedule"] = prof.schedule_json()
     if fp is not None:
         report["measured"] = fp.to_json()
     else:

@@ -41,6 +41,13 @@ def figure_rows(rep) -> list[dict]:
         rows.append({"figure": "Float API", "value": value,
                      "how": "float32 in and out (the model's QUANTIZE and DEQUANTIZE in C) vs the int8 reference"})
     rows += [{"figure": "Tensor arena", "value": byte_text(rep.get("arena_bytes")), "how": "memory planner"}]
+    sch = _d(rep.get("schedule"))
+    if sch.get("kind") not in (None, "layer"):
+        over = sch.get("mac_overhead")
+        rows.append({"figure": "Schedule", "value": str(sch["kind"]),
+                     "how": f"{sch.get('why', '')}; layer-by-layer bound "
+                            f"{byte_text(sch.get('layer_lower_bound_bytes'))}"
+                            + (f", MACs {over * 100:+.2f} %" if is_number(over) else "")})
     if measured_ok(meas):
         rows += [{"figure": "Flash (measured)", "value": byte_text(meas["flash_bytes"]),
                   "how": f"measured (arm-none-eabi-size): text {meas['text']:,} + rodata {meas['rodata']:,} + "
@@ -79,12 +86,18 @@ def text_lines(rep) -> list[str]:
            f"library  {lib.get('name', '?')}: {f'{macs:,}' if is_number(macs) else 'n/a'} MACs, tensor arena "
            f"{byte_text(rep.get('arena_bytes'))}, for {t.get('name', '?')} ({t.get('core', '?')})"]
     for r in figure_rows(rep):
-        if r["figure"] in ("Tensor arena",):
+        if r["figure"] in ("Tensor arena", "Schedule"):
             continue
         if r["value"] == "not measured":
             out.append(f"{r['figure'].lower()}: {r['how']}")
         else:
             out.append(f"{r['figure'].lower()}: {r['value']} ({r['how']})")
+    sch = _d(rep.get("schedule"))
+    if sch.get("kind") not in (None, "layer") or sch.get("why", "").startswith("auto"):
+        over = sch.get("mac_overhead")
+        out.append(f"schedule {sch.get('kind', '?')}: {sch.get('why', '')}"
+                   + (f" (layer-by-layer bound {byte_text(sch.get('layer_lower_bound_bytes'))}, "
+                      f"MACs {over * 100:+.2f} %)" if is_number(over) else ""))
     fit = _d(rep.get("estimate")).get("fit")
     if fit:
         out.append(f"fit: {fit}")

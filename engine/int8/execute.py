@@ -37,7 +37,8 @@ class Int8Plan:
             quantized = any(is_quantized(t) for t in tensors)
             self.steps.append((node, lower_node(g, node) if quantized else _float_kernel(g, node)))
 
-    def _feed(self, name: str, value) -> np.ndarray:
+    def feed(self, name: str, value) -> np.ndarray:
+        """`value` checked against the input `name` (shape, integer range) and cast to its dtype."""
         t = self.graph.tensors[name]
         v = np.asarray(value)
         if tuple(v.shape) != t.shape:
@@ -62,7 +63,7 @@ class Int8Plan:
         for name in g.inputs:
             if name not in feeds:
                 raise TinyStudioError(f"missing input '{name}' (graph inputs: {', '.join(g.inputs)})")
-            env[name] = self._feed(name, feeds[name])
+            env[name] = self.feed(name, feeds[name])
         for name, value in initial_state(g, state).items():
             env[name] = np.asarray(value).astype(g.tensors[name].data.dtype)
         for node, kernel in self.steps:

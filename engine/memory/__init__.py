@@ -4,12 +4,15 @@
     plan = plan_memory(graph, bytes_per_element=1)     # "what would this float model need in int8"
     plan.arena_bytes, plan.planner, plan.arena_by_planner, plan.lower_bound_bytes
     plan.tensor_offset("conv1_out")                    # (offset, bytes) of a tensor's buffer in the arena
+    plan = plan_memory(graph, schedule=Schedule("patch", patch=PatchStage(("conv1", "dw1"), (3, 3))))
+    plan.schedule, plan.macs_extra, plan.schedule_detail, plan.layer_lower_bound_bytes
 
 The placement is the one the C code generator uses for its static arena, so it is checked for overlaps
 before it is returned. Offsets and sizes are multiples of `alignment` (16 bytes, as TFLM aligns its
 buffers). Modules: lifetimes (buffers, aliasing, live bytes), order (peak-minimizing execution order),
 planners (naive, TFLM's greedy by size, best fit over several orderings, backtracking fit search), exact
-(MILP), sweep (very wide tables). `PLANNERS` is the registry plan_memory loops over: each planner says
+(MILP), sweep (very wide tables), schedule (how the layers run: patch stage, in-place depthwise, fused
+bands; engine.memory.scheduled applies a schedule's rewrites to the buffer table before the planners place it). `PLANNERS` is the registry plan_memory loops over: each planner says
 whether it applies to the table and returns a placement record (planners.Placement), as TFLM's
 MicroMemoryPlanner lets clients swap strategies; adding a strategy is adding an entry.
 """
@@ -24,11 +27,12 @@ from engine.memory.order import best_order
 from engine.memory.exact import Exact
 from engine.memory.planners import (BestFit, FitSearch, GreedyBySize, Naive, OverlapError, Placement, Planner,
                                     PlanJob, check_no_overlap, conflict_pairs)
+from engine.memory.schedule import LAYER, Schedule, ScheduleError
 from engine.memory.sweep import Sweep
 from engine.validate import infer_shapes, topological_order
 
-__all__ = ["Buffer", "MemoryPlan", "OverlapError", "PLANNERS", "Placement", "PlanJob", "check_no_overlap",
-           "plan_memory"]
+__all__ = ["Buffer", "MemoryPlan", "OverlapError", "PLANNERS", "Placement", "PlanJob", "Schedule", "ScheduleError",
+           "check_no_overlap", "plan_memory"]
 
 # In the order plan_memory runs them: the refining planners (fit_search, exact) start from the best so far.
 PLANNERS: dict[str, Callable[[], Planner]] = {
@@ -62,6 +66,12 @@ class MemoryPlan:
     inplace: bool
     alignment: int
     notes: dict[str, str] = field(default_factory=dict)
+    # How the layers run (engine.memory.schedule); the layer schedule leaves every figure above as it was.
+    schedule: Schedule = LAYER
+    macs_extra: int = 0                    # MACs the schedule recomputes (patch halos, band overlaps)
+    # step -> [{"label": "patch (0,1)", "live_bytes": n}, ...]: live memory inside a patch stage or band loop
+    schedule_detail: dict = field(default_factory=dict)
+    layer_lower_bound_bytes: int = 0       # the layer-by-layer lower bound (the "before" of a schedule)
 
     def tensor_offset(self, tensor: str) -> tuple[int, int]:
         """(offset, size) of the buffer holding `tensor`; KeyError for constants and unknown names."""
@@ -73,11 +83,13 @@ class MemoryPlan:
 
 def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: bool = True,
                 optimize_order: bool = True, alignment: int = 16, exact_max_buffers: int = 30,
-                exact_time_limit: float = 2.0) -> MemoryPlan:
+                exact_time_limit: float = 2.0, schedule: Schedule | None = None) -> MemoryPlan:
     """Plan the activation arena of `graph`. With `optimize_order` the execution order is the topological
     order with the lowest peak (the graph's own stable order when nothing is better); the smallest arena
     of all planners is chosen. fit_search runs only when the greedy planners miss the lower bound, the exact
-    MILP only when fit_search misses it too and there are at most `exact_max_buffers` buffers."""
+    MILP only when fit_search misses it too and there are at most `exact_max_buffers` buffers.
+    `schedule` (None: layer by layer): the buffer table after the schedule's rewrites (patch stage, then
+    in-place depthwise, then fused bands; engine.memory.rewrite) is what the planners place."""
     g = graph
     if any(t not in g.tensors for n in g.nodes for t in n.outputs):
         g = infer_shapes(graph)
@@ -102,10 +114,23 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
             best = best[:5] + (best[5] or exact,)  # same peak: keep the stable order, and the proof
     lb, how, order, table, live, order_exact = best
     buffers = list(table.buffers)
+    layer_lb, inplace_nodes = lb, table.inplace_nodes
 
     notes = {"order": how}
     if not order_exact and how == "optimized":
         notes["order"] = "optimized (search budget reached: beam search, then topological order)"
+    sched, macs_extra, detail = schedule if schedule is not None else LAYER, 0, {}
+    if schedule is not None and not schedule.is_layer:
+        from engine.memory.rewrite import apply_schedule
+
+        if bytes_per_element is not None:
+            raise ScheduleError("a schedule plans the graph's own tensors: give no bytes_per_element with it")
+        r = apply_schedule(g, model, schedule, order, alignment)
+        sched, order, buffers, macs_extra, detail = schedule, r.order, list(r.buffers), r.extra_macs, r.detail
+        inplace_nodes = r.inplace_nodes
+        live = live_bytes(buffers, n_steps)
+        lb = max(live, default=sum(b.size for b in buffers))
+        notes.update(r.notes)
     pairs = conflict_pairs(buffers)
     job = PlanJob(buffers, lb, pairs > MAX_CONFLICT_PAIRS, exact_max_buffers, exact_time_limit)
     if job.wide:
@@ -128,5 +153,5 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
     check_no_overlap(buffers, offsets)
     peak_step = live.index(lb) if live and lb in live else -1
     return MemoryPlan(tuple(order), tuple(buffers), tuple(offsets), arena_by[chosen], chosen, arena_by, lb,
-                      tuple(live), peak_step, table.inplace_nodes, any(r.proven for r in placed.values()),
-                      order_exact, bytes_per_element, inplace, alignment, notes)
+                      tuple(live), peak_step, tuple(inplace_nodes), any(r.proven for r in placed.values()),
+                      order_exact, bytes_per_element, inplace, alignment, notes, sched, macs_extra, detail, layer_lb)
