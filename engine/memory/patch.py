@@ -95,7 +95,7 @@ def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_ar
     if overlap is False:
         return out
     merged = None
-    if bpe == 1:
+    if bpe == 1 and (overlap or _may_lower(out, st)):
         merged = merge_output_into_input(out, st.shape, st.geo, st.s1, graph.inputs, alignment)
     if merged is None:
         if overlap:
@@ -106,6 +106,18 @@ def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_ar
     if overlap or lower_bound(merged) < lower_bound(out):
         return merged
     return out
+
+
+def _may_lower(table, st: _Stage) -> bool:
+    """Could the merge lower the peak at all? The best case (shift 0: the output's bytes saved while both
+    live) is a cheap bound; the proof over every shift runs only when it passes."""
+    x, y = st.shape.entry, st.shape.split_out
+    by = next((b for b in table if y in b.tensors), None)
+    if by is None:
+        return False
+    best = [Buffer(b.name, max(0, b.size - by.size) if x in b.tensors else b.size,
+                   b.first_use, b.last_use, b.tensors, b.nbytes) for b in table]
+    return lower_bound(best) < lower_bound(table)
 
 
 def _rewrite_separate(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool):
