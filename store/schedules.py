@@ -10,6 +10,7 @@ Versions never change, so choosing a schedule makes a new version (action "sched
 """
 from __future__ import annotations
 
+from store.access import actor
 from store.db import Store
 from store.errors import InvalidValueError
 from store.records import VersionInfo, dump_json
@@ -30,27 +31,29 @@ def _check(record) -> dict:
     return {"requested": record["requested"], "max_mac_overhead": float(limit), "schedule": record["schedule"]}
 
 
-def set_schedule(store: Store, session_id: int, version_id: int, record: dict) -> VersionInfo:
-    """A new current version of `session_id`: `version_id`'s graph with the schedule `record`."""
+def set_schedule(store: Store, session_id: int, version_id: int, record: dict, *, user=None) -> VersionInfo:
+    """A new current version of `session_id`: `version_id`'s graph with the schedule `record` (`user` must own the
+    session: store.access)."""
     session_id = check_id(session_id, "session id")
     version_id = check_id(version_id, "version id")
     params = dump_json({"schedule": _check(record), "version_id": version_id}, "schedule")
+    user = actor(store, user)
     with store.transaction() as con:
-        s = session_row(con, session_id)
-        version_row(con, version_id, session_id)
+        s = session_row(con, session_id, user, write=True)
+        version_row(con, version_id, session_id, user)
         vid = copy_version(con, version_id, session_id, s.current_version_id, ACTION, params)
         return version_row(con, vid)
 
 
-def version_schedule(store: Store, version_id: int) -> dict | None:
-    """The schedule record of the version or its nearest ancestor that has one."""
+def version_schedule(store: Store, version_id: int, *, user=None) -> dict | None:
+    """The schedule record of the version or its nearest ancestor that has one (`user` must see the version)."""
     from store.versions import get_version
 
     seen = set()
     vid = check_id(version_id, "version id")
     while vid is not None and vid not in seen:
         seen.add(vid)
-        v = get_version(store, vid)
+        v = get_version(store, vid, user=user)
         params = v.params if isinstance(v.params, dict) else {}
         rec = params.get("schedule")
         if v.action == ACTION and isinstance(rec, dict):

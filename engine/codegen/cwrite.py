@@ -134,3 +134,21 @@ def one_buffer_wrapper(fn: str, multi: str, ctype: str, in_sizes, out_sizes) -> 
             lines.append(f"    {role}s[{i}] = {role} + {at};")
             at += n
     return lines + [f"    return {multi}(inputs, outputs);", "}", ""]
+
+
+def static_array(ctype: str, name: str, values, const: bool = False) -> str:
+    """A file-scope `static [const] ctype name[n] = {...};` (RAM when not const: the training step's copies)."""
+    v = np.asarray(values).reshape(-1)
+    if ctype == "float":
+        body = ", ".join(c_float(float(x)) for x in v)
+    else:
+        body = ", ".join(str(int(x)) for x in v)
+    lines, line = [], ""
+    for part in body.split(", "):
+        if len(line) + len(part) > 110:
+            lines.append(line.rstrip())
+            line = ""
+        line += part + ", "
+    lines.append(line.rstrip(", "))
+    return (f"static {'const ' if const else ''}{ctype} {name}[{v.size}] = {{\n    "
+            + "\n    ".join(lines) + "\n};")

@@ -17,12 +17,12 @@ from engine.int8.readers import tensor_of
 from engine.ir import Node
 
 
-def _check_weights(node: Node, wq: np.ndarray) -> None:
+def check_weights(node: Node, wq: np.ndarray) -> None:
     if wq.size and (wq.min() < -128 or wq.max() > 127):
         raise emit_error(node, "weights minus their zero point leave the int8 range; use symmetric int8 weights")
 
 
-def _check_acc(node: Node, dsp: DspRequant) -> None:
+def check_acc(node: Node, dsp: DspRequant) -> None:
     """A layer whose accumulator may leave int32 is refused (C's signed overflow is undefined)."""
     lo, hi = dsp.acc_min, dsp.acc_max
     if lo < -(1 << 31) or hi > (1 << 31) - 1:
@@ -30,7 +30,7 @@ def _check_acc(node: Node, dsp: DspRequant) -> None:
                                "around, the generated C refuses such a layer")
 
 
-def _requant_arrays(ctx: EmitContext, node: Node, dsp: DspRequant) -> tuple[str, str, int]:
+def requant_arrays(ctx: EmitContext, node: Node, dsp: DspRequant) -> tuple[str, str, int]:
     """Per-channel multiplier/shift arrays; one entry when all channels share them."""
     mult, shift = dsp.multiplier, dsp.shift
     check_shift(node, shift)
@@ -43,13 +43,13 @@ def _requant_arrays(ctx: EmitContext, node: Node, dsp: DspRequant) -> tuple[str,
             ctx.array("shift", "int8_t", shift, "requantization shifts (TFLite's exponents)"), per_channel)
 
 
-def _packs_int4(w_dtype: str, wq: np.ndarray) -> bool:
+def packs_int4(w_dtype: str, wq: np.ndarray) -> bool:
     """int4 weights are packed two per byte when, minus their zero points, they still fit [-8, 7]
     (always for mixed-precision's symmetric ones); otherwise they are stored as int8 (same results)."""
     return w_dtype == "int4" and (wq.size == 0 or (wq.min() >= -8 and wq.max() <= 7))
 
 
-def _weight_array(ctx: EmitContext, values: np.ndarray, s4: bool, comment: str) -> str:
+def weight_array(ctx: EmitContext, values: np.ndarray, s4: bool, comment: str) -> str:
     if s4:
         return ctx.array("w", "uint8_t", pack_int4(values), f"{comment}, int4 packed two per byte, low nibble first")
     return ctx.array("w", "int8_t", values, comment)
@@ -81,8 +81,8 @@ def _conv(ctx: EmitContext, node: Node) -> None:
         raise emit_error(node, "the C generator takes NHWC convolutions (the TFLite form)")
     r = prepare_node(g, node)
     wq, dsp, k, s, d, pads, out = r.centered, r.dsp, r.kernel, r.strides, r.dilations, r.pads, r.out_hw
-    _check_weights(node, wq)
-    _check_acc(node, dsp)
+    check_weights(node, wq)
+    check_acc(node, dsp)
     xs = x.shape if r.rank == 2 else (x.shape[0], 1, *x.shape[1:])
     n, h, wi, c = xs
     m, cg, group = wq.shape[0], wq.shape[-1], r.group
@@ -93,14 +93,14 @@ def _conv(ctx: EmitContext, node: Node) -> None:
          "act_min": r.act_min, "act_max": r.act_max}
     code = ctx.code
     xp, yp = ctx.src(node, x.name), ctx.dst(y.name)
-    s4 = _packs_int4(r.w_dtype, wq)
+    s4 = packs_int4(r.w_dtype, wq)
     if depthwise:
-        wname = _weight_array(ctx, wq[..., 0].transpose(1, 2, 0), s4,
+        wname = weight_array(ctx, wq[..., 0].transpose(1, 2, 0), s4,
                               f"{node.name}: depthwise weights (kH, kW, C*mult)")
     else:
-        wname = _weight_array(ctx, wq, s4, f"{node.name}: weights (M, kH, kW, C/group)")
+        wname = weight_array(ctx, wq, s4, f"{node.name}: weights (M, kH, kW, C/group)")
     bname = ctx.array("b", "int32_t", dsp.bias, "bias")
-    mname, sname, per_channel = _requant_arrays(ctx, node, dsp)
+    mname, sname, per_channel = requant_arrays(ctx, node, dsp)
     p["per_channel"] = per_channel
     p[REQUANT_FIELD] = int(dsp.mode)
     kind = "depthwise " if depthwise else ("" if group == 1 else f"group {group} ")
@@ -141,14 +141,14 @@ def _gemm(ctx: EmitContext, node: Node) -> None:
     if len(a.shape) != 2:
         raise emit_error(node, f"fully connected input must be 2-D (batch, features), got {list(a.shape)}")
     wq, dsp, units = r.centered, r.dsp, r.units   # (N, K); dsp.bias has the input zero point folded in
-    _check_weights(node, wq)
-    _check_acc(node, dsp)
+    check_weights(node, wq)
+    check_acc(node, dsp)
     code = ctx.code
     xp, yp = ctx.src(node, a.name), ctx.dst(y.name)
-    s4 = _packs_int4(r.w_dtype, wq)
-    wname = _weight_array(ctx, wq, s4, f"{node.name}: weights (out, in)")
+    s4 = packs_int4(r.w_dtype, wq)
+    wname = weight_array(ctx, wq, s4, f"{node.name}: weights (out, in)")
     bname = ctx.array("b", "int32_t", dsp.bias, f"bias - input zero point ({zx}) * sum of weights")
-    mname, sname, pc = _requant_arrays(ctx, node, dsp)
+    mname, sname, pc = requant_arrays(ctx, node, dsp)
     p = {"batches": a.shape[0], "in_features": a.shape[1], "out_features": units, "input_offset": 0,
          "output_offset": r.y_zp, "act_min": r.act_min, "act_max": r.act_max, "per_channel": pc,
          REQUANT_FIELD: int(dsp.mode)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.codegen.cwrite import c_struct
-from engine.codegen.emit_conv import _check_acc, _check_weights, _packs_int4, _requant_arrays, _weight_array
+from engine.codegen.emit_conv import check_acc, check_weights, packs_int4, requant_arrays, weight_array
 from engine.codegen.emitter import (MAX_DIMS, Access, EmitContext, LayerCode, check_shift, emit_error, int8_grid,
                                     layer_macs, merge_dims, pad_dims)
 from engine.int8.dsp_requant import REQUANT_FIELD
@@ -247,17 +247,17 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
         int8_grid(node, g.tensors[ng.inputs[0]])
         int8_grid(node, g.tensors[ng.output])
         wq, dsp = rec.centered, rec.dsp
-        _check_weights(node, wq)
-        _check_acc(node, dsp)
+        check_weights(node, wq)
+        check_acc(node, dsp)
         c = shape.channels[ng.inputs[0]]
         depthwise = rec.group > 1 and wq.shape[-1] == 1 and rec.group == c
-        s4 = _packs_int4(rec.w_dtype, wq)
+        s4 = packs_int4(rec.w_dtype, wq)
         if depthwise:
-            wname = _weight_array(ctx, wq[..., 0].transpose(1, 2, 0), s4, f"{node.name}: depthwise weights")
+            wname = weight_array(ctx, wq[..., 0].transpose(1, 2, 0), s4, f"{node.name}: depthwise weights")
         else:
-            wname = _weight_array(ctx, wq, s4, f"{node.name}: weights (M, kH, kW, C/group)")
+            wname = weight_array(ctx, wq, s4, f"{node.name}: weights (M, kH, kW, C/group)")
         bname = ctx.array("b", "int32_t", dsp.bias, "bias")
-        mname, sname, per_channel = _requant_arrays(ctx, node, dsp)
+        mname, sname, per_channel = requant_arrays(ctx, node, dsp)
         for p in params:
             p["per_channel"] = per_channel
             p[REQUANT_FIELD] = int(dsp.mode)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.codegen import CLibrary
-from engine.codegen.cwrite import c_float, c_ident, c_struct
+from engine.codegen.cwrite import c_float, c_ident, c_struct, static_array
 from engine.codegen.kernelfiles import kernel_files
 from engine.errors import GraphError
 from engine.int8.prepare import prepare_node
@@ -216,23 +216,6 @@ def _gradient_buffers(head, classes: int) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _arr(ctype: str, name: str, values, const: bool = False) -> str:
-    v = np.asarray(values).reshape(-1)
-    if ctype == "float":
-        body = ", ".join(c_float(float(x)) for x in v)
-    else:
-        body = ", ".join(str(int(x)) for x in v)
-    lines, line = [], ""
-    for part in body.split(", "):
-        if len(line) + len(part) > 110:
-            lines.append(line.rstrip())
-            line = ""
-        line += part + ", "
-    lines.append(line.rstrip(", "))
-    return (f"static {'const ' if const else ''}{ctype} {name}[{v.size}] = {{\n    "
-            + "\n    ".join(lines) + "\n};")
-
-
 def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrary:
     """The training library of `graph` (int8 as deployed) for the UpdatePlan `plan`; GraphError names the layer
     or node the C training step cannot handle."""
@@ -301,18 +284,18 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
                "act_min": h.act_min, "act_max": h.act_max, "per_channel": pc, REQUANT_FIELD: h.mode}
         c += [f"/* {h.node}: {h.k}->{h.n}{' relu' if h.relu else ''} */",
               f"static const ts_fc_params {L}_p = {c_struct(prm)};",
-              _arr("int32_t", f"{L}_mult", mult, True), _arr("int8_t", f"{L}_shift", sh, True),
-              _arr("float", f"{L}_ws", h.wscale, True), _arr("float", f"{L}_bs", h.bscale, True)]
+              static_array("int32_t", f"{L}_mult", mult, True), static_array("int8_t", f"{L}_shift", sh, True),
+              static_array("float", f"{L}_ws", h.wscale, True), static_array("float", f"{L}_bs", h.bscale, True)]
         trained = h.update_w or h.update_b
-        c.append(_arr("int8_t", f"{L}_wq", h.wq, not h.update_w))
-        c.append(_arr("int32_t", f"{L}_bias", h.folded, not trained))
+        c.append(static_array("int8_t", f"{L}_wq", h.wq, not h.update_w))
+        c.append(static_array("int32_t", f"{L}_bias", h.folded, not trained))
         if trained:
             ram["weights_int8"] += (h.n * h.k if h.update_w else 0) + 4 * h.n
-            c.append(_arr("float", f"{L}_b", h.bias_q.astype(np.float32) * h.bscale, False))
+            c.append(static_array("float", f"{L}_b", h.bias_q.astype(np.float32) * h.bscale, False))
             ram["weights_float"] += 4 * h.n
         if h.update_w:
             w0 = h.wq.astype(np.float32) * (h.wscale[:, None] if h.wscale.size > 1 else h.wscale[0])
-            c.append(_arr("float", f"{L}_w", w0.astype(np.float32), False))
+            c.append(static_array("float", f"{L}_w", w0.astype(np.float32), False))
             ram["weights_float"] += 4 * h.n * h.k
         c += ["#ifdef TS_TRAIN_EXPOSE_GRADS",
               *([f"static float {L}_gw[{h.n * h.k}];"] if h.update_w else []),

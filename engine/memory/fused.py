@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from engine.ir import Graph
-from engine.memory.inplace import ConvGeom, _consumers, _find, conv_geom, shaped
+from engine.memory.inplace import ConvGeom, consumers_of, buffer_index, conv_geom, shaped
 from engine.memory.lifetimes import Buffer, align, buffer_model, buffer_table, live_bytes
 from engine.memory.order import best_order
 from engine.memory.schedule import FusedBlock, Rewrite, ScheduleError
@@ -101,7 +101,7 @@ def block_geom(graph: Graph, block: FusedBlock) -> BlockGeom:
         raise ScheduleError(f"{where}: node '{d.node}' is not a depthwise conv")
     if p.group != 1 or p.kernel != (1, 1) or p.strides != (1, 1) or any(p.pads):
         raise ScheduleError(f"{where}: node '{p.node}': the project conv must be 1x1, stride 1, no padding")
-    readers = _consumers(g)
+    readers = consumers_of(g)
     for a, b in ((e, d), (d, p)):
         rd = readers.get(a.y, [])
         if b.x != a.y or a.y in g.outputs or len(rd) != 1 or rd[0].name != b.node:
@@ -119,14 +119,14 @@ def halo_extra_macs(graph: Graph, block: FusedBlock) -> int:
 
 def _rewrite_one(g: Graph, geo: BlockGeom, band_rows: int, buffers: list[Buffer], step: int,
                  alignment: int) -> None:
-    ia, ib = _find(buffers, geo.expand.y), _find(buffers, geo.dw.y)
+    ia, ib = buffer_index(buffers, geo.expand.y), buffer_index(buffers, geo.dw.y)
     for i, t in ((ia, geo.expand.y), (ib, geo.dw.y)):
         if set(buffers[i].tensors) - {t}:
             raise ScheduleError(f"schedule.fused: '{t}' shares its buffer with {buffers[i].tensors[1]!r}")
     a, b = buffers[ia], buffers[ib]
     per_elem = a.nbytes / max(g.tensors[geo.expand.y].size, 1)
     na, nb = geo.band_bytes(band_rows, per_elem)
-    ix, iy = _find(buffers, geo.expand.x), _find(buffers, geo.project.y)
+    ix, iy = buffer_index(buffers, geo.expand.x), buffer_index(buffers, geo.project.y)
     buffers[ix] = replace(buffers[ix], last_use=max(buffers[ix].last_use, step))
     buffers[iy] = replace(buffers[iy], first_use=min(buffers[iy].first_use, step))
     buffers[ia] = Buffer(band_name(geo.expand.y), align(na, alignment), step, step, (band_name(geo.expand.y),), na)
@@ -170,7 +170,7 @@ def fused_rewrite(graph: Graph, blocks: tuple[FusedBlock, ...], buffers, order: 
 def all_blocks(graph: Graph) -> list[BlockGeom]:
     """Every chain expand Conv -> depthwise Conv -> 1x1 Conv that block_geom accepts (they may share nodes)."""
     g = shaped(graph)
-    readers = _consumers(g)
+    readers = consumers_of(g)
     out = []
     for n in g.nodes:
         a = n.outputs[0] if n.op == "Conv" and n.outputs else None

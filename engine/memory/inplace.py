@@ -80,7 +80,7 @@ def conv_geom(g: Graph, node: Node) -> ConvGeom | None:
                     tuple(d), tuple(pads), int(node.attrs.get("group", 1)))
 
 
-def _consumers(g: Graph) -> dict[str, list[Node]]:
+def consumers_of(g: Graph) -> dict[str, list[Node]]:
     out: dict[str, list[Node]] = {}
     for n in g.nodes:
         for t in dict.fromkeys(n.inputs):
@@ -123,12 +123,12 @@ def inplace_candidates(graph: Graph) -> list[str]:
     """Depthwise Conv nodes that can run in place in any order: NHWC, batch 1, channel multiplier 1, output not
     larger than the input, the input an activation read by this node only and not a graph output."""
     g = shaped(graph)
-    readers = _consumers(g)
+    readers = consumers_of(g)
     return [n.name for n in g.nodes
             if inplace_geom(g, n) is not None and _only_reader(g, n.inputs[0], n.name, readers)]
 
 
-def _find(buffers: list[Buffer], tensor: str) -> int:
+def buffer_index(buffers: list[Buffer], tensor: str) -> int:
     for i, b in enumerate(buffers):
         if tensor in b.tensors:
             return i
@@ -140,7 +140,7 @@ def tmp_name(node: str) -> str:
 
 
 def _apply(g: Graph, geo: ConvGeom, group: int, buffers: list[Buffer], step: int, alignment: int) -> None:
-    ix, iy = _find(buffers, geo.x), _find(buffers, geo.y)
+    ix, iy = buffer_index(buffers, geo.x), buffer_index(buffers, geo.y)
     bx, by = buffers[ix], buffers[iy]
     if ix == iy:
         raise ScheduleError(f"schedule.inplace: node '{geo.node}': its output already shares its input's buffer")

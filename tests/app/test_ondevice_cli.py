@@ -22,8 +22,14 @@ def test_profile_training_bad_spec_is_one_line(capsys):
     assert main(["profile", "zoo:kws_dscnn", "--training", "last:2", "--data", "digits"]) == 2
 
 
-def test_profile_training_sparse_plans_under_the_budget(capsys):
-    """The planner's probes run (a dozen short fine-tunings on keywords) and the plan fits the budget."""
+def test_profile_training_sparse_plans_under_the_budget(capsys, monkeypatch):
+    """The planner's probes run (short fine-tunings on keywords: 3 steps, whole layers, to keep the suite fast; the
+    benchmark runs the real probes) and the plan fits the budget."""
+    import functools
+
+    import engine.ondevice.sparse as sparse
+
+    monkeypatch.setattr(sparse, "plan_sparse", functools.partial(sparse.plan_sparse, steps=3, fractions=(1.0,)))
     assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:80K", "--data", "keywords", "--mcu",
                  "stm32f746ng", "--json"]) == 0
     tr = json.loads(capsys.readouterr().out)["training"]

@@ -43,6 +43,6 @@ def test_layer_detail_tables():
 
 def test_pages_are_fresh_objects_each_run():
     first, second = make_pages(), make_pages()
-    assert list(first) == ["sessions", "design", "train", "profile", "model", "compress", "search", "history",
-                           "export"]
+    assert list(first) == ["sessions", "design", "train", "profile", "ondevice", "model", "compress", "search",
+                           "history", "export", "labs", "instructor"]
     assert all(first[k] is not second[k] for k in first)

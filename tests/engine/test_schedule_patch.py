@@ -341,8 +341,10 @@ def test_qemu_bit_exact_and_instruction_overhead(vww, monkeypatch, mcu):
     monkeypatch.undo()
     layer = verify_qemu(vww, gen.generate(vww, "vwwl"), get_mcu(mcu), n_random=0)
     overhead = res.instructions_per_inference / layer.instructions_per_inference - 1
-    # more instructions than MACs recomputed (smaller kernels calls, border paths on every tile), bounded
-    assert best.extra["mac_overhead"] < overhead < 3 * best.extra["mac_overhead"]
+    # more instructions than MACs recomputed (smaller kernel calls, border paths on every tile; on Helium builds
+    # short tile rows run as predicated tails: M55 +11.8 % for +3.4 % MACs), bounded
+    m = best.extra["mac_overhead"]
+    assert m < overhead < max(3 * m, m + 0.10)
 
 
 @pytest.fixture(scope="module")
