@@ -18,6 +18,8 @@ The file (every key but title, dataset and mcu optional; see README "Teaching la
     deadline = 2027-01-31T23:59:00Z      # ISO 8601 with a time zone
     counts = "best"                      # which submission counts: "best" or "last"
     export = true                        # check the exported C is bit-exact to the int8 reference (default)
+    schedule = "layer"                   # how the layers run on the MCU (engine.memory.schedule): layer (default),
+    max_mac_overhead = 0.10              #   inplace, patch, fused or auto, and the recomputed MACs auto may add
     require_int8 = false                 # the submission must already be int8 (the grader will not quantize)
     [limits]                             # any subset
     sram_bytes = 65536
@@ -51,7 +53,8 @@ LIMITS = {"sram_bytes": "sram", "flash_bytes": "flash", "latency_ms": "latency",
 METHODS = ("pass-fail", "accuracy-if-fits", "formula")
 COUNTS = ("best", "last")
 TOP_KEYS = ("title", "instructions", "instructions_file", "dataset", "test_dataset", "task", "start", "mcu", "runtime",
-            "accuracy_target", "deadline", "counts", "export", "require_int8", "limits", "scoring", "grading")
+            "accuracy_target", "deadline", "counts", "export", "require_int8", "limits", "scoring", "grading",
+            "schedule", "max_mac_overhead")
 SCORING_KEYS = ("method", "formula")
 GRADING_KEYS = ("test_samples", "verify_inputs")
 # Names a formula may read: the check values (export: 1 when bit-exact, else 0) and fits (1 when every
@@ -85,6 +88,8 @@ class Challenge:
     source: str = ""  # the file it was read from, or builtin:NAME
     meta: dict = field(default_factory=dict)
     test_dataset: str | None = None  # absolute path of the hidden test split's file (a lab server keeps it)
+    schedule: str = "layer"  # engine.memory.schedule CHOICES: the profile and the export run the model this way
+    max_mac_overhead: float = 0.10
 
     def check_names(self) -> tuple[str, ...]:
         """The checks a grading of this challenge reports, in order."""
@@ -114,7 +119,8 @@ class Challenge:
                 "export": self.export, "require_int8": self.require_int8,
                 "scoring": {"method": self.method, "formula": self.formula.text if self.formula else None},
                 "grading": {"test_samples": self.test_samples, "verify_inputs": self.verify_inputs},
-                "checks": list(self.check_names()), "source": self.source, "test_dataset": self.test_dataset}
+                "checks": list(self.check_names()), "source": self.source, "test_dataset": self.test_dataset,
+                "schedule": self.schedule, "max_mac_overhead": self.max_mac_overhead}
 
 
 def list_builtin() -> list[str]:
@@ -183,6 +189,11 @@ def parse_challenge(doc: dict, fname: str = "challenge.toml", base_dir: str | os
         fail("accuracy_target", f"must be a number in (0, 1], e.g. 0.85, got {_show(target)}")
     counts = _choice(doc, "counts", COUNTS, "best", fail)
     export = _flag(doc, "export", True, fail)
+    from engine.memory.schedule import CHOICES, DEFAULT_MAX_MAC_OVERHEAD
+    schedule = _choice(doc, "schedule", CHOICES, "layer", fail)
+    overhead = doc.get("max_mac_overhead", DEFAULT_MAX_MAC_OVERHEAD)
+    if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or not 0 <= overhead <= 1:
+        fail("max_mac_overhead", f"must be a number in [0, 1], e.g. 0.10, got {_show(overhead)}")
     require_int8 = _flag(doc, "require_int8", False, fail)
     scoring = _table(doc, "scoring", fail)
     _known(scoring, SCORING_KEYS, "scoring.", fail)
@@ -204,7 +215,8 @@ def parse_challenge(doc: dict, fname: str = "challenge.toml", base_dir: str | os
     verify_inputs = _count(grading, "verify_inputs", 10, 0, 1000, fail, "grading.")
     return Challenge(title, instructions, dataset, task, start, mcu, runtime, limits,
                      None if target is None else float(target), _deadline(doc, fail), counts, export,
-                     require_int8, method, formula, test_samples, verify_inputs, source, test_dataset=test_dataset)
+                     require_int8, method, formula, test_samples, verify_inputs, source, test_dataset=test_dataset,
+                     schedule=schedule, max_mac_overhead=float(overhead))
 
 
 def _show(v) -> str:

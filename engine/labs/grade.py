@@ -150,9 +150,13 @@ def _grade(challenge: Challenge, graph: Graph, data) -> GradeResult:
     info = {"challenge": challenge.title, "model": {"name": graph.name, "hash": content_hash(graph),
                                                     "precision": submitted},
             "target": {"mcu": challenge.mcu, "runtime": challenge.runtime}, "precision_note": precision_note}
-    prof = profile_graph(qgraph, [(challenge.mcu, challenge.runtime)])
+    prof = profile_graph(qgraph, [(challenge.mcu, challenge.runtime)], schedule=challenge.schedule,
+                         max_mac_overhead=challenge.max_mac_overhead)
     est = prof.targets[0]
     where = f"estimate on {est.mcu} + {est.runtime}, int8 as deployed"
+    if challenge.schedule != "layer":
+        info["schedule"] = prof.schedule_json()
+        where += f", {prof.plan.schedule.kind} schedule"
     checks: list[Check] = []
     for key, cap, value in (("sram_bytes", est.sram_bytes, est.ram_bytes),
                             ("flash_bytes", est.flash_capacity_bytes, est.flash_bytes)):
@@ -194,7 +198,8 @@ def _export(challenge: Challenge, qgraph: Graph, data) -> Check:
     with tempfile.TemporaryDirectory(prefix="tinystudio-grade-") as td:
         res = export_model(qgraph, challenge.mcu, Path(td) / "submission.zip", verify="host",
                            n_inputs=challenge.verify_inputs, name="submission",
-                           dataset=data.to_json())
+                           dataset=data.to_json(), schedule=challenge.schedule,
+                           max_mac_overhead=challenge.max_mac_overhead)
     v = res.verify
     return Check("export", v.matched, v.inputs, v.bit_exact,
                  f"generated C built with the host gcc, outputs compared byte for byte with the int8 reference: "

@@ -200,3 +200,26 @@ def test_each_builtin_lab_grades_a_small_model(name, spec):
     assert res.check("export").passed and res.info["split"]["samples"] == 24
     assert res.info["split"]["name"] == ("test" if ch.dataset == "keywords" else "validation")
     assert isinstance(res.score, float)
+
+
+def test_a_challenge_grades_with_its_memory_schedule(digits):
+    """`schedule = "patch"`: the SRAM check is the patch-scheduled profile's figure (below layer by layer on the
+    MLPerf VWW file), the C export runs that schedule bit-exact; bad values name the field."""
+    from pathlib import Path
+
+    from engine.importers.tflite_import import load_tflite
+    from engine.labs.challenge import ChallengeError
+    from engine.profile import profile_graph
+
+    vww = load_tflite(str(Path(__file__).resolve().parents[3] / "shared" / "data" / "mlperf-tiny" / "vww_96_int8.tflite"))
+    doc = {"scoring": {"method": "pass-fail"}, "limits": {"sram_bytes": 200_000}}
+    layer = grade(challenge(**doc, export=False), vww, data=digits)
+    patched = grade(challenge(**doc, schedule="patch", max_mac_overhead=0.10), vww, data=digits)
+    sram = {r.name: r for r in layer.checks}["sram"], {r.name: r for r in patched.checks}["sram"]
+    (est,) = profile_graph(vww, [("nrf52840", "tinystudio-c")], schedule="patch", max_mac_overhead=0.10).targets
+    assert sram[1].value == est.ram_bytes < sram[0].value
+    assert {r.name: r for r in patched.checks}["export"].passed and patched.info["schedule"]["kind"] == "patch"
+    with pytest.raises(ChallengeError, match="schedule"):
+        challenge(schedule="tiles")
+    with pytest.raises(ChallengeError, match="max_mac_overhead"):
+        challenge(max_mac_overhead=2)
