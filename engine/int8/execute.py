@@ -67,20 +67,26 @@ class Int8Plan:
         for name, value in initial_state(g, state).items():
             env[name] = np.asarray(value).astype(g.tensors[name].data.dtype)
         for node, kernel in self.steps:
-            xs = [None if not n else env[n] if n in env else g.tensors[n].data for n in node.inputs]
-            try:
-                ys = kernel(xs)
-            except TinyStudioError:
-                raise
-            except (ValueError, IndexError) as e:  # a kernel rejecting its inputs is a graph problem
-                raise GraphError(f"int8 execution failed: {e}", node.name, node.op) from e
-            ys, new_state = split_state(node, ys)
-            env.update(zip(node.outputs, ys))
-            env.update(new_state)
+            self.step(node, kernel, env)
         save_state(g, env, state)
         if keep_all:
             return env
         return {n: env[n] if n in env else g.tensors[n].data for n in (outputs or g.outputs)}
+
+
+    def step(self, node: Node, kernel: Kernel, env: dict) -> None:
+        """Run one node's kernel on the tensors in `env` and store its outputs (and new state) there."""
+        g = self.graph
+        xs = [None if not n else env[n] if n in env else g.tensors[n].data for n in node.inputs]
+        try:
+            ys = kernel(xs)
+        except TinyStudioError:
+            raise
+        except (ValueError, IndexError) as e:  # a kernel rejecting its inputs is a graph problem
+            raise GraphError(f"int8 execution failed: {e}", node.name, node.op) from e
+        ys, new_state = split_state(node, ys)
+        env.update(zip(node.outputs, ys))
+        env.update(new_state)
 
 
 def prepare_int8(graph: Graph) -> Int8Plan:

@@ -15,7 +15,7 @@ import numpy as np
 from engine.errors import GraphError, TinyStudioError
 from engine.int8.execute import Int8Plan
 from engine.memory.schedule import Schedule, ScheduleError, check_names
-from engine.state import initial_state, save_state, split_state
+from engine.state import initial_state, save_state
 
 
 def _kind(module: str, what: str):
@@ -69,24 +69,20 @@ def run_scheduled(graph_or_plan, schedule: Schedule, feeds: dict, *, outputs: li
             continue
         node, kernel = kernels[name]
         part = runs_at.get(name)
+        if part is None:
+            plan.step(node, kernel, env)
+            continue
+        what, item = part
         try:
-            if part is not None:
-                what, item = part
-                if what == "patch":
-                    _kind("patched", "patch").run_patch_stage(plan, item, env)
-                elif what == "fused":
-                    _kind("fused", "fused").run_fused_block(plan, item, env)
-                else:
-                    _kind("fused", "in-place depthwise").run_inplace_depthwise(plan, item, env)
-                continue
-            xs = [None if not n else env[n] if n in env else g.tensors[n].data for n in node.inputs]
-            ys = kernel(xs)
+            if what == "patch":
+                _kind("patched", "patch").run_patch_stage(plan, item, env)
+            elif what == "fused":
+                _kind("fused", "fused").run_fused_block(plan, item, env)
+            else:
+                _kind("fused", "in-place depthwise").run_inplace_depthwise(plan, item, env)
         except TinyStudioError:
             raise
         except (ValueError, IndexError) as e:  # a kernel rejecting its inputs is a graph problem
             raise GraphError(f"int8 execution failed: {e}", node.name, node.op) from e
-        ys, new_state = split_state(node, ys)
-        env.update(zip(node.outputs, ys))
-        env.update(new_state)
     save_state(g, env, state)
     return {n: env[n] if n in env else g.tensors[n].data for n in (outputs or g.outputs)}
