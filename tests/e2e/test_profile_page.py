@@ -93,7 +93,9 @@ def test_profile_page_int8_version_and_a_model_without_int8_kernels(studio, new_
     ui.go(page, "Profile")
     ui.pick_mcus(page, ["nrf52840"])
     page.get_by_test_id("stCaptionContainer").filter(has_text="Figures of int8: int8, as the version is").wait_for()
-    assert page.get_by_test_id("stButtonGroup").count() == 0
+    # one button group, the schedule control: an int8 file offers no precision choice
+    assert page.get_by_test_id("stButtonGroup").count() == 1
+    assert page.get_by_test_id("stButtonGroup").filter(has_text="Layer by layer").count() == 1
     assert ui.metrics(page)["Activation arena"] == "15.62 KB"  # 16,000 B, TFLM's own figure for this file
     assert "✓ fits" in page.locator(".st-key-fit_card_nrf52840").inner_text()
     assert ui.tracebacks(page) == [] and ui.errors_shown(page) == []
