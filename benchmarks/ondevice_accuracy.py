@@ -56,9 +56,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="SGD steps of every fine-tuning run (batch 32)")
     ap.add_argument("--probe-steps", type=int, default=60, help="SGD steps of each planner probe")
     ap.add_argument("--per-class", type=int, default=40, help="clips per class in the small labelled set")
-    ap.add_argument("--epochs", type=int, default=20, help="pre-training epochs")
-    ap.add_argument("--budgets", default="40K,56K,72K", help="sparse:BYTES budgets")
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--epochs", type=int, default=10, help="pre-training epochs")
+    ap.add_argument("--budgets", default="64K,96K,128K", help="sparse:BYTES budgets")
+    ap.add_argument("--lr", type=float, default=0.05, help="plain SGD's learning rate (the device's step)")
+    ap.add_argument("--momentum-lr", type=float, default=0.01, help="learning rate with momentum 0.9")
     a = ap.parse_args()
     t0 = time.time()
     kd = load_dataset("keywords")
@@ -70,7 +71,7 @@ def main() -> None:
     print(f"== transfer: zoo:kws_dscnn pre-trained {a.epochs} epochs on 8 classes (6 keywords + silence + "
           f"unknown, {int(np.isin(kd.y_train, OLD).sum())} clips); fine-tuned on all 12 classes from "
           f"{len(new.y_train)} clips ({a.per_class} per class, training voices); test: {len(y_test)} clips of 7 unseen voices")
-    base = FinetuneOptions(steps=a.steps, lr=a.lr, momentum=0.9)
+    base = FinetuneOptions(steps=a.steps, lr=a.lr)
     ft = Finetuner(pre, new, base)
     print(f"pre-trained: test accuracy on its 8 classes {ft.accuracy(x_test[old_test], y_test[old_test]):.3f}, "
           f"on all 12 before fine-tuning {ft.accuracy(x_test, y_test):.3f}  ({time.time() - t0:.0f} s)")
@@ -82,7 +83,7 @@ def main() -> None:
         f.run({k: plan.fraction(k) for k in plan.layers}, plan.bias_only)
         acc = f.accuracy(x_test, y_test)
         rows.append((name, acc, sram(pre, plan, opt), f"{opt.weights}{' QAS' if opt.weights == 'int8' and opt.qas else ''}"
-                     f", {'momentum 0.9' if opt.momentum else 'SGD'}"))
+                     f", {'SGD momentum 0.9' if opt.momentum else 'SGD'} lr {opt.lr:g}"))
         print(f"  {name:<34} test {acc:.3f}  SRAM {rows[-1][2]:>8,} B  ({rows[-1][3]}; {time.time() - t0:.0f} s)",
               flush=True)
         return acc
@@ -93,16 +94,17 @@ def main() -> None:
     sparse_rows = []
     for b in a.budgets.split(","):
         budget = parse_spec(f"sparse:{b}").budget_bytes
-        r = plan_sparse(pre, budget, new, options=FinetuneOptions(steps=a.probe_steps, lr=a.lr, momentum=0.9))
+        r = plan_sparse(pre, budget, new, options=dataclasses.replace(base, steps=a.probe_steps))
         acc = row(f"sparse:{b} " + ",".join(f"{k}({r.plan.fraction(k):g})" for k in r.plan.layers[:-1]) + "+fc",
                   r.plan, base, ft)
         sparse_rows.append((b, r, acc))
     best_b, best_r, best_acc = sparse_rows[-1]
     print("\n== optimizer and weight precision on the largest sparse plan (momentum adds one float32 per updated "
           "weight; int8 keeps the updated weights in RAM as int8)")
-    for opt in (dataclasses.replace(base, momentum=0.0), dataclasses.replace(base, weights="int8", qas=False),
+    mom = dataclasses.replace(base, momentum=0.9, lr=a.momentum_lr)
+    for opt in (mom, dataclasses.replace(base, weights="int8", qas=False),
                 dataclasses.replace(base, weights="int8", qas=True),
-                dataclasses.replace(base, weights="int8", qas=True, momentum=0.0)):
+                dataclasses.replace(mom, weights="int8", qas=False), dataclasses.replace(mom, weights="int8", qas=True)):
         row(f"sparse:{best_b}", best_r.plan, opt)
     print(f"\nprobes of sparse:{best_b} ({a.probe_steps} steps each, validation voices; gain over the classifier "
           f"alone {best_r.baseline_accuracy:.3f}, z = paired noise test):")
@@ -110,6 +112,8 @@ def main() -> None:
         print(f"  {p.layer:<10} {p.fraction:>5g}  gain {p.gain:+.3f}  z {p.z:+.2f}  extra {p.extra_bytes:>7,} B  "
               f"gain/KB {p.gain / max(p.extra_bytes, 1) * 1024:+.4f}")
     print(f"predicted accuracy (validation) {best_r.predicted_accuracy:.3f}")
+    print("  (int8 without QAS: the gradient of W/s is s times that of W, so each step moves W by s^2 lr G: "
+          "training stalls; QAS rescales it by s^-2)")
     full_sram = rows[0][2]
     for b, r, acc in sparse_rows:
         print(f"gap full - sparse:{b}: {full - acc:+.3f} at {sram(pre, r.plan, base) / full_sram:.0%} of full's SRAM")

@@ -51,10 +51,10 @@ m[4].metric("Fits " + mcu, "yes" if t["fits"] else "no")
 if prof.peak_sram_bytes > budget_kb * 1024:
     st.warning(f"Over the {budget_kb:g} KB budget by {fmt_bytes(prof.peak_sram_bytes - budget_kb * 1024)}.")
 if sparse is not None:
-    st.markdown(f"**Predicted accuracy** {sparse.predicted_accuracy:.1%} (classifier alone "
-                f"{sparse.baseline_accuracy:.1%}, gain {sparse.predicted_accuracy - sparse.baseline_accuracy:+.1%}); "
-                f"updates {', '.join(f'{n} ({sparse.plan.fraction(n):g})' for n in sparse.plan.layers)}")
-    st.dataframe([p.to_json() for p in sparse.probes], hide_index=True, key="odt_probes")
+    st.metric("Predicted accuracy gain", f"{sparse.predicted_gain:+.1%}", help=od.sparse_summary(sparse))
+    st.markdown(f"**Sparse update** {od.sparse_summary(sparse)}; updates "
+                f"{', '.join(f'{n} ({sparse.plan.fraction(n):g})' for n in sparse.plan.layers)}")
+    st.dataframe(od.probe_rows(sparse), hide_index=True, key="odt_probes")
 st.plotly_chart(od.timeline_figure(prof, int(budget_kb * 1024)), key="odt_timeline")
 st.dataframe(od.layer_rows(prof), hide_index=True, key="odt_layers")
 

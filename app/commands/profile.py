@@ -67,12 +67,14 @@ def print_profile(graph, prof) -> None:
 
 def cmd_profile_training(args, graph) -> int:
     """`--training SPEC`: the training step's memory, flash and time (engine.ondevice)."""
-    from app.workflows.ondevice import training_report
+    from app.workflows.ondevice import probe_rows, sparse_summary, training_reports
 
-    prof = training_report(graph, args.training, args.mcu or [], getattr(args, "data", None))
+    prof, sparse = training_reports(graph, args.training, args.mcu or [], getattr(args, "data", None))
     if args.json:
         rep = inspect_report(graph)
         rep["training"] = prof.to_json()
+        if sparse is not None:
+            rep["training"]["sparse"] = sparse.to_json()
         return print_json(rep)
     m = model_json(graph)
     print(f"model  {m['name']}  training {args.training}: {prof.precision_note}")
@@ -92,4 +94,10 @@ def cmd_profile_training(args, graph) -> int:
               f"{t['backward_ms']:.2f}), {t['energy_uj']:.0f} uJ, flash {fmt_int(t['flash_bytes'])} B: "
               f"{'fits' if t['fits'] else 'does not fit'} ({fmt_int(t['sram_bytes'])} B SRAM, "
               f"{fmt_int(t['flash_capacity_bytes'])} B flash)")
+    if sparse is not None:
+        print("sparse-update probes (classifier + one layer; gain over the classifier alone, z = paired noise test):")
+        for r in probe_rows(sparse):
+            print(f"  {r['layer'][:24]:<24} {r['channels']:>5g}  gain {r['gain']:+.4f}  z {r['z']:+.2f}  extra "
+                  f"{fmt_int(r['extra SRAM B']):>9} B  gain/KB {r['gain per KB']:+.5f}  {r['chosen'] and 'chosen'}")
+        print(sparse_summary(sparse))
     return 0

@@ -11,19 +11,50 @@ DEFAULT_DATA = "keywords"
 
 def training_report(graph, spec_text: str, mcus: list[str], data_name: str | None = None, optimizer: str = "sgd",
                     weights: str = "float32"):
+    return training_reports(graph, spec_text, mcus, data_name, optimizer, weights)[0]
+
+
+def training_reports(graph, spec_text: str, mcus: list[str], data_name: str | None = None, optimizer: str = "sgd",
+                     weights: str = "float32"):
+    """(TrainingProfile, SparseResult or None): with sparse:BYTES also the planner's probes and prediction."""
     from engine.ondevice import parse_spec, resolve
+    from engine.ondevice import sparse as sp
     from engine.ondevice.memory import training_profile
 
     spec = parse_spec(spec_text)
-    data = None
+    result = None
     if spec.kind == "sparse":
         from engine.data import load_dataset
 
-        data = load_dataset(data_name or DEFAULT_DATA)
+        result = sp.plan_sparse(graph, spec.budget_bytes, load_dataset(data_name or DEFAULT_DATA))
+        plan = result.plan
     elif data_name:
         raise TinyStudioError("--data is only used with --training sparse:BYTES")
-    plan = resolve(graph, spec, data)
-    return training_profile(graph, plan, list(mcus) or None, optimizer=optimizer, weights=weights)
+    else:
+        plan = resolve(graph, spec)
+    return training_profile(graph, plan, list(mcus) or None, optimizer=optimizer, weights=weights), result
+
+
+def probe_rows(result) -> list[dict]:
+    """One row per probe of the sparse planner, best gain per byte first (the page's and the CLI's table)."""
+    chosen = set(result.plan.layers)
+    rows = [{"layer": p.layer, "channels": p.fraction, "accuracy": round(p.accuracy, 4), "gain": round(p.gain, 4),
+             "z": round(p.z, 2), "counts": "yes" if p.significant else "no (noise)" if p.gain > 0 else "no",
+             "extra SRAM B": p.extra_bytes, "gain per KB": round(p.gain_per_kb, 5),
+             "chosen": "yes" if p.layer in chosen and result.plan.fraction(p.layer) == p.fraction else ""}
+            for p in result.probes]
+    return sorted(rows, key=lambda r: -r["gain per KB"])
+
+
+def sparse_summary(result) -> str:
+    """One line: the predicted accuracy and where the gain comes from."""
+    extra = [f"{k} ({result.plan.fraction(k):g})" for k in result.plan.layers[:-1]]
+    return (f"predicted accuracy {result.predicted_accuracy:.1%} on the validation split: classifier alone "
+            f"{result.baseline_accuracy:.1%} (before fine-tuning {result.start_accuracy:.1%}), predicted gain "
+            f"{result.predicted_gain:+.1%} from " + (", ".join(extra) if extra else "no layer (no probe's gain "
+                                                      "is above its noise)")
+            + f"; {len(result.probes)} probes of {result.probe_steps} SGD steps"
+            + (" (cached)" if result.cached else ""))
 
 
 SPEC_KINDS = {"last": "Last K layers", "all": "All layers", "bias": "Biases only", "sparse": "Sparse update (planner)"}
@@ -36,12 +67,8 @@ def spec_text(kind: str, k: int = 1, budget_kb: float = 256.0) -> str:
 
 def sparse_report(graph, budget_bytes: int, mcu: str, data_name: str):
     """(SparseResult, TrainingProfile) for the page: the planner's choice and its profile."""
-    from engine.data import load_dataset
-    from engine.ondevice.memory import training_profile
-    from engine.ondevice.sparse import plan_sparse
-
-    r = plan_sparse(graph, budget_bytes, load_dataset(data_name))
-    return r, training_profile(graph, r.plan, mcu)
+    prof, r = training_reports(graph, f"sparse:{int(budget_bytes)}", [mcu], data_name)
+    return r, prof
 
 
 def layer_rows(prof) -> list[dict]:
