@@ -70,7 +70,8 @@ def main() -> None:
     new = subset(kd, list(range(12)), per_class=a.per_class)
     print(f"== transfer: zoo:kws_dscnn pre-trained {a.epochs} epochs on 8 classes (6 keywords + silence + "
           f"unknown, {int(np.isin(kd.y_train, OLD).sum())} clips); fine-tuned on all 12 classes from "
-          f"{len(new.y_train)} clips ({a.per_class} per class, training voices); test: {len(y_test)} clips of 7 unseen voices")
+          f"{len(new.y_train)} clips ({a.per_class} per class, training voices); test: {len(y_test)} clips of 7 "
+          "unseen voices")
     base = FinetuneOptions(steps=a.steps, lr=a.lr)
     ft = Finetuner(pre, new, base)
     print(f"pre-trained: test accuracy on its 8 classes {ft.accuracy(x_test[old_test], y_test[old_test]):.3f}, "
@@ -82,13 +83,16 @@ def main() -> None:
         f = ftr or Finetuner(pre, new, opt)
         f.run({k: plan.fraction(k) for k in plan.layers}, plan.bias_only)
         acc = f.accuracy(x_test, y_test)
-        rows.append((name, acc, sram(pre, plan, opt), f"{opt.weights}{' QAS' if opt.weights == 'int8' and opt.qas else ''}"
-                     f", {'SGD momentum 0.9' if opt.momentum else 'SGD'} lr {opt.lr:g}"))
+        how = (f"{opt.weights}{' QAS' if opt.weights == 'int8' and opt.qas else ''}, "
+               f"{'SGD momentum 0.9' if opt.momentum else 'SGD'} lr {opt.lr:g}")
+        rows.append((name, acc, sram(pre, plan, opt), how))
         print(f"  {name:<34} test {acc:.3f}  SRAM {rows[-1][2]:>8,} B  ({rows[-1][3]}; {time.time() - t0:.0f} s)",
               flush=True)
         return acc
 
+    mom = dataclasses.replace(base, momentum=0.9, lr=a.momentum_lr)
     full = row("full (all)", plans["all"], base, ft)
+    row("full (all)", plans["all"], mom)
     row("bias only", plans["bias"], base, ft)
     row("last:1 (classifier)", plans["last:1"], base, ft)
     sparse_rows = []
@@ -101,10 +105,10 @@ def main() -> None:
     best_b, best_r, best_acc = sparse_rows[-1]
     print("\n== optimizer and weight precision on the largest sparse plan (momentum adds one float32 per updated "
           "weight; int8 keeps the updated weights in RAM as int8)")
-    mom = dataclasses.replace(base, momentum=0.9, lr=a.momentum_lr)
     for opt in (mom, dataclasses.replace(base, weights="int8", qas=False),
                 dataclasses.replace(base, weights="int8", qas=True),
-                dataclasses.replace(mom, weights="int8", qas=False), dataclasses.replace(mom, weights="int8", qas=True)):
+                dataclasses.replace(mom, weights="int8", qas=False),
+                dataclasses.replace(mom, weights="int8", qas=True)):
         row(f"sparse:{best_b}", best_r.plan, opt)
     print(f"\nprobes of sparse:{best_b} ({a.probe_steps} steps each, validation voices; gain over the classifier "
           f"alone {best_r.baseline_accuracy:.3f}, z = paired noise test):")

@@ -1,22 +1,19 @@
 """On-device training figures (issue 16): training-step memory of a VWW-class model against full backprop
-(PyTorch, measured, and our planner), its sparse update under 256 KB on an STM32F746NG, sparse vs full
-fine-tuning accuracy, and a POET energy/time vs budget curve.
+(PyTorch, measured, and our planner), its sparse update under 256 KB on an STM32F746NG, and a POET energy/time
+vs budget curve. Sparse vs full fine-tuning accuracy: benchmarks/ondevice_accuracy.py.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ondevice_table.py [--quick]
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
-
-import numpy as np
 
 from engine.data import load_dataset
 from engine.ondevice import parse_spec, resolve
 from engine.ondevice.memory import training_profile
 from engine.ondevice.poet import poet_curve, poet_plan, verify_poet
-from engine.ondevice.sparse import Finetuner, plan_sparse
+from engine.ondevice.sparse import plan_sparse
 from engine.ondevice.torchref import torch_step_memory
 from engine.zoo import build_zoo_model
 
@@ -35,38 +32,6 @@ def memory_table(g, specs) -> None:
         t = p.targets[0]
         print(f"{spec:>12} {w:>8} {p.peak_sram_bytes:>12,} {t['flash_bytes']:>10,} {t['step_ms']:>9.1f} "
               f"{str(t['fits']):>9} {ref['total_bytes'] / p.peak_sram_bytes:>9.1f}x")
-
-
-def _classes(data, keep):
-    """The samples of `data` whose label is in `keep` (labels unchanged: the head keeps its 12 outputs)."""
-    tr, va = np.isin(data.y_train, keep), np.isin(data.y_val, keep)
-    return dataclasses.replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr], x_val=data.x_val[va],
-                               y_val=data.y_val[va])
-
-
-def transfer(kws, steps: int) -> None:
-    """New keywords: pre-train every layer on keywords 0-5, then fine-tune on keywords 6-11 only, fully or with
-    the sparse update the planner picks under 96 KB, from the same pre-trained weights."""
-    from engine.exporters.torch_export import from_torch_weights
-
-    kd = load_dataset("keywords")
-    old, new = _classes(kd, list(range(6))), _classes(kd, list(range(6, 12)))
-    pre = Finetuner(kws, old, steps=150)
-    acc_old = pre.run({k: 1.0 for k in resolve(kws, parse_spec("all")).layers})
-    g = from_torch_weights(kws, pre.module)
-    rs = plan_sparse(g, 96 * 1024, new, steps=steps)
-    ft = Finetuner(g, new, steps=steps * 4)
-    before = ft.accuracy()
-    full = ft.run({k: 1.0 for k in resolve(g, parse_spec("all")).layers})
-    sparse = ft.run({k: rs.plan.fraction(k) for k in rs.plan.layers})
-    head = ft.run({"fc": 1.0})
-    peak = {s: training_profile(g, resolve(g, parse_spec(s)), MCU).peak_sram_bytes for s in ("all",)}
-    sp = training_profile(g, rs.plan, MCU).peak_sram_bytes
-    print(f"\n== transfer to new keywords (zoo:kws_dscnn pre-trained on keywords 0-5: val accuracy {acc_old:.3f}; "
-          f"fine-tuned {steps * 4} SGD steps on keywords 6-11)")
-    print(f"  before fine-tuning {before:.3f}; classifier only {head:.3f}; sparse:96K {rs.plan.to_json()} "
-          f"{sparse:.3f} (peak {sp:,} B); full {full:.3f} (peak {peak['all']:,} B); gap full - sparse "
-          f"{full - sparse:+.3f}")
 
 
 def main() -> None:
@@ -88,7 +53,7 @@ def main() -> None:
           f"predicted accuracy {r.predicted_accuracy:.3f} (classifier alone {r.baseline_accuracy:.3f})")
 
     kws = build_zoo_model("zoo:kws_dscnn")
-    transfer(kws, steps)
+    print("\n(sparse vs full fine-tuning accuracy on new keywords: benchmarks/ondevice_accuracy.py)")
 
     print("\n== POET: zoo:kws_dscnn, all layers, energy-minimal plan per budget on", MCU)
     prof = training_profile(kws, resolve(kws, parse_spec("all")), MCU)

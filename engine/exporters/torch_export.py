@@ -80,6 +80,12 @@ class GraphModule(nn.Module):
                 if t.quant is not None and t.dtype in INT_DTYPES:
                     self._out_quant[o] = (t.quant, t.dtype)
 
+    @property
+    def steps(self) -> list:
+        """(node name, input names, output names, step) per node in execution order: for running part of the graph
+        (engine.ondevice.finetune runs the layers after a frozen prefix on that prefix's cached outputs)."""
+        return self._steps
+
     def tensor(self, name: str) -> torch.Tensor:
         """The parameter or buffer that holds graph constant `name`."""
         holder, key = self._const_attr[name]

@@ -88,13 +88,13 @@ class Finetuner:
         self.last_predictions = np.zeros(0, dtype=np.int64)
 
     # ---- what is trained ------------------------------------------------------------------------------
-    def _params(self, layers: dict[str, float], bias_only) -> list[tuple]:
+    def trainable(self, layers: dict[str, float], bias_only) -> list[tuple]:
         """(parameter, mask or None, int8-domain scale or None) per trained tensor."""
         out = []
         for layer, frac in [*layers.items(), *((b, -1.0) for b in bias_only if b not in layers)]:
             n = self.nodes.get(layer)
             if n is None:
-                raise TinyStudioError(f"fine-tuning: layer '{layer}' is not a layer of the model")
+                continue  # a layer only the deployed graph has (a node the int8 conversion adds)
             for j, t in enumerate(n.inputs[1:3]):
                 if not t or not self.module.tensor_keys.get(t, "").startswith("params.") or (frac < 0 and j == 0):
                     continue
@@ -122,13 +122,13 @@ class Finetuner:
         dims = [d for d in range(w.dim()) if d != axis]
         return (w.abs().amax(dim=dims) / 127.0).clamp_min(1e-12)
 
-    def _first_step(self, params) -> int:
+    def first_step(self, params) -> int:
         trained = {id(p) for p, _, _ in params}
-        for i, (_, ins, _, _) in enumerate(self.module._steps):
+        for i, (_, ins, _, _) in enumerate(self.module.steps):
             if any(i_ and self.module.tensor_keys.get(i_, "").startswith("params.")
                    and id(self.module.tensor(i_)) in trained for i_ in ins):
                 return i
-        return len(self.module._steps)
+        return len(self.module.steps)
 
     # ---- frozen prefix, computed once -----------------------------------------------------------------
     def _features(self, first: int, which: str) -> dict[str, torch.Tensor]:
@@ -139,7 +139,7 @@ class Finetuner:
         key = (first, which)
         if key in self._feat:
             return self._feat[key]
-        steps = self.module._steps
+        steps = self.module.steps
         produced = set(self.module.input_names)
         for _, _, outs, _ in steps[:first]:
             produced.update(outs)
@@ -173,7 +173,7 @@ class Finetuner:
     def _forward(self, first: int, feats: dict, idx) -> torch.Tensor:
         env = self._env(None)
         env.update({k: v[idx] for k, v in feats.items()})
-        for _, ins, outs, step in self.module._steps[first:]:
+        for _, ins, outs, step in self.module.steps[first:]:
             for o, y in zip(outs, step([env[i_] if i_ else None for i_ in ins], self.module)):
                 env[o] = y
         out = env[self.module.output_names[0]]
@@ -188,10 +188,10 @@ class Finetuner:
             self.module.load_state_dict(self.start)
             for p in self.module.parameters():
                 p.requires_grad_(False)
-            params = self._params(layers, bias_only)
+            params = self.trainable(layers, bias_only)
             for p, _, _ in params:
                 p.requires_grad_(True)
-            first = self._first_step(params)
+            first = self.first_step(params)
             feats = self._features(first, "train")  # before any update: the frozen prefix has the start weights
             self._features(first, "val")
             y = torch.from_numpy(self.data.y_train).long()

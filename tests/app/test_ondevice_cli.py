@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from app.cli import main
 
 
@@ -22,18 +24,31 @@ def test_profile_training_bad_spec_is_one_line(capsys):
     assert main(["profile", "zoo:kws_dscnn", "--training", "last:2", "--data", "digits"]) == 2
 
 
-def test_profile_training_sparse_plans_under_the_budget(capsys, monkeypatch):
+def test_profile_training_sparse_plans_under_the_budget(capsys, monkeypatch, tmp_path):
     """The planner's probes run (short fine-tunings on keywords: 3 steps, whole layers, to keep the suite fast; the
-    benchmark runs the real probes) and the plan fits the budget."""
+    benchmark runs the real probes) and the plan fits the budget; the JSON and the text show the probes (gain, z,
+    extra SRAM, gain per KB) and the predicted gain, which is the sum of the chosen probes' gains."""
     import functools
 
     import engine.ondevice.sparse as sparse
 
+    monkeypatch.setattr(sparse, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(sparse, "plan_sparse", functools.partial(sparse.plan_sparse, steps=3, fractions=(1.0,)))
     assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:80K", "--data", "keywords", "--mcu",
                  "stm32f746ng", "--json"]) == 0
     tr = json.loads(capsys.readouterr().out)["training"]
     assert tr["peak_sram_bytes"] <= 80 * 1024 and tr["layers_updated"][-1] == "fc"
     assert all(0 < f <= 1 for f in tr["channel_fraction"].values())
+    sp = tr["sparse"]
+    assert sp["probe_steps"] == 3 and len(sp["probes"]) == 4 and sp["plan"]["layers"] == tr["layers_updated"]
+    chosen = [p for p in sp["probes"] if p["layer"] in tr["layers_updated"]]
+    assert all(p["significant"] for p in chosen)
+    assert sp["predicted_gain"] == pytest.approx(sum(p["gain"] for p in chosen), abs=1e-5)
+    for p in sp["probes"]:
+        assert p["gain_per_kb"] == pytest.approx(p["gain"] / max(p["extra_bytes"], 1) * 1024, abs=1e-5)
+    assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:80K", "--data", "keywords"]) == 0  # cached probes
+    out = capsys.readouterr().out
+    assert "sparse-update probes" in out and f"predicted gain {sp['predicted_gain']:+.1%}" in out
+    assert "(cached)" in out and out.count("gain/KB") == 4
     assert main(["profile", "zoo:kws_dscnn", "--training", "sparse:1K"]) == 2
     assert "below the" in capsys.readouterr().err

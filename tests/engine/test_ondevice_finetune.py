@@ -102,7 +102,7 @@ def test_frozen_prefix_cache_gives_the_full_forward_accuracy(mlp, digits):
     ft = Finetuner(mlp, digits, FinetuneOptions(steps=20, batch=16, lr=0.2))
     acc = ft.run({"fc3": 1.0})                   # runs from fc3's input, computed once
     pred = ft.last_predictions.copy()
-    assert ft._first_step(ft._params({"fc3": 1.0}, ())) > 0
+    assert ft.first_step(ft.trainable({"fc3": 1.0}, ())) > 0
     assert ft.accuracy() == pytest.approx(acc)   # the whole graph on the updated weights
     assert acc == pytest.approx(float((pred == ft.yv).mean()))
     ft.run({}, bias_only=("fc1", "fc2", "fc3"))     # biases change, weights do not

@@ -9,6 +9,14 @@ from engine.ondevice.sparse import plan_sparse
 from engine.zoo import build_zoo_model
 
 
+@pytest.fixture(autouse=True)
+def _fresh_probe_cache(tmp_path, monkeypatch):
+    """Every test runs its probes (the planner caches them on disk)."""
+    import engine.ondevice.sparse as sparse
+
+    monkeypatch.setattr(sparse, "cache_dir", lambda: tmp_path)
+
+
 @pytest.fixture(scope="module")
 def kws():
     return build_zoo_model("zoo:kws_dscnn"), load_dataset("keywords")
