@@ -60,19 +60,21 @@ def main() -> None:
     ap.add_argument("--budgets", default="64K,96K,128K", help="sparse:BYTES budgets")
     ap.add_argument("--lr", type=float, default=0.05, help="plain SGD's learning rate (the device's step)")
     ap.add_argument("--momentum-lr", type=float, default=0.01, help="learning rate with momentum 0.9")
+    ap.add_argument("--seed", type=int, default=0, help="pre-training, small-set draw and sample-order seed")
     a = ap.parse_args()
     t0 = time.time()
     kd = load_dataset("keywords")
     x_test, y_test = held_out_split(kd)
     g0 = build_zoo_model("zoo:kws_dscnn")
-    pre, rep = train(g0, subset(kd, OLD), epochs=a.epochs, lr=2e-3, batch_size=64, patience=None)
+    pre, rep = train(g0, subset(kd, OLD), epochs=a.epochs, lr=2e-3, batch_size=64, patience=None,
+                   seed=a.seed)
     old_test = np.isin(y_test, OLD)
-    new = subset(kd, list(range(12)), per_class=a.per_class)
+    new = subset(kd, list(range(12)), per_class=a.per_class, seed=a.seed)
     print(f"== transfer: zoo:kws_dscnn pre-trained {a.epochs} epochs on 8 classes (6 keywords + silence + "
           f"unknown, {int(np.isin(kd.y_train, OLD).sum())} clips); fine-tuned on all 12 classes from "
           f"{len(new.y_train)} clips ({a.per_class} per class, training voices); test: {len(y_test)} clips of 7 "
           "unseen voices")
-    base = FinetuneOptions(steps=a.steps, lr=a.lr)
+    base = FinetuneOptions(steps=a.steps, lr=a.lr, seed=a.seed)
     ft = Finetuner(pre, new, base)
     print(f"pre-trained: test accuracy on its 8 classes {ft.accuracy(x_test[old_test], y_test[old_test]):.3f}, "
           f"on all 12 before fine-tuning {ft.accuracy(x_test, y_test):.3f}  ({time.time() - t0:.0f} s)")
