@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.errors import TinyStudioError
 from engine.ir import Graph
-from engine.ondevice.finetune import FinetuneOptions, Finetuner  # noqa: F401 (Finetuner: the probes' runner)
+from engine.ondevice.finetune import FinetuneOptions, Finetuner
 from engine.ondevice.memory import training_profile
 from engine.ondevice.spec import UpdatePlan, weighted_layers
 
