@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--budgets", default="64K,96K,128K", help="sparse:BYTES budgets")
     ap.add_argument("--lr", type=float, default=0.05, help="plain SGD's learning rate (the device's step)")
     ap.add_argument("--momentum-lr", type=float, default=0.01, help="learning rate with momentum 0.9")
+    ap.add_argument("--candidates", type=int, default=4, help="layers the planner probes, the last ones (0: all)")
+    ap.add_argument("--probe-momentum", action="store_true", help="probe with momentum 0.9 (--momentum-lr)")
     ap.add_argument("--seed", type=int, default=0, help="pre-training, small-set draw and sample-order seed")
     a = ap.parse_args()
     t0 = time.time()
@@ -100,7 +102,8 @@ def main() -> None:
     sparse_rows = []
     for b in a.budgets.split(","):
         budget = parse_spec(f"sparse:{b}").budget_bytes
-        r = plan_sparse(pre, budget, new, options=dataclasses.replace(base, steps=a.probe_steps))
+        r = plan_sparse(pre, budget, new, candidates=a.candidates or None,
+                        options=dataclasses.replace(mom if a.probe_momentum else base, steps=a.probe_steps))
         acc = row(f"sparse:{b} " + ",".join(f"{k}({r.plan.fraction(k):g})" for k in r.plan.layers[:-1]) + "+fc",
                   r.plan, base, ft)
         sparse_rows.append((b, r, acc))
