@@ -150,10 +150,7 @@ class Finetuner:
         b = self.opt.batch
         with torch.no_grad():
             for i in range(0, len(x), b):
-                xb = x[i:i + b]
-                pad = b - len(xb)
-                if pad:
-                    xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+                xb, _ = _batch(x, i, b)
                 env = self._env(to_layout(self.view, torch.from_numpy(xb)))
                 for _, ins, outs, step in steps[:first]:
                     for o, y in zip(outs, step([env[i_] if i_ else None for i_ in ins], self.module)):
@@ -236,13 +233,10 @@ class Finetuner:
         hits, b = 0, self.opt.batch
         with torch.no_grad(), torch_threads(1):
             for i in range(0, len(x), b):
-                xb = x[i:i + b]
-                pad = b - len(xb)
-                if pad:
-                    xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+                xb, n = _batch(x, i, b)
                 out = self.module(to_layout(self.view, torch.from_numpy(xb)))
                 out = out[0] if isinstance(out, (tuple, list)) else out
-                hits += int((out.reshape(b, -1)[: b - pad].argmax(1).numpy() == y[i:i + b]).sum())
+                hits += int((out.reshape(b, -1)[:n].argmax(1).numpy() == y[i:i + b]).sum())
         return hits / max(len(x), 1)
 
     def trained_graph(self, graph: Graph) -> Graph:
@@ -259,6 +253,14 @@ class Finetuner:
                 value = self.module.tensor(name).detach().numpy().astype(t.data.dtype).reshape(t.shape)
                 out.tensors[name] = Tensor(t.name, t.shape, t.dtype, t.quant, value, dict(t.meta))
         return out
+
+
+def _batch(x: np.ndarray, i: int, b: int) -> tuple[np.ndarray, int]:
+    """Samples i .. i+b of x padded to b by repeating the last one (the graph's reshapes have the batch size in
+    them), and how many are real."""
+    xb = x[i:i + b]
+    n = len(xb)
+    return (np.concatenate([xb, np.repeat(xb[-1:], b - n, axis=0)]) if n < b else xb), n
 
 
 def _input_scales(graph: Graph) -> dict[str, float]:
