@@ -92,7 +92,8 @@ def emit_inplace_depthwise(ctx: EmitContext, node: Node) -> LayerCode:
 def emit_fused_block(ctx: EmitContext, block: FusedBlock) -> LayerCode:
     """One layer function running the block band by band (engine/memory/fused.py): per band, roll the expanded
     rows the next band shares to the top of band:<expanded>, expand the new rows, depthwise into band:<dw out>,
-    project into the output rows."""
+    project into the output rows. With the block's residual Add: project into band:<project out>, then add it
+    to the input's rows into the sum's rows (over the input when the plan put the sum there)."""
     code = ctx.begin(ctx.index)
     g = ctx.graph
     geo = block_geom(g, block)
