@@ -1,8 +1,9 @@
 """Memory schedules table (issue 13): peak SRAM of each schedule against TFLM's arena and the layer bound.
 
-Rows: the four MLPerf Tiny int8 files and MobileNetV2 1.0 @224 (zoo, PTQ'd to int8 on synthetic data: the
-calibration does not change shapes, so arenas and MACs are those of any calibration), each with the schedules
-layer, inplace, patch, fused and auto (MAC-overhead limit 10 %; 15 % for MobileNetV2, the issue's figure).
+Rows: the four MLPerf Tiny int8 files, MobileNetV2 1.0 @224 and 0.35 @96 (zoo, PTQ'd to int8 on synthetic data:
+the calibration does not change shapes, so arenas and MACs are those of any calibration), each with the schedules
+layer, inplace, patch, fused and auto (MAC-overhead limit 10 %; 15 % for MobileNetV2, the issue's figure). Fused
+blocks include the residual Add that closes a block where there is one (its sum written over the block input).
 Columns: the arena the planner places (the C's static arena), the layer-by-layer lower bound and TFLM's
 measured greedy arena (MLPerf README), how far below the bound, executed MACs and the overhead.
 With --verify: every scheduled library is generated, built on the host with ASan/UBSan and compared byte for
@@ -11,7 +12,7 @@ byte with the layer-by-layer int8 reference (run_int8) on 2 inputs; with --qemu:
 the executed instruction count's overhead over the layer schedule next to the predicted MAC overhead.
 Then a VWW-class model for <= 32 KB of SRAM: exported with its schedule, measured (arm-none-eabi-size +
 painted stack in QEMU) and verified.
-Run: .venv/bin/python benchmarks/memory_table.py [--verify] [--qemu] [--only VWW] [--markdown]
+Run: .venv/bin/python benchmarks/memory_table.py [--verify] [--qemu] [--only VWW] [--kinds layer,fused] [--markdown]
 """
 from __future__ import annotations
 
@@ -46,13 +47,15 @@ def models(only: str | None):
             yield label, infer_shapes(load_tflite(MLPERF / file)), tflm, 0.10
     if only in (None, "MobileNetV2"):
         yield "MobileNetV2 1.0@224", mobilenetv2(), None, 0.15
+    if only in (None, "MobileNetV2-0.35"):
+        yield "MobileNetV2 0.35@96", mobilenetv2("zoo:mobilenetv2?resolution=96&width=0.35"), None, 0.15
 
 
-def mobilenetv2():
+def mobilenetv2(spec: str = "zoo:mobilenetv2"):
     from engine.passes.ptq import quantize_model
     from engine.zoo import build_zoo_model
 
-    qg, _ = quantize_model(build_zoo_model("zoo:mobilenetv2"), synthetic_samples=2)
+    qg, _ = quantize_model(build_zoo_model(spec), synthetic_samples=2)
     return infer_shapes(qg)
 
 
@@ -86,7 +89,8 @@ def row(label, g, tflm, kind, limit, args, layer_insns) -> dict:
     if s.patch is not None:
         r["note"] = f"patch up to {s.patch.split} {s.patch.grid[0]}x{s.patch.grid[1]}"
     if s.fused:
-        r["note"] += f"{'; ' if r['note'] else ''}{len(s.fused)} fused"
+        adds = sum(b.add is not None for b in s.fused)
+        r["note"] += f"{'; ' if r['note'] else ''}{len(s.fused)} fused" + (f" ({adds} with the Add)" if adds else "")
     if s.inplace:
         r["note"] += f"{'; ' if r['note'] else ''}{len(s.inplace)} in-place dw"
     if not (args.verify or args.qemu):
@@ -166,7 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--verify", action="store_true", help="host build with ASan/UBSan, bit-exact check")
     ap.add_argument("--qemu", action="store_true", help="QEMU Cortex-M4 and M55: bit-exact and instruction counts")
-    ap.add_argument("--only", help="one model: KWS, VWW, IC, AD or MobileNetV2")
+    ap.add_argument("--only", help="one model: KWS, VWW, IC, AD, MobileNetV2 (1.0@224) or MobileNetV2-0.35 (@96)")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--no-small", action="store_true", help="skip the <= 32 KB VWW-class export")

@@ -2,6 +2,7 @@
 
     code = emit_inplace_depthwise(ctx, node)     # ts_depthwise_inplace_s8 over the input's buffer
     code = emit_fused_block(ctx, block)          # one layer function: the band loop over the block's three convs
+                                                 # (and its residual Add, band by band)
 
 Both run at the arena offsets of ctx.plan, whose table came from engine/memory/inplace.py and fused.py (the
 output merged into the input's buffer and a "dwtmp:<node>" temporary; "band:<tensor>" buffers). Each conv's
@@ -32,15 +33,17 @@ class _AtZero:
 
 
 def _conv_parts(ctx: EmitContext, node: Node, role: str) -> tuple[str, str, list[str], str]:
-    """The Conv emitter's output for `node`: its parameter struct (named `<role>0`), kernel, call arguments after
-    the struct (x, w, bias, multipliers, shifts, y[, SCRATCH]) and comment; its const arrays join ctx's layer."""
-    if ctx.graph.tensors[node.inputs[0]].dtype != "int8":
-        raise GraphError("scheduled convs run int8 activations", node.name, node.op)
+    """The Conv (or Add) emitter's output for `node`: its parameter struct (named `<role>0`), kernel, call
+    arguments after the struct (Conv: x, w, bias, multipliers, shifts, y[, SCRATCH]; Add: a, b, y) and comment;
+    its const arrays join ctx's layer."""
+    checked = node.inputs[:1] if node.op == "Conv" else [*node.inputs, *node.outputs]
+    if any(ctx.graph.tensors[t].dtype != "int8" for t in checked):
+        raise GraphError("scheduled convs and adds run int8 activations", node.name, node.op)
     side = EmitContext(ctx.graph, _AtZero(), ctx.prefix)
     side._const_names, side.const_arrays = ctx._const_names, ctx.const_arrays
     code = side.begin(0)
     side.index = f"{ctx.index}_{role}"   # array names <prefix>_l<index>_<role>_w: unique in the library
-    EMIT["Conv"](side, node)
+    EMIT[node.op](side, node)
     match = _CALL.fullmatch(code.body[-1])
     if len(code.body) != 2 or match is None or " p = " not in code.body[0]:
         raise AssertionError(f"unexpected Conv emitter output for {node.name}: {code.body}")
@@ -89,19 +92,33 @@ def emit_inplace_depthwise(ctx: EmitContext, node: Node) -> LayerCode:
 def emit_fused_block(ctx: EmitContext, block: FusedBlock) -> LayerCode:
     """One layer function running the block band by band (engine/memory/fused.py): per band, roll the expanded
     rows the next band shares to the top of band:<expanded>, expand the new rows, depthwise into band:<dw out>,
-    project into the output rows."""
+    project into the output rows. With the block's residual Add: project into band:<project out>, then add it
+    to the input's rows into the sum's rows (over the input when the plan put the sum there)."""
     code = ctx.begin(ctx.index)
     g = ctx.graph
     geo = block_geom(g, block)
     nodes = {n.name: n for n in g.nodes}
-    e, d, p = geo.expand, geo.dw, geo.project
+    e, d, p, add = geo.expand, geo.dw, geo.project, geo.add
     parts = [_conv_parts(ctx, nodes[c.node], role) for c, role in ((e, "pe"), (d, "pd"), (p, "pp"))]
-    x, y = g.tensors[e.x], g.tensors[p.y]
+    x, y = g.tensors[e.x], g.tensors[add.y if add else p.y]
     what = f"fused block {list(block.nodes)}"
     na, nb = geo.band_bytes(block.band_rows)
-    xoff, yoff = _buffer(ctx, e.x, x.nbytes, what), _buffer(ctx, p.y, y.nbytes, what)
+    xoff, yoff = _buffer(ctx, e.x, x.nbytes, what), _buffer(ctx, y.name, y.nbytes, what)
     aoff, boff = _buffer(ctx, band_name(e.y), na, what), _buffer(ctx, band_name(d.y), nb, what)
     row_x, row_a, row_y = e.in_hwc[1] * e.in_hwc[2], d.in_hwc[1] * d.in_hwc[2], p.out_hwc[1] * p.out_hwc[2]
+    project_to, add_lines = f"A({yoff}) + (size_t)r0 * {row_y}", ""
+    if add is not None:   # the projection into band:<p>, then the sum of its rows and the input's into y's rows
+        struct, kernel, _, comment = _conv_parts(ctx, nodes[add.node], "pa")
+        if ".it = {.ndim = 1," not in struct:
+            raise AssertionError(f"{add.node}: the residual Add is not one contiguous run: {struct[:200]}")
+        npb = min(block.band_rows, geo.out_h) * row_y
+        poff = _buffer(ctx, band_name(add.p), npb, what)
+        project_to = f"A({poff})"
+        xr, pr = f"A({xoff}) + (size_t)r0 * {row_y}", f"A({poff})"
+        add_lines = (f"\n    pa.it.shape[0] = (r1 - r0) * {row_y};"
+                     f"\n    {kernel}(&pa, {pr if add.p_first else xr}, {xr if add.p_first else pr}, "
+                     f"A({yoff}) + (size_t)r0 * {row_y});")
+        parts.append((struct, kernel, [], comment))
 
     def call(i: int, xp: str, yp: str) -> str:
         _, kernel, args, _ = parts[i]
@@ -110,8 +127,9 @@ def emit_fused_block(ctx: EmitContext, block: FusedBlock) -> LayerCode:
 
     oh, br, sd, pad_d, kd, ah = geo.out_h, block.band_rows, d.strides[0], d.pads[0], d.eff_kh, d.in_hwc[0]
     se, pad_e, ke, xh = e.strides[0], e.pads[0], e.eff_kh, e.in_hwc[0]
-    code.body += [parts[0][0], parts[1][0], parts[2][0], "ts_conv_params pe = pe0, pd = pd0, pp = pp0;",
-                  "int32_t r0, lo = 0, hi = 0;   /* expanded rows [lo, hi) held in the band buffer */",
+    code.body += [pt[0] for pt in parts] + ["ts_conv_params pe = pe0, pd = pd0, pp = pp0;"]
+    code.body += ["ts_add_params pa = pa0;"] if add is not None else []
+    code.body += ["int32_t r0, lo = 0, hi = 0;   /* expanded rows [lo, hi) held in the band buffer */",
                   f"""for (r0 = 0; r0 < {oh}; r0 += {br}) {{
     const int32_t r1 = r0 + {br} < {oh} ? r0 + {br} : {oh};
     const int32_t nlo = r0 * {sd} - {pad_d} > 0 ? r0 * {sd} - {pad_d} : 0;
@@ -142,12 +160,16 @@ def emit_fused_block(ctx: EmitContext, block: FusedBlock) -> LayerCode:
     {call(1, f"A({aoff})", f"A({boff})")}
     pp.in_h = r1 - r0;
     pp.out_h = r1 - r0;
-    {call(2, f"A({boff})", f"A({yoff}) + (size_t)r0 * {row_y}")}
+    {call(2, f"A({boff})", project_to)}{add_lines}
 }}"""]
     code.kernel = "+".join(pt[1] for pt in parts)
-    code.comment = (f"fused block {e.node} -> {d.node} -> {p.node} in bands of {br} rows "
+    code.comment = (f"fused block {' -> '.join(geo.nodes)} in bands of {br} rows "
                     f"({len(geo.bands(br))} bands): {'; '.join(pt[3] for pt in parts)}")
-    code.accesses += [Access(e.x, xoff, x.nbytes, False), Access(p.y, yoff, y.nbytes, True),
+    # The sum over the block input (in place): row r0.. of y is written after every read of x rows < r1
+    # (engine.memory.fused.BlockGeom.add_in_place_ok), the element-wise "same bytes" case of check_accesses.
+    code.accesses += [Access(e.x, xoff, x.nbytes, False, strict=xoff != yoff), Access(y.name, yoff, y.nbytes, True),
                       Access(band_name(e.y), aoff, na, True), Access(band_name(e.y), aoff, na, False, False),
                       Access(band_name(d.y), boff, nb, True), Access(band_name(d.y), boff, nb, False, False)]
+    if add is not None:
+        code.accesses += [Access(band_name(add.p), poff, npb, True), Access(band_name(add.p), poff, npb, False, False)]
     return code

@@ -56,7 +56,7 @@ def _schedule_text(d: dict) -> str:
     if d.get("inplace"):
         parts.append(f"in-place depthwise {', '.join(d['inplace'])}")
     for b in d.get("fused", []):
-        parts.append(f"fused {b['nodes'][0]}..{b['nodes'][2]} by {b['band_rows']} rows")
+        parts.append(f"fused {b['nodes'][0]}..{b['nodes'][-1]} by {b['band_rows']} rows")
     return "; ".join(parts)
 
 

@@ -2,11 +2,13 @@
 
     run_inplace_depthwise(plan, "dw3", env)        # env[output] computed group by group over env[input]'s bytes
     run_fused_block(plan, FusedBlock(("pw2", "dw3", "pw3"), 2), env)   # env[project out], band by band
+    run_fused_block(plan, FusedBlock(("pw4", "dw4", "pw5", "add4"), 2), env)   # env[sum], band by band
 
 Both run the layer's own int8 kernels (engine/int8/conv.py, the records of engine/int8/prepare.py) on exactly the
 pieces the C computes, through simulated buffers: the in-place run reads each channel group from the input's
 buffer after the earlier groups were scattered over it, and the fused run keeps its expanded rows in a band buffer
-that rolls like the C's. A wrong scatter, halo or roll changes bytes, so equality with the layer-by-layer
+that rolls like the C's; a block with its residual Add writes each band's sum over the block input's rows (when
+engine.memory.fused.add_in_place allows it) before the next band's expand reads that input. A wrong scatter, halo or roll changes bytes, so equality with the layer-by-layer
 reference (run_int8) checks the schedule itself.
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 from engine.int8 import conv as conv_k
 from engine.int8.execute import Int8Plan
 from engine.int8.prepare import prepare_node
-from engine.memory.fused import block_geom
+from engine.ir import DTYPES
+from engine.memory.fused import add_in_place, block_geom
 from engine.memory.inplace import ConvGeom, inplace_geom
 from engine.memory.schedule import FusedBlock, ScheduleError
 
@@ -78,16 +81,29 @@ def run_inplace_depthwise(plan: Int8Plan, node_name: str, env: dict, group: int 
     env[geo.x] = buf.reshape(g.tensors[geo.x].shape)
 
 
-def run_fused_block(plan: Int8Plan, block: FusedBlock, env: dict, rolling: bool = True) -> None:
+def run_fused_block(plan: Int8Plan, block: FusedBlock, env: dict, rolling: bool = True,
+                    in_place: bool | None = None) -> None:
     """env[project output] computed band by band (engine/memory/fused.py): per band, the expanded rows it needs
     that the band buffer does not hold yet (all of them with rolling=False: halos recomputed), the depthwise
-    band, its projection into the output rows. The expanded and depthwise tensors are never stored in env."""
+    band, its projection into the output rows. The expanded and depthwise tensors are never stored in env.
+    With the block's residual Add, env[sum] instead: each band's projection goes to a band and its sum with the
+    input's rows to the sum's rows, written over env[input]'s array when `in_place` (None: as add_in_place says;
+    never with recomputed halos, which read input rows an earlier band overwrote); the project output is never
+    stored."""
     g = plan.graph
     geo = block_geom(g, block)
     (_, er), (_, dr), (_, pr) = (_record(plan, n.node) for n in (geo.expand, geo.dw, geo.project))
-    e, d = geo.expand, geo.dw
+    e, d, a = geo.expand, geo.dw, geo.add
     we, wd, wp = (conv_k.conv_weights(r.centered, 0, r.group) for r in (er, dr, pr))
     x = np.asarray(env[e.x])
+    if a is not None:
+        in_place = rolling and add_in_place(g, geo, block.band_rows) if in_place is None else in_place
+        if in_place and not rolling:
+            raise ScheduleError(f"fused block {list(block.nodes)}: the sum cannot overwrite the input when the "
+                                "halos are recomputed")
+        add_kernel = next(k for n, k in plan.steps if n.name == a.node)
+        x = np.array(x, copy=True)   # the input's buffer: the sum's rows go over it when in place
+        s = x if in_place else np.empty(g.tensors[a.y].shape, dtype=DTYPES[g.tensors[a.y].dtype])
     h = e.in_hwc[0]
     _, wa, ca = d.in_hwc
     band = np.zeros((geo.band_a_rows(block.band_rows), wa, ca), dtype=np.int8)   # "band:<expanded>"
@@ -105,4 +121,12 @@ def run_fused_block(plan: Int8Plan, block: FusedBlock, env: dict, rolling: bool 
         b = _conv_rows(dr, wd, band[None, :bd.hi - bd.lo], d.pads[0] + bd.lo - bd.r0 * d.strides[0],
                        bd.r1 - bd.r0)                                       # "band:<depthwise out>"
         y[:, bd.r0:bd.r1] = _conv_rows(pr, wp, b, 0, bd.r1 - bd.r0)
+        if a is not None:   # "band:<project out>" plus the input's rows, into the sum's rows
+            pb, xb = y[:, bd.r0:bd.r1], x[:, bd.r0:bd.r1]
+            s[:, bd.r0:bd.r1] = add_kernel([pb, xb] if a.p_first else [xb, pb])[0]
+    if a is not None:
+        env[a.y] = s if in_place else s.copy()
+        if in_place:
+            env[e.x] = x   # the input's array now holds the sum (the input no longer exists)
+        return
     env[geo.project.y] = y.reshape(g.tensors[geo.project.y].shape)

@@ -9,8 +9,14 @@ Per band of output rows [r0, r1): the depthwise input rows it needs (its halo) a
 previous band already computed are kept (moved to the top of the band buffer, a rolling buffer of k_eff - s rows)
 and only the new rows are expanded, so nothing is recomputed: the MAC overhead is 0 (halo_extra_macs gives what
 recomputing the halos instead would cost). The depthwise band goes to "band:<depthwise out>", the projection
-writes rows [r0, r1) of the whole output. The residual Add of a block runs after it, layer by layer (in place
-over the project's output), so the block's input and output both exist whole, as the brief's memory model says.
+writes rows [r0, r1) of the whole output.
+
+A block may include the residual Add that closes it (4 nodes: expand, depthwise, project, Add of the project's
+output and the expand's input, same shapes): the projection then goes to a band buffer "band:<project out>" and
+each band adds its rows to the block input's rows [r0, r1), writing the sum's rows [r0, r1). The project output
+never exists whole. When nothing reads the block input after the block and no later band's expand reads input
+rows below r1 (rolling rows, add_in_place_ok), the sum is written in place over the input rows this band has
+consumed: the block's input and output share one buffer, so the block's peak is its input plus three bands.
 
 The "expand" node is any group-1 Conv whose output only the depthwise reads (a 1x1 expand in MobileNetV2, also
 the stem conv before a first block without expansion, or the previous pointwise conv in MobileNetV1 chains).
@@ -40,10 +46,24 @@ class Band:
 
 
 @dataclass(frozen=True)
+class AddGeom:
+    node: str
+    x: str             # the block input (the expand's input)
+    p: str             # the project's output
+    y: str             # the sum
+    p_first: bool      # the project's output is the Add's first input
+
+
+@dataclass(frozen=True)
 class BlockGeom:
     expand: ConvGeom
     dw: ConvGeom
     project: ConvGeom
+    add: AddGeom | None = None
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return (self.expand.node, self.dw.node, self.project.node) + ((self.add.node,) if self.add else ())
 
     @property
     def out_h(self) -> int:
@@ -65,6 +85,18 @@ class BlockGeom:
             prev_hi = hi
         return out
 
+    def add_in_place_ok(self, band_rows: int) -> bool:
+        """Whether each band's sum may overwrite the block input's rows [r0, r1): no later band's expand reads an
+        input row below r1 (rolling rows: each band expands only its new rows)."""
+        e, lowest = self.expand, None
+        for b in reversed(self.bands(band_rows)):
+            if lowest is not None and lowest < b.r1:
+                return False
+            if b.hi > b.new:
+                x0 = max(0, b.new * e.strides[0] - e.pads[0])
+                lowest = x0 if lowest is None else min(lowest, x0)
+        return True
+
     def band_a_rows(self, band_rows: int) -> int:
         return max((b.hi - b.lo for b in self.bands(band_rows)), default=0)
 
@@ -85,8 +117,10 @@ def block_geom(graph: Graph, block: FusedBlock) -> BlockGeom:
     g = shaped(graph)
     nodes = {n.name: n for n in g.nodes}
     where = f"schedule.fused {list(block.nodes)}"
+    if len(block.nodes) not in (3, 4):
+        raise ScheduleError(f"{where}: expected 3 nodes (expand, depthwise, project) or 4 (and the residual Add)")
     geos = []
-    for role, name in zip(("expand", "depthwise", "project"), block.nodes):
+    for role, name in zip(("expand", "depthwise", "project"), block.nodes[:3]):
         if name not in nodes:
             raise ScheduleError(f"{where}: no node '{name}' in the graph")
         geo = conv_geom(g, nodes[name])
@@ -108,7 +142,44 @@ def block_geom(graph: Graph, block: FusedBlock) -> BlockGeom:
             raise ScheduleError(f"{where}: '{a.y}' (output of '{a.node}') must be read by '{b.node}' only")
     if block.band_rows < 1:
         raise ScheduleError(f"{where}: band_rows must be >= 1")
-    return BlockGeom(e, d, p)
+    add = _add_geom(g, nodes.get(block.nodes[3]), block.nodes[3], e, p, readers, where) if block.add else None
+    return BlockGeom(e, d, p, add)
+
+
+def _add_geom(g: Graph, node, name: str, e: ConvGeom, p: ConvGeom, readers, where: str) -> AddGeom:
+    """The residual Add closing a block: Add(project out, block input) in either order, no broadcasting."""
+    if node is None:
+        raise ScheduleError(f"{where}: no node '{name}' in the graph")
+    if node.op != "Add" or len(node.inputs) != 2 or sorted(node.inputs) != sorted([p.y, e.x]) or p.y == e.x:
+        raise ScheduleError(f"{where}: node '{name}' ({node.op}) is not the residual Add of '{p.y}' (output of "
+                            f"'{p.node}') and the block input '{e.x}'")
+    rd = readers.get(p.y, [])
+    if p.y in g.outputs or len(rd) != 1 or rd[0].name != name:
+        raise ScheduleError(f"{where}: '{p.y}' (output of '{p.node}') must be read by '{name}' only")
+    y = node.outputs[0]
+    if not (tuple(g.tensors[e.x].shape) == tuple(g.tensors[p.y].shape) == tuple(g.tensors[y].shape)):
+        raise ScheduleError(f"{where}: node '{name}': the block input, the project output and the sum must have "
+                            "the same shape")
+    return AddGeom(name, e.x, p.y, y, node.inputs[0] == p.y)
+
+
+def add_in_place(graph: Graph, geo: BlockGeom, band_rows: int) -> bool:
+    """Whether the block's sum may overwrite its input in any order: only the block reads the input, which is
+    not a graph output, and add_in_place_ok (the memory rewrite decides on its table, with the same rows rule)."""
+    if geo.add is None:
+        return False
+    g = shaped(graph)
+    rd = {n.name for n in consumers_of(g).get(geo.expand.x, [])}
+    return geo.expand.x not in g.outputs and rd <= {geo.expand.node, geo.add.node} and geo.add_in_place_ok(band_rows)
+
+
+def residual_add(graph: Graph, geo: BlockGeom) -> str | None:
+    """The Add node that closes the block `geo` (reads the project output, alone, and the block input), if any."""
+    g = shaped(graph)
+    rd = consumers_of(g).get(geo.project.y, [])
+    if len(rd) == 1 and rd[0].op == "Add" and geo.expand.x in rd[0].inputs:
+        return rd[0].name
+    return None
 
 
 def halo_extra_macs(graph: Graph, block: FusedBlock) -> int:
@@ -133,10 +204,54 @@ def _rewrite_one(g: Graph, geo: BlockGeom, band_rows: int, buffers: list[Buffer]
     buffers[ib] = Buffer(band_name(geo.dw.y), align(nb, alignment), step, step, (band_name(geo.dw.y),), nb)
 
 
-def _table(g, geos, rows, buffers, step, alignment) -> list[Buffer]:
+def _rewrite_add(g: Graph, geo: BlockGeom, band_rows: int, buffers: list[Buffer], step: dict[str, int],
+                 alignment: int) -> tuple[list[Buffer], bool]:
+    """The residual Add run band by band at the block's step: the project output becomes "band:<p>"; the sum
+    goes over the block input's buffer when add_in_place_ok and nothing reads that buffer after the block, else
+    into its own buffer from the block's step on. Returns the new table and whether the sum is in place."""
+    a, s = geo.add, step[geo.expand.node]
+    ix, ip, iy = buffer_index(buffers, a.x), buffer_index(buffers, a.p), buffer_index(buffers, a.y)
+    by, bp, bx = buffers[iy], buffers[ip], buffers[ix]
+    k = by.tensors.index(a.y)
+    ypre, ypost = by.tensors[:k], by.tensors[k:]   # tensors merged after the sum (in place over it) follow it
+    if bp.tensors != ((a.p,) + (ypost if ip == iy else ())):
+        raise ScheduleError(f"schedule.fused: '{a.p}' shares its buffer with {bp.tensors!r}")
+    per_elem = bp.nbytes / max(g.tensors[a.p].size, 1)
+    xt = ypre if ix == iy else bx.tensors
+    readers = consumers_of(g)
+    late = [step[r.name] for t in xt for r in readers.get(t, []) if r.name not in geo.nodes and step[r.name] > s]
+    out = any(t in g.outputs for t in xt)
+    ny = int(-(-g.tensors[a.y].size * per_elem // 1))
+    in_place = not late and not out and ny <= bx.nbytes and geo.add_in_place_ok(band_rows)
+    _, w, c = geo.project.out_hwc
+    npb = int(-(-min(band_rows, geo.out_h) * w * c * per_elem // 1))
+    band = Buffer(band_name(a.p), align(npb, alignment), s, s, (band_name(a.p),), npb)
+    if in_place:
+        xbuf, ybuf = [replace(bx, last_use=max(by.last_use, s), tensors=xt + ypost)], []
+    else:
+        xbuf = [replace(bx, last_use=bx.last_use if out else max([s] + late), tensors=xt)]
+        ybuf = [Buffer(ypost[0], align(ny, alignment), s, by.last_use, ypost, ny)]
+    new = []
+    for i, b in enumerate(buffers):
+        if i == ix:
+            new += xbuf + (ybuf if iy == ix else [])
+        if i == iy and iy != ix:
+            new += ybuf
+        if i == ip:
+            new.append(band)
+        if i not in (ix, ip, iy):
+            new.append(b)
+    return new, in_place
+
+
+def _table(g, geos, rows, buffers, step, alignment, in_place: list | None = None) -> list[Buffer]:
     out = list(buffers)
     for geo, r in zip(geos, rows):
         _rewrite_one(g, geo, r, out, step[geo.expand.node], alignment)
+        if geo.add is not None:
+            out, placed = _rewrite_add(g, geo, r, out, step, alignment)
+            if in_place is not None:
+                in_place.append(placed)
     return out
 
 
@@ -148,27 +263,32 @@ def fused_rewrite(graph: Graph, blocks: tuple[FusedBlock, ...], buffers, order: 
     step = {name: i for i, name in enumerate(order)}
     geos = [block_geom(g, b) for b in blocks]
     for geo in geos:
-        e, d, p = (step.get(n.node) for n in (geo.expand, geo.dw, geo.project))
-        if None in (e, d, p) or not e < d < p:
-            raise ScheduleError(f"schedule.fused: nodes '{geo.expand.node}', '{geo.dw.node}', '{geo.project.node}' "
-                                "are not in this order, one after the other")
-    new = _table(g, geos, [b.band_rows for b in blocks], buffers, step, alignment)
+        at = [step.get(n) for n in geo.nodes]
+        if None in at or at != sorted(at):
+            raise ScheduleError(f"schedule.fused: nodes {', '.join(repr(n) for n in geo.nodes)} are not in this "
+                                "order, one after the other")
+    in_place: list[bool] = []
+    new = _table(g, geos, [b.band_rows for b in blocks], buffers, step, alignment, in_place)
     n_steps = len(order)
     live = live_bytes(new, n_steps)
     detail = {}
     for geo, blk in zip(geos, blocks):
         s = step[geo.expand.node]
-        detail[s] = [{"label": f"{geo.project.node} rows {bd.r0}..{bd.r1 - 1}", "live_bytes": live[s]}
+        last = geo.add.node if geo.add else geo.project.node
+        detail[s] = [{"label": f"{last} rows {bd.r0}..{bd.r1 - 1}", "live_bytes": live[s]}
                      for bd in geo.bands(blk.band_rows)]
     before = max(live_bytes(list(buffers), n_steps), default=0)
     note = (f"{len(blocks)} fused block{'s' if len(blocks) != 1 else ''} (bands of "
-            f"{', '.join(str(b.band_rows) for b in blocks)} rows): peak {before:,} -> {max(live, default=0):,} B, "
-            "+0 MACs (rolling halo rows)")
+            f"{', '.join(str(b.band_rows) for b in blocks)} rows"
+            + (f"; {len(in_place)} with the residual Add, {sum(in_place)} of them in place over the block input"
+               if in_place else "")
+            + f"): peak {before:,} -> {max(live, default=0):,} B, +0 MACs (rolling halo rows)")
     return Rewrite(tuple(new), 0, detail, note)
 
 
 def all_blocks(graph: Graph) -> list[BlockGeom]:
-    """Every chain expand Conv -> depthwise Conv -> 1x1 Conv that block_geom accepts (they may share nodes)."""
+    """Every chain expand Conv -> depthwise Conv -> 1x1 Conv that block_geom accepts (they may share nodes),
+    with the residual Add that closes it where there is one."""
     g = shaped(graph)
     readers = consumers_of(g)
     out = []
@@ -181,9 +301,16 @@ def all_blocks(graph: Graph) -> list[BlockGeom]:
         if len(rb) != 1:
             continue
         try:
-            out.append(block_geom(g, FusedBlock((n.name, rd[0].name, rb[0].name), 1)))
+            geo = block_geom(g, FusedBlock((n.name, rd[0].name, rb[0].name), 1))
         except ScheduleError:
             continue
+        add = residual_add(g, geo)
+        if add is not None:
+            try:
+                geo = block_geom(g, FusedBlock(geo.nodes + (add,), 1))
+            except ScheduleError:
+                pass
+        out.append(geo)
     return out
 
 
@@ -226,15 +353,14 @@ def fused_candidates(graph: Graph, max_mac_overhead: float = 0.10, order: list[s
         order, buffers = layer_table(g, alignment)
     step = {name: i for i, name in enumerate(order)}
     n_steps = len(order)
-    cands = [b for b in all_blocks(g)
-             if step[b.expand.node] < step[b.dw.node] < step[b.project.node]]
+    cands = [b for b in all_blocks(g) if [step[n] for n in b.nodes] == sorted(step[n] for n in b.nodes)]
     chosen: list[BlockGeom] = []
     key = _key(buffers, n_steps)
     while True:
-        used = {x.node for c in chosen for x in (c.expand, c.dw, c.project)}
+        used = {x for c in chosen for x in c.nodes}
         best = None
         for c in cands:
-            if used & {c.expand.node, c.dw.node, c.project.node}:
+            if used & set(c.nodes):
                 continue
             k = _key(_table(g, chosen + [c], [1] * (len(chosen) + 1), buffers, step, alignment), n_steps)
             if k < key and (best is None or k < best[0]):
@@ -258,4 +384,4 @@ def fused_candidates(graph: Graph, max_mac_overhead: float = 0.10, order: list[s
             if _key(_table(g, chosen, trial, buffers, step, alignment), n_steps)[0] <= floor:
                 rows[i] = r
                 break
-    return [FusedBlock((c.expand.node, c.dw.node, c.project.node), r) for c, r in zip(chosen, rows)]
+    return [FusedBlock(c.nodes, r) for c, r in zip(chosen, rows)]

@@ -12,8 +12,8 @@ Kinds (MCUNetV2, TinyEngine, StreamNet/msf-CNN):
   runs layer by layer.
 - `inplace`: the depthwise convolutions named in `inplace` write their output over their input, channel group
   by channel group through a one-group temporary buffer.
-- `fused`: each FusedBlock (1x1 expand -> depthwise -> 1x1 project) runs row band by row band so its expanded
-  tensors never exist whole.
+- `fused`: each FusedBlock (1x1 expand -> depthwise -> 1x1 project, and the residual Add that closes the block
+  when it names one) runs row band by row band so its expanded tensors never exist whole.
 A schedule may combine them (kind "patch+inplace", ...): the parts never name the same node.
 
 Every consumer reads the same object: the memory planner (buffer sizes and lifetimes), the profiler (peak,
@@ -47,8 +47,15 @@ class PatchStage:
 
 @dataclass(frozen=True)
 class FusedBlock:
-    nodes: tuple[str, str, str]   # 1x1 expand Conv, depthwise Conv, 1x1 project Conv
+    # 1x1 expand Conv, depthwise Conv, 1x1 project Conv[, the residual Add of the project's output and the
+    # expand's input]: with the Add, each band's project rows are added to the block input's rows band by band.
+    nodes: tuple[str, ...]
     band_rows: int                # output rows of the project conv per band
+
+    @property
+    def add(self) -> str | None:
+        """The residual Add node the block includes, None when it ends at the project conv."""
+        return self.nodes[3] if len(self.nodes) > 3 else None
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,12 @@ class Schedule:
         for i, b in enumerate(d.get("fused", []) or []):
             nodes = b.get("nodes") if isinstance(b, dict) else None
             rows = b.get("band_rows") if isinstance(b, dict) else None
-            if not isinstance(nodes, list) or len(nodes) != 3 or not all(isinstance(n, str) for n in nodes):
-                raise ScheduleError(f"schedule.fused[{i}].nodes: expected [expand, depthwise, project] node names")
+            if not isinstance(nodes, list) or len(nodes) not in (3, 4) or not all(isinstance(n, str) for n in nodes):
+                raise ScheduleError(f"schedule.fused[{i}].nodes: expected [expand, depthwise, project] or "
+                                    "[expand, depthwise, project, residual add] node names")
             if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
                 raise ScheduleError(f"schedule.fused[{i}].band_rows: expected a positive integer")
-            fused.append(FusedBlock((nodes[0], nodes[1], nodes[2]), rows))
+            fused.append(FusedBlock(tuple(nodes), rows))
         why = d.get("why", "")
         s = Schedule(kind, patch, tuple(inplace), tuple(fused), why if isinstance(why, str) else "")
         if graph is not None:

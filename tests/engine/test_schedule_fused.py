@@ -19,14 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.codegen.generate import generate
 from engine.codegen.hostbuild import compile_hosts, run_host, write_library
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
-from engine.memory.fused import all_blocks, block_geom, fused_candidates, fused_rewrite, halo_extra_macs, layer_table
+from engine.int8.fused import run_fused_block
+from engine.memory.fused import (add_in_place, all_blocks, block_geom, fused_candidates, fused_rewrite,
+                                 halo_extra_macs, layer_table)
 from engine.memory.inplace import inplace_candidates, inplace_needed, inplace_rewrite
 from engine.memory.lifetimes import live_bytes
+from engine.memory import plan_memory
 from engine.memory.planners import BestFit, GreedyBySize, arena_size, check_no_overlap
-from engine.memory.schedule import FusedBlock, ScheduleError
+from engine.memory.schedule import FusedBlock, Schedule, ScheduleError
 from engine.passes.layout import to_nhwc
 from engine.passes.ptq import quantize_model
 from engine.zoo import build_zoo_model
@@ -125,7 +129,15 @@ def test_rewrite_drops_expanded_tensors_and_adds_bands(mnv2, band_rows):
         for name, n in ((f"band:{geo.expand.y}", na), (f"band:{geo.dw.y}", nb)):
             b = next(b for b in new if b.name == name)
             assert b.tensors == (name,) and b.nbytes == n and (b.first_use, b.last_use) == (s, s)
-        assert next(b for b in new if geo.project.y in b.tensors).first_use == s
+        if geo.add is None:
+            assert next(b for b in new if geo.project.y in b.tensors).first_use == s   # the output from s on
+        else:   # the project output only as a band; the sum over the block input (nothing else reads it)
+            assert geo.project.y not in held
+            b = next(b for b in new if b.name == f"band:{geo.project.y}")
+            assert b.nbytes == min(band_rows, geo.out_h) * geo.project.out_hwc[1] * geo.project.out_hwc[2]
+            assert (b.first_use, b.last_use) == (s, s)
+            bx = next(b for b in new if geo.add.y in b.tensors)
+            assert geo.add.x in bx.tensors and bx.first_use <= s < bx.last_use
         assert len(rw.detail[s]) == len(geo.bands(band_rows))
     for planner in (GreedyBySize(), BestFit()):
         offsets = planner.plan(new)
@@ -176,6 +188,55 @@ def test_reference_band_by_band_equals_layer_by_layer(mnv2, band_rows):
     _check_reference(mnv2, blocks)
 
 
+@pytest.mark.parametrize("band_rows", [1, 3])
+def test_reference_with_the_residual_add_equals_layer_by_layer(mnv2, band_rows):
+    """Every residual block with its Add: the sum written band by band over the block input (as the C does)."""
+    blocks = [FusedBlock(b.nodes, band_rows) for b in all_blocks(mnv2) if b.add is not None]
+    assert len(blocks) >= 2 and all(add_in_place(mnv2, block_geom(mnv2, b), band_rows) for b in blocks)
+    _check_reference(mnv2, blocks, n=1)
+    plan = prepare_int8(mnv2)
+    geo = block_geom(mnv2, blocks[0])
+    env = {geo.add.x: np.random.default_rng(1).integers(-128, 128, mnv2.tensors[geo.add.x].shape).astype(np.int8)}
+    x0 = env[geo.add.x].copy()
+    run_fused_block(plan, blocks[0], env)
+    assert env[geo.add.y] is env[geo.add.x] and not np.array_equal(env[geo.add.x], x0)   # overwritten
+    assert geo.project.y not in env
+    with pytest.raises(ScheduleError, match="halos are recomputed"):
+        run_fused_block(plan, blocks[0], {geo.add.x: x0}, rolling=False, in_place=True)
+
+
+def test_residual_add_not_in_place_when_the_input_is_still_needed(mnv2):
+    """The block input also a graph output: the sum gets its own buffer from the block's step; still exact."""
+    blk = next(b for b in all_blocks(mnv2) if b.add is not None)
+    g = mnv2.copy()
+    g.outputs = [*g.outputs, blk.add.x]
+    assert not add_in_place(g, blk, 2)
+    order, bufs = layer_table(g)
+    s = order.index(blk.expand.node)
+    new = fused_rewrite(g, (FusedBlock(blk.nodes, 2),), bufs, order, 16).buffers
+    by = next(b for b in new if blk.add.y in b.tensors)
+    assert blk.add.x not in by.tensors and by.first_use == s and by.nbytes == g.tensors[blk.add.y].nbytes
+    assert next(b for b in new if blk.add.x in b.tensors).last_use == len(order) - 1
+    _check_reference(g, [FusedBlock(blk.nodes, 2)], n=1)
+
+
+def test_residual_add_blocks_are_checked(mnv2):
+    blk = next(b for b in all_blocks(mnv2) if b.add is not None)
+    e, d, p, a = blk.nodes
+    assert Schedule.from_dict({"kind": "fused", "fused": [{"nodes": [e, d, p, a], "band_rows": 2}]}).fused[0].add == a
+    other = next(n.name for n in mnv2.nodes if n.op == "Add" and n.name != a)
+    for nodes, msg in (((e, d, p, other), f"'{other}' \\(Add\\) is not the residual Add of '{blk.project.y}'"),
+                       ((e, d, p, d), f"'{d}' \\(Conv\\) is not the residual Add"),
+                       ((e, d, p, a, a), "expected 3 nodes")):
+        with pytest.raises(ScheduleError, match=msg):
+            block_geom(mnv2, FusedBlock(nodes, 1))
+    with pytest.raises(ScheduleError, match="residual add"):
+        Schedule.from_dict({"kind": "fused", "fused": [{"nodes": [e, d], "band_rows": 2}]})
+    order, bufs = layer_table(mnv2)
+    with pytest.raises(ScheduleError, match="not in this order"):
+        fused_rewrite(mnv2, (FusedBlock(blk.nodes, 1),), bufs, [n for n in order if n != a], 16)
+
+
 def disjoint_blocks(g, band_rows):
     out, used = [], set()
     for b in all_blocks(g):
@@ -204,10 +265,33 @@ def _scheduled(g, name, inplace=(), fused=()):
     return lib, plan
 
 
+@pytest.fixture(scope="module")
+def mnv2_96():
+    """MobileNetV2 0.35 @96 (its 10 residual blocks; a 10-class head keeps the C small)."""
+    qg, _ = quantize_model(build_zoo_model("mobilenetv2?resolution=96&width=0.35&classes=10&last_channels=448"),
+                           synthetic_samples=2)
+    return int8_core(to_nhwc(qg)[0])
+
+
+def residual_library(g, name):
+    """The chosen blocks plus every other residual block with its Add (bands of 2 rows), planned by plan_memory
+    and generated by generate (the export's path): each sum in place over its block input."""
+    blocks = fused_candidates(g)
+    used = {n for b in blocks for n in b.nodes}
+    blocks += [FusedBlock(b.nodes, 2) for b in all_blocks(g) if b.add is not None and not used & set(b.nodes)]
+    plan = plan_memory(g, schedule=Schedule("fused", fused=tuple(blocks)))   # as plan_memory and generate run it
+    lib = generate(g, name, plan)
+    adds = [block_geom(g, b).add for b in blocks if b.add]
+    assert len(adds) == 10 and all(plan.tensor_offset(a.y)[0] == plan.tensor_offset(a.x)[0] for a in adds)
+    assert lib.files[f"{name}.c"].count("ts_add_s8(&pa,") == 10
+    return lib
+
+
 @needs_gcc
-def test_c_fused_alone_and_with_inplace_is_bit_exact(mnv2, mlperf, tmp_path):
+def test_c_fused_alone_and_with_inplace_is_bit_exact(mnv2, mnv2_96, mlperf, tmp_path):
     """One host runner per build variant for four libraries: MobileNetV2 fused (chosen bands, one-row bands),
-    fused + in-place on MobileNetV2 and on VWW."""
+    fused + in-place on MobileNetV2 and on VWW; in the ASan/UBSan build also MobileNetV2 0.35 @96 with every
+    residual Add fused (in place) and a residual Add whose block input is still needed (a separate sum)."""
     blocks = fused_candidates(mnv2)
     order, bufs = layer_table(mnv2)
     libs = {}
@@ -220,13 +304,22 @@ def test_c_fused_alone_and_with_inplace_is_bit_exact(mnv2, mlperf, tmp_path):
         used = {n for b in fb for n in b.nodes}
         ip = [n for n in inplace_candidates(g) if n not in used]
         libs[name] = (_scheduled(g, name, inplace=ip, fused=fb)[0], g)
+    libs["mnv2_96_add"] = (residual_library(mnv2_96, "mnv2_96_add"), mnv2_96)
+    g_out = mnv2.copy()   # the block input also a graph output: the sum into its own buffer
+    blk = next(b for b in all_blocks(mnv2) if b.add is not None)
+    g_out.outputs = [*g_out.outputs, blk.add.x]
+    plan = plan_memory(g_out, schedule=Schedule("fused", fused=(FusedBlock(blk.nodes, 2),)))
+    assert plan.tensor_offset(blk.add.y)[0] != plan.tensor_offset(blk.add.x)[0]
+    libs["mnv2_add_out"] = (generate(g_out, "mnv2_add_out", plan), g_out)
     rng = np.random.default_rng(7)
     data = {k: rng.integers(-128, 128, (4, g.tensors[g.inputs[0]].size)).astype(np.int8) for k, (_, g) in libs.items()}
     refs = {k: layer_reference(libs[k][1], xs) for k, xs in data.items()}
     for variant, kw in (("portable", {}), ("dsp_asan_ubsan", {"sanitize": True, "extra_cflags": DSP}),
                         ("asan_ubsan", {"sanitize": True})):
-        exe = compile_hosts([lib for lib, _ in libs.values()], tmp_path / variant, **kw)
-        for k, xs in data.items():
+        names = [k for k in libs if variant == "asan_ubsan" or k not in ("mnv2_96_add", "mnv2_add_out")]  # time
+        exe = compile_hosts([libs[k][0] for k in names], tmp_path / variant, **kw)
+        for k in names:
+            xs = data[k]
             np.testing.assert_array_equal(run_host(exe, xs, args=(k,)), refs[k], err_msg=f"{k} {variant}")
 
 
@@ -281,6 +374,7 @@ def test_qemu_fused_and_inplace_are_bit_exact(mlperf, mnv2_board, mcu_id):
     for name, g, ip, fu in (("vww_fused", mlperf["vww"], (), fused_candidates(mlperf["vww"])),
                             ("mnv2_both", g2, ip, fu)):
         assert fu and (ip or name == "vww_fused")
+        assert any(b.add for b in fu) == (name == "mnv2_both")   # block3 with its residual Add, in place
         lib, _ = scheduled_library(g, name, inplace=ip, fused=fu)
         r = verify_qemu(g, lib, mcu, n_random=2)
         assert r.matched == r.inputs == 3, (name, r.first_mismatch)

@@ -191,6 +191,12 @@ void ts_depthwise_conv_s4(const ts_conv_params *p, const int8_t *x, const uint8_
                           const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_fully_connected_s4(const ts_fc_params *p, const int8_t *x, const uint8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y);
+/* The portable depthwise loop on output channels [c0, c0 + cg) only, channel multiplier 1, cg channels per pixel
+ * in y (x keeps all in_c channels per pixel; ts_depthwise_ref.c): one channel group of the in-place schedule. */
+void ts_depthwise_channels_s8(const ts_conv_params *p, int32_t c0, int32_t cg, const int8_t *x, const int8_t *w,
+                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_depthwise_channels_s4(const ts_conv_params *p, int32_t c0, int32_t cg, const int8_t *x, const uint8_t *w,
+                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y);
 /* In-place depthwise conv (batch 1, multiplier 1; ts_schedule_ref.c): the output written over its input xy,
  * `group` channels at a time through tmp (out_h * out_w * group bytes). */
 void ts_depthwise_inplace_s8(const ts_conv_params *p, int32_t group, int8_t *xy, const int8_t *w,
