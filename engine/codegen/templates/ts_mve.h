@@ -54,13 +54,23 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4
     return ts_mve_rq(acc, mult, vmaxq_s32(shift, zero), vminq_s32(shift, zero), 1, out_offset, lo, hi);
 }
 
-/* Four int32 values as one vector. */
+/* Four int32 values as one vector: with GNU C two VMOV Q[2], Q[0], Rt, Rt2 (two lanes each; GCC 12 makes
+ * four single-lane moves of vsetq_lane), otherwise the intrinsics. */
 TS_ALWAYS_INLINE int32x4_t ts_mve_vec4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
 {
+#if defined(__GNUC__)
+    int32x4_t v;
+    __asm__("vmov %q[v][2], %q[v][0], %[a0], %[a2]\n\t"
+            "vmov %q[v][3], %q[v][1], %[a1], %[a3]"
+            : [v] "=&w"(v)
+            : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));
+    return v;
+#else
     int32x4_t v = vdupq_n_s32(a0);
     v = vsetq_lane_s32(a1, v, 1);
     v = vsetq_lane_s32(a2, v, 2);
     return vsetq_lane_s32(a3, v, 3);
+#endif
 }
 
 /* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
