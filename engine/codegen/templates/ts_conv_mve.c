@@ -450,6 +450,36 @@ static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mv
     ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1);
 }
 
+/* The fields of n consecutive output pixels from pixel q, K bytes apart at dst (the narrow path's blocks): a
+ * window inside the image whose rows are runs of at most 16 bytes (first layers: 3x3x3 is three 9-byte rows)
+ * by one predicated load and store per row, the geometry read once; others by ts_mve_field_copy. */
+static void ts_mve_gather(const ts_conv_params *p, const int8_t *img, int32_t q, int32_t n, int8_t *dst)
+{
+    const int32_t c_n = p->in_c, k_h = p->k_h, k_w = p->k_w, row = k_w * c_n, k_all = k_h * row;
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_w = p->out_w, s_h = p->stride_h, s_w = p->stride_w;
+    const int32_t pad_top = p->pad_top, pad_left = p->pad_left, x_row = p->dil_h * in_w * c_n;
+    const int32_t h_last = (k_h - 1) * p->dil_h, w_last = (k_w - 1) * p->dil_w;
+    const int rows_fast = row <= 16 && (p->dil_w == 1 || k_w == 1);
+    const mve_pred16_t pr = vctp8q((uint32_t)ts_min32(row, 16));
+    int32_t oh = q / out_w, ow = q - oh * out_w, i;
+    for (; n > 0; --n, dst += k_all) {
+        const int32_t h0 = oh * s_h - pad_top, w0 = ow * s_w - pad_left;
+        if (rows_fast && h0 >= 0 && h0 + h_last < in_h && w0 >= 0 && w0 + w_last < in_w) {
+            const int8_t *src = img + ((size_t)h0 * in_w + w0) * c_n;
+            int8_t *d = dst;
+            for (i = 0; i < k_h; ++i, d += row, src += x_row) {
+                vstrbq_p_s8(d, vldrbq_z_s8(src, pr), pr);
+            }
+        } else {
+            ts_mve_field_copy(p, img, oh, ow, dst);
+        }
+        if (++ow == out_w) {
+            ow = 0;
+            ++oh;
+        }
+    }
+}
+
 typedef void (*ts_mve_narrow_fn)(const ts_conv_params *, const int8_t *, int32_t, int32_t, const int8_t *,
                                  const int32_t *, const int32_t *, const int8_t *, int8_t *);
 
@@ -510,16 +540,9 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             continue;
         }
         if (k_all <= 32) { /* blocks of TS_MVE_NARROW_PX consecutive pixels, fields gathered */
-            int32_t oh = 0, ow = 0;
             for (q = 0; q < pixels; q += TS_MVE_NARROW_PX) {
                 const int32_t n = ts_min32(TS_MVE_NARROW_PX, pixels - q);
-                for (s = 0; s < n; ++s) {
-                    ts_mve_field_copy(p, img, oh, ow, buf + s * k_all);
-                    if (++ow == out_w) {
-                        ow = 0;
-                        ++oh;
-                    }
-                }
+                ts_mve_gather(p, img, q, n, buf);
                 narrow(p, buf, n, k_all, w, bias, multiplier, shift, yb + (size_t)q * n_out);
             }
             continue;
