@@ -1,8 +1,9 @@
 """The Helium (MVE) kernels (ts_*_mve.c) on Cortex-M55 in QEMU mps3-an547: the same bytes as the int8 reference.
 
 1. one-layer models for every kernel family with an MVE path (conv, pointwise, depthwise, fully connected,
-   ADD/SUB, pooling): odd channel counts (vector tails), K below, at and above 16, strides, pads, dilation,
-   per-tensor and per-channel, general requantization, batches, fewer than four output pixels;
+   ADD/SUB, pooling): odd channel counts (vector tails), K below, at and above 16 and 32, strides, pads, dilation,
+   per-tensor and per-channel, general requantization, batches, fewer than four output pixels; all of them and
+   test_codegen's one-op models in one QEMU program (qemu_batch.py);
 2. KWS and AD of MLPerf Tiny built for M55 with the MVE kernels and with the DSP ones (-DTINYSTUDIO_USE_MVE=0):
    both bit-exact, the MVE kernels the ones that ran, fewer instructions per MAC (VWW and IC: in
    benchmarks/mve_measure.py, the same check on the four models);
@@ -22,9 +23,9 @@ import pytest
 from benchmarks.mve_measure import BUILDS, M55, MLPERF, MODELS, run_build
 from engine.codegen import generate_library
 from engine.codegen.kernelfiles import kernel_files
-from engine.export.verify_qemu import verify_qemu
 from engine.importers.tflite_import import load_tflite
 from hwmodels.mcu import get_mcu
+from tests.engine.qemu_batch import verify_many
 from tests.engine.test_codegen import ONE_OP, conv_dead_channel, conv_general, fc_tails
 from tests.engine.test_int8 import Model, R, binary_model, conv_model, pool_model
 
@@ -101,10 +102,36 @@ MVE_CASES = {
 }
 
 
-def _library(name, build):
+def conv_general_pointwise():
+    """conv_general's multipliers above 1 (general requantization) on a pointwise layer (K 8: the narrow path)."""
+    m = Model()
+    x = m.act("x", (1, 3, 5, 8), 0.05, 3)
+    k = m.weights("k", (6, 1, 1, 8), R.uniform(0.002, 0.02, 6), axis=0)
+    y = m.act("y", (1, 3, 5, 6), 2e-4, 0, feed=False)
+    m.w.op("CONV_2D", [x, k, m.bias("b", 6)], [y], "Conv2DOptions", Padding=1, StrideW=1, StrideH=1)
+    return m, y
+
+
+# The narrow conv path (K <= 32: four output channels per vector): K one or two vectors, pointwise in one pass or
+# gathered 8 pixels a block (partial last block, borders), a last channel group of 1-3 channels (weights copied),
+# the VQMOVNB clamp and the VMAX/VMIN one (an activation narrower than int8), per-tensor, batches.
+MVE_CASES.update({
+    "conv_3x3_c3_s2_k27_relu6_6ch": lambda: conv_model((1, 9, 11, 3), (6, 3, 3, 3), (1, 5, 6, 6), padding=0,
+                                                       stride=2, act=3),
+    "conv_1x1_k24_7ch_per_tensor": lambda: conv_model((1, 5, 5, 24), (7, 1, 1, 24), (1, 5, 5, 7), padding=1,
+                                                      stride=1, per_channel=False),
+    "conv_1x1_k8_16ch_batch2": lambda: conv_model((2, 4, 5, 8), (16, 1, 1, 8), (2, 4, 5, 16), padding=1, stride=1),
+    "conv_3x3_c2_k18_same_13ch_relu": lambda: conv_model((1, 7, 6, 2), (13, 3, 3, 2), (1, 7, 6, 13), padding=0,
+                                                         stride=1, act=1),
+    "conv_2x2_c8_k32_s2_5ch": lambda: conv_model((1, 8, 9, 8), (5, 2, 2, 8), (1, 4, 4, 5), padding=1, stride=2),
+    "conv_general_pointwise_k8": conv_general_pointwise,
+})
+
+
+def _library(name, build, lib_name="mve_case"):
     m, y = build()
     g = load_tflite(f"{name}.tflite", data=m.w.finish([x for x, _, _ in m.inputs], getattr(m, "outs", [y])))
-    return g, generate_library(g, "mve_case")
+    return g, generate_library(g, lib_name)
 
 
 def _shared_cases():
@@ -122,28 +149,32 @@ def _shared_cases():
     return out
 
 
-@needs_qemu
-@pytest.mark.parametrize("case", list(MVE_CASES))
-def test_mve_edge_cases_bit_exact_in_qemu_m55(case):
-    g, lib = _library(case, MVE_CASES[case])
-    assert {layer["kernel"] for layer in lib.layers} & MVE_KERNELS
-    res = verify_qemu(g, lib, get_mcu(M55), n_random=4, seed=11)
-    assert res.machine == "mps3-an547"
-    assert res.bit_exact, f"{case}: {res.first_mismatch}"
+@pytest.fixture(scope="module")
+def one_op_m55():
+    """Every MVE edge case and every shared one-op case with an MVE kernel, in one QEMU program on the M55:
+    {case: why it is not byte-identical} (empty when all are), and the shared cases' names."""
+    shared = _shared_cases()
+    models = []
+    for i, (name, build) in enumerate([*MVE_CASES.items(), *((n, ONE_OP[n]) for n in shared)]):
+        g, lib = _library(name, build, f"t{i}")
+        if name in MVE_CASES:
+            assert {layer["kernel"] for layer in lib.layers} & MVE_KERNELS, name
+        models.append((name, g, lib))
+    return verify_many(models, get_mcu(M55), n_random=3, seed=11), shared
 
 
 @needs_qemu
-def test_mve_shared_one_op_cases_bit_exact_in_qemu_m55():
-    """Every conv / depthwise / FC / ADD / pool one-op model of test_codegen, on M55 (one QEMU run each)."""
-    names = _shared_cases()
-    assert len(names) >= 20
-    bad = []
-    for name in names:
-        g, lib = _library(name, ONE_OP[name])
-        res = verify_qemu(g, lib, get_mcu(M55), n_random=2, seed=5)
-        if not res.bit_exact:
-            bad.append(f"{name}: {res.first_mismatch}")
-    assert not bad, "\n".join(bad)
+def test_mve_edge_cases_bit_exact_in_qemu_m55(one_op_m55):
+    bad, _ = one_op_m55
+    assert not {k: v for k, v in bad.items() if k in MVE_CASES or k.startswith("program")}, bad
+
+
+@needs_qemu
+def test_mve_shared_one_op_cases_bit_exact_in_qemu_m55(one_op_m55):
+    """Every conv / depthwise / FC / ADD / pool one-op model of test_codegen, on M55."""
+    bad, shared = one_op_m55
+    assert len(shared) >= 20
+    assert not {k: v for k, v in bad.items() if k in shared}, bad
 
 
 @pytest.fixture(scope="module")
