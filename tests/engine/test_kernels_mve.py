@@ -79,7 +79,7 @@ MVE_CASES = {
                                                             stride=1, depthwise=True, per_channel=False),
     "depthwise_c16_one_row_valid": lambda: conv_model((1, 3, 7, 16), (1, 3, 3, 16), (1, 1, 5, 16), padding=1,
                                                       stride=1, depthwise=True),
-    "depthwise_272_taps_dsp_fallback": lambda: conv_model((1, 17, 16, 4), (1, 17, 16, 4), (1, 1, 1, 4), padding=1,
+    "depthwise_272_taps_portable_fallback": lambda: conv_model((1, 17, 16, 4), (1, 17, 16, 4), (1, 1, 1, 4), padding=1,
                                                           stride=1, depthwise=True),
     "fc_k37_n6_batch2": lambda: fc_model(2, 37, 6),
     "fc_k64_n12_per_tensor_relu": lambda: fc_model(1, 64, 12, per_channel=False, act=1),
@@ -237,6 +237,7 @@ REQUANT_PROGRAM = r"""
 
 static uint32_t state = 12345u;
 static uint32_t next(void) { state ^= state << 13; state ^= state >> 17; state ^= state << 5; return state; }
+static int fc_with_input_offset(void);
 
 /* accumulators with many ties (small values, multiples of powers of two) and the extremes */
 static int32_t pick_x(uint32_t r)
@@ -287,7 +288,39 @@ int main(void)
     }
     ts_put_u32("bad_general", bad_general);
     ts_put_u32("bad_short", bad_short);
-    return bad_general || bad_short;
+    return bad_general || bad_short || fc_with_input_offset();
+}
+"""
+
+# The MVE fully connected with an input offset (the generator folds it into the bias, so generated models never
+# pass one; a direct caller may): ts_fully_connected_s8 (the MVE kernel on the M55) against the portable loop.
+FC_OFFSET_CHECK = r"""
+#include "tinystudio_kernels.h"
+
+static int fc_with_input_offset(void)
+{
+    static int8_t x[3 * 37], w[7 * 37], y_mve[3 * 7], y_ref[3 * 7];
+    static int32_t bias[7], mult[7];
+    static int8_t shift[7];
+    uint32_t i, bad = 0, trial;
+    for (trial = 0; trial < 50u; ++trial) {
+        ts_fc_params p = {3, 37, 7, 0, 0, -128, 127, 1, 0};
+        p.input_offset = (int32_t)(next() % 256u) - 127;
+        p.output_offset = (int32_t)(next() % 200u) - 100;
+        p.per_channel = (int32_t)(trial & 1u);
+        for (i = 0; i < sizeof x; ++i) x[i] = (int8_t)next();
+        for (i = 0; i < sizeof w; ++i) w[i] = (int8_t)next();
+        for (i = 0; i < 7; ++i) {
+            bias[i] = (int32_t)(next() % 20001u) - 10000;
+            mult[i] = (int32_t)((1u << 30) | (next() >> 2));
+            shift[i] = (int8_t)(-6 - (int32_t)(next() % 6u));
+        }
+        ts_fully_connected_s8(&p, x, w, bias, mult, shift, y_mve);
+        ts_fully_connected_s8_ref(&p, x, w, bias, mult, shift, y_ref);
+        for (i = 0; i < sizeof y_ref; ++i) bad += y_mve[i] != y_ref[i];
+    }
+    ts_put_u32("bad_fc_offset", bad);
+    return bad != 0;
 }
 """
 
@@ -295,23 +328,28 @@ int main(void)
 @needs_qemu
 def test_vector_requantization_is_ts_requant_in_qemu(tmp_path):
     """ts_mve_requant / ts_mve_rq on 320,000 lanes (ties, extremes, MIN * MIN, shifts -31 .. 31) against the
-    portable ts_requant (TFLite's double rounding), on the M55."""
+    portable ts_requant (TFLite's double rounding), and the MVE fully connected with an input offset against
+    the portable one, on the M55."""
     from engine.export.crossbuild import compile_board, link_program, write_files
     from engine.export.qemu import run_elf
     from engine.export.targets import core_target, local_cflags
 
     target = core_target(get_mcu(M55))
     cflags = local_cflags(target.cflags)
+    sources = ("ts_fixedpoint.c", "ts_fc_ref.c", "ts_fc_dsp.c", "ts_fc_mve.c")
     files = {n: (TEMPLATES / n).read_text().replace("@USE_DSP_DEFAULT@", "1")
-             for n in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_mve.h")}
+             for n in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_dsp.h", "ts_mve.h", *sources)}
     write_files(files, tmp_path / "src")
-    obj = tmp_path / "ts_fixedpoint.o"
-    subprocess.run(["arm-none-eabi-gcc", *cflags, "-O2", "-std=c99", "-c", str(tmp_path / "src" / "ts_fixedpoint.c"),
-                    "-o", str(obj)], check=True)
+    objs = []
+    for src in sources:
+        objs.append(tmp_path / src.replace(".c", ".o"))
+        subprocess.run(["arm-none-eabi-gcc", *cflags, "-O2", "-std=c99", "-c", str(tmp_path / "src" / src), "-o",
+                        str(objs[-1])], check=True, timeout=120)
     board_objs, ld = compile_board(target.board, cflags, tmp_path)
-    elf = link_program(REQUANT_PROGRAM, "requant", [obj], board_objs, ld, cflags, tmp_path)
+    elf = link_program(REQUANT_PROGRAM + FC_OFFSET_CHECK, "requant", objs, board_objs, ld, cflags, tmp_path)
     run = run_elf(target.board.machine, elf, cwd=tmp_path, timeout=120)
-    assert "bad_general=0" in run.stdout and "bad_short=0" in run.stdout and run.rc == 0, run.stdout + run.stderr
+    assert run.rc == 0 and all(f"{k}=0" in run.stdout for k in ("bad_general", "bad_short", "bad_fc_offset")), \
+        run.stdout + run.stderr
 
 
 # ---- builds --------------------------------------------------------------------------------------------------

@@ -495,17 +495,12 @@ static TS_NOINLINE void ts_mve_narrow2(const ts_conv_params *p, const int8_t *x,
     ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 1, 0, 0);
 }
 
-/* General requantization or an activation range narrower than int8. */
-static TS_NOINLINE void ts_mve_narrow1_general(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
+/* General requantization or an activation range narrower than int8 (rare: one function, `two` a run-time
+ * test per pixel). */
+static TS_NOINLINE void ts_mve_narrow_general(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
         const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 0, 1, 1);
-}
-
-static TS_NOINLINE void ts_mve_narrow2_general(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
-        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
-{
-    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 1, 1, 1);
+    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, k_all > 16, 1, 1);
 }
 
 /* The pixels per gathered block of the narrow path: the scratch holds 8 fields (emit_conv.py: 8 K bytes). */
@@ -525,8 +520,7 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     const int g = p->general_requant != 0;
     const ts_mve_conv_fn block = g ? ts_mve_conv_general : ts_mve_conv_short;
     const int wide = g || p->act_min > -128 || p->act_max < 127;
-    const ts_mve_narrow_fn narrow = k_all <= 16 ? (wide ? ts_mve_narrow1_general : ts_mve_narrow1)
-                                                : (wide ? ts_mve_narrow2_general : ts_mve_narrow2);
+    const ts_mve_narrow_fn narrow = wide ? ts_mve_narrow_general : k_all <= 16 ? ts_mve_narrow1 : ts_mve_narrow2;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     const int one = pixels < 4;

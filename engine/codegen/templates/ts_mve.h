@@ -73,13 +73,17 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_vec4(int32_t a0, int32_t a1, int32_t a2, int32
 #endif
 }
 
-/* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
+/* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply; where the MVE
+ * kernel declines a layer the portable loop takes it, so an M55 program links none of the DSP kernels their
+ * entry points call (except avg pool's over 5000 cells and the wide-weight conv: ts_pool_ref.c, ts_conv_ref.c). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+/* Returns 0 (computing nothing) for a kernel of more than 256 taps: ts_depthwise_conv_s8 then runs the
+ * portable loop (an MVE build links no DSP kernel). */
 int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
-int ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_add_s8_mve(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 /* Return 0 (computing nothing) where the portable loop takes the layer. */
 int ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
