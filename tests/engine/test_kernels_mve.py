@@ -224,7 +224,8 @@ def test_mve_files_travel_with_their_entry_points():
     """A bundle calling a kernel with an MVE path gets its ts_*_mve.c and ts_mve.h (kernelfiles reads the calls)."""
     files = kernel_files(["ts_conv_s8(x); ts_depthwise_conv_s8(x); ts_fully_connected_s8(x); ts_add_s8(x);"
                           " ts_max_pool_s8(x);"])
-    assert {"ts_mve.h", "ts_conv_mve.c", "ts_depthwise_mve.c", "ts_fc_mve.c", "ts_elementwise_mve.c"} <= set(files)
+    assert {"ts_mve.h", "ts_conv_mve.c", "ts_conv_narrow_mve.c", "ts_depthwise_mve.c", "ts_fc_mve.c",
+            "ts_elementwise_mve.c"} <= set(files)
     assert "ts_conv_mve.c" not in kernel_files(["ts_softmax_s8(x);"])
 
 
