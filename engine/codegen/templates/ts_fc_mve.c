@@ -65,10 +65,10 @@ static int32_t ts_mve_fc_wsum(const int8_t *w, int32_t k_n)
     return s;
 }
 
-/* Every fully connected layer; the generator folds the input offset into the bias, a layer that has one adds
- * offset * (sum of the row's weights) to each sum. */
-void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
+/* Every row of every batch; `offset` (a constant in each caller): a layer with an input offset (the generator
+ * folds it into the bias; a direct caller may not) adds offset * (sum of the row's weights) to each sum. */
+TS_ALWAYS_INLINE void ts_mve_fc(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                                const int32_t *multiplier, const int8_t *shift, int8_t *y, int offset)
 {
     const int32_t k_n = p->in_features, n_out = p->out_features, n4 = n_out & ~3, in_off = p->input_offset;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
@@ -78,7 +78,7 @@ void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int
         const int8_t *row = x + (size_t)b * k_n;
         for (n = 0; n < n4; n += 4) {
             int32x4_t acc = ts_mve_fc_rows4(row, w + (size_t)n * k_n, k_n, bias + n);
-            if (in_off != 0) {
+            if (offset) {
                 const int8_t *wn = w + (size_t)n * k_n;
                 acc = vmlaq_n_s32(acc, ts_mve_vec4(ts_mve_fc_wsum(wn, k_n), ts_mve_fc_wsum(wn + k_n, k_n),
                                                    ts_mve_fc_wsum(wn + 2 * k_n, k_n),
@@ -92,12 +92,31 @@ void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int
         }
         for (; n < n_out; ++n) {
             const int32_t ch = p->per_channel ? n : 0;
-            const int32_t acc = vgetq_lane_s32(ts_mve_fc_row1(row, w + (size_t)n * k_n, k_n, bias + n), 0) +
-                                in_off * ts_mve_fc_wsum(w + (size_t)n * k_n, k_n);
+            int32_t acc = vgetq_lane_s32(ts_mve_fc_row1(row, w + (size_t)n * k_n, k_n, bias + n), 0);
+            if (offset) {
+                acc += in_off * ts_mve_fc_wsum(w + (size_t)n * k_n, k_n);
+            }
             y[n] = ts_requant(acc, multiplier[ch], shift[ch], off, lo, hi);
         }
         y += n_out;
     }
+}
+
+static TS_NOINLINE void ts_mve_fc_with_offset(const ts_fc_params *p, const int8_t *x, const int8_t *w,
+        const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    ts_mve_fc(p, x, w, bias, multiplier, shift, y, 1);
+}
+
+/* Every fully connected layer (the input offset's rare form out of line, the generator's inline). */
+void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    if (p->input_offset != 0) {
+        ts_mve_fc_with_offset(p, x, w, bias, multiplier, shift, y);
+        return;
+    }
+    ts_mve_fc(p, x, w, bias, multiplier, shift, y, 0);
 }
 
 #endif /* TINYSTUDIO_MVE */
