@@ -232,14 +232,15 @@ static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mv
  * (those pixels are computed twice, same bytes); fewer than four pixels in all go one at a time (one field
  * four times, output stride 0: the same bytes written four times). Fields that are contiguous runs of the
  * input are read in place; others are gathered into the scratch (the DSP path's, emit_conv.py: 8 K bytes,
- * of which 4 K are used). K <= 32 goes four channels per vector (ts_conv_narrow_mve.c), longer K 32
- * channels' sums per pass (ts_mve_conv_sums). */
+ * of which 4 K are used). K <= 32 (with the short requantization and the full int8 range) goes four channels
+ * per vector (ts_conv_narrow_mve.c), others 32 channels' sums per pass (ts_mve_conv_sums). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int32_t out_w = p->out_w;
     const ts_mve_conv_fn block = p->general_requant ? ts_mve_conv_general : ts_mve_conv_short;
+    const int narrow = k_all <= 32 && !p->general_requant && p->act_min == -128 && p->act_max == 127;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     const int one = pixels < 4;
@@ -248,7 +249,7 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
         int8_t *yb = y + (size_t)b * pixels * n_out;
-        if (k_all <= 32) { /* four channels per vector (ts_conv_narrow_mve.c) */
+        if (narrow) { /* four channels per vector (ts_conv_narrow_mve.c) */
             ts_conv_s8_mve_narrow(p, img, w, bias, multiplier, shift, yb, buf);
             continue;
         }

@@ -112,17 +112,17 @@ static void ts_mve_gather(const ts_conv_params *p, const int8_t *img, int32_t q,
  * whose fields lie K bytes apart from x (pointwise layers: the image itself; others: gathered), outputs
  * ys apart from y. Per pixel: the field (one vector, or two when `two`: K > 16), four VMLADAV(A), the four sums
  * moved into one vector (ts_mve_vec4), requantized on the vector with the group's constants (`start` = bias +
- * offset * weight sum, multipliers, shifts) and stored by one VSTRB.32. `general`: ts_mve_rq's full form;
- * `clamp`: an activation range narrower than int8 (VMAX/VMIN), else the two saturating narrows VQMOVNB (to
- * int16, to int8) are the clamp. The field's lanes past K are zero (a predicated load) so the weights load
+ * offset * weight sum, multipliers, shifts: ts_mve_rq's short form) and stored by one VSTRB.32, the two
+ * saturating narrows VQMOVNB (to int16, to int8) being the full int8 range's clamp (layers with another range
+ * or the general requantization go to ts_conv_mve.c). The field's lanes past K are zero (a predicated load) so the weights load
  * unpredicated: w must have 16 (32 when `two`) readable bytes from each channel (ts_mve_conv_narrow). */
 TS_ALWAYS_INLINE void ts_mve_narrow_px(const int8_t *x, int32_t k_all, int32_t n, const int8_t *w, int32x4_t start,
                                        int32x4_t mult, int32x4_t sh, const ts_conv_params *p, int8_t *y, int32_t ys,
-                                       int two, int general, int clamp)
+                                       int two)
 {
     const mve_pred16_t pk = vctp8q((uint32_t)(two ? k_all - 16 : k_all));
-    const int32x4_t zero = vdupq_n_s32(0), left = vmaxq_s32(sh, zero), right = vminq_s32(sh, zero);
-    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32x4_t right = vminq_s32(sh, vdupq_n_s32(0));
+    const int32_t out_off = p->output_offset;
     const int8_t *w1 = w + k_all, *w2 = w1 + k_all, *w3 = w2 + k_all;
     for (; n > 0; --n, x += k_all, y += ys) {
         int32x4_t v;
@@ -142,18 +142,14 @@ TS_ALWAYS_INLINE void ts_mve_narrow_px(const int8_t *x, int32_t k_all, int32_t n
             v = ts_mve_vec4(vmladavq_s8(xv, vldrbq_s8(w)), vmladavq_s8(xv, vldrbq_s8(w1)),
                             vmladavq_s8(xv, vldrbq_s8(w2)), vmladavq_s8(xv, vldrbq_s8(w3)));
         }
-        if (clamp) {
-            v = ts_mve_rq(vaddq_s32(v, start), mult, left, right, general, out_off, lo, hi);
-        } else { /* ts_mve_rq's short form without the clamp */
-            v = vqrdmulhq_s32(vaddq_s32(v, start), mult);
-            v = vaddq_n_s32(vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), right), out_off);
+        v = vqrdmulhq_s32(vaddq_s32(v, start), mult);
+        v = vaddq_n_s32(vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), right), out_off);
 #if defined(__GNUC__)
-            __asm__("vqmovnb.s32 %q0, %q0\n\tvqmovnb.s16 %q0, %q0" : "+w"(v));
+        __asm__("vqmovnb.s32 %q0, %q0\n\tvqmovnb.s16 %q0, %q0" : "+w"(v));
 #else
-            v = vreinterpretq_s32_s16(vqmovnbq_s32(vreinterpretq_s16_s32(v), v));
-            v = vreinterpretq_s32_s8(vqmovnbq_s16(vreinterpretq_s8_s32(v), vreinterpretq_s16_s32(v)));
+        v = vreinterpretq_s32_s16(vqmovnbq_s32(vreinterpretq_s16_s32(v), v));
+        v = vreinterpretq_s32_s8(vqmovnbq_s16(vreinterpretq_s8_s32(v), vreinterpretq_s16_s32(v)));
 #endif
-        }
         vstrbq_s32(y, v);
     }
 }
@@ -174,7 +170,7 @@ TS_ALWAYS_INLINE int32_t ts_mve_wsum(const int8_t *w, int32_t k_all, int two)
  * through a four-channel buffer). */
 TS_ALWAYS_INLINE void ts_mve_conv_narrow(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
                                          const int8_t *w, const int32_t *bias, const int32_t *multiplier,
-                                         const int8_t *shift, int8_t *y, int two, int general, int clamp)
+                                         const int8_t *shift, int8_t *y, int two)
 {
     const int32_t n_out = p->out_c, last = n_out - 1, off = p->input_offset, step = p->per_channel ? 4 : 0;
     const int32_t reach = two ? 32 : 16;
@@ -203,13 +199,13 @@ TS_ALWAYS_INLINE void ts_mve_conv_narrow(const ts_conv_params *p, const int8_t *
                                         ts_mve_wsum(wg + 2 * k_all, k_all, two),
                                         ts_mve_wsum(wg + 3 * k_all, k_all, two)), off);
         if (m + 4 <= n_out) {
-            ts_mve_narrow_px(x, k_all, n, wg, start, mult, sh, p, y + m, n_out, two, general, clamp);
+            ts_mve_narrow_px(x, k_all, n, wg, start, mult, sh, p, y + m, n_out, two);
         } else { /* the last channels, pixel by pixel into a 4-byte buffer, of which n_out - m bytes are copied */
             const int8_t *xq = x;
             int8_t tmp[4], *yq = y + m;
             int32_t q;
             for (q = 0; q < n; ++q, xq += k_all, yq += n_out) {
-                ts_mve_narrow_px(xq, k_all, 1, wg, start, mult, sh, p, tmp, 0, two, general, clamp);
+                ts_mve_narrow_px(xq, k_all, 1, wg, start, mult, sh, p, tmp, 0, two);
                 for (j = 0; j < n_out - m; ++j) {
                     yq[j] = tmp[j];
                 }
@@ -224,34 +220,25 @@ typedef void (*ts_mve_narrow_fn)(const ts_conv_params *, const int8_t *, int32_t
 static TS_NOINLINE void ts_mve_narrow1(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
         const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 0, 0, 0);
+    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 0);
 }
 
 static TS_NOINLINE void ts_mve_narrow2(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
         const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 1, 0, 0);
-}
-
-/* General requantization or an activation range narrower than int8 (rare: one function, `two` a run-time
- * test per pixel). */
-static TS_NOINLINE void ts_mve_narrow_general(const ts_conv_params *p, const int8_t *x, int32_t n, int32_t k_all,
-        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
-{
-    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, k_all > 16, 1, 1);
+    ts_mve_conv_narrow(p, x, n, k_all, w, bias, multiplier, shift, y, 1);
 }
 
 /* The pixels per gathered block of the narrow path: the scratch holds 8 fields (emit_conv.py: 8 K bytes). */
 #define TS_MVE_NARROW_PX 8
 
-/* One image of a conv with K <= 32 (ts_conv_s8_mve): pointwise layers in one pass (field q is input pixel q),
+/* One image of a conv with K <= 32, the short requantization and the full int8 range (ts_conv_s8_mve): pointwise layers in one pass (field q is input pixel q),
  * others in blocks of TS_MVE_NARROW_PX consecutive pixels whose fields are gathered into buf. */
 void ts_conv_s8_mve_narrow(const ts_conv_params *p, const int8_t *img, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *yb, int8_t *buf)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
-    const int wide = p->general_requant || p->act_min > -128 || p->act_max < 127;
-    const ts_mve_narrow_fn narrow = wide ? ts_mve_narrow_general : k_all <= 16 ? ts_mve_narrow1 : ts_mve_narrow2;
+    const ts_mve_narrow_fn narrow = k_all <= 16 ? ts_mve_narrow1 : ts_mve_narrow2;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     int32_t q;

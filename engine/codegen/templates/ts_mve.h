@@ -119,8 +119,9 @@ TS_ALWAYS_INLINE void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8
  * entry points call (except avg pool's over 5000 cells and the wide-weight conv: ts_pool_ref.c, ts_conv_ref.c). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
-/* ts_conv_narrow_mve.c: one image of a conv with K <= 32 (buf: 8 fields of scratch), and output pixel (oh, ow)'s
- * receptive field (in place where it is one run of the input, else gathered into dst). */
+/* ts_conv_narrow_mve.c: one image of a conv with K <= 32, the short requantization and the full int8 range
+ * (buf: 8 fields of scratch), and output pixel (oh, ow)'s receptive field (in place where it is one run of
+ * the input, else gathered into dst). */
 void ts_conv_s8_mve_narrow(const ts_conv_params *p, const int8_t *img, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *yb, int8_t *buf);
 const int8_t *ts_mve_conv_field_at(const ts_conv_params *p, const int8_t *img, int32_t oh, int32_t ow, int8_t *dst);
