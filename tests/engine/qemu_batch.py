@@ -4,8 +4,9 @@ run for a whole list of one-op models (the per-model build and QEMU start domina
     bad = verify_many([(name, graph, lib), ...], get_mcu("alif-e7-hp"), n_random=2, seed=5)
 
 Each library must have its own name (generate_library(graph, name)); the kernel files they share must be the
-same text past their stamp comment. The program runs each library's cases in turn (init, then every case) from one inputs.bin and writes
-every output to one outputs.bin; the host splits it and compares each model's bytes with the int8 reference.
+same text past their stamp comment. The program runs each library's cases in turn (init, then every case)
+from one inputs.bin and writes every output to one outputs.bin; the host splits it and compares each model's
+bytes with the int8 reference.
 Returns {name: first mismatch or error} for the models that were not byte-identical (empty: all were).
 """
 from __future__ import annotations

@@ -34,9 +34,9 @@ static void ts_mve_field(const ts_conv_params *p, const int8_t *img, int32_t oh,
 }
 
 /* Output pixel (oh, ow)'s receptive field as K contiguous int8: in place where it is one run of the input
- * (1x1 kernels, 1xN rows inside the image) unless `copy`, else gathered into dst: a window inside the image whose rows are
- * runs (dilation 1 across) row by row, a row of at most 16 bytes by one predicated load and store (first
- * layers: 3x3x3 is three 9-byte rows), the others (borders) by ts_mve_field. */
+ * (1x1 kernels, 1xN rows inside the image) unless `copy`, else gathered into dst: a window inside the image
+ * whose rows are runs (dilation 1 across) row by row, a row of at most 16 bytes by one predicated load and
+ * store (first layers: 3x3x3 is three 9-byte rows), the others (borders) by ts_mve_field. */
 TS_ALWAYS_INLINE const int8_t *ts_mve_field_get(const ts_conv_params *p, const int8_t *img, int32_t oh,
                                                 int32_t ow, int8_t *dst, int copy)
 {
@@ -114,8 +114,9 @@ static void ts_mve_gather(const ts_conv_params *p, const int8_t *img, int32_t q,
  * moved into one vector (ts_mve_vec4), requantized on the vector with the group's constants (`start` = bias +
  * offset * weight sum, multipliers, shifts: ts_mve_rq's short form) and stored by one VSTRB.32, the two
  * saturating narrows VQMOVNB (to int16, to int8) being the full int8 range's clamp (layers with another range
- * or the general requantization go to ts_conv_mve.c). The field's lanes past K are zero (a predicated load) so the weights load
- * unpredicated: w must have 16 (32 when `two`) readable bytes from each channel (ts_mve_conv_narrow). */
+ * or the general requantization go to ts_conv_mve.c). The field's lanes past K are zero (a predicated load)
+ * so the weights load unpredicated: w must have 16 (32 when `two`) readable bytes from each channel
+ * (ts_mve_conv_narrow). */
 TS_ALWAYS_INLINE void ts_mve_narrow_px(const int8_t *x, int32_t k_all, int32_t n, const int8_t *w, int32x4_t start,
                                        int32x4_t mult, int32x4_t sh, const ts_conv_params *p, int8_t *y, int32_t ys,
                                        int two)
@@ -232,8 +233,9 @@ static TS_NOINLINE void ts_mve_narrow2(const ts_conv_params *p, const int8_t *x,
 /* The pixels per gathered block of the narrow path: the scratch holds 8 fields (emit_conv.py: 8 K bytes). */
 #define TS_MVE_NARROW_PX 8
 
-/* One image of a conv with K <= 32, the short requantization and the full int8 range (ts_conv_s8_mve): pointwise layers in one pass (field q is input pixel q),
- * others in blocks of TS_MVE_NARROW_PX consecutive pixels whose fields are gathered into buf. */
+/* One image of a conv with K <= 32, the short requantization and the full int8 range (ts_conv_s8_mve):
+ * pointwise layers in one pass (field q is input pixel q), others in blocks of TS_MVE_NARROW_PX consecutive
+ * pixels whose fields are gathered into buf. */
 void ts_conv_s8_mve_narrow(const ts_conv_params *p, const int8_t *img, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *yb, int8_t *buf)
 {
