@@ -1,79 +1,13 @@
-/* ts_conv_mve.c - regular convolution on Helium (Cortex-M55/M85): output pixels four at a time, each output
- * channel's weights against their receptive fields by VMLADAVA (16 int8 MACs per instruction), the K % 16
- * tail under a VCTP predicate; the sums of 32 channels are then requantized four channels per vector. The
- * receptive fields are read in place where they are contiguous runs of the input (pointwise layers), else
- * gathered as int8 into the DSP path's scratch, padded with the input zero point.
+/* ts_conv_mve.c - regular convolution on Helium (Cortex-M55/M85), the entry point and reductions K > 32:
+ * output pixels four at a time, each output channel's weights against their receptive fields by VMLADAVA (16
+ * int8 MACs per instruction), the K % 16 tail under a VCTP predicate; the sums of 32 channels are then
+ * requantized four channels per vector. The receptive fields are read in place where they are contiguous runs
+ * of the input (pointwise layers), else gathered as int8 into the DSP path's scratch, padded with the input
+ * zero point (ts_conv_narrow_mve.c, which also takes K <= 32).
  * Called by ts_conv_s8 (ts_conv_ref.c) for groups == 1; the same bytes as ts_conv_s8_ref. */
 #include "ts_mve.h"
 
 #if TINYSTUDIO_MVE
-
-/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per load and store. With GNU C,
- * a tail-predicated low-overhead loop (DLSTP/LETP: the last partial vector under the loop's own predicate),
- * three instructions per 16 bytes; otherwise VCTP-predicated intrinsics. */
-static void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
-{
-    const int8x16_t f = vdupq_n_s8(fill);
-    if (n <= 0) {
-        return;
-    }
-#if defined(__GNUC__)
-    if (src != NULL) {
-        __asm__ volatile("dlstp.8 lr, %[n]\n"
-                         "1:\n\t"
-                         "vldrb.8 q0, [%[s]], #16\n\t"
-                         "vstrb.8 q0, [%[d]], #16\n\t"
-                         "letp lr, 1b\n"
-                         : [s] "+r"(src), [d] "+r"(dst)
-                         : [n] "r"(n)
-                         : "lr", "q0", "memory");
-    } else {
-        __asm__ volatile("dlstp.8 lr, %[n]\n"
-                         "1:\n\t"
-                         "vstrb.8 %q[f], [%[d]], #16\n\t"
-                         "letp lr, 1b\n"
-                         : [d] "+r"(dst)
-                         : [n] "r"(n), [f] "w"(f)
-                         : "lr", "memory");
-    }
-#else
-    for (; n > 0; n -= 16, dst += 16) {
-        const mve_pred16_t pr = vctp8q((uint32_t)n);
-        if (src != NULL) {
-            vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
-            src += 16;
-        } else {
-            vstrbq_p_s8(dst, f, pr);
-        }
-    }
-#endif
-}
-
-/* The receptive field of output pixel q (k_h * k_w * in_c int8, in the weights' order) into dst, taps outside
- * the image holding the input zero point. */
-static void ts_mve_field(const ts_conv_params *p, const int8_t *img, int32_t q, int8_t *dst)
-{
-    const int32_t c_n = p->in_c, oh = q / p->out_w, ow = q - oh * p->out_w;
-    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-    const int8_t zp = (int8_t)(-p->input_offset);
-    const int32_t row = p->k_w * c_n;
-    const int cols_inside = w0 >= 0 && w0 + (p->k_w - 1) * p->dil_w < p->in_w;
-    int32_t i, j;
-    for (i = 0; i < p->k_h; ++i, dst += row) {
-        const int32_t ih = h0 + i * p->dil_h;
-        if (ih < 0 || ih >= p->in_h) {
-            ts_mve_put(dst, NULL, row, zp);
-        } else if (cols_inside && (p->dil_w == 1 || p->k_w == 1)) {
-            ts_mve_put(dst, img + ((size_t)ih * p->in_w + w0) * c_n, row, zp);
-        } else {
-            for (j = 0; j < p->k_w; ++j) {
-                const int32_t iw = w0 + j * p->dil_w;
-                const int inside = iw >= 0 && iw < p->in_w;
-                ts_mve_put(dst + j * c_n, inside ? img + ((size_t)ih * p->in_w + iw) * c_n : NULL, c_n, zp);
-            }
-        }
-    }
-}
 
 /* Output channels per requantization pass: the pass keeps four pixels' accumulators and each channel's start
  * value (bias + offset * sum of the weights) on the stack, 5 * 4 * TS_MVE_CH bytes. */
@@ -169,27 +103,13 @@ static void ts_mve_sums_asm(ts_mve_sums_job *job, const int8_t *w, int32_t *acc)
 /* Channels m0 .. m0 + n of the four pixels into acc[s][m - m0] (s < 4) and the sums of their weights into
  * acc[4][m - m0]. Per 16 reduction steps: 1 weight load, 4 field loads, 4 VMLADAVA and one VADDVA (the
  * weights' sum, which carries the input offset: sum (x + off) * w = sum x * w + off * sum w, exact, padding
- * holding the zero point) give 64 MACs; the last K % 16 under a VCTP predicate. `small` (K <= 16, a constant
- * in each caller): the fields stay in registers. Returns the weights past channel m0 + n. */
+ * holding the zero point) give 64 MACs; the last K % 16 under a VCTP predicate. Returns the weights past
+ * channel m0 + n. */
 TS_ALWAYS_INLINE const int8_t *ts_mve_conv_sums(const ts_mve_fields *f, int32_t k_all, const int8_t *w, int32_t n,
-                                                int32_t acc[5][TS_MVE_CH], int small)
+                                                int32_t acc[5][TS_MVE_CH])
 {
     const int32_t loops = k_all >> 4, tail = k_all & 15;
     int32_t m, k;
-    if (small) { /* K <= 16: the four fields stay in registers across the channels */
-        const mve_pred16_t pk = vctp8q((uint32_t)k_all);
-        const int8x16_t x0 = vldrbq_z_s8(f->f0, pk), x1 = vldrbq_z_s8(f->f1, pk), x2 = vldrbq_z_s8(f->f2, pk);
-        const int8x16_t x3 = vldrbq_z_s8(f->f3, pk);
-        for (m = 0; m < n; ++m, w += k_all) {
-            const int8x16_t wv = vldrbq_z_s8(w, pk);
-            acc[0][m] = vmladavq_s8(x0, wv);
-            acc[1][m] = vmladavq_s8(x1, wv);
-            acc[2][m] = vmladavq_s8(x2, wv);
-            acc[3][m] = vmladavq_s8(x3, wv);
-            acc[4][m] = vaddvq_s8(wv);
-        }
-        return w;
-    }
 #if defined(__GNUC__)
     if (loops > 0) {
         ts_mve_sums_job job;
@@ -277,18 +197,18 @@ TS_ALWAYS_INLINE void ts_mve_conv_store(const ts_conv_params *p, int32_t acc[5][
     }
 }
 
-/* Every output channel of four pixels (fields f, see ts_mve_fields; `small` a constant in each caller),
+/* Every output channel of four pixels (fields f, see ts_mve_fields),
  * outputs at y[m + s * ys]: TS_MVE_CH channels' sums, then their requantization, and so on. */
 TS_ALWAYS_INLINE void ts_mve_conv_any(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
                                       const int8_t *w, const int32_t *bias, const int32_t *multiplier,
-                                      const int8_t *shift, int8_t *y, int32_t ys, int small, int general)
+                                      const int8_t *shift, int8_t *y, int32_t ys, int general)
 {
     int32_t acc[5][TS_MVE_CH];
     const int32_t step = p->per_channel ? 1 : 0;
     int32_t m0;
     for (m0 = 0; m0 < p->out_c; m0 += TS_MVE_CH) {
         const int32_t n = ts_min32(TS_MVE_CH, p->out_c - m0);
-        w = ts_mve_conv_sums(f, k_all, w, n, acc, small);
+        w = ts_mve_conv_sums(f, k_all, w, n, acc);
         ts_mve_conv_store(p, acc, n, bias + m0, multiplier + m0 * step, shift + m0 * step, y + m0, ys, general);
     }
 }
@@ -299,74 +219,56 @@ typedef void (*ts_mve_conv_fn)(const ts_conv_params *, const ts_mve_fields *, in
 static TS_NOINLINE void ts_mve_conv_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
         const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
 {
-    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 0);
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0);
 }
 
 static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
         const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
 {
-    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 0, 1);
-}
-
-static TS_NOINLINE void ts_mve_conv_small_short(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
-        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
-{
-    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 0);
-}
-
-static TS_NOINLINE void ts_mve_conv_small_general(const ts_conv_params *p, const ts_mve_fields *f, int32_t k_all,
-        const int8_t *w, const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t ys)
-{
-    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1, 1);
-}
-
-/* Where output pixel q's receptive field is one contiguous run inside the image (1x1 kernels, 1xN rows), that
- * run; NULL otherwise. */
-static const int8_t *ts_mve_run(const ts_conv_params *p, const int8_t *img, int32_t q)
-{
-    const int32_t oh = q / p->out_w, ow = q - oh * p->out_w;
-    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-    if (p->k_h != 1 || (p->k_w != 1 && p->dil_w != 1) || h0 < 0 || h0 >= p->in_h || w0 < 0 ||
-        w0 + p->k_w > p->in_w) {
-        return NULL;
-    }
-    return img + ((size_t)h0 * p->in_w + w0) * p->in_c;
+    ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1);
 }
 
 /* Regular conv (groups 1): pixels four at a time; a last partial block moves back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than four pixels in all go one at a time (one field
  * four times, output stride 0: the same bytes written four times). Fields that are contiguous runs of the
  * input are read in place; others are gathered into the scratch (the DSP path's, emit_conv.py: 8 K bytes,
- * of which 4 K are used). */
+ * of which 4 K are used). K <= 32 (with the short requantization and the full int8 range) goes four channels
+ * per vector (ts_conv_narrow_mve.c), others 32 channels' sums per pass (ts_mve_conv_sums). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
-    const int g = p->general_requant != 0;
-    const ts_mve_conv_fn block = k_all <= 16 ? (g ? ts_mve_conv_small_general : ts_mve_conv_small_short)
-                                             : (g ? ts_mve_conv_general : ts_mve_conv_short);
+    const int32_t out_w = p->out_w;
+    const ts_mve_conv_fn block = p->general_requant ? ts_mve_conv_general : ts_mve_conv_short;
+    const int narrow = k_all <= 32 && !p->general_requant && p->act_min == -128 && p->act_max == 127;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
+    const int one = pixels < 4;
     int8_t *buf = (int8_t *)scratch;
     int32_t b, q, s;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
         int8_t *yb = y + (size_t)b * pixels * n_out;
-        for (q = 0; q < pixels; q += 4) {
-            const int one = pixels < 4;
+        if (narrow) { /* four channels per vector (ts_conv_narrow_mve.c) */
+            ts_conv_s8_mve_narrow(p, img, w, bias, multiplier, shift, yb, buf);
+            continue;
+        }
+        for (q = 0; q < pixels; q += one ? 1 : 4) {
             const int32_t q0 = one ? q : (q + 4 <= pixels ? q : pixels - 4);
             const int8_t *fs[4];
             ts_mve_fields f;
-            for (s = 0; s < 4; ++s) {
-                const int32_t qs = one ? q0 : q0 + s;
-                if (pointwise) { /* output pixel q reads input pixel q */
-                    fs[s] = img + (size_t)qs * k_all;
-                    continue;
+            if (pointwise) { /* output pixel q reads input pixel q */
+                for (s = 0; s < 4; ++s) {
+                    fs[s] = img + (size_t)(one ? q0 : q0 + s) * k_all;
                 }
-                fs[s] = ts_mve_run(p, img, qs);
-                if (fs[s] == NULL) {
-                    ts_mve_field(p, img, qs, buf + s * k_all);
-                    fs[s] = buf + s * k_all;
+            } else {
+                int32_t oh = q0 / out_w, ow = q0 - oh * out_w;
+                for (s = 0; s < 4; ++s) {
+                    fs[s] = one && s ? fs[0] : ts_mve_conv_field_at(p, img, oh, ow, buf + s * k_all);
+                    if (++ow == out_w) {
+                        ow = 0;
+                        ++oh;
+                    }
                 }
             }
             f.f0 = fs[0];
@@ -374,9 +276,6 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             f.f2 = fs[2];
             f.f3 = fs[3];
             block(p, &f, k_all, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, one ? 0 : n_out);
-            if (one) {
-                q -= 3; /* one pixel per step */
-            }
         }
     }
 }

@@ -85,10 +85,11 @@ TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, i
  * over by the column pass) with rows x cols taps inside the image: xw is the first such tap (channel 0), ww its
  * weights. The input offset is added once at the end as offset * (sum of the weights used), which gives
  * sum (x + offset) * w exactly. `general`: the requantization form (ts_mve_rq). */
-TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
+TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww, int32_t rows,
                                       int32_t cols, int32_t c, const int32_t *bias, const int32_t *multiplier,
                                       const int8_t *shift, int8_t *yp, int tail, int general)
 {
+    const ts_mve_dw_geo gl = *g0, *g = &gl; /* see ts_mve_dw_col_group */
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
@@ -151,11 +152,13 @@ static TS_NOINLINE void ts_mve_dw1_general(const ts_mve_dw_geo *g, const int8_t 
  * sum in the loop: every register free for the sums), the requantization and the stores. xw: first tap of the
  * first pixel (channel 0), the pair's second pixel xs further and its outputs ys further than yp; the next
  * pair 2 * xs and 2 * ys further. */
-TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
-                                          int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, int32_t c,
-                                          const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                          int8_t *yp, int tail, int general)
+TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww,
+                                          int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs,
+                                          int32_t c, const int32_t *bias, const int32_t *multiplier,
+                                          const int8_t *shift, int8_t *yp, int tail, int general)
 {
+    /* a local copy: the int8 output stores could alias *g0, so its fields would be reloaded after each one */
+    const ts_mve_dw_geo gl = *g0, *g = &gl;
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));

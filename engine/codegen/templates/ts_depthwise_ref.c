@@ -81,7 +81,7 @@ void ts_depthwise_conv_s8(const ts_conv_params *p, const int8_t *x, const int8_t
         return;
     }
 #endif
-#if TINYSTUDIO_DSP
+#if TINYSTUDIO_DSP && !TINYSTUDIO_MVE /* an MVE build falls back to the portable loop: no DSP kernel linked */
     if (p->out_c == p->in_c) {
         ts_depthwise_conv_s8_dsp(p, x, w, bias, multiplier, shift, y);
         return;

@@ -44,12 +44,9 @@ void ts_fully_connected_s4(const ts_fc_params *p, const int8_t *x, const uint8_t
 void ts_fully_connected_s8(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-#if TINYSTUDIO_MVE
-    if (ts_fully_connected_s8_mve(p, x, w, bias, multiplier, shift, y)) {
-        return;
-    }
-#endif
-#if TINYSTUDIO_DSP
+#if TINYSTUDIO_MVE /* every case: neither the DSP nor the portable loop is linked */
+    ts_fully_connected_s8_mve(p, x, w, bias, multiplier, shift, y);
+#elif TINYSTUDIO_DSP
     ts_fully_connected_s8_dsp(p, x, w, bias, multiplier, shift, y);
 #else
     ts_fully_connected_s8_ref(p, x, w, bias, multiplier, shift, y);

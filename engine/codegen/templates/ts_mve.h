@@ -54,22 +54,83 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4
     return ts_mve_rq(acc, mult, vmaxq_s32(shift, zero), vminq_s32(shift, zero), 1, out_offset, lo, hi);
 }
 
-/* Four int32 values as one vector. */
+/* Four int32 values as one vector: with GNU C two VMOV Q[2], Q[0], Rt, Rt2 (two lanes each; GCC 12 makes
+ * four single-lane moves of vsetq_lane), otherwise the intrinsics. */
 TS_ALWAYS_INLINE int32x4_t ts_mve_vec4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
 {
+#if defined(__GNUC__)
+    int32x4_t v;
+    __asm__("vmov %q[v][2], %q[v][0], %[a0], %[a2]\n\t"
+            "vmov %q[v][3], %q[v][1], %[a1], %[a3]"
+            : [v] "=&w"(v)
+            : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3));
+    return v;
+#else
     int32x4_t v = vdupq_n_s32(a0);
     v = vsetq_lane_s32(a1, v, 1);
     v = vsetq_lane_s32(a2, v, 2);
     return vsetq_lane_s32(a3, v, 3);
+#endif
 }
 
-/* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
+/* Copies src[0 .. n) (or n bytes of `fill` when src is NULL) to dst, 16 bytes per load and store. With GNU C,
+ * a tail-predicated low-overhead loop (DLSTP/LETP: the last partial vector under the loop's own predicate),
+ * three instructions per 16 bytes; otherwise VCTP-predicated intrinsics. */
+TS_ALWAYS_INLINE void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8_t fill)
+{
+    const int8x16_t f = vdupq_n_s8(fill);
+    if (n <= 0) {
+        return;
+    }
+#if defined(__GNUC__)
+    if (src != NULL) {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vldrb.8 q0, [%[s]], #16\n\t"
+                         "vstrb.8 q0, [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [s] "+r"(src), [d] "+r"(dst)
+                         : [n] "r"(n)
+                         : "lr", "q0", "memory");
+    } else {
+        __asm__ volatile("dlstp.8 lr, %[n]\n"
+                         "1:\n\t"
+                         "vstrb.8 %q[f], [%[d]], #16\n\t"
+                         "letp lr, 1b\n"
+                         : [d] "+r"(dst)
+                         : [n] "r"(n), [f] "w"(f)
+                         : "lr", "memory");
+    }
+#else
+    for (; n > 0; n -= 16, dst += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)n);
+        if (src != NULL) {
+            vstrbq_p_s8(dst, vldrbq_z_s8(src, pr), pr);
+            src += 16;
+        } else {
+            vstrbq_p_s8(dst, f, pr);
+        }
+    }
+#endif
+}
+
+/* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply; where the MVE
+ * kernel declines a layer the portable loop takes it, so an M55 program links none of the DSP kernels their
+ * entry points call (except avg pool's over 5000 cells and the wide-weight conv: ts_pool_ref.c, ts_conv_ref.c). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
+/* ts_conv_narrow_mve.c: one image of a conv with K <= 32, the short requantization and the full int8 range
+ * (buf: 8 fields of scratch), and output pixel (oh, ow)'s receptive field (in place where it is one run of
+ * the input, else gathered into dst). */
+void ts_conv_s8_mve_narrow(const ts_conv_params *p, const int8_t *img, const int8_t *w, const int32_t *bias,
+                           const int32_t *multiplier, const int8_t *shift, int8_t *yb, int8_t *buf);
+const int8_t *ts_mve_conv_field_at(const ts_conv_params *p, const int8_t *img, int32_t oh, int32_t ow, int8_t *dst);
+/* Returns 0 (computing nothing) for a kernel of more than 256 taps: ts_depthwise_conv_s8 then runs the
+ * portable loop (an MVE build links no DSP kernel). */
 int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
-int ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
-                              const int32_t *multiplier, const int8_t *shift, int8_t *y);
+void ts_fully_connected_s8_mve(const ts_fc_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                               const int32_t *multiplier, const int8_t *shift, int8_t *y);
 void ts_add_s8_mve(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y);
 /* Return 0 (computing nothing) where the portable loop takes the layer. */
 int ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y);
