@@ -4,6 +4,7 @@
  * the sums a window of up to TS_POOL_RECIP_MAX pixels gives (see ts_pool_recip). Called by ts_avg_pool_s8
  * (ts_pool_ref.c); the same bytes as ts_avg_pool_s8_ref. */
 #include "ts_dsp.h"
+#include "ts_pool_window.h"
 
 #if TINYSTUDIO_DSP
 
@@ -38,14 +39,11 @@ void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y)
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
         for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
-            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
+            int32_t h0, i_lo, i_hi;
+            const int32_t rows = ts_pool_rows(p, oh, &h0, &i_lo, &i_hi);
             for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
-                const int32_t count =
-                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                int32_t w0, j_lo, j_hi;
+                const int32_t count = rows * ts_pool_cols(p, ow, &w0, &j_lo, &j_hi);
                 const int32_t taps = ts_max32(0, i_hi - i_lo) * ts_max32(0, j_hi - j_lo);
                 const int32_t row_step = (p->in_w - (j_hi - j_lo)) * c_n;
                 const int8_t *x0 = img + ((size_t)(h0 + i_lo) * p->in_w + (w0 + j_lo)) * c_n;
@@ -72,14 +70,13 @@ void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y)
                         int32_t t;
                         for (t = c; t < c + 4 && t < c_n; ++t) {
                             const int8_t *xt = x0 + t;
-                            int32_t acc = 0, mean;
+                            int32_t acc = 0;
                             for (i = i_lo; i < i_hi; ++i, xt += row_step) {
                                 for (j = j_lo; j < j_hi; ++j, xt += c_n) {
                                     acc += *xt;
                                 }
                             }
-                            mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                            y[t] = (int8_t)ts_clamp(mean, lo, hi);
+                            y[t] = ts_pool_divide(acc, count, lo, hi);
                         }
                     }
                 }

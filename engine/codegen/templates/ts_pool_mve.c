@@ -3,6 +3,7 @@
  * its rounded-up reciprocal (VMULH.U32), exact for the sums a window of at most 5000 cells gives. Called by
  * ts_avg_pool_s8 / ts_max_pool_s8 (ts_pool_ref.c); the same bytes as the portable loops. */
 #include "ts_mve.h"
+#include "ts_pool_window.h"
 
 #if TINYSTUDIO_MVE
 
@@ -65,14 +66,11 @@ int ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y)
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
         for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
-            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
+            int32_t h0, i_lo, i_hi;
+            const int32_t rows = ts_pool_rows(p, oh, &h0, &i_lo, &i_hi);
             for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
-                const int32_t count =
-                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                int32_t w0, j_lo, j_hi;
+                const int32_t count = rows * ts_pool_cols(p, ow, &w0, &j_lo, &j_hi);
                 /* n / count = high word of n * ceil(2**32 / count) for n < 2**32 / count (n <= 129 count here,
                  * count <= 5000); count 1 divides by itself */
                 const uint32_t recip = count > 1 ? 0xFFFFFFFFu / (uint32_t)count + 1u : 0u;
