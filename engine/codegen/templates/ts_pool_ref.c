@@ -13,24 +13,15 @@
 
 void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
-    int32_t b, oh, ow, c, i, j;
+    int32_t b, oh, ow, c;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
         for (oh = 0; oh < p->out_h; ++oh) {
-            int32_t h0, i_lo, i_hi;
-            const int32_t rows = ts_pool_rows(p, oh, &h0, &i_lo, &i_hi);
             for (ow = 0; ow < p->out_w; ++ow) {
-                int32_t w0, j_lo, j_hi;
-                const int32_t count = rows * ts_pool_cols(p, ow, &w0, &j_lo, &j_hi);
+                ts_pool_win win;
+                ts_pool_window(p, img, oh, ow, &win);
                 for (c = 0; c < p->channels; ++c) {
-                    int32_t acc = 0;
-                    for (i = i_lo; i < i_hi; ++i) {
-                        const int8_t *xp = img + ((size_t)(h0 + i) * p->in_w + (w0 + j_lo)) * p->channels + c;
-                        for (j = j_lo; j < j_hi; ++j) {
-                            acc += xp[(size_t)(j - j_lo) * p->channels];
-                        }
-                    }
-                    *y++ = ts_pool_divide(acc, count, p->act_min, p->act_max);
+                    *y++ = ts_pool_divide(ts_pool_sum(&win, p->channels, c), win.count, p->act_min, p->act_max);
                 }
             }
         }

@@ -17,18 +17,45 @@ static inline int32_t ts_pool_span(int32_t start, int32_t k, int32_t size, int32
     return ts_max32(0, ts_min32(count_hi, start + k) - ts_max32(count_lo, start));
 }
 
-/* The window of output row `oh`: its rows inside the image and the divisor's row count. */
-static inline int32_t ts_pool_rows(const ts_pool_params *p, int32_t oh, int32_t *h0, int32_t *i_lo, int32_t *i_hi)
+/* The part of output pixel (oh, ow)'s window that lies inside the image `img` (one batch): its first tap x0
+ * (channel 0), rows x cols taps, row_step bytes from past the end of one of its rows to the start of the next,
+ * and TFLite's divisor `count`. */
+typedef struct {
+    const int8_t *x0;
+    int32_t rows, cols, row_step, count;
+} ts_pool_win;
+
+static inline void ts_pool_window(const ts_pool_params *p, const int8_t *img, int32_t oh, int32_t ow,
+                                  ts_pool_win *win)
 {
-    *h0 = oh * p->stride_h - p->pad_top;
-    return ts_pool_span(*h0, p->k_h, p->in_h, p->count_h_lo, p->count_h_hi, i_lo, i_hi);
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    int32_t i_lo, i_hi, j_lo, j_hi;
+    const int32_t rows = ts_pool_span(h0, p->k_h, p->in_h, p->count_h_lo, p->count_h_hi, &i_lo, &i_hi);
+    win->count = rows * ts_pool_span(w0, p->k_w, p->in_w, p->count_w_lo, p->count_w_hi, &j_lo, &j_hi);
+    win->rows = ts_max32(0, i_hi - i_lo);
+    win->cols = ts_max32(0, j_hi - j_lo);
+    win->row_step = (p->in_w - win->cols) * p->channels;
+    win->x0 = img + ((size_t)(h0 + i_lo) * p->in_w + (size_t)(w0 + j_lo)) * p->channels;
 }
 
-/* The window of output column `ow`: its columns inside the image and the divisor's column count. */
-static inline int32_t ts_pool_cols(const ts_pool_params *p, int32_t ow, int32_t *w0, int32_t *j_lo, int32_t *j_hi)
+/* The sum of channel c over the window (c_n channels per pixel). */
+static inline int32_t ts_pool_sum(const ts_pool_win *win, int32_t c_n, int32_t c)
 {
-    *w0 = ow * p->stride_w - p->pad_left;
-    return ts_pool_span(*w0, p->k_w, p->in_w, p->count_w_lo, p->count_w_hi, j_lo, j_hi);
+    const int8_t *xp = win->x0 + c;
+    int32_t i, j, acc = 0;
+    for (i = 0; i < win->rows; ++i, xp += win->row_step) {
+        for (j = 0; j < win->cols; ++j, xp += c_n) {
+            acc += *xp;
+        }
+    }
+    return acc;
+}
+
+/* ceil(2**32 / count), 0 for count 1: n / count is the high word of n times it for 0 <= n <= 129 count when
+ * count <= 5000 (the DSP and Helium means; the host tests check every count up to that bound). */
+static inline uint32_t ts_pool_recip(int32_t count)
+{
+    return count > 1 ? (uint32_t)((0xFFFFFFFFu / (uint32_t)count) + 1u) : 0u;
 }
 
 /* TFLite's mean: round half away from zero (the generator checks count > 0), then the activation clamp. */
