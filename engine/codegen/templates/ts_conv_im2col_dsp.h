@@ -8,12 +8,33 @@
 
 #if TINYSTUDIO_DSP
 
-/* Four words of int16 for 4 input bytes: (x + offset) in the order [0, 2] then [1, 3] (see below). */
-TS_ALWAYS_INLINE void ts_expand4(int16_t *dst, const int8_t *src, uint32_t offset)
+/* The two words of one group of the block at *dst, which then steps to the next group (16 int16 on): one STRD
+ * with post-increment on the target (GCC wrote two STRs and an ADD). dst is word aligned. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
 {
-    const uint32_t v = ts_read32(src);
-    ts_write32(dst, ts_sxtab16(offset, v));
-    ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+    ts_write32(*dst, a);
+    ts_write32(*dst + 2, b);
+    *dst += 16;
+}
+#else
+TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
+{
+    __asm__("strd %2, %3, [%0], #32" : "+r"(*dst), "=m"(*(int16_t(*)[4]) * dst) : "r"(a), "r"(b));
+}
+#endif
+
+/* n4 groups of 4 input bytes from src, input offset added, into consecutive groups at *dst: per group
+ * (x0 + o, x2 + o) then (x1 + o, x3 + o), the order in which SXTB16 of a weight word and of its ROR-8 pair up
+ * with the two words (see below). */
+TS_ALWAYS_INLINE void ts_expand_run(int16_t **dst, const int8_t *src, int32_t n4, uint32_t offset)
+{
+    const int8_t *const end = src + 4 * n4;
+    while (src != end) {
+        const uint32_t v = ts_read32(src);
+        src += 4;
+        ts_store_group(dst, ts_sxtab16(offset, v), ts_sxtab16_ror8(offset, v));
+    }
 }
 
 /* First layers (in_c 1 or 3, dilation 1): a window inside the image is expanded straight from the image, one
@@ -77,11 +98,8 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
         p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
         /* pointwise: output pixel q reads input pixel q */
         for (pix = 0; pix < 4; ++pix) {
-            const int8_t *src = img + (size_t)(q0 + (same ? 0 : pix)) * c_n;
             int16_t *dst = block + 4 * pix;
-            for (c = 0; c < c_n; c += 4, dst += 16) {
-                ts_expand4(dst, src + c, offset);
-            }
+            ts_expand_run(&dst, img + (size_t)(q0 + (same ? 0 : pix)) * c_n, c_n >> 2, offset);
         }
         return;
     }
@@ -95,15 +113,11 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
                 for (j = 0; j < p->k_w; ++j) {
                     const int32_t iw = w0 + j * p->dil_w;
                     if (ih < 0 || ih >= p->in_h || iw < 0 || iw >= p->in_w) {
-                        for (c = 0; c < c_n; c += 4, dst += 16) {
-                            ts_write32(dst, 0);
-                            ts_write32(dst + 2, 0);
+                        for (c = 0; c < c_n; c += 4) {
+                            ts_store_group(&dst, 0, 0);
                         }
                     } else {
-                        const int8_t *src = img + ((size_t)ih * p->in_w + iw) * c_n;
-                        for (c = 0; c < c_n; c += 4, dst += 16) {
-                            ts_expand4(dst, src + c, offset);
-                        }
+                        ts_expand_run(&dst, img + ((size_t)ih * p->in_w + iw) * c_n, c_n >> 2, offset);
                     }
                 }
             }
@@ -139,9 +153,7 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
                 }
             }
         }
-        for (k = 0; k < k4; k += 4, dst += 16) {
-            ts_expand4(dst, tmp + k, offset);
-        }
+        ts_expand_run(&dst, tmp, k4 >> 2, offset);
         for (k = 0; k < tail; ++k) {
             block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
         }

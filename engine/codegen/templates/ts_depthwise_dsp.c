@@ -1,6 +1,7 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
  * mainline): groups of 4 channels, SMLABB/SMLATT keeping the channels apart; 3x3 kernels with pre-extended
- * weights, every output pixel (border ones included) one call of a straight-line 9-tap function. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
+ * weights, the output in blocks of one window case (inside, or one row or column cut by the padding), each block
+ * one call of a straight-line 9-tap loop. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
  * out_c == in_c; the same bytes as ts_depthwise_conv_s8_ref. */
 #include "ts_dsp.h"
 
@@ -118,7 +119,7 @@ TS_ALWAYS_INLINE void ts_dw_store4(int8_t *yr, const ts_acc4 *a, int mode, const
 typedef struct {
     int32_t bias[4];
     ts_rq q[4];
-    int32_t x_col, x_row, x_step, y_step;
+    int32_t x_col, x_row, x_step, y_step, x_rstep, y_rstep;
     uint32_t offset;
     int32_t lo, hi;
     const int32_t *multiplier;
@@ -126,49 +127,58 @@ typedef struct {
     int32_t c, step, off;
 } ts_dw_ctx;
 
-/* n consecutive output pixels (4 channels each) of a 3x3 window row whose 9 taps all lie inside the image:
- * xq is the first pixel's top-left tap, wk the 9 pre-extended weight pairs of the window (zeros where the true
- * window lies in the padding, see ts_dw_group); the window steps by k->x_step, the output by k->y_step. A
- * function of its own so that its live values stay in registers; always inlined into one function per
- * requantization form (`mode`, as ts_dw_store4). */
+/* A block of rows x n output pixels (4 channels each) whose 3x3 windows all have the same case (ts_dw_edge),
+ * every tap read lying inside the image: xq is the first pixel's top-left tap, wk the 9 pre-extended weight
+ * pairs of the case (zeros where the true window lies in the padding, see ts_dw_group); along a row the window
+ * steps by k->x_step and the output by k->y_step, from row to row by k->x_rstep and k->y_rstep. One call per
+ * block (at most 9 per group of channels: the inside block and the edge rows and columns), so that the call
+ * and the row bookkeeping cost nothing per pixel; a function of its own so that its live values stay in
+ * registers; always inlined into one function per requantization form (`mode`, as ts_dw_store4). */
 TS_ALWAYS_INLINE void ts_dw_run9_any(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
-                                     int32_t n, int mode)
+                                     int32_t n, int32_t rows, int mode)
 {
     do {
-        const int32_t xc = k->x_col, xr = k->x_row;
-        const uint32_t offset = k->offset;
-        ts_acc4 a;
-        a.a0 = k->bias[0];
-        a.a1 = k->bias[1];
-        a.a2 = k->bias[2];
-        a.a3 = k->bias[3];
-        ts_dw_row3(&a, xq, xc, wk, offset);
-        ts_dw_row3(&a, xq + xr, xc, wk + 3, offset);
-        ts_dw_row3(&a, xq + 2 * xr, xc, wk + 6, offset);
-        ts_dw_store4(yr, &a, mode, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
-        xq += k->x_step;
-        yr += k->y_step;
-    } while (--n > 0);
+        const int8_t *xp = xq;
+        int8_t *yp = yr;
+        int32_t m = n;
+        do {
+            const int32_t xc = k->x_col, xr = k->x_row;
+            const uint32_t offset = k->offset;
+            ts_acc4 a;
+            a.a0 = k->bias[0];
+            a.a1 = k->bias[1];
+            a.a2 = k->bias[2];
+            a.a3 = k->bias[3];
+            ts_dw_row3(&a, xp, xc, wk, offset);
+            ts_dw_row3(&a, xp + xr, xc, wk + 3, offset);
+            ts_dw_row3(&a, xp + 2 * xr, xc, wk + 6, offset);
+            ts_dw_store4(yp, &a, mode, k->multiplier, k->shift, k->c, k->step, k->off, k->lo, k->hi, k->q);
+            xp += k->x_step;
+            yp += k->y_step;
+        } while (--m > 0);
+        xq += k->x_rstep;
+        yr += k->y_rstep;
+    } while (--rows > 0);
 }
 
-typedef void (*ts_dw_run9_fn)(const ts_dw_ctx *, const int8_t *, const uint64_t *, int8_t *, int32_t);
+typedef void (*ts_dw_run9_fn)(const ts_dw_ctx *, const int8_t *, const uint64_t *, int8_t *, int32_t, int32_t);
 
 static TS_NOINLINE void ts_dw_run9_general(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
-                                           int32_t n)
+                                           int32_t n, int32_t rows)
 {
-    ts_dw_run9_any(k, xq, wk, yr, n, 0);
+    ts_dw_run9_any(k, xq, wk, yr, n, rows, 0);
 }
 
 static TS_NOINLINE void ts_dw_run9_full(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
-                                        int32_t n)
+                                        int32_t n, int32_t rows)
 {
-    ts_dw_run9_any(k, xq, wk, yr, n, 1);
+    ts_dw_run9_any(k, xq, wk, yr, n, rows, 1);
 }
 
 static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, const uint64_t *wk, int8_t *yr,
-                                         int32_t n)
+                                         int32_t n, int32_t rows)
 {
-    ts_dw_run9_any(k, xq, wk, yr, n, 2);
+    ts_dw_run9_any(k, xq, wk, yr, n, rows, 2);
 }
 
 /* Where a 3x3 window lies along one axis (start s0 of an axis of n pixels, n >= 3): 0 inside, 1 its first tap
@@ -176,6 +186,14 @@ static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, c
 TS_ALWAYS_INLINE int32_t ts_dw_edge(int32_t s0, int32_t n)
 {
     return s0 >= 0 && s0 + 3 <= n ? 0 : (s0 == -1 ? 1 : (s0 + 2 == n ? 2 : -1));
+}
+
+/* How many consecutive outputs from o on (of `out`, along an axis of n pixels, padding pad, stride) share the
+ * window case e: the run of inside windows up to the last one, a single output for the edge and other cases. */
+TS_ALWAYS_INLINE int32_t ts_dw_span(int32_t e, int32_t o, int32_t out, int32_t n, int32_t pad, int32_t stride)
+{
+    const int32_t last = e == 0 ? (n - 3 + pad) / stride : o; /* the last output whose window is inside */
+    return (last < out - 1 ? last : out - 1) - o + 1;
 }
 
 /* The taps of one output pixel that ts_dw_run9 does not take (wider padding, other kernels, dilation): its
@@ -230,7 +248,7 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     const ts_dw_run9_fn run9 = mode == 0 ? ts_dw_run9_general : (mode == 1 ? ts_dw_run9_full : ts_dw_run9_clamp);
     uint64_t wx[9], wk[3][9];
     ts_dw_ctx k;
-    int32_t t, b, oh, ow, row_case = -1;
+    int32_t t, b, oh, ow, nh, nw, row_case = -1;
     for (t = 0; t < 4; ++t) {
         k.bias[t] = bias[c + t];
         k.q[t] = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
@@ -239,6 +257,8 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     k.x_row = p->dil_h * p->in_w * c_n;
     k.x_step = p->stride_w * c_n;
     k.y_step = c_n;
+    k.x_rstep = p->stride_h * k.x_row;
+    k.y_rstep = p->out_w * c_n;
     k.offset = ts_dup16(p->input_offset);
     k.lo = p->act_min;
     k.hi = p->act_max;
@@ -253,11 +273,12 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
-        for (oh = 0; oh < p->out_h; ++oh) {
+        for (oh = 0; oh < p->out_h; oh += nh) {
             const int32_t h0 = oh * p->stride_h - p->pad_top;
             const int32_t re = k3 ? ts_dw_edge(h0, p->in_h) : -1, drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
             const int8_t *xrow = img + (ptrdiff_t)(h0 + drow) * k.x_row;
             int8_t *yr = y + ((size_t)(b * p->out_h + oh) * p->out_w) * c_n + c;
+            nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, p->stride_h);
             if (re >= 0 && re != row_case) { /* weight (i, j) of case e reads tap (i + drow, j + dcol) */
                 for (t = 0; t < 9; t += 3) {
                     const int32_t si = 3 * (t / 3 + drow);
@@ -276,21 +297,17 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
                 }
                 row_case = re;
             }
-            for (ow = 0; ow < p->out_w;) {
+            for (ow = 0; ow < p->out_w; ow += nw, yr += nw * c_n) {
                 const int32_t w0 = ow * p->stride_w - p->pad_left;
                 const int32_t ce = re >= 0 ? ts_dw_edge(w0, p->in_w) : -1;
-                int32_t n = 1;
-                if (ce == 0) { /* the run of inside windows */
-                    const int32_t last = (p->in_w - 3 + p->pad_left) / p->stride_w; /* last inside ow */
-                    n = (last < p->out_w - 1 ? last : p->out_w - 1) - ow + 1;
+                nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, p->stride_w);
+                if (ce >= 0) { /* the block of nh rows x nw pixels of this row and column case */
+                    run9(&k, xrow + (w0 + (ce == 1) - (ce == 2)) * k.x_col, wk[ce], yr, nw, nh);
+                } else { /* a column of windows cut more than one tap: pixel by pixel */
+                    for (t = 0; t < nh; ++t) {
+                        ts_dw_pixel_any(p, &k, img, w, h0 + t * p->stride_h, w0, yr + (size_t)t * k.y_rstep, mode);
+                    }
                 }
-                if (ce >= 0) {
-                    run9(&k, xrow + (w0 + (ce == 1) - (ce == 2)) * k.x_col, wk[ce], yr, n);
-                } else {
-                    ts_dw_pixel_any(p, &k, img, w, h0, w0, yr, mode);
-                }
-                ow += n;
-                yr += n * c_n;
             }
         }
     }

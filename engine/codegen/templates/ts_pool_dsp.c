@@ -4,21 +4,15 @@
  * the sums a window of up to TS_POOL_RECIP_MAX pixels gives (see ts_pool_recip). Called by ts_avg_pool_s8
  * (ts_pool_ref.c); the same bytes as ts_avg_pool_s8_ref. */
 #include "ts_dsp.h"
+#include "ts_pool_window.h"
 
 #if TINYSTUDIO_DSP
 
 /* 16-bit lanes hold the sum of up to 255 int8 values (|sum| <= 32640). */
 #define TS_POOL_LANES_MAX 255
 
-/* M = ceil(2**32 / count): floor(n * M / 2**32) = floor(n / count) for 0 <= n <= 129 count when
- * n (M count - 2**32) < 2**32, which holds for count <= 5000 (M count - 2**32 < count and 129 count**2 < 2**32);
- * count 1 (M = 2**32) is taken apart. The host tests check every count up to that bound. */
+/* The reciprocal ts_pool_recip (ts_pool_window.h) is exact up to this count. */
 #define TS_POOL_RECIP_MAX 5000
-
-static uint32_t ts_pool_recip(int32_t count)
-{
-    return count > 1 ? (uint32_t)((0xFFFFFFFFu / (uint32_t)count) + 1u) : 0u;
-}
 
 /* TFLite's mean of a window: round half away from zero, then the activation clamp. */
 TS_ALWAYS_INLINE int8_t ts_pool_mean(int32_t acc, int32_t count, uint32_t recip, int32_t lo, int32_t hi)
@@ -38,48 +32,32 @@ void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y)
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
         for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
-            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
             for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
-                const int32_t count =
-                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
-                const int32_t taps = ts_max32(0, i_hi - i_lo) * ts_max32(0, j_hi - j_lo);
-                const int32_t row_step = (p->in_w - (j_hi - j_lo)) * c_n;
-                const int8_t *x0 = img + ((size_t)(h0 + i_lo) * p->in_w + (w0 + j_lo)) * c_n;
-                if (count != last_count) { /* one divide per change of the window's count (border pixels) */
-                    recip = ts_pool_recip(count);
-                    last_count = count;
+                ts_pool_win win;
+                ts_pool_window(p, img, oh, ow, &win);
+                if (win.count != last_count) { /* one divide per change of the window's count (border pixels) */
+                    recip = ts_pool_recip(win.count);
+                    last_count = win.count;
                 }
                 for (c = 0; c < c_n; c += 4) {
-                    const int8_t *xp = x0 + c;
-                    if (c < c4 && taps <= TS_POOL_LANES_MAX && count <= TS_POOL_RECIP_MAX) {
+                    if (c < c4 && win.rows * win.cols <= TS_POOL_LANES_MAX && win.count <= TS_POOL_RECIP_MAX) {
+                        const int8_t *xp = win.x0 + c;
                         uint32_t s02 = 0, s13 = 0;
-                        for (i = i_lo; i < i_hi; ++i, xp += row_step) {
-                            for (j = j_lo; j < j_hi; ++j, xp += c_n) {
+                        for (i = 0; i < win.rows; ++i, xp += win.row_step) {
+                            for (j = 0; j < win.cols; ++j, xp += c_n) {
                                 const uint32_t v = ts_read32(xp);
                                 s02 = ts_sxtab16(s02, v);
                                 s13 = ts_sxtab16_ror8(s13, v);
                             }
                         }
-                        y[c] = ts_pool_mean((int16_t)(s02 & 0xFFFFu), count, recip, lo, hi);
-                        y[c + 1] = ts_pool_mean((int16_t)(s13 & 0xFFFFu), count, recip, lo, hi);
-                        y[c + 2] = ts_pool_mean((int16_t)(s02 >> 16), count, recip, lo, hi);
-                        y[c + 3] = ts_pool_mean((int16_t)(s13 >> 16), count, recip, lo, hi);
+                        y[c] = ts_pool_mean((int16_t)(s02 & 0xFFFFu), win.count, recip, lo, hi);
+                        y[c + 1] = ts_pool_mean((int16_t)(s13 & 0xFFFFu), win.count, recip, lo, hi);
+                        y[c + 2] = ts_pool_mean((int16_t)(s02 >> 16), win.count, recip, lo, hi);
+                        y[c + 3] = ts_pool_mean((int16_t)(s13 >> 16), win.count, recip, lo, hi);
                     } else { /* the last c_n % 4 channels, or windows too large for the lanes or reciprocal */
                         int32_t t;
                         for (t = c; t < c + 4 && t < c_n; ++t) {
-                            const int8_t *xt = x0 + t;
-                            int32_t acc = 0, mean;
-                            for (i = i_lo; i < i_hi; ++i, xt += row_step) {
-                                for (j = j_lo; j < j_hi; ++j, xt += c_n) {
-                                    acc += *xt;
-                                }
-                            }
-                            mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                            y[t] = (int8_t)ts_clamp(mean, lo, hi);
+                            y[t] = ts_pool_divide(ts_pool_sum(&win, c_n, t), win.count, lo, hi);
                         }
                     }
                 }

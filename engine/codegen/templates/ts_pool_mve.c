@@ -3,6 +3,7 @@
  * its rounded-up reciprocal (VMULH.U32), exact for the sums a window of at most 5000 cells gives. Called by
  * ts_avg_pool_s8 / ts_max_pool_s8 (ts_pool_ref.c); the same bytes as the portable loops. */
 #include "ts_mve.h"
+#include "ts_pool_window.h"
 
 #if TINYSTUDIO_MVE
 
@@ -65,30 +66,26 @@ int ts_avg_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y)
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
         for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
-            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
             for (ow = 0; ow < p->out_w; ++ow, y += c_n) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
-                const int32_t count =
-                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
-                /* n / count = high word of n * ceil(2**32 / count) for n < 2**32 / count (n <= 129 count here,
-                 * count <= 5000); count 1 divides by itself */
-                const uint32_t recip = count > 1 ? 0xFFFFFFFFu / (uint32_t)count + 1u : 0u;
+                ts_pool_win win;
+                uint32_t recip;
+                ts_pool_window(p, img, oh, ow, &win);
+                /* n / count = high word of n * ts_pool_recip(count) (n <= 129 count, count <= 5000); count 1
+                 * divides by itself */
+                recip = ts_pool_recip(win.count);
                 for (c = 0; c < c_n; c += 4) {
                     const mve_pred16_t pr = vctp32q((uint32_t)(c_n - c));
+                    const int8_t *xp = win.x0 + c;
                     int32x4_t acc = vdupq_n_s32(0), mean;
                     uint32x4_t n, q;
-                    for (i = i_lo; i < i_hi; ++i) {
-                        const int8_t *xp = img + ((size_t)(h0 + i) * p->in_w + (w0 + j_lo)) * c_n + c;
-                        for (j = j_lo; j < j_hi; ++j, xp += c_n) {
+                    for (i = 0; i < win.rows; ++i, xp += win.row_step) {
+                        for (j = 0; j < win.cols; ++j, xp += c_n) {
                             acc = vaddq_s32(acc, vldrbq_z_s32(xp, pr));
                         }
                     }
                     /* TFLite: round half away from zero (the generator checks count > 0) */
-                    n = vaddq_n_u32(vreinterpretq_u32_s32(vabsq_s32(acc)), (uint32_t)(count / 2));
-                    q = count > 1 ? vmulhq_u32(n, vdupq_n_u32(recip)) : n;
+                    n = vaddq_n_u32(vreinterpretq_u32_s32(vabsq_s32(acc)), (uint32_t)(win.count / 2));
+                    q = win.count > 1 ? vmulhq_u32(n, vdupq_n_u32(recip)) : n;
                     mean = vreinterpretq_s32_u32(q);
                     mean = vpselq_s32(vnegq_s32(mean), mean, vcmpltq_n_s32(acc, 0));
                     vstrbq_p_s32(y + c, vminq_s32(vmaxq_s32(mean, lo), hi), pr);

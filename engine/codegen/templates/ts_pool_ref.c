@@ -2,6 +2,7 @@
  * portable C (the oracle), and the entry point ts_avg_pool_s8, which runs the Helium version (ts_pool_mve.c)
  * or the DSP version (ts_pool_dsp.c) where it is built; max pooling hands over to ts_pool_mve.c on Helium builds. */
 #include "ts_fixedpoint.h"
+#include "ts_pool_window.h"
 
 #if TINYSTUDIO_DSP
 #include "ts_dsp.h"
@@ -12,29 +13,15 @@
 
 void ts_avg_pool_s8_ref(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
-    int32_t b, oh, ow, c, i, j;
+    int32_t b, oh, ow, c;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->channels;
         for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t h0 = oh * p->stride_h - p->pad_top;
-            const int32_t i_lo = ts_max32(0, -h0), i_hi = ts_min32(p->k_h, p->in_h - h0);
-            const int32_t rows = ts_max32(0, ts_min32(p->count_h_hi, h0 + p->k_h) - ts_max32(p->count_h_lo, h0));
             for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t w0 = ow * p->stride_w - p->pad_left;
-                const int32_t j_lo = ts_max32(0, -w0), j_hi = ts_min32(p->k_w, p->in_w - w0);
-                const int32_t count =
-                    rows * ts_max32(0, ts_min32(p->count_w_hi, w0 + p->k_w) - ts_max32(p->count_w_lo, w0));
+                ts_pool_win win;
+                ts_pool_window(p, img, oh, ow, &win);
                 for (c = 0; c < p->channels; ++c) {
-                    int32_t acc = 0, mean;
-                    for (i = i_lo; i < i_hi; ++i) {
-                        const int8_t *xp = img + ((size_t)(h0 + i) * p->in_w + (w0 + j_lo)) * p->channels + c;
-                        for (j = j_lo; j < j_hi; ++j) {
-                            acc += xp[(size_t)(j - j_lo) * p->channels];
-                        }
-                    }
-                    /* TFLite: round half away from zero (the generator checks count > 0) */
-                    mean = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                    *y++ = (int8_t)ts_clamp(mean, p->act_min, p->act_max);
+                    *y++ = ts_pool_divide(ts_pool_sum(&win, p->channels, c), win.count, p->act_min, p->act_max);
                 }
             }
         }
