@@ -136,35 +136,59 @@ def tensor_at(plan, tensor: str) -> int:
 
 
 def place_pinned(buffers) -> tuple[tuple[int, ...], int]:
-    """Offsets and arena of `buffers` with each head at the bottom of the arena and its tail right after it
-    (the L-shaped region: the tail's bytes are free again after the stage), the others placed around them
-    greedily by size (TFLM's order: largest first, each at the lowest offset clear of every placed buffer
-    whose lifetime overlaps). The planners of engine.memory.planners take rectangles only."""
+    """Offsets and arena of `buffers` with each merged head's tail right after it (the L-shaped region: the
+    tail's bytes are free again after the stage). The planners of engine.memory.planners place rectangles only,
+    so this places units (a head with its tail, or one buffer) itself: for each ordering of
+    planners.ORDERINGS (TFLM's largest-first among them), each unit at the lowest offset where every one of its
+    rectangles is clear of every placed buffer whose lifetime overlaps it; the smallest arena wins."""
+    from engine.memory.planners import ORDERINGS
+
     buffers = list(buffers)
-    off: dict[int, int] = {}
-    base = 0
+    index = {b.name: i for i, b in enumerate(buffers)}
+    units, taken = [], set()
     for i, b in enumerate(buffers):
         if b.name.startswith(OVER):
-            off[i] = base
-            t = next((k for k, c in enumerate(buffers) if c.name == f"{TAIL}{b.tensors[-1]}"), None)
-            if t is not None:
-                off[t] = base + b.size
-                base += buffers[t].size
-            base += b.size
-    rest = sorted((i for i in range(len(buffers)) if i not in off), key=lambda i: (-buffers[i].size, i))
-    for i in rest:
-        b = buffers[i]
-        clash = sorted((off[k], off[k] + buffers[k].size) for k in off
-                       if buffers[k].first_use <= b.last_use and b.first_use <= buffers[k].last_use
-                       and buffers[k].size)
-        o = 0
-        for lo, hi in clash:
-            if o + b.size <= lo:
+            t = index.get(f"{TAIL}{b.tensors[-1]}")
+            units.append(((i, 0),) + (((t, b.size),) if t is not None else ()))
+            taken |= {i, t}
+    units += [((i, 0),) for i in range(len(buffers)) if i not in taken]
+    best = None
+    for key in ORDERINGS.values():
+        order = sorted(units, key=lambda u: key(_unit_box(buffers, u)))
+        offsets = _place_units(buffers, order)
+        arena = max((o + b.size for o, b in zip(offsets, buffers)), default=0)
+        if best is None or arena < best[1]:
+            best = (offsets, arena)
+    return best
+
+
+def _unit_box(buffers, unit):
+    """A unit as one Buffer-like box for the orderings: its bytes and its whole lifetime."""
+    bs = [buffers[i] for i, _ in unit]
+    return Buffer("unit", max(r + b.size for (_, r), b in zip(unit, bs)), min(b.first_use for b in bs),
+                  max(b.last_use for b in bs), (), 0)
+
+
+def _place_units(buffers, order) -> tuple[int, ...]:
+    size = np.array([b.size for b in buffers], dtype=np.int64)
+    first = np.array([b.first_use for b in buffers])
+    last = np.array([b.last_use for b in buffers])
+    off = np.full(len(buffers), -1, dtype=np.int64)
+    for unit in order:
+        rects = [(i, r) for i, r in unit if size[i] > 0]
+        clash = []
+        for i, r in rects:
+            js = np.flatnonzero((off >= 0) & (size > 0) & (first <= last[i]) & (last >= first[i]))
+            clash.append((r, size[i], off[js], off[js] + size[js]))
+        cands = sorted({0, *(int(e) - r for r, _, _, ends in clash for e in ends if e - r >= 0)})
+        at = 0
+        for o in cands:
+            if all(not np.any((lo < o + r + n) & (o + r < hi)) for r, n, lo, hi in clash):
+                at = o
                 break
-            o = max(o, hi)
-        off[i] = o
-    offsets = tuple(off[i] for i in range(len(buffers)))
-    return offsets, max((o + b.size for o, b in zip(offsets, buffers)), default=0)
+        for i, r in unit:
+            off[i] = at + r
+    return tuple(int(o) for o in off)
 
 
 def output_over_input(buffers, shape: StageShape) -> bool:
@@ -216,3 +240,13 @@ def stage_input_at(graph, stage, alignment: int = 16) -> int:
         raise ScheduleError(f"schedule.patch.overlap: the output of '{stage.split}' cannot be proved safe over the "
                             f"stage input '{shape.entry}' for {stage.grid[0]}x{stage.grid[1]} patches")
     return e
+
+
+def overlap_summary(buffers) -> dict | None:
+    """What the profile JSON says of a merged stage: the output and entry sharing one buffer, where the entry
+    starts in it and the bytes saved against separate buffers (None when the table has no merged buffer)."""
+    for b in buffers:
+        if b.name.startswith(OVER):
+            e = int(b.name[len(OVER):].split(":", 1)[0])
+            return {"output": b.tensors[0], "input": b.tensors[-1], "input_at": e, "saved_bytes": b.size - e}
+    return None
