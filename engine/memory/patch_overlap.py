@@ -114,11 +114,21 @@ def merge_output_into_input(buffers: list[Buffer], shape: StageShape, geo: Patch
     return out
 
 
+def merged_entry(name: str) -> tuple[int, str] | None:
+    """(e, entry) of a merged head buffer's name "over:<e>:<entry>" (None for any other buffer). The name, not the
+    buffer's tensor list, says it: later rewrites (an in-place depthwise over the split output) append tensors."""
+    if not name.startswith(OVER):
+        return None
+    e, entry = name[len(OVER):].split(":", 1)
+    return int(e), entry
+
+
 def tensor_shift(buffers, tensor: str) -> int:
     """Bytes from its buffer's start to `tensor` (non-zero only for the entry of a merged buffer)."""
     for b in buffers:
-        if tensor in b.tensors and b.name.startswith(OVER) and b.tensors[-1] == tensor:
-            return int(b.name[len(OVER):].split(":", 1)[0])
+        m = merged_entry(b.name)
+        if m is not None and m[1] == tensor and tensor in b.tensors:
+            return m[0]
     return 0
 
 
@@ -148,7 +158,7 @@ def place_pinned(buffers) -> tuple[tuple[int, ...], int]:
     units, taken = [], set()
     for i, b in enumerate(buffers):
         if b.name.startswith(OVER):
-            t = index.get(f"{TAIL}{b.tensors[-1]}")
+            t = index.get(f"{TAIL}{merged_entry(b.name)[1]}")
             units.append(((i, 0),) + (((t, b.size),) if t is not None else ()))
             taken |= {i, t}
     units += [((i, 0),) for i in range(len(buffers)) if i not in taken]
@@ -246,7 +256,7 @@ def overlap_summary(buffers) -> dict | None:
     """What the profile JSON says of a merged stage: the output and entry sharing one buffer, where the entry
     starts in it and the bytes saved against separate buffers (None when the table has no merged buffer)."""
     for b in buffers:
-        if b.name.startswith(OVER):
-            e = int(b.name[len(OVER):].split(":", 1)[0])
-            return {"output": b.tensors[0], "input": b.tensors[-1], "input_at": e, "saved_bytes": b.size - e}
+        m = merged_entry(b.name)
+        if m is not None:
+            return {"output": b.tensors[0], "input": m[1], "input_at": m[0], "saved_bytes": b.size - m[0]}
     return None

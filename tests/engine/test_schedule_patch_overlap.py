@@ -170,3 +170,23 @@ def test_profile_json_and_timeline_show_the_overlap(vww):
     assert any("written over the input rows the patches have consumed" in ln for ln in schedule_lines(prof))
     fig = memory_timeline(prof, {})
     assert any("output over its consumed input" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_in_place_depthwise_over_the_split_output_keeps_the_input_where_it_is(vww, best):
+    """An in-place depthwise reading the split output appends its tensor to the merged buffer: the entry's shift
+    comes from the buffer's name, so the C still reads the input where it lives (its step check would refuse
+    a read at bytes the output wrote)."""
+    from engine.memory.inplace import inplace_candidates
+
+    after = next(n.name for n in vww.nodes if out_of(vww, best.patch.split) in n.inputs)
+    assert after in inplace_candidates(vww)
+    s = Schedule("patch+inplace", patch=best.patch, inplace=(after,))
+    plan = plan_memory(vww, schedule=s)
+    head = next(b for b in plan.buffers if b.name.startswith(OVER))
+    x = vww.inputs[0]
+    assert head.tensors[-1] == out_of(vww, after) and x in head.tensors
+    e = min_input_at(stage_shape(vww, best.patch.nodes), PatchGeometry(stage_shape(vww, best.patch.nodes),
+                                                                       best.patch.grid))
+    assert tensor_at(plan, x) == plan.tensor_offset(x)[0] + e > 0
+    lib = generate_library(vww, "vwwi", schedule=s)
+    assert lib.arena_bytes == plan.arena_bytes <= 36_864
