@@ -288,7 +288,9 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
                overlap: bool | None = None) -> PatchPlan:
     """Plan `graph` with `stage` run patch by patch (None: layer by layer), placed by TFLM's greedy-by-size
     planner. sched's plan_memory(schedule=...) replaces this at merge; it exists so that the rewrite, the
-    reference and the C generator can be tested end to end now."""
+    reference and the C generator can be tested end to end now. `overlap` None: the merged layout when it is
+    proved, lowers the stage's peak and places in a smaller arena than separate buffers (patch_candidates' rule);
+    the returned schedule's stage says which."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
     model = buffer_model(g, bytes_per_element, True, alignment)
@@ -297,10 +299,16 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
         offsets, arena = _place(table)
         return PatchPlan(tuple(order), tuple(table), offsets, arena, lower_bound(table), alignment=alignment)
     order = patch_order(g, stage, order)
-    rw = patch_rewrite(g, stage, buffer_table(model, order).buffers, order, alignment,
-                       input_outside_arena=input_outside_arena, overlap=overlap)
+    table = buffer_table(model, order).buffers
+    rw = patch_rewrite(g, stage, table, order, alignment, input_outside_arena=input_outside_arena, overlap=overlap)
     offsets, arena = _place(rw.buffers)
     merged = any(b.name.startswith(OVER) for b in rw.buffers)
+    if merged and overlap is None:
+        sep = patch_rewrite(g, stage, table, order, alignment, input_outside_arena=input_outside_arena,
+                            overlap=False)
+        sep_offsets, sep_arena = _place(sep.buffers)
+        if sep_arena <= arena:
+            rw, offsets, arena, merged = sep, sep_offsets, sep_arena, False
     stage = PatchStage(stage.nodes, stage.grid, merged)
     return PatchPlan(tuple(order), rw.buffers, offsets, arena, lower_bound(rw.buffers),
                      "pinned" if merged else "greedy_by_size", Schedule("patch", patch=stage, why=rw.note),
@@ -362,7 +370,7 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
         _, arena = _place(table)
         best.append((arena, extra, lb, prefix, grid, stage_peak))
     n = len(chosen)
-    best = sorted(best[:n], key=lambda s: (s[0], s[1]))[:keep] + best[n:]
+    best = sorted(best[:n], key=lambda s: (s[0], s[1], s[5][1]))[:keep] + best[n:]   # ties: separate buffers
     out = []
     for arena, extra, lb, prefix, grid, (stage_peak, merged) in best:
         pct = 100.0 * extra / total if total else 0.0
