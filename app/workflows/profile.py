@@ -73,8 +73,9 @@ def schedule_lines(prof) -> list[str]:
 
             o = overlap_summary(p.buffers)
             if o:
-                parts.append(f"{o['output']} written over the input rows the patches have consumed: one buffer, "
-                             f"{o['input']} {o['input_at']:,} B into it, {o['saved_bytes']:,} B saved")
+                parts.append(f"output of {s.patch.split} written over the input rows the patches have consumed: "
+                             f"one buffer, input '{o['input']}' {o['input_at']:,} B into it, {o['saved_bytes']:,} B "
+                             "saved")
     if s.inplace:
         parts.append(f"in-place depthwise: {', '.join(s.inplace)}")
     for b in s.fused:
