@@ -120,7 +120,8 @@ def schedule_overlay(fig: go.Figure, prof: Profile, x: list[str]) -> int:
     if s.is_layer or not x:
         return 0
     step_of = {lp.record.name: i for i, lp in enumerate(prof.layers)}
-    spans = [("patch stage", s.patch.nodes, "rgba(255,127,14,0.12)")] if s.patch is not None else []
+    stage = "patch stage" + (" (output over its consumed input)" if s.patch is not None and s.patch.overlap else "")
+    spans = [(stage, s.patch.nodes, "rgba(255,127,14,0.12)")] if s.patch is not None else []
     spans += [(f"fused block {i + 1}", b.nodes, "rgba(148,103,189,0.12)") for i, b in enumerate(s.fused)]
     for label, nodes, colour in spans:
         steps = [step_of[n] for n in nodes if n in step_of]

@@ -87,7 +87,8 @@ def row(label, g, tflm, kind, limit, args, layer_insns) -> dict:
          "bound": plan.layer_lower_bound_bytes, "tflm": tflm, "macs": macs + plan.macs_extra,
          "overhead": plan.macs_extra / macs if macs else 0.0, "plan_s": time.perf_counter() - t, "note": ""}
     if s.patch is not None:
-        r["note"] = f"patch up to {s.patch.split} {s.patch.grid[0]}x{s.patch.grid[1]}"
+        r["note"] = (f"patch up to {s.patch.split} {s.patch.grid[0]}x{s.patch.grid[1]}"
+                     + (" (output over input)" if s.patch.overlap else ""))
     if s.fused:
         adds = sum(b.add is not None for b in s.fused)
         r["note"] += f"{'; ' if r['note'] else ''}{len(s.fused)} fused" + (f" ({adds} with the Add)" if adds else "")

@@ -70,6 +70,10 @@ class Profile:
                   "mac_overhead": round(self.mac_overhead, 6), "arena_bytes": p.arena_bytes,
                   "layer_lower_bound_bytes": p.layer_lower_bound_bytes,
                   "detail": {str(k): v for k, v in sorted(p.schedule_detail.items())}})
+        if p.schedule.patch is not None and p.schedule.patch.overlap:
+            from engine.memory.patch_overlap import overlap_summary
+
+            d["overlap"] = overlap_summary(p.buffers)   # the split output over the consumed stage input
         for k in ("candidates", "layer_arena_bytes"):
             if k in p.schedule.extra:
                 d[k] = p.schedule.extra[k]

@@ -68,6 +68,14 @@ def schedule_lines(prof) -> list[str]:
     if s.patch is not None:
         parts.append(f"patch stage {' -> '.join(s.patch.nodes)} (split {s.patch.split}), "
                      f"{s.patch.grid[0]}x{s.patch.grid[1]} patches")
+        if s.patch.overlap:
+            from engine.memory.patch_overlap import overlap_summary
+
+            o = overlap_summary(p.buffers)
+            if o:
+                parts.append(f"output of {s.patch.split} written over the input rows the patches have consumed: "
+                             f"one buffer, input '{o['input']}' {o['input_at']:,} B into it, {o['saved_bytes']:,} B "
+                             "saved")
     if s.inplace:
         parts.append(f"in-place depthwise: {', '.join(s.inplace)}")
     for b in s.fused:

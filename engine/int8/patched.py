@@ -45,8 +45,9 @@ def _window(rec, wc, x: np.ndarray, pads: tuple[int, int], out_hw: tuple[int, in
 def run_patch_stage(plan, stage: PatchStage, env: dict, *, input_at: int | None = None) -> None:
     """Compute env[split output] from env[entry] patch by patch (plan: an engine.int8.Int8Plan). `input_at`:
     run through one simulated byte buffer holding the output at its start and the entry `input_at` bytes later
-    (engine.memory.patch_overlap, patch_overlap.tensor_shift of the memory plan gives it), so a patch reading
-    entry bytes an earlier patch overwrote gives a wrong result instead of passing unseen."""
+    (engine.memory.patch_overlap, patch_overlap.tensor_shift of the memory plan gives it); every byte the output
+    writes is marked, and a patch about to read entry bytes an earlier patch overwrote raises GraphError (the
+    overlap would compute a wrong result) instead of passing unseen."""
     g = plan.graph
     shape = stage_shape(g, stage.nodes)
     geo = PatchGeometry(shape, stage.grid)
@@ -73,8 +74,15 @@ def run_patch_stage(plan, stage: PatchStage, env: dict, *, input_at: int | None 
         buf[input_at:input_at + x_all.size] = np.ascontiguousarray(x_all).reshape(-1).view(np.int8)
         x_all = buf[input_at:input_at + x_all.size].view(x_all.dtype).reshape(x_all.shape)
         y_all = buf[:y_all.size].view(y_all.dtype).reshape(y_all.shape)
+        written = np.zeros(buf.size, dtype=bool)     # bytes the split output holds by now
+        x_written = written[input_at:input_at + x_all.size].reshape(x_all.shape)
+        y_written = written[:y_all.size].reshape(y_all.shape)
     for i, j in geo.patches:
         r0, r1, c0, c1 = geo.region(shape.entry, i, j)
+        if input_at is not None and x_written[:, r0:r1, c0:c1].any():
+            raise GraphError(f"patch ({i},{j}) reads input rows [{r0},{r1}) cols [{c0},{c1}) of '{shape.entry}' "
+                             f"that an earlier patch overwrote with '{shape.split_out}' (input {input_at} bytes "
+                             "into the shared buffer)", stage.split, nodes[stage.split].op)
         tiles = {shape.entry: (x_all[:, r0:r1, c0:c1].copy(), r0, c0)}   # this patch's input region, now
         for ng in shape.nodes:
             o0, o1, p0, p1 = geo.region(ng.output, i, j)
@@ -91,4 +99,6 @@ def run_patch_stage(plan, stage: PatchStage, env: dict, *, input_at: int | None 
             tiles[ng.output] = (y, o0, p0)
         y, yr, yc = tiles[shape.split_out]
         y_all[:, yr:yr + y.shape[1], yc:yc + y.shape[2]] = y
+        if input_at is not None:
+            y_written[:, yr:yr + y.shape[1], yc:yc + y.shape[2]] = True
     env[shape.split_out] = y_all.copy()

@@ -4,7 +4,8 @@ depthwise in place), with the kinds' own reference functions, so a test can hold
     outs = run_scheduled(graph, schedule, {"input": x_int8})     # == run_int8(graph, {"input": x_int8})
 
 The order is the planner's (engine.memory.patch.patch_order for a patch stage): the patch stage runs at its
-first node (engine.int8.patched.run_patch_stage computes the split node's output patch by patch), a fused
+first node (engine.int8.patched.run_patch_stage computes the split node's output patch by patch; with
+`overlap`, through one simulated buffer holding the output over the input, as the memory plan has it), a fused
 block at its expand node (engine.int8.fused.run_fused_block), an in-place depthwise node through
 run_inplace_depthwise; every other node runs its layer kernel as in Int8Plan.run.
 """
@@ -41,7 +42,9 @@ def scheduled_order(graph, schedule: Schedule) -> list[str]:
 
 
 def run_scheduled(graph_or_plan, schedule: Schedule, feeds: dict, *, outputs: list[str] | None = None,
-                  state: dict | None = None) -> dict[str, np.ndarray]:
+                  state: dict | None = None, alignment: int = 16) -> dict[str, np.ndarray]:
+    """`alignment`: the memory plan's (where a patch stage with `overlap` starts its input in the shared
+    buffer: the stage then runs through that simulated buffer and refuses a read of overwritten input)."""
     plan = graph_or_plan if isinstance(graph_or_plan, Int8Plan) else Int8Plan(graph_or_plan)
     g = plan.graph
     check_names(schedule, g)
@@ -75,7 +78,12 @@ def run_scheduled(graph_or_plan, schedule: Schedule, feeds: dict, *, outputs: li
         what, item = part
         try:
             if what == "patch":
-                _kind("patched", "patch").run_patch_stage(plan, item, env)
+                at = None
+                if item.overlap:
+                    from engine.memory.patch_overlap import stage_input_at
+
+                    at = stage_input_at(g, item, alignment)
+                _kind("patched", "patch").run_patch_stage(plan, item, env, input_at=at)
             elif what == "fused":
                 _kind("fused", "fused").run_fused_block(plan, item, env)
             else:

@@ -12,7 +12,8 @@ before it is returned. Offsets and sizes are multiples of `alignment` (16 bytes,
 buffers). Modules: lifetimes (buffers, aliasing, live bytes), order (peak-minimizing execution order),
 planners (naive, TFLM's greedy by size, best fit over several orderings, backtracking fit search), exact
 (MILP), sweep (very wide tables), schedule (how the layers run: patch stage, in-place depthwise, fused
-bands; engine.memory.scheduled applies a schedule's rewrites to the buffer table before the planners place it). `PLANNERS` is the registry plan_memory loops over: each planner says
+bands; engine.memory.rewrite applies a schedule's rewrites to the buffer table before the planners place it;
+a patch stage whose output shares its input's buffer is placed pinned, engine.memory.patch_overlap). `PLANNERS` is the registry plan_memory loops over: each planner says
 whether it applies to the table and returns a placement record (planners.Placement), as TFLM's
 MicroMemoryPlanner lets clients swap strategies; adding a strategy is adding an entry.
 """
@@ -131,6 +132,40 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
         live = live_bytes(buffers, n_steps)
         lb = max(live, default=sum(b.size for b in buffers))
         notes.update(r.notes)
+    placed = _place_pinned(buffers, lb, notes) if _pinned(buffers) else _place_all(
+        buffers, lb, notes, exact_max_buffers, exact_time_limit)
+    arena_by = {k: r.arena for k, r in placed.items()}
+    ranking = [*_PREFERENCE, *(k for k in placed if k not in _PREFERENCE)]  # planners added to PLANNERS rank last
+    chosen = min(ranking, key=lambda k: (arena_by.get(k, float("inf")), ranking.index(k)))
+    offsets = list(placed[chosen].offsets)
+    check_no_overlap(buffers, offsets)
+    peak_step = live.index(lb) if live and lb in live else -1
+    return MemoryPlan(tuple(order), tuple(buffers), tuple(offsets), arena_by[chosen], chosen, arena_by, lb,
+                      tuple(live), peak_step, tuple(inplace_nodes), any(r.proven for r in placed.values()),
+                      order_exact, bytes_per_element, inplace, alignment, notes, sched, macs_extra, detail, layer_lb)
+
+
+def _pinned(buffers) -> bool:
+    """A patch stage's output written over its input (engine.memory.patch_overlap): an L-shaped region."""
+    from engine.memory.patch_overlap import OVER
+
+    return any(b.name.startswith(OVER) for b in buffers)
+
+
+def _place_pinned(buffers, lb: int, notes: dict) -> dict[str, Placement]:
+    """The merged head at the bottom of the arena, its tail right after it, the rest greedy by size around them:
+    the rectangle planners could put the tail anywhere and the stage input would no longer be whole."""
+    from engine.memory.patch_overlap import place_pinned
+
+    offsets, arena = place_pinned(buffers)
+    notes["planners"] = ("the patch stage's output shares its input's buffer (an L-shaped region): placed pinned, "
+                         "the rest greedy by size around it")
+    return {"pinned": Placement("pinned", tuple(offsets), arena, arena <= lb)}
+
+
+def _place_all(buffers, lb: int, notes: dict, exact_max_buffers: int, exact_time_limit: float
+               ) -> dict[str, Placement]:
+    """Every planner of PLANNERS that applies, in order, the refining ones from the best placement so far."""
     pairs = conflict_pairs(buffers)
     job = PlanJob(buffers, lb, pairs > MAX_CONFLICT_PAIRS, exact_max_buffers, exact_time_limit)
     if job.wide:
@@ -146,12 +181,4 @@ def plan_memory(graph: Graph, bytes_per_element: float | None = None, inplace: b
             placed[rec.planner] = rec
             if incumbent is None or rec.arena < incumbent.arena:
                 incumbent = rec
-    arena_by = {k: r.arena for k, r in placed.items()}
-    ranking = [*_PREFERENCE, *(k for k in placed if k not in _PREFERENCE)]  # planners added to PLANNERS rank last
-    chosen = min(ranking, key=lambda k: (arena_by.get(k, float("inf")), ranking.index(k)))
-    offsets = list(placed[chosen].offsets)
-    check_no_overlap(buffers, offsets)
-    peak_step = live.index(lb) if live and lb in live else -1
-    return MemoryPlan(tuple(order), tuple(buffers), tuple(offsets), arena_by[chosen], chosen, arena_by, lb,
-                      tuple(live), peak_step, tuple(inplace_nodes), any(r.proven for r in placed.values()),
-                      order_exact, bytes_per_element, inplace, alignment, notes, sched, macs_extra, detail, layer_lb)
+    return placed

@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 
 from engine.memory.rewrite import kind_module
-from engine.memory.schedule import CHOICES, DEFAULT_MAX_MAC_OVERHEAD, LAYER, FusedBlock, Schedule, ScheduleError
+from engine.memory.schedule import (CHOICES, DEFAULT_MAX_MAC_OVERHEAD, LAYER, FusedBlock, PatchStage, Schedule,
+                                   ScheduleError)
 
 # Patch stages of the search tried in combination with the other kinds (the best by the search's own peak).
 PATCH_TRIED = 3
@@ -102,17 +103,30 @@ def _fused_after(graph, stage, limit: float) -> tuple[FusedBlock, ...]:
     from engine.memory.rewrite import kind_module
 
     plan = plan_memory(graph, schedule=Schedule("patch", patch=stage))
-    blocks = kind_module("fused", "fused").fused_candidates(graph, limit, order=list(plan.order), buffers=plan.buffers)
+    # The stage's nodes listed backwards inside their span: fused_candidates only proposes blocks whose nodes run
+    # in order, so none inside the stage (their tensors are tiles, no buffer of this table); the other nodes keep
+    # their steps. Each proposal is planned for real afterwards (evaluate), so this only narrows the search.
+    order = list(plan.order)
+    span = sorted(order.index(n) for n in stage.nodes)
+    order[span[0]:span[-1] + 1] = order[span[0]:span[-1] + 1][::-1]
+    blocks = kind_module("fused", "fused").fused_candidates(graph, limit, order=order, buffers=plan.buffers)
     return tuple(b for b in blocks if not set(b.nodes) & set(stage.nodes))
 
 
 def _patches(graph, limit: float) -> list[Schedule]:
     from engine.memory.rewrite import kind_module
 
-    # overlap=False: plan_memory places the stage without the split output over its input (that needs the
-    # pinned placement of engine.memory.patch_overlap, not wired into the planners yet), so rank as it plans.
-    cands = list(kind_module("patch", "patch").patch_candidates(graph, limit, overlap=False))
+    # overlap=None: each stage with its split output over the consumed input where the proof holds and the peak
+    # drops (PatchStage.overlap says which; plan_memory places it pinned, engine.memory.patch_overlap).
+    cands = list(kind_module("patch", "patch").patch_candidates(graph, limit, overlap=None, by_stage=PATCH_TRIED))
     return sorted(cands, key=lambda s: (s.extra.get("peak_bytes", 0), s.extra.get("mac_overhead", 0.0)))
+
+
+def _patches_tried(cands: list[Schedule]) -> list[PatchStage]:
+    """The stages auto combines with the other kinds: the best PATCH_TRIED by arena, and the best PATCH_TRIED by
+    the peak inside the stage (fused blocks and in-place depthwise may lower the peak after it)."""
+    by_stage = sorted(cands, key=lambda s: (s.extra.get("stage_peak", 0), s.extra.get("mac_overhead", 0.0)))
+    return list(dict.fromkeys(c.patch for c in [*cands[:PATCH_TRIED], *by_stage[:PATCH_TRIED]]))
 
 
 def _pct(a: int, b: int) -> str:
@@ -154,17 +168,25 @@ def choose_schedule(graph, kind: str, max_mac_overhead: float = DEFAULT_MAX_MAC_
     return _auto(graph, limit, macs, sram_bytes, mcu)
 
 
+OVERLAP_WHY = "the patch stage writes its output over the input rows its patches have consumed"
+
+
+def _overlap_why(s: Schedule) -> str:
+    return f"; {OVERLAP_WHY}" if s.patch is not None and s.patch.overlap else ""
+
+
 def _with_why(ev: Evaluated, why: str, extra: dict | None = None) -> Schedule:
     extra = {"arena_bytes": ev.arena_bytes, "macs_extra": ev.macs_extra, "mac_overhead": ev.mac_overhead,
              **(extra or {})}
     return dataclasses.replace(ev.schedule, why=f"{why}: arena {ev.arena_bytes:,} B, "
-                                                f"{ev.mac_overhead * 100:+.1f} % MACs", extra=extra)
+                                                f"{ev.mac_overhead * 100:+.1f} % MACs{_overlap_why(ev.schedule)}",
+                               extra=extra)
 
 
 def _auto(graph, limit: float, macs: int, sram_bytes: int | None, mcu: str) -> Schedule:
     inplace = _safe(lambda: _inplace(graph), ())
     fused = _safe(lambda: _fused(graph, limit), ())
-    patches = [c.patch for c in _safe(lambda: _patches(graph, limit), [])[:PATCH_TRIED]]
+    patches = _patches_tried(_safe(lambda: _patches(graph, limit), []))
     combos: dict[Schedule, None] = {}
     for p in [None, *patches]:
         # Fused blocks after a patch stage: chosen on the table the stage leaves (its peak is elsewhere).
@@ -204,7 +226,7 @@ def _auto(graph, limit: float, macs: int, sram_bytes: int | None, mcu: str) -> S
     return dataclasses.replace(s, why=(
         f"auto: {best.schedule.kind} wins with {best.arena_bytes:,} B against {layer.arena_bytes:,} B layer by "
         f"layer ({_pct(best.arena_bytes, layer.arena_bytes)}) at {best.mac_overhead * 100:+.1f} % MACs "
-        f"(limit {limit:.0%}; {len(evs)} schedules within it)"))
+        f"(limit {limit:.0%}; {len(evs)} schedules within it){_overlap_why(best.schedule)}"))
 
 
 def _safe(fn, default):

@@ -90,7 +90,9 @@ def writes_split_directly(geo: PatchGeometry) -> bool:
 def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool,
              overlap: bool | None = False):
     """The rewritten table; `overlap` None: the split output over the consumed input when proved safe and it
-    lowers the peak, True: required (ScheduleError when unproven), False: separate buffers."""
+    lowers the peak inside the stage without raising the whole table's (the peak elsewhere may be another
+    kind's to lower: fused blocks after the stage), True: required (ScheduleError when unproven), False:
+    separate buffers."""
     out = _rewrite_separate(graph, st, buffers, alignment, bpe, input_outside_arena)
     if overlap is False:
         return out
@@ -103,13 +105,17 @@ def _rewrite(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_ar
                                 f"over the stage input '{st.shape.entry}' for {st.geo.grid[0]}x{st.geo.grid[1]} "
                                 "patches")
         return out
-    if overlap or lower_bound(merged) < lower_bound(out):
+    if overlap or (_stage_peak(merged, st) < _stage_peak(out, st) and lower_bound(merged) <= lower_bound(out)):
         return merged
     return out
 
 
+def _stage_peak(table, st: _Stage) -> int:
+    return max(live_bytes(table, st.s1 + 1)[st.s0:st.s1 + 1])
+
+
 def _may_lower(table, st: _Stage) -> bool:
-    """Could the merge lower the peak at all? The best case (shift 0: the output's bytes saved while both
+    """Could the merge lower the stage's peak at all? The best case (shift 0: the output's bytes saved while both
     live) is a cheap bound; the proof over every shift runs only when it passes."""
     x, y = st.shape.entry, st.shape.split_out
     by = next((b for b in table if y in b.tensors), None)
@@ -117,7 +123,7 @@ def _may_lower(table, st: _Stage) -> bool:
         return False
     best = [Buffer(b.name, max(0, b.size - by.size) if x in b.tensors else b.size,
                    b.first_use, b.last_use, b.tensors, b.nbytes) for b in table]
-    return lower_bound(best) < lower_bound(table)
+    return _stage_peak(best, st) < _stage_peak(table, st)
 
 
 def _rewrite_separate(graph, st: _Stage, buffers, alignment, bpe: float, input_outside_arena: bool):
@@ -282,7 +288,9 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
                overlap: bool | None = None) -> PatchPlan:
     """Plan `graph` with `stage` run patch by patch (None: layer by layer), placed by TFLM's greedy-by-size
     planner. sched's plan_memory(schedule=...) replaces this at merge; it exists so that the rewrite, the
-    reference and the C generator can be tested end to end now."""
+    reference and the C generator can be tested end to end now. `overlap` None: the merged layout when it is
+    proved, lowers the stage's peak and places in a smaller arena than separate buffers (patch_candidates' rule);
+    the returned schedule's stage says which."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
     model = buffer_model(g, bytes_per_element, True, alignment)
@@ -291,21 +299,33 @@ def plan_patch(graph: Graph, stage: PatchStage | None, order: list[str] | None =
         offsets, arena = _place(table)
         return PatchPlan(tuple(order), tuple(table), offsets, arena, lower_bound(table), alignment=alignment)
     order = patch_order(g, stage, order)
-    rw = patch_rewrite(g, stage, buffer_table(model, order).buffers, order, alignment,
-                       input_outside_arena=input_outside_arena, overlap=overlap)
+    table = buffer_table(model, order).buffers
+    rw = patch_rewrite(g, stage, table, order, alignment, input_outside_arena=input_outside_arena, overlap=overlap)
     offsets, arena = _place(rw.buffers)
-    return PatchPlan(tuple(order), rw.buffers, offsets, arena, lower_bound(rw.buffers), "greedy_by_size",
-                     Schedule("patch", patch=stage, why=rw.note), rw.extra_macs, rw.detail, alignment)
+    merged = any(b.name.startswith(OVER) for b in rw.buffers)
+    if merged and overlap is None:
+        sep = patch_rewrite(g, stage, table, order, alignment, input_outside_arena=input_outside_arena,
+                            overlap=False)
+        sep_offsets, sep_arena = _place(sep.buffers)
+        if sep_arena <= arena:
+            rw, offsets, arena, merged = sep, sep_offsets, sep_arena, False
+    stage = PatchStage(stage.nodes, stage.grid, merged)
+    return PatchPlan(tuple(order), rw.buffers, offsets, arena, lower_bound(rw.buffers),
+                     "pinned" if merged else "greedy_by_size", Schedule("patch", patch=stage, why=rw.note),
+                     rw.extra_macs, rw.detail, alignment)
 
 
 def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, input_outside_arena: bool = False,
                      order: list[str] | None = None, alignment: int = 16,
-                     bytes_per_element: float | None = None, overlap: bool | None = None) -> list[Schedule]:
+                     bytes_per_element: float | None = None, overlap: bool | None = None,
+                     by_stage: int = 0) -> list[Schedule]:
     """Patch schedules over every split point and grid (1..8 per side), lowest arena first, each within
     `max_mac_overhead` (extra MACs / the model's MACs) and below the layer-by-layer lower bound; `overlap` as in
     patch_rewrite (None: the split output over the consumed input where proved and lower; plan_patch's default). The lower bound
     of each rewritten table ranks them; the best `keep` are placed (greedy by size) and sorted by (arena, MACs).
-    Empty when no split fits."""
+    Empty when no split fits. `by_stage`: then the best that many by the peak inside the stage (not already
+    listed): a split whose whole peak lies after it (MobileNetV2's 56x56 blocks) may be the best once other
+    kinds lower that peak (engine.memory.auto combines them)."""
     g = _shaped(graph)
     order = list(order or [n.name for n in topological_order(g)])
     model = buffer_model(g, bytes_per_element, True, alignment)
@@ -329,19 +349,28 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                 if total and extra / total > max_mac_overhead:
                     continue
                 st = _Stage(shape, geo, step, step[prefix[0]], step[prefix[-1]])
-                table = _rewrite(g, st, base, alignment, bpe, input_outside_arena, overlap)
-                live = live_bytes(table, len(order))
-                if max(live) >= layer_lb:
-                    continue   # no better than layer by layer
-                stage_peak = max(live[st.s0:st.s1 + 1])
-                merged = output_over_input(table, shape)
-                scored.append((max(live), extra, prefix, (r, c), table, (stage_peak, merged)))
+                tables = [_rewrite(g, st, base, alignment, bpe, input_outside_arena, overlap)]
+                if output_over_input(tables[0], shape) and overlap is None:
+                    tables.append(_rewrite(g, st, base, alignment, bpe, input_outside_arena, False))
+                for table in tables:
+                    live = live_bytes(table, len(order))
+                    if max(live) >= layer_lb:
+                        continue   # no better than layer by layer
+                    stage_peak = max(live[st.s0:st.s1 + 1])
+                    merged = output_over_input(table, shape)
+                    scored.append((max(live), extra, prefix, (r, c), table, (stage_peak, merged)))
+    # The best `keep` of each layout by lower bound: a merged head pinned at its place may leave more holes than
+    # separate rectangles (VWW at 80x80: 32,000 against 26,784 B), so the placed arena decides between them.
     scored.sort(key=lambda s: (s[0], s[1], len(s[2])))
+    chosen = [s for s in scored if s[5][1]][:keep] + [s for s in scored if not s[5][1]][:keep]
+    ids = {id(s) for s in chosen}
+    extra_by_stage = sorted((s for s in scored if id(s) not in ids), key=lambda s: (s[5][0], s[1], len(s[2])))
     best = []
-    for lb, extra, prefix, grid, table, stage_peak in scored[:keep]:
+    for lb, extra, prefix, grid, table, stage_peak in chosen + extra_by_stage[:by_stage]:
         _, arena = _place(table)
         best.append((arena, extra, lb, prefix, grid, stage_peak))
-    best.sort(key=lambda s: (s[0], s[1]))
+    n = len(chosen)
+    best = sorted(best[:n], key=lambda s: (s[0], s[1], s[5][1]))[:keep] + best[n:]   # ties: separate buffers
     out = []
     for arena, extra, lb, prefix, grid, (stage_peak, merged) in best:
         pct = 100.0 * extra / total if total else 0.0
@@ -355,5 +384,5 @@ def patch_candidates(graph: Graph, max_mac_overhead: float, *, keep: int = 5, in
                      "stage_peak": stage_peak, "input_outside_arena": input_outside_arena,
                      "output_over_input": merged,
                      "input_bytes": _outside_bytes(g, prefix, base, input_outside_arena)}
-        out.append(Schedule("patch", patch=PatchStage(prefix, grid), why=why, extra=extra_fig))
+        out.append(Schedule("patch", patch=PatchStage(prefix, grid, bool(merged)), why=why, extra=extra_fig))
     return out

@@ -114,11 +114,21 @@ def merge_output_into_input(buffers: list[Buffer], shape: StageShape, geo: Patch
     return out
 
 
+def merged_entry(name: str) -> tuple[int, str] | None:
+    """(e, entry) of a merged head buffer's name "over:<e>:<entry>" (None for any other buffer). The name, not the
+    buffer's tensor list, says it: later rewrites (an in-place depthwise over the split output) append tensors."""
+    if not name.startswith(OVER):
+        return None
+    e, entry = name[len(OVER):].split(":", 1)
+    return int(e), entry
+
+
 def tensor_shift(buffers, tensor: str) -> int:
     """Bytes from its buffer's start to `tensor` (non-zero only for the entry of a merged buffer)."""
     for b in buffers:
-        if tensor in b.tensors and b.name.startswith(OVER) and b.tensors[-1] == tensor:
-            return int(b.name[len(OVER):].split(":", 1)[0])
+        m = merged_entry(b.name)
+        if m is not None and m[1] == tensor and tensor in b.tensors:
+            return m[0]
     return 0
 
 
@@ -136,35 +146,59 @@ def tensor_at(plan, tensor: str) -> int:
 
 
 def place_pinned(buffers) -> tuple[tuple[int, ...], int]:
-    """Offsets and arena of `buffers` with each head at the bottom of the arena and its tail right after it
-    (the L-shaped region: the tail's bytes are free again after the stage), the others placed around them
-    greedily by size (TFLM's order: largest first, each at the lowest offset clear of every placed buffer
-    whose lifetime overlaps). The planners of engine.memory.planners take rectangles only."""
+    """Offsets and arena of `buffers` with each merged head's tail right after it (the L-shaped region: the
+    tail's bytes are free again after the stage). The planners of engine.memory.planners place rectangles only,
+    so this places units (a head with its tail, or one buffer) itself: for each ordering of
+    planners.ORDERINGS (TFLM's largest-first among them), each unit at the lowest offset where every one of its
+    rectangles is clear of every placed buffer whose lifetime overlaps it; the smallest arena wins."""
+    from engine.memory.planners import ORDERINGS
+
     buffers = list(buffers)
-    off: dict[int, int] = {}
-    base = 0
+    index = {b.name: i for i, b in enumerate(buffers)}
+    units, taken = [], set()
     for i, b in enumerate(buffers):
         if b.name.startswith(OVER):
-            off[i] = base
-            t = next((k for k, c in enumerate(buffers) if c.name == f"{TAIL}{b.tensors[-1]}"), None)
-            if t is not None:
-                off[t] = base + b.size
-                base += buffers[t].size
-            base += b.size
-    rest = sorted((i for i in range(len(buffers)) if i not in off), key=lambda i: (-buffers[i].size, i))
-    for i in rest:
-        b = buffers[i]
-        clash = sorted((off[k], off[k] + buffers[k].size) for k in off
-                       if buffers[k].first_use <= b.last_use and b.first_use <= buffers[k].last_use
-                       and buffers[k].size)
-        o = 0
-        for lo, hi in clash:
-            if o + b.size <= lo:
+            t = index.get(f"{TAIL}{merged_entry(b.name)[1]}")
+            units.append(((i, 0),) + (((t, b.size),) if t is not None else ()))
+            taken |= {i, t}
+    units += [((i, 0),) for i in range(len(buffers)) if i not in taken]
+    best = None
+    for key in ORDERINGS.values():
+        order = sorted(units, key=lambda u: key(_unit_box(buffers, u)))
+        offsets = _place_units(buffers, order)
+        arena = max((o + b.size for o, b in zip(offsets, buffers)), default=0)
+        if best is None or arena < best[1]:
+            best = (offsets, arena)
+    return best
+
+
+def _unit_box(buffers, unit):
+    """A unit as one Buffer-like box for the orderings: its bytes and its whole lifetime."""
+    bs = [buffers[i] for i, _ in unit]
+    return Buffer("unit", max(r + b.size for (_, r), b in zip(unit, bs)), min(b.first_use for b in bs),
+                  max(b.last_use for b in bs), (), 0)
+
+
+def _place_units(buffers, order) -> tuple[int, ...]:
+    size = np.array([b.size for b in buffers], dtype=np.int64)
+    first = np.array([b.first_use for b in buffers])
+    last = np.array([b.last_use for b in buffers])
+    off = np.full(len(buffers), -1, dtype=np.int64)
+    for unit in order:
+        rects = [(i, r) for i, r in unit if size[i] > 0]
+        clash = []
+        for i, r in rects:
+            js = np.flatnonzero((off >= 0) & (size > 0) & (first <= last[i]) & (last >= first[i]))
+            clash.append((r, size[i], off[js], off[js] + size[js]))
+        cands = sorted({0, *(int(e) - r for r, _, _, ends in clash for e in ends if e - r >= 0)})
+        at = 0
+        for o in cands:
+            if all(not np.any((lo < o + r + n) & (o + r < hi)) for r, n, lo, hi in clash):
+                at = o
                 break
-            o = max(o, hi)
-        off[i] = o
-    offsets = tuple(off[i] for i in range(len(buffers)))
-    return offsets, max((o + b.size for o, b in zip(offsets, buffers)), default=0)
+        for i, r in unit:
+            off[i] = at + r
+    return tuple(int(o) for o in off)
 
 
 def output_over_input(buffers, shape: StageShape) -> bool:
@@ -173,9 +207,56 @@ def output_over_input(buffers, shape: StageShape) -> bool:
 
 
 def min_input_at(shape: StageShape, geo: PatchGeometry, alignment: int = 16, exact: bool = False) -> int | None:
-    """The smallest aligned `input_at` the proof accepts below the output's size (None: separate buffers)."""
+    """The smallest aligned `input_at` the proof accepts below the output's size (None: separate buffers).
+    A shift e is unsafe exactly when some patch k writes an output byte q and a patch j >= k (j > k when the
+    split node does not read the entry) reads the entry byte q - e: the unsafe shifts are the differences of
+    those write and read ranges, a union of intervals (one per pair), so the smallest safe e is found by one
+    sweep over them instead of a proof per shift (MobileNetV2's stages: ~1,500 shifts)."""
+    if shape.batch != 1:
+        return None
     y = shape.hw[shape.split_out][0] * _row_bytes(shape, shape.split_out)
-    for e in range(0, y, alignment):
-        if output_over_input_safe(shape, geo, e, exact):
-            return e
+    patches = geo.patches
+    writes = np.array([output_writes(shape, geo, i, j) for i, j in patches], dtype=np.int64).reshape(-1, 2)
+    reads = [(k, a, b) for k, (i, j) in enumerate(patches) for a, b in input_reads(shape, geo, i, j, exact) if b > a]
+    if not reads:
+        return 0
+    r = np.array(reads, dtype=np.int64)
+    strict = shape.entry in shape.nodes[-1].inputs
+    k = np.arange(len(patches))[:, None]
+    pair = (r[None, :, 0] >= k) if strict else (r[None, :, 0] > k)
+    pair &= (writes[:, 1] > writes[:, 0])[:, None]
+    lo = (writes[:, 0:1] - r[None, :, 2] + 1)[pair]     # q - a over q in [p0, p1), a in [a0, a1)
+    hi = (writes[:, 1:2] - 1 - r[None, :, 1])[pair]
+    e = 0
+    for a, b in sorted(zip(lo.tolist(), hi.tolist())):
+        if a > e:
+            break          # sorted by start: no later interval covers e either
+        if b >= e:
+            e = -(-(b + 1) // alignment) * alignment
+    if e >= y or not output_over_input_safe(shape, geo, e, exact):
+        return None
+    return e
+
+
+def stage_input_at(graph, stage, alignment: int = 16) -> int:
+    """Bytes into the shared buffer where the entry of `stage` (PatchStage with overlap) starts, as
+    merge_output_into_input places it; ScheduleError when no shift is proved safe."""
+    from engine.memory.receptive import stage_shape
+    from engine.memory.schedule import ScheduleError
+
+    shape = stage_shape(graph, stage.nodes)
+    e = min_input_at(shape, PatchGeometry(shape, stage.grid), alignment)
+    if e is None:
+        raise ScheduleError(f"schedule.patch.overlap: the output of '{stage.split}' cannot be proved safe over the "
+                            f"stage input '{shape.entry}' for {stage.grid[0]}x{stage.grid[1]} patches")
+    return e
+
+
+def overlap_summary(buffers) -> dict | None:
+    """What the profile JSON says of a merged stage: the output and entry sharing one buffer, where the entry
+    starts in it and the bytes saved against separate buffers (None when the table has no merged buffer)."""
+    for b in buffers:
+        m = merged_entry(b.name)
+        if m is not None:
+            return {"output": b.tensors[0], "input": m[1], "input_at": m[0], "saved_bytes": b.size - m[0]}
     return None

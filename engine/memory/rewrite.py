@@ -6,7 +6,8 @@
 The order comes from the patch stage (engine.memory.patch.patch_order: the stage's nodes contiguous and
 first where they must be), the table is built for that order, then each part rewrites it in turn: the patch
 stage, then the in-place depthwise nodes, then the fused bands (each part's own module, with the binding
-signatures of issue 13). Each rewrite returns the whole new table, so the parts compose; the recomputed MACs
+signatures of issue 13). A stage with `overlap` leaves one merged head buffer and its tail
+(engine.memory.patch_overlap), which plan_memory places pinned. Each rewrite returns the whole new table, so the parts compose; the recomputed MACs
 add up and the per-patch/per-band detail of every part goes to the memory timeline.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ def apply_schedule(graph, model: BufferModel, schedule: Schedule, order, alignme
     rewrites = []
     if schedule.patch is not None:
         rewrites.append(("patch", lambda b: kind_module("patch", "patch").patch_rewrite(
-            graph, schedule.patch, b, order, alignment)))
+            graph, schedule.patch, b, order, alignment, overlap=schedule.patch.overlap)))
     if schedule.inplace:
         rewrites.append(("inplace", lambda b: kind_module("inplace", "in-place depthwise").inplace_rewrite(
             graph, tuple(schedule.inplace), b, order, alignment)))

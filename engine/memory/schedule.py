@@ -9,7 +9,8 @@ Kinds (MCUNetV2, TinyEngine, StreamNet/msf-CNN):
 - `patch`: the nodes of `patch.nodes` (a chain from the graph input to `patch.split`, in execution order) run
   patch by patch: the output of the split node is computed as a grid of `patch.grid` (rows, cols) spatial
   patches, each from its receptive-field region of the stage input (halos recomputed); the rest of the graph
-  runs layer by layer.
+  runs layer by layer. `patch.overlap`: the split output shares one buffer with the stage input, written over
+  the input rows the patches have already consumed (engine.memory.patch_overlap proves it patch by patch).
 - `inplace`: the depthwise convolutions named in `inplace` write their output over their input, channel group
   by channel group through a one-group temporary buffer.
 - `fused`: each FusedBlock (1x1 expand -> depthwise -> 1x1 project, and the residual Add that closes the block
@@ -39,6 +40,9 @@ class ScheduleError(GraphError):
 class PatchStage:
     nodes: tuple[str, ...]     # run patch by patch, in execution order; the last one is the split node
     grid: tuple[int, int]      # patches along H and along W of the split node's output
+    # The split output written over the stage input the patches have consumed (engine.memory.patch_overlap):
+    # one buffer for both, the input e bytes in; only where the proof over every patch holds.
+    overlap: bool = False
 
     @property
     def split(self) -> str:
@@ -83,6 +87,8 @@ class Schedule:
         d: dict = {"kind": self.kind}
         if self.patch is not None:
             d["patch"] = {"nodes": list(self.patch.nodes), "split": self.patch.split, "grid": list(self.patch.grid)}
+            if self.patch.overlap:   # absent when False: versions stored before the field read the same
+                d["patch"]["overlap"] = True
         if self.inplace:
             d["inplace"] = list(self.inplace)
         if self.fused:
@@ -113,7 +119,10 @@ class Schedule:
             if (not isinstance(grid, list) or len(grid) != 2
                     or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in grid)):
                 raise ScheduleError("schedule.patch.grid: expected [rows, cols], each an integer in 1..64")
-            patch = PatchStage(tuple(nodes), (grid[0], grid[1]))
+            overlap = p.get("overlap", False)
+            if not isinstance(overlap, bool):
+                raise ScheduleError("schedule.patch.overlap: expected true or false")
+            patch = PatchStage(tuple(nodes), (grid[0], grid[1]), overlap)
         inplace = d.get("inplace", [])
         if not isinstance(inplace, list) or not all(isinstance(n, str) for n in inplace):
             raise ScheduleError("schedule.inplace: expected a list of node names")

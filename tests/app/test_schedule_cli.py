@@ -36,6 +36,9 @@ def test_profile_auto_json(capsys):
     assert 0 <= tot["mac_overhead"] <= 0.10 and tot["schedule"] == sch["kind"]
     if "patch" in sch:
         assert sch["patch"]["split"] == sch["patch"]["nodes"][-1] and len(sch["patch"]["grid"]) == 2
+    # issue 13: half of TFLM's 73,728 B, the patch stage's output over its consumed input (the why says it)
+    assert tot["activation_peak_bytes"] <= 36_864 and sch["patch"]["overlap"] is True
+    assert "writes its output over the input rows" in sch["why"] and sch["overlap"]["saved_bytes"] > 0
     # the memory section is the scheduled plan's
     assert rep["memory"]["arena_bytes"] == tot["activation_peak_bytes"]
 
@@ -69,6 +72,8 @@ def test_export_runs_the_schedule_bit_exact(tmp_path, capsys, kind, mcu):
     assert rep["arena_bytes"] == rep["schedule"]["arena_bytes"] < 55_296
     assert rep["library"]["stamp"]["schedule"]["kind"] == rep["schedule"]["kind"]
     assert rep["macs"] == 7_489_664 + rep["schedule"]["macs_extra"]
+    if kind == "auto":   # the same options as the profile: the overlap, <= 36,864 B, verified on the host
+        assert rep["arena_bytes"] <= 36_864 and rep["schedule"]["patch"]["overlap"] is True
 
 
 @pytest.mark.parametrize("argv, needle", [

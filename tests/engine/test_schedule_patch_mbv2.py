@@ -52,3 +52,17 @@ def test_mobilenetv2_224_best_stage_is_bit_exact(mbv2):
     run_patch_stage(plan, best.patch, env)
     y = next(n for n in mbv2.nodes if n.name == best.patch.split).outputs[0]
     assert np.array_equal(env[y], ref[y])
+
+
+def test_mobilenetv2_224_auto_six_times_below_the_layer_bound(mbv2):
+    """Issue 13: >= 6x below the layer-by-layer bound at <= 15 % more MACs, through auto: an early patch stage
+    (56x56 split) with its output over the consumed input, fused blocks after it."""
+    from engine.memory.auto import choose_schedule
+
+    s = choose_schedule(mbv2, "auto", 0.15)
+    e = s.extra
+    assert e["arena_bytes"] <= 1_505_280 // 6 and e["mac_overhead"] <= 0.15, s.why
+    assert s.patch is not None and s.patch.overlap and s.fused
+    plan = plan_memory(mbv2, schedule=s)
+    check_no_overlap(list(plan.buffers), list(plan.offsets))
+    assert plan.arena_bytes == e["arena_bytes"] and plan.layer_lower_bound_bytes == 1_505_280
