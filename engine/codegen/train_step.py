@@ -63,6 +63,27 @@ class HeadLayer:
     folded: np.ndarray     # the C kernel's bias (input zero point folded in)
     mode: int
     batches: int = 1       # a 1x1 conv: its pixels (NHWC), each a row of a fully connected layer
+    conv: dict | None = None   # a KxK / strided / padded / depthwise conv: its ts_conv_params (NHWC, batch 1)
+    depthwise: bool = False    # weights stored (kH, kW, M) as the depthwise kernel reads them, else (M, kH, kW, C/g)
+
+    def dequantized(self) -> np.ndarray:
+        """The float32 weights in the forward kernel's storage (per-channel scales on the output channel)."""
+        w = self.wq.astype(np.float32)
+        if self.wscale.size == 1:
+            return (w * self.wscale[0]).astype(np.float32)
+        if self.depthwise:  # (kH, kW, M)
+            return (w * self.wscale.reshape(1, 1, -1)).astype(np.float32)
+        return (w.reshape(self.n, -1) * self.wscale[:, None]).reshape(w.shape).astype(np.float32)
+
+    @property
+    def in_elems(self) -> int:
+        c = self.conv
+        return c["in_h"] * c["in_w"] * c["in_c"] if c else self.batches * self.k
+
+    @property
+    def out_elems(self) -> int:
+        c = self.conv
+        return c["out_h"] * c["out_w"] * c["out_c"] if c else self.batches * self.n
 
 
 @dataclass(frozen=True)
@@ -118,8 +139,8 @@ def _head(g: Graph, plan) -> list:
     for n in head:
         if n.op not in ("Gemm", "Conv", "GlobalAveragePool", *VIEW_OPS):
             raise GraphError(f"node '{n.name}' ({n.op}) is in the trained part (from the first trained layer to "
-                             "the output): the C training step trains heads of fully connected layers, 1x1 convs and "
-                             "global average pooling only; choose fewer layers")
+                             "the output): the C training step trains chains of fully connected layers, convs "
+                             "(KxK, depthwise) and global average pooling only; choose fewer layers")
     return order[:first], head
 
 
@@ -135,14 +156,22 @@ def _alias(g: Graph, head) -> dict:
 def _layer(g: Graph, node, plan, alias) -> HeadLayer:
     r = prepare_node(g, node)
     x, y = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
-    batches = 1
+    batches, conv, depthwise = 1, None, False
     if node.op == "Conv":
-        if (r.layout != "NHWC" or tuple(r.kernel) != (1, 1) or tuple(r.strides) != (1, 1) or any(r.pads)
-                or r.group != 1 or len(x.shape) != 4 or x.shape[0] != 1 or x.dtype != "int8"):
-            raise GraphError(f"layer '{node.name}': the C training step trains 1x1 stride-1 unpadded NHWC int8 "
-                             f"convs (batch 1); this one has kernel {list(r.kernel)}, stride {list(r.strides)}, "
-                             f"group {r.group}, layout {r.layout}")
-        batches = int(x.shape[1] * x.shape[2])
+        if r.layout != "NHWC" or len(x.shape) != 4 or x.shape[0] != 1 or x.dtype != "int8" or y.dtype != "int8":
+            raise GraphError(f"layer '{node.name}': the C training step trains NHWC int8 convs of batch 1; this one "
+                             f"has layout {r.layout}, input {list(x.shape)} {x.dtype}")
+        c_in = int(x.shape[3])
+        depthwise = r.group > 1 and r.group == c_in and int(r.centered.shape[-1]) == 1
+        if not (tuple(r.kernel) == (1, 1) and tuple(r.strides) == (1, 1) and not any(r.pads) and r.group == 1):
+            conv = {"batches": 1, "in_h": int(x.shape[1]), "in_w": int(x.shape[2]), "in_c": c_in,
+                    "out_h": int(r.out_hw[0]), "out_w": int(r.out_hw[1]), "out_c": int(r.centered.shape[0]),
+                    "k_h": int(r.kernel[0]), "k_w": int(r.kernel[1]), "stride_h": int(r.strides[0]),
+                    "stride_w": int(r.strides[1]), "dil_h": int(r.dilations[0]), "dil_w": int(r.dilations[1]),
+                    "pad_top": int(r.pads[0]), "pad_left": int(r.pads[1]), "groups": int(r.group),
+                    "input_offset": -int(x.quant.zero_point[0]), "output_offset": int(r.y_zp),
+                    "act_min": int(r.act_min), "act_max": int(r.act_max)}
+        batches = int(x.shape[1] * x.shape[2]) if conv is None else int(r.out_hw[0] * r.out_hw[1])
     elif len(x.shape) != 2 or x.shape[0] != 1 or x.dtype != "int8" or y.dtype != "int8":
         raise GraphError(f"layer '{node.name}': the C training step takes batch-1 int8 fully connected layers, "
                          f"got input {list(x.shape)} {x.dtype}")
@@ -151,7 +180,8 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
         raise GraphError(f"layer '{node.name}': fused activation '{act}' has no backward in the C training step "
                          "(relu or none)")
     w = g.tensors[node.inputs[1]]
-    n, k = int(r.centered.shape[0]), int(x.shape[-1])
+    n = int(r.centered.shape[0])
+    k = int(np.prod(r.centered.shape[1:])) if conv else int(x.shape[-1])
     wscale = np.asarray(w.quant.scale, np.float32).reshape(-1)
     xs, xz = float(x.quant.scale[0]), int(x.quant.zero_point[0])
     has_b = len(node.inputs) > 2 and bool(node.inputs[2])
@@ -165,7 +195,12 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
     wq = np.asarray(r.centered, np.int64).reshape(n, k)
     folded = bias_q - xz * wq.sum(axis=1)
     # the FC kernel's bias has the input zero point folded in; the conv kernel's is the plain bias (it adds the
-    # input offset itself): the head runs a 1x1 conv with the FC kernel, so it gets the folded form too
+    # input offset itself): the head runs a 1x1 conv with the FC kernel, so it gets the folded form too; a KxK
+    # conv runs the conv kernels, so it keeps the plain bias
+    if conv:
+        folded = bias_q
+        if depthwise:  # the depthwise kernel's storage: (kH, kW, M)
+            wq = np.asarray(r.centered, np.int64)[..., 0].transpose(1, 2, 0)
     if not np.array_equal(folded if node.op == "Gemm" else bias_q, np.asarray(r.dsp.bias, np.int64)) or np.abs(wq).max(initial=0) > 127:
         raise GraphError(f"layer '{node.name}': its int8 constants are not the plain symmetric-weight form the "
                          "training step requantizes (dead channels or asymmetric weights)")
@@ -176,7 +211,7 @@ def _layer(g: Graph, node, plan, alias) -> HeadLayer:
                      act == "relu", wq.astype(np.int8), wscale, bscale, bias_q.astype(np.int32), xs, xz,
                      float(y.quant.scale[0]), int(y.quant.zero_point[0]), int(r.act_min), int(r.act_max),
                      np.asarray(r.dsp.multiplier, np.int32), np.asarray(r.dsp.shift, np.int8), folded.astype(np.int32),
-                     int(r.dsp.mode), batches)
+                     int(r.dsp.mode), batches, conv, depthwise)
 
 
 def _pool(g: Graph, node, alias, name: str) -> HeadPool:
@@ -208,7 +243,7 @@ def _gradient_buffers(head, classes: int) -> tuple[int, int]:
     first = _first_trained(head)
     for i in range(len(head) - 1, first - 1, -1):
         h = head[i]
-        out_n, in_n = (h.c, h.pixels * h.c) if isinstance(h, HeadPool) else (h.batches * h.n, h.batches * h.k)
+        out_n, in_n = (h.c, h.pixels * h.c) if isinstance(h, HeadPool) else (h.out_elems, h.in_elems)
         sizes[cur] = max(sizes[cur], out_n)
         if i > first:
             sizes[1 - cur] = max(sizes[1 - cur], in_n)
@@ -280,10 +315,17 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         pc = int(h.multiplier.size > 1 and not (np.all(h.multiplier == h.multiplier[0])
                                                 and np.all(h.shift == h.shift[0])))
         mult, sh = (h.multiplier, h.shift) if pc else (h.multiplier[:1], h.shift[:1])
-        prm = {"batches": h.batches, "in_features": h.k, "out_features": h.n, "input_offset": 0, "output_offset": h.y_zp,
-               "act_min": h.act_min, "act_max": h.act_max, "per_channel": pc, REQUANT_FIELD: h.mode}
-        c += [f"/* {h.node}: {h.k}->{h.n}{' relu' if h.relu else ''} */",
-              f"static const ts_fc_params {L}_p = {c_struct(prm)};",
+        if h.conv:
+            prm, ptype = {**h.conv, "per_channel": pc, REQUANT_FIELD: h.mode}, "ts_conv_params"
+            what = (f"{'depthwise ' if h.depthwise else ''}conv {h.conv['k_h']}x{h.conv['k_w']} stride "
+                    f"{h.conv['stride_h']}x{h.conv['stride_w']} {h.conv['in_c']}->{h.n}")
+        else:
+            prm = {"batches": h.batches, "in_features": h.k, "out_features": h.n, "input_offset": 0,
+                   "output_offset": h.y_zp, "act_min": h.act_min, "act_max": h.act_max, "per_channel": pc,
+                   REQUANT_FIELD: h.mode}
+            ptype, what = "ts_fc_params", f"{h.k}->{h.n}"
+        c += [f"/* {h.node}: {what}{' relu' if h.relu else ''} */",
+              f"static const {ptype} {L}_p = {c_struct(prm)};",
               static_array("int32_t", f"{L}_mult", mult, True), static_array("int8_t", f"{L}_shift", sh, True),
               static_array("float", f"{L}_ws", h.wscale, True), static_array("float", f"{L}_bs", h.bscale, True)]
         trained = h.update_w or h.update_b
@@ -294,7 +336,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
             c.append(static_array("float", f"{L}_b", h.bias_q.astype(np.float32) * h.bscale, False))
             ram["weights_float"] += 4 * h.n
         if h.update_w:
-            w0 = h.wq.astype(np.float32) * (h.wscale[:, None] if h.wscale.size > 1 else h.wscale[0])
+            w0 = h.dequantized()
             c.append(static_array("float", f"{L}_w", w0.astype(np.float32), False))
             ram["weights_float"] += 4 * h.n * h.k
         c += ["#ifdef TS_TRAIN_EXPOSE_GRADS",
@@ -313,8 +355,9 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
             c += [f"    rc = {h.lib.name}_run(a_{c_ident(h.x)}, a_{c_ident(h.y)});", "    if (rc != 0) {",
                   "        return rc;", "    }"]
             continue
-        c.append(f"    ts_fully_connected_s8_ref(&{L}_p, a_{c_ident(h.x)}, {L}_wq, {L}_bias, {L}_mult, {L}_shift, "
-                 f"a_{c_ident(h.y)});")
+        kern = ("ts_depthwise_conv_s8_ref" if h.depthwise else "ts_conv_s8_ref") if h.conv \
+            else "ts_fully_connected_s8_ref"
+        c.append(f"    {kern}(&{L}_p, a_{c_ident(h.x)}, {L}_wq, {L}_bias, {L}_mult, {L}_shift, a_{c_ident(h.y)});")
     c += ["    return rc;", "}", ""]
     # public API
     inits = [f"{x.name}_init()" for x in ([frozen] if frozen else []) + [h.lib for h in pools]]
@@ -336,6 +379,19 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         trained = h.update_w or h.update_b
         dxp = "dx" if i > first_needed else "NULL"
         pcw = int(h.wscale.size > 1)
+        if h.conv:
+            c.append(f"    ts_train_conv_backward(&{L}_p, {int(h.depthwise)}, dy, a_{c_ident(h.y)}, "
+                     f"{h.y_zp if h.relu else -129}, 128, a_{c_ident(h.x)}, {c_float(h.x_scale)}, "
+                     f"{L + '_w' if h.update_w else 'NULL'}, {L}_wq, {L}_ws, "
+                     f"{pcw}, {L + '_b' if trained else 'NULL'}, {h.n_upd}, {int(h.update_w)}, lr, {dxp}, "
+                     f"TS_G({L + '_gw' if h.update_w else 'NULL'}), TS_G({L + '_gb' if trained else 'NULL'}));")
+            if trained:
+                c.append(f"    ts_train_conv_requant(&{L}_p, {int(h.depthwise)}, {h.n_upd}, "
+                         f"{L + '_w' if h.update_w else 'NULL'}, {L}_ws, {pcw}, {L}_b, {L}_bs, "
+                         f"{L + '_wq' if h.update_w else 'NULL'}, {L}_bias);")
+            if i > first_needed:
+                c.append("    { float *t = dy; dy = dx; dx = t; }")
+            continue
         c.append(f"    ts_train_fc_backward({h.batches}, {h.n}, {h.k}, dy, a_{c_ident(h.y)}, "
                  f"{h.y_zp if h.relu else -129}, a_{c_ident(h.x)}, {c_float(h.x_scale)}, {h.x_zp}, "
                  f"{L + '_w' if h.update_w else 'NULL'}, {L}_wq, {L}_ws, "

@@ -57,8 +57,7 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
             pre = cur.reshape(h.pixels, h.c).mean(0, keepdim=True)
             cur = pre + (deq[h.y].reshape(1, -1) - pre).detach()
             continue
-        ws = torch.tensor(h.wscale).reshape(-1, 1)
-        w = (torch.tensor(h.wq.astype(np.float32)) * ws).to(torch.float32)
+        w = torch.tensor(h.dequantized())   # the kernel's storage: its gradient comes back in the C's order
         b = torch.tensor(h.bias_q.astype(np.float32) * h.bscale)
         if h.update_w:
             w = w.clone().requires_grad_(True)
@@ -66,21 +65,42 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
         if h.update_w or h.update_b:
             b = b.clone().requires_grad_(True)
             leaves.append((h, "b", b))
-        pre = cur.reshape(h.batches, h.k) @ w.T + b
-        out = pre + (deq[h.y].reshape(h.batches, h.n) - pre).detach()
+        pre = _conv_pre(h, cur, w, b) if h.conv else cur.reshape(h.batches, h.k) @ w.reshape(h.n, h.k).T + b
+        out = pre + (deq[h.y].reshape(pre.shape) - pre).detach()
         if h.relu:
-            out = out * torch.tensor(acts[h.y].reshape(h.batches, h.n) > h.y_zp, dtype=torch.float32)
+            out = out * torch.tensor(acts[h.y].reshape(pre.shape) > h.y_zp, dtype=torch.float32)
         cur = out
     loss = torch.nn.functional.cross_entropy(cur.reshape(1, -1), torch.tensor([int(label)]))
     loss.backward()
     grads = []
     for h, kind, t in leaves:
         gr = t.grad.detach().clone()
-        if h.n_upd < h.n:  # only the first channels are trained
-            gr[h.n_upd:] = 0
+        if h.n_upd < h.n:  # only the first channels are trained (the last axis of the depthwise storage)
+            if kind == "w" and h.depthwise:
+                gr[..., h.n_upd:] = 0
+            else:
+                gr[h.n_upd:] = 0
         grads.append(gr.numpy().reshape(-1))
         params.append((t.detach() - np.float32(lr) * gr).numpy().reshape(-1))
     return StepResult([float(loss.detach())], params, grads)
+
+
+def _conv_pre(h, cur, w, b):
+    """torch's conv2d of a HeadLayer conv on the NHWC activations `cur`, NHWC out (1, out_h, out_w, M): the
+    weights `w` in the kernel's storage ((kH, kW, M) depthwise, else (M, kH, kW, C/g)), explicit zero
+    padding (the int8 kernel skips padded taps: the zero point, 0 once dequantized)."""
+    import torch
+
+    c = h.conv
+    x = cur.reshape(1, c["in_h"], c["in_w"], c["in_c"]).permute(0, 3, 1, 2)
+    wt = w.permute(2, 0, 1).unsqueeze(1) if h.depthwise else w.permute(0, 3, 1, 2)
+    span_h, span_w = (c["k_h"] - 1) * c["dil_h"] + 1, (c["k_w"] - 1) * c["dil_w"] + 1
+    bottom = max(0, (c["out_h"] - 1) * c["stride_h"] + span_h - c["in_h"] - c["pad_top"])
+    right = max(0, (c["out_w"] - 1) * c["stride_w"] + span_w - c["in_w"] - c["pad_left"])
+    x = torch.nn.functional.pad(x, (c["pad_left"], right, c["pad_top"], bottom))
+    y = torch.nn.functional.conv2d(x, wt, b, stride=(c["stride_h"], c["stride_w"]),
+                                   dilation=(c["dil_h"], c["dil_w"]), groups=c["groups"])
+    return y[:, :, :c["out_h"], :c["out_w"]].permute(0, 2, 3, 1)
 
 
 def train_runner_source(tl) -> str:
@@ -323,10 +343,14 @@ def requantized_graph(graph, tl, params: list[np.ndarray]):
         if not hasattr(h, "wq"):
             continue
         if (h.node, "w") in vals:
-            w = vals[(h.node, "w")].reshape(h.n, h.k).astype(np.float32)
+            w = vals[(h.node, "w")].astype(np.float32)
+            w0 = h.wq
+            if getattr(h, "depthwise", False):  # the kernel's (kH, kW, M) back to the graph's (M, kH, kW, 1)
+                w, w0 = (v.reshape(h.wq.shape).transpose(2, 0, 1) for v in (w, h.wq))
+            w, w0 = w.reshape(h.n, -1), w0.reshape(h.n, -1)
             s = h.wscale.reshape(-1, 1) if h.wscale.size > 1 else h.wscale[0]
             wq = rnd(np.clip(w / np.float32(s) if np.ndim(s) == 0 else w / s, -127, 127).astype(np.float32))
-            wq[h.n_upd:] = h.wq[h.n_upd:]
+            wq[h.n_upd:] = w0[h.n_upd:]
             t = g.tensors[n.inputs[1]]
             t.data = wq.astype(np.int8).reshape(t.data.shape)
         if (h.node, "b") in vals:

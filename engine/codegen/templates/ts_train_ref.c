@@ -130,3 +130,143 @@ void ts_train_fc_requant(int32_t n_upd, int32_t k, const float *w, const float *
                   - x_zp * sum;
     }
 }
+
+/* Weight (m, i, j, c) of a conv in the forward kernels' storage: regular/grouped (M, kH, kW, C/groups),
+ * depthwise (kH, kW, M). */
+static size_t ts_train_widx(const ts_conv_params *p, int32_t depthwise, int32_t m, int32_t i, int32_t j, int32_t c)
+{
+    if (depthwise) {
+        return ((size_t)i * p->k_w + j) * p->out_c + (size_t)m;
+    }
+    return (((size_t)m * p->k_h + i) * p->k_w + j) * (size_t)(p->in_c / p->groups) + (size_t)c;
+}
+
+/* A KxK convolution (any stride, dilation, padding, groups; depthwise with the depthwise storage), NHWC,
+ * batch p->batches. dy (out pixels x out_c) is masked where the int8 output y is outside (relu_lo, relu_hi)
+ * (a fused ReLU / ReLU6; -129 and 128 for none). dx (may be NULL): the transposed convolution of dy with the
+ * weights before this step's update. Then, per trained output channel m < n_upd, every weight gradient
+ * (the correlation of dy with the dequantized input, padding taps skipped) is computed and applied at once,
+ * and the bias gradient, the sum of dy over the pixels. gw/gb (may be NULL): kept by test builds. */
+void ts_train_conv_backward(const ts_conv_params *p, int32_t depthwise, float *dy, const int8_t *y, int32_t relu_lo,
+                            int32_t relu_hi, const int8_t *x, float x_scale, float *w, const int8_t *wq,
+                            const float *wscale, int32_t per_channel, float *b, int32_t n_upd, int32_t update_w,
+                            float lr, float *dx, float *gw, float *gb)
+{
+    const int32_t cg = depthwise ? 1 : p->in_c / p->groups, mg = depthwise ? p->out_c / p->in_c : p->out_c / p->groups;
+    const int32_t x_zp = -p->input_offset;
+    const size_t out_px = (size_t)p->batches * p->out_h * p->out_w, in_img = (size_t)p->in_h * p->in_w * p->in_c;
+    int32_t bt, oh, ow, m, i, j, c;
+    size_t e;
+    if (relu_lo >= -128 || relu_hi <= 127) {
+        for (e = 0; e < out_px * (size_t)p->out_c; ++e) {
+            dy[e] = (y[e] > relu_lo && y[e] < relu_hi) ? dy[e] : 0.0f;
+        }
+    }
+    if (dx) {
+        for (e = 0; e < (size_t)p->batches * in_img; ++e) {
+            dx[e] = 0.0f;
+        }
+        for (bt = 0; bt < p->batches; ++bt) {
+            for (oh = 0; oh < p->out_h; ++oh) {
+                for (ow = 0; ow < p->out_w; ++ow) {
+                    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+                    const float *dyp = dy + (((size_t)bt * p->out_h + oh) * p->out_w + ow) * p->out_c;
+                    for (m = 0; m < p->out_c; ++m) {
+                        const float s = wscale[per_channel ? m : 0], d = dyp[m];
+                        const int32_t c0 = (m / mg) * cg;
+                        const int32_t trained = w && update_w && m < n_upd;
+                        if (d == 0.0f) {
+                            continue;
+                        }
+                        for (i = 0; i < p->k_h; ++i) {
+                            const int32_t ih = h0 + i * p->dil_h;
+                            if (ih < 0 || ih >= p->in_h) {
+                                continue;
+                            }
+                            for (j = 0; j < p->k_w; ++j) {
+                                const int32_t iw = w0 + j * p->dil_w;
+                                float *dxp;
+                                if (iw < 0 || iw >= p->in_w) {
+                                    continue;
+                                }
+                                dxp = dx + (size_t)bt * in_img + ((size_t)ih * p->in_w + iw) * p->in_c + c0;
+                                for (c = 0; c < cg; ++c) {
+                                    const size_t k = ts_train_widx(p, depthwise, m, i, j, c);
+                                    dxp[c] += (trained ? w[k] : (float)wq[k] * s) * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (m = 0; m < n_upd; ++m) {
+        const int32_t c0 = (m / mg) * cg;
+        if (update_w) {
+            for (i = 0; i < p->k_h; ++i) {
+                for (j = 0; j < p->k_w; ++j) {
+                    for (c = 0; c < cg; ++c) {
+                        const size_t k = ts_train_widx(p, depthwise, m, i, j, c);
+                        float g = 0.0f;
+                        for (bt = 0; bt < p->batches; ++bt) {
+                            for (oh = 0; oh < p->out_h; ++oh) {
+                                const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dil_h;
+                                if (ih < 0 || ih >= p->in_h) {
+                                    continue;
+                                }
+                                for (ow = 0; ow < p->out_w; ++ow) {
+                                    const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dil_w;
+                                    if (iw < 0 || iw >= p->in_w) {
+                                        continue;
+                                    }
+                                    g += dy[(((size_t)bt * p->out_h + oh) * p->out_w + ow) * p->out_c + m]
+                                         * ((float)(x[(size_t)bt * in_img + ((size_t)ih * p->in_w + iw) * p->in_c
+                                                      + c0 + c] - x_zp) * x_scale);
+                                }
+                            }
+                        }
+                        if (gw) {
+                            gw[k] = g;
+                        }
+                        w[k] -= lr * g;
+                    }
+                }
+            }
+        }
+        if (b) {
+            float g = 0.0f;
+            for (e = 0; e < out_px; ++e) {
+                g += dy[e * p->out_c + m];
+            }
+            if (gb) {
+                gb[m] = g;
+            }
+            b[m] -= lr * g;
+        }
+    }
+}
+
+/* ts_train_fc_requant for a conv: the trained channels' int8 weights in the kernel's storage and the conv
+ * kernels' plain int32 bias (they add the input offset themselves). */
+void ts_train_conv_requant(const ts_conv_params *p, int32_t depthwise, int32_t n_upd, const float *w,
+                           const float *wscale, int32_t per_channel, const float *b, const float *bscale,
+                           int8_t *wq_out, int32_t *bias)
+{
+    const int32_t cg = depthwise ? 1 : p->in_c / p->groups;
+    int32_t m, i, j, c;
+    for (m = 0; m < n_upd; ++m) {
+        const float s = wscale[per_channel ? m : 0];
+        if (w && wq_out) {
+            for (i = 0; i < p->k_h; ++i) {
+                for (j = 0; j < p->k_w; ++j) {
+                    for (c = 0; c < cg; ++c) {
+                        const size_t k = ts_train_widx(p, depthwise, m, i, j, c);
+                        wq_out[k] = (int8_t)ts_train_round(w[k] / s, -127.0f, 127.0f);
+                    }
+                }
+            }
+        }
+        bias[m] = ts_train_round(b[m] / bscale[m], -2147483520.0f, 2147483520.0f);
+    }
+}
