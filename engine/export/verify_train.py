@@ -93,7 +93,10 @@ def _conv_pre(h, cur, w, b):
 
     c = h.conv
     x = cur.reshape(1, c["in_h"], c["in_w"], c["in_c"]).permute(0, 3, 1, 2)
-    wt = w.permute(2, 0, 1).unsqueeze(1) if h.depthwise else w.permute(0, 3, 1, 2)
+    if h.depthwise:
+        wt = w.reshape(c["k_h"], c["k_w"], h.n).permute(2, 0, 1).unsqueeze(1)
+    else:
+        wt = w.reshape(h.n, c["k_h"], c["k_w"], c["in_c"] // c["groups"]).permute(0, 3, 1, 2)
     span_h, span_w = (c["k_h"] - 1) * c["dil_h"] + 1, (c["k_w"] - 1) * c["dil_w"] + 1
     bottom = max(0, (c["out_h"] - 1) * c["stride_h"] + span_h - c["in_h"] - c["pad_top"])
     right = max(0, (c["out_w"] - 1) * c["stride_w"] + span_w - c["in_w"] - c["pad_left"])
