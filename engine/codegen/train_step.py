@@ -101,7 +101,8 @@ def _layer_arrays(h: HeadLayer, L: str) -> list[str]:
            f"{f', trained channels {h.n_upd}/{h.n}' if h.update_w else ''} */",
            f"static const ts_conv_params {L}_p = {c_struct({**cv, 'per_channel': pc, REQUANT_FIELD: h.mode})};",
            static_array("int32_t", f"{L}_mult", mult, True), static_array("int8_t", f"{L}_shift", sh, True),
-           static_array("float", f"{L}_ws", h.wscale, True), static_array("float", f"{L}_bs", h.bscale, True),
+           static_array("float", f"{L}_ws", h.wscale, True),
+           *([static_array("float", f"{L}_bs", h.bscale, True)] if h.update_w or h.update_b else []),
            static_array("int8_t", f"{L}_wq", h.wq, True), static_array("int32_t", f"{L}_bq", h.bias_q, True)]
     if h.update_w:
         out.append(static_array("float", f"{L}_w", h.dequantized()[:h.n_upd], False))
