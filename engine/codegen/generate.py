@@ -154,9 +154,7 @@ def _scheduled_emitters(schedule) -> tuple[dict, set]:
 
 def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions(),
              schedule=None, arena_symbol: str | None = None) -> CLibrary:
-    """arena_symbol: the arena is that external array, defined by the caller (the training step shares one
-    arena among its libraries, engine.codegen.train_step), and an input or output that the caller passes at
-    its own place in the arena is not copied."""
+    """arena_symbol: the arena is that external array, shared with the caller (engine.codegen.train_step)."""
     if options.dsp not in ("auto", "off"):
         raise ValueError(f"CodegenOptions.dsp must be 'auto' or 'off', got {options.dsp!r}")
     g = graph if all(o in graph.tensors for n in graph.nodes for o in n.outputs) else infer_shapes(graph)

@@ -155,11 +155,14 @@ def pack_records(records) -> bytes:
     return bytes(out)
 
 
-def unpack_result(tl, raw: bytes, steps: int) -> StepResult:
+def unpack_result(tl, raw: bytes, steps: int, grads: bool = True) -> StepResult:
     v = np.frombuffer(raw, np.float32)
     sizes = [c for _, _, c in tl.params]
-    if v.size != steps + 2 * sum(sizes):
-        raise TrainCheckError(f"the training runner wrote {v.size} floats, expected {steps + 2 * sum(sizes)}")
+    want = steps + (1 + grads) * sum(sizes)
+    if v.size != want:
+        raise TrainCheckError(f"the training runner wrote {v.size} floats, expected {want}")
+    if not grads:
+        return StepResult(v[:steps].tolist(), np.split(v[steps:], np.cumsum(sizes)[:-1]), [])
     losses, rest = v[:steps].tolist(), v[steps:]
     cuts = np.cumsum(sizes)[:-1]
     return StepResult(losses, np.split(rest[:sum(sizes)], cuts), np.split(rest[sum(sizes):], cuts))
@@ -242,10 +245,12 @@ int main(void)
         const float *v = {p}_train_param(i, &n);
         ts_sh_write(fout, v, 4 * n);
     }}
+#ifdef TS_TRAIN_EXPOSE_GRADS
     for (i = 0; i < {p.upper()}_TRAIN_NUM_PARAMS; ++i) {{
         const float *v = {p}_train_grad(i, &n);
         ts_sh_write(fout, v, 4 * n);
     }}
+#endif
     ts_sh_close(fout);
     ts_sh_close(fin);
     ts_put_u32("stack_bytes", deepest);
@@ -255,10 +260,11 @@ int main(void)
 
 
 def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0, limits: tuple[int, int] | None = None,
-                   info: dict | None = None) -> tuple[StepResult, str]:
+                   info: dict | None = None, grads: bool = True) -> tuple[StepResult, str]:
     """Cross-compile the training library for `mcu`'s core, run the records in QEMU; (result, machine).
     limits=(flash, sram) links against a board cut to that much ROM and RAM (the link fails when the program
-    does not fit); `info` gets the ELF's sections (arm-none-eabi-size) and the painted stack of the deepest step."""
+    does not fit); `info` gets the ELF's sections (arm-none-eabi-size) and the painted stack of the deepest step.
+    grads=False builds the library as shipped (no gradient copies): the result has no gradients."""
     import tempfile
 
     from engine.export.crossbuild import (ARM_GCC, COMMON_CFLAGS, LDFLAGS, OPT, compile_board, compile_library,
@@ -275,14 +281,15 @@ def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0, limit
     with tempfile.TemporaryDirectory(prefix="tinystudio-train-") as td:
         work = Path(workdir or td)
         work.mkdir(parents=True, exist_ok=True)
-        objs = compile_library(tl, cflags, work, ("-DTS_TRAIN_EXPOSE_GRADS", "-Werror", "-pedantic"))
+        expose = ("-DTS_TRAIN_EXPOSE_GRADS",) if grads else ()
+        objs = compile_library(tl, cflags, work, (*expose, "-Werror", "-pedantic"))
         board = target.board if limits is None else dataclasses.replace(target.board, rom_length=int(limits[0]),
                                                                          ram_length=int(limits[1]))
         board_objs, ld = compile_board(board, cflags, work)
         main = work / "train.c"
         main.write_text(qemu_program_source(tl))
         elf = work / "train.elf"
-        run_tool([ARM_GCC, *cflags, *OPT, *COMMON_CFLAGS, "-DTS_TRAIN_EXPOSE_GRADS", f"-I{work / 'src'}",
+        run_tool([ARM_GCC, *cflags, *OPT, *COMMON_CFLAGS, *expose, f"-I{work / 'src'}",
                   f"-I{work / 'board'}", "-T", str(ld), *LDFLAGS, str(main), *map(str, board_objs),
                   *map(str, objs), "-lm", "-o", str(elf)], work, "linking train.elf")
         (work / "records.bin").write_bytes(pack_records(records))
@@ -296,7 +303,7 @@ def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0, limit
             info.update(section_sizes(elf))
             info["stack_bytes"] = next((int(line.split("=", 1)[1]) for line in run.stdout.splitlines()
                                         if line.startswith("stack_bytes=")), None)
-        return unpack_result(tl, (work / "results.bin").read_bytes(), len(records)), target.board.machine
+        return unpack_result(tl, (work / "results.bin").read_bytes(), len(records), grads), target.board.machine
 
 
 def forward_runner_source(tl) -> str:
