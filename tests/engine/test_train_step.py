@@ -261,4 +261,10 @@ def test_declared_ram_is_every_static_buffer_of_the_cortex_m4_build(mlp, model, 
         total += sum(int(p[1]) for p in (ln.split() for ln in out.stdout.splitlines())
                      if p and p[0].startswith((".data", ".bss")))
     assert total == tl.ram_bytes, (total, tl.ram_parts)
+    if model == "kws":  # one plan: the arena and the float32 weights are the training planner's peak
+        from engine.ondevice.memory import training_profile
+
+        peak = training_profile(build_zoo_model("zoo:kws_dscnn"), resolve(q, parse_spec(spec))).peak_sram_bytes
+        assert tl.ram_parts["arena"] + tl.ram_parts["weights_float"] == tl.planner_peak_bytes == peak
+        assert tl.ram_bytes - peak == 628   # logits and loss 52, one weight row 64, the prefix's DSP scratch 512
     assert f"{model.upper()}_TRAIN_RAM_BYTES {tl.ram_bytes} " in tl.files[f"{model}_train.h"]
