@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "DSP kernels for about twice their flash (the report gives the extra bytes)")
     ex.add_argument("--training", metavar="SPEC",
                     help="also export the on-device training step <name>_train_step for SPEC: all, last:K, bias or "
-                         "sparse:BYTES (fully connected heads), verified against PyTorch")
+                         "sparse:BYTES (fully connected layers, convs, depthwise convs), verified against PyTorch")
+    ex.add_argument("--data", metavar="DATASET", help="with --training sparse:BYTES: the dataset the planner's "
+                                                      "probes fine-tune on (default keywords)")
     add_schedule_options(ex)
     ex.set_defaults(fn=cmd_export)
     mc = sub.add_parser("mcus", help="List the MCUs and runtime profiles.")

@@ -53,8 +53,8 @@ with st.form("export_form"):
                             "for about twice their flash; the report shows the extra bytes")
     training = st.text_input("On-device training (optional)", value="", max_chars=40,
                              help="also export <name>_train_step, an SGD step on the device, for: all, last:K (the "
-                                  "last K weighted layers), bias, or sparse:BYTES; fully connected heads, checked "
-                                  "against PyTorch")
+                                  "last K weighted layers), bias, or sparse:BYTES (probes on keywords); fully connected "
+                                  "layers, convs and depthwise convs, checked against PyTorch")
     go = st.form_submit_button("Build and verify", type="primary")
 
 if go:

@@ -24,7 +24,8 @@ def cmd_export(args) -> int:
     name = args.name or (args.model if args.model.startswith("zoo:") else os.path.basename(args.model))
     res = export_version(graph, args.mcu, args.out, verify=args.verify, n_inputs=args.inputs,
                          calibration=calibration, log=log, name=name, wide_weights=args.wide_weights,
-                         training=getattr(args, "training", None), schedule=kind, max_mac_overhead=limit)
+                         training=getattr(args, "training", None), schedule=kind, max_mac_overhead=limit,
+                         training_data=getattr(args, "data", None))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rep = res.report

@@ -129,15 +129,26 @@ def calibration_npz(data: bytes, name: str):
 
 def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int = 20, calibration=None,
                    log=None, name: str | None = None, dataset: dict | None = None, wide_weights: bool = False,
-                   training: str | None = None, schedule="layer", max_mac_overhead: float = 0.10):
+                   training: str | None = None, schedule="layer", max_mac_overhead: float = 0.10,
+                   training_data: str | None = None):
     """engine.export.pipeline.export_model, calibrating a float graph on `calibration` when given, else on the
     data set the version was trained on (`dataset`, see dataset_calibration). `training`: a SPEC (all, last:K,
-    bias, sparse:BYTES) adds the on-device training library (engine.export.train_bundle) to the bundle."""
+    bias, sparse:BYTES) adds the on-device training library (engine.export.train_bundle) to the bundle;
+    `training_data`: the data set of sparse:BYTES's probes (default keywords), run on the float graph."""
     from engine.export.pipeline import export_model
 
+    plan = None
     if training:
         from engine.ondevice.spec import parse_spec
-        parse_spec(training)  # a bad SPEC fails before any work
+        spec = parse_spec(training)  # a bad SPEC fails before any work
+        if training_data and spec.kind != "sparse":
+            raise TinyStudioError("--data is only used with --training sparse:BYTES")
+        if spec.kind == "sparse":
+            from app.workflows.ondevice import DEFAULT_DATA
+            from engine.data import load_dataset
+            from engine.ondevice.spec import resolve
+
+            plan = resolve(graph, spec, load_dataset(training_data or DEFAULT_DATA))
     calib = calibration if calibration is not None else dataset_calibration(graph, dataset)
     res = export_model(graph, mcu, out, verify=verify, n_inputs=n_inputs, calibration=calib, log=log, name=name,
                        dataset=dataset, wide_weights=wide_weights,
@@ -148,7 +159,8 @@ def export_version(graph, mcu: str, out, *, verify: str = "host", n_inputs: int 
 
         if log:
             log(f"generating and verifying the training step ({training})")
-        res.report["training"] = add_training(res.bundle, res.graph, training, res.lib.name, verify, get_mcu(mcu))
+        res.report["training"] = add_training(res.bundle, res.graph, training, res.lib.name, verify, get_mcu(mcu),
+                                              plan=plan)
     return res
 
 

@@ -153,7 +153,8 @@ def _scheduled_emitters(schedule) -> tuple[dict, set]:
 
 
 def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptions = CodegenOptions(),
-             schedule=None) -> CLibrary:
+             schedule=None, arena_symbol: str | None = None) -> CLibrary:
+    """arena_symbol: the arena is that external array, shared with the caller (engine.codegen.train_step)."""
     if options.dsp not in ("auto", "off"):
         raise ValueError(f"CodegenOptions.dsp must be 'auto' or 'off', got {options.dsp!r}")
     g = graph if all(o in graph.tensors for n in graph.nodes for o in n.outputs) else infer_shapes(graph)
@@ -217,7 +218,8 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     if options.wide_weights:  # the flash the pre-widened weights add over int8 ones (emit_conv.wide_weight_words)
         stamp["wide_weights_extra_bytes"] = sum(c.wide_extra_bytes for _, c in layers)
 
-    model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines)
+    model_c = _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines,
+                        arena_symbol)
     files = {
         f"{prefix}.h": _header(prefix, upper, stamp, inputs, outputs, scratch, options),
         f"{prefix}.c": model_c,
@@ -293,13 +295,19 @@ def _header(prefix, upper, stamp, inputs, outputs, scratch, options) -> str:
     return "\n".join(lines)
 
 
-def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines) -> str:
+def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_ptrs, state_lines,
+              arena_symbol=None) -> str:
+    arena = ([f"static int8_t arena[{upper}_ARENA_SIZE] TS_ALIGN16;"] if arena_symbol is None else
+             [f"extern int8_t {arena_symbol}[{upper}_ARENA_SIZE];   /* defined by the library that shares it */",
+              f"#define arena {arena_symbol}"])
+    # with a shared arena a caller may pass a tensor's own place: no copy (memcpy onto itself is undefined)
+    copy = "memcpy" if arena_symbol is None else "if ({0} != {1}) memcpy"
     out = [_stamp_comment(stamp, f"{prefix}.c: the schedule, one function per layer in the memory plan's order"),
            f'#include "{prefix}.h"', "", '#include "tinystudio_kernels.h"', "", "#include <string.h>", "",
            "#if defined(__GNUC__)", "#define TS_ALIGN16 __attribute__((aligned(16)))", "#else",
            "#define TS_ALIGN16", "#endif", "",
            f"/* The activation arena: every tensor at its offset from the memory plan ({plan.planner}). */",
-           f"static int8_t arena[{upper}_ARENA_SIZE] TS_ALIGN16;", "#define A(offset) (arena + (offset))", "",
+           *arena, "#define A(offset) (arena + (offset))", "",
            *([f"/* Inputs outside the arena (a patch stage reads them in the caller's buffer). */",
               f"static const int8_t *{caller_input_ptr(prefix, None)}[{len(inputs)}];", ""]
              if None in io_ptrs[0] else []),
@@ -322,10 +330,10 @@ def _schedule(prefix, upper, stamp, plan, layers, arrays, inputs, outputs, io_pt
             f"int {prefix}_run_multi(const int8_t *const inputs[], int8_t *const outputs[])", "{"]
     for i, s in enumerate(inputs):
         out.append(f"    {caller_input_ptr(prefix, i)} = inputs[{i}];" if io_ptrs[0][i] is None
-                   else f"    memcpy({io_ptrs[0][i]}, inputs[{i}], {s.size});")
+                   else f"    {copy.format(io_ptrs[0][i], f'inputs[{i}]')}({io_ptrs[0][i]}, inputs[{i}], {s.size});")
     out += [f"    layer_{i}();" for i in range(len(layers))]
     for i, s in enumerate(outputs):
-        out.append(f"    memcpy(outputs[{i}], {io_ptrs[1][i]}, {s.size});")
+        out.append(f"    {copy.format(f'outputs[{i}]', io_ptrs[1][i])}(outputs[{i}], {io_ptrs[1][i]}, {s.size});")
     out += ["    return 0;", "}", ""]
     out += one_buffer_wrapper(f"{prefix}_run", f"{prefix}_run_multi", "int8_t", [s.size for s in inputs],
                               [s.size for s in outputs])

@@ -39,15 +39,17 @@ def check_step(graph, tl, verify: str, mcu=None, seed: int = 0, workdir=None) ->
     return out
 
 
-def add_training(zip_path, graph, spec_text: str, name: str, verify: str = "host", mcu=None) -> dict:
-    plan = resolve(graph, parse_spec(spec_text))
+def add_training(zip_path, graph, spec_text: str, name: str, verify: str = "host", mcu=None, plan=None) -> dict:
+    """`plan`: the UpdatePlan already resolved (sparse:BYTES: by the planner, on the float graph and a data set)."""
+    plan = plan if plan is not None else resolve(graph, parse_spec(spec_text))
     tl = generate_training(graph, plan, name)
     info = {"spec": parse_spec(spec_text).text(), "plan": plan.to_json(), "library": f"{tl.name}_train",
             "ram_bytes": tl.ram_bytes, "ram_parts": dict(tl.ram_parts),
             "trained": [{"layer": h.node, "weights": h.update_w, "bias": h.update_b, "channels": h.n_upd,
                          "of": h.n} for h in tl.head if getattr(h, "update_w", False) or getattr(h, "update_b", False)],
-            "requantization": "per step, on the deployed scales: wq = clamp(round(w / s_w), -127, 127), "
-                              "bq = round(b / s_b)"}
+            "planner_peak_bytes": tl.planner_peak_bytes,
+            "requantization": "on the fly in the forward, on the deployed scales: wq = clamp(round(w / s_w), "
+                              "-127, 127), bq = round(b / s_b)"}
     if verify in ("host", "qemu"):
         info["verify"] = check_step(graph, tl, verify, mcu)
     zp = Path(zip_path)

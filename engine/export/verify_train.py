@@ -10,6 +10,7 @@ its gradient that of x W^T + b, masked by the fused ReLU), then applies SGD.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import struct
@@ -57,8 +58,7 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
             pre = cur.reshape(h.pixels, h.c).mean(0, keepdim=True)
             cur = pre + (deq[h.y].reshape(1, -1) - pre).detach()
             continue
-        ws = torch.tensor(h.wscale).reshape(-1, 1)
-        w = (torch.tensor(h.wq.astype(np.float32)) * ws).to(torch.float32)
+        w = torch.tensor(h.dequantized())   # channel-major (n, k), as the C's float32 copies
         b = torch.tensor(h.bias_q.astype(np.float32) * h.bscale)
         if h.update_w:
             w = w.clone().requires_grad_(True)
@@ -66,21 +66,38 @@ def reference_step(graph, tl, x: np.ndarray, label: int, lr: float) -> StepResul
         if h.update_w or h.update_b:
             b = b.clone().requires_grad_(True)
             leaves.append((h, "b", b))
-        pre = cur.reshape(h.batches, h.k) @ w.T + b
-        out = pre + (deq[h.y].reshape(h.batches, h.n) - pre).detach()
+        pre = cur.reshape(h.batches, h.k) @ w.T + b if h.fc else _conv_pre(h, cur, w, b)
+        out = pre + (deq[h.y].reshape(pre.shape) - pre).detach()
         if h.relu:
-            out = out * torch.tensor(acts[h.y].reshape(h.batches, h.n) > h.y_zp, dtype=torch.float32)
+            out = out * torch.tensor(acts[h.y].reshape(pre.shape) > h.y_zp, dtype=torch.float32)
         cur = out
     loss = torch.nn.functional.cross_entropy(cur.reshape(1, -1), torch.tensor([int(label)]))
     loss.backward()
     grads = []
     for h, kind, t in leaves:
-        gr = t.grad.detach().clone()
-        if h.n_upd < h.n:  # only the first channels are trained
-            gr[h.n_upd:] = 0
+        rows = h.n_upd if kind == "w" else h.n_bias   # the C keeps the trained channels only
+        gr = t.grad.detach()[:rows]
         grads.append(gr.numpy().reshape(-1))
-        params.append((t.detach() - np.float32(lr) * gr).numpy().reshape(-1))
+        params.append((t.detach()[:rows] - np.float32(lr) * gr).numpy().reshape(-1))
     return StepResult([float(loss.detach())], params, grads)
+
+
+def _conv_pre(h, cur, w, b):
+    """torch's conv2d of a HeadLayer conv on the NHWC activations `cur`, NHWC out (1, out_h, out_w, M): the
+    weights `w` channel-major (M, kH * kW * C/groups; a depthwise conv has C/groups = 1), explicit zero
+    padding (the int8 kernel skips padded taps: the zero point, 0 once dequantized)."""
+    import torch
+
+    c = h.conv
+    x = cur.reshape(1, c["in_h"], c["in_w"], c["in_c"]).permute(0, 3, 1, 2)
+    wt = w.reshape(h.n, c["k_h"], c["k_w"], c["in_c"] // c["groups"]).permute(0, 3, 1, 2)
+    span_h, span_w = (c["k_h"] - 1) * c["dil_h"] + 1, (c["k_w"] - 1) * c["dil_w"] + 1
+    bottom = max(0, (c["out_h"] - 1) * c["stride_h"] + span_h - c["in_h"] - c["pad_top"])
+    right = max(0, (c["out_w"] - 1) * c["stride_w"] + span_w - c["in_w"] - c["pad_left"])
+    x = torch.nn.functional.pad(x, (c["pad_left"], right, c["pad_top"], bottom))
+    y = torch.nn.functional.conv2d(x, wt, b, stride=(c["stride_h"], c["stride_w"]),
+                                   dilation=(c["dil_h"], c["dil_w"]), groups=c["groups"])
+    return y[:, :, :c["out_h"], :c["out_w"]].permute(0, 2, 3, 1)
 
 
 def train_runner_source(tl) -> str:
@@ -138,11 +155,14 @@ def pack_records(records) -> bytes:
     return bytes(out)
 
 
-def unpack_result(tl, raw: bytes, steps: int) -> StepResult:
+def unpack_result(tl, raw: bytes, steps: int, grads: bool = True) -> StepResult:
     v = np.frombuffer(raw, np.float32)
     sizes = [c for _, _, c in tl.params]
-    if v.size != steps + 2 * sum(sizes):
-        raise TrainCheckError(f"the training runner wrote {v.size} floats, expected {steps + 2 * sum(sizes)}")
+    want = steps + (1 + grads) * sum(sizes)
+    if v.size != want:
+        raise TrainCheckError(f"the training runner wrote {v.size} floats, expected {want}")
+    if not grads:
+        return StepResult(v[:steps].tolist(), np.split(v[steps:], np.cumsum(sizes)[:-1]), [])
     losses, rest = v[:steps].tolist(), v[steps:]
     cuts = np.cumsum(sizes)[:-1]
     return StepResult(losses, np.split(rest[:sum(sizes)], cuts), np.split(rest[sum(sizes):], cuts))
@@ -196,19 +216,28 @@ def qemu_program_source(tl) -> str:
 #include "semihost.h"
 #include "{tl.header}"
 
+extern uint32_t __StackLimit[];
 static int8_t in[{tl.input_size}];
 
 int main(void)
 {{
     int32_t label, i, n;
     float lr, loss;
+    uint32_t deepest = 0;
     if ({p}_train_init() != 0) return 3;
     int fin = ts_sh_open("records.bin", TS_SH_READ_BINARY);
     int fout = ts_sh_open("results.bin", TS_SH_WRITE_BINARY);
     if (fin < 0 || fout < 0) return 4;
     while (ts_sh_read(fin, in, (int)sizeof in) == (int)sizeof in) {{
         if (ts_sh_read(fin, &label, 4) != 4 || ts_sh_read(fin, &lr, 4) != 4) return 5;
+        /* Paint the free stack below this frame; no interrupts run, so only the step writes there. */
+        uint32_t *sp;
+        __asm__ volatile("mov %0, sp" : "=r"(sp));
+        for (volatile uint32_t *p = __StackLimit; p < sp; p++) *p = 0xA5A5A5A5u;
         if ({p}_train_step(in, label, lr) != 0) return 6;
+        const volatile uint32_t *q = __StackLimit;
+        while (q < sp && *q == 0xA5A5A5A5u) q++;
+        if ((uint32_t)(sp - q) * 4u > deepest) deepest = (uint32_t)(sp - q) * 4u;
         loss = {p}_train_loss();
         ts_sh_write(fout, &loss, 4);
     }}
@@ -216,19 +245,26 @@ int main(void)
         const float *v = {p}_train_param(i, &n);
         ts_sh_write(fout, v, 4 * n);
     }}
+#ifdef TS_TRAIN_EXPOSE_GRADS
     for (i = 0; i < {p.upper()}_TRAIN_NUM_PARAMS; ++i) {{
         const float *v = {p}_train_grad(i, &n);
         ts_sh_write(fout, v, 4 * n);
     }}
+#endif
     ts_sh_close(fout);
     ts_sh_close(fin);
+    ts_put_u32("stack_bytes", deepest);
     return 0;
 }}
 """
 
 
-def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0) -> tuple[StepResult, str]:
-    """Cross-compile the training library for `mcu`'s core, run the records in QEMU; (result, machine)."""
+def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0, limits: tuple[int, int] | None = None,
+                   info: dict | None = None, grads: bool = True) -> tuple[StepResult, str]:
+    """Cross-compile the training library for `mcu`'s core, run the records in QEMU; (result, machine).
+    limits=(flash, sram) links against a board cut to that much ROM and RAM (the link fails when the program
+    does not fit); `info` gets the ELF's sections (arm-none-eabi-size) and the painted stack of the deepest step.
+    grads=False builds the library as shipped (no gradient copies): the result has no gradients."""
     import tempfile
 
     from engine.export.crossbuild import (ARM_GCC, COMMON_CFLAGS, LDFLAGS, OPT, compile_board, compile_library,
@@ -245,12 +281,15 @@ def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0) -> tu
     with tempfile.TemporaryDirectory(prefix="tinystudio-train-") as td:
         work = Path(workdir or td)
         work.mkdir(parents=True, exist_ok=True)
-        objs = compile_library(tl, cflags, work, ("-DTS_TRAIN_EXPOSE_GRADS", "-Werror", "-pedantic"))
-        board_objs, ld = compile_board(target.board, cflags, work)
+        expose = ("-DTS_TRAIN_EXPOSE_GRADS",) if grads else ()
+        objs = compile_library(tl, cflags, work, (*expose, "-Werror", "-pedantic"))
+        board = target.board if limits is None else dataclasses.replace(target.board, rom_length=int(limits[0]),
+                                                                         ram_length=int(limits[1]))
+        board_objs, ld = compile_board(board, cflags, work)
         main = work / "train.c"
         main.write_text(qemu_program_source(tl))
         elf = work / "train.elf"
-        run_tool([ARM_GCC, *cflags, *OPT, *COMMON_CFLAGS, "-DTS_TRAIN_EXPOSE_GRADS", f"-I{work / 'src'}",
+        run_tool([ARM_GCC, *cflags, *OPT, *COMMON_CFLAGS, *expose, f"-I{work / 'src'}",
                   f"-I{work / 'board'}", "-T", str(ld), *LDFLAGS, str(main), *map(str, board_objs),
                   *map(str, objs), "-lm", "-o", str(elf)], work, "linking train.elf")
         (work / "records.bin").write_bytes(pack_records(records))
@@ -258,7 +297,13 @@ def run_train_qemu(tl, mcu, records, workdir=None, timeout: float = 300.0) -> tu
         if run.timed_out or run.rc != 0:
             raise TrainCheckError(f"the training program on QEMU {target.board.machine} "
                                   f"{'timed out' if run.timed_out else f'exited with status {run.rc}'}")
-        return unpack_result(tl, (work / "results.bin").read_bytes(), len(records)), target.board.machine
+        if info is not None:
+            from engine.export.crossbuild import section_sizes
+
+            info.update(section_sizes(elf))
+            info["stack_bytes"] = next((int(line.split("=", 1)[1]) for line in run.stdout.splitlines()
+                                        if line.startswith("stack_bytes=")), None)
+        return unpack_result(tl, (work / "results.bin").read_bytes(), len(records), grads), target.board.machine
 
 
 def forward_runner_source(tl) -> str:
@@ -322,17 +367,15 @@ def requantized_graph(graph, tl, params: list[np.ndarray]):
         n = nodes[h.node]
         if not hasattr(h, "wq"):
             continue
-        if (h.node, "w") in vals:
-            w = vals[(h.node, "w")].reshape(h.n, h.k).astype(np.float32)
-            s = h.wscale.reshape(-1, 1) if h.wscale.size > 1 else h.wscale[0]
-            wq = rnd(np.clip(w / np.float32(s) if np.ndim(s) == 0 else w / s, -127, 127).astype(np.float32))
-            wq[h.n_upd:] = h.wq[h.n_upd:]
+        if (h.node, "w") in vals:   # channel-major, as the graph's (M, kH, kW, C/g) and (n, k) weights
+            w = vals[(h.node, "w")].reshape(h.n_upd, h.k).astype(np.float32)
+            s = h.wscale[:h.n_upd].reshape(-1, 1) if h.wscale.size > 1 else h.wscale[0]
+            wq = h.channel_major(h.wq).copy()
+            wq[:h.n_upd] = rnd(np.clip(w / s, -127, 127).astype(np.float32))
             t = g.tensors[n.inputs[1]]
             t.data = wq.astype(np.int8).reshape(t.data.shape)
         if (h.node, "b") in vals:
-            b = vals[(h.node, "b")].astype(np.float32)
-            bq = rnd(b / h.bscale).astype(np.int32)
-            if h.update_w:
-                bq[h.n_upd:] = h.bias_q[h.n_upd:]
-            g.tensors[n.inputs[2]].data = bq.reshape(g.tensors[n.inputs[2]].data.shape)
+            bq = h.bias_q.astype(np.int64).copy()
+            bq[:h.n_bias] = rnd(vals[(h.node, "b")].astype(np.float32) / h.bscale[:h.n_bias])
+            g.tensors[n.inputs[2]].data = bq.astype(np.int32).reshape(g.tensors[n.inputs[2]].data.shape)
     return g

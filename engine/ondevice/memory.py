@@ -244,10 +244,13 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
     for i, n in enumerate(order):
         frac = plan.fraction(n.name) if n.name in updated else 0.0
         bias_only = n.name in plan.bias_only
-        w_el = int(np.ceil(g.tensors[n.inputs[1]].size * frac)) if frac else 0
-        b_el = 0
-        if (frac or bias_only) and has_bias(g, n.name):
-            b_el = int(np.ceil(g.tensors[n.inputs[2]].size * (frac or 1.0)))
+        w_el = b_el = 0
+        if frac or bias_only:  # whole output channels: the first ceil(fraction x channels) (as the C trains)
+            w_t, b_on = g.tensors[n.inputs[1]], has_bias(g, n.name)
+            ch = g.tensors[n.inputs[2]].size if b_on else _out_channels(n, w_t)
+            upd = max(1, int(np.ceil(ch * (frac or 1.0))))
+            w_el = upd * (w_t.size // ch) if frac else 0
+            b_el = upd if b_on else 0
         wg = (w_el + b_el) * F32
         if wg:
             buffers.append(_buf("wgrad:" + n.name, wg, bstep(i), bstep(i)))
@@ -278,6 +281,14 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
                        "forward_ms": fwd_ms[producer[r]]}
     return TrainingProfile(graph.name, plan, layers, tuple(buffers), tuple(offsets), tuple(steps), arena, planner,
                            ram_w, opt_total, flash, inf_arena, tuple(targets), kept, optimizer, weights, note)
+
+
+def _out_channels(n, w) -> int:
+    """Output channels of a weighted layer without a bias: a conv's weight (M, ...), a Gemm's (N, K) unless
+    transB = 0 (K, N)."""
+    if n.op == "Gemm" and not n.attrs.get("transB", 1):
+        return int(w.shape[-1])
+    return int(w.shape[0])
 
 
 def _estimates(g, order, first, updated, plan, mcu, weight_flash, peak) -> tuple[list, list, list]:
