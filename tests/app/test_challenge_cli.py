@@ -81,7 +81,7 @@ def test_export_grades_csv(capsys, tmp_path, dbpath):
 @pytest.mark.parametrize("argv,message", [
     (["create", "nofile.toml"], "error: nofile.toml: no such file"),
     (["create", "builtin:nope"], "error: builtin:nope: no such built-in challenge; built-ins: builtin:kws64k, "
-                                 "builtin:prune, builtin:quantize"),
+                                 "builtin:patch16k, builtin:prune, builtin:quantize"),
     (["show", "7"], "error: no challenge with id 7"),
     (["export", "7", "--out", "x.toml"], "error: no challenge with id 7"),
     (["export-grades", "7"], "error: no challenge with id 7"),
