@@ -106,3 +106,39 @@ def test_an_instructors_session_list_says_whose_each_session_is(env):
         rows = at.dataframe[0].value
         got = [(r["name"], r.get("owner")) for r in rows.to_dict("records")]
         assert got == want, got
+
+
+GATE = """
+import streamlit as st
+from app.auth import login_gate
+from app.state import base_store
+
+st.write(f"in as {login_gate(base_store()).name}")
+"""
+
+
+def test_a_password_reset_logs_out_a_tab_logged_in_before_it(env):
+    """The gate compares the tab's login token with the account's on every run: a rename keeps the tab logged
+    in under the new name; a reset (by the instructor, in another tab) sends it back to the login form."""
+    from app.state import _open_store
+    from store.user_admin import login_token, rename_user
+    from store.users import reset_password
+
+    s = _open_store()
+    prof = add_user(s, "prof", "instructor", "prof-password")
+    add_user(s, "ada", "student", "ada-password")
+    enroll(s, prof, create_course(s, prof, "c"), "ada")
+    at = AppTest.from_string(GATE, default_timeout=60)
+    at.run()
+    assert not at.markdown and [t.label for t in at.text_input] == ["User name", "Password"]
+    at.text_input[0].input("ada")
+    at.text_input[1].input("ada-password")
+    at.button[0].click().run()  # the login form's submit
+    assert at.markdown[0].value == "in as ada" and at.session_state["_auth_token"] == login_token(s, 2)
+    rename_user(s, prof, "ada", "ada.l")
+    at.run()
+    assert at.markdown[0].value == "in as ada.l"
+    reset_password(s, prof, "ada.l", "a new password")
+    at.run()
+    assert not at.exception and not at.markdown and "_auth_user" not in at.session_state
+    assert "log in again" in at.warning[0].value and [t.label for t in at.text_input] == ["User name", "Password"]
