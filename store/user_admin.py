@@ -22,7 +22,7 @@ from store.access import INSTRUCTOR, STUDENT, teaches
 from store.clock import utcnow
 from store.db import Store
 from store.errors import AuthError, InvalidValueError, NotFoundError
-from store.users import User, _by_name, _failures, _failures_lock, _key, _user, check_user_name, find_user
+from store.users import User, check_user_name, find_user, forget_failures, user_row
 
 # (table, owner column, what it holds): every row an account owns directly (the rest follows its session).
 OWNED = (("sessions", "owner_id", "session"), ("submissions", "user_id", "submission"),
@@ -68,10 +68,10 @@ def delete_user(store: Store, actor: User | None, name: str, *, give_to: str | N
         counts = owned_counts(con, target.id)
         heir = None
         if give_to is not None:
-            r = _by_name(con, check_user_name(give_to))
+            r = user_row(con, check_user_name(give_to))
             if r is None:
                 raise NotFoundError(f"--give-to: no user named {give_to.strip()[:70]!r}")
-            heir = _user(r)
+            heir = User(int(r[0]), r[1], r[2])
             if heir.id == target.id:
                 raise InvalidValueError(f"--give-to: {heir.name!r} is the account being deleted; name another one")
             if actor is not None and heir.id != actor.id and not teaches(con, actor, heir.id):
@@ -92,8 +92,7 @@ def delete_user(store: Store, actor: User | None, name: str, *, give_to: str | N
                         [heir.id, utcnow(), target.id])
         con.execute("DELETE FROM course_members WHERE user_id = ?", [target.id])
         con.execute("DELETE FROM users WHERE id = ?", [target.id])
-    with _failures_lock:
-        _failures.pop(_key(store, target.name), None)
+    forget_failures(store, target.name)
     return counts
 
 
@@ -104,12 +103,11 @@ def rename_user(store: Store, actor: User | None, name: str, new_name: str) -> U
     target = find_user(store, name)
     with store.transaction() as con:
         _may_manage(con, actor, target, "rename")
-        other = _by_name(con, new_name)
+        other = user_row(con, new_name)
         if other is not None and other[0] != target.id:
             raise InvalidValueError(f"user {new_name!r} exists already")
         con.execute("UPDATE users SET name = ?, updated = ? WHERE id = ?", [new_name, utcnow(), target.id])
-    with _failures_lock:
-        _failures.pop(_key(store, target.name), None)
+    forget_failures(store, target.name)
     return User(target.id, new_name, target.role)
 
 
@@ -127,4 +125,4 @@ def check_login(store: Store, user_id: int, token: str | None) -> User | None:
         r = con.execute("SELECT id, name, role, password_hash FROM users WHERE id = ?", [user_id]).fetchone()
     if r is None or token is None or hashlib.sha256(r[3].encode()).hexdigest()[:32] != token:
         return None
-    return _user(r)
+    return User(int(r[0]), r[1], r[2])
