@@ -121,7 +121,9 @@ def test_login(studio, browser, shot):
     page.keyboard.press("Escape")  # close the popover
     ada.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text="History").first.click()
     ada.get_by_text("Your password was changed or your account removed: log in again.").wait_for(timeout=60_000)
-    assert "Ada secret" not in ada.content() and ada.get_by_role("button", name="Log in").count() == 1
+    ada.get_by_role("button", name="Log in").wait_for()
+    ui.wait_idle(ada)
+    assert "Ada secret" not in ada.content() and "Logged in as" not in ada.content()
     shot(ada, "ada-logged-out-by-reset")
     try_login(ada, "ada", PW["ada"], "wrong user name or password")
     _login(ada, "ada", "ada-new-password")
