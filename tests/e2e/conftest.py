@@ -13,9 +13,10 @@ NO_CHROMIUM = "Debian's Chromium is not installed at /usr/bin/chromium (apt-get 
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "studio_db(fn): fn(db_path) writes the studio's database before its first "
-                                       "start (one server start instead of a start, stop, write and start); "
-                                       "its return value is studio.prepared")
+    # Used as @pytest.mark.studio_db.with_args(fn): a bare studio_db(fn) would decorate fn itself.
+    config.addinivalue_line("markers", "studio_db: with_args(fn): fn(db_path) writes the studio's database before "
+                                       "its first start (one server start instead of a start, stop, write and "
+                                       "start); its return value is studio.prepared")
 
 
 @pytest.fixture

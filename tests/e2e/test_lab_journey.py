@@ -77,7 +77,7 @@ def _submit(page) -> int:
     return int(re.search(r"#(\d+)", done.inner_text()).group(1))
 
 
-@pytest.mark.studio_db(_setup)
+@pytest.mark.studio_db.with_args(_setup)
 def test_lab_journey(studio, browser, shot, tmp_path):
     try:
         _journey(studio, browser, shot, tmp_path)

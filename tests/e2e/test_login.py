@@ -35,7 +35,7 @@ def _login(page, name: str, password: str | None = None) -> None:
     login(page, name, password or PW[name])
 
 
-@pytest.mark.studio_db(_lab)
+@pytest.mark.studio_db.with_args(_lab)
 def test_login(studio, browser, shot):
     ids = studio.prepared
     problems: list[str] = []
