@@ -60,6 +60,7 @@ def _start_and_train(page) -> None:
     page.get_by_role("button", name="Start a session from the starting model").click()
     page.get_by_role("heading", name="Design", exact=True).wait_for(timeout=60_000)
     ui.go(page, "Train")
+    ui.wait_idle(page)  # an open dropdown closes when a still-running script redraws it
     ui.select_option(page, "Dataset", "digits")
     ui.wait_idle(page)
     page.get_by_test_id("stForm").get_by_role("spinbutton", name="Epochs").fill("3")
