@@ -42,3 +42,53 @@ def students_panel(user: User) -> None:
     st.success(f"Added **{added.name}** to {courses[course].name}. Their password (shown only now):",
                icon=":material/check_circle:")
     st.code(password, language=None)
+
+
+def students_tab(user: User) -> None:
+    """The Instructor page's Students tab: the students of one's courses and, for each, what the CLI's
+    `tinystudio users` offers an instructor: rename, reset the password, delete (giving their work to oneself
+    or another student). store.user_admin / store.users decide what is allowed."""
+    from app.auth import student_password_form
+    from app.state import base_store
+    from store.user_admin import rename_user
+
+    store = base_store()
+    students = sorted({n for c in courses_of(store, user) for n in c.students}, key=str.lower)
+    students_panel(user)
+    if not students:
+        return
+    left, right = st.columns(2)
+    with left.form("_accounts_rename", clear_on_submit=True):
+        st.markdown("**Rename a student**")
+        old = st.selectbox("Student", students, key="_accounts_rename_who")
+        new = st.text_input("New user name", key="_accounts_rename_new")
+        if st.form_submit_button("Rename"):
+            _do(lambda: rename_user(store, user, old, new), f"{old} is now {new.strip()}.")
+    with right.form("_accounts_delete", clear_on_submit=True):
+        st.markdown("**Delete a student's account**")
+        who = st.selectbox("Student", students, key="_accounts_delete_who")
+        heirs = ["(nobody: refused if they own work)", user.name] + students
+        heir = st.selectbox("Give their sessions and submissions to", heirs, key="_accounts_delete_heir")
+        sure = st.checkbox("Delete this account", key="_accounts_delete_sure")
+        if st.form_submit_button("Delete", type="primary"):
+            give = None if heir == heirs[0] else heir
+            _do(lambda: _delete(store, user, who, give, sure), f"Deleted {who}.")
+    with left:
+        student_password_form(user)
+
+
+def _delete(store, user: User, who: str, give: str | None, sure: bool):
+    from store.user_admin import delete_user
+
+    if not sure:
+        raise InvalidValueError("tick \"Delete this account\" to confirm; nothing deleted")
+    return delete_user(store, user, who, give_to=give)
+
+
+def _do(action, done: str) -> None:
+    try:
+        action()
+    except (AuthError, InvalidValueError, NotFoundError) as e:
+        st.error(str(e), icon=":material/error:")
+        return
+    st.success(done, icon=":material/check_circle:")

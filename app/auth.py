@@ -18,6 +18,7 @@ from store.errors import AuthError, InvalidValueError
 from store.users import User, authenticate, is_lab
 
 USER_KEY = "_auth_user"  # (id, name, role) of the logged-in account
+TOKEN_KEY = "_auth_token"  # the account's login token at login (store.user_admin): a password change ends it
 LAB_KEY = "_auth_lab"  # whether this run's store has accounts (set by login_gate at the start of every run)
 # The account a tab acts as in a lab before logging in: it owns nothing, so it sees nothing.
 NOBODY = User(0, "", "student")
@@ -70,9 +71,29 @@ def login_gate(store) -> User | None:
         return None
     user = current_user()
     if user is not None:
-        return user
+        user = _still_valid(store, user)
+        if user is not None:
+            return user
     _login_form(store)
     st.stop()
+
+
+def _still_valid(store, user: User) -> User | None:
+    """The account as it is now when this tab's login still holds; None (and the tab logged out) when its
+    password was changed since, or the account was deleted (store.user_admin's login token). A renamed account
+    stays logged in under its new name."""
+    from store.user_admin import check_login, login_token
+
+    if TOKEN_KEY not in st.session_state:  # logged in by a test that set the account directly
+        st.session_state[TOKEN_KEY] = login_token(store, user.id)
+    fresh = check_login(store, user.id, st.session_state[TOKEN_KEY])
+    if fresh is None:
+        logout()
+        st.session_state[LAB_KEY] = True
+        st.warning("Your password was changed or your account removed: log in again.", icon=":material/lock:")
+        return None
+    st.session_state[USER_KEY] = (fresh.id, fresh.name, fresh.role)
+    return fresh
 
 
 def _login_form(store) -> None:
@@ -90,7 +111,10 @@ def _login_form(store) -> None:
     except (AuthError, InvalidValueError) as e:
         col.error(str(e), icon=":material/lock:")
         return
+    from store.user_admin import login_token
+
     st.session_state[USER_KEY] = (user.id, user.name, user.role)
+    st.session_state[TOKEN_KEY] = login_token(store, user.id)
     st.rerun()
 
 
@@ -110,7 +134,7 @@ def account_sidebar(user: User | None) -> None:
     with st.popover("Password", icon=":material/key:"):
         _own_password_form(user)
         if user.role == "instructor":
-            _student_password_form(user)
+            student_password_form(user)
     if user.role == "instructor":
         from app.accounts_view import students_panel
 
@@ -139,11 +163,19 @@ def _own_password_form(user: User) -> None:
         submitted = st.form_submit_button("Change my password")
     if submitted:
         _apply(lambda: (authenticate(base_store(), user.name, current),
-                        reset_password(base_store(), user, user.name, _same(first, again))),
+                        reset_password(base_store(), user, user.name, _same(first, again)),
+                        _keep_login(user)),  # this tab stays logged in; the others must log in again
                "Your password is changed.")
 
 
-def _student_password_form(user: User) -> None:
+def _keep_login(user: User) -> None:
+    from app.state import base_store
+    from store.user_admin import login_token
+
+    st.session_state[TOKEN_KEY] = login_token(base_store(), user.id)
+
+
+def student_password_form(user: User) -> None:
     from app.state import base_store
     from store.users import courses_of, reset_password
 

@@ -8,6 +8,7 @@ import datetime as dt
 import streamlit as st
 
 from app import lab_results, labs, widgets
+from app.accounts_view import students_tab
 from app.auth import current_user
 from app.lab_jobs import queue_grading, resume_grading
 from app.lab_view import check_table, open_submission, pick_challenge, submission_table
@@ -24,7 +25,7 @@ if user is not None and user.role != "instructor":
     st.stop()
 resume_grading()
 
-publish_t, dash_t, query_t = st.tabs(["Publish", "Dashboard", "Query results"])
+publish_t, dash_t, query_t, students_t = st.tabs(["Publish", "Dashboard", "Query results", "Students"])
 
 with publish_t:
     courses = labs.course_choices(store, user)
@@ -125,3 +126,9 @@ with query_t:
             st.dataframe([dict(zip(cols, r)) for r in rows], hide_index=True, width="stretch")
             if truncated:
                 st.caption(f"First {lab_results.QUERY_ROWS:,} rows.")
+
+with students_t:
+    if user is None:
+        st.caption("Accounts exist on a lab server only (`tinystudio users add`).")
+    else:
+        students_tab(user)

@@ -115,14 +115,28 @@ def _manages(store: Store, user) -> tuple[str, list]:
             "c.owner_id IS NULL))", [user.id, courses])
 
 
-def _challenge_row(con, store: Store, challenge_id, user) -> ChallengeInfo:
-    challenge_id = check_id(challenge_id, "challenge id")
-    cond, args = _visible(store, user)
-    r = con.execute(f"SELECT {_CH_COLS} FROM challenges c WHERE c.id = ? AND {cond}",
-                    [challenge_id, *args]).fetchone()
+def _row(con, what: str, table: str, cols: str, visible: tuple[str, list], row_id):
+    """One row of `table` (aliased by its initial) that the visibility condition lets through; a row that is
+    not there and one that is not visible get the same NotFoundError."""
+    row_id = check_id(row_id, f"{what} id")
+    cond, args = visible
+    r = con.execute(f"SELECT {cols} FROM {table} {table[0]} WHERE {table[0]}.id = ? AND {cond}",
+                    [row_id, *args]).fetchone()
     if r is None:
-        raise NotFoundError(f"no challenge with id {challenge_id}")
-    return _challenge(r)
+        raise NotFoundError(f"no {what} with id {row_id}")
+    return r
+
+
+def _challenge_row(con, store: Store, challenge_id, user) -> ChallengeInfo:
+    return _challenge(_row(con, "challenge", "challenges", _CH_COLS, _visible(store, user), challenge_id))
+
+
+def _instructor(store: Store, user, what: str):
+    """The acting account when it is an instructor (or the administrator, None); ForbiddenError otherwise."""
+    user = actor(store, user)
+    if not _is_instructor(user):
+        raise ForbiddenError(f"only an instructor can {what}")
+    return user
 
 
 def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bool]], *, title: str,
@@ -130,9 +144,7 @@ def add_challenge(store: Store, toml_text: str, files: dict[str, tuple[bytes, bo
                   user=None, owner_id: int | None = None) -> ChallengeInfo:
     """Publish a challenge: its TOML text and the files it names ({name: (bytes, hidden)}). Instructors only;
     `owner_id` (the server's administrator, user None, publishing for an instructor) names the owner."""
-    user = actor(store, user)
-    if not _is_instructor(user):
-        raise ForbiddenError("only an instructor can publish a challenge")
+    user = _instructor(store, user, "publish a challenge")
     title = check_name(title, "challenge title")
     course_id, owner_id = opt_id(course_id, "course id"), opt_id(owner_id, "owner id")
     if counts not in ("best", "last"):
@@ -185,9 +197,7 @@ def challenge_package(store: Store, challenge_id: int, user=None,
 
 
 def set_hide_names(store: Store, challenge_id: int, hide: bool, user=None) -> ChallengeInfo:
-    user = actor(store, user)
-    if not _is_instructor(user):
-        raise ForbiddenError("only an instructor can hide or show names")
+    user = _instructor(store, user, "hide or show names")
     with store.transaction() as con:
         ch = _challenge_row(con, store, challenge_id, user)
         con.execute("UPDATE challenges SET hide_names = ? WHERE id = ?", [bool(hide), ch.id])
@@ -227,13 +237,7 @@ def _sub_visible(store: Store, user) -> tuple[str, list]:
 
 
 def _submission_row(con, store: Store, submission_id, user) -> SubmissionInfo:
-    submission_id = check_id(submission_id, "submission id")
-    cond, args = _sub_visible(store, user)
-    r = con.execute(f"SELECT {_SUB_COLS} FROM submissions s WHERE s.id = ? AND {cond}",
-                    [submission_id, *args]).fetchone()
-    if r is None:
-        raise NotFoundError(f"no submission with id {submission_id}")
-    return _submission(r)
+    return _submission(_row(con, "submission", "submissions", _SUB_COLS, _sub_visible(store, user), submission_id))
 
 
 def get_submission(store: Store, submission_id: int, user=None) -> SubmissionInfo:
@@ -279,9 +283,7 @@ def start_grading(store: Store, submission_id: int, job_id: int | None = None) -
 
 def queue_again(store: Store, submission_id: int, user=None) -> SubmissionInfo:
     """Put a submission back in the queue (a regrade, or one whose grading a restart interrupted)."""
-    user = actor(store, user)
-    if not _is_instructor(user):
-        raise ForbiddenError("only an instructor can regrade a submission")
+    user = _instructor(store, user, "regrade a submission")
     with store.transaction() as con:
         s = _submission_row(con, store, submission_id, user)
         con.execute("UPDATE submissions SET status = 'queued', started = NULL WHERE id = ?", [s.id])

@@ -150,6 +150,11 @@ def _insert(con, name: str, role: str, digest: str) -> User:
     return User(int(uid), name, role)
 
 
+def user_row(con, name: str):
+    """(id, name, role, password_hash) of the account named `name` (ignoring case), or None; inside a transaction."""
+    return _by_name(con, name)
+
+
 def list_users(store: Store) -> list[User]:
     with store.transaction() as con:
         return [_user(r) for r in con.execute("SELECT id, name, role FROM users ORDER BY lower(name)").fetchall()]
@@ -263,8 +268,13 @@ def reset_password(store: Store, actor: User | None, name: str, new_password: st
             if target.role != STUDENT or not teaches(con, actor, target.id):
                 raise AuthError(f"{target.name!r} is not a student in a course you teach")
     _set_hash(store, target.id, digest)
-    with _failures_lock:  # a fresh password: the student may log in at once
-        _failures.pop(_key(store, target.name), None)
+    forget_failures(store, target.name)  # a fresh password: the student may log in at once
+
+
+def forget_failures(store: Store, name: str) -> None:
+    """Clear the failed logins counted for `name` (a new password, a renamed or deleted account)."""
+    with _failures_lock:
+        _failures.pop(_key(store, name), None)
 
 
 def roster_rows(csv_text: str) -> list[tuple[str, str, str | None]]:

@@ -1,7 +1,9 @@
 """`tinystudio challenge create FILE.toml | list | show ID | export ID --out FILE.toml | export-grades ID`:
 a lab server's challenges from an instructor's scripts. The command runs as the server's administrator on
-the database (`--db`, the studio's default otherwise); with the studio running, DuckDB's lock refuses it
-(one line). What it does is app.labs, as the Instructor page does it."""
+the database (`--db`, the studio's default otherwise), or with `--user NAME` as that instructor: the store
+then checks what they may see and change exactly as on the Instructor page (another instructor's challenge
+is "no challenge with id N"). With the studio running, DuckDB's lock refuses it (one line). What it does is
+app.labs, as the Instructor page does it."""
 from __future__ import annotations
 
 import sys
@@ -22,6 +24,8 @@ def add_parser(sub) -> None:
         a = cs.add_parser(name, help=help_, description=help_)
         a.add_argument("--db", metavar="PATH", help="the lab's DuckDB file (default: the studio's)")
         a.add_argument("--json", action="store_true", help="print JSON")
+        a.add_argument("--user", metavar="NAME", help="act as this instructor (default: the server's administrator, "
+                                                      "who sees every challenge)")
         a.set_defaults(fn=cmd_challenge)
         return a
 
@@ -47,9 +51,25 @@ def cmd_challenge(args) -> int:
 
     store = open_store(args.db or default_db_path())
     try:
+        args.acting = _acting(store, args)
         return _ACTIONS[args.action](store, args)
     finally:
         store.close()
+
+
+def _acting(store, args):
+    """The instructor named by --user; None: the administrator."""
+    from app.labs import LabError
+    from store.users import find_user
+
+    if not args.user:
+        return None
+    u = find_user(store, args.user)
+    if u.role != "instructor":
+        raise LabError(f"--user {u.name}: a {u.role}; the challenge command acts as an instructor")
+    if getattr(args, "owner", None) is not None:
+        raise LabError("--owner is for the administrator; with --user the challenge belongs to that instructor")
+    return u
 
 
 def _create(store, args) -> int:
@@ -60,7 +80,7 @@ def _create(store, args) -> int:
         from store.users import find_course
 
         course = find_course(store, args.course)
-    c = publish(store, args.file, course_id=course, owner=args.owner)
+    c = publish(store, args.file, user=args.acting, course_id=course, owner=args.owner)
     if args.json:
         return print_json(c.to_json())
     print(f"challenge {c.id}: {c.title} (deadline {c.deadline or 'none'}, {c.counts} submission counts)")
@@ -70,7 +90,7 @@ def _create(store, args) -> int:
 def _list(store, args) -> int:
     from store.challenges import list_challenges
 
-    rows = list_challenges(store)
+    rows = list_challenges(store, user=args.acting)
     if args.json:
         return print_json([c.to_json() for c in rows])
     if not rows:
@@ -85,9 +105,9 @@ def _show(store, args) -> int:
     from app.labs import load
     from store.challenges import get_challenge
 
-    info = get_challenge(store, args.id)
-    ch = load(store, args.id)
-    subs = history(store, args.id)
+    info = get_challenge(store, args.id, user=args.acting)
+    ch = load(store, args.id, user=args.acting)
+    subs = history(store, args.id, user=args.acting)
     if args.json:
         return print_json({**info.to_json(), "challenge": {k: v for k, v in ch.to_json().items()
                                                             if k not in ("source", "test_dataset")},
@@ -115,7 +135,7 @@ def _base(path: str) -> str:
 def _export(store, args) -> int:
     from app.labs import export_toml
 
-    written = export_toml(store, args.id, args.out)
+    written = export_toml(store, args.id, args.out, user=args.acting)
     if args.json:
         return print_json({"written": written})
     print("wrote " + ", ".join(written))
@@ -126,7 +146,7 @@ def _export_grades(store, args) -> int:
     from app.lab_results import grades_csv
     from app.labs import LabError
 
-    text = grades_csv(store, args.id)
+    text = grades_csv(store, args.id, user=args.acting)
     if args.out:
         try:
             with open(args.out, "w", encoding="utf-8", newline="") as f:

@@ -5,6 +5,8 @@
     tinystudio users import roster.csv                    # name,role[,password]; made-up passwords printed once
     tinystudio users list [--json]
     tinystudio users reset-password ada [--password-stdin]
+    tinystudio users delete ada [--give-to prof] [--user prof]   # refused while ada owns work, unless --give-to
+    tinystudio users rename ada ada.l [--user prof]              # --user: act as that instructor
     tinystudio users course create "TinyML 2026" --instructor prof
     tinystudio users enroll "TinyML 2026" ada bob
     tinystudio users course list [--json]
@@ -52,6 +54,19 @@ def add_parser(sub) -> None:
     r.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     add_db_option(r)
     r.set_defaults(fn=cmd_reset)
+    d = us.add_parser("delete", help="Delete an account (refused while it owns sessions, unless --give-to).")
+    d.add_argument("name", metavar="NAME")
+    d.add_argument("--give-to", metavar="OTHER", help="the account that gets the deleted one's sessions, "
+                                                     "submissions, challenges and courses")
+    add_user_option(d)
+    add_db_option(d)
+    d.set_defaults(fn=cmd_delete)
+    rn = us.add_parser("rename", help="Change an account's login name (its work follows).")
+    rn.add_argument("name", metavar="NAME")
+    rn.add_argument("new_name", metavar="NEW_NAME")
+    add_user_option(rn)
+    add_db_option(rn)
+    rn.set_defaults(fn=cmd_rename)
     c = us.add_parser("course", help="Courses: an instructor's students, whose work the instructor may see.")
     cs = c.add_subparsers(dest="course_command", required=True, metavar="ACTION")
     cc = cs.add_parser("create", help="Create a course taught by an instructor.")
@@ -68,6 +83,18 @@ def add_parser(sub) -> None:
     e.add_argument("names", nargs="+", metavar="NAME")
     add_db_option(e)
     e.set_defaults(fn=cmd_enroll)
+
+
+def add_user_option(p) -> None:
+    p.add_argument("--user", metavar="NAME", help="act as this instructor (their rights are checked as in the "
+                                                  "studio); default: the server's administrator")
+
+
+def acting_as(store, args):
+    """The account named by --user (None: the administrator, who holds the database file)."""
+    from store.users import find_user
+
+    return None if not getattr(args, "user", None) else find_user(store, args.user)
 
 
 def open_db(args):
@@ -157,6 +184,25 @@ def cmd_reset(args) -> int:
         password = check_password(read_password(args, f"new password for {args.name}"))
         reset_password(store, None, args.name, password)
     print(f"password of {args.name} changed")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from store.user_admin import delete_user
+
+    with open_db(args) as store:
+        given = delete_user(store, acting_as(store, args), args.name, give_to=args.give_to)
+    moved = ", ".join(f"{n} {t}" for t, n in given.items())
+    print(f"deleted {args.name}" + (f"; {moved} given to {args.give_to}" if moved else ""))
+    return 0
+
+
+def cmd_rename(args) -> int:
+    from store.user_admin import rename_user
+
+    with open_db(args) as store:
+        u = rename_user(store, acting_as(store, args), args.name, args.new_name)
+    print(f"renamed {args.name} to {u.name}")
     return 0
 
 

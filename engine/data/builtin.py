@@ -88,7 +88,7 @@ def _shapes(seed: int, per_class: int = 300, size: int = 16):
             r = rng.uniform(0.22, 0.34) * size
             cx, cy = rng.uniform(r + 1, size - r - 1, 2)
             rot = rng.uniform(0, np.pi / 2)
-            half = rng.uniform(0.5, 0.9)  # half the stroke width
+            half = rng.uniform(0.5, 0.9) * size / 16  # half the stroke width, scaled so 64x64 shapes stay as bold
             dx, dy = xx - cx, yy - cy
             u = dx * np.cos(rot) + dy * np.sin(rot)
             v = -dx * np.sin(rot) + dy * np.cos(rot)
@@ -117,6 +117,11 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
     Builtin("synthetic-shapes", "Synthetic 16x16 grayscale images of outlined shapes: circle, square, triangle, "
             "cross (random position, size, rotation, noise)", "classification", (1, 16, 16), 4, 1200, "synthetic",
             _shapes),
+    # Camera-like resolution: a first layer's activations at 64x64 are what patch-based inference shrinks
+    # (the fourth built-in lab, engine/labs/builtin/patch16k.toml); 16x16 is too small for patching to matter.
+    Builtin("synthetic-shapes-64", "Synthetic 64x64 grayscale images of outlined shapes: circle, square, triangle, "
+            "cross (as synthetic-shapes, at camera-like resolution)", "classification", (1, 64, 64), 4, 800,
+            "synthetic", lambda seed: _shapes(seed, per_class=200, size=64)),
     Builtin("keywords", "Spoken keywords as 49x10 MFCC like MLPerf Tiny KWS: 10 words + silence + unknown said by "
             "49 espeak-ng voices, augmented, split by voice (35 train / 7 validation / 7 held-out test); "
             "generated offline on first use, then cached", "classification", (1, 49, 10), 12, 2016,

@@ -81,7 +81,7 @@ def test_export_grades_csv(capsys, tmp_path, dbpath):
 @pytest.mark.parametrize("argv,message", [
     (["create", "nofile.toml"], "error: nofile.toml: no such file"),
     (["create", "builtin:nope"], "error: builtin:nope: no such built-in challenge; built-ins: builtin:kws64k, "
-                                 "builtin:prune, builtin:quantize"),
+                                 "builtin:patch16k, builtin:prune, builtin:quantize"),
     (["show", "7"], "error: no challenge with id 7"),
     (["export", "7", "--out", "x.toml"], "error: no challenge with id 7"),
     (["export-grades", "7"], "error: no challenge with id 7"),
@@ -123,3 +123,40 @@ def test_create_for_a_course_and_an_owner(capsys, dbpath):
         assert [c.id for c in list_challenges(s, user=ada)] == [doc["id"]]
         assert [c.id for c in list_challenges(s, user=prof)] == [doc["id"]]
         assert list_challenges(s, user=other) == []
+
+
+def test_the_challenge_command_acts_as_an_instructor_with_user(capsys, dbpath, monkeypatch):
+    """`--user NAME`: the store checks ownership as for the Instructor page; the administrator sees everything."""
+    from argon2 import PasswordHasher
+
+    import store.users
+    from store.users import add_user, create_course
+
+    monkeypatch.setattr(store.users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+    with db.open_store(dbpath) as s:
+        add_user(s, "prof", "instructor", "prof-password")
+        create_course(s, add_user(s, "otto", "instructor", "otto-password"), "ottos")
+        add_user(s, "ada", "student", "ada-password")
+    rc, out, _ = run(capsys, "challenge", "create", "builtin:prune", "--user", "prof", "--db", dbpath, "--json")
+    mine = json.loads(out)
+    assert rc == 0 and mine["owner_id"] == 1
+    rc, out, _ = run(capsys, "challenge", "create", "builtin:quantize", "--user", "otto", "--course", "ottos",
+                     "--db", dbpath, "--json")
+    assert rc == 0 and json.loads(out)["owner_id"] == 2  # for otto's course: prof does not see it
+    rc, out, _ = run(capsys, "challenge", "list", "--user", "prof", "--db", dbpath, "--json")
+    assert [c["id"] for c in json.loads(out)] == [mine["id"]]
+    rc, out, _ = run(capsys, "challenge", "list", "--db", dbpath, "--json")  # the administrator: both
+    assert len(json.loads(out)) == 2
+    for action in (["show", "2"], ["export-grades", "2"], ["export", "2", "--out", "x.toml"]):
+        rc, _, err = run(capsys, "challenge", *action, "--user", "prof", "--db", dbpath)
+        assert (rc, err.strip()) == (2, "error: no challenge with id 2"), action
+    rc, out, _ = run(capsys, "challenge", "export-grades", "1", "--user", "prof", "--db", dbpath)
+    assert rc == 0 and out.startswith("student,")
+    rc, _, err = run(capsys, "challenge", "list", "--user", "ada", "--db", dbpath)
+    assert (rc, err.strip()) == (2, "error: --user ada: a student; the challenge command acts as an instructor")
+    rc, _, err = run(capsys, "challenge", "create", "builtin:prune", "--user", "prof", "--owner", "otto",
+                     "--db", dbpath)
+    assert rc == 2 and "--owner is for the administrator" in err
+    rc, _, err = run(capsys, "challenge", "list", "--user", "nobody", "--db", dbpath)
+    assert (rc, err.strip()) == (2, "error: no user named 'nobody'")

@@ -152,3 +152,31 @@ def test_serving_a_network_without_accounts_is_warned():
     assert "without accounts" in network_warning("0.0.0.0", lab=False)
     assert network_warning("0.0.0.0", lab=True) is None
     assert network_warning("127.0.0.1", lab=False) is None
+
+
+def test_delete_and_rename_from_the_console(capsys, monkeypatch, db):
+    from argon2 import PasswordHasher
+
+    import store.users  # cheap hashes: argon2's parameters are tested in tests/store/test_users.py
+
+    monkeypatch.setattr(store.users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    for name, role in (("prof", "instructor"), ("prof2", "instructor"), ("ada", "student")):
+        run(capsys, monkeypatch, "users", "add", name, "--role", role, "--password-stdin", "--db", db,
+            stdin="a password 123\n")
+    run(capsys, monkeypatch, "users", "course", "create", "c", "--instructor", "prof", "--db", db)
+    run(capsys, monkeypatch, "users", "enroll", "c", "ada", "--db", db)
+    with open_store(db) as s:
+        create_session(s, "ada's", mlp(), user=find_user(s, "ada"))
+    code, _, err = run(capsys, monkeypatch, "users", "delete", "prof2", "--user", "prof", "--db", db)
+    assert code == 2 and "only the server's administrator (tinystudio users) can delete the instructor account " \
+                         "'prof2'" in one_line_error(err)
+    code, out, _ = run(capsys, monkeypatch, "users", "rename", "ada", "ada.l", "--user", "prof", "--db", db)
+    assert code == 0 and out.strip() == "renamed ada to ada.l"
+    code, _, err = run(capsys, monkeypatch, "users", "delete", "ada.l", "--db", db)
+    assert code == 2 and "user 'ada.l' owns 1 session: give them to another account (--give-to NAME)" in \
+        one_line_error(err)
+    code, out, _ = run(capsys, monkeypatch, "users", "delete", "ada.l", "--give-to", "prof", "--user", "prof",
+                       "--db", db)
+    assert code == 0 and out.strip() == "deleted ada.l; 1 sessions given to prof"
+    code, out, _ = run(capsys, monkeypatch, "users", "list", "--json", "--db", db)
+    assert [u["name"] for u in json.loads(out)] == ["prof", "prof2"]

@@ -12,12 +12,22 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 NO_CHROMIUM = "Debian's Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)"
 
 
+def pytest_configure(config):
+    # Used as @pytest.mark.studio_db.with_args(fn): a bare studio_db(fn) would decorate fn itself.
+    config.addinivalue_line("markers", "studio_db: with_args(fn): fn(db_path) writes the studio's database before "
+                                       "its first start (one server start instead of a start, stop, write and "
+                                       "start); its return value is studio.prepared")
+
+
 @pytest.fixture
 def studio(tmp_path, request):
     """A running studio over tmp_path/studio.duckdb; .restart() keeps the database, .stop() releases it."""
     if not CHROMIUM.exists():
         pytest.skip(NO_CHROMIUM)
-    server = StudioServer(tmp_path / "studio.duckdb", tmp_path / "studio.log").start()
+    server = StudioServer(tmp_path / "studio.duckdb", tmp_path / "studio.log")
+    marker = request.node.get_closest_marker("studio_db")
+    server.prepared = marker.args[0](server.db_path) if marker else None
+    server.start()
     try:
         yield server
     finally:

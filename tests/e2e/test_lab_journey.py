@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from app import lab_results, labs
 from store import open_store
 from store.challenges import list_submissions
 from store.users import add_user, create_course, enroll
 from tests.e2e import studio as ui
+from tests.e2e.login import login, login_all, open_tab, open_tabs
 
 PW = {"teacher": "teacher-password", "alice": "alice-password", "bob": "bob-password"}
 LAB = """title = "Digits in 8 ms"
@@ -47,21 +50,8 @@ def _setup(db_path) -> dict:
         return {"expired": expired.id, "other": hidden.id, "course": course}
 
 
-def _open(browser, url: str, problems: list):
-    ctx = browser.new_context(viewport=ui.VIEWPORT)
-    ctx.set_default_timeout(30_000)
-    page = ctx.new_page()
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(url)
-    page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
-    return ctx, page
-
-
 def _login(page, name: str) -> None:
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password", exact=True).fill(PW[name])
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text(f"Logged in as {name}").wait_for(timeout=60_000)
+    login(page, name, PW[name])
 
 
 def _start_and_train(page) -> None:
@@ -70,6 +60,7 @@ def _start_and_train(page) -> None:
     page.get_by_role("button", name="Start a session from the starting model").click()
     page.get_by_role("heading", name="Design", exact=True).wait_for(timeout=60_000)
     ui.go(page, "Train")
+    ui.wait_idle(page)  # an open dropdown closes when a still-running script redraws it
     ui.select_option(page, "Dataset", "digits")
     ui.wait_idle(page)
     page.get_by_test_id("stForm").get_by_role("spinbutton", name="Epochs").fill("3")
@@ -87,6 +78,7 @@ def _submit(page) -> int:
     return int(re.search(r"#(\d+)", done.inner_text()).group(1))
 
 
+@pytest.mark.studio_db.with_args(_setup)
 def test_lab_journey(studio, browser, shot, tmp_path):
     try:
         _journey(studio, browser, shot, tmp_path)
@@ -98,13 +90,11 @@ def test_lab_journey(studio, browser, shot, tmp_path):
 
 
 def _journey(studio, browser, shot, tmp_path):
-    studio.stop()
-    ids = _setup(studio.db_path)
-    studio.start()
+    ids = studio.prepared
     problems: list[str] = []
 
     # The instructor publishes the challenge from a TOML file.
-    tctx, teacher = _open(browser, studio.url, problems)
+    tctx, teacher = open_tab(browser, studio.url, problems)
     _login(teacher, "teacher")
     ui.go(teacher, "Instructor")
     ui.select_option(teacher, "Course", "TinyML")
@@ -118,9 +108,9 @@ def _journey(studio, browser, shot, tmp_path):
     shot(teacher, "published")
 
     # Two students log in, start from the model and train it (both at once), then submit.
-    actx, alice = _open(browser, studio.url, problems)
+    actx, alice = open_tab(browser, studio.url, problems)
     _login(alice, "alice")
-    bctx, bob = _open(browser, studio.url, problems)
+    bctx, bob = open_tab(browser, studio.url, problems)
     _login(bob, "bob")
     for page in (alice, bob):
         _start_and_train(page)
@@ -140,14 +130,12 @@ def _journey(studio, browser, shot, tmp_path):
     shot(bob, "leaderboard")
 
     # Bob tries A's submission, another course's challenge, the instructor's page and A's session by URL.
-    expired_ctx = None
-    for path, expect in ((f"/labs?challenge={cid}&submission={subs['alice']}",
-                          f"no submission with id {subs['alice']}"),
-                         (f"/labs?challenge={ids['other']}", f"The link names challenge {ids['other']}, which "
-                                                              "does not exist."),
-                         ("/instructor", "This page is for instructors.")):
-        ctx, page = _open(browser, studio.url + path, problems)
-        _login(page, "bob")
+    probes = ((f"/labs?challenge={cid}&submission={subs['alice']}", f"no submission with id {subs['alice']}"),
+              (f"/labs?challenge={ids['other']}", f"The link names challenge {ids['other']}, which does not exist."),
+              ("/instructor", "This page is for instructors."))
+    tabs = open_tabs(browser, [studio.url + path for path, _ in probes], problems)  # loading at once
+    login_all([page for _, page in tabs], "bob", PW["bob"])
+    for (path, expect), (ctx, page) in zip(probes, tabs):
         page.get_by_text(expect).first.wait_for(timeout=60_000)
         ui.wait_idle(page)
         html = page.content()

@@ -1,14 +1,18 @@
 """A lab server in a real browser: no page before a login, a wrong password and the rate limit refused in one
 line, logout; student B, logged in, cannot open student A's session, version or job by URL on any page; A's
-instructor sees it (read only) and resets A's password. Screenshots: test-artifacts/e2e/login-*.png."""
+instructor sees it (read only) and resets A's password, which logs out A's open tab.
+Screenshots: test-artifacts/e2e/login-*.png."""
 from __future__ import annotations
 
 import re
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from store import add_export, add_version, create_job, create_session, open_store
 from store.users import MAX_FAILURES, add_user, create_course, enroll
 from tests.e2e import studio as ui
+from tests.e2e.login import login, login_all, open_tab, open_tabs, try_login
 from tests.store.graphs import mlp
 
 PW = {"ada": "ada-password", "bob": "bob-password", "cy": "cy-password", "prof": "prof-password"}
@@ -27,36 +31,15 @@ def _lab(db_path) -> dict:
         return {"session": sess.id, "version": v2.id, "job": job.id}
 
 
-def _open(browser, url: str, problems: list):
-    ctx = browser.new_context(viewport=ui.VIEWPORT)
-    ctx.set_default_timeout(30_000)
-    page = ctx.new_page()
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(url)
-    page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
-    return ctx, page
-
-
-def _try_login(page, name: str, password: str, expect) -> None:
-    """Submit the login form and wait for `expect` (text or pattern): each answer differs from the one before
-    (the tries left are counted down), so a slow rerun cannot be mistaken for this one's."""
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text(expect).first.wait_for(timeout=60_000)
-    ui.wait_idle(page)
-
-
 def _login(page, name: str, password: str | None = None) -> None:
-    _try_login(page, name, password or PW[name], f"Logged in as {name}")
+    login(page, name, password or PW[name])
 
 
+@pytest.mark.studio_db.with_args(_lab)
 def test_login(studio, browser, shot):
-    studio.stop()
-    ids = _lab(studio.db_path)
-    studio.start()
+    ids = studio.prepared
     problems: list[str] = []
-    ctx, page = _open(browser, studio.url, problems)
+    ctx, page = open_tab(browser, studio.url, problems)
 
     # No page before a login: only the form (no sidebar links, no session list).
     assert page.get_by_role("heading", name="Sessions", exact=True).count() == 0
@@ -64,7 +47,7 @@ def test_login(studio, browser, shot):
     shot(page, "form")
 
     wrong = "wrong user name or password (4 more tries before a 60 s wait)"
-    _try_login(page, "ada", "not her password", wrong)
+    try_login(page, "ada", "not her password", wrong)
     assert ui.errors_shown(page) == [wrong]
     assert page.get_by_label("Password", exact=True).input_value() == ""  # the field is cleared on submit
     _login(page, "ada")
@@ -77,9 +60,9 @@ def test_login(studio, browser, shot):
 
     # The rate limit: after MAX_FAILURES wrong passwords even the right one is refused, with the wait.
     for left in range(MAX_FAILURES - 1, 0, -1):
-        _try_login(page, "cy", "guess-guess", f"({left} more tr")
-    _try_login(page, "cy", "guess-guess", re.compile("^wrong user name or password; too many failed logins"))
-    _try_login(page, "cy", PW["cy"], re.compile("^too many failed logins for 'cy'"))
+        try_login(page, "cy", "guess-guess", f"({left} more tr")
+    try_login(page, "cy", "guess-guess", re.compile("^wrong user name or password; too many failed logins"))
+    try_login(page, "cy", PW["cy"], re.compile("^too many failed logins for 'cy'"))
     (refusal,) = ui.errors_shown(page)
     assert refusal.startswith("too many failed logins for 'cy': try again in ") and refusal.endswith(" s"), refusal
     shot(page, "rate-limited")
@@ -87,23 +70,25 @@ def test_login(studio, browser, shot):
 
     # Bob pastes links to Ada's session, versions and job, and logs in: none of it is shown.
     sid, vid, jid = ids["session"], ids["version"], ids["job"]
-    for path in (f"/?session={sid}", f"/design?session={sid}", f"/profile?session={sid}&version=2",
-                 f"/history?session={sid}&version=1", f"/export?session={sid}&version=2",
-                 f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}",
-                 f"/train?session={sid}", f"/search?session={sid}&job={jid}"):
-        ctx, page = _open(browser, studio.url + path, problems)
-        _login(page, "bob")
-        page.get_by_text(f"The link names session {sid}, which does not exist").wait_for(timeout=60_000)
-        ui.wait_idle(page)
-        html = page.content()  # hidden grid cells included
-        assert "Ada secret" not in html and "ada-model" not in html, path
-        assert ui.tracebacks(page) == [], path
-        assert parse_qs(urlparse(page.url).query).get("session") is None, page.url  # the link is dropped
-        if path.startswith("/export"):
-            shot(page, "bob-export-link")
-            assert page.get_by_role("button", name="Download").count() == 0
-        ctx.close()
-    ctx, page = _open(browser, studio.url, problems)
+    paths = [f"/?session={sid}", f"/design?session={sid}", f"/profile?session={sid}&version=2",
+             f"/history?session={sid}&version=1", f"/export?session={sid}&version=2",
+             f"/model_view?session={sid}&job={jid}", f"/compress?session={sid}&version={vid}",
+             f"/train?session={sid}", f"/search?session={sid}&job={jid}"]
+    for group in (paths[:3], paths[3:6], paths[6:]):  # three tabs at a time: their waits overlap
+        tabs = open_tabs(browser, [studio.url + path for path in group], problems)
+        login_all([page for _, page in tabs], "bob", PW["bob"])
+        for path, (ctx, page) in zip(group, tabs):
+            page.get_by_text(f"The link names session {sid}, which does not exist").wait_for(timeout=60_000)
+            ui.wait_idle(page)
+            html = page.content()  # hidden grid cells included
+            assert "Ada secret" not in html and "ada-model" not in html, path
+            assert ui.tracebacks(page) == [], path
+            assert parse_qs(urlparse(page.url).query).get("session") is None, page.url  # the link is dropped
+            if path.startswith("/export"):
+                shot(page, "bob-export-link")
+                assert page.get_by_role("button", name="Download").count() == 0
+            ctx.close()
+    ctx, page = open_tab(browser, studio.url, problems)
     _login(page, "bob")
     page.get_by_role("heading", name="Sessions", exact=True).wait_for()
     ui.wait_idle(page)
@@ -112,7 +97,7 @@ def test_login(studio, browser, shot):
     ctx.close()
 
     # Ada's instructor opens the same link and sees her session (read).
-    ctx, page = _open(browser, studio.url + f"/history?session={sid}&version=1", problems)
+    ctx, page = open_tab(browser, studio.url + f"/history?session={sid}&version=1", problems)
     _login(page, "prof")
     page.get_by_role("heading", name="History", exact=True).wait_for(timeout=60_000)
     assert "Session Ada secret lab" in ui.caption(page)
@@ -122,7 +107,10 @@ def test_login(studio, browser, shot):
     page.get_by_text("an instructor can look at it, not change it").wait_for()
     assert ui.tracebacks(page) == [] and "2 versions" in ui.caption(page)
 
-    # ... and resets her password from the sidebar; her old one no longer works, the new one does.
+    # ... and resets her password from the sidebar, while Ada is logged in in another tab: that tab is logged
+    # out at its next page load; her old password no longer works, the new one does.
+    actx, ada = open_tab(browser, studio.url, problems)
+    _login(ada, "ada")
     page.get_by_role("button", name="Password", exact=True).click()
     form = page.get_by_test_id("stForm").filter(has_text="Reset a student's password")
     form.get_by_label("New password", exact=True).fill("ada-new-password")
@@ -131,6 +119,15 @@ def test_login(studio, browser, shot):
     page.get_by_text("The password of ada is reset").wait_for()
     shot(page, "prof-reset")
     page.keyboard.press("Escape")  # close the popover
+    ada.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]', has_text="History").first.click()
+    ada.get_by_text("Your password was changed or your account removed: log in again.").wait_for(timeout=60_000)
+    ada.get_by_role("button", name="Log in").wait_for()
+    ui.wait_idle(ada)
+    assert "Ada secret" not in ada.content() and "Logged in as" not in ada.content()
+    shot(ada, "ada-logged-out-by-reset")
+    try_login(ada, "ada", PW["ada"], "wrong user name or password")
+    _login(ada, "ada", "ada-new-password")
+    actx.close()
 
     # ... and adds a student to the course while the studio runs; the made-up password is shown once.
     page.get_by_role("button", name="Students", exact=True).click()
@@ -142,7 +139,7 @@ def test_login(studio, browser, shot):
     assert len(dan_password) >= 16
     shot(page, "prof-add-student")
     ctx.close()
-    ctx, page = _open(browser, studio.url, problems)
+    ctx, page = open_tab(browser, studio.url, problems)
     _login(page, "dan", dan_password)
     assert "Ada secret" not in page.content()
     # Dan changes the made-up password to his own; the next login takes only the new one.
@@ -154,12 +151,8 @@ def test_login(studio, browser, shot):
     form.get_by_role("button", name="Change my password").click()
     page.get_by_text("Your password is changed.").wait_for()
     ctx.close()
-    ctx, page = _open(browser, studio.url, problems)
-    _try_login(page, "dan", dan_password, "wrong user name or password")  # a fresh tab: the only answer
+    ctx, page = open_tab(browser, studio.url, problems)
+    try_login(page, "dan", dan_password, "wrong user name or password")  # a fresh tab: the only answer
     _login(page, "dan", "dans-own-password")
-    ctx.close()
-    ctx, page = _open(browser, studio.url, problems)
-    _try_login(page, "ada", PW["ada"], "wrong user name or password")
-    _login(page, "ada", "ada-new-password")
     ctx.close()
     assert problems == [], problems[:3]

@@ -155,7 +155,7 @@ def test_files_that_are_not_challenges(tmp_path):
 
 
 def test_the_builtin_labs_parse():
-    assert list_builtin() == ["kws64k", "prune", "quantize"]
+    assert list_builtin() == ["kws64k", "patch16k", "prune", "quantize"]
     kws = load_challenge("builtin:kws64k")
     assert "64 KB" in kws.title and kws.dataset == "keywords" and kws.start.startswith("zoo:kws_dscnn")
     assert kws.mcu == "nrf52840" and kws.limits["sram_bytes"] == 65536 and kws.method == "accuracy-if-fits"
@@ -163,7 +163,9 @@ def test_the_builtin_labs_parse():
     assert q.require_int8 and "int8" in q.check_names() and q.counts == "last"
     p = load_challenge("builtin:prune")
     assert p.method == "formula" and p.limits["flash_bytes"] == 18432
-    for ch in (kws, q, p):
+    patch = load_challenge("builtin:patch16k")
+    assert patch.schedule == "patch" and patch.dataset == "synthetic-shapes-64" and patch.start.startswith("zoo:lenet5")
+    for ch in (kws, q, p, patch):
         assert ch.instructions.startswith("# ") and len(ch.instructions) > 300
 
 

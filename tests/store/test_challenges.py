@@ -72,7 +72,7 @@ def test_publish_builtins_and_files(store, tmp_path, people):
     for name, title in labs.builtin_labs():
         c = labs.publish(store, name, user=teacher, course_id=course)
         assert (c.title, c.source, c.owner_id, c.course_id) == (title, name, teacher.id, course)
-    assert len(labs.builtin_labs()) == 3
+    assert len(labs.builtin_labs()) == 4
     assert [c.title for c in list_challenges(store, user=a)] == [t for _, t in reversed(labs.builtin_labs())]
     with pytest.raises(ForbiddenError, match="only an instructor"):
         labs.publish(store, "builtin:prune", user=a)
