@@ -374,6 +374,14 @@ def test_kws_cross_compiles_for_m55_warning_free_with_helium(tmp_path):
         dis = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", *objs], capture_output=True,
                              text=True).stdout
         assert ("vmlava.s8" in dis) == (build == "mve"), build
+        # What the kernels call of the DSP files: on the Helium build only the pre-widened conv (its weights are
+        # int16, which the Helium kernels do not read), so no other DSP kernel is linked into an M55 image.
+        undef = subprocess.run(["arm-none-eabi-nm", "-u", *objs], capture_output=True, text=True).stdout.split()
+        dsp_calls = {s for s in undef if s.startswith("ts_") and s.endswith("_dsp")}
+        if build == "mve":
+            assert dsp_calls == {"ts_conv_s8_w16_dsp"}, dsp_calls
+        else:
+            assert "ts_avg_pool_s8_dsp" in dsp_calls and "ts_depthwise_conv_s8_dsp" in dsp_calls, dsp_calls
 
 
 def test_m55_without_helium_is_built_nomve():

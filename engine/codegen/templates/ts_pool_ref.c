@@ -1,6 +1,7 @@
 /* ts_pool_ref.c - pooling and reductions, NHWC (average and max pooling, MEAN / SUM, ReduceMin / ReduceMax):
  * portable C (the oracle), and the entry point ts_avg_pool_s8, which runs the Helium version (ts_pool_mve.c)
- * or the DSP version (ts_pool_dsp.c) where it is built; max pooling hands over to ts_pool_mve.c on Helium builds. */
+ * or, on DSP builds without Helium, the DSP version (ts_pool_dsp.c); max pooling hands over to ts_pool_mve.c
+ * on Helium builds. */
 #include "ts_fixedpoint.h"
 #include "ts_pool_window.h"
 
@@ -35,7 +36,7 @@ void ts_avg_pool_s8(const ts_pool_params *p, const int8_t *x, int8_t *y)
         return;
     }
 #endif
-#if TINYSTUDIO_DSP
+#if TINYSTUDIO_DSP && !TINYSTUDIO_MVE /* an MVE build falls back to the portable loop: no DSP kernel linked */
     ts_avg_pool_s8_dsp(p, x, y);
 #else
     ts_avg_pool_s8_ref(p, x, y);
