@@ -9,12 +9,20 @@
 
 The runner (host_runner_source) reads INPUT_SIZE bytes per inference from stdin until EOF and writes
 OUTPUT_SIZE bytes per inference to stdout, so one process serves any number of inferences.
+
+The kernel library's .c files are compiled once per process for each (compiler, flags, file and kernel headers'
+text) and their objects reused by later builds: they are the same for every model, and under the sanitizers
+they are most of a build's compile time. The model's own sources and the runner are compiled every time.
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +71,48 @@ def compile_host(lib: CLibrary, workdir: str | Path, sanitize: bool = False, ext
     d = write_library(lib, workdir)
     exe = d / f"{lib.name}_host{'_float' if float_api else ''}{'_asan' if sanitize else ''}"
     main = "host_main_float.c" if float_api else "host_main.c"
-    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, "-I", str(d),
-              *(str(d / s) for s in lib.sources), str(d / main), "-o", str(exe)], lib.name)
+    flags = (*CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags)
+    objects = _kernel_objects([lib], {s: str(d / s) for s in lib.sources if s in KERNEL_FILES}, cc, flags)
+    _compile([cc, *flags, "-I", str(d), *(str(d / s) for s in lib.sources if s not in KERNEL_FILES),
+              *objects, str(d / main), "-o", str(exe)], lib.name)
     return exe
+
+
+_OBJECTS: dict[str, Path] = {}   # key (compiler, flags, kernel texts) -> object file in _object_dir()
+_OBJECTS_LOCK = threading.Lock()
+_OBJECT_DIR: list[Path] = []
+
+
+def _object_dir() -> Path:
+    if not _OBJECT_DIR:
+        d = Path(tempfile.mkdtemp(prefix="tinystudio-kernel-objects-"))
+        atexit.register(shutil.rmtree, d, True)
+        _OBJECT_DIR.append(d)
+    return _OBJECT_DIR[0]
+
+
+def _kernel_objects(libs, kernels: dict[str, str], cc: str, flags: tuple[str, ...]) -> list[str]:
+    """The object files of the kernel sources `kernels` (file name -> path), compiled with `flags` (the same
+    -Werror flags and sanitizers as the rest of the build) or reused from an earlier identical compile."""
+    headers = {}
+    for lib in libs:
+        headers.update({n: t for n, t in lib.files.items() if n in KERNEL_FILES and n.endswith(".h")})
+    objects = []
+    with _OBJECTS_LOCK:
+        for name, path in kernels.items():
+            text = Path(path).read_text()
+            h = hashlib.sha256(repr((cc, flags, name, text, sorted(headers.items()))).encode()).hexdigest()[:32]
+            if h not in _OBJECTS:
+                d = _object_dir() / h
+                d.mkdir(parents=True, exist_ok=True)
+                for n, t in headers.items():
+                    (d / n).write_text(t)
+                (d / name).write_text(text)
+                obj = d / (Path(name).stem + ".o")
+                _compile([cc, *flags, "-I", str(d), "-c", str(d / name), "-o", str(obj)], name)
+                _OBJECTS[h] = obj
+            objects.append(str(_OBJECTS[h]))
+    return objects
 
 
 def _compile(cmd: list[str], what: str) -> None:
@@ -138,8 +185,10 @@ int main(int argc, char **argv)
 """
     (d / "hosts_main.c").write_text(main)
     exe = d / f"hosts{'_asan' if sanitize else ''}"
-    _compile([cc, *CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags, *includes, *sources, *kernels.values(),
-              str(d / "hosts_main.c"), "-o", str(exe)], f"{len(libs)} libraries")
+    flags = (*CFLAGS, *(SANITIZE if sanitize else ()), *extra_cflags)
+    objects = _kernel_objects(libs, kernels, cc, flags)
+    _compile([cc, *flags, *includes, *sources, *objects, str(d / "hosts_main.c"), "-o", str(exe)],
+             f"{len(libs)} libraries")
     return exe
 
 
