@@ -129,7 +129,7 @@ def _kernel_objects(libs, kernels: dict[str, str], cc: str, flags: tuple[str, ..
         for name in kernels:
             key = kernel_key(name, files)
             h = hashlib.sha256(repr((cc, flags, name, key)).encode()).hexdigest()[:32]
-            if h not in _OBJECTS:
+            if h not in _OBJECTS or not _OBJECTS[h].is_file():   # a temp cleaner may have removed it
                 d = _object_dir() / h
                 d.mkdir(parents=True, exist_ok=True)
                 for n, t in key:
