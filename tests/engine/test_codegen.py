@@ -622,3 +622,23 @@ def test_host_runner_streams_and_rejects_truncated_input(tmp_path):
     with pytest.raises(HostBuildError, match="truncated"):
         run_host(exe, xs.reshape(-1)[:-5].reshape(1, -1))
 
+
+
+@needs_gcc
+def test_cached_kernel_objects_follow_the_kernel_text(tmp_path):
+    """hostbuild reuses a kernel's object only for the same code (the stamp comment aside): a changed kernel
+    or header is compiled again, and its errors still fail the build."""
+    lib = generate_library(small_graph(), "small")
+    kernel = next(s for s in lib.sources if s in KERNEL_FILES and s.endswith("_ref.c"))
+    restamped = lib.files[kernel].replace("sha256", "sha-256", 1)
+    assert restamped != lib.files[kernel]
+    stamp_only = dataclasses.replace(lib, files={**lib.files, kernel: restamped})
+    assert kernel_key(kernel, stamp_only.files) == kernel_key(kernel, lib.files)
+    compile_host(lib, tmp_path / "a")
+    compile_host(stamp_only, tmp_path / "b")
+    header = next(h for h, _ in kernel_key(kernel, lib.files) if h.endswith(".h"))
+    for name in (kernel, header):
+        broken = dataclasses.replace(lib, files={**lib.files, name: lib.files[name] + "\n#error changed kernel\n"})
+        assert kernel_key(kernel, broken.files) != kernel_key(kernel, lib.files)
+        with pytest.raises(HostBuildError, match="changed kernel"):
+            compile_host(broken, tmp_path / name)
