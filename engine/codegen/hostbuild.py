@@ -12,7 +12,8 @@ OUTPUT_SIZE bytes per inference to stdout, so one process serves any number of i
 
 The kernel library's .c files are compiled once per process for each (compiler, flags, file and kernel headers'
 text less their stamp comment) and their objects reused by later builds: they are the same for every model
-(only the stamp differs), and under the sanitizers they are most of a build's compile time. The model's own sources and the runner are compiled every time.
+(only the stamp differs), and under the sanitizers they are most of a build's compile time. The model's own
+sources and the runner are compiled every time.
 """
 from __future__ import annotations
 
