@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 
 from engine.codegen import CodegenOptions, generate_library
-from engine.codegen.hostbuild import HostBuildError, compile_host, compile_hosts, run_host, write_library
+from engine.codegen.generate import KERNEL_FILES
+from engine.codegen.hostbuild import (HostBuildError, compile_host, compile_hosts, run_host, kernel_key,
+                                       write_library)
 from engine.errors import GraphError
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
@@ -204,6 +206,25 @@ def test_mlperf_library_has_no_malloc_stdio_or_float(model, mlperf):
         assert not re.search(r"\d\.\d*f?\b", code), f"{path}: a floating-point literal"
 
 
+_CROSS_OBJECTS: dict[tuple, Path] = {}  # the kernel files are the same for the four models: built once per core
+
+
+def _cross_compile(lib, flags: list[str], d: Path, src: str, obj: Path) -> None:
+    """arm-none-eabi-gcc -c `src` of `lib` (written in `d`) into `obj`, -Werror and no output allowed; a kernel
+    file whose text (less the model's stamp comment), kernel headers and flags were already compiled (another
+    model) reuses that object."""
+    key = None
+    if src in KERNEL_FILES:
+        key = (tuple(f for f in flags if not f.startswith(str(d))), src, kernel_key(src, lib.files))
+        if key in _CROSS_OBJECTS:
+            shutil.copyfile(_CROSS_OBJECTS[key], obj)
+            return
+    r = subprocess.run([ARM_GCC, *flags, "-c", str(d / src), "-o", str(obj)], capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr.strip(), f"{flags[:2]} {src}:\n{r.stderr[-3000:]}"
+    if key is not None:
+        _CROSS_OBJECTS[key] = obj
+
+
 @needs_data
 @needs_arm
 @pytest.mark.parametrize("model", list(MLPERF))
@@ -215,10 +236,7 @@ def test_mlperf_cross_compiles_for_cortex_m(model, mlperf, tmp_path):
              "m0plus": ("-mcpu=cortex-m0plus", "-mthumb")}
     for core, flags in cores.items():
         for src in lib.sources:
-            obj = tmp_path / f"{core}_{src}.o"
-            r = subprocess.run([ARM_GCC, *flags, *common, "-c", str(d / src), "-o", str(obj)],
-                               capture_output=True, text=True)
-            assert r.returncode == 0 and not r.stderr.strip(), f"{core} {src}:\n{r.stderr[-3000:]}"
+            _cross_compile(lib, [*flags, *common], d, src, tmp_path / f"{core}_{src}.o")
         # the DSP path is in the M4 objects (SMLAD) and absent from the M0+ ones
         kernels = [tmp_path / f"{core}_{src}.o" for src in lib.sources if src.startswith("ts_")]
         dis = subprocess.run(["arm-none-eabi-objdump", "-d", *map(str, kernels)], capture_output=True, text=True).stdout
@@ -229,8 +247,7 @@ def test_mlperf_cross_compiles_for_cortex_m(model, mlperf, tmp_path):
     objs = []
     for src in (s for s in off.sources if s.startswith("ts_")):
         objs.append(str(tmp_path / f"off_{src}.o"))
-        subprocess.run([ARM_GCC, *cores["m4"], *common[:-2], "-I", str(d2), "-c", str(d2 / src), "-o", objs[-1]],
-                       check=True)
+        _cross_compile(off, [*cores["m4"], *common[:-2], "-I", str(d2)], d2, src, Path(objs[-1]))
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", *objs], capture_output=True, text=True).stdout
     assert objs and "smlad" not in dis
 
@@ -605,3 +622,23 @@ def test_host_runner_streams_and_rejects_truncated_input(tmp_path):
     with pytest.raises(HostBuildError, match="truncated"):
         run_host(exe, xs.reshape(-1)[:-5].reshape(1, -1))
 
+
+
+@needs_gcc
+def test_cached_kernel_objects_follow_the_kernel_text(tmp_path):
+    """hostbuild reuses a kernel's object only for the same code (the stamp comment aside): a changed kernel
+    or header is compiled again, and its errors still fail the build."""
+    lib = generate_library(small_graph(), "small")
+    kernel = next(s for s in lib.sources if s in KERNEL_FILES and s.endswith("_ref.c"))
+    restamped = lib.files[kernel].replace("sha256", "sha-256", 1)
+    assert restamped != lib.files[kernel]
+    stamp_only = dataclasses.replace(lib, files={**lib.files, kernel: restamped})
+    assert kernel_key(kernel, stamp_only.files) == kernel_key(kernel, lib.files)
+    compile_host(lib, tmp_path / "a")
+    compile_host(stamp_only, tmp_path / "b")
+    header = next(h for h, _ in kernel_key(kernel, lib.files) if h.endswith(".h"))
+    for name in (kernel, header):
+        broken = dataclasses.replace(lib, files={**lib.files, name: lib.files[name] + "\n#error changed kernel\n"})
+        assert kernel_key(kernel, broken.files) != kernel_key(kernel, lib.files)
+        with pytest.raises(HostBuildError, match="changed kernel"):
+            compile_host(broken, tmp_path / name)
