@@ -64,12 +64,11 @@ def pretrained(vww, data, steps: int):
 
 def run_plan(vww, q, plan: UpdatePlan, data, passes: int, images: int, lr: float) -> None:
     tl = generate_training(q, plan, "vww")
-    p8 = training_profile(vww, plan, MCU, weights="int8")
     p32 = training_profile(vww, plan, MCU)
     print(f"\n== plan {plan.to_json()}")
-    print(f"  planner peak SRAM: {p32.peak_sram_bytes:,} B with float32 RAM weights (the C's kind), "
-          f"{p8.peak_sram_bytes:,} B with int8 weights (QAS); flash {p32.targets[0]['flash_bytes']:,} B")
-    print(f"  C library: {tl.ram_bytes:,} B of static buffers ({tl.ram_parts})")
+    print(f"  planner peak SRAM (profile --training): {p32.peak_sram_bytes:,} B; flash {p32.targets[0]['flash_bytes']:,} B")
+    print(f"  C library: {tl.ram_bytes:,} B of static buffers ({tl.ram_parts}); equal to the planner's: "
+          f"{tl.ram_bytes == p32.peak_sram_bytes}")
     xs = quantized(q, data.x_val[:images])   # images the pre-training did not see
     ys = [int(v) for v in data.y_val[:images]]
     one = [(xs[0], ys[0], lr)]
