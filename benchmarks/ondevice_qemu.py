@@ -53,13 +53,12 @@ def quantized(q, xs) -> np.ndarray:
 def pretrained(vww, data, steps: int):
     """The float model after `steps` SGD steps of every layer on `data` (a random-init model's logits span a
     tiny int8 range that no fine-tuning can widen, the scales being fixed), and its validation accuracy."""
-    from engine.exporters.torch_export import from_torch_weights
     from engine.ondevice.sparse import Finetuner
     from engine.ondevice.spec import parse_spec, resolve
 
     ft = Finetuner(vww, data, steps=steps)
     acc = ft.run({k: 1.0 for k in resolve(vww, parse_spec("all")).layers})
-    return from_torch_weights(vww, ft.module), acc
+    return ft.trained_graph(vww), acc  # BN folded, as the fine-tuning reference trains it
 
 
 def run_plan(vww, q, plan: UpdatePlan, data, passes: int, images: int, lr: float) -> None:

@@ -313,10 +313,10 @@ def c_fixed_buffers(g: Graph, order, first: int, trained) -> tuple[tuple[str, in
     if weighted:
         last = by_name[weighted[-1]]
         classes = _out_channels(last, g.tensors[last.inputs[1]])
-        out.append(("logits_loss", F32 * classes + F32, f"dequantized logits ({classes} float32) and the loss"))
+        out.append(("logits_loss", F32 * classes + F32, f"{classes} float32 logits + loss"))
     row = max((g.tensors[by_name[k].inputs[1]].size // _out_channels(by_name[k], g.tensors[by_name[k].inputs[1]])
                for k in trained), default=1)
-    out.append(("weight_row", row, "one output channel's int8 weights, requantized on the fly"))
+    out.append(("weight_row", row, "int8 weight row (requantized)"))
     scratch = 0
     for n in order[:first]:  # the frozen prefix's library: ts_conv_s8 (groups 1) takes an im2col scratch
         w = g.tensors.get(n.inputs[1]) if n.op == "Conv" and len(n.inputs) > 1 else None
@@ -325,7 +325,7 @@ def c_fixed_buffers(g: Graph, order, first: int, trained) -> tuple[tuple[str, in
             continue
         scratch = max(scratch, im2col_scratch_bytes(w.size // int(w.shape[0]), int(x.shape[-1])))
     if scratch:
-        out.append(("kernel_scratch", scratch, "the frozen layers' DSP conv im2col scratch"))
+        out.append(("kernel_scratch", scratch, "frozen convs' DSP im2col scratch"))
     return tuple(out)
 
 
