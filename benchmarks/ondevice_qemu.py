@@ -53,23 +53,21 @@ def quantized(q, xs) -> np.ndarray:
 def pretrained(vww, data, steps: int):
     """The float model after `steps` SGD steps of every layer on `data` (a random-init model's logits span a
     tiny int8 range that no fine-tuning can widen, the scales being fixed), and its validation accuracy."""
-    from engine.exporters.torch_export import from_torch_weights
     from engine.ondevice.sparse import Finetuner
     from engine.ondevice.spec import parse_spec, resolve
 
     ft = Finetuner(vww, data, steps=steps)
     acc = ft.run({k: 1.0 for k in resolve(vww, parse_spec("all")).layers})
-    return from_torch_weights(vww, ft.module), acc
+    return ft.trained_graph(vww), acc  # BN folded, as the fine-tuning reference trains it
 
 
 def run_plan(vww, q, plan: UpdatePlan, data, passes: int, images: int, lr: float) -> None:
     tl = generate_training(q, plan, "vww")
-    p8 = training_profile(vww, plan, MCU, weights="int8")
     p32 = training_profile(vww, plan, MCU)
     print(f"\n== plan {plan.to_json()}")
-    print(f"  planner peak SRAM: {p32.peak_sram_bytes:,} B with float32 RAM weights (the C's kind), "
-          f"{p8.peak_sram_bytes:,} B with int8 weights (QAS); flash {p32.targets[0]['flash_bytes']:,} B")
-    print(f"  C library: {tl.ram_bytes:,} B of static buffers ({tl.ram_parts})")
+    print(f"  planner peak SRAM (profile --training): {p32.peak_sram_bytes:,} B; flash {p32.targets[0]['flash_bytes']:,} B")
+    print(f"  C library: {tl.ram_bytes:,} B of static buffers ({tl.ram_parts}); equal to the planner's: "
+          f"{tl.ram_bytes == p32.peak_sram_bytes}")
     xs = quantized(q, data.x_val[:images])   # images the pre-training did not see
     ys = [int(v) for v in data.y_val[:images]]
     one = [(xs[0], ys[0], lr)]

@@ -42,7 +42,8 @@ t = prof.targets[0]
 st.caption(f"`tinystudio profile MODEL --training {spec} --mcu {mcu}` · {prof.precision_note}")
 m = st.columns(5)
 m[0].metric("Peak training SRAM", fmt_bytes(prof.peak_sram_bytes),
-            help=f"arena {prof.arena_bytes:,} B ({prof.planner}) + weights in RAM {prof.ram_weight_bytes:,} B")
+            help=f"arena {prof.arena_bytes:,} B ({prof.planner}) + weights in RAM {prof.ram_weight_bytes:,} B + "
+                 f"optimizer {prof.optimizer_bytes:,} B + fixed {prof.fixed_bytes:,} B: the exported C's RAM")
 m[1].metric("Inference arena", fmt_bytes(prof.inference_arena_bytes))
 m[2].metric("Flash", fmt_bytes(t["flash_bytes"]))
 m[3].metric("Time per step", f"{t['step_ms']:.1f} ms", help=f"forward {t['forward_ms']:.1f} ms, backward "

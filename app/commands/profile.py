@@ -82,12 +82,15 @@ def cmd_profile_training(args, graph) -> int:
     rows = [head] + [[lt.name, lt.op, f"{lt.channel_fraction:g}" if lt.updated else ("bias" if lt.bias_only else "-"),
                       fmt_int(lt.kept_bytes), fmt_int(lt.grad_bytes), fmt_int(lt.weight_grad_bytes),
                       fmt_int(lt.ram_weight_bytes)] for lt in prof.layers]
+    rows += [[f"({name})", what, "-", "0", "0", "0", fmt_int(b)] for name, b, what in prof.fixed]
     widths = [min(max(len(r[c]) for r in rows), 32) for c in range(len(head))]
     for r in rows:
         print("  ".join(r[c][:32].ljust(widths[c]) if c < 2 else r[c].rjust(widths[c]) for c in range(len(r))))
     print(f"peak training SRAM {fmt_int(prof.peak_sram_bytes)} B = arena {fmt_int(prof.arena_bytes)} B "
           f"({prof.planner}, forward + backward) + weights in RAM {fmt_int(prof.ram_weight_bytes)} B + optimizer "
-          f"{fmt_int(prof.optimizer_bytes)} B (inference arena alone {fmt_int(prof.inference_arena_bytes)} B)")
+          f"{fmt_int(prof.optimizer_bytes)} B + fixed {fmt_int(prof.fixed_bytes)} B (the exported C's logits, weight "
+          f"row, conv scratch; dW applied as computed) (inference arena alone "
+          f"{fmt_int(prof.inference_arena_bytes)} B)")
     print(f"flash  {fmt_int(prof.flash_bytes)} B of weights")
     for t in prof.targets:
         print(f"target {t['mcu']} (estimate): {t['step_ms']:.2f} ms/step (forward {t['forward_ms']:.2f}, backward "

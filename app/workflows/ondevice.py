@@ -72,27 +72,33 @@ def sparse_report(graph, budget_bytes: int, mcu: str, data_name: str):
 
 
 def layer_rows(prof) -> list[dict]:
-    return [{"layer": lt.name, "op": lt.op,
+    """One row per layer, then one per fixed buffer of the exported C (its bytes under "RAM weights B")."""
+    rows = [{"layer": lt.name, "op": lt.op,
              "updated": f"{lt.channel_fraction:.0%} of channels" if lt.updated else ("bias" if lt.bias_only else "—"),
-             "kept activations B": lt.kept_bytes, "gradient B": lt.grad_bytes, "dW B": lt.weight_grad_bytes,
-             "RAM weights B": lt.ram_weight_bytes, "forward ms": round(lt.forward_ms, 3),
+             "kept activations B": lt.kept_bytes, "gradient B": lt.grad_bytes, "dW B (applied, not stored)":
+             lt.weight_grad_bytes, "RAM weights B": lt.ram_weight_bytes, "forward ms": round(lt.forward_ms, 3),
              "backward ms": round(lt.backward_ms, 3)} for lt in prof.layers]
+    return rows + [{"layer": f"({name})", "op": what, "updated": "—", "kept activations B": 0, "gradient B": 0,
+                    "dW B (applied, not stored)": 0, "RAM weights B": b, "forward ms": 0.0, "backward ms": 0.0}
+                   for name, b, what in prof.fixed]
 
 
 def timeline_figure(prof, budget_bytes: int | None = None):
-    """Stacked bytes per forward/backward step: kept activations, activation gradients, weight gradients,
-    plus the fixed RAM weights + optimizer state; the peak line and the budget."""
+    """Stacked bytes per forward/backward step: kept activations and activation gradients (the arena), plus
+    what stays outside it (RAM weights + optimizer state + the C's fixed buffers); the peak line and the budget.
+    Weight gradients have no bar: each is applied as it is computed."""
     import plotly.graph_objects as go
 
     rows = prof.timeline()
     x = [r["what"] for r in rows]
-    fixed = prof.ram_weight_bytes + prof.optimizer_bytes
+    fixed = prof.outside_arena_bytes
     fig = go.Figure()
-    for key, label in (("fixed", "weights in RAM + optimizer"), ("act", "activations"),
-                       ("grad", "activation gradients"), ("wgrad", "weight gradients")):
+    for key, label in (("fixed", "weights in RAM + optimizer + logits, weight row, scratch"),
+                       ("act", "activations"), ("grad", "activation gradients")):
         y = [fixed] * len(rows) if key == "fixed" else [r[key] for r in rows]
         fig.add_bar(x=x, y=y, name=label)
-    fig.add_hline(y=prof.peak_sram_bytes, line_dash="dot", annotation_text="peak (planned arena + RAM weights)")
+    fig.add_hline(y=prof.peak_sram_bytes, line_dash="dot",
+                  annotation_text="peak (planned arena + outside it; = the exported C's RAM)")
     if budget_bytes:
         fig.add_hline(y=budget_bytes, line_color="red", annotation_text="budget")
     fig.update_layout(barmode="stack", title="Memory timeline of one training step (forward, then backward)",

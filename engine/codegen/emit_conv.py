@@ -69,6 +69,11 @@ def wide_weight_words(wq: np.ndarray) -> np.ndarray:
     return ((hi << 16) | lo).astype(np.uint32).view(np.int32).reshape(-1)
 
 
+def im2col_scratch_bytes(kk: int, c: int) -> int:
+    """ts_conv_s8's DSP scratch for kk = kH x kW x C weights per channel (engine.ondevice.memory counts it too)."""
+    return 8 * kk + (kk + kk % 2 if c % 4 else 0)
+
+
 @emits("Conv")
 def _conv(ctx: EmitContext, node: Node) -> None:
     g = ctx.graph
@@ -117,8 +122,7 @@ def _conv(ctx: EmitContext, node: Node) -> None:
     else:
         code.kernel = "ts_conv_s8"
         if group == 1:  # four im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
-            kk = k[0] * k[1] * c
-            code.scratch_bytes = 8 * kk + (kk + kk % 2 if c % 4 else 0)
+            code.scratch_bytes = im2col_scratch_bytes(k[0] * k[1] * c, c)
             if ctx.wide_weights:  # the same values pre-widened to int16 (CodegenOptions.wide_weights)
                 code.arrays.pop(next(i for i, a in enumerate(code.arrays) if a.name == wname))
                 words = wide_weight_words(wq)

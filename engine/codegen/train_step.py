@@ -16,9 +16,8 @@ in the planner's training memory plan (engine.ondevice.memory.training_profile o
 static arena `<name>_train_arena` that the prefix library and the pooling libraries share (generated with
 that plan and the arena as an external symbol). Outside the arena: the float32 copies of the trained weights
 and biases (exactly the planner's RAM weights) and a few small buffers: the dequantized logits, the loss, one
-int8 weight row of the widest trained layer and the DSP conv kernels' scratch (ram_parts; the C's RAM is the
-planner's peak plus those). The planner's transient dW buffer stays reserved in the arena; the C does not need
-it, since it applies each gradient as it is computed.
+int8 weight row of the widest trained layer and the DSP conv kernels' scratch (ram_parts). The planner counts
+every one of them (its `fixed` buffers) and reserves no dW, so the C's RAM equals the planner's peak.
 
 Requantization rule: the forward of a trained layer requantizes the float32 weights on the fly onto the
 deployed model's grid, wq = clamp(round(w / s_w), -127, 127), bq = round(b / s_b) (round half away from zero),
@@ -55,7 +54,7 @@ class TrainingLibrary:
     classes: int
     ram_bytes: int          # every static buffer of the step: the arena, the RAM weights and the small buffers
     ram_parts: dict
-    planner_peak_bytes: int  # the training plan's peak SRAM (arena + RAM weights), what ram_parts' first two sum to
+    planner_peak_bytes: int  # the training plan's peak SRAM: equal to ram_bytes (tested)
 
     @property
     def params(self) -> list[tuple[str, str, int]]:
@@ -251,7 +250,7 @@ def generate_training(graph: Graph, plan, name: str = "model") -> TrainingLibrar
         f"#define {up}_TRAIN_INPUT_SIZE {in_size}", f"#define {up}_TRAIN_CLASSES {classes}",
         f"#define {up}_TRAIN_NUM_PARAMS {len(tl_params)}",
         f"#define {up}_TRAIN_ARENA_BYTES {max(prof.arena_bytes, 1)}   /* the training plan's arena */",
-        f"#define {up}_TRAIN_PLANNER_PEAK_BYTES {prof.peak_sram_bytes}   /* arena + float32 trained weights */",
+        f"#define {up}_TRAIN_PLANNER_PEAK_BYTES {prof.peak_sram_bytes}   /* profile --training's peak */",
         f"#define {up}_TRAIN_RAM_BYTES {ram_bytes}   /* every static buffer of the step */",
         "", f"int {p}_train_init(void);   /* 0 on success */",
         "/* One SGD step on (input, label) with learning rate lr: int8 forward, float32 backward and update.",

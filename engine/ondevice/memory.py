@@ -13,11 +13,18 @@ forward nodes, step N + (N-1-i) the backward of node i. Buffers on that timeline
   and Mul need their inputs; linear ops (Add, pools, views, passing a gradient through W^T) need none.
 - activation gradients (float32): dY of a tensor from the backward of its first consumer to the backward of
   its producer (views share their input's gradient).
-- weight gradients (float32, the updated channel fraction): only during the layer's backward step, since SGD
-  applies them at once (the paper's operator reordering). With momentum the optimizer state instead keeps
-  one float32 per updated weight, outside the arena.
-- updated weights in RAM (float32, or int8 with quantization-aware scaling: `weights="int8"`), biases int32/
-  float32 (4 B), outside the arena: peak SRAM = arena + RAM weights + optimizer state.
+- weight gradients: none stored. The update is fused into the backward (the paper's operator reordering, and
+  what the exported C does: each gradient element is applied to its weight as it is computed), so a layer's
+  `weight_grad_bytes` is the size its dW would have (what PyTorch materializes), never an arena buffer. With
+  momentum the optimizer state keeps one float32 per updated weight, outside the arena.
+- updated weights in RAM (float32 copies of the trained channels, as the exported C keeps them; int8 with
+  quantization-aware scaling with `weights="int8"`, a reference option the export does not implement),
+  biases float32 (4 B), outside the arena.
+- the exported C's fixed buffers (`fixed`, engine.codegen.train_step): the dequantized logits and the loss
+  (4 x classes + 4 B), one int8 weight row of the widest trained layer, and the DSP conv kernels' im2col
+  scratch of the frozen prefix (the shipped build has DSP on).
+Peak SRAM = arena + RAM weights + optimizer state + fixed buffers: with the default sgd/float32 it equals the
+.data + .bss of the exported training library (tests/engine/test_train_step.py, arm-none-eabi-size).
 Offsets come from engine.memory's planners (the best of greedy_by_size / best_fit, checked for overlaps).
 Time per step: forward as engine's estimator says, backward from the same estimator on float32 work:
 an updated layer costs dW (its MACs x channel fraction) + dX (its MACs, unless it is the first updated layer),
@@ -87,6 +94,16 @@ class TrainingProfile:
     optimizer: str = "sgd"
     weights: str = "float32"
     precision_note: str = ""
+    fixed: tuple[tuple[str, int, str], ...] = ()  # (name, bytes, what): the exported C's buffers outside the arena
+
+    @property
+    def fixed_bytes(self) -> int:
+        return sum(b for _, b, _ in self.fixed)
+
+    @property
+    def outside_arena_bytes(self) -> int:
+        """Everything of the peak that is not in the planned arena."""
+        return self.ram_weight_bytes + self.optimizer_bytes + self.fixed_bytes
 
     @property
     def kept_activation_bytes(self) -> int:
@@ -96,11 +113,11 @@ class TrainingProfile:
 
     @property
     def peak_sram_bytes(self) -> int:
-        return self.arena_bytes + self.ram_weight_bytes + self.optimizer_bytes
+        return self.arena_bytes + self.outside_arena_bytes
 
     def timeline(self) -> list[dict]:
-        """Bytes live per step, split into kept activations, activation gradients and weight gradients."""
-        kinds = ("act", "grad", "wgrad")
+        """Bytes live per step in the arena, split into activations and activation gradients."""
+        kinds = ("act", "grad")
         out = []
         for s, step in enumerate(self.steps):
             row = {"step": s, "what": step}
@@ -113,6 +130,7 @@ class TrainingProfile:
         return {"plan": self.plan.to_json(), "optimizer": self.optimizer, "weights": self.weights,
                 "peak_sram_bytes": self.peak_sram_bytes, "arena_bytes": self.arena_bytes, "planner": self.planner,
                 "ram_weight_bytes": self.ram_weight_bytes, "optimizer_bytes": self.optimizer_bytes,
+                "fixed_bytes": {k: b for k, b, _ in self.fixed},
                 "flash_bytes": self.flash_bytes, "inference_arena_bytes": self.inference_arena_bytes,
                 "kept_activation_bytes": self.kept_activation_bytes,
                 "layers_updated": list(self.plan.layers),
@@ -251,9 +269,7 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
             upd = max(1, int(np.ceil(ch * (frac or 1.0))))
             w_el = upd * (w_t.size // ch) if frac else 0
             b_el = upd if b_on else 0
-        wg = (w_el + b_el) * F32
-        if wg:
-            buffers.append(_buf("wgrad:" + n.name, wg, bstep(i), bstep(i)))
+        wg = (w_el + b_el) * F32  # applied as computed: no buffer
         ram = w_el * (F32 if weights == "float32" else 1) + b_el * F32
         opt = (w_el + b_el) * F32 if optimizer == "momentum" else 0
         ram_w, opt_total = ram_w + ram, opt_total + opt
@@ -266,9 +282,11 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
            if b.name.startswith("act:")]
     inf_arena = place_buffers(inf)[1] if inf else 0
     flash = sum(t.nbytes for t in g.tensors.values() if t.data is not None)
+    fixed = c_fixed_buffers(g, order, first, (*plan.layers, *plan.bias_only))
     fwd_ms, bwd_ms, targets = [0.0] * N, [0.0] * N, []
     if mcu is not None:
-        fwd_ms, bwd_ms, targets = _estimates(g, order, first, updated, plan, mcu, flash, arena + ram_w + opt_total)
+        fwd_ms, bwd_ms, targets = _estimates(g, order, first, updated, plan, mcu, flash,
+                                             arena + ram_w + opt_total + sum(b for _, b, _ in fixed))
     layers = tuple(LayerTraining(*r, forward_ms=fwd_ms[i], backward_ms=bwd_ms[i]) for i, r in enumerate(rows))
     kept = {}
     for r, bf in bwd_first.items():
@@ -280,7 +298,35 @@ def training_profile(graph: Graph, plan: UpdatePlan, mcu=None, *, optimizer: str
             kept[r] = {"forward_last": fwd_last[r], "backward_first": bf, "node": node.name, "inputs": ins,
                        "forward_ms": fwd_ms[producer[r]]}
     return TrainingProfile(graph.name, plan, layers, tuple(buffers), tuple(offsets), tuple(steps), arena, planner,
-                           ram_w, opt_total, flash, inf_arena, tuple(targets), kept, optimizer, weights, note)
+                           ram_w, opt_total, flash, inf_arena, tuple(targets), kept, optimizer, weights, note, fixed)
+
+
+def c_fixed_buffers(g: Graph, order, first: int, trained) -> tuple[tuple[str, int, str], ...]:
+    """The exported C training step's static buffers besides the arena and the float32 weights, as
+    engine.codegen.train_step declares them: logits + loss, one weight row, the frozen prefix's conv scratch."""
+    from engine.codegen.emit_conv import im2col_scratch_bytes
+    from engine.ondevice.spec import weighted_layers
+
+    by_name = {n.name: n for n in order}
+    weighted = weighted_layers(g)
+    out = []
+    if weighted:
+        last = by_name[weighted[-1]]
+        classes = _out_channels(last, g.tensors[last.inputs[1]])
+        out.append(("logits_loss", F32 * classes + F32, f"{classes} float32 logits + loss"))
+    row = max((g.tensors[by_name[k].inputs[1]].size // _out_channels(by_name[k], g.tensors[by_name[k].inputs[1]])
+               for k in trained), default=1)
+    out.append(("weight_row", row, "int8 weight row (requantized)"))
+    scratch = 0
+    for n in order[:first]:  # the frozen prefix's library: ts_conv_s8 (groups 1) takes an im2col scratch
+        w = g.tensors.get(n.inputs[1]) if n.op == "Conv" and len(n.inputs) > 1 else None
+        x = g.tensors.get(n.inputs[0]) if n.inputs else None
+        if w is None or x is None or x.dtype != "int8" or w.dtype != "int8" or int(n.attrs.get("group", 1)) != 1:
+            continue
+        scratch = max(scratch, im2col_scratch_bytes(w.size // int(w.shape[0]), int(x.shape[-1])))
+    if scratch:
+        out.append(("kernel_scratch", scratch, "frozen convs' DSP im2col scratch"))
+    return tuple(out)
 
 
 def _out_channels(n, w) -> int:

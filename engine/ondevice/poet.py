@@ -89,7 +89,7 @@ def poet_plan(prof, budget_bytes: int, objective: str = "energy", time_limit: fl
     power = get_mcu(prof.targets[0]["mcu"]).active_power_mw
     cands = [r for r in prof.kept]
     n, steps = len(cands), len(prof.steps)
-    arena_budget = budget_bytes - prof.ram_weight_bytes - prof.optimizer_bytes
+    arena_budget = budget_bytes - prof.outside_arena_bytes
     costs = [_costs(prof, r, prof.kept[r], power) for r in cands]
     c = np.zeros(3 * n)  # per candidate: keep, recompute, page
     for i, (rm, ru, pm, pu) in enumerate(costs):
@@ -142,7 +142,7 @@ def poet_plan(prof, budget_bytes: int, objective: str = "energy", time_limit: fl
     _, arena, _ = place_buffers([b for b in bufs if b.size > 0])
     extra_ms = sum(costs[idx[r]][0 if k == "recompute" else 2] for r, k in choice.items() if k != "keep")
     extra_uj = sum(costs[idx[r]][1 if k == "recompute" else 3] for r, k in choice.items() if k != "keep")
-    peak = arena + prof.ram_weight_bytes + prof.optimizer_bytes
+    peak = arena + prof.outside_arena_bytes
     return PoetPlan(budget_bytes, objective, choice, extra_ms, extra_uj, arena, peak, peak <= budget_bytes, status,
                     tuple(bufs))
 

@@ -148,9 +148,12 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
                 options: FinetuneOptions | None = None, min_z: float = 1.0, cache: bool = True) -> SparseResult:
     """The sparse update under `budget_bytes` of peak training SRAM (see the module docstring). `candidates`
     limits the probed layers to the last ones (None: all); the defaults keep the CLI at a dozen probes (the
-    paper probes every layer; pass candidates=None, fractions=FRACTIONS for that). weights="int8": updated
-    weights kept in RAM as int8, trained with quantization-aware scaling, as the paper does. `options`: the
-    probes' fine-tuning (default FinetuneOptions: 60 SGD steps of 32 samples); `steps` overrides its steps."""
+    paper probes every layer; pass candidates=None, fractions=FRACTIONS for that). weights="int8": the probes
+    fine-tune in the int8 domain with quantization-aware scaling, as the paper does. The budget is always
+    checked against the exported C's RAM (training_profile's default: float32 copies of the trained channels,
+    no dW buffer, the C's fixed buffers), whatever `weights` says, so a plan fits what the export uses.
+    `options`: the probes' fine-tuning (default FinetuneOptions: 60 SGD steps of 32 samples); `steps`
+    overrides its steps."""
     from engine.ondevice.memory import deployed
 
     if data is None:
@@ -159,7 +162,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
     layers = weighted_layers(dg)
     head = layers[-1]
     base_plan = UpdatePlan((head,), {head: 1.0})
-    base_peak = training_profile(dg, base_plan, as_deployed=False, weights=weights).peak_sram_bytes
+    base_peak = training_profile(dg, base_plan, as_deployed=False).peak_sram_bytes
     if base_peak > budget_bytes:
         raise TinyStudioError(f"training budget {budget_bytes:,} B is below the {base_peak:,} B that updating the "
                               f"classifier '{head}' alone needs")
@@ -171,7 +174,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
     probes = []
     for layer, f, acc, z in rows:
         plan = UpdatePlan((layer, head), {layer: f, head: 1.0})
-        extra = training_profile(dg, plan, as_deployed=False, weights=weights).peak_sram_bytes - base_peak
+        extra = training_profile(dg, plan, as_deployed=False).peak_sram_bytes - base_peak
         probes.append(Probe(layer, f, acc, acc - base_acc, max(extra, 0), z, acc > base_acc and z >= min_z))
     chosen: dict[str, float] = {head: 1.0}
     gain_sum = 0.0
@@ -183,7 +186,7 @@ def plan_sparse(graph: Graph, budget_bytes: int, data, *, fractions=(0.25, 0.5, 
         trial = {**chosen, p.layer: p.fraction}
         names = tuple(k for k in layers if k in trial)
         cand = UpdatePlan(names, {k: trial[k] for k in names})
-        cpeak = training_profile(dg, cand, as_deployed=False, weights=weights).peak_sram_bytes
+        cpeak = training_profile(dg, cand, as_deployed=False).peak_sram_bytes
         if cpeak <= budget_bytes:
             chosen, peak, gain_sum = trial, cpeak, gain_sum + p.gain
     names = tuple(k for k in layers if k in chosen)

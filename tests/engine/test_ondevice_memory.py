@@ -80,6 +80,7 @@ def test_optimizer_weights_and_mcu_estimates():
     full = training_profile(g, resolve(g, parse_spec("all")), "stm32f746ng").targets[0]
     assert full["backward_ms"] > t["backward_ms"]
     doc = sgd.to_json()
-    assert doc["peak_sram_bytes"] == sgd.arena_bytes + sgd.ram_weight_bytes and doc["layers_updated"] == list(plan.layers)
+    assert doc["peak_sram_bytes"] == sgd.arena_bytes + sgd.ram_weight_bytes + sum(doc["fixed_bytes"].values())
+    assert doc["layers_updated"] == list(plan.layers)
     with pytest.raises(TinyStudioError, match="not in model"):
         training_profile(g, UpdatePlan(("nope",), {}))

@@ -261,10 +261,16 @@ def test_declared_ram_is_every_static_buffer_of_the_cortex_m4_build(mlp, model, 
         total += sum(int(p[1]) for p in (ln.split() for ln in out.stdout.splitlines())
                      if p and p[0].startswith((".data", ".bss")))
     assert total == tl.ram_bytes, (total, tl.ram_parts)
-    if model == "kws":  # one plan: the arena and the float32 weights are the training planner's peak
-        from engine.ondevice.memory import training_profile
+    # one figure: the training planner's peak (what `profile --training` shows) is exactly the C's .data + .bss
+    from engine.ondevice.memory import training_profile
 
-        peak = training_profile(build_zoo_model("zoo:kws_dscnn"), resolve(q, parse_spec(spec))).peak_sram_bytes
-        assert tl.ram_parts["arena"] + tl.ram_parts["weights_float"] == tl.planner_peak_bytes == peak
-        assert tl.ram_bytes - peak == 628   # logits and loss 52, one weight row 64, the prefix's DSP scratch 512
+    prof = training_profile(build_zoo_model("zoo:kws_dscnn") if model == "kws" else q, resolve(q, parse_spec(spec)),
+                            as_deployed=model == "kws")
+    assert prof.peak_sram_bytes == tl.planner_peak_bytes == tl.ram_bytes == total
+    assert (prof.arena_bytes, prof.ram_weight_bytes) == (tl.ram_parts["arena"], tl.ram_parts["weights_float"])
+    assert {k: b for k, b, _ in prof.fixed} == {k: v for k, v in tl.ram_parts.items()
+                                               if k not in ("arena", "weights_float") and v}
+    assert not any(b.name.startswith("wgrad:") for b in prof.buffers)  # the C applies dW as it computes it
+    if model == "kws":  # logits and loss 52, one weight row 64, the prefix's DSP scratch 512
+        assert prof.fixed_bytes == 628
     assert f"{model.upper()}_TRAIN_RAM_BYTES {tl.ram_bytes} " in tl.files[f"{model}_train.h"]
