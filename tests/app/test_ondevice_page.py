@@ -4,7 +4,6 @@ error line, not an exception. Short probes (3 SGD steps, whole layers) keep it c
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,10 @@ def store_env(tmp_path, monkeypatch):
     monkeypatch.setattr(sparse, "cache_dir", lambda: tmp_path / "probes")
     monkeypatch.setattr(sparse, "plan_sparse", functools.partial(sparse.plan_sparse, steps=3, fractions=(1.0,),
                                                                  candidates=2))
-    old = os.environ.get(DB_ENV)
-    os.environ[DB_ENV] = str(tmp_path / "studio.duckdb")
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "studio.duckdb"))
     st.cache_resource.clear()
     yield get_store
     st.cache_resource.clear()
-    if old is None:
-        os.environ.pop(DB_ENV, None)
-    else:
-        os.environ[DB_ENV] = old
 
 
 def test_sparse_plan_shows_probes_and_predicted_gain(store_env):
