@@ -10,7 +10,7 @@ import numpy as np
 from engine.codegen import emit_s16
 from engine.codegen.emitter import (MAX_DIMS, EmitContext, check_shift, contiguous, copy_whole, emit_error, emits,
                                     int8_grid, merge_dims, pad_dims, shape_text, struct_call)
-from engine.int8.dsp_requant import REQUANT_FIELD
+from engine.int8.dsp_requant import REQUANT_FIELD, add_linear_fields
 from engine.int8.prepare import prepare_node
 from engine.int8.readers import is_quantized, tensor_of
 from engine.ir import Node, Tensor
@@ -57,6 +57,7 @@ def _add(ctx: EmitContext, node: Node) -> None:
     ap, bp = _binary_srcs(ctx, node, y)
     if y.dtype == "int16":
         return emit_s16.add(ctx, node, p, ap, bp)
+    p.update(add_linear_fields(r))
     struct_call(ctx, "ts_add_s8", "ts_add_params", p,
                 f"{node.name}: {node.op} {shape_text(a)} {'+' if node.op == 'Add' else '-'} {shape_text(b)}, "
                 f"out {shape_text(y)}", ap, bp, ctx.dst(y.name))

@@ -24,7 +24,7 @@ from engine.codegen.cwrite import c_struct
 from engine.codegen.emit_conv import check_acc, check_weights, packs_int4, requant_arrays, weight_array
 from engine.codegen.emitter import (MAX_DIMS, Access, EmitContext, LayerCode, check_shift, emit_error, int8_grid,
                                     layer_macs, merge_dims, pad_dims)
-from engine.int8.dsp_requant import REQUANT_FIELD
+from engine.int8.dsp_requant import REQUANT_FIELD, add_linear_fields
 from engine.int8.params import AddParams, ConvParams, PoolParams, TableParams
 from engine.int8.prepare import prepare_node
 from engine.memory.patch import writes_split_directly
@@ -291,7 +291,7 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
                       "a_multiplier": rec.m1, "a_shift": rec.e1, "b_multiplier": rec.m2, "b_shift": rec.e2,
                       "out_multiplier": rec.mo, "out_shift": rec.eo, "output_offset": rec.y_zp,
                       "act_min": rec.act_min, "act_max": rec.act_max, "subtract": int(rec.subtract),
-                      REQUANT_FIELD: int(rec.mode)})
+                      REQUANT_FIELD: int(rec.mode), **add_linear_fields(rec)})
         kern = "ts_add_s8"
         out.append(f"static const ts_add_params p_{tag}[{len(params)}] = {_array_of(params)};")
         aa = _offsets(ctx, "ao", [o[0] for o in x_off])

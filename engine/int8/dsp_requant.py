@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 
@@ -94,3 +96,54 @@ def add_requant_mode(m1: int, e1: int, m2: int, e2: int, mo: int, eo: int) -> Re
     normalized = all((1 << 30) <= m < (1 << 31) for m in (m1, m2, mo))
     short = normalized and -30 <= e1 <= 0 and -30 <= e2 <= 0 and -23 <= eo <= -1
     return Requant.SHORT if short else Requant.GENERAL
+
+
+# Field names of the linear form in ts_add_params (0 in every field: no form, the kernel's other paths run).
+ADD_LINEAR_FIELDS = ("lin_a", "lin_b", "lin_c", "lin_shift")
+
+
+@lru_cache(maxsize=256)
+def add_linear_form(a_zp: int, b_zp: int, y_zp: int, left_shift: int, m1: int, e1: int, m2: int, e2: int, mo: int,
+                    eo: int, lo: int, hi: int, subtract: bool) -> tuple[int, int, int, int] | None:
+    """(ka, kb, c, s) such that int8 ADD/SUB (TFLite's three roundings) equals clamp((c + a ka + b kb) >> s,
+    lo, hi) for every one of the 65,536 input pairs, with every partial sum of that int32 expression (c + a ka,
+    b kb, and the total) inside int32; None when no such form is found (then the DSP build runs the rescalings).
+
+    The slopes are the exact real ones, a ka / 2**s ~ a m1 2**e1 2**left_shift mo 2**eo / 2**62, possibly
+    stretched by 1 + eps (which rounds the ties of a zero-centred sum away from zero, as RoundingDivideByPOT
+    does); for given slopes, every pair bounds c from both sides (one side for a clamped output), so the
+    feasible c are one interval, computed over all pairs at once. The result is proved, not estimated: the C
+    (ts_elementwise_dsp.c) computes exactly this expression."""
+    from engine.int8 import elementwise as ew   # imports this module's dependencies only; deferred for clarity
+
+    a = np.repeat(np.arange(-128, 128, dtype=np.int64), 256)
+    b = np.tile(np.arange(-128, 128, dtype=np.int64), 256)
+    q = {"m1": m1, "e1": e1, "m2": m2, "e2": e2, "mo": mo, "eo": eo}
+    t = ew.add(a, b, zp1=a_zp, zp2=b_zp, zpo=y_zp, params=q, act_min=lo, act_max=hi, subtract=subtract,
+               left_shift=left_shift).astype(np.int64)
+    alpha = Fraction(m1 * mo, 1 << 62) * Fraction(2) ** (left_shift + e1 + eo)
+    beta = Fraction(m2 * mo, 1 << 62) * Fraction(2) ** (left_shift + e2 + eo) * (-1 if subtract else 1)
+    # |c + a ka + b kb| <= 2**s (|y| + 1) with y the unclamped output: the largest s that keeps it in int32.
+    bound = (abs(alpha) + abs(beta)) * 256 + abs(y_zp) + 2
+    s_max = min(30, (int((1 << 31) / bound)).bit_length())
+    for s in range(s_max, max(s_max - 4, 0), -1):
+        low = np.where(t > lo, t << s, np.iinfo(np.int64).min // 2)
+        high = np.where(t < hi, ((t + 1) << s) - 1, np.iinfo(np.int64).max // 2)
+        for eps in (Fraction(0), *(Fraction(1, 1 << k) for k in range(28, 6, -2))):
+            ka, kb = round(alpha * (1 + eps) * (1 << s)), round(beta * (1 + eps) * (1 << s))
+            v = ka * a + kb * b
+            c_lo, c_hi = int((low - v).max()), int((high - v).min())
+            if c_lo > c_hi:
+                continue
+            c = (c_lo + c_hi) // 2
+            parts = np.concatenate([c + ka * a[::256], kb * b[:256], v + c])
+            if abs(ka) < 1 << 31 and abs(kb) < 1 << 31 and np.abs(parts).max() < 1 << 31:
+                return ka, kb, c, s
+    return None
+
+
+def add_linear_fields(p) -> dict:
+    """The ts_add_params fields of an int8 AddParams' linear form (all 0 when it has none)."""
+    form = add_linear_form(p.a_zp, p.b_zp, p.y_zp, p.left_shift, p.m1, p.e1, p.m2, p.e2, p.mo, p.eo, p.act_min,
+                           p.act_max, bool(p.subtract))
+    return dict(zip(ADD_LINEAR_FIELDS, form or (0, 0, 0, 0)))

@@ -14,6 +14,7 @@ instructions per MAC (benchmarks/dsp_layers.py prints the per-layer tables).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -24,6 +25,8 @@ from engine.codegen import CodegenOptions, generate_library
 from engine.codegen.emit_conv import wide_weight_words
 from engine.codegen.hostbuild import compile_hosts, run_host
 from engine.importers.tflite_import import load_tflite
+from engine.int8 import elementwise as ew
+from engine.int8.dsp_requant import add_linear_form
 from tests.engine.test_codegen import DSP, assert_same, reference
 from tests.engine.test_int8 import DATA, MLPERF, Model, conv_model, pool_model
 
@@ -36,13 +39,19 @@ def conv(x, w, out, padding=SAME, stride=1, act=0, depthwise=False):
     return lambda: conv_model(x, w, out, padding=padding, stride=stride, act=act, depthwise=depthwise)
 
 
-def add(shape_a, shape_b, out, op="ADD"):
+# ADD/SUB grids: these scales tie some rounding halves that only TFLite's three roundings decide (no linear form:
+# the SMMLAR rows); LINEAR ones have the generator's proved linear form (engine/int8/dsp_requant.py).
+TIED = ((0.06, -3), (0.045, 9), (0.08, 4))
+LINEAR = ((0.0531, 20), (0.0873, -14), (0.1093, -30))
+
+
+def add(shape_a, shape_b, out, op="ADD", grid=TIED, act=0):
     def build():
         m = Model()
-        a = m.act("a", shape_a, 0.06, -3)
-        b = m.act("b", shape_b, 0.045, 9)
-        y = m.act("y", out, 0.08, 4, feed=False)
-        m.w.op(op, [a, b], [y])
+        a = m.act("a", shape_a, *grid[0])
+        b = m.act("b", shape_b, *grid[1])
+        y = m.act("y", out, *grid[2], feed=False)
+        m.w.op(op, [a, b], [y], "AddOptions" if op == "ADD" else "SubOptions", FusedActivationFunction=act)
         return m, y
     return build
 
@@ -97,6 +106,10 @@ CASES = {
     "sub_rows_37": add((1, 2, 37), (1, 2, 37), (1, 2, 37), op="SUB"),
     "add_rows_9": add((1, 4, 9), (1, 4, 9), (1, 4, 9)),
     "add_broadcast": add((1, 3, 40), (1, 1, 40), (1, 3, 40)),
+    # the linear form: 4-element turns and a tail of 1 (SSAT), of 2 with a RELU6 clamp, a broadcast inner row
+    "add_linear_rows_37": add((1, 3, 37), (1, 3, 37), (1, 3, 37), grid=LINEAR),
+    "sub_linear_relu6_rows_10": add((1, 2, 10), (1, 2, 10), (1, 2, 10), op="SUB", grid=LINEAR, act=RELU6),
+    "add_linear_relu_inner_broadcast": add((1, 3, 7), (1, 3, 1), (1, 3, 7), grid=LINEAR, act=RELU),
 }
 
 
@@ -142,6 +155,8 @@ def test_cases_reach_the_dsp_kernels(built):
     assert all(kernels[f"{n}_w16"] == {"ts_conv_s8_w16"} for n in WIDE)
     assert all(k == {"ts_depthwise_conv_s8"} for n, k in kernels.items() if n.startswith("dw_"))
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
+    linear = {n for n, (lib, _, _) in cases.items() if re.search(r"\.lin_shift = [1-9]", lib.files[f"{lib.name}.c"])}
+    assert linear == {n for n in cases if "_linear" in n}
     assert all(k == {"ts_fully_connected_s8"} for n, k in kernels.items() if n.startswith("fc_"))
     assert all(k == {"ts_avg_pool_s8"} for n, k in kernels.items() if n.startswith("avgpool"))
 
@@ -240,6 +255,31 @@ def test_average_pool_reciprocal_is_exact():
         assert np.array_equal((n * recip) >> np.uint64(32), n // np.uint64(count)), count
 
 
+def test_add_linear_form_is_tflite_add():
+    """add_linear_form's (ka, kb, c, s), evaluated as the C does (int32, arithmetic shift, clamp), against the int8
+    reference over all 65,536 input pairs, for random grids, SUB and clamps; nearly every grid has one."""
+    a = np.repeat(np.arange(-128, 128, dtype=np.int64), 256)
+    b = np.tile(np.arange(-128, 128, dtype=np.int64), 256)
+    rng = np.random.default_rng(5)
+    found = 0
+    for i in range(24):
+        s1, s2, so = np.exp(rng.uniform(-5, 0, 3)).astype(np.float32)
+        z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+        lo, hi = ((-128, 127), (zo, 127), (max(zo - 40, -128), min(zo + 50, 127)))[i % 3]
+        q = ew.add_params(s1, s2, so)
+        form = add_linear_form(z1, z2, zo, ew.ADD_LEFT_SHIFT, q["m1"], q["e1"], q["m2"], q["e2"], q["mo"], q["eo"],
+                               lo, hi, i % 2 == 1)
+        if form is None:
+            continue
+        found += 1
+        ka, kb, c, s = form
+        total = c + a * ka + b * kb
+        assert max(abs(ka), abs(kb), np.abs(c + a * ka).max(), np.abs(b * kb).max(), np.abs(total).max()) < 2**31
+        want = ew.add(a, b, zp1=z1, zp2=z2, zpo=zo, params=q, act_min=lo, act_max=hi, subtract=i % 2 == 1)
+        assert np.array_equal(np.clip(total >> s, lo, hi), want.astype(np.int64)), (i, form)
+    assert found >= 22
+
+
 # ---- QEMU: the real DSP instructions on Cortex-M4 and Cortex-M7 ----------------------------------------------
 
 # Instructions per MAC measured with benchmarks/dsp_layers.py (QEMU mps2-an386 = Cortex-M4, mps2-an500 =
@@ -247,11 +287,12 @@ def test_average_pool_reciprocal_is_exact():
 # fails here. Before issue 14's kernels: M4 KWS 1.944, VWW 1.990, IC 1.466, AD 2.422; M7 1.943, 1.983, 1.461, 2.423;
 # before the first layers' direct expansion: M4 1.810, 1.912, 1.424; M7 1.870, 1.969, 1.423; before the depthwise
 # blocks, the spill-free FC rows, the STRD im2col and the SSAT-only ADD: M4 1.805, 1.880, 1.418, 2.409;
-# M7 1.864, 1.938, 1.419, 2.411.
-PER_MAC = {"m4": {"kws": 1.723, "vww": 1.867, "ic": 1.377, "ad": 1.956},
-           "m7": {"kws": 1.737, "vww": 1.878, "ic": 1.376, "ad": 1.956}}
-# The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269).
-PER_MAC_M4_WIDE = {"kws": 1.580, "vww": 1.734, "ic": 1.227}
+# M7 1.864, 1.938, 1.419, 2.411; before the ADD's linear form: IC M4 1.377, M7 1.376.
+PER_MAC = {"m4": {"kws": 1.723, "vww": 1.867, "ic": 1.319, "ad": 1.956},
+           "m7": {"kws": 1.737, "vww": 1.878, "ic": 1.318, "ad": 1.956}}
+# The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
+# IC 1.227 before the ADD's linear form).
+PER_MAC_M4_WIDE = {"kws": 1.580, "vww": 1.734, "ic": 1.170}
 
 
 def _qemu_missing() -> str:

@@ -89,6 +89,9 @@ typedef struct {
     int32_t out_multiplier, out_shift, output_offset, act_min, act_max;
     int32_t subtract;
     int32_t general_requant;  /* 1: the DSP build requantizes with the portable arithmetic (ts_dsp.h) */
+    /* lin_shift > 0: the int8 result is clamp((lin_c + a * lin_a + b * lin_b) >> lin_shift) for every input
+     * pair, proved by the generator (engine/int8/dsp_requant.py add_linear_form); the DSP build computes that. */
+    int32_t lin_a, lin_b, lin_c, lin_shift;
 } ts_add_params;
 
 typedef struct {

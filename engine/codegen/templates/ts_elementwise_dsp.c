@@ -1,5 +1,6 @@
-/* ts_elementwise_dsp.c - ADD/SUB with the DSP build's requantization (SMMLAR). Called by ts_add_s8
- * (ts_elementwise_ref.c) when the generator cleared general_requant; the same bytes as the portable rows. */
+/* ts_elementwise_dsp.c - ADD/SUB on the DSP build: the generator's proved linear form where the layer has one
+ * (two MLAs and a shift per element), else TFLite's rescalings with SMMLAR. Called by ts_add_s8
+ * (ts_elementwise_ref.c) when either applies; the same bytes as the portable rows. */
 #include "ts_dsp.h"
 #include "ts_elementwise.h"
 
@@ -69,9 +70,39 @@ static void ts_add_row_dsp(const void *ctx, const int8_t *a, int32_t as, const i
     }
 }
 
+/* One element of the linear form: (c + a ka + b kb) >> s, every partial sum inside int32 (the generator
+ * checks all 65,536 input pairs, and that the clamp of this to [lo, hi] is TFLite's output for each). */
+TS_ALWAYS_INLINE int32_t ts_add_lin(int32_t a, int32_t b, int32_t ka, int32_t kb, int32_t c, int32_t s)
+{
+    return (c + a * ka + b * kb) >> s;
+}
+
+/* The linear form (ts_add_params.lin_*), which replaces the three roundings by one: 4 elements a turn on
+ * contiguous rows without an activation clamp (SSAT alone clamps), else one at a time. */
+static void ts_add_row_linear(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
+                              int32_t n)
+{
+    const ts_add_params *p = (const ts_add_params *)ctx;
+    const int32_t ka = p->lin_a, kb = p->lin_b, c = p->lin_c, s = p->lin_shift, lo = p->act_min, hi = p->act_max;
+    const int8_t *const end = y + (n & ~3);
+    int32_t i;
+    if (as == 1 && bs == 1 && lo == -128 && hi == 127) {
+        for (; y < end; a += 4, b += 4, y += 4) {
+            y[0] = (int8_t)ts_ssat8(ts_add_lin(a[0], b[0], ka, kb, c, s));
+            y[1] = (int8_t)ts_ssat8(ts_add_lin(a[1], b[1], ka, kb, c, s));
+            y[2] = (int8_t)ts_ssat8(ts_add_lin(a[2], b[2], ka, kb, c, s));
+            y[3] = (int8_t)ts_ssat8(ts_add_lin(a[3], b[3], ka, kb, c, s));
+        }
+        n &= 3;
+    }
+    for (i = 0; i < n; ++i) {
+        y[i] = (int8_t)ts_clamp(ts_add_lin(a[i * as], b[i * bs], ka, kb, c, s), lo, hi);
+    }
+}
+
 void ts_add_s8_dsp(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t *y)
 {
-    ts_broadcast(&p->it, p, ts_add_row_dsp, a, b, y);
+    ts_broadcast(&p->it, p, p->lin_shift > 0 ? ts_add_row_linear : ts_add_row_dsp, a, b, y);
 }
 
 #endif /* TINYSTUDIO_DSP */

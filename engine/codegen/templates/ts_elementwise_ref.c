@@ -1,6 +1,6 @@
 /* ts_elementwise_ref.c - element-wise binary ops with broadcasting (ADD/SUB, MUL, MINIMUM/MAXIMUM): the
  * portable rows (the oracle) and the entry points; ts_add_s8 runs the DSP version (ts_elementwise_dsp.c) where
- * it is built and the generator cleared general_requant. */
+ * it is built and the generator cleared general_requant or proved a linear form. */
 #include "ts_elementwise.h"
 
 #if TINYSTUDIO_DSP
@@ -80,7 +80,7 @@ void ts_add_s8(const ts_add_params *p, const int8_t *a, const int8_t *b, int8_t 
     return;
 #endif
 #if TINYSTUDIO_DSP
-    if (!p->general_requant) {
+    if (!p->general_requant || p->lin_shift > 0) {
         ts_add_s8_dsp(p, a, b, y);
         return;
     }
