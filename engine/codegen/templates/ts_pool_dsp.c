@@ -58,7 +58,7 @@ void ts_avg_pool_s8_dsp(const ts_pool_params *p, const int8_t *x, int8_t *y)
                     last_count = win.count;
                 }
                 c = 0;
-                /* The lanes and the reciprocal apply (a count of 1, a bare copy, takes the loop below). */
+                /* The lanes and the reciprocal apply (a count of 1 takes the loop below: ts_pool_recip starts at 2). */
                 if (win.rows * win.cols <= TS_POOL_LANES_MAX && win.count > 1 && win.count <= TS_POOL_RECIP_MAX) {
                     const int32_t row = win.cols * c_n, half = win.count >> 1;
                     for (; c + 8 <= c_n; c += 8) { /* two words a tap */
