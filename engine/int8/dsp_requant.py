@@ -7,6 +7,7 @@ The DSP kernels (ts_dsp.h, ts_*_dsp.c) requantize with one SMMLAR and a shift wh
 allow it; otherwise they run TFLite's portable arithmetic. Both give the same bytes; the conditions
 below are what the C relies on, so they live here, next to the multipliers they test, and the enum is
 the one place that names the values the C branches on (tests/engine/test_int8_params.py reads the C).
+An int8 ADD/SUB may also get a linear form (add_linear_form), proved equal to TFLite's over all input pairs.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from engine.int8 import elementwise as ew
 from engine.int8.quant_math import multiply_by_quantized_multiplier
 
 REQUANT_FIELD = "general_requant"   # the parameter-struct field the C kernels branch on
@@ -106,7 +108,7 @@ ADD_LINEAR_FIELDS = ("lin_a", "lin_b", "lin_c", "lin_shift")
 def add_linear_form(a_zp: int, b_zp: int, y_zp: int, left_shift: int, m1: int, e1: int, m2: int, e2: int, mo: int,
                     eo: int, lo: int, hi: int, subtract: bool) -> tuple[int, int, int, int] | None:
     """(ka, kb, c, s) such that int8 ADD/SUB (TFLite's three roundings) equals clamp((c + a ka + b kb) >> s,
-    lo, hi) for every one of the 65,536 input pairs, with every partial sum of that int32 expression (c + a ka,
+    lo, hi) for every one of the 65,536 input pairs, with every part of that int32 expression (a ka, c + a ka,
     b kb, and the total) inside int32; None when no such form is found (then the DSP build runs the rescalings).
 
     The slopes are the exact real ones, a ka / 2**s ~ a m1 2**e1 2**left_shift mo 2**eo / 2**62, possibly
@@ -114,8 +116,6 @@ def add_linear_form(a_zp: int, b_zp: int, y_zp: int, left_shift: int, m1: int, e
     does); for given slopes, every pair bounds c from both sides (one side for a clamped output), so the
     feasible c are one interval, computed over all pairs at once. The result is proved, not estimated: the C
     (ts_elementwise_dsp.c) computes exactly this expression."""
-    from engine.int8 import elementwise as ew   # imports this module's dependencies only; deferred for clarity
-
     a = np.repeat(np.arange(-128, 128, dtype=np.int64), 256)
     b = np.tile(np.arange(-128, 128, dtype=np.int64), 256)
     q = {"m1": m1, "e1": e1, "m2": m2, "e2": e2, "mo": mo, "eo": eo}
@@ -123,7 +123,8 @@ def add_linear_form(a_zp: int, b_zp: int, y_zp: int, left_shift: int, m1: int, e
                left_shift=left_shift).astype(np.int64)
     alpha = Fraction(m1 * mo, 1 << 62) * Fraction(2) ** (left_shift + e1 + eo)
     beta = Fraction(m2 * mo, 1 << 62) * Fraction(2) ** (left_shift + e2 + eo) * (-1 if subtract else 1)
-    # |c + a ka + b kb| <= 2**s (|y| + 1) with y the unclamped output: the largest s that keeps it in int32.
+    # |c + a ka + b kb| ~ 2**s |y| with y the unclamped output: the largest s that keeps it in int32 (checked
+    # exactly below), and the 3 below it.
     bound = (abs(alpha) + abs(beta)) * 256 + abs(y_zp) + 2
     s_max = min(30, (int((1 << 31) / bound)).bit_length())
     for s in range(s_max, max(s_max - 4, 0), -1):
@@ -136,7 +137,7 @@ def add_linear_form(a_zp: int, b_zp: int, y_zp: int, left_shift: int, m1: int, e
             if c_lo > c_hi:
                 continue
             c = (c_lo + c_hi) // 2
-            parts = np.concatenate([c + ka * a[::256], kb * b[:256], v + c])
+            parts = np.concatenate([ka * a[::256], c + ka * a[::256], kb * b[:256], v + c])
             if abs(ka) < 1 << 31 and abs(kb) < 1 << 31 and np.abs(parts).max() < 1 << 31:
                 return ka, kb, c, s
     return None

@@ -274,7 +274,8 @@ def test_add_linear_form_is_tflite_add():
         found += 1
         ka, kb, c, s = form
         total = c + a * ka + b * kb
-        assert max(abs(ka), abs(kb), np.abs(c + a * ka).max(), np.abs(b * kb).max(), np.abs(total).max()) < 2**31
+        parts = (a * ka, c + a * ka, b * kb, total)
+        assert max(abs(ka), abs(kb), *(int(np.abs(v).max()) for v in parts)) < 2**31
         want = ew.add(a, b, zp1=z1, zp2=z2, zpo=zo, params=q, act_min=lo, act_max=hi, subtract=i % 2 == 1)
         assert np.array_equal(np.clip(total >> s, lo, hi), want.astype(np.int64)), (i, form)
     assert found >= 22
