@@ -27,12 +27,14 @@ static void ts_add_row_dsp(const void *ctx, const int8_t *a, int32_t as, const i
     const int32_t r1 = -p->a_shift, r2 = -p->b_shift, ro = -p->out_shift;
     const int32_t h1 = (int32_t)(((uint32_t)1 << r1) >> 1), h2 = (int32_t)(((uint32_t)1 << r2) >> 1);
     const int32_t fold = (int32_t)((uint32_t)(2 * p->output_offset + 1) << (ro - 1));
-    const int32_t lift = (int32_t)1 << (p->left_shift + 1), lo = p->act_min, hi = p->act_max;
-    const int32_t ao = p->a_offset * lift, bo = p->b_offset * lift, am = p->a_multiplier, bm = p->b_multiplier;
-    const int32_t ae = p->a_shift, be = p->b_shift, om = p->out_multiplier;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    const int32_t ao = p->a_offset * ((int32_t)1 << (p->left_shift + 1));
+    const int32_t bo = p->b_offset * ((int32_t)1 << (p->left_shift + 1));
+    const int32_t ae = p->a_shift, be = p->b_shift, am = p->a_multiplier, bm = p->b_multiplier, om = p->out_multiplier;
     const int full = lo == -128 && hi == 127;
-    int32_t raw[16];
+    int32_t lift = (int32_t)1 << (p->left_shift + 1), raw[16];
     int32_t i, j, k;
+    TS_OPAQUE(lift); /* one MLA for x * lift + offset, not a shift and an add */
     /* Contiguous rows, 16 elements at a time in three short loops (input a, input b, output), so that each
      * loop's constants stay in registers; strided (broadcast) rows one element at a time. */
     for (i = 0; as == 1 && bs == 1 && i + 16 <= n; i += 16) {
