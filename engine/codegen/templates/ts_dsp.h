@@ -1,9 +1,9 @@
 /* ts_dsp.h - the Armv7E-M / Armv8-M mainline DSP instruction layer of the *_dsp.c kernel files (internal).
  *
- * SXTB16/SXTAB16 (with ROR #8), SMLAD, SMLABB/SMLATT, SMMLAR and SSAT through <arm_acle.h> and inline assembly,
- * or, with TINYSTUDIO_EMULATE_DSP, portable C versions of the instructions, which is how the host tests check
- * that the DSP path gives the portable kernels' bytes. Also the DSP path's short requantization (ts_rq) and the
- * entry points of the DSP files, which the portable entry points call. Assumes a little-endian target (all
+ * SXTB16/SXTAB16 (with ROR #8), SMLAD, SMLABB/SMLATT, SMMLAR, SSAT and SSUB8/SEL through <arm_acle.h> and inline
+ * assembly, or, with TINYSTUDIO_EMULATE_DSP, portable C versions of the instructions, which is how the host tests
+ * check that the DSP path gives the portable kernels' bytes. Also the DSP path's short requantization (ts_rq) and
+ * the entry points of the DSP files, which the portable entry points call. Assumes a little-endian target (all
  * Cortex-M cores in practice). Everything here exists only when TINYSTUDIO_DSP is 1.
  */
 #ifndef TS_DSP_H
@@ -58,6 +58,17 @@ static inline int32_t ts_smlatt(uint32_t a, uint32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_hi16(a) * ts_hi16(b)));
 }
 static inline int32_t ts_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+/* Per-byte signed max / min of four int8 lanes (SSUB8 then SEL). */
+static inline uint32_t ts_max_s8x4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    int n;
+    for (n = 0; n < 4; ++n) {
+        r |= (uint32_t)(uint8_t)(ts_byte(a, n) > ts_byte(b, n) ? ts_byte(a, n) : ts_byte(b, n)) << (8 * n);
+    }
+    return r;
+}
+static inline uint32_t ts_min_s8x4(uint32_t a, uint32_t b) { return ts_max_s8x4(a, b) ^ a ^ b; }
 #else
 static inline uint32_t ts_sxtb16(uint32_t v) { return (uint32_t)__sxtb16((int32_t)v); }
 static inline uint32_t ts_sxtab16(uint32_t a, uint32_t v) { return (uint32_t)__sxtab16((int32_t)a, (int32_t)v); }
@@ -65,6 +76,17 @@ static inline int32_t ts_smlad(uint32_t a, uint32_t b, int32_t acc) { return __s
 static inline int32_t ts_smlabb(uint32_t a, uint32_t b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
 static inline int32_t ts_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
 static inline int32_t ts_ssat8(int32_t v) { return __ssat(v, 8); }
+/* SEL takes the GE flags of the SSUB8 before it: where a >= b, a (max) or b (min). */
+static inline uint32_t ts_max_s8x4(uint32_t a, uint32_t b)
+{
+    (void)__ssub8((int8x4_t)a, (int8x4_t)b);
+    return (uint32_t)__sel((uint8x4_t)a, (uint8x4_t)b);
+}
+static inline uint32_t ts_min_s8x4(uint32_t a, uint32_t b)
+{
+    (void)__ssub8((int8x4_t)a, (int8x4_t)b);
+    return (uint32_t)__sel((uint8x4_t)b, (uint8x4_t)a);
+}
 #if defined(__GNUC__)
 /* Single instructions the ACLE does not offer (SXTB16/SXTAB16 with ROR #8, SMMLAR). */
 static inline uint32_t ts_sxtb16_ror8(uint32_t v)
@@ -98,6 +120,21 @@ static inline uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t v)
 static inline int32_t ts_smmlar(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)(((int64_t)a * b + 0x80000000LL) >> 32));
+}
+#endif
+
+/* Four values in the int8 range into the bytes of a word, v0 lowest (three BFIs on the target). */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+static inline uint32_t ts_pack8x4(int32_t v0, int32_t v1, int32_t v2, int32_t v3)
+{
+    return ((uint32_t)v0 & 0xFFu) | ((uint32_t)v1 & 0xFFu) << 8 | ((uint32_t)v2 & 0xFFu) << 16 | (uint32_t)v3 << 24;
+}
+#else
+static inline uint32_t ts_pack8x4(int32_t v0, int32_t v1, int32_t v2, int32_t v3)
+{
+    uint32_t w = (uint32_t)v0;
+    __asm__("bfi %0, %1, #8, #8\n\tbfi %0, %2, #16, #8\n\tbfi %0, %3, #24, #8" : "+r"(w) : "r"(v1), "r"(v2), "r"(v3));
+    return w;
 }
 #endif
 

@@ -79,14 +79,14 @@ TS_ALWAYS_INLINE int32_t ts_add_lin(int32_t a, int32_t b, int32_t ka, int32_t kb
     return (c + a * ka + b * kb) >> s;
 }
 
-/* The linear form (ts_add_params.lin_*), which replaces the three roundings by one: 8 elements a turn on
- * contiguous rows without an activation clamp (SSAT alone clamps), else one at a time. */
+/* The linear form (ts_add_params.lin_*), which replaces the three roundings by one: on contiguous rows 8
+ * elements a turn without an activation clamp (SSAT alone clamps), 4 with one; strided rows one at a time. */
 static void ts_add_row_linear(const void *ctx, const int8_t *a, int32_t as, const int8_t *b, int32_t bs, int8_t *y,
                               int32_t n)
 {
     const ts_add_params *p = (const ts_add_params *)ctx;
     const int32_t ka = p->lin_a, kb = p->lin_b, c = p->lin_c, s = p->lin_shift, lo = p->act_min, hi = p->act_max;
-    const int8_t *const end = y + (n & ~7);
+    const int8_t *const end = y + (n & ~7), *const end4 = y + (n & ~3);
     int32_t i;
     if (as == 1 && bs == 1 && lo == -128 && hi == 127) {
         for (; y < end; a += 8, b += 8, y += 8) { /* 8 a turn: the loop's 5 instructions over 56 */
@@ -100,6 +100,16 @@ static void ts_add_row_linear(const void *ctx, const int8_t *a, int32_t as, cons
             y[7] = (int8_t)ts_ssat8(ts_add_lin(a[7], b[7], ka, kb, c, s));
         }
         n &= 7;
+    } else if (as == 1 && bs == 1) { /* a clamp: 4 outputs saturated to int8, one word, clamped per byte */
+        const uint32_t lo4 = 0x01010101u * (uint8_t)lo, hi4 = 0x01010101u * (uint8_t)hi;
+        for (; y < end4; a += 4, b += 4, y += 4) {
+            const uint32_t w = ts_pack8x4(ts_ssat8(ts_add_lin(a[0], b[0], ka, kb, c, s)),
+                                          ts_ssat8(ts_add_lin(a[1], b[1], ka, kb, c, s)),
+                                          ts_ssat8(ts_add_lin(a[2], b[2], ka, kb, c, s)),
+                                          ts_ssat8(ts_add_lin(a[3], b[3], ka, kb, c, s)));
+            ts_write32(y, ts_min_s8x4(ts_max_s8x4(w, lo4), hi4));
+        }
+        n &= 3;
     }
     for (i = 0; i < n; ++i) {
         y[i] = (int8_t)ts_clamp(ts_add_lin(a[i * as], b[i * bs], ka, kb, c, s), lo, hi);
