@@ -239,8 +239,8 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int32_t out_w = p->out_w;
-    const ts_mve_conv_fn block = p->general_requant ? ts_mve_conv_general : ts_mve_conv_short;
-    const int narrow = k_all <= 32 && !p->general_requant && p->act_min == -128 && p->act_max == 127;
+    const ts_mve_conv_fn block = TS_MVE_GENERAL(p) ? ts_mve_conv_general : ts_mve_conv_short;
+    const int narrow = k_all <= 32 && !TS_MVE_GENERAL(p) && p->act_min == -128 && p->act_max == 127;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
     const int one = pixels < 4;

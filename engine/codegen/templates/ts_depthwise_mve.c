@@ -237,8 +237,8 @@ int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int
                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, k_h = p->k_h, k_w = p->k_w;
-    const ts_mve_dw_fn one = p->general_requant ? ts_mve_dw1_general : ts_mve_dw1_short;
-    const ts_mve_dwcol_fn col = p->general_requant ? ts_mve_dwcol_general : ts_mve_dwcol_short;
+    const ts_mve_dw_fn one = TS_MVE_GENERAL(p) ? ts_mve_dw1_general : ts_mve_dw1_short;
+    const ts_mve_dwcol_fn col = TS_MVE_GENERAL(p) ? ts_mve_dwcol_general : ts_mve_dwcol_short;
     const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n;
     /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo */
     const int32_t oh_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;

@@ -46,6 +46,10 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_rq(int32x4_t acc, int32x4_t mult, int32x4_t le
     return vminq_s32(v, vdupq_n_s32(hi));
 }
 
+/* Whether layer p requantizes with the general form: never where the library has no such layer
+ * (TINYSTUDIO_GENERAL_REQUANT 0, tinystudio_kernels.h), so that the general copies of the kernels are not linked. */
+#define TS_MVE_GENERAL(p) (TINYSTUDIO_GENERAL_REQUANT && (p)->general_requant)
+
 /* ts_requant on four lanes (multipliers and shifts per lane), for every constant. */
 TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32_t out_offset,
                                           int32_t lo, int32_t hi)
