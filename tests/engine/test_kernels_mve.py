@@ -96,6 +96,12 @@ MVE_CASES = {
                                                       1),
     "avgpool_c6_2x3_s1_same_relu6": lambda: pool_model("AVERAGE_POOL_2D", (1, 4, 7, 6), (1, 4, 7, 6), (2, 3), 1, 0,
                                                        act=3),
+    # the 16-channel average: int16 sums widened every 256 cells (in one run: a global pool; across rows), count 1
+    "avgpool_c18_global_300_cells": lambda: pool_model("AVERAGE_POOL_2D", (1, 20, 15, 18), (1, 1, 1, 18), (20, 15),
+                                                       1, 1),
+    "avgpool_c5_17x17_valid_289_cells": lambda: pool_model("AVERAGE_POOL_2D", (1, 18, 18, 5), (1, 2, 2, 5),
+                                                           (17, 17), 1, 1),
+    "avgpool_c20_1x1_s2_count_1": lambda: pool_model("AVERAGE_POOL_2D", (1, 6, 6, 20), (1, 3, 3, 20), (1, 1), 2, 1),
     "conv_general_requant": lambda: conv_general(2e-4),
     "conv_dead_channel": conv_dead_channel,
     "fc_tails_batch3_relu6": fc_tails,
