@@ -84,6 +84,11 @@ MVE_CASES = {
     "fc_k37_n6_batch2": lambda: fc_model(2, 37, 6),
     "fc_k64_n12_per_tensor_relu": lambda: fc_model(1, 64, 12, per_channel=False, act=1),
     "fc_k5_n3": lambda: fc_model(1, 5, 3),
+    # ADD/SUB on the general requantization (the output shift -27; a left shift of 6 on a broadcast SUB)
+    "add_general_out_shift": lambda: binary_model("ADD", "AddOptions", (1, 2, 3, 9), (1, 2, 3, 9), (1, 2, 3, 9),
+                                                  (0.01, 0.013, 5.0), (3, -5, 0)),
+    "sub_general_left_shift": lambda: binary_model("SUB", "SubOptions", (1, 3, 7), (1, 1, 7), (1, 3, 7),
+                                                   (0.05, 0.03, 2e-9), (7, -2, 1)),
     "add_n23_relu": lambda: binary_model("ADD", "AddOptions", (1, 23), (1, 23), (1, 23), (0.07, 0.03, 0.09),
                                          (-3, 100, -20), act=1),
     "sub_broadcast_both": lambda: binary_model("SUB", "SubOptions", (2, 1, 7), (1, 3, 7), (2, 3, 7),
@@ -260,7 +265,7 @@ static int32_t pick_x(uint32_t r)
 
 int main(void)
 {
-    uint32_t bad_general = 0, bad_short = 0, n, lane;
+    uint32_t bad_general = 0, bad_short = 0, bad_scalar = 0, n, lane;
     for (n = 0; n < 40000u; ++n) {
         int32_t xs[4], ms[4], ss[4], got[4];
         int32x4_t v;
@@ -293,9 +298,22 @@ int main(void)
             if (got[lane] != ts_requant(xs[lane], ms[lane], ss[lane], off, lo, hi)) ++bad_short;
         }
     }
+    for (n = 0; n < 20000u; ++n) { /* one multiplier and shift for the four lanes (the ADD rows) */
+        int32_t xs[4], got[4];
+        const uint32_t r = next();
+        const int32_t s = (int32_t)(next() % 63u) - 31;
+        int32_t m = (r & 1u) ? (int32_t)(next() & 0x7FFFFFFFu) : (int32_t)((1u << 30) | (next() >> 2));
+        if ((r & 6u) == 0) m = (r & 8u) ? INT32_MIN : 0;
+        for (lane = 0; lane < 4; ++lane) xs[lane] = pick_x(next());
+        vst1q_s32(got, ts_mve_mbqm_n(vldrwq_s32(xs), s > 0 ? s : 0, m, s < 0 ? s : 0, s < 0 ? -31 : -32));
+        for (lane = 0; lane < 4; ++lane) {
+            if (got[lane] != ts_mbqm(xs[lane], m, s)) ++bad_scalar;
+        }
+    }
     ts_put_u32("bad_general", bad_general);
     ts_put_u32("bad_short", bad_short);
-    return bad_general || bad_short || fc_with_input_offset();
+    ts_put_u32("bad_scalar", bad_scalar);
+    return bad_general || bad_short || bad_scalar || fc_with_input_offset();
 }
 """
 
@@ -335,7 +353,8 @@ static int fc_with_input_offset(void)
 @needs_qemu
 def test_vector_requantization_is_ts_requant_in_qemu(tmp_path):
     """ts_mve_requant / ts_mve_rq on 320,000 lanes (ties, extremes, MIN * MIN, shifts -31 .. 31) against the
-    portable ts_requant (TFLite's double rounding), and the MVE fully connected with an input offset against
+    portable ts_requant (TFLite's double rounding), ts_mve_mbqm_n (scalar constants) on 80,000 against ts_mbqm,
+    and the MVE fully connected with an input offset against
     the portable one, on the M55."""
     from engine.export.crossbuild import compile_board, link_program, write_files
     from engine.export.qemu import run_elf
@@ -355,7 +374,8 @@ def test_vector_requantization_is_ts_requant_in_qemu(tmp_path):
     board_objs, ld = compile_board(target.board, cflags, tmp_path)
     elf = link_program(REQUANT_PROGRAM + FC_OFFSET_CHECK, "requant", objs, board_objs, ld, cflags, tmp_path)
     run = run_elf(target.board.machine, elf, cwd=tmp_path, timeout=120)
-    assert run.rc == 0 and all(f"{k}=0" in run.stdout for k in ("bad_general", "bad_short", "bad_fc_offset")), \
+    assert run.rc == 0 and all(f"{k}=0" in run.stdout for k in ("bad_general", "bad_short", "bad_scalar",
+                                                                  "bad_fc_offset")), \
         run.stdout + run.stderr
 
 

@@ -27,6 +27,20 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm(int32x4_t x, int32x4_t left, int32x4_t mu
     return vrshlq_s32(v, neg_right);
 }
 
+/* TFLite's MultiplyByQuantizedMultiplier on four lanes with one multiplier and shift for all of them, every
+ * operand a scalar (no vector register held across the loop for it): x shifted left by `left` (wrapping, like
+ * the portable uint32 lift), VQRDMULH, then the rounding right shift by -neg_right (VRSHL, which rounds halves
+ * up: a negative value is first lowered by one, saturating, when the shift is not 0, which moves exactly its
+ * ties down, as in ts_mve_mbqm). `sign_sh` is -31 for a right shift (the sign bit, VSHL.U32 by register) and
+ * -32 for none (0: VSHL by the element size or more clears the lane). */
+TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm_n(int32x4_t x, int32_t left, int32_t mult, int32_t neg_right,
+                                         int32_t sign_sh)
+{
+    int32x4_t v = vqrdmulhq_n_s32(vshlq_r_s32(x, left), mult);
+    v = vqsubq_s32(v, vreinterpretq_s32_u32(vshlq_r_u32(vreinterpretq_u32_s32(v), sign_sh)));
+    return vrshlq_n_s32(v, neg_right);
+}
+
 /* ts_requant on four lanes with the lanes' multipliers, left = max(shift, 0) and neg_right = min(shift, 0):
  * rescale, add the output offset, clamp. `general` 0 (a constant in each caller) for a layer whose generator
  * cleared general_requant (every shift in [-30, -1]: no left shift, and the sign of v & neg_right is the sign
