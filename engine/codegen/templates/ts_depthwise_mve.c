@@ -195,6 +195,15 @@ TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t 
     }
 }
 
+/* The in_c % 8 tail group of n_pairs pixel pairs down a column (general form: the same bytes for either kind
+ * of layer), one copy for both requantization forms and every kernel size. */
+static TS_NOINLINE void ts_mve_dwcol_tail(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
+        int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
+        const int32_t *multiplier, const int8_t *shift, int8_t *yp)
+{
+    ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, g->c_n & ~7, bias, multiplier, shift, yp, 1, 1);
+}
+
 /* Every channel of n_pairs pixel pairs down a column (see ts_mve_dw_col_group): groups of eight, then the tail. */
 TS_ALWAYS_INLINE void ts_mve_dw_col(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
                                     int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
@@ -204,9 +213,6 @@ TS_ALWAYS_INLINE void ts_mve_dw_col(const ts_mve_dw_geo *g, const int8_t *xw, co
     int32_t c;
     for (c = 0; c < c8; c += 8) {
         ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
-    }
-    if (c8 < g->c_n) {
-        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c8, bias, multiplier, shift, yp, 1, 1);
     }
 }
 
@@ -219,6 +225,9 @@ static TS_NOINLINE void ts_mve_dwcol_short(const ts_mve_dw_geo *g, const int8_t 
     } else {
         ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
     }
+    if (g->c_n & 7) {
+        ts_mve_dwcol_tail(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp);
+    }
 }
 
 static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
@@ -226,6 +235,9 @@ static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_
         const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
     ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 1);
+    if (g->c_n & 7) {
+        ts_mve_dwcol_tail(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp);
+    }
 }
 
 /* Depthwise with multiplier 1, column by column of the output: in each, the output rows whose windows' rows all
