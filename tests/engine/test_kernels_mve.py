@@ -101,6 +101,15 @@ MVE_CASES = {
                                                       1),
     "avgpool_c6_2x3_s1_same_relu6": lambda: pool_model("AVERAGE_POOL_2D", (1, 4, 7, 6), (1, 4, 7, 6), (2, 3), 1, 0,
                                                        act=3),
+    # leftover pixels of a K > 32 conv as fully connected rows: 9 pixels (one over), 6 (two over, per tensor),
+    # 2 in all with padded fields, 1 with a general requantization (conv_general_requant); 7 (three over: a block
+    # moved back)
+    "conv_1x1_k40_9_pixels": lambda: conv_model((1, 3, 3, 40), (20, 1, 1, 40), (1, 3, 3, 20), padding=1, stride=1),
+    "conv_1x1_k48_6_pixels_per_tensor": lambda: conv_model((1, 2, 3, 48), (9, 1, 1, 48), (1, 2, 3, 9), padding=1,
+                                                           stride=1, per_channel=False, act=1),
+    "conv_3x3_k72_s2_same_2_pixels": lambda: conv_model((1, 2, 3, 8), (13, 3, 3, 8), (1, 1, 2, 13), padding=0,
+                                                        stride=2),
+    "conv_1x1_k40_7_pixels": lambda: conv_model((1, 1, 7, 40), (6, 1, 1, 40), (1, 1, 7, 6), padding=1, stride=1),
     # the 16-channel average: int16 sums widened every 256 cells (in one run: a global pool; across rows), count 1
     "avgpool_c18_global_300_cells": lambda: pool_model("AVERAGE_POOL_2D", (1, 20, 15, 18), (1, 1, 1, 18), (20, 15),
                                                        1, 1),
