@@ -79,6 +79,11 @@ MVE_CASES = {
                                                             stride=1, depthwise=True, per_channel=False),
     "depthwise_c16_one_row_valid": lambda: conv_model((1, 3, 7, 16), (1, 3, 3, 16), (1, 1, 5, 16), padding=1,
                                                       stride=1, depthwise=True),
+    # the row pass: border rows in pixel pairs along the row (odd interior column counts, 5 and 4 output rows)
+    "depthwise_c24_row_pass_5x7_same": lambda: conv_model((1, 5, 7, 24), (1, 3, 3, 24), (1, 5, 7, 24), padding=0,
+                                                           stride=1, depthwise=True, act=1),
+    "depthwise_c32_3x3_out_same": lambda: conv_model((1, 3, 3, 32), (1, 3, 3, 32), (1, 3, 3, 32), padding=0,
+                                                     stride=1, depthwise=True),
     "depthwise_272_taps_portable_fallback": lambda: conv_model((1, 17, 16, 4), (1, 17, 16, 4), (1, 1, 1, 4), padding=1,
                                                           stride=1, depthwise=True),
     "fc_k37_n6_batch2": lambda: fc_model(2, 37, 6),

@@ -240,22 +240,28 @@ static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_
     }
 }
 
-/* Depthwise with multiplier 1, column by column of the output: in each, the output rows whose windows' rows all
- * lie inside the image two at a time (they share the column's cut by the left or right border, hence one weight
- * sum and one set of requantization constants per channel group for all of them, and one weight load per two
- * pixels), the others one at a time, each with its taps inside the image. Returns 0 (computing nothing) for a
- * kernel of more than 256 taps: the DSP path takes it. */
+/* Depthwise with multiplier 1: the column pass, then the row pass, then the pixels neither took. Column pass:
+ * in each output column, the output rows whose windows' rows all lie inside the image two at a time (they share
+ * the column's cut by the left or right border, hence one weight sum and one set of requantization constants
+ * per channel group for all of them, and one weight load per two pixels). Row pass: in each other output row
+ * (cut by the top or bottom border), the columns whose windows' columns all lie inside the image, two at a time
+ * along the row (the same function with the steps of a row). The others one at a time, each with its taps
+ * inside the image. Returns 0 (computing nothing) for a kernel of more than 256 taps: the DSP path takes it. */
 int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, k_h = p->k_h, k_w = p->k_w;
     const ts_mve_dw_fn one = TS_MVE_GENERAL(p) ? ts_mve_dw1_general : ts_mve_dw1_short;
     const ts_mve_dwcol_fn col = TS_MVE_GENERAL(p) ? ts_mve_dwcol_general : ts_mve_dwcol_short;
-    const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n;
-    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo */
+    const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n, xs_w = p->stride_w * c_n;
+    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo; the same
+     * for columns: [ow_lo, ow_hi), in pairs from ow_lo */
     const int32_t oh_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;
     const int32_t oh_hi = ts_min32((p->in_h - 1 - (k_h - 1) * p->dil_h + p->pad_top) / p->stride_h + 1, p->out_h);
-    const int32_t n_pairs = oh_hi > oh_lo ? (oh_hi - oh_lo) >> 1 : 0;
+    const int32_t n_pairs = oh_hi > oh_lo ? (oh_hi - oh_lo) >> 1 : 0, oh_end = oh_lo + 2 * n_pairs;
+    const int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
+    const int32_t ow_hi = ts_min32((p->in_w - 1 - (k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1, p->out_w);
+    const int32_t w_pairs = ow_hi > ow_lo ? (ow_hi - ow_lo) >> 1 : 0, ow_end = ow_lo + 2 * w_pairs;
     ts_mve_dw_geo g;
     int32_t bt, oh, ow;
     if (k_h * k_w > 256) {
@@ -273,33 +279,44 @@ int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int
     for (bt = 0; bt < p->batches; ++bt) {
         const int8_t *img = x + (size_t)bt * p->in_h * p->in_w * c_n;
         int8_t *yb = y + (size_t)bt * p->out_h * ys;
+        int empty_cols = 0; /* some output column has no tap inside the image (the column pass skips it) */
         for (ow = 0; ow < p->out_w; ++ow) {
             const int32_t w0 = ow * p->stride_w - p->pad_left;
-            int32_t j_lo = 0, j_hi = k_w; /* kernel columns inside the image: [j_lo, j_hi) */
-            while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
-                ++j_lo;
-            }
-            while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
-                --j_hi;
-            }
+            int32_t j_lo, j_hi; /* kernel columns inside the image: [j_lo, j_hi) */
+            ts_mve_taps(w0, k_w, p->dil_w, p->in_w, &j_lo, &j_hi);
+            empty_cols |= j_lo >= j_hi;
             if (n_pairs > 0 && j_lo < j_hi) {
                 const int32_t h0 = oh_lo * p->stride_h - p->pad_top;
                 const int8_t *xw = img + ((size_t)h0 * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
                 col(&g, xw, w + (size_t)j_lo * c_n, k_h, j_hi - j_lo, xs, ys, n_pairs, bias, multiplier, shift,
                     yb + (size_t)oh_lo * ys + (size_t)ow * c_n);
             }
-            for (oh = 0; oh < p->out_h; ++oh) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top;
-                int32_t i_lo = 0, i_hi = k_h; /* kernel rows inside the image: [i_lo, i_hi) */
+        }
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            const int col_row = oh >= oh_lo && oh < oh_end;
+            int32_t i_lo, i_hi, s_lo, s_hi;
+            if (col_row && !empty_cols) {
+                continue; /* the whole row done by the column pass */
+            }
+            ts_mve_taps(h0, k_h, p->dil_h, p->in_h, &i_lo, &i_hi); /* kernel rows inside the image */
+            if (!col_row && w_pairs > 0 && i_lo < i_hi) { /* the row pass */
+                const int8_t *xw =
+                    img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (ow_lo * p->stride_w - p->pad_left)) * c_n;
+                col(&g, xw, w + (size_t)i_lo * k_w * c_n, i_hi - i_lo, k_w, xs_w, c_n, w_pairs, bias, multiplier,
+                    shift, yb + (size_t)oh * ys + (size_t)ow_lo * c_n);
+            }
+            /* then the pixels left one at a time: none of the columns [s_lo, s_hi) (the interior ones of a
+             * column-pass row, the row pass's of another row) */
+            s_lo = col_row || i_lo < i_hi ? ow_lo : 0;
+            s_hi = col_row ? ts_max32(ow_hi, ow_lo) : (i_lo < i_hi ? ow_end : 0);
+            for (ow = s_lo > 0 ? 0 : s_hi; ow < p->out_w; ow = ow + 1 == s_lo ? s_hi : ow + 1) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
                 int8_t *yp = yb + (size_t)oh * ys + (size_t)ow * c_n;
-                if (oh >= oh_lo && oh < oh_lo + 2 * n_pairs && j_lo < j_hi) {
-                    continue; /* done by the column pass */
-                }
-                while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
-                    ++i_lo;
-                }
-                while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
-                    --i_hi;
+                int32_t j_lo, j_hi;
+                ts_mve_taps(w0, k_w, p->dil_w, p->in_w, &j_lo, &j_hi);
+                if (col_row && j_lo < j_hi) {
+                    continue; /* a border column of the column pass */
                 }
                 if (i_lo < i_hi && j_lo < j_hi) {
                     const int8_t *xw = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;

@@ -132,6 +132,21 @@ TS_ALWAYS_INLINE void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8
 #endif
 }
 
+/* Kernel rows / columns inside the image (size cells) of a window starting at `start` (k taps, dil apart):
+ * [*lo, *hi) (the pooling and depthwise files). */
+TS_ALWAYS_INLINE void ts_mve_taps(int32_t start, int32_t k, int32_t dil, int32_t size, int32_t *lo, int32_t *hi)
+{
+    int32_t a = 0, b = k;
+    while (a < b && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
 /* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply; where the MVE
  * kernel declines a layer the portable loop takes it, so an M55 program links none of the DSP kernels their
  * entry points call (except avg pool's over 5000 cells and the wide-weight conv: ts_pool_ref.c, ts_conv_ref.c). */

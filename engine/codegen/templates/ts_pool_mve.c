@@ -8,20 +8,6 @@
 
 #if TINYSTUDIO_MVE
 
-/* Kernel rows / columns inside the image of a window starting at `start`: [*lo, *hi). */
-static void ts_mve_taps(int32_t start, int32_t k, int32_t dil, int32_t size, int32_t *lo, int32_t *hi)
-{
-    int32_t a = 0, b = k;
-    while (a < b && start + a * dil < 0) {
-        ++a;
-    }
-    while (b > a && start + (b - 1) * dil >= size) {
-        --b;
-    }
-    *lo = a;
-    *hi = b;
-}
-
 int ts_max_pool_s8_mve(const ts_pool_params *p, const int8_t *x, int8_t *y)
 {
     const int32_t c_n = p->channels;
