@@ -82,6 +82,8 @@ MVE_CASES = {
     # the row pass: border rows in pixel pairs along the row (odd interior column counts, 5 and 4 output rows)
     "depthwise_c24_row_pass_5x7_same": lambda: conv_model((1, 5, 7, 24), (1, 3, 3, 24), (1, 5, 7, 24), padding=0,
                                                            stride=1, depthwise=True, act=1),
+    "depthwise_c8_dil2_same_batch2": lambda: conv_model((2, 9, 9, 8), (1, 3, 3, 8), (2, 9, 9, 8), padding=0,
+                                                        stride=1, dilation=2, depthwise=True),
     "depthwise_c32_3x3_out_same": lambda: conv_model((1, 3, 3, 32), (1, 3, 3, 32), (1, 3, 3, 32), padding=0,
                                                      stride=1, depthwise=True),
     "depthwise_272_taps_portable_fallback": lambda: conv_model((1, 17, 16, 4), (1, 17, 16, 4), (1, 1, 1, 4), padding=1,
@@ -114,6 +116,8 @@ MVE_CASES = {
                                                            stride=1, per_channel=False, act=1),
     "conv_3x3_k72_s2_same_2_pixels": lambda: conv_model((1, 2, 3, 8), (13, 3, 3, 8), (1, 1, 2, 13), padding=0,
                                                         stride=2),
+    "conv_1x1_k40_5_pixels_batch2": lambda: conv_model((2, 1, 5, 40), (6, 1, 1, 40), (2, 1, 5, 6), padding=1,
+                                                       stride=1),
     "conv_1x1_k40_7_pixels": lambda: conv_model((1, 1, 7, 40), (6, 1, 1, 40), (1, 1, 7, 6), padding=1, stride=1),
     # the 16-channel average: int16 sums widened every 256 cells (in one run: a global pool; across rows), count 1
     "avgpool_c18_global_300_cells": lambda: pool_model("AVERAGE_POOL_2D", (1, 20, 15, 18), (1, 1, 1, 18), (20, 15),
