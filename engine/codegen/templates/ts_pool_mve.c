@@ -1,8 +1,8 @@
 /* ts_pool_mve.c - average and max pooling on Helium (Cortex-M55/M85), NHWC: max over 16 channels per vector
  * (VMAX.S8), averages over 16 channels per pass (int16 sums, widened to int32 every 256 cells), the division by
  * the cell count a multiply by its rounded-up reciprocal (VMULH.U32), exact for the sums a window of at most
- * 5000 cells gives. Called by
- * ts_avg_pool_s8 / ts_max_pool_s8 (ts_pool_ref.c); the same bytes as the portable loops. */
+ * 5000 cells gives. Called by ts_avg_pool_s8 / ts_max_pool_s8 (ts_pool_ref.c); the same bytes as the portable
+ * loops. */
 #include "ts_mve.h"
 #include "ts_pool_window.h"
 
