@@ -55,20 +55,32 @@ TS_ALWAYS_INLINE void ts_mve_dw_half(int8_t *y, int32x4_t a0, int32x4_t a1, int3
     }
 }
 
+/* Channel c + 2 i of a per-channel table (int32 words, or int8 when `bytes`), i = 0 .. 3: a gather, under the
+ * tail group's predicate p when `tail` (a constant in each caller: the full groups gather unpredicated). */
+TS_ALWAYS_INLINE int32x4_t ts_mve_dw_gather(const void *t, int bytes, uint32x4_t even, int tail, mve_pred16_t p)
+{
+    if (bytes) {
+        return tail ? vldrbq_gather_offset_z_s32((const int8_t *)t, even, p)
+                    : vldrbq_gather_offset_s32((const int8_t *)t, even);
+    }
+    return tail ? vldrwq_gather_shifted_offset_z_s32((const int32_t *)t, even, p)
+                : vldrwq_gather_shifted_offset_s32((const int32_t *)t, even);
+}
+
 /* The requantization constants of channels c .. c + 7, even and odd lanes (k[0, 2, 4, 6] and k[1, 3, 5, 7]):
  * start values (bias + offset * weight sum), multipliers, left shifts, negated right shifts. */
 TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, int32_t c, const int32_t *bias,
-                                       const int32_t *multiplier, const int8_t *shift, uint32x4_t even,
+                                       const int32_t *multiplier, const int8_t *shift, uint32x4_t even, int tail,
                                        mve_pred16_t pe, mve_pred16_t po, int32x4_t *k)
 {
     const int32x4_t zero = vdupq_n_s32(0);
-    k[0] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c, even, pe), vmovlbq_s16(wsum), g->off);
-    k[1] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c + 1, even, po), vmovltq_s16(wsum), g->off);
+    k[0] = vmlaq_n_s32(ts_mve_dw_gather(bias + c, 0, even, tail, pe), vmovlbq_s16(wsum), g->off);
+    k[1] = vmlaq_n_s32(ts_mve_dw_gather(bias + c + 1, 0, even, tail, po), vmovltq_s16(wsum), g->off);
     if (g->per_channel) {
-        const int32x4_t se = vldrbq_gather_offset_z_s32(shift + c, even, pe);
-        const int32x4_t so = vldrbq_gather_offset_z_s32(shift + c + 1, even, po);
-        k[2] = vldrwq_gather_shifted_offset_z_s32(multiplier + c, even, pe);
-        k[3] = vldrwq_gather_shifted_offset_z_s32(multiplier + c + 1, even, po);
+        const int32x4_t se = ts_mve_dw_gather(shift + c, 1, even, tail, pe);
+        const int32x4_t so = ts_mve_dw_gather(shift + c + 1, 1, even, tail, po);
+        k[2] = ts_mve_dw_gather(multiplier + c, 0, even, tail, pe);
+        k[3] = ts_mve_dw_gather(multiplier + c + 1, 0, even, tail, po);
         k[4] = vmaxq_s32(se, zero);
         k[5] = vmaxq_s32(so, zero);
         k[6] = vminq_s32(se, zero);
@@ -109,7 +121,7 @@ TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g0, const int8_t *xw,
             x0 += x_col;
         }
     }
-    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, tail, pe, po, k);
     ts_mve_dw_out(yp + c, e0, o0, k, even, g, tail, pe, po, general);
 }
 
@@ -172,7 +184,7 @@ TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t 
             wsum = vaddq_s16(wsum, ts_mve_ld8(wq, tail, pr));
         }
     }
-    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, tail, pe, po, k);
     for (q = 0; q < n_pairs; ++q) {
         const int32x4_t zero = vdupq_n_s32(0);
         int32x4_t e0 = zero, o0 = zero, e1 = zero, o1 = zero;
