@@ -97,11 +97,10 @@ TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, i
  * over by the column pass) with rows x cols taps inside the image: xw is the first such tap (channel 0), ww its
  * weights. The input offset is added once at the end as offset * (sum of the weights used), which gives
  * sum (x + offset) * w exactly. `general`: the requantization form (ts_mve_rq). */
-TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww, int32_t rows,
+TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
                                       int32_t cols, int32_t c, const int32_t *bias, const int32_t *multiplier,
                                       const int8_t *shift, int8_t *yp, int tail, int general)
 {
-    const ts_mve_dw_geo gl = *g0, *g = &gl; /* see ts_mve_dw_col_group */
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
@@ -130,13 +129,14 @@ TS_ALWAYS_INLINE void ts_mve_dw_pixels(const ts_mve_dw_geo *g, const int8_t *xw,
                                        int32_t cols, const int32_t *bias, const int32_t *multiplier,
                                        const int8_t *shift, int8_t *yp, int general)
 {
-    const int32_t c8 = g->c_n & ~7;
+    const ts_mve_dw_geo gl = *g; /* a local copy, once per pixel: see ts_mve_dw_col_group */
+    const int32_t c8 = gl.c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, c, bias, multiplier, shift, yp, 0, general);
+        ts_mve_dw_group(&gl, xw, ww, rows, cols, c, bias, multiplier, shift, yp, 0, general);
     }
-    if (c8 < g->c_n) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, c8, bias, multiplier, shift, yp, 1, 1);
+    if (c8 < gl.c_n) {
+        ts_mve_dw_group(&gl, xw, ww, rows, cols, c8, bias, multiplier, shift, yp, 1, 1);
     }
 }
 
