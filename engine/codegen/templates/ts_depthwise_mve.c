@@ -129,7 +129,7 @@ TS_ALWAYS_INLINE void ts_mve_dw_pixels(const ts_mve_dw_geo *g, const int8_t *xw,
                                        int32_t cols, const int32_t *bias, const int32_t *multiplier,
                                        const int8_t *shift, int8_t *yp, int general)
 {
-    const ts_mve_dw_geo gl = *g; /* a local copy, once per pixel: see ts_mve_dw_col_group */
+    const ts_mve_dw_geo gl = *g; /* a local copy, once per pixel: see ts_mve_dw_col */
     const int32_t c8 = gl.c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
@@ -164,13 +164,11 @@ static TS_NOINLINE void ts_mve_dw1_general(const ts_mve_dw_geo *g, const int8_t 
  * sum in the loop: every register free for the sums), the requantization and the stores. xw: first tap of the
  * first pixel (channel 0), the pair's second pixel xs further and its outputs ys further than yp; the next
  * pair 2 * xs and 2 * ys further. */
-TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww,
+TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
                                           int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs,
                                           int32_t c, const int32_t *bias, const int32_t *multiplier,
                                           const int8_t *shift, int8_t *yp, int tail, int general)
 {
-    /* a local copy: the int8 output stores could alias *g0, so its fields would be reloaded after each one */
-    const ts_mve_dw_geo gl = *g0, *g = &gl;
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
@@ -213,7 +211,8 @@ static TS_NOINLINE void ts_mve_dwcol_tail(const ts_mve_dw_geo *g, const int8_t *
         int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
         const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
-    ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, g->c_n & ~7, bias, multiplier, shift, yp, 1, 1);
+    const ts_mve_dw_geo gl = *g; /* see ts_mve_dw_col */
+    ts_mve_dw_col_group(&gl, xw, ww, rows, cols, xs, ys, n_pairs, gl.c_n & ~7, bias, multiplier, shift, yp, 1, 1);
 }
 
 /* Every channel of n_pairs pixel pairs down a column (see ts_mve_dw_col_group): groups of eight, then the tail. */
@@ -221,10 +220,12 @@ TS_ALWAYS_INLINE void ts_mve_dw_col(const ts_mve_dw_geo *g, const int8_t *xw, co
                                     int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
                                     const int32_t *multiplier, const int8_t *shift, int8_t *yp, int general)
 {
-    const int32_t c8 = g->c_n & ~7;
+    /* a local copy: the int8 output stores could alias *g, so its fields would be reloaded after each one */
+    const ts_mve_dw_geo gl = *g;
+    const int32_t c8 = gl.c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
-        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
+        ts_mve_dw_col_group(&gl, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
     }
 }
 
