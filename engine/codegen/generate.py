@@ -12,6 +12,7 @@ emit_fused.emit_inplace_depthwise; every other node is emitted as in the layer s
 """
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 import numpy as np
@@ -26,6 +27,7 @@ from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_file
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
 from engine.codegen.state_vars import state_definitions, state_size
 from engine.errors import GraphError
+from engine.int8.dsp_requant import REQUANT_FIELD
 from engine.ir import Graph
 from engine.memory import plan_memory
 from engine.serialize import content_hash
@@ -34,6 +36,9 @@ from engine.validate import infer_shapes
 # Every file of the kernel library (templates/: tinystudio_kernels.h and ts_*.[ch]); a library gets the ones its
 # layers call (kernelfiles.kernel_files).
 KERNEL_FILES = library_files()
+
+# a layer's parameter struct asking for the general requantization (Requant.GENERAL, or an ADD's non-zero mode)
+_GENERAL_REQUANT = re.compile(rf"\.{REQUANT_FIELD} = [1-9]")
 
 
 def template(name: str) -> str:
@@ -231,6 +236,8 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
         text = template(kf)
         if kf == PUBLIC_HEADER:
             text = text.replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0")
+            if not _GENERAL_REQUANT.search(model_c):  # no layer needs it: the Helium kernels drop those copies
+                text = text.replace("#define TINYSTUDIO_GENERAL_REQUANT 1", "#define TINYSTUDIO_GENERAL_REQUANT 0")
         files[kf] = _stamp_comment(stamp, kf) + text
     records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),

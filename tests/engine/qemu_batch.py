@@ -21,9 +21,14 @@ from engine.export.qemu import STACK_SIZE, run_elf
 from engine.export.targets import core_target, local_cflags
 
 
+# tinystudio_kernels.h of a library without a general-requantization layer turns the Helium kernels' general copies
+# off; the merged program keeps them on for the libraries that have one (the short copies run the same).
+_GENERAL_OFF, _GENERAL_ON = "#define TINYSTUDIO_GENERAL_REQUANT 0", "#define TINYSTUDIO_GENERAL_REQUANT 1"
+
+
 def _body(text: str) -> str:
-    """A file without its generated stamp (the first comment: graph hash, arena size)."""
-    return text.split("*/", 1)[1] if text.startswith("/*") else text
+    """A file without its generated stamp (the first comment: graph hash, arena size), general copies on."""
+    return (text.split("*/", 1)[1] if text.startswith("/*") else text).replace(_GENERAL_OFF, _GENERAL_ON)
 
 
 def merged_library(libs):
@@ -33,7 +38,7 @@ def merged_library(libs):
         for fname, text in lib.files.items():
             if fname in files and _body(files[fname]) != _body(text):
                 raise ValueError(f"{lib.name}: {fname} differs from the one of an earlier library")
-            files[fname] = text
+            files[fname] = text.replace(_GENERAL_OFF, _GENERAL_ON)
         sources += [s for s in lib.sources if s not in sources]
     return dataclasses.replace(libs[0], files=files, sources=sources)
 

@@ -49,6 +49,11 @@ extern "C" {
 #else
 #define TINYSTUDIO_MVE 0
 #endif
+/* 0 where no layer of the library sets general_requant (the generator writes it so): the Helium kernels then
+ * leave out their general-requantization copies (code text); 1, the default, keeps them for any caller. */
+#ifndef TINYSTUDIO_GENERAL_REQUANT
+#define TINYSTUDIO_GENERAL_REQUANT 1
+#endif
 
 #define TS_MAX_DIMS 6
 

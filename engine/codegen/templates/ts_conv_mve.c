@@ -228,22 +228,26 @@ static TS_NOINLINE void ts_mve_conv_general(const ts_conv_params *p, const ts_mv
     ts_mve_conv_any(p, f, k_all, w, bias, multiplier, shift, y, ys, 1);
 }
 
-/* Regular conv (groups 1): pixels four at a time; a last partial block moves back to overlap the one before
- * (those pixels are computed twice, same bytes); fewer than four pixels in all go one at a time (one field
- * four times, output stride 0: the same bytes written four times). Fields that are contiguous runs of the
- * input are read in place; others are gathered into the scratch (the DSP path's, emit_conv.py: 8 K bytes,
- * of which 4 K are used). K <= 32 (with the short requantization and the full int8 range) goes four channels
- * per vector (ts_conv_narrow_mve.c), others 32 channels' sums per pass (ts_mve_conv_sums). */
+/* Regular conv (groups 1): pixels four at a time; with three left over, a last block moved back to overlap the
+ * one before (those pixels are computed twice, same bytes); one or two left over (or fewer than four in all)
+ * each as a fully connected row (ts_fc_mve.c: the weights are (out_c, K) rows, the field the input row, the
+ * input offset its own; a four-pixel block would cost four pixels). Fields that are contiguous runs of the
+ * input are read in place; others are gathered into the scratch (the DSP path's, emit_conv.py: 8 K bytes, of
+ * which 4 K are used). K <= 32 (with the short requantization and the full int8 range) goes four channels per
+ * vector (ts_conv_narrow_mve.c), others 32 channels' sums per pass (ts_mve_conv_sums). */
 void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int32_t out_w = p->out_w;
-    const ts_mve_conv_fn block = p->general_requant ? ts_mve_conv_general : ts_mve_conv_short;
-    const int narrow = k_all <= 32 && !p->general_requant && p->act_min == -128 && p->act_max == 127;
+    const ts_mve_conv_fn block = TS_MVE_GENERAL(p) ? ts_mve_conv_general : ts_mve_conv_short;
+    const int narrow = k_all <= 32 && !TS_MVE_GENERAL(p) && p->act_min == -128 && p->act_max == 127;
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w && p->out_h == p->in_h;
-    const int one = pixels < 4;
+    /* pixels in blocks of four: all but the one or two over (every pixel with three over) */
+    const int32_t blocked = pixels < 4 ? 0 : ((pixels & 3) == 3 ? pixels : pixels & ~3);
+    const ts_fc_params fc = {1, k_all, n_out, p->input_offset, p->output_offset, p->act_min, p->act_max,
+                             p->per_channel, p->general_requant};
     int8_t *buf = (int8_t *)scratch;
     int32_t b, q, s;
     for (b = 0; b < p->batches; ++b) {
@@ -253,18 +257,18 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             ts_conv_s8_mve_narrow(p, img, w, bias, multiplier, shift, yb, buf);
             continue;
         }
-        for (q = 0; q < pixels; q += one ? 1 : 4) {
-            const int32_t q0 = one ? q : (q + 4 <= pixels ? q : pixels - 4);
+        for (q = 0; q < blocked; q += 4) {
+            const int32_t q0 = q + 4 <= blocked ? q : blocked - 4;
             const int8_t *fs[4];
             ts_mve_fields f;
             if (pointwise) { /* output pixel q reads input pixel q */
                 for (s = 0; s < 4; ++s) {
-                    fs[s] = img + (size_t)(one ? q0 : q0 + s) * k_all;
+                    fs[s] = img + (size_t)(q0 + s) * k_all;
                 }
             } else {
                 int32_t oh = q0 / out_w, ow = q0 - oh * out_w;
                 for (s = 0; s < 4; ++s) {
-                    fs[s] = one && s ? fs[0] : ts_mve_conv_field_at(p, img, oh, ow, buf + s * k_all);
+                    fs[s] = ts_mve_conv_field_at(p, img, oh, ow, buf + s * k_all);
                     if (++ow == out_w) {
                         ow = 0;
                         ++oh;
@@ -275,7 +279,12 @@ void ts_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
             f.f1 = fs[1];
             f.f2 = fs[2];
             f.f3 = fs[3];
-            block(p, &f, k_all, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, one ? 0 : n_out);
+            block(p, &f, k_all, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
+        }
+        for (q = blocked; q < pixels; ++q) {
+            const int8_t *field = pointwise ? img + (size_t)q * k_all
+                                            : ts_mve_conv_field_at(p, img, q / out_w, q % out_w, buf);
+            ts_fully_connected_s8_mve(&fc, field, w, bias, multiplier, shift, yb + (size_t)q * n_out);
         }
     }
 }

@@ -55,20 +55,32 @@ TS_ALWAYS_INLINE void ts_mve_dw_half(int8_t *y, int32x4_t a0, int32x4_t a1, int3
     }
 }
 
+/* Channel c + 2 i of a per-channel table (int32 words, or int8 when `bytes`), i = 0 .. 3: a gather, under the
+ * tail group's predicate p when `tail` (a constant in each caller: the full groups gather unpredicated). */
+TS_ALWAYS_INLINE int32x4_t ts_mve_dw_gather(const void *t, int bytes, uint32x4_t even, int tail, mve_pred16_t p)
+{
+    if (bytes) {
+        return tail ? vldrbq_gather_offset_z_s32((const int8_t *)t, even, p)
+                    : vldrbq_gather_offset_s32((const int8_t *)t, even);
+    }
+    return tail ? vldrwq_gather_shifted_offset_z_s32((const int32_t *)t, even, p)
+                : vldrwq_gather_shifted_offset_s32((const int32_t *)t, even);
+}
+
 /* The requantization constants of channels c .. c + 7, even and odd lanes (k[0, 2, 4, 6] and k[1, 3, 5, 7]):
  * start values (bias + offset * weight sum), multipliers, left shifts, negated right shifts. */
 TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, int32_t c, const int32_t *bias,
-                                       const int32_t *multiplier, const int8_t *shift, uint32x4_t even,
+                                       const int32_t *multiplier, const int8_t *shift, uint32x4_t even, int tail,
                                        mve_pred16_t pe, mve_pred16_t po, int32x4_t *k)
 {
     const int32x4_t zero = vdupq_n_s32(0);
-    k[0] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c, even, pe), vmovlbq_s16(wsum), g->off);
-    k[1] = vmlaq_n_s32(vldrwq_gather_shifted_offset_z_s32(bias + c + 1, even, po), vmovltq_s16(wsum), g->off);
+    k[0] = vmlaq_n_s32(ts_mve_dw_gather(bias + c, 0, even, tail, pe), vmovlbq_s16(wsum), g->off);
+    k[1] = vmlaq_n_s32(ts_mve_dw_gather(bias + c + 1, 0, even, tail, po), vmovltq_s16(wsum), g->off);
     if (g->per_channel) {
-        const int32x4_t se = vldrbq_gather_offset_z_s32(shift + c, even, pe);
-        const int32x4_t so = vldrbq_gather_offset_z_s32(shift + c + 1, even, po);
-        k[2] = vldrwq_gather_shifted_offset_z_s32(multiplier + c, even, pe);
-        k[3] = vldrwq_gather_shifted_offset_z_s32(multiplier + c + 1, even, po);
+        const int32x4_t se = ts_mve_dw_gather(shift + c, 1, even, tail, pe);
+        const int32x4_t so = ts_mve_dw_gather(shift + c + 1, 1, even, tail, po);
+        k[2] = ts_mve_dw_gather(multiplier + c, 0, even, tail, pe);
+        k[3] = ts_mve_dw_gather(multiplier + c + 1, 0, even, tail, po);
         k[4] = vmaxq_s32(se, zero);
         k[5] = vmaxq_s32(so, zero);
         k[6] = vminq_s32(se, zero);
@@ -85,11 +97,10 @@ TS_ALWAYS_INLINE void ts_mve_dw_consts(const ts_mve_dw_geo *g, int16x8_t wsum, i
  * over by the column pass) with rows x cols taps inside the image: xw is the first such tap (channel 0), ww its
  * weights. The input offset is added once at the end as offset * (sum of the weights used), which gives
  * sum (x + offset) * w exactly. `general`: the requantization form (ts_mve_rq). */
-TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww, int32_t rows,
+TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
                                       int32_t cols, int32_t c, const int32_t *bias, const int32_t *multiplier,
                                       const int8_t *shift, int8_t *yp, int tail, int general)
 {
-    const ts_mve_dw_geo gl = *g0, *g = &gl; /* see ts_mve_dw_col_group */
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
@@ -109,7 +120,7 @@ TS_ALWAYS_INLINE void ts_mve_dw_group(const ts_mve_dw_geo *g0, const int8_t *xw,
             x0 += x_col;
         }
     }
-    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, tail, pe, po, k);
     ts_mve_dw_out(yp + c, e0, o0, k, even, g, tail, pe, po, general);
 }
 
@@ -118,13 +129,14 @@ TS_ALWAYS_INLINE void ts_mve_dw_pixels(const ts_mve_dw_geo *g, const int8_t *xw,
                                        int32_t cols, const int32_t *bias, const int32_t *multiplier,
                                        const int8_t *shift, int8_t *yp, int general)
 {
-    const int32_t c8 = g->c_n & ~7;
+    const ts_mve_dw_geo gl = *g; /* a local copy, once per pixel: see ts_mve_dw_col */
+    const int32_t c8 = gl.c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, c, bias, multiplier, shift, yp, 0, general);
+        ts_mve_dw_group(&gl, xw, ww, rows, cols, c, bias, multiplier, shift, yp, 0, general);
     }
-    if (c8 < g->c_n) {
-        ts_mve_dw_group(g, xw, ww, rows, cols, c8, bias, multiplier, shift, yp, 1, 1);
+    if (c8 < gl.c_n) {
+        ts_mve_dw_group(&gl, xw, ww, rows, cols, c8, bias, multiplier, shift, yp, 1, 1);
     }
 }
 
@@ -152,13 +164,11 @@ static TS_NOINLINE void ts_mve_dw1_general(const ts_mve_dw_geo *g, const int8_t 
  * sum in the loop: every register free for the sums), the requantization and the stores. xw: first tap of the
  * first pixel (channel 0), the pair's second pixel xs further and its outputs ys further than yp; the next
  * pair 2 * xs and 2 * ys further. */
-TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t *xw, const int8_t *ww,
+TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
                                           int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs,
                                           int32_t c, const int32_t *bias, const int32_t *multiplier,
                                           const int8_t *shift, int8_t *yp, int tail, int general)
 {
-    /* a local copy: the int8 output stores could alias *g0, so its fields would be reloaded after each one */
-    const ts_mve_dw_geo gl = *g0, *g = &gl;
     const int32_t c_n = g->c_n, x_row = g->x_row, x_col = g->x_col, w_row = g->w_row, left_n = c_n - c;
     const mve_pred16_t pr = vctp16q((uint32_t)left_n);
     const mve_pred16_t pe = vctp32q((uint32_t)((left_n + 1) >> 1)), po = vctp32q((uint32_t)(left_n >> 1));
@@ -172,7 +182,7 @@ TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t 
             wsum = vaddq_s16(wsum, ts_mve_ld8(wq, tail, pr));
         }
     }
-    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, pe, po, k);
+    ts_mve_dw_consts(g, wsum, c, bias, multiplier, shift, even, tail, pe, po, k);
     for (q = 0; q < n_pairs; ++q) {
         const int32x4_t zero = vdupq_n_s32(0);
         int32x4_t e0 = zero, o0 = zero, e1 = zero, o1 = zero;
@@ -195,18 +205,27 @@ TS_ALWAYS_INLINE void ts_mve_dw_col_group(const ts_mve_dw_geo *g0, const int8_t 
     }
 }
 
+/* The in_c % 8 tail group of n_pairs pixel pairs down a column (general form: the same bytes for either kind
+ * of layer), one copy for both requantization forms and every kernel size. */
+static TS_NOINLINE void ts_mve_dwcol_tail(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
+        int32_t rows, int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
+        const int32_t *multiplier, const int8_t *shift, int8_t *yp)
+{
+    const ts_mve_dw_geo gl = *g; /* see ts_mve_dw_col */
+    ts_mve_dw_col_group(&gl, xw, ww, rows, cols, xs, ys, n_pairs, gl.c_n & ~7, bias, multiplier, shift, yp, 1, 1);
+}
+
 /* Every channel of n_pairs pixel pairs down a column (see ts_mve_dw_col_group): groups of eight, then the tail. */
 TS_ALWAYS_INLINE void ts_mve_dw_col(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww, int32_t rows,
                                     int32_t cols, int32_t xs, int32_t ys, int32_t n_pairs, const int32_t *bias,
                                     const int32_t *multiplier, const int8_t *shift, int8_t *yp, int general)
 {
-    const int32_t c8 = g->c_n & ~7;
+    /* a local copy: the int8 output stores could alias *g, so its fields would be reloaded after each one */
+    const ts_mve_dw_geo gl = *g;
+    const int32_t c8 = gl.c_n & ~7;
     int32_t c;
     for (c = 0; c < c8; c += 8) {
-        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
-    }
-    if (c8 < g->c_n) {
-        ts_mve_dw_col_group(g, xw, ww, rows, cols, xs, ys, n_pairs, c8, bias, multiplier, shift, yp, 1, 1);
+        ts_mve_dw_col_group(&gl, xw, ww, rows, cols, xs, ys, n_pairs, c, bias, multiplier, shift, yp, 0, general);
     }
 }
 
@@ -219,6 +238,9 @@ static TS_NOINLINE void ts_mve_dwcol_short(const ts_mve_dw_geo *g, const int8_t 
     } else {
         ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 0);
     }
+    if (g->c_n & 7) {
+        ts_mve_dwcol_tail(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp);
+    }
 }
 
 static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_t *xw, const int8_t *ww,
@@ -226,24 +248,33 @@ static TS_NOINLINE void ts_mve_dwcol_general(const ts_mve_dw_geo *g, const int8_
         const int32_t *multiplier, const int8_t *shift, int8_t *yp)
 {
     ts_mve_dw_col(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp, 1);
+    if (g->c_n & 7) {
+        ts_mve_dwcol_tail(g, xw, ww, rows, cols, xs, ys, n_pairs, bias, multiplier, shift, yp);
+    }
 }
 
-/* Depthwise with multiplier 1, column by column of the output: in each, the output rows whose windows' rows all
- * lie inside the image two at a time (they share the column's cut by the left or right border, hence one weight
- * sum and one set of requantization constants per channel group for all of them, and one weight load per two
- * pixels), the others one at a time, each with its taps inside the image. Returns 0 (computing nothing) for a
- * kernel of more than 256 taps: the DSP path takes it. */
+/* Depthwise with multiplier 1: the column pass, then the row pass, then the pixels neither took. Column pass:
+ * in each output column, the output rows whose windows' rows all lie inside the image two at a time (they share
+ * the column's cut by the left or right border, hence one weight sum and one set of requantization constants
+ * per channel group for all of them, and one weight load per two pixels). Row pass: in each other output row
+ * (cut by the top or bottom border), the columns whose windows' columns all lie inside the image, two at a time
+ * along the row (the same function with the steps of a row). The others one at a time, each with its taps
+ * inside the image. Returns 0 (computing nothing) for a kernel of more than 256 taps: the DSP path takes it. */
 int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                              const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, k_h = p->k_h, k_w = p->k_w;
-    const ts_mve_dw_fn one = p->general_requant ? ts_mve_dw1_general : ts_mve_dw1_short;
-    const ts_mve_dwcol_fn col = p->general_requant ? ts_mve_dwcol_general : ts_mve_dwcol_short;
-    const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n;
-    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo */
+    const ts_mve_dw_fn one = TS_MVE_GENERAL(p) ? ts_mve_dw1_general : ts_mve_dw1_short;
+    const ts_mve_dwcol_fn col = TS_MVE_GENERAL(p) ? ts_mve_dwcol_general : ts_mve_dwcol_short;
+    const int32_t xs = p->stride_h * p->in_w * c_n, ys = p->out_w * c_n, xs_w = p->stride_w * c_n;
+    /* output rows whose window's rows lie inside the image: [oh_lo, oh_hi), taken in pairs from oh_lo; the same
+     * for columns: [ow_lo, ow_hi), in pairs from ow_lo */
     const int32_t oh_lo = (p->pad_top + p->stride_h - 1) / p->stride_h;
     const int32_t oh_hi = ts_min32((p->in_h - 1 - (k_h - 1) * p->dil_h + p->pad_top) / p->stride_h + 1, p->out_h);
-    const int32_t n_pairs = oh_hi > oh_lo ? (oh_hi - oh_lo) >> 1 : 0;
+    const int32_t n_pairs = oh_hi > oh_lo ? (oh_hi - oh_lo) >> 1 : 0, oh_end = oh_lo + 2 * n_pairs;
+    const int32_t ow_lo = (p->pad_left + p->stride_w - 1) / p->stride_w;
+    const int32_t ow_hi = ts_min32((p->in_w - 1 - (k_w - 1) * p->dil_w + p->pad_left) / p->stride_w + 1, p->out_w);
+    const int32_t w_pairs = ow_hi > ow_lo ? (ow_hi - ow_lo) >> 1 : 0, ow_end = ow_lo + 2 * w_pairs;
     ts_mve_dw_geo g;
     int32_t bt, oh, ow;
     if (k_h * k_w > 256) {
@@ -261,33 +292,44 @@ int ts_depthwise_conv_s8_mve(const ts_conv_params *p, const int8_t *x, const int
     for (bt = 0; bt < p->batches; ++bt) {
         const int8_t *img = x + (size_t)bt * p->in_h * p->in_w * c_n;
         int8_t *yb = y + (size_t)bt * p->out_h * ys;
+        int empty_cols = 0; /* some output column has no tap inside the image (the column pass skips it) */
         for (ow = 0; ow < p->out_w; ++ow) {
             const int32_t w0 = ow * p->stride_w - p->pad_left;
-            int32_t j_lo = 0, j_hi = k_w; /* kernel columns inside the image: [j_lo, j_hi) */
-            while (j_lo < j_hi && w0 + j_lo * p->dil_w < 0) {
-                ++j_lo;
-            }
-            while (j_hi > j_lo && w0 + (j_hi - 1) * p->dil_w >= p->in_w) {
-                --j_hi;
-            }
+            int32_t j_lo, j_hi; /* kernel columns inside the image: [j_lo, j_hi) */
+            ts_mve_taps(w0, k_w, p->dil_w, p->in_w, &j_lo, &j_hi);
+            empty_cols |= j_lo >= j_hi;
             if (n_pairs > 0 && j_lo < j_hi) {
                 const int32_t h0 = oh_lo * p->stride_h - p->pad_top;
                 const int8_t *xw = img + ((size_t)h0 * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;
                 col(&g, xw, w + (size_t)j_lo * c_n, k_h, j_hi - j_lo, xs, ys, n_pairs, bias, multiplier, shift,
                     yb + (size_t)oh_lo * ys + (size_t)ow * c_n);
             }
-            for (oh = 0; oh < p->out_h; ++oh) {
-                const int32_t h0 = oh * p->stride_h - p->pad_top;
-                int32_t i_lo = 0, i_hi = k_h; /* kernel rows inside the image: [i_lo, i_hi) */
+        }
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int32_t h0 = oh * p->stride_h - p->pad_top;
+            const int col_row = oh >= oh_lo && oh < oh_end;
+            int32_t i_lo, i_hi, s_lo, s_hi;
+            if (col_row && !empty_cols) {
+                continue; /* the whole row done by the column pass */
+            }
+            ts_mve_taps(h0, k_h, p->dil_h, p->in_h, &i_lo, &i_hi); /* kernel rows inside the image */
+            if (!col_row && w_pairs > 0 && i_lo < i_hi) { /* the row pass */
+                const int8_t *xw =
+                    img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (ow_lo * p->stride_w - p->pad_left)) * c_n;
+                col(&g, xw, w + (size_t)i_lo * k_w * c_n, i_hi - i_lo, k_w, xs_w, c_n, w_pairs, bias, multiplier,
+                    shift, yb + (size_t)oh * ys + (size_t)ow_lo * c_n);
+            }
+            /* then the pixels left one at a time: none of the columns [s_lo, s_hi) (the interior ones of a
+             * column-pass row, the row pass's of another row) */
+            s_lo = col_row || i_lo < i_hi ? ow_lo : 0;
+            s_hi = col_row ? ts_max32(ow_hi, ow_lo) : (i_lo < i_hi ? ow_end : 0);
+            for (ow = s_lo > 0 ? 0 : s_hi; ow < p->out_w; ow = ow + 1 == s_lo ? s_hi : ow + 1) {
+                const int32_t w0 = ow * p->stride_w - p->pad_left;
                 int8_t *yp = yb + (size_t)oh * ys + (size_t)ow * c_n;
-                if (oh >= oh_lo && oh < oh_lo + 2 * n_pairs && j_lo < j_hi) {
-                    continue; /* done by the column pass */
-                }
-                while (i_lo < i_hi && h0 + i_lo * p->dil_h < 0) {
-                    ++i_lo;
-                }
-                while (i_hi > i_lo && h0 + (i_hi - 1) * p->dil_h >= p->in_h) {
-                    --i_hi;
+                int32_t j_lo, j_hi;
+                ts_mve_taps(w0, k_w, p->dil_w, p->in_w, &j_lo, &j_hi);
+                if (col_row && j_lo < j_hi) {
+                    continue; /* a border column of the column pass */
                 }
                 if (i_lo < i_hi && j_lo < j_hi) {
                     const int8_t *xw = img + ((size_t)(h0 + i_lo * p->dil_h) * p->in_w + (w0 + j_lo * p->dil_w)) * c_n;

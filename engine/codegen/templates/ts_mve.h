@@ -27,6 +27,20 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm(int32x4_t x, int32x4_t left, int32x4_t mu
     return vrshlq_s32(v, neg_right);
 }
 
+/* TFLite's MultiplyByQuantizedMultiplier on four lanes with one multiplier and shift for all of them, every
+ * operand a scalar (no vector register held across the loop for it): x shifted left by `left` (wrapping, like
+ * the portable uint32 lift), VQRDMULH, then the rounding right shift by -neg_right (VRSHL, which rounds halves
+ * up: a negative value is first lowered by one, saturating, when the shift is not 0, which moves exactly its
+ * ties down, as in ts_mve_mbqm). `sign_sh` is -31 for a right shift (the sign bit, VSHL.U32 by register) and
+ * -32 for none (0: VSHL by the element size or more clears the lane). */
+TS_ALWAYS_INLINE int32x4_t ts_mve_mbqm_n(int32x4_t x, int32_t left, int32_t mult, int32_t neg_right,
+                                         int32_t sign_sh)
+{
+    int32x4_t v = vqrdmulhq_n_s32(vshlq_r_s32(x, left), mult);
+    v = vqsubq_s32(v, vreinterpretq_s32_u32(vshlq_r_u32(vreinterpretq_u32_s32(v), sign_sh)));
+    return vrshlq_n_s32(v, neg_right);
+}
+
 /* ts_requant on four lanes with the lanes' multipliers, left = max(shift, 0) and neg_right = min(shift, 0):
  * rescale, add the output offset, clamp. `general` 0 (a constant in each caller) for a layer whose generator
  * cleared general_requant (every shift in [-30, -1]: no left shift, and the sign of v & neg_right is the sign
@@ -45,6 +59,10 @@ TS_ALWAYS_INLINE int32x4_t ts_mve_rq(int32x4_t acc, int32x4_t mult, int32x4_t le
     v = vmaxq_s32(v, vdupq_n_s32(lo));
     return vminq_s32(v, vdupq_n_s32(hi));
 }
+
+/* Whether layer p requantizes with the general form: never where the library has no such layer
+ * (TINYSTUDIO_GENERAL_REQUANT 0, tinystudio_kernels.h), so that the general copies of the kernels are not linked. */
+#define TS_MVE_GENERAL(p) (TINYSTUDIO_GENERAL_REQUANT && (p)->general_requant)
 
 /* ts_requant on four lanes (multipliers and shifts per lane), for every constant. */
 TS_ALWAYS_INLINE int32x4_t ts_mve_requant(int32x4_t acc, int32x4_t mult, int32x4_t shift, int32_t out_offset,
@@ -112,6 +130,21 @@ TS_ALWAYS_INLINE void ts_mve_put(int8_t *dst, const int8_t *src, int32_t n, int8
         }
     }
 #endif
+}
+
+/* Kernel rows / columns inside the image (size cells) of a window starting at `start` (k taps, dil apart):
+ * [*lo, *hi) (the pooling and depthwise files). */
+TS_ALWAYS_INLINE void ts_mve_taps(int32_t start, int32_t k, int32_t dil, int32_t size, int32_t *lo, int32_t *hi)
+{
+    int32_t a = 0, b = k;
+    while (a < b && start + a * dil < 0) {
+        ++a;
+    }
+    while (b > a && start + (b - 1) * dil >= size) {
+        --b;
+    }
+    *lo = a;
+    *hi = b;
 }
 
 /* The MVE files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply; where the MVE
