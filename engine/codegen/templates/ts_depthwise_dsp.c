@@ -21,7 +21,6 @@ static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t ts_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt((int32_t)a, (int32_t)b, acc); }
 static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __smlatb((int32_t)a, (int32_t)b, acc); }
 #endif
-
 /* The accumulators of channels c .. c + 3 (a0: channel c, a1: c + 1, a2: c + 2, a3: c + 3). */
 typedef struct {
     int32_t a0, a1, a2, a3;
@@ -328,14 +327,11 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     }
 }
 
-/* int16 values of the widened input block (4 channel planes: 960 bytes of stack). A block holds up to
- * TS_DW_BLOCK / 4 / wn rows of wn columns: a strip of n windows spans (n - 1) stride + 3 columns, plus one
- * that the last word read takes past them (its value unused), rounded up to even so that every word is
- * aligned. */
-#define TS_DW_BLOCK 480
-/* Most columns of a block row (a block of at least 5 rows). */
-#define TS_DW_BLOCK_W 24
-/* The longer output side from which the widened block beats the 4-channel path (measured: 25 x 5 and
+/* Most values per line of the widened input ring (3 lines x 4 channel planes x 32 int16 = 768 bytes of
+ * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
+ * reads past them (its value unused), rounded up to even. */
+#define TS_DW_LINE 32
+/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5 and
  * 12 x 12 do, 6 x 6 does not). */
 #define TS_DW_PLANAR_MIN 12
 
@@ -348,13 +344,12 @@ typedef struct {
     ts_rq q;
 } ts_dw_ch;
 
-/* A block of output rows x n outputs of one channel: r the plane at the first output's window, wn values per
- * plane row, the windows of consecutive output rows rstep values apart; outputs at y (y_step apart along a row,
- * y_rstep from row to row). */
+/* One output line of n outputs of one channel: r0, r1, r2 the channel's ring lines at the first window,
+ * outputs at y, y_step bytes apart. */
 typedef struct {
-    const int16_t *r;
+    const int16_t *r0, *r1, *r2;
     int8_t *y;
-    int32_t wn, rstep, n, rows, y_step, y_rstep, off, lo, hi;
+    int32_t n, y_step, off, lo, hi;
 } ts_dw_job;
 
 TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_rq *q, int32_t off, int32_t lo, int32_t hi, int mode)
@@ -378,6 +373,44 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
     s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
 }
 
+/* The 3 window rows (plane rows r0, r1, r2) of four adjacent outputs. On the target one block of inline
+ * assembly, per row 3 loads of inputs, one LDRD of weights and 8 multiplies with 4 temporaries: GCC spills
+ * otherwise. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t *w,
+                                  int32_t *s)
+{
+    ts_dw_quad(r0, w, s);
+    ts_dw_quad(r1, w + 2, s);
+    ts_dw_quad(r2, w + 4, s);
+}
+#else
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t *w,
+                                  int32_t *s)
+{
+    uint32_t a, b, w01, w12;
+#define TS_DW_QROW(R, WOFF)                                                                                        \
+    "ldr %[a], [" R "]\n\t"                                                                                       \
+    "ldr %[b], [" R ", #4]\n\t"                                                                                   \
+    "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
+    "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
+    "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
+    "ldr %[a], [" R ", #8]\n\t"                                                                                   \
+    "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
+    "smlad %[s1], %[b], %[w12], %[s1]\n\t"                                                                       \
+    "smlad %[s2], %[b], %[w01], %[s2]\n\t"                                                                       \
+    "smlatb %[s3], %[b], %[w01], %[s3]\n\t"                                                                      \
+    "smlabt %[s2], %[a], %[w12], %[s2]\n\t"                                                                      \
+    "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+    __asm__(TS_DW_QROW("%[r0]", "0") TS_DW_QROW("%[r1]", "8") TS_DW_QROW("%[r2]", "16")
+            : [s0] "+r"(s[0]), [s1] "+r"(s[1]), [s2] "+r"(s[2]), [s3] "+r"(s[3]), [a] "=&r"(a), [b] "=&r"(b),
+              [w01] "=&r"(w01), [w12] "=&r"(w12)
+            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), "m"(*(const int16_t(*)[6])r0),
+              "m"(*(const int16_t(*)[6])r1), "m"(*(const int16_t(*)[6])r2), "m"(*(const uint32_t(*)[6])w));
+#undef TS_DW_QROW
+}
+#endif
+
 /* One window row for two adjacent outputs (s[0], s[1]). */
 TS_ALWAYS_INLINE void ts_dw_pair(const int16_t *r, const uint32_t *wr, int32_t *s)
 {
@@ -387,117 +420,108 @@ TS_ALWAYS_INLINE void ts_dw_pair(const int16_t *r, const uint32_t *wr, int32_t *
     s[1] = ts_smlad(b, w12, ts_smlatb(a, w01, s[1]));
 }
 
-/* A block of one channel (stride s2 ? 2 : 1 along rows, requantization form `mode` as ts_dw_store4): per row
- * groups of 4 outputs, then a pair and a single one for the rest. */
-TS_ALWAYS_INLINE void ts_dw_block_any(const ts_dw_ch *ch, const ts_dw_job *j, int mode)
+/* An output line of one channel (requantization form `mode` as ts_dw_store4): groups of 4 outputs, then a pair
+ * and a single one for the rest. */
+TS_ALWAYS_INLINE void ts_dw_line_any(const ts_dw_ch *ch, const ts_dw_job *j, int mode)
 {
-    const int32_t bias = ch->bias, off = j->off, lo = j->lo, hi = j->hi, wn = j->wn, ys = j->y_step;
+    const int32_t bias = ch->bias, off = j->off, lo = j->lo, hi = j->hi, ys = j->y_step;
     const ts_rq q = ch->q;
-    const int16_t *rr = j->r;
-    int8_t *yr = j->y;
-    int32_t rows = j->rows;
-    do {
-        const int16_t *r = rr;
-        int8_t *y = yr;
-        int32_t n = j->n;
-        for (; n >= 4; n -= 4, r += 4, y += 4 * ys) {
-            int32_t s[4];
-            s[0] = s[1] = s[2] = s[3] = bias;
-            ts_dw_quad(r, ch->w, s);
-            ts_dw_quad(r + wn, ch->w + 2, s);
-            ts_dw_quad(r + 2 * wn, ch->w + 4, s);
-            y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
-            y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
-            y[2 * ys] = ts_dw_out(s[2], &q, off, lo, hi, mode);
-            y[3 * ys] = ts_dw_out(s[3], &q, off, lo, hi, mode);
-        }
-        if (n >= 2) {
-            int32_t s[2];
-            s[0] = s[1] = bias;
-            ts_dw_pair(r, ch->w, s);
-            ts_dw_pair(r + wn, ch->w + 2, s);
-            ts_dw_pair(r + 2 * wn, ch->w + 4, s);
-            y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
-            y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
-            r += 2;
-            y += 2 * ys;
-            n -= 2;
-        }
-        if (n > 0) {
-            const int16_t *r1 = r + wn, *r2 = r1 + wn;
-            int32_t s0 = ts_smlabt(ts_read32(r + 2), ch->w[1], ts_smlad(ts_read32(r), ch->w[0], bias));
-            s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
-            s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
-            y[0] = ts_dw_out(s0, &q, off, lo, hi, mode);
-        }
-        rr += j->rstep;
-        yr += j->y_rstep;
-    } while (--rows > 0);
+    const int16_t *r0 = j->r0, *r1 = j->r1, *r2 = j->r2;
+    int8_t *y = j->y;
+    int32_t n = j->n;
+    for (; n >= 4; n -= 4, r0 += 4, r1 += 4, r2 += 4, y += 4 * ys) {
+        int32_t s[4];
+        s[0] = s[1] = s[2] = s[3] = bias;
+        ts_dw_quad3(r0, r1, r2, ch->w, s);
+        y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
+        y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
+        y[2 * ys] = ts_dw_out(s[2], &q, off, lo, hi, mode);
+        y[3 * ys] = ts_dw_out(s[3], &q, off, lo, hi, mode);
+    }
+    if (n >= 2) {
+        int32_t s[2];
+        s[0] = s[1] = bias;
+        ts_dw_pair(r0, ch->w, s);
+        ts_dw_pair(r1, ch->w + 2, s);
+        ts_dw_pair(r2, ch->w + 4, s);
+        y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
+        y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
+        r0 += 2;
+        r1 += 2;
+        r2 += 2;
+        y += 2 * ys;
+        n -= 2;
+    }
+    if (n > 0) {
+        int32_t s0 = ts_smlabt(ts_read32(r0 + 2), ch->w[1], ts_smlad(ts_read32(r0), ch->w[0], bias));
+        s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
+        s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
+        y[0] = ts_dw_out(s0, &q, off, lo, hi, mode);
+    }
 }
 
-typedef void (*ts_dw_block_fn)(const ts_dw_ch *, const ts_dw_job *);
+typedef void (*ts_dw_line_fn)(const ts_dw_ch *, const ts_dw_job *);
 
-static TS_NOINLINE void ts_dw_block_general(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_block_any(ch, j, 0); }
-static TS_NOINLINE void ts_dw_block_full(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_block_any(ch, j, 1); }
-static TS_NOINLINE void ts_dw_block_clamp(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_block_any(ch, j, 2); }
+static TS_NOINLINE void ts_dw_line_general(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 0); }
+static TS_NOINLINE void ts_dw_line_full(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 1); }
+static TS_NOINLINE void ts_dw_line_clamp(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 2); }
 
-/* Row k of the 4 planes (ps values apart, wn values per row) from the input line xl (channel c at line
- * position 0, positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j:
- * 4 channels widened at once (SXTAB16 adds the offset), zeros outside the line. (The zero is hidden from the
+/* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
+ * positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j for j < wn:
+ * 4 channels widened at once (SXTAB16 adds the offset), zeros outside the input. (The zero is hidden from the
  * optimizer, which would otherwise make 4 memset calls of the one or two padding columns.) */
-static void ts_dw_fill(int16_t *buf, int32_t k, const int8_t *xl, int32_t cb, int32_t wn, int32_t ps, int32_t n,
+static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb, int32_t wn, int32_t n,
                        int32_t xs, uint32_t offset)
 {
-    int16_t *p0 = buf + (size_t)k * wn;
+    int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
     int32_t j = 0, jl = xl ? -cb : wn, jr = xl ? n - cb : wn;
     int16_t zero = 0;
     TS_OPAQUE(zero);
     jl = jl < 0 ? 0 : (jl > wn ? wn : jl);
     jr = jr < jl ? jl : (jr > wn ? wn : jr);
     for (; j < jl; ++j) {
-        p0[j] = p0[j + ps] = p0[j + 2 * ps] = p0[j + 3 * ps] = zero;
+        p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
     for (xl += (ptrdiff_t)(cb + j) * xs; j < jr; ++j, xl += xs) {
         const uint32_t v = ts_read32(xl);
         const uint32_t e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
         p0[j] = (int16_t)(uint16_t)(e & 0xFFFFu);
-        p0[j + ps] = (int16_t)(uint16_t)(o & 0xFFFFu);
-        p0[j + 2 * ps] = (int16_t)(uint16_t)(e >> 16);
-        p0[j + 3 * ps] = (int16_t)(uint16_t)(o >> 16);
+        p1[j] = (int16_t)(uint16_t)(o & 0xFFFFu);
+        p2[j] = (int16_t)(uint16_t)(e >> 16);
+        p3[j] = (int16_t)(uint16_t)(o >> 16);
     }
     for (; j < wn; ++j) {
-        p0[j] = p0[j + ps] = p0[j + 2 * ps] = p0[j + 3 * ps] = zero;
+        p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
 }
 
-/* One axis of the image as the block sees it: input and output lengths, padding, and the bytes between
+/* One axis of the image as the ring sees it: input and output lengths, padding, and the bytes between
  * consecutive input and output positions. */
 typedef struct {
     int32_t in, out, pad, xs, ys;
 } ts_dw_axis;
 
-/* Channels c .. c + 3 of a 3x3 depthwise conv (dilation 1, stride 1 or 2 along the block rows): the block rows
- * run along the longer output axis (the image transposed when that is the height, weights too). Per strip of
- * windows and per block of output rows, the input lines their windows read are widened into the buffer (the
- * lines a block shares with the next one moved to the front instead of widened again), then one block call
- * per channel. */
+/* Channels c .. c + 3 of a 3x3 depthwise conv (dilation 1, stride 1): the ring lines run along the longer output
+ * axis A (the image transposed when that is the height, weights too). Per strip of windows along A and per
+ * output line across, the input lines its windows read are widened into the ring once (line h in slot h mod 3:
+ * consecutive output lines share two), then one line call per channel. */
 static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
                          const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
 {
-    static const ts_dw_block_fn blocks[3] = {ts_dw_block_general, ts_dw_block_full, ts_dw_block_clamp};
+    static const ts_dw_line_fn lines[3] = {ts_dw_line_general, ts_dw_line_full, ts_dw_line_clamp};
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, tr = p->out_h > p->out_w;
     const ts_dw_axis h = {p->in_h, p->out_h, p->pad_top, p->in_w * c_n, p->out_w * c_n};
     const ts_dw_axis v = {p->in_w, p->out_w, p->pad_left, c_n, c_n};
-    const ts_dw_axis A = tr ? h : v, B = tr ? v : h; /* A along the block rows, B across */
-    const int32_t smax = TS_DW_BLOCK_W - 3, nstrips = (A.out + smax - 1) / smax;
-    const ts_dw_block_fn block = blocks[mode];
+    const ts_dw_axis A = tr ? h : v, B = tr ? v : h; /* A along the ring lines, B across */
+    const int32_t smax = TS_DW_LINE - 3, nstrips = (A.out + smax - 1) / smax;
+    const ts_dw_line_fn line = lines[mode];
     const uint32_t offset = ts_dup16(p->input_offset), f = mode == 0 ? 1 : 2;
-    int16_t buf[TS_DW_BLOCK];
+    int16_t ring[3][4][TS_DW_LINE];
     ts_dw_ch ch[4];
     ts_dw_job job;
-    int32_t t, i, b, os, si, ns, ob, nb;
+    int32_t t, i, b, os, si, ns, ob;
     for (t = 0; t < 4; ++t) {
-        for (i = 0; i < 3; ++i) { /* weight (i, j): block row i, column j */
+        for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
             const int8_t *wr = w + (size_t)(tr ? i : 3 * i) * c_n + c + t;
             const int32_t wj = (tr ? 3 : 1) * c_n;
             const uint32_t w0 = (uint16_t)(f * wr[0]), w1 = (uint16_t)(f * wr[wj]), w2 = (uint16_t)(f * wr[2 * wj]);
@@ -508,7 +532,6 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
         ch[t].q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
     }
     job.y_step = A.ys;
-    job.y_rstep = B.ys;
     job.off = p->output_offset;
     job.lo = p->act_min;
     job.hi = p->act_max;
@@ -516,39 +539,29 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
         int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
         for (os = 0, si = 0; os < A.out; os += ns, ++si) {
-            const int32_t cb = os - A.pad, need = B.out + 2;
-            int32_t wn, hcap, ps, held = 0, top = 0; /* block rows 0 .. held - 1 hold input lines top .. */
+            const int32_t cb = os - A.pad;
+            int32_t wn, held[3];
             ns = (A.out - os + nstrips - si - 1) / (nstrips - si); /* strips of equal length */
             wn = (ns + 4) & ~1;
-            hcap = TS_DW_BLOCK / 4 / wn;
-            hcap = hcap > need ? need : hcap;
-            ps = hcap * wn;
-            job.wn = wn;
-            job.rstep = wn;
+            held[0] = held[1] = held[2] = INT32_MIN;
             job.n = ns;
-            for (ob = 0; ob < B.out; ob += nb) {
-                const int32_t h0 = ob - B.pad;
-                int32_t keep = h0 >= top ? top + held - h0 : 0, k;
-                nb = hcap - 2;
-                nb = B.out - ob < nb ? B.out - ob : nb;
-                keep = keep < 0 ? 0 : keep;
-                if (keep > 0 && h0 > top) {
-                    for (t = 0; t < 4; ++t) {
-                        memmove(buf + t * ps, buf + t * ps + (size_t)(h0 - top) * wn, (size_t)keep * wn * sizeof(int16_t));
+            for (ob = 0; ob < B.out; ++ob) {
+                int32_t slot[3];
+                for (i = 0; i < 3; ++i) {
+                    const int32_t r = ob - B.pad + i;
+                    slot[i] = (r % 3 + 3) % 3;
+                    if (held[slot[i]] != r) {
+                        ts_dw_fill(ring[slot[i]], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in,
+                                   A.xs, offset);
+                        held[slot[i]] = r;
                     }
                 }
-                for (k = keep; k < nb + 2; ++k) {
-                    const int32_t r = h0 + k;
-                    ts_dw_fill(buf, k, r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, ps, A.in, A.xs,
-                               offset);
-                }
-                top = h0;
-                held = nb + 2;
-                job.rows = nb;
                 job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
                 for (t = 0; t < 4; ++t, ++job.y) {
-                    job.r = buf + t * ps;
-                    block(&ch[t], &job);
+                    job.r0 = ring[slot[0]][t];
+                    job.r1 = ring[slot[1]][t];
+                    job.r2 = ring[slot[2]][t];
+                    line(&ch[t], &job);
                 }
             }
         }
