@@ -195,6 +195,10 @@ static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, c
     ts_dw_run9_any(k, xq, wk, yr, n, rows, 2);
 }
 
+/* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 784 bytes of stack):
+ * 14 x 14. (At stride 2 the copy costs more than the edge cases it saves.) */
+#define TS_DW_PADDED 196
+
 /* Where a 3x3 window lies along one axis (start s0 of an axis of n pixels, n >= 3): 0 inside, 1 its first tap
  * in the padding, 2 its last tap in the padding, -1 otherwise (wider padding). */
 TS_ALWAYS_INLINE int32_t ts_dw_edge(int32_t s0, int32_t n)
@@ -259,6 +263,8 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0;
     const int k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3;
+    const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
+                       p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     const ts_dw_run9_fn run9 = mode == 0 ? ts_dw_run9_general : (mode == 1 ? ts_dw_run9_full : ts_dw_run9_clamp);
     uint64_t wx[9], wk[3][9];
     ts_dw_ctx k;
@@ -281,9 +287,33 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     k.c = c;
     k.step = step;
     k.off = p->output_offset;
-    for (t = 0; k3 && t < 9; ++t) {
+    for (t = 0; (k3 || padded) && t < 9; ++t) {
         const uint32_t v = ts_read32(w + (size_t)t * c_n + c);
         wx[t] = ts_sxtb16(v) | (uint64_t)ts_sxtb16_ror8(v) << 32;
+    }
+    if (padded) { /* the group's 4 channels copied into a padded image: all windows inside, one run9 call */
+        const int32_t ph = p->out_h + 2, pw = p->out_w + 2;
+        const uint32_t zp = (uint8_t)-p->input_offset * 0x01010101u; /* + input_offset = 0 */
+        uint32_t img[TS_DW_PADDED];
+        int32_t i, j;
+        k.x_col = 4;
+        k.x_row = pw * 4;
+        k.x_step = 4;
+        k.x_rstep = k.x_row;
+        for (b = 0; b < p->batches; ++b) {
+            const int8_t *xb = x + (size_t)b * p->in_h * p->in_w * c_n + c;
+            for (i = 0; i < ph; ++i) {
+                const int32_t ih = i - p->pad_top;
+                for (j = 0; j < pw; ++j) {
+                    const int32_t iw = j - p->pad_left;
+                    img[i * pw + j] = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w
+                                          ? ts_read32(xb + ((size_t)ih * p->in_w + iw) * c_n)
+                                          : zp;
+                }
+            }
+            run9(&k, (const int8_t *)img, wx, y + (size_t)b * p->out_h * p->out_w * c_n + c, p->out_w, p->out_h);
+        }
+        return;
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
