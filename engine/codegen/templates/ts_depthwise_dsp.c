@@ -366,8 +366,8 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
 #define TS_DW_PLANAR_MIN 12
 
 /* One channel of a 3x3 group: per window row i the int16 weight pairs (w_i0, w_i1) and (w_i1, w_i2), low half
- * first, its bias and its requantization. In the fast forms (ts_rq_fast) weights and bias are doubled, so that
- * the accumulator is the 2x that SMMLAR takes. */
+ * first, its bias and its requantization. Weights and bias are doubled, so that the accumulator is the 2x that
+ * SMMLAR takes (ts_dw_out). */
 typedef struct {
     uint32_t w[6];
     int32_t bias;
@@ -379,17 +379,13 @@ typedef struct {
 typedef struct {
     const int16_t *r0, *r1, *r2;
     int8_t *y;
-    int32_t n, y_step, off, lo, hi;
+    int32_t n, y_step;
 } ts_dw_job;
 
-TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_rq *q, int32_t off, int32_t lo, int32_t hi, int mode)
+/* ts_rq_fast and SSAT of an accumulator that holds 2x. */
+TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_rq *q)
 {
-    int32_t v;
-    if (mode == 0) {
-        return ts_requant(acc, q->multiplier, q->shift, off, lo, hi);
-    }
-    v = ts_smmlar(acc, q->multiplier, q->bias - (int32_t)((uint32_t)acc >> 31)) >> q->right; /* acc = 2x */
-    return mode == 1 ? (int8_t)ts_ssat8(v) : ts_clamp8(v, lo, hi);
+    return (int8_t)ts_ssat8(ts_smmlar(acc, q->multiplier, q->bias - (int32_t)((uint32_t)acc >> 31)) >> q->right);
 }
 
 /* One window row for four adjacent outputs s[0 .. 3] from the plane row r at the first output's window. */
@@ -441,20 +437,11 @@ TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const in
 }
 #endif
 
-/* One window row for two adjacent outputs (s[0], s[1]). */
-TS_ALWAYS_INLINE void ts_dw_pair(const int16_t *r, const uint32_t *wr, int32_t *s)
+/* An output line of one channel: groups of 4 outputs, then single ones. A function of
+ * its own, so that its live values stay in registers. */
+static TS_NOINLINE void ts_dw_line(const ts_dw_ch *ch, const ts_dw_job *j)
 {
-    const uint32_t w01 = wr[0], w12 = wr[1];
-    const uint32_t a = ts_read32(r), b = ts_read32(r + 2);
-    s[0] = ts_smlabt(b, w12, ts_smlad(a, w01, s[0]));
-    s[1] = ts_smlad(b, w12, ts_smlatb(a, w01, s[1]));
-}
-
-/* An output line of one channel (requantization form `mode` as ts_dw_store4): groups of 4 outputs, then a pair
- * and a single one for the rest. */
-TS_ALWAYS_INLINE void ts_dw_line_any(const ts_dw_ch *ch, const ts_dw_job *j, int mode)
-{
-    const int32_t bias = ch->bias, off = j->off, lo = j->lo, hi = j->hi, ys = j->y_step;
+    const int32_t bias = ch->bias, ys = j->y_step;
     const ts_rq q = ch->q;
     const int16_t *r0 = j->r0, *r1 = j->r1, *r2 = j->r2;
     int8_t *y = j->y;
@@ -463,38 +450,18 @@ TS_ALWAYS_INLINE void ts_dw_line_any(const ts_dw_ch *ch, const ts_dw_job *j, int
         int32_t s[4];
         s[0] = s[1] = s[2] = s[3] = bias;
         ts_dw_quad3(r0, r1, r2, ch->w, s);
-        y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
-        y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
-        y[2 * ys] = ts_dw_out(s[2], &q, off, lo, hi, mode);
-        y[3 * ys] = ts_dw_out(s[3], &q, off, lo, hi, mode);
+        y[0] = ts_dw_out(s[0], &q);
+        y[ys] = ts_dw_out(s[1], &q);
+        y[2 * ys] = ts_dw_out(s[2], &q);
+        y[3 * ys] = ts_dw_out(s[3], &q);
     }
-    if (n >= 2) {
-        int32_t s[2];
-        s[0] = s[1] = bias;
-        ts_dw_pair(r0, ch->w, s);
-        ts_dw_pair(r1, ch->w + 2, s);
-        ts_dw_pair(r2, ch->w + 4, s);
-        y[0] = ts_dw_out(s[0], &q, off, lo, hi, mode);
-        y[ys] = ts_dw_out(s[1], &q, off, lo, hi, mode);
-        r0 += 2;
-        r1 += 2;
-        r2 += 2;
-        y += 2 * ys;
-        n -= 2;
-    }
-    if (n > 0) {
+    for (; n > 0; --n, ++r0, ++r1, ++r2, y += ys) {
         int32_t s0 = ts_smlabt(ts_read32(r0 + 2), ch->w[1], ts_smlad(ts_read32(r0), ch->w[0], bias));
         s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
         s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
-        y[0] = ts_dw_out(s0, &q, off, lo, hi, mode);
+        y[0] = ts_dw_out(s0, &q);
     }
 }
-
-typedef void (*ts_dw_line_fn)(const ts_dw_ch *, const ts_dw_job *);
-
-static TS_NOINLINE void ts_dw_line_general(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 0); }
-static TS_NOINLINE void ts_dw_line_full(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 1); }
-static TS_NOINLINE void ts_dw_line_clamp(const ts_dw_ch *ch, const ts_dw_job *j) { ts_dw_line_any(ch, j, 2); }
 
 /* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
  * positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j for j < wn:
@@ -531,21 +498,20 @@ typedef struct {
     int32_t in, out, pad, xs, ys;
 } ts_dw_axis;
 
-/* Channels c .. c + 3 of a 3x3 depthwise conv (dilation 1, stride 1): the ring lines run along the longer output
+/* Channels c .. c + 3 of a 3x3 depthwise conv (dilation 1, stride 1, full-range requantization, weights and
+ * bias doubled for ts_dw_out): the ring lines run along the longer output
  * axis A (the image transposed when that is the height, weights too). Per strip of windows along A and per
  * output line across, the input lines its windows read are widened into the ring once (line h in slot h mod 3:
  * consecutive output lines share two), then one line call per channel. */
 static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
-                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
+                         const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    static const ts_dw_line_fn lines[3] = {ts_dw_line_general, ts_dw_line_full, ts_dw_line_clamp};
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, tr = p->out_h > p->out_w;
     const ts_dw_axis h = {p->in_h, p->out_h, p->pad_top, p->in_w * c_n, p->out_w * c_n};
     const ts_dw_axis v = {p->in_w, p->out_w, p->pad_left, c_n, c_n};
     const ts_dw_axis A = tr ? h : v, B = tr ? v : h; /* A along the ring lines, B across */
     const int32_t smax = TS_DW_LINE - 3, nstrips = (A.out + smax - 1) / smax;
-    const ts_dw_line_fn line = lines[mode];
-    const uint32_t offset = ts_dup16(p->input_offset), f = mode == 0 ? 1 : 2;
+    const uint32_t offset = ts_dup16(p->input_offset);
     int16_t ring[3][4][TS_DW_LINE];
     ts_dw_ch ch[4];
     ts_dw_job job;
@@ -554,17 +520,14 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
         for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
             const int8_t *wr = w + (size_t)(tr ? i : 3 * i) * c_n + c + t;
             const int32_t wj = (tr ? 3 : 1) * c_n;
-            const uint32_t w0 = (uint16_t)(f * wr[0]), w1 = (uint16_t)(f * wr[wj]), w2 = (uint16_t)(f * wr[2 * wj]);
+            const uint32_t w0 = (uint16_t)(2 * wr[0]), w1 = (uint16_t)(2 * wr[wj]), w2 = (uint16_t)(2 * wr[2 * wj]);
             ch[t].w[2 * i] = w0 | w1 << 16;
             ch[t].w[2 * i + 1] = w1 | w2 << 16;
         }
-        ch[t].bias = (int32_t)((uint32_t)bias[c + t] * f);
+        ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
         ch[t].q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
     }
     job.y_step = A.ys;
-    job.off = p->output_offset;
-    job.lo = p->act_min;
-    job.hi = p->act_max;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
         int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
@@ -591,7 +554,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
                     job.r0 = ring[slot[0]][t];
                     job.r1 = ring[slot[1]][t];
                     job.r2 = ring[slot[2]][t];
-                    line(&ch[t], &job);
+                    ts_dw_line(&ch[t], &job);
                 }
             }
         }
@@ -604,12 +567,18 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
 {
     const int32_t c_n = p->in_c, c4 = c_n & ~3;
     const int mode = p->general_requant ? 0 : (p->act_min == -128 && p->act_max == 127 ? 1 : 2);
-    /* widening pays where every input value serves 9 outputs and the lines are long */
-    const int planar = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
-                       p->stride_w == 1 && (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
+    /* the ring where widening pays (every input value serves 9 outputs, long lines), in the full-range form of
+     * the MLPerf Tiny models; the other forms keep the 4-channel path */
+    const int planar = mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
+                       p->stride_h == 1 && p->stride_w == 1 &&
+                       (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
     int32_t c, b, oh, ow, m, i, j;
     for (c = 0; c < c4; c += 4) {
-        (planar ? ts_dw_group3 : ts_dw_group)(p, x, w, c, bias, multiplier, shift, y, mode);
+        if (planar) {
+            ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
+        } else {
+            ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode);
+        }
     }
     for (m = c4; m < c_n; ++m) {
         const int32_t ch = p->per_channel ? m : 0;
