@@ -195,9 +195,9 @@ static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, c
     ts_dw_run9_any(k, xq, wk, yr, n, rows, 2);
 }
 
-/* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 784 bytes of stack):
- * 14 x 14. (At stride 2 the copy costs more than the edge cases it saves.) */
-#define TS_DW_PADDED 196
+/* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 256 bytes of stack):
+ * 8 x 8, i.e. outputs up to 6 x 6. (At stride 2 the copy costs more than the edge cases it saves.) */
+#define TS_DW_PADDED 64
 
 /* Where a 3x3 window lies along one axis (start s0 of an axis of n pixels, n >= 3): 0 inside, 1 its first tap
  * in the padding, 2 its last tap in the padding, -1 otherwise (wider padding). */
@@ -357,10 +357,10 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     }
 }
 
-/* Most values per line of the widened input ring (3 lines x 4 channel planes x 32 int16 = 768 bytes of
+/* Most values per line of the widened input ring (3 lines x 4 channel planes x 28 int16 = 672 bytes of
  * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
- * reads past them (its value unused), rounded up to even. */
-#define TS_DW_LINE 32
+ * reads past them (its value unused), rounded up to even; strips of up to 25 windows (KWS in one). */
+#define TS_DW_LINE 28
 /* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5 and
  * 12 x 12 do, 6 x 6 does not). */
 #define TS_DW_PLANAR_MIN 12
