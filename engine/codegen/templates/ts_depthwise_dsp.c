@@ -374,8 +374,9 @@ typedef struct {
     ts_rq q;
 } ts_dw_ch;
 
-/* One output line of n outputs of one channel: r0, r1, r2 the channel's ring lines at the first window,
- * outputs at y, y_step bytes apart. */
+/* One output line of n outputs of 4 channels: r0, r1, r2 the first channel's ring lines at the first window
+ * (the next channel's TS_DW_LINE values further), outputs at y, y_step bytes apart (the next channel's 1
+ * further). */
 typedef struct {
     const int16_t *r0, *r1, *r2;
     int8_t *y;
@@ -399,19 +400,21 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
     s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
 }
 
-/* The 3 window rows (plane rows r0, r1, r2) of four adjacent outputs. On the target one block of inline
- * assembly, per row 3 loads of inputs, one LDRD of weights and 8 multiplies with 4 temporaries: GCC spills
- * otherwise. */
+/* Four adjacent outputs s[0 .. 3] of channel ch, from its bias and the 3 window rows (plane rows r0, r1, r2). On
+ * the target one block of inline assembly, per row 3 loads of inputs, one LDRD of weights and 8 multiplies with
+ * 4 temporaries (the first row's multiplies start from the bias): GCC spills otherwise. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t *w,
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
                                   int32_t *s)
 {
+    const uint32_t *w = ch->w;
+    s[0] = s[1] = s[2] = s[3] = ch->bias;
     ts_dw_quad(r0, w, s);
     ts_dw_quad(r1, w + 2, s);
     ts_dw_quad(r2, w + 4, s);
 }
 #else
-TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const uint32_t *w,
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
                                   int32_t *s)
 {
     uint32_t a, b, w01, w12;
@@ -428,28 +431,38 @@ TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const in
     "smlatb %[s3], %[b], %[w01], %[s3]\n\t"                                                                      \
     "smlabt %[s2], %[a], %[w12], %[s2]\n\t"                                                                      \
     "smlad %[s3], %[a], %[w12], %[s3]\n\t"
-    __asm__(TS_DW_QROW("%[r0]", "0") TS_DW_QROW("%[r1]", "8") TS_DW_QROW("%[r2]", "16")
-            : [s0] "+r"(s[0]), [s1] "+r"(s[1]), [s2] "+r"(s[2]), [s3] "+r"(s[3]), [a] "=&r"(a), [b] "=&r"(b),
+    __asm__("ldr %[s3], [%[w], %[bias]]\n\t"
+            "ldr %[a], [%[r0]]\n\t"
+            "ldr %[b], [%[r0], #4]\n\t"
+            "ldrd %[w01], %[w12], [%[w]]\n\t"
+            "smlad %[s0], %[a], %[w01], %[s3]\n\t"
+            "smlatb %[s1], %[a], %[w01], %[s3]\n\t"
+            "smlad %[s2], %[b], %[w01], %[s3]\n\t"
+            "smlatb %[s3], %[b], %[w01], %[s3]\n\t"
+            "ldr %[a], [%[r0], #8]\n\t"
+            "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
+            "smlad %[s1], %[b], %[w12], %[s1]\n\t"
+            "smlabt %[s2], %[a], %[w12], %[s2]\n\t"
+            "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+            TS_DW_QROW("%[r1]", "8") TS_DW_QROW("%[r2]", "16")
+            : [s0] "=&r"(s[0]), [s1] "=&r"(s[1]), [s2] "=&r"(s[2]), [s3] "=&r"(s[3]), [a] "=&r"(a), [b] "=&r"(b),
               [w01] "=&r"(w01), [w12] "=&r"(w12)
-            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(w), "m"(*(const int16_t(*)[6])r0),
-              "m"(*(const int16_t(*)[6])r1), "m"(*(const int16_t(*)[6])r2), "m"(*(const uint32_t(*)[6])w));
+            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(ch->w), [bias] "i"(offsetof(ts_dw_ch, bias)),
+              "m"(*(const int16_t(*)[6])r0),
+              "m"(*(const int16_t(*)[6])r1), "m"(*(const int16_t(*)[6])r2), "m"(*ch));
 #undef TS_DW_QROW
 }
 #endif
 
-/* An output line of one channel: groups of 4 outputs, then single ones. A function of
- * its own, so that its live values stay in registers. */
-static TS_NOINLINE void ts_dw_line(const ts_dw_ch *ch, const ts_dw_job *j)
+/* ts_dw_line for one channel. */
+TS_ALWAYS_INLINE void ts_dw_line1(const ts_dw_ch *ch, const int16_t *r0, const int16_t *r1, const int16_t *r2,
+                                  int8_t *y, int32_t n, int32_t ys)
 {
-    const int32_t bias = ch->bias, ys = j->y_step;
+    const int32_t bias = ch->bias;
     const ts_rq q = ch->q;
-    const int16_t *r0 = j->r0, *r1 = j->r1, *r2 = j->r2;
-    int8_t *y = j->y;
-    int32_t n = j->n;
     for (; n >= 4; n -= 4, r0 += 4, r1 += 4, r2 += 4, y += 4 * ys) {
         int32_t s[4];
-        s[0] = s[1] = s[2] = s[3] = bias;
-        ts_dw_quad3(r0, r1, r2, ch->w, s);
+        ts_dw_quad3(r0, r1, r2, ch, s);
         y[0] = ts_dw_out(s[0], &q);
         y[ys] = ts_dw_out(s[1], &q);
         y[2 * ys] = ts_dw_out(s[2], &q);
@@ -460,6 +473,18 @@ static TS_NOINLINE void ts_dw_line(const ts_dw_ch *ch, const ts_dw_job *j)
         s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
         s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
         y[0] = ts_dw_out(s0, &q);
+    }
+}
+
+/* An output line of 4 channels, per channel groups of 4 outputs, then single ones. A function of its own, so
+ * that its live values stay in registers. */
+static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
+{
+    int32_t t;
+    for (t = 0; t < 4; ++t) {
+        const ts_dw_ch *ch = chs + t;
+        ts_dw_line1(ch, j->r0 + t * TS_DW_LINE, j->r1 + t * TS_DW_LINE, j->r2 + t * TS_DW_LINE, j->y + t, j->n,
+                    j->y_step);
     }
 }
 
@@ -550,12 +575,10 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
                     }
                 }
                 job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
-                for (t = 0; t < 4; ++t, ++job.y) {
-                    job.r0 = ring[slot[0]][t];
-                    job.r1 = ring[slot[1]][t];
-                    job.r2 = ring[slot[2]][t];
-                    ts_dw_line(&ch[t], &job);
-                }
+                job.r0 = ring[slot[0]][0];
+                job.r1 = ring[slot[1]][0];
+                job.r2 = ring[slot[2]][0];
+                ts_dw_line(ch, &job);
             }
         }
     }
