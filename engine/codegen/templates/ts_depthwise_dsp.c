@@ -1,8 +1,15 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
- * mainline): groups of 4 channels, SMLABB/SMLATT keeping the channels apart; 3x3 kernels with pre-extended
- * weights, the output in blocks of one window case (inside, or one row or column cut by the padding), each block
- * one call of a straight-line 9-tap loop. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
- * out_c == in_c; the same bytes as ts_depthwise_conv_s8_ref. */
+ * mainline), in groups of 4 channels. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c;
+ * the same bytes as ts_depthwise_conv_s8_ref. Three ways, by shape:
+ * - 3x3, stride 1, a long output side (>= 12), full-range requantization: a ring of 3 input lines widened to
+ *   int16 (input offset added, zeros for the padding), one plane per channel, lines along the longer side;
+ *   a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs is 3 loads and 8
+ *   SMLAD/SMLAxy (ts_dw_group3).
+ * - other 3x3 layers: SMLABB/SMLATT over the 4 channels of a pixel with pre-extended weights, the output in
+ *   blocks of one window case (inside, or one row or column cut by the padding), each block one call of a
+ *   straight-line 9-tap loop; small stride-1 images are first copied with their padding, so that all of it is
+ *   one inside block (ts_dw_group).
+ * - other kernels, dilation: each pixel's valid taps in loops (ts_dw_pixel_any). */
 #include "ts_dsp.h"
 
 #if TINYSTUDIO_DSP
@@ -257,7 +264,8 @@ static void ts_dw_pixel_any(const ts_conv_params *p, const ts_dw_ctx *k, const i
  * window has padding: wk[e] holds, for the current row case, the 9 weights of column case e (0 inside,
  * 1 left edge, 2 right edge), remade when the row case changes. Each output row is then a left edge pixel,
  * a run of inside pixels and a right edge pixel, each one call of the straight-line 9-tap run; windows cut
- * more than that take their valid taps in loops. */
+ * more than that take their valid taps in loops. A small image at stride 1 is instead copied with its padding
+ * (the input zero point, which the offset makes 0) into img, 4 channels a word: one inside block, one call. */
 static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
 {
