@@ -267,12 +267,10 @@ static void ts_dw_pixel_any(const ts_conv_params *p, const ts_dw_ctx *k, const i
  * more than that take their valid taps in loops. A small image at stride 1 is instead copied with its padding
  * (the input zero point, which the offset makes 0) into img, 4 channels a word: one inside block, one call. */
 static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
-                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode, int padded)
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0;
     const int k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3;
-    const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
-                       p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     const ts_dw_run9_fn run9 = mode == 0 ? ts_dw_run9_general : (mode == 1 ? ts_dw_run9_full : ts_dw_run9_clamp);
     uint64_t wx[9], wk[3][9];
     ts_dw_ctx k;
@@ -603,12 +601,15 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
     const int planar = mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
                        p->stride_h == 1 && p->stride_w == 1 &&
                        (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
+    /* small images at stride 1: ts_dw_group's padded copy */
+    const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
+                       p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     int32_t c, b, oh, ow, m, i, j;
     for (c = 0; c < c4; c += 4) {
         if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
         } else {
-            ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode);
+            ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode, padded);
         }
     }
     for (m = c4; m < c_n; ++m) {
