@@ -510,8 +510,8 @@ static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb
     for (; j < jl; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
-    for (xl += (ptrdiff_t)(cb + j) * xs; j < jr; ++j, xl += xs) {
-        const uint32_t v = ts_read32(xl);
+    for (; j < jr; ++j) {
+        const uint32_t v = ts_read32(xl + (ptrdiff_t)(cb + j) * xs);
         const uint32_t e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
         p0[j] = (int16_t)(uint16_t)(e & 0xFFFFu);
         p1[j] = (int16_t)(uint16_t)(o & 0xFFFFu);
