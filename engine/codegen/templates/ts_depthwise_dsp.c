@@ -308,13 +308,20 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
         k.x_rstep = k.x_row;
         for (b = 0; b < p->batches; ++b) {
             const int8_t *xb = x + (size_t)b * p->in_h * p->in_w * c_n + c;
-            for (i = 0; i < ph; ++i) {
-                const int32_t ih = i - p->pad_top;
-                for (j = 0; j < pw; ++j) {
-                    const int32_t iw = j - p->pad_left;
-                    img[i * pw + j] = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w
-                                          ? ts_read32(xb + ((size_t)ih * p->in_w + iw) * c_n)
-                                          : zp;
+            for (i = 0; i < ph; ++i) { /* per row: padding, the image's pixels, padding */
+                const int32_t ih = i - p->pad_top, in = ih >= 0 && ih < p->in_h;
+                uint32_t *d = img + i * pw;
+                int32_t jl = in ? p->pad_left : pw, jr = in ? p->pad_left + p->in_w : pw;
+                jl = jl < 0 ? 0 : (jl > pw ? pw : jl);
+                jr = jr < jl ? jl : (jr > pw ? pw : jr);
+                for (j = 0; j < jl; ++j) {
+                    d[j] = zp;
+                }
+                for (; j < jr; ++j) {
+                    d[j] = ts_read32(xb + ((size_t)ih * p->in_w + (j - p->pad_left)) * c_n);
+                }
+                for (; j < pw; ++j) {
+                    d[j] = zp;
                 }
             }
             run9(&k, (const int8_t *)img, wx, y + (size_t)b * p->out_h * p->out_w * c_n + c, p->out_w, p->out_h);
