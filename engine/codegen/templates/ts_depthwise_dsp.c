@@ -1,12 +1,33 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
- * mainline): groups of 4 channels, SMLABB/SMLATT keeping the channels apart; 3x3 kernels with pre-extended
- * weights, the output in blocks of one window case (inside, or one row or column cut by the padding), each block
- * one call of a straight-line 9-tap loop. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when
- * out_c == in_c; the same bytes as ts_depthwise_conv_s8_ref. */
+ * mainline), in groups of 4 channels. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c;
+ * the same bytes as ts_depthwise_conv_s8_ref. Three ways, by shape:
+ * - 3x3, stride 1, a long output side (>= 12), full-range requantization: a ring of 3 input lines widened to
+ *   int16 (input offset added, zeros for the padding), one plane per channel, lines along the longer side;
+ *   a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs is 3 loads and 8
+ *   SMLAD/SMLAxy (ts_dw_group3).
+ * - other 3x3 layers: SMLABB/SMLATT over the 4 channels of a pixel with pre-extended weights, the output in
+ *   blocks of one window case (inside, or one row or column cut by the padding), each block one call of a
+ *   straight-line 9-tap loop; small stride-1 images are first copied with their padding, so that all of it is
+ *   one inside block (ts_dw_group).
+ * - other kernels, dilation: each pixel's valid taps in loops (ts_dw_pixel_any). */
 #include "ts_dsp.h"
 
 #if TINYSTUDIO_DSP
 
+/* SMLABT / SMLATB (bottom x top, top x bottom halves), which ts_dsp.h has no use for elsewhere. */
+#if defined(TINYSTUDIO_EMULATE_DSP)
+static inline int32_t ts_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lo16(a) * ts_hi16(b)));
+}
+static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_hi16(a) * ts_lo16(b)));
+}
+#else
+static inline int32_t ts_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt((int32_t)a, (int32_t)b, acc); }
+static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __smlatb((int32_t)a, (int32_t)b, acc); }
+#endif
 /* The accumulators of channels c .. c + 3 (a0: channel c, a1: c + 1, a2: c + 2, a3: c + 3). */
 typedef struct {
     int32_t a0, a1, a2, a3;
@@ -181,6 +202,10 @@ static TS_NOINLINE void ts_dw_run9_clamp(const ts_dw_ctx *k, const int8_t *xq, c
     ts_dw_run9_any(k, xq, wk, yr, n, rows, 2);
 }
 
+/* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 256 bytes of stack):
+ * 8 x 8, i.e. outputs up to 6 x 6. (At stride 2 the copy costs more than the edge cases it saves.) */
+#define TS_DW_PADDED 64
+
 /* Where a 3x3 window lies along one axis (start s0 of an axis of n pixels, n >= 3): 0 inside, 1 its first tap
  * in the padding, 2 its last tap in the padding, -1 otherwise (wider padding). */
 TS_ALWAYS_INLINE int32_t ts_dw_edge(int32_t s0, int32_t n)
@@ -239,9 +264,10 @@ static void ts_dw_pixel_any(const ts_conv_params *p, const ts_dw_ctx *k, const i
  * window has padding: wk[e] holds, for the current row case, the 9 weights of column case e (0 inside,
  * 1 left edge, 2 right edge), remade when the row case changes. Each output row is then a left edge pixel,
  * a run of inside pixels and a right edge pixel, each one call of the straight-line 9-tap run; windows cut
- * more than that take their valid taps in loops. */
+ * more than that take their valid taps in loops. A small image at stride 1 is instead copied with its padding
+ * (the input zero point, which the offset makes 0) into img, 4 channels a word: one inside block, one call. */
 static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
-                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode)
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y, int mode, int padded)
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0;
     const int k3 = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3;
@@ -267,9 +293,40 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     k.c = c;
     k.step = step;
     k.off = p->output_offset;
-    for (t = 0; k3 && t < 9; ++t) {
+    for (t = 0; (k3 || padded) && t < 9; ++t) {
         const uint32_t v = ts_read32(w + (size_t)t * c_n + c);
         wx[t] = ts_sxtb16(v) | (uint64_t)ts_sxtb16_ror8(v) << 32;
+    }
+    if (padded) { /* the group's 4 channels copied into a padded image: all windows inside, one run9 call */
+        const int32_t ph = p->out_h + 2, pw = p->out_w + 2;
+        const uint32_t zp = (uint8_t)-p->input_offset * 0x01010101u; /* + input_offset = 0 */
+        uint32_t img[TS_DW_PADDED];
+        int32_t i, j;
+        k.x_col = 4;
+        k.x_row = pw * 4;
+        k.x_step = 4;
+        k.x_rstep = k.x_row;
+        for (b = 0; b < p->batches; ++b) {
+            const int8_t *xb = x + (size_t)b * p->in_h * p->in_w * c_n + c;
+            for (i = 0; i < ph; ++i) { /* per row: padding, the image's pixels, padding */
+                const int32_t ih = i - p->pad_top, in = ih >= 0 && ih < p->in_h;
+                uint32_t *d = img + i * pw;
+                int32_t jl = in ? p->pad_left : pw, jr = in ? p->pad_left + p->in_w : pw;
+                jl = jl < 0 ? 0 : (jl > pw ? pw : jl);
+                jr = jr < jl ? jl : (jr > pw ? pw : jr);
+                for (j = 0; j < jl; ++j) {
+                    d[j] = zp;
+                }
+                for (; j < jr; ++j) {
+                    d[j] = ts_read32(xb + ((size_t)ih * p->in_w + (j - p->pad_left)) * c_n);
+                }
+                for (; j < pw; ++j) {
+                    d[j] = zp;
+                }
+            }
+            run9(&k, (const int8_t *)img, wx, y + (size_t)b * p->out_h * p->out_w * c_n + c, p->out_w, p->out_h);
+        }
+        return;
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
@@ -313,15 +370,254 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
     }
 }
 
+/* Most values per line of the widened input ring (3 lines x 4 channel planes x 28 int16 = 672 bytes of
+ * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
+ * reads past them (its value unused), rounded up to even; strips of up to 25 windows (KWS in one). */
+#define TS_DW_LINE 28
+/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5 and
+ * 12 x 12 do, 6 x 6 does not). */
+#define TS_DW_PLANAR_MIN 12
+
+/* One channel of a 3x3 group: per window row i the int16 weight pairs (w_i0, w_i1) and (w_i1, w_i2), low half
+ * first, its bias and its requantization. Weights and bias are doubled, so that the accumulator is the 2x that
+ * SMMLAR takes (ts_dw_out). */
+typedef struct {
+    uint32_t w[6];
+    int32_t bias;
+    ts_rq q;
+} ts_dw_ch;
+
+/* One output line of n outputs of 4 channels: r0, r1, r2 the first channel's ring lines at the first window
+ * (the next channel's TS_DW_LINE values further), outputs at y, y_step bytes apart (the next channel's 1
+ * further). */
+typedef struct {
+    const int16_t *r0, *r1, *r2;
+    int8_t *y;
+    int32_t n, y_step;
+} ts_dw_job;
+
+/* ts_rq_fast and SSAT of an accumulator that holds 2x. */
+TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_rq *q)
+{
+    return (int8_t)ts_ssat8(ts_smmlar(acc, q->multiplier, q->bias - (int32_t)((uint32_t)acc >> 31)) >> q->right);
+}
+
+/* One window row for four adjacent outputs s[0 .. 3] from the plane row r at the first output's window. */
+TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *s)
+{
+    const uint32_t w01 = wr[0], w12 = wr[1];
+    const uint32_t a = ts_read32(r), b = ts_read32(r + 2), c = ts_read32(r + 4);
+    s[0] = ts_smlabt(b, w12, ts_smlad(a, w01, s[0]));
+    s[1] = ts_smlad(b, w12, ts_smlatb(a, w01, s[1]));
+    s[2] = ts_smlabt(c, w12, ts_smlad(b, w01, s[2]));
+    s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
+}
+
+/* Four adjacent outputs s[0 .. 3] of channel ch, from its bias and the 3 window rows (plane rows r0, r1, r2). On
+ * the target one block of inline assembly, per row 3 loads of inputs, one LDRD of weights and 8 multiplies with
+ * 4 temporaries (the first row's multiplies start from the bias): GCC spills otherwise. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
+                                  int32_t *s)
+{
+    const uint32_t *w = ch->w;
+    s[0] = s[1] = s[2] = s[3] = ch->bias;
+    ts_dw_quad(r0, w, s);
+    ts_dw_quad(r1, w + 2, s);
+    ts_dw_quad(r2, w + 4, s);
+}
+#else
+TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
+                                  int32_t *s)
+{
+    uint32_t a, b, w01, w12;
+#define TS_DW_QROW(R, WOFF)                                                                                        \
+    "ldr %[a], [" R "]\n\t"                                                                                       \
+    "ldr %[b], [" R ", #4]\n\t"                                                                                   \
+    "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
+    "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
+    "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
+    "ldr %[a], [" R ", #8]\n\t"                                                                                   \
+    "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
+    "smlad %[s1], %[b], %[w12], %[s1]\n\t"                                                                       \
+    "smlad %[s2], %[b], %[w01], %[s2]\n\t"                                                                       \
+    "smlatb %[s3], %[b], %[w01], %[s3]\n\t"                                                                      \
+    "smlabt %[s2], %[a], %[w12], %[s2]\n\t"                                                                      \
+    "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+    __asm__("ldr %[s3], [%[w], %[bias]]\n\t"
+            "ldr %[a], [%[r0]]\n\t"
+            "ldr %[b], [%[r0], #4]\n\t"
+            "ldrd %[w01], %[w12], [%[w]]\n\t"
+            "smlad %[s0], %[a], %[w01], %[s3]\n\t"
+            "smlatb %[s1], %[a], %[w01], %[s3]\n\t"
+            "smlad %[s2], %[b], %[w01], %[s3]\n\t"
+            "smlatb %[s3], %[b], %[w01], %[s3]\n\t"
+            "ldr %[a], [%[r0], #8]\n\t"
+            "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
+            "smlad %[s1], %[b], %[w12], %[s1]\n\t"
+            "smlabt %[s2], %[a], %[w12], %[s2]\n\t"
+            "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+            TS_DW_QROW("%[r1]", "8") TS_DW_QROW("%[r2]", "16")
+            : [s0] "=&r"(s[0]), [s1] "=&r"(s[1]), [s2] "=&r"(s[2]), [s3] "=&r"(s[3]), [a] "=&r"(a), [b] "=&r"(b),
+              [w01] "=&r"(w01), [w12] "=&r"(w12)
+            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(ch->w), [bias] "i"(offsetof(ts_dw_ch, bias)),
+              "m"(*(const int16_t(*)[6])r0),
+              "m"(*(const int16_t(*)[6])r1), "m"(*(const int16_t(*)[6])r2), "m"(*ch));
+#undef TS_DW_QROW
+}
+#endif
+
+/* ts_dw_line for one channel. */
+TS_ALWAYS_INLINE void ts_dw_line1(const ts_dw_ch *ch, const int16_t *r0, const int16_t *r1, const int16_t *r2,
+                                  int8_t *y, int32_t n, int32_t ys)
+{
+    const int32_t bias = ch->bias;
+    const ts_rq q = ch->q;
+    for (; n >= 4; n -= 4, r0 += 4, r1 += 4, r2 += 4, y += 4 * ys) {
+        int32_t s[4];
+        ts_dw_quad3(r0, r1, r2, ch, s);
+        y[0] = ts_dw_out(s[0], &q);
+        y[ys] = ts_dw_out(s[1], &q);
+        y[2 * ys] = ts_dw_out(s[2], &q);
+        y[3 * ys] = ts_dw_out(s[3], &q);
+    }
+    for (; n > 0; --n, ++r0, ++r1, ++r2, y += ys) {
+        int32_t s0 = ts_smlabt(ts_read32(r0 + 2), ch->w[1], ts_smlad(ts_read32(r0), ch->w[0], bias));
+        s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
+        s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
+        y[0] = ts_dw_out(s0, &q);
+    }
+}
+
+/* An output line of 4 channels, per channel groups of 4 outputs, then single ones. A function of its own, so
+ * that its live values stay in registers. */
+static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
+{
+    int32_t t;
+    for (t = 0; t < 4; ++t) {
+        const ts_dw_ch *ch = chs + t;
+        ts_dw_line1(ch, j->r0 + t * TS_DW_LINE, j->r1 + t * TS_DW_LINE, j->r2 + t * TS_DW_LINE, j->y + t, j->n,
+                    j->y_step);
+    }
+}
+
+/* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
+ * positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j for j < wn:
+ * 4 channels widened at once (SXTAB16 adds the offset), zeros outside the input. (The zero is hidden from the
+ * optimizer, which would otherwise make 4 memset calls of the one or two padding columns.) */
+static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb, int32_t wn, int32_t n,
+                       int32_t xs, uint32_t offset)
+{
+    int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
+    int32_t j = 0, jl = xl ? -cb : wn, jr = xl ? n - cb : wn;
+    int16_t zero = 0;
+    TS_OPAQUE(zero);
+    jl = jl < 0 ? 0 : (jl > wn ? wn : jl);
+    jr = jr < jl ? jl : (jr > wn ? wn : jr);
+    for (; j < jl; ++j) {
+        p0[j] = p1[j] = p2[j] = p3[j] = zero;
+    }
+    for (; j < jr; ++j) {
+        const uint32_t v = ts_read32(xl + (ptrdiff_t)(cb + j) * xs);
+        const uint32_t e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
+        p0[j] = (int16_t)(uint16_t)(e & 0xFFFFu);
+        p1[j] = (int16_t)(uint16_t)(o & 0xFFFFu);
+        p2[j] = (int16_t)(uint16_t)(e >> 16);
+        p3[j] = (int16_t)(uint16_t)(o >> 16);
+    }
+    for (; j < wn; ++j) {
+        p0[j] = p1[j] = p2[j] = p3[j] = zero;
+    }
+}
+
+/* One axis of the image as the ring sees it: input and output lengths, padding, and the bytes between
+ * consecutive input and output positions. */
+typedef struct {
+    int32_t in, out, pad, xs, ys;
+} ts_dw_axis;
+
+/* Channels c .. c + 3 of a 3x3 depthwise conv (dilation 1, stride 1, full-range requantization, weights and
+ * bias doubled for ts_dw_out): the ring lines run along the longer output
+ * axis A (the image transposed when that is the height, weights too). Per strip of windows along A and per
+ * output line across, the input lines its windows read are widened into the ring once (line h in slot h mod 3:
+ * consecutive output lines share two), then one line call per channel. */
+static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
+                         const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, tr = p->out_h > p->out_w;
+    const ts_dw_axis h = {p->in_h, p->out_h, p->pad_top, p->in_w * c_n, p->out_w * c_n};
+    const ts_dw_axis v = {p->in_w, p->out_w, p->pad_left, c_n, c_n};
+    const ts_dw_axis A = tr ? h : v, B = tr ? v : h; /* A along the ring lines, B across */
+    const int32_t smax = TS_DW_LINE - 3, nstrips = (A.out + smax - 1) / smax;
+    const uint32_t offset = ts_dup16(p->input_offset);
+    int16_t ring[3][4][TS_DW_LINE];
+    ts_dw_ch ch[4];
+    ts_dw_job job;
+    int32_t t, i, b, os, si, ns, ob;
+    for (t = 0; t < 4; ++t) {
+        for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
+            const int8_t *wr = w + (size_t)(tr ? i : 3 * i) * c_n + c + t;
+            const int32_t wj = (tr ? 3 : 1) * c_n;
+            const uint32_t w0 = (uint16_t)(2 * wr[0]), w1 = (uint16_t)(2 * wr[wj]), w2 = (uint16_t)(2 * wr[2 * wj]);
+            ch[t].w[2 * i] = w0 | w1 << 16;
+            ch[t].w[2 * i + 1] = w1 | w2 << 16;
+        }
+        ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
+        ch[t].q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
+    }
+    job.y_step = A.ys;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
+        int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
+        for (os = 0, si = 0; os < A.out; os += ns, ++si) {
+            const int32_t cb = os - A.pad;
+            int32_t wn, held[3];
+            ns = (A.out - os + nstrips - si - 1) / (nstrips - si); /* strips of equal length */
+            wn = (ns + 4) & ~1;
+            held[0] = held[1] = held[2] = INT32_MIN;
+            job.n = ns;
+            for (ob = 0; ob < B.out; ++ob) {
+                int32_t slot[3];
+                for (i = 0; i < 3; ++i) {
+                    const int32_t r = ob - B.pad + i;
+                    slot[i] = (r % 3 + 3) % 3;
+                    if (held[slot[i]] != r) {
+                        ts_dw_fill(ring[slot[i]], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in,
+                                   A.xs, offset);
+                        held[slot[i]] = r;
+                    }
+                }
+                job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
+                job.r0 = ring[slot[0]][0];
+                job.r1 = ring[slot[1]][0];
+                job.r2 = ring[slot[2]][0];
+                ts_dw_line(ch, &job);
+            }
+        }
+    }
+}
+
 /* Depthwise with multiplier 1: groups of 4 channels on the DSP path, the last in_c % 4 channels portably. */
 void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    const int mode = p->general_requant ? 0 : (p->act_min == -128 && p->act_max == 127 ? 1 : 2);
+    /* the ring where widening pays (every input value serves 9 outputs, long lines), in the full-range form of
+     * the MLPerf Tiny models; the other forms keep the 4-channel path */
+    const int planar = mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
+                       p->stride_h == 1 && p->stride_w == 1 &&
+                       (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
+    /* small images at stride 1: ts_dw_group's padded copy */
+    const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
+                       p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     int32_t c, b, oh, ow, m, i, j;
     for (c = 0; c < c4; c += 4) {
-        ts_dw_group(p, x, w, c, bias, multiplier, shift, y,
-                    p->general_requant ? 0 : (p->act_min == -128 && p->act_max == 127 ? 1 : 2));
+        if (planar) {
+            ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
+        } else {
+            ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode, padded);
+        }
     }
     for (m = c4; m < c_n; ++m) {
         const int32_t ch = p->per_channel ? m : 0;
