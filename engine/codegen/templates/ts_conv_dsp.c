@@ -162,6 +162,13 @@ static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 0);
 }
 
+static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
+}
+
 static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                             int8_t *y, int32_t y_stride)
@@ -176,19 +183,145 @@ static TS_NOINLINE void ts_conv_block_w16_general(const ts_conv_params *p, const
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1, 1);
 }
 
-static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const int16_t *block, const void *w,
-                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                               int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
-}
-
 static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                                 int8_t *y, int32_t y_stride)
 {
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
+
+#if defined(__GNUC__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
+ * convs; the others take the clamp form, same bytes): the whole channel loop is one assembly block, because
+ * GCC spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the
+ * four outputs; here 40). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
+ * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
+ * (the rounding term), y and the address of the state below, which holds what the loop reads once per
+ * channel. The per-channel arrays are indexed by y itself: their bases minus y's first value (times 4 for
+ * the int32 ones), in wrapping unsigned arithmetic. An odd count of groups enters the two-group loop at its
+ * second group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 =
+ * ~shift (shifts in [-30, -1] in this form). */
+typedef struct {
+    uintptr_t block, end, odd_groups, bias, multiplier, shift, rq_odd, y_stride, y_end;
+} ts_conv_asm_state;
+
+/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
+ * block, 8 SMLADs. */
+#define TS_CONV_ASM_GROUP(WLOAD)                                                                                  \
+    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"
+
+/* int8 weights: one word, SXTB16 of it and of its ROR 8; pre-widened ones: one LDRD. */
+#define TS_CONV_ASM_W8                                                                                          \
+    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
+    "sxtb16 %[p], %[q]\n\t"                                                                                     \
+    "sxtb16 %[q], %[q], ror #8\n\t"
+#define TS_CONV_ASM_W16 "ldrd %[p], %[q], [%[w]], #8\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
+#define TS_CONV_ASM_RQ(A)                                                                                       \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+#define TS_CONV_ASM_CHANNELS(WLOAD)                                                                             \
+    __asm__ volatile("1:\n\t"                                                                                   \
+                     "ldr %[t], [%[s], #12]\n\t"                                                                \
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t"                                                      \
+                     "mov %[a1], %[a0]\n\t"                                                                     \
+                     "mov %[a2], %[a0]\n\t"                                                                     \
+                     "mov %[a3], %[a0]\n\t"                                                                     \
+                     "ldr %[x], [%[s]]\n\t"                                                                     \
+                     "ldr %[u], [%[s], #8]\n\t"                                                                 \
+                     "ldr %[t], [%[s], #4]\n\t"                                                                 \
+                     "cbnz %[u], 3f\n"                                                                          \
+                     "2:\n\t" TS_CONV_ASM_GROUP(WLOAD) "3:\n\t" TS_CONV_ASM_GROUP(WLOAD)                         \
+                     "cmp %[x], %[t]\n\t"                                                                       \
+                     "bne 2b\n\t"                                                                               \
+                     "ldr %[t], [%[s], #16]\n\t"                                                                \
+                     "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
+                     "ldr %[t], [%[s], #20]\n\t"                                                                \
+                     "ldrsb %[q], [%[t], %[y]]\n\t"                                                             \
+                     "ldr %[t], [%[s], #24]\n\t"                                                                \
+                     "mvn %[u], %[q]\n\t"                                                                       \
+                     "lsl %[t], %[t], %[u]\n\t"                                                                 \
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM_RQ("a0") TS_CONV_ASM_RQ("a1") TS_CONV_ASM_RQ("a2")    \
+                         TS_CONV_ASM_RQ("a3") "ldr %[u], [%[s], #28]\n\t"                                       \
+                     "strb %[a1], [%[y], %[u]]\n\t"                                                             \
+                     "add %[v], %[y], %[u], lsl #1\n\t"                                                         \
+                     "strb %[a2], [%[v]]\n\t"                                                                   \
+                     "strb %[a3], [%[v], %[u]]\n\t"                                                             \
+                     "strb %[a0], [%[y]], #1\n\t"                                                               \
+                     "ldr %[u], [%[s], #32]\n\t"                                                                \
+                     "cmp %[y], %[u]\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                               \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x),         \
+                       [u] "=&l"(u), [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), \
+                       [y] "+r"(y)                                                                             \
+                     : [s] "r"(&st)                                                                             \
+                     : "cc", "memory")
+
+TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_conv_params *p, const int16_t *block,
+                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                             const int8_t *y, int32_t y_stride)
+{
+    const int32_t groups = (p->k_h * p->k_w * p->in_c) >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 16 * groups);
+    st->odd_groups = (uintptr_t)(groups & 1);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
+}
+
+static TS_NOINLINE void ts_conv_block_full_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W8);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, const int16_t *block,
+                                                   const void *w, const int32_t *bias, const int32_t *multiplier,
+                                                   const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
+}
+
+/* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
+ * full-range layers with per-channel constants and K % 4 == 0 take. */
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full_asm}
+#define TS_CONV_ASM_OK(p, k_all) ((p)->per_channel && ((k_all)&3) == 0)
+#else
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
+#define TS_CONV_ASM_OK(p, k_all) 0
+#endif
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
@@ -201,7 +334,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int full = p->act_min == -128 && p->act_max == 127;
-    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
+    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? (TS_CONV_ASM_OK(p, k_all) ? 3 : 1) : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     const int direct = ts_conv_direct_ok(p);
     int32_t b, q;
@@ -228,15 +361,16 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
 {
     /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
      * that a library links only the storage its layers use */
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
+                                                               ts_conv_block_clamp, ts_conv_block_full_asm);
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_w16_general, ts_conv_block_w16_full,
-                                               ts_conv_block_w16_clamp};
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
+                                                               ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
