@@ -191,12 +191,6 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
 }
 
 #if defined(__GNUC__) && !defined(TINYSTUDIO_EMULATE_DSP)
-#define TS_CONV_ASM 1
-#else
-#define TS_CONV_ASM 0
-#endif
-
-#if TS_CONV_ASM
 /* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
  * convs; the others take the C blocks above): the whole channel loop is one assembly block, because
  * GCC spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the
@@ -277,87 +271,60 @@ typedef struct {
                      "ldr %[u], [%[s], #32]\n\t"                                                                \
                      "cmp %[y], %[u]\n\t"                                                                       \
                      "bne 1b\n\t"                                                                               \
-                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(xb),         \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x),         \
                        [u] "=&r"(u), [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), \
-                       [y] "+r"(yq)                                                                            \
+                       [y] "+r"(y)                                                                             \
                      : [s] "r"(&st)                                                                             \
                      : "cc", "memory")
 
-/* Whether the layer takes the assembly form. */
-TS_ALWAYS_INLINE int ts_conv_asm_ok(const ts_conv_params *p)
-{
-    return !p->general_requant && p->act_min == -128 && p->act_max == 127 && p->per_channel &&
-           ((p->k_h * p->k_w * p->in_c) & 3) == 0;
-}
-
-/* The layer loop of the assembly form (the blocks as in ts_conv_any_dsp below): one state block per layer,
- * of which each block of pixels updates the y-indexed bases; pointwise layers expand their four input pixels
- * (adjacent in NHWC) here instead of in the general ts_conv_im2col_dsp (~50 instructions per block less). */
-TS_ALWAYS_INLINE void ts_conv_asm_layer(const ts_conv_params *p, const int8_t *x, const void *w,
-                                        const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                        int8_t *y, int16_t *scratch, int wide)
-{
-    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, groups = k_all >> 2;
-    const int32_t pixels = p->out_h * p->out_w, n_out = p->out_c;
-    const int one = pixels < 4;
-    const int pointwise = !one && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-                          p->pad_top == 0 && p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w;
-    const uint32_t offset = ts_dup16(p->input_offset);
-    int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
-    const int direct = ts_conv_direct_ok(p);
-    ts_conv_asm_state st;
-    int32_t b, q;
-    st.block = (uintptr_t)scratch;
-    st.end = (uintptr_t)(scratch + 16 * groups);
-    st.entry = (uintptr_t)(-groups & 3);
-    st.rq_odd = (uintptr_t)(2 * p->output_offset + 1);
-    st.y_stride = (uintptr_t)(one ? 0 : n_out);
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;
-        int8_t *yb = y + (size_t)b * pixels * n_out;
-        for (q = 0; q < pixels; q += one ? 1 : 4) {
-            const int32_t q0 = one || q + 4 <= pixels ? q : pixels - 4;
-            int8_t *yq = yb + (size_t)q0 * n_out;
-            const uintptr_t y0 = (uintptr_t)yq;
-            const void *wp = w;
-            uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
-            const int16_t *xb;
-            if (pointwise) {
-                const int8_t *src = img + (size_t)q0 * c_n;
-                int pix;
-                for (pix = 0; pix < 4; ++pix, src += c_n) {
-                    int16_t *dst = scratch + 4 * pix;
-                    ts_expand_run(&dst, src, groups, offset);
-                }
-            } else {
-                ts_conv_im2col_dsp(p, img, q0, one, scratch, tmp, direct);
-            }
-            st.bias = (uintptr_t)bias - 4u * y0;
-            st.multiplier = (uintptr_t)multiplier - 4u * y0;
-            st.shift = (uintptr_t)shift - y0;
-            st.y_end = y0 + (uintptr_t)n_out;
-            if (wide) {
-                TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
-            } else {
-                TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W8);
-            }
-        }
-    }
-}
-
-static TS_NOINLINE void ts_conv_full_asm(const ts_conv_params *p, const int8_t *x, const void *w,
-                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                         int8_t *y, int16_t *scratch)
-{
-    ts_conv_asm_layer(p, x, w, bias, multiplier, shift, y, scratch, 0);
-}
-
-static TS_NOINLINE void ts_conv_w16_full_asm(const ts_conv_params *p, const int8_t *x, const void *w,
+TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_conv_params *p, const int16_t *block,
                                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                             int8_t *y, int16_t *scratch)
+                                             const int8_t *y, int32_t y_stride)
 {
-    ts_conv_asm_layer(p, x, w, bias, multiplier, shift, y, scratch, 1);
+    const int32_t groups = (p->k_h * p->k_w * p->in_c) >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 16 * groups);
+    st->entry = (uintptr_t)(-groups & 3);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
 }
+
+static TS_NOINLINE void ts_conv_block_full_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W8);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, const int16_t *block,
+                                                   const void *w, const int32_t *bias, const int32_t *multiplier,
+                                                   const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
+}
+
+/* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
+ * full-range layers with per-channel constants and K % 4 == 0 take. */
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full_asm}
+#define TS_CONV_ASM_OK(p, k_all) ((p)->per_channel && ((k_all)&3) == 0)
+#else
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
+#define TS_CONV_ASM_OK(p, k_all) 0
 #endif
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
@@ -371,7 +338,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int full = p->act_min == -128 && p->act_max == 127;
-    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
+    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? (TS_CONV_ASM_OK(p, k_all) ? 3 : 1) : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     const int direct = ts_conv_direct_ok(p);
     int32_t b, q;
@@ -398,27 +365,16 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
 {
     /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
      * that a library links only the storage its layers use */
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
-#if TS_CONV_ASM
-    if (ts_conv_asm_ok(p)) {
-        ts_conv_full_asm(p, x, w, bias, multiplier, shift, y, scratch);
-        return;
-    }
-#endif
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
+                                                               ts_conv_block_clamp, ts_conv_block_full_asm);
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_w16_general, ts_conv_block_w16_full,
-                                               ts_conv_block_w16_clamp};
-#if TS_CONV_ASM
-    if (ts_conv_asm_ok(p)) {
-        ts_conv_w16_full_asm(p, x, w, bias, multiplier, shift, y, scratch);
-        return;
-    }
-#endif
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
+                                                               ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
