@@ -198,8 +198,9 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
  * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
  * (the rounding term), y and the address of the state below, which holds what the loop reads once per
  * channel. The per-channel arrays are indexed by y itself: their bases minus y's first value (times 4 for
- * the int32 ones), in wrapping unsigned arithmetic. The groups go four per loop turn (1 instruction in 64 less
- * than two per turn); a count that is not a multiple of 4 enters the loop at group 4 - count % 4 (TBB). The
+ * the int32 ones), in wrapping unsigned arithmetic. The first group starts the accumulators from the bias (no
+ * copies), the others go four per loop turn (1 instruction in 64 less than two per turn), entered by TBB at
+ * group 4 - (count - 1) % 4, or not at all for one group. The
  * requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift (shifts in
  * [-30, -1] in this form). */
 typedef struct {
@@ -222,6 +223,21 @@ typedef struct {
           "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
           "smlad %[a3], %[v], %[q], %[a3]\n\t"
 
+/* The first group, which starts the accumulators from the bias in a0 (pixels 1 to 3 first, at offsets). */
+#define TS_CONV_ASM_FIRST(WLOAD)                                                                                \
+    WLOAD "ldrd %[u], %[v], [%[x], #8]\n\t"                                                                    \
+          "smlad %[a1], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #16]\n\t"                                                                   \
+          "smlad %[a2], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #24]\n\t"                                                                   \
+          "smlad %[a3], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x]], #32\n\t"                                                                   \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"
+
 /* int8 weights: one word, SXTB16 of it and of its ROR 8; pre-widened ones: one LDRD. */
 #define TS_CONV_ASM_W8                                                                                          \
     "ldr %[q], [%[w]], #4\n\t"                                                                                  \
@@ -241,19 +257,17 @@ typedef struct {
     __asm__ volatile("1:\n\t"                                                                                   \
                      "ldr %[t], [%[s], #12]\n\t"                                                                \
                      "ldr %[a0], [%[t], %[y], lsl #2]\n\t"                                                      \
-                     "mov %[a1], %[a0]\n\t"                                                                     \
-                     "mov %[a2], %[a0]\n\t"                                                                     \
-                     "mov %[a3], %[a0]\n\t"                                                                     \
-                     "ldr %[x], [%[s]]\n\t"                                                                     \
-                     "ldr %[u], [%[s], #8]\n\t"                                                                 \
+                     "ldr %[x], [%[s]]\n\t" TS_CONV_ASM_FIRST(WLOAD) "ldr %[u], [%[s], #8]\n\t"                \
                      "ldr %[t], [%[s], #4]\n\t"                                                                 \
                      "tbb [pc, %[u]]\n"                                                                       \
                      "4:\n\t"                                                                                   \
-                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2\n"                         \
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".p2align 1\n"                                                                             \
                      "5:\n\t" TS_CONV_ASM_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
                      "7:\n\t" TS_CONV_ASM_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
                      "cmp %[x], %[t]\n\t"                                                                       \
-                     "bne 5b\n\t"                                                                               \
+                     "bne 5b\n"                                                                                \
+                     "9:\n\t"                                                                                   \
                      "ldr %[t], [%[s], #16]\n\t"                                                                \
                      "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
                      "ldr %[t], [%[s], #20]\n\t"                                                                \
@@ -285,7 +299,7 @@ TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_con
     const uintptr_t y0 = (uintptr_t)y;
     st->block = (uintptr_t)block;
     st->end = (uintptr_t)(block + 16 * groups);
-    st->entry = (uintptr_t)(-groups & 3);
+    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
     st->bias = (uintptr_t)bias - 4u * y0;
     st->multiplier = (uintptr_t)multiplier - 4u * y0;
     st->shift = (uintptr_t)shift - y0;
