@@ -197,14 +197,14 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
  * four outputs; here 40). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
  * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
  * (the rounding term), y and the address of the state below, which holds what the loop reads once per
- * channel. The per-channel arrays are indexed by y itself: their bases minus y's first value (times 4 for
+ * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus y's first value (times 4 for
  * the int32 ones), in wrapping unsigned arithmetic. The first group starts the accumulators from the bias (no
  * copies), the others go four per loop turn (1 instruction in 64 less than two per turn), entered by TBB at
  * group 4 - (count - 1) % 4, or not at all for one group. The
  * requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift (shifts in
  * [-30, -1] in this form). */
 typedef struct {
-    uintptr_t block, end, entry, bias, multiplier, shift, rq_odd, y_stride, y_end;
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end;
 } ts_conv_asm_state;
 
 /* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
@@ -255,10 +255,9 @@ typedef struct {
 
 #define TS_CONV_ASM_CHANNELS(WLOAD)                                                                             \
     __asm__ volatile("1:\n\t"                                                                                   \
-                     "ldr %[t], [%[s], #12]\n\t"                                                                \
-                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t"                                                      \
-                     "ldr %[x], [%[s]]\n\t" TS_CONV_ASM_FIRST(WLOAD) "ldr %[u], [%[s], #8]\n\t"                \
-                     "ldr %[t], [%[s], #4]\n\t"                                                                 \
+                     "ldrd %[x], %[t], [%[s]]\n\t"                                                              \
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_CONV_ASM_FIRST(WLOAD)                            \
+                     "ldrd %[u], %[t], [%[s], #8]\n\t"                                                          \
                      "tbb [pc, %[u]]\n"                                                                       \
                      "4:\n\t"                                                                                   \
                      ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
@@ -268,19 +267,17 @@ typedef struct {
                      "cmp %[x], %[t]\n\t"                                                                       \
                      "bne 5b\n"                                                                                \
                      "9:\n\t"                                                                                   \
-                     "ldr %[t], [%[s], #16]\n\t"                                                                \
+                     "ldrd %[t], %[v], [%[s], #16]\n\t"                                                         \
                      "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
-                     "ldr %[t], [%[s], #20]\n\t"                                                                \
-                     "ldrsb %[q], [%[t], %[y]]\n\t"                                                             \
-                     "ldr %[t], [%[s], #24]\n\t"                                                                \
+                     "ldrsb %[q], [%[v], %[y]]\n\t"                                                             \
+                     "ldrd %[t], %[x], [%[s], #24]\n\t"                                                         \
                      "mvn %[u], %[q]\n\t"                                                                       \
                      "lsl %[t], %[t], %[u]\n\t"                                                                 \
                      "rsb %[q], %[q], #0\n\t" TS_CONV_ASM_RQ("a0") TS_CONV_ASM_RQ("a1") TS_CONV_ASM_RQ("a2")    \
-                         TS_CONV_ASM_RQ("a3") "ldr %[u], [%[s], #28]\n\t"                                       \
-                     "strb %[a1], [%[y], %[u]]\n\t"                                                             \
-                     "add %[v], %[y], %[u], lsl #1\n\t"                                                         \
+                         TS_CONV_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"                                  \
+                     "add %[v], %[y], %[x], lsl #1\n\t"                                                         \
                      "strb %[a2], [%[v]]\n\t"                                                                   \
-                     "strb %[a3], [%[v], %[u]]\n\t"                                                             \
+                     "strb %[a3], [%[v], %[x]]\n\t"                                                             \
                      "strb %[a0], [%[y]], #1\n\t"                                                               \
                      "ldr %[u], [%[s], #32]\n\t"                                                                \
                      "cmp %[y], %[u]\n\t"                                                                       \
