@@ -192,17 +192,17 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
 
 #if defined(__GNUC__) && !defined(TINYSTUDIO_EMULATE_DSP)
 /* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
- * convs; the others take the C blocks above): the whole channel loop is one assembly block, because
- * GCC spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the
- * four outputs; here 40). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
+ * convs; the others take the C blocks above): the whole channel loop is one assembly block, because GCC
+ * spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the four
+ * outputs; here 39 in all). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
  * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
  * (the rounding term), y and the address of the state below, which holds what the loop reads once per
- * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus y's first value (times 4 for
- * the int32 ones), in wrapping unsigned arithmetic. The first group starts the accumulators from the bias (no
- * copies), the others go four per loop turn (1 instruction in 64 less than two per turn), entered by TBB at
- * group 4 - (count - 1) % 4, or not at all for one group. The
- * requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift (shifts in
- * [-30, -1] in this form). */
+ * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus
+ * y's first value (times 4 for the int32 ones), in wrapping unsigned arithmetic. The first group starts the
+ * accumulators from the bias (no copies), the others go four per loop turn (62 instructions per 64 MACs with
+ * int8 weights, 64 at two per turn), entered by TBB at group 4 - (count - 1) % 4, or not at all for one
+ * group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
+ * (shifts in [-30, -1] in this form). */
 typedef struct {
     uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end;
 } ts_conv_asm_state;
