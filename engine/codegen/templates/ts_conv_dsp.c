@@ -190,7 +190,9 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
 
-#if defined(__GNUC__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* (Optimized builds only: an -O0 build keeps r7 for its frame pointer, and with r9 reserved too, as under
+ * -frwpi, the 13 registers are not there.) */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
 /* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
  * convs; the others take the C blocks above): the whole channel loop is one assembly block, because GCC
  * spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the four
