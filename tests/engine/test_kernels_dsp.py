@@ -254,7 +254,7 @@ def test_average_pool_reciprocal_is_exact():
 # before the first layers' direct expansion: M4 1.810, 1.912, 1.424; M7 1.870, 1.969, 1.423; before the depthwise
 # blocks, the spill-free FC rows, the STRD im2col and the SSAT-only ADD: M4 1.805, 1.880, 1.418, 2.409;
 # M7 1.864, 1.938, 1.419, 2.411; before the conv channel loop in assembly: M4 1.722, 1.867, 1.376;
-# M7 1.737, 1.878, 1.376.
+# M7 1.737, 1.877, 1.375.
 PER_MAC = {"m4": {"kws": 1.569, "vww": 1.708, "ic": 1.281, "ad": 1.956},
            "m7": {"kws": 1.584, "vww": 1.719, "ic": 1.280, "ad": 1.956}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
