@@ -505,8 +505,9 @@ static void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0).
- * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0.
- * wide: the weights are ts_conv_s8_w16's pre-widened words. */
+ * Pointwise layers that block8 (the eight-pixel assembly block, 0 where there is none) takes go eight pixels
+ * at a time. scratch: 4 * k_h * k_w * in_c int16 (word aligned), 8 * in_c for those pointwise layers, plus
+ * k_h * k_w * in_c bytes when in_c % 4 != 0. wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
                             const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
                             const ts_conv_block_fn *blocks, ts_conv_block_fn block8)
