@@ -131,6 +131,10 @@ def _conv(ctx: EmitContext, node: Node) -> None:
         code.kernel = "ts_conv_s8"
         if group == 1:  # four im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
             code.scratch_bytes = im2col_scratch_bytes(k[0] * k[1] * c, c, k[0] * k[1])
+            # the layers ts_conv_dsp.c's eight-pixel block takes (pointwise, full range, per-channel, >= 8 pixels)
+            code.conv_eight = (code.scratch_bytes == 16 * c and s == (1, 1) and p["pad_top"] == p["pad_left"] == 0
+                               and out[0] * out[1] >= 8 and bool(per_channel) and not p[REQUANT_FIELD]
+                               and (r.act_min, r.act_max) == (-128, 127))
             if ctx.wide_weights:  # the same values pre-widened to int16 (CodegenOptions.wide_weights)
                 code.arrays.pop(next(i for i, a in enumerate(code.arrays) if a.name == wname))
                 words = wide_weight_words(wq)

@@ -312,6 +312,9 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
         lib = generate_library(g, "asm", options=CodegenOptions(wide_weights=wide))
         c = lib.files["asm.c"]
         assert ".act_min = -128, .act_max = 127" in c and ".per_channel = 1, .general_requant = 0" in c, name
+        # the eight-pixel block is linked where a layer takes it (pointwise, >= 8 pixels), not otherwise
+        eight = name.startswith("pointwise8") or name == "pointwise_k4"
+        assert f"#define TINYSTUDIO_CONV_EIGHT {int(eight)}" in lib.files["tinystudio_kernels.h"], name
         r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
         assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
 

@@ -331,6 +331,8 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
     TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
 }
 
+/* (Linked where the library has a layer that can take it: TINYSTUDIO_CONV_EIGHT, tinystudio_kernels.h.) */
+#if TINYSTUDIO_CONV_EIGHT
 /* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
  * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
  * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The loop needs 14 registers: the 8
@@ -473,11 +475,15 @@ static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const in
     }
 }
 
+#define TS_CONV_BLOCK8(block8) block8
+#else
+#define TS_CONV_BLOCK8(block8) 0
+#endif
+
 /* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
  * full-range layers with per-channel constants and K % 4 == 0 take. */
 #define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full_asm}
 #define TS_CONV_ASM_OK(p, k_all) ((p)->per_channel && ((k_all)&3) == 0)
-#define TS_CONV_BLOCK8(block8) block8
 #else
 #define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
 #define TS_CONV_ASM_OK(p, k_all) 0
