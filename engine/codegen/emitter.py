@@ -45,6 +45,7 @@ class LayerCode:
     scratch_bytes: int = 0
     accesses: list[Access] = field(default_factory=list)
     wide_extra_bytes: int = 0  # flash of pre-widened weights beyond int8 ones (CodegenOptions.wide_weights)
+    conv_eight: bool = False  # a 1x1 conv sized for ts_conv_dsp.c's eight-pixel block (TINYSTUDIO_CONV_EIGHT)
 
 
 class EmitContext:

@@ -238,6 +238,8 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
             text = text.replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0")
             if not _GENERAL_REQUANT.search(model_c):  # no layer needs it: the Helium kernels drop those copies
                 text = text.replace("#define TINYSTUDIO_GENERAL_REQUANT 1", "#define TINYSTUDIO_GENERAL_REQUANT 0")
+            if not any(c.conv_eight for _, c in layers):
+                text = text.replace("#define TINYSTUDIO_CONV_EIGHT 1", "#define TINYSTUDIO_CONV_EIGHT 0")
         files[kf] = _stamp_comment(stamp, kf) + text
     records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),

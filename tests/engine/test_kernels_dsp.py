@@ -83,6 +83,17 @@ CASES = {
     "first_3ch_2x5_stride2": conv((1, 8, 11, 3), (6, 2, 5, 3), (1, 4, 4, 6), padding=VALID, stride=2),
     "first_3ch_one_pixel": conv((1, 2, 2, 3), (5, 3, 3, 3), (1, 1, 1, 5), stride=2, act=RELU6),
     "conv_3x3_tiny_out": conv((1, 3, 3, 8), (4, 3, 3, 8), (1, 3, 3, 4), act=RELU),
+    # the full-range channel loop in assembly on the target (a first group, then four per turn entered at group
+    # 4 - (n - 1) % 4): K = 3*3*4 = 36 -> 9 groups with padded borders; K = 24 -> 6 groups, fewer than 4 pixels
+    # in all (one pixel at a time); K = 4 -> the first group only
+    "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
+    "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
+    "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
+    # the eight-pixel pointwise block (K <= 128, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
+    # as a four-pixel block): K = 20 -> 5 groups, 14 pixels (the rest of 6 as an overlapping eight-pixel block);
+    # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
+    "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
+    "pointwise8_k12_rest3": conv((1, 1, 11, 12), (5, 1, 1, 12), (1, 1, 11, 5), padding=VALID),
     # depthwise 3x3: borders on each side, 3-wide image (both columns cut), odd sizes, strides, leftovers
     "dw_25x5_same": conv((1, 25, 5, 16), (1, 3, 3, 16), (1, 25, 5, 16), depthwise=True, act=RELU),
     "dw_width3": conv((1, 4, 3, 8), (1, 3, 3, 8), (1, 4, 3, 8), depthwise=True),
@@ -323,6 +334,35 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
     assert res["bit_exact"] == f"{n}/{n}", f"{model} on {core}: {res['first_mismatch']}"
     assert res["per_mac"] <= PER_MAC[core][model] * 1.02, (model, core, res["per_mac"])
     assert sum(L["instructions"] for L in res["layers"]) <= res["instructions"] * 1.01
+
+
+# The conv cases that take the full-range channel loop in assembly (ts_conv_dsp.c), which the host builds
+# (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
+# the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
+# 5, 3 and 1 groups (with VWW's 2 and KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block.
+ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
+             "pointwise8_k20_rest6", "pointwise8_k12_rest3"]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["w8", "w16"])
+def test_conv_assembly_channel_loop_in_qemu_m4(wide):
+    why = _qemu_missing()
+    if why:
+        pytest.skip(why)
+    from engine.export.verify_qemu import verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    for name in ASM_CASES:
+        m, y = CASES[name]()
+        g = load_tflite(f"{name}.tflite", data=m.finish(y))
+        lib = generate_library(g, "asm", options=CodegenOptions(wide_weights=wide))
+        c = lib.files["asm.c"]
+        assert ".act_min = -128, .act_max = 127" in c and ".per_channel = 1, .general_requant = 0" in c, name
+        # the eight-pixel block is linked where a layer takes it (pointwise, >= 8 pixels), not otherwise
+        eight = name.startswith("pointwise8") or name == "pointwise_k4"
+        assert f"#define TINYSTUDIO_CONV_EIGHT {int(eight)}" in lib.files["tinystudio_kernels.h"], name
+        r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
+        assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
 
 
 @pytest.mark.parametrize("model", list(PER_MAC_M4_WIDE))

@@ -33,6 +33,12 @@ extern "C" {
 #define TINYSTUDIO_USE_DSP @USE_DSP_DEFAULT@
 #endif
 
+/* Whether the DSP conv links its eight-pixel pointwise block (ts_conv_dsp.c, ~1.3 KB of code): the generator
+ * writes 0 here for a library without a layer that can take it. */
+#ifndef TINYSTUDIO_CONV_EIGHT
+#define TINYSTUDIO_CONV_EIGHT 1
+#endif
+
 #if defined(TINYSTUDIO_EMULATE_DSP) || (defined(__ARM_FEATURE_DSP) && TINYSTUDIO_USE_DSP)
 #define TINYSTUDIO_DSP 1
 #else
