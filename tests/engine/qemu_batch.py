@@ -21,14 +21,21 @@ from engine.export.qemu import STACK_SIZE, run_elf
 from engine.export.targets import core_target, local_cflags
 
 
-# tinystudio_kernels.h of a library without a general-requantization layer turns the Helium kernels' general copies
-# off; the merged program keeps them on for the libraries that have one (the short copies run the same).
-_GENERAL_OFF, _GENERAL_ON = "#define TINYSTUDIO_GENERAL_REQUANT 0", "#define TINYSTUDIO_GENERAL_REQUANT 1"
+# tinystudio_kernels.h of a library turns off the kernel copies none of its layers use (the Helium kernels' general
+# requantization, the DSP eight-pixel pointwise block); the merged program keeps them on for the libraries that
+# have such a layer (a layer that does not qualify runs the same code either way).
+_SWITCHES = ("TINYSTUDIO_GENERAL_REQUANT", "TINYSTUDIO_CONV_EIGHT")
+
+
+def _switches_on(text: str) -> str:
+    for name in _SWITCHES:
+        text = text.replace(f"#define {name} 0", f"#define {name} 1")
+    return text
 
 
 def _body(text: str) -> str:
-    """A file without its generated stamp (the first comment: graph hash, arena size), general copies on."""
-    return (text.split("*/", 1)[1] if text.startswith("/*") else text).replace(_GENERAL_OFF, _GENERAL_ON)
+    """A file without its generated stamp (the first comment: graph hash, arena size), every switch on."""
+    return _switches_on(text.split("*/", 1)[1] if text.startswith("/*") else text)
 
 
 def merged_library(libs):
@@ -38,7 +45,7 @@ def merged_library(libs):
         for fname, text in lib.files.items():
             if fname in files and _body(files[fname]) != _body(text):
                 raise ValueError(f"{lib.name}: {fname} differs from the one of an earlier library")
-            files[fname] = text.replace(_GENERAL_OFF, _GENERAL_ON)
+            files[fname] = _switches_on(text)
         sources += [s for s in lib.sources if s not in sources]
     return dataclasses.replace(libs[0], files=files, sources=sources)
 

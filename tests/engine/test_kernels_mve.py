@@ -228,9 +228,9 @@ def test_mlperf_on_m55_mve_and_dsp_builds_bit_exact(key, measured):
     assert ran_mve and not any(fn.startswith("ts_mve_") for fn in dsp["per_function"])
     if key == "kws":
         assert {"ts_mve_conv_short", "ts_mve_fc_rows4", "ts_mve_dwcol_short"} <= ran_mve
-    # instructions per MAC well below the DSP (SMLAD) kernels' on the same core (measured: KWS 0.30x, AD 0.11x),
-    # and KWS within the issue's 0.6 per MAC on M55 (measured 0.567)
-    assert mve["per_mac"] < 0.35 * dsp["per_mac"], (mve["per_mac"], dsp["per_mac"])
+    # instructions per MAC well below the DSP (SMLAD) kernels' on the same core (measured: KWS 0.40x since the DSP
+    # conv loop went to assembly, AD 0.11x), and KWS within the issue's 0.6 per MAC on M55 (measured 0.546)
+    assert mve["per_mac"] < 0.45 * dsp["per_mac"], (mve["per_mac"], dsp["per_mac"])
     if key == "kws":
         assert mve["per_mac"] <= 0.6, mve["per_mac"]
 
