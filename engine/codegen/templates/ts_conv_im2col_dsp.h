@@ -43,11 +43,55 @@ TS_ALWAYS_INLINE void ts_expand_run(int16_t **dst, const int8_t *src, int32_t n4
  * the next kernel row with m bytes left takes its low m bytes from the word at the current position and the
  * others from the word that starts m bytes before the next row (inside the image: that row is not the
  * window's first); the K % 4 tail (the end of the last kernel row) goes pixel by pixel as in the gather.
- * Returns whether the layer can: in_c % 4 != 0, no dilation, kernel rows of at least a word. No state beyond
- * the flag: the kernels' stack stays as measured. */
+ * Returns how the layer can (0: not; in_c % 4 != 0, no dilation, kernel rows of at least a word): 3 for
+ * 3x3 kernels over 3 channels (the groups at fixed places, ts_conv_direct_3x3x3), 2 for kernel rows of whole
+ * words (ts_conv_direct_words), 1 for the walk of ts_conv_direct_window. No state beyond the flag: the
+ * kernels' stack stays as measured. */
 TS_ALWAYS_INLINE int ts_conv_direct_ok(const ts_conv_params *p)
 {
-    return (p->in_c & 3) != 0 && p->dil_h == 1 && p->dil_w == 1 && p->k_w * p->in_c >= 4;
+    const int32_t n = p->k_w * p->in_c;
+    if ((p->in_c & 3) == 0 || p->dil_h != 1 || p->dil_w != 1 || n < 4) {
+        return 0;
+    }
+    if (p->in_c == 3 && p->k_w == 3 && p->k_h == 3) {
+        return 3;
+    }
+    return (n & 3) == 0 ? 2 : 1;
+}
+
+/* One group (bytes x0..x3 of v) into the block at *dst, input offset added. */
+TS_ALWAYS_INLINE void ts_expand_group(int16_t **dst, uint32_t v, uint32_t offset)
+{
+    ts_store_group(dst, ts_sxtab16(offset, v), ts_sxtab16_ror8(offset, v));
+}
+
+/* The window of a 3x3 kernel over 3 channels (K = 27, kernel rows r0, r1, r2 of 9 bytes, `row` apart): the
+ * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last. */
+TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_t *dst, int16_t *tail_dst,
+                                           uint32_t offset, int32_t input_offset)
+{
+    const int8_t *const r1 = r0 + row, *const r2 = r1 + row;
+    ts_expand_group(&dst, ts_read32(r0), offset);
+    ts_expand_group(&dst, ts_read32(r0 + 4), offset);
+    ts_expand_group(&dst, (ts_read32(r1 - 1) & ~0xFFu) | (uint8_t)r0[8], offset);
+    ts_expand_group(&dst, ts_read32(r1 + 3), offset);
+    ts_expand_group(&dst, (ts_read32(r1 + 7) & 0xFFFFu) | (ts_read32(r2 - 2) & 0xFFFF0000u), offset);
+    ts_expand_group(&dst, ts_read32(r2 + 2), offset);
+    tail_dst[0] = (int16_t)(r2[6] + input_offset);
+    tail_dst[1] = (int16_t)(r2[7] + input_offset);
+    tail_dst[2] = (int16_t)(r2[8] + input_offset);
+}
+
+/* The window whose kernel rows are whole words (n = k_w * in_c, n % 4 == 0: 10x4 over 1 channel): no group
+ * crosses a row, no tail. */
+TS_ALWAYS_INLINE void ts_conv_direct_words(const ts_conv_params *p, const int8_t *base, int16_t *dst,
+                                           uint32_t offset)
+{
+    const int32_t n4 = (p->k_w * p->in_c) >> 2, row = p->in_w * p->in_c;
+    int32_t i;
+    for (i = 0; i < p->k_h; ++i, base += row) {
+        ts_expand_run(&dst, base, n4, offset);
+    }
 }
 
 /* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the tail's
@@ -81,6 +125,36 @@ TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_
     }
 }
 
+/* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row and inside the image (the
+ * common case of first layers, which have few output channels to spread the block's cost over): one bounds
+ * check, then window after window stride_w pixels apart, expanded by the layer's `direct` kind. Returns
+ * whether it applied. */
+TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
+                                        int direct, uint32_t offset)
+{
+    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    const int32_t step = p->stride_w * c_n, row = p->in_w * c_n;
+    const int8_t *base;
+    int32_t pix;
+    if (ow + 3 >= p->out_w || h0 < 0 || h0 + p->k_h > p->in_h || w0 < 0 ||
+        w0 + 3 * p->stride_w + p->k_w > p->in_w) {
+        return 0;
+    }
+    base = img + ((size_t)h0 * p->in_w + w0) * c_n;
+    for (pix = 0; pix < 4; ++pix, base += step) {
+        if (direct == 3) {
+            ts_conv_direct_3x3x3(base, row, block + 4 * pix, block + 4 * k4 + 3 * pix, offset, p->input_offset);
+        } else if (direct == 2) {
+            ts_conv_direct_words(p, base, block + 4 * pix, offset);
+        } else {
+            ts_conv_direct_window(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, offset, p->input_offset);
+        }
+    }
+    return 1;
+}
+
 /* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
  * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
  * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
@@ -94,6 +168,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
     const uint32_t offset = ts_dup16(p->input_offset);
     const int8_t zero_point = (int8_t)(-p->input_offset);
     int32_t pix, i, j, c, k;
+    if (direct && !same && ts_conv_direct_row(p, img, q0, block, direct, offset)) {
+        return;
+    }
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
         p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
         /* pointwise: output pixel q reads input pixel q */
@@ -124,8 +201,14 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             continue;
         }
         if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-            ts_conv_direct_window(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, block + 4 * k4 + pix * tail,
-                                  offset, p->input_offset);
+            const int8_t *const base = img + ((size_t)h0 * p->in_w + w0) * c_n;
+            if (direct == 3) {
+                ts_conv_direct_3x3x3(base, p->in_w * 3, dst, block + 4 * k4 + pix * tail, offset, p->input_offset);
+            } else if (direct == 2) {
+                ts_conv_direct_words(p, base, dst, offset);
+            } else {
+                ts_conv_direct_window(p, base, dst, block + 4 * k4 + pix * tail, offset, p->input_offset);
+            }
             continue;
         }
         /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
