@@ -216,6 +216,88 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
 
 
+CONV_SWEEP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tinystudio_kernels.h"
+static uint32_t s = 4242u;
+static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
+int main(void)
+{
+    static int8_t x[2 * 13 * 12 * 5], w[9 * 10 * 5 * 5], y0[2 * 16 * 16 * 9], y1[2 * 16 * 16 * 9];
+    int32_t bias[9], mult[9];
+    int8_t shift[9];
+    long cases = 0, bad = 0;
+    int ih, iw, pt, pl, st, kk, c, form, i;
+    static const int ks[6][2] = {{3, 3}, {10, 4}, {2, 5}, {5, 5}, {3, 2}, {1, 5}};
+    static const int cs[3] = {1, 3, 5};
+    for (ih = 2; ih <= 13; ih += 3) for (iw = 4; iw <= 12; iw += 4) for (pt = 0; pt <= 2; pt += 2)
+    for (pl = 0; pl <= 1; ++pl) for (st = 1; st <= 2; ++st) for (kk = 0; kk < 6; ++kk) for (c = 0; c < 3; ++c)
+    for (form = 0; form < 3; ++form) {
+        ts_conv_params p;
+        int32_t k_all;
+        int16_t *scratch;
+        memset(&p, 0, sizeof p);
+        p.batches = 2; p.in_h = ih; p.in_w = iw; p.in_c = cs[c]; p.out_c = form == 1 ? 9 : 3; p.groups = 1;
+        p.k_h = ks[kk][0]; p.k_w = ks[kk][1]; p.stride_h = st; p.stride_w = st; p.dil_h = 1; p.dil_w = 1;
+        p.pad_top = pt; p.pad_left = pl;
+        p.out_h = (ih + 2 * pt - p.k_h) / st + 1; p.out_w = (iw + 2 * pl - p.k_w) / st + 1;
+        if (ih + 2 * pt - p.k_h < 0 || iw + 2 * pl - p.k_w < 0) continue;
+        p.input_offset = 128 - (int32_t)(rnd() % 256); /* minus the zero point (-128..127) */
+        p.output_offset = (int32_t)(rnd() % 200) - 100;
+        p.act_min = form == 2 ? -20 : -128; p.act_max = form == 2 ? 90 : 127;
+        p.per_channel = 1; p.general_requant = form == 0;
+        for (i = 0; i < (int)sizeof x; ++i) x[i] = (int8_t)(rnd() % 256 - 128);
+        for (i = 0; i < (int)sizeof w; ++i) w[i] = (int8_t)(rnd() % 255 - 127);
+        for (i = 0; i < p.out_c; ++i) {
+            bias[i] = (int32_t)(rnd() % 20000) - 10000;
+            mult[i] = (int32_t)((1u << 30) + rnd() % (1u << 24));
+            shift[i] = (int8_t)(-1 - (int32_t)(rnd() % 10));
+        }
+        /* exactly the generator's scratch (emit_conv.im2col_scratch_bytes): ASan sees any byte beyond it */
+        k_all = p.k_h * p.k_w * p.in_c;
+        scratch = (int16_t *)malloc((size_t)(8 * k_all + (p.in_c % 4 ? k_all + k_all % 2 : 0)));
+        memset(y0, 0x55, sizeof y0);
+        memset(y1, 0x55, sizeof y1);
+        ts_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
+        ts_conv_s8(&p, x, w, bias, mult, shift, y1, scratch);
+        free(scratch);
+        ++cases;
+        if (memcmp(y0, y1, sizeof y0) != 0 && bad++ < 5)
+            printf("in %dx%dx%d pad %d,%d stride %d k %dx%d form %d\n", ih, iw, p.in_c, pt, pl, st, p.k_h, p.k_w,
+                   form);
+    }
+    printf("cases %ld bad %ld\n", cases, bad);
+    return bad != 0 || cases < 1000;
+}
+"""
+
+
+@needs_gcc
+def test_conv_dsp_first_layers_any_shape(built, tmp_path):
+    """ts_conv_s8 (DSP path, emulated) against ts_conv_s8_ref for 1, 3 and 5 input channels (K % 4 of 0 to 3:
+    the tail group of ts_conv_first_dsp.c, the 3x3x3 and whole-word windows, the row of four windows, the
+    walk, the gather at the borders), kernels 3x3, 10x4, 2x5, 5x5, 3x2, 1x5, images of 2..13 x 4..12 pixels,
+    pads 0..2, strides 1 and 2, the three requantization forms; byte for byte under ASan/UBSan with exactly
+    the generator's scratch."""
+    cases, _ = built
+    lib = cases["first_3ch_3x3_stride2"][0]
+    names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_conv_first_dsp.c")
+    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
+                 *names):
+        (tmp_path / name).write_text(lib.files[name])
+    (tmp_path / "t.c").write_text(CONV_SWEEP)
+    exe = tmp_path / "t"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
+                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *names)), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+
+
 def test_wide_weight_words_layout():
     """Per channel: per 4 steps the int16 pairs (k0, k2), (k1, k3) low half first, then the K % 4 tail two per
     word (zero-padded): what ts_conv_w (portable) and the LDRD of ts_conv_dsp.c read."""
