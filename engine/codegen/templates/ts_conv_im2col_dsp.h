@@ -125,6 +125,42 @@ TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_
     }
 }
 
+/* A window at the image's border whose kernel rows are one word each (k_w * in_c = 4: 10x4 over 1 channel;
+ * KWS has more than half of its windows there): a row above or below the image is a zero group (the zero
+ * point plus the input offset); a row cut by c < 4 bytes on one side is the word at the image row's start
+ * shifted up by c bytes (left) or the word at its end shifted down (right), the zero point in the cut bytes.
+ * Returns 0 (the window is gathered instead) for a row cut on both sides or by a whole word, or image rows
+ * narrower than a word. */
+TS_ALWAYS_INLINE int ts_conv_edge_words(const ts_conv_params *p, const int8_t *img, int32_t h0, int32_t w0,
+                                        int16_t *dst, uint32_t offset)
+{
+    const int32_t c_n = p->in_c, row = p->in_w * c_n;
+    const int32_t left = w0 < 0 ? -w0 * c_n : 0, right = w0 + p->k_w > p->in_w ? (w0 + p->k_w - p->in_w) * c_n : 0;
+    const uint32_t zp = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    int32_t ih;
+    if ((left && right) || left >= 4 || right >= 4 || row < 4) {
+        return 0;
+    }
+    for (ih = h0; ih < h0 + p->k_h; ++ih) {
+        const int8_t *src;
+        uint32_t v;
+        if (ih < 0 || ih >= p->in_h) {
+            ts_store_group(&dst, 0, 0);
+            continue;
+        }
+        src = img + (size_t)ih * row;
+        if (left) {
+            v = (ts_read32(src) << (8 * left)) | (zp >> (32 - 8 * left));
+        } else if (right) {
+            v = (ts_read32(src + row - 4) >> (8 * right)) | (zp << (32 - 8 * right));
+        } else {
+            v = ts_read32(src + w0 * c_n);
+        }
+        ts_expand_group(&dst, v, offset);
+    }
+    return 1;
+}
+
 /* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row and inside the image (the
  * common case of first layers, which have few output channels to spread the block's cost over): one bounds
  * check, then window after window stride_w pixels apart, expanded by the layer's `direct` kind. Returns
@@ -209,6 +245,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             } else {
                 ts_conv_direct_window(p, base, dst, block + 4 * k4 + pix * tail, offset, p->input_offset);
             }
+            continue;
+        }
+        if (direct == 2 && p->k_w * c_n == 4 && ts_conv_edge_words(p, img, h0, w0, dst, offset)) {
             continue;
         }
         /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
