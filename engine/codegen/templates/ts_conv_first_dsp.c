@@ -30,20 +30,36 @@ TS_ALWAYS_INLINE void ts_first_group(ts_first_acc *a, const int16_t **x, uint32_
 }
 
 /* Every output channel of the block: the whole groups two per loop turn (one more when their count is odd),
- * the tail group from `tail_group`, then the requantization (mode 0: portable, 1: full int8 range, 2: clamped)
- * of the four outputs, stored at y[m + s * y_stride]. */
-TS_ALWAYS_INLINE void ts_first_channels(const ts_conv_params *p, const int16_t *block, const int16_t *tail_group,
-                                        const int8_t *w, const int32_t *bias, const int32_t *multiplier,
-                                        const int8_t *shift, int8_t *y, int32_t y_stride, int mode)
+ * the tail group, then the requantization of the four outputs (the portable form, or the fast one with the
+ * full int8 range or a clamp: a branch per channel, one copy of the loop for the library's code size), stored
+ * at y[m + s * y_stride]. */
+void ts_conv_block_first(const ts_conv_params *p, const int16_t *block, const void *wv, const int32_t *bias,
+                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t y_stride)
 {
+    const int8_t *w = (const int8_t *)wv;
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, back = 4 - tail, drop = 8 * back;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
     const int32_t step = p->per_channel ? 1 : 0;
-    const int16_t *const end2 = block + 32 * (k_all >> 3);
+    const int mode = p->general_requant ? 0 : (lo == -128 && hi == 127 ? 1 : 2);
+    const int16_t *const end2 = block + 32 * (k_all >> 3), *const t = block + 4 * (k_all & ~3);
     const int odd_group = (k_all >> 2) & 1;
     int8_t *const y_end = y + p->out_c;
+    /* the tail group: per pixel (x0, x2), (x1, x3) of the tail's steps (ts_conv_im2col_dsp's order), zero past
+     * the tail; word aligned for LDRD */
+    union {
+        uint32_t align;
+        int16_t v[16];
+    } g;
+    int32_t pix;
+    for (pix = 0; pix < 4; ++pix) {
+        const int16_t *s = t + pix * tail;
+        g.v[4 * pix] = s[0];
+        g.v[4 * pix + 1] = tail > 2 ? s[2] : 0;
+        g.v[4 * pix + 2] = tail > 1 ? s[1] : 0;
+        g.v[4 * pix + 3] = 0;
+    }
     do {
-        const int16_t *x = block, *xt = tail_group;
+        const int16_t *x = block, *xt = g.v;
         ts_first_acc a;
         int32_t ys = y_stride;
         a.a0 = *bias++;
@@ -90,34 +106,6 @@ TS_ALWAYS_INLINE void ts_first_channels(const ts_conv_params *p, const int16_t *
         multiplier += step;
         shift += step;
     } while (++y != y_end);
-}
-
-void ts_conv_block_first(const ts_conv_params *p, const int16_t *block, const void *w, const int32_t *bias,
-                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t y_stride)
-{
-    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3;
-    const int16_t *const t = block + 4 * (k_all & ~3);
-    /* the tail group: per pixel (x0, x2), (x1, x3) of the tail's steps (ts_conv_im2col_dsp's order), zero past
-     * the tail; word aligned for LDRD */
-    union {
-        uint32_t align;
-        int16_t v[16];
-    } g;
-    int32_t pix;
-    for (pix = 0; pix < 4; ++pix) {
-        const int16_t *s = t + pix * tail;
-        g.v[4 * pix] = s[0];
-        g.v[4 * pix + 1] = tail > 2 ? s[2] : 0;
-        g.v[4 * pix + 2] = tail > 1 ? s[1] : 0;
-        g.v[4 * pix + 3] = 0;
-    }
-    if (p->general_requant) {
-        ts_first_channels(p, block, g.v, (const int8_t *)w, bias, multiplier, shift, y, y_stride, 0);
-    } else if (p->act_min == -128 && p->act_max == 127) {
-        ts_first_channels(p, block, g.v, (const int8_t *)w, bias, multiplier, shift, y, y_stride, 1);
-    } else {
-        ts_first_channels(p, block, g.v, (const int8_t *)w, bias, multiplier, shift, y, y_stride, 2);
-    }
 }
 
 #endif /* TINYSTUDIO_DSP */

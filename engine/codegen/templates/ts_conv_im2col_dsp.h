@@ -161,17 +161,30 @@ TS_ALWAYS_INLINE int ts_conv_edge_words(const ts_conv_params *p, const int8_t *i
     return 1;
 }
 
+/* A window inside the image expanded by the layer's `direct` kind (one function for both callers below: the
+ * library's code size stays within the flash estimate). */
+static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *base, int16_t *dst, int16_t *tail_dst,
+                                       int direct, uint32_t offset)
+{
+    if (direct == 3) {
+        ts_conv_direct_3x3x3(base, p->in_w * 3, dst, tail_dst, offset, p->input_offset);
+    } else if (direct == 2) {
+        ts_conv_direct_words(p, base, dst, offset);
+    } else {
+        ts_conv_direct_window(p, base, dst, tail_dst, offset, p->input_offset);
+    }
+}
+
 /* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row and inside the image (the
  * common case of first layers, which have few output channels to spread the block's cost over): one bounds
- * check, then window after window stride_w pixels apart, expanded by the layer's `direct` kind. Returns
- * whether it applied. */
+ * check, then window after window stride_w pixels apart. Returns whether it applied. */
 TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
                                         int direct, uint32_t offset)
 {
     const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w;
     const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
-    const int32_t step = p->stride_w * c_n, row = p->in_w * c_n;
+    const int32_t step = p->stride_w * c_n;
     const int8_t *base;
     int32_t pix;
     if (ow + 3 >= p->out_w || h0 < 0 || h0 + p->k_h > p->in_h || w0 < 0 ||
@@ -180,13 +193,7 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
     }
     base = img + ((size_t)h0 * p->in_w + w0) * c_n;
     for (pix = 0; pix < 4; ++pix, base += step) {
-        if (direct == 3) {
-            ts_conv_direct_3x3x3(base, row, block + 4 * pix, block + 4 * k4 + 3 * pix, offset, p->input_offset);
-        } else if (direct == 2) {
-            ts_conv_direct_words(p, base, block + 4 * pix, offset);
-        } else {
-            ts_conv_direct_window(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, offset, p->input_offset);
-        }
+        ts_conv_direct(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
     }
     return 1;
 }
@@ -237,14 +244,8 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             continue;
         }
         if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-            const int8_t *const base = img + ((size_t)h0 * p->in_w + w0) * c_n;
-            if (direct == 3) {
-                ts_conv_direct_3x3x3(base, p->in_w * 3, dst, block + 4 * k4 + pix * tail, offset, p->input_offset);
-            } else if (direct == 2) {
-                ts_conv_direct_words(p, base, dst, offset);
-            } else {
-                ts_conv_direct_window(p, base, dst, block + 4 * k4 + pix * tail, offset, p->input_offset);
-            }
+            ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, block + 4 * k4 + pix * tail, direct,
+                           offset);
             continue;
         }
         if (direct == 2 && p->k_w * c_n == 4 && ts_conv_edge_words(p, img, h0, w0, dst, offset)) {
