@@ -29,7 +29,6 @@ _DEFINITION = re.compile(r"^(?!static\b|TS_)[A-Za-z_][\w \t]*?\**\b(ts_\w+)\s*\(
 # A prototype (declaration without body), removed before looking for calls.
 _PROTOTYPE = re.compile(r"^[A-Za-z_][\w \t]*?\**\b(ts_\w+)\s*\([^;{}]*\)\s*;", re.M)
 _CALL = re.compile(r"\b(ts_\w+)\s*\(")
-_NAME = re.compile(r"\b(ts_\w+)\b")
 
 
 def _templates() -> dict[str, str]:
@@ -70,14 +69,13 @@ def calls(c_text: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def _needs() -> dict[str, frozenset[str]]:
-    """File -> the library files it needs directly (its includes, and the files defining what it names)."""
+    """File -> the library files it needs directly (its includes, and the files defining what it calls)."""
     table = kernel_table()
     out = {}
     for name, text in _templates().items():
         code = _code(text)
         deps = {inc for inc in _INCLUDE.findall(code)}
-        # a kernel function named without a call (a table of block functions) is needed as well
-        deps |= {table[fn] for fn in _NAME.findall(_PROTOTYPE.sub(" ", code)) if fn in table}
+        deps |= {table[fn] for fn in calls(code) if fn in table}
         deps.discard(name)
         out[name] = frozenset(deps)
     return out

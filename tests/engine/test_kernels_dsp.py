@@ -277,13 +277,13 @@ int main(void)
 @needs_gcc
 def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     """ts_conv_s8 (DSP path, emulated) against ts_conv_s8_ref for 1, 3 and 5 input channels (K % 4 of 0 to 3:
-    the tail group of ts_conv_first_dsp.c, the 3x3x3 and whole-word windows, the row of four windows, the
+    the tail group of ts_conv_block_first, the 3x3x3 and whole-word windows, the row of four windows, the
     walk, the gather at the borders), kernels 3x3, 10x4, 2x5, 5x5, 3x2, 1x5, images of 2..13 x 4..12 pixels,
     pads 0..2, strides 1 and 2, the three requantization forms; byte for byte under ASan/UBSan with exactly
     the generator's scratch."""
     cases, _ = built
     lib = cases["first_3ch_3x3_stride2"][0]
-    names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_conv_first_dsp.c")
+    names = ("ts_conv_ref.c", "ts_conv_dsp.c")
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
                  *names):
         (tmp_path / name).write_text(lib.files[name])

@@ -185,9 +185,6 @@ TS_ALWAYS_INLINE int8_t ts_clamp8(int32_t v, int32_t lo, int32_t hi)
 /* The DSP files' entry points, called by the portable ones (ts_conv_ref.c, ...) when they apply. */
 void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                     const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
-/* ts_conv_s8_dsp's four-pixel block function for K % 4 != 0, K > 4 (ts_conv_first_dsp.c). */
-void ts_conv_block_first(const ts_conv_params *p, const int16_t *block, const void *w, const int32_t *bias,
-                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int32_t y_stride);
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch);
 void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
