@@ -311,9 +311,9 @@ TS_ALWAYS_INLINE void ts_first_group(ts_first_acc *a, const int16_t **x, uint32_
 }
 
 /* Every output channel of the block: the whole groups two per loop turn (one more when their count is odd),
- * the tail group, then the requantization of the four outputs (the portable form, or the fast one with the
- * full int8 range or a clamp: a branch per channel, one copy of the loop for the library's code size), stored
- * at y[m + s * y_stride]. */
+ * the tail group, then the fast requantization of the four outputs with the full int8 range or a clamp (a
+ * branch per channel: one copy of the loop for the library's code size; layers of the portable form take
+ * ts_conv_block_general), stored at y[m + s * y_stride]. */
 static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16_t *block, const void *wv,
                                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                              int8_t *y, int32_t y_stride)
@@ -322,7 +322,7 @@ static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, back = 4 - tail, drop = 8 * back;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
     const int32_t step = p->per_channel ? 1 : 0;
-    const int mode = p->general_requant ? 0 : (lo == -128 && hi == 127 ? 1 : 2);
+    const int full = lo == -128 && hi == 127;
     const int16_t *const end2 = block + 32 * (k_all >> 3), *const t = block + 4 * (k_all & ~3);
     const int odd_group = (k_all >> 2) & 1;
     int8_t *const y_end = y + p->out_c;
@@ -361,19 +361,13 @@ static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16
         ts_first_group(&a, &xt, ts_read32(w - back) >> drop);
         w += tail;
         TS_OPAQUE(ys);
-        if (mode == 0) {
-            const int32_t m = *multiplier, e = *shift;
-            y[0] = ts_requant(a.a0, m, e, off, lo, hi);
-            y[ys] = ts_requant(a.a1, m, e, off, lo, hi);
-            y[2 * ys] = ts_requant(a.a2, m, e, off, lo, hi);
-            y[3 * ys] = ts_requant(a.a3, m, e, off, lo, hi);
-        } else {
+        {
             const ts_rq q = ts_rq_channel(multiplier, shift, 0, odd);
             a.a0 = ts_rq_fast(a.a0, &q);
             a.a1 = ts_rq_fast(a.a1, &q);
             a.a2 = ts_rq_fast(a.a2, &q);
             a.a3 = ts_rq_fast(a.a3, &q);
-            if (mode == 1) {
+            if (full) {
                 y[0] = (int8_t)ts_ssat8(a.a0);
                 y[ys] = (int8_t)ts_ssat8(a.a1);
                 y[2 * ys] = (int8_t)ts_ssat8(a.a2);
