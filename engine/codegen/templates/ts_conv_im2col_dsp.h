@@ -310,6 +310,15 @@ TS_ALWAYS_INLINE void ts_first_group(ts_first_acc *a, const int16_t **x, uint32_
     a->a3 = ts_smlad(v, w13, ts_smlad(u, w02, a->a3));
 }
 
+/* The loop state of ts_conv_block_first that the group loop does not use: kept together, so that the compiler
+ * keeps the accumulators and pointers in registers and spills only this. */
+typedef struct {
+    const int32_t *bias, *multiplier;
+    const int8_t *shift;
+    int8_t *y, *y_end;
+    int32_t step, y_stride;
+} ts_first_chan;
+
 /* Every output channel of the block: the whole groups two per loop turn (one more when their count is odd),
  * the tail group, then the fast requantization of the four outputs with the full int8 range or a clamp (a
  * branch per channel: one copy of the loop for the library's code size; layers of the portable form take
@@ -321,11 +330,10 @@ static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16
     const int8_t *w = (const int8_t *)wv;
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, back = 4 - tail, drop = 8 * back;
     const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
-    const int32_t step = p->per_channel ? 1 : 0;
     const int full = lo == -128 && hi == 127;
     const int16_t *const end2 = block + 32 * (k_all >> 3), *const t = block + 4 * (k_all & ~3);
     const int odd_group = (k_all >> 2) & 1;
-    int8_t *const y_end = y + p->out_c;
+    ts_first_chan c;
     /* the tail group: per pixel (x0, x2), (x1, x3) of the tail's steps (ts_conv_im2col_dsp's order), zero past
      * the tail; word aligned for LDRD */
     union {
@@ -340,11 +348,19 @@ static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16
         g.v[4 * pix + 2] = tail > 1 ? s[1] : 0;
         g.v[4 * pix + 3] = 0;
     }
+    c.bias = bias;
+    c.multiplier = multiplier;
+    c.shift = shift;
+    c.y = y;
+    c.y_end = y + p->out_c;
+    c.step = p->per_channel ? 1 : 0;
+    c.y_stride = y_stride;
     do {
         const int16_t *x = block, *xt = g.v;
         ts_first_acc a;
-        int32_t ys = y_stride;
-        a.a0 = *bias++;
+        int8_t *yc;
+        int32_t ys;
+        a.a0 = *c.bias++;
         a.a1 = a.a0;
         a.a2 = a.a0;
         a.a3 = a.a0;
@@ -360,28 +376,30 @@ static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16
         /* the tail's weights: the channel's last word (K >= 4), its bytes before the tail shifted out */
         ts_first_group(&a, &xt, ts_read32(w - back) >> drop);
         w += tail;
+        yc = c.y;
+        ys = c.y_stride;
         TS_OPAQUE(ys);
         {
-            const ts_rq q = ts_rq_channel(multiplier, shift, 0, odd);
+            const ts_rq q = ts_rq_channel(c.multiplier, c.shift, 0, odd);
             a.a0 = ts_rq_fast(a.a0, &q);
             a.a1 = ts_rq_fast(a.a1, &q);
             a.a2 = ts_rq_fast(a.a2, &q);
             a.a3 = ts_rq_fast(a.a3, &q);
             if (full) {
-                y[0] = (int8_t)ts_ssat8(a.a0);
-                y[ys] = (int8_t)ts_ssat8(a.a1);
-                y[2 * ys] = (int8_t)ts_ssat8(a.a2);
-                y[3 * ys] = (int8_t)ts_ssat8(a.a3);
+                yc[0] = (int8_t)ts_ssat8(a.a0);
+                yc[ys] = (int8_t)ts_ssat8(a.a1);
+                yc[2 * ys] = (int8_t)ts_ssat8(a.a2);
+                yc[3 * ys] = (int8_t)ts_ssat8(a.a3);
             } else {
-                y[0] = ts_clamp8(a.a0, lo, hi);
-                y[ys] = ts_clamp8(a.a1, lo, hi);
-                y[2 * ys] = ts_clamp8(a.a2, lo, hi);
-                y[3 * ys] = ts_clamp8(a.a3, lo, hi);
+                yc[0] = ts_clamp8(a.a0, lo, hi);
+                yc[ys] = ts_clamp8(a.a1, lo, hi);
+                yc[2 * ys] = ts_clamp8(a.a2, lo, hi);
+                yc[3 * ys] = ts_clamp8(a.a3, lo, hi);
             }
         }
-        multiplier += step;
-        shift += step;
-    } while (++y != y_end);
+        c.multiplier += c.step;
+        c.shift += c.step;
+    } while (++c.y != c.y_end);
 }
 
 #endif /* TINYSTUDIO_DSP */
