@@ -229,10 +229,7 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
      * that a library links only the storage its layers use */
     static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
-    /* K % 4 != 0 (first layers): the tail as one more group (ts_conv_im2col_dsp.h), both fast forms in one */
-    static const ts_conv_block_fn first[3] = {ts_conv_block_general, ts_conv_block_first, ts_conv_block_first};
-    const int32_t k_all = p->k_h * p->k_w * p->in_c;
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, (k_all & 3) != 0 && k_all > 4 ? first : blocks);
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,

@@ -1,7 +1,6 @@
 /* ts_conv_im2col_dsp.h - the int16 im2col blocks of the DSP regular convolution (internal to ts_conv_dsp.c):
  * four output pixels' receptive fields, input offset added, in the order the SMLAD loop reads; first layers
- * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group,
- * and their K % 4 tail runs as one more group in their own block function (ts_conv_block_first). */
+ * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group. */
 #ifndef TS_CONV_IM2COL_DSP_H
 #define TS_CONV_IM2COL_DSP_H
 
@@ -282,124 +281,6 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
         }
     }
-}
-
-/* The block function of ts_conv_s8_dsp for reduction lengths K = k_h * k_w * in_c that are not a multiple of 4
- * (first layers: 3x3x3 = 27), K > 4. The K % 4 tail runs as one more SMLAD group instead of step by step: its
- * weights are the channel's last word shifted right so that the tail's bytes are the low ones and zeros fill
- * the rest, and its inputs, which the im2col block holds pixel by pixel after the groups, are repacked once
- * per block into a group (the zero weights meet zero inputs). */
-/* The accumulators of the four pixels. */
-typedef struct {
-    int32_t a0, a1, a2, a3;
-} ts_first_acc;
-
-/* One group of 4 reduction steps of the four pixels with the weight word wv (bytes k0..k3): 4 double loads of
- * the block, 8 SMLADs. */
-TS_ALWAYS_INLINE void ts_first_group(ts_first_acc *a, const int16_t **x, uint32_t wv)
-{
-    const uint32_t w02 = ts_sxtb16(wv), w13 = ts_sxtb16_ror8(wv);
-    uint32_t u, v;
-    ts_load2(x, &u, &v);
-    a->a0 = ts_smlad(v, w13, ts_smlad(u, w02, a->a0));
-    ts_load2(x, &u, &v);
-    a->a1 = ts_smlad(v, w13, ts_smlad(u, w02, a->a1));
-    ts_load2(x, &u, &v);
-    a->a2 = ts_smlad(v, w13, ts_smlad(u, w02, a->a2));
-    ts_load2(x, &u, &v);
-    a->a3 = ts_smlad(v, w13, ts_smlad(u, w02, a->a3));
-}
-
-/* The loop state of ts_conv_block_first that the group loop does not use: kept together, so that the compiler
- * keeps the accumulators and pointers in registers and spills only this. */
-typedef struct {
-    const int32_t *bias, *multiplier;
-    const int8_t *shift;
-    int8_t *y, *y_end;
-    int32_t step, y_stride;
-} ts_first_chan;
-
-/* Every output channel of the block: the whole groups two per loop turn (one more when their count is odd),
- * the tail group, then the fast requantization of the four outputs with the full int8 range or a clamp (a
- * branch per channel: one copy of the loop for the library's code size; layers of the portable form take
- * ts_conv_block_general), stored at y[m + s * y_stride]. */
-static TS_NOINLINE void ts_conv_block_first(const ts_conv_params *p, const int16_t *block, const void *wv,
-                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                             int8_t *y, int32_t y_stride)
-{
-    const int8_t *w = (const int8_t *)wv;
-    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, back = 4 - tail, drop = 8 * back;
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, odd = 2 * off + 1;
-    const int full = lo == -128 && hi == 127;
-    const int16_t *const end2 = block + 32 * (k_all >> 3), *const t = block + 4 * (k_all & ~3);
-    const int odd_group = (k_all >> 2) & 1;
-    ts_first_chan c;
-    /* the tail group: per pixel (x0, x2), (x1, x3) of the tail's steps (ts_conv_im2col_dsp's order), zero past
-     * the tail; word aligned for LDRD */
-    union {
-        uint32_t align;
-        int16_t v[16];
-    } g;
-    int32_t pix;
-    for (pix = 0; pix < 4; ++pix) {
-        const int16_t *s = t + pix * tail;
-        g.v[4 * pix] = s[0];
-        g.v[4 * pix + 1] = tail > 2 ? s[2] : 0;
-        g.v[4 * pix + 2] = tail > 1 ? s[1] : 0;
-        g.v[4 * pix + 3] = 0;
-    }
-    c.bias = bias;
-    c.multiplier = multiplier;
-    c.shift = shift;
-    c.y = y;
-    c.y_end = y + p->out_c;
-    c.step = p->per_channel ? 1 : 0;
-    c.y_stride = y_stride;
-    do {
-        const int16_t *x = block, *xt = g.v;
-        ts_first_acc a;
-        int8_t *yc;
-        int32_t ys;
-        a.a0 = *c.bias++;
-        a.a1 = a.a0;
-        a.a2 = a.a0;
-        a.a3 = a.a0;
-        while (x != end2) {
-            ts_first_group(&a, &x, ts_read32(w));
-            ts_first_group(&a, &x, ts_read32(w + 4));
-            w += 8;
-        }
-        if (odd_group) {
-            ts_first_group(&a, &x, ts_read32(w));
-            w += 4;
-        }
-        /* the tail's weights: the channel's last word (K >= 4), its bytes before the tail shifted out */
-        ts_first_group(&a, &xt, ts_read32(w - back) >> drop);
-        w += tail;
-        yc = c.y;
-        ys = c.y_stride;
-        TS_OPAQUE(ys);
-        {
-            const ts_rq q = ts_rq_channel(c.multiplier, c.shift, 0, odd);
-            a.a0 = ts_rq_fast(a.a0, &q);
-            a.a1 = ts_rq_fast(a.a1, &q);
-            a.a2 = ts_rq_fast(a.a2, &q);
-            a.a3 = ts_rq_fast(a.a3, &q);
-            if (full) {
-                yc[0] = (int8_t)ts_ssat8(a.a0);
-                yc[ys] = (int8_t)ts_ssat8(a.a1);
-                yc[2 * ys] = (int8_t)ts_ssat8(a.a2);
-                yc[3 * ys] = (int8_t)ts_ssat8(a.a3);
-            } else {
-                yc[0] = ts_clamp8(a.a0, lo, hi);
-                yc[ys] = ts_clamp8(a.a1, lo, hi);
-                yc[2 * ys] = ts_clamp8(a.a2, lo, hi);
-                yc[3 * ys] = ts_clamp8(a.a3, lo, hi);
-            }
-        }
-        c.multiplier += c.step;
-        c.shift += c.step;
-    } while (++c.y != c.y_end);
 }
 
 #endif /* TINYSTUDIO_DSP */
