@@ -45,8 +45,8 @@ TS_ALWAYS_INLINE void ts_expand_run(int16_t **dst, const int8_t *src, int32_t n4
  * window's first); the K % 4 tail (the end of the last kernel row) goes pixel by pixel as in the gather.
  * Returns how the layer can (0: not; in_c % 4 != 0, no dilation, kernel rows of at least a word): 3 for
  * 3x3 kernels over 3 channels (the groups at fixed places, ts_conv_direct_3x3x3), 2 for kernel rows of whole
- * words (ts_conv_direct_words), 1 for the walk of ts_conv_direct_window. No state beyond the flag: the
- * kernels' stack stays as measured. */
+ * words (ts_conv_direct_words), 1 for the walk of ts_conv_direct_window. No state beyond the flag (the
+ * out-of-line ts_conv_direct below adds its 48-byte frame to the conv kernel's stack). */
 TS_ALWAYS_INLINE int ts_conv_direct_ok(const ts_conv_params *p)
 {
     const int32_t n = p->k_w * p->in_c;
@@ -66,7 +66,8 @@ TS_ALWAYS_INLINE void ts_expand_group(int16_t **dst, uint32_t v, uint32_t offset
 }
 
 /* The window of a 3x3 kernel over 3 channels (K = 27, kernel rows r0, r1, r2 of 9 bytes, `row` apart): the
- * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last. */
+ * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last. A group across two
+ * rows takes the bytes before r1 or r2 from the word that ends there (inside the image: r0 and r1 precede). */
 TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_t *dst, int16_t *tail_dst,
                                            uint32_t offset, int32_t input_offset)
 {
