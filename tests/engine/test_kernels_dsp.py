@@ -231,9 +231,9 @@ int main(void)
     long cases = 0, bad = 0;
     int ih, iw, pt, pl, st, kk, c, form, i;
     static const int ks[6][2] = {{3, 3}, {10, 4}, {2, 5}, {5, 5}, {3, 2}, {1, 5}};
-    static const int cs[3] = {1, 3, 5};
+    static const int cs[4] = {1, 2, 3, 5};
     for (ih = 2; ih <= 13; ih += 3) for (iw = 4; iw <= 12; iw += 4) for (pt = 0; pt <= 2; pt += 2)
-    for (pl = 0; pl <= 1; ++pl) for (st = 1; st <= 2; ++st) for (kk = 0; kk < 6; ++kk) for (c = 0; c < 3; ++c)
+    for (pl = 0; pl <= 1; ++pl) for (st = 1; st <= 2; ++st) for (kk = 0; kk < 6; ++kk) for (c = 0; c < 4; ++c)
     for (form = 0; form < 3; ++form) {
         ts_conv_params p;
         int32_t k_all;
@@ -276,7 +276,7 @@ int main(void)
 
 @needs_gcc
 def test_conv_dsp_first_layers_any_shape(built, tmp_path):
-    """ts_conv_s8 (DSP path, emulated) against ts_conv_s8_ref for 1, 3 and 5 input channels (K % 4 of 0 to 3:
+    """ts_conv_s8 (DSP path, emulated) against ts_conv_s8_ref for 1, 2, 3 and 5 input channels (K % 4 of 0 to 3:
     the step-wise tails, the 3x3x3 and whole-word windows, the row of four windows, the one-word border rows, the
     walk, the gather at the borders), kernels 3x3, 10x4, 2x5, 5x5, 3x2, 1x5, images of 2..13 x 4..12 pixels,
     pads 0..2, strides 1 and 2, the three requantization forms; byte for byte under ASan/UBSan with exactly
