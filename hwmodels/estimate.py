@@ -281,6 +281,8 @@ def layer_scratch_bytes(w: LayerWork, runtime: Runtime) -> int:
     """Kernel scratch of one layer (im2col columns, depthwise buffers)."""
     if w.kind == "conv" and w.kernel_taps > 1:
         per = runtime.scratch_conv_bytes_per_column
+    elif w.kind == "pointwise" and w.in_channels % 4 == 0 and w.column <= runtime.scratch_pointwise_wide_max_column:
+        per = runtime.scratch_pointwise_wide_bytes_per_column
     elif w.kind == "pointwise" and runtime.scratch_pointwise_bytes_per_column:
         per = runtime.scratch_pointwise_bytes_per_column
     else:

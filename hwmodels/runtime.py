@@ -89,6 +89,10 @@ class Runtime:
     # Scratch of 1x1 convs (kernels that expand pointwise convs through the same im2col path), and the extra
     # gather buffer of a conv whose input channels are not a multiple of 4, per reduction element:
     scratch_pointwise_bytes_per_column: int = 0
+    # ... and of 1x1 convs with in_channels % 4 == 0 and a reduction of at most scratch_pointwise_wide_max_column
+    # elements, which kernels expand more pixels at a time (0: none):
+    scratch_pointwise_wide_bytes_per_column: int = 0
+    scratch_pointwise_wide_max_column: int = 0
     scratch_conv_unaligned_bytes_per_column: int = 0
     # Flash per layer (parameter structs, the call) and per kind whose kernel size differs from the rest:
     code_per_node_bytes: int = 0
@@ -178,6 +182,9 @@ def parse_runtime(doc: dict, path: str | Path) -> Runtime:
         ram_stack_bytes=f(ram, "stack_bytes", "int", "ram", default=0),
         ram_stack_bytes_by_kind=_int_table(ram, "stack_bytes_by_kind", "ram", path),
         scratch_pointwise_bytes_per_column=f(scratch, "pointwise_bytes_per_column", "int", "scratch", default=0),
+        scratch_pointwise_wide_bytes_per_column=f(scratch, "pointwise_wide_bytes_per_column", "int", "scratch",
+                                                  default=0),
+        scratch_pointwise_wide_max_column=f(scratch, "pointwise_wide_max_column", "int", "scratch", default=0),
         scratch_conv_unaligned_bytes_per_column=f(scratch, "conv_unaligned_bytes_per_column", "int", "scratch",
                                                   default=0),
         code_per_node_bytes=f(code, "per_node_bytes", "int", "code", default=0),

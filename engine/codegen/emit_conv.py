@@ -69,8 +69,16 @@ def wide_weight_words(wq: np.ndarray) -> np.ndarray:
     return ((hi << 16) | lo).astype(np.uint32).view(np.int32).reshape(-1)
 
 
-def im2col_scratch_bytes(kk: int, c: int) -> int:
-    """ts_conv_s8's DSP scratch for kk = kH x kW x C weights per channel (engine.ondevice.memory counts it too)."""
+POINTWISE8_MAX_K = 128  # ts_conv_dsp.c: the largest K of the eight-pixel pointwise block
+
+
+def im2col_scratch_bytes(kk: int, c: int, taps: int) -> int:
+    """ts_conv_s8's DSP scratch for kk = kH x kW x C weights per channel of a taps = kH x kW conv
+    (engine.ondevice.memory counts it too): four pixels' int16 columns, eight for 1x1 convs with C % 4 == 0 and
+    kk <= 128 (ts_conv_dsp.c's eight-pixel pointwise block; at most 1 KB more), plus an int8 gather buffer
+    when C % 4 != 0. hwmodels/runtimes/tinystudio-c.toml [scratch] mirrors it."""
+    if taps == 1 and c % 4 == 0 and kk <= POINTWISE8_MAX_K:
+        return 16 * kk
     return 8 * kk + (kk + kk % 2 if c % 4 else 0)
 
 
@@ -122,7 +130,7 @@ def _conv(ctx: EmitContext, node: Node) -> None:
     else:
         code.kernel = "ts_conv_s8"
         if group == 1:  # four im2col columns of int16, and an int8 gather buffer when C % 4 != 0 (DSP path)
-            code.scratch_bytes = im2col_scratch_bytes(k[0] * k[1] * c, c)
+            code.scratch_bytes = im2col_scratch_bytes(k[0] * k[1] * c, c, k[0] * k[1])
             if ctx.wide_weights:  # the same values pre-widened to int16 (CodegenOptions.wide_weights)
                 code.arrays.pop(next(i for i, a in enumerate(code.arrays) if a.name == wname))
                 words = wide_weight_words(wq)

@@ -323,7 +323,8 @@ def c_fixed_buffers(g: Graph, order, first: int, trained) -> tuple[tuple[str, in
         x = g.tensors.get(n.inputs[0]) if n.inputs else None
         if w is None or x is None or x.dtype != "int8" or w.dtype != "int8" or int(n.attrs.get("group", 1)) != 1:
             continue
-        scratch = max(scratch, im2col_scratch_bytes(w.size // int(w.shape[0]), int(x.shape[-1])))
+        kk, c = w.size // int(w.shape[0]), int(x.shape[-1])
+        scratch = max(scratch, im2col_scratch_bytes(kk, c, kk // c))
     if scratch:
         out.append(("kernel_scratch", scratch, "frozen convs' DSP im2col scratch"))
     return tuple(out)

@@ -162,6 +162,13 @@ static TS_NOINLINE void ts_conv_block_full(const ts_conv_params *p, const int16_
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 0);
 }
 
+static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
+}
+
 static TS_NOINLINE void ts_conv_block_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                             int8_t *y, int32_t y_stride)
@@ -176,18 +183,313 @@ static TS_NOINLINE void ts_conv_block_w16_general(const ts_conv_params *p, const
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 0, 1, 1);
 }
 
-static TS_NOINLINE void ts_conv_block_w16_full(const ts_conv_params *p, const int16_t *block, const void *w,
-                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                               int8_t *y, int32_t y_stride)
-{
-    ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 1, 1, 1);
-}
-
 static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                                 int8_t *y, int32_t y_stride)
 {
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
+}
+
+/* (Optimized builds only: an -O0 build keeps r7 for its frame pointer, and with r9 reserved too, as under
+ * -frwpi, the 13 registers are not there.) */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
+ * convs; the others take the C blocks above): the whole channel loop is one assembly block, because GCC
+ * spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the four
+ * outputs; here 39 in all). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
+ * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
+ * (the rounding term), y and the address of the state below, which holds what the loop reads once per
+ * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus
+ * y's first value (times 4 for the int32 ones), in wrapping unsigned arithmetic. The first group starts the
+ * accumulators from the bias (no copies), the others go four per loop turn (62 instructions per 64 MACs with
+ * int8 weights, 64 at two per turn), entered by TBB at group 4 - (count - 1) % 4, or not at all for one
+ * group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
+ * (shifts in [-30, -1] in this form). */
+typedef struct {
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end;
+} ts_conv_asm_state;
+
+/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
+ * block, 8 SMLADs. */
+#define TS_CONV_ASM_GROUP(WLOAD)                                                                                  \
+    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"
+
+/* The first group, which starts the accumulators from the bias in a0 (pixels 1 to 3 first, at offsets). */
+#define TS_CONV_ASM_FIRST(WLOAD)                                                                                \
+    WLOAD "ldrd %[u], %[v], [%[x], #8]\n\t"                                                                    \
+          "smlad %[a1], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #16]\n\t"                                                                   \
+          "smlad %[a2], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #24]\n\t"                                                                   \
+          "smlad %[a3], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x]], #32\n\t"                                                                   \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"
+
+/* int8 weights: one word, SXTB16 of it and of its ROR 8; pre-widened ones: one LDRD. */
+#define TS_CONV_ASM_W8                                                                                          \
+    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
+    "sxtb16 %[p], %[q]\n\t"                                                                                     \
+    "sxtb16 %[q], %[q], ror #8\n\t"
+#define TS_CONV_ASM_W16 "ldrd %[p], %[q], [%[w]], #8\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
+#define TS_CONV_ASM_RQ(A)                                                                                       \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+#define TS_CONV_ASM_CHANNELS(WLOAD)                                                                             \
+    __asm__ volatile("1:\n\t"                                                                                   \
+                     "ldrd %[x], %[t], [%[s]]\n\t"                                                              \
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_CONV_ASM_FIRST(WLOAD)                            \
+                     "ldrd %[u], %[t], [%[s], #8]\n\t"                                                          \
+                     "tbb [pc, %[u]]\n"                                                                       \
+                     "4:\n\t"                                                                                   \
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".p2align 1\n"                                                                             \
+                     "5:\n\t" TS_CONV_ASM_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
+                     "7:\n\t" TS_CONV_ASM_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
+                     "cmp %[x], %[t]\n\t"                                                                       \
+                     "bne 5b\n"                                                                                \
+                     "9:\n\t"                                                                                   \
+                     "ldrd %[t], %[v], [%[s], #16]\n\t"                                                         \
+                     "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
+                     "ldrsb %[q], [%[v], %[y]]\n\t"                                                             \
+                     "ldrd %[t], %[x], [%[s], #24]\n\t"                                                         \
+                     "mvn %[u], %[q]\n\t"                                                                       \
+                     "lsl %[t], %[t], %[u]\n\t"                                                                 \
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM_RQ("a0") TS_CONV_ASM_RQ("a1") TS_CONV_ASM_RQ("a2")    \
+                         TS_CONV_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"                                  \
+                     "add %[v], %[y], %[x], lsl #1\n\t"                                                         \
+                     "strb %[a2], [%[v]]\n\t"                                                                   \
+                     "strb %[a3], [%[v], %[x]]\n\t"                                                             \
+                     "strb %[a0], [%[y]], #1\n\t"                                                               \
+                     "ldr %[u], [%[s], #32]\n\t"                                                                \
+                     "cmp %[y], %[u]\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                               \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x),         \
+                       [u] "=&r"(u), [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), \
+                       [y] "+r"(y)                                                                             \
+                     : [s] "r"(&st)                                                                             \
+                     : "cc", "memory")
+
+TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_conv_params *p, const int16_t *block,
+                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                             const int8_t *y, int32_t y_stride)
+{
+    const int32_t groups = (p->k_h * p->k_w * p->in_c) >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 16 * groups);
+    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
+}
+
+static TS_NOINLINE void ts_conv_block_full_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W8);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, const int16_t *block,
+                                                   const void *w, const int32_t *bias, const int32_t *multiplier,
+                                                   const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
+}
+
+/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
+ * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
+ * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The 14 registers hold the 8
+ * accumulators, the block and weight pointers, two block words and two weight words; the per-channel state
+ * stays in the frame and is read through memory operands (sp-relative: no register for its address), the
+ * loop end into a weight register after its group. The 8 x K int16 block: K <= 128 keeps the library's extra
+ * scratch within 1 KB (engine/codegen/emit_conv.py im2col_scratch_bytes sizes it). Same arithmetic as above. */
+typedef struct {
+    uintptr_t block, entry, end, bias, y, multiplier, shift, rq_odd, y_stride, y_end;
+} ts_conv_asm8_state;
+
+/* One group of the eight pixels, or the first one, which starts the accumulators from the bias in a0. */
+#define TS_CONV_ASM8_PIX(A, OFF)                                                                                \
+    "ldrd %[u], %[v], [%[x], #" OFF "]\n\t"                                                                    \
+    "smlad %[" A "], %[u], %[p], %[" A "]\n\t"                                                                 \
+    "smlad %[" A "], %[v], %[q], %[" A "]\n\t"
+#define TS_CONV_ASM8_GROUP(WLOAD)                                                                               \
+    WLOAD TS_CONV_ASM8_PIX("a1", "8") TS_CONV_ASM8_PIX("a2", "16") TS_CONV_ASM8_PIX("a3", "24")                 \
+        TS_CONV_ASM8_PIX("a4", "32") TS_CONV_ASM8_PIX("a5", "40") TS_CONV_ASM8_PIX("a6", "48")                  \
+            TS_CONV_ASM8_PIX("a7", "56") "ldrd %[u], %[v], [%[x]], #64\n\t"                                    \
+                                         "smlad %[a0], %[u], %[p], %[a0]\n\t"                                  \
+                                         "smlad %[a0], %[v], %[q], %[a0]\n\t"
+#define TS_CONV_ASM8_PIX0(A, OFF)                                                                               \
+    "ldrd %[u], %[v], [%[x], #" OFF "]\n\t"                                                                    \
+    "smlad %[" A "], %[u], %[p], %[a0]\n\t"                                                                    \
+    "smlad %[" A "], %[v], %[q], %[" A "]\n\t"
+#define TS_CONV_ASM8_FIRST(WLOAD)                                                                               \
+    WLOAD TS_CONV_ASM8_PIX0("a1", "8") TS_CONV_ASM8_PIX0("a2", "16") TS_CONV_ASM8_PIX0("a3", "24")              \
+        TS_CONV_ASM8_PIX0("a4", "32") TS_CONV_ASM8_PIX0("a5", "40") TS_CONV_ASM8_PIX0("a6", "48")               \
+            TS_CONV_ASM8_PIX0("a7", "56") "ldrd %[u], %[v], [%[x]], #64\n\t"                                   \
+                                          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                 \
+                                          "smlad %[a0], %[v], %[q], %[a0]\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A: multiplier p, right shift q, rounding term in x, u and v scratch. */
+#define TS_CONV_ASM8_RQ(A)                                                                                      \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[x], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+#define TS_CONV_ASM8_CHANNELS(WLOAD)                                                                            \
+    __asm__ volatile("1:\n\t"                                                                                   \
+                     "ldrd %[v], %[u], %[bias]\n\t"                                                             \
+                     "ldr %[a0], [%[v], %[u], lsl #2]\n\t"                                                      \
+                     "ldr %[x], %[block]\n\t" TS_CONV_ASM8_FIRST(WLOAD)                                         \
+                     "ldr %[u], %[entry]\n\t"                                                                   \
+                     "tbb [pc, %[u]]\n"                                                                       \
+                     "4:\n\t"                                                                                   \
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".p2align 1\n"                                                                             \
+                     "5:\n\t" TS_CONV_ASM8_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM8_GROUP(WLOAD)                     \
+                     "7:\n\t" TS_CONV_ASM8_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM8_GROUP(WLOAD)                     \
+                     "ldr %[p], %[end]\n\t"                                                                     \
+                     "cmp %[x], %[p]\n\t"                                                                       \
+                     "bne 5b\n"                                                                                \
+                     "9:\n\t"                                                                                   \
+                     "ldrd %[u], %[v], %[y]\n\t"                                                                \
+                     "ldr %[p], [%[v], %[u], lsl #2]\n\t"                                                       \
+                     "ldrd %[v], %[x], %[shift]\n\t"                                                            \
+                     "ldrsb %[q], [%[v], %[u]]\n\t"                                                             \
+                     "mvn %[u], %[q]\n\t"                                                                       \
+                     "lsl %[x], %[x], %[u]\n\t"                                                                 \
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM8_RQ("a0") TS_CONV_ASM8_RQ("a1") TS_CONV_ASM8_RQ("a2") \
+                         TS_CONV_ASM8_RQ("a3") TS_CONV_ASM8_RQ("a4") TS_CONV_ASM8_RQ("a5")                      \
+                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldr %[u], %[y]\n\t"                 \
+                     "ldr %[v], %[y_stride]\n\t"                                                                \
+                     "strb %[a1], [%[u], %[v]]\n\t"                                                             \
+                     "add %[p], %[u], %[v], lsl #1\n\t"                                                         \
+                     "strb %[a2], [%[p]]\n\t"                                                                   \
+                     "strb %[a3], [%[p], %[v]]\n\t"                                                             \
+                     "add %[p], %[p], %[v], lsl #1\n\t"                                                         \
+                     "strb %[a4], [%[p]]\n\t"                                                                   \
+                     "strb %[a5], [%[p], %[v]]\n\t"                                                             \
+                     "add %[p], %[p], %[v], lsl #1\n\t"                                                         \
+                     "strb %[a6], [%[p]]\n\t"                                                                   \
+                     "strb %[a7], [%[p], %[v]]\n\t"                                                             \
+                     "strb %[a0], [%[u]], #1\n\t"                                                               \
+                     "str %[u], %[y]\n\t"                                                                       \
+                     "ldr %[v], %[y_end]\n\t"                                                                   \
+                     "cmp %[u], %[v]\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                               \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),       \
+                       [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7), [x] "=&r"(x), [u] "=&r"(u),            \
+                       [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [w] "+r"(wp), [y] "+m"(st.y)               \
+                     : [block] "m"(st.block), [entry] "m"(st.entry), [end] "m"(st.end), [bias] "m"(st.bias),   \
+                       [shift] "m"(st.shift), [y_stride] "m"(st.y_stride), [y_end] "m"(st.y_end)               \
+                     : "cc", "memory")
+
+TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_conv_params *p,
+                                              const int16_t *block, const int32_t *bias,
+                                              const int32_t *multiplier, const int8_t *shift, const int8_t *y,
+                                              int32_t y_stride)
+{
+    const int32_t groups = p->in_c >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 32 * groups);
+    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->y = y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
+}
+
+static TS_NOINLINE void ts_conv_block8_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                           const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                           int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm8_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, a4, a5, a6, a7, u, v, pw, qw;
+    const int16_t *x;
+    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
+}
+
+static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier,
+                                               const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm8_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, a4, a5, a6, a7, u, v, pw, qw;
+    const int16_t *x;
+    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
+}
+
+/* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
+ * full-range layers with per-channel constants and K % 4 == 0 take. */
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full_asm}
+#define TS_CONV_ASM_OK(p, k_all) ((p)->per_channel && ((k_all)&3) == 0)
+#define TS_CONV_BLOCK8(block8) block8
+#else
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
+#define TS_CONV_ASM_OK(p, k_all) 0
+#define TS_CONV_BLOCK8(block8) 0
+#endif
+
+/* The eight pixels from `src` on (pointwise: consecutive input pixels of c_n bytes) into the block, offset
+ * added, each group's 32 int16 in the order of ts_conv_im2col_dsp's four-pixel blocks. */
+static void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint32_t offset)
+{
+    int32_t pix;
+    for (pix = 0; pix < 8; ++pix, src += c_n) {
+        int16_t *dst = block + 4 * pix;
+        const int8_t *s = src, *const end = src + c_n;
+        while (s != end) {
+            const uint32_t v = ts_read32(s);
+            s += 4;
+            ts_write32(dst, ts_sxtab16(offset, v));
+            ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
+            dst += 32;
+        }
+    }
 }
 
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
@@ -197,25 +499,36 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
  * wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
                             const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
-                            const ts_conv_block_fn *blocks)
+                            const ts_conv_block_fn *blocks, ts_conv_block_fn block8)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int full = p->act_min == -128 && p->act_max == 127;
-    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? 1 : 2)];
+    const ts_conv_block_fn block = blocks[p->general_requant ? 0 : (full ? (TS_CONV_ASM_OK(p, k_all) ? 3 : 1) : 2)];
     int8_t *tmp = (int8_t *)(scratch + 4 * k_all);
     const int direct = ts_conv_direct_ok(p);
+    const int eight = block8 && block == blocks[3] && pixels >= 8 && k_all <= 128 && p->k_h == 1 && p->k_w == 1 &&
+                      p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+                      p->out_w == p->in_w;
     int32_t b, q;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * p->in_c;
         int8_t *yb = y + (size_t)b * pixels * n_out;
-        if (pixels < 4) {
-            for (q = 0; q < pixels; ++q) {
+        q = 0;
+        if (eight) {
+            /* eight pixels a block; a rest of 5 to 7 as one more block moved back to overlap, of 1 to 4 as a
+             * four-pixel block below (cheaper than 8) */
+            for (; pixels - q > 4; q += 8) {
+                const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
+                ts_conv_expand8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(p->input_offset));
+                block8(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
+            }
+        } else if (pixels < 4) {
+            for (; q < pixels; ++q) {
                 ts_conv_im2col_dsp(p, img, q, 1, scratch, tmp, direct);
                 block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q * n_out, 0);
             }
-            continue;
         }
-        for (q = 0; q < pixels; q += 4) {
+        for (; q < pixels; q += 4) {
             const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
             ts_conv_im2col_dsp(p, img, q0, 0, scratch, tmp, direct);
             block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
@@ -228,16 +541,18 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
 {
     /* the block functions by requantization form (general, full, clamp), one table per weight storage, so
      * that a library links only the storage its layers use */
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_general, ts_conv_block_full, ts_conv_block_clamp};
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
+                                                               ts_conv_block_clamp, ts_conv_block_full_asm);
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_block8_asm));
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
                         const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch)
 {
-    static const ts_conv_block_fn blocks[3] = {ts_conv_block_w16_general, ts_conv_block_w16_full,
-                                               ts_conv_block_w16_clamp};
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks);
+    static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
+                                                               ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
+                    TS_CONV_BLOCK8(ts_conv_block8_w16_asm));
 }
 
 #endif /* TINYSTUDIO_DSP */
