@@ -195,6 +195,14 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
         return 0;
     }
     base = img + ((size_t)h0 * p->in_w + w0) * c_n;
+    if (direct == 3) {
+        /* 3x3x3 (VWW, IC): expanded here, without a call per window */
+        const int32_t row = p->in_w * 3, input_offset = p->input_offset;
+        for (pix = 0; pix < 4; ++pix, base += step) {
+            ts_conv_direct_3x3x3(base, row, block + 4 * pix, block + 4 * k4 + pix * tail, offset, input_offset);
+        }
+        return 1;
+    }
     for (pix = 0; pix < 4; ++pix, base += step) {
         ts_conv_direct(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
     }
@@ -298,7 +306,7 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
  * groups after the first go two per loop turn, entered by TBB (code size: first layers have few groups). */
 typedef struct {
     uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back;
-    int16_t g[16]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
+    uint32_t g[8]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
 } ts_first_asm_state;
 
 /* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
@@ -336,21 +344,26 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
                                                 const int8_t *shift, int8_t *y, int32_t y_stride)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, groups = k_all >> 2;
-    const int16_t *const t0 = block + 4 * (k_all & ~3);
+    const int16_t *s = block + 4 * (k_all & ~3);
     const uintptr_t y0 = (uintptr_t)y;
     ts_first_asm_state st;
     const void *wp = w;
     uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
     const int16_t *x;
     int32_t pix;
-    for (pix = 0; pix < 4; ++pix) {
-        /* byte j of the tail's weight word is tail step j - (4 - tail), at slot (0, 2, 1, 3)[j] */
-        const int16_t *s = t0 + pix * tail;
-        int16_t *g = st.g + 4 * pix;
-        g[0] = 0;
-        g[1] = tail == 3 ? s[1] : (tail == 2 ? s[0] : 0);
-        g[2] = tail == 3 ? s[0] : 0;
-        g[3] = s[tail - 1];
+    /* byte j of the tail's weight word is tail step j - (4 - tail), in slot (0, 2, 1, 3)[j] */
+    if (tail == 3) {
+        /* (0, x1), (x0, x2) from the word (x0, x1) and x2 (K = 27, the common case) */
+        for (pix = 0; pix < 8; pix += 2, s += 3) {
+            const uint32_t v = ts_read32(s);
+            st.g[pix] = v & 0xFFFF0000u;
+            st.g[pix + 1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
+        }
+    } else {
+        for (pix = 0; pix < 8; pix += 2, s += tail) {
+            st.g[pix] = tail == 2 ? (uint32_t)(uint16_t)s[0] << 16 : 0;
+            st.g[pix + 1] = (uint32_t)(uint16_t)s[tail - 1] << 16;
+        }
     }
     st.block = (uintptr_t)block;
     st.end = (uintptr_t)(block + 16 * groups);
