@@ -367,8 +367,8 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
     }
     st.block = (uintptr_t)block;
     st.end = (uintptr_t)(block + 16 * groups);
-    /* the groups after the first: an even count from 5, an odd one from 6, none: to 9 */
-    st.entry = (uintptr_t)(groups == 1 ? 2 : (groups & 1) ^ 1);
+    /* the groups after the first, four per loop turn: entered at group 4 - (count - 1) % 4, or at 9 for none */
+    st.entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
     st.bias = (uintptr_t)bias - 4u * y0;
     st.multiplier = (uintptr_t)multiplier - 4u * y0;
     st.shift = (uintptr_t)shift - y0;
@@ -394,9 +394,10 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
                      "ldrd %[u], %[t], [%[s], #8]\n\t"
                      "tbb [pc, %[u]]\n"
                      "4:\n\t"
-                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (9f - 4b) / 2\n\t"
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"
                      ".p2align 1\n"
                      "5:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "6:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "7:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "8:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
                      "cmp %[x], %[t]\n\t"
                      "bne 5b\n"
                      "9:\n\t"
