@@ -178,31 +178,67 @@ static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *ba
     }
 }
 
-/* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row and inside the image (the
- * common case of first layers, which have few output channels to spread the block's cost over): one bounds
- * check, then window after window stride_w pixels apart. Returns whether it applied. */
+/* A 3x3x3 window cut by the image's border: its 27 bytes gathered into tmp (the zero point outside the image),
+ * then expanded as one inside an image 3 pixels wide. */
+static TS_NOINLINE void ts_conv_clip_3x3x3(const ts_conv_params *p, const int8_t *img, int32_t h0, int32_t w0,
+                                           int16_t *dst, int16_t *tail_dst, int8_t *tmp, uint32_t offset)
+{
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    const uint32_t zp4 = (uint32_t)(uint8_t)zero_point * 0x01010101u;
+    const int32_t lo = w0 < 0 ? -3 * w0 : 0, hi = w0 + 3 > p->in_w ? 3 * (p->in_w - w0) : 9;
+    int32_t i, c;
+    for (i = 0; i < 3; ++i) {
+        const int32_t ih = h0 + i;
+        int8_t *const t = tmp + 9 * i;
+        ts_write32(t, zp4);
+        ts_write32(t + 4, zp4);
+        t[8] = zero_point;
+        if (ih >= 0 && ih < p->in_h) {
+            const int8_t *const src = img + (size_t)ih * p->in_w * 3;
+            for (c = lo; c < hi; ++c) {
+                t[c] = src[3 * w0 + c];
+            }
+        }
+    }
+    ts_conv_direct_3x3x3(tmp, 9, dst, tail_dst, offset, p->input_offset);
+}
+
+/* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row (the common case of first
+ * layers, which have few output channels to spread the block's cost over): one division, then window after
+ * window stride_w pixels apart. For 3x3x3 every such block (a window cut by the border is gathered into tmp
+ * first), for the other kinds only four windows inside the image. Returns whether it applied. */
 TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
-                                        int direct, uint32_t offset)
+                                        int8_t *tmp, int direct, uint32_t offset)
 {
     const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w;
     const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
     const int32_t step = p->stride_w * c_n;
+    const int rows_in = h0 >= 0 && h0 + p->k_h <= p->in_h;
     const int8_t *base;
     int32_t pix;
-    if (ow + 3 >= p->out_w || h0 < 0 || h0 + p->k_h > p->in_h || w0 < 0 ||
-        w0 + 3 * p->stride_w + p->k_w > p->in_w) {
+    if (ow + 3 >= p->out_w) {
         return 0;
     }
-    base = img + ((size_t)h0 * p->in_w + w0) * c_n;
     if (direct == 3) {
-        /* 3x3x3 (VWW, IC): expanded here, without a call per window */
+        /* 3x3x3 (VWW, IC): expanded here, without a call per window inside the image */
         const int32_t row = p->in_w * 3, input_offset = p->input_offset;
-        for (pix = 0; pix < 4; ++pix, base += step) {
-            ts_conv_direct_3x3x3(base, row, block + 4 * pix, block + 4 * k4 + pix * tail, offset, input_offset);
+        int32_t w = w0;
+        for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
+            int16_t *const dst = block + 4 * pix, *const tail_dst = block + 4 * k4 + pix * tail;
+            if (rows_in && w >= 0 && w + 3 <= p->in_w) {
+                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset,
+                                     input_offset);
+            } else {
+                ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
+            }
         }
         return 1;
     }
+    if (!rows_in || w0 < 0 || w0 + 3 * p->stride_w + p->k_w > p->in_w) {
+        return 0;
+    }
+    base = img + ((size_t)h0 * p->in_w + w0) * c_n;
     for (pix = 0; pix < 4; ++pix, base += step) {
         ts_conv_direct(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
     }
@@ -222,7 +258,7 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
     const uint32_t offset = ts_dup16(p->input_offset);
     const int8_t zero_point = (int8_t)(-p->input_offset);
     int32_t pix, i, j, c, k;
-    if (direct && !same && ts_conv_direct_row(p, img, q0, block, direct, offset)) {
+    if (direct && !same && ts_conv_direct_row(p, img, q0, block, tmp, direct, offset)) {
         return;
     }
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
