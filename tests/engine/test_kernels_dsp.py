@@ -80,6 +80,17 @@ CASES = {
     "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
     "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
     "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
+    # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_im2col_dsp.h): tails of 3, 2, 1 and group
+    # counts entering the four-group loop at each place (K = 27, 15, 18, 21, 6: 6, 3, 4, 5, 1 groups); 3x3x3
+    # blocks of one output row with windows cut by every border (strides 1 and 2, widths not a multiple of
+    # 4: blocks across rows and overlapping), one pixel in all
+    "tailgroup_k27_same": conv((1, 7, 9, 3), (5, 3, 3, 3), (1, 7, 9, 5)),
+    "tailgroup_k27_stride2": conv((1, 10, 13, 3), (6, 3, 3, 3), (1, 5, 7, 6), stride=2),
+    "tailgroup_k15": conv((1, 8, 6, 1), (4, 5, 3, 1), (1, 8, 6, 4)),
+    "tailgroup_k18": conv((1, 6, 7, 2), (3, 3, 3, 2), (1, 6, 7, 3)),
+    "tailgroup_k21": conv((1, 6, 9, 1), (4, 3, 7, 1), (1, 6, 9, 4)),
+    "tailgroup_k6": conv((1, 5, 6, 1), (3, 2, 3, 1), (1, 4, 4, 3), padding=VALID),
+    "tailgroup_one_pixel": conv((1, 3, 3, 3), (4, 3, 3, 3), (1, 1, 1, 4), padding=VALID),
     # depthwise 3x3: borders on each side, 3-wide image (both columns cut), odd sizes, strides, leftovers
     "dw_25x5_same": conv((1, 25, 5, 16), (1, 3, 3, 16), (1, 25, 5, 16), depthwise=True, act=RELU),
     "dw_width3": conv((1, 4, 3, 8), (1, 3, 3, 8), (1, 4, 3, 8), depthwise=True),
@@ -144,7 +155,7 @@ def test_cases_reach_the_dsp_kernels(built):
     """The cases run the kernels whose DSP paths they are meant for (not a fallback of the generator)."""
     cases, _ = built
     kernels = {name: {layer["kernel"] for layer in lib.layers} for name, (lib, _, _) in cases.items()}
-    assert all(k == {"ts_conv_s8"} for n, k in kernels.items() if n in WIDE)
+    assert all(k == {"ts_conv_s8"} for n, k in kernels.items() if n in WIDE or n.startswith("tailgroup"))
     assert all(kernels[f"{n}_w16"] == {"ts_conv_s8_w16"} for n in WIDE)
     assert all(k == {"ts_depthwise_conv_s8"} for n, k in kernels.items() if n.startswith("dw_"))
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
@@ -336,12 +347,14 @@ def test_average_pool_reciprocal_is_exact():
 # before the first layers' direct expansion: M4 1.810, 1.912, 1.424; M7 1.870, 1.969, 1.423; before the depthwise
 # blocks, the spill-free FC rows, the STRD im2col and the SSAT-only ADD: M4 1.805, 1.880, 1.418, 2.409;
 # M7 1.864, 1.938, 1.419, 2.411; before the first layers' 3x3x3 windows, rows of four windows and one-word
-# border rows and the conv channel loop in assembly: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375.
-PER_MAC = {"m4": {"kws": 1.569, "vww": 1.708, "ic": 1.281, "ad": 1.956},
-           "m7": {"kws": 1.584, "vww": 1.719, "ic": 1.280, "ad": 1.956}}
+# border rows and the conv channel loop in assembly: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375; before the
+# K % 4 != 0 channel loop in assembly (tail group) and the 3x3x3 blocks cut by the border: M4 1.452, 1.575,
+# 1.275; M7 1.467, 1.588, 1.273.
+PER_MAC = {"m4": {"kws": 1.452, "vww": 1.541, "ic": 1.255, "ad": 1.956},
+           "m7": {"kws": 1.467, "vww": 1.554, "ic": 1.253, "ad": 1.956}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
 # before the first layers' windows and the conv channel loop in assembly: 1.580, 1.734, 1.227).
-PER_MAC_M4_WIDE = {"kws": 1.455, "vww": 1.602, "ic": 1.162}
+PER_MAC_M4_WIDE = {"kws": 1.387, "vww": 1.508, "ic": 1.153}
 
 
 def _qemu_missing() -> str:
@@ -388,6 +401,25 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
         assert ".act_min = -128, .act_max = 127" in c and ".per_channel = 1, .general_requant = 0" in c, name
         r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
         assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
+
+
+def test_conv_tail_group_assembly_in_qemu_m4():
+    """The K % 4 != 0 cases (full range, per-channel constants) with the real instructions: the tail group's
+    weight word and repacked inputs, every entry of the four-group loop, the 3x3x3 windows cut by the border."""
+    why = _qemu_missing()
+    if why:
+        pytest.skip(why)
+    from engine.export.verify_qemu import verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    for name in [n for n in CASES if n.startswith("tailgroup")]:
+        m, y = CASES[name]()
+        g = load_tflite(f"{name}.tflite", data=m.finish(y))
+        lib = generate_library(g, "tail")
+        c = lib.files["tail.c"]
+        assert ".act_min = -128, .act_max = 127" in c and ".per_channel = 1, .general_requant = 0" in c, name
+        r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
+        assert r.matched == r.inputs == 3, (name, r.first_mismatch)
 
 
 @pytest.mark.parametrize("model", list(PER_MAC_M4_WIDE))

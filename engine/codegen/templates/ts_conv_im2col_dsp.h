@@ -87,10 +87,10 @@ TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_
 
 /* The window whose kernel rows are whole words (n = k_w * in_c, n % 4 == 0: 10x4 over 1 channel): no group
  * crosses a row, no tail. */
-TS_ALWAYS_INLINE void ts_conv_direct_words(const ts_conv_params *p, const int8_t *base, int16_t *dst,
-                                           uint32_t offset)
+TS_ALWAYS_INLINE void ts_conv_direct_words(const ts_conv_params *p, const int8_t *base, int32_t row,
+                                           int16_t *dst, uint32_t offset)
 {
-    const int32_t n4 = (p->k_w * p->in_c) >> 2, row = p->in_w * p->in_c;
+    const int32_t n4 = (p->k_w * p->in_c) >> 2;
     int32_t i;
     for (i = 0; i < p->k_h; ++i, base += row) {
         ts_expand_run(&dst, base, n4, offset);
@@ -99,10 +99,10 @@ TS_ALWAYS_INLINE void ts_conv_direct_words(const ts_conv_params *p, const int8_t
 
 /* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the tail's
  * steps into tail_dst. */
-TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int16_t *dst,
-                                            int16_t *tail_dst, uint32_t offset, int32_t input_offset)
+TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int32_t row,
+                                            int16_t *dst, int16_t *tail_dst, uint32_t offset, int32_t input_offset)
 {
-    const int32_t n = p->k_w * p->in_c, row = p->in_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
+    const int32_t n = p->k_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
     const int32_t tail = k_all - k4;
     const int16_t *const end = dst + 4 * k4;
     int32_t j = 0, k;
@@ -164,17 +164,17 @@ TS_ALWAYS_INLINE int ts_conv_edge_words(const ts_conv_params *p, const int8_t *i
     return 1;
 }
 
-/* A window inside the image expanded by the layer's `direct` kind (one function for both callers below: the
- * library's code size stays within the flash estimate). */
-static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *base, int16_t *dst, int16_t *tail_dst,
-                                       int direct, uint32_t offset)
+/* A window expanded by the layer's `direct` kind, its kernel rows `row` bytes apart: inside the image (a row of
+ * the image) or gathered into tmp (k_w * in_c). One function for the callers below: the library's code size. */
+static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *base, int32_t row, int16_t *dst,
+                                       int16_t *tail_dst, int direct, uint32_t offset)
 {
     if (direct == 3) {
-        ts_conv_direct_3x3x3(base, p->in_w * 3, dst, tail_dst, offset, p->input_offset);
+        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset, p->input_offset);
     } else if (direct == 2) {
-        ts_conv_direct_words(p, base, dst, offset);
+        ts_conv_direct_words(p, base, row, dst, offset);
     } else {
-        ts_conv_direct_window(p, base, dst, tail_dst, offset, p->input_offset);
+        ts_conv_direct_window(p, base, row, dst, tail_dst, offset, p->input_offset);
     }
 }
 
@@ -200,7 +200,7 @@ static TS_NOINLINE void ts_conv_clip_3x3x3(const ts_conv_params *p, const int8_t
             }
         }
     }
-    ts_conv_direct_3x3x3(tmp, 9, dst, tail_dst, offset, p->input_offset);
+    ts_conv_direct(p, tmp, 9, dst, tail_dst, 3, offset);
 }
 
 /* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row (the common case of first
@@ -240,7 +240,7 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
     }
     base = img + ((size_t)h0 * p->in_w + w0) * c_n;
     for (pix = 0; pix < 4; ++pix, base += step) {
-        ts_conv_direct(p, base, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
+        ts_conv_direct(p, base, p->in_w * c_n, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
     }
     return 1;
 }
@@ -291,8 +291,8 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             continue;
         }
         if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-            ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, block + 4 * k4 + pix * tail, direct,
-                           offset);
+            ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w0) * c_n, p->in_w * c_n, dst,
+                           block + 4 * k4 + pix * tail, direct, offset);
             continue;
         }
         if (direct == 2 && p->k_w * c_n == 4 && ts_conv_edge_words(p, img, h0, w0, dst, offset)) {
