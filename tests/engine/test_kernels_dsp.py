@@ -80,6 +80,11 @@ CASES = {
     "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
     "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
     "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
+    # the eight-pixel pointwise block (K <= 128, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
+    # as a four-pixel block): K = 20 -> 5 groups, 14 pixels (the rest of 6 as an overlapping eight-pixel block);
+    # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
+    "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
+    "pointwise8_k12_rest3": conv((1, 1, 11, 12), (5, 1, 1, 12), (1, 1, 11, 5), padding=VALID),
     # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_im2col_dsp.h): tails of 3, 2, 1 and group
     # counts entering the four-group loop at each place (K = 27, 15, 18, 21, 6: 6, 3, 4, 5, 1 groups); 3x3x3
     # blocks of one output row with windows cut by every border (strides 1 and 2, widths not a multiple of
@@ -348,12 +353,14 @@ def test_average_pool_reciprocal_is_exact():
 # blocks, the spill-free FC rows, the STRD im2col and the SSAT-only ADD: M4 1.805, 1.880, 1.418, 2.409;
 # M7 1.864, 1.938, 1.419, 2.411; before the first layers' 3x3x3 windows, rows of four windows and one-word
 # border rows and the conv channel loop in assembly: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375; before the
-# K % 4 != 0 channel loop in assembly (tail group) and the 3x3x3 blocks cut by the border: M4 1.452, 1.575,
-# 1.275; M7 1.467, 1.588, 1.273.
+# eight-pixel pointwise block: M4 1.569, 1.708; M7 1.584, 1.719 (k_conv alone); before the K % 4 != 0 channel
+# loop in assembly (tail group) and the 3x3x3 blocks cut by the border: M4 1.452, 1.575, 1.275; M7 1.467, 1.588,
+# 1.273.
 PER_MAC = {"m4": {"kws": 1.452, "vww": 1.541, "ic": 1.255, "ad": 1.956},
            "m7": {"kws": 1.467, "vww": 1.554, "ic": 1.255, "ad": 1.956}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
-# before the first layers' windows and the conv channel loop in assembly: 1.580, 1.734, 1.227).
+# before the first layers' windows and the conv channel loop in assembly: 1.580, 1.734, 1.227; before the
+# eight-pixel pointwise block: 1.455, 1.602).
 PER_MAC_M4_WIDE = {"kws": 1.387, "vww": 1.508, "ic": 1.153}
 
 
@@ -381,8 +388,10 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
 
 # The conv cases that take the full-range channel loop in assembly (ts_conv_dsp.c), which the host builds
 # (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
-# the four-group loop), one pixel at a time, the last block overlapping.
-ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4"]
+# the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
+# 5, 3 and 1 groups (with VWW's 2 and KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block.
+ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
+             "pointwise8_k20_rest6", "pointwise8_k12_rest3"]
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["w8", "w16"])

@@ -333,92 +333,102 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
 
 /* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
  * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
- * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The 14 registers hold the 8
- * accumulators, the block and weight pointers, two block words and two weight words; the per-channel state
- * stays in the frame and is read through memory operands (sp-relative: no register for its address), the
- * loop end into a weight register after its group. The 8 x K int16 block: K <= 128 keeps the library's extra
- * scratch within 1 KB (engine/codegen/emit_conv.py im2col_scratch_bytes sizes it). Same arithmetic as above. */
+ * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The loop needs 14 registers: the 8
+ * accumulators, the block and weight pointers, two block words and two weight words. A build may reserve r7
+ * (-fno-omit-frame-pointer) or r9 (-ffixed-r9), so the operands are pinned to the 12 others and the block words
+ * are r7 and r9 themselves, saved and restored by the block; the per-channel state (ts_conv_asm8_state, same
+ * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
+ * its group. The 8 x K int16 block: K <= 128 keeps the library's extra scratch within 1 KB
+ * (engine/codegen/emit_conv.py im2col_scratch_bytes sizes it). Same arithmetic as the four-pixel block. */
 typedef struct {
     uintptr_t block, entry, end, bias, y, multiplier, shift, rq_odd, y_stride, y_end;
 } ts_conv_asm8_state;
 
 /* One group of the eight pixels, or the first one, which starts the accumulators from the bias in a0. */
 #define TS_CONV_ASM8_PIX(A, OFF)                                                                                \
-    "ldrd %[u], %[v], [%[x], #" OFF "]\n\t"                                                                    \
-    "smlad %[" A "], %[u], %[p], %[" A "]\n\t"                                                                 \
-    "smlad %[" A "], %[v], %[q], %[" A "]\n\t"
-#define TS_CONV_ASM8_GROUP(WLOAD)                                                                               \
-    WLOAD TS_CONV_ASM8_PIX("a1", "8") TS_CONV_ASM8_PIX("a2", "16") TS_CONV_ASM8_PIX("a3", "24")                 \
-        TS_CONV_ASM8_PIX("a4", "32") TS_CONV_ASM8_PIX("a5", "40") TS_CONV_ASM8_PIX("a6", "48")                  \
-            TS_CONV_ASM8_PIX("a7", "56") "ldrd %[u], %[v], [%[x]], #64\n\t"                                    \
-                                         "smlad %[a0], %[u], %[p], %[a0]\n\t"                                  \
-                                         "smlad %[a0], %[v], %[q], %[a0]\n\t"
+    "ldrd r7, r9, [%[x], #" OFF "]\n\t"                                                                        \
+    "smlad %[" A "], r7, %[p], %[" A "]\n\t"                                                                   \
+    "smlad %[" A "], r9, %[q], %[" A "]\n\t"
 #define TS_CONV_ASM8_PIX0(A, OFF)                                                                               \
-    "ldrd %[u], %[v], [%[x], #" OFF "]\n\t"                                                                    \
-    "smlad %[" A "], %[u], %[p], %[a0]\n\t"                                                                    \
-    "smlad %[" A "], %[v], %[q], %[" A "]\n\t"
-#define TS_CONV_ASM8_FIRST(WLOAD)                                                                               \
-    WLOAD TS_CONV_ASM8_PIX0("a1", "8") TS_CONV_ASM8_PIX0("a2", "16") TS_CONV_ASM8_PIX0("a3", "24")              \
-        TS_CONV_ASM8_PIX0("a4", "32") TS_CONV_ASM8_PIX0("a5", "40") TS_CONV_ASM8_PIX0("a6", "48")               \
-            TS_CONV_ASM8_PIX0("a7", "56") "ldrd %[u], %[v], [%[x]], #64\n\t"                                   \
-                                          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                 \
-                                          "smlad %[a0], %[v], %[q], %[a0]\n\t"
+    "ldrd r7, r9, [%[x], #" OFF "]\n\t"                                                                        \
+    "smlad %[" A "], r7, %[p], %[a0]\n\t"                                                                      \
+    "smlad %[" A "], r9, %[q], %[" A "]\n\t"
+#define TS_CONV_ASM8_GROUP(WLOAD, PIX)                                                                          \
+    WLOAD PIX("a1", "8") PIX("a2", "16") PIX("a3", "24") PIX("a4", "32") PIX("a5", "40") PIX("a6", "48")          \
+        PIX("a7", "56") "ldrd r7, r9, [%[x]], #64\n\t"                                                         \
+                        "smlad %[a0], r7, %[p], %[a0]\n\t"                                                     \
+                        "smlad %[a0], r9, %[q], %[a0]\n\t"
 
-/* ts_rq_fast and SSAT of accumulator A: multiplier p, right shift q, rounding term in x, u and v scratch. */
+/* ts_rq_fast and SSAT of accumulator A: multiplier p, right shift q, rounding term in x, r7 and r9 scratch. */
 #define TS_CONV_ASM8_RQ(A)                                                                                      \
-    "lsl %[u], %[" A "], #1\n\t"                                                                                \
-    "sub %[v], %[x], %[" A "], lsr #31\n\t"                                                                     \
-    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "lsl r7, %[" A "], #1\n\t"                                                                                  \
+    "sub r9, %[x], %[" A "], lsr #31\n\t"                                                                       \
+    "smmlar %[" A "], r7, %[p], r9\n\t"                                                                         \
     "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
     "ssat %[" A "], #8, %[" A "]\n\t"
 
+/* The state's fields at sp + 4 * index while the block runs (the copy), r7 and r9 saved above them. */
 #define TS_CONV_ASM8_CHANNELS(WLOAD)                                                                            \
-    __asm__ volatile("1:\n\t"                                                                                   \
-                     "ldrd %[v], %[u], %[bias]\n\t"                                                             \
-                     "ldr %[a0], [%[v], %[u], lsl #2]\n\t"                                                      \
-                     "ldr %[x], %[block]\n\t" TS_CONV_ASM8_FIRST(WLOAD)                                         \
-                     "ldr %[u], %[entry]\n\t"                                                                   \
-                     "tbb [pc, %[u]]\n"                                                                       \
+    __asm__ volatile("push {r7, r9}\n\t"                                                                        \
+                     "ldm %[x], {r0-r6, r8, r11, r12}\n\t"                                                      \
+                     "push {r0-r6, r8, r11, r12}\n"                                                             \
+                     "1:\n\t"                                                                                   \
+                     "ldrd r9, r7, [sp, #12]\n\t"                                                               \
+                     "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
+                     "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
+                     "ldr r7, [sp, #4]\n\t"                                                                     \
+                     "tbb [pc, r7]\n"                                                                         \
                      "4:\n\t"                                                                                   \
                      ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
                      ".p2align 1\n"                                                                             \
-                     "5:\n\t" TS_CONV_ASM8_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM8_GROUP(WLOAD)                     \
-                     "7:\n\t" TS_CONV_ASM8_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM8_GROUP(WLOAD)                     \
-                     "ldr %[p], %[end]\n\t"                                                                     \
+                     "5:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "6:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "7:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "8:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "ldr %[p], [sp, #8]\n\t"                                                                   \
                      "cmp %[x], %[p]\n\t"                                                                       \
                      "bne 5b\n"                                                                                \
                      "9:\n\t"                                                                                   \
-                     "ldrd %[u], %[v], %[y]\n\t"                                                                \
-                     "ldr %[p], [%[v], %[u], lsl #2]\n\t"                                                       \
-                     "ldrd %[v], %[x], %[shift]\n\t"                                                            \
-                     "ldrsb %[q], [%[v], %[u]]\n\t"                                                             \
-                     "mvn %[u], %[q]\n\t"                                                                       \
-                     "lsl %[x], %[x], %[u]\n\t"                                                                 \
+                     "ldrd r7, r9, [sp, #16]\n\t"                                                               \
+                     "ldr %[p], [r9, r7, lsl #2]\n\t"                                                           \
+                     "ldrd r9, %[x], [sp, #24]\n\t"                                                             \
+                     "ldrsb %[q], [r9, r7]\n\t"                                                                 \
+                     "mvn r7, %[q]\n\t"                                                                         \
+                     "lsl %[x], %[x], r7\n\t"                                                                   \
                      "rsb %[q], %[q], #0\n\t" TS_CONV_ASM8_RQ("a0") TS_CONV_ASM8_RQ("a1") TS_CONV_ASM8_RQ("a2") \
                          TS_CONV_ASM8_RQ("a3") TS_CONV_ASM8_RQ("a4") TS_CONV_ASM8_RQ("a5")                      \
-                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldr %[u], %[y]\n\t"                 \
-                     "ldr %[v], %[y_stride]\n\t"                                                                \
-                     "strb %[a1], [%[u], %[v]]\n\t"                                                             \
-                     "add %[p], %[u], %[v], lsl #1\n\t"                                                         \
+                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldr r7, [sp, #16]\n\t"              \
+                     "ldr r9, [sp, #32]\n\t"                                                                    \
+                     "strb %[a1], [r7, r9]\n\t"                                                                 \
+                     "add %[p], r7, r9, lsl #1\n\t"                                                             \
                      "strb %[a2], [%[p]]\n\t"                                                                   \
-                     "strb %[a3], [%[p], %[v]]\n\t"                                                             \
-                     "add %[p], %[p], %[v], lsl #1\n\t"                                                         \
+                     "strb %[a3], [%[p], r9]\n\t"                                                               \
+                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
                      "strb %[a4], [%[p]]\n\t"                                                                   \
-                     "strb %[a5], [%[p], %[v]]\n\t"                                                             \
-                     "add %[p], %[p], %[v], lsl #1\n\t"                                                         \
+                     "strb %[a5], [%[p], r9]\n\t"                                                               \
+                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
                      "strb %[a6], [%[p]]\n\t"                                                                   \
-                     "strb %[a7], [%[p], %[v]]\n\t"                                                             \
-                     "strb %[a0], [%[u]], #1\n\t"                                                               \
-                     "str %[u], %[y]\n\t"                                                                       \
-                     "ldr %[v], %[y_end]\n\t"                                                                   \
-                     "cmp %[u], %[v]\n\t"                                                                       \
+                     "strb %[a7], [%[p], r9]\n\t"                                                               \
+                     "strb %[a0], [r7], #1\n\t"                                                                 \
+                     "str r7, [sp, #16]\n\t"                                                                    \
+                     "ldr r9, [sp, #36]\n\t"                                                                    \
+                     "cmp r7, r9\n\t"                                                                           \
                      "bne 1b\n\t"                                                                               \
-                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [a4] "=&r"(a4),       \
-                       [a5] "=&r"(a5), [a6] "=&r"(a6), [a7] "=&r"(a7), [x] "=&r"(x), [u] "=&r"(u),            \
-                       [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [w] "+r"(wp), [y] "+m"(st.y)               \
-                     : [block] "m"(st.block), [entry] "m"(st.entry), [end] "m"(st.end), [bias] "m"(st.bias),   \
-                       [shift] "m"(st.shift), [y_stride] "m"(st.y_stride), [y_end] "m"(st.y_end)               \
+                     "add sp, sp, #40\n\t"                                                                      \
+                     "pop {r7, r9}\n\t"                                                                         \
+                     : [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3), [a4] "=r"(a4),             \
+                       [a5] "=r"(a5), [a6] "=r"(a6), [a7] "=r"(a7), [x] "+r"(x), [p] "=r"(pw), [q] "=r"(qw),    \
+                       [w] "+r"(wp)                                                                            \
+                     :                                                                                          \
                      : "cc", "memory")
+
+/* The operands pinned (see above): ldm/push name r0-r6, r8, r11, r12 as the state's registers, in order. */
+#define TS_CONV_ASM8_REGS                                                                                       \
+    register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");                   \
+    register uint32_t a4 __asm__("r4"), a5 __asm__("r5"), a6 __asm__("r6"), a7 __asm__("r8");                   \
+    register uint32_t pw __asm__("r11"), qw __asm__("r12");                                                     \
+    register const void *wp __asm__("lr") = w;                                                                  \
+    register ts_conv_asm8_state *x __asm__("r10") = &st
 
 TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_conv_params *p,
                                               const int16_t *block, const int32_t *bias,
@@ -444,11 +454,11 @@ static TS_NOINLINE void ts_conv_block8_asm(const ts_conv_params *p, const int16_
                                            int8_t *y, int32_t y_stride)
 {
     ts_conv_asm8_state st;
-    const void *wp = w;
-    uint32_t a0, a1, a2, a3, a4, a5, a6, a7, u, v, pw, qw;
-    const int16_t *x;
     ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
-    TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
+    {
+        TS_CONV_ASM8_REGS;
+        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
+    }
 }
 
 static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const int16_t *block, const void *w,
@@ -456,11 +466,11 @@ static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const in
                                                const int8_t *shift, int8_t *y, int32_t y_stride)
 {
     ts_conv_asm8_state st;
-    const void *wp = w;
-    uint32_t a0, a1, a2, a3, a4, a5, a6, a7, u, v, pw, qw;
-    const int16_t *x;
     ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
-    TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
+    {
+        TS_CONV_ASM8_REGS;
+        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
+    }
 }
 
 /* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
@@ -495,8 +505,9 @@ static void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0).
- * scratch: 4 * k_h * k_w * in_c int16 (word aligned), plus k_h * k_w * in_c bytes when in_c % 4 != 0.
- * wide: the weights are ts_conv_s8_w16's pre-widened words. */
+ * Pointwise layers that block8 (the eight-pixel assembly block, 0 where there is none) takes go eight pixels
+ * at a time. scratch: 4 * k_h * k_w * in_c int16 (word aligned), 8 * in_c for those pointwise layers, plus
+ * k_h * k_w * in_c bytes when in_c % 4 != 0. wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
                             const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
                             const ts_conv_block_fn *blocks, ts_conv_block_fn block8)
