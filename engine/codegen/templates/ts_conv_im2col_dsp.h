@@ -338,8 +338,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
  * group instead of step by step. The tail's weights are the word that ends at the channel's end (K > 4: it
  * starts inside the channel), so its first 4 - tail bytes are the last whole group's; the tail group's inputs
  * (repacked once per block from the im2col's pixel-by-pixel tail into the state) are zero there. Per channel
- * besides the whole groups: 57 instructions (the step-wise tail of the C block alone took about 55). The whole
- * groups after the first go two per loop turn, entered by TBB (code size: first layers have few groups). */
+ * besides the whole groups' 15 instructions each: about 60, of which 17 the tail group (the step-wise tail of
+ * the C block took about 55); K = 27: 151 for 108 MACs. The whole groups after the first go four per loop
+ * turn, entered by TBB. */
 typedef struct {
     uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back;
     uint32_t g[8]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
