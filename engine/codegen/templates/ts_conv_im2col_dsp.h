@@ -376,6 +376,14 @@ typedef struct {
     "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
     "ssat %[" A "], #8, %[" A "]\n\t"
 
+/* One pixel's tail group for a tail of 3: (0, x1), (x0, x2) from the word (x0, x1) and x2. */
+TS_ALWAYS_INLINE void ts_first_tail3(uint32_t *g, const int16_t *s)
+{
+    const uint32_t v = ts_read32(s);
+    g[0] = v & 0xFFFF0000u;
+    g[1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
+}
+
 static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier,
                                                 const int8_t *shift, int8_t *y, int32_t y_stride)
@@ -390,12 +398,11 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
     int32_t pix;
     /* byte j of the tail's weight word is tail step j - (4 - tail), in slot (0, 2, 1, 3)[j] */
     if (tail == 3) {
-        /* (0, x1), (x0, x2) from the word (x0, x1) and x2 (K = 27, the common case) */
-        for (pix = 0; pix < 8; pix += 2, s += 3) {
-            const uint32_t v = ts_read32(s);
-            st.g[pix] = v & 0xFFFF0000u;
-            st.g[pix + 1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
-        }
+        /* K = 27, the common case: unrolled */
+        ts_first_tail3(st.g, s);
+        ts_first_tail3(st.g + 2, s + 3);
+        ts_first_tail3(st.g + 4, s + 6);
+        ts_first_tail3(st.g + 6, s + 9);
     } else {
         for (pix = 0; pix < 8; pix += 2, s += tail) {
             st.g[pix] = tail == 2 ? (uint32_t)(uint16_t)s[0] << 16 : 0;
