@@ -68,10 +68,11 @@ TS_ALWAYS_INLINE void ts_expand_group(int16_t **dst, uint32_t v, uint32_t offset
 }
 
 /* The window of a 3x3 kernel over 3 channels (K = 27, kernel rows r0, r1, r2 of 9 bytes, `row` apart): the
- * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last. A group across two
- * rows takes the bytes before r1 or r2 from the word that ends there (inside the image: r0 and r1 precede). */
+ * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last (from the word 5-8,
+ * byte 5 dropped). A group across two rows takes the bytes before r1 or r2 from the word that ends there (inside
+ * the image: r0 and r1 precede). */
 TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_t *dst, int16_t *tail_dst,
-                                           uint32_t offset, int32_t input_offset)
+                                           uint32_t offset)
 {
     const int8_t *const r1 = r0 + row, *const r2 = r1 + row;
     ts_expand_group(&dst, ts_read32(r0), offset);
@@ -80,9 +81,12 @@ TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_
     ts_expand_group(&dst, ts_read32(r1 + 3), offset);
     ts_expand_group(&dst, (ts_read32(r1 + 7) & 0xFFFFu) | (ts_read32(r2 - 2) & 0xFFFF0000u), offset);
     ts_expand_group(&dst, ts_read32(r2 + 2), offset);
-    tail_dst[0] = (int16_t)(r2[6] + input_offset);
-    tail_dst[1] = (int16_t)(r2[7] + input_offset);
-    tail_dst[2] = (int16_t)(r2[8] + input_offset);
+    {
+        /* the tail from the word ending at r2[8]: (r2[5], r2[7]) and (r2[6], r2[8]) with the offset */
+        const uint32_t v = ts_read32(r2 + 5), a = ts_sxtab16(offset, v), b = ts_sxtab16_ror8(offset, v);
+        ts_write32(tail_dst, (b & 0xFFFFu) | (a & 0xFFFF0000u));
+        tail_dst[2] = (int16_t)(b >> 16);
+    }
 }
 
 /* The window whose kernel rows are whole words (n = k_w * in_c, n % 4 == 0: 10x4 over 1 channel): no group
@@ -170,7 +174,7 @@ static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *ba
                                        int16_t *tail_dst, int direct, uint32_t offset)
 {
     if (direct == 3) {
-        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset, p->input_offset);
+        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset);
     } else if (direct == 2) {
         ts_conv_direct_words(p, base, row, dst, offset);
     } else {
@@ -222,13 +226,12 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
     }
     if (direct == 3) {
         /* 3x3x3 (VWW, IC): expanded here, without a call per window inside the image */
-        const int32_t row = p->in_w * 3, input_offset = p->input_offset;
+        const int32_t row = p->in_w * 3;
         int32_t w = w0;
         for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
             int16_t *const dst = block + 4 * pix, *const tail_dst = block + 4 * k4 + pix * tail;
             if (rows_in && w >= 0 && w + 3 <= p->in_w) {
-                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset,
-                                     input_offset);
+                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset);
             } else {
                 ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
             }
