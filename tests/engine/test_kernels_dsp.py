@@ -94,6 +94,17 @@ CASES = {
     # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
     "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
     "pointwise8_k12_rest3": conv((1, 1, 11, 12), (5, 1, 1, 12), (1, 1, 11, 5), padding=VALID),
+    # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_im2col_dsp.h): tails of 3, 2, 1 and group
+    # counts entering the four-group loop at each place (K = 27, 15, 18, 21, 6: 6, 3, 4, 5, 1 groups); 3x3x3
+    # blocks of one output row with windows cut by every border (strides 1 and 2, widths not a multiple of
+    # 4: blocks across rows and overlapping), one pixel in all
+    "tailgroup_k27_same": conv((1, 7, 9, 3), (5, 3, 3, 3), (1, 7, 9, 5)),
+    "tailgroup_k27_stride2": conv((1, 10, 13, 3), (6, 3, 3, 3), (1, 5, 7, 6), stride=2),
+    "tailgroup_k15": conv((1, 8, 6, 1), (4, 5, 3, 1), (1, 8, 6, 4)),
+    "tailgroup_k18": conv((1, 6, 7, 2), (3, 3, 3, 2), (1, 6, 7, 3)),
+    "tailgroup_k21": conv((1, 6, 9, 1), (4, 3, 7, 1), (1, 6, 9, 4)),
+    "tailgroup_k6": conv((1, 5, 6, 1), (3, 2, 3, 1), (1, 4, 4, 3), padding=VALID),
+    "tailgroup_one_pixel": conv((1, 3, 3, 3), (4, 3, 3, 3), (1, 1, 1, 4), padding=VALID),
     # depthwise 3x3: borders on each side, 3-wide image (both columns cut), odd sizes, strides, leftovers
     "dw_25x5_same": conv((1, 25, 5, 16), (1, 3, 3, 16), (1, 25, 5, 16), depthwise=True, act=RELU),
     "dw_width3": conv((1, 4, 3, 8), (1, 3, 3, 8), (1, 4, 3, 8), depthwise=True),
@@ -162,7 +173,7 @@ def test_cases_reach_the_dsp_kernels(built):
     """The cases run the kernels whose DSP paths they are meant for (not a fallback of the generator)."""
     cases, _ = built
     kernels = {name: {layer["kernel"] for layer in lib.layers} for name, (lib, _, _) in cases.items()}
-    assert all(k == {"ts_conv_s8"} for n, k in kernels.items() if n in WIDE)
+    assert all(k == {"ts_conv_s8"} for n, k in kernels.items() if n in WIDE or n.startswith("tailgroup"))
     assert all(kernels[f"{n}_w16"] == {"ts_conv_s8_w16"} for n in WIDE)
     assert all(k == {"ts_depthwise_conv_s8"} for n, k in kernels.items() if n.startswith("dw_"))
     assert all(k == {"ts_add_s8"} for n, k in kernels.items() if n.startswith(("add", "sub")))
@@ -242,6 +253,88 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
                         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
                         *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", "ts_depthwise_ref.c",
                                                       "ts_depthwise_dsp.c")), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+CONV_SWEEP = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tinystudio_kernels.h"
+static uint32_t s = 4242u;
+static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
+int main(void)
+{
+    static int8_t x[2 * 13 * 12 * 5], w[9 * 10 * 5 * 5], y0[2 * 16 * 16 * 9], y1[2 * 16 * 16 * 9];
+    int32_t bias[9], mult[9];
+    int8_t shift[9];
+    long cases = 0, bad = 0;
+    int ih, iw, pt, pl, st, kk, c, form, i;
+    static const int ks[6][2] = {{3, 3}, {10, 4}, {2, 5}, {5, 5}, {3, 2}, {1, 5}};
+    static const int cs[4] = {1, 2, 3, 5};
+    for (ih = 2; ih <= 13; ih += 3) for (iw = 4; iw <= 12; iw += 4) for (pt = 0; pt <= 2; pt += 2)
+    for (pl = 0; pl <= 1; ++pl) for (st = 1; st <= 2; ++st) for (kk = 0; kk < 6; ++kk) for (c = 0; c < 4; ++c)
+    for (form = 0; form < 3; ++form) {
+        ts_conv_params p;
+        int32_t k_all;
+        int16_t *scratch;
+        memset(&p, 0, sizeof p);
+        p.batches = 2; p.in_h = ih; p.in_w = iw; p.in_c = cs[c]; p.out_c = form == 1 ? 9 : 3; p.groups = 1;
+        p.k_h = ks[kk][0]; p.k_w = ks[kk][1]; p.stride_h = st; p.stride_w = st; p.dil_h = 1; p.dil_w = 1;
+        p.pad_top = pt; p.pad_left = pl;
+        p.out_h = (ih + 2 * pt - p.k_h) / st + 1; p.out_w = (iw + 2 * pl - p.k_w) / st + 1;
+        if (ih + 2 * pt - p.k_h < 0 || iw + 2 * pl - p.k_w < 0) continue;
+        p.input_offset = 128 - (int32_t)(rnd() % 256); /* minus the zero point (-128..127) */
+        p.output_offset = (int32_t)(rnd() % 200) - 100;
+        p.act_min = form == 2 ? -20 : -128; p.act_max = form == 2 ? 90 : 127;
+        p.per_channel = 1; p.general_requant = form == 0;
+        for (i = 0; i < (int)sizeof x; ++i) x[i] = (int8_t)(rnd() % 256 - 128);
+        for (i = 0; i < (int)sizeof w; ++i) w[i] = (int8_t)(rnd() % 255 - 127);
+        for (i = 0; i < p.out_c; ++i) {
+            bias[i] = (int32_t)(rnd() % 20000) - 10000;
+            mult[i] = (int32_t)((1u << 30) + rnd() % (1u << 24));
+            shift[i] = (int8_t)(-1 - (int32_t)(rnd() % 10));
+        }
+        /* exactly the generator's scratch (emit_conv.im2col_scratch_bytes): ASan sees any byte beyond it */
+        k_all = p.k_h * p.k_w * p.in_c;
+        scratch = (int16_t *)malloc((size_t)(8 * k_all + (p.in_c % 4 ? k_all + k_all % 2 : 0)));
+        memset(y0, 0x55, sizeof y0);
+        memset(y1, 0x55, sizeof y1);
+        ts_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
+        ts_conv_s8(&p, x, w, bias, mult, shift, y1, scratch);
+        free(scratch);
+        ++cases;
+        if (memcmp(y0, y1, sizeof y0) != 0 && bad++ < 5)
+            printf("in %dx%dx%d pad %d,%d stride %d k %dx%d form %d\n", ih, iw, p.in_c, pt, pl, st, p.k_h, p.k_w,
+                   form);
+    }
+    printf("cases %ld bad %ld\n", cases, bad);
+    return bad != 0 || cases < 1000;
+}
+"""
+
+
+@needs_gcc
+def test_conv_dsp_first_layers_any_shape(built, tmp_path):
+    """ts_conv_s8 (DSP path, emulated) against ts_conv_s8_ref for 1, 2, 3 and 5 input channels (K % 4 of 0 to 3:
+    the step-wise tails, the 3x3x3 and whole-word windows, the row of four windows, the one-word border rows, the
+    walk, the gather at the borders), kernels 3x3, 10x4, 2x5, 5x5, 3x2, 1x5, images of 2..13 x 4..12 pixels,
+    pads 0..2, strides 1 and 2, the three requantization forms; byte for byte under ASan/UBSan with exactly
+    the generator's scratch."""
+    cases, _ = built
+    lib = cases["first_3ch_3x3_stride2"][0]
+    names = ("ts_conv_ref.c", "ts_conv_dsp.c")
+    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
+                 *names):
+        (tmp_path / name).write_text(lib.files[name])
+    (tmp_path / "t.c").write_text(CONV_SWEEP)
+    exe = tmp_path / "t"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
+                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *names)), "-o", str(exe)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
@@ -363,6 +456,25 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
         assert f"#define TINYSTUDIO_CONV_EIGHT {int(eight)}" in lib.files["tinystudio_kernels.h"], name
         r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
         assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
+
+
+def test_conv_tail_group_assembly_in_qemu_m4():
+    """The K % 4 != 0 cases (full range, per-channel constants) with the real instructions: the tail group's
+    weight word and repacked inputs, every entry of the four-group loop, the 3x3x3 windows cut by the border."""
+    why = _qemu_missing()
+    if why:
+        pytest.skip(why)
+    from engine.export.verify_qemu import verify_qemu
+    from hwmodels.mcu import get_mcu
+
+    for name in [n for n in CASES if n.startswith("tailgroup")]:
+        m, y = CASES[name]()
+        g = load_tflite(f"{name}.tflite", data=m.finish(y))
+        lib = generate_library(g, "tail")
+        c = lib.files["tail.c"]
+        assert ".act_min = -128, .act_max = 127" in c and ".per_channel = 1, .general_requant = 0" in c, name
+        r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
+        assert r.matched == r.inputs == 3, (name, r.first_mismatch)
 
 
 @pytest.mark.parametrize("model", list(PER_MAC_M4_WIDE))

@@ -560,6 +560,17 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
      * that a library links only the storage its layers use */
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
                                                                ts_conv_block_clamp, ts_conv_block_full_asm);
+#ifdef TS_CONV_FIRST_ASM
+    /* K % 4 != 0, K > 4 (first layers), per-channel constants, on the target: the full form in assembly with
+     * the tail as one more group (ts_conv_im2col_dsp.h) */
+    static const ts_conv_block_fn first[4] = {ts_conv_block_general, ts_conv_block_first_asm, ts_conv_block_clamp,
+                                              ts_conv_block_first_asm};
+    const int32_t k_all = p->k_h * p->k_w * p->in_c;
+    if ((k_all & 3) != 0 && k_all > 4 && p->per_channel) {
+        ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, first, 0);
+        return;
+    }
+#endif
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_block8_asm));
 }
 

@@ -1,6 +1,8 @@
 /* ts_conv_im2col_dsp.h - the int16 im2col blocks of the DSP regular convolution (internal to ts_conv_dsp.c):
  * four output pixels' receptive fields, input offset added, in the order the SMLAD loop reads; first layers
- * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group. */
+ * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group,
+ * and, on the target, their K % 4 tail runs as one more group in their own block function
+ * (ts_conv_block_first_asm). */
 #ifndef TS_CONV_IM2COL_DSP_H
 #define TS_CONV_IM2COL_DSP_H
 
@@ -43,19 +45,68 @@ TS_ALWAYS_INLINE void ts_expand_run(int16_t **dst, const int8_t *src, int32_t n4
  * the next kernel row with m bytes left takes its low m bytes from the word at the current position and the
  * others from the word that starts m bytes before the next row (inside the image: that row is not the
  * window's first); the K % 4 tail (the end of the last kernel row) goes pixel by pixel as in the gather.
- * Returns whether the layer can: in_c % 4 != 0, no dilation, kernel rows of at least a word. No state beyond
- * the flag: the kernels' stack stays as measured. */
+ * Returns how the layer can (0: not; in_c % 4 != 0, no dilation, kernel rows of at least a word): 3 for
+ * 3x3 kernels over 3 channels (the groups at fixed places, ts_conv_direct_3x3x3), 2 for kernel rows of whole
+ * words (ts_conv_direct_words), 1 for the walk of ts_conv_direct_window. No state beyond the flag (the
+ * out-of-line ts_conv_direct below adds its 48-byte frame to the conv kernel's stack). */
 TS_ALWAYS_INLINE int ts_conv_direct_ok(const ts_conv_params *p)
 {
-    return (p->in_c & 3) != 0 && p->dil_h == 1 && p->dil_w == 1 && p->k_w * p->in_c >= 4;
+    const int32_t n = p->k_w * p->in_c;
+    if ((p->in_c & 3) == 0 || p->dil_h != 1 || p->dil_w != 1 || n < 4) {
+        return 0;
+    }
+    if (p->in_c == 3 && p->k_w == 3 && p->k_h == 3) {
+        return 3;
+    }
+    return (n & 3) == 0 ? 2 : 1;
+}
+
+/* One group (bytes x0..x3 of v) into the block at *dst, input offset added. */
+TS_ALWAYS_INLINE void ts_expand_group(int16_t **dst, uint32_t v, uint32_t offset)
+{
+    ts_store_group(dst, ts_sxtab16(offset, v), ts_sxtab16_ror8(offset, v));
+}
+
+/* The window of a 3x3 kernel over 3 channels (K = 27, kernel rows r0, r1, r2 of 9 bytes, `row` apart): the
+ * groups 0-3, 4-7, 8 | 0-2, 3-6, 7-8 | 0-1, 2-5 of the rows, and the tail 6-8 of the last (from the word 5-8,
+ * byte 5 dropped). A group across two rows takes the bytes before r1 or r2 from the word that ends there (inside
+ * the image: r0 and r1 precede). */
+TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_t *dst, int16_t *tail_dst,
+                                           uint32_t offset)
+{
+    const int8_t *const r1 = r0 + row, *const r2 = r1 + row;
+    ts_expand_group(&dst, ts_read32(r0), offset);
+    ts_expand_group(&dst, ts_read32(r0 + 4), offset);
+    ts_expand_group(&dst, (ts_read32(r1 - 1) & ~0xFFu) | (uint8_t)r0[8], offset);
+    ts_expand_group(&dst, ts_read32(r1 + 3), offset);
+    ts_expand_group(&dst, (ts_read32(r1 + 7) & 0xFFFFu) | (ts_read32(r2 - 2) & 0xFFFF0000u), offset);
+    ts_expand_group(&dst, ts_read32(r2 + 2), offset);
+    {
+        /* the tail from the word ending at r2[8]: (r2[5], r2[7]) and (r2[6], r2[8]) with the offset */
+        const uint32_t v = ts_read32(r2 + 5), a = ts_sxtab16(offset, v), b = ts_sxtab16_ror8(offset, v);
+        ts_write32(tail_dst, (b & 0xFFFFu) | (a & 0xFFFF0000u));
+        tail_dst[2] = (int16_t)(b >> 16);
+    }
+}
+
+/* The window whose kernel rows are whole words (n = k_w * in_c, n % 4 == 0: 10x4 over 1 channel): no group
+ * crosses a row, no tail. */
+TS_ALWAYS_INLINE void ts_conv_direct_words(const ts_conv_params *p, const int8_t *base, int32_t row,
+                                           int16_t *dst, uint32_t offset)
+{
+    const int32_t n4 = (p->k_w * p->in_c) >> 2;
+    int32_t i;
+    for (i = 0; i < p->k_h; ++i, base += row) {
+        ts_expand_run(&dst, base, n4, offset);
+    }
 }
 
 /* The groups of the window at `base` (ts_conv_direct_ok) into the block at dst (16 int16 apart), the tail's
  * steps into tail_dst. */
-TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int16_t *dst,
-                                            int16_t *tail_dst, uint32_t offset, int32_t input_offset)
+TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_t *base, int32_t row,
+                                            int16_t *dst, int16_t *tail_dst, uint32_t offset, int32_t input_offset)
 {
-    const int32_t n = p->k_w * p->in_c, row = p->in_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
+    const int32_t n = p->k_w * p->in_c, k_all = p->k_h * n, k4 = k_all & ~3;
     const int32_t tail = k_all - k4;
     const int16_t *const end = dst + 4 * k4;
     int32_t j = 0, k;
@@ -81,6 +132,122 @@ TS_ALWAYS_INLINE void ts_conv_direct_window(const ts_conv_params *p, const int8_
     }
 }
 
+/* A window at the image's border whose kernel rows are one word each (k_w * in_c = 4: 10x4 over 1 channel;
+ * KWS has more than half of its windows there): a row above or below the image is a zero group (the zero
+ * point plus the input offset); a row cut by c < 4 bytes on one side is the word at the image row's start
+ * shifted up by c bytes (left) or the word at its end shifted down (right), the zero point in the cut bytes.
+ * Returns 0 (the window is gathered instead) for a row cut on both sides or by a whole word, or image rows
+ * narrower than a word. */
+TS_ALWAYS_INLINE int ts_conv_edge_words(const ts_conv_params *p, const int8_t *img, int32_t h0, int32_t w0,
+                                        int16_t *dst, uint32_t offset)
+{
+    const int32_t c_n = p->in_c, row = p->in_w * c_n;
+    const int32_t left = w0 < 0 ? -w0 * c_n : 0, right = w0 + p->k_w > p->in_w ? (w0 + p->k_w - p->in_w) * c_n : 0;
+    const uint32_t zp = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
+    int32_t ih;
+    if ((left && right) || left >= 4 || right >= 4 || row < 4) {
+        return 0;
+    }
+    for (ih = h0; ih < h0 + p->k_h; ++ih) {
+        const int8_t *src;
+        uint32_t v;
+        if (ih < 0 || ih >= p->in_h) {
+            ts_store_group(&dst, 0, 0);
+            continue;
+        }
+        src = img + (size_t)ih * row;
+        if (left) {
+            v = (ts_read32(src) << (8 * left)) | (zp >> (32 - 8 * left));
+        } else if (right) {
+            v = (ts_read32(src + row - 4) >> (8 * right)) | (zp << (32 - 8 * right));
+        } else {
+            v = ts_read32(src + w0 * c_n);
+        }
+        ts_expand_group(&dst, v, offset);
+    }
+    return 1;
+}
+
+/* A window expanded by the layer's `direct` kind, its kernel rows `row` bytes apart: inside the image (a row of
+ * the image) or gathered into tmp (k_w * in_c). One function for the callers below: the library's code size. */
+static TS_NOINLINE void ts_conv_direct(const ts_conv_params *p, const int8_t *base, int32_t row, int16_t *dst,
+                                       int16_t *tail_dst, int direct, uint32_t offset)
+{
+    if (direct == 3) {
+        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset);
+    } else if (direct == 2) {
+        ts_conv_direct_words(p, base, row, dst, offset);
+    } else {
+        ts_conv_direct_window(p, base, row, dst, tail_dst, offset, p->input_offset);
+    }
+}
+
+/* A 3x3x3 window cut by the image's border: its 27 bytes gathered into tmp (the zero point outside the image),
+ * then expanded as one inside an image 3 pixels wide. */
+static TS_NOINLINE void ts_conv_clip_3x3x3(const ts_conv_params *p, const int8_t *img, int32_t h0, int32_t w0,
+                                           int16_t *dst, int16_t *tail_dst, int8_t *tmp, uint32_t offset)
+{
+    const int8_t zero_point = (int8_t)(-p->input_offset);
+    const uint32_t zp4 = (uint32_t)(uint8_t)zero_point * 0x01010101u;
+    const int32_t lo = w0 < 0 ? -3 * w0 : 0, hi = w0 + 3 > p->in_w ? 3 * (p->in_w - w0) : 9;
+    int32_t i, c;
+    for (i = 0; i < 3; ++i) {
+        const int32_t ih = h0 + i;
+        int8_t *const t = tmp + 9 * i;
+        ts_write32(t, zp4);
+        ts_write32(t + 4, zp4);
+        t[8] = zero_point;
+        if (ih >= 0 && ih < p->in_h) {
+            const int8_t *const src = img + (size_t)ih * p->in_w * 3;
+            for (c = lo; c < hi; ++c) {
+                t[c] = src[3 * w0 + c];
+            }
+        }
+    }
+    ts_conv_direct(p, tmp, 9, dst, tail_dst, 3, offset);
+}
+
+/* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row (the common case of first
+ * layers, which have few output channels to spread the block's cost over): one division, then window after
+ * window stride_w pixels apart. For 3x3x3 every such block (a window cut by the border is gathered into tmp
+ * first), for the other kinds only four windows inside the image. Returns whether it applied. */
+TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
+                                        int8_t *tmp, int direct, uint32_t offset)
+{
+    const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
+    const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    const int32_t step = p->stride_w * c_n;
+    const int rows_in = h0 >= 0 && h0 + p->k_h <= p->in_h;
+    const int8_t *base;
+    int32_t pix;
+    if (ow + 3 >= p->out_w) {
+        return 0;
+    }
+    if (direct == 3) {
+        /* 3x3x3 (VWW, IC): expanded here, without a call per window inside the image */
+        const int32_t row = p->in_w * 3;
+        int32_t w = w0;
+        for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
+            int16_t *const dst = block + 4 * pix, *const tail_dst = block + 4 * k4 + pix * tail;
+            if (rows_in && w >= 0 && w + 3 <= p->in_w) {
+                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset);
+            } else {
+                ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
+            }
+        }
+        return 1;
+    }
+    if (!rows_in || w0 < 0 || w0 + 3 * p->stride_w + p->k_w > p->in_w) {
+        return 0;
+    }
+    base = img + ((size_t)h0 * p->in_w + w0) * c_n;
+    for (pix = 0; pix < 4; ++pix, base += step) {
+        ts_conv_direct(p, base, p->in_w * c_n, block + 4 * pix, block + 4 * k4 + pix * tail, direct, offset);
+    }
+    return 1;
+}
+
 /* The receptive fields of output pixels q0 .. q0 + 3 (or q0 four times when `same`) as one four-pixel
  * block of int16 (input + offset; taps outside the image are 0, i.e. the zero point). Groups of 4
  * reduction steps hold all four pixels (16 int16 per group, 4 per pixel), each in the order [0, 2, 1, 3]
@@ -94,6 +261,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
     const uint32_t offset = ts_dup16(p->input_offset);
     const int8_t zero_point = (int8_t)(-p->input_offset);
     int32_t pix, i, j, c, k;
+    if (direct && !same && ts_conv_direct_row(p, img, q0, block, tmp, direct, offset)) {
+        return;
+    }
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
         p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
         /* pointwise: output pixel q reads input pixel q */
@@ -124,8 +294,11 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             continue;
         }
         if (direct && h0 >= 0 && h0 + p->k_h <= p->in_h && w0 >= 0 && w0 + p->k_w <= p->in_w) {
-            ts_conv_direct_window(p, img + ((size_t)h0 * p->in_w + w0) * c_n, dst, block + 4 * k4 + pix * tail,
-                                  offset, p->input_offset);
+            ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w0) * c_n, p->in_w * c_n, dst,
+                           block + 4 * k4 + pix * tail, direct, offset);
+            continue;
+        }
+        if (direct == 2 && p->k_w * c_n == 4 && ts_conv_edge_words(p, img, h0, w0, dst, offset)) {
             continue;
         }
         /* gather the field as int8, one kernel row at a time (a row's taps are adjacent in NHWC) */
@@ -159,6 +332,148 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
         }
     }
 }
+
+/* (Optimized target builds only, as ts_conv_dsp.c's assembly form: 13 free registers.) */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* The block function of ts_conv_s8_dsp for reduction lengths K = k_h * k_w * in_c that are not a multiple of 4,
+ * K > 4 (first layers: 3x3x3 = 27), full int8 range, per-channel constants: the channel loop of ts_conv_dsp.c's
+ * assembly form (the same registers, state block and requantization), with the K % 4 tail as one more SMLAD
+ * group instead of step by step. The tail's weights are the word that ends at the channel's end (K > 4: it
+ * starts inside the channel), so its first 4 - tail bytes are the last whole group's; the tail group's inputs
+ * (repacked once per block from the im2col's pixel-by-pixel tail into the state) are zero there. Per channel
+ * besides the whole groups' 15 instructions each: about 60, of which 17 the tail group (the step-wise tail of
+ * the C block took about 55); K = 27: 151 for 108 MACs. The whole groups after the first go four per loop
+ * turn, entered by TBB. */
+typedef struct {
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back;
+    uint32_t g[8]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
+} ts_first_asm_state;
+
+/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
+ * block, 8 SMLADs. */
+#define TS_FIRST_ASM_GROUP(WLOAD)                                                                                \
+    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"
+
+/* int8 weights: one word (post-incremented), SXTB16 of it and of its ROR 8. */
+#define TS_FIRST_ASM_W8                                                                                          \
+    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
+    "sxtb16 %[p], %[q]\n\t"                                                                                     \
+    "sxtb16 %[q], %[q], ror #8\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
+#define TS_FIRST_ASM_RQ(A)                                                                                       \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+/* One pixel's tail group for a tail of 3: (0, x1), (x0, x2) from the word (x0, x1) and x2. */
+TS_ALWAYS_INLINE void ts_first_tail3(uint32_t *g, const int16_t *s)
+{
+    const uint32_t v = ts_read32(s);
+    g[0] = v & 0xFFFF0000u;
+    g[1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
+}
+
+static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                                const int32_t *bias, const int32_t *multiplier,
+                                                const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, groups = k_all >> 2;
+    const int16_t *s = block + 4 * (k_all & ~3);
+    const uintptr_t y0 = (uintptr_t)y;
+    ts_first_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    int32_t pix;
+    /* byte j of the tail's weight word is tail step j - (4 - tail), in slot (0, 2, 1, 3)[j] */
+    if (tail == 3) {
+        /* K = 27, the common case: unrolled */
+        ts_first_tail3(st.g, s);
+        ts_first_tail3(st.g + 2, s + 3);
+        ts_first_tail3(st.g + 4, s + 6);
+        ts_first_tail3(st.g + 6, s + 9);
+    } else {
+        for (pix = 0; pix < 8; pix += 2, s += tail) {
+            st.g[pix] = tail == 2 ? (uint32_t)(uint16_t)s[0] << 16 : 0;
+            st.g[pix + 1] = (uint32_t)(uint16_t)s[tail - 1] << 16;
+        }
+    }
+    st.block = (uintptr_t)block;
+    st.end = (uintptr_t)(block + 16 * groups);
+    /* the groups after the first, four per loop turn: entered at group 4 - (count - 1) % 4, or at 9 for none */
+    st.entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st.bias = (uintptr_t)bias - 4u * y0;
+    st.multiplier = (uintptr_t)multiplier - 4u * y0;
+    st.shift = (uintptr_t)shift - y0;
+    st.rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st.y_stride = (uintptr_t)y_stride;
+    st.y_end = y0 + (uintptr_t)p->out_c;
+    st.back = (uintptr_t)tail - 4u;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[x], %[t], [%[s]]\n\t"
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_FIRST_ASM_W8
+                     "ldrd %[u], %[v], [%[x], #8]\n\t"
+                     "smlad %[a1], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a1], %[v], %[q], %[a1]\n\t"
+                     "ldrd %[u], %[v], [%[x], #16]\n\t"
+                     "smlad %[a2], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a2], %[v], %[q], %[a2]\n\t"
+                     "ldrd %[u], %[v], [%[x], #24]\n\t"
+                     "smlad %[a3], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a3], %[v], %[q], %[a3]\n\t"
+                     "ldrd %[u], %[v], [%[x]], #32\n\t"
+                     "smlad %[a0], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a0], %[v], %[q], %[a0]\n\t"
+                     "ldrd %[u], %[t], [%[s], #8]\n\t"
+                     "tbb [pc, %[u]]\n"
+                     "4:\n\t"
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"
+                     ".p2align 1\n"
+                     "5:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "6:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "7:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "8:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "cmp %[x], %[t]\n\t"
+                     "bne 5b\n"
+                     "9:\n\t"
+                     /* the tail group: the weight word at w - (4 - tail), w then at the next channel */
+                     "ldr %[t], [%[s], #36]\n\t"
+                     "add %[w], %[w], %[t]\n\t" TS_FIRST_ASM_W8
+                     "add %[x], %[s], #40\n\t" TS_FIRST_ASM_GROUP("")
+                     "ldrd %[t], %[v], [%[s], #16]\n\t"
+                     "ldr %[p], [%[t], %[y], lsl #2]\n\t"
+                     "ldrsb %[q], [%[v], %[y]]\n\t"
+                     "ldrd %[t], %[x], [%[s], #24]\n\t"
+                     "mvn %[u], %[q]\n\t"
+                     "lsl %[t], %[t], %[u]\n\t"
+                     "rsb %[q], %[q], #0\n\t" TS_FIRST_ASM_RQ("a0") TS_FIRST_ASM_RQ("a1") TS_FIRST_ASM_RQ("a2")
+                         TS_FIRST_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"
+                     "add %[v], %[y], %[x], lsl #1\n\t"
+                     "strb %[a2], [%[v]]\n\t"
+                     "strb %[a3], [%[v], %[x]]\n\t"
+                     "strb %[a0], [%[y]], #1\n\t"
+                     "ldr %[u], [%[s], #32]\n\t"
+                     "cmp %[y], %[u]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x), [u] "=&r"(u),
+                       [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), [y] "+r"(y)
+                     : [s] "r"(&st)
+                     : "cc", "memory");
+}
+#define TS_CONV_FIRST_ASM 1
+#endif
 
 #endif /* TINYSTUDIO_DSP */
 
