@@ -378,28 +378,34 @@ static void ts_dw_group(const ts_conv_params *p, const int8_t *x, const int8_t *
  * 12 x 12 do, 6 x 6 does not). */
 #define TS_DW_PLANAR_MIN 12
 
-/* One channel of a 3x3 group: per window row i the int16 weight pairs (w_i0, w_i1) and (w_i1, w_i2), low half
- * first, its bias and its requantization. Weights and bias are doubled, so that the accumulator is the 2x that
- * SMMLAR takes (ts_dw_out). */
+/* One channel of a 3x3 group: its bias, its requantization (ts_rq's multiplier, bias and right in the order
+ * that one LDRD takes the first two) and per window row i the int16 weight pairs (w_i0, w_i1) and
+ * (w_i1, w_i2), low half first, for rows 0, 1, 2, 0, 1: the ring slot s holds window row (s + k) mod 3 for a
+ * rotation k, so the 3 rows of rotation k are w + 2k on, in slot order. Weights and bias are doubled, so that
+ * the accumulator is the 2x that SMMLAR takes (ts_dw_out). */
 typedef struct {
-    uint32_t w[6];
-    int32_t bias;
-    ts_rq q;
+    int32_t bias, multiplier, qbias, right;
+    uint32_t w[10];
 } ts_dw_ch;
 
-/* One output line of n outputs of 4 channels: r0, r1, r2 the first channel's ring lines at the first window
- * (the next channel's TS_DW_LINE values further), outputs at y, y_step bytes apart (the next channel's 1
- * further). */
+/* One output line of n outputs of 4 channels: r the first channel's plane in ring slot 0 at the first window
+ * (slot s is s * TS_DW_SLOT values further, the next channel's plane TS_DW_LINE), rot the weight rotation,
+ * outputs at y, y_step bytes apart (the next channel's 1 further). */
 typedef struct {
-    const int16_t *r0, *r1, *r2;
+    const int16_t *r;
     int8_t *y;
-    int32_t n, y_step;
+    int32_t n, y_step, rot;
 } ts_dw_job;
 
+#define TS_DW_SLOT (4 * TS_DW_LINE)
+#define TS_DW_SLOT_BYTES (8 * TS_DW_LINE)
+#define TS_DW_SLOT2_BYTES (16 * TS_DW_LINE)
+
 /* ts_rq_fast and SSAT of an accumulator that holds 2x. */
-TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_rq *q)
+TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_dw_ch *ch)
 {
-    return (int8_t)ts_ssat8(ts_smmlar(acc, q->multiplier, q->bias - (int32_t)((uint32_t)acc >> 31)) >> q->right);
+    return (int8_t)ts_ssat8(ts_smmlar(acc, ch->multiplier, ch->qbias - (int32_t)((uint32_t)acc >> 31)) >>
+                            ch->right);
 }
 
 /* One window row for four adjacent outputs s[0 .. 3] from the plane row r at the first output's window. */
@@ -413,91 +419,120 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
     s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
 }
 
-/* Four adjacent outputs s[0 .. 3] of channel ch, from its bias and the 3 window rows (plane rows r0, r1, r2). On
- * the target one block of inline assembly, per row 3 loads of inputs, one LDRD of weights and 8 multiplies with
- * 4 temporaries (the first row's multiplies start from the bias): GCC spills otherwise. */
+/* Channel ch's outputs at *yp, ys bytes apart, 4 adjacent ones per step from its plane at *rp (slot 0) until
+ * *rp reaches end, with the slots' weight rows at w; both pointers advance. On the target the whole loop is one
+ * block of inline assembly: per step 3 window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies
+ * (the first row's start from the bias), then 4 requantizations and stores, in 14 registers (one ring pointer
+ * for the 3 rows, since the rotated weights keep the slots in address order). GCC spills otherwise. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
-                                  int32_t *s)
+TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
+                                  const int16_t *end)
 {
-    const uint32_t *w = ch->w;
-    s[0] = s[1] = s[2] = s[3] = ch->bias;
-    ts_dw_quad(r0, w, s);
-    ts_dw_quad(r1, w + 2, s);
-    ts_dw_quad(r2, w + 4, s);
+    const int16_t *r = *rp;
+    int8_t *y = *yp;
+    for (; r != end; r += 4, y += 4 * ys) {
+        int32_t s[4];
+        s[0] = s[1] = s[2] = s[3] = ch->bias;
+        ts_dw_quad(r, w, s);
+        ts_dw_quad(r + TS_DW_SLOT, w + 2, s);
+        ts_dw_quad(r + 2 * TS_DW_SLOT, w + 4, s);
+        y[0] = ts_dw_out(s[0], ch);
+        y[ys] = ts_dw_out(s[1], ch);
+        y[2 * ys] = ts_dw_out(s[2], ch);
+        y[3 * ys] = ts_dw_out(s[3], ch);
+    }
+    *rp = r;
+    *yp = y;
 }
 #else
-TS_ALWAYS_INLINE void ts_dw_quad3(const int16_t *r0, const int16_t *r1, const int16_t *r2, const ts_dw_ch *ch,
-                                  int32_t *s)
-{
-    uint32_t a, b, w01, w12;
-#define TS_DW_QROW(R, WOFF)                                                                                        \
-    "ldr %[a], [" R "]\n\t"                                                                                       \
-    "ldr %[b], [" R ", #4]\n\t"                                                                                   \
+#define TS_DW_S2(X) #X
+#define TS_DW_S(X) TS_DW_S2(X)
+/* window row at byte offset ROFF of the ring pointer, weights at byte offset WOFF */
+#define TS_DW_QROW(ROFF, WOFF)                                                                                     \
+    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
+    "ldr %[b], [%[r], #" ROFF "+4]\n\t"                                                                          \
     "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
     "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
     "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
-    "ldr %[a], [" R ", #8]\n\t"                                                                                   \
+    "ldr %[a], [%[r], #" ROFF "+8]\n\t"                                                                          \
     "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
     "smlad %[s1], %[b], %[w12], %[s1]\n\t"                                                                       \
     "smlad %[s2], %[b], %[w01], %[s2]\n\t"                                                                       \
     "smlatb %[s3], %[b], %[w01], %[s3]\n\t"                                                                      \
     "smlabt %[s2], %[a], %[w12], %[s2]\n\t"                                                                      \
     "smlad %[s3], %[a], %[w12], %[s3]\n\t"
-    __asm__("ldr %[s3], [%[w], %[bias]]\n\t"
-            "ldr %[a], [%[r0]]\n\t"
-            "ldr %[b], [%[r0], #4]\n\t"
-            "ldrd %[w01], %[w12], [%[w]]\n\t"
-            "smlad %[s0], %[a], %[w01], %[s3]\n\t"
-            "smlatb %[s1], %[a], %[w01], %[s3]\n\t"
-            "smlad %[s2], %[b], %[w01], %[s3]\n\t"
-            "smlatb %[s3], %[b], %[w01], %[s3]\n\t"
-            "ldr %[a], [%[r0], #8]\n\t"
-            "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
-            "smlad %[s1], %[b], %[w12], %[s1]\n\t"
-            "smlabt %[s2], %[a], %[w12], %[s2]\n\t"
-            "smlad %[s3], %[a], %[w12], %[s3]\n\t"
-            TS_DW_QROW("%[r1]", "8") TS_DW_QROW("%[r2]", "16")
-            : [s0] "=&r"(s[0]), [s1] "=&r"(s[1]), [s2] "=&r"(s[2]), [s3] "=&r"(s[3]), [a] "=&r"(a), [b] "=&r"(b),
-              [w01] "=&r"(w01), [w12] "=&r"(w12)
-            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [w] "r"(ch->w), [bias] "i"(offsetof(ts_dw_ch, bias)),
-              "m"(*(const int16_t(*)[6])r0),
-              "m"(*(const int16_t(*)[6])r1), "m"(*(const int16_t(*)[6])r2), "m"(*ch));
-#undef TS_DW_QROW
-}
-#endif
-
-/* ts_dw_line for one channel. */
-TS_ALWAYS_INLINE void ts_dw_line1(const ts_dw_ch *ch, const int16_t *r0, const int16_t *r1, const int16_t *r2,
-                                  int8_t *y, int32_t n, int32_t ys)
+/* requantize accumulator S (ts_dw_out; mult in a, qbias in b, right in w01) and store it at [ADDR] */
+#define TS_DW_QOUT(S, ADDR)                                                                                        \
+    "sub %[w12], %[b], %[" S "], lsr #31\n\t"                                                                    \
+    "smmlar %[" S "], %[" S "], %[a], %[w12]\n\t"                                                                \
+    "asr %[" S "], %[" S "], %[w01]\n\t"                                                                         \
+    "ssat %[" S "], #8, %[" S "]\n\t"                                                                            \
+    "strb %[" S "], " ADDR "\n\t"
+TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
+                                  const int16_t *end)
 {
-    const int32_t bias = ch->bias;
-    const ts_rq q = ch->q;
-    for (; n >= 4; n -= 4, r0 += 4, r1 += 4, r2 += 4, y += 4 * ys) {
-        int32_t s[4];
-        ts_dw_quad3(r0, r1, r2, ch, s);
-        y[0] = ts_dw_out(s[0], &q);
-        y[ys] = ts_dw_out(s[1], &q);
-        y[2 * ys] = ts_dw_out(s[2], &q);
-        y[3 * ys] = ts_dw_out(s[3], &q);
-    }
-    for (; n > 0; --n, ++r0, ++r1, ++r2, y += ys) {
-        int32_t s0 = ts_smlabt(ts_read32(r0 + 2), ch->w[1], ts_smlad(ts_read32(r0), ch->w[0], bias));
-        s0 = ts_smlabt(ts_read32(r1 + 2), ch->w[3], ts_smlad(ts_read32(r1), ch->w[2], s0));
-        s0 = ts_smlabt(ts_read32(r2 + 2), ch->w[5], ts_smlad(ts_read32(r2), ch->w[4], s0));
-        y[0] = ts_dw_out(s0, &q);
-    }
+    const int16_t *r = *rp;
+    int8_t *y = *yp;
+    int32_t s0, s1, s2, s3;
+    uint32_t a, b, w01, w12;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[s3], [%[ch]]\n\t"
+                     "ldr %[a], [%[r]]\n\t"
+                     "ldr %[b], [%[r], #4]\n\t"
+                     "ldrd %[w01], %[w12], [%[w]]\n\t"
+                     "smlad %[s0], %[a], %[w01], %[s3]\n\t"
+                     "smlatb %[s1], %[a], %[w01], %[s3]\n\t"
+                     "smlad %[s2], %[b], %[w01], %[s3]\n\t"
+                     "smlatb %[s3], %[b], %[w01], %[s3]\n\t"
+                     "ldr %[a], [%[r], #8]\n\t"
+                     "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
+                     "smlad %[s1], %[b], %[w12], %[s1]\n\t"
+                     "smlabt %[s2], %[a], %[w12], %[s2]\n\t"
+                     "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+                     TS_DW_QROW(TS_DW_S(TS_DW_SLOT_BYTES), "8")
+                     TS_DW_QROW(TS_DW_S(TS_DW_SLOT2_BYTES), "16")
+                     "ldrd %[a], %[b], [%[ch], #4]\n\t"
+                     "ldr %[w01], [%[ch], #12]\n\t"
+                     TS_DW_QOUT("s0", "[%[y]]")
+                     TS_DW_QOUT("s1", "[%[y], %[ys]]")
+                     "add %[y], %[y], %[ys], lsl #1\n\t"
+                     TS_DW_QOUT("s2", "[%[y]]")
+                     TS_DW_QOUT("s3", "[%[y], %[ys]]")
+                     "add %[y], %[y], %[ys], lsl #1\n\t"
+                     "adds %[r], %[r], #8\n\t"
+                     "cmp %[r], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [a] "=&r"(a), [b] "=&r"(b),
+                       [w01] "=&r"(w01), [w12] "=&r"(w12), [r] "+r"(r), [y] "+r"(y)
+                     : [ch] "r"(ch), [w] "r"(w), [ys] "r"(ys), [end] "r"(end)
+                     : "cc", "memory");
+    *rp = r;
+    *yp = y;
 }
+#undef TS_DW_QOUT
+#undef TS_DW_QROW
+#endif
 
 /* An output line of 4 channels, per channel groups of 4 outputs, then single ones. A function of its own, so
  * that its live values stay in registers. */
 static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
 {
-    int32_t t;
+    const int32_t ys = j->y_step, nq = j->n >> 2;
+    int32_t t, n;
     for (t = 0; t < 4; ++t) {
         const ts_dw_ch *ch = chs + t;
-        ts_dw_line1(ch, j->r0 + t * TS_DW_LINE, j->r1 + t * TS_DW_LINE, j->r2 + t * TS_DW_LINE, j->y + t, j->n,
-                    j->y_step);
+        const uint32_t *w = ch->w + 2 * j->rot;
+        const int16_t *r = j->r + t * TS_DW_LINE;
+        int8_t *y = j->y + t;
+        if (nq > 0) {
+            ts_dw_quads(ch, w, &r, &y, ys, r + 4 * nq);
+        }
+        for (n = j->n & 3; n > 0; --n, ++r, y += ys) {
+            int32_t s0 = ts_smlabt(ts_read32(r + 2), w[1], ts_smlad(ts_read32(r), w[0], ch->bias));
+            s0 = ts_smlabt(ts_read32(r + TS_DW_SLOT + 2), w[3], ts_smlad(ts_read32(r + TS_DW_SLOT), w[2], s0));
+            s0 = ts_smlabt(ts_read32(r + 2 * TS_DW_SLOT + 2), w[5], ts_smlad(ts_read32(r + 2 * TS_DW_SLOT), w[4], s0));
+            y[0] = ts_dw_out(s0, ch);
+        }
     }
 }
 
@@ -553,6 +588,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
     int16_t ring[3][4][TS_DW_LINE];
     ts_dw_ch ch[4];
     ts_dw_job job;
+    ts_rq q;
     int32_t t, i, b, os, si, ns, ob;
     for (t = 0; t < 4; ++t) {
         for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
@@ -562,10 +598,18 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
             ch[t].w[2 * i] = w0 | w1 << 16;
             ch[t].w[2 * i + 1] = w1 | w2 << 16;
         }
+        ch[t].w[6] = ch[t].w[0];
+        ch[t].w[7] = ch[t].w[1];
+        ch[t].w[8] = ch[t].w[2];
+        ch[t].w[9] = ch[t].w[3];
         ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
-        ch[t].q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
+        q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
+        ch[t].multiplier = q.multiplier;
+        ch[t].qbias = q.bias;
+        ch[t].right = q.right;
     }
     job.y_step = A.ys;
+    job.r = ring[0][0];
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
         int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
@@ -588,9 +632,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
                     }
                 }
                 job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
-                job.r0 = ring[slot[0]][0];
-                job.r1 = ring[slot[1]][0];
-                job.r2 = ring[slot[2]][0];
+                job.rot = ((B.pad - ob) % 3 + 3) % 3; /* slot s: input line ob - pad + (s + rot) mod 3 */
                 ts_dw_line(ch, &job);
             }
         }
