@@ -400,6 +400,9 @@ typedef struct {
 #define TS_DW_SLOT (4 * TS_DW_LINE)
 #define TS_DW_SLOT_BYTES (8 * TS_DW_LINE)
 #define TS_DW_SLOT2_BYTES (16 * TS_DW_LINE)
+#define TS_DW_PLANE_BYTES (2 * TS_DW_LINE)
+#define TS_DW_PLANE2_BYTES (4 * TS_DW_LINE)
+#define TS_DW_PLANE3_BYTES (6 * TS_DW_LINE)
 
 /* ts_rq_fast and SSAT of an accumulator that holds 2x. */
 TS_ALWAYS_INLINE int8_t ts_dw_out(int32_t acc, const ts_dw_ch *ch)
@@ -536,6 +539,64 @@ static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
     }
 }
 
+/* Column 0 of the 4 planes (TS_DW_LINE values apart) at p0 from the input position at x. */
+TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset)
+{
+    const uint32_t v = ts_read32(x), e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
+    p0[0] = (int16_t)(uint16_t)(e & 0xFFFFu);
+    p0[TS_DW_LINE] = (int16_t)(uint16_t)(o & 0xFFFFu);
+    p0[2 * TS_DW_LINE] = (int16_t)(uint16_t)(e >> 16);
+    p0[3 * TS_DW_LINE] = (int16_t)(uint16_t)(o >> 16);
+}
+
+/* Columns 0 .. n - 1 (n even, > 0) of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned) from the input
+ * positions at x, xs bytes apart: per pair of positions 2 loads, 4 SXTAB16 (which add the offset) and PKHBT /
+ * PKHTB into one word per plane. On the target inline assembly, since GCC does not form the PKHs. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint32_t offset, int32_t n)
+{
+    int32_t j;
+    for (j = 0; j < n; j += 2) {
+        const uint32_t v0 = ts_read32(x + (ptrdiff_t)j * xs), v1 = ts_read32(x + (ptrdiff_t)(j + 1) * xs);
+        const uint32_t e0 = ts_sxtab16(offset, v0), o0 = ts_sxtab16_ror8(offset, v0);
+        const uint32_t e1 = ts_sxtab16(offset, v1), o1 = ts_sxtab16_ror8(offset, v1);
+        ts_write32(p0 + j, (e0 & 0xFFFFu) | e1 << 16);
+        ts_write32(p0 + j + TS_DW_LINE, (o0 & 0xFFFFu) | o1 << 16);
+        ts_write32(p0 + j + 2 * TS_DW_LINE, (e1 & 0xFFFF0000u) | e0 >> 16);
+        ts_write32(p0 + j + 3 * TS_DW_LINE, (o1 & 0xFFFF0000u) | o0 >> 16);
+    }
+}
+#else
+TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint32_t offset, int32_t n)
+{
+    const int16_t *end = p0 + n;
+    uint32_t v0, v1, e0, o0, e1, o1;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[v0], [%[x]]\n\t"
+                     "ldr %[v1], [%[x], %[xs]]\n\t"
+                     "add %[x], %[x], %[xs], lsl #1\n\t"
+                     "sxtab16 %[e0], %[off], %[v0]\n\t"
+                     "sxtab16 %[o0], %[off], %[v0], ror #8\n\t"
+                     "sxtab16 %[e1], %[off], %[v1]\n\t"
+                     "sxtab16 %[o1], %[off], %[v1], ror #8\n\t"
+                     "pkhbt %[v0], %[e0], %[e1], lsl #16\n\t"
+                     "pkhtb %[v1], %[e1], %[e0], asr #16\n\t"
+                     "str %[v0], [%[p]]\n\t"
+                     "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE2_BYTES) "]\n\t"
+                     "pkhbt %[v0], %[o0], %[o1], lsl #16\n\t"
+                     "pkhtb %[v1], %[o1], %[o0], asr #16\n\t"
+                     "str %[v0], [%[p], #" TS_DW_S(TS_DW_PLANE_BYTES) "]\n\t"
+                     "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE3_BYTES) "]\n\t"
+                     "adds %[p], %[p], #4\n\t"
+                     "cmp %[p], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [v0] "=&r"(v0), [v1] "=&r"(v1), [e0] "=&r"(e0), [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1),
+                       [x] "+r"(x), [p] "+r"(p0)
+                     : [xs] "r"(xs), [off] "r"(offset), [end] "r"(end)
+                     : "cc", "memory");
+}
+#endif
+
 /* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
  * positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j for j < wn:
  * 4 channels widened at once (SXTAB16 adds the offset), zeros outside the input. (The zero is hidden from the
@@ -552,13 +613,18 @@ static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb
     for (; j < jl; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
-    for (; j < jr; ++j) {
-        const uint32_t v = ts_read32(xl + (ptrdiff_t)(cb + j) * xs);
-        const uint32_t e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
-        p0[j] = (int16_t)(uint16_t)(e & 0xFFFFu);
-        p1[j] = (int16_t)(uint16_t)(o & 0xFFFFu);
-        p2[j] = (int16_t)(uint16_t)(e >> 16);
-        p3[j] = (int16_t)(uint16_t)(o >> 16);
+    if ((j & 1) == 1 && j < jr) { /* an odd first column alone, then pairs from an even one */
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
+        ++j;
+    }
+    if (jr - j >= 2) {
+        const int32_t jp = (jr - j) & ~1;
+        ts_dw_fill2(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, xs, offset, jp);
+        j += jp;
+    }
+    if (j < jr) {
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
+        ++j;
     }
     for (; j < wn; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
