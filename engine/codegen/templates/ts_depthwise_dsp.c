@@ -605,9 +605,20 @@ static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb
                        int32_t xs, uint32_t offset)
 {
     int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
-    int32_t j = 0, jl = xl ? -cb : wn, jr = xl ? n - cb : wn;
+    int32_t j = 0, jl = -cb, jr = n - cb;
     int16_t zero = 0;
+    uint32_t zero2 = 0;
     TS_OPAQUE(zero);
+    TS_OPAQUE(zero2);
+    if (!xl) { /* a padding line: words of zeros (wn is even) */
+        for (; j < wn; j += 2) {
+            ts_write32(p0 + j, zero2);
+            ts_write32(p1 + j, zero2);
+            ts_write32(p2 + j, zero2);
+            ts_write32(p3 + j, zero2);
+        }
+        return;
+    }
     jl = jl < 0 ? 0 : (jl > wn ? wn : jl);
     jr = jr < jl ? jl : (jr > wn ? wn : jr);
     for (; j < jl; ++j) {
@@ -651,11 +662,14 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
     const ts_dw_axis A = tr ? h : v, B = tr ? v : h; /* A along the ring lines, B across */
     const int32_t smax = TS_DW_LINE - 3, nstrips = (A.out + smax - 1) / smax;
     const uint32_t offset = ts_dup16(p->input_offset);
-    int16_t ring[3][4][TS_DW_LINE];
+    union { /* word aligned for the word accesses */
+        int16_t v[3][4][TS_DW_LINE];
+        uint32_t align;
+    } ring;
     ts_dw_ch ch[4];
     ts_dw_job job;
     ts_rq q;
-    int32_t t, i, b, os, si, ns, ob;
+    int32_t t, i, b, os, si, ns, ob, s0;
     for (t = 0; t < 4; ++t) {
         for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
             const int8_t *wr = w + (size_t)(tr ? i : 3 * i) * c_n + c + t;
@@ -675,7 +689,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
         ch[t].right = q.right;
     }
     job.y_step = A.ys;
-    job.r = ring[0][0];
+    job.r = ring.v[0][0];
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n + c;
         int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
@@ -686,19 +700,18 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
             wn = (ns + 4) & ~1;
             held[0] = held[1] = held[2] = INT32_MIN;
             job.n = ns;
-            for (ob = 0; ob < B.out; ++ob) {
-                int32_t slot[3];
+            /* s0: the slot of input line ob - pad, the window's first */
+            for (ob = 0, s0 = ((-B.pad) % 3 + 3) % 3; ob < B.out; ++ob, s0 = s0 == 2 ? 0 : s0 + 1) {
                 for (i = 0; i < 3; ++i) {
-                    const int32_t r = ob - B.pad + i;
-                    slot[i] = (r % 3 + 3) % 3;
-                    if (held[slot[i]] != r) {
-                        ts_dw_fill(ring[slot[i]], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in,
+                    const int32_t r = ob - B.pad + i, s = s0 + i < 3 ? s0 + i : s0 + i - 3;
+                    if (held[s] != r) {
+                        ts_dw_fill(ring.v[s], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in,
                                    A.xs, offset);
-                        held[slot[i]] = r;
+                        held[s] = r;
                     }
                 }
                 job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
-                job.rot = ((B.pad - ob) % 3 + 3) % 3; /* slot s: input line ob - pad + (s + rot) mod 3 */
+                job.rot = s0 ? 3 - s0 : 0; /* slot s: input line ob - pad + (s + rot) mod 3 */
                 ts_dw_line(ch, &job);
             }
         }
