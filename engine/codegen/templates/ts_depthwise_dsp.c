@@ -422,18 +422,16 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
     s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
 }
 
-/* Channel ch's outputs at *yp, ys bytes apart, 4 adjacent ones per step from its plane at *rp (slot 0) until
- * *rp reaches end, with the slots' weight rows at w; both pointers advance. On the target the whole loop is one
- * block of inline assembly: per step 3 window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies
- * (the first row's start from the bias), then 4 requantizations and stores, in 14 registers (one ring pointer
- * for the 3 rows, since the rotated weights keep the slots in address order). GCC spills otherwise. */
+/* Channel ch's n outputs at y, ys bytes apart, from its plane at r (slot 0), with the slots' weight rows at w:
+ * 4 adjacent ones per step, then single ones. On the target one block of inline assembly: per step of 4, 3
+ * window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies (the first row's start from the bias),
+ * then 4 requantizations and stores, in 14 registers (one ring pointer for the 3 rows, since the rotated weights
+ * keep the slots in address order); GCC spills otherwise. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
-                                  const int16_t *end)
+TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t *r, int8_t *y, int32_t ys,
+                                int32_t n)
 {
-    const int16_t *r = *rp;
-    int8_t *y = *yp;
-    for (; r != end; r += 4, y += 4 * ys) {
+    for (; n >= 4; n -= 4, r += 4, y += 4 * ys) {
         int32_t s[4];
         s[0] = s[1] = s[2] = s[3] = ch->bias;
         ts_dw_quad(r, w, s);
@@ -444,8 +442,12 @@ TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const i
         y[2 * ys] = ts_dw_out(s[2], ch);
         y[3 * ys] = ts_dw_out(s[3], ch);
     }
-    *rp = r;
-    *yp = y;
+    for (; n > 0; --n, ++r, y += ys) {
+        int32_t s0 = ts_smlabt(ts_read32(r + 2), w[1], ts_smlad(ts_read32(r), w[0], ch->bias));
+        s0 = ts_smlabt(ts_read32(r + TS_DW_SLOT + 2), w[3], ts_smlad(ts_read32(r + TS_DW_SLOT), w[2], s0));
+        s0 = ts_smlabt(ts_read32(r + 2 * TS_DW_SLOT + 2), w[5], ts_smlad(ts_read32(r + 2 * TS_DW_SLOT), w[4], s0));
+        y[0] = ts_dw_out(s0, ch);
+    }
 }
 #else
 #define TS_DW_S2(X) #X
@@ -464,6 +466,13 @@ TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const i
     "smlatb %[s3], %[b], %[w01], %[s3]\n\t"                                                                      \
     "smlabt %[s2], %[a], %[w12], %[s2]\n\t"                                                                      \
     "smlad %[s3], %[a], %[w12], %[s3]\n\t"
+/* one window row of a single output */
+#define TS_DW_SROW(ROFF, WOFF)                                                                                     \
+    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
+    "ldr %[b], [%[r], #" ROFF "+4]\n\t"                                                                          \
+    "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
+    "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
+    "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
 /* requantize accumulator S (ts_dw_out; mult in a, qbias in b, right in w01) and store it at [ADDR] */
 #define TS_DW_QOUT(S, ADDR)                                                                                        \
     "sub %[w12], %[b], %[" S "], lsr #31\n\t"                                                                    \
@@ -471,14 +480,16 @@ TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const i
     "asr %[" S "], %[" S "], %[w01]\n\t"                                                                         \
     "ssat %[" S "], #8, %[" S "]\n\t"                                                                            \
     "strb %[" S "], " ADDR "\n\t"
-TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
-                                  const int16_t *end)
+TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t *r, int8_t *y, int32_t ys,
+                                int32_t n)
 {
-    const int16_t *r = *rp;
-    int8_t *y = *yp;
+    const int16_t *end = r + n;
     int32_t s0, s1, s2, s3;
     uint32_t a, b, w01, w12;
-    __asm__ volatile("1:\n\t"
+    __asm__ volatile("subs %[end], %[end], #8\n\t" /* the last step of 4's start */
+                     "cmp %[r], %[end]\n\t"
+                     "bhi 2f\n\t"
+                     "1:\n\t"
                      "ldr %[s3], [%[ch]]\n\t"
                      "ldr %[a], [%[r]]\n\t"
                      "ldr %[b], [%[r], #4]\n\t"
@@ -504,38 +515,41 @@ TS_ALWAYS_INLINE void ts_dw_quads(const ts_dw_ch *ch, const uint32_t *w, const i
                      "add %[y], %[y], %[ys], lsl #1\n\t"
                      "adds %[r], %[r], #8\n\t"
                      "cmp %[r], %[end]\n\t"
-                     "bne 1b\n\t"
+                     "bls 1b\n\t"
+                     "2:\n\t"
+                     "adds %[end], %[end], #8\n\t"
+                     "cmp %[r], %[end]\n\t"
+                     "beq 4f\n\t"
+                     "3:\n\t"
+                     "ldr %[s0], [%[ch]]\n\t"
+                     TS_DW_SROW("0", "0")
+                     TS_DW_SROW(TS_DW_S(TS_DW_SLOT_BYTES), "8")
+                     TS_DW_SROW(TS_DW_S(TS_DW_SLOT2_BYTES), "16")
+                     "ldrd %[a], %[b], [%[ch], #4]\n\t"
+                     "ldr %[w01], [%[ch], #12]\n\t"
+                     TS_DW_QOUT("s0", "[%[y]]")
+                     "add %[y], %[y], %[ys]\n\t"
+                     "adds %[r], %[r], #2\n\t"
+                     "cmp %[r], %[end]\n\t"
+                     "bne 3b\n\t"
+                     "4:\n\t"
                      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [a] "=&r"(a), [b] "=&r"(b),
-                       [w01] "=&r"(w01), [w12] "=&r"(w12), [r] "+r"(r), [y] "+r"(y)
-                     : [ch] "r"(ch), [w] "r"(w), [ys] "r"(ys), [end] "r"(end)
+                       [w01] "=&r"(w01), [w12] "=&r"(w12), [r] "+r"(r), [y] "+r"(y), [end] "+r"(end)
+                     : [ch] "r"(ch), [w] "r"(w), [ys] "r"(ys)
                      : "cc", "memory");
-    *rp = r;
-    *yp = y;
 }
 #undef TS_DW_QOUT
+#undef TS_DW_SROW
 #undef TS_DW_QROW
 #endif
 
-/* An output line of 4 channels, per channel groups of 4 outputs, then single ones. A function of its own, so
- * that its live values stay in registers. */
+/* An output line of 4 channels (ts_dw_run each). A function of its own, so that its live values stay in
+ * registers. */
 static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
 {
-    const int32_t ys = j->y_step, nq = j->n >> 2;
-    int32_t t, n;
+    int32_t t;
     for (t = 0; t < 4; ++t) {
-        const ts_dw_ch *ch = chs + t;
-        const uint32_t *w = ch->w + 2 * j->rot;
-        const int16_t *r = j->r + t * TS_DW_LINE;
-        int8_t *y = j->y + t;
-        if (nq > 0) {
-            ts_dw_quads(ch, w, &r, &y, ys, r + 4 * nq);
-        }
-        for (n = j->n & 3; n > 0; --n, ++r, y += ys) {
-            int32_t s0 = ts_smlabt(ts_read32(r + 2), w[1], ts_smlad(ts_read32(r), w[0], ch->bias));
-            s0 = ts_smlabt(ts_read32(r + TS_DW_SLOT + 2), w[3], ts_smlad(ts_read32(r + TS_DW_SLOT), w[2], s0));
-            s0 = ts_smlabt(ts_read32(r + 2 * TS_DW_SLOT + 2), w[5], ts_smlad(ts_read32(r + 2 * TS_DW_SLOT), w[4], s0));
-            y[0] = ts_dw_out(s0, ch);
-        }
+        ts_dw_run(chs + t, chs[t].w + 2 * j->rot, j->r + t * TS_DW_LINE, j->y + t, j->y_step, j->n);
     }
 }
 
