@@ -614,9 +614,10 @@ TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint
 /* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
  * positions xs bytes apart, n of them; NULL: a padding line), column j holding position cb + j for j < wn:
  * 4 channels widened at once (SXTAB16 adds the offset), zeros outside the input. (The zero is hidden from the
- * optimizer, which would otherwise make 4 memset calls of the one or two padding columns.) */
-static void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb, int32_t wn, int32_t n,
-                       int32_t xs, uint32_t offset)
+ * optimizer, which would otherwise make 4 memset calls of the one or two padding columns.) Not
+ * inlined: its loops keep their values in registers. */
+static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl, int32_t cb, int32_t wn,
+                                   int32_t n, int32_t xs, uint32_t offset)
 {
     int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
     int32_t j = 0, jl = -cb, jr = n - cb;
