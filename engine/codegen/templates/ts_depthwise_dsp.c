@@ -452,14 +452,14 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
 #else
 #define TS_DW_S2(X) #X
 #define TS_DW_S(X) TS_DW_S2(X)
-/* window row at byte offset ROFF of the ring pointer, weights at byte offset WOFF */
+/* window row at byte offset ROFF of the ring pointer (8 bytes ahead already), weights at byte offset WOFF */
 #define TS_DW_QROW(ROFF, WOFF)                                                                                     \
-    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
-    "ldr %[b], [%[r], #" ROFF "+4]\n\t"                                                                          \
+    "ldr %[a], [%[r], #" ROFF "-8]\n\t"                                                                          \
+    "ldr %[b], [%[r], #" ROFF "-4]\n\t"                                                                          \
     "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
     "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
     "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
-    "ldr %[a], [%[r], #" ROFF "+8]\n\t"                                                                          \
+    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
     "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
     "smlad %[s1], %[b], %[w12], %[s1]\n\t"                                                                       \
     "smlad %[s2], %[b], %[w01], %[s2]\n\t"                                                                       \
@@ -491,14 +491,14 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
                      "bhi 2f\n\t"
                      "1:\n\t"
                      "ldr %[s3], [%[ch]]\n\t"
-                     "ldr %[a], [%[r]]\n\t"
-                     "ldr %[b], [%[r], #4]\n\t"
+                     "ldr %[a], [%[r]], #8\n\t" /* the step's advance */
+                     "ldr %[b], [%[r], #-4]\n\t"
                      "ldrd %[w01], %[w12], [%[w]]\n\t"
                      "smlad %[s0], %[a], %[w01], %[s3]\n\t"
                      "smlatb %[s1], %[a], %[w01], %[s3]\n\t"
                      "smlad %[s2], %[b], %[w01], %[s3]\n\t"
                      "smlatb %[s3], %[b], %[w01], %[s3]\n\t"
-                     "ldr %[a], [%[r], #8]\n\t"
+                     "ldr %[a], [%[r]]\n\t"
                      "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
                      "smlad %[s1], %[b], %[w12], %[s1]\n\t"
                      "smlabt %[s2], %[a], %[w12], %[s2]\n\t"
@@ -513,7 +513,6 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
                      TS_DW_QOUT("s2", "[%[y]]")
                      TS_DW_QOUT("s3", "[%[y], %[ys]]")
                      "add %[y], %[y], %[ys], lsl #1\n\t"
-                     "adds %[r], %[r], #8\n\t"
                      "cmp %[r], %[end]\n\t"
                      "bls 1b\n\t"
                      "2:\n\t"
@@ -595,13 +594,12 @@ TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint
                      "sxtab16 %[o1], %[off], %[v1], ror #8\n\t"
                      "pkhbt %[v0], %[e0], %[e1], lsl #16\n\t"
                      "pkhtb %[v1], %[e1], %[e0], asr #16\n\t"
-                     "str %[v0], [%[p]]\n\t"
                      "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE2_BYTES) "]\n\t"
-                     "pkhbt %[v0], %[o0], %[o1], lsl #16\n\t"
+                     "pkhbt %[e1], %[o0], %[o1], lsl #16\n\t"
                      "pkhtb %[v1], %[o1], %[o0], asr #16\n\t"
-                     "str %[v0], [%[p], #" TS_DW_S(TS_DW_PLANE_BYTES) "]\n\t"
+                     "str %[e1], [%[p], #" TS_DW_S(TS_DW_PLANE_BYTES) "]\n\t"
                      "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE3_BYTES) "]\n\t"
-                     "adds %[p], %[p], #4\n\t"
+                     "str %[v0], [%[p]], #4\n\t"
                      "cmp %[p], %[end]\n\t"
                      "bne 1b\n\t"
                      : [v0] "=&r"(v0), [v1] "=&r"(v1), [e0] "=&r"(e0), [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1),
