@@ -546,9 +546,13 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
  * registers. */
 static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
 {
-    int32_t t;
-    for (t = 0; t < 4; ++t) {
-        ts_dw_run(chs + t, chs[t].w + 2 * j->rot, j->r + t * TS_DW_LINE, j->y + t, j->y_step, j->n);
+    const ts_dw_ch *ch = chs;
+    const uint32_t *w = chs->w + 2 * j->rot;
+    const int16_t *r = j->r;
+    int8_t *y = j->y;
+    const int32_t n = j->n, ys = j->y_step;
+    for (; ch != chs + 4; ++ch, w += sizeof(ts_dw_ch) / 4, r += TS_DW_LINE, ++y) {
+        ts_dw_run(ch, w, r, y, ys, n);
     }
 }
 
