@@ -627,12 +627,12 @@ static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl
     uint32_t zero2 = 0;
     TS_OPAQUE(zero);
     TS_OPAQUE(zero2);
-    if (!xl) { /* a padding line: words of zeros (wn is even) */
-        for (; j < wn; j += 2) {
+    if (!xl) { /* a padding line: the whole slot (4 x TS_DW_LINE values, a multiple of 8) in words of zeros */
+        for (; j < 4 * TS_DW_LINE; j += 8) {
             ts_write32(p0 + j, zero2);
-            ts_write32(p1 + j, zero2);
-            ts_write32(p2 + j, zero2);
-            ts_write32(p3 + j, zero2);
+            ts_write32(p0 + j + 2, zero2);
+            ts_write32(p0 + j + 4, zero2);
+            ts_write32(p0 + j + 6, zero2);
         }
         return;
     }
@@ -686,7 +686,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
     ts_dw_ch ch[4];
     ts_dw_job job;
     ts_rq q;
-    int32_t t, i, b, os, si, ns, ob, s0;
+    int32_t t, i, b, os, si, ns, s;
     for (t = 0; t < 4; ++t) {
         for (i = 0; i < 3; ++i) { /* weight (i, j): ring line i, column j */
             const int8_t *wr = w + (size_t)(tr ? i : 3 * i) * c_n + c + t;
@@ -712,24 +712,21 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
         int8_t *yb = y + (size_t)b * p->out_h * p->out_w * c_n + c;
         for (os = 0, si = 0; os < A.out; os += ns, ++si) {
             const int32_t cb = os - A.pad;
-            int32_t wn, held[3];
+            int32_t wn;
             ns = (A.out - os + nstrips - si - 1) / (nstrips - si); /* strips of equal length */
             wn = (ns + 4) & ~1;
-            held[0] = held[1] = held[2] = INT32_MIN;
             job.n = ns;
-            /* s0: the slot of input line ob - pad, the window's first */
-            for (ob = 0, s0 = ((-B.pad) % 3 + 3) % 3; ob < B.out; ++ob, s0 = s0 == 2 ? 0 : s0 + 1) {
-                for (i = 0; i < 3; ++i) {
-                    const int32_t r = ob - B.pad + i, s = s0 + i < 3 ? s0 + i : s0 + i - 3;
-                    if (held[s] != r) {
-                        ts_dw_fill(ring.v[s], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in,
-                                   A.xs, offset);
-                        held[s] = r;
-                    }
+            /* line i - pad in slot s (line h in slot h mod 3), each widened once; from the third on, the output
+             * line i - 2, whose window ends there, its first line in slot s + 1 mod 3 */
+            for (i = 0, s = ((-B.pad) % 3 + 3) % 3; i < B.out + 2; ++i, s = s == 2 ? 0 : s + 1) {
+                const int32_t r = i - B.pad, first = s == 2 ? 0 : s + 1;
+                ts_dw_fill(ring.v[s], r >= 0 && r < B.in ? img + (size_t)r * B.xs : NULL, cb, wn, A.in, A.xs,
+                           offset);
+                if (i >= 2) {
+                    job.y = yb + (size_t)(i - 2) * B.ys + (size_t)os * A.ys;
+                    job.rot = first ? 3 - first : 0; /* slot t: input line i - 2 - pad + (t + rot) mod 3 */
+                    ts_dw_line(ch, &job);
                 }
-                job.y = yb + (size_t)ob * B.ys + (size_t)os * A.ys;
-                job.rot = s0 ? 3 - s0 : 0; /* slot s: input line ob - pad + (s + rot) mod 3 */
-                ts_dw_line(ch, &job);
             }
         }
     }
