@@ -422,15 +422,22 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
     s[3] = ts_smlad(c, w12, ts_smlatb(b, w01, s[3]));
 }
 
-/* Channel ch's n outputs at y, ys bytes apart, from its plane at r (slot 0), with the slots' weight rows at w:
- * 4 adjacent ones per step, then single ones. On the target one block of inline assembly: per step of 4, 3
- * window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies (the first row's start from the bias),
- * then 4 requantizations and stores, in 14 registers (one ring pointer for the 3 rows, since the rotated weights
- * keep the slots in address order); GCC spills otherwise. */
+/* Channel ch's n outputs at *yp, ys bytes apart, from its plane at *rp (slot 0), with the slots' weight rows at w:
+ * 4 adjacent ones per step, then single ones; back[0] = 2 n - 8 (the bytes from the first to the last step of 4's
+ * start), back[1] = n ys - 1. Leaves *rp and *yp at the next channel's plane and output. On the target one block
+ * of inline assembly: per step of 4, 3 window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies
+ * (the first row's start from the bias), then 4 requantizations and stores, in 14 registers (one ring pointer
+ * for the 3 rows, since the rotated weights keep the slots in address order; back in memory); GCC spills
+ * otherwise. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t *r, int8_t *y, int32_t ys,
-                                int32_t n)
+TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
+                                const int32_t *back)
 {
+    const int16_t *r = *rp;
+    int8_t *y = *yp;
+    int32_t n = back[0] / 2 + 4;
+    *rp += TS_DW_LINE;
+    *yp += 1;
     for (; n >= 4; n -= 4, r += 4, y += 4 * ys) {
         int32_t s[4];
         s[0] = s[1] = s[2] = s[3] = ch->bias;
@@ -480,13 +487,15 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
     "asr %[" S "], %[" S "], %[w01]\n\t"                                                                         \
     "ssat %[" S "], #8, %[" S "]\n\t"                                                                            \
     "strb %[" S "], " ADDR "\n\t"
-TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t *r, int8_t *y, int32_t ys,
-                                int32_t n)
+TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int16_t **rp, int8_t **yp, int32_t ys,
+                                const int32_t *back)
 {
-    const int16_t *end = r + n;
+    const int16_t *r = *rp, *end;
+    int8_t *y = *yp;
     int32_t s0, s1, s2, s3;
     uint32_t a, b, w01, w12;
-    __asm__ volatile("subs %[end], %[end], #8\n\t" /* the last step of 4's start */
+    __asm__ volatile("ldr %[end], %[n2]\n\t"
+                     "add %[end], %[r], %[end]\n\t" /* the last step of 4's start */
                      "cmp %[r], %[end]\n\t"
                      "bhi 2f\n\t"
                      "1:\n\t"
@@ -532,10 +541,17 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
                      "cmp %[r], %[end]\n\t"
                      "bne 3b\n\t"
                      "4:\n\t"
+                     "ldr %[a], %[n2]\n\t" /* to the next channel's first output and plane */
+                     "sub %[r], %[r], %[a]\n\t"
+                     "adds %[r], %[r], #" TS_DW_S(TS_DW_PLANE_BYTES) "-8\n\t"
+                     "ldr %[a], %[nys]\n\t"
+                     "sub %[y], %[y], %[a]\n\t"
                      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [a] "=&r"(a), [b] "=&r"(b),
-                       [w01] "=&r"(w01), [w12] "=&r"(w12), [r] "+r"(r), [y] "+r"(y), [end] "+r"(end)
-                     : [ch] "r"(ch), [w] "r"(w), [ys] "r"(ys)
+                       [w01] "=&r"(w01), [w12] "=&r"(w12), [r] "+r"(r), [y] "+r"(y), [end] "=&r"(end)
+                     : [ch] "r"(ch), [w] "r"(w), [ys] "r"(ys), [n2] "m"(back[0]), [nys] "m"(back[1])
                      : "cc", "memory");
+    *rp = r;
+    *yp = y;
 }
 #undef TS_DW_QOUT
 #undef TS_DW_SROW
@@ -550,9 +566,9 @@ static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
     const uint32_t *w = chs->w + 2 * j->rot;
     const int16_t *r = j->r;
     int8_t *y = j->y;
-    const int32_t n = j->n, ys = j->y_step;
-    for (; ch != chs + 4; ++ch, w += sizeof(ts_dw_ch) / 4, r += TS_DW_LINE, ++y) {
-        ts_dw_run(ch, w, r, y, ys, n);
+    const int32_t ys = j->y_step, back[2] = {2 * j->n - 8, j->n * j->y_step - 1}; /* see ts_dw_run */
+    for (; ch != chs + 4; ++ch, w += sizeof(ts_dw_ch) / 4) {
+        ts_dw_run(ch, w, &r, &y, ys, back);
     }
 }
 
