@@ -584,7 +584,8 @@ TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset)
 
 /* Columns 0 .. n - 1 (n even, > 0) of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned) from the input
  * positions at x, xs bytes apart: per pair of positions 2 loads, 4 SXTAB16 (which add the offset) and PKHBT /
- * PKHTB into one word per plane. On the target inline assembly, since GCC does not form the PKHs. */
+ * PKHTB into one word per plane. On the target inline assembly, since GCC does not form the PKHs; two pairs per
+ * loop step. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint32_t offset, int32_t n)
 {
@@ -600,26 +601,32 @@ TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint
     }
 }
 #else
+/* one pair of positions (2 columns of the 4 planes) */
+#define TS_DW_FPAIR                                                                                                \
+    "ldr %[v0], [%[x]]\n\t"                                                                                        \
+    "ldr %[v1], [%[x], %[xs]]\n\t"                                                                                 \
+    "add %[x], %[x], %[xs], lsl #1\n\t"                                                                            \
+    "sxtab16 %[e0], %[off], %[v0]\n\t"                                                                             \
+    "sxtab16 %[o0], %[off], %[v0], ror #8\n\t"                                                                     \
+    "sxtab16 %[e1], %[off], %[v1]\n\t"                                                                             \
+    "sxtab16 %[o1], %[off], %[v1], ror #8\n\t"                                                                     \
+    "pkhbt %[v0], %[e0], %[e1], lsl #16\n\t"                                                                       \
+    "pkhtb %[v1], %[e1], %[e0], asr #16\n\t"                                                                       \
+    "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE2_BYTES) "]\n\t"                                                      \
+    "pkhbt %[e1], %[o0], %[o1], lsl #16\n\t"                                                                       \
+    "pkhtb %[v1], %[o1], %[o0], asr #16\n\t"                                                                       \
+    "str %[e1], [%[p], #" TS_DW_S(TS_DW_PLANE_BYTES) "]\n\t"                                                       \
+    "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE3_BYTES) "]\n\t"                                                      \
+    "str %[v0], [%[p]], #4\n\t"
 TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint32_t offset, int32_t n)
 {
     const int16_t *end = p0 + n;
     uint32_t v0, v1, e0, o0, e1, o1;
-    __asm__ volatile("1:\n\t"
-                     "ldr %[v0], [%[x]]\n\t"
-                     "ldr %[v1], [%[x], %[xs]]\n\t"
-                     "add %[x], %[x], %[xs], lsl #1\n\t"
-                     "sxtab16 %[e0], %[off], %[v0]\n\t"
-                     "sxtab16 %[o0], %[off], %[v0], ror #8\n\t"
-                     "sxtab16 %[e1], %[off], %[v1]\n\t"
-                     "sxtab16 %[o1], %[off], %[v1], ror #8\n\t"
-                     "pkhbt %[v0], %[e0], %[e1], lsl #16\n\t"
-                     "pkhtb %[v1], %[e1], %[e0], asr #16\n\t"
-                     "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE2_BYTES) "]\n\t"
-                     "pkhbt %[e1], %[o0], %[o1], lsl #16\n\t"
-                     "pkhtb %[v1], %[o1], %[o0], asr #16\n\t"
-                     "str %[e1], [%[p], #" TS_DW_S(TS_DW_PLANE_BYTES) "]\n\t"
-                     "str %[v1], [%[p], #" TS_DW_S(TS_DW_PLANE3_BYTES) "]\n\t"
-                     "str %[v0], [%[p]], #4\n\t"
+    __asm__ volatile("sub %[v0], %[end], %[p]\n\t" /* an odd count of pairs: enter at the second */
+                     "tst %[v0], #4\n\t"
+                     "bne 2f\n\t"
+                     "1:\n\t" TS_DW_FPAIR
+                     "2:\n\t" TS_DW_FPAIR
                      "cmp %[p], %[end]\n\t"
                      "bne 1b\n\t"
                      : [v0] "=&r"(v0), [v1] "=&r"(v1), [e0] "=&r"(e0), [o0] "=&r"(o0), [e1] "=&r"(e1), [o1] "=&r"(o1),
@@ -627,6 +634,7 @@ TS_ALWAYS_INLINE void ts_dw_fill2(int16_t *p0, const int8_t *x, int32_t xs, uint
                      : [xs] "r"(xs), [off] "r"(offset), [end] "r"(end)
                      : "cc", "memory");
 }
+#undef TS_DW_FPAIR
 #endif
 
 /* Ring line `line` (4 channel planes of TS_DW_LINE values) from the input line xl (channel c at position 0,
