@@ -94,7 +94,7 @@ CASES = {
     # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
     "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
     "pointwise8_k12_rest3": conv((1, 1, 11, 12), (5, 1, 1, 12), (1, 1, 11, 5), padding=VALID),
-    # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_im2col_dsp.h): tails of 3, 2, 1 and group
+    # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_first_dsp.h): tails of 3, 2, 1 and group
     # counts entering the four-group loop at each place (K = 27, 15, 18, 21, 6: 6, 3, 4, 5, 1 groups); 3x3x3
     # blocks of one output row with windows cut by every border (strides 1 and 2, widths not a multiple of
     # 4: blocks across rows and overlapping), one pixel in all
@@ -250,7 +250,7 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     cases, _ = built
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
-                 "ts_depthwise_dsp.c"):
+                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_dsp.c"):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(DW_SWEEP)
     exe = tmp_path / "t"
@@ -333,6 +333,7 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     lib = cases["first_3ch_3x3_stride2"][0]
     names = ("ts_conv_ref.c", "ts_conv_dsp.c")
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
+                 "ts_conv_first_dsp.h",
                  *names):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(CONV_SWEEP)

@@ -4,6 +4,7 @@
  * (a flash-for-speed choice of the generator: no sign extension in the inner loop); the same bytes as
  * ts_conv_s8_ref. */
 #include "ts_conv_im2col_dsp.h"
+#include "ts_conv_first_dsp.h"
 
 #if TINYSTUDIO_DSP
 

@@ -1,0 +1,156 @@
+/* ts_conv_first_dsp.h - the DSP regular convolution's channel loop in assembly for reduction lengths that are not
+ * a multiple of 4 (first layers: K = 27 for 3x3x3), internal to ts_conv_dsp.c: the tail of each channel runs as
+ * one more SMLAD group, its weights the word ending at the channel's last byte, its inputs repacked once per block
+ * by the im2col (ts_conv_im2col_dsp.h). Kept apart from the im2col so that each file holds one job. */
+#ifndef TS_CONV_FIRST_DSP_H
+#define TS_CONV_FIRST_DSP_H
+
+#include "ts_conv_im2col_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* (Optimized target builds only, as ts_conv_dsp.c's assembly form: 13 free registers.) */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* The block function of ts_conv_s8_dsp for reduction lengths K = k_h * k_w * in_c that are not a multiple of 4,
+ * K > 4 (first layers: 3x3x3 = 27), full int8 range, per-channel constants: the channel loop of ts_conv_dsp.c's
+ * assembly form (the same registers, state block and requantization), with the K % 4 tail as one more SMLAD
+ * group instead of step by step. The tail's weights are the word that ends at the channel's end (K > 4: it
+ * starts inside the channel), so its first 4 - tail bytes are the last whole group's; the tail group's inputs
+ * (repacked once per block from the im2col's pixel-by-pixel tail into the state) are zero there. Per channel
+ * besides the whole groups' 15 instructions each: about 60, of which 17 the tail group (the step-wise tail of
+ * the C block took about 55); K = 27: 151 for 108 MACs. The whole groups after the first go four per loop
+ * turn, entered by TBB. */
+typedef struct {
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back;
+    uint32_t g[8]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
+} ts_first_asm_state;
+
+/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
+ * block, 8 SMLADs. */
+#define TS_FIRST_ASM_GROUP(WLOAD)                                                                                \
+    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"
+
+/* int8 weights: one word (post-incremented), SXTB16 of it and of its ROR 8. */
+#define TS_FIRST_ASM_W8                                                                                          \
+    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
+    "sxtb16 %[p], %[q]\n\t"                                                                                     \
+    "sxtb16 %[q], %[q], ror #8\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
+#define TS_FIRST_ASM_RQ(A)                                                                                       \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+/* One pixel's tail group for a tail of 3: (0, x1), (x0, x2) from the word (x0, x1) and x2. */
+TS_ALWAYS_INLINE void ts_first_tail3(uint32_t *g, const int16_t *s)
+{
+    const uint32_t v = ts_read32(s);
+    g[0] = v & 0xFFFF0000u;
+    g[1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
+}
+
+static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                                const int32_t *bias, const int32_t *multiplier,
+                                                const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    const int32_t k_all = p->k_h * p->k_w * p->in_c, tail = k_all & 3, groups = k_all >> 2;
+    const int16_t *s = block + 4 * (k_all & ~3);
+    const uintptr_t y0 = (uintptr_t)y;
+    ts_first_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    int32_t pix;
+    /* byte j of the tail's weight word is tail step j - (4 - tail), in slot (0, 2, 1, 3)[j] */
+    if (tail == 3) {
+        /* K = 27, the common case: unrolled */
+        ts_first_tail3(st.g, s);
+        ts_first_tail3(st.g + 2, s + 3);
+        ts_first_tail3(st.g + 4, s + 6);
+        ts_first_tail3(st.g + 6, s + 9);
+    } else {
+        for (pix = 0; pix < 8; pix += 2, s += tail) {
+            st.g[pix] = tail == 2 ? (uint32_t)(uint16_t)s[0] << 16 : 0;
+            st.g[pix + 1] = (uint32_t)(uint16_t)s[tail - 1] << 16;
+        }
+    }
+    st.block = (uintptr_t)block;
+    st.end = (uintptr_t)(block + 16 * groups);
+    /* the groups after the first, four per loop turn: entered at group 4 - (count - 1) % 4, or at 9 for none */
+    st.entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st.bias = (uintptr_t)bias - 4u * y0;
+    st.multiplier = (uintptr_t)multiplier - 4u * y0;
+    st.shift = (uintptr_t)shift - y0;
+    st.rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st.y_stride = (uintptr_t)y_stride;
+    st.y_end = y0 + (uintptr_t)p->out_c;
+    st.back = (uintptr_t)tail - 4u;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[x], %[t], [%[s]]\n\t"
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_FIRST_ASM_W8
+                     "ldrd %[u], %[v], [%[x], #8]\n\t"
+                     "smlad %[a1], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a1], %[v], %[q], %[a1]\n\t"
+                     "ldrd %[u], %[v], [%[x], #16]\n\t"
+                     "smlad %[a2], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a2], %[v], %[q], %[a2]\n\t"
+                     "ldrd %[u], %[v], [%[x], #24]\n\t"
+                     "smlad %[a3], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a3], %[v], %[q], %[a3]\n\t"
+                     "ldrd %[u], %[v], [%[x]], #32\n\t"
+                     "smlad %[a0], %[u], %[p], %[a0]\n\t"
+                     "smlad %[a0], %[v], %[q], %[a0]\n\t"
+                     "ldrd %[u], %[t], [%[s], #8]\n\t"
+                     "tbb [pc, %[u]]\n"
+                     "4:\n\t"
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"
+                     ".p2align 1\n"
+                     "5:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "6:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "7:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "8:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "cmp %[x], %[t]\n\t"
+                     "bne 5b\n"
+                     "9:\n\t"
+                     /* the tail group: the weight word at w - (4 - tail), w then at the next channel */
+                     "ldr %[t], [%[s], #36]\n\t"
+                     "add %[w], %[w], %[t]\n\t" TS_FIRST_ASM_W8
+                     "add %[x], %[s], #40\n\t" TS_FIRST_ASM_GROUP("")
+                     "ldrd %[t], %[v], [%[s], #16]\n\t"
+                     "ldr %[p], [%[t], %[y], lsl #2]\n\t"
+                     "ldrsb %[q], [%[v], %[y]]\n\t"
+                     "ldrd %[t], %[x], [%[s], #24]\n\t"
+                     "mvn %[u], %[q]\n\t"
+                     "lsl %[t], %[t], %[u]\n\t"
+                     "rsb %[q], %[q], #0\n\t" TS_FIRST_ASM_RQ("a0") TS_FIRST_ASM_RQ("a1") TS_FIRST_ASM_RQ("a2")
+                         TS_FIRST_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"
+                     "add %[v], %[y], %[x], lsl #1\n\t"
+                     "strb %[a2], [%[v]]\n\t"
+                     "strb %[a3], [%[v], %[x]]\n\t"
+                     "strb %[a0], [%[y]], #1\n\t"
+                     "ldr %[u], [%[s], #32]\n\t"
+                     "cmp %[y], %[u]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x), [u] "=&r"(u),
+                       [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), [y] "+r"(y)
+                     : [s] "r"(&st)
+                     : "cc", "memory");
+}
+#define TS_CONV_FIRST_ASM 1
+#endif
+
+#endif /* TINYSTUDIO_DSP */
+
+#endif /* TS_CONV_FIRST_DSP_H */
