@@ -148,7 +148,9 @@ void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int
 {
     const int32_t k_n = p->in_features, k4 = k_n & ~3;
     const uint32_t offset = ts_dup16(p->input_offset);
-    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t off = p->output_offset, lo = p->act_min, hi = p->act_max, in_off = p->input_offset;
+    /* read once: the int8 stores to y may alias *p as far as the compiler knows */
+    const int per_channel = p->per_channel, general = p->general_requant;
     int32_t b, n, k, t;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *row = x + (size_t)b * k_n;
@@ -156,7 +158,7 @@ void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int
             const int32_t rows = p->out_features - n < 4 ? p->out_features - n : 4;
             int32_t acc[4] = {0, 0, 0, 0};
             if (rows == 4) {
-                (p->input_offset ? ts_fc_rows4_offset : ts_fc_rows4)(row, w + (size_t)n * k_n, k_n, offset, acc);
+                (in_off ? ts_fc_rows4_offset : ts_fc_rows4)(row, w + (size_t)n * k_n, k_n, offset, acc);
             } else { /* the last out_features % 4 rows, one at a time */
                 for (t = 0; t < rows; ++t) {
                     acc[t] = ts_fc_row1(row, w + (size_t)(n + t) * k_n, k_n, offset, 0);
@@ -164,12 +166,12 @@ void ts_fully_connected_s8_dsp(const ts_fc_params *p, const int8_t *x, const int
             }
             for (t = 0; t < rows; ++t) {
                 const int8_t *wn = w + (size_t)(n + t) * k_n;
-                const int32_t ch = p->per_channel ? n + t : 0;
+                const int32_t ch = per_channel ? n + t : 0;
                 acc[t] += bias[n + t];
                 for (k = k4; k < k_n; ++k) { /* the k % 4 tail */
-                    acc[t] += (row[k] + p->input_offset) * wn[k];
+                    acc[t] += (row[k] + in_off) * wn[k];
                 }
-                if (p->general_requant) {
+                if (general) {
                     y[n + t] = ts_requant(acc[t], multiplier[ch], shift[ch], off, lo, hi);
                 } else {
                     const ts_rq q = ts_rq_channel(multiplier, shift, ch, 2 * off + 1);
