@@ -28,9 +28,9 @@ static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __
  * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
  * reads past them (its value unused), rounded up to even; strips of up to 25 windows (KWS in one). */
 #define TS_DW_LINE 28
-/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5 and
- * 12 x 12 do, 6 x 6 does not). */
-#define TS_DW_PLANAR_MIN 12
+/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5, 12 x 12
+ * and 6 x 6 do, the last 4.00 against 4.60 instructions/MAC; 3 x 3 does not). */
+#define TS_DW_PLANAR_MIN 6
 
 /* One channel of a 3x3 group: its bias, its requantization (ts_rq's multiplier, bias and right in the order
  * that one LDRD takes the first two) and per window row i the int16 weight pairs (w_i0, w_i1) and
@@ -77,7 +77,7 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
 }
 
 /* Channel ch's n outputs at *yp, ys bytes apart, from its plane at *rp (slot 0), with the slots' weight rows at w:
- * 4 adjacent ones per step, then single ones; back[0] = 2 n - 8 (the bytes from the first to the last step of 4's
+ * 4 adjacent ones per step, then a pair, then one; back[0] = 2 n - 8 (the bytes from the first to the last step of 4's
  * start), back[1] = n ys - 1. Leaves *rp and *yp at the next channel's plane and output. On the target one block
  * of inline assembly: per step of 4, 3 window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies
  * (the first row's start from the bias), then 4 requantizations and stores, in 14 registers (one ring pointer
@@ -102,6 +102,19 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
         y[ys] = ts_dw_out(s[1], ch);
         y[2 * ys] = ts_dw_out(s[2], ch);
         y[3 * ys] = ts_dw_out(s[3], ch);
+    }
+    if (n >= 2) { /* a pair: one window row is 2 loads and 4 multiplies */
+        int32_t s0 = ch->bias, s1 = ch->bias, i;
+        for (i = 0; i < 3; ++i) {
+            const uint32_t a = ts_read32(r + i * TS_DW_SLOT), b = ts_read32(r + i * TS_DW_SLOT + 2);
+            s0 = ts_smlabt(b, w[2 * i + 1], ts_smlad(a, w[2 * i], s0));
+            s1 = ts_smlad(b, w[2 * i + 1], ts_smlatb(a, w[2 * i], s1));
+        }
+        y[0] = ts_dw_out(s0, ch);
+        y[ys] = ts_dw_out(s1, ch);
+        n -= 2;
+        r += 2;
+        y += 2 * ys;
     }
     for (; n > 0; --n, ++r, y += ys) {
         int32_t s0 = ts_smlabt(ts_read32(r + 2), w[1], ts_smlad(ts_read32(r), w[0], ch->bias));
@@ -134,6 +147,15 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
     "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
     "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
     "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
+/* one window row of a pair of outputs */
+#define TS_DW_PROW(ROFF, WOFF)                                                                                     \
+    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
+    "ldr %[b], [%[r], #" ROFF "+4]\n\t"                                                                          \
+    "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
+    "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
+    "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
+    "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
+    "smlad %[s1], %[b], %[w12], %[s1]\n\t"
 /* requantize accumulator S (ts_dw_out; mult in a, qbias in b, right in w01) and store it at [ADDR] */
 #define TS_DW_QOUT(S, ADDR)                                                                                        \
     "sub %[w12], %[b], %[" S "], lsr #31\n\t"                                                                    \
@@ -180,6 +202,21 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
                      "bls 1b\n\t"
                      "2:\n\t"
                      "adds %[end], %[end], #8\n\t"
+                     "subs %[a], %[end], %[r]\n\t" /* 2x the outputs left, 0 .. 3 of them */
+                     "beq 4f\n\t"
+                     "cmp %[a], #4\n\t"
+                     "blo 3f\n\t"
+                     "ldr %[s0], [%[ch]]\n\t" /* a pair */
+                     "mov %[s1], %[s0]\n\t"
+                     TS_DW_PROW("0", "0")
+                     TS_DW_PROW(TS_DW_S(TS_DW_SLOT_BYTES), "8")
+                     TS_DW_PROW(TS_DW_S(TS_DW_SLOT2_BYTES), "16")
+                     "ldrd %[a], %[b], [%[ch], #4]\n\t"
+                     "ldr %[w01], [%[ch], #12]\n\t"
+                     TS_DW_QOUT("s0", "[%[y]]")
+                     TS_DW_QOUT("s1", "[%[y], %[ys]]")
+                     "add %[y], %[y], %[ys], lsl #1\n\t"
+                     "adds %[r], %[r], #4\n\t"
                      "cmp %[r], %[end]\n\t"
                      "beq 4f\n\t"
                      "3:\n\t"
@@ -208,6 +245,7 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
     *yp = y;
 }
 #undef TS_DW_QOUT
+#undef TS_DW_PROW
 #undef TS_DW_SROW
 #undef TS_DW_QROW
 #endif
