@@ -241,7 +241,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
             const int32_t cb = os - A.pad;
             int32_t wn;
             ns = (A.out - os + nstrips - si - 1) / (nstrips - si); /* strips of equal length */
-            wn = (ns + 4) & ~1;
+            wn = (ns + 3) & ~1; /* the columns its windows read (TS_DW_LINE) */
             job.n = ns;
             /* line i - pad in slot s (line h in slot h mod 3), each widened once; from the third on, the output
              * line i - 2, whose window ends there, its first line in slot s + 1 mod 3 */

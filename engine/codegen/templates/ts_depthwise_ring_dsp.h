@@ -25,8 +25,8 @@ static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __
 #endif
 
 /* Most values per line of the widened input ring (3 lines x 4 channel planes x 28 int16 = 672 bytes of
- * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
- * reads past them (its value unused), rounded up to even; strips of up to 25 windows (KWS in one). */
+ * stack): a strip of n windows spans n + 2 columns, for an odd n plus the one that the single last window's
+ * second word reads past them (its value unused); strips of up to 25 windows (KWS in one). */
 #define TS_DW_LINE 28
 /* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5, 12 x 12
  * and 6 x 6 do, the last 4.00 against 4.60 instructions/MAC; 3 x 3 does not). */
@@ -264,14 +264,15 @@ static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
     }
 }
 
-/* Column 0 of the 4 planes (TS_DW_LINE values apart) at p0 from the input position at x. */
-TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset)
+/* Columns 0 and 1 of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned): the input position at x in
+ * column 1 (hi) or 0 (!hi), a zero in the other; one word per plane. */
+TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset, int hi)
 {
     const uint32_t v = ts_read32(x), e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
-    p0[0] = (int16_t)(uint16_t)(e & 0xFFFFu);
-    p0[TS_DW_LINE] = (int16_t)(uint16_t)(o & 0xFFFFu);
-    p0[2 * TS_DW_LINE] = (int16_t)(uint16_t)(e >> 16);
-    p0[3 * TS_DW_LINE] = (int16_t)(uint16_t)(o >> 16);
+    ts_write32(p0, hi ? e << 16 : e & 0xFFFFu);
+    ts_write32(p0 + TS_DW_LINE, hi ? o << 16 : o & 0xFFFFu);
+    ts_write32(p0 + 2 * TS_DW_LINE, hi ? e & 0xFFFF0000u : e >> 16);
+    ts_write32(p0 + 3 * TS_DW_LINE, hi ? o & 0xFFFF0000u : o >> 16);
 }
 
 /* Columns 0 .. n - 1 (n even, > 0) of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned) from the input
@@ -338,7 +339,7 @@ static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl
                                    int32_t n, int32_t xs, uint32_t offset)
 {
     int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
-    int32_t j = 0, jl = -cb, jr = n - cb;
+    int32_t j = 0, jl = -cb, jr = n - cb, jz;
     int16_t zero = 0;
     uint32_t zero2 = 0;
     TS_OPAQUE(zero);
@@ -354,21 +355,22 @@ static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl
     }
     jl = jl < 0 ? 0 : (jl > wn ? wn : jl);
     jr = jr < jl ? jl : (jr > wn ? wn : jr);
-    for (; j < jl; ++j) {
+    jz = (jl & 1) == 1 && jl < jr ? jl - 1 : jl; /* an odd first column shares its word with a zero */
+    for (; j < jz; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
-    if ((j & 1) == 1 && j < jr) { /* an odd first column alone, then pairs from an even one */
-        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
-        ++j;
+    if (j < jl) {
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + jl) * xs, offset, 1);
+        j += 2;
     }
-    if (jr - j >= 2) {
+    if (jr - j >= 2) { /* pairs from an even column */
         const int32_t jp = (jr - j) & ~1;
         ts_dw_fill2(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, xs, offset, jp);
         j += jp;
     }
-    if (j < jr) {
-        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
-        ++j;
+    if (j < jr) { /* an odd last column, and a zero (wn is even) */
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset, 0);
+        j += 2;
     }
     for (; j < wn; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
