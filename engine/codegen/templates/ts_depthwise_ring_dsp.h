@@ -344,12 +344,12 @@ static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl
     uint32_t zero2 = 0;
     TS_OPAQUE(zero);
     TS_OPAQUE(zero2);
-    if (!xl) { /* a padding line: the whole slot (4 x TS_DW_LINE values, a multiple of 8) in words of zeros */
-        for (; j < 4 * TS_DW_LINE; j += 8) {
+    if (!xl) { /* a padding line: its wn columns (even) of the 4 planes in words of zeros */
+        for (; j < wn; j += 2) {
             ts_write32(p0 + j, zero2);
-            ts_write32(p0 + j + 2, zero2);
-            ts_write32(p0 + j + 4, zero2);
-            ts_write32(p0 + j + 6, zero2);
+            ts_write32(p1 + j, zero2);
+            ts_write32(p2 + j, zero2);
+            ts_write32(p3 + j, zero2);
         }
         return;
     }
