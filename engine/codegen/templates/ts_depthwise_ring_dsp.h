@@ -1,7 +1,8 @@
 /* ts_depthwise_ring_dsp.h - the DSP depthwise's widened input ring (internal to ts_depthwise_dsp.c): 3 input
  * lines widened to int16 (input offset added, zeros for the padding), one plane per channel, so that a word holds
  * 2 adjacent columns of a channel; an output line of 4 adjacent outputs per step (3 loads and 8 SMLAD/SMLAxy per
- * window row, in inline assembly on the target) and the fill of a ring line. ts_dw_group3 drives it. */
+ * window row, in inline assembly on the target; then a pair and a single one) and the fill of a ring line.
+ * ts_dw_group3 drives it. */
 #ifndef TS_DEPTHWISE_RING_DSP_H
 #define TS_DEPTHWISE_RING_DSP_H
 
