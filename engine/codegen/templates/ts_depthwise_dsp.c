@@ -1,10 +1,10 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
  * mainline), in groups of 4 channels. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c;
  * the same bytes as ts_depthwise_conv_s8_ref. Three ways, by shape:
- * - 3x3, stride 1, a long output side (>= 12), full-range requantization: a ring of 3 input lines widened to
- *   int16 (input offset added, zeros for the padding), one plane per channel, lines along the longer side;
- *   a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs is 3 loads and 8
- *   SMLAD/SMLAxy (ts_dw_group3).
+ * - 3x3, stride 1, an output side of 6 or more (TS_DW_PLANAR_MIN), full-range requantization: a ring of 3
+ *   input lines widened to int16 (input offset added, zeros for the padding), one plane per channel, lines
+ *   along the longer side; a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs
+ *   is 3 loads and 8 SMLAD/SMLAxy (ts_dw_group3).
  * - other 3x3 layers: SMLABB/SMLATT over the 4 channels of a pixel with pre-extended weights, the output in
  *   blocks of one window case (inside, or one row or column cut by the padding), each block one call of a
  *   straight-line 9-tap loop; small stride-1 images are first copied with their padding, so that all of it is
@@ -241,7 +241,7 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
             const int32_t cb = os - A.pad;
             int32_t wn;
             ns = (A.out - os + nstrips - si - 1) / (nstrips - si); /* strips of equal length */
-            wn = (ns + 4) & ~1;
+            wn = (ns + 3) & ~1; /* the columns its windows read (TS_DW_LINE) */
             job.n = ns;
             /* line i - pad in slot s (line h in slot h mod 3), each widened once; from the third on, the output
              * line i - 2, whose window ends there, its first line in slot s + 1 mod 3 */

@@ -1,7 +1,8 @@
 /* ts_depthwise_ring_dsp.h - the DSP depthwise's widened input ring (internal to ts_depthwise_dsp.c): 3 input
  * lines widened to int16 (input offset added, zeros for the padding), one plane per channel, so that a word holds
  * 2 adjacent columns of a channel; an output line of 4 adjacent outputs per step (3 loads and 8 SMLAD/SMLAxy per
- * window row, in inline assembly on the target) and the fill of a ring line. ts_dw_group3 drives it. */
+ * window row, in inline assembly on the target; then a pair and a single one) and the fill of a ring line.
+ * ts_dw_group3 drives it. */
 #ifndef TS_DEPTHWISE_RING_DSP_H
 #define TS_DEPTHWISE_RING_DSP_H
 
@@ -25,12 +26,12 @@ static inline int32_t ts_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __
 #endif
 
 /* Most values per line of the widened input ring (3 lines x 4 channel planes x 28 int16 = 672 bytes of
- * stack): a strip of n windows spans n + 2 columns, plus the one that the single last window's second word
- * reads past them (its value unused), rounded up to even; strips of up to 25 windows (KWS in one). */
+ * stack): a strip of n windows spans n + 2 columns, for an odd n plus the one that the single last window's
+ * second word reads past them (its value unused); strips of up to 25 windows (KWS in one). */
 #define TS_DW_LINE 28
-/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5 and
- * 12 x 12 do, 6 x 6 does not). */
-#define TS_DW_PLANAR_MIN 12
+/* The longer output side from which the widened ring beats the 4-channel path (measured: 25 x 5, 12 x 12
+ * and 6 x 6 do, the last 4.00 against 4.60 instructions/MAC; 3 x 3 does not). */
+#define TS_DW_PLANAR_MIN 6
 
 /* One channel of a 3x3 group: its bias, its requantization (ts_rq's multiplier, bias and right in the order
  * that one LDRD takes the first two) and per window row i the int16 weight pairs (w_i0, w_i1) and
@@ -77,7 +78,7 @@ TS_ALWAYS_INLINE void ts_dw_quad(const int16_t *r, const uint32_t *wr, int32_t *
 }
 
 /* Channel ch's n outputs at *yp, ys bytes apart, from its plane at *rp (slot 0), with the slots' weight rows at w:
- * 4 adjacent ones per step, then single ones; back[0] = 2 n - 8 (the bytes from the first to the last step of 4's
+ * 4 adjacent ones per step, then a pair, then one; back[0] = 2 n - 8 (the bytes from the first to the last step of 4's
  * start), back[1] = n ys - 1. Leaves *rp and *yp at the next channel's plane and output. On the target one block
  * of inline assembly: per step of 4, 3 window rows of 3 loads of inputs, one LDRD of weights and 8 multiplies
  * (the first row's start from the bias), then 4 requantizations and stores, in 14 registers (one ring pointer
@@ -102,6 +103,19 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
         y[ys] = ts_dw_out(s[1], ch);
         y[2 * ys] = ts_dw_out(s[2], ch);
         y[3 * ys] = ts_dw_out(s[3], ch);
+    }
+    if (n >= 2) { /* a pair: one window row is 2 loads and 4 multiplies */
+        int32_t s0 = ch->bias, s1 = ch->bias, i;
+        for (i = 0; i < 3; ++i) {
+            const uint32_t a = ts_read32(r + i * TS_DW_SLOT), b = ts_read32(r + i * TS_DW_SLOT + 2);
+            s0 = ts_smlabt(b, w[2 * i + 1], ts_smlad(a, w[2 * i], s0));
+            s1 = ts_smlad(b, w[2 * i + 1], ts_smlatb(a, w[2 * i], s1));
+        }
+        y[0] = ts_dw_out(s0, ch);
+        y[ys] = ts_dw_out(s1, ch);
+        n -= 2;
+        r += 2;
+        y += 2 * ys;
     }
     for (; n > 0; --n, ++r, y += ys) {
         int32_t s0 = ts_smlabt(ts_read32(r + 2), w[1], ts_smlad(ts_read32(r), w[0], ch->bias));
@@ -134,6 +148,15 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
     "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
     "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
     "smlabt %[s0], %[b], %[w12], %[s0]\n\t"
+/* one window row of a pair of outputs */
+#define TS_DW_PROW(ROFF, WOFF)                                                                                     \
+    "ldr %[a], [%[r], #" ROFF "]\n\t"                                                                            \
+    "ldr %[b], [%[r], #" ROFF "+4]\n\t"                                                                          \
+    "ldrd %[w01], %[w12], [%[w], #" WOFF "]\n\t"                                                                 \
+    "smlad %[s0], %[a], %[w01], %[s0]\n\t"                                                                       \
+    "smlatb %[s1], %[a], %[w01], %[s1]\n\t"                                                                      \
+    "smlabt %[s0], %[b], %[w12], %[s0]\n\t"                                                                      \
+    "smlad %[s1], %[b], %[w12], %[s1]\n\t"
 /* requantize accumulator S (ts_dw_out; mult in a, qbias in b, right in w01) and store it at [ADDR] */
 #define TS_DW_QOUT(S, ADDR)                                                                                        \
     "sub %[w12], %[b], %[" S "], lsr #31\n\t"                                                                    \
@@ -180,6 +203,21 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
                      "bls 1b\n\t"
                      "2:\n\t"
                      "adds %[end], %[end], #8\n\t"
+                     "subs %[a], %[end], %[r]\n\t" /* 2x the outputs left, 0 .. 3 of them */
+                     "beq 4f\n\t"
+                     "cmp %[a], #4\n\t"
+                     "blo 3f\n\t"
+                     "ldr %[s0], [%[ch]]\n\t" /* a pair */
+                     "mov %[s1], %[s0]\n\t"
+                     TS_DW_PROW("0", "0")
+                     TS_DW_PROW(TS_DW_S(TS_DW_SLOT_BYTES), "8")
+                     TS_DW_PROW(TS_DW_S(TS_DW_SLOT2_BYTES), "16")
+                     "ldrd %[a], %[b], [%[ch], #4]\n\t"
+                     "ldr %[w01], [%[ch], #12]\n\t"
+                     TS_DW_QOUT("s0", "[%[y]]")
+                     TS_DW_QOUT("s1", "[%[y], %[ys]]")
+                     "add %[y], %[y], %[ys], lsl #1\n\t"
+                     "adds %[r], %[r], #4\n\t"
                      "cmp %[r], %[end]\n\t"
                      "beq 4f\n\t"
                      "3:\n\t"
@@ -208,6 +246,7 @@ TS_ALWAYS_INLINE void ts_dw_run(const ts_dw_ch *ch, const uint32_t *w, const int
     *yp = y;
 }
 #undef TS_DW_QOUT
+#undef TS_DW_PROW
 #undef TS_DW_SROW
 #undef TS_DW_QROW
 #endif
@@ -226,14 +265,15 @@ static TS_NOINLINE void ts_dw_line(const ts_dw_ch *chs, const ts_dw_job *j)
     }
 }
 
-/* Column 0 of the 4 planes (TS_DW_LINE values apart) at p0 from the input position at x. */
-TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset)
+/* Columns 0 and 1 of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned): the input position at x in
+ * column 1 (hi) or 0 (!hi), a zero in the other; one word per plane. */
+TS_ALWAYS_INLINE void ts_dw_fill1(int16_t *p0, const int8_t *x, uint32_t offset, int hi)
 {
     const uint32_t v = ts_read32(x), e = ts_sxtab16(offset, v), o = ts_sxtab16_ror8(offset, v);
-    p0[0] = (int16_t)(uint16_t)(e & 0xFFFFu);
-    p0[TS_DW_LINE] = (int16_t)(uint16_t)(o & 0xFFFFu);
-    p0[2 * TS_DW_LINE] = (int16_t)(uint16_t)(e >> 16);
-    p0[3 * TS_DW_LINE] = (int16_t)(uint16_t)(o >> 16);
+    ts_write32(p0, hi ? e << 16 : e & 0xFFFFu);
+    ts_write32(p0 + TS_DW_LINE, hi ? o << 16 : o & 0xFFFFu);
+    ts_write32(p0 + 2 * TS_DW_LINE, hi ? e & 0xFFFF0000u : e >> 16);
+    ts_write32(p0 + 3 * TS_DW_LINE, hi ? o & 0xFFFF0000u : o >> 16);
 }
 
 /* Columns 0 .. n - 1 (n even, > 0) of the 4 planes (TS_DW_LINE values apart) at p0 (word aligned) from the input
@@ -300,37 +340,38 @@ static TS_NOINLINE void ts_dw_fill(int16_t (*line)[TS_DW_LINE], const int8_t *xl
                                    int32_t n, int32_t xs, uint32_t offset)
 {
     int16_t *p0 = line[0], *p1 = line[1], *p2 = line[2], *p3 = line[3];
-    int32_t j = 0, jl = -cb, jr = n - cb;
+    int32_t j = 0, jl = -cb, jr = n - cb, jz;
     int16_t zero = 0;
     uint32_t zero2 = 0;
     TS_OPAQUE(zero);
     TS_OPAQUE(zero2);
-    if (!xl) { /* a padding line: the whole slot (4 x TS_DW_LINE values, a multiple of 8) in words of zeros */
-        for (; j < 4 * TS_DW_LINE; j += 8) {
+    if (!xl) { /* a padding line: its wn columns (even) of the 4 planes in words of zeros */
+        for (; j < wn; j += 2) {
             ts_write32(p0 + j, zero2);
-            ts_write32(p0 + j + 2, zero2);
-            ts_write32(p0 + j + 4, zero2);
-            ts_write32(p0 + j + 6, zero2);
+            ts_write32(p1 + j, zero2);
+            ts_write32(p2 + j, zero2);
+            ts_write32(p3 + j, zero2);
         }
         return;
     }
     jl = jl < 0 ? 0 : (jl > wn ? wn : jl);
     jr = jr < jl ? jl : (jr > wn ? wn : jr);
-    for (; j < jl; ++j) {
+    jz = (jl & 1) == 1 && jl < jr ? jl - 1 : jl; /* an odd first column shares its word with a zero */
+    for (; j < jz; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
     }
-    if ((j & 1) == 1 && j < jr) { /* an odd first column alone, then pairs from an even one */
-        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
-        ++j;
+    if (j < jl) {
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + jl) * xs, offset, 1);
+        j += 2;
     }
-    if (jr - j >= 2) {
+    if (jr - j >= 2) { /* pairs from an even column */
         const int32_t jp = (jr - j) & ~1;
         ts_dw_fill2(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, xs, offset, jp);
         j += jp;
     }
-    if (j < jr) {
-        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset);
-        ++j;
+    if (j < jr) { /* an odd last column, and a zero (wn is even) */
+        ts_dw_fill1(p0 + j, xl + (ptrdiff_t)(cb + j) * xs, offset, 0);
+        j += 2;
     }
     for (; j < wn; ++j) {
         p0[j] = p1[j] = p2[j] = p3[j] = zero;
