@@ -1,7 +1,7 @@
 /* ts_conv_im2col_dsp.h - the int16 im2col blocks of the DSP regular convolution (internal to ts_conv_dsp.c):
  * four output pixels' receptive fields, input offset added, in the order the SMLAD loop reads; first layers
  * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group,
- * and, on the target, their K % 4 tail runs as one more group in their own block function
+ * and, on the target, their K % 4 tail runs in 8 multiplies in their own block function
  * (ts_conv_block_first_asm, ts_conv_first_dsp.h). */
 #ifndef TS_CONV_IM2COL_DSP_H
 #define TS_CONV_IM2COL_DSP_H
