@@ -12,6 +12,8 @@
 
 /* The two words of one group of the block at *dst, which then steps to the next group (16 int16 on): one STRD
  * with post-increment on the target (GCC wrote two STRs and an ADD). dst is word aligned. */
+/* ts_pkhbt: the low half of lo, the high half of hi; ts_bfi8: v with byte 0 from b. One PKHBT or BFI on the
+ * target (GCC wrote a mask, UXTH or BIC and ORR: the 3x3x3 window's row-crossing groups and tail). */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
 {
@@ -19,10 +21,23 @@ TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
     ts_write32(*dst + 2, b);
     *dst += 16;
 }
+TS_ALWAYS_INLINE uint32_t ts_pkhbt(uint32_t lo, uint32_t hi) { return (lo & 0xFFFFu) | (hi & 0xFFFF0000u); }
+TS_ALWAYS_INLINE uint32_t ts_bfi8(uint32_t v, uint32_t b) { return (v & ~0xFFu) | (b & 0xFFu); }
 #else
 TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
 {
     __asm__("strd %2, %3, [%0], #32" : "+r"(*dst), "=m"(*(int16_t(*)[4]) * dst) : "r"(a), "r"(b));
+}
+TS_ALWAYS_INLINE uint32_t ts_pkhbt(uint32_t lo, uint32_t hi)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+TS_ALWAYS_INLINE uint32_t ts_bfi8(uint32_t v, uint32_t b)
+{
+    __asm__("bfi %0, %1, #0, #8" : "+r"(v) : "r"(b));
+    return v;
 }
 #endif
 
@@ -77,14 +92,14 @@ TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_
     const int8_t *const r1 = r0 + row, *const r2 = r1 + row;
     ts_expand_group(&dst, ts_read32(r0), offset);
     ts_expand_group(&dst, ts_read32(r0 + 4), offset);
-    ts_expand_group(&dst, (ts_read32(r1 - 1) & ~0xFFu) | (uint8_t)r0[8], offset);
+    ts_expand_group(&dst, ts_bfi8(ts_read32(r1 - 1), (uint8_t)r0[8]), offset);
     ts_expand_group(&dst, ts_read32(r1 + 3), offset);
-    ts_expand_group(&dst, (ts_read32(r1 + 7) & 0xFFFFu) | (ts_read32(r2 - 2) & 0xFFFF0000u), offset);
+    ts_expand_group(&dst, ts_pkhbt(ts_read32(r1 + 7), ts_read32(r2 - 2)), offset);
     ts_expand_group(&dst, ts_read32(r2 + 2), offset);
     {
         /* the tail from the word ending at r2[8]: (r2[5], r2[7]) and (r2[6], r2[8]) with the offset */
         const uint32_t v = ts_read32(r2 + 5), a = ts_sxtab16(offset, v), b = ts_sxtab16_ror8(offset, v);
-        ts_write32(tail_dst, (b & 0xFFFFu) | (a & 0xFFFF0000u));
+        ts_write32(tail_dst, ts_pkhbt(b, a));
         tail_dst[2] = (int16_t)(b >> 16);
     }
 }
