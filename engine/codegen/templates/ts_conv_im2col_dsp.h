@@ -222,6 +222,17 @@ static TS_NOINLINE void ts_conv_clip_3x3x3(const ts_conv_params *p, const int8_t
     ts_conv_direct(p, tmp, 9, dst, tail_dst, 3, offset);
 }
 
+/* The four windows of a 3x3x3 block inside the image, the first at `base`, then `step` bytes apart: out of line,
+ * so that the loop keeps its pointers in registers (inlined in ts_conv_im2col_dsp it spilled them). */
+static TS_NOINLINE void ts_conv_row_3x3x3(const int8_t *base, int32_t row, int32_t step, int16_t *block,
+                                          uint32_t offset)
+{
+    int16_t *dst = block, *tail_dst = block + 96;
+    for (; dst != block + 16; dst += 4, tail_dst += 3, base += step) {
+        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset);
+    }
+}
+
 /* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row (the common case of first
  * layers, which have few output channels to spread the block's cost over): one division, then window after
  * window stride_w pixels apart. For 3x3x3 every such block (a window cut by the border is gathered into tmp
@@ -240,13 +251,18 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
         return 0;
     }
     if (direct == 3) {
-        /* 3x3x3 (VWW, IC): expanded here, without a call per window inside the image */
+        /* 3x3x3 (VWW, IC): four windows inside the image in one call (ts_conv_row_3x3x3), else window by window,
+         * those cut by the border gathered first */
         const int32_t row = p->in_w * 3;
         int32_t w = w0;
+        if (rows_in && w0 >= 0 && w0 + 3 * p->stride_w + 3 <= p->in_w) {
+            ts_conv_row_3x3x3(img + ((size_t)h0 * p->in_w + w0) * 3, row, step, block, offset);
+            return 1;
+        }
         for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
             int16_t *const dst = block + 4 * pix, *const tail_dst = block + 4 * k4 + pix * tail;
             if (rows_in && w >= 0 && w + 3 <= p->in_w) {
-                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset);
+                ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, 3, offset);
             } else {
                 ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
             }
