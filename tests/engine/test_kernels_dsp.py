@@ -494,7 +494,8 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
 
 def test_conv_tail_group_assembly_in_qemu_m4():
     """The K % 4 != 0 cases (full range, per-channel constants) with the real instructions: the tail group's
-    weight word and repacked inputs, every entry of the four-group loop, the 3x3x3 windows cut by the border."""
+    weight word and inputs read in place (tails 1 and 2 widened to 3), every entry of the four-group loop, the 3x3x3
+    rows of four windows inside the image, and those with windows cut by the border."""
     why = _qemu_missing()
     if why:
         pytest.skip(why)

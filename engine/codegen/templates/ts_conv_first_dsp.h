@@ -1,7 +1,7 @@
 /* ts_conv_first_dsp.h - the DSP regular convolution's channel loop in assembly for reduction lengths that are not
  * a multiple of 4 (first layers: K = 27 for 3x3x3), internal to ts_conv_dsp.c: the tail of each channel runs as
- * one more SMLAD group, its weights the word ending at the channel's last byte, its inputs repacked once per block
- * by the im2col (ts_conv_im2col_dsp.h). Kept apart from the im2col so that each file holds one job. */
+ * 8 multiplies, its weights the word ending at the channel's last byte, its inputs read as the im2col
+ * (ts_conv_im2col_dsp.h) left them. Kept apart from the im2col so that each file holds one job. */
 #ifndef TS_CONV_FIRST_DSP_H
 #define TS_CONV_FIRST_DSP_H
 
@@ -13,16 +13,18 @@
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
 /* The block function of ts_conv_s8_dsp for reduction lengths K = k_h * k_w * in_c that are not a multiple of 4,
  * K > 4 (first layers: 3x3x3 = 27), full int8 range, per-channel constants: the channel loop of ts_conv_dsp.c's
- * assembly form (the same registers, state block and requantization), with the K % 4 tail as one more SMLAD
- * group instead of step by step. The tail's weights are the word that ends at the channel's end (K > 4: it
- * starts inside the channel), so its first 4 - tail bytes are the last whole group's; the tail group's inputs
- * (repacked once per block from the im2col's pixel-by-pixel tail into the state) are zero there. Per channel
- * besides the whole groups' 15 instructions each: about 60, of which 17 the tail group (the step-wise tail of
- * the C block took about 55); K = 27: 151 for 108 MACs. The whole groups after the first go four per loop
- * turn, entered by TBB. */
+ * assembly form (the same registers, state block and requantization), with the K % 4 tail in 8 multiplies instead
+ * of step by step. The tail's weights are the word that ends at the channel's end (K > 4: it starts inside the
+ * channel); its bytes 1-3 (w0, w1, w2) are the last 3 steps. The tail is read as the im2col left it, pixel by
+ * pixel (t0, t1, t2), 6 words: (p0 t0, t1) (p0 t2, p1 t0) (p1 t1, t2) (p2 t0, t1) (p2 t2, p3 t0) (p3 t1, t2); with
+ * P = (w0, w1), Q = (w1, w2), R = (w0, w2) that is SMLAD with P or Q for the whole pairs and SMLABT / SMLATB with
+ * R for the split ones. A tail of 1 or 2 is widened once per block to 3 steps whose first ones are 0 (the bytes
+ * the last whole group covers), in the state. Per channel besides the whole groups' 15 instructions each: about
+ * 61, of which 19 the tail (the step-wise tail of the C block took about 55); K = 27: 152 for 108 MACs. The whole
+ * groups after the first go four per loop turn, entered by TBB. */
 typedef struct {
-    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back;
-    uint32_t g[8]; /* the tail group: per pixel (x0, x2), (x1, x3) of the weight word's 4 bytes */
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back, tail;
+    int16_t t3[12]; /* a tail of 1 or 2 as 3 steps per pixel (0 first) */
 } ts_first_asm_state;
 
 /* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
@@ -55,14 +57,6 @@ typedef struct {
     "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
     "ssat %[" A "], #8, %[" A "]\n\t"
 
-/* One pixel's tail group for a tail of 3: (0, x1), (x0, x2) from the word (x0, x1) and x2. */
-TS_ALWAYS_INLINE void ts_first_tail3(uint32_t *g, const int16_t *s)
-{
-    const uint32_t v = ts_read32(s);
-    g[0] = v & 0xFFFF0000u;
-    g[1] = (v & 0xFFFFu) | (uint32_t)(uint16_t)s[2] << 16;
-}
-
 static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier,
                                                 const int8_t *shift, int8_t *y, int32_t y_stride)
@@ -74,19 +68,14 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
     const void *wp = w;
     uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
     const int16_t *x;
-    int32_t pix;
-    /* byte j of the tail's weight word is tail step j - (4 - tail), in slot (0, 2, 1, 3)[j] */
-    if (tail == 3) {
-        /* K = 27, the common case: unrolled */
-        ts_first_tail3(st.g, s);
-        ts_first_tail3(st.g + 2, s + 3);
-        ts_first_tail3(st.g + 4, s + 6);
-        ts_first_tail3(st.g + 6, s + 9);
-    } else {
-        for (pix = 0; pix < 8; pix += 2, s += tail) {
-            st.g[pix] = tail == 2 ? (uint32_t)(uint16_t)s[0] << 16 : 0;
-            st.g[pix + 1] = (uint32_t)(uint16_t)s[tail - 1] << 16;
+    int32_t i;
+    st.tail = (uintptr_t)s;
+    if (tail != 3) {
+        for (i = 0; i < 12; ++i) {
+            const int32_t j = i % 3 - (3 - tail);
+            st.t3[i] = j < 0 ? 0 : s[(i / 3) * tail + j];
         }
+        st.tail = (uintptr_t)st.t3;
     }
     st.block = (uintptr_t)block;
     st.end = (uintptr_t)(block + 16 * groups);
@@ -124,10 +113,27 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
                      "cmp %[x], %[t]\n\t"
                      "bne 5b\n"
                      "9:\n\t"
-                     /* the tail group: the weight word at w - (4 - tail), w then at the next channel */
+                     /* the tail: the weight word at w - (4 - tail), w then at the next channel; u = (x, w1),
+                      * t = R, p = P, q = Q */
                      "ldr %[t], [%[s], #36]\n\t"
-                     "add %[w], %[w], %[t]\n\t" TS_FIRST_ASM_W8
-                     "add %[x], %[s], #40\n\t" TS_FIRST_ASM_GROUP("")
+                     "add %[w], %[w], %[t]\n\t"
+                     "ldr %[u], [%[w]], #4\n\t"
+                     "sxtb16 %[t], %[u], ror #8\n\t"
+                     "sxtb16 %[u], %[u]\n\t"
+                     "pkhbt %[p], %[t], %[u]\n\t"
+                     "pkhtb %[q], %[t], %[u], asr #16\n\t"
+                     "ldr %[x], [%[s], #40]\n\t"
+                     "ldrd %[u], %[v], [%[x]]\n\t"
+                     "smlad %[a0], %[u], %[p], %[a0]\n\t"
+                     "smlabt %[a0], %[v], %[t], %[a0]\n\t"
+                     "smlatb %[a1], %[v], %[t], %[a1]\n\t"
+                     "ldrd %[u], %[v], [%[x], #8]\n\t"
+                     "smlad %[a1], %[u], %[q], %[a1]\n\t"
+                     "smlad %[a2], %[v], %[p], %[a2]\n\t"
+                     "ldrd %[u], %[v], [%[x], #16]\n\t"
+                     "smlabt %[a2], %[u], %[t], %[a2]\n\t"
+                     "smlatb %[a3], %[u], %[t], %[a3]\n\t"
+                     "smlad %[a3], %[v], %[q], %[a3]\n\t"
                      "ldrd %[t], %[v], [%[s], #16]\n\t"
                      "ldr %[p], [%[t], %[y], lsl #2]\n\t"
                      "ldrsb %[q], [%[v], %[y]]\n\t"

@@ -1,7 +1,7 @@
 /* ts_conv_im2col_dsp.h - the int16 im2col blocks of the DSP regular convolution (internal to ts_conv_dsp.c):
  * four output pixels' receptive fields, input offset added, in the order the SMLAD loop reads; first layers
  * (1 or 3 input channels) expand windows inside the image straight from it one or two words per 4-step group,
- * and, on the target, their K % 4 tail runs as one more group in their own block function
+ * and, on the target, their K % 4 tail runs in 8 multiplies in their own block function
  * (ts_conv_block_first_asm, ts_conv_first_dsp.h). */
 #ifndef TS_CONV_IM2COL_DSP_H
 #define TS_CONV_IM2COL_DSP_H
@@ -12,6 +12,8 @@
 
 /* The two words of one group of the block at *dst, which then steps to the next group (16 int16 on): one STRD
  * with post-increment on the target (GCC wrote two STRs and an ADD). dst is word aligned. */
+/* ts_pkhbt: the low half of lo, the high half of hi; ts_bfi8: v with byte 0 from b. One PKHBT or BFI on the
+ * target (GCC wrote a mask, UXTH or BIC and ORR: the 3x3x3 window's row-crossing groups and tail). */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
 {
@@ -19,10 +21,23 @@ TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
     ts_write32(*dst + 2, b);
     *dst += 16;
 }
+TS_ALWAYS_INLINE uint32_t ts_pkhbt(uint32_t lo, uint32_t hi) { return (lo & 0xFFFFu) | (hi & 0xFFFF0000u); }
+TS_ALWAYS_INLINE uint32_t ts_bfi8(uint32_t v, uint32_t b) { return (v & ~0xFFu) | (b & 0xFFu); }
 #else
 TS_ALWAYS_INLINE void ts_store_group(int16_t **dst, uint32_t a, uint32_t b)
 {
     __asm__("strd %2, %3, [%0], #32" : "+r"(*dst), "=m"(*(int16_t(*)[4]) * dst) : "r"(a), "r"(b));
+}
+TS_ALWAYS_INLINE uint32_t ts_pkhbt(uint32_t lo, uint32_t hi)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+}
+TS_ALWAYS_INLINE uint32_t ts_bfi8(uint32_t v, uint32_t b)
+{
+    __asm__("bfi %0, %1, #0, #8" : "+r"(v) : "r"(b));
+    return v;
 }
 #endif
 
@@ -77,14 +92,14 @@ TS_ALWAYS_INLINE void ts_conv_direct_3x3x3(const int8_t *r0, int32_t row, int16_
     const int8_t *const r1 = r0 + row, *const r2 = r1 + row;
     ts_expand_group(&dst, ts_read32(r0), offset);
     ts_expand_group(&dst, ts_read32(r0 + 4), offset);
-    ts_expand_group(&dst, (ts_read32(r1 - 1) & ~0xFFu) | (uint8_t)r0[8], offset);
+    ts_expand_group(&dst, ts_bfi8(ts_read32(r1 - 1), (uint8_t)r0[8]), offset);
     ts_expand_group(&dst, ts_read32(r1 + 3), offset);
-    ts_expand_group(&dst, (ts_read32(r1 + 7) & 0xFFFFu) | (ts_read32(r2 - 2) & 0xFFFF0000u), offset);
+    ts_expand_group(&dst, ts_pkhbt(ts_read32(r1 + 7), ts_read32(r2 - 2)), offset);
     ts_expand_group(&dst, ts_read32(r2 + 2), offset);
     {
         /* the tail from the word ending at r2[8]: (r2[5], r2[7]) and (r2[6], r2[8]) with the offset */
         const uint32_t v = ts_read32(r2 + 5), a = ts_sxtab16(offset, v), b = ts_sxtab16_ror8(offset, v);
-        ts_write32(tail_dst, (b & 0xFFFFu) | (a & 0xFFFF0000u));
+        ts_write32(tail_dst, ts_pkhbt(b, a));
         tail_dst[2] = (int16_t)(b >> 16);
     }
 }
@@ -207,38 +222,62 @@ static TS_NOINLINE void ts_conv_clip_3x3x3(const ts_conv_params *p, const int8_t
     ts_conv_direct(p, tmp, 9, dst, tail_dst, 3, offset);
 }
 
-/* The four windows of output pixels q0 .. q0 + 3 when they lie in one output row (the common case of first
- * layers, which have few output channels to spread the block's cost over): one division, then window after
- * window stride_w pixels apart. For 3x3x3 every such block (a window cut by the border is gathered into tmp
- * first), for the other kinds only four windows inside the image. Returns whether it applied. */
+/* The four windows of a 3x3x3 block inside the image, the first at `base`, then `step` bytes apart: out of line,
+ * so that the loop keeps its pointers in registers (inlined in ts_conv_im2col_dsp it spilled them). */
+static TS_NOINLINE void ts_conv_row_3x3x3(const int8_t *base, int32_t row, int32_t step, int16_t *block,
+                                          uint32_t offset)
+{
+    int16_t *dst = block, *tail_dst = block + 96;
+    for (; dst != block + 16; dst += 4, tail_dst += 3, base += step) {
+        ts_conv_direct_3x3x3(base, row, dst, tail_dst, offset);
+    }
+}
+
+/* The four windows of a 3x3x3 layer's output pixels q0 .. q0 + 3 when they lie in one output row (the common
+ * case of first layers, which have few output channels to spread the block's cost over): one division, then
+ * four windows inside the image in one call (ts_conv_row_3x3x3), or else window by window, those cut by the
+ * border gathered into tmp first. Returns whether it applied. Out of line, called before the general
+ * expansion's prologue (ts_conv_im2col_dsp). */
+static TS_NOINLINE int ts_conv_direct_row3(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
+                                           int8_t *tmp)
+{
+    const uint32_t offset = ts_dup16(p->input_offset);
+    const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w, row = p->in_w * 3;
+    const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
+    const int rows_in = h0 >= 0 && h0 + 3 <= p->in_h;
+    int32_t pix, w = w0;
+    if (ow + 3 >= p->out_w) {
+        return 0;
+    }
+    if (rows_in && w0 >= 0 && w0 + 3 * p->stride_w + 3 <= p->in_w) {
+        ts_conv_row_3x3x3(img + ((size_t)h0 * p->in_w + w0) * 3, row, 3 * p->stride_w, block, offset);
+        return 1;
+    }
+    for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
+        int16_t *const dst = block + 4 * pix, *const tail_dst = block + 96 + 3 * pix;
+        if (rows_in && w >= 0 && w + 3 <= p->in_w) {
+            ts_conv_direct(p, img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, 3, offset);
+        } else {
+            ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
+        }
+    }
+    return 1;
+}
+
+/* The four windows of output pixels q0 .. q0 + 3 of the other direct kinds (1, 2) when they lie in one output
+ * row and inside the image: one division, then window after window stride_w pixels apart. Returns whether it
+ * applied. */
 TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *img, int32_t q0, int16_t *block,
-                                        int8_t *tmp, int direct, uint32_t offset)
+                                        int direct, uint32_t offset)
 {
     const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const int32_t oh = q0 / p->out_w, ow = q0 - oh * p->out_w;
     const int32_t h0 = oh * p->stride_h - p->pad_top, w0 = ow * p->stride_w - p->pad_left;
     const int32_t step = p->stride_w * c_n;
-    const int rows_in = h0 >= 0 && h0 + p->k_h <= p->in_h;
     const int8_t *base;
     int32_t pix;
-    if (ow + 3 >= p->out_w) {
-        return 0;
-    }
-    if (direct == 3) {
-        /* 3x3x3 (VWW, IC): expanded here, without a call per window inside the image */
-        const int32_t row = p->in_w * 3;
-        int32_t w = w0;
-        for (pix = 0; pix < 4; ++pix, w += p->stride_w) {
-            int16_t *const dst = block + 4 * pix, *const tail_dst = block + 4 * k4 + pix * tail;
-            if (rows_in && w >= 0 && w + 3 <= p->in_w) {
-                ts_conv_direct_3x3x3(img + ((size_t)h0 * p->in_w + w) * 3, row, dst, tail_dst, offset);
-            } else {
-                ts_conv_clip_3x3x3(p, img, h0, w, dst, tail_dst, tmp, offset);
-            }
-        }
-        return 1;
-    }
-    if (!rows_in || w0 < 0 || w0 + 3 * p->stride_w + p->k_w > p->in_w) {
+    if (ow + 3 >= p->out_w || h0 < 0 || h0 + p->k_h > p->in_h || w0 < 0 ||
+        w0 + 3 * p->stride_w + p->k_w > p->in_w) {
         return 0;
     }
     base = img + ((size_t)h0 * p->in_w + w0) * c_n;
@@ -254,16 +293,13 @@ TS_ALWAYS_INLINE int ts_conv_direct_row(const ts_conv_params *p, const int8_t *i
  * in which SXTB16 of a weight word and of its ROR-8 pair up with the two input words; the K % 4 tail
  * follows, pixel by pixel. With in_c % 4 != 0 each field is first gathered as int8 into `tmp` (or, inside
  * the image, expanded directly: ts_conv_direct_window). */
-static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
-                               int8_t *tmp, int direct)
+static void ts_conv_im2col_fields(const ts_conv_params *p, const int8_t *img, int32_t q0, int same, int16_t *block,
+                                  int8_t *tmp, int direct)
 {
     const int32_t c_n = p->in_c, k_all = p->k_h * p->k_w * c_n, k4 = k_all & ~3, tail = k_all - k4;
     const uint32_t offset = ts_dup16(p->input_offset);
     const int8_t zero_point = (int8_t)(-p->input_offset);
     int32_t pix, i, j, c, k;
-    if (direct && !same && ts_conv_direct_row(p, img, q0, block, tmp, direct, offset)) {
-        return;
-    }
     if (p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
         p->pad_left == 0 && (c_n & 3) == 0 && p->out_w == p->in_w) {
         /* pointwise: output pixel q reads input pixel q */
@@ -271,6 +307,9 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             int16_t *dst = block + 4 * pix;
             ts_expand_run(&dst, img + (size_t)(q0 + (same ? 0 : pix)) * c_n, c_n >> 2, offset);
         }
+        return;
+    }
+    if ((direct == 1 || direct == 2) && !same && ts_conv_direct_row(p, img, q0, block, direct, offset)) {
         return;
     }
     for (pix = 0; pix < 4; ++pix) {
@@ -331,6 +370,19 @@ static void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32
             block[4 * k4 + pix * tail + k] = (int16_t)(tmp[k4 + k] + p->input_offset);
         }
     }
+}
+
+/* The block of output pixels q0 .. q0 + 3 (or q0 four times when `same`): a 3x3x3 layer's row of four windows
+ * (ts_conv_direct_row3) without the prologue of the general expansion (ts_conv_im2col_fields), which it calls
+ * only when that does not apply. Out of line: inlined into ts_conv_any_dsp, it cost the other layers' blocks
+ * about 11 instructions each there (GCC 12, M4). */
+static TS_NOINLINE void ts_conv_im2col_dsp(const ts_conv_params *p, const int8_t *img, int32_t q0, int same,
+                                           int16_t *block, int8_t *tmp, int direct)
+{
+    if (direct == 3 && !same && ts_conv_direct_row3(p, img, q0, block, tmp)) {
+        return;
+    }
+    ts_conv_im2col_fields(p, img, q0, same, block, tmp, direct);
 }
 
 #endif /* TINYSTUDIO_DSP */
