@@ -6,6 +6,7 @@
 #define TS_CONV_FIRST_DSP_H
 
 #include "ts_conv_im2col_dsp.h"
+#include "ts_conv_asm_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -26,36 +27,6 @@ typedef struct {
     uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end, back, tail;
     int16_t t3[12]; /* a tail of 1 or 2 as 3 steps per pixel (0 first) */
 } ts_first_asm_state;
-
-/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
- * block, 8 SMLADs. */
-#define TS_FIRST_ASM_GROUP(WLOAD)                                                                                \
-    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
-          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
-          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
-          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
-          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
-          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
-          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
-          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
-          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
-          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
-          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
-          "smlad %[a3], %[v], %[q], %[a3]\n\t"
-
-/* int8 weights: one word (post-incremented), SXTB16 of it and of its ROR 8. */
-#define TS_FIRST_ASM_W8                                                                                          \
-    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
-    "sxtb16 %[p], %[q]\n\t"                                                                                     \
-    "sxtb16 %[q], %[q], ror #8\n\t"
-
-/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
-#define TS_FIRST_ASM_RQ(A)                                                                                       \
-    "lsl %[u], %[" A "], #1\n\t"                                                                                \
-    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
-    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
-    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
-    "ssat %[" A "], #8, %[" A "]\n\t"
 
 static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const int16_t *block, const void *w,
                                                 const int32_t *bias, const int32_t *multiplier,
@@ -90,7 +61,7 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
     st.back = (uintptr_t)tail - 4u;
     __asm__ volatile("1:\n\t"
                      "ldrd %[x], %[t], [%[s]]\n\t"
-                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_FIRST_ASM_W8
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_CONV_ASM_W8
                      "ldrd %[u], %[v], [%[x], #8]\n\t"
                      "smlad %[a1], %[u], %[p], %[a0]\n\t"
                      "smlad %[a1], %[v], %[q], %[a1]\n\t"
@@ -108,8 +79,8 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
                      "4:\n\t"
                      ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"
                      ".p2align 1\n"
-                     "5:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "6:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
-                     "7:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8) "8:\n\t" TS_FIRST_ASM_GROUP(TS_FIRST_ASM_W8)
+                     "5:\n\t" TS_CONV_ASM_GROUP(TS_CONV_ASM_W8) "6:\n\t" TS_CONV_ASM_GROUP(TS_CONV_ASM_W8)
+                     "7:\n\t" TS_CONV_ASM_GROUP(TS_CONV_ASM_W8) "8:\n\t" TS_CONV_ASM_GROUP(TS_CONV_ASM_W8)
                      "cmp %[x], %[t]\n\t"
                      "bne 5b\n"
                      "9:\n\t"
@@ -140,8 +111,8 @@ static TS_NOINLINE void ts_conv_block_first_asm(const ts_conv_params *p, const i
                      "ldrd %[t], %[x], [%[s], #24]\n\t"
                      "mvn %[u], %[q]\n\t"
                      "lsl %[t], %[t], %[u]\n\t"
-                     "rsb %[q], %[q], #0\n\t" TS_FIRST_ASM_RQ("a0") TS_FIRST_ASM_RQ("a1") TS_FIRST_ASM_RQ("a2")
-                         TS_FIRST_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM_RQ("a0") TS_CONV_ASM_RQ("a1") TS_CONV_ASM_RQ("a2")
+                         TS_CONV_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"
                      "add %[v], %[y], %[x], lsl #1\n\t"
                      "strb %[a2], [%[v]]\n\t"
                      "strb %[a3], [%[v], %[x]]\n\t"

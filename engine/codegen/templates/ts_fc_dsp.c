@@ -9,8 +9,9 @@
  * input offset in ts_fc_step4_offset), rows 0 and 2 at w and w2, rows 1 and 3 one row (k_n bytes) further on. On
  * the target one block of inline assembly (per row LDR, 2 SXTB16, 2 SMLAD, the row 0 and 2 loads
  * post-incrementing: 23 instructions for 16 MACs, 12 registers, 13 with the offset): in C, GCC hoisted the four
- * weight loads ahead of the multiplies and spilled accumulators and pointers. */
-#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+ * weight loads ahead of the multiplies and spilled accumulators and pointers. (Optimized builds only: at -O0,
+ * with r7 the frame pointer, the 13 registers are not there.) */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__) || !defined(__OPTIMIZE__)
 TS_ALWAYS_INLINE void ts_fc_step4_offset(int32_t *a, const int8_t **x, const int8_t **w, const int8_t **w2,
                                          int32_t k_n, uint32_t offset)
 {

@@ -1,0 +1,315 @@
+/* ts_conv_asm_dsp.h - the DSP regular convolution's channel loops in inline assembly (four- and eight-pixel
+ * blocks, full-range requantization, per-channel constants, K % 4 == 0), internal to ts_conv_dsp.c: the block
+ * functions, their state, the SMLAD group and requantization macros that ts_conv_first_dsp.h's K % 4 != 0 loop
+ * shares, and the table entries ts_conv_dsp.c dispatches by (TS_CONV_BLOCKS, TS_CONV_ASM_OK, TS_CONV_BLOCK8). Kept
+ * apart from the C blocks so that each file holds one job. */
+#ifndef TS_CONV_ASM_DSP_H
+#define TS_CONV_ASM_DSP_H
+
+#include "ts_conv_im2col_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* (Optimized builds only: an -O0 build keeps r7 for its frame pointer, and with r9 reserved too, as under
+ * -frwpi, the 13 registers are not there.) */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* The full-range form on the target, per-channel constants and K % 4 == 0 (every pointwise and most regular
+ * convs; the others take the C blocks above): the whole channel loop is one assembly block, because GCC
+ * spilled the loop state around the requantization (~65 instructions per channel besides the 24 of the four
+ * outputs; here 39 in all). The 13 registers: the 4 accumulators, the block and weight pointers, the two block
+ * words, the two weight words (the multiplier and the right shift during the requantization), the loop end
+ * (the rounding term), y and the address of the state below, which holds what the loop reads once per
+ * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus
+ * y's first value (times 4 for the int32 ones), in wrapping unsigned arithmetic. The first group starts the
+ * accumulators from the bias (no copies), the others go four per loop turn (62 instructions per 64 MACs with
+ * int8 weights, 64 at two per turn), entered by TBB at group 4 - (count - 1) % 4, or not at all for one
+ * group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
+ * (shifts in [-30, -1] in this form). */
+typedef struct {
+    uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end;
+} ts_conv_asm_state;
+
+/* One group of 4 reduction steps of the four pixels: the weight words in p and q (WLOAD), 4 LDRDs of the
+ * block, 8 SMLADs. */
+#define TS_CONV_ASM_GROUP(WLOAD)                                                                                  \
+    WLOAD "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                  \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a1], %[u], %[p], %[a1]\n\t"                                                                  \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a2], %[u], %[p], %[a2]\n\t"                                                                  \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                  \
+          "ldrd %[u], %[v], [%[x]], #8\n\t"                                                                     \
+          "smlad %[a3], %[u], %[p], %[a3]\n\t"                                                                  \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"
+
+/* The first group, which starts the accumulators from the bias in a0 (pixels 1 to 3 first, at offsets). */
+#define TS_CONV_ASM_FIRST(WLOAD)                                                                                \
+    WLOAD "ldrd %[u], %[v], [%[x], #8]\n\t"                                                                    \
+          "smlad %[a1], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a1], %[v], %[q], %[a1]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #16]\n\t"                                                                   \
+          "smlad %[a2], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a2], %[v], %[q], %[a2]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x], #24]\n\t"                                                                   \
+          "smlad %[a3], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a3], %[v], %[q], %[a3]\n\t"                                                                 \
+          "ldrd %[u], %[v], [%[x]], #32\n\t"                                                                   \
+          "smlad %[a0], %[u], %[p], %[a0]\n\t"                                                                 \
+          "smlad %[a0], %[v], %[q], %[a0]\n\t"
+
+/* int8 weights: one word, SXTB16 of it and of its ROR 8; pre-widened ones: one LDRD. */
+#define TS_CONV_ASM_W8                                                                                          \
+    "ldr %[q], [%[w]], #4\n\t"                                                                                  \
+    "sxtb16 %[p], %[q]\n\t"                                                                                     \
+    "sxtb16 %[q], %[q], ror #8\n\t"
+#define TS_CONV_ASM_W16 "ldrd %[p], %[q], [%[w]], #8\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A (u, v scratch). */
+#define TS_CONV_ASM_RQ(A)                                                                                       \
+    "lsl %[u], %[" A "], #1\n\t"                                                                                \
+    "sub %[v], %[t], %[" A "], lsr #31\n\t"                                                                     \
+    "smmlar %[" A "], %[u], %[p], %[v]\n\t"                                                                     \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+#define TS_CONV_ASM_CHANNELS(WLOAD)                                                                             \
+    __asm__ volatile("1:\n\t"                                                                                   \
+                     "ldrd %[x], %[t], [%[s]]\n\t"                                                              \
+                     "ldr %[a0], [%[t], %[y], lsl #2]\n\t" TS_CONV_ASM_FIRST(WLOAD)                            \
+                     "ldrd %[u], %[t], [%[s], #8]\n\t"                                                          \
+                     "tbb [pc, %[u]]\n"                                                                       \
+                     "4:\n\t"                                                                                   \
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".p2align 1\n"                                                                             \
+                     "5:\n\t" TS_CONV_ASM_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
+                     "7:\n\t" TS_CONV_ASM_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
+                     "cmp %[x], %[t]\n\t"                                                                       \
+                     "bne 5b\n"                                                                                \
+                     "9:\n\t"                                                                                   \
+                     "ldrd %[t], %[v], [%[s], #16]\n\t"                                                         \
+                     "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
+                     "ldrsb %[q], [%[v], %[y]]\n\t"                                                             \
+                     "ldrd %[t], %[x], [%[s], #24]\n\t"                                                         \
+                     "mvn %[u], %[q]\n\t"                                                                       \
+                     "lsl %[t], %[t], %[u]\n\t"                                                                 \
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM_RQ("a0") TS_CONV_ASM_RQ("a1") TS_CONV_ASM_RQ("a2")    \
+                         TS_CONV_ASM_RQ("a3") "strb %[a1], [%[y], %[x]]\n\t"                                  \
+                     "add %[v], %[y], %[x], lsl #1\n\t"                                                         \
+                     "strb %[a2], [%[v]]\n\t"                                                                   \
+                     "strb %[a3], [%[v], %[x]]\n\t"                                                             \
+                     "strb %[a0], [%[y]], #1\n\t"                                                               \
+                     "ldr %[u], [%[s], #32]\n\t"                                                                \
+                     "cmp %[y], %[u]\n\t"                                                                       \
+                     "bne 1b\n\t"                                                                               \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [x] "=&r"(x),         \
+                       [u] "=&r"(u), [v] "=&r"(v), [p] "=&r"(pw), [q] "=&r"(qw), [t] "=&r"(t), [w] "+r"(wp), \
+                       [y] "+r"(y)                                                                             \
+                     : [s] "r"(&st)                                                                             \
+                     : "cc", "memory")
+
+TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_conv_params *p, const int16_t *block,
+                                             const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                             const int8_t *y, int32_t y_stride)
+{
+    const int32_t groups = (p->k_h * p->k_w * p->in_c) >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 16 * groups);
+    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
+}
+
+static TS_NOINLINE void ts_conv_block_full_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                               int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W8);
+}
+
+static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, const int16_t *block,
+                                                   const void *w, const int32_t *bias, const int32_t *multiplier,
+                                                   const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm_state st;
+    const void *wp = w;
+    uint32_t a0, a1, a2, a3, u, v, pw, qw, t;
+    const int16_t *x;
+    ts_conv_asm_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    TS_CONV_ASM_CHANNELS(TS_CONV_ASM_W16);
+}
+
+/* (Linked where the library has a layer that can take it: TINYSTUDIO_CONV_EIGHT, tinystudio_kernels.h.) */
+#if TINYSTUDIO_CONV_EIGHT
+/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
+ * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
+ * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The loop needs 14 registers: the 8
+ * accumulators, the block and weight pointers, two block words and two weight words. A build may reserve r7
+ * (-fno-omit-frame-pointer) or r9 (-ffixed-r9), so the operands are pinned to the 12 others and the block words
+ * are r7 and r9 themselves, saved and restored by the block; the per-channel state (ts_conv_asm8_state, same
+ * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
+ * its group. The 8 x K int16 block: K <= 128 keeps the library's extra scratch within 1 KB
+ * (engine/codegen/emit_conv.py im2col_scratch_bytes sizes it). Same arithmetic as the four-pixel block. */
+typedef struct {
+    uintptr_t block, entry, end, bias, y, multiplier, shift, rq_odd, y_stride, y_end;
+} ts_conv_asm8_state;
+
+/* One group of the eight pixels, or the first one, which starts the accumulators from the bias in a0. */
+#define TS_CONV_ASM8_PIX(A, OFF)                                                                                \
+    "ldrd r7, r9, [%[x], #" OFF "]\n\t"                                                                        \
+    "smlad %[" A "], r7, %[p], %[" A "]\n\t"                                                                   \
+    "smlad %[" A "], r9, %[q], %[" A "]\n\t"
+#define TS_CONV_ASM8_PIX0(A, OFF)                                                                               \
+    "ldrd r7, r9, [%[x], #" OFF "]\n\t"                                                                        \
+    "smlad %[" A "], r7, %[p], %[a0]\n\t"                                                                      \
+    "smlad %[" A "], r9, %[q], %[" A "]\n\t"
+#define TS_CONV_ASM8_GROUP(WLOAD, PIX)                                                                          \
+    WLOAD PIX("a1", "8") PIX("a2", "16") PIX("a3", "24") PIX("a4", "32") PIX("a5", "40") PIX("a6", "48")          \
+        PIX("a7", "56") "ldrd r7, r9, [%[x]], #64\n\t"                                                         \
+                        "smlad %[a0], r7, %[p], %[a0]\n\t"                                                     \
+                        "smlad %[a0], r9, %[q], %[a0]\n\t"
+
+/* ts_rq_fast and SSAT of accumulator A: multiplier p, right shift q, rounding term in x, r7 and r9 scratch. */
+#define TS_CONV_ASM8_RQ(A)                                                                                      \
+    "lsl r7, %[" A "], #1\n\t"                                                                                  \
+    "sub r9, %[x], %[" A "], lsr #31\n\t"                                                                       \
+    "smmlar %[" A "], r7, %[p], r9\n\t"                                                                         \
+    "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
+    "ssat %[" A "], #8, %[" A "]\n\t"
+
+/* The state's fields at sp + 4 * index while the block runs (the copy), r7 and r9 saved above them. */
+#define TS_CONV_ASM8_CHANNELS(WLOAD)                                                                            \
+    __asm__ volatile("push {r7, r9}\n\t"                                                                        \
+                     "ldm %[x], {r0-r6, r8, r11, r12}\n\t"                                                      \
+                     "push {r0-r6, r8, r11, r12}\n"                                                             \
+                     "1:\n\t"                                                                                   \
+                     "ldrd r9, r7, [sp, #12]\n\t"                                                               \
+                     "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
+                     "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
+                     "ldr r7, [sp, #4]\n\t"                                                                     \
+                     "tbb [pc, r7]\n"                                                                         \
+                     "4:\n\t"                                                                                   \
+                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".p2align 1\n"                                                                             \
+                     "5:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "6:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "7:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "8:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     "ldr %[p], [sp, #8]\n\t"                                                                   \
+                     "cmp %[x], %[p]\n\t"                                                                       \
+                     "bne 5b\n"                                                                                \
+                     "9:\n\t"                                                                                   \
+                     "ldrd r7, r9, [sp, #16]\n\t"                                                               \
+                     "ldr %[p], [r9, r7, lsl #2]\n\t"                                                           \
+                     "ldrd r9, %[x], [sp, #24]\n\t"                                                             \
+                     "ldrsb %[q], [r9, r7]\n\t"                                                                 \
+                     "mvn r7, %[q]\n\t"                                                                         \
+                     "lsl %[x], %[x], r7\n\t"                                                                   \
+                     "rsb %[q], %[q], #0\n\t" TS_CONV_ASM8_RQ("a0") TS_CONV_ASM8_RQ("a1") TS_CONV_ASM8_RQ("a2") \
+                         TS_CONV_ASM8_RQ("a3") TS_CONV_ASM8_RQ("a4") TS_CONV_ASM8_RQ("a5")                      \
+                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldr r7, [sp, #16]\n\t"              \
+                     "ldr r9, [sp, #32]\n\t"                                                                    \
+                     "strb %[a1], [r7, r9]\n\t"                                                                 \
+                     "add %[p], r7, r9, lsl #1\n\t"                                                             \
+                     "strb %[a2], [%[p]]\n\t"                                                                   \
+                     "strb %[a3], [%[p], r9]\n\t"                                                               \
+                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
+                     "strb %[a4], [%[p]]\n\t"                                                                   \
+                     "strb %[a5], [%[p], r9]\n\t"                                                               \
+                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
+                     "strb %[a6], [%[p]]\n\t"                                                                   \
+                     "strb %[a7], [%[p], r9]\n\t"                                                               \
+                     "strb %[a0], [r7], #1\n\t"                                                                 \
+                     "str r7, [sp, #16]\n\t"                                                                    \
+                     "ldr r9, [sp, #36]\n\t"                                                                    \
+                     "cmp r7, r9\n\t"                                                                           \
+                     "bne 1b\n\t"                                                                               \
+                     "add sp, sp, #40\n\t"                                                                      \
+                     "pop {r7, r9}\n\t"                                                                         \
+                     : [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3), [a4] "=r"(a4),             \
+                       [a5] "=r"(a5), [a6] "=r"(a6), [a7] "=r"(a7), [x] "+r"(x), [p] "=r"(pw), [q] "=r"(qw),    \
+                       [w] "+r"(wp)                                                                            \
+                     :                                                                                          \
+                     : "cc", "memory")
+
+/* The operands pinned (see above): ldm/push name r0-r6, r8, r11, r12 as the state's registers, in order. */
+#define TS_CONV_ASM8_REGS                                                                                       \
+    register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");                   \
+    register uint32_t a4 __asm__("r4"), a5 __asm__("r5"), a6 __asm__("r6"), a7 __asm__("r8");                   \
+    register uint32_t pw __asm__("r11"), qw __asm__("r12");                                                     \
+    register const void *wp __asm__("lr") = w;                                                                  \
+    register ts_conv_asm8_state *x __asm__("r10") = &st
+
+TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_conv_params *p,
+                                              const int16_t *block, const int32_t *bias,
+                                              const int32_t *multiplier, const int8_t *shift, const int8_t *y,
+                                              int32_t y_stride)
+{
+    const int32_t groups = p->in_c >> 2;
+    const uintptr_t y0 = (uintptr_t)y;
+    st->block = (uintptr_t)block;
+    st->end = (uintptr_t)(block + 32 * groups);
+    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->bias = (uintptr_t)bias - 4u * y0;
+    st->y = y0;
+    st->multiplier = (uintptr_t)multiplier - 4u * y0;
+    st->shift = (uintptr_t)shift - y0;
+    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st->y_stride = (uintptr_t)y_stride;
+    st->y_end = y0 + (uintptr_t)p->out_c;
+}
+
+static TS_NOINLINE void ts_conv_block8_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                           const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                           int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm8_state st;
+    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    {
+        TS_CONV_ASM8_REGS;
+        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
+    }
+}
+
+static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const int16_t *block, const void *w,
+                                               const int32_t *bias, const int32_t *multiplier,
+                                               const int8_t *shift, int8_t *y, int32_t y_stride)
+{
+    ts_conv_asm8_state st;
+    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
+    {
+        TS_CONV_ASM8_REGS;
+        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
+    }
+}
+
+#define TS_CONV_BLOCK8(block8) block8
+#else
+#define TS_CONV_BLOCK8(block8) 0
+#endif
+
+/* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
+ * full-range layers with per-channel constants and K % 4 == 0 take. */
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full_asm}
+#define TS_CONV_ASM_OK(p, k_all) ((p)->per_channel && ((k_all)&3) == 0)
+#else
+#define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
+#define TS_CONV_ASM_OK(p, k_all) 0
+#define TS_CONV_BLOCK8(block8) 0
+#endif
+
+#endif /* TINYSTUDIO_DSP */
+
+#endif /* TS_CONV_ASM_DSP_H */
