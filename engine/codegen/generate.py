@@ -12,7 +12,6 @@ emit_fused.emit_inplace_depthwise; every other node is emitted as in the layer s
 """
 from __future__ import annotations
 
-import re
 from importlib import resources
 
 import numpy as np
@@ -23,11 +22,10 @@ from engine.codegen.cwrite import CArray, c_comment, c_float, c_ident, one_buffe
 from engine.codegen.emit_patch import caller_input_ptr
 from engine.memory.patch_overlap import tensor_at
 from engine.codegen.float_edges import float_api_header, float_api_source, has_float_api, split_float_edges
-from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files
+from engine.codegen.kernelfiles import PUBLIC_HEADER, kernel_files, library_files, public_header
 from engine.codegen.layers import EmitContext, LayerCode, emit_layer, is_view, layer_macs
 from engine.codegen.state_vars import state_definitions, state_size
 from engine.errors import GraphError
-from engine.int8.dsp_requant import REQUANT_FIELD
 from engine.ir import Graph
 from engine.memory import plan_memory
 from engine.serialize import content_hash
@@ -36,9 +34,6 @@ from engine.validate import infer_shapes
 # Every file of the kernel library (templates/: tinystudio_kernels.h and ts_*.[ch]); a library gets the ones its
 # layers call (kernelfiles.kernel_files).
 KERNEL_FILES = library_files()
-
-# a layer's parameter struct asking for the general requantization (Requant.GENERAL, or an ADD's non-zero mode)
-_GENERAL_REQUANT = re.compile(rf"\.{REQUANT_FIELD} = [1-9]")
 
 
 def template(name: str) -> str:
@@ -235,11 +230,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     for kf in kernels:
         text = template(kf)
         if kf == PUBLIC_HEADER:
-            text = text.replace("@USE_DSP_DEFAULT@", "1" if options.dsp == "auto" else "0")
-            if not _GENERAL_REQUANT.search(model_c):  # no layer needs it: the Helium kernels drop those copies
-                text = text.replace("#define TINYSTUDIO_GENERAL_REQUANT 1", "#define TINYSTUDIO_GENERAL_REQUANT 0")
-            if not any(c.conv_eight for _, c in layers):
-                text = text.replace("#define TINYSTUDIO_CONV_EIGHT 1", "#define TINYSTUDIO_CONV_EIGHT 0")
+            text = public_header(text, options.dsp == "auto", model_c, any(c.conv_eight for _, c in layers))
         files[kf] = _stamp_comment(stamp, kf) + text
     records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),

@@ -16,11 +16,15 @@ import re
 from functools import lru_cache
 from importlib import resources
 
+from engine.int8.dsp_requant import REQUANT_FIELD
+
 # The public header: the generated model includes it by name.
 PUBLIC_HEADER = "tinystudio_kernels.h"
 # Templates that are not part of the kernel library.
 NOT_LIBRARY = ("host_main.c", "host_main_float.c")
 
+# a layer's parameter struct asking for the general requantization (Requant.GENERAL, or an ADD's non-zero mode)
+_GENERAL_REQUANT = re.compile(rf"\.{REQUANT_FIELD} = [1-9]")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 # A function definition at file scope: return type and name at the start of a line, the body's brace after
@@ -103,3 +107,15 @@ def kernel_files(model_sources, own_prefix: str = "") -> tuple[str, ...]:
                 wanted.add(dep)
                 todo.append(dep)
     return tuple(f for f in library_files() if f in wanted)
+
+
+def public_header(text: str, dsp_default: bool, model_c: str, conv_eight: bool) -> str:
+    """tinystudio_kernels.h for one library: its DSP default, and the kernel copies none of its layers uses
+    switched off, so that they cost no code (the Helium kernels' general requantization, the DSP eight-pixel
+    pointwise block; a layer that does not qualify runs the same code either way)."""
+    text = text.replace("@USE_DSP_DEFAULT@", "1" if dsp_default else "0")
+    if not _GENERAL_REQUANT.search(model_c):
+        text = text.replace("#define TINYSTUDIO_GENERAL_REQUANT 1", "#define TINYSTUDIO_GENERAL_REQUANT 0")
+    if not conv_eight:
+        text = text.replace("#define TINYSTUDIO_CONV_EIGHT 1", "#define TINYSTUDIO_CONV_EIGHT 0")
+    return text

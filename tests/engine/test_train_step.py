@@ -271,6 +271,6 @@ def test_declared_ram_is_every_static_buffer_of_the_cortex_m4_build(mlp, model, 
     assert {k: b for k, b, _ in prof.fixed} == {k: v for k, v in tl.ram_parts.items()
                                                if k not in ("arena", "weights_float") and v}
     assert not any(b.name.startswith("wgrad:") for b in prof.buffers)  # the C applies dW as it computes it
-    if model == "kws":  # logits and loss 52, one weight row 64, the prefix's DSP scratch 512
-        assert prof.fixed_bytes == 628
+    if model == "kws":  # logits and loss 52, one weight row 64, the prefix's DSP scratch 1,024 (eight-pixel blocks)
+        assert prof.fixed_bytes == 1140
     assert f"{model.upper()}_TRAIN_RAM_BYTES {tl.ram_bytes} " in tl.files[f"{model}_train.h"]
