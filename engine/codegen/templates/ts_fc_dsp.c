@@ -30,6 +30,28 @@ TS_ALWAYS_INLINE void ts_fc_step4(int32_t *a, const int8_t **x, const int8_t **w
     ts_fc_step4_offset(a, x, w, w2, k_n, 0);
 }
 #else
+/* The four rows' weight words against the input pair (xv, x13) already extended, shared by both steps. */
+#define TS_FC_ROWS4                                                                                                 \
+    "sxtb16 %[wv], %[t], ror #8\n\t"                                                                                \
+    "sxtb16 %[t], %[t]\n\t"                                                                                         \
+    "smlad %[a1], %[xv], %[t], %[a1]\n\t"                                                                           \
+    "smlad %[a1], %[x13], %[wv], %[a1]\n\t"                                                                         \
+    "ldr %[t], [%[w]], #4\n\t"                                                                                      \
+    "sxtb16 %[wv], %[t], ror #8\n\t"                                                                                \
+    "sxtb16 %[t], %[t]\n\t"                                                                                         \
+    "smlad %[a0], %[xv], %[t], %[a0]\n\t"                                                                           \
+    "smlad %[a0], %[x13], %[wv], %[a0]\n\t"                                                                         \
+    "ldr %[t], [%[w2], %[kn]]\n\t"                                                                                  \
+    "sxtb16 %[wv], %[t], ror #8\n\t"                                                                                \
+    "sxtb16 %[t], %[t]\n\t"                                                                                         \
+    "smlad %[a3], %[xv], %[t], %[a3]\n\t"                                                                           \
+    "smlad %[a3], %[x13], %[wv], %[a3]\n\t"                                                                         \
+    "ldr %[t], [%[w2]], #4\n\t"                                                                                     \
+    "sxtb16 %[wv], %[t], ror #8\n\t"                                                                                \
+    "sxtb16 %[t], %[t]\n\t"                                                                                         \
+    "smlad %[a2], %[xv], %[t], %[a2]\n\t"                                                                           \
+    "smlad %[a2], %[x13], %[wv], %[a2]\n\t"
+
 TS_ALWAYS_INLINE void ts_fc_step4(int32_t *a, const int8_t **x, const int8_t **w, const int8_t **w2, int32_t k_n)
 {
     uint32_t xv, x13, wv, t;
@@ -37,25 +59,7 @@ TS_ALWAYS_INLINE void ts_fc_step4(int32_t *a, const int8_t **x, const int8_t **w
             "ldr %[t], [%[w], %[kn]]\n\t"
             "sxtb16 %[x13], %[xv], ror #8\n\t"
             "sxtb16 %[xv], %[xv]\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a1], %[xv], %[t], %[a1]\n\t"
-            "smlad %[a1], %[x13], %[wv], %[a1]\n\t"
-            "ldr %[t], [%[w]], #4\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a0], %[xv], %[t], %[a0]\n\t"
-            "smlad %[a0], %[x13], %[wv], %[a0]\n\t"
-            "ldr %[t], [%[w2], %[kn]]\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a3], %[xv], %[t], %[a3]\n\t"
-            "smlad %[a3], %[x13], %[wv], %[a3]\n\t"
-            "ldr %[t], [%[w2]], #4\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a2], %[xv], %[t], %[a2]\n\t"
-            "smlad %[a2], %[x13], %[wv], %[a2]\n\t"
+            TS_FC_ROWS4
             : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [x] "+r"(*x), [w] "+r"(*w),
               [w2] "+r"(*w2), [xv] "=&r"(xv), [x13] "=&r"(x13), [wv] "=&r"(wv), [t] "=&r"(t)
             : [kn] "r"(k_n), "m"(**x), "m"(**w), "m"(**w2));
@@ -68,25 +72,7 @@ TS_ALWAYS_INLINE void ts_fc_step4_offset(int32_t *a, const int8_t **x, const int
             "ldr %[t], [%[w], %[kn]]\n\t"
             "sxtab16 %[x13], %[off], %[xv], ror #8\n\t"
             "sxtab16 %[xv], %[off], %[xv]\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a1], %[xv], %[t], %[a1]\n\t"
-            "smlad %[a1], %[x13], %[wv], %[a1]\n\t"
-            "ldr %[t], [%[w]], #4\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a0], %[xv], %[t], %[a0]\n\t"
-            "smlad %[a0], %[x13], %[wv], %[a0]\n\t"
-            "ldr %[t], [%[w2], %[kn]]\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a3], %[xv], %[t], %[a3]\n\t"
-            "smlad %[a3], %[x13], %[wv], %[a3]\n\t"
-            "ldr %[t], [%[w2]], #4\n\t"
-            "sxtb16 %[wv], %[t], ror #8\n\t"
-            "sxtb16 %[t], %[t]\n\t"
-            "smlad %[a2], %[xv], %[t], %[a2]\n\t"
-            "smlad %[a2], %[x13], %[wv], %[a2]\n\t"
+            TS_FC_ROWS4
             : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [x] "+r"(*x), [w] "+r"(*w),
               [w2] "+r"(*w2), [xv] "=&r"(xv), [x13] "=&r"(x13), [wv] "=&r"(wv), [t] "=&r"(t)
             : [kn] "r"(k_n), [off] "r"(offset), "m"(**x), "m"(**w), "m"(**w2));
