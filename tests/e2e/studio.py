@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -112,6 +114,25 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_timeout(150)  # let the rerun request reach the server and the state flip to running
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
         state="attached", timeout=timeout)
+
+
+def wait_job_result(page, locator, timeout: float = 420_000) -> None:
+    """Until `locator` (what a finished job shows: an Accept button, a message) is visible. An error that
+    shows up meanwhile (a failed job) ends the wait at once with its text, and a timeout names what the page
+    said last: a bare 'waiting for ... to be visible' tells nothing about a job that died or never finished."""
+    before = set(errors_shown(page))  # e.g. an earlier job's "was cancelled" line
+    deadline = time.monotonic() + timeout / 1000
+    while time.monotonic() < deadline:
+        try:
+            locator.first.wait_for(timeout=2_000)
+            return
+        except PlaywrightTimeout:
+            pass
+        shown = [e for e in errors_shown(page) if e not in before] + tracebacks(page)
+        if shown:
+            raise AssertionError(f"the job failed: {shown}")
+    panel = page.get_by_test_id("stMain").inner_text()[-1500:]
+    raise AssertionError(f"no job result within {timeout / 1000:.0f} s; the page ends with: {panel!r}")
 
 
 def go(page, title: str, timeout: float = 60_000) -> None:

@@ -22,7 +22,7 @@ def test_compress_accept_new_version(studio, new_page, shot):
     assert not ui.tracebacks(page)
     page.get_by_role("button", name="Run in the background").click()
     page.get_by_text("compress #").first.wait_for(timeout=120_000)
-    page.get_by_role("button", name="Accept as a new version").wait_for(timeout=180_000)
+    ui.wait_job_result(page, page.get_by_role("button", name="Accept as a new version"))
     assert not ui.tracebacks(page)
     for side in ("before", "after"):  # the Profile page's fit cards, as deployed, for the chosen MCUs
         card = page.locator(f".st-key-fit_{side}_card_stm32f746ng")

@@ -21,7 +21,7 @@ def _train_on_digits(page, epochs: int, versions_after: int) -> float:
     form = page.get_by_test_id("stForm")
     form.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
     page.get_by_role("button", name="Train in the background").click()
-    page.get_by_text("Last training: made version").first.wait_for(timeout=240_000)
+    ui.wait_job_result(page, page.get_by_text("Last training: made version"))
     ui.wait_versions(page, versions_after)
     assert not ui.tracebacks(page) and not ui.errors_shown(page)
     return _accuracy(page)
@@ -36,7 +36,7 @@ def _compress(page, action: str, versions_after: int) -> None:
     assert page.get_by_text("is untrained").count() == 0  # the version was trained on the Train page
     page.get_by_role("button", name="Run in the background").click()
     accept = page.get_by_role("button", name="Accept as a new version")
-    accept.wait_for(timeout=240_000)
+    ui.wait_job_result(page, accept)
     assert not ui.tracebacks(page) and not ui.errors_shown(page)
     accept.click()
     ui.wait_versions(page, versions_after)

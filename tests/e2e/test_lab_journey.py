@@ -69,7 +69,7 @@ def _start_and_train(page) -> None:
 
 def _submit(page) -> int:
     """Labs > Submit the newest version; returns the submission's id."""
-    page.get_by_text("Last training: made version").first.wait_for(timeout=180_000)
+    ui.wait_job_result(page, page.get_by_text("Last training: made version"))
     ui.go(page, "Labs")
     page.get_by_role("tab", name="Submit").click()
     page.get_by_role("button", name=re.compile(r"^Submit v2 for grading")).click()
