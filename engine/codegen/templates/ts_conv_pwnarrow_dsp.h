@@ -22,12 +22,13 @@
 #define TS_PWN_TABLE_WORDS 192
 
 /* The assembly reads the first five fields with one LDM: keep the order. y_skip steps from a pixel's last
- * channel of the chunk to the next pixel's first. */
+ * channel of the chunk to the next pixel's first; mid: the chunk's channel count is 4q + 2. */
 typedef struct {
     const int8_t *x, *x_end;
     const uint32_t *table;
     int32_t y_skip;
     int8_t *y;
+    int32_t mid;
 } ts_pwn_state;
 
 static inline uint32_t ts_pwn_pair(int32_t lo, int32_t hi) { return ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16); }
@@ -72,7 +73,7 @@ static void ts_pwn_table(const ts_conv_params *p, const void *w, int wide, const
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(TINYSTUDIO_EMULATE_DSP)
 /* The channel loops: registers named, r4-r11 and lr saved by the block itself (a build may reserve r7 or r9;
  * they are restored before C sees them again), the state copied onto the stack (x, x_end, table, y_skip at
- * sp). Channels two per loop turn (chunks are even). K = 8: the inputs in r0-r3, one LDM of the entry into
+ * sp). K = 8: the inputs in r0-r3, one LDM of the entry into
  * r4-r11, y in lr, the table pointer in r12. */
 #define TS_PWN_CH8                                                                                              \
     "ldm r12!, {r4-r11}\n\t"                                                                                    \
@@ -108,22 +109,32 @@ static void ts_pwn_table(const ts_conv_params *p, const void *w, int wide, const
     "strb r8, [lr], #1\n\t"
 
 /* Per pixel: its K bytes (word aligned) by one LDM, widened by SXTB16 (the offset is in the bias), the
- * table pointer back to the chunk's first entry; after the channels, the next pixel or the end. */
+ * table pointer back to the chunk's first entry, then into the channel loop (four channels a turn) at its
+ * first channel, or at its third when the chunk has 4q + 2 (the entry's address, Thumb bit set, at sp + 16);
+ * after the channels, the next pixel or the end. */
 #define TS_PWN_LOOP(RAW, WIDEN, CH, LAST)                                                                       \
     __asm__ volatile("push {r4-r11, lr}\n\t"                                                                    \
-                     "ldm r0, {r0-r3, lr}\n\t"                                                                  \
-                     "push {r0-r3}\n"                                                                           \
-                     "2:\n\t"                                                                                   \
-                     "ldm r0!, " RAW "\n\t"                                                                     \
-                     "str r0, [sp]\n\t"                                                                         \
-                     "mov r12, r2\n\t" WIDEN "1:\n\t" CH CH "cmp " LAST ", #0\n\t"                            \
-                     "bge 1b\n\t"                                                                               \
-                     "ldm sp, {r0-r3}\n\t"                                                                      \
-                     "add lr, lr, r3\n\t"                                                                       \
-                     "cmp r0, r1\n\t"                                                                           \
-                     "bne 2b\n\t"                                                                               \
-                     "add sp, sp, #16\n\t"                                                                      \
-                     "pop {r4-r11, lr}\n\t"                                                                     \
+                     "ldr r4, [r0, #20]\n\t"                                                                  \
+                     "ldm r0, {r0-r3, lr}\n\t"                                                                \
+                     "adr.w r5, 1f\n\t"                                                                       \
+                     "adr.w r6, 3f\n\t"                                                                       \
+                     "cmp r4, #0\n\t"                                                                         \
+                     "it ne\n\t"                                                                              \
+                     "movne r5, r6\n\t"                                                                       \
+                     "orr r4, r5, #1\n\t"                                                                     \
+                     "push {r0-r4}\n"                                                                          \
+                     "2:\n\t"                                                                                 \
+                     "ldm r0!, " RAW "\n\t"                                                                   \
+                     "str r0, [sp]\n\t"                                                                       \
+                     "mov r12, r2\n\t" WIDEN "ldr pc, [sp, #16]\n"                                          \
+                     "1:\n\t" CH CH "3:\n\t" CH CH "cmp " LAST ", #0\n\t"                                \
+                     "bge 1b\n\t"                                                                             \
+                     "ldm sp, {r0-r3}\n\t"                                                                    \
+                     "add lr, lr, r3\n\t"                                                                     \
+                     "cmp r0, r1\n\t"                                                                         \
+                     "bne 2b\n\t"                                                                             \
+                     "add sp, sp, #20\n\t"                                                                    \
+                     "pop {r4-r11, lr}\n\t"                                                                   \
                      : "+r"(s0)                                                                                 \
                      :                                                                                          \
                      : "r1", "r2", "r3", "r12", "cc", "memory")
@@ -176,10 +187,12 @@ static void ts_pwn_run(const ts_pwn_state *s, int32_t k)
 #endif
 
 /* The layers it takes: 1x1, stride 1, no padding, the output the input's size (all batches one run of
- * pixels), K = in_c of 8 or 16, an even channel count (two per loop turn), the full-range form (ts_rq_fast,
- * SSAT only) and the input word aligned (LDM). Returns whether it ran the layer. */
-static int ts_conv_pwnarrow(const ts_conv_params *p, const int8_t *x, const void *w, int wide, const int32_t *bias,
-                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
+ * pixels), K = in_c of 8 or 16, an even channel count (channels go in pairs), the full-range form (ts_rq_fast,
+ * SSAT only) and the input word aligned (LDM). Returns whether it ran the layer. Not inlined: the table's
+ * 768 B stay off the stack of the other conv paths. */
+static TS_NOINLINE int ts_conv_pwnarrow(const ts_conv_params *p, const int8_t *x, const void *w, int wide,
+                                        const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                        int8_t *y)
 {
     const int32_t k = p->in_c, n_out = p->out_c, most = (TS_PWN_TABLE_WORDS / (k / 2 + 4)) & ~1;
     const int32_t pixels = p->batches * p->out_h * p->out_w;
@@ -200,6 +213,7 @@ static int ts_conv_pwnarrow(const ts_conv_params *p, const int8_t *x, const void
         s.table = table;
         s.y_skip = n_out - n;
         s.y = y + c0;
+        s.mid = (n & 2) != 0;
         ts_pwn_run(&s, k);
     }
     return 1;
