@@ -565,12 +565,14 @@ def test_add_linear_form_is_tflite_add():
 # M7 1.864, 1.938, 1.419, 2.411; before the conv channel loop in assembly, the 8-pixel pointwise block, the
 # first-layer windows, the depthwise ring and the ADD's linear form: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375;
 # before the pointwise layers' last pixels as fully connected rows: M4 KWS 1.333, VWW 1.481; before the depthwise
-# ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458.
-PER_MAC = {"m4": {"kws": 1.252, "vww": 1.386, "ic": 1.196, "ad": 1.939},
-           "m7": {"kws": 1.253, "vww": 1.390, "ic": 1.195, "ad": 1.939}}
+# ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458; before the
+# pointwise layers with 8 and 16 input channels in registers (ts_conv_pwnarrow_dsp.h): M4 VWW 1.378, M7 1.381.
+PER_MAC = {"m4": {"kws": 1.252, "vww": 1.334, "ic": 1.196, "ad": 1.939},
+           "m7": {"kws": 1.253, "vww": 1.336, "ic": 1.195, "ad": 1.939}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
-# before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094).
-PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.384, "ic": 1.094}
+# before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094;
+# before the narrow pointwise path: VWW 1.379).
+PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.339, "ic": 1.094}
 
 
 def _qemu_missing() -> str:
@@ -599,7 +601,9 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
 # (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
 # the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
 # 5, 3, 2 and 1 groups (with KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block, one
-# or two pixels over as fully connected rows.
+# or two pixels over as fully connected rows; pointwise with 8 and 16 input channels (ts_conv_pwnarrow_dsp.h:
+# one chunk, chunks of 24 + 24 + 2 and 16 + 16 + 2, the channel loop entered at its first and its third channel)
+# and with an odd channel count (the eight-pixel block instead).
 ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
              "pointwise8_k20_rest6", "pointwise8_k12_rest3", "pointwise8_k8_rest5", "conv_3x3_2_pixels",
              "pointwise8_narrow_k8_c10", "pointwise8_narrow_k8_c50", "pointwise8_narrow_k16_c34",
