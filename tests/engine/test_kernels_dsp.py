@@ -445,7 +445,7 @@ def test_conv_dsp_narrow_pointwise_any_shape(built, tmp_path):
     ASan/UBSan with exactly the generator's scratch."""
     cases, _ = built
     lib = cases["pointwise8_narrow_k8_c10"][0]
-    assert "#define TINYSTUDIO_CONV_EIGHT 1" in lib.files["tinystudio_kernels.h"]
+    assert "#define TINYSTUDIO_CONV_NARROW 1" in lib.files["tinystudio_kernels.h"]
     names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
                  "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h", *names):
@@ -627,6 +627,9 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
         # the eight-pixel block is linked where a layer takes it (pointwise, >= 8 pixels), not otherwise
         eight = name.startswith("pointwise8") or name == "pointwise_k4"
         assert f"#define TINYSTUDIO_CONV_EIGHT {int(eight)}" in lib.files["tinystudio_kernels.h"], name
+        # the narrow pointwise loops likewise (8 or 16 inputs, an even channel count)
+        narrow = name.startswith("pointwise8_narrow") and not name.endswith("_c7")
+        assert f"#define TINYSTUDIO_CONV_NARROW {int(narrow)}" in lib.files["tinystudio_kernels.h"], name
         r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
         assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
 

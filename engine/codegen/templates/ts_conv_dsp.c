@@ -276,7 +276,7 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
      * that a library links only the storage its layers use */
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
                                                                ts_conv_block_clamp, ts_conv_block_full_asm);
-#if TINYSTUDIO_CONV_EIGHT
+#if TINYSTUDIO_CONV_NARROW
     /* pointwise with 8 or 16 input channels: the inputs in registers, the channels from a table
      * (ts_conv_pwnarrow_dsp.h) */
     if (ts_conv_pwnarrow(p, x, w, 0, bias, multiplier, shift, y)) {
@@ -302,7 +302,7 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
 {
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
                                                                ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
-#if TINYSTUDIO_CONV_EIGHT
+#if TINYSTUDIO_CONV_NARROW
     if (ts_conv_pwnarrow(p, x, w, 1, bias, multiplier, shift, y)) {
         return;
     }

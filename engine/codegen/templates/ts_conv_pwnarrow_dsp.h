@@ -9,13 +9,14 @@
  * instructions and a store for K = 8, about 11.7 with the pixel's and the loop's share. Same bytes as
  * ts_conv_s8_ref: the accumulator is the same integer (2 * (bias + sum (x + offset) w)), formed in another
  * order, and wrapping SMLADs end exact; the generator's check that sums stay within [-2**30, 2**30) (the
- * full-range form) keeps the doubled one within int32. */
+ * full-range form) keeps the doubled one within int32. Linked where a layer can take it
+ * (TINYSTUDIO_CONV_NARROW, tinystudio_kernels.h). */
 #ifndef TS_CONV_PWNARROW_DSP_H
 #define TS_CONV_PWNARROW_DSP_H
 
 #include "ts_dsp.h"
 
-#if TINYSTUDIO_DSP && TINYSTUDIO_CONV_EIGHT
+#if TINYSTUDIO_DSP && TINYSTUDIO_CONV_NARROW
 
 /* The table holds up to this many words (on the stack, 768 B: below the depthwise kernel's stack); more
  * channels go in chunks, each over all pixels (24 channels a chunk for K = 8, 16 for K = 16). */
@@ -219,6 +220,6 @@ static TS_NOINLINE int ts_conv_pwnarrow(const ts_conv_params *p, const int8_t *x
     return 1;
 }
 
-#endif /* TINYSTUDIO_DSP && TINYSTUDIO_CONV_EIGHT */
+#endif /* TINYSTUDIO_DSP && TINYSTUDIO_CONV_NARROW */
 
 #endif /* TS_CONV_PWNARROW_DSP_H */
