@@ -135,6 +135,7 @@ def _conv(ctx: EmitContext, node: Node) -> None:
             code.conv_eight = (code.scratch_bytes == 16 * c and s == (1, 1) and p["pad_top"] == p["pad_left"] == 0
                                and out[0] * out[1] >= 8 and bool(per_channel) and not p[REQUANT_FIELD]
                                and (r.act_min, r.act_max) == (-128, 127))
+            code.conv_narrow = code.conv_eight and c in (8, 16) and m % 2 == 0 and tuple(out) == (h, wi)
             if ctx.wide_weights:  # the same values pre-widened to int16 (CodegenOptions.wide_weights)
                 code.arrays.pop(next(i for i, a in enumerate(code.arrays) if a.name == wname))
                 words = wide_weight_words(wq)

@@ -230,7 +230,7 @@ def generate(graph: Graph, name: str = "model", plan=None, options: CodegenOptio
     for kf in kernels:
         text = template(kf)
         if kf == PUBLIC_HEADER:
-            text = public_header(text, options.dsp == "auto", model_c, any(c.conv_eight for _, c in layers))
+            text = public_header(text, options.dsp == "auto", model_c, [c for _, c in layers])
         files[kf] = _stamp_comment(stamp, kf) + text
     records = tuple({"index": i, "node": n.name, "op": n.op, "kernel": c.kernel, "macs": layer_macs(g, n),
                      "comment": c.comment, "weights_bytes": sum(a.nbytes for a in c.arrays),

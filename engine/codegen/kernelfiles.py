@@ -109,13 +109,17 @@ def kernel_files(model_sources, own_prefix: str = "") -> tuple[str, ...]:
     return tuple(f for f in library_files() if f in wanted)
 
 
-def public_header(text: str, dsp_default: bool, model_c: str, conv_eight: bool) -> str:
+def public_header(text: str, dsp_default: bool, model_c: str, codes) -> str:
     """tinystudio_kernels.h for one library: its DSP default, and the kernel copies none of its layers uses
     switched off, so that they cost no code (the Helium kernels' general requantization, the DSP eight-pixel
-    pointwise block; a layer that does not qualify runs the same code either way)."""
+    pointwise block and the narrow pointwise loops, as the layers' codes say; a layer that does not qualify
+    runs the same code either way)."""
+    codes = list(codes)
     text = text.replace("@USE_DSP_DEFAULT@", "1" if dsp_default else "0")
     if not _GENERAL_REQUANT.search(model_c):
         text = text.replace("#define TINYSTUDIO_GENERAL_REQUANT 1", "#define TINYSTUDIO_GENERAL_REQUANT 0")
-    if not conv_eight:
+    if not any(c.conv_eight for c in codes):
         text = text.replace("#define TINYSTUDIO_CONV_EIGHT 1", "#define TINYSTUDIO_CONV_EIGHT 0")
+    if not any(c.conv_narrow for c in codes):
+        text = text.replace("#define TINYSTUDIO_CONV_NARROW 1", "#define TINYSTUDIO_CONV_NARROW 0")
     return text

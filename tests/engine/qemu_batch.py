@@ -22,9 +22,9 @@ from engine.export.targets import core_target, local_cflags
 
 
 # tinystudio_kernels.h of a library turns off the kernel copies none of its layers use (the Helium kernels' general
-# requantization, the DSP eight-pixel pointwise block); the merged program keeps them on for the libraries that
-# have such a layer (a layer that does not qualify runs the same code either way).
-_SWITCHES = ("TINYSTUDIO_GENERAL_REQUANT", "TINYSTUDIO_CONV_EIGHT")
+# requantization, the DSP eight-pixel pointwise block, the narrow pointwise loops); the merged program keeps them on
+# for the libraries that have such a layer (a layer that does not qualify runs the same code either way).
+_SWITCHES = ("TINYSTUDIO_GENERAL_REQUANT", "TINYSTUDIO_CONV_EIGHT", "TINYSTUDIO_CONV_NARROW")
 
 
 def _switches_on(text: str) -> str:

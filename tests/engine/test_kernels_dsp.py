@@ -96,8 +96,16 @@ CASES = {
     "pointwise8_k12_rest3": conv((1, 1, 11, 12), (5, 1, 1, 12), (1, 1, 11, 5), padding=VALID),
     # one or two pixels left over as fully connected rows (pointwise_k4: 8 + 2, pointwise_3_pixels: 3 rows in
     # all, pointwise_8_to_16_relu: 7 * 4 + 2): 13 = 8 + 4 + 1; a 3x3 layer's 2 pixels one at a time instead
-    "pointwise8_k8_rest5": conv((1, 1, 13, 8), (6, 1, 1, 8), (1, 1, 13, 6), padding=VALID),
+    # (an odd channel count: K = 8 with an even one takes ts_conv_pwnarrow_dsp.h instead)
+    "pointwise8_k8_rest5": conv((1, 1, 13, 8), (5, 1, 1, 8), (1, 1, 13, 5), padding=VALID),
     "conv_3x3_2_pixels": conv((1, 3, 4, 4), (5, 3, 3, 4), (1, 1, 2, 5), padding=VALID),
+    # pointwise with 8 or 16 input channels (ts_conv_pwnarrow_dsp.h: inputs in registers, channels from a table,
+    # two per loop turn): 10 channels in one chunk, 50 = 24 + 24 + 2 (K = 8) and 34 = 16 + 16 + 2 (K = 16) in
+    # chunks over all pixels; an odd count (7) goes the eight-pixel way
+    "pointwise8_narrow_k8_c10": conv((1, 3, 5, 8), (10, 1, 1, 8), (1, 3, 5, 10), padding=VALID),
+    "pointwise8_narrow_k8_c50": conv((1, 1, 9, 8), (50, 1, 1, 8), (1, 1, 9, 50), padding=VALID),
+    "pointwise8_narrow_k16_c34": conv((1, 2, 5, 16), (34, 1, 1, 16), (1, 2, 5, 34), padding=VALID),
+    "pointwise8_narrow_k16_c7": conv((1, 3, 3, 16), (7, 1, 1, 16), (1, 3, 3, 7), padding=VALID),
     # the K % 4 != 0 channel loop in assembly (tail group; ts_conv_first_dsp.h): tails of 3, 2, 1 and group
     # counts entering the four-group loop at each place (K = 27, 15, 18, 21, 6: 6, 3, 4, 5, 1 groups); 3x3x3
     # blocks of one output row with windows cut by every border (strides 1 and 2, widths not a multiple of
@@ -337,7 +345,7 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     lib = cases["first_3ch_3x3_stride2"][0]
     names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")  # ts_fc_dsp.c: pointwise pixels as rows
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h",
+                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h",
                  *names):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(CONV_SWEEP)
@@ -349,6 +357,130 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+PW_SWEEP = r"""
+#include <string.h>
+#ifdef SWEEP_TARGET
+#define REPORT(...) ((void)0)
+#else
+#include <stdio.h>
+#include <stdlib.h>
+#define REPORT printf
+#endif
+#include "tinystudio_kernels.h"
+static uint32_t s = 99u;
+static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
+#define MAXC 52
+#define MAXP (2 * 3 * 11)
+int main(void)
+{
+    static int32_t xw[(MAXP * 16 + 4) / 4];
+    static int8_t w[MAXC * 16], y0[MAXP * MAXC], y1[MAXP * MAXC];
+    static int32_t ww[MAXC * 8];
+    static int16_t scratch_static[8 * 16];
+    int32_t bias[MAXC], mult[MAXC];
+    int8_t shift[MAXC];
+    long cases = 0, bad = 0;
+    int ki, ci, px, b, form, pc, mis, wide, i;
+    static const int ks[4] = {8, 16, 4, 12};
+    static const int cs[9] = {2, 4, 6, 16, 24, 26, 34, 50, 7};
+    for (ki = 0; ki < 4; ++ki) for (ci = 0; ci < 9; ++ci) for (px = 1; px <= 11; px += 2) for (b = 1; b <= 2; ++b)
+    for (form = 0; form < 3; ++form) for (pc = 0; pc < 2; ++pc) for (mis = 0; mis < 2; ++mis)
+    for (wide = 0; wide < 2; ++wide) {
+        ts_conv_params p;
+        const int k = ks[ki];
+        int8_t *x = (int8_t *)xw + mis;
+        int16_t *scratch;
+        memset(&p, 0, sizeof p);
+        p.batches = b; p.in_h = 1 + px / 4; p.in_w = px; p.in_c = k; p.out_c = cs[ci]; p.groups = 1;
+        p.out_h = p.in_h; p.out_w = p.in_w;
+        p.k_h = 1; p.k_w = 1; p.stride_h = 1; p.stride_w = 1; p.dil_h = 1; p.dil_w = 1;
+        p.input_offset = 128 - (int32_t)(rnd() % 256);
+        p.output_offset = (int32_t)(rnd() % 256) - 128;
+        p.act_min = form == 2 ? -20 : -128; p.act_max = form == 2 ? 90 : 127;
+        p.per_channel = pc; p.general_requant = form == 0;
+        for (i = 0; i < p.batches * p.in_h * p.in_w * k; ++i) x[i] = (int8_t)(rnd() % 256 - 128);
+        for (i = 0; i < p.out_c * k; ++i) w[i] = (int8_t)(rnd() % 255 - 127);
+        for (i = 0; i < p.out_c * k / 2; ++i) { /* ts_conv_s8_w16's words: (k0, k2), (k1, k3) per 4 steps */
+            const int8_t *g = w + 4 * (i / 2) + (i & 1);
+            ww[i] = (int32_t)(((uint32_t)g[0] & 0xFFFFu) | ((uint32_t)g[2] << 16));
+        }
+        for (i = 0; i < p.out_c; ++i) {
+            bias[i] = (int32_t)(rnd() % 40000) - 20000;
+            mult[i] = (int32_t)((1u << 30) + rnd() % (1u << 30));
+            shift[i] = (int8_t)(-1 - (int32_t)(rnd() % 12));
+        }
+#ifdef SWEEP_TARGET
+        scratch = scratch_static;
+#else
+        (void)scratch_static; /* exactly the generator's scratch: ASan sees any byte beyond it */
+        scratch = (int16_t *)malloc((size_t)(16 * k));
+#endif
+        memset(y0, 0x55, sizeof y0);
+        memset(y1, 0x55, sizeof y1);
+        ts_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
+        if (wide) ts_conv_s8_w16(&p, x, ww, bias, mult, shift, y1, scratch);
+        else ts_conv_s8(&p, x, w, bias, mult, shift, y1, scratch);
+#ifndef SWEEP_TARGET
+        free(scratch);
+#endif
+        ++cases;
+        if (memcmp(y0, y1, sizeof y0) != 0 && bad++ < 5)
+            REPORT("k %d c %d %dx%d batches %d form %d per-channel %d misaligned %d wide %d\n", k, p.out_c,
+                   p.in_h, p.in_w, b, form, pc, mis, wide);
+    }
+    REPORT("cases %ld bad %ld\n", cases, bad);
+    return bad != 0 ? 3 : (cases < 1000 ? 4 : 0);
+}
+"""
+
+
+@needs_gcc
+def test_conv_dsp_narrow_pointwise_any_shape(built, tmp_path):
+    """ts_conv_s8 and ts_conv_s8_w16 (DSP path, emulated) against ts_conv_s8_ref for pointwise layers with 8 and
+    16 input channels (ts_conv_pwnarrow_dsp.h: one chunk, several with a 2-channel last one, the fallbacks for an
+    odd channel count, a misaligned input, the general and clamped forms) and with 4 and 12 (not taken), 1 to 33
+    pixels, 1 or 2 batches, per-channel or per-tensor constants; byte for byte under
+    ASan/UBSan with exactly the generator's scratch."""
+    cases, _ = built
+    lib = cases["pointwise8_narrow_k8_c10"][0]
+    assert "#define TINYSTUDIO_CONV_NARROW 1" in lib.files["tinystudio_kernels.h"]
+    names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")
+    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
+                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h", *names):
+        (tmp_path / name).write_text(lib.files[name])
+    (tmp_path / "t.c").write_text(PW_SWEEP)
+    exe = tmp_path / "t"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
+                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *names)), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+def test_conv_narrow_pointwise_sweep_in_qemu_m4(built, tmp_path):
+    """The same sweep on QEMU mps2-an386 with the real instructions: ts_conv_pwnarrow_dsp.h's assembly (K = 8
+    and 16, chunks, the sentinel shift, per-tensor constants, batches), which the emulated build does not run.
+    Exit 3: a mismatch."""
+    why = _qemu_missing()
+    if why:
+        pytest.skip(why)
+    from engine.export import qemu
+    from hwmodels.mcu import get_mcu
+    import importlib
+
+    vq = importlib.import_module("engine.export.verify_qemu")
+    lib = built[0]["pointwise8_narrow_k8_c10"][0]
+    target = vq.core_target(get_mcu("stm32l4r5zi"))
+    cflags = vq.local_cflags(target.cflags)
+    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1",))
+    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
+    elf = vq.link_program("#define SWEEP_TARGET 1\n" + PW_SWEEP, "sweep", objs, board_objs, ld, cflags, tmp_path)
+    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=300)
+    assert run.rc == 0, (run.rc, run.stderr[-500:])
 
 
 def test_depthwise_dsp_sweep_in_qemu_m4(built, tmp_path):
@@ -433,12 +565,14 @@ def test_add_linear_form_is_tflite_add():
 # M7 1.864, 1.938, 1.419, 2.411; before the conv channel loop in assembly, the 8-pixel pointwise block, the
 # first-layer windows, the depthwise ring and the ADD's linear form: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375;
 # before the pointwise layers' last pixels as fully connected rows: M4 KWS 1.333, VWW 1.481; before the depthwise
-# ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458.
-PER_MAC = {"m4": {"kws": 1.252, "vww": 1.386, "ic": 1.196, "ad": 1.939},
-           "m7": {"kws": 1.253, "vww": 1.390, "ic": 1.195, "ad": 1.939}}
+# ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458; before the
+# pointwise layers with 8 and 16 input channels in registers (ts_conv_pwnarrow_dsp.h): M4 VWW 1.378, M7 1.381.
+PER_MAC = {"m4": {"kws": 1.252, "vww": 1.334, "ic": 1.196, "ad": 1.939},
+           "m7": {"kws": 1.253, "vww": 1.336, "ic": 1.195, "ad": 1.939}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
-# before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094).
-PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.384, "ic": 1.094}
+# before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094;
+# before the narrow pointwise path: VWW 1.379).
+PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.339, "ic": 1.094}
 
 
 def _qemu_missing() -> str:
@@ -467,9 +601,13 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
 # (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
 # the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
 # 5, 3, 2 and 1 groups (with KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block, one
-# or two pixels over as fully connected rows.
+# or two pixels over as fully connected rows; pointwise with 8 and 16 input channels (ts_conv_pwnarrow_dsp.h:
+# one chunk, chunks of 24 + 24 + 2 and 16 + 16 + 2, the channel loop entered at its first and its third channel)
+# and with an odd channel count (the eight-pixel block instead).
 ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
-             "pointwise8_k20_rest6", "pointwise8_k12_rest3", "pointwise8_k8_rest5", "conv_3x3_2_pixels"]
+             "pointwise8_k20_rest6", "pointwise8_k12_rest3", "pointwise8_k8_rest5", "conv_3x3_2_pixels",
+             "pointwise8_narrow_k8_c10", "pointwise8_narrow_k8_c50", "pointwise8_narrow_k16_c34",
+             "pointwise8_narrow_k16_c7"]
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["w8", "w16"])
@@ -489,6 +627,9 @@ def test_conv_assembly_channel_loop_in_qemu_m4(wide):
         # the eight-pixel block is linked where a layer takes it (pointwise, >= 8 pixels), not otherwise
         eight = name.startswith("pointwise8") or name == "pointwise_k4"
         assert f"#define TINYSTUDIO_CONV_EIGHT {int(eight)}" in lib.files["tinystudio_kernels.h"], name
+        # the narrow pointwise loops likewise (8 or 16 inputs, an even channel count)
+        narrow = name.startswith("pointwise8_narrow") and not name.endswith("_c7")
+        assert f"#define TINYSTUDIO_CONV_NARROW {int(narrow)}" in lib.files["tinystudio_kernels.h"], name
         r = verify_qemu(g, lib, get_mcu("stm32l4r5zi"), n_random=2, seed=3)
         assert r.matched == r.inputs == 3, (name, wide, r.first_mismatch)
 

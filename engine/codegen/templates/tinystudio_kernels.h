@@ -38,6 +38,10 @@ extern "C" {
 #ifndef TINYSTUDIO_CONV_EIGHT
 #define TINYSTUDIO_CONV_EIGHT 1
 #endif
+/* Likewise its loops for pointwise layers with 8 or 16 input channels (ts_conv_pwnarrow_dsp.h, ~1.2 KB). */
+#ifndef TINYSTUDIO_CONV_NARROW
+#define TINYSTUDIO_CONV_NARROW 1
+#endif
 
 #if defined(TINYSTUDIO_EMULATE_DSP) || (defined(__ARM_FEATURE_DSP) && TINYSTUDIO_USE_DSP)
 #define TINYSTUDIO_DSP 1

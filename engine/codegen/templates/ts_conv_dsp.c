@@ -6,6 +6,7 @@
 #include "ts_conv_im2col_dsp.h"
 #include "ts_conv_asm_dsp.h"
 #include "ts_conv_first_dsp.h"
+#include "ts_conv_pwnarrow_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -275,6 +276,13 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
      * that a library links only the storage its layers use */
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
                                                                ts_conv_block_clamp, ts_conv_block_full_asm);
+#if TINYSTUDIO_CONV_NARROW
+    /* pointwise with 8 or 16 input channels: the inputs in registers, the channels from a table
+     * (ts_conv_pwnarrow_dsp.h) */
+    if (ts_conv_pwnarrow(p, x, w, 0, bias, multiplier, shift, y)) {
+        return;
+    }
+#endif
 #ifdef TS_CONV_FIRST_ASM
     /* K % 4 != 0, K > 4 (first layers), per-channel constants, on the target: the full form in assembly with
      * the tail as one more group (ts_conv_im2col_dsp.h) */
@@ -294,6 +302,11 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
 {
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
                                                                ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
+#if TINYSTUDIO_CONV_NARROW
+    if (ts_conv_pwnarrow(p, x, w, 1, bias, multiplier, shift, y)) {
+        return;
+    }
+#endif
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
                     TS_CONV_BLOCK8(ts_conv_block8_w16_asm), 0);
 }
