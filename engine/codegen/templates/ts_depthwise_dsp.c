@@ -16,6 +16,7 @@
 
 #include "ts_depthwise_blocks_dsp.h"
 #include "ts_depthwise_ring_dsp.h"
+#include "ts_depthwise_small_dsp.h"
 
 /* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 256 bytes of stack):
  * 8 x 8, i.e. outputs up to 6 x 6. (At stride 2 the copy costs more than the edge cases it saves.) */
@@ -273,9 +274,12 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
     /* small images at stride 1: ts_dw_group's padded copy */
     const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
                        p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
+    const int small = ts_dw_small_fits(p, mode); /* before the ring: small SAME images, no padding stored */
     int32_t c, b, oh, ow, m, i, j;
     for (c = 0; c < c4; c += 4) {
-        if (planar) {
+        if (small) {
+            ts_dw_group_small(p, x, w, c, bias, multiplier, shift, y);
+        } else if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
         } else {
             ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode, padded);
