@@ -115,10 +115,11 @@ CASES = {
     "dw_7x6_stride2": conv((1, 7, 6, 12), (1, 3, 3, 12), (1, 4, 3, 12), stride=2, depthwise=True, act=RELU6),
     "dw_odd_channels": conv((1, 5, 7, 10), (1, 3, 3, 10), (1, 5, 7, 10), depthwise=True),
     "dw_3x3_out": conv((1, 3, 3, 12), (1, 3, 3, 12), (1, 3, 3, 12), depthwise=True),
-    # the small-image path (ts_depthwise_small_dsp.h): width 6, 2 rows (no middle row) and 7 rows
+    # the small-image path (ts_depthwise_small_dsp.h): width 6, 2 rows (no middle row) and 7 rows; width 12
     "dw_small_6x6": conv((1, 6, 6, 12), (1, 3, 3, 12), (1, 6, 6, 12), depthwise=True),
     "dw_small_2x6": conv((1, 2, 6, 8), (1, 3, 3, 8), (1, 2, 6, 8), depthwise=True),
     "dw_small_7x6": conv((1, 7, 6, 8), (1, 3, 3, 8), (1, 7, 6, 8), depthwise=True),
+    "dw_small_5x12": conv((1, 5, 12, 8), (1, 3, 3, 8), (1, 5, 12, 8), depthwise=True),
     "dw_5x5_kernel": conv((1, 6, 6, 8), (1, 5, 5, 8), (1, 6, 6, 8), depthwise=True),
     # fully connected: leftover rows (out % 4 = 1, 2, 3) on the DSP path, K % 4 tails
     "fc_rows_10": fc(2, 24, 10),
@@ -211,10 +212,10 @@ int main(void)
     int ih, iw, pt, pl, st, kk, c, form, i, sz;
     static const int ks[3][2] = {{3, 3}, {1, 3}, {5, 5}};
     /* after the 1..6 x 1..7 images, long ones for the widened-ring path: transposed or not, 1 or 2 strips,
-     * a short line across; then the small-image path's tallest images of width 6 and 3 and one row more */
-    static const int big[10][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}, {9, 6}, {10, 6},
-                                   {16, 3}, {17, 3}};
-    for (sz = 0; sz < 42 + 10; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
+     * a short line across; then the small-image path's widths 12, 6 and 3 (the tallest, and one row more) */
+    static const int big[12][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}, {12, 12}, {2, 12},
+                                   {24, 6}, {25, 6}, {36, 3}, {37, 3}};
+    for (sz = 0; sz < 42 + 12; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
     for (st = 1; st <= 2; ++st) for (kk = 0; kk < 3; ++kk) for (c = 4; c <= 9; c += 5) for (form = 0; form < 3; ++form) {
         ts_conv_params p;
         ih = sz < 42 ? 1 + sz / 7 : big[sz - 42][0];
@@ -253,10 +254,10 @@ int main(void)
 def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     """ts_depthwise_conv_s8 (DSP path, emulated) against ts_depthwise_conv_s8_ref over images of 1..6 x 1..7
     pixels (narrower than the kernel included), 6 long ones (the widened-ring path: lines along either axis,
-    1 or 2 strips) and the small-image path's tallest (9 x 6, 16 x 3) and one row over, pads -1..2 on each
-    side, strides 1 and 2, 3x3, 1x3 and 5x5 kernels, 4 and 9 channels (a leftover group), the three
-    requantization forms; byte for byte, under ASan/UBSan, and within a time limit (an interior run that never
-    ends is a failure, not a hang)."""
+    1 or 2 strips) and the small-image path's widths (2 and 12 rows of 12; the tallest of 6 and 3, 24 and 36
+    rows, and one row over), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5 kernels, 4 and 9
+    channels (a leftover group), the three requantization forms; byte for byte, under ASan/UBSan, and within a
+    time limit (an interior run that never ends is a failure, not a hang)."""
     cases, _ = built
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",

@@ -14,8 +14,8 @@
 
 #if TINYSTUDIO_DSP
 
-/* Values per channel plane (4 planes: 512 bytes of stack): up to 10 rows of 6, 16 rows of 3. */
-#define TS_DW_SMALL 64
+/* Values per channel plane (4 planes: 1,152 bytes of stack): up to 12 rows of 12, 24 of 6, 36 of 3. */
+#define TS_DW_SMALL 144
 #define TS_DW_SMALL_BYTES (2 * TS_DW_SMALL)
 #define TS_DW_SMALL2_BYTES (4 * TS_DW_SMALL)
 #define TS_DW_SMALL3_BYTES (6 * TS_DW_SMALL)
@@ -25,8 +25,8 @@ TS_ALWAYS_INLINE int ts_dw_small_fits(const ts_conv_params *p, int mode)
 {
     return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
            p->stride_w == 1 && p->pad_top == 1 && p->pad_left == 1 && p->out_h == p->in_h &&
-           p->out_w == p->in_w && (p->in_w == 6 || p->in_w == 3) && p->in_h >= 2 &&
-           p->in_h * (p->in_w + 1) <= TS_DW_SMALL;
+           p->out_w == p->in_w && (p->in_w == 12 || p->in_w == 6 || p->in_w == 3) && p->in_h >= 2 &&
+           p->in_h * ((p->in_w + 1) & ~1) <= TS_DW_SMALL;
 }
 
 /* The h x w image of 4 channels at x (pixels xs bytes apart) into the 4 planes at p0 (TS_DW_SMALL values
@@ -217,6 +217,65 @@ TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_ch *ch, const int16_t *pl, int8_t
                      : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last)
                      : "cc", "memory");
 }
+/* Width 12: each output row as two sextets (outputs 0 .. 5: the words at B .. B + 8 and the low half of
+ * B + 12; outputs 6 .. 11: the high half of B + 8 and the words at B + 12 .. B + 20, for a window row's row
+ * at byte B of r), A: from the bias (in t) or onto the sextet's sums. */
+#define TS_DW_LS(B, A0, A1, A2, A3, A4, A5)                                                                        \
+    TS_DW_R6("[%[r], #" B "]", "[%[r], #" B "+4]", "[%[r], #" B "+8]", A0, A1, A2, A3, A4, A5)                   \
+    "ldr %[d], [%[r], #" B "+12]\n\t"                                                                              \
+    "smlabt %[s5], %[d], %[w12], %[s5]\n\t"
+#define TS_DW_RS(B, A0, A1, A2, A3, A4, A5)                                                                        \
+    "ldr %[d], [%[r], #" B "+8]\n\t"                                                                               \
+    "smlatb %[s0], %[d], %[w01], %[" A0 "]\n\t"                                                                   \
+    TS_DW_R6("[%[r], #" B "+12]", "[%[r], #" B "+16]", "[%[r], #" B "+20]", "s0", A1, A2, A3, A4, A5)
+#define TS_DW_LSF(B) TS_DW_LS(B, "t", "t", "t", "t", "t", "t")
+#define TS_DW_LSA(B) TS_DW_LS(B, "s0", "s1", "s2", "s3", "s4", "s5")
+#define TS_DW_RSF(B) TS_DW_RS(B, "t", "t", "t", "t", "t", "t")
+#define TS_DW_RSA(B) TS_DW_RS(B, "s0", "s1", "s2", "s3", "s4", "s5")
+/* one sextet of an output row from window rows K0, K1 and, with N = TS_DW_ALL3, K2 (weights at byte 16 + 8 K
+ * of ch, rows at byte B of r), the first from the bias (F), the others onto the sums (A) */
+#define TS_DW_ROW12(K0, B0, K1, B1, K2, B2, F, A, N)                                                               \
+    "ldr %[t], [%[ch]]\n\t"                                                                                        \
+    TS_DW_W(K0) F(B0) TS_DW_W(K1) A(B1) N(TS_DW_W(K2) A(B2)) TS_DW_O6
+#define TS_DW_ALL3(X) X
+#define TS_DW_TWO(X)
+/* As ts_dw_srows6, r at the output row's centre row (24 bytes a row), moved on once per output row. */
+TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h)
+{
+    const int16_t *r = pl, *last = pl + 12 * (h - 1);
+    int32_t s0, s1, s2, s3, s4, s5;
+    uint32_t d, w01, w12, t;
+    __asm__ volatile(/* output row 0: window rows 1, 2 */
+                     TS_DW_ROW12("24", "0", "32", "24", "0", "0", TS_DW_LSF, TS_DW_LSA, TS_DW_TWO)
+                     TS_DW_ROW12("24", "0", "32", "24", "0", "0", TS_DW_RSF, TS_DW_RSA, TS_DW_TWO)
+                     "add %[r], %[r], #24\n\t"
+                     "ldr %[t], %[last]\n\t"
+                     "cmp %[r], %[t]\n\t"
+                     "bhs 2f\n\t"
+                     "1:\n\t"
+                     TS_DW_ROW12("16", "-24", "24", "0", "32", "24", TS_DW_LSF, TS_DW_LSA, TS_DW_ALL3)
+                     TS_DW_ROW12("16", "-24", "24", "0", "32", "24", TS_DW_RSF, TS_DW_RSA, TS_DW_ALL3)
+                     "add %[r], %[r], #24\n\t"
+                     "ldr %[t], %[last]\n\t"
+                     "cmp %[r], %[t]\n\t"
+                     "blo 1b\n\t"
+                     "2:\n\t" /* the last output row: window rows 0, 1 */
+                     TS_DW_ROW12("16", "-24", "24", "0", "0", "0", TS_DW_LSF, TS_DW_LSA, TS_DW_TWO)
+                     TS_DW_ROW12("16", "-24", "24", "0", "0", "0", TS_DW_RSF, TS_DW_RSA, TS_DW_TWO)
+                     : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [s4] "=&r"(s4), [s5] "=&r"(s5),
+                       [d] "=&r"(d), [w01] "=&r"(w01), [w12] "=&r"(w12), [t] "=&r"(t), [r] "+r"(r), [y] "+r"(y)
+                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last)
+                     : "cc", "memory");
+}
+#undef TS_DW_TWO
+#undef TS_DW_ALL3
+#undef TS_DW_ROW12
+#undef TS_DW_RSA
+#undef TS_DW_RSF
+#undef TS_DW_LSA
+#undef TS_DW_LSF
+#undef TS_DW_RS
+#undef TS_DW_LS
 /* one window row of the 3 outputs s0 .. s2 from the words at L0 (x0, x1) and L1 (x2, 0) */
 #define TS_DW_R3(L0, L1, A0, A1, A2)                                                                               \
     "ldr %[d], " L0 "\n\t"                                                                                         \
@@ -290,6 +349,8 @@ static TS_NOINLINE void ts_dw_small4(const ts_dw_ch *ch, const int16_t *pl, int8
 #else
         if (w == 6) {
             ts_dw_srows6(ch, pl, y, ys, h);
+        } else if (w == 12) {
+            ts_dw_srows12(ch, pl, y, ys, h);
         } else {
             ts_dw_srows3(ch, pl, y, ys, h);
         }
