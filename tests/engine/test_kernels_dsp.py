@@ -212,10 +212,11 @@ int main(void)
     int ih, iw, pt, pl, st, kk, c, form, i, sz;
     static const int ks[3][2] = {{3, 3}, {1, 3}, {5, 5}};
     /* after the 1..6 x 1..7 images, long ones for the widened-ring path: transposed or not, 1 or 2 strips,
-     * a short line across; then the small-image path's widths 12, 6 and 3 (the tallest, and one row more) */
-    static const int big[12][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}, {12, 12}, {2, 12},
-                                   {24, 6}, {25, 6}, {36, 3}, {37, 3}};
-    for (sz = 0; sz < 42 + 12; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
+     * a short line across; then the small-image path's widths 12, 6 and 3: the tallest in one band and one row
+     * more, bands of 6 rows and one (13 x 12) */
+    static const int big[16][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}, {2, 12}, {8, 12},
+                                   {9, 12}, {12, 12}, {16, 6}, {17, 6}, {24, 6}, {24, 3}, {25, 3}, {37, 3}};
+    for (sz = 0; sz < 42 + 16; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
     for (st = 1; st <= 2; ++st) for (kk = 0; kk < 3; ++kk) for (c = 4; c <= 9; c += 5) for (form = 0; form < 3; ++form) {
         ts_conv_params p;
         ih = sz < 42 ? 1 + sz / 7 : big[sz - 42][0];
@@ -254,10 +255,10 @@ int main(void)
 def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     """ts_depthwise_conv_s8 (DSP path, emulated) against ts_depthwise_conv_s8_ref over images of 1..6 x 1..7
     pixels (narrower than the kernel included), 6 long ones (the widened-ring path: lines along either axis,
-    1 or 2 strips) and the small-image path's widths (2 and 12 rows of 12; the tallest of 6 and 3, 24 and 36
-    rows, and one row over), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5 kernels, 4 and 9
-    channels (a leftover group), the three requantization forms; byte for byte, under ASan/UBSan, and within a
-    time limit (an interior run that never ends is a failure, not a hang)."""
+    1 or 2 strips) and the small-image path's (widths 12, 6, 3: the tallest image in one band and one row
+    more, several bands, a last band of one row), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5
+    kernels, 4 and 9 channels (a leftover group), the three requantization forms; byte for byte, under
+    ASan/UBSan, and within a time limit (an interior run that never ends is a failure, not a hang)."""
     cases, _ = built
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",

@@ -1,12 +1,12 @@
 /* ts_depthwise_small_dsp.h - the DSP depthwise's small-image path (internal to ts_depthwise_dsp.c): a 3x3,
- * stride-1 layer with padding 1 on every side (SAME) in the full-range form whose whole image fits in 4 int16
- * planes of TS_DW_SMALL values. Most outputs of a 6 x 6 image touch the padding, so the padding is not stored
- * at all: a plane holds the image's rows back to back (an odd width gets one zero column so that rows stay
- * word aligned), and the taps that would read the padding are left out of the code instead (first and last
- * output columns one multiply fewer, first and last output rows one window row fewer). A plane is widened once
- * per group of 4 channels (no ring, no strips), then each channel's whole image is one block of inline
- * assembly on the target (ts_depthwise_srows_dsp.h: widths 6, 12 and 3). Same bytes as the ring path:
- * ts_dw_ch's doubled weights and ts_dw_out's requantization. */
+ * stride-1 layer with padding 1 on every side (SAME) in the full-range form, 12, 6 or 3 pixels wide. Most
+ * outputs of a 6 x 6 image touch the padding, so the padding is not stored at all: 4 int16 planes hold the
+ * image's rows back to back (an odd width gets one zero column so that rows stay word aligned), and the taps
+ * that would read the padding are left out of the code instead (first and last output columns one multiply
+ * fewer, first and last output rows one window row fewer). The planes are widened once per group of 4 channels
+ * (a taller image: per band of rows), then each channel's image or band is one block of inline assembly on the
+ * target (ts_depthwise_srows_dsp.h). Same bytes as the ring path: ts_dw_ch's doubled weights (ts_dw_sch) and
+ * ts_dw_out's requantization. */
 #ifndef TS_DEPTHWISE_SMALL_DSP_H
 #define TS_DEPTHWISE_SMALL_DSP_H
 
@@ -14,8 +14,10 @@
 
 #if TINYSTUDIO_DSP
 
-/* Values per channel plane (4 planes: 1,152 bytes of stack): up to 12 rows of 12, 24 of 6, 36 of 3. */
-#define TS_DW_SMALL 144
+/* Values per channel plane (4 planes: 768 bytes of stack, the frame no larger than the ring's): an image of up
+ * to 8 rows of 12, 16 of 6, 24 of 3 at once, a taller one in bands of 6, 14, 22 output rows (and the rows
+ * above and below them). */
+#define TS_DW_SMALL 96
 #define TS_DW_SMALL_BYTES (2 * TS_DW_SMALL)
 #define TS_DW_SMALL2_BYTES (4 * TS_DW_SMALL)
 #define TS_DW_SMALL3_BYTES (6 * TS_DW_SMALL)
@@ -25,8 +27,7 @@ TS_ALWAYS_INLINE int ts_dw_small_fits(const ts_conv_params *p, int mode)
 {
     return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
            p->stride_w == 1 && p->pad_top == 1 && p->pad_left == 1 && p->out_h == p->in_h &&
-           p->out_w == p->in_w && (p->in_w == 12 || p->in_w == 6 || p->in_w == 3) && p->in_h >= 2 &&
-           p->in_h * ((p->in_w + 1) & ~1) <= TS_DW_SMALL;
+           p->out_w == p->in_w && (p->in_w == 12 || p->in_w == 6 || p->in_w == 3) && p->in_h >= 2;
 }
 
 /* The h x w image of 4 channels at x (pixels xs bytes apart) into the 4 planes at p0 (TS_DW_SMALL values
@@ -115,38 +116,41 @@ static TS_NOINLINE void ts_dw_sfill(int16_t *p0, const int8_t *x, int32_t xs, ui
 #undef TS_DW_SPAIR
 #endif
 
-/* The 4 channels' outputs of a group from its planes (one function, so that the assembly has its registers). */
-static TS_NOINLINE void ts_dw_small4(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h,
-                                     int32_t w)
+/* The 4 channels' outputs of a band of n rows from its planes (pl at the plane row of its first output row, fl as
+ * ts_dw_srows; one function, so that the assembly has its registers). */
+static TS_NOINLINE void ts_dw_small4(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+                                     int32_t w, int32_t fl)
 {
     int32_t t;
     for (t = 0; t < 4; ++t, ++ch, pl += TS_DW_SMALL, ++y) {
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-        ts_dw_srows(ch, pl, y, ys, h, w);
+        ts_dw_srows(ch, pl, y, ys, n, w, fl);
 #else
         if (w == 6) {
-            ts_dw_srows6(ch, pl, y, ys, h);
+            ts_dw_srows6(ch, pl, y, ys, n, fl);
         } else if (w == 12) {
-            ts_dw_srows12(ch, pl, y, ys, h);
+            ts_dw_srows12(ch, pl, y, ys, n, fl);
         } else {
-            ts_dw_srows3(ch, pl, y, ys, h);
+            ts_dw_srows3(ch, pl, y, ys, n, fl);
         }
 #endif
     }
 }
 
-/* Channels c .. c + 3 of a layer that ts_dw_small_fits: ts_dw_ch's doubled weights and requantization as in
- * ts_dw_group3 (its rows k at w[2 k], w[2 k + 1]; w[6 ..] unused), then per image the fill and the 4 channels. */
+/* Channels c .. c + 3 of a layer that ts_dw_small_fits: doubled weights and requantization as in ts_dw_group3
+ * (rows k at w[2 k], w[2 k + 1]), then per image, or band of nb output rows
+ * of a taller one, the fill (a band's input rows from the one above to the one below) and the 4 channels. */
 static void ts_dw_group_small(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, n = p->in_h * p->in_w;
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, h = p->in_h, w2 = (p->in_w + 1) & ~1;
+    const int32_t n = h * p->in_w, nb = h * w2 <= TS_DW_SMALL ? h : TS_DW_SMALL / w2 - 2;
     union { /* word aligned for the word accesses */
         int16_t v[4][TS_DW_SMALL];
         uint32_t align;
     } pl;
-    ts_dw_ch ch[4];
-    int32_t t, i, b;
+    ts_dw_sch ch[4];
+    int32_t t, i, b, o0;
     for (t = 0; t < 4; ++t) {
         const ts_rq q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
         ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
@@ -171,8 +175,14 @@ static void ts_dw_group_small(const ts_conv_params *p, const int8_t *x, const in
         ch[3].w[2 * i + 1] = o1 >> 16 | (o2 & 0xFFFF0000u);
     }
     for (b = 0; b < p->batches; ++b) {
-        ts_dw_sfill(pl.v[0], x + (size_t)b * n * c_n + c, c_n, ts_dup16(p->input_offset), p->in_h, p->in_w);
-        ts_dw_small4(ch, pl.v[0], y + (size_t)b * n * c_n + c, c_n, p->in_h, p->in_w);
+        for (o0 = 0; o0 < h; o0 += nb) {
+            const int32_t o1 = o0 + nb < h ? o0 + nb : h, top = o0 == 0, bottom = o1 == h;
+            const int32_t i0 = top ? 0 : o0 - 1, i1 = bottom ? h : o1 + 1;
+            ts_dw_sfill(pl.v[0], x + ((size_t)b * n + (size_t)i0 * p->in_w) * c_n + c, c_n,
+                        ts_dup16(p->input_offset), i1 - i0, p->in_w);
+            ts_dw_small4(ch, pl.v[0] + (top ? 0 : w2), y + ((size_t)b * n + (size_t)o0 * p->in_w) * c_n + c, c_n,
+                         o1 - o0, p->in_w, top | bottom << 1);
+        }
     }
 }
 

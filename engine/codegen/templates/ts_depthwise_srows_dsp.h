@@ -9,21 +9,32 @@
 
 #if TINYSTUDIO_DSP
 
-/* Channel ch's h x w outputs at y (pixels ys bytes apart, rows w ys) from its plane pl (rows of w2 values): the
- * portable form of the assembly below, for any width. Output o of a row has taps o - 1 .. o + 1: for an odd o
- * the word (o - 1, o) times (w0, w1) and the next word's low half times w2; for an even o the previous word's
- * high half times w0 (none at o = 0) and the word (o, o + 1) times (w1, w2); the missing taps are padding. */
+/* One channel: ts_dw_ch without the rotated weight rows (the rows here stay in order), which keeps the group's
+ * frame no larger than the ring's: bias, requantization and the int16 weight pairs (w_k0, w_k1), (w_k1, w_k2)
+ * of rows k = 0 .. 2, all doubled (ts_dw_out). */
+typedef struct {
+    int32_t bias, multiplier, qbias, right;
+    uint32_t w[6];
+} ts_dw_sch;
+
+/* Channel ch's n x w outputs of a band at y (pixels ys bytes apart, rows w ys), pl at the plane row (of w2
+ * values) of the band's first output row; with bit 0 of fl the band starts the image (no row above), with bit 1
+ * it ends it (no row below). The portable form of the assembly below, for any width. Output o of a row has taps
+ * o - 1 .. o + 1: for an odd o the word (o - 1, o) times (w0, w1) and the next word's low half times w2; for an
+ * even o the previous word's high half times w0 (none at o = 0) and the word (o, o + 1) times (w1, w2); the
+ * missing taps are padding. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-TS_ALWAYS_INLINE void ts_dw_srows(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h, int32_t w)
+TS_ALWAYS_INLINE void ts_dw_srows(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n, int32_t w,
+                                  int32_t fl)
 {
     const int32_t w2 = (w + 1) & ~1;
     int32_t i, o, k;
-    for (i = 0; i < h; ++i) {
+    for (i = 0; i < n; ++i) {
         for (o = 0; o < w; ++o) {
             int32_t s = ch->bias;
             for (k = 0; k < 3; ++k) {
                 const int16_t *r;
-                if (i - 1 + k < 0 || i - 1 + k >= h) {
+                if ((i - 1 + k < 0 && (fl & 1)) || (i - 1 + k >= n && (fl & 2))) {
                     continue;
                 }
                 r = pl + (i - 1 + k) * w2 + o;
@@ -35,7 +46,8 @@ TS_ALWAYS_INLINE void ts_dw_srows(const ts_dw_ch *ch, const int16_t *pl, int8_t 
                     s = ts_smlad(ts_read32(r), ch->w[2 * k + 1], s);
                 }
             }
-            y[(i * w + o) * ys] = ts_dw_out(s, ch);
+            y[(i * w + o) * ys] = (int8_t)ts_ssat8(
+                ts_smmlar(s, ch->multiplier, ch->qbias - (int32_t)((uint32_t)s >> 31)) >> ch->right); /* ts_dw_out */
         }
     }
 }
@@ -76,19 +88,25 @@ TS_ALWAYS_INLINE void ts_dw_srows(const ts_dw_ch *ch, const int16_t *pl, int8_t 
     "add %[y], %[y], %[ys], lsl #1\n\t"                                                                            \
     TS_DW_O("s4", "[%[y]]") TS_DW_O("s5", "[%[y], %[ys]]")                                                        \
     "add %[y], %[y], %[ys], lsl #1\n\t"
-/* The weight rows of ts_dw_ch: row k's (w0, w1), (w1, w2) at byte 16 + 8 k. */
+/* The weight rows of ts_dw_sch: row k's (w0, w1), (w1, w2) at byte 16 + 8 k. */
 #define TS_DW_W(K) "ldrd %[w01], %[w12], [%[ch], #" K "]\n\t"
-/* Width 6: per output row the 3 window rows (the first and last output rows 2), r at the input row of the
- * output row's centre (12 bytes a row; the middle rows' last window row moves it on), 14 registers. */
-TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h)
+/* Width 6, a band of n output rows (fl as ts_dw_srows): per output row the 3 window rows, the image's first and
+ * last output rows 2; r at the input row of the output row's centre (12 bytes a row; the middle rows' last
+ * window row moves it on), 14 registers, fl and the end of the middle rows in memory. */
+TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+                                   int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 6 * (h - 1);
+    const int16_t *r = pl, *last = pl + 6 * (n - (fl >> 1));
     int32_t s0, s1, s2, s3, s4, s5;
     uint32_t d, w01, w12, t;
-    __asm__ volatile("ldr %[t], [%[ch]]\n\t" /* output row 0: window rows 1, 2 */
+    __asm__ volatile("ldr %[t], %[fl]\n\t"
+                     "tst %[t], #1\n\t"
+                     "beq 5f\n\t"
+                     "ldr %[t], [%[ch]]\n\t" /* output row 0: window rows 1, 2 */
                      TS_DW_W("24") TS_DW_F6("[%[r]]", "[%[r], #4]", "[%[r], #8]")
                      TS_DW_W("32") TS_DW_A6("[%[r], #12]!", "[%[r], #4]", "[%[r], #8]")
                      TS_DW_O6
+                     "5:\n\t"
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "bhs 2f\n\t"
@@ -101,14 +119,18 @@ TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_ch *ch, const int16_t *pl, int8_t
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "blo 1b\n\t"
-                     "2:\n\t" /* the last output row: window rows 0, 1 */
+                     "2:\n\t"
+                     "ldr %[t], %[fl]\n\t"
+                     "tst %[t], #2\n\t"
+                     "beq 3f\n\t" /* the last output row: window rows 0, 1 */
                      "ldr %[t], [%[ch]]\n\t"
                      TS_DW_W("16") TS_DW_F6("[%[r], #-12]", "[%[r], #-8]", "[%[r], #-4]")
                      TS_DW_W("24") TS_DW_A6("[%[r]]", "[%[r], #4]", "[%[r], #8]")
                      TS_DW_O6
+                     "3:\n\t"
                      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [s4] "=&r"(s4), [s5] "=&r"(s5),
                        [d] "=&r"(d), [w01] "=&r"(w01), [w12] "=&r"(w12), [t] "=&r"(t), [r] "+r"(r), [y] "+r"(y)
-                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last)
+                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last), [fl] "m"(fl)
                      : "cc", "memory");
 }
 /* Width 12: each output row as two sextets (outputs 0 .. 5: the words at B .. B + 8 and the low half of
@@ -134,15 +156,19 @@ TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_ch *ch, const int16_t *pl, int8_t
 #define TS_DW_ALL3(X) X
 #define TS_DW_TWO(X)
 /* As ts_dw_srows6, r at the output row's centre row (24 bytes a row), moved on once per output row. */
-TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h)
+TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+                                   int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 12 * (h - 1);
+    const int16_t *r = pl, *last = pl + 12 * (n - (fl >> 1));
     int32_t s0, s1, s2, s3, s4, s5;
     uint32_t d, w01, w12, t;
-    __asm__ volatile(/* output row 0: window rows 1, 2 */
+    __asm__ volatile("ldr %[t], %[fl]\n\t"
+                     "tst %[t], #1\n\t"
+                     "beq 5f\n\t" /* output row 0: window rows 1, 2 */
                      TS_DW_ROW12("24", "0", "32", "24", "0", "0", TS_DW_LSF, TS_DW_LSA, TS_DW_TWO)
                      TS_DW_ROW12("24", "0", "32", "24", "0", "0", TS_DW_RSF, TS_DW_RSA, TS_DW_TWO)
                      "add %[r], %[r], #24\n\t"
+                     "5:\n\t"
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "bhs 2f\n\t"
@@ -153,12 +179,16 @@ TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_ch *ch, const int16_t *pl, int8_
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "blo 1b\n\t"
-                     "2:\n\t" /* the last output row: window rows 0, 1 */
+                     "2:\n\t"
+                     "ldr %[t], %[fl]\n\t"
+                     "tst %[t], #2\n\t"
+                     "beq 3f\n\t" /* the last output row: window rows 0, 1 */
                      TS_DW_ROW12("16", "-24", "24", "0", "0", "0", TS_DW_LSF, TS_DW_LSA, TS_DW_TWO)
                      TS_DW_ROW12("16", "-24", "24", "0", "0", "0", TS_DW_RSF, TS_DW_RSA, TS_DW_TWO)
+                     "3:\n\t"
                      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [s3] "=&r"(s3), [s4] "=&r"(s4), [s5] "=&r"(s5),
                        [d] "=&r"(d), [w01] "=&r"(w01), [w12] "=&r"(w12), [t] "=&r"(t), [r] "+r"(r), [y] "+r"(y)
-                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last)
+                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last), [fl] "m"(fl)
                      : "cc", "memory");
 }
 #undef TS_DW_TWO
@@ -189,15 +219,20 @@ TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_ch *ch, const int16_t *pl, int8_
     TS_DW_O("s2", "[%[y]]")                                                                                        \
     "add %[y], %[y], %[ys]\n\t"
 /* Width 3 (rows of 4 values, the last 0): as ts_dw_srows6, 8 bytes a row. */
-TS_ALWAYS_INLINE void ts_dw_srows3(const ts_dw_ch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t h)
+TS_ALWAYS_INLINE void ts_dw_srows3(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+                                   int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 4 * (h - 1);
+    const int16_t *r = pl, *last = pl + 4 * (n - (fl >> 1));
     int32_t s0, s1, s2;
     uint32_t d, w01, w12, t;
-    __asm__ volatile("ldr %[t], [%[ch]]\n\t" /* output row 0: window rows 1, 2 */
+    __asm__ volatile("ldr %[t], %[fl]\n\t"
+                     "tst %[t], #1\n\t"
+                     "beq 5f\n\t"
+                     "ldr %[t], [%[ch]]\n\t" /* output row 0: window rows 1, 2 */
                      TS_DW_W("24") TS_DW_F3("[%[r]]", "[%[r], #4]")
                      TS_DW_W("32") TS_DW_A3("[%[r], #8]!", "[%[r], #4]")
                      TS_DW_O3
+                     "5:\n\t"
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "bhs 2f\n\t"
@@ -210,14 +245,18 @@ TS_ALWAYS_INLINE void ts_dw_srows3(const ts_dw_ch *ch, const int16_t *pl, int8_t
                      "ldr %[t], %[last]\n\t"
                      "cmp %[r], %[t]\n\t"
                      "blo 1b\n\t"
-                     "2:\n\t" /* the last output row: window rows 0, 1 */
+                     "2:\n\t"
+                     "ldr %[t], %[fl]\n\t"
+                     "tst %[t], #2\n\t"
+                     "beq 3f\n\t" /* the last output row: window rows 0, 1 */
                      "ldr %[t], [%[ch]]\n\t"
                      TS_DW_W("16") TS_DW_F3("[%[r], #-8]", "[%[r], #-4]")
                      TS_DW_W("24") TS_DW_A3("[%[r]]", "[%[r], #4]")
                      TS_DW_O3
+                     "3:\n\t"
                      : [s0] "=&r"(s0), [s1] "=&r"(s1), [s2] "=&r"(s2), [d] "=&r"(d), [w01] "=&r"(w01),
                        [w12] "=&r"(w12), [t] "=&r"(t), [r] "+r"(r), [y] "+r"(y)
-                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last)
+                     : [ch] "r"(ch), [ys] "r"(ys), [last] "m"(last), [fl] "m"(fl)
                      : "cc", "memory");
 }
 #undef TS_DW_O3
