@@ -121,67 +121,72 @@ static TS_NOINLINE void ts_dw_sfill(int16_t *p0, const int8_t *x, int32_t xs, ui
 static TS_NOINLINE void ts_dw_small4(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
                                      int32_t w, int32_t fl)
 {
+    const int32_t span = ((w + 1) & ~1) * (n - (fl >> 1)); /* to the end of the middle rows */
     int32_t t;
     for (t = 0; t < 4; ++t, ++ch, pl += TS_DW_SMALL, ++y) {
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+        (void)span;
         ts_dw_srows(ch, pl, y, ys, n, w, fl);
 #else
         if (w == 6) {
-            ts_dw_srows6(ch, pl, y, ys, n, fl);
+            ts_dw_srows6(ch, pl, y, ys, span, fl);
         } else if (w == 12) {
-            ts_dw_srows12(ch, pl, y, ys, n, fl);
+            ts_dw_srows12(ch, pl, y, ys, span, fl);
         } else {
-            ts_dw_srows3(ch, pl, y, ys, n, fl);
+            ts_dw_srows3(ch, pl, y, ys, span, fl);
         }
 #endif
     }
 }
 
-/* Channels c .. c + 3 of a layer that ts_dw_small_fits: doubled weights and requantization as in ts_dw_group3
- * (rows k at w[2 k], w[2 k + 1]), then per image, or band of nb output rows
- * of a taller one, the fill (a band's input rows from the one above to the one below) and the 4 channels. */
-static void ts_dw_group_small(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c,
-                              const int32_t *bias, const int32_t *multiplier, const int8_t *shift, int8_t *y)
+/* A layer that ts_dw_small_fits, groups of 4 channels in one call (the layer's constants loaded once): per
+ * group the doubled weights and requantization as in ts_dw_group3 (rows k at w[2 k], w[2 k + 1]), then per
+ * image, or band of nb output rows of a taller one, the fill (a band's input rows from the one above to the
+ * one below) and the 4 channels. */
+static void ts_dw_small(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                        const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, h = p->in_h, w2 = (p->in_w + 1) & ~1;
-    const int32_t n = h * p->in_w, nb = h * w2 <= TS_DW_SMALL ? h : TS_DW_SMALL / w2 - 2;
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, h = p->in_h, iw = p->in_w, w2 = (iw + 1) & ~1;
+    const int32_t n = h * iw, nb = h * w2 <= TS_DW_SMALL ? h : TS_DW_SMALL / w2 - 2, odd = 2 * p->output_offset + 1;
+    const uint32_t offset = ts_dup16(p->input_offset);
     union { /* word aligned for the word accesses */
         int16_t v[4][TS_DW_SMALL];
         uint32_t align;
     } pl;
     ts_dw_sch ch[4];
-    int32_t t, i, b, o0;
-    for (t = 0; t < 4; ++t) {
-        const ts_rq q = ts_rq_channel(multiplier, shift, (c + t) * step, 2 * p->output_offset + 1);
-        ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
-        ch[t].multiplier = q.multiplier;
-        ch[t].qbias = q.bias;
-        ch[t].right = q.right;
-    }
-    for (i = 0; i < 3; ++i) { /* the 4 channels' taps of a row at once: SXTAB16 of a word onto its own
-                               * extension doubles it; channels c, c + 2 in e, c + 1, c + 3 in o */
-        const int8_t *wr = w + (size_t)(3 * i) * c_n + c;
-        const uint32_t v0 = ts_read32(wr), v1 = ts_read32(wr + c_n), v2 = ts_read32(wr + 2 * c_n);
-        const uint32_t e0 = ts_sxtab16(ts_sxtb16(v0), v0), o0 = ts_sxtab16_ror8(ts_sxtb16_ror8(v0), v0);
-        const uint32_t e1 = ts_sxtab16(ts_sxtb16(v1), v1), o1 = ts_sxtab16_ror8(ts_sxtb16_ror8(v1), v1);
-        const uint32_t e2 = ts_sxtab16(ts_sxtb16(v2), v2), o2 = ts_sxtab16_ror8(ts_sxtb16_ror8(v2), v2);
-        ch[0].w[2 * i] = (e0 & 0xFFFFu) | e1 << 16;
-        ch[0].w[2 * i + 1] = (e1 & 0xFFFFu) | e2 << 16;
-        ch[1].w[2 * i] = (o0 & 0xFFFFu) | o1 << 16;
-        ch[1].w[2 * i + 1] = (o1 & 0xFFFFu) | o2 << 16;
-        ch[2].w[2 * i] = e0 >> 16 | (e1 & 0xFFFF0000u);
-        ch[2].w[2 * i + 1] = e1 >> 16 | (e2 & 0xFFFF0000u);
-        ch[3].w[2 * i] = o0 >> 16 | (o1 & 0xFFFF0000u);
-        ch[3].w[2 * i + 1] = o1 >> 16 | (o2 & 0xFFFF0000u);
-    }
-    for (b = 0; b < p->batches; ++b) {
-        for (o0 = 0; o0 < h; o0 += nb) {
-            const int32_t o1 = o0 + nb < h ? o0 + nb : h, top = o0 == 0, bottom = o1 == h;
-            const int32_t i0 = top ? 0 : o0 - 1, i1 = bottom ? h : o1 + 1;
-            ts_dw_sfill(pl.v[0], x + ((size_t)b * n + (size_t)i0 * p->in_w) * c_n + c, c_n,
-                        ts_dup16(p->input_offset), i1 - i0, p->in_w);
-            ts_dw_small4(ch, pl.v[0] + (top ? 0 : w2), y + ((size_t)b * n + (size_t)o0 * p->in_w) * c_n + c, c_n,
-                         o1 - o0, p->in_w, top | bottom << 1);
+    int32_t c, t, i, b, o0;
+    for (c = 0; c < (c_n & ~3); c += 4) {
+        for (t = 0; t < 4; ++t) {
+            const ts_rq q = ts_rq_channel(multiplier, shift, (c + t) * step, odd);
+            ch[t].bias = (int32_t)((uint32_t)bias[c + t] * 2u);
+            ch[t].multiplier = q.multiplier;
+            ch[t].qbias = q.bias;
+            ch[t].right = q.right;
+        }
+        for (i = 0; i < 3; ++i) { /* the 4 channels' taps of a row at once: SXTAB16 of a word onto its own
+                                   * extension doubles it; channels c, c + 2 in e, c + 1, c + 3 in o */
+            const int8_t *wr = w + (size_t)(3 * i) * c_n + c;
+            const uint32_t v0 = ts_read32(wr), v1 = ts_read32(wr + c_n), v2 = ts_read32(wr + 2 * c_n);
+            const uint32_t e0 = ts_sxtab16(ts_sxtb16(v0), v0), o0 = ts_sxtab16_ror8(ts_sxtb16_ror8(v0), v0);
+            const uint32_t e1 = ts_sxtab16(ts_sxtb16(v1), v1), o1 = ts_sxtab16_ror8(ts_sxtb16_ror8(v1), v1);
+            const uint32_t e2 = ts_sxtab16(ts_sxtb16(v2), v2), o2 = ts_sxtab16_ror8(ts_sxtb16_ror8(v2), v2);
+            ch[0].w[2 * i] = (e0 & 0xFFFFu) | e1 << 16;
+            ch[0].w[2 * i + 1] = (e1 & 0xFFFFu) | e2 << 16;
+            ch[1].w[2 * i] = (o0 & 0xFFFFu) | o1 << 16;
+            ch[1].w[2 * i + 1] = (o1 & 0xFFFFu) | o2 << 16;
+            ch[2].w[2 * i] = e0 >> 16 | (e1 & 0xFFFF0000u);
+            ch[2].w[2 * i + 1] = e1 >> 16 | (e2 & 0xFFFF0000u);
+            ch[3].w[2 * i] = o0 >> 16 | (o1 & 0xFFFF0000u);
+            ch[3].w[2 * i + 1] = o1 >> 16 | (o2 & 0xFFFF0000u);
+        }
+        for (b = 0; b < p->batches; ++b) {
+            for (o0 = 0; o0 < h; o0 += nb) {
+                const int32_t o1 = o0 + nb < h ? o0 + nb : h, top = o0 == 0, bottom = o1 == h;
+                const int32_t i0 = top ? 0 : o0 - 1, i1 = bottom ? h : o1 + 1;
+                ts_dw_sfill(pl.v[0], x + ((size_t)b * n + (size_t)i0 * iw) * c_n + c, c_n, offset, i1 - i0, iw);
+                ts_dw_small4(ch, pl.v[0] + (top ? 0 : w2), y + ((size_t)b * n + (size_t)o0 * iw) * c_n + c, c_n,
+                             o1 - o0, iw, top | bottom << 1);
+            }
         }
     }
 }

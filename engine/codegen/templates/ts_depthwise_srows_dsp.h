@@ -90,13 +90,14 @@ TS_ALWAYS_INLINE void ts_dw_srows(const ts_dw_sch *ch, const int16_t *pl, int8_t
     "add %[y], %[y], %[ys], lsl #1\n\t"
 /* The weight rows of ts_dw_sch: row k's (w0, w1), (w1, w2) at byte 16 + 8 k. */
 #define TS_DW_W(K) "ldrd %[w01], %[w12], [%[ch], #" K "]\n\t"
-/* Width 6, a band of n output rows (fl as ts_dw_srows): per output row the 3 window rows, the image's first and
- * last output rows 2; r at the input row of the output row's centre (12 bytes a row; the middle rows' last
- * window row moves it on), 14 registers, fl and the end of the middle rows in memory. */
-TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+/* Width 6, a band of output rows (fl as ts_dw_srows; the rows before the image's last output row end span values
+ * after pl): per output row the 3 window rows, the image's first and last output rows 2; r at the input row of
+ * the output row's centre (12 bytes a row; the middle rows' last window row moves it on), 14 registers, fl and
+ * the end of the middle rows in memory. */
+TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t span,
                                    int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 6 * (n - (fl >> 1));
+    const int16_t *r = pl, *last = pl + span;
     int32_t s0, s1, s2, s3, s4, s5;
     uint32_t d, w01, w12, t;
     __asm__ volatile("ldr %[t], %[fl]\n\t"
@@ -156,10 +157,10 @@ TS_ALWAYS_INLINE void ts_dw_srows6(const ts_dw_sch *ch, const int16_t *pl, int8_
 #define TS_DW_ALL3(X) X
 #define TS_DW_TWO(X)
 /* As ts_dw_srows6, r at the output row's centre row (24 bytes a row), moved on once per output row. */
-TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t span,
                                    int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 12 * (n - (fl >> 1));
+    const int16_t *r = pl, *last = pl + span;
     int32_t s0, s1, s2, s3, s4, s5;
     uint32_t d, w01, w12, t;
     __asm__ volatile("ldr %[t], %[fl]\n\t"
@@ -219,10 +220,10 @@ TS_ALWAYS_INLINE void ts_dw_srows12(const ts_dw_sch *ch, const int16_t *pl, int8
     TS_DW_O("s2", "[%[y]]")                                                                                        \
     "add %[y], %[y], %[ys]\n\t"
 /* Width 3 (rows of 4 values, the last 0): as ts_dw_srows6, 8 bytes a row. */
-TS_ALWAYS_INLINE void ts_dw_srows3(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t n,
+TS_ALWAYS_INLINE void ts_dw_srows3(const ts_dw_sch *ch, const int16_t *pl, int8_t *y, int32_t ys, int32_t span,
                                    int32_t fl)
 {
-    const int16_t *r = pl, *last = pl + 4 * (n - (fl >> 1));
+    const int16_t *r = pl, *last = pl + span;
     int32_t s0, s1, s2;
     uint32_t d, w01, w12, t;
     __asm__ volatile("ldr %[t], %[fl]\n\t"
