@@ -122,21 +122,27 @@ static TS_NOINLINE void ts_dw_small4(const ts_dw_sch *ch, const int16_t *pl, int
                                      int32_t w, int32_t fl)
 {
     const int32_t span = ((w + 1) & ~1) * (n - (fl >> 1)); /* to the end of the middle rows */
-    int32_t t;
-    for (t = 0; t < 4; ++t, ++ch, pl += TS_DW_SMALL, ++y) {
+    const ts_dw_sch *end = ch + 4;
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
-        (void)span;
+    (void)span;
+    for (; ch != end; ++ch, pl += TS_DW_SMALL, ++y) {
         ts_dw_srows(ch, pl, y, ys, n, w, fl);
+    }
 #else
-        if (w == 6) {
+    if (w == 6) { /* the width chosen once per band */
+        for (; ch != end; ++ch, pl += TS_DW_SMALL, ++y) {
             ts_dw_srows6(ch, pl, y, ys, span, fl);
-        } else if (w == 12) {
+        }
+    } else if (w == 12) {
+        for (; ch != end; ++ch, pl += TS_DW_SMALL, ++y) {
             ts_dw_srows12(ch, pl, y, ys, span, fl);
-        } else {
+        }
+    } else {
+        for (; ch != end; ++ch, pl += TS_DW_SMALL, ++y) {
             ts_dw_srows3(ch, pl, y, ys, span, fl);
         }
-#endif
     }
+#endif
 }
 
 /* A layer that ts_dw_small_fits, groups of 4 channels in one call (the layer's constants loaded once): per
