@@ -1,6 +1,8 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
  * mainline), in groups of 4 channels. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c;
- * the same bytes as ts_depthwise_conv_s8_ref. Three ways, by shape:
+ * the same bytes as ts_depthwise_conv_s8_ref. Four ways, by shape:
+ * - 3x3, stride 1, SAME, full-range requantization, 12, 6 or 3 pixels wide: the padding neither stored nor
+ *   multiplied, all groups in one call (ts_dw_small, ts_depthwise_small_dsp.h).
  * - 3x3, stride 1, an output side of 6 or more (TS_DW_PLANAR_MIN), full-range requantization: a ring of 3
  *   input lines widened to int16 (input offset added, zeros for the padding), one plane per channel, lines
  *   along the longer side; a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs

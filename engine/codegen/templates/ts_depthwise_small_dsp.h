@@ -22,7 +22,9 @@
 #define TS_DW_SMALL2_BYTES (4 * TS_DW_SMALL)
 #define TS_DW_SMALL3_BYTES (6 * TS_DW_SMALL)
 
-/* Whether the small-image path takes the layer (mode: ts_depthwise_conv_s8_dsp's requantization form). */
+/* Whether the small-image path takes the layer (mode: ts_depthwise_conv_s8_dsp's requantization form): the
+ * widths that have assembly (VWW's 12, 6 and 3; ts_dw_small4 picks one of the three), at least 2 rows (the
+ * first and the last output row are different rows). */
 TS_ALWAYS_INLINE int ts_dw_small_fits(const ts_conv_params *p, int mode)
 {
     return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
