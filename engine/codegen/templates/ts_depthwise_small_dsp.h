@@ -32,6 +32,26 @@ TS_ALWAYS_INLINE int ts_dw_small_fits(const ts_conv_params *p, int mode)
            p->out_w == p->in_w && (p->in_w == 12 || p->in_w == 6 || p->in_w == 3) && p->in_h >= 2;
 }
 
+/* (lo of a, lo of b) and (hi of a, hi of b) as int16 pairs: one PKHBT / PKHTB on the target, which GCC makes
+ * two instructions of. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+TS_ALWAYS_INLINE uint32_t ts_dw_pklo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | b << 16; }
+TS_ALWAYS_INLINE uint32_t ts_dw_pkhi(uint32_t a, uint32_t b) { return a >> 16 | (b & 0xFFFF0000u); }
+#else
+TS_ALWAYS_INLINE uint32_t ts_dw_pklo(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+TS_ALWAYS_INLINE uint32_t ts_dw_pkhi(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#endif
+
 /* The h x w image of 4 channels at x (pixels xs bytes apart) into the 4 planes at p0 (TS_DW_SMALL values
  * apart), rows of w2 = w rounded up to even values, the input offset added (SXTAB16), the extra column 0.
  * For an even width the pixels pair up over the whole image: per pair 2 loads, 4 SXTAB16 and PKHBT / PKHTB
@@ -178,14 +198,14 @@ static void ts_dw_small(const ts_conv_params *p, const int8_t *x, const int8_t *
             const uint32_t e0 = ts_sxtab16(ts_sxtb16(v0), v0), o0 = ts_sxtab16_ror8(ts_sxtb16_ror8(v0), v0);
             const uint32_t e1 = ts_sxtab16(ts_sxtb16(v1), v1), o1 = ts_sxtab16_ror8(ts_sxtb16_ror8(v1), v1);
             const uint32_t e2 = ts_sxtab16(ts_sxtb16(v2), v2), o2 = ts_sxtab16_ror8(ts_sxtb16_ror8(v2), v2);
-            ch[0].w[2 * i] = (e0 & 0xFFFFu) | e1 << 16;
-            ch[0].w[2 * i + 1] = (e1 & 0xFFFFu) | e2 << 16;
-            ch[1].w[2 * i] = (o0 & 0xFFFFu) | o1 << 16;
-            ch[1].w[2 * i + 1] = (o1 & 0xFFFFu) | o2 << 16;
-            ch[2].w[2 * i] = e0 >> 16 | (e1 & 0xFFFF0000u);
-            ch[2].w[2 * i + 1] = e1 >> 16 | (e2 & 0xFFFF0000u);
-            ch[3].w[2 * i] = o0 >> 16 | (o1 & 0xFFFF0000u);
-            ch[3].w[2 * i + 1] = o1 >> 16 | (o2 & 0xFFFF0000u);
+            ch[0].w[2 * i] = ts_dw_pklo(e0, e1);
+            ch[0].w[2 * i + 1] = ts_dw_pklo(e1, e2);
+            ch[1].w[2 * i] = ts_dw_pklo(o0, o1);
+            ch[1].w[2 * i + 1] = ts_dw_pklo(o1, o2);
+            ch[2].w[2 * i] = ts_dw_pkhi(e0, e1);
+            ch[2].w[2 * i + 1] = ts_dw_pkhi(e1, e2);
+            ch[3].w[2 * i] = ts_dw_pkhi(o0, o1);
+            ch[3].w[2 * i + 1] = ts_dw_pkhi(o1, o2);
         }
         for (b = 0; b < p->batches; ++b) {
             for (o0 = 0; o0 < h; o0 += nb) {
