@@ -123,6 +123,11 @@ CASES = {
     "dw_7x6_stride2": conv((1, 7, 6, 12), (1, 3, 3, 12), (1, 4, 3, 12), stride=2, depthwise=True, act=RELU6),
     "dw_odd_channels": conv((1, 5, 7, 10), (1, 3, 3, 10), (1, 5, 7, 10), depthwise=True),
     "dw_3x3_out": conv((1, 3, 3, 12), (1, 3, 3, 12), (1, 3, 3, 12), depthwise=True),
+    # the small-image path (ts_depthwise_small_dsp.h): width 6, 2 rows (no middle row) and 7 rows; width 12
+    "dw_small_6x6": conv((1, 6, 6, 12), (1, 3, 3, 12), (1, 6, 6, 12), depthwise=True),
+    "dw_small_2x6": conv((1, 2, 6, 8), (1, 3, 3, 8), (1, 2, 6, 8), depthwise=True),
+    "dw_small_7x6": conv((1, 7, 6, 8), (1, 3, 3, 8), (1, 7, 6, 8), depthwise=True),
+    "dw_small_5x12": conv((1, 5, 12, 8), (1, 3, 3, 8), (1, 5, 12, 8), depthwise=True),
     "dw_5x5_kernel": conv((1, 6, 6, 8), (1, 5, 5, 8), (1, 6, 6, 8), depthwise=True),
     # fully connected: leftover rows (out % 4 = 1, 2, 3) on the DSP path, K % 4 tails
     "fc_rows_10": fc(2, 24, 10),
@@ -215,9 +220,11 @@ int main(void)
     int ih, iw, pt, pl, st, kk, c, form, i, sz;
     static const int ks[3][2] = {{3, 3}, {1, 3}, {5, 5}};
     /* after the 1..6 x 1..7 images, long ones for the widened-ring path: transposed or not, 1 or 2 strips,
-     * a short line across */
-    static const int big[6][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}};
-    for (sz = 0; sz < 42 + 6; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
+     * a short line across; then the small-image path's widths 12, 6 and 3: the tallest in one band and one row
+     * more, bands of 6 rows and one (13 x 12) */
+    static const int big[16][2] = {{40, 5}, {5, 40}, {13, 12}, {12, 13}, {31, 2}, {2, 31}, {2, 12}, {8, 12},
+                                   {9, 12}, {12, 12}, {16, 6}, {17, 6}, {24, 6}, {24, 3}, {25, 3}, {37, 3}};
+    for (sz = 0; sz < 42 + 16; ++sz) for (pt = -1; pt <= 2; ++pt) for (pl = -1; pl <= 2; ++pl)
     for (st = 1; st <= 2; ++st) for (kk = 0; kk < 3; ++kk) for (c = 4; c <= 9; c += 5) for (form = 0; form < 3; ++form) {
         ts_conv_params p;
         ih = sz < 42 ? 1 + sz / 7 : big[sz - 42][0];
@@ -255,14 +262,16 @@ int main(void)
 @needs_gcc
 def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     """ts_depthwise_conv_s8 (DSP path, emulated) against ts_depthwise_conv_s8_ref over images of 1..6 x 1..7
-    pixels (narrower than the kernel included) and 6 long ones (the widened-ring path: lines along either axis,
-    1 or 2 strips), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5 kernels, 4 and 9 channels (a
-    leftover group), the three requantization forms; byte for byte, under ASan/UBSan, and within a time limit
-    (an interior run that never ends is a failure, not a hang)."""
+    pixels (narrower than the kernel included), 6 long ones (the widened-ring path: lines along either axis,
+    1 or 2 strips) and the small-image path's (widths 12, 6, 3: the tallest image in one band and one row
+    more, several bands, a last band of one row), pads -1..2 on each side, strides 1 and 2, 3x3, 1x3 and 5x5
+    kernels, 4 and 9 channels (a leftover group), the three requantization forms; byte for byte, under
+    ASan/UBSan, and within a time limit (an interior run that never ends is a failure, not a hang)."""
     cases, _ = built
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
-                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_dsp.c"):
+                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_small_dsp.h",
+                 "ts_depthwise_srows_dsp.h", "ts_depthwise_dsp.c"):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(DW_SWEEP)
     exe = tmp_path / "t"
@@ -566,13 +575,14 @@ def test_add_linear_form_is_tflite_add():
 # first-layer windows, the depthwise ring and the ADD's linear form: M4 1.722, 1.867, 1.376; M7 1.737, 1.877, 1.375;
 # before the pointwise layers' last pixels as fully connected rows: M4 KWS 1.333, VWW 1.481; before the depthwise
 # ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458; before the
-# pointwise layers with 8 and 16 input channels in registers (ts_conv_pwnarrow_dsp.h): M4 VWW 1.378, M7 1.381.
-PER_MAC = {"m4": {"kws": 1.252, "vww": 1.334, "ic": 1.196, "ad": 1.939},
-           "m7": {"kws": 1.253, "vww": 1.336, "ic": 1.195, "ad": 1.939}}
+# round of session 24 (narrow pointwise in registers, small-image depthwise, stride-2 depthwise, the 3x3x3 first
+# layers' kernel, the pointwise eight-group loops): M4 VWW 1.378, M7 1.381.
+PER_MAC = {"m4": {"kws": 1.252, "vww": 1.313, "ic": 1.196, "ad": 1.939},
+           "m7": {"kws": 1.253, "vww": 1.315, "ic": 1.195, "ad": 1.939}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
 # before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094;
-# before the narrow pointwise path: VWW 1.379).
-PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.339, "ic": 1.094}
+# before session 24's round: VWW 1.379).
+PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.313, "ic": 1.094}
 
 
 def _qemu_missing() -> str:

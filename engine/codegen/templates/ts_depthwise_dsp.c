@@ -1,6 +1,8 @@
 /* ts_depthwise_dsp.c - depthwise convolution with channel multiplier 1 on the DSP path (Armv7E-M / Armv8-M
  * mainline), in groups of 4 channels. Called by ts_depthwise_conv_s8 (ts_depthwise_ref.c) when out_c == in_c;
- * the same bytes as ts_depthwise_conv_s8_ref. Three ways, by shape:
+ * the same bytes as ts_depthwise_conv_s8_ref. Four ways, by shape:
+ * - 3x3, stride 1, SAME, full-range requantization, 12, 6 or 3 pixels wide: the padding neither stored nor
+ *   multiplied, all groups in one call (ts_dw_small, ts_depthwise_small_dsp.h).
  * - 3x3, stride 1, an output side of 6 or more (TS_DW_PLANAR_MIN), full-range requantization: a ring of 3
  *   input lines widened to int16 (input offset added, zeros for the padding), one plane per channel, lines
  *   along the longer side; a word holds 2 adjacent columns of a channel, so a window row of 4 adjacent outputs
@@ -16,6 +18,7 @@
 
 #include "ts_depthwise_blocks_dsp.h"
 #include "ts_depthwise_ring_dsp.h"
+#include "ts_depthwise_small_dsp.h"
 
 /* Most 4-channel pixels of the padded copy of a small image, stride 1 (ts_dw_group; 256 bytes of stack):
  * 8 x 8, i.e. outputs up to 6 x 6. (At stride 2 the copy costs more than the edge cases it saves.) */
@@ -273,8 +276,12 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
     /* small images at stride 1: ts_dw_group's padded copy */
     const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
                        p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
+    const int small = ts_dw_small_fits(p, mode); /* before the ring: small SAME images, no padding stored */
     int32_t c, b, oh, ow, m, i, j;
-    for (c = 0; c < c4; c += 4) {
+    if (small) { /* all groups in one call */
+        ts_dw_small(p, x, w, bias, multiplier, shift, y);
+    }
+    for (c = small ? c4 : 0; c < c4; c += 4) {
         if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
         } else {
