@@ -254,7 +254,8 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     cases, _ = built
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
-                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_dsp.c"):
+                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_s2_dsp.h",
+                 "ts_depthwise_dsp.c"):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(DW_SWEEP)
     exe = tmp_path / "t"

@@ -1,0 +1,260 @@
+/* ts_depthwise_s2_dsp.h - the DSP depthwise's stride-2 3x3 path (internal to ts_depthwise_dsp.c, included after
+ * ts_dw_edge and ts_dw_span): full-range requantization, every window inside the image or cut by one row and/or
+ * one column of padding (pads 0 or 1; TFLite SAME). Stride 2 shares little between neighbouring windows (each
+ * input pixel serves 2.25 outputs, too few for a widened ring), so per output pixel and group of 4 channels the
+ * 9 taps are taken straight from the image (LDR, 2 SXTB16, 4 SMLAxy), as in ts_dw_run9, but on the target in
+ * one block of assembly that keeps the loop in registers: the weights of 2 taps and the 4 biases come by one
+ * LDM each, the 12 requantization constants by two. For that the input offset is folded into a bias per window
+ * case (no SXTAB16 operand) and the weights and bias are doubled (the 2x that SMMLAR takes, no shift per
+ * channel), as in the ring. */
+#ifndef TS_DEPTHWISE_S2_DSP_H
+#define TS_DEPTHWISE_S2_DSP_H
+
+#include "ts_dsp.h"
+
+#if TINYSTUDIO_DSP
+
+/* One window case of a group of 4 channels, in the order the assembly reads it (byte offsets fixed on the
+ * target): the 4 doubled biases with the input offset times the case's weights folded in, the 9 taps' doubled
+ * weight pairs (channels c, c + 2 then c + 1, c + 3), per channel the multiplier, ts_rq's bias and right shift;
+ * then the block being run: the output position and the end of its row, from a window's top-left tap to the
+ * next one's, the rows left, from the end of an output row to the next row's end and start, from the end of
+ * an input row of windows to the next one's start, and the bytes between input rows. */
+typedef struct {
+    int32_t bias[4];
+    uint32_t w[18];
+    int32_t q[12];
+    int8_t *y, *y_end;
+    int32_t x_next, rows, y_rstep, y_back, x_rnext, x_row;
+} ts_dw_s2case;
+
+/* A block of cs->rows rows of outputs of one window case from cs->y (4 channels, xc bytes apart: xc is also the
+ * input's column step), the first window's top-left tap at xq. */
+#if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
+static void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
+{
+    int8_t *y = cs->y, *y_end = cs->y_end;
+    int32_t t;
+    for (;;) {
+        int32_t a[4];
+        a[0] = cs->bias[0];
+        a[1] = cs->bias[1];
+        a[2] = cs->bias[2];
+        a[3] = cs->bias[3];
+        for (t = 0; t < 9; ++t) {
+            const uint32_t v = ts_read32(xq + (t / 3) * cs->x_row + (t % 3) * xc);
+            const uint32_t x02 = ts_sxtb16(v), x13 = ts_sxtb16_ror8(v);
+            a[0] = ts_smlabb(x02, cs->w[2 * t], a[0]);
+            a[2] = ts_smlatt(x02, cs->w[2 * t], a[2]);
+            a[1] = ts_smlabb(x13, cs->w[2 * t + 1], a[1]);
+            a[3] = ts_smlatt(x13, cs->w[2 * t + 1], a[3]);
+        }
+        for (t = 0; t < 4; ++t) {
+            const int32_t *q = cs->q + 3 * t;
+            y[t] = (int8_t)ts_ssat8(ts_smmlar(a[t], q[0], q[1] - (int32_t)((uint32_t)a[t] >> 31)) >> q[2]);
+        }
+        y += xc;
+        xq += 2 * xc;
+        if (y == y_end) {
+            if (--cs->rows == 0) {
+                return;
+            }
+            y_end += cs->y_rstep;
+            y += cs->y_back;
+            xq += cs->x_rnext;
+        }
+    }
+}
+#else
+/* one tap: the input word at ADDR, weights in WA (channels c, c + 2) and WB (c + 1, c + 3) */
+#define TS_DW_S2_TAP(ADDR, WA, WB)                                                                                 \
+    "ldr r9, " ADDR "\n\t"                                                                                         \
+    "sxtb16 r10, r9\n\t"                                                                                           \
+    "sxtb16 r9, r9, ror #8\n\t"                                                                                    \
+    "smlabb r0, r10, " WA ", r0\n\t"                                                                               \
+    "smlatt r2, r10, " WA ", r2\n\t"                                                                               \
+    "smlabb r1, r9, " WB ", r1\n\t"                                                                                \
+    "smlatt r3, r9, " WB ", r3\n\t"
+/* requantize accumulator A with multiplier M, ts_rq bias B (consumed) and right shift R, saturated */
+#define TS_DW_S2_RQ(A, M, B, R)                                                                                    \
+    "sub " B ", " B ", " A ", lsr #31\n\t"                                                                         \
+    "smmlar " A ", " A ", " M ", " B "\n\t"                                                                        \
+    "asr " A ", " A ", " R "\n\t"                                                                                  \
+    "ssat " A ", #8, " A "\n\t"
+/* the byte offsets that the assembly uses */
+typedef char ts_dw_s2_layout[offsetof(ts_dw_s2case, y) == 136 && offsetof(ts_dw_s2case, x_row) == 164 ? 1 : -1];
+/* Registers pinned for the LDMs (in register order): r0-r3 the accumulators, r4-r6 and r8 two taps' weights,
+ * r9 and r10 the input word and its extensions, r11 the window, r12 the case, lr the column step, r7 (pushed:
+ * the frame pointer of some builds) the row step; the case pointer walks the struct and is reset per pixel. */
+static TS_NOINLINE void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
+{
+    register uint32_t a0 __asm__("r0"), a1 __asm__("r1"), a2 __asm__("r2"), a3 __asm__("r3");
+    register uint32_t w0 __asm__("r4"), w1 __asm__("r5"), w2 __asm__("r6"), w3 __asm__("r8");
+    register uint32_t xv __asm__("r9"), xe __asm__("r10");
+    register const int8_t *xp __asm__("r11") = xq;
+    register ts_dw_s2case *wp __asm__("r12") = cs;
+    register int32_t xs __asm__("lr") = xc;
+    __asm__ volatile("push {r7}\n\t"
+                     "ldr r7, [r12, #164]\n\t"
+                     "1:\n\t"
+                     "ldm r12!, {r0, r1, r2, r3}\n\t"
+                     "ldm r12!, {r4, r5, r6, r8}\n\t"
+                     TS_DW_S2_TAP("[r11]", "r4", "r5")
+                     TS_DW_S2_TAP("[r11, lr]", "r6", "r8")
+                     "ldm r12!, {r4, r5, r6, r8}\n\t"
+                     TS_DW_S2_TAP("[r11, lr, lsl #1]", "r4", "r5")
+                     "add r11, r11, r7\n\t"
+                     TS_DW_S2_TAP("[r11]", "r6", "r8")
+                     "ldm r12!, {r4, r5, r6, r8}\n\t"
+                     TS_DW_S2_TAP("[r11, lr]", "r4", "r5")
+                     TS_DW_S2_TAP("[r11, lr, lsl #1]", "r6", "r8")
+                     "add r11, r11, r7\n\t"
+                     "ldm r12!, {r4, r5, r6, r8}\n\t"
+                     TS_DW_S2_TAP("[r11]", "r4", "r5")
+                     TS_DW_S2_TAP("[r11, lr]", "r6", "r8")
+                     "ldrd r4, r5, [r12], #8\n\t"
+                     TS_DW_S2_TAP("[r11, lr, lsl #1]", "r4", "r5")
+                     "ldm r12!, {r4, r5, r6, r8, r9, r10}\n\t"
+                     TS_DW_S2_RQ("r0", "r4", "r5", "r6")
+                     TS_DW_S2_RQ("r1", "r8", "r9", "r10")
+                     "ldm r12!, {r4, r5, r6, r8, r9, r10}\n\t"
+                     TS_DW_S2_RQ("r2", "r4", "r5", "r6")
+                     TS_DW_S2_RQ("r3", "r8", "r9", "r10")
+                     "ldm r12, {r4, r5, r6}\n\t" /* y, y_end, x_next */
+                     "strb r0, [r4]\n\t"
+                     "strb r1, [r4, #1]\n\t"
+                     "strb r2, [r4, #2]\n\t"
+                     "strb r3, [r4, #3]\n\t"
+                     "add r4, r4, lr\n\t"
+                     "str r4, [r12], #-136\n\t" /* and back to the biases */
+                     "add r11, r11, r6\n\t" /* the next window: 2 columns on, 2 rows back */
+                     "cmp r4, r5\n\t"
+                     "bne 1b\n\t"
+                     "ldr r8, [r12, #148]\n\t" /* the end of an output row: the next row, or done */
+                     "subs r8, r8, #1\n\t"
+                     "beq 2f\n\t"
+                     "str r8, [r12, #148]\n\t"
+                     "ldrd r9, r10, [r12, #152]\n\t"
+                     "ldr r6, [r12, #160]\n\t"
+                     "add r5, r5, r9\n\t"
+                     "add r4, r4, r10\n\t"
+                     "strd r4, r5, [r12, #136]\n\t"
+                     "add r11, r11, r6\n\t"
+                     "b 1b\n\t"
+                     "2:\n\t"
+                     "pop {r7}\n\t"
+                     : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3), "=r"(w0), "=r"(w1), "=r"(w2), "=r"(w3), "=r"(xv),
+                       "=r"(xe), "+r"(xp), "+r"(wp), "+r"(xs)
+                     :
+                     : "cc", "memory");
+}
+#undef TS_DW_S2_RQ
+#undef TS_DW_S2_TAP
+#endif
+
+/* Whether ts_dw_group_s2 takes the layer: 3x3, stride 2, dilation 1, full-range requantization, an image of at
+ * least 3x3 and every window inside or cut by one row and/or column of padding (ts_dw_edge >= 0). */
+TS_ALWAYS_INLINE int ts_dw_s2_ok(const ts_conv_params *p, int mode)
+{
+    return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3 && p->pad_top >= 0 && p->pad_top <= 1 &&
+           p->pad_left >= 0 && p->pad_left <= 1 && 2 * (p->out_h - 1) - p->pad_top + 2 <= p->in_h &&
+           2 * (p->out_w - 1) - p->pad_left + 2 <= p->in_w;
+}
+
+/* The doubled weight pairs of a word of 4 int8 weights: (c, c + 2) and (c + 1, c + 3), each half times 2. */
+TS_ALWAYS_INLINE uint64_t ts_dw_s2_pairs(uint32_t v)
+{
+    return (uint64_t)((ts_sxtb16(v) << 1) & 0xFFFEFFFEu) | (uint64_t)((ts_sxtb16_ror8(v) << 1) & 0xFFFEFFFEu) << 32;
+}
+
+/* Case (drow, dcol) of the window (ts_dw_group's shift: weight (i, j) reads tap (i + drow, j + dcol), zeros
+ * outside): its weights from the group's doubled pairs wx and its biases, b2 (2 bias) plus the input offset
+ * (od, in both halves) times each weight, by the same multiplies as the taps. */
+static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t *wx, int32_t drow, int32_t dcol, const int32_t *b2,
+                          uint32_t od)
+{
+    int32_t a0 = b2[0], a1 = b2[1], a2 = b2[2], a3 = b2[3], i, j;
+    uint32_t *d = cs->w;
+    for (i = 0; i < 3; ++i) {
+        const int32_t si = i + drow;
+        for (j = 0; j < 3; ++j, d += 2) {
+            const int32_t sj = j + dcol;
+            const uint64_t v = si >= 0 && si < 3 && sj >= 0 && sj < 3 ? wx[3 * si + sj] : 0;
+            const uint32_t v02 = (uint32_t)v, v13 = (uint32_t)(v >> 32);
+            d[0] = v02;
+            d[1] = v13;
+            a0 = ts_smlabb(v02, od, a0);
+            a2 = ts_smlatt(v02, od, a2);
+            a1 = ts_smlabb(v13, od, a1);
+            a3 = ts_smlatt(v13, od, a3);
+        }
+    }
+    cs->bias[0] = a0;
+    cs->bias[1] = a1;
+    cs->bias[2] = a2;
+    cs->bias[3] = a3;
+}
+
+/* Channels c .. c + 3 over the whole output (ts_dw_s2_ok): windows cut by the padding read one pixel further in
+ * with the weights moved the other way (as ts_dw_group); the 3 column cases of a row case made when first
+ * needed; per output row one run per column case. */
+static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, x_row = p->in_w * c_n;
+    const uint32_t od = ts_dup16(p->input_offset);
+    ts_dw_s2case cs[3];
+    uint64_t wx[9];
+    int32_t b2[4];
+    int32_t t, i, e, b, oh, ow, nh, nw, row_case = -1, made = 0;
+    for (t = 0; t < 9; ++t) {
+        wx[t] = ts_dw_s2_pairs(ts_read32(w + (size_t)t * c_n + c));
+    }
+    for (i = 0; i < 4; ++i) {
+        const ts_rq q = ts_rq_channel(multiplier, shift, (c + i) * step, 2 * p->output_offset + 1);
+        b2[i] = (int32_t)(2u * (uint32_t)bias[c + i]);
+        for (e = 0; e < 3; ++e) {
+            cs[e].q[3 * i] = q.multiplier;
+            cs[e].q[3 * i + 1] = q.bias;
+            cs[e].q[3 * i + 2] = q.right;
+        }
+    }
+    for (e = 0; e < 3; ++e) {
+        cs[e].x_next = 2 * c_n - 2 * x_row;
+        cs[e].y_rstep = p->out_w * c_n;
+        cs[e].x_row = x_row;
+    }
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *img = x + (size_t)b * p->in_h * x_row + c;
+        for (oh = 0; oh < p->out_h; oh += nh) {
+            const int32_t h0 = 2 * oh - p->pad_top, re = ts_dw_edge(h0, p->in_h);
+            const int32_t drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
+            const int8_t *xrow = img + (ptrdiff_t)(h0 + drow) * x_row;
+            int8_t *yrow = y + ((size_t)(b * p->out_h + oh) * p->out_w) * c_n + c;
+            nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, 2);
+            if (re != row_case) {
+                row_case = re;
+                made = 0;
+            }
+            for (ow = 0; ow < p->out_w; ow += nw) {
+                const int32_t w0 = 2 * ow - p->pad_left, ce = ts_dw_edge(w0, p->in_w);
+                nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
+                if (!(made & (1 << ce))) {
+                    ts_dw_s2_case(&cs[ce], wx, drow, ce == 1 ? 1 : (ce == 2 ? -1 : 0), b2, od);
+                    made |= 1 << ce;
+                }
+                cs[ce].y = yrow + (size_t)ow * c_n;
+                cs[ce].y_end = cs[ce].y + nw * c_n;
+                cs[ce].rows = nh;
+                cs[ce].y_back = (p->out_w - nw) * c_n;
+                cs[ce].x_rnext = 2 * x_row - 2 * nw * c_n;
+                ts_dw_s2_run(&cs[ce], xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, c_n);
+            }
+        }
+    }
+}
+
+#endif /* TINYSTUDIO_DSP */
+
+#endif /* TS_DEPTHWISE_S2_DSP_H */
