@@ -168,62 +168,76 @@ TS_ALWAYS_INLINE uint64_t ts_dw_s2_pairs(uint32_t v)
     return (uint64_t)((ts_sxtb16(v) << 1) & 0xFFFEFFFEu) | (uint64_t)((ts_sxtb16_ror8(v) << 1) & 0xFFFEFFFEu) << 32;
 }
 
-/* Case (drow, dcol) of the window (ts_dw_group's shift: weight (i, j) reads tap (i + drow, j + dcol), zeros
- * outside): its weights from the group's doubled pairs wx and its biases, b2 (2 bias) plus the input offset
- * (od, in both halves) times each weight, by the same multiplies as the taps. */
-static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t *wx, int32_t drow, int32_t dcol, const int32_t *b2,
-                          uint32_t od)
+/* One tap of a window case: its doubled weight pairs v into d, and the input offset (od, in both halves) times
+ * each weight into the biases a. */
+TS_ALWAYS_INLINE void ts_dw_s2_tap(uint32_t *d, uint64_t v, uint32_t od, int32_t *a)
 {
-    int32_t a0 = b2[0], a1 = b2[1], a2 = b2[2], a3 = b2[3], i, j;
-    uint32_t *d = cs->w;
-    for (i = 0; i < 3; ++i) {
-        const int32_t si = i + drow;
-        for (j = 0; j < 3; ++j, d += 2) {
-            const int32_t sj = j + dcol;
-            const uint64_t v = si >= 0 && si < 3 && sj >= 0 && sj < 3 ? wx[3 * si + sj] : 0;
-            const uint32_t v02 = (uint32_t)v, v13 = (uint32_t)(v >> 32);
-            d[0] = v02;
-            d[1] = v13;
-            a0 = ts_smlabb(v02, od, a0);
-            a2 = ts_smlatt(v02, od, a2);
-            a1 = ts_smlabb(v13, od, a1);
-            a3 = ts_smlatt(v13, od, a3);
-        }
-    }
-    cs->bias[0] = a0;
-    cs->bias[1] = a1;
-    cs->bias[2] = a2;
-    cs->bias[3] = a3;
+    const uint32_t v02 = (uint32_t)v, v13 = (uint32_t)(v >> 32);
+    d[0] = v02;
+    d[1] = v13;
+    a[0] = ts_smlabb(v02, od, a[0]);
+    a[2] = ts_smlatt(v02, od, a[2]);
+    a[1] = ts_smlabb(v13, od, a[1]);
+    a[3] = ts_smlatt(v13, od, a[3]);
+}
+
+/* One row of a window case from src (3 doubled weight pairs), straight-line. */
+TS_ALWAYS_INLINE void ts_dw_s2_row(uint32_t *d, const uint64_t *src, uint32_t od, int32_t *a)
+{
+    ts_dw_s2_tap(d, src[0], od, a);
+    ts_dw_s2_tap(d + 2, src[1], od, a);
+    ts_dw_s2_tap(d + 4, src[2], od, a);
+}
+
+/* Case (drow, dcol) of the window (ts_dw_group's shift: weight (i, j) reads tap (i + drow, j + dcol), zeros
+ * outside) from the group's doubled pairs in rows padded with a zero on each side (tab): its weights, and as
+ * its biases b2 (2 bias) plus the input offset times each weight, by the same multiplies as the taps. */
+static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t drow, int32_t dcol,
+                          const int32_t *b2, uint32_t od)
+{
+    static const uint64_t zero[3] = {0, 0, 0};
+    int32_t a[4];
+    a[0] = b2[0];
+    a[1] = b2[1];
+    a[2] = b2[2];
+    a[3] = b2[3];
+    const uint64_t *r0 = tab[0] + 1 + dcol, *r1 = tab[1] + 1 + dcol, *r2 = tab[2] + 1 + dcol;
+    ts_dw_s2_row(cs->w, drow == 0 ? r0 : (drow > 0 ? r1 : zero), od, a);
+    ts_dw_s2_row(cs->w + 6, drow == 0 ? r1 : (drow > 0 ? r2 : r0), od, a);
+    ts_dw_s2_row(cs->w + 12, drow == 0 ? r2 : (drow > 0 ? zero : r1), od, a);
+    cs->bias[0] = a[0];
+    cs->bias[1] = a[1];
+    cs->bias[2] = a[2];
+    cs->bias[3] = a[3];
 }
 
 /* Channels c .. c + 3 over the whole output (ts_dw_s2_ok): windows cut by the padding read one pixel further in
  * with the weights moved the other way (as ts_dw_group); the 3 column cases of a row case made when first
- * needed; per output row one run per column case. */
+ * needed (their requantization constants when first used); per block of a row and column case one run. */
 static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, x_row = p->in_w * c_n;
+    const int32_t y_rstep = p->out_w * c_n;
     const uint32_t od = ts_dup16(p->input_offset);
     ts_dw_s2case cs[3];
-    uint64_t wx[9];
-    int32_t b2[4];
-    int32_t t, i, e, b, oh, ow, nh, nw, row_case = -1, made = 0;
-    for (t = 0; t < 9; ++t) {
-        wx[t] = ts_dw_s2_pairs(ts_read32(w + (size_t)t * c_n + c));
+    uint64_t tab[3][5];
+    int32_t q[12], b2[4];
+    int32_t i, b, oh, ow, nh, nw, row_case = -1, made = 0, used = 0;
+    for (i = 0; i < 3; ++i) {
+        const int8_t *wr = w + (size_t)3 * i * c_n + c;
+        tab[i][0] = 0;
+        tab[i][1] = ts_dw_s2_pairs(ts_read32(wr));
+        tab[i][2] = ts_dw_s2_pairs(ts_read32(wr + c_n));
+        tab[i][3] = ts_dw_s2_pairs(ts_read32(wr + 2 * c_n));
+        tab[i][4] = 0;
     }
     for (i = 0; i < 4; ++i) {
-        const ts_rq q = ts_rq_channel(multiplier, shift, (c + i) * step, 2 * p->output_offset + 1);
+        const ts_rq r = ts_rq_channel(multiplier, shift, (c + i) * step, 2 * p->output_offset + 1);
         b2[i] = (int32_t)(2u * (uint32_t)bias[c + i]);
-        for (e = 0; e < 3; ++e) {
-            cs[e].q[3 * i] = q.multiplier;
-            cs[e].q[3 * i + 1] = q.bias;
-            cs[e].q[3 * i + 2] = q.right;
-        }
-    }
-    for (e = 0; e < 3; ++e) {
-        cs[e].x_next = 2 * c_n - 2 * x_row;
-        cs[e].y_rstep = p->out_w * c_n;
-        cs[e].x_row = x_row;
+        q[3 * i] = r.multiplier;
+        q[3 * i + 1] = r.bias;
+        q[3 * i + 2] = r.right;
     }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * x_row + c;
@@ -231,7 +245,7 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
             const int32_t h0 = 2 * oh - p->pad_top, re = ts_dw_edge(h0, p->in_h);
             const int32_t drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
             const int8_t *xrow = img + (ptrdiff_t)(h0 + drow) * x_row;
-            int8_t *yrow = y + ((size_t)(b * p->out_h + oh) * p->out_w) * c_n + c;
+            int8_t *yrow = y + (size_t)(b * p->out_h + oh) * y_rstep + c;
             nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, 2);
             if (re != row_case) {
                 row_case = re;
@@ -239,17 +253,27 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
             }
             for (ow = 0; ow < p->out_w; ow += nw) {
                 const int32_t w0 = 2 * ow - p->pad_left, ce = ts_dw_edge(w0, p->in_w);
+                ts_dw_s2case *k = &cs[ce];
                 nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
                 if (!(made & (1 << ce))) {
-                    ts_dw_s2_case(&cs[ce], wx, drow, ce == 1 ? 1 : (ce == 2 ? -1 : 0), b2, od);
+                    if (!(used & (1 << ce))) { /* by words: newlib-nano's memcpy goes byte by byte */
+                        for (i = 0; i < 12; ++i) {
+                            k->q[i] = q[i];
+                        }
+                        k->x_next = 2 * c_n - 2 * x_row;
+                        k->y_rstep = y_rstep;
+                        k->x_row = x_row;
+                        used |= 1 << ce;
+                    }
+                    ts_dw_s2_case(k, (const uint64_t(*)[5])tab, drow, ce == 1 ? 1 : (ce == 2 ? -1 : 0), b2, od);
                     made |= 1 << ce;
                 }
-                cs[ce].y = yrow + (size_t)ow * c_n;
-                cs[ce].y_end = cs[ce].y + nw * c_n;
-                cs[ce].rows = nh;
-                cs[ce].y_back = (p->out_w - nw) * c_n;
-                cs[ce].x_rnext = 2 * x_row - 2 * nw * c_n;
-                ts_dw_s2_run(&cs[ce], xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, c_n);
+                k->y = yrow + (size_t)ow * c_n;
+                k->y_end = k->y + nw * c_n;
+                k->rows = nh;
+                k->y_back = y_rstep - nw * c_n;
+                k->x_rnext = 2 * x_row - 2 * nw * c_n;
+                ts_dw_s2_run(k, xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, c_n);
             }
         }
     }
