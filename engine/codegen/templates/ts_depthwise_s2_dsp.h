@@ -18,18 +18,18 @@
  * target): the 4 doubled biases with the input offset times the case's weights folded in, the 9 taps' doubled
  * weight pairs (channels c, c + 2 then c + 1, c + 3), per channel the multiplier, ts_rq's bias and right shift;
  * then the block being run: the output position and the end of its row, from a window's top-left tap to the
- * next one's, the rows left, from the end of an output row to the next row's end and start, from the end of
+ * next one's, from an output to the next, the rows left, from the end of an output row to the next row's end and start, from the end of
  * an input row of windows to the next one's start, and the bytes between input rows. */
 typedef struct {
     int32_t bias[4];
     uint32_t w[18];
     int32_t q[12];
     int8_t *y, *y_end;
-    int32_t x_next, rows, y_rstep, y_back, x_rnext, x_row;
+    int32_t x_next, y_step, rows, y_rstep, y_back, x_rnext, x_row;
 } ts_dw_s2case;
 
-/* A block of cs->rows rows of outputs of one window case from cs->y (4 channels, xc bytes apart: xc is also the
- * input's column step), the first window's top-left tap at xq. */
+/* A block of cs->rows rows of outputs of one window case from cs->y (4 channels each), the first window's
+ * top-left tap at xq, the input's columns xc bytes apart. */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 static void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
 {
@@ -53,7 +53,7 @@ static void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
             const int32_t *q = cs->q + 3 * t;
             y[t] = (int8_t)ts_ssat8(ts_smmlar(a[t], q[0], q[1] - (int32_t)((uint32_t)a[t] >> 31)) >> q[2]);
         }
-        y += xc;
+        y += cs->y_step;
         xq += 2 * xc;
         if (y == y_end) {
             if (--cs->rows == 0) {
@@ -82,7 +82,7 @@ static void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
     "asr " A ", " A ", " R "\n\t"                                                                                  \
     "ssat " A ", #8, " A "\n\t"
 /* the byte offsets that the assembly uses */
-typedef char ts_dw_s2_layout[offsetof(ts_dw_s2case, y) == 136 && offsetof(ts_dw_s2case, x_row) == 164 ? 1 : -1];
+typedef char ts_dw_s2_layout[offsetof(ts_dw_s2case, y) == 136 && offsetof(ts_dw_s2case, x_row) == 168 ? 1 : -1];
 /* Registers pinned for the LDMs (in register order): r0-r3 the accumulators, r4-r6 and r8 two taps' weights,
  * r9 and r10 the input word and its extensions, r11 the window, r12 the case, lr the column step, r7 (pushed:
  * the frame pointer of some builds) the row step; the case pointer walks the struct and is reset per pixel. */
@@ -95,7 +95,7 @@ static TS_NOINLINE void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t
     register ts_dw_s2case *wp __asm__("r12") = cs;
     register int32_t xs __asm__("lr") = xc;
     __asm__ volatile("push {r7}\n\t"
-                     "ldr r7, [r12, #164]\n\t"
+                     "ldr r7, [r12, #168]\n\t"
                      "1:\n\t"
                      "ldm r12!, {r0, r1, r2, r3}\n\t"
                      "ldm r12!, {r4, r5, r6, r8}\n\t"
@@ -120,22 +120,22 @@ static TS_NOINLINE void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t
                      "ldm r12!, {r4, r5, r6, r8, r9, r10}\n\t"
                      TS_DW_S2_RQ("r2", "r4", "r5", "r6")
                      TS_DW_S2_RQ("r3", "r8", "r9", "r10")
-                     "ldm r12, {r4, r5, r6}\n\t" /* y, y_end, x_next */
+                     "ldm r12, {r4, r5, r6, r8}\n\t" /* y, y_end, x_next, y_step */
                      "strb r0, [r4]\n\t"
                      "strb r1, [r4, #1]\n\t"
                      "strb r2, [r4, #2]\n\t"
                      "strb r3, [r4, #3]\n\t"
-                     "add r4, r4, lr\n\t"
+                     "add r4, r4, r8\n\t"
                      "str r4, [r12], #-136\n\t" /* and back to the biases */
                      "add r11, r11, r6\n\t" /* the next window: 2 columns on, 2 rows back */
                      "cmp r4, r5\n\t"
                      "bne 1b\n\t"
-                     "ldr r8, [r12, #148]\n\t" /* the end of an output row: the next row, or done */
+                     "ldr r8, [r12, #152]\n\t" /* the end of an output row: the next row, or done */
                      "subs r8, r8, #1\n\t"
                      "beq 2f\n\t"
-                     "str r8, [r12, #148]\n\t"
-                     "ldrd r9, r10, [r12, #152]\n\t"
-                     "ldr r6, [r12, #160]\n\t"
+                     "str r8, [r12, #152]\n\t"
+                     "ldrd r9, r10, [r12, #156]\n\t"
+                     "ldr r6, [r12, #164]\n\t"
                      "add r5, r5, r9\n\t"
                      "add r4, r4, r10\n\t"
                      "strd r4, r5, [r12, #136]\n\t"
@@ -211,14 +211,22 @@ static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t dr
     cs->bias[3] = a[3];
 }
 
+/* Most 4-channel pixels of the padded copy of a small image (ts_dw_group_s2; 256 bytes of stack): 8 x 8, i.e.
+ * outputs up to 3 x 3, where the copy costs less than the edge cases' weights and blocks it saves. */
+#define TS_DW_S2_PADDED 64
+
 /* Channels c .. c + 3 over the whole output (ts_dw_s2_ok): windows cut by the padding read one pixel further in
  * with the weights moved the other way (as ts_dw_group); the 3 column cases of a row case made when first
- * needed (their requantization constants when first used); per block of a row and column case one run. */
+ * needed (their requantization constants when first used); per block of a row and column case one run. A small
+ * image is instead copied with its padding (the input zero point, whose product with the offset folded in is
+ * 0), 4 channels a word: one inside case, one run. */
 static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, x_row = p->in_w * c_n;
-    const int32_t y_rstep = p->out_w * c_n;
+    const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, y_rstep = p->out_w * c_n;
+    const int32_t ph = 2 * p->out_h + 1, pw = 2 * p->out_w + 1;
+    const int padded = p->input_offset > -128 && ph * pw <= TS_DW_S2_PADDED;
+    const int32_t x_row = padded ? 4 * pw : p->in_w * c_n, xc = padded ? 4 : c_n;
     const uint32_t od = ts_dup16(p->input_offset);
     ts_dw_s2case cs[3];
     uint64_t tab[3][5];
@@ -239,6 +247,46 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
         q[3 * i + 1] = r.bias;
         q[3 * i + 2] = r.right;
     }
+    if (padded) { /* one inside case over the copy: rows -pad_top .. 2 out_h - pad_top, columns likewise */
+        const uint32_t zp = (uint8_t)-p->input_offset * 0x01010101u;
+        uint32_t img[TS_DW_S2_PADDED];
+        ts_dw_s2case *k = &cs[0];
+        int32_t j;
+        for (i = 0; i < 12; ++i) {
+            k->q[i] = q[i];
+        }
+        ts_dw_s2_case(k, (const uint64_t(*)[5])tab, 0, 0, b2, od);
+        k->x_next = 8 - 2 * x_row;
+        k->y_step = c_n;
+        k->y_rstep = y_rstep;
+        k->y_back = 0;
+        k->x_rnext = 2 * x_row - 8 * p->out_w;
+        k->x_row = x_row;
+        for (b = 0; b < p->batches; ++b) {
+            const int8_t *xb = x + (size_t)b * p->in_h * p->in_w * c_n + c;
+            for (i = 0; i < ph; ++i) { /* per row: padding, the image's pixels, padding */
+                const int32_t ih = i - p->pad_top, in = ih >= 0 && ih < p->in_h;
+                const int8_t *xr = xb + ((ptrdiff_t)ih * p->in_w - p->pad_left) * c_n;
+                uint32_t *d = img + i * pw;
+                int32_t jl = in ? p->pad_left : pw, jr = in ? p->pad_left + p->in_w : pw;
+                jr = jr > pw ? pw : jr;
+                for (j = 0; j < jl; ++j) {
+                    d[j] = zp;
+                }
+                for (; j < jr; ++j) {
+                    d[j] = ts_read32(xr + (size_t)j * c_n);
+                }
+                for (; j < pw; ++j) {
+                    d[j] = zp;
+                }
+            }
+            k->y = y + (size_t)b * p->out_h * y_rstep + c;
+            k->y_end = k->y + y_rstep;
+            k->rows = p->out_h;
+            ts_dw_s2_run(k, (const int8_t *)img, 4);
+        }
+        return;
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *img = x + (size_t)b * p->in_h * x_row + c;
         for (oh = 0; oh < p->out_h; oh += nh) {
@@ -256,11 +304,12 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
                 ts_dw_s2case *k = &cs[ce];
                 nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
                 if (!(made & (1 << ce))) {
-                    if (!(used & (1 << ce))) { /* by words: newlib-nano's memcpy goes byte by byte */
+                    if (!(used & (1 << ce))) {
                         for (i = 0; i < 12; ++i) {
                             k->q[i] = q[i];
                         }
                         k->x_next = 2 * c_n - 2 * x_row;
+                        k->y_step = c_n;
                         k->y_rstep = y_rstep;
                         k->x_row = x_row;
                         used |= 1 << ce;
@@ -273,7 +322,7 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
                 k->rows = nh;
                 k->y_back = y_rstep - nw * c_n;
                 k->x_rnext = 2 * x_row - 2 * nw * c_n;
-                ts_dw_s2_run(k, xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, c_n);
+                ts_dw_s2_run(k, xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, xc);
             }
         }
     }
