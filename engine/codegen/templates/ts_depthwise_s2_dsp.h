@@ -97,8 +97,7 @@ static TS_NOINLINE void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t
     __asm__ volatile("push {r7}\n\t"
                      "ldr r7, [r12, #168]\n\t"
                      "1:\n\t"
-                     "ldm r12!, {r0, r1, r2, r3}\n\t"
-                     "ldm r12!, {r4, r5, r6, r8}\n\t"
+                     "ldm r12!, {r0, r1, r2, r3, r4, r5, r6, r8}\n\t" /* the biases, 2 taps' weights */
                      TS_DW_S2_TAP("[r11]", "r4", "r5")
                      TS_DW_S2_TAP("[r11, lr]", "r6", "r8")
                      "ldm r12!, {r4, r5, r6, r8}\n\t"
@@ -168,47 +167,47 @@ TS_ALWAYS_INLINE uint64_t ts_dw_s2_pairs(uint32_t v)
     return (uint64_t)((ts_sxtb16(v) << 1) & 0xFFFEFFFEu) | (uint64_t)((ts_sxtb16_ror8(v) << 1) & 0xFFFEFFFEu) << 32;
 }
 
-/* One tap of a window case: its doubled weight pairs v into d, and the input offset (od, in both halves) times
- * each weight into the biases a. */
-TS_ALWAYS_INLINE void ts_dw_s2_tap(uint32_t *d, uint64_t v, uint32_t od, int32_t *a)
+/* SADD16: the sums of the weights of a case by halves (at most 9 x 254, no overflow). */
+#if defined(TINYSTUDIO_EMULATE_DSP)
+static inline uint32_t ts_dw_sadd16(uint32_t a, uint32_t b) { return ts_half(ts_lo16(a) + ts_lo16(b), ts_hi16(a) + ts_hi16(b)); }
+#else
+static inline uint32_t ts_dw_sadd16(uint32_t a, uint32_t b) { return (uint32_t)__sadd16((int32_t)a, (int32_t)b); }
+#endif
+
+/* One tap of a window case: the doubled weight pairs v into d, their halves added to the sums s. */
+TS_ALWAYS_INLINE void ts_dw_s2_tap(uint32_t *d, uint64_t v, uint32_t *s)
 {
     const uint32_t v02 = (uint32_t)v, v13 = (uint32_t)(v >> 32);
     d[0] = v02;
     d[1] = v13;
-    a[0] = ts_smlabb(v02, od, a[0]);
-    a[2] = ts_smlatt(v02, od, a[2]);
-    a[1] = ts_smlabb(v13, od, a[1]);
-    a[3] = ts_smlatt(v13, od, a[3]);
+    s[0] = ts_dw_sadd16(s[0], v02);
+    s[1] = ts_dw_sadd16(s[1], v13);
 }
 
-/* One row of a window case from src (3 doubled weight pairs), straight-line. */
-TS_ALWAYS_INLINE void ts_dw_s2_row(uint32_t *d, const uint64_t *src, uint32_t od, int32_t *a)
+/* One row of a window case from the 3 doubled weight pairs at src, straight-line. */
+TS_ALWAYS_INLINE void ts_dw_s2_row(uint32_t *d, const uint64_t *src, uint32_t *s)
 {
-    ts_dw_s2_tap(d, src[0], od, a);
-    ts_dw_s2_tap(d + 2, src[1], od, a);
-    ts_dw_s2_tap(d + 4, src[2], od, a);
+    ts_dw_s2_tap(d, src[0], s);
+    ts_dw_s2_tap(d + 2, src[1], s);
+    ts_dw_s2_tap(d + 4, src[2], s);
 }
 
 /* Case (drow, dcol) of the window (ts_dw_group's shift: weight (i, j) reads tap (i + drow, j + dcol), zeros
  * outside) from the group's doubled pairs in rows padded with a zero on each side (tab): its weights, and as
- * its biases b2 (2 bias) plus the input offset times each weight, by the same multiplies as the taps. */
+ * its biases b2 (2 bias) plus the input offset (od, in both halves) times the sum of its weights. */
 static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t drow, int32_t dcol,
                           const int32_t *b2, uint32_t od)
 {
     static const uint64_t zero[3] = {0, 0, 0};
-    int32_t a[4];
-    a[0] = b2[0];
-    a[1] = b2[1];
-    a[2] = b2[2];
-    a[3] = b2[3];
     const uint64_t *r0 = tab[0] + 1 + dcol, *r1 = tab[1] + 1 + dcol, *r2 = tab[2] + 1 + dcol;
-    ts_dw_s2_row(cs->w, drow == 0 ? r0 : (drow > 0 ? r1 : zero), od, a);
-    ts_dw_s2_row(cs->w + 6, drow == 0 ? r1 : (drow > 0 ? r2 : r0), od, a);
-    ts_dw_s2_row(cs->w + 12, drow == 0 ? r2 : (drow > 0 ? zero : r1), od, a);
-    cs->bias[0] = a[0];
-    cs->bias[1] = a[1];
-    cs->bias[2] = a[2];
-    cs->bias[3] = a[3];
+    uint32_t s[2] = {0, 0};
+    ts_dw_s2_row(cs->w, drow == 0 ? r0 : (drow > 0 ? r1 : zero), s);
+    ts_dw_s2_row(cs->w + 6, drow == 0 ? r1 : (drow > 0 ? r2 : r0), s);
+    ts_dw_s2_row(cs->w + 12, drow == 0 ? r2 : (drow > 0 ? zero : r1), s);
+    cs->bias[0] = ts_smlabb(s[0], od, b2[0]);
+    cs->bias[1] = ts_smlabb(s[1], od, b2[1]);
+    cs->bias[2] = ts_smlatt(s[0], od, b2[2]);
+    cs->bias[3] = ts_smlatt(s[1], od, b2[3]);
 }
 
 /* Most 4-channel pixels of the padded copy of a small image (ts_dw_group_s2; 256 bytes of stack): 8 x 8, i.e.
