@@ -278,11 +278,12 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
                        p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     const int s2 = ts_dw_s2_ok(p, mode);
     int32_t c, b, oh, ow, m, i, j;
-    for (c = 0; c < c4; c += 4) {
+    if (s2) {
+        ts_dw_conv_s2(p, x, w, bias, multiplier, shift, y);
+    }
+    for (c = 0; !s2 && c < c4; c += 4) {
         if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
-        } else if (s2) {
-            ts_dw_group_s2(p, x, w, c, bias, multiplier, shift, y);
         } else {
             ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode, padded);
         }

@@ -214,23 +214,29 @@ static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t dr
  * outputs up to 3 x 3, where the copy costs less than the edge cases' weights and blocks it saves. */
 #define TS_DW_S2_PADDED 64
 
-/* Channels c .. c + 3 over the whole output (ts_dw_s2_ok): windows cut by the padding read one pixel further in
- * with the weights moved the other way (as ts_dw_group); the 3 column cases of a row case made when first
- * needed (their requantization constants when first used); per block of a row and column case one run. A small
- * image is instead copied with its padding (the input zero point, whose product with the offset folded in is
- * 0), 4 channels a word: one inside case, one run. */
+/* A block of outputs of one window case (ts_dw_edge of its rows and of its columns): the bytes from the image
+ * (channel 0) to its first window's top-left tap and from the output to its first output, its rows and
+ * columns, the case's shift (ts_dw_s2_case). At most 3 x 3 of them: the first row or column cut by the
+ * padding, the inside, the last. */
+typedef struct {
+    int32_t x, y, nh, nw, drow, dcol;
+} ts_dw_s2blk;
+
+/* Channels c .. c + 3 (ts_dw_s2_ok): per block of the layer's nb (blk) its case, then one run per batch. A
+ * small image (nb 0) is instead copied with its padding (the input zero point, whose product with the offset
+ * folded in is 0), 4 channels a word: one inside case, one run. */
 static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
-                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
+                           const int32_t *multiplier, const int8_t *shift, int8_t *y, const ts_dw_s2blk *blk,
+                           int32_t nb)
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, y_rstep = p->out_w * c_n;
-    const int32_t ph = 2 * p->out_h + 1, pw = 2 * p->out_w + 1;
-    const int padded = p->input_offset > -128 && ph * pw <= TS_DW_S2_PADDED;
-    const int32_t x_row = padded ? 4 * pw : p->in_w * c_n, xc = padded ? 4 : c_n;
+    const int32_t ph = 2 * p->out_h + 1, pw = 2 * p->out_w + 1, x_img = p->in_h * p->in_w * c_n;
+    const int32_t x_row = nb == 0 ? 4 * pw : p->in_w * c_n, xc = nb == 0 ? 4 : c_n;
     const uint32_t od = ts_dup16(p->input_offset);
-    ts_dw_s2case cs[3];
+    ts_dw_s2case cs;
     uint64_t tab[3][5];
-    int32_t q[12], b2[4];
-    int32_t i, b, oh, ow, nh, nw, row_case = -1, made = 0, used = 0;
+    int32_t b2[4];
+    int32_t i, j, b;
     for (i = 0; i < 3; ++i) {
         const int8_t *wr = w + (size_t)3 * i * c_n + c;
         tab[i][0] = 0;
@@ -242,27 +248,33 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
     for (i = 0; i < 4; ++i) {
         const ts_rq r = ts_rq_channel(multiplier, shift, (c + i) * step, 2 * p->output_offset + 1);
         b2[i] = (int32_t)(2u * (uint32_t)bias[c + i]);
-        q[3 * i] = r.multiplier;
-        q[3 * i + 1] = r.bias;
-        q[3 * i + 2] = r.right;
+        cs.q[3 * i] = r.multiplier;
+        cs.q[3 * i + 1] = r.bias;
+        cs.q[3 * i + 2] = r.right;
     }
-    if (padded) { /* one inside case over the copy: rows -pad_top .. 2 out_h - pad_top, columns likewise */
+    cs.x_next = 2 * xc - 2 * x_row;
+    cs.y_step = c_n;
+    cs.y_rstep = y_rstep;
+    cs.x_row = x_row;
+    for (i = 0; i < nb; ++i, ++blk) {
+        ts_dw_s2_case(&cs, (const uint64_t(*)[5])tab, blk->drow, blk->dcol, b2, od);
+        cs.y_back = y_rstep - blk->nw * c_n;
+        cs.x_rnext = 2 * x_row - 2 * blk->nw * c_n;
+        for (b = 0; b < p->batches; ++b) {
+            cs.y = y + (size_t)b * p->out_h * y_rstep + blk->y + c;
+            cs.y_end = cs.y + blk->nw * c_n;
+            cs.rows = blk->nh;
+            ts_dw_s2_run(&cs, x + (size_t)b * x_img + blk->x + c, c_n);
+        }
+    }
+    if (nb == 0) { /* one inside case over the copy: rows -pad_top .. 2 out_h - pad_top, columns likewise */
         const uint32_t zp = (uint8_t)-p->input_offset * 0x01010101u;
         uint32_t img[TS_DW_S2_PADDED];
-        ts_dw_s2case *k = &cs[0];
-        int32_t j;
-        for (i = 0; i < 12; ++i) {
-            k->q[i] = q[i];
-        }
-        ts_dw_s2_case(k, (const uint64_t(*)[5])tab, 0, 0, b2, od);
-        k->x_next = 8 - 2 * x_row;
-        k->y_step = c_n;
-        k->y_rstep = y_rstep;
-        k->y_back = 0;
-        k->x_rnext = 2 * x_row - 8 * p->out_w;
-        k->x_row = x_row;
+        ts_dw_s2_case(&cs, (const uint64_t(*)[5])tab, 0, 0, b2, od);
+        cs.y_back = 0;
+        cs.x_rnext = 2 * x_row - 8 * p->out_w;
         for (b = 0; b < p->batches; ++b) {
-            const int8_t *xb = x + (size_t)b * p->in_h * p->in_w * c_n + c;
+            const int8_t *xb = x + (size_t)b * x_img + c;
             for (i = 0; i < ph; ++i) { /* per row: padding, the image's pixels, padding */
                 const int32_t ih = i - p->pad_top, in = ih >= 0 && ih < p->in_h;
                 const int8_t *xr = xb + ((ptrdiff_t)ih * p->in_w - p->pad_left) * c_n;
@@ -279,51 +291,42 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
                     d[j] = zp;
                 }
             }
-            k->y = y + (size_t)b * p->out_h * y_rstep + c;
-            k->y_end = k->y + y_rstep;
-            k->rows = p->out_h;
-            ts_dw_s2_run(k, (const int8_t *)img, 4);
+            cs.y = y + (size_t)b * p->out_h * y_rstep + c;
+            cs.y_end = cs.y + y_rstep;
+            cs.rows = p->out_h;
+            ts_dw_s2_run(&cs, (const int8_t *)img, 4);
         }
-        return;
     }
-    for (b = 0; b < p->batches; ++b) {
-        const int8_t *img = x + (size_t)b * p->in_h * x_row + c;
-        for (oh = 0; oh < p->out_h; oh += nh) {
-            const int32_t h0 = 2 * oh - p->pad_top, re = ts_dw_edge(h0, p->in_h);
-            const int32_t drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
-            const int8_t *xrow = img + (ptrdiff_t)(h0 + drow) * x_row;
-            int8_t *yrow = y + (size_t)(b * p->out_h + oh) * y_rstep + c;
-            nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, 2);
-            if (re != row_case) {
-                row_case = re;
-                made = 0;
-            }
-            for (ow = 0; ow < p->out_w; ow += nw) {
-                const int32_t w0 = 2 * ow - p->pad_left, ce = ts_dw_edge(w0, p->in_w);
-                ts_dw_s2case *k = &cs[ce];
-                nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
-                if (!(made & (1 << ce))) {
-                    if (!(used & (1 << ce))) {
-                        for (i = 0; i < 12; ++i) {
-                            k->q[i] = q[i];
-                        }
-                        k->x_next = 2 * c_n - 2 * x_row;
-                        k->y_step = c_n;
-                        k->y_rstep = y_rstep;
-                        k->x_row = x_row;
-                        used |= 1 << ce;
-                    }
-                    ts_dw_s2_case(k, (const uint64_t(*)[5])tab, drow, ce == 1 ? 1 : (ce == 2 ? -1 : 0), b2, od);
-                    made |= 1 << ce;
-                }
-                k->y = yrow + (size_t)ow * c_n;
-                k->y_end = k->y + nw * c_n;
-                k->rows = nh;
-                k->y_back = y_rstep - nw * c_n;
-                k->x_rnext = 2 * x_row - 2 * nw * c_n;
-                ts_dw_s2_run(k, xrow + (ptrdiff_t)(w0 + (ce == 1) - (ce == 2)) * c_n, xc);
-            }
+}
+
+/* The groups of 4 channels of a layer that ts_dw_s2_ok takes: its blocks of one window case (windows cut by the
+ * padding read one pixel further in with the weights moved the other way, as ts_dw_group), the same for every
+ * group, listed once; none for a small image (the padded copy, where the input offset allows one). */
+static void ts_dw_conv_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
+                          const int32_t *multiplier, const int8_t *shift, int8_t *y)
+{
+    const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    const int padded = p->input_offset > -128 && (2 * p->out_h + 1) * (2 * p->out_w + 1) <= TS_DW_S2_PADDED;
+    ts_dw_s2blk blk[9];
+    int32_t nb = 0, oh, ow, nh, nw, c;
+    for (oh = 0; !padded && oh < p->out_h; oh += nh) {
+        const int32_t h0 = 2 * oh - p->pad_top, re = ts_dw_edge(h0, p->in_h);
+        const int32_t drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
+        nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, 2);
+        for (ow = 0; ow < p->out_w; ow += nw, ++nb) {
+            const int32_t w0 = 2 * ow - p->pad_left, ce = ts_dw_edge(w0, p->in_w);
+            const int32_t dcol = ce == 1 ? 1 : (ce == 2 ? -1 : 0);
+            nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
+            blk[nb].x = ((h0 + drow) * p->in_w + w0 + dcol) * c_n;
+            blk[nb].y = (oh * p->out_w + ow) * c_n;
+            blk[nb].nh = nh;
+            blk[nb].nw = nw;
+            blk[nb].drow = drow;
+            blk[nb].dcol = dcol;
         }
+    }
+    for (c = 0; c < c4; c += 4) {
+        ts_dw_group_s2(p, x, w, c, bias, multiplier, shift, y, blk, nb);
     }
 }
 
