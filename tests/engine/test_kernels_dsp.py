@@ -117,7 +117,7 @@ CASES = {
     "dw_3x3_out": conv((1, 3, 3, 12), (1, 3, 3, 12), (1, 3, 3, 12), depthwise=True),
     "dw_5x5_kernel": conv((1, 6, 6, 8), (1, 5, 5, 8), (1, 6, 6, 8), depthwise=True),
     # depthwise 3x3 stride 2, full range (ts_depthwise_s2_dsp.h): even sizes (SAME pads only the bottom and
-    # right), odd sizes (the top and left too), leftover channels, a small image (the padded copy)
+    # right), odd sizes (the top and left too), leftover channels, 3x3 outputs (blocks of 1 and 2)
     "dw_stride2_even_12x10": conv((1, 12, 10, 10), (1, 3, 3, 10), (1, 6, 5, 10), stride=2, depthwise=True),
     "dw_stride2_odd_13x11": conv((1, 13, 11, 8), (1, 3, 3, 8), (1, 7, 6, 8), stride=2, depthwise=True),
     "dw_stride2_small_6x6": conv((1, 6, 6, 12), (1, 3, 3, 12), (1, 3, 3, 12), stride=2, depthwise=True),

@@ -3,9 +3,10 @@
  * one column of padding (pads 0 or 1; TFLite SAME). Stride 2 shares little between neighbouring windows (each
  * input pixel serves 2.25 outputs, too few for a widened ring), so per output pixel and group of 4 channels the
  * 9 taps are taken straight from the image (LDR, 2 SXTB16, 4 SMLAxy), as in ts_dw_run9, but on the target in
- * one block of assembly that keeps the loop in registers: the weights of 2 taps and the 4 biases come by one
- * LDM each, the 12 requantization constants by two. For that the input offset is folded into a bias per window
- * case (no SXTAB16 operand) and the weights and bias are doubled (the 2x that SMMLAR takes, no shift per
+ * one block of assembly that keeps a block of outputs in registers: the 4 biases and the weights of 2 taps come
+ * by one LDM, the next 2 taps' by one LDM, the 12 requantization constants by two (98 instructions per output
+ * pixel of 4 channels, 2.72 per MAC). For the registers that takes, the input offset is folded into a bias per
+ * window case (no SXTAB16 operand), and the weights and bias are doubled (the 2x that SMMLAR takes, no shift per
  * channel), as in the ring. */
 #ifndef TS_DEPTHWISE_S2_DSP_H
 #define TS_DEPTHWISE_S2_DSP_H
@@ -17,9 +18,10 @@
 /* One window case of a group of 4 channels, in the order the assembly reads it (byte offsets fixed on the
  * target): the 4 doubled biases with the input offset times the case's weights folded in, the 9 taps' doubled
  * weight pairs (channels c, c + 2 then c + 1, c + 3), per channel the multiplier, ts_rq's bias and right shift;
- * then the block being run: the output position and the end of its row, from a window's top-left tap to the
- * next one's, from an output to the next, the rows left, from the end of an output row to the next row's end and start, from the end of
- * an input row of windows to the next one's start, and the bytes between input rows. */
+ * then the block being run: the output position and the end of its row, the bytes from a window's top-left
+ * tap to the next one's and from an output to the next, the rows left, from the end of an output row to the
+ * next row's end and start, from the end of an input row of windows to the next one's start, and the bytes
+ * between input rows. */
 typedef struct {
     int32_t bias[4];
     uint32_t w[18];
@@ -161,18 +163,22 @@ TS_ALWAYS_INLINE int ts_dw_s2_ok(const ts_conv_params *p, int mode)
            2 * (p->out_w - 1) - p->pad_left + 2 <= p->in_w;
 }
 
-/* The doubled weight pairs of a word of 4 int8 weights: (c, c + 2) and (c + 1, c + 3), each half times 2. */
-TS_ALWAYS_INLINE uint64_t ts_dw_s2_pairs(uint32_t v)
-{
-    return (uint64_t)((ts_sxtb16(v) << 1) & 0xFFFEFFFEu) | (uint64_t)((ts_sxtb16_ror8(v) << 1) & 0xFFFEFFFEu) << 32;
-}
-
-/* SADD16: the sums of the weights of a case by halves (at most 9 x 254, no overflow). */
+/* SADD16: the weights doubled, and the sums of a case's weights by halves (at most 9 x 254: no overflow). */
 #if defined(TINYSTUDIO_EMULATE_DSP)
-static inline uint32_t ts_dw_sadd16(uint32_t a, uint32_t b) { return ts_half(ts_lo16(a) + ts_lo16(b), ts_hi16(a) + ts_hi16(b)); }
+static inline uint32_t ts_dw_sadd16(uint32_t a, uint32_t b)
+{
+    return ts_half(ts_lo16(a) + ts_lo16(b), ts_hi16(a) + ts_hi16(b));
+}
 #else
 static inline uint32_t ts_dw_sadd16(uint32_t a, uint32_t b) { return (uint32_t)__sadd16((int32_t)a, (int32_t)b); }
 #endif
+
+/* The doubled weight pairs of a word of 4 int8 weights: (c, c + 2) and (c + 1, c + 3), each half times 2. */
+TS_ALWAYS_INLINE uint64_t ts_dw_s2_pairs(uint32_t v)
+{
+    const uint32_t e = ts_sxtb16(v), o = ts_sxtb16_ror8(v);
+    return (uint64_t)ts_dw_sadd16(e, e) | (uint64_t)ts_dw_sadd16(o, o) << 32;
+}
 
 /* One tap of a window case: the doubled weight pairs v into d, their halves added to the sums s. */
 TS_ALWAYS_INLINE void ts_dw_s2_tap(uint32_t *d, uint64_t v, uint32_t *s)
@@ -210,10 +216,6 @@ static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t dr
     cs->bias[3] = ts_smlatt(s[1], od, b2[3]);
 }
 
-/* Most 4-channel pixels of the padded copy of a small image (ts_dw_group_s2; 256 bytes of stack): 8 x 8, i.e.
- * outputs up to 3 x 3, where the copy costs less than the edge cases' weights and blocks it saves. */
-#define TS_DW_S2_PADDED 64
-
 /* A block of outputs of one window case (ts_dw_edge of its rows and of its columns): the bytes from the image
  * (channel 0) to its first window's top-left tap and from the output to its first output, its rows and
  * columns, the case's shift (ts_dw_s2_case). At most 3 x 3 of them: the first row or column cut by the
@@ -222,21 +224,18 @@ typedef struct {
     int32_t x, y, nh, nw, drow, dcol;
 } ts_dw_s2blk;
 
-/* Channels c .. c + 3 (ts_dw_s2_ok): per block of the layer's nb (blk) its case, then one run per batch. A
- * small image (nb 0) is instead copied with its padding (the input zero point, whose product with the offset
- * folded in is 0), 4 channels a word: one inside case, one run. */
+/* Channels c .. c + 3 (ts_dw_s2_ok): per block of the layer's nb (blk) its case, then one run per batch. */
 static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, int32_t c, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int8_t *y, const ts_dw_s2blk *blk,
                            int32_t nb)
 {
     const int32_t c_n = p->in_c, step = p->per_channel ? 1 : 0, y_rstep = p->out_w * c_n;
-    const int32_t ph = 2 * p->out_h + 1, pw = 2 * p->out_w + 1, x_img = p->in_h * p->in_w * c_n;
-    const int32_t x_row = nb == 0 ? 4 * pw : p->in_w * c_n, xc = nb == 0 ? 4 : c_n;
+    const int32_t x_row = p->in_w * c_n, x_img = p->in_h * x_row;
     const uint32_t od = ts_dup16(p->input_offset);
     ts_dw_s2case cs;
     uint64_t tab[3][5];
     int32_t b2[4];
-    int32_t i, j, b;
+    int32_t i, b;
     for (i = 0; i < 3; ++i) {
         const int8_t *wr = w + (size_t)3 * i * c_n + c;
         tab[i][0] = 0;
@@ -252,7 +251,7 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
         cs.q[3 * i + 1] = r.bias;
         cs.q[3 * i + 2] = r.right;
     }
-    cs.x_next = 2 * xc - 2 * x_row;
+    cs.x_next = 2 * c_n - 2 * x_row;
     cs.y_step = c_n;
     cs.y_rstep = y_rstep;
     cs.x_row = x_row;
@@ -267,49 +266,19 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
             ts_dw_s2_run(&cs, x + (size_t)b * x_img + blk->x + c, c_n);
         }
     }
-    if (nb == 0) { /* one inside case over the copy: rows -pad_top .. 2 out_h - pad_top, columns likewise */
-        const uint32_t zp = (uint8_t)-p->input_offset * 0x01010101u;
-        uint32_t img[TS_DW_S2_PADDED];
-        ts_dw_s2_case(&cs, (const uint64_t(*)[5])tab, 0, 0, b2, od);
-        cs.y_back = 0;
-        cs.x_rnext = 2 * x_row - 8 * p->out_w;
-        for (b = 0; b < p->batches; ++b) {
-            const int8_t *xb = x + (size_t)b * x_img + c;
-            for (i = 0; i < ph; ++i) { /* per row: padding, the image's pixels, padding */
-                const int32_t ih = i - p->pad_top, in = ih >= 0 && ih < p->in_h;
-                const int8_t *xr = xb + ((ptrdiff_t)ih * p->in_w - p->pad_left) * c_n;
-                uint32_t *d = img + i * pw;
-                int32_t jl = in ? p->pad_left : pw, jr = in ? p->pad_left + p->in_w : pw;
-                jr = jr > pw ? pw : jr;
-                for (j = 0; j < jl; ++j) {
-                    d[j] = zp;
-                }
-                for (; j < jr; ++j) {
-                    d[j] = ts_read32(xr + (size_t)j * c_n);
-                }
-                for (; j < pw; ++j) {
-                    d[j] = zp;
-                }
-            }
-            cs.y = y + (size_t)b * p->out_h * y_rstep + c;
-            cs.y_end = cs.y + y_rstep;
-            cs.rows = p->out_h;
-            ts_dw_s2_run(&cs, (const int8_t *)img, 4);
-        }
-    }
 }
 
 /* The groups of 4 channels of a layer that ts_dw_s2_ok takes: its blocks of one window case (windows cut by the
  * padding read one pixel further in with the weights moved the other way, as ts_dw_group), the same for every
- * group, listed once; none for a small image (the padded copy, where the input offset allows one). */
+ * group, listed once. (A padded copy of a small image, as ts_dw_group's, measured slower: 5.60 against 5.50
+ * instructions/MAC on VWW's 6x6 -> 3x3.) */
 static void ts_dw_conv_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, c4 = c_n & ~3;
-    const int padded = p->input_offset > -128 && (2 * p->out_h + 1) * (2 * p->out_w + 1) <= TS_DW_S2_PADDED;
     ts_dw_s2blk blk[9];
     int32_t nb = 0, oh, ow, nh, nw, c;
-    for (oh = 0; !padded && oh < p->out_h; oh += nh) {
+    for (oh = 0; oh < p->out_h; oh += nh) {
         const int32_t h0 = 2 * oh - p->pad_top, re = ts_dw_edge(h0, p->in_h);
         const int32_t drow = re == 1 ? 1 : (re == 2 ? -1 : 0);
         nh = ts_dw_span(re, oh, p->out_h, p->in_h, p->pad_top, 2);
