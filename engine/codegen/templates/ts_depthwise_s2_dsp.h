@@ -56,7 +56,7 @@ static void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t xc)
             y[t] = (int8_t)ts_ssat8(ts_smmlar(a[t], q[0], q[1] - (int32_t)((uint32_t)a[t] >> 31)) >> q[2]);
         }
         y += cs->y_step;
-        xq += 2 * xc;
+        xq += cs->x_next + 2 * cs->x_row; /* x_next counts from the window's last row */
         if (y == y_end) {
             if (--cs->rows == 0) {
                 return;
@@ -216,12 +216,13 @@ static void ts_dw_s2_case(ts_dw_s2case *cs, const uint64_t (*tab)[5], int32_t dr
     cs->bias[3] = ts_smlatt(s[1], od, b2[3]);
 }
 
-/* A block of outputs of one window case (ts_dw_edge of its rows and of its columns): the bytes from the image
- * (channel 0) to its first window's top-left tap and from the output to its first output, its rows and
- * columns, the case's shift (ts_dw_s2_case). At most 3 x 3 of them: the first row or column cut by the
+/* A block of outputs of one window case (ts_dw_edge of its rows and of its columns) as the run walks it: the
+ * bytes from the image (channel 0) to its first window's top-left tap and from the output to its first output,
+ * from there to the end of its first run row, the run's x_next, y_step, rows, y_back and x_rnext
+ * (ts_dw_s2case), the case's shift (ts_dw_s2_case). At most 3 x 3 of them: the first row or column cut by the
  * padding, the inside, the last. */
 typedef struct {
-    int32_t x, y, nh, nw, drow, dcol;
+    int32_t x, y, y_len, x_next, y_step, rows, y_back, x_rnext, drow, dcol;
 } ts_dw_s2blk;
 
 /* Channels c .. c + 3 (ts_dw_s2_ok): per block of the layer's nb (blk) its case, then one run per batch. */
@@ -251,18 +252,18 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
         cs.q[3 * i + 1] = r.bias;
         cs.q[3 * i + 2] = r.right;
     }
-    cs.x_next = 2 * c_n - 2 * x_row;
-    cs.y_step = c_n;
     cs.y_rstep = y_rstep;
     cs.x_row = x_row;
     for (i = 0; i < nb; ++i, ++blk) {
         ts_dw_s2_case(&cs, (const uint64_t(*)[5])tab, blk->drow, blk->dcol, b2, od);
-        cs.y_back = y_rstep - blk->nw * c_n;
-        cs.x_rnext = 2 * x_row - 2 * blk->nw * c_n;
+        cs.x_next = blk->x_next;
+        cs.y_step = blk->y_step;
+        cs.y_back = blk->y_back;
+        cs.x_rnext = blk->x_rnext;
         for (b = 0; b < p->batches; ++b) {
             cs.y = y + (size_t)b * p->out_h * y_rstep + blk->y + c;
-            cs.y_end = cs.y + blk->nw * c_n;
-            cs.rows = blk->nh;
+            cs.y_end = cs.y + blk->y_len;
+            cs.rows = blk->rows;
             ts_dw_s2_run(&cs, x + (size_t)b * x_img + blk->x + c, c_n);
         }
     }
@@ -275,7 +276,7 @@ static void ts_dw_group_s2(const ts_conv_params *p, const int8_t *x, const int8_
 static void ts_dw_conv_s2(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                           const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
-    const int32_t c_n = p->in_c, c4 = c_n & ~3;
+    const int32_t c_n = p->in_c, c4 = c_n & ~3, x_row = p->in_w * c_n, y_rstep = p->out_w * c_n;
     ts_dw_s2blk blk[9];
     int32_t nb = 0, oh, ow, nh, nw, c;
     for (oh = 0; oh < p->out_h; oh += nh) {
@@ -286,12 +287,24 @@ static void ts_dw_conv_s2(const ts_conv_params *p, const int8_t *x, const int8_t
             const int32_t w0 = 2 * ow - p->pad_left, ce = ts_dw_edge(w0, p->in_w);
             const int32_t dcol = ce == 1 ? 1 : (ce == 2 ? -1 : 0);
             nw = ts_dw_span(ce, ow, p->out_w, p->in_w, p->pad_left, 2);
-            blk[nb].x = ((h0 + drow) * p->in_w + w0 + dcol) * c_n;
-            blk[nb].y = (oh * p->out_w + ow) * c_n;
-            blk[nb].nh = nh;
-            blk[nb].nw = nw;
-            blk[nb].drow = drow;
-            blk[nb].dcol = dcol;
+            ts_dw_s2blk *k = &blk[nb];
+            k->x = ((h0 + drow) * p->in_w + w0 + dcol) * c_n;
+            k->y = (oh * p->out_w + ow) * c_n;
+            if (nw == 1) { /* a column of windows: one run down it (no row ends) */
+                k->y_len = nh * y_rstep;
+                k->x_next = 0;
+                k->y_step = y_rstep;
+                k->rows = 1;
+            } else { /* rows of windows */
+                k->y_len = nw * c_n;
+                k->x_next = 2 * c_n - 2 * x_row;
+                k->y_step = c_n;
+                k->rows = nh;
+            }
+            k->y_back = y_rstep - nw * c_n;
+            k->x_rnext = 2 * x_row - 2 * nw * c_n;
+            k->drow = drow;
+            k->dcol = dcol;
         }
     }
     for (c = 0; c < c4; c += 4) {
