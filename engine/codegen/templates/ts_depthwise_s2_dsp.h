@@ -18,10 +18,10 @@
 /* One window case of a group of 4 channels, in the order the assembly reads it (byte offsets fixed on the
  * target): the 4 doubled biases with the input offset times the case's weights folded in, the 9 taps' doubled
  * weight pairs (channels c, c + 2 then c + 1, c + 3), per channel the multiplier, ts_rq's bias and right shift;
- * then the block being run: the output position and the end of its row, the bytes from a window's top-left
- * tap to the next one's and from an output to the next, the rows left, from the end of an output row to the
- * next row's end and start, from the end of an input row of windows to the next one's start, and the bytes
- * between input rows. */
+ * then the block being run: the output position and the end of its row, the bytes from a window's last row
+ * (where the taps leave the pointer) to the next window's top-left tap and from an output to the next, the rows
+ * left, from the end of an output row to the next row's end and start, from the end of an input row of windows
+ * to the next one's start, and the bytes between input rows. */
 typedef struct {
     int32_t bias[4];
     uint32_t w[18];
