@@ -129,6 +129,11 @@ CASES = {
     "dw_small_7x6": conv((1, 7, 6, 8), (1, 3, 3, 8), (1, 7, 6, 8), depthwise=True),
     "dw_small_5x12": conv((1, 5, 12, 8), (1, 3, 3, 8), (1, 5, 12, 8), depthwise=True),
     "dw_5x5_kernel": conv((1, 6, 6, 8), (1, 5, 5, 8), (1, 6, 6, 8), depthwise=True),
+    # depthwise 3x3 stride 2, full range (ts_depthwise_s2_dsp.h): even sizes (SAME pads only the bottom and
+    # right), odd sizes (the top and left too), leftover channels, 3x3 outputs (blocks of 1 and 2)
+    "dw_stride2_even_12x10": conv((1, 12, 10, 10), (1, 3, 3, 10), (1, 6, 5, 10), stride=2, depthwise=True),
+    "dw_stride2_odd_13x11": conv((1, 13, 11, 8), (1, 3, 3, 8), (1, 7, 6, 8), stride=2, depthwise=True),
+    "dw_stride2_small_6x6": conv((1, 6, 6, 12), (1, 3, 3, 12), (1, 3, 3, 12), stride=2, depthwise=True),
     # fully connected: leftover rows (out % 4 = 1, 2, 3) on the DSP path, K % 4 tails
     "fc_rows_10": fc(2, 24, 10),
     "fc_rows_7_tail": fc(1, 27, 7, act=RELU),
@@ -271,7 +276,7 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     lib = cases["dw_width3"][0]
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
                  "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_small_dsp.h",
-                 "ts_depthwise_srows_dsp.h", "ts_depthwise_dsp.c"):
+                 "ts_depthwise_srows_dsp.h", "ts_depthwise_s2_dsp.h", "ts_depthwise_dsp.c"):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(DW_SWEEP)
     exe = tmp_path / "t"

@@ -39,6 +39,9 @@ TS_ALWAYS_INLINE int32_t ts_dw_span(int32_t e, int32_t o, int32_t out, int32_t n
     return (last < out - 1 ? last : out - 1) - o + 1;
 }
 
+/* the stride-2 path, which uses the two above */
+#include "ts_depthwise_s2_dsp.h"
+
 /* The taps of one output pixel that ts_dw_run9 does not take (wider padding, other kernels, dilation): its
  * valid taps in loops, weights read from the kernel. */
 static void ts_dw_pixel_any(const ts_conv_params *p, const ts_dw_ctx *k, const int8_t *img, const int8_t *w,
@@ -277,11 +280,14 @@ void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const in
     const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
                        p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     const int small = ts_dw_small_fits(p, mode); /* before the ring: small SAME images, no padding stored */
+    const int s2 = !small && ts_dw_s2_ok(p, mode);
     int32_t c, b, oh, ow, m, i, j;
     if (small) { /* all groups in one call */
         ts_dw_small(p, x, w, bias, multiplier, shift, y);
+    } else if (s2) {
+        ts_dw_conv_s2(p, x, w, bias, multiplier, shift, y);
     }
-    for (c = small ? c4 : 0; c < c4; c += 4) {
+    for (c = small || s2 ? c4 : 0; c < c4; c += 4) {
         if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
         } else {
