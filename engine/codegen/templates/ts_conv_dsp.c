@@ -6,6 +6,7 @@
 #include "ts_conv_im2col_dsp.h"
 #include "ts_conv_asm_dsp.h"
 #include "ts_conv_first_dsp.h"
+#include "ts_conv_rgb_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -275,6 +276,12 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
      * that a library links only the storage its layers use */
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
                                                                ts_conv_block_clamp, ts_conv_block_full_asm);
+    /* 3x3 over 3 channels, full range (first layers on RGB images): their own kernel (ts_conv_rgb_dsp.h) */
+    if (p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_c >= 2 &&
+        p->act_min == -128 && p->act_max == 127 && !p->general_requant) {
+        ts_conv_rgb_dsp(p, x, w, bias, multiplier, shift, y, scratch);
+        return;
+    }
 #ifdef TS_CONV_FIRST_ASM
     /* K % 4 != 0, K > 4 (first layers), per-channel constants, on the target: the full form in assembly with
      * the tail as one more group (ts_conv_im2col_dsp.h) */
