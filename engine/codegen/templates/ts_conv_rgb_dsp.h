@@ -101,7 +101,7 @@ static TS_NOINLINE void ts_rgb_gather(const ts_conv_params *p, const int8_t *img
 
 /* The record of channels c0, c0 + 1 (ts_rgb_block's order): biases and int16 weights doubled (the generator keeps
  * every accumulator within 2**30, so 2x fits), the rounding term odd << (right - 1) of ts_rq_channel. */
-static void ts_rgb_prepare(uint32_t *rec, const ts_conv_params *p, const int8_t *w, const int32_t *bias,
+static TS_NOINLINE void ts_rgb_prepare(uint32_t *rec, const ts_conv_params *p, const int8_t *w, const int32_t *bias,
                            const int32_t *multiplier, const int8_t *shift, int32_t c0)
 {
     const uint32_t odd = (uint32_t)(2 * p->output_offset + 1);
@@ -231,9 +231,9 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
     const int32_t pixels = p->out_h * out_w, n_out = p->out_c, same = pixels < 4;
     const uint32_t off = ts_dup16(p->input_offset);
     uint32_t recs[4 * TS_RGB_REC], *const xb = (uint32_t *)(void *)scratch;
-    int8_t tmp[4][28];
-    const int8_t *base[4];
-    int32_t row[4], c_lo, b, q, i;
+    int8_t tmp[2][28];
+    const int8_t *base[2];
+    int32_t row[2], c_lo, b, q, i;
     ts_rgb_job job;
     job.x = xb;
     job.w = recs;
@@ -261,22 +261,24 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
                     continue;
                 }
                 for (i = 0; i < 4; ++i) {
+                    const int32_t k = i & 1;
                     if (h0 >= 0 && h0 + 3 <= in_h && w0 >= 0 && w0 + 3 <= in_w) {
-                        base[i] = img + (size_t)h0 * rw + 3 * w0;
-                        row[i] = rw;
+                        base[k] = img + (size_t)h0 * rw + 3 * w0;
+                        row[k] = rw;
                     } else {
-                        ts_rgb_gather(p, img, h0, w0, tmp[i]);
-                        base[i] = tmp[i];
-                        row[i] = 9;
+                        ts_rgb_gather(p, img, h0, w0, tmp[k]);
+                        base[k] = tmp[k];
+                        row[k] = 9;
                     }
                     if (!same && ++ow == out_w) {
                         ow = 0;
                         h0 += sh;
                     }
                     w0 = ow * sw - pl;
+                    if (k) {
+                        ts_rgb_widen2(xb + i - 1, base[0], row[0], base[1], row[1], off);
+                    }
                 }
-                ts_rgb_widen2(xb, base[0], row[0], base[1], row[1], off);
-                ts_rgb_widen2(xb + 2, base[2], row[2], base[3], row[3], off);
                 ts_rgb_block(&job);
             }
         }
