@@ -82,19 +82,30 @@ static TS_NOINLINE void ts_rgb_widen2(uint32_t *dst, const int8_t *a, int32_t ra
 }
 
 /* The window at (h0, w0) cut by the image's border gathered into tmp (27 bytes, rows 9 apart; the zero point
- * outside the image). */
+ * outside the image); a row cut only above or below is copied as two words and a byte. */
 static TS_NOINLINE void ts_rgb_gather(const ts_conv_params *p, const int8_t *img, int32_t h0, int32_t w0, int8_t *tmp)
 {
-    const int32_t lo = w0 < 0 ? -3 * w0 : 0, hi = w0 + 3 > p->in_w ? 3 * (p->in_w - w0) : 9;
+    const int32_t in_h = p->in_h, in_w = p->in_w;
+    const int32_t lo = w0 < 0 ? -3 * w0 : 0, hi = w0 + 3 > in_w ? 3 * (in_w - w0) : 9;
     const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)(-p->input_offset) * 0x01010101u;
     int32_t i, c;
     for (i = 0; i < 7; ++i) {
         ts_write32(tmp + 4 * i, zp4);
     }
     for (i = 0; i < 3; ++i) {
-        const int32_t ih = h0 + i, at = (ih * p->in_w + w0) * 3;
-        for (c = lo; ih >= 0 && ih < p->in_h && c < hi; ++c) {
-            tmp[9 * i + c] = img[at + c];
+        const int32_t ih = h0 + i, at = (ih * in_w + w0) * 3;
+        int8_t *const t = tmp + 9 * i;
+        if (ih < 0 || ih >= in_h) {
+            continue;
+        }
+        if (lo == 0 && hi == 9) {
+            ts_write32(t, ts_read32(img + at));
+            ts_write32(t + 4, ts_read32(img + at + 4));
+            t[8] = img[at + 8];
+            continue;
+        }
+        for (c = lo; c < hi; ++c) {
+            t[c] = img[at + c];
         }
     }
 }
@@ -218,26 +229,27 @@ static void ts_rgb_block(const ts_rgb_job *job)
 #endif
 
 /* The layer: channels eight at a time (their records on the stack, 592 bytes; an odd count's last pair overlaps
- * the one before, a last single channel its predecessor), then every block of four output pixels in order (the
- * last moved back to overlap the one before; fewer than 4 pixels in all: each pixel alone, four times). Needs
- * out_c >= 2 and 56 words of scratch. */
+ * the one before, a last single channel its predecessor), then each output row in blocks of four pixels (the
+ * last moved back to overlap the one before; rows narrower than 4 pixels: each pixel alone, four times over, ys
+ * 0), so that a block never crosses a row: inside the image its windows are a fixed step apart. Needs out_c >= 2
+ * and 56 words of scratch. */
 static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w,
                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                         int8_t *y, int16_t *scratch)
 {
     /* the geometry in locals: the int8 stores of the gather could alias p */
-    const int32_t in_h = p->in_h, in_w = p->in_w, out_w = p->out_w, sh = p->stride_h, sw = p->stride_w;
-    const int32_t pt = p->pad_top, pl = p->pad_left, rw = 3 * in_w, step = 3 * sw, batches = p->batches;
-    const int32_t pixels = p->out_h * out_w, n_out = p->out_c, same = pixels < 4;
+    const int32_t in_h = p->in_h, in_w = p->in_w, out_h = p->out_h, out_w = p->out_w, sh = p->stride_h;
+    const int32_t sw = p->stride_w, pt = p->pad_top, pl = p->pad_left, rw = 3 * in_w, step = 3 * sw;
+    const int32_t n_out = p->out_c, alone = out_w < 4, batches = p->batches;
     const uint32_t off = ts_dup16(p->input_offset);
     uint32_t recs[4 * TS_RGB_REC], *const xb = (uint32_t *)(void *)scratch;
     int8_t tmp[2][28];
     const int8_t *base[2];
-    int32_t row[2], c_lo, b, q, i;
+    int32_t row[2], c_lo, b, oh, ow, i;
     ts_rgb_job job;
     job.x = xb;
     job.w = recs;
-    job.ys = same ? 0 : n_out;
+    job.ys = alone ? 0 : n_out;
     for (c_lo = 0; c_lo < n_out; c_lo += 8) {
         const int32_t c_first = n_out - c_lo == 1 ? c_lo - 1 : c_lo, n = n_out - c_first < 8 ? n_out - c_first : 8;
         for (i = 0; 2 * i < n; ++i) {
@@ -247,39 +259,36 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
         job.w_end = recs + TS_RGB_REC * i;
         for (b = 0; b < batches; ++b) {
             const int8_t *const img = x + (size_t)b * in_h * rw;
-            int8_t *const yb = y + (size_t)b * pixels * n_out;
-            for (q = 0; q < pixels; q += same ? 1 : 4) {
-                const int32_t q0 = same || q + 4 <= pixels ? q : pixels - 4;
-                int32_t oh = q0 / out_w, ow = q0 - oh * out_w, h0 = oh * sh - pt, w0 = ow * sw - pl;
-                job.y = yb + (size_t)q0 * n_out;
-                if (!same && ow + 3 < out_w && h0 >= 0 && h0 + 3 <= in_h && w0 >= 0 && w0 + 3 * sw + 3 <= in_w) {
-                    /* the common block: four windows in one output row, inside the image */
-                    const int8_t *const at = img + (size_t)h0 * rw + 3 * w0;
-                    ts_rgb_widen2(xb, at, rw, at + step, rw, off);
-                    ts_rgb_widen2(xb + 2, at + 2 * step, rw, at + 3 * step, rw, off);
-                    ts_rgb_block(&job);
-                    continue;
-                }
-                for (i = 0; i < 4; ++i) {
-                    const int32_t k = i & 1;
-                    if (h0 >= 0 && h0 + 3 <= in_h && w0 >= 0 && w0 + 3 <= in_w) {
-                        base[k] = img + (size_t)h0 * rw + 3 * w0;
-                        row[k] = rw;
+            for (oh = 0; oh < out_h; ++oh) {
+                const int32_t h0 = oh * sh - pt, rows_in = h0 >= 0 && h0 + 3 <= in_h;
+                const int8_t *const img_row = img + (size_t)(rows_in ? h0 : 0) * rw;
+                int8_t *const y_row = y + ((size_t)b * out_h + oh) * out_w * n_out;
+                for (ow = 0; ow < out_w; ow += alone ? 1 : 4) {
+                    const int32_t o0 = alone || ow + 4 <= out_w ? ow : out_w - 4, w0 = o0 * sw - pl;
+                    job.y = y_row + (size_t)o0 * n_out;
+                    if (!alone && rows_in && w0 >= 0 && w0 + 3 * sw + 3 <= in_w) {
+                        /* the common block: four windows inside the image, step bytes apart */
+                        const int8_t *const at = img_row + 3 * w0;
+                        ts_rgb_widen2(xb, at, rw, at + step, rw, off);
+                        ts_rgb_widen2(xb + 2, at + 2 * step, rw, at + 3 * step, rw, off);
                     } else {
-                        ts_rgb_gather(p, img, h0, w0, tmp[k]);
-                        base[k] = tmp[k];
-                        row[k] = 9;
+                        for (i = 0; i < 4; ++i) {
+                            const int32_t k = i & 1, wi = alone ? w0 : w0 + i * sw;
+                            if (rows_in && wi >= 0 && wi + 3 <= in_w) {
+                                base[k] = img_row + 3 * wi;
+                                row[k] = rw;
+                            } else {
+                                ts_rgb_gather(p, img, h0, wi, tmp[k]);
+                                base[k] = tmp[k];
+                                row[k] = 9;
+                            }
+                            if (k) {
+                                ts_rgb_widen2(xb + i - 1, base[0], row[0], base[1], row[1], off);
+                            }
+                        }
                     }
-                    if (!same && ++ow == out_w) {
-                        ow = 0;
-                        h0 += sh;
-                    }
-                    w0 = ow * sw - pl;
-                    if (k) {
-                        ts_rgb_widen2(xb + i - 1, base[0], row[0], base[1], row[1], off);
-                    }
+                    ts_rgb_block(&job);
                 }
-                ts_rgb_block(&job);
             }
         }
     }
