@@ -35,7 +35,7 @@ static const int8_t ts_rgb_lo[14] = {0, 1, 4, 5, 9, 10, 13, 14, 18, 19, 22, 23, 
 static const int8_t ts_rgb_hi[14] = {2, 3, 6, 7, 11, 12, 15, 16, 20, 21, 24, 25, 17, 26};
 
 /* ts_pkhtb16: the high half of hi over the high half of lo (PKHTB ... ASR #16); ts_rgb_store2: two words at
- * *dst, which then steps to the next group of 4 (one STRD on the target). */
+ * *dst, which then steps to the next group of 4. (The C twin of the widening below.) */
 #if defined(TINYSTUDIO_EMULATE_DSP) || !defined(__GNUC__)
 TS_ALWAYS_INLINE uint32_t ts_pkhtb16(uint32_t hi, uint32_t lo) { return (hi & 0xFFFF0000u) | (lo >> 16); }
 TS_ALWAYS_INLINE void ts_rgb_store2(uint32_t **dst, uint32_t a, uint32_t b)
@@ -44,19 +44,58 @@ TS_ALWAYS_INLINE void ts_rgb_store2(uint32_t **dst, uint32_t a, uint32_t b)
     (*dst)[1] = b;
     *dst += 4;
 }
-#else
-TS_ALWAYS_INLINE uint32_t ts_pkhtb16(uint32_t hi, uint32_t lo)
-{
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
-    return r;
-}
-TS_ALWAYS_INLINE void ts_rgb_store2(uint32_t **dst, uint32_t a, uint32_t b)
-{
-    __asm__("strd %2, %3, [%0], #16" : "+r"(*dst), "=m"(*(uint32_t(*)[2]) * dst) : "r"(a), "r"(b));
-}
 #endif
 
+/* The windows of two pixels (row 0 at a and b, rows ra and rb bytes apart) into the block's columns at dst and
+ * dst + 1, input offset added: 18 word loads, 2 PKHTB, 28 SXTAB16, 14 STRD. */
+#if defined(__GNUC__) && !defined(TINYSTUDIO_EMULATE_DSP)
+/* One kernel row of the two windows (pointers r1, r3; offset r5) as 4 groups at r0. */
+#define TS_RGB_ROW                                                                                              \
+    "ldr r6, [r1]\n\t"                                                                                          \
+    "ldr r7, [r3]\n\t"                                                                                          \
+    "ldr r8, [r1, #4]\n\t"                                                                                      \
+    "ldr r9, [r3, #4]\n\t"                                                                                      \
+    "sxtab16 r12, r5, r6\n\t"                                                                                   \
+    "sxtab16 lr, r5, r7\n\t"                                                                                    \
+    "strd r12, lr, [r0], #16\n\t"                                                                               \
+    "sxtab16 r12, r5, r6, ror #8\n\t"                                                                           \
+    "sxtab16 lr, r5, r7, ror #8\n\t"                                                                            \
+    "strd r12, lr, [r0], #16\n\t"                                                                               \
+    "sxtab16 r12, r5, r8\n\t"                                                                                   \
+    "sxtab16 lr, r5, r9\n\t"                                                                                    \
+    "strd r12, lr, [r0], #16\n\t"                                                                               \
+    "sxtab16 r12, r5, r8, ror #8\n\t"                                                                           \
+    "sxtab16 lr, r5, r9, ror #8\n\t"                                                                            \
+    "strd r12, lr, [r0], #16\n\t"
+
+/* Naked, straight-line: GCC's version of the C below kept ~14 instructions of spills and argument moves. */
+static __attribute__((naked, noinline)) void ts_rgb_widen2(uint32_t *dst __attribute__((unused)),
+                                                           const int8_t *a __attribute__((unused)),
+                                                           int32_t ra __attribute__((unused)),
+                                                           const int8_t *b __attribute__((unused)),
+                                                           int32_t rb __attribute__((unused)),
+                                                           uint32_t off __attribute__((unused)))
+{
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldrd r4, r5, [sp, #36]\n\t"
+                     "ldr r10, [r1, #5]\n\t"
+                     "ldr r11, [r3, #5]\n\t" TS_RGB_ROW "add r1, r1, r2\n\t"
+                     "add r3, r3, r4\n\t" TS_RGB_ROW "ldr r6, [r1, #5]\n\t"
+                     "ldr r7, [r3, #5]\n\t"
+                     "pkhtb r10, r6, r10, asr #16\n\t"
+                     "pkhtb r11, r7, r11, asr #16\n\t"
+                     "add r1, r1, r2\n\t"
+                     "add r3, r3, r4\n\t" TS_RGB_ROW "sxtab16 r12, r5, r10, ror #8\n\t"
+                     "sxtab16 lr, r5, r11, ror #8\n\t"
+                     "strd r12, lr, [r0], #16\n\t"
+                     "ldr r6, [r1, #5]\n\t"
+                     "ldr r7, [r3, #5]\n\t"
+                     "sxtab16 r12, r5, r6, ror #8\n\t"
+                     "sxtab16 lr, r5, r7, ror #8\n\t"
+                     "strd r12, lr, [r0], #16\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#else
 /* One kernel row of two windows (a, b) as 4 groups of the block at *dst. */
 TS_ALWAYS_INLINE void ts_rgb_row2(uint32_t **dst, const int8_t *a, const int8_t *b, uint32_t off)
 {
@@ -67,10 +106,7 @@ TS_ALWAYS_INLINE void ts_rgb_row2(uint32_t **dst, const int8_t *a, const int8_t 
     ts_rgb_store2(dst, ts_sxtab16_ror8(off, a1), ts_sxtab16_ror8(off, b1));
 }
 
-/* The windows of two pixels (row 0 at a and b, rows ra and rb bytes apart) into the block's columns at dst and
- * dst + 1, input offset added (straight-line: the loop over the rows cost a third more). */
-static TS_NOINLINE void ts_rgb_widen2(uint32_t *dst, const int8_t *a, int32_t ra, const int8_t *b, int32_t rb,
-                                      uint32_t off)
+static void ts_rgb_widen2(uint32_t *dst, const int8_t *a, int32_t ra, const int8_t *b, int32_t rb, uint32_t off)
 {
     const int8_t *const a1 = a + ra, *const a2 = a1 + ra, *const b1 = b + rb, *const b2 = b1 + rb;
     ts_rgb_row2(&dst, a, b, off);
@@ -80,6 +116,7 @@ static TS_NOINLINE void ts_rgb_widen2(uint32_t *dst, const int8_t *a, int32_t ra
                   ts_sxtab16_ror8(off, ts_pkhtb16(ts_read32(b1 + 5), ts_read32(b + 5))));
     ts_rgb_store2(&dst, ts_sxtab16_ror8(off, ts_read32(a2 + 5)), ts_sxtab16_ror8(off, ts_read32(b2 + 5)));
 }
+#endif
 
 /* The window at (h0, w0) cut by the image's border gathered into tmp (27 bytes, rows 9 apart; the zero point
  * outside the image); a row cut only above or below is copied as two words and a byte. */
