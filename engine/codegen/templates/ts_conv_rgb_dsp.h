@@ -301,27 +301,36 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
                 const int8_t *const img_row = img + (size_t)(rows_in ? h0 : 0) * rw;
                 int8_t *const y_row = y + ((size_t)b * out_h + oh) * out_w * n_out;
                 for (ow = 0; ow < out_w; ow += alone ? 1 : 4) {
-                    const int32_t o0 = alone || ow + 4 <= out_w ? ow : out_w - 4, w0 = o0 * sw - pl;
-                    job.y = y_row + (size_t)o0 * n_out;
-                    if (!alone && rows_in && w0 >= 0 && w0 + 3 * sw + 3 <= in_w) {
-                        /* the common block: four windows inside the image, step bytes apart */
+                    int32_t w0 = ow * sw - pl, o0;
+                    /* the run of blocks whose four windows lie inside the image, step bytes apart */
+                    while (!alone && rows_in && ow + 4 <= out_w && w0 >= 0 && w0 + 3 * sw + 3 <= in_w) {
                         const int8_t *const at = img_row + 3 * w0;
                         ts_rgb_widen2(xb, at, rw, at + step, rw, off);
                         ts_rgb_widen2(xb + 2, at + 2 * step, rw, at + 3 * step, rw, off);
-                    } else {
-                        for (i = 0; i < 4; ++i) {
-                            const int32_t k = i & 1, wi = alone ? w0 : w0 + i * sw;
-                            if (rows_in && wi >= 0 && wi + 3 <= in_w) {
-                                base[k] = img_row + 3 * wi;
-                                row[k] = rw;
-                            } else {
-                                ts_rgb_gather(p, img, h0, wi, tmp[k]);
-                                base[k] = tmp[k];
-                                row[k] = 9;
-                            }
-                            if (k) {
-                                ts_rgb_widen2(xb + i - 1, base[0], row[0], base[1], row[1], off);
-                            }
+                        job.y = y_row + (size_t)ow * n_out;
+                        ts_rgb_block(&job);
+                        ow += 4;
+                        w0 += 4 * sw;
+                    }
+                    if (ow >= out_w) {
+                        break;
+                    }
+                    /* a block with windows cut by the border (or moved back to end the row) */
+                    o0 = alone || ow + 4 <= out_w ? ow : out_w - 4;
+                    w0 = o0 * sw - pl;
+                    job.y = y_row + (size_t)o0 * n_out;
+                    for (i = 0; i < 4; ++i) {
+                        const int32_t k = i & 1, wi = alone ? w0 : w0 + i * sw;
+                        if (rows_in && wi >= 0 && wi + 3 <= in_w) {
+                            base[k] = img_row + 3 * wi;
+                            row[k] = rw;
+                        } else {
+                            ts_rgb_gather(p, img, h0, wi, tmp[k]);
+                            base[k] = tmp[k];
+                            row[k] = 9;
+                        }
+                        if (k) {
+                            ts_rgb_widen2(xb + i - 1, base[0], row[0], base[1], row[1], off);
                         }
                     }
                     ts_rgb_block(&job);
