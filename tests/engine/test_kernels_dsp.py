@@ -366,7 +366,9 @@ static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
 static int16_t scratch[(8 * 27 + 28) / 2];
 int main(void)
 {
-    static int8_t x[2 * 8 * 13 * 3], w[17 * 27], y0[2 * 10 * 15 * 17], y1[2 * 10 * 15 * 17];
+    static int8_t x[2 * 8 * 13 * 3], w[17 * 27], y0[2 * 10 * 15 * 17], y1[2 * 10 * 15 * 17], y2[2 * 10 * 15 * 17];
+    static int32_t ww[17 * 14];
+    static const int ord[4] = {0, 2, 1, 3};
     int32_t bias[17], mult[17];
     int8_t shift[17];
     long cases = 0, bad = 0;
@@ -385,6 +387,13 @@ int main(void)
         p.act_min = -128; p.act_max = 127; p.per_channel = pc; p.general_requant = 0;
         for (i = 0; i < (int)sizeof x; ++i) x[i] = (int8_t)(rnd() % 256 - 128);
         for (i = 0; i < (int)sizeof w; ++i) w[i] = (int8_t)(rnd() % 255 - 127);
+        /* ts_conv_s8_w16's words (emit_conv.wide_weight_words): per 4 steps (k0, k2) (k1, k3), then the tail */
+        memset(ww, 0, sizeof ww);
+        for (i = 0; i < 17 * 28; ++i) {
+            const int c = i / 28, h = i % 28, k = h < 24 ? (h & ~3) + ord[h & 3] : h;
+            const uint32_t v = k < 27 ? (uint32_t)(uint16_t)(int16_t)w[27 * c + k] : 0u;
+            ww[14 * c + h / 2] = (int32_t)((uint32_t)ww[14 * c + h / 2] | v << (16 * (h & 1)));
+        }
         for (i = 0; i < p.out_c; ++i) {
             bias[i] = (int32_t)(rnd() % 20000) - 10000;
             mult[i] = (int32_t)((1u << 30) + rnd() % (1u << 30));
@@ -392,10 +401,12 @@ int main(void)
         }
         memset(y0, 0x55, sizeof y0);
         memset(y1, 0x55, sizeof y1);
+        memset(y2, 0x55, sizeof y2);
         ts_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
         ts_conv_s8(&p, x, w, bias, mult, shift, y1, scratch);
+        ts_conv_s8_w16(&p, x, ww, bias, mult, shift, y2, scratch);
         ++cases;
-        if (memcmp(y0, y1, sizeof y0) != 0 && bad++ < 5)
+        if ((memcmp(y0, y1, sizeof y0) != 0 || memcmp(y0, y2, sizeof y0) != 0) && bad++ < 5)
             REPORT("in %dx%d pad %d,%d stride %d out_c %d per_channel %d\n", p.in_h, p.in_w, pt, pl, st, p.out_c, pc);
     }
     REPORT("cases %ld bad %ld\n", cases, bad);
@@ -412,8 +423,8 @@ def test_conv_rgb_dsp_any_shape(built, tmp_path):
     """ts_conv_rgb_dsp.h (3x3 over 3 channels, full range; emulated DSP) against ts_conv_s8_ref: images of 1..8 x
     2..13 pixels (fewer than 4 output pixels, blocks moved back, windows cut on every side), pads 0..2, strides
     1..3, 2, 3, 8, 9 and 17 output channels (a pair overlapping the one before, a last chunk of one channel),
-    per-channel and per-tensor constants, 2 batches; byte for byte under ASan/UBSan with exactly the generator's
-    scratch."""
+    per-channel and per-tensor constants, 2 batches, int8 and pre-widened (ts_conv_s8_w16) weights; byte for byte
+    under ASan/UBSan with exactly the generator's scratch."""
     lib = built[0]["first_3ch_3x3_stride2"][0]
     for name in RGB_FILES:
         (tmp_path / name).write_text(lib.files[name])

@@ -277,9 +277,8 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_general, ts_conv_block_full,
                                                                ts_conv_block_clamp, ts_conv_block_full_asm);
     /* 3x3 over 3 channels, full range (first layers on RGB images): their own kernel (ts_conv_rgb_dsp.h) */
-    if (p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_c >= 2 &&
-        p->act_min == -128 && p->act_max == 127 && !p->general_requant) {
-        ts_conv_rgb_dsp(p, x, w, bias, multiplier, shift, y, scratch);
+    if (ts_conv_rgb_ok(p)) {
+        ts_conv_rgb_dsp(p, x, w, 0, bias, multiplier, shift, y, scratch);
         return;
     }
 #ifdef TS_CONV_FIRST_ASM
@@ -301,6 +300,10 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
 {
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
                                                                ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
+    if (ts_conv_rgb_ok(p)) {
+        ts_conv_rgb_dsp(p, x, w, 1, bias, multiplier, shift, y, scratch);
+        return;
+    }
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
                     TS_CONV_BLOCK8(ts_conv_block8_w16_asm), 0);
 }

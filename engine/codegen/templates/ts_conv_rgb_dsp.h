@@ -27,6 +27,14 @@ typedef struct {
     const uint32_t *w_end;
 } ts_rgb_job;
 
+/* The layers this kernel takes (ts_conv_dsp.c dispatches them here): 3x3 over 3 channels, no dilation, at least 2
+ * output channels, full-range requantization. */
+TS_ALWAYS_INLINE int ts_conv_rgb_ok(const ts_conv_params *p)
+{
+    return p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_c >= 2 &&
+           p->act_min == -128 && p->act_max == 127 && !p->general_requant;
+}
+
 /* One channel pair's record in the prepared weights (words): 2 x bias (c0, c1), the 14 window words' weights
  * (c0, c1) each, (multiplier, rounding term, right shift) of c0 and of c1, the first channel's index. */
 #define TS_RGB_REC 37
@@ -147,19 +155,31 @@ static TS_NOINLINE void ts_rgb_gather(const ts_conv_params *p, const int8_t *img
     }
 }
 
+/* Weight i (window position row * 9 + byte) of channel c: int8 weights (27 per channel), or ts_conv_s8_w16's
+ * pre-widened words (14 per channel: per 4 steps the pairs (k0, k2), (k1, k3), then the tail of 3). */
+TS_ALWAYS_INLINE int32_t ts_rgb_weight(const void *w, int wide, int32_t c, int32_t i)
+{
+    if (wide) {
+        const int32_t j = i & 3, h = i < 24 ? (i & ~3) + ((j & 1) << 1 | j >> 1) : i;
+        return ts_w16_half((const uint32_t *)w + 14 * c, h);
+    }
+    return ((const int8_t *)w)[27 * c + i];
+}
+
 /* The record of channels c0, c0 + 1 (ts_rgb_block's order): biases and int16 weights doubled (the generator keeps
  * every accumulator within 2**30, so 2x fits), the rounding term odd << (right - 1) of ts_rq_channel. */
-static TS_NOINLINE void ts_rgb_prepare(uint32_t *rec, const ts_conv_params *p, const int8_t *w, const int32_t *bias,
-                           const int32_t *multiplier, const int8_t *shift, int32_t c0)
+static TS_NOINLINE void ts_rgb_prepare(uint32_t *rec, const ts_conv_params *p, const void *w, int wide,
+                                       const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                       int32_t c0)
 {
     const uint32_t odd = (uint32_t)(2 * p->output_offset + 1);
     int32_t j, k;
     for (j = 0; j < 2; ++j) {
-        const int8_t *const wc = w + 27 * (c0 + j);
         const int32_t ch = p->per_channel ? c0 + j : 0, right = -shift[ch];
         rec[j] = (uint32_t)bias[c0 + j] << 1;
         for (k = 0; k < 14; ++k) {
-            const int32_t lo = ts_rgb_lo[k] < 0 ? 0 : 2 * wc[ts_rgb_lo[k]], hi = 2 * wc[ts_rgb_hi[k]];
+            const int32_t lo = ts_rgb_lo[k] < 0 ? 0 : 2 * ts_rgb_weight(w, wide, c0 + j, ts_rgb_lo[k]);
+            const int32_t hi = 2 * ts_rgb_weight(w, wide, c0 + j, ts_rgb_hi[k]);
             rec[2 + 2 * k + j] = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
         }
         rec[30 + 3 * j] = (uint32_t)multiplier[ch];
@@ -269,8 +289,8 @@ static void ts_rgb_block(const ts_rgb_job *job)
  * the one before, a last single channel its predecessor), then each output row in blocks of four pixels (the
  * last moved back to overlap the one before; rows narrower than 4 pixels: each pixel alone, four times over, ys
  * 0), so that a block never crosses a row: inside the image its windows are a fixed step apart. Needs out_c >= 2
- * and 56 words of scratch. */
-static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w,
+ * and 56 words of scratch; w: int8 weights, or (wide) ts_conv_s8_w16's words. */
+static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x, const void *w, int wide,
                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                         int8_t *y, int16_t *scratch)
 {
@@ -290,7 +310,7 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
     for (c_lo = 0; c_lo < n_out; c_lo += 8) {
         const int32_t c_first = n_out - c_lo == 1 ? c_lo - 1 : c_lo, n = n_out - c_first < 8 ? n_out - c_first : 8;
         for (i = 0; 2 * i < n; ++i) {
-            ts_rgb_prepare(recs + TS_RGB_REC * i, p, w, bias, multiplier, shift,
+            ts_rgb_prepare(recs + TS_RGB_REC * i, p, w, wide, bias, multiplier, shift,
                            c_first + (2 * i + 2 <= n ? 2 * i : n - 2));
         }
         job.w_end = recs + TS_RGB_REC * i;
