@@ -48,8 +48,8 @@ static const int8_t ts_rgb_hi[14] = {2, 3, 6, 7, 11, 12, 15, 16, 20, 21, 24, 25,
 TS_ALWAYS_INLINE uint32_t ts_pkhtb16(uint32_t hi, uint32_t lo) { return (hi & 0xFFFF0000u) | (lo >> 16); }
 TS_ALWAYS_INLINE void ts_rgb_store2(uint32_t **dst, uint32_t a, uint32_t b)
 {
-    (*dst)[0] = a;
-    (*dst)[1] = b;
+    ts_write32(*dst, a); /* memcpy: the scratch is declared int16_t */
+    ts_write32(*dst + 1, b);
     *dst += 4;
 }
 #endif
@@ -269,7 +269,7 @@ static void ts_rgb_block(const ts_rgb_job *job)
             for (q = 0; q < 4; ++q) {
                 a[j][q] = (int32_t)w[j];
                 for (k = 0; k < 14; ++k) {
-                    a[j][q] = ts_smlad(job->x[4 * k + q], w[2 + 2 * k + j], a[j][q]);
+                    a[j][q] = ts_smlad(ts_read32(job->x + 4 * k + q), w[2 + 2 * k + j], a[j][q]);
                 }
             }
         }
