@@ -165,7 +165,7 @@ BUNDLE_FILES = ["README.md", "report.json", "report.md", "CMakeLists.txt", "Make
                 "examples/golden.h", "host/host_main.c", "src/kws.h", "src/kws.c", "src/kws_weights.c",
                 "src/tinystudio_kernels.h", "src/ts_fixedpoint.h", "src/ts_fixedpoint.c", "src/ts_dsp.h",
                 "src/ts_conv_im2col_dsp.h", "src/ts_conv_asm_dsp.h", "src/ts_conv_first_dsp.h",
-                "src/ts_conv_pwnarrow_dsp.h", "src/ts_conv_ref.c",
+                "src/ts_conv_pwnarrow_dsp.h", "src/ts_conv_rgb_dsp.h", "src/ts_conv_ref.c",
                 "src/ts_conv_dsp.c",
                 "src/ts_depthwise_blocks_dsp.h", "src/ts_depthwise_ring_dsp.h", "src/ts_depthwise_s2_dsp.h",
                 "src/ts_depthwise_small_dsp.h", "src/ts_depthwise_srows_dsp.h",

@@ -7,6 +7,7 @@
 #include "ts_conv_asm_dsp.h"
 #include "ts_conv_first_dsp.h"
 #include "ts_conv_pwnarrow_dsp.h"
+#include "ts_conv_rgb_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -283,6 +284,11 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
         return;
     }
 #endif
+    /* 3x3 over 3 channels, full range (first layers on RGB images): their own kernel (ts_conv_rgb_dsp.h) */
+    if (ts_conv_rgb_ok(p)) {
+        ts_conv_rgb_dsp(p, x, w, 0, bias, multiplier, shift, y, scratch);
+        return;
+    }
 #ifdef TS_CONV_FIRST_ASM
     /* K % 4 != 0, K > 4 (first layers), per-channel constants, on the target: the full form in assembly with
      * the tail as one more group (ts_conv_im2col_dsp.h) */
@@ -307,6 +313,10 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
         return;
     }
 #endif
+    if (ts_conv_rgb_ok(p)) {
+        ts_conv_rgb_dsp(p, x, w, 1, bias, multiplier, shift, y, scratch);
+        return;
+    }
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
                     TS_CONV_BLOCK8(ts_conv_block8_w16_asm), 0);
 }

@@ -1,7 +1,8 @@
 /* ts_conv_first_dsp.h - the DSP regular convolution's channel loop in assembly for reduction lengths that are not
  * a multiple of 4 (first layers: K = 27 for 3x3x3), internal to ts_conv_dsp.c: the tail of each channel runs as
  * 8 multiplies, its weights the word ending at the channel's last byte, its inputs read as the im2col
- * (ts_conv_im2col_dsp.h) left them. Kept apart from the im2col so that each file holds one job. */
+ * (ts_conv_im2col_dsp.h) left them. Kept apart from the im2col so that each file holds one job. (3x3 kernels over
+ * 3 channels in the full form have a kernel of their own: ts_conv_rgb_dsp.h.) */
 #ifndef TS_CONV_FIRST_DSP_H
 #define TS_CONV_FIRST_DSP_H
 
