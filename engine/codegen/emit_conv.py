@@ -69,7 +69,7 @@ def wide_weight_words(wq: np.ndarray) -> np.ndarray:
     return ((hi << 16) | lo).astype(np.uint32).view(np.int32).reshape(-1)
 
 
-POINTWISE8_MAX_K = 128  # ts_conv_dsp.c: the largest K of the eight-pixel pointwise block
+POINTWISE8_MAX_K = 256  # ts_conv_dsp.c: the largest K of the eight-pixel pointwise block
 
 
 def im2col_scratch_bytes(kk: int, c: int, taps: int) -> int:

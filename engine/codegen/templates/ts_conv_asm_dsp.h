@@ -199,17 +199,21 @@ typedef struct {
                      "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
                      "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
                      "ldr r7, [sp, #4]\n\t"                                                                     \
-                     "tbb [pc, r7]\n"                                                                         \
+                     "tbh [pc, r7, lsl #1]\n"                                                                 \
                      "4:\n\t"                                                                                   \
-                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
-                     ".p2align 1\n"                                                                             \
-                     "5:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
-                     "6:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
-                     "7:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
-                     "8:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                       \
+                     ".hword (10f - 4b) / 2, (11f - 4b) / 2, (12f - 4b) / 2, (13f - 4b) / 2, (14f - 4b) / 2\n\t" \
+                     ".hword (15f - 4b) / 2, (16f - 4b) / 2, (17f - 4b) / 2, (9f - 4b) / 2\n"                   \
+                     "10:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "11:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "12:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "13:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "14:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "15:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "16:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "17:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
                      "ldr %[p], [sp, #8]\n\t"                                                                   \
                      "cmp %[x], %[p]\n\t"                                                                       \
-                     "bne 5b\n"                                                                                \
+                     "bne 10b\n"                                                                               \
                      "9:\n\t"                                                                                   \
                      "ldrd r7, r9, [sp, #16]\n\t"                                                               \
                      "ldr %[p], [r9, r7, lsl #2]\n\t"                                                           \
@@ -261,7 +265,7 @@ TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_c
     const uintptr_t y0 = (uintptr_t)y;
     st->block = (uintptr_t)block;
     st->end = (uintptr_t)(block + 32 * groups);
-    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->entry = (uintptr_t)(groups == 1 ? 8 : (1 - groups) & 7);
     st->bias = (uintptr_t)bias - 4u * y0;
     st->y = y0;
     st->multiplier = (uintptr_t)multiplier - 4u * y0;
