@@ -192,25 +192,6 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
 
-/* The eight pixels from `src` on (pointwise: consecutive input pixels of c_n bytes) into the block, offset
- * added, each group's 32 int16 in the order of ts_conv_im2col_dsp's four-pixel blocks. */
-static void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint32_t offset)
-{
-    const int8_t *s = src; /* the pixels are consecutive: each starts where the one before ends */
-    int32_t pix;
-    for (pix = 0; pix < 8; ++pix) {
-        int16_t *dst = block + 4 * pix;
-        const int8_t *const end = s + c_n;
-        while (s != end) {
-            const uint32_t v = ts_read32(s);
-            s += 4;
-            ts_write32(dst, ts_sxtab16(offset, v));
-            ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
-            dst += 32;
-        }
-    }
-}
-
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0, each
@@ -245,7 +226,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
              * four-pixel block below (cheaper than 8), the 1 or 2 after it as rows */
             for (; pixels - q > 5; q += 8) {
                 const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
-                ts_conv_expand8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(p->input_offset));
+                TS_CONV_EXPAND8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(p->input_offset));
                 block8(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
             }
         }
