@@ -82,12 +82,15 @@ typedef struct {
                      "ldrd %[u], %[t], [%[s], #8]\n\t"                                                          \
                      "tbb [pc, %[u]]\n"                                                                       \
                      "4:\n\t"                                                                                   \
-                     ".byte (5f - 4b) / 2, (6f - 4b) / 2, (7f - 4b) / 2, (8f - 4b) / 2, (9f - 4b) / 2\n\t"       \
+                     ".byte (10f - 4b) / 2, (11f - 4b) / 2, (12f - 4b) / 2, (13f - 4b) / 2, (14f - 4b) / 2\n\t"  \
+                     ".byte (15f - 4b) / 2, (16f - 4b) / 2, (17f - 4b) / 2, (9f - 4b) / 2\n\t"                  \
                      ".p2align 1\n"                                                                             \
-                     "5:\n\t" TS_CONV_ASM_GROUP(WLOAD) "6:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
-                     "7:\n\t" TS_CONV_ASM_GROUP(WLOAD) "8:\n\t" TS_CONV_ASM_GROUP(WLOAD)                       \
+                     "10:\n\t" TS_CONV_ASM_GROUP(WLOAD) "11:\n\t" TS_CONV_ASM_GROUP(WLOAD)                     \
+                     "12:\n\t" TS_CONV_ASM_GROUP(WLOAD) "13:\n\t" TS_CONV_ASM_GROUP(WLOAD)                     \
+                     "14:\n\t" TS_CONV_ASM_GROUP(WLOAD) "15:\n\t" TS_CONV_ASM_GROUP(WLOAD)                     \
+                     "16:\n\t" TS_CONV_ASM_GROUP(WLOAD) "17:\n\t" TS_CONV_ASM_GROUP(WLOAD)                     \
                      "cmp %[x], %[t]\n\t"                                                                       \
-                     "bne 5b\n"                                                                                \
+                     "bne 10b\n"                                                                               \
                      "9:\n\t"                                                                                   \
                      "ldrd %[t], %[v], [%[s], #16]\n\t"                                                         \
                      "ldr %[p], [%[t], %[y], lsl #2]\n\t"                                                       \
@@ -118,7 +121,7 @@ TS_ALWAYS_INLINE void ts_conv_asm_state_init(ts_conv_asm_state *st, const ts_con
     const uintptr_t y0 = (uintptr_t)y;
     st->block = (uintptr_t)block;
     st->end = (uintptr_t)(block + 16 * groups);
-    st->entry = (uintptr_t)(groups == 1 ? 4 : (1 - groups) & 3);
+    st->entry = (uintptr_t)(groups == 1 ? 8 : (1 - groups) & 7);
     st->bias = (uintptr_t)bias - 4u * y0;
     st->multiplier = (uintptr_t)multiplier - 4u * y0;
     st->shift = (uintptr_t)shift - y0;
