@@ -2,11 +2,11 @@
 
 The eight-pixel block (K <= 256: its loop of eight groups a turn entered at each of its nine places, the
 expansion's one-word lead-in for K % 16 of 4, 8 and 12), the four-pixel block (K > 256, fewer than 8 pixels,
-rests of 3 to 5; its eight-group loop entered at each place), the one or two last pixels as fully connected
-rows, batches of 2, inputs at an odd address, the three requantization forms, and the scratch exactly the
-generator's size (emit_conv.im2col_scratch_bytes) with guard bytes after it. On QEMU mps2-an386 (Cortex-M4)
-with the real instructions (the assembly that the emulated host build does not compile), and on the host under
-ASan/UBSan.
+rests of 3 to 5; its eight-group loop entered at each place), the one or two last pixels as rows
+(ts_conv_rows_dsp.h: one and two passes of four channels, 0, 1 and 3 channels after them, odd group counts),
+batches of 2, inputs at an odd address, the three requantization forms, and the scratch exactly the generator's
+size (emit_conv.im2col_scratch_bytes) with guard bytes after it. On QEMU mps2-an386 (Cortex-M4) with the real
+instructions (the assembly that the emulated host build does not compile), and on the host under ASan/UBSan.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ SWEEP = r"""
 #include "tinystudio_kernels.h"
 #define MAXK 264
 #define MAXPIX 19
-#define MAXN 7
+#define MAXN 9
 #define GUARD 64
 static uint32_t s = 99u;
 static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
@@ -46,7 +46,7 @@ int main(void)
     int8_t shift[MAXN];
     long cases = 0, bad = 0;
     int k, pix, n, form, b, i;
-    static const int outs[3] = {1, 4, 7};
+    static const int outs[3] = {1, 7, 9};
     for (k = 4; k <= MAXK; k += 4) for (pix = 1; pix <= MAXPIX; ++pix) for (n = 0; n < 3; ++n)
     for (form = 0; form < 3; ++form) for (b = 1; b <= 2; ++b) {
         ts_conv_params p;
@@ -141,7 +141,7 @@ def test_pointwise_sweep_on_host_asan_ubsan(tmp_path):
     _, lib = _library()
     names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", *names):
+                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_rows_dsp.h", *names):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(_sweep_source())
     exe = tmp_path / "t"

@@ -337,7 +337,7 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     lib = cases["first_3ch_3x3_stride2"][0]
     names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")  # ts_fc_dsp.c: pointwise pixels as rows
     for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h",
+                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_rows_dsp.h",
                  *names):
         (tmp_path / name).write_text(lib.files[name])
     (tmp_path / "t.c").write_text(CONV_SWEEP)

@@ -6,6 +6,7 @@
 #include "ts_conv_im2col_dsp.h"
 #include "ts_conv_asm_dsp.h"
 #include "ts_conv_first_dsp.h"
+#include "ts_conv_rows_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -236,7 +237,10 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
             block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
         }
         for (; q < pixels; ++q) {
-            if (rows) {
+            if (rows && TS_CONV_ROW_ASM && block == blocks[3]) {
+                ts_conv_row_asm(p, img + (size_t)q * k_all, (const int8_t *)w, bias, multiplier, shift,
+                                yb + (size_t)q * n_out, scratch);
+            } else if (rows) {
                 const ts_fc_params fc = {1, k_all, n_out, p->input_offset, p->output_offset, p->act_min, p->act_max,
                                          p->per_channel, p->general_requant};
                 ts_fully_connected_s8_dsp(&fc, img + (size_t)q * k_all, (const int8_t *)w, bias, multiplier, shift,
