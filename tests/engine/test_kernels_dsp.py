@@ -89,7 +89,7 @@ CASES = {
     "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
     "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
     "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
-    # the eight-pixel pointwise block (K <= 128, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
+    # the eight-pixel pointwise block (K <= 256, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
     # as a four-pixel block): K = 20 -> 5 groups, 14 pixels (the rest of 6 as an overlapping eight-pixel block);
     # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
     "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
@@ -464,10 +464,10 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
 
 
 # The conv cases that take the full-range channel loop in assembly (ts_conv_dsp.c), which the host builds
-# (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
-# the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
-# 5, 3, 2 and 1 groups (with KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block, one
-# or two pixels over as fully connected rows.
+# (emulated DSP) do not compile: group counts of 3, 9, 6 and 1, one pixel at a time, the last block
+# overlapping; the eight-pixel pointwise block with 5, 3, 2 and 1 groups, its rest as an overlapping eight- or
+# four-pixel block, one or two pixels over as rows. (Every entry of both eight-group loops, and the rows'
+# assembly: test_conv_pointwise_dsp.py's sweep.)
 ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
              "pointwise8_k20_rest6", "pointwise8_k12_rest3", "pointwise8_k8_rest5", "conv_3x3_2_pixels"]
 

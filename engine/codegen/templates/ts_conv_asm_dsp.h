@@ -21,8 +21,8 @@
  * (the rounding term), y and the address of the state below, which holds what the loop reads once per
  * channel, in pairs that one LDRD loads. The per-channel arrays are indexed by y itself: their bases minus
  * y's first value (times 4 for the int32 ones), in wrapping unsigned arithmetic. The first group starts the
- * accumulators from the bias (no copies), the others go four per loop turn (62 instructions per 64 MACs with
- * int8 weights, 64 at two per turn), entered by TBB at group 4 - (count - 1) % 4, or not at all for one
+ * accumulators from the bias (no copies), the others go eight per loop turn (123 instructions per 128 MACs
+ * with int8 weights, 126 at four per turn), entered by TBB at group 8 - (count - 1) % 8, or not at all for one
  * group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
  * (shifts in [-30, -1] in this form). */
 typedef struct {
@@ -156,15 +156,17 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
 
 /* (Linked where the library has a layer that can take it: TINYSTUDIO_CONV_EIGHT, tinystudio_kernels.h.) */
 #if TINYSTUDIO_CONV_EIGHT
-/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
+/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 256) take eight-pixel blocks: per group
  * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
  * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The loop needs 14 registers: the 8
  * accumulators, the block and weight pointers, two block words and two weight words. A build may reserve r7
  * (-fno-omit-frame-pointer) or r9 (-ffixed-r9), so the operands are pinned to the 12 others and the block words
  * are r7 and r9 themselves, saved and restored by the block; the per-channel state (ts_conv_asm8_state, same
  * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
- * its group. The 8 x K int16 block: K <= 128 keeps the library's extra scratch within 1 KB
- * (engine/codegen/emit_conv.py im2col_scratch_bytes sizes it). Same arithmetic as the four-pixel block. */
+ * its group; eight groups per loop turn (TBH: the table's reach), entered at group 8 - (count - 1) % 8. The
+ * 8 x K int16 block: K <= 256 keeps the library's extra scratch within 2 KB (engine/codegen/emit_conv.py
+ * im2col_scratch_bytes sizes it; K = 256 in VWW, 0.96 instructions per MAC here against 1.07 in four-pixel
+ * blocks). Same arithmetic as the four-pixel block. */
 typedef struct {
     uintptr_t block, entry, end, bias, y, multiplier, shift, rq_odd, y_stride, y_end;
 } ts_conv_asm8_state;

@@ -197,8 +197,9 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0, each
  * at the cost of four). Pointwise layers with int8 weights (rows: 1) leave one or two pixels over instead, as
- * fully connected rows (ts_fully_connected_s8_dsp, the same bytes: the pixel's K inputs against each channel's
- * K weights), about 1.7 instructions per MAC against 4 x 0.97 for the pixel in an overlapping block. Pointwise
+ * rows (the pixel's K inputs against each channel's K weights; the same bytes): in assembly for the full-range
+ * form on the target (ts_conv_rows_dsp.h, about 1.4 instructions per MAC), else as fully connected rows
+ * (ts_fully_connected_s8_dsp, about 1.7-2), against 4 x 0.97 for the pixel in an overlapping block. Pointwise
  * layers that block8 (the eight-pixel assembly block, 0 where there is none) takes go eight pixels at a time.
  * scratch: 4 * k_h * k_w * in_c int16 (word aligned), 8 * in_c for those pointwise layers, plus k_h * k_w *
  * in_c bytes when in_c % 4 != 0. wide: the weights are ts_conv_s8_w16's pre-widened words. */
