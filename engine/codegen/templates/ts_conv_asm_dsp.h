@@ -82,7 +82,7 @@ typedef struct {
                      "ldrd %[u], %[t], [%[s], #8]\n\t"                                                          \
                      "tbb [pc, %[u]]\n"                                                                       \
                      "4:\n\t"                                                                                   \
-                     ".byte (10f - 4b) / 2, (11f - 4b) / 2, (12f - 4b) / 2, (13f - 4b) / 2, (14f - 4b) / 2\n\t"  \
+                     ".byte (10f - 4b) / 2, (11f - 4b) / 2, (12f - 4b) / 2, (13f - 4b) / 2, (14f - 4b) / 2\n\t" \
                      ".byte (15f - 4b) / 2, (16f - 4b) / 2, (17f - 4b) / 2, (9f - 4b) / 2\n\t"                  \
                      ".p2align 1\n"                                                                             \
                      "10:\n\t" TS_CONV_ASM_GROUP(WLOAD) "11:\n\t" TS_CONV_ASM_GROUP(WLOAD)                     \
@@ -163,7 +163,8 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
  * (-fno-omit-frame-pointer) or r9 (-ffixed-r9), so the operands are pinned to the 12 others and the block words
  * are r7 and r9 themselves, saved and restored by the block; the per-channel state (ts_conv_asm8_state, same
  * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
- * its group; eight groups per loop turn (TBH: the table's reach), entered at group 8 - (count - 1) % 8. The
+ * its group; sixteen groups per loop turn (TBH: the table's reach), entered at group 16 - (count - 1) % 16 (one
+ * loop test per 432 instructions: K = 128 and 256 have up to 63 groups; ~870 bytes more code than 8 a turn). The
  * 8 x K int16 block: K <= 256 keeps the library's extra scratch within 2 KB (engine/codegen/emit_conv.py
  * im2col_scratch_bytes sizes it; K = 256 in VWW, 0.96 instructions per MAC here against 1.07 in four-pixel
  * blocks). Same arithmetic as the four-pixel block. */
@@ -204,21 +205,31 @@ typedef struct {
                      "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
                      "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
                      "ldr r7, [sp, #4]\n\t"                                                                     \
-                     "tbh [pc, r7, lsl #1]\n"                                                                 \
+                     "tbh [pc, r7, lsl #1]\n"                                                                   \
                      "4:\n\t"                                                                                   \
-                     ".hword (10f - 4b) / 2, (11f - 4b) / 2, (12f - 4b) / 2, (13f - 4b) / 2, (14f - 4b) / 2\n\t" \
-                     ".hword (15f - 4b) / 2, (16f - 4b) / 2, (17f - 4b) / 2, (9f - 4b) / 2\n"                   \
-                     "10:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "11:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "12:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "13:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "14:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "15:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "16:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
-                     "17:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     ".hword (20f - 4b) / 2, (21f - 4b) / 2, (22f - 4b) / 2, (23f - 4b) / 2\n"                  \
+                     ".hword (24f - 4b) / 2, (25f - 4b) / 2, (26f - 4b) / 2, (27f - 4b) / 2\n"                  \
+                     ".hword (28f - 4b) / 2, (29f - 4b) / 2, (30f - 4b) / 2, (31f - 4b) / 2\n"                  \
+                     ".hword (32f - 4b) / 2, (33f - 4b) / 2, (34f - 4b) / 2, (35f - 4b) / 2, (9f - 4b) / 2\n"   \
+                     "20:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "21:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "22:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "23:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "24:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "25:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "26:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "27:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "28:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "29:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "30:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "31:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "32:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "33:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "34:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
+                     "35:\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX)                                      \
                      "ldr %[p], [sp, #8]\n\t"                                                                   \
                      "cmp %[x], %[p]\n\t"                                                                       \
-                     "bne 10b\n"                                                                               \
+                     "bne 20b\n"                                                                               \
                      "9:\n\t"                                                                                   \
                      "ldrd r7, r9, [sp, #16]\n\t"                                                               \
                      "ldr %[p], [r9, r7, lsl #2]\n\t"                                                           \
@@ -270,7 +281,7 @@ TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_c
     const uintptr_t y0 = (uintptr_t)y;
     st->block = (uintptr_t)block;
     st->end = (uintptr_t)(block + 32 * groups);
-    st->entry = (uintptr_t)(groups == 1 ? 8 : (1 - groups) & 7);
+    st->entry = (uintptr_t)(groups == 1 ? 16 : (1 - groups) & 15);
     st->bias = (uintptr_t)bias - 4u * y0;
     st->y = y0;
     st->multiplier = (uintptr_t)multiplier - 4u * y0;
