@@ -163,8 +163,9 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
  * (-fno-omit-frame-pointer) or r9 (-ffixed-r9), so the operands are pinned to the 12 others and the block words
  * are r7 and r9 themselves, saved and restored by the block; the per-channel state (ts_conv_asm8_state, same
  * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
- * its group; sixteen groups per loop turn (TBH: the table's reach), entered at group 16 - (count - 1) % 16 (one
- * loop test per 432 instructions: K = 128 and 256 have up to 63 groups; ~870 bytes more code than 8 a turn). The
+ * its group; sixteen groups per loop turn, entered at group 16 - (count - 1) % 16 by LDR PC of the entry's
+ * address, which the block finds once in its table of halfword offsets (one instruction per channel, TBH two;
+ * one loop test per 432 instructions: K = 128 and 256 have up to 63 groups; ~870 bytes more code than 8). The
  * 8 x K int16 block: K <= 256 keeps the library's extra scratch within 2 KB (engine/codegen/emit_conv.py
  * im2col_scratch_bytes sizes it; K = 256 in VWW, 0.96 instructions per MAC here against 1.07 in four-pixel
  * blocks). Same arithmetic as the four-pixel block. */
@@ -199,13 +200,17 @@ typedef struct {
 #define TS_CONV_ASM8_CHANNELS(WLOAD)                                                                            \
     __asm__ volatile("push {r7, r9}\n\t"                                                                        \
                      "ldm %[x], {r0-r6, r8, r11, r12}\n\t"                                                      \
-                     "push {r0-r6, r8, r11, r12}\n"                                                             \
+                     "push {r0-r6, r8, r11, r12}\n\t"                                                           \
+                     "adr.w r7, 4f\n\t" /* the entry's address (Thumb bit set) in place of its index */           \
+                     "ldrh r9, [r7, r1, lsl #1]\n\t"                                                            \
+                     "add r7, r7, r9, lsl #1\n\t"                                                               \
+                     "orr r7, r7, #1\n\t"                                                                       \
+                     "str r7, [sp, #4]\n"                                                                       \
                      "1:\n\t"                                                                                   \
                      "ldrd r9, r7, [sp, #12]\n\t"                                                               \
                      "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
                      "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
-                     "ldr r7, [sp, #4]\n\t"                                                                     \
-                     "tbh [pc, r7, lsl #1]\n"                                                                   \
+                     "ldr pc, [sp, #4]\n"                                                                       \
                      "4:\n\t"                                                                                   \
                      ".hword (20f - 4b) / 2, (21f - 4b) / 2, (22f - 4b) / 2, (23f - 4b) / 2\n"                  \
                      ".hword (24f - 4b) / 2, (25f - 4b) / 2, (26f - 4b) / 2, (27f - 4b) / 2\n"                  \
