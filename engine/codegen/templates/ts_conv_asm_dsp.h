@@ -23,7 +23,7 @@
  * y's first value (times 4 for the int32 ones), in wrapping unsigned arithmetic. The first group starts the
  * accumulators from the bias (no copies), the others go eight per loop turn (123 instructions per 128 MACs
  * with int8 weights, 126 at four per turn), entered by TBB at group 8 - (count - 1) % 8, or not at all for one
- * group. The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
+ * group (TBB reaches 510 bytes: the exit is 496 bytes after the table with int8 weights). The requantization is ts_rq_fast's: the rounding term odd << (right - 1) with right - 1 = ~shift
  * (shifts in [-30, -1] in this form). */
 typedef struct {
     uintptr_t block, bias, entry, end, multiplier, shift, rq_odd, y_stride, y_end;
@@ -168,7 +168,10 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
  * one loop test per 432 instructions: K = 128 and 256 have up to 63 groups; ~870 bytes more code than 8). The
  * 8 x K int16 block: K <= 256 keeps the library's extra scratch within 2 KB (engine/codegen/emit_conv.py
  * im2col_scratch_bytes sizes it; K = 256 in VWW, 0.96 instructions per MAC here against 1.07 in four-pixel
- * blocks). Same arithmetic as the four-pixel block. */
+ * blocks). The four-pixel block's arithmetic on twice the sums: ts_conv_expand8 leaves 2 (x + offset) in the
+ * block (one SXTAB16 more per half word, once per pixel) and the bias is doubled, so that the accumulators hold
+ * the 2x ts_rq_fast multiplies (|x| < 2**30 in this form: no overflow; SMLAD's partial sums wrap exactly) and
+ * the requantization is 4 instructions per output instead of 5. */
 typedef struct {
     uintptr_t block, entry, end, bias, y, multiplier, shift, rq_odd, y_stride, y_end;
 } ts_conv_asm8_state;
@@ -188,11 +191,11 @@ typedef struct {
                         "smlad %[a0], r7, %[p], %[a0]\n\t"                                                     \
                         "smlad %[a0], r9, %[q], %[a0]\n\t"
 
-/* ts_rq_fast and SSAT of accumulator A: multiplier p, right shift q, rounding term in x, r7 and r9 scratch. */
+/* ts_rq_fast and SSAT of accumulator A, which holds 2x already: multiplier p, right shift q, rounding term in x,
+ * r9 scratch. */
 #define TS_CONV_ASM8_RQ(A)                                                                                      \
-    "lsl r7, %[" A "], #1\n\t"                                                                                  \
     "sub r9, %[x], %[" A "], lsr #31\n\t"                                                                       \
-    "smmlar %[" A "], r7, %[p], r9\n\t"                                                                         \
+    "smmlar %[" A "], %[" A "], %[p], r9\n\t"                                                                   \
     "asr %[" A "], %[" A "], %[q]\n\t"                                                                          \
     "ssat %[" A "], #8, %[" A "]\n\t"
 
@@ -209,6 +212,7 @@ typedef struct {
                      "1:\n\t"                                                                                   \
                      "ldrd r9, r7, [sp, #12]\n\t"                                                               \
                      "ldr %[a0], [r9, r7, lsl #2]\n\t"                                                          \
+                     "lsl %[a0], %[a0], #1\n\t"                                                                 \
                      "ldr %[x], [sp]\n\t" TS_CONV_ASM8_GROUP(WLOAD, TS_CONV_ASM8_PIX0)                          \
                      "ldr pc, [sp, #4]\n"                                                                       \
                      "4:\n\t"                                                                                   \
@@ -320,17 +324,21 @@ static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const in
     }
 }
 
-/* One word of four int8 inputs into the block: its two halves, offset added, at d (then d += 64). */
+/* One word of four int8 inputs into the block: its two halves as 2 (x + offset), o = 2 offset, at d (then
+ * d += 64). */
 #define TS_CONV_ASM_EXPAND1                                                                                     \
     "ldr %[u], [%[s]], #4\n\t"                                                                                 \
     "sxtab16 %[a], %[o], %[u]\n\t"                                                                             \
+    "sxtab16 %[a], %[a], %[u]\n\t"                                                                             \
     "sxtab16 %[b], %[o], %[u], ror #8\n\t"                                                                     \
+    "sxtab16 %[b], %[b], %[u], ror #8\n\t"                                                                     \
     "strd %[a], %[b], [%[d]], #64\n\t"
 
 /* The eight pixels from `src` on (pointwise: consecutive input pixels of c_n bytes, c_n % 4 == 0) into the
- * block, offset added, each group's 32 int16 in the order of the four-pixel blocks: pixel i's group g at
- * block + 32 g + 4 i. Four words per loop turn (LDR: the input may be unaligned; one STRD with post-increment
- * per word), the c_n % 16 bytes one word a turn first: 4.5 instructions a word, GCC's C loop took 8. */
+ * block, each group's 32 int16 in the order of the four-pixel blocks: pixel i's group g at
+ * block + 32 g + 4 i, as 2 (x + offset) with `offset` the doubled one (the block's sums are doubled). Four
+ * words per loop turn (LDR: the input may be unaligned; one STRD with post-increment per word), the c_n % 16
+ * bytes one word a turn first: 6.5 instructions a word (GCC's C loop took 8 without the doubling). */
 static TS_NOINLINE void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint32_t offset)
 {
     const int8_t *s = src, *e = src, *t;

@@ -228,7 +228,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
              * four-pixel block below (cheaper than 8), the 1 or 2 after it as rows */
             for (; pixels - q > 5; q += 8) {
                 const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
-                TS_CONV_EXPAND8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(p->input_offset));
+                TS_CONV_EXPAND8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(2 * p->input_offset));
                 block8(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
             }
         }
