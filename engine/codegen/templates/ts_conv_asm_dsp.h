@@ -192,7 +192,7 @@ typedef struct {
                         "smlad %[a0], r9, %[q], %[a0]\n\t"
 
 /* ts_rq_fast and SSAT of accumulator A, which holds 2x already: multiplier p, right shift q, rounding term in x,
- * r9 scratch. */
+ * r9 scratch (y stays in r7 for the stores; y_stride and y_end come with one LDRD after). */
 #define TS_CONV_ASM8_RQ(A)                                                                                      \
     "sub r9, %[x], %[" A "], lsr #31\n\t"                                                                       \
     "smmlar %[" A "], %[" A "], %[p], r9\n\t"                                                                   \
@@ -244,26 +244,24 @@ typedef struct {
                      "ldr %[p], [r9, r7, lsl #2]\n\t"                                                           \
                      "ldrd r9, %[x], [sp, #24]\n\t"                                                             \
                      "ldrsb %[q], [r9, r7]\n\t"                                                                 \
-                     "mvn r7, %[q]\n\t"                                                                         \
-                     "lsl %[x], %[x], r7\n\t"                                                                   \
+                     "mvn r9, %[q]\n\t" /* y stays in r7 until the stores */                                    \
+                     "lsl %[x], %[x], r9\n\t"                                                                   \
                      "rsb %[q], %[q], #0\n\t" TS_CONV_ASM8_RQ("a0") TS_CONV_ASM8_RQ("a1") TS_CONV_ASM8_RQ("a2") \
                          TS_CONV_ASM8_RQ("a3") TS_CONV_ASM8_RQ("a4") TS_CONV_ASM8_RQ("a5")                      \
-                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldr r7, [sp, #16]\n\t"              \
-                     "ldr r9, [sp, #32]\n\t"                                                                    \
+                             TS_CONV_ASM8_RQ("a6") TS_CONV_ASM8_RQ("a7") "ldrd r9, %[p], [sp, #32]\n\t"     \
                      "strb %[a1], [r7, r9]\n\t"                                                                 \
-                     "add %[p], r7, r9, lsl #1\n\t"                                                             \
-                     "strb %[a2], [%[p]]\n\t"                                                                   \
-                     "strb %[a3], [%[p], r9]\n\t"                                                               \
-                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
-                     "strb %[a4], [%[p]]\n\t"                                                                   \
-                     "strb %[a5], [%[p], r9]\n\t"                                                               \
-                     "add %[p], %[p], r9, lsl #1\n\t"                                                           \
-                     "strb %[a6], [%[p]]\n\t"                                                                   \
-                     "strb %[a7], [%[p], r9]\n\t"                                                               \
+                     "add %[q], r7, r9, lsl #1\n\t"                                                             \
+                     "strb %[a2], [%[q]]\n\t"                                                                   \
+                     "strb %[a3], [%[q], r9]\n\t"                                                               \
+                     "add %[q], %[q], r9, lsl #1\n\t"                                                           \
+                     "strb %[a4], [%[q]]\n\t"                                                                   \
+                     "strb %[a5], [%[q], r9]\n\t"                                                               \
+                     "add %[q], %[q], r9, lsl #1\n\t"                                                           \
+                     "strb %[a6], [%[q]]\n\t"                                                                   \
+                     "strb %[a7], [%[q], r9]\n\t"                                                               \
                      "strb %[a0], [r7], #1\n\t"                                                                 \
                      "str r7, [sp, #16]\n\t"                                                                    \
-                     "ldr r9, [sp, #36]\n\t"                                                                    \
-                     "cmp r7, r9\n\t"                                                                           \
+                     "cmp r7, %[p]\n\t"                                                                         \
                      "bne 1b\n\t"                                                                               \
                      "add sp, sp, #40\n\t"                                                                      \
                      "pop {r7, r9}\n\t"                                                                         \
