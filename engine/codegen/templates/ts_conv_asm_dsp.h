@@ -279,49 +279,6 @@ typedef struct {
     register const void *wp __asm__("lr") = w;                                                                  \
     register ts_conv_asm8_state *x __asm__("r10") = &st
 
-TS_ALWAYS_INLINE void ts_conv_asm8_state_init(ts_conv_asm8_state *st, const ts_conv_params *p,
-                                              const int16_t *block, const int32_t *bias,
-                                              const int32_t *multiplier, const int8_t *shift, const int8_t *y,
-                                              int32_t y_stride)
-{
-    const int32_t groups = p->in_c >> 2;
-    const uintptr_t y0 = (uintptr_t)y;
-    st->block = (uintptr_t)block;
-    st->end = (uintptr_t)(block + 32 * groups);
-    st->entry = (uintptr_t)(groups == 1 ? 16 : (1 - groups) & 15);
-    st->bias = (uintptr_t)bias - 4u * y0;
-    st->y = y0;
-    st->multiplier = (uintptr_t)multiplier - 4u * y0;
-    st->shift = (uintptr_t)shift - y0;
-    st->rq_odd = (uintptr_t)(2 * p->output_offset + 1);
-    st->y_stride = (uintptr_t)y_stride;
-    st->y_end = y0 + (uintptr_t)p->out_c;
-}
-
-static TS_NOINLINE void ts_conv_block8_asm(const ts_conv_params *p, const int16_t *block, const void *w,
-                                           const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
-                                           int8_t *y, int32_t y_stride)
-{
-    ts_conv_asm8_state st;
-    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
-    {
-        TS_CONV_ASM8_REGS;
-        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
-    }
-}
-
-static TS_NOINLINE void ts_conv_block8_w16_asm(const ts_conv_params *p, const int16_t *block, const void *w,
-                                               const int32_t *bias, const int32_t *multiplier,
-                                               const int8_t *shift, int8_t *y, int32_t y_stride)
-{
-    ts_conv_asm8_state st;
-    ts_conv_asm8_state_init(&st, p, block, bias, multiplier, shift, y, y_stride);
-    {
-        TS_CONV_ASM8_REGS;
-        TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
-    }
-}
-
 /* One word of four int8 inputs into the block: its two halves as 2 (x + offset), o = 2 offset, at d (then
  * d += 64). */
 #define TS_CONV_ASM_EXPAND1                                                                                     \
@@ -367,11 +324,61 @@ static TS_NOINLINE void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t 
                      : "cc", "memory");
 }
 
-#define TS_CONV_BLOCK8(block8) block8
-#define TS_CONV_EXPAND8(src, c_n, block, offset) ts_conv_expand8(src, c_n, block, offset)
+/* All the eight-pixel blocks of one image (pixels - q > 5 from q = 0; a rest of 6 or 7 as one more block moved
+ * back to overlap the one before), the state set up once and per block only its y-dependent fields; returns
+ * the first pixel left for the four-pixel blocks and rows. `wide` a constant in each caller below. */
+TS_ALWAYS_INLINE int32_t ts_conv_run8(const ts_conv_params *p, const int8_t *img, int16_t *block, const void *w,
+                                      const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
+                                      int8_t *yb, int wide)
+{
+    const int32_t pixels = p->out_h * p->out_w, k_n = p->in_c, n_out = p->out_c;
+    const uint32_t offset2 = ts_dup16(2 * p->input_offset);
+    const int32_t groups = k_n >> 2;
+    ts_conv_asm8_state st;
+    int32_t q;
+    st.block = (uintptr_t)block;
+    st.end = (uintptr_t)(block + 32 * groups);
+    st.entry = (uintptr_t)(groups == 1 ? 16 : (1 - groups) & 15);
+    st.rq_odd = (uintptr_t)(2 * p->output_offset + 1);
+    st.y_stride = (uintptr_t)n_out;
+    for (q = 0; pixels - q > 5; q += 8) {
+        const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
+        const uintptr_t y0 = (uintptr_t)(yb + (size_t)q0 * n_out);
+        ts_conv_expand8(img + (size_t)q0 * k_n, k_n, block, offset2);
+        st.bias = (uintptr_t)bias - 4u * y0;
+        st.y = y0;
+        st.multiplier = (uintptr_t)multiplier - 4u * y0;
+        st.shift = (uintptr_t)shift - y0;
+        st.y_end = y0 + (uintptr_t)n_out;
+        {
+            TS_CONV_ASM8_REGS;
+            if (wide) {
+                TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W16);
+            } else {
+                TS_CONV_ASM8_CHANNELS(TS_CONV_ASM_W8);
+            }
+        }
+    }
+    return q;
+}
+
+static TS_NOINLINE int32_t ts_conv_run8_asm(const ts_conv_params *p, const int8_t *img, int16_t *block,
+                                            const void *w, const int32_t *bias, const int32_t *multiplier,
+                                            const int8_t *shift, int8_t *yb)
+{
+    return ts_conv_run8(p, img, block, w, bias, multiplier, shift, yb, 0);
+}
+
+static TS_NOINLINE int32_t ts_conv_run8_w16_asm(const ts_conv_params *p, const int8_t *img, int16_t *block,
+                                                const void *w, const int32_t *bias, const int32_t *multiplier,
+                                                const int8_t *shift, int8_t *yb)
+{
+    return ts_conv_run8(p, img, block, w, bias, multiplier, shift, yb, 1);
+}
+
+#define TS_CONV_BLOCK8(run8) run8
 #else
-#define TS_CONV_BLOCK8(block8) 0
-#define TS_CONV_EXPAND8(src, c_n, block, offset) ((void)0)
+#define TS_CONV_BLOCK8(run8) 0
 #endif
 
 /* The block functions by form: general, full, clamp, and on the target the full form in assembly, which the
@@ -381,8 +388,7 @@ static TS_NOINLINE void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t 
 #else
 #define TS_CONV_BLOCKS(general, full, clamp, full_asm) {general, full, clamp, full}
 #define TS_CONV_ASM_OK(p, k_all) 0
-#define TS_CONV_BLOCK8(block8) 0
-#define TS_CONV_EXPAND8(src, c_n, block, offset) ((void)0)
+#define TS_CONV_BLOCK8(run8) 0
 #endif
 
 #endif /* TINYSTUDIO_DSP */

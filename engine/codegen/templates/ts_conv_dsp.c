@@ -150,6 +150,9 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
 
 typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const void *, const int32_t *,
                                  const int32_t *, const int8_t *, int8_t *, int32_t);
+/* The eight-pixel blocks of one image (ts_conv_asm_dsp.h): the first pixel they leave. */
+typedef int32_t (*ts_conv_run8_fn)(const ts_conv_params *, const int8_t *, int16_t *, const void *,
+                                   const int32_t *, const int32_t *, const int8_t *, int8_t *);
 
 static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int16_t *block, const void *w,
                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
@@ -200,12 +203,12 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
  * rows (the pixel's K inputs against each channel's K weights; the same bytes): in assembly for the full-range
  * form on the target (ts_conv_rows_dsp.h, about 1.4 instructions per MAC), else as fully connected rows
  * (ts_fully_connected_s8_dsp, about 1.7-2), against 4 x 0.97 for the pixel in an overlapping block. Pointwise
- * layers that block8 (the eight-pixel assembly block, 0 where there is none) takes go eight pixels at a time.
+ * layers that run8 (the eight-pixel assembly blocks, 0 where there are none) takes go eight pixels at a time.
  * scratch: 4 * k_h * k_w * in_c int16 (word aligned), 8 * in_c for those pointwise layers, plus k_h * k_w *
  * in_c bytes when in_c % 4 != 0. wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
                             const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
-                            const ts_conv_block_fn *blocks, ts_conv_block_fn block8, int rows)
+                            const ts_conv_block_fn *blocks, ts_conv_run8_fn run8, int rows)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int full = p->act_min == -128 && p->act_max == 127;
@@ -214,7 +217,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
     const int direct = ts_conv_direct_ok(p);
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w;
-    const int eight = block8 && block == blocks[3] && pixels >= 8 && k_all <= 256 && pointwise;
+    const int eight = run8 && block == blocks[3] && pixels >= 8 && k_all <= 256 && pointwise;
     /* the fewest pixels left that take one more (overlapping) four-pixel block */
     const int32_t min4 = pixels < 4 ? pixels + 1 : (rows && pointwise ? 3 : 1);
     int32_t b, q;
@@ -226,11 +229,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
         if (eight) {
             /* eight pixels a block; a rest of 6 or 7 as one more block moved back to overlap, of 3 to 5 as a
              * four-pixel block below (cheaper than 8), the 1 or 2 after it as rows */
-            for (; pixels - q > 5; q += 8) {
-                const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
-                TS_CONV_EXPAND8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(2 * p->input_offset));
-                block8(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
-            }
+            q = run8(p, img, scratch, w, bias, multiplier, shift, yb);
         }
         for (; pixels - q >= min4; q += 4) {
             const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
@@ -272,7 +271,7 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
         return;
     }
 #endif
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_block8_asm), 1);
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_run8_asm), 1);
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
@@ -281,7 +280,7 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
     static const ts_conv_block_fn blocks[4] = TS_CONV_BLOCKS(ts_conv_block_w16_general, ts_conv_block_w16_full,
                                                                ts_conv_block_w16_clamp, ts_conv_block_w16_full_asm);
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
-                    TS_CONV_BLOCK8(ts_conv_block8_w16_asm), 0);
+                    TS_CONV_BLOCK8(ts_conv_run8_w16_asm), 0);
 }
 
 #endif /* TINYSTUDIO_DSP */
