@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from engine.codegen.hostbuild import compile_hosts, run_host
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import elementwise as ew
 from engine.int8.dsp_requant import add_linear_form
+from tests.engine.dsp_sweep import run_host_sweep
 from tests.engine.test_codegen import DSP, assert_same, reference
 from tests.engine.test_int8 import DATA, MLPERF, Model, conv_model, pool_model
 
@@ -89,7 +89,7 @@ CASES = {
     "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
     "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
     "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
-    # the eight-pixel pointwise block (K <= 128, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
+    # the eight-pixel pointwise block (K <= 256, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
     # as a four-pixel block): K = 20 -> 5 groups, 14 pixels (the rest of 6 as an overlapping eight-pixel block);
     # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
     "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),
@@ -274,20 +274,7 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     ASan/UBSan, and within a time limit (an interior run that never ends is a failure, not a hang)."""
     cases, _ = built
     lib = cases["dw_width3"][0]
-    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_depthwise_ref.c",
-                 "ts_depthwise_blocks_dsp.h", "ts_depthwise_ring_dsp.h", "ts_depthwise_small_dsp.h",
-                 "ts_depthwise_srows_dsp.h", "ts_depthwise_s2_dsp.h", "ts_depthwise_dsp.c"):
-        (tmp_path / name).write_text(lib.files[name])
-    (tmp_path / "t.c").write_text(DW_SWEEP)
-    exe = tmp_path / "t"
-    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
-                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
-                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", "ts_depthwise_ref.c",
-                                                      "ts_depthwise_dsp.c")), "-o", str(exe)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    run_host_sweep(lib, tmp_path, DW_SWEEP, ("ts_depthwise_ref.c", "ts_depthwise_dsp.c"))
 
 
 CONV_SWEEP = r"""
@@ -357,20 +344,7 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     the generator's scratch."""
     cases, _ = built
     lib = cases["first_3ch_3x3_stride2"][0]
-    names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")  # ts_fc_dsp.c: pointwise pixels as rows
-    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h", "ts_conv_rgb_dsp.h",
-                 *names):
-        (tmp_path / name).write_text(lib.files[name])
-    (tmp_path / "t.c").write_text(CONV_SWEEP)
-    exe = tmp_path / "t"
-    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
-                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
-                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *names)), "-o", str(exe)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    run_host_sweep(lib, tmp_path, CONV_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
 
 
 RGB_SWEEP = r"""
@@ -435,9 +409,6 @@ int main(void)
     return bad != 0 ? 3 : (cases < 1000 ? 4 : 0);
 }
 """
-RGB_FILES = ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-             "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h", "ts_conv_rgb_dsp.h", "ts_conv_ref.c",
-             "ts_conv_dsp.c", "ts_fc_dsp.c")
 
 
 @needs_gcc
@@ -448,17 +419,7 @@ def test_conv_rgb_dsp_any_shape(built, tmp_path):
     per-channel and per-tensor constants, 2 batches, int8 and pre-widened (ts_conv_s8_w16) weights; byte for byte
     under ASan/UBSan with exactly the generator's scratch."""
     lib = built[0]["first_3ch_3x3_stride2"][0]
-    for name in RGB_FILES:
-        (tmp_path / name).write_text(lib.files[name])
-    (tmp_path / "t.c").write_text(RGB_SWEEP)
-    exe = tmp_path / "t"
-    srcs = [str(tmp_path / f) for f in ("t.c", *RGB_FILES) if f.endswith(".c")]
-    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
-                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
-                        *srcs, "-o", str(exe)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    run_host_sweep(lib, tmp_path, RGB_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
 
 
 def test_conv_rgb_dsp_sweep_in_qemu_m4(built, tmp_path):
@@ -569,19 +530,7 @@ def test_conv_dsp_narrow_pointwise_any_shape(built, tmp_path):
     cases, _ = built
     lib = cases["pointwise8_narrow_k8_c10"][0]
     assert "#define TINYSTUDIO_CONV_NARROW 1" in lib.files["tinystudio_kernels.h"]
-    names = ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c")
-    for name in ("tinystudio_kernels.h", "ts_fixedpoint.h", "ts_fixedpoint.c", "ts_dsp.h", "ts_conv_im2col_dsp.h",
-                 "ts_conv_asm_dsp.h", "ts_conv_first_dsp.h", "ts_conv_pwnarrow_dsp.h", "ts_conv_rgb_dsp.h", *names):
-        (tmp_path / name).write_text(lib.files[name])
-    (tmp_path / "t.c").write_text(PW_SWEEP)
-    exe = tmp_path / "t"
-    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
-                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
-                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *names)), "-o", str(exe)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    run_host_sweep(lib, tmp_path, PW_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
 
 
 def test_conv_narrow_pointwise_sweep_in_qemu_m4(built, tmp_path):
@@ -722,12 +671,12 @@ def test_mlperf_dsp_in_qemu_bit_exact_and_per_mac(model, core):
 
 
 # The conv cases that take the full-range channel loop in assembly (ts_conv_dsp.c), which the host builds
-# (emulated DSP) do not compile: group counts of 3, 9, 6 and 1 (with the MLPerf models' 2 and 4, every entry of
-# the four-group loop), one pixel at a time, the last block overlapping; the eight-pixel pointwise block with
-# 5, 3, 2 and 1 groups (with KWS's 16 every entry), its rest as an overlapping eight- or four-pixel block, one
-# or two pixels over as fully connected rows; pointwise with 8 and 16 input channels (ts_conv_pwnarrow_dsp.h:
-# one chunk, chunks of 24 + 24 + 2 and 16 + 16 + 2, the channel loop entered at its first and its third channel)
-# and with an odd channel count (the eight-pixel block instead).
+# (emulated DSP) do not compile: group counts of 3, 9, 6 and 1, one pixel at a time, the last block
+# overlapping; the eight-pixel pointwise block with 5, 3, 2 and 1 groups, its rest as an overlapping eight- or
+# four-pixel block, one or two pixels over as rows; pointwise with 8 and 16 input channels
+# (ts_conv_pwnarrow_dsp.h: one chunk, chunks of 24 + 24 + 2 and 16 + 16 + 2, the channel loop entered at its
+# first and its third channel) and with an odd channel count (the eight-pixel block instead). (Every entry of
+# both eight-group loops, and the rows' assembly: test_conv_pointwise_dsp.py's sweep.)
 ASM_CASES = ["pointwise_odd_groups", "conv_3x3_odd_groups", "pointwise_3_pixels", "pointwise_k4",
              "pointwise8_k20_rest6", "pointwise8_k12_rest3", "pointwise8_k8_rest5", "conv_3x3_2_pixels",
              "pointwise8_narrow_k8_c10", "pointwise8_narrow_k8_c50", "pointwise8_narrow_k16_c34",

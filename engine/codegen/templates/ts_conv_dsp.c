@@ -8,6 +8,7 @@
 #include "ts_conv_first_dsp.h"
 #include "ts_conv_pwnarrow_dsp.h"
 #include "ts_conv_rgb_dsp.h"
+#include "ts_conv_rows_dsp.h"
 
 #if TINYSTUDIO_DSP
 
@@ -151,6 +152,9 @@ TS_ALWAYS_INLINE void ts_conv_block(const ts_conv_params *p, const int16_t *bloc
 
 typedef void (*ts_conv_block_fn)(const ts_conv_params *, const int16_t *, const void *, const int32_t *,
                                  const int32_t *, const int8_t *, int8_t *, int32_t);
+/* The eight-pixel blocks of one image (ts_conv_asm_dsp.h): the first pixel they leave. */
+typedef int32_t (*ts_conv_run8_fn)(const ts_conv_params *, const int8_t *, int16_t *, const void *,
+                                   const int32_t *, const int32_t *, const int8_t *, int8_t *);
 
 static TS_NOINLINE void ts_conv_block_general(const ts_conv_params *p, const int16_t *block, const void *w,
                                               const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
@@ -194,37 +198,19 @@ static TS_NOINLINE void ts_conv_block_w16_clamp(const ts_conv_params *p, const i
     ts_conv_block(p, block, w, bias, multiplier, shift, y, y_stride, 2, 1, 1);
 }
 
-/* The eight pixels from `src` on (pointwise: consecutive input pixels of c_n bytes) into the block, offset
- * added, each group's 32 int16 in the order of ts_conv_im2col_dsp's four-pixel blocks. */
-static void ts_conv_expand8(const int8_t *src, int32_t c_n, int16_t *block, uint32_t offset)
-{
-    const int8_t *s = src; /* the pixels are consecutive: each starts where the one before ends */
-    int32_t pix;
-    for (pix = 0; pix < 8; ++pix) {
-        int16_t *dst = block + 4 * pix;
-        const int8_t *const end = s + c_n;
-        while (s != end) {
-            const uint32_t v = ts_read32(s);
-            s += 4;
-            ts_write32(dst, ts_sxtab16(offset, v));
-            ts_write32(dst + 2, ts_sxtab16_ror8(offset, v));
-            dst += 32;
-        }
-    }
-}
-
 /* Regular conv: output pixels four at a time are expanded into `scratch`, then multiplied by the block
  * function of the layer's requantization form. A last partial block is moved back to overlap the one before
  * (those pixels are computed twice, same bytes); fewer than 4 pixels in all go one at a time (stride 0, each
  * at the cost of four). Pointwise layers with int8 weights (rows: 1) leave one or two pixels over instead, as
- * fully connected rows (ts_fully_connected_s8_dsp, the same bytes: the pixel's K inputs against each channel's
- * K weights), about 1.7 instructions per MAC against 4 x 0.97 for the pixel in an overlapping block. Pointwise
- * layers that block8 (the eight-pixel assembly block, 0 where there is none) takes go eight pixels at a time.
+ * rows (the pixel's K inputs against each channel's K weights; the same bytes): in assembly for the full-range
+ * form on the target (ts_conv_rows_dsp.h, about 1.4 instructions per MAC), else as fully connected rows
+ * (ts_fully_connected_s8_dsp, about 1.7-2), against 4 x 0.97 for the pixel in an overlapping block. Pointwise
+ * layers that run8 (the eight-pixel assembly blocks, 0 where there are none) takes go eight pixels at a time.
  * scratch: 4 * k_h * k_w * in_c int16 (word aligned), 8 * in_c for those pointwise layers, plus k_h * k_w *
  * in_c bytes when in_c % 4 != 0. wide: the weights are ts_conv_s8_w16's pre-widened words. */
 static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void *w, const int32_t *bias,
                             const int32_t *multiplier, const int8_t *shift, int8_t *y, int16_t *scratch,
-                            const ts_conv_block_fn *blocks, ts_conv_block_fn block8, int rows)
+                            const ts_conv_block_fn *blocks, ts_conv_run8_fn run8, int rows)
 {
     const int32_t k_all = p->k_h * p->k_w * p->in_c, pixels = p->out_h * p->out_w, n_out = p->out_c;
     const int full = p->act_min == -128 && p->act_max == 127;
@@ -233,7 +219,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
     const int direct = ts_conv_direct_ok(p);
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w;
-    const int eight = block8 && block == blocks[3] && pixels >= 8 && k_all <= 128 && pointwise;
+    const int eight = run8 && block == blocks[3] && pixels >= 8 && k_all <= 256 && pointwise;
     /* the fewest pixels left that take one more (overlapping) four-pixel block */
     const int32_t min4 = pixels < 4 ? pixels + 1 : (rows && pointwise ? 3 : 1);
     int32_t b, q;
@@ -245,11 +231,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
         if (eight) {
             /* eight pixels a block; a rest of 6 or 7 as one more block moved back to overlap, of 3 to 5 as a
              * four-pixel block below (cheaper than 8), the 1 or 2 after it as rows */
-            for (; pixels - q > 5; q += 8) {
-                const int32_t q0 = q + 8 <= pixels ? q : pixels - 8;
-                ts_conv_expand8(img + (size_t)q0 * k_all, k_all, scratch, ts_dup16(p->input_offset));
-                block8(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
-            }
+            q = run8(p, img, scratch, w, bias, multiplier, shift, yb);
         }
         for (; pixels - q >= min4; q += 4) {
             const int32_t q0 = q + 4 <= pixels ? q : pixels - 4;
@@ -257,7 +239,10 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
             block(p, scratch, w, bias, multiplier, shift, yb + (size_t)q0 * n_out, n_out);
         }
         for (; q < pixels; ++q) {
-            if (rows) {
+            if (rows && TS_CONV_ROW_ASM && block == blocks[3]) {
+                ts_conv_row_asm(p, img + (size_t)q * k_all, (const int8_t *)w, bias, multiplier, shift,
+                                yb + (size_t)q * n_out, scratch);
+            } else if (rows) {
                 const ts_fc_params fc = {1, k_all, n_out, p->input_offset, p->output_offset, p->act_min, p->act_max,
                                          p->per_channel, p->general_requant};
                 ts_fully_connected_s8_dsp(&fc, img + (size_t)q * k_all, (const int8_t *)w, bias, multiplier, shift,
@@ -300,7 +285,7 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
         return;
     }
 #endif
-    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_block8_asm), 1);
+    ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks, TS_CONV_BLOCK8(ts_conv_run8_asm), 1);
 }
 
 void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t *w, const int32_t *bias,
@@ -318,7 +303,7 @@ void ts_conv_s8_w16_dsp(const ts_conv_params *p, const int8_t *x, const int32_t 
         return;
     }
     ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, blocks,
-                    TS_CONV_BLOCK8(ts_conv_block8_w16_asm), 0);
+                    TS_CONV_BLOCK8(ts_conv_run8_w16_asm), 0);
 }
 
 #endif /* TINYSTUDIO_DSP */

@@ -1,0 +1,24 @@
+"""Build and run a kernel sweep program on the host under ASan/UBSan (the DSP kernels' emulated build): every
+header of the library is written next to it, so a kernel that includes a new internal header needs no list here."""
+from __future__ import annotations
+
+import subprocess
+
+from tests.engine.test_codegen import DSP
+
+
+def run_host_sweep(lib, tmp_path, source: str, c_files: tuple[str, ...], timeout: float = 120) -> None:
+    """Compile `source` (t.c) with the library's ts_fixedpoint.c and `c_files`; fail on a warning, a sanitizer
+    report or a non-zero exit (the program prints the first case that differs)."""
+    for name, text in lib.files.items():
+        if name.endswith(".h") or name in c_files or name == "ts_fixedpoint.c":
+            (tmp_path / name).write_text(text)
+    (tmp_path / "t.c").write_text(source)
+    exe = tmp_path / "t"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+                        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
+                        *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *c_files)), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
