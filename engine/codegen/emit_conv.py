@@ -69,13 +69,14 @@ def wide_weight_words(wq: np.ndarray) -> np.ndarray:
     return ((hi << 16) | lo).astype(np.uint32).view(np.int32).reshape(-1)
 
 
-POINTWISE8_MAX_K = 256  # ts_conv_dsp.c: the largest K of the eight-pixel pointwise block
+POINTWISE8_MAX_K = 128  # ts_conv_dsp.c: the largest K of the eight-pixel pointwise block (K = 256 was 9 % faster
+# on VWW's last pointwise layer but doubled its scratch, 2 -> 4 KB of SRAM: not worth it by default)
 
 
 def im2col_scratch_bytes(kk: int, c: int, taps: int) -> int:
     """ts_conv_s8's DSP scratch for kk = kH x kW x C weights per channel of a taps = kH x kW conv
     (engine.ondevice.memory counts it too): four pixels' int16 columns, eight for 1x1 convs with C % 4 == 0 and
-    kk <= 256 (ts_conv_dsp.c's eight-pixel pointwise block; at most 2 KB more), plus an int8 gather buffer
+    kk <= 128 (ts_conv_dsp.c's eight-pixel pointwise block; at most 1 KB more), plus an int8 gather buffer
     when C % 4 != 0. hwmodels/runtimes/tinystudio-c.toml [scratch] mirrors it."""
     if taps == 1 and c % 4 == 0 and kk <= POINTWISE8_MAX_K:
         return 16 * kk

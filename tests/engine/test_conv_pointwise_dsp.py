@@ -1,7 +1,7 @@
 """Pointwise convolutions on the DSP path (ts_conv_dsp.c) against ts_conv_s8_ref over every K % 4 == 0 up to 264.
 
-The eight-pixel block (K <= 256: its loop of eight groups a turn entered at each of its nine places, the
-expansion's one-word lead-in for K % 16 of 4, 8 and 12), the four-pixel block (K > 256, fewer than 8 pixels,
+The eight-pixel block (K <= 128: its loop of eight groups a turn entered at each of its nine places, the
+expansion's one-word lead-in for K % 16 of 4, 8 and 12), the four-pixel block (K > 128, fewer than 8 pixels,
 rests of 3 to 5; its eight-group loop entered at each place), the one or two last pixels as rows
 (ts_conv_rows_dsp.h: one and two passes of four channels, 0, 1 and 3 channels after them, odd group counts),
 batches of 2, inputs at an odd address, the three requantization forms, and the scratch exactly the generator's
@@ -112,7 +112,7 @@ def test_eight_pixel_limit_matches_the_kernel():
 
     src = (Path(__file__).resolve().parents[2] / "engine/codegen/templates/ts_conv_dsp.c").read_text()
     assert f"k_all <= {_max_k()} && pointwise" in src
-    assert _max_k() == 256
+    assert _max_k() == 128
 
 
 def test_pointwise_sweep_in_qemu_m4(tmp_path):

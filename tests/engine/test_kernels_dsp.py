@@ -89,7 +89,7 @@ CASES = {
     "conv_3x3_odd_groups": conv((1, 5, 4, 4), (7, 3, 3, 4), (1, 5, 4, 7)),
     "pointwise_3_pixels": conv((1, 1, 3, 24), (6, 1, 1, 24), (1, 1, 3, 6), padding=VALID),
     "pointwise_k4": conv((1, 2, 5, 4), (6, 1, 1, 4), (1, 2, 5, 6), padding=VALID),
-    # the eight-pixel pointwise block (K <= 256, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
+    # the eight-pixel pointwise block (K <= 128, at least 8 pixels; pointwise_k4 too: 10 pixels, the rest of 2
     # as a four-pixel block): K = 20 -> 5 groups, 14 pixels (the rest of 6 as an overlapping eight-pixel block);
     # K = 12 -> 3 groups, 11 pixels (the rest of 3 as a four-pixel block)
     "pointwise8_k20_rest6": conv((1, 2, 7, 20), (9, 1, 1, 20), (1, 2, 7, 9), padding=VALID),

@@ -156,7 +156,7 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
 
 /* (Linked where the library has a layer that can take it: TINYSTUDIO_CONV_EIGHT, tinystudio_kernels.h.) */
 #if TINYSTUDIO_CONV_EIGHT
-/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 256) take eight-pixel blocks: per group
+/* Pointwise layers (1x1, stride 1, no padding, K = in_c % 4 == 0, K <= 128) take eight-pixel blocks: per group
  * of 4 reduction steps 1 weight load, 2 SXTB16 (or one LDRD of wide weights), 8 LDRDs of the block and 16
  * SMLADs, i.e. 27 instructions per 32 MACs instead of 31 with four pixels. The loop needs 14 registers: the 8
  * accumulators, the block and weight pointers, two block words and two weight words. A build may reserve r7
@@ -165,10 +165,10 @@ static TS_NOINLINE void ts_conv_block_w16_full_asm(const ts_conv_params *p, cons
  * order) is copied onto the stack below them and read sp-relative, the loop end into a weight register after
  * its group; sixteen groups per loop turn, entered at group 16 - (count - 1) % 16 by LDR PC of the entry's
  * address, which the block finds once in its table of halfword offsets (one instruction per channel, TBH two;
- * one loop test per 432 instructions: K = 128 and 256 have up to 63 groups; ~870 bytes more code than 8). The
- * 8 x K int16 block: K <= 256 keeps the library's extra scratch within 2 KB (engine/codegen/emit_conv.py
- * im2col_scratch_bytes sizes it; K = 256 in VWW, 0.96 instructions per MAC here against 1.07 in four-pixel
- * blocks). The four-pixel block's arithmetic on twice the sums: ts_conv_expand8 leaves 2 (x + offset) in the
+ * one loop test per 432 instructions: K = 128 has up to 31 groups; ~870 bytes more code than 8). The
+ * 8 x K int16 block: K <= 128 keeps the library's extra scratch within 1 KB (engine/codegen/emit_conv.py
+ * im2col_scratch_bytes sizes it; K = 256 measured 0.95 instructions per MAC on VWW's last layer against 1.03 in
+ * four-pixel blocks, for twice VWW's scratch, 4 KB). The four-pixel block's arithmetic on twice the sums: ts_conv_expand8 leaves 2 (x + offset) in the
  * block (one SXTAB16 more per half word, once per pixel) and the bias is doubled, so that the accumulators hold
  * the 2x ts_rq_fast multiplies (|x| < 2**30 in this form: no overflow; SMLAD's partial sums wrap exactly) and
  * the requantization is 4 instructions per output instead of 5. */

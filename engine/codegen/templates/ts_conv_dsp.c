@@ -219,7 +219,7 @@ static void ts_conv_any_dsp(const ts_conv_params *p, const int8_t *x, const void
     const int direct = ts_conv_direct_ok(p);
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
                           p->pad_left == 0 && p->out_w == p->in_w;
-    const int eight = run8 && block == blocks[3] && pixels >= 8 && k_all <= 256 && pointwise;
+    const int eight = run8 && block == blocks[3] && pixels >= 8 && k_all <= 128 && pointwise;
     /* the fewest pixels left that take one more (overlapping) four-pixel block */
     const int32_t min4 = pixels < 4 ? pixels + 1 : (rows && pointwise ? 3 : 1);
     int32_t b, q;
