@@ -289,7 +289,8 @@ def layer_scratch_bytes(w: LayerWork, runtime: Runtime) -> int:
         per = 0
     if per:
         extra = runtime.scratch_conv_unaligned_bytes_per_column if w.in_channels % 4 else 0
-        return per * w.column + extra * (w.column + w.column % 2)
+        need = per * w.column + extra * (w.column + w.column % 2)
+        return max(need, runtime.scratch_conv_rgb_bytes) if (w.in_channels, w.kernel_taps) == (3, 9) else need
     if w.kind == "depthwise":
         return runtime.scratch_depthwise_bytes_per_tap_channel * w.kernel_taps * w.in_channels
     return 0

@@ -94,6 +94,8 @@ class Runtime:
     scratch_pointwise_wide_bytes_per_column: int = 0
     scratch_pointwise_wide_max_column: int = 0
     scratch_conv_unaligned_bytes_per_column: int = 0
+    # at least this much for a conv of 9 taps over 3 input channels (a kernel for RGB first layers; 0: none)
+    scratch_conv_rgb_bytes: int = 0
     # Flash per layer (parameter structs, the call) and per kind whose kernel size differs from the rest:
     code_per_node_bytes: int = 0
     code_op_type_bytes: tuple[tuple[str, int], ...] = ()
@@ -187,6 +189,7 @@ def parse_runtime(doc: dict, path: str | Path) -> Runtime:
         scratch_pointwise_wide_max_column=f(scratch, "pointwise_wide_max_column", "int", "scratch", default=0),
         scratch_conv_unaligned_bytes_per_column=f(scratch, "conv_unaligned_bytes_per_column", "int", "scratch",
                                                   default=0),
+        scratch_conv_rgb_bytes=f(scratch, "conv_rgb_bytes", "int", "scratch", default=0),
         code_per_node_bytes=f(code, "per_node_bytes", "int", "code", default=0),
         code_op_type_bytes=_int_table(code, "op_type_bytes", "code", path))
 

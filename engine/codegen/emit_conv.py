@@ -73,14 +73,21 @@ POINTWISE8_MAX_K = 128  # ts_conv_dsp.c: the largest K of the eight-pixel pointw
 # on VWW's last pointwise layer but doubled its scratch, 2 -> 4 KB of SRAM: not worth it by default)
 
 
+# ts_conv_rgb_dsp.h (3x3 convs over 3 channels) keeps four pixels' widened windows (56 words) and the records of
+# up to eight channels (4 x 37 words) in the scratch: on the stack they made the conv's frame 920 B deep.
+RGB_SCRATCH_BYTES = 4 * (56 + 4 * 37)
+
+
 def im2col_scratch_bytes(kk: int, c: int, taps: int) -> int:
     """ts_conv_s8's DSP scratch for kk = kH x kW x C weights per channel of a taps = kH x kW conv
     (engine.ondevice.memory counts it too): four pixels' int16 columns, eight for 1x1 convs with C % 4 == 0 and
     kk <= 128 (ts_conv_dsp.c's eight-pixel pointwise block; at most 1 KB more), plus an int8 gather buffer
-    when C % 4 != 0. hwmodels/runtimes/tinystudio-c.toml [scratch] mirrors it."""
+    when C % 4 != 0; at least RGB_SCRATCH_BYTES for 9 taps over 3 channels (a 1x9 kernel too: it costs nothing
+    to keep the rule by shape). hwmodels/runtimes/tinystudio-c.toml [scratch] mirrors it."""
     if taps == 1 and c % 4 == 0 and kk <= POINTWISE8_MAX_K:
         return 16 * kk
-    return 8 * kk + (kk + kk % 2 if c % 4 else 0)
+    base = 8 * kk + (kk + kk % 2 if c % 4 else 0)
+    return max(base, RGB_SCRATCH_BYTES) if (c, taps) == (3, 9) else base
 
 
 @emits("Conv")

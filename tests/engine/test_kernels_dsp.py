@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from engine.codegen import CodegenOptions, generate_library
-from engine.codegen.emit_conv import wide_weight_words
+from engine.codegen.emit_conv import im2col_scratch_bytes, wide_weight_words
 from engine.codegen.hostbuild import compile_hosts, run_host
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import elementwise as ew
@@ -297,7 +297,7 @@ int main(void)
     for (pl = 0; pl <= 1; ++pl) for (st = 1; st <= 2; ++st) for (kk = 0; kk < 6; ++kk) for (c = 0; c < 4; ++c)
     for (form = 0; form < 3; ++form) {
         ts_conv_params p;
-        int32_t k_all;
+        int32_t k_all, scr;
         int16_t *scratch;
         memset(&p, 0, sizeof p);
         p.batches = 2; p.in_h = ih; p.in_w = iw; p.in_c = cs[c]; p.out_c = form == 1 ? 9 : 3; p.groups = 1;
@@ -318,7 +318,9 @@ int main(void)
         }
         /* exactly the generator's scratch (emit_conv.im2col_scratch_bytes): ASan sees any byte beyond it */
         k_all = p.k_h * p.k_w * p.in_c;
-        scratch = (int16_t *)malloc((size_t)(8 * k_all + (p.in_c % 4 ? k_all + k_all % 2 : 0)));
+        scr = 8 * k_all + (p.in_c % 4 ? k_all + k_all % 2 : 0);
+        if (p.in_c == 3 && p.k_h * p.k_w == 9 && scr < 816) scr = 816; /* RGB_SCRATCH_BYTES */
+        scratch = (int16_t *)malloc((size_t)scr);
         memset(y0, 0x55, sizeof y0);
         memset(y1, 0x55, sizeof y1);
         ts_conv_s8_ref(&p, x, w, bias, mult, shift, y0);
@@ -358,8 +360,8 @@ RGB_SWEEP = r"""
 #include "tinystudio_kernels.h"
 static uint32_t s = 2024u;
 static uint32_t rnd(void) { s = s * 1664525u + 1013904223u; return s >> 8; }
-/* exactly the generator's scratch for K = 27 (emit_conv.im2col_scratch_bytes: 8 K + K + 1 bytes) */
-static int16_t scratch[(8 * 27 + 28) / 2];
+/* exactly the generator's scratch for K = 27 over 3 channels (emit_conv.im2col_scratch_bytes: RGB_SCRATCH_BYTES) */
+static int16_t scratch[816 / 2];
 int main(void)
 {
     static int8_t x[2 * 8 * 13 * 3], w[17 * 27], y0[2 * 10 * 15 * 17], y1[2 * 10 * 15 * 17], y2[2 * 10 * 15 * 17];
@@ -418,6 +420,7 @@ def test_conv_rgb_dsp_any_shape(built, tmp_path):
     1..3, 2, 3, 8, 9 and 17 output channels (a pair overlapping the one before, a last chunk of one channel),
     per-channel and per-tensor constants, 2 batches, int8 and pre-widened (ts_conv_s8_w16) weights; byte for byte
     under ASan/UBSan with exactly the generator's scratch."""
+    assert im2col_scratch_bytes(27, 3, 9) == 816  # the sweeps' scratch
     lib = built[0]["first_3ch_3x3_stride2"][0]
     run_host_sweep(lib, tmp_path, RGB_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
 

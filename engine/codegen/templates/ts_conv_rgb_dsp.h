@@ -285,11 +285,12 @@ static void ts_rgb_block(const ts_rgb_job *job)
 }
 #endif
 
-/* The layer: channels eight at a time (their records on the stack, 592 bytes; an odd count's last pair overlaps
+/* The layer: channels eight at a time (their records in the scratch after the windows, 592 bytes, so that the
+ * stack stays shallow: emit_conv.RGB_SCRATCH_BYTES reserves 816 in all; an odd count's last pair overlaps
  * the one before, a last single channel its predecessor), then each output row in blocks of four pixels (the
  * last moved back to overlap the one before; rows narrower than 4 pixels: each pixel alone, four times over, ys
  * 0), so that a block never crosses a row: inside the image its windows are a fixed step apart. Needs out_c >= 2
- * and 56 words of scratch; w: int8 weights, or (wide) ts_conv_s8_w16's words. */
+ * and 56 + 4 x 37 words of scratch; w: int8 weights, or (wide) ts_conv_s8_w16's words. */
 static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x, const void *w, int wide,
                                         const int32_t *bias, const int32_t *multiplier, const int8_t *shift,
                                         int8_t *y, int16_t *scratch)
@@ -299,7 +300,7 @@ static TS_NOINLINE void ts_conv_rgb_dsp(const ts_conv_params *p, const int8_t *x
     const int32_t sw = p->stride_w, pt = p->pad_top, pl = p->pad_left, rw = 3 * in_w, step = 3 * sw;
     const int32_t n_out = p->out_c, alone = out_w < 4, batches = p->batches;
     const uint32_t off = ts_dup16(p->input_offset);
-    uint32_t recs[4 * TS_RGB_REC], *const xb = (uint32_t *)(void *)scratch;
+    uint32_t *const xb = (uint32_t *)(void *)scratch, *const recs = xb + 56;
     int8_t tmp[2][28];
     const int8_t *base[2];
     int32_t row[2], c_lo, b, oh, ow, i;
