@@ -642,13 +642,13 @@ def test_add_linear_form_is_tflite_add():
 # before the pointwise layers' last pixels as fully connected rows: M4 KWS 1.333, VWW 1.481; before the depthwise
 # ring's pair step and narrower fill (and k_conv round 3): M4 KWS 1.326, VWW 1.452; M7 1.328, 1.458; before the
 # round of session 24 (narrow pointwise in registers, small-image depthwise, stride-2 depthwise, the 3x3x3 first
-# layers' kernel, the pointwise eight-group loops): M4 VWW 1.378, M7 1.381.
-PER_MAC = {"m4": {"kws": 1.252, "vww": 1.313, "ic": 1.179, "ad": 1.939},
-           "m7": {"kws": 1.253, "vww": 1.315, "ic": 1.180, "ad": 1.939}}
+# layers' kernel, the pointwise eight-group loops): M4 KWS 1.252, VWW 1.378, IC 1.192; M7 1.253, 1.381, 1.192.
+PER_MAC = {"m4": {"kws": 1.213, "vww": 1.176, "ic": 1.166, "ad": 1.939},
+           "m7": {"kws": 1.214, "vww": 1.175, "ic": 1.166, "ad": 1.939}}
 # The same with int16 pre-widened conv weights (CodegenOptions.wide_weights), on M4 (before: 1.662, 1.747, 1.269;
 # before this round of kernels: 1.580, 1.734, 1.227; before the depthwise pair step: 1.271, 1.449, 1.094;
-# before session 24's round: VWW 1.379).
-PER_MAC_M4_WIDE = {"kws": 1.197, "vww": 1.303, "ic": 1.059}
+# before session 24's round: 1.197, 1.379, 1.091).
+PER_MAC_M4_WIDE = {"kws": 1.163, "vww": 1.149, "ic": 1.046}
 
 
 def _qemu_missing() -> str:
