@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.codegen.cwrite import c_struct
-from engine.codegen.emit_conv import check_acc, check_weights, packs_int4, requant_arrays, weight_array
+from engine.codegen.emit_conv import (check_acc, check_weights, im2col_scratch_bytes, packs_int4, requant_arrays,
+                                      weight_array)
 from engine.codegen.emitter import (MAX_DIMS, Access, EmitContext, LayerCode, check_shift, emit_error, int8_grid,
                                     layer_macs, merge_dims, pad_dims)
 from engine.int8.dsp_requant import REQUANT_FIELD, add_linear_fields
@@ -274,7 +275,10 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
             kern = "ts_conv_s8"
             if rec.group == 1:
                 kk = rec.kernel[0] * rec.kernel[1] * c
-                ctx.code.scratch_bytes = max(ctx.code.scratch_bytes, 8 * kk + (kk + kk % 2 if c % 4 else 0))
+                # the whole-layer rule (eight-pixel pointwise blocks, the 3x3x3 kernel's records): the kernel
+                # picks its path from the shape, not from how the layer was scheduled
+                ctx.code.scratch_bytes = max(ctx.code.scratch_bytes,
+                                             im2col_scratch_bytes(kk, c, rec.kernel[0] * rec.kernel[1]))
             loop.append(f"{kern}(&p_{tag}[k], {xptr}, {wname}, {bname}, {mname}, {sname}, {yptr}, SCRATCH);")
     elif isinstance(rec, PoolParams):
         int8_grid(node, g.tensors[ng.inputs[0]])
