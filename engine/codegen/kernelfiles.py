@@ -130,14 +130,16 @@ def public_header(text: str, dsp_default: bool, model_c: str, codes) -> str:
 
 
 # The DSP fast paths a library links only when one of its layers can take them (tinystudio_kernels.h).
-DSP_PATHS = ("TINYSTUDIO_CONV_RGB", "TINYSTUDIO_CONV_FIRST", "TINYSTUDIO_DW_SMALL", "TINYSTUDIO_DW_S2")
+DSP_PATHS = ("TINYSTUDIO_CONV_RGB", "TINYSTUDIO_CONV_FIRST", "TINYSTUDIO_DW_SMALL", "TINYSTUDIO_DW_S2",
+             "TINYSTUDIO_DW_GROUP")
 
 
 def dsp_paths(p: dict, kernel: str) -> set[str]:
     """The switches of DSP_PATHS a call of `kernel` with the ts_conv_params `p` (a dict of its fields) can take,
     by the C's own tests: ts_conv_rgb_ok, ts_conv_s8_dsp's K % 4 != 0 first-layer test (after rgb; not in
-    ts_conv_s8_w16_dsp), ts_dw_small_fits and ts_dw_s2_ok (after small). Must mirror the C: a layer missed here
-    runs the general loops (slower, same result)."""
+    ts_conv_s8_w16_dsp), ts_dw_small_fits, ts_dw_s2_ok (after small) and ts_dw_group (whole groups of 4
+    channels that neither those nor ts_dw_planar take). Must mirror the C: a layer missed here runs the general
+    loops (slower, same result)."""
     full = (p["act_min"], p["act_max"]) == (-128, 127) and not p[REQUANT_FIELD]
     k33 = p["k_h"] == p["k_w"] == 3 and p["dil_h"] == p["dil_w"] == 1
     out: set[str] = set()
@@ -148,13 +150,15 @@ def dsp_paths(p: dict, kernel: str) -> set[str]:
             k_all = p["k_h"] * p["k_w"] * p["in_c"]
             if kernel == "ts_conv_s8" and k_all % 4 and k_all > 4 and p["per_channel"]:
                 out.add("TINYSTUDIO_CONV_FIRST")
-    elif kernel == "ts_depthwise_conv_s8" and full and k33:
+    elif kernel == "ts_depthwise_conv_s8":
         h, w, oh, ow = p["in_h"], p["in_w"], p["out_h"], p["out_w"]
-        if (p["stride_h"] == p["stride_w"] == 1 and p["pad_top"] == p["pad_left"] == 1 and (oh, ow) == (h, w)
+        s1, s2 = p["stride_h"] == p["stride_w"] == 1, p["stride_h"] == p["stride_w"] == 2
+        if (full and k33 and s1 and p["pad_top"] == p["pad_left"] == 1 and (oh, ow) == (h, w)
                 and w in (12, 6, 3) and h >= 2):
             out.add("TINYSTUDIO_DW_SMALL")
-        elif (p["stride_h"] == p["stride_w"] == 2 and h >= 3 and w >= 3 and 0 <= p["pad_top"] <= 1
-              and 0 <= p["pad_left"] <= 1 and 2 * (oh - 1) - p["pad_top"] + 2 <= h
-              and 2 * (ow - 1) - p["pad_left"] + 2 <= w):
+        elif (full and k33 and s2 and h >= 3 and w >= 3 and 0 <= p["pad_top"] <= 1 and 0 <= p["pad_left"] <= 1
+              and 2 * (oh - 1) - p["pad_top"] + 2 <= h and 2 * (ow - 1) - p["pad_left"] + 2 <= w):
             out.add("TINYSTUDIO_DW_S2")
+        elif not (full and k33 and s1 and max(oh, ow) >= 6) and p["in_c"] >= 4:  # not ts_dw_planar's
+            out.add("TINYSTUDIO_DW_GROUP")
     return out

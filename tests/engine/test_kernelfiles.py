@@ -206,8 +206,9 @@ int main(void)
                  &p.out_w, &p.out_c, &p.k_h, &p.k_w, &p.stride_h, &p.stride_w, &p.dil_h, &p.dil_w, &p.pad_top,
                  &p.pad_left, &p.act_min, &p.act_max, &p.per_channel, &p.general_requant) == 18) {
         const int mode = p.general_requant ? 0 : (p.act_min == -128 && p.act_max == 127 ? 1 : 2);
-        const int small = ts_dw_small_fits(&p, mode);
-        printf("%d %d %d\\n", ts_conv_rgb_ok(&p), small, !small && ts_dw_s2_ok(&p, mode));
+        const int small = ts_dw_small_fits(&p, mode), s2 = !small && ts_dw_s2_ok(&p, mode);
+        printf("%d %d %d %d\\n", ts_conv_rgb_ok(&p), small, s2, !small && !s2 && !ts_dw_planar(&p, mode) &&
+               p.in_c >= 4);
     }
     return 0;
 }
@@ -218,8 +219,8 @@ _PROBE_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w"
 
 @needs_gcc
 def test_dsp_paths_mirror_the_c_tests(tmp_path):
-    """kernelfiles.dsp_paths against ts_conv_rgb_ok, ts_dw_small_fits and ts_dw_s2_ok themselves (emulated DSP
-    build), over shapes around every bound of their conditions: a path the generator misses would be switched off
+    """kernelfiles.dsp_paths against ts_conv_rgb_ok, ts_dw_small_fits, ts_dw_s2_ok and ts_dw_planar themselves
+    (emulated DSP build), over shapes around every bound of their conditions: a path the generator misses would be switched off
     (slower), one it invents would only cost code, but either is a mirror gone stale."""
     import numpy as np
 
@@ -234,7 +235,7 @@ def test_dsp_paths_mirror_the_c_tests(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     rng = np.random.default_rng(7)
-    pick = {"in_h": [1, 2, 3, 3, 4, 5, 6, 6, 7, 12, 12, 13], "in_c": [1, 3, 4], "out_c": [1, 2, 8],
+    pick = {"in_h": [1, 2, 3, 3, 4, 5, 6, 6, 7, 12, 12, 13], "in_c": [1, 3, 4, 6], "out_c": [1, 2, 8],
             "k_h": [1, 3, 3, 3, 5], "stride_h": [1, 2], "dil_h": [1, 1, 1, 2], "pad_top": [-1, 0, 1, 1, 1, 2],
             "act": [(-128, 127)] * 3 + [(-128, 90), (0, 127)], "per_channel": [0, 1], "general_requant": [0, 0, 0, 1]}
     cases = []
@@ -253,11 +254,11 @@ def test_dsp_paths_mirror_the_c_tests(tmp_path):
         cases.append(p)
     text = "".join(" ".join(str(p[f]) for f in _PROBE_FIELDS) + "\n" for p in cases)
     r = subprocess.run([str(tmp_path / "probe")], input=text, capture_output=True, text=True, check=True)
-    hits = np.zeros(3, int)
+    hits = np.zeros(4, int)
     for p, line in zip(cases, r.stdout.splitlines(), strict=True):
-        rgb, small, s2 = (int(v) for v in line.split())
+        rgb, small, s2, group = (int(v) for v in line.split())
         conv, dw = dsp_paths(p, "ts_conv_s8"), dsp_paths(p, "ts_depthwise_conv_s8")
         assert ("TINYSTUDIO_CONV_RGB" in conv) == bool(rgb), p
-        assert ("TINYSTUDIO_DW_SMALL" in dw, "TINYSTUDIO_DW_S2" in dw) == (bool(small), bool(s2)), p
-        hits += (rgb, small, s2)
+        assert [s in dw for s in DSP_PATHS[2:]] == [bool(small), bool(s2), bool(group)], p
+        hits += (rgb, small, s2, group)
     assert hits.min() >= 20, hits   # every path taken often enough to mean something

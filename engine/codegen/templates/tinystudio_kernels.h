@@ -58,6 +58,11 @@ extern "C" {
 #ifndef TINYSTUDIO_DW_S2
 #define TINYSTUDIO_DW_S2 1
 #endif
+/* The depthwise 4-channel blocks (ts_dw_group: ts_depthwise_blocks_dsp.h, the padded copy); at 0 the layers that
+ * would take them run the per-channel loop of the last in_c % 4 channels. */
+#ifndef TINYSTUDIO_DW_GROUP
+#define TINYSTUDIO_DW_GROUP 1
+#endif
 
 #if defined(TINYSTUDIO_EMULATE_DSP) || (defined(__ARM_FEATURE_DSP) && TINYSTUDIO_USE_DSP)
 #define TINYSTUDIO_DSP 1
