@@ -11,6 +11,7 @@ import numpy as np
 from engine.codegen import emit_s16
 from engine.codegen.cwrite import c_struct, pack_int4
 from engine.codegen.emitter import EmitContext, check_shift, emit_error, emits, int8_grid, layer_macs, shape_text
+from engine.codegen.kernelfiles import dsp_paths
 from engine.int8.dsp_requant import REQUANT_FIELD, DspRequant
 from engine.int8.prepare import prepare_node
 from engine.int8.readers import tensor_of
@@ -152,6 +153,7 @@ def _conv(ctx: EmitContext, node: Node) -> None:
                 code.wide_extra_bytes = 4 * words.size - wq.size
                 code.kernel = "ts_conv_s8_w16"
         code.body.append(f"{code.kernel}(&p, {xp}, {wname}, {bname}, {mname}, {sname}, {yp}, SCRATCH);")
+    code.dsp_paths |= dsp_paths(p, code.kernel)
 
 
 @emits("Gemm")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from engine.codegen.emitter import EMIT, Access, EmitContext, LayerCode
+from engine.codegen.kernelfiles import DSP_PATHS
 from engine.errors import GraphError
 from engine.ir import Node
 from engine.memory.fused import band_name, block_geom
@@ -49,6 +50,8 @@ def _conv_parts(ctx: EmitContext, node: Node, role: str) -> tuple[str, str, list
         raise AssertionError(f"unexpected Conv emitter output for {node.name}: {code.body}")
     ctx.code.arrays += code.arrays
     ctx.code.scratch_bytes = max(ctx.code.scratch_bytes, code.scratch_bytes)
+    # banded or in-place calls change the parameters' shape: keep every switched path the layer might take
+    ctx.code.dsp_paths |= set(DSP_PATHS) if code.kernel.startswith(("ts_conv_s8", "ts_depthwise_conv_s8")) else set()
     return code.body[0].replace(" p = ", f" {role}0 = ", 1), match.group(1), match.group(2).split(", "), code.comment
 
 

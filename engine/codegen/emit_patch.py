@@ -25,6 +25,7 @@ from engine.codegen.emit_conv import (check_acc, check_weights, im2col_scratch_b
                                       weight_array)
 from engine.codegen.emitter import (MAX_DIMS, Access, EmitContext, LayerCode, check_shift, emit_error, int8_grid,
                                     layer_macs, merge_dims, pad_dims)
+from engine.codegen.kernelfiles import dsp_paths
 from engine.int8.dsp_requant import REQUANT_FIELD, add_linear_fields
 from engine.int8.params import AddParams, ConvParams, PoolParams, TableParams
 from engine.int8.prepare import prepare_node
@@ -280,6 +281,8 @@ def _node_consts(ctx: EmitContext, node, rec, ng, tag, params, x_off, y_off, ker
                 ctx.code.scratch_bytes = max(ctx.code.scratch_bytes,
                                              im2col_scratch_bytes(kk, c, rec.kernel[0] * rec.kernel[1]))
             loop.append(f"{kern}(&p_{tag}[k], {xptr}, {wname}, {bname}, {mname}, {sname}, {yptr}, SCRATCH);")
+        for p in params:  # each patch's own shape decides its path
+            ctx.code.dsp_paths |= dsp_paths(p, kern)
     elif isinstance(rec, PoolParams):
         int8_grid(node, g.tensors[ng.inputs[0]])
         kern = "ts_max_pool_s8" if rec.is_max else "ts_avg_pool_s8"

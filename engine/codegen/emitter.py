@@ -47,6 +47,7 @@ class LayerCode:
     wide_extra_bytes: int = 0  # flash of pre-widened weights beyond int8 ones (CodegenOptions.wide_weights)
     conv_eight: bool = False  # a 1x1 conv sized for ts_conv_dsp.c's eight-pixel block (TINYSTUDIO_CONV_EIGHT)
     conv_narrow: bool = False  # one of those with 8 or 16 inputs, even outputs (ts_conv_pwnarrow_dsp.h)
+    dsp_paths: set[str] = field(default_factory=set)  # the switched DSP fast paths it can take (kernelfiles.dsp_paths)
 
 
 class EmitContext:

@@ -112,8 +112,8 @@ def kernel_files(model_sources, own_prefix: str = "") -> tuple[str, ...]:
 def public_header(text: str, dsp_default: bool, model_c: str, codes) -> str:
     """tinystudio_kernels.h for one library: its DSP default, and the kernel copies none of its layers uses
     switched off, so that they cost no code (the Helium kernels' general requantization, the DSP eight-pixel
-    pointwise block and the narrow pointwise loops, as the layers' codes say; a layer that does not qualify
-    runs the same code either way)."""
+    pointwise block and the narrow pointwise loops, as the layers' codes say, and DSP_PATHS by the layers'
+    dsp_paths; a layer that does not qualify runs the same code either way)."""
     codes = list(codes)
     text = text.replace("@USE_DSP_DEFAULT@", "1" if dsp_default else "0")
     if not _GENERAL_REQUANT.search(model_c):
@@ -122,4 +122,43 @@ def public_header(text: str, dsp_default: bool, model_c: str, codes) -> str:
         text = text.replace("#define TINYSTUDIO_CONV_EIGHT 1", "#define TINYSTUDIO_CONV_EIGHT 0")
     if not any(c.conv_narrow for c in codes):
         text = text.replace("#define TINYSTUDIO_CONV_NARROW 1", "#define TINYSTUDIO_CONV_NARROW 0")
+    used = set().union(*(c.dsp_paths for c in codes))
+    for switch in DSP_PATHS:
+        if switch not in used:
+            text = text.replace(f"#define {switch} 1", f"#define {switch} 0")
     return text
+
+
+# The DSP fast paths a library links only when one of its layers can take them (tinystudio_kernels.h).
+DSP_PATHS = ("TINYSTUDIO_CONV_RGB", "TINYSTUDIO_CONV_FIRST", "TINYSTUDIO_DW_SMALL", "TINYSTUDIO_DW_S2",
+             "TINYSTUDIO_DW_GROUP")
+
+
+def dsp_paths(p: dict, kernel: str) -> set[str]:
+    """The switches of DSP_PATHS a call of `kernel` with the ts_conv_params `p` (a dict of its fields) can take,
+    by the C's own tests: ts_conv_rgb_ok, ts_conv_s8_dsp's K % 4 != 0 first-layer test (after rgb; not in
+    ts_conv_s8_w16_dsp), ts_dw_small_fits, ts_dw_s2_ok (after small) and ts_dw_group (whole groups of 4
+    channels that neither those nor ts_dw_planar take). Must mirror the C: a layer missed here runs the general
+    loops (slower, same result)."""
+    full = (p["act_min"], p["act_max"]) == (-128, 127) and not p[REQUANT_FIELD]
+    k33 = p["k_h"] == p["k_w"] == 3 and p["dil_h"] == p["dil_w"] == 1
+    out: set[str] = set()
+    if kernel in ("ts_conv_s8", "ts_conv_s8_w16") and p.get("groups", 1) == 1:
+        if p["in_c"] == 3 and k33 and p["out_c"] >= 2 and full:
+            out.add("TINYSTUDIO_CONV_RGB")
+        else:
+            k_all = p["k_h"] * p["k_w"] * p["in_c"]
+            if kernel == "ts_conv_s8" and k_all % 4 and k_all > 4 and p["per_channel"]:
+                out.add("TINYSTUDIO_CONV_FIRST")
+    elif kernel == "ts_depthwise_conv_s8":
+        h, w, oh, ow = p["in_h"], p["in_w"], p["out_h"], p["out_w"]
+        s1, s2 = p["stride_h"] == p["stride_w"] == 1, p["stride_h"] == p["stride_w"] == 2
+        if (full and k33 and s1 and p["pad_top"] == p["pad_left"] == 1 and (oh, ow) == (h, w)
+                and w in (12, 6, 3) and h >= 2):
+            out.add("TINYSTUDIO_DW_SMALL")
+        elif (full and k33 and s2 and h >= 3 and w >= 3 and 0 <= p["pad_top"] <= 1 and 0 <= p["pad_left"] <= 1
+              and 2 * (oh - 1) - p["pad_top"] + 2 <= h and 2 * (ow - 1) - p["pad_left"] + 2 <= w):
+            out.add("TINYSTUDIO_DW_S2")
+        elif not (full and k33 and s1 and max(oh, ow) >= 6) and p["in_c"] >= 4:  # not ts_dw_planar's
+            out.add("TINYSTUDIO_DW_GROUP")
+    return out

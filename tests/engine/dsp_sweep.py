@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import subprocess
 
+from engine.codegen.kernelfiles import DSP_PATHS, PUBLIC_HEADER
 from tests.engine.test_codegen import DSP
 
 
-def run_host_sweep(lib, tmp_path, source: str, c_files: tuple[str, ...], timeout: float = 120) -> None:
+def run_host_sweep(lib, tmp_path, source: str, c_files: tuple[str, ...], timeout: float = 120,
+                   cflags: tuple[str, ...] = ()) -> None:
     """Compile `source` (t.c) with the library's ts_fixedpoint.c and `c_files`; fail on a warning, a sanitizer
-    report or a non-zero exit (the program prints the first case that differs)."""
+    report or a non-zero exit (the program prints the first case that differs). The switched DSP paths
+    (kernelfiles.DSP_PATHS) are on whatever the library's own layers needed, since a sweep's shapes go beyond
+    them; `cflags` (-D<switch>=0) turns them off to sweep the fallbacks."""
     for name, text in lib.files.items():
+        if name == PUBLIC_HEADER:
+            for switch in DSP_PATHS:
+                text = text.replace(f"#define {switch} 0", f"#define {switch} 1")
         if name.endswith(".h") or name in c_files or name == "ts_fixedpoint.c":
             (tmp_path / name).write_text(text)
     (tmp_path / "t.c").write_text(source)
     exe = tmp_path / "t"
-    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP,
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", *DSP, *cflags,
                         "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-I", str(tmp_path),
                         *(str(tmp_path / f) for f in ("t.c", "ts_fixedpoint.c", *c_files)), "-o", str(exe)],
                        capture_output=True, text=True)

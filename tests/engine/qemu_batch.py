@@ -15,6 +15,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
+from engine.codegen.kernelfiles import DSP_PATHS
 from engine.export.crossbuild import compile_board, compile_library, link_program, run_call
 from engine.export.golden import compare, make_cases, pack_inputs, unpack_outputs
 from engine.export.qemu import STACK_SIZE, run_elf
@@ -22,9 +23,10 @@ from engine.export.targets import core_target, local_cflags
 
 
 # tinystudio_kernels.h of a library turns off the kernel copies none of its layers use (the Helium kernels' general
-# requantization, the DSP eight-pixel pointwise block, the narrow pointwise loops); the merged program keeps them on
-# for the libraries that have such a layer (a layer that does not qualify runs the same code either way).
-_SWITCHES = ("TINYSTUDIO_GENERAL_REQUANT", "TINYSTUDIO_CONV_EIGHT", "TINYSTUDIO_CONV_NARROW")
+# requantization, the DSP eight-pixel pointwise block, the narrow pointwise loops, kernelfiles.DSP_PATHS); the merged
+# program keeps them on for the libraries that have such a layer (a layer that does not qualify runs the same code
+# either way).
+_SWITCHES = ("TINYSTUDIO_GENERAL_REQUANT", "TINYSTUDIO_CONV_EIGHT", "TINYSTUDIO_CONV_NARROW", *DSP_PATHS)
 
 
 def _switches_on(text: str) -> str:

@@ -23,6 +23,7 @@ from engine.codegen import CodegenOptions, generate_library
 from engine.codegen.generate import KERNEL_FILES
 from engine.codegen.hostbuild import (HostBuildError, compile_host, compile_hosts, run_host, kernel_key,
                                        write_library)
+from engine.codegen.kernelfiles import DSP_PATHS
 from engine.errors import GraphError
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import prepare_int8
@@ -186,6 +187,28 @@ def test_mlperf_arena_pointers_and_c_contract(model, mlperf):
     for text in lib.files.values():
         assert lib.stamp["graph_hash"] in text and f"TinyStudio {lib.stamp['version']}" in text
     assert lib.macs == sum(layer["macs"] for layer in lib.layers) > 0
+
+
+# the switched DSP fast paths each MLPerf model's library links (kernelfiles.DSP_PATHS): KWS's convs are neither
+# 3x3 over 3 channels nor small or stride-2 depthwise; VWW has all of those; IC only its 3x3 RGB stem; AD no conv
+MLPERF_PATHS = {"kws": set(), "vww": {"TINYSTUDIO_CONV_RGB", "TINYSTUDIO_DW_SMALL", "TINYSTUDIO_DW_S2"},
+                "ic": {"TINYSTUDIO_CONV_RGB"}, "ad": set()}
+
+
+@needs_gcc
+@pytest.mark.parametrize("model", list(MLPERF))
+def test_mlperf_dsp_path_switches_and_switched_off_paths_stay_bit_exact(model, mlperf, tmp_path):
+    """Which DSP_PATHS a model's library keeps, and that a switch at 0 only costs speed: with every path off (-D
+    overrides the header), the emulated DSP build still gives the reference's bytes (the general loops run)."""
+    g, lib, xs, ref = mlperf[model]
+    header = lib.files["tinystudio_kernels.h"]
+    on = {s for s in DSP_PATHS if f"#define {s} 1" in header}
+    assert on == MLPERF_PATHS[model] and all(f"#define {s} 0" in header for s in set(DSP_PATHS) - on), on
+    wide = generate_library(g, model, options=CodegenOptions(wide_weights=True)).files["tinystudio_kernels.h"]
+    assert {s for s in DSP_PATHS if f"#define {s} 1" in wide} == on
+    off = tuple(f"-D{s}=0" for s in DSP_PATHS)
+    exe = compile_host(lib, tmp_path / "off", sanitize=False, extra_cflags=(*DSP, *off))
+    assert_same(run_host(exe, xs[:20]), ref[:20], f"{model} DSP paths off")
 
 
 def _code_only(text: str) -> str:

@@ -192,3 +192,73 @@ def test_fc_only_bundle_verifies_in_qemu(tmp_path):
     res = export_model(g, "stm32l4r5zi", tmp_path / "fc.zip", verify="qemu", n_inputs=3, name="fc_q")
     assert res.report["verify"]["bit_exact"] is True and res.report["verify"]["mode"] == "qemu"
     assert not [s for s in res.lib.sources if s.startswith(CONV_FAMILIES)]
+
+
+# ---- 4. the switched DSP paths: the generator's prediction is the C's own test ------------------------------
+
+_PATH_PROBE = """#include <stdio.h>
+#include "ts_depthwise_dsp.c"
+#include "ts_conv_rgb_dsp.h"
+int main(void)
+{
+    ts_conv_params p;
+    while (scanf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", &p.in_h, &p.in_w, &p.in_c, &p.out_h,
+                 &p.out_w, &p.out_c, &p.k_h, &p.k_w, &p.stride_h, &p.stride_w, &p.dil_h, &p.dil_w, &p.pad_top,
+                 &p.pad_left, &p.act_min, &p.act_max, &p.per_channel, &p.general_requant) == 18) {
+        const int mode = p.general_requant ? 0 : (p.act_min == -128 && p.act_max == 127 ? 1 : 2);
+        const int small = ts_dw_small_fits(&p, mode), s2 = !small && ts_dw_s2_ok(&p, mode);
+        printf("%d %d %d %d\\n", ts_conv_rgb_ok(&p), small, s2, !small && !s2 && !ts_dw_planar(&p, mode) &&
+               p.in_c >= 4);
+    }
+    return 0;
+}
+"""
+_PROBE_FIELDS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w", "dil_h",
+                 "dil_w", "pad_top", "pad_left", "act_min", "act_max", "per_channel", "general_requant")
+
+
+@needs_gcc
+def test_dsp_paths_mirror_the_c_tests(tmp_path):
+    """kernelfiles.dsp_paths against ts_conv_rgb_ok, ts_dw_small_fits, ts_dw_s2_ok and ts_dw_planar themselves
+    (emulated DSP build), over shapes around every bound of their conditions: a path the generator misses would be switched off
+    (slower), one it invents would only cost code, but either is a mirror gone stale."""
+    import numpy as np
+
+    from engine.codegen.kernelfiles import DSP_PATHS, dsp_paths
+
+    for name in KERNEL_FILES:
+        (tmp_path / name).write_text(template(name))
+    (tmp_path / "probe.c").write_text(_PATH_PROBE)
+    on = ["-DTINYSTUDIO_USE_DSP=1", *(f"-D{s}=1" for s in DSP_PATHS)]
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-w", "-DTINYSTUDIO_EMULATE_DSP", *on, "-I", str(tmp_path),
+                        str(tmp_path / "probe.c"), str(tmp_path / "ts_fixedpoint.c"), "-o", str(tmp_path / "probe")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rng = np.random.default_rng(7)
+    pick = {"in_h": [1, 2, 3, 3, 4, 5, 6, 6, 7, 12, 12, 13], "in_c": [1, 3, 4, 6], "out_c": [1, 2, 8],
+            "k_h": [1, 3, 3, 3, 5], "stride_h": [1, 2], "dil_h": [1, 1, 1, 2], "pad_top": [-1, 0, 1, 1, 1, 2],
+            "act": [(-128, 127)] * 3 + [(-128, 90), (0, 127)], "per_channel": [0, 1], "general_requant": [0, 0, 0, 1]}
+    cases = []
+    for _ in range(4000):
+        p = {k: int(rng.choice(v)) for k, v in pick.items() if k != "act"}
+        p["act_min"], p["act_max"] = pick["act"][rng.integers(len(pick["act"]))]
+        for f in ("in_w", "k_w", "stride_w", "dil_w", "pad_left"):  # mostly square, sometimes not
+            p[f] = p[f.replace("_w", "_h").replace("_left", "_top")]
+            if rng.random() < 0.3:
+                p[f] = int(rng.choice(pick[f.replace("_w", "_h").replace("_left", "_top")]))
+        for o, i, k, s, d, pad in (("out_h", "in_h", "k_h", "stride_h", "dil_h", "pad_top"),
+                                   ("out_w", "in_w", "k_w", "stride_w", "dil_w", "pad_left")):
+            same = (p[i] + 2 * p[pad] - p[d] * (p[k] - 1) - 1) // p[s] + 1   # the size the padding gives
+            p[o] = max(1, same + int(rng.choice([0, 0, 0, 0, 0, -1, 1])))
+        p["groups"] = 1
+        cases.append(p)
+    text = "".join(" ".join(str(p[f]) for f in _PROBE_FIELDS) + "\n" for p in cases)
+    r = subprocess.run([str(tmp_path / "probe")], input=text, capture_output=True, text=True, check=True)
+    hits = np.zeros(4, int)
+    for p, line in zip(cases, r.stdout.splitlines(), strict=True):
+        rgb, small, s2, group = (int(v) for v in line.split())
+        conv, dw = dsp_paths(p, "ts_conv_s8"), dsp_paths(p, "ts_depthwise_conv_s8")
+        assert ("TINYSTUDIO_CONV_RGB" in conv) == bool(rgb), p
+        assert [s in dw for s in DSP_PATHS[2:]] == [bool(small), bool(s2), bool(group)], p
+        hits += (rgb, small, s2, group)
+    assert hits.min() >= 20, hits   # every path taken often enough to mean something

@@ -23,6 +23,7 @@ import pytest
 from engine.codegen import CodegenOptions, generate_library
 from engine.codegen.emit_conv import im2col_scratch_bytes, wide_weight_words
 from engine.codegen.hostbuild import compile_hosts, run_host
+from engine.codegen.kernelfiles import DSP_PATHS
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import elementwise as ew
 from engine.int8.dsp_requant import add_linear_form
@@ -159,6 +160,8 @@ CASES = {
 
 WIDE = [n for n in CASES if n.startswith(("pointwise", "first", "conv_"))]
 
+PATHS_OFF = tuple(f"-D{s}=0" for s in DSP_PATHS)  # kernelfiles.DSP_PATHS, each -D overriding the header
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
@@ -178,7 +181,10 @@ def built(tmp_path_factory):
     d = tmp_path_factory.mktemp("kernels_dsp")
     exes = {"portable": compile_hosts(libs, d / "portable"),
             "dsp": compile_hosts(libs, d / "dsp", extra_cflags=DSP),
-            "dsp_asan_ubsan": compile_hosts(libs, d / "dasan", sanitize=True, extra_cflags=DSP)}
+            "dsp_asan_ubsan": compile_hosts(libs, d / "dasan", sanitize=True, extra_cflags=DSP),
+            # every switched DSP path off: the layers they would take run the fallbacks, the same bytes
+            "dsp_paths_off_asan_ubsan": compile_hosts(libs, d / "off", sanitize=True,
+                                                      extra_cflags=(*DSP, *PATHS_OFF))}
     return cases, exes
 
 
@@ -275,6 +281,8 @@ def test_depthwise_dsp_on_tiny_images_and_any_padding(built, tmp_path):
     cases, _ = built
     lib = cases["dw_width3"][0]
     run_host_sweep(lib, tmp_path, DW_SWEEP, ("ts_depthwise_ref.c", "ts_depthwise_dsp.c"))
+    # the same shapes with the switched paths off (small, stride 2, the 4-channel blocks): the fallbacks
+    run_host_sweep(lib, tmp_path, DW_SWEEP, ("ts_depthwise_ref.c", "ts_depthwise_dsp.c"), cflags=PATHS_OFF)
 
 
 CONV_SWEEP = r"""
@@ -347,6 +355,7 @@ def test_conv_dsp_first_layers_any_shape(built, tmp_path):
     cases, _ = built
     lib = cases["first_3ch_3x3_stride2"][0]
     run_host_sweep(lib, tmp_path, CONV_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
+    run_host_sweep(lib, tmp_path, CONV_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"), cflags=PATHS_OFF)
 
 
 RGB_SWEEP = r"""
@@ -423,6 +432,7 @@ def test_conv_rgb_dsp_any_shape(built, tmp_path):
     assert im2col_scratch_bytes(27, 3, 9) == 816  # the sweeps' scratch
     lib = built[0]["first_3ch_3x3_stride2"][0]
     run_host_sweep(lib, tmp_path, RGB_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"))
+    run_host_sweep(lib, tmp_path, RGB_SWEEP, ("ts_conv_ref.c", "ts_conv_dsp.c", "ts_fc_dsp.c"), cflags=PATHS_OFF)
 
 
 def test_conv_rgb_dsp_sweep_in_qemu_m4(built, tmp_path):

@@ -42,6 +42,27 @@ extern "C" {
 #ifndef TINYSTUDIO_CONV_NARROW
 #define TINYSTUDIO_CONV_NARROW 1
 #endif
+/* Likewise the 3x3-over-3-channels kernel (ts_conv_rgb_dsp.h), the old first-layer assembly for K % 4 != 0
+ * (ts_conv_first_dsp.h), the small-image stride-1 depthwise (ts_depthwise_small_dsp.h, ts_depthwise_srows_dsp.h)
+ * and the stride-2 depthwise (ts_depthwise_s2_dsp.h). At 0 a path's test is constant false, so the compiler
+ * drops its code and its layers run the general DSP loops: a wrong 0 costs speed, never a result. */
+#ifndef TINYSTUDIO_CONV_RGB
+#define TINYSTUDIO_CONV_RGB 1
+#endif
+#ifndef TINYSTUDIO_CONV_FIRST
+#define TINYSTUDIO_CONV_FIRST 1
+#endif
+#ifndef TINYSTUDIO_DW_SMALL
+#define TINYSTUDIO_DW_SMALL 1
+#endif
+#ifndef TINYSTUDIO_DW_S2
+#define TINYSTUDIO_DW_S2 1
+#endif
+/* The depthwise 4-channel blocks (ts_dw_group: ts_depthwise_blocks_dsp.h, the padded copy); at 0 the layers that
+ * would take them run the per-channel loop of the last in_c % 4 channels. */
+#ifndef TINYSTUDIO_DW_GROUP
+#define TINYSTUDIO_DW_GROUP 1
+#endif
 
 #if defined(TINYSTUDIO_EMULATE_DSP) || (defined(__ARM_FEATURE_DSP) && TINYSTUDIO_USE_DSP)
 #define TINYSTUDIO_DSP 1

@@ -280,7 +280,7 @@ void ts_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, c
     static const ts_conv_block_fn first[4] = {ts_conv_block_general, ts_conv_block_first_asm, ts_conv_block_clamp,
                                               ts_conv_block_first_asm};
     const int32_t k_all = p->k_h * p->k_w * p->in_c;
-    if ((k_all & 3) != 0 && k_all > 4 && p->per_channel) {
+    if (TINYSTUDIO_CONV_FIRST && (k_all & 3) != 0 && k_all > 4 && p->per_channel) { /* 0: no such layer */
         ts_conv_any_dsp(p, x, w, bias, multiplier, shift, y, scratch, first, 0, 0);
         return;
     }

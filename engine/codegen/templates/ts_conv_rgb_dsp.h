@@ -28,10 +28,12 @@ typedef struct {
 } ts_rgb_job;
 
 /* The layers this kernel takes (ts_conv_dsp.c dispatches them here): 3x3 over 3 channels, no dilation, at least 2
- * output channels, full-range requantization. */
+ * output channels, full-range requantization; never where the library switched it off (TINYSTUDIO_CONV_RGB,
+ * mirrored by engine/codegen/kernelfiles.py dsp_paths). */
 TS_ALWAYS_INLINE int ts_conv_rgb_ok(const ts_conv_params *p)
 {
-    return p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->out_c >= 2 &&
+    return TINYSTUDIO_CONV_RGB && p->in_c == 3 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
+           p->out_c >= 2 &&
            p->act_min == -128 && p->act_max == 127 && !p->general_requant;
 }
 

@@ -265,36 +265,44 @@ static void ts_dw_group3(const ts_conv_params *p, const int8_t *x, const int8_t 
     }
 }
 
+/* Whether the ring (ts_dw_group3) takes the layer: where widening pays (every input value serves 9 outputs, long
+ * lines), in the full-range form of the MLPerf Tiny models; the other forms keep the 4-channel path. */
+TS_ALWAYS_INLINE int ts_dw_planar(const ts_conv_params *p, int mode)
+{
+    return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
+}
+
 /* Depthwise with multiplier 1: groups of 4 channels on the DSP path, the last in_c % 4 channels portably. */
 void ts_depthwise_conv_s8_dsp(const ts_conv_params *p, const int8_t *x, const int8_t *w, const int32_t *bias,
                               const int32_t *multiplier, const int8_t *shift, int8_t *y)
 {
     const int32_t c_n = p->in_c, c4 = c_n & ~3;
     const int mode = p->general_requant ? 0 : (p->act_min == -128 && p->act_max == 127 ? 1 : 2);
-    /* the ring where widening pays (every input value serves 9 outputs, long lines), in the full-range form of
-     * the MLPerf Tiny models; the other forms keep the 4-channel path */
-    const int planar = mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
-                       p->stride_h == 1 && p->stride_w == 1 &&
-                       (p->out_h > p->out_w ? p->out_h : p->out_w) >= TS_DW_PLANAR_MIN;
+    const int planar = ts_dw_planar(p, mode);
     /* small images at stride 1: ts_dw_group's padded copy */
     const int padded = p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
                        p->stride_w == 1 && p->input_offset > -128 && (p->out_h + 2) * (p->out_w + 2) <= TS_DW_PADDED;
     const int small = ts_dw_small_fits(p, mode); /* before the ring: small SAME images, no padding stored */
     const int s2 = !small && ts_dw_s2_ok(p, mode);
+    /* the channels run in groups of 4: all whole groups, except where ts_dw_group would take them in a library
+     * that switched it off (TINYSTUDIO_DW_GROUP 0: no layer predicted to use it, kernelfiles.dsp_paths), where
+     * every channel takes the per-channel loop below (slower, the same bytes) */
+    const int32_t cg = small || s2 || planar || TINYSTUDIO_DW_GROUP ? c4 : 0;
     int32_t c, b, oh, ow, m, i, j;
     if (small) { /* all groups in one call */
         ts_dw_small(p, x, w, bias, multiplier, shift, y);
     } else if (s2) {
         ts_dw_conv_s2(p, x, w, bias, multiplier, shift, y);
     }
-    for (c = small || s2 ? c4 : 0; c < c4; c += 4) {
+    for (c = small || s2 ? c4 : 0; c < cg; c += 4) {
         if (planar) {
             ts_dw_group3(p, x, w, c, bias, multiplier, shift, y);
-        } else {
+        } else if (TINYSTUDIO_DW_GROUP) { /* (at 0, cg is 0 here: the test lets the compiler drop ts_dw_group) */
             ts_dw_group(p, x, w, c, bias, multiplier, shift, y, mode, padded);
         }
     }
-    for (m = c4; m < c_n; ++m) {
+    for (m = cg; m < c_n; ++m) {
         const int32_t ch = p->per_channel ? m : 0;
         for (b = 0; b < p->batches; ++b) {
             const int8_t *img = x + (size_t)b * p->in_h * p->in_w * c_n;

@@ -154,11 +154,12 @@ static TS_NOINLINE void ts_dw_s2_run(ts_dw_s2case *cs, const int8_t *xq, int32_t
 #endif
 
 /* Whether ts_dw_group_s2 takes the layer: 3x3, stride 2, dilation 1, full-range requantization, an image of at
- * least 3x3 and every window inside or cut by one row and/or column of padding (ts_dw_edge >= 0). */
+ * least 3x3 and every window inside or cut by one row and/or column of padding (ts_dw_edge >= 0); never where the
+ * library switched it off (TINYSTUDIO_DW_S2, mirrored by engine/codegen/kernelfiles.py dsp_paths). */
 TS_ALWAYS_INLINE int ts_dw_s2_ok(const ts_conv_params *p, int mode)
 {
-    return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 && p->dil_h == 1 &&
-           p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3 && p->pad_top >= 0 && p->pad_top <= 1 &&
+    return TINYSTUDIO_DW_S2 && mode == 1 && p->k_h == 3 && p->k_w == 3 && p->stride_h == 2 && p->stride_w == 2 &&
+           p->dil_h == 1 && p->dil_w == 1 && p->in_h >= 3 && p->in_w >= 3 && p->pad_top >= 0 && p->pad_top <= 1 &&
            p->pad_left >= 0 && p->pad_left <= 1 && 2 * (p->out_h - 1) - p->pad_top + 2 <= p->in_h &&
            2 * (p->out_w - 1) - p->pad_left + 2 <= p->in_w;
 }

@@ -24,10 +24,12 @@
 
 /* Whether the small-image path takes the layer (mode: ts_depthwise_conv_s8_dsp's requantization form): the
  * widths that have assembly (VWW's 12, 6 and 3; ts_dw_small4 picks one of the three), at least 2 rows (the
- * first and the last output row are different rows). */
+ * first and the last output row are different rows); never where the library switched it off (TINYSTUDIO_DW_SMALL,
+ * mirrored by engine/codegen/kernelfiles.py dsp_paths). */
 TS_ALWAYS_INLINE int ts_dw_small_fits(const ts_conv_params *p, int mode)
 {
-    return mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == 1 &&
+    return TINYSTUDIO_DW_SMALL && mode == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
+           p->stride_h == 1 &&
            p->stride_w == 1 && p->pad_top == 1 && p->pad_left == 1 && p->out_h == p->in_h &&
            p->out_w == p->in_w && (p->in_w == 12 || p->in_w == 6 || p->in_w == 3) && p->in_h >= 2;
 }
