@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.codegen import generate_library  # noqa: E402
 from engine.export.crossbuild import measure_footprint  # noqa: E402
 from engine.importers.tflite_import import load_tflite  # noqa: E402
-from hwmodels.estimate import layer_work  # noqa: E402
+from hwmodels.estimate import CODE_PATHS, code_kernel_types, layer_work  # noqa: E402
 from hwmodels.mcu import get_mcu  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,9 @@ MLPERF_MODELS = {"kws": "kws_ref_model.tflite", "vww": "vww_96_int8.tflite", "ic
 ZOO = ("zoo:lenet5", "zoo:micro_speech", "zoo:mobilenetv2?width=0.35&resolution=32", "zoo:sensor_cnn1d",
        "zoo:ic_resnet8")
 FREE = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")  # views: no code
-APART = ("Conv", "depthwise", "Add")  # kernel types sized on their own (the DSP variants make them large)
+# kernel types sized on their own (the DSP variants make them large), and the DSP paths linked only where a layer
+# takes them (hwmodels.estimate.CODE_PATHS)
+APART = ("Conv", "depthwise", "Add", *CODE_PATHS)
 
 
 def graphs() -> dict:
@@ -44,7 +46,7 @@ def graphs() -> dict:
 
 
 def kernel_types(work) -> set[str]:
-    return {"depthwise" if w.kind == "depthwise" else w.op for w in work if w.kind != "noop" and w.op not in FREE}
+    return code_kernel_types([w for w in work if w.op not in FREE])
 
 
 def fit(texts: dict, works: dict) -> dict:
@@ -79,7 +81,9 @@ def write(f: dict, texts: dict, measured_note: str, errors: str) -> None:
             f"benchmarks/code_size_fit.py): {measured_note}. Non-negative least-squares fit on these nine builds, "
             f"relative to each ({errors}): {r['fixed_bytes']} B shared (requantization helpers, init), "
             f"{r['Conv']} B for the conv kernel, {r['depthwise']} B for the depthwise kernel, {r['Add']} B for ADD "
-            f"(their DSP variants), {r['per_op_type_bytes']} B per other kernel type, none for views, "
+            f"(their DSP variants); on top of those, for the DSP paths linked only where a layer takes them: "
+            + ", ".join(f"{p} {r[p]} B" for p in CODE_PATHS) + "; "
+            f"{r['per_op_type_bytes']} B per other kernel type, none for views, "
             f"{r['per_node_bytes']} B per layer (parameter set-up and the call). Portable-only builds are smaller.")
     body = "[code]\n" + "".join(f"# {ln}\n" for ln in textwrap.wrap(note, 112, break_on_hyphens=False))
     keep = re.search(r"^# Flash data.*?(?=^fixed_bytes)", text, re.S | re.M)  # the weights note stays

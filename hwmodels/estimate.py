@@ -58,6 +58,8 @@ class LayerWork:
     kernel_taps: int  # kH * kW of a conv, 1 otherwise
     quant_channels: int  # output channels whose requantization data the runtime keeps (quantized conv/FC)
     in_channels: int
+    stride: int = 1  # of a conv (the larger of its two)
+    out_width: int = 0  # output columns of a conv
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def layer_work(graph: Graph) -> list[LayerWork]:
         dtype = (acts[0] if acts else ctx.outs[0]).dtype
         out_elems = sum(t.size for t in ctx.outs)
         kind, column, elements, taps, chans, cin = "elementwise", 0, out_elems, 1, 0, 0
+        stride, out_width = 1, 0
         if ctx.op.is_noop:
             kind = "noop"
         elif ctx.op.is_view:
@@ -172,6 +175,8 @@ def layer_work(graph: Graph) -> list[LayerWork]:
             chans = _channels(ctx.outs[0].shape, layout) if dtype not in FLOAT_DTYPES else 0
             kind = ctx.op.cost_kind_of(ctx)  # conv, or Conv's depthwise / pointwise
             column = taps if kind == "depthwise" else max(1, cin // g_) * taps
+            stride = max([int(s) for s in (ctx.attr("strides") or [1])] or [1])
+            out_width = int(ctx.outs[0].shape[-1 if layout == "NCHW" else -2]) if len(ctx.outs[0].shape) >= 3 else 1
         elif node.op in _FC:
             kind = "fc"
             a = ctx.ins[0].shape
@@ -190,7 +195,8 @@ def layer_work(graph: Graph) -> list[LayerWork]:
                 elements = ctx.ins[0].size
         elif node.op in _SOFTMAX:
             kind = "softmax"
-        out.append(LayerWork(r.name, node.op, kind, int(r.macs), int(column), int(elements), dtype, taps, chans, cin))
+        out.append(LayerWork(r.name, node.op, kind, int(r.macs), int(column), int(elements), dtype, taps, chans, cin,
+                             stride, out_width))
     return out
 
 
@@ -301,11 +307,30 @@ def scratch_bytes(work: list[LayerWork], runtime: Runtime) -> int:
     return max((layer_scratch_bytes(w, runtime) for w in work), default=0)
 
 
+# Kernel paths whose code a library links only when a layer takes them (tinystudio-c's DSP switches,
+# engine.codegen.kernelfiles.dsp_paths), told apart by shape alone: a profile that sizes them counts them on
+# top of their op type's kernel.
+CODE_PATHS = {
+    "ConvRGB": lambda w: w.kind == "conv" and w.in_channels == 3 and w.kernel_taps == 9,
+    "ConvNarrow": lambda w: w.kind == "pointwise" and w.in_channels in (8, 16) and w.stride == 1,
+    "DepthwiseSmall": lambda w: (w.kind == "depthwise" and w.kernel_taps == 9 and w.stride == 1
+                                 and w.out_width in (3, 6, 12)),
+    "DepthwiseS2": lambda w: w.kind == "depthwise" and w.kernel_taps == 9 and w.stride == 2,
+}
+
+
+def code_kernel_types(work: list[LayerWork], sized=None) -> set[str]:
+    """The kernel types a library of these layers links: one per distinct op type (depthwise its own), plus the
+    CODE_PATHS its layers take (only those in `sized`, the profile's op_type_bytes; all when None)."""
+    types = {"depthwise" if w.kind == "depthwise" else w.op for w in work if w.kind != "noop"}
+    return types | {p for p, takes in CODE_PATHS.items() if (sized is None or p in sized) and any(map(takes, work))}
+
+
 def code_bytes(work: list[LayerWork], runtime: Runtime) -> int:
     """Runtime code in flash: fixed part + one kernel per distinct op type (depthwise is its own kernel; a
-    profile may size some types apart) + per-layer code where the profile gives it."""
-    types = {"depthwise" if w.kind == "depthwise" else w.op for w in work if w.kind != "noop"}
+    profile may size some types and kernel paths apart) + per-layer code where the profile gives it."""
     sized = dict(runtime.code_op_type_bytes)
+    types = code_kernel_types(work, sized)
     nodes = sum(1 for w in work if w.kind != "noop")
     return (runtime.code_fixed_bytes + sum(sized.get(t, runtime.code_per_op_type_bytes) for t in types)
             + runtime.code_per_node_bytes * nodes)

@@ -40,7 +40,7 @@ def test_profile_against_the_measured_mlperf_exports(rows):
            for r in rows if abs(r.error) > TOL[r.what]]
     assert not bad, "\n".join(bad)
     ram = {r.model: r.measured for r in rows if r.what == "ram_bytes"}
-    assert ram == {"kws": 18_368, "vww": 58_696, "ic": 54_264, "ad": 1_024}  # measured (runtime_tsc_measure.py)
+    assert ram == {"kws": 18_360, "vww": 58_688, "ic": 54_256, "ad": 1_024}  # measured (runtime_tsc_measure.py)
 
 
 def _deployed(spec: str):
@@ -107,14 +107,14 @@ def test_issue_model_fits_an_esp32s3_as_deployed():
     parts = dict(est.ram_parts)
     assert est.fits and parts["arena"] == prof.plan.arena_bytes == 311_040
     # no interpreter state: the stack of the depthwise DSP kernel and alignment, the largest 1x1 conv's im2col
-    assert parts["persistent"] == 8 + 1344 and parts["scratch"] == 8 * 336 and parts["io"] == 0
+    assert parts["persistent"] == 8 + 1336 and parts["scratch"] == 8 * 336 and parts["io"] == 0
     assert est.ram_bytes == pytest.approx(314_428, rel=0.01)  # measured: the STM32H743ZI export's RAM
 
 
 def test_optional_fields_default_to_zero_and_are_checked():
     assert get_runtime("tflm-cmsis-nn").ram_stack_bytes == 0 and get_runtime("esp-nn").code_op_type_bytes == ()
-    assert dict(RT.ram_stack_bytes_by_kind) == {"depthwise": 1344, "elementwise": 504}
-    assert dict(RT.code_op_type_bytes)["Conv"] == 10508
+    assert dict(RT.ram_stack_bytes_by_kind) == {"depthwise": 1336, "elementwise": 496}
+    assert dict(RT.code_op_type_bytes)["Conv"] == 7894
     doc = tomllib.loads(Path(RT.path).read_text())
     doc["ram"]["stack_bytes_by_kind"] = {"depthwise": -1}
     with pytest.raises(TinyStudioError, match=r"rt\.toml: field 'ram\.stack_bytes_by_kind\.depthwise' must not be"):
