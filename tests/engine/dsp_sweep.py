@@ -29,3 +29,28 @@ def run_host_sweep(lib, tmp_path, source: str, c_files: tuple[str, ...], timeout
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+
+
+def run_qemu_sweep(lib, tmp_path, source: str, timeout: float = 300) -> None:
+    """The same kind of program on QEMU mps2-an386 (Cortex-M4) with the real instructions, every switched DSP
+    path on as for the host sweep; the program's exit status is the verdict (3: a case differs)."""
+    import pytest
+
+    import importlib
+
+    from engine.export import qemu
+    from hwmodels.mcu import get_mcu
+
+    vq = importlib.import_module("engine.export.verify_qemu")  # the package re-exports a function of that name
+
+    mcu = get_mcu("stm32l4r5zi")
+    why = vq.qemu_unavailable(mcu)
+    if why:
+        pytest.skip(why)
+    target = vq.core_target(mcu)
+    cflags = vq.local_cflags(target.cflags)
+    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1", *(f"-D{s}=1" for s in DSP_PATHS)))
+    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
+    elf = vq.link_program("#define SWEEP_TARGET 1\n" + source, "sweep", objs, board_objs, ld, cflags, tmp_path)
+    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=timeout)
+    assert run.rc == 0, (run.rc, run.stderr[-500:])

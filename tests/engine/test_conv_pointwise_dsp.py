@@ -17,8 +17,8 @@ import pytest
 from engine.codegen import generate_library
 from engine.codegen.emit_conv import im2col_scratch_bytes
 from engine.importers.tflite_import import load_tflite
-from tests.engine.dsp_sweep import run_host_sweep
-from tests.engine.test_kernels_dsp import CASES, _qemu_missing
+from tests.engine.dsp_sweep import run_host_sweep, run_qemu_sweep
+from tests.engine.test_kernels_dsp import CASES
 
 SWEEP = r"""
 #include <string.h>
@@ -116,23 +116,8 @@ def test_eight_pixel_limit_matches_the_kernel():
 
 
 def test_pointwise_sweep_in_qemu_m4(tmp_path):
-    why = _qemu_missing()
-    if why:
-        pytest.skip(why)
-    from engine.export import qemu
-    from hwmodels.mcu import get_mcu
-    import importlib
-
-    vq = importlib.import_module("engine.export.verify_qemu")
     _, lib = _library()
-    target = vq.core_target(get_mcu("stm32l4r5zi"))
-    cflags = vq.local_cflags(target.cflags)
-    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1",))
-    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
-    elf = vq.link_program("#define SWEEP_TARGET 1\n" + _sweep_source(), "sweep", objs, board_objs, ld, cflags,
-                          tmp_path)
-    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=600)
-    assert run.rc == 0, (run.rc, run.stderr[-500:])
+    run_qemu_sweep(lib, tmp_path, _sweep_source(), timeout=600)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")

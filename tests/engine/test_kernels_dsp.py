@@ -27,7 +27,7 @@ from engine.codegen.kernelfiles import DSP_PATHS
 from engine.importers.tflite_import import load_tflite
 from engine.int8 import elementwise as ew
 from engine.int8.dsp_requant import add_linear_form
-from tests.engine.dsp_sweep import run_host_sweep
+from tests.engine.dsp_sweep import run_host_sweep, run_qemu_sweep
 from tests.engine.test_codegen import DSP, assert_same, reference
 from tests.engine.test_int8 import DATA, MLPERF, Model, conv_model, pool_model
 
@@ -438,22 +438,8 @@ def test_conv_rgb_dsp_any_shape(built, tmp_path):
 def test_conv_rgb_dsp_sweep_in_qemu_m4(built, tmp_path):
     """The same sweep on QEMU mps2-an386 with the real instructions: the naked channel-pair assembly, the STRD and
     PKHTB widening, which the emulated host build does not compile. Exit 3: a mismatch."""
-    why = _qemu_missing()
-    if why:
-        pytest.skip(why)
-    from engine.export import qemu
-    from hwmodels.mcu import get_mcu
-    import importlib
-
-    vq = importlib.import_module("engine.export.verify_qemu")
     lib = built[0]["first_3ch_3x3_stride2"][0]
-    target = vq.core_target(get_mcu("stm32l4r5zi"))
-    cflags = vq.local_cflags(target.cflags)
-    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1",))
-    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
-    elf = vq.link_program("#define SWEEP_TARGET 1\n" + RGB_SWEEP, "sweep", objs, board_objs, ld, cflags, tmp_path)
-    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=300)
-    assert run.rc == 0, (run.rc, run.stderr[-500:])
+    run_qemu_sweep(lib, tmp_path, RGB_SWEEP)
 
 
 PW_SWEEP = r"""
@@ -550,44 +536,16 @@ def test_conv_narrow_pointwise_sweep_in_qemu_m4(built, tmp_path):
     """The same sweep on QEMU mps2-an386 with the real instructions: ts_conv_pwnarrow_dsp.h's assembly (K = 8
     and 16, chunks, the sentinel shift, per-tensor constants, batches), which the emulated build does not run.
     Exit 3: a mismatch."""
-    why = _qemu_missing()
-    if why:
-        pytest.skip(why)
-    from engine.export import qemu
-    from hwmodels.mcu import get_mcu
-    import importlib
-
-    vq = importlib.import_module("engine.export.verify_qemu")
     lib = built[0]["pointwise8_narrow_k8_c10"][0]
-    target = vq.core_target(get_mcu("stm32l4r5zi"))
-    cflags = vq.local_cflags(target.cflags)
-    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1",))
-    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
-    elf = vq.link_program("#define SWEEP_TARGET 1\n" + PW_SWEEP, "sweep", objs, board_objs, ld, cflags, tmp_path)
-    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=300)
-    assert run.rc == 0, (run.rc, run.stderr[-500:])
+    run_qemu_sweep(lib, tmp_path, PW_SWEEP)
 
 
 def test_depthwise_dsp_sweep_in_qemu_m4(built, tmp_path):
     """The same sweep on QEMU mps2-an386 with the real DSP instructions: the inline assembly of the widened ring
     (steps of 4 outputs, single outputs, the paired fill) and of the 4-channel path, which the emulated host
     build does not run (the MLPerf models reach only some of its line lengths). Exit 3: a mismatch."""
-    why = _qemu_missing()
-    if why:
-        pytest.skip(why)
-    from engine.export import qemu
-    from hwmodels.mcu import get_mcu
-    import importlib
-
-    vq = importlib.import_module("engine.export.verify_qemu")
     lib = built[0]["dw_width3"][0]
-    target = vq.core_target(get_mcu("stm32l4r5zi"))
-    cflags = vq.local_cflags(target.cflags)
-    objs = vq.compile_library(lib, cflags, tmp_path, ("-DTINYSTUDIO_USE_DSP=1",))
-    board_objs, ld = vq.compile_board(target.board, cflags, tmp_path)
-    elf = vq.link_program("#define SWEEP_TARGET 1\n" + DW_SWEEP, "sweep", objs, board_objs, ld, cflags, tmp_path)
-    run = qemu.run_elf(target.board.machine, elf, cwd=tmp_path, timeout=300)
-    assert run.rc == 0, (run.rc, run.stderr[-500:])
+    run_qemu_sweep(lib, tmp_path, DW_SWEEP)
 
 
 def test_wide_weight_words_layout():
