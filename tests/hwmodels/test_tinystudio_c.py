@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from engine.codegen import generate_library
+from engine.codegen.emit_conv import im2col_scratch_bytes
 from engine.deployed import graph_at_precision
 from engine.errors import TinyStudioError
 from engine.profile import profile_graph
 from engine.zoo import build_zoo_model
 from hwmodels.calibration import tinystudio_c_rows
-from hwmodels.estimate import layer_cycles, layer_work, scratch_bytes
+from hwmodels.estimate import LayerWork, layer_cycles, layer_scratch_bytes, layer_work, scratch_bytes
 from hwmodels.mcu import get_mcu
 from hwmodels.runtime import get_runtime, parse_runtime
 
@@ -54,6 +55,15 @@ def test_scratch_is_the_code_generators(spec):
     g = _deployed(spec)
     lib = generate_library(g, "m")
     assert scratch_bytes(layer_work(g), RT) == lib.stamp["scratch_bytes"]
+
+
+@pytest.mark.parametrize("c,taps", [(3, 9), (3, 25), (1, 9), (4, 9), (8, 1), (3, 1)])
+def test_layer_scratch_mirrors_the_generators_rule(c, taps):
+    """[scratch] of tinystudio-c.toml against emit_conv.im2col_scratch_bytes layer by layer, the 3x3x3 kernel's
+    816-byte minimum included (no zoo model's largest scratch is a 3x3x3 conv, so the test above misses it)."""
+    kind = "pointwise" if taps == 1 else "conv"
+    w = LayerWork("l", "Conv", kind, 0, c * taps, 0, "int8", taps, 8, c)
+    assert layer_scratch_bytes(w, RT) == im2col_scratch_bytes(c * taps, c, taps)
 
 
 def _footprint(g):
